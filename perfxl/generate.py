@@ -1,0 +1,457 @@
+"""Generate stage: a spec → blank .xlsx forms (xlsxwriter).
+
+Every input cell carries a defined name (`f_<field>`, tables `t_<table>` over their body); names are
+sheet-scoped when a workbook holds several project sheets, so a copied sheet brings its own. A hidden
+sheet `_perfxl` holds the stamp (template, version, fingerprint, region, year, unit) and the lists the
+cascading dropdowns use; the same stamp is kept in the custom document properties.
+
+For a batch, each distinct (region, project count) is rendered once with token placeholders for the unit;
+each unit's copy only patches its strings into `sharedStrings.xml` and `docProps/custom.xml`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import xlsxwriter
+
+from . import __version__
+from .errors import OutputError, PerfxlError
+from .files import ensure_writable_dir, safe_filename, write_bytes_atomic
+from .roster import Unit
+from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec
+
+STAMP_SHEET = "_perfxl"
+STAMP_KEYS = ("template", "version", "fingerprint", "region", "year", "unit_code", "unit_name", "projects", "perfxl")
+GUIDE_SHEET = "填表说明"
+LIST_COLUMN = 3  # dropdown lists start in column D of the stamp sheet
+SUM_TOLERANCE = 0.005
+_FIXED_TIME = datetime(2000, 1, 1)  # deterministic output: same inputs, same bytes
+
+NUMBER_FORMATS = {"money": "#,##0.00", "number": "#,##0.00##", "integer": "#,##0", "percent": "0.00%",
+                  "date": "yyyy-mm-dd"}
+FILL_INPUT = "#FFF7D6"
+FILL_REQUIRED_EMPTY = "#FFD9D9"
+FILL_LABEL = "#EEF2F7"
+
+
+class _Formats:
+    def __init__(self, wb: xlsxwriter.Workbook):
+        self.wb = wb
+        self._cache: dict[tuple, object] = {}
+        base = {"font_name": "宋体", "font_size": 10, "valign": "vcenter", "text_wrap": True}
+        self.base = base
+
+    def get(self, **props):
+        key = tuple(sorted(props.items()))
+        if key not in self._cache:
+            self._cache[key] = self.wb.add_format({**self.base, **props})
+        return self._cache[key]
+
+    def title(self):
+        return self.get(bold=True, font_size=16, align="center", locked=True)
+
+    def text(self, align="left"):
+        return self.get(align=align, locked=True)
+
+    def section(self):
+        return self.get(bold=True, locked=True, border=1, bg_color=FILL_LABEL)
+
+    def label(self):
+        return self.get(locked=True, border=1, bg_color=FILL_LABEL, align="center")
+
+    def header(self):
+        return self.get(bold=True, locked=True, border=1, bg_color=FILL_LABEL, align="center")
+
+    def input(self, kind: str):
+        props = {"locked": False, "border": 1, "bg_color": FILL_INPUT}
+        if kind in NUMBER_FORMATS:
+            props["num_format"] = NUMBER_FORMATS[kind]
+            props["align"] = "right" if kind != "date" else "center"
+        else:
+            props["num_format"] = "@"  # text, so "=100%" or "≥95%" stays what the clerk typed
+            props["align"] = "left"
+        return self.get(**props)
+
+    def check(self):
+        return self.get(locked=True, italic=True, font_color="#7F3F00", text_wrap=False)
+
+
+def _ok(code: int, what: str) -> None:
+    # xlsxwriter reports bad calls by return code, silently dropping them: never let one pass.
+    if code not in (0, None):
+        raise PerfxlError(f"internal error writing the form ({what}): xlsxwriter returned {code}")
+
+
+def _column_kind(col_type: str) -> str:
+    return col_type if col_type in NUMBER_FORMATS else "text"
+
+
+def _abs(row: int, col: int) -> str:
+    name = cell_name(row, col)
+    letters = name.rstrip("0123456789")
+    return f"${letters}${name[len(letters):]}"
+
+
+def _quote_sheet(title: str) -> str:
+    return "'" + title.replace("'", "''") + "'"
+
+
+@dataclass
+class _Lists:
+    """Dropdown sources on the stamp sheet: level 1 names in a row, each one's level 2 list below it."""
+
+    level1_range: str | None = None
+    level2_anchor: str | None = None
+    level2_height: int = 0
+
+
+def _write_stamp_sheet(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats) -> _Lists:
+    ws = wb.add_worksheet(STAMP_SHEET)
+    ws.hide()
+    values = {"template": spec.template, "version": spec.version, "fingerprint": spec.fingerprint,
+              "region": spec.region, "year": str(spec.year), "unit_code": unit.get("code", ""),
+              "unit_name": unit.get("name", ""), "projects": str(projects), "perfxl": __version__}
+    _ok(ws.write_string(0, 0, "perfxl-stamp"), "stamp")
+    for i, key in enumerate(STAMP_KEYS, start=1):
+        _ok(ws.write_string(i, 0, key), "stamp")
+        _ok(ws.write_string(i, 1, str(values[key])), "stamp")
+    lists = _Lists()
+    table = spec.indicator_table()
+    if table is not None:
+        hierarchy = table.indicator.hierarchy
+        level1 = list(hierarchy.levels)
+        for j, name in enumerate(level1):
+            _ok(ws.write_string(0, LIST_COLUMN + j, name), "lists")
+            for i, sub in enumerate(hierarchy.levels[name], start=1):
+                _ok(ws.write_string(i, LIST_COLUMN + j, sub), "lists")
+        sheet = _quote_sheet(STAMP_SHEET)
+        lists.level1_range = f"={sheet}!{_abs(0, LIST_COLUMN)}:{_abs(0, LIST_COLUMN + len(level1) - 1)}"
+        lists.level2_anchor = f"{sheet}!{_abs(1, LIST_COLUMN - 1)}"
+        lists.level2_height = max([len(v) for v in hierarchy.levels.values()] + [1])
+    ws.protect("", {"select_locked_cells": False})
+    for key, value in values.items():
+        wb.set_custom_property(f"perfxl.{key}", str(value))
+    return lists
+
+
+def _write_guide(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats) -> None:
+    ws = wb.add_worksheet(GUIDE_SHEET)
+    ws.set_column(0, 0, 100)
+    lines = [
+        (spec.title, fmt.title()),
+        (f"{spec.year}年度 · {unit.get('name', '')}（{unit.get('code', '')}）", fmt.text("center")),
+        ("填表说明", fmt.section()),
+        ("1. 浅黄色单元格为填写区域，其余单元格已锁定；红色底色表示必填项尚未填写。", fmt.text()),
+        (f"2. 金额单位：{spec.money_unit}。数字请直接填写，可带千分位；指标值可写作 ≥95%、≤12小时、＝1套 或 定性描述。", fmt.text()),
+        ("3. 表格行数不够时，可在表格中间插入行（右键 → 插入），不要在表格以外另起表格。", fmt.text()),
+        ("4. 合计右侧的提示会即时显示分项之和是否相符；请在报送前消除所有“✗”提示。", fmt.text()),
+    ]
+    if spec.multi_project:
+        lines.append((f"5. 本工作簿含 {projects} 个项目工作表。项目不够时，右键点击任一项目工作表标签 → "
+                      "移动或复制 → 勾选“建立副本”，再在副本中填写新项目。", fmt.text()))
+    lines.append(("请勿删除隐藏工作表，也不要修改工作表中的公式；本表由 perfxl 生成，汇总时据此自动识别。", fmt.text()))
+    for i, (text, style) in enumerate(lines):
+        _ok(ws.write_string(i, 0, text, style), "guide")
+        ws.set_row(i, 30 if i == 0 else 22)
+    ws.protect("", {"select_locked_cells": True})
+
+
+def _field_validation(field, lists: _Lists) -> dict | None:
+    prompt = {"input_title": field.label.rstrip("：: ")[:32], "input_message": (field.help or "")[:255]}
+    if not prompt["input_message"]:
+        prompt["input_message"] = "必填" if field.required else "选填"
+    if field.type in {"choice", "tick"}:
+        return {"validate": "list", "source": list(field.choices), **prompt}
+    if field.type in {"money", "number", "percent"}:
+        lo = field.min if field.min is not None else -1e15
+        hi = field.max if field.max is not None else 1e15
+        return {"validate": "decimal", "criteria": "between", "minimum": lo, "maximum": hi,
+                "error_title": "数值超出范围", "error_message": f"请填写 {lo:g} 到 {hi:g} 之间的数字", **prompt}
+    if field.type == "integer":
+        lo = int(field.min if field.min is not None else 0)
+        hi = int(field.max if field.max is not None else 10**9)
+        return {"validate": "integer", "criteria": "between", "minimum": lo, "maximum": hi,
+                "error_title": "请填写整数", "error_message": f"请填写 {lo} 到 {hi} 之间的整数", **prompt}
+    if field.type == "date":
+        # A clerk may type "2022年"; warn rather than refuse, the validator reads such text.
+        return {"validate": "date", "criteria": "between", "minimum": datetime(1990, 1, 1),
+                "maximum": datetime(2100, 12, 31), "error_type": "warning",
+                "error_message": "请填写日期，例如 2022-01-01", **prompt}
+    if field.type in {"text", "longtext", "phone", "code", "daterange"}:
+        limit = field.max_length or 32767
+        return {"validate": "length", "criteria": "<=", "value": limit, "error_type": "warning",
+                "error_message": f"最多 {limit} 个字符", **prompt}
+    return None
+
+
+def _write_value(ws, row, col, value, style, ftype):
+    if value is None or value == "":
+        return ws.write_blank(row, col, None, style)
+    if ftype in NUMERIC_TYPES and isinstance(value, int | float) and not isinstance(value, bool):
+        return ws.write_number(row, col, value, style)
+    if ftype in NUMERIC_TYPES:
+        try:
+            return ws.write_number(row, col, float(str(value).replace(",", "")), style)
+        except ValueError:
+            pass
+    return ws.write_string(row, col, str(value), style)
+
+
+def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scoped: bool) -> None:
+    lay = layout(spec)
+    title = ws.get_name()
+    sheet_ref = _quote_sheet(title)
+    for i, width in enumerate(spec.widths):
+        ws.set_column(i, i, width)
+    ws.set_column(lay.check_column, lay.check_column, 34)
+    for row, height in lay.row_heights.items():
+        ws.set_row(row, height)
+
+    def name(local: str, ref: str) -> None:
+        full = f"{sheet_ref}!{local}" if scoped else local
+        _ok(wb.define_name(full, f"={sheet_ref}!{ref}"), f"name {local}")
+
+    def place(p, value, style, ftype="text"):
+        if (p.row, p.col) != (p.last_row, p.last_col):
+            _ok(ws.merge_range(p.row, p.col, p.last_row, p.last_col, "", style), "merge")
+        _ok(_write_value(ws, p.row, p.col, value, style, ftype), f"cell {cell_name(p.row, p.col)}")
+
+    required_cells: list[tuple[int, int, int, int]] = []
+    for p in lay.placements:
+        if p.kind == "title":
+            place(p, p.text, fmt.title())
+        elif p.kind == "text":
+            place(p, p.text, fmt.text(p.style or "left"))
+        elif p.kind == "section":
+            place(p, p.text, fmt.section())
+        elif p.kind in {"label", "header"}:
+            place(p, p.text, fmt.header() if p.kind == "header" else fmt.label())
+        elif p.kind == "input":
+            field = spec.fields[p.field]
+            place(p, field.default, fmt.input(field.type), field.type)
+            name(field.name, _abs(p.row, p.col))
+            rule = _field_validation(field, lists)
+            if rule:
+                _ok(ws.data_validation(p.row, p.col, p.row, p.col, rule), f"validation {field.id}")
+            if field.required:
+                required_cells.append((p.row, p.col, p.last_row, p.last_col))
+        elif p.kind == "ticks":
+            field = spec.fields[p.field]
+            at = cell_name(*lay.fields[field.id])
+            parts = [f'IF({at}="{c}","√","□")&"{c}"' for c in field.choices]
+            formula = "=" + '&"    "&'.join(parts)
+            shown = "    ".join(f"□{c}" for c in field.choices if c != field.default)
+            _ok(ws.merge_range(p.row, p.col, p.last_row, p.last_col, "", fmt.text()), "merge")
+            _ok(ws.write_formula(p.row, p.col, formula, fmt.text(), shown), "ticks")
+        elif p.kind == "cell":
+            table = spec.tables[p.table]
+            col = table.column(p.column)
+            style = fmt.input(_column_kind(col.type))
+            pos = lay.tables[table.id]
+            index = p.row - pos.first_row
+            value = ""
+            col_index = [c.id for c in table.columns].index(col.id)
+            if index < len(table.prefill) and col_index < len(table.prefill[index]):
+                value = table.prefill[index][col_index]
+            place(p, value, style, col.type)
+
+    for table in spec.tables.values():
+        pos = lay.tables[table.id]
+        name(table.name, f"{_abs(pos.first_row, 0)}:{_abs(pos.last_row, spec.width - 1)}")
+        for col in table.columns:
+            c = pos.columns[col.id]
+            prompt = {"input_title": col.label[:32], "input_message": (col.help or col.label)[:255]}
+            rule = None
+            ind = table.indicator
+            if ind and col.id == ind.level1 and lists.level1_range:
+                rule = {"validate": "list", "source": lists.level1_range, "error_type": "warning",
+                        "error_message": "一级指标不在本表的指标体系中", **prompt}
+            elif ind and col.id == ind.level2 and lists.level2_anchor:
+                l1 = cell_name(pos.first_row, pos.columns[ind.level1])
+                l1 = "$" + l1.rstrip("0123456789") + l1[len(l1.rstrip("0123456789")):]
+                match = f"MATCH({l1},{lists.level1_range[1:]},0)"
+                source = (f"=OFFSET({lists.level2_anchor},0,{match},"
+                          f"MAX(1,COUNTA(OFFSET({lists.level2_anchor},0,{match},{lists.level2_height},1))),1)")
+                rule = {"validate": "list", "source": source, "error_type": "warning",
+                        "error_message": "二级指标与一级指标不对应", **prompt}
+            elif col.choices:
+                rule = {"validate": "list", "source": list(col.choices), **prompt}
+            elif col.type in {"money", "number"}:
+                rule = {"validate": "decimal", "criteria": ">=", "value": 0,
+                        "error_title": "请填写数字", "error_message": "金额应为不小于 0 的数字", **prompt}
+            elif col.type == "target":
+                rule = {"validate": "any", **prompt}
+            if rule:
+                _ok(ws.data_validation(pos.first_row, c, pos.last_row, c, rule), f"validation {table.id}.{col.id}")
+
+    red = wb.add_format({"bg_color": FILL_REQUIRED_EMPTY})
+    for r1, c1, r2, c2 in required_cells:
+        _ok(ws.conditional_format(r1, c1, r2, c2, {"type": "blanks", "format": red}), "required shading")
+
+    _write_live_checks(ws, spec, lay, fmt, red)
+    _print_setup(ws, spec, lay)
+
+
+def _write_live_checks(ws, spec: Spec, lay, fmt: _Formats, red) -> None:
+    """Compile the arithmetic rules Excel can express: a check cell beside each total, red parts."""
+    checks: dict[int, list[tuple[str, str]]] = {}
+    for rule in spec.rules:
+        if rule.kind == "field_sum":
+            total = cell_name(*lay.fields[rule.params["total"]])
+            parts = ",".join(cell_name(*lay.fields[p]) for p in rule.params["parts"])
+            checks.setdefault(lay.fields[rule.params["total"]][0], []).append((total, f"SUM({parts})"))
+        elif rule.kind == "column_sum":
+            pos = lay.tables[rule.params["table"]]
+            c = pos.columns[rule.params["column"]]
+            total = cell_name(*lay.fields[rule.params["total"]])
+            body = f"{cell_name(pos.first_row, c)}:{cell_name(pos.last_row, c)}"
+            checks.setdefault(lay.fields[rule.params["total"]][0], []).append((total, f"SUM({body})"))
+        elif rule.kind == "field_not_exceed":
+            part, whole = (lay.fields[rule.params[k]] for k in ("part", "whole"))
+            a, b = cell_name(*part), cell_name(*whole)
+            _ok(ws.conditional_format(part[0], part[1], part[0], part[1], {
+                "type": "formula", "criteria": f"=AND(ISNUMBER({a}),ISNUMBER({b}),{a}>{b})", "format": red}),
+                "period check")
+        elif rule.kind == "row_not_exceed":
+            pos = lay.tables[rule.params["table"]]
+            pc, wc = pos.columns[rule.params["part"]], pos.columns[rule.params["whole"]]
+            a = cell_name(pos.first_row, pc).rstrip("0123456789")
+            b = cell_name(pos.first_row, wc).rstrip("0123456789")
+            r = pos.first_row + 1
+            _ok(ws.conditional_format(pos.first_row, pc, pos.last_row, pc, {
+                "type": "formula", "criteria": f"=AND(ISNUMBER(${a}{r}),ISNUMBER(${b}{r}),${a}{r}>${b}{r})",
+                "format": red}), "row check")
+    for row, items in sorted(checks.items()):
+        totals = " ".join(t for t, _ in items)
+        conditions = ",".join(f"ABS(N({t})-{s})<{SUM_TOLERANCE}" for t, s in items)
+        formula = (f'=IF(COUNT({items[0][0]})=0,"",IF(AND({conditions}),"✓ 与分项之和相符",'
+                   f'"✗ 与分项之和不符，请核对"))')
+        _ok(ws.write_formula(row, lay.check_column, formula, fmt.check(), ""), f"check {totals}")
+
+
+def _print_setup(ws, spec: Spec, lay) -> None:
+    setup = spec.print_setup
+    ws.set_paper(9 if setup.get("paper", "A4") == "A4" else 8)
+    if setup.get("orientation") == "landscape":
+        ws.set_landscape()
+    else:
+        ws.set_portrait()
+    if setup.get("fit_width", True):
+        ws.fit_to_pages(1, 0)
+    repeat = setup.get("repeat_header_of")
+    if repeat in lay.tables:
+        ws.repeat_rows(lay.tables[repeat].header_row)
+    ws.print_area(0, 0, lay.last_row, spec.width - 1)
+    ws.set_margins(left=0.5, right=0.5, top=0.6, bottom=0.6)
+    ws.center_horizontally()
+    ws.set_footer("&C第 &P 页，共 &N 页")
+    if lay.page_breaks:
+        ws.set_h_pagebreaks(lay.page_breaks)
+
+
+def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | None = None) -> bytes:
+    """One blank form as .xlsx bytes."""
+    projects = max(1, int(projects)) if spec.multi_project else 1
+    buffer = io.BytesIO()
+    wb = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
+                                      "strings_to_numbers": False})
+    wb.set_properties({"title": spec.title, "subject": f"{spec.year}年度 {spec.template}", "author": "perfxl",
+                       "company": spec.region, "created": _FIXED_TIME, "comments": "由 perfxl 生成"})
+    fmt = _Formats(wb)
+    _write_guide(wb, spec, unit, projects, fmt)
+    sheets = [wb.add_worksheet(spec.sheet_title(i)) for i in range(1, projects + 1)]
+    lists = _write_stamp_sheet(wb, spec, unit, projects, fmt)
+    for ws in sheets:
+        _write_project_sheet(wb, ws, spec, fmt, lists, scoped=spec.multi_project)
+        ws.protect(password or "", {"insert_rows": True, "delete_rows": True, "format_rows": True,
+                                    "format_columns": True, "select_locked_cells": True,
+                                    "select_unlocked_cells": True})
+    sheets[0].activate()
+    wb.close()
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Batch generation
+# ----------------------------------------------------------------------------------------------------
+
+_TOKENS = {"code": "PXLTOKENCODEPXL", "name": "PXLTOKENNAMEPXL", "department": "PXLTOKENDEPTPXL"}
+_PATCHED_PARTS = ("xl/sharedStrings.xml", "docProps/custom.xml", "docProps/core.xml")
+
+
+def _xml_text(value: str) -> str:
+    cleaned = "".join(ch for ch in value if ch in "\t\n\r" or ord(ch) >= 0x20)
+    return escape(cleaned)
+
+
+class _Master:
+    """A rendered workbook with token placeholders; `copy_for` patches a unit's values in."""
+
+    def __init__(self, data: bytes):
+        self.members: list[tuple[zipfile.ZipInfo, bytes]] = []
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist():
+                self.members.append((info, zf.read(info)))
+
+    def copy_for(self, unit: dict) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+            for info, data in self.members:
+                if info.filename in _PATCHED_PARTS:
+                    text = data.decode("utf-8")
+                    for key, token in _TOKENS.items():
+                        text = text.replace(token, _xml_text(str(unit.get(key, ""))))
+                    data = text.encode("utf-8")
+                zf.writestr(info, data)
+        return out.getvalue()
+
+
+def form_filename(unit: Unit, spec: Spec) -> str:
+    form = spec.title.replace("预算绩效目标", "绩效目标")
+    return safe_filename(f"{unit.code}_{unit.name}_{spec.year}_{form}") + ".xlsx"
+
+
+def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, region: str | None = None,
+                   projects: int | None = None, password: str | None = None, templates_dir: Path | None = None,
+                   progress=None) -> list[dict]:
+    """Write one blank workbook per unit and `manifest.json`; returns the manifest entries."""
+    outdir = ensure_writable_dir(Path(outdir))
+    masters: dict[tuple, _Master] = {}
+    manifest = []
+    used_names: set[str] = set()
+    for unit in units:
+        unit_region = region or unit.region or None
+        n = unit.projects or projects or 1
+        tokens_ok = not unit.prefill
+        if tokens_ok:
+            key = (unit_region, n)
+            if key not in masters:
+                spec = load_spec(template, year, unit_region, unit=dict(_TOKENS), templates_dir=templates_dir)
+                masters[key] = _Master(build_workbook(spec, dict(_TOKENS), n, password))
+            spec = load_spec(template, year, unit_region, unit=dict(_TOKENS), templates_dir=templates_dir)
+            data = masters[key].copy_for(unit.as_params())
+        else:
+            spec = load_spec(template, year, unit_region, unit=unit.as_params(), prefill=unit.prefill,
+                             templates_dir=templates_dir)
+            data = build_workbook(spec, unit.as_params(), n, password)
+        filename = form_filename(unit, spec)
+        if filename.lower() in used_names:  # two units whose safe names collide
+            filename = filename[:-5] + f"_{len(used_names)}.xlsx"
+        used_names.add(filename.lower())
+        try:
+            write_bytes_atomic(outdir / filename, data)
+        except OSError as exc:
+            raise OutputError(f"无法写入 (cannot write) {outdir / filename}: {exc.strerror or exc}") from None
+        manifest.append({"unit_code": unit.code, "unit_name": unit.name, "file": filename})
+        if progress:
+            progress(1)
+    write_bytes_atomic(outdir / "manifest.json",
+                       json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"))
+    return manifest

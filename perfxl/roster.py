@@ -1,0 +1,105 @@
+"""The roster: which units a campaign expects, read from CSV (UTF-8 with or without BOM, or GB18030 as
+Chinese Excel saves it) or XLSX. Used by generate (one form per unit) and merge (who is missing)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import RosterError
+
+HEADER_ALIASES = {
+    "code": "code", "单位编码": "code", "单位代码": "code", "编码": "code",
+    "name": "name", "单位名称": "name", "名称": "name",
+    "department": "department", "主管部门": "department", "部门": "department",
+    "region": "region", "地区": "region", "区域": "region",
+    "projects": "projects", "项目数": "projects",
+}
+REQUIRED = ("code", "name", "department")
+
+
+@dataclass(frozen=True)
+class Unit:
+    code: str
+    name: str
+    department: str
+    region: str = ""
+    projects: int | None = None
+    prefill: dict[str, str] = field(default_factory=dict)
+
+    def as_params(self) -> dict[str, str]:
+        return {"code": self.code, "name": self.name, "department": self.department}
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _rows_from_csv(path: Path) -> list[list[str]]:
+    data = path.read_bytes()
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:  # pragma: no cover - gb18030 decodes almost anything
+        raise RosterError(f"名单文件编码无法识别 (roster is neither UTF-8 nor GB18030): {path}")
+    return [row for row in csv.reader(io.StringIO(text))]
+
+
+def _rows_from_xlsx(path: Path) -> list[list[str]]:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for bad files
+        raise RosterError(f"名单文件无法读取 (cannot read roster workbook) {path}: {exc}") from None
+    try:
+        ws = wb.worksheets[0]
+        return [[_text(v) for v in row] for row in ws.iter_rows(values_only=True)]
+    finally:
+        wb.close()
+
+
+def read_roster(path: Path) -> list[Unit]:
+    path = Path(path)
+    if not path.is_file():
+        raise RosterError(f"名单文件不存在 (roster not found): {path}")
+    suffix = path.suffix.lower()
+    rows = _rows_from_xlsx(path) if suffix in {".xlsx", ".xlsm"} else _rows_from_csv(path)
+    rows = [r for r in rows if any(_text(c) for c in r)]
+    if not rows:
+        raise RosterError(f"名单为空 (roster is empty): {path}")
+    header = [HEADER_ALIASES.get(_text(h).lower(), HEADER_ALIASES.get(_text(h), _text(h))) for h in rows[0]]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise RosterError(f"名单缺少列 (roster is missing column(s)): {', '.join(missing)} — "
+                          f"需要 code, name, department (found: {', '.join(header)})")
+    units: list[Unit] = []
+    seen: dict[str, int] = {}
+    for line_no, row in enumerate(rows[1:], start=2):
+        values = {h: _text(row[i]) if i < len(row) else "" for i, h in enumerate(header) if h}
+        code, name = values.get("code", ""), values.get("name", "")
+        if not code or not name:
+            raise RosterError(f"名单第 {line_no} 行缺少单位编码或名称 (row {line_no}: code and name are required)")
+        if code in seen:
+            raise RosterError(f"单位编码重复 (duplicate unit code) {code!r}: rows {seen[code]} and {line_no}")
+        seen[code] = line_no
+        projects = values.get("projects") or ""
+        try:
+            n_projects = int(float(projects)) if projects else None
+        except ValueError:
+            raise RosterError(f"名单第 {line_no} 行 projects 不是整数 (row {line_no}: projects={projects!r})") from None
+        if n_projects is not None and not 1 <= n_projects <= 200:
+            raise RosterError(f"名单第 {line_no} 行 projects 应在 1–200 之间 (row {line_no}: projects={n_projects})")
+        prefill = {k: v for k, v in values.items() if k not in HEADER_ALIASES.values() and v != ""}
+        units.append(Unit(code=code, name=name, department=values.get("department", ""),
+                          region=values.get("region", ""), projects=n_projects, prefill=prefill))
+    return units

@@ -1,0 +1,693 @@
+"""Spec stage: a Jinja-parameterised YAML template → a frozen form model and its sheet layout.
+
+A template file is text rendered by Jinja2 (StrictUndefined, so a missing parameter fails loudly), then
+parsed as YAML. Indicator hierarchies and row libraries are data files beside the templates. The layout
+(which cell holds which field, where each table body starts) is computed here, deterministically, so the
+generator writes it and the reader can fall back on it when a workbook lost its defined names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from .errors import SpecError, UnknownTemplate
+
+try:  # libyaml is ~10x faster; fall back to the pure-Python loader where it is missing
+    _YamlLoader = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    _YamlLoader = yaml.SafeLoader
+
+FIELD_TYPES = {"text", "longtext", "money", "number", "integer", "date", "choice", "phone", "code", "tick",
+               "daterange", "percent"}
+COLUMN_TYPES = {"text", "longtext", "money", "number", "integer", "date", "choice", "target", "sign", "unit"}
+NUMERIC_TYPES = {"money", "number", "integer", "percent"}
+MONEY_UNITS = {"元": 1, "万元": 10_000, "亿元": 100_000_000}
+
+
+def shipped_templates_dir() -> Path:
+    """The templates folder: inside the installed package, or the repository's top level when editable."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise SpecError("perfxl's own templates folder is missing; reinstall perfxl")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The model
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Hierarchy:
+    name: str
+    levels: dict[str, tuple[str, ...]]
+    aliases: dict[str, str]
+    kinds: dict[str, str]
+
+    def canonical(self, label: str) -> str:
+        return self.aliases.get(label, label)
+
+    def level2_of(self, level1: str) -> tuple[str, ...]:
+        return self.levels.get(self.canonical(level1), ())
+
+
+@dataclass(frozen=True)
+class Field:
+    id: str
+    label: str
+    type: str = "text"
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    in_year: bool = False
+    default: Any = None
+    lines: int = 1
+    grid: str = ""
+    column: str = ""
+    section: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"f_{self.id}"
+
+
+@dataclass(frozen=True)
+class Column:
+    id: str
+    label: str
+    type: str = "text"
+    span: int = 1
+    choices: tuple[str, ...] = ()
+    required: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class IndicatorSpec:
+    hierarchy: Hierarchy
+    level1: str
+    level2: str | None
+    level3: str
+    values: tuple[str, ...]
+    required_levels: tuple[str, ...]
+    recommended_levels: tuple[str, ...] = ()
+    cost_tuple: bool = False
+    sign_column: str | None = None
+    unit_column: str | None = None
+    budget_field: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    id: str
+    label: str
+    columns: tuple[Column, ...]
+    blank_rows: int
+    prefill: tuple[tuple[Any, ...], ...] = ()
+    indicator: IndicatorSpec | None = None
+    min_rows: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"t_{self.id}"
+
+    @property
+    def body_rows(self) -> int:
+        return len(self.prefill) + self.blank_rows
+
+    def column(self, column_id: str) -> Column:
+        for col in self.columns:
+            if col.id == column_id:
+                return col
+        raise KeyError(column_id)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One validation rule. `kind` selects the check; `params` are its arguments, taken from the spec."""
+
+    code: str
+    kind: str
+    severity: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Grid:
+    id: str
+    caption: str
+    header: tuple[str, ...]
+    columns: tuple[str, ...]  # column ids
+    rows: tuple[tuple[str, str, str], ...]  # (row id, group label, row label)
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: str  # title | line | fields | grid | table | section | pagebreak
+    items: tuple[Any, ...] = ()
+    text: str = ""
+    ref: str = ""
+
+
+@dataclass(frozen=True, eq=False)  # identity hash: specs are cached per parameters
+class Spec:
+    template: str
+    version: str
+    title: str
+    family: str
+    money_unit: str
+    multi_project: bool
+    sheet_name: str
+    widths: tuple[float, ...]
+    blocks: tuple[Block, ...]
+    fields: dict[str, Field]
+    tables: dict[str, Table]
+    grids: dict[str, Grid]
+    rules: tuple[Rule, ...]
+    print_setup: dict[str, Any]
+    fingerprint: str
+    region: str
+    year: int
+    project_name_field: str
+    budget_field: str | None
+    key_fields: tuple[str, ...]
+    funding_fields: tuple[str, ...]
+    unit_name_field: str | None
+    source: str
+
+    @property
+    def width(self) -> int:
+        return len(self.widths)
+
+    @property
+    def money_factor(self) -> int:
+        return MONEY_UNITS[self.money_unit]
+
+    def sheet_title(self, index: int) -> str:
+        return self.sheet_name.format(n=index) if self.multi_project else self.sheet_name
+
+    def indicator_table(self) -> Table | None:
+        for table in self.tables.values():
+            if table.indicator is not None:
+                return table
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------------
+
+class _Catalog:
+    """Where templates live: the user's folder first (if any), then the shipped one."""
+
+    def __init__(self, user_dir: Path | None = None):
+        shipped = shipped_templates_dir()
+        self.dirs = [Path(user_dir)] if user_dir else []
+        if user_dir is not None and not Path(user_dir).is_dir():
+            raise SpecError(f"模板目录不存在 (templates folder not found): {user_dir}")
+        self.dirs.append(shipped)
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([str(d) for d in self.dirs]),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+
+    def names(self) -> list[str]:
+        found = set()
+        for base in self.dirs:
+            for path in base.rglob("*.yaml"):
+                rel = path.relative_to(base)
+                if rel.parts[0] in {"hierarchies", "libraries"} or path.name.startswith("_"):
+                    continue
+                found.add(rel.with_suffix("").as_posix())
+        return sorted(found)
+
+    def path_of(self, name: str) -> Path:
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*", name or ""):
+            raise UnknownTemplate(self._unknown(name))
+        for base in self.dirs:
+            path = base / f"{name}.yaml"
+            if path.is_file():
+                return path
+        raise UnknownTemplate(self._unknown(name))
+
+    def _unknown(self, name: str) -> str:
+        return f"未知模板 (unknown template) '{name}'. 可用模板 (available): {', '.join(self.names())}"
+
+    def data_file(self, folder: str, name: str) -> Path:
+        for base in self.dirs:
+            path = base / folder / f"{name}.yaml"
+            if path.is_file():
+                return path
+        raise SpecError(f"{folder}/{name}.yaml not found in the templates folders")
+
+
+def list_templates(templates_dir: Path | None = None) -> list[str]:
+    return _Catalog(templates_dir).names()
+
+
+def template_summary(name: str, templates_dir: Path | None = None) -> dict[str, Any]:
+    spec = load_spec(name, templates_dir=templates_dir)
+    return {"template": spec.template, "version": spec.version, "title": spec.title,
+            "money_unit": spec.money_unit, "multi_project": spec.multi_project, "family": spec.family}
+
+
+class Placeholder(str):
+    """A parameter value that renders as a token, so one rendering can serve many units (see generate)."""
+
+
+def default_params(year: int, region: str | None = None, unit: dict | None = None,
+                   prefill: dict | None = None, blank_rows: int | None = None) -> dict[str, Any]:
+    unit = dict(unit or {})
+    unit.setdefault("code", "")
+    unit.setdefault("name", "")
+    unit.setdefault("department", "")
+    return {"year": int(year), "region": region, "unit": unit, "prefill": dict(prefill or {}),
+            "blank_rows": blank_rows}
+
+
+def load_spec(name: str, year: int = 2022, region: str | None = None, unit: dict | None = None,
+              prefill: dict | None = None, blank_rows: int | None = None,
+              templates_dir: Path | None = None) -> Spec:
+    params = default_params(year, region, unit, prefill, blank_rows)
+    return _load(name, templates_dir, _freeze(params))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple) and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str)
+                                        for x in value):
+        return {k: _thaw(v) for k, v in value}
+    return value
+
+
+@lru_cache(maxsize=64)
+def _load(name: str, templates_dir: Path | None, frozen_params: tuple) -> Spec:
+    params = _thaw(frozen_params)
+    catalog = _Catalog(templates_dir)
+    path = catalog.path_of(name)
+    try:
+        template = catalog.env.get_template(f"{name}.yaml")
+        region_default = _region_default(path)
+        params["region"] = params["region"] or region_default
+        text = template.render(**params)
+    except jinja2.TemplateSyntaxError as exc:
+        raise SpecError(f"{exc.filename or path}:{exc.lineno}: 模板语法错误 (Jinja syntax error): {exc.message}")
+    except jinja2.UndefinedError as exc:
+        raise SpecError(f"{path}: 模板参数缺失 (undefined template parameter): {exc.message}")
+    except jinja2.TemplateError as exc:
+        raise SpecError(f"{path}: {exc}")
+    try:
+        raw = yaml.load(text, Loader=_YamlLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}{where}: YAML 错误 (rendered template is not valid YAML): {exc}")
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a template must render to a YAML mapping")
+    digest = hashlib.sha256()
+    for source in _sources(catalog, path):
+        digest.update(source.read_bytes())
+    try:
+        return _build(raw, name, params, catalog, digest, path)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SpecError(f"{path}: 模板结构错误 (bad template structure): {exc!r}")
+
+
+def _sources(catalog: _Catalog, path: Path) -> list[Path]:
+    """The template file and every file it extends or includes, so the fingerprint covers all of them."""
+    seen: list[Path] = []
+    todo = [path]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.append(current)
+        for ref in re.findall(r"{%-?\s*(?:extends|include|import)\s+[\"']([^\"']+)[\"']", current.read_text("utf-8")):
+            for base in catalog.dirs:
+                if (base / ref).is_file():
+                    todo.append(base / ref)
+                    break
+    return seen
+
+
+def _region_default(path: Path) -> str:
+    match = re.search(r"^#\s*default-region:\s*(\S+)", path.read_text(encoding="utf-8"), re.M)
+    return match.group(1) if match else "全国"
+
+
+def _hierarchy(catalog: _Catalog, name: str, digest) -> Hierarchy:
+    path = catalog.data_file("hierarchies", name)
+    data = path.read_bytes()
+    digest.update(data)
+    raw = yaml.load(data, Loader=_YamlLoader)
+    levels = {str(k): tuple(str(x) for x in (v or ())) for k, v in raw["levels"].items()}
+    return Hierarchy(name=name, levels=levels, aliases={str(k): str(v) for k, v in (raw.get("aliases") or {}).items()},
+                     kinds={str(k): str(v) for k, v in (raw.get("kinds") or {}).items()})
+
+
+def _library(catalog: _Catalog, name: str, digest) -> list[tuple]:
+    path = catalog.data_file("libraries", name)
+    data = path.read_bytes()
+    digest.update(data)
+    raw = yaml.load(data, Loader=_YamlLoader)
+    return [tuple("" if x is None else str(x) for x in row) for row in raw["rows"]]
+
+
+def _choices(value) -> tuple[str, ...]:
+    return tuple(str(x) for x in (value or ()))
+
+
+def _make_field(fid: str, raw: dict, **extra) -> Field:
+    ftype = raw.get("type", "text")
+    if ftype not in FIELD_TYPES:
+        raise ValueError(f"field {fid}: unknown type {ftype!r}")
+    return Field(id=fid, label=str(raw["label"]), type=ftype, required=bool(raw.get("required", False)),
+                 choices=_choices(raw.get("choices")), help=str(raw.get("help", "") or ""),
+                 min=raw.get("min"), max=raw.get("max"), max_length=raw.get("max_length"),
+                 pattern=raw.get("pattern"), in_year=bool(raw.get("in_year", False)),
+                 default=raw.get("default"), lines=int(raw.get("lines", 4 if ftype == "longtext" else 1)),
+                 **extra)
+
+
+def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: Path) -> Spec:
+    year = params["year"]
+    severity_of = {"error", "warning"}
+    fields: dict[str, Field] = {}
+    rules: list[Rule] = []
+
+    for fid, fraw in (raw.get("fields") or {}).items():
+        fields[fid] = _make_field(fid, fraw)
+
+    grids: dict[str, Grid] = {}
+    for gid, graw in (raw.get("grids") or {}).items():
+        cols = tuple(c["id"] for c in graw["columns"])
+        col_labels = {c["id"]: c["label"] for c in graw["columns"]}
+        rows = []
+        for row in graw["rows"]:
+            rid = row["id"]
+            rows.append((rid, str(row.get("group", "") or ""), str(row["label"])))
+            for cid in cols:
+                fid = f"{gid}_{rid}_{cid}"
+                fields[fid] = _make_field(fid, {"label": row["label"], "type": graw.get("type", "money"),
+                                                "required": row.get("required", graw.get("required", False)),
+                                                "help": row.get("help", ""), "min": 0},
+                                          grid=gid, column=col_labels[cid], section=str(graw.get("caption", "")))
+            if row.get("sum_of"):
+                for cid in cols:
+                    rules.append(Rule(code="sum-mismatch", kind="field_sum", severity="error", params={
+                        "total": f"{gid}_{rid}_{cid}",
+                        "parts": [f"{gid}_{p}_{cid}" for p in row["sum_of"]],
+                        "what": f"{row['label']}（{col_labels[cid]}）" if len(cols) > 1 else row["label"]}))
+        for order in graw.get("period_order") or []:
+            lesser, greater = order
+            for rid, _, label in rows:
+                rules.append(Rule(code="period-exceeds", kind="field_not_exceed", severity="error", params={
+                    "part": f"{gid}_{rid}_{lesser}", "whole": f"{gid}_{rid}_{greater}",
+                    "what": label, "part_label": col_labels[lesser], "whole_label": col_labels[greater]}))
+        grids[gid] = Grid(id=gid, caption=str(graw.get("caption", "")),
+                          header=tuple(str(h) for h in graw.get("header", ())), columns=cols, rows=tuple(rows))
+
+    tables: dict[str, Table] = {}
+    for tid, traw in (raw.get("tables") or {}).items():
+        columns = []
+        for craw in traw["columns"]:
+            ctype = craw.get("type", "text")
+            if ctype not in COLUMN_TYPES:
+                raise ValueError(f"table {tid} column {craw['id']}: unknown type {ctype!r}")
+            columns.append(Column(id=craw["id"], label=str(craw["label"]), type=ctype, span=int(craw.get("span", 1)),
+                                  choices=_choices(craw.get("choices")), required=bool(craw.get("required", False)),
+                                  help=str(craw.get("help", "") or "")))
+        prefill: list[tuple] = []
+        for source in traw.get("prefill") or []:
+            if isinstance(source, dict) and "library" in source:
+                prefill.extend(_library(catalog, source["library"], digest))
+            else:
+                prefill.append(tuple("" if x is None else str(x) for x in source))
+        indicator = None
+        if traw.get("indicator"):
+            iraw = traw["indicator"]
+            indicator = IndicatorSpec(
+                hierarchy=_hierarchy(catalog, iraw["hierarchy"], digest), level1=iraw["level1"],
+                level2=iraw.get("level2"), level3=iraw["level3"], values=tuple(iraw["values"]),
+                required_levels=_choices(iraw.get("required_levels")),
+                recommended_levels=_choices(iraw.get("recommended_levels")),
+                cost_tuple=bool(iraw.get("cost_tuple", False)), sign_column=iraw.get("sign_column"),
+                unit_column=iraw.get("unit_column"), budget_field=iraw.get("budget_field"))
+        tables[tid] = Table(id=tid, label=str(traw["label"]), columns=tuple(columns),
+                            blank_rows=int(traw.get("blank_rows", 10)),
+                            prefill=tuple(prefill), indicator=indicator, min_rows=int(traw.get("min_rows", 0)))
+        for craw in traw["columns"]:
+            if craw.get("sum_to"):
+                rules.append(Rule(code="sum-mismatch", kind="column_sum", severity="error", params={
+                    "table": tid, "column": craw["id"], "total": craw["sum_to"]}))
+        for lesser, greater in traw.get("row_not_exceed") or []:
+            rules.append(Rule(code="period-exceeds", kind="row_not_exceed", severity="error", params={
+                "table": tid, "part": lesser, "whole": greater}))
+        if traw.get("min_rows"):
+            rules.append(Rule(code="table-empty", kind="table_min_rows", severity="error",
+                              params={"table": tid, "min_rows": int(traw["min_rows"])}))
+        if indicator:
+            rules.append(Rule(code="indicator", kind="indicators", severity="error", params={"table": tid}))
+
+    for rraw in raw.get("rules") or []:
+        severity = rraw.get("severity", "error")
+        if severity not in severity_of:
+            raise ValueError(f"rule {rraw}: severity must be error or warning")
+        params_ = {k: v for k, v in rraw.items() if k not in {"code", "kind", "severity"}}
+        rules.append(Rule(code=rraw["code"], kind=rraw["kind"], severity=severity, params=params_))
+
+    for fid, f in fields.items():
+        if f.type == "choice" and not f.choices:
+            raise ValueError(f"choice field {fid} has no choices")
+
+    blocks = []
+    for braw in raw["blocks"]:
+        ((kind, value),) = braw.items()
+        if kind in {"title", "section"}:
+            blocks.append(Block(kind=kind, text=str(value)))
+        elif kind in {"grid", "table"}:
+            if value not in (grids if kind == "grid" else tables):
+                raise ValueError(f"block refers to unknown {kind} {value!r}")
+            blocks.append(Block(kind=kind, ref=value))
+        elif kind == "fields":
+            rows = tuple(tuple(_item(i, fields) for i in row) for row in value)
+            blocks.append(Block(kind=kind, items=rows))
+        elif kind == "pagebreak":
+            blocks.append(Block(kind=kind))
+        else:
+            raise ValueError(f"unknown block kind {kind!r}")
+
+    sheet = raw.get("sheet") or {}
+    key_fields = tuple(raw.get("key_fields") or ())
+    for fid in key_fields + tuple(x for x in (raw.get("budget_field"), raw.get("project_name_field")) if x):
+        if fid not in fields:
+            raise ValueError(f"unknown field {fid!r} named in the template header")
+    return Spec(
+        template=name, version=str(raw["version"]), title=str(raw["title"]), family=raw.get("family", "project"),
+        money_unit=raw.get("money_unit", "元"), multi_project=bool(raw.get("multi_project", False)),
+        sheet_name=str(sheet.get("name", "绩效目标表")), widths=tuple(float(w) for w in sheet["columns"]),
+        blocks=tuple(blocks), fields=fields, tables=tables, grids=grids, rules=tuple(rules),
+        print_setup=dict(sheet.get("print") or {}), fingerprint=digest.hexdigest()[:16],
+        region=str(params["region"]), year=int(year), project_name_field=raw.get("project_name_field", ""),
+        budget_field=raw.get("budget_field"), key_fields=key_fields,
+        funding_fields=tuple(raw.get("funding_fields") or ()), unit_name_field=raw.get("unit_name_field"),
+        source=str(path))
+
+
+def _item(item: Any, fields: dict[str, Field]) -> dict:
+    if isinstance(item, str):
+        if item not in fields:
+            raise ValueError(f"layout names unknown field {item!r}")
+        return {"field": item}
+    if "field" in item and item["field"] not in fields:
+        raise ValueError(f"layout names unknown field {item['field']!r}")
+    return dict(item)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Layout: where everything sits on a sheet (0-based rows and columns)
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Placement:
+    kind: str  # title | text | label | input | header | check | grid-label
+    row: int
+    col: int
+    last_row: int
+    last_col: int
+    text: str = ""
+    field: str = ""
+    table: str = ""
+    column: str = ""
+    style: str = ""
+    height: float | None = None
+
+
+@dataclass
+class TablePosition:
+    header_row: int
+    first_row: int
+    last_row: int
+    columns: dict[str, int] = field(default_factory=dict)  # column id -> first grid column
+
+
+@dataclass
+class SheetLayout:
+    placements: list[Placement]
+    fields: dict[str, tuple[int, int]]
+    tables: dict[str, TablePosition]
+    row_heights: dict[int, float]
+    page_breaks: list[int]
+    last_row: int
+    check_column: int
+
+
+def _spread(width: int, spans: list[int | None]) -> list[int]:
+    fixed = sum(s for s in spans if s)
+    free = [i for i, s in enumerate(spans) if not s]
+    out = [s or 0 for s in spans]
+    if free:
+        share, extra = divmod(width - fixed, len(free))
+        for n, i in enumerate(free):
+            out[i] = share + (1 if n < extra else 0)
+    return out
+
+
+@lru_cache(maxsize=64)
+def layout(spec: Spec) -> SheetLayout:
+    width = spec.width
+    placements: list[Placement] = []
+    fields: dict[str, tuple[int, int]] = {}
+    tables: dict[str, TablePosition] = {}
+    heights: dict[int, float] = {}
+    breaks: list[int] = []
+    ticks: list[Placement] = []
+    r = 0
+
+    def put(kind, row, col, last_row, last_col, **kw):
+        placements.append(Placement(kind, row, col, last_row, last_col, **kw))
+
+    for block in spec.blocks:
+        if block.kind == "title":
+            put("title", r, 0, r, width - 1, text=block.text)
+            heights[r] = 30
+            r += 1
+        elif block.kind == "section":
+            put("section", r, 0, r, width - 1, text=block.text)
+            r += 1
+        elif block.kind == "pagebreak":
+            breaks.append(r)
+        elif block.kind == "fields":
+            for row in block.items:
+                spans = _spread(width, [i.get("span") for i in row])
+                c = 0
+                tall = 1
+                for item, span in zip(row, spans):
+                    if "text" in item:
+                        put("text", r, c, r, c + span - 1, text=str(item["text"]), style=item.get("align", "left"))
+                    else:
+                        f = spec.fields[item["field"]]
+                        label_span = int(item.get("label_span", 1))
+                        put("label", r, c, r, c + label_span - 1, text=f.label)
+                        put("input", r, c + label_span, r, c + span - 1, field=f.id)
+                        fields[f.id] = (r, c + label_span)
+                        tall = max(tall, f.lines)
+                        if f.type == "tick":  # the printed □/√ line sits under the dropdown
+                            ticks.append(Placement("ticks", r + 1, c, r + 1, c + span - 1, field=f.id))
+                    c += span
+                heights[r] = 20 if tall == 1 else 18 * tall
+                r += 1
+                if ticks:
+                    placements.extend(ticks)
+                    heights[r] = 20
+                    ticks.clear()
+                    r += 1
+        elif block.kind == "grid":
+            grid = spec.grids[block.ref]
+            ncols = len(grid.columns)
+            has_group = any(g for _, g, _ in grid.rows)
+            caption_span = 1 if grid.caption else 0
+            label_first = caption_span + (1 if has_group else 0)
+            label_span = width - label_first - ncols
+            first = r
+            put("header", r, caption_span, r, width - ncols - 1, text=grid.header[0] if grid.header else "")
+            for j, title in enumerate(grid.header[1:]):
+                put("header", r, width - ncols + j, r, width - ncols + j, text=title)
+            r += 1
+            for i, (rid, group, label) in enumerate(grid.rows):
+                start = label_first
+                if has_group and not group:
+                    start = caption_span
+                elif has_group and (i == 0 or grid.rows[i - 1][1] != group):
+                    k = i
+                    while k < len(grid.rows) and grid.rows[k][1] == group:
+                        k += 1
+                    put("label", r, caption_span, r + (k - i) - 1, caption_span, text=group)
+                put("label", r, start, r, label_first + label_span - 1, text=label)
+                for j, cid in enumerate(grid.columns):
+                    fid = f"{grid.id}_{rid}_{cid}"
+                    put("input", r, width - ncols + j, r, width - ncols + j, field=fid)
+                    fields[fid] = (r, width - ncols + j)
+                r += 1
+            if grid.caption:
+                put("label", first, 0, r - 1, 0, text=grid.caption)
+        elif block.kind == "table":
+            table = spec.tables[block.ref]
+            spans = [c.span for c in table.columns]
+            if sum(spans) != width:
+                spans = _spread(width, [c.span if c.span > 1 else None for c in table.columns])
+            pos = TablePosition(header_row=r, first_row=r + 1, last_row=r + table.body_rows)
+            c = 0
+            for col, span in zip(table.columns, spans):
+                put("header", r, c, r, c + span - 1, text=col.label, table=table.id, column=col.id)
+                pos.columns[col.id] = c
+                for body in range(pos.first_row, pos.last_row + 1):
+                    put("cell", body, c, body, c + span - 1, table=table.id, column=col.id)
+                c += span
+            heights[r] = 32
+            tables[table.id] = pos
+            r = pos.last_row + 1
+        else:  # pragma: no cover - rejected when the spec is built
+            raise SpecError(f"unknown block {block.kind}")
+    return SheetLayout(placements=placements, fields=fields, tables=tables, row_heights=heights,
+                       page_breaks=breaks, last_row=r - 1, check_column=width)
+
+
+def cell_name(row: int, col: int) -> str:
+    """0-based (row, col) → A1 address."""
+    letters = ""
+    col += 1
+    while col:
+        col, rem = divmod(col - 1, 26)
+        letters = chr(65 + rem) + letters
+    return f"{letters}{row + 1}"
+
+
+def split_cell(address: str) -> tuple[int, int]:
+    """A1 address (with or without $) → 0-based (row, col)."""
+    match = re.fullmatch(r"\$?([A-Za-z]{1,3})\$?(\d+)", address.strip())
+    if not match:
+        raise ValueError(f"not a cell address: {address!r}")
+    col = 0
+    for ch in match.group(1).upper():
+        col = col * 26 + (ord(ch) - 64)
+    return int(match.group(2)) - 1, col - 1
