@@ -691,3 +691,23 @@ def split_cell(address: str) -> tuple[int, int]:
     for ch in match.group(1).upper():
         col = col * 26 + (ord(ch) - 64)
     return int(match.group(2)) - 1, col - 1
+
+
+def describe(spec: Spec) -> dict[str, Any]:
+    """What a form contains, with the defined name of every input: the contract the reader relies on."""
+    fields = []
+    for f in spec.fields.values():
+        entry = {"id": f.id, "label": f.label, "type": f.type, "required": f.required, "name": f.name,
+                 "choices": list(f.choices)}
+        if f.grid:
+            entry.update({"section": f.section, "column": f.column})
+        fields.append(entry)
+    tables = [{"id": t.id, "label": t.label, "name": t.name, "rows": t.body_rows,
+               "prefilled_rows": len(t.prefill),
+               "columns": [{"id": c.id, "label": c.label, "type": c.type} for c in t.columns]}
+              for t in spec.tables.values()]
+    rules = [{"code": r.code, "kind": r.kind, "severity": r.severity} for r in spec.rules]
+    return {"template": spec.template, "version": spec.version, "title": spec.title, "money_unit": spec.money_unit,
+            "multi_project": spec.multi_project, "year": spec.year, "region": spec.region,
+            "fingerprint": spec.fingerprint, "name_scope": "sheet" if spec.multi_project else "workbook",
+            "fields": fields, "tables": tables, "rules": rules}

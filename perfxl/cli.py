@@ -1,0 +1,147 @@
+"""Command line: the only module that knows click. Each command parses options, calls the library and
+turns perfxl errors into a message and a non-zero exit (2 for usage errors), never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click  # noqa: TID251 - this is the CLI module
+
+from . import __version__
+from .errors import PerfxlError
+
+TEMPLATES_OPTION = click.option("--templates", "templates_dir", type=click.Path(file_okay=False, path_type=Path),
+                                default=None, help="使用自己的模板目录 (a folder of template specs).")
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PerfxlError as exc:
+            click.echo(f"错误 (error): {exc}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("已中断 (interrupted)", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="perfxl")
+def cli():
+    """perfxl: 预算绩效目标申报表 — generate blank forms, validate returned ones, merge them."""
+
+
+@cli.command("templates")
+@TEMPLATES_OPTION
+@click.option("--json", "as_json", is_flag=True, help="机器可读输出 (JSON).")
+def templates_cmd(templates_dir, as_json):
+    """列出可用模板 (list the available templates)."""
+    from .spec import list_templates, template_summary
+
+    rows = [template_summary(name, templates_dir) for name in list_templates(templates_dir)]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    for row in rows:
+        multi = "多项目" if row["multi_project"] else "单表"
+        click.echo(f"{row['template']:<24} v{row['version']:<9} {row['money_unit']:<3} {multi:<4} {row['title']}")
+
+
+@cli.command()
+@click.argument("template")
+@click.option("--year", type=int, default=None, help="年度 (budget year); default: next year.")
+@click.option("--region", default=None, help="地区 (region parameter of the template).")
+@click.option("--json", "as_json", is_flag=True, help="JSON 输出 (fields, tables, defined names).")
+@TEMPLATES_OPTION
+def describe(template, year, region, as_json, templates_dir):
+    """说明模板包含的字段、表格和定义名称 (what a form contains)."""
+    from .spec import describe as describe_spec
+    from .spec import load_spec
+
+    spec = load_spec(template, year or _default_year(), region, templates_dir=templates_dir)
+    info = describe_spec(spec)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False, indent=1))
+        return
+    click.echo(f"{info['title']}  ({info['template']} v{info['version']}, 金额单位 {info['money_unit']}, "
+               f"{'每个项目一个工作表' if info['multi_project'] else '单个工作表'})")
+    click.echo("字段 (fields):")
+    for f in info["fields"]:
+        star = "*" if f["required"] else " "
+        where = f" [{f['section']}·{f['column']}]" if f.get("column") else ""
+        click.echo(f"  {star} {f['label']}{where}  <{f['type']}>  {f['name']}")
+    click.echo("表格 (tables):")
+    for t in info["tables"]:
+        cols = " | ".join(c["label"] for c in t["columns"])
+        click.echo(f"    {t['label']}  {t['name']}  ({t['rows']} 行): {cols}")
+
+
+@cli.command()
+@click.argument("template")
+@click.option("--year", type=int, required=True, help="年度 (budget year).")
+@click.option("--roster", type=click.Path(path_type=Path), required=True, help="单位名单 CSV/XLSX (code,name,department).")
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), default=Path("outputs"),
+              show_default=True, help="输出目录.")
+@click.option("--region", default=None, help="地区 (overrides the roster's region column).")
+@click.option("--projects", type=click.IntRange(1, 200), default=None,
+              help="每个单位的项目工作表数 (project sheets per workbook).")
+@click.option("--password", default=None, help="工作表保护密码 (default: protection without a password).")
+@TEMPLATES_OPTION
+def generate(template, year, roster, outdir, region, projects, password, templates_dir):
+    """为名单中的每个单位生成空白申报表 (one blank form per roster unit)."""
+    import time
+
+    from .generate import generate_forms
+    from .roster import read_roster
+    from .spec import load_spec
+
+    load_spec(template, year, region, templates_dir=templates_dir)  # fail fast on a bad template
+    units = read_roster(roster)
+    started = time.perf_counter()
+    with _progress(len(units), "生成") as bar:
+        manifest = generate_forms(template, year, units, outdir, region=region, projects=projects,
+                                  password=password, templates_dir=templates_dir, progress=bar.update)
+    took = time.perf_counter() - started
+    click.echo(f"已生成 {len(manifest)} 份空白表 → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
+
+
+def _default_year() -> int:
+    import datetime
+
+    return datetime.date.today().year + 1
+
+
+class _NullBar:
+    def update(self, n=1):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress(total: int, label: str):
+    if total >= 50 and sys.stderr.isatty():
+        return click.progressbar(length=total, label=label, file=sys.stderr)
+    return _NullBar()
+
+
+def main():
+    # Windows consoles default to a legacy code page; Chinese output must not crash there.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and (stream.encoding or "").lower() not in {"utf-8", "utf8"}:
+            try:
+                stream.reconfigure(errors="replace")
+            except (ValueError, OSError):
+                pass
+    cli(prog_name="perfxl", standalone_mode=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

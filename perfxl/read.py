@@ -1,0 +1,584 @@
+"""Read stage: a filled workbook → form data (fields and table rows per sheet, each value with its cell).
+
+Nothing downstream opens the workbook again. The reader trusts no part of the file:
+- the zip is inflated member by member with a byte cap (header sizes may lie) and an entry-count cap;
+- XML is scanned with regular expressions over the raw text and any DOCTYPE is refused, so no entity
+  is ever expanded and no external resource is ever fetched;
+- formulas are kept as text beside their cached value, because a script-filled file has no cached
+  values and a typed "=100%" is a target, not a computation;
+- the stamp (hidden sheet, then custom properties, then title and labels) says which spec to apply;
+  the defined names say where each field and table body is, following inserted rows and copied sheets.
+
+.xls (BIFF) files are read with xlrd, which also gives their defined names with sheet scope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import re
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .errors import ReadError, SpecError
+from .spec import Spec, cell_name, layout, list_templates, load_spec, split_cell
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_ENTRIES = 2_000
+MAX_MEMBER_BYTES = 48 * 1024 * 1024
+MAX_TOTAL_BYTES = 160 * 1024 * 1024
+MAX_CELLS = 400_000
+STAMP_SHEET = "_perfxl"  # written by generate; the reader knows it by name only
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+class Cell(NamedTuple):
+    value: Any  # str | float | bool | None ; error results as "#REF!" strings
+    address: str  # "B5"
+    formula: str | None = None  # formula text without "=", when the cell holds one
+
+
+@dataclass
+class SheetData:
+    sheet: str
+    fields: dict[str, Cell] = field(default_factory=dict)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # rows: {"_row": n, col: Cell}
+
+
+@dataclass
+class Notice:
+    """Something the reader noticed; validate turns these into problems."""
+
+    code: str
+    severity: str
+    message: str
+    sheet: str = ""
+    cell: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FormData:
+    path: str
+    size: int
+    sha256: str
+    format: str  # xlsx | xls
+    template: str | None = None
+    version: str | None = None
+    fingerprint: str | None = None
+    region: str | None = None
+    year: int | None = None
+    unit_code: str | None = None
+    unit_name: str | None = None
+    stamp_source: str | None = None  # sheet | properties | labels
+    date1904: bool = False
+    sheets: list[SheetData] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FormData:
+        data = dict(data)
+        sheets = []
+        for s in data.pop("sheets"):
+            tables = {tid: [{k: (v if k == "_row" else Cell(*v)) for k, v in row.items()} for row in rows]
+                      for tid, rows in s["tables"].items()}
+            sheets.append(SheetData(sheet=s["sheet"], fields={k: Cell(*v) for k, v in s["fields"].items()},
+                                    tables=tables))
+        notices = [Notice(**n) for n in data.pop("notices")]
+        return cls(sheets=sheets, notices=notices, **data)
+
+
+# ----------------------------------------------------------------------------------------------------
+# A workbook as raw cells: sheets → {(row, col): (value, formula)}, defined names, stamp
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class RawBook:
+    sheet_names: list[str]
+    hidden: set[str]
+    names: list[tuple[str, int | None, str]]  # (name, local sheet index or None, reference text)
+    properties: dict[str, str]
+    date1904: bool
+    cells: dict[str, dict[tuple[int, int], tuple[Any, str | None]]]
+    has_macros: bool = False
+    external_links: bool = False
+
+
+_CELL_RE = re.compile(rb"<(?:\w+:)?c\b([^>]*?)(?:/>|>(.*?)</(?:\w+:)?c>)", re.S)
+_ATTR_RE = re.compile(rb'\b(r|t)="([^"]*)"')
+_V_RE = re.compile(rb"<(?:\w+:)?v>(.*?)</(?:\w+:)?v>", re.S)
+_F_RE = re.compile(rb"<(?:\w+:)?f\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?f>)", re.S)
+_T_RE = re.compile(rb"<(?:\w+:)?t\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?t>)", re.S)
+_SI_RE = re.compile(rb"<(?:\w+:)?si\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?si>)", re.S)
+_RPH_RE = re.compile(rb"<(?:\w+:)?rPh\b.*?</(?:\w+:)?rPh>", re.S)
+_ADDR_RE = re.compile(r"([A-Z]{1,3})(\d{1,7})")
+_XML_ESCAPED_CONTROL = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def _text(raw: bytes | None) -> str:
+    if not raw:
+        return ""
+    text = html.unescape(raw.decode("utf-8", "replace")) if b"&" in raw else raw.decode("utf-8", "replace")
+    if "_x" in text:  # OOXML escapes control characters as _xHHHH_
+        text = _XML_ESCAPED_CONTROL.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return text
+
+
+def _no_dtd(data: bytes, part: str) -> bytes:
+    head = data[:4096]
+    if b"<!DOCTYPE" in head or b"<!ENTITY" in head or b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise ReadError("xml-dtd", f"文件中的 XML 含有 DTD/实体声明，出于安全原因拒绝读取 ({part})")
+    return data
+
+
+class _Zip:
+    def __init__(self, data: bytes):
+        try:
+            self.zf = zipfile.ZipFile(io.BytesIO(data))
+            self.infos = self.zf.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise ReadError("file-corrupt", f"文件已损坏，无法解压 (corrupt zip: {exc})") from None
+        if len(self.infos) > MAX_ENTRIES:
+            raise ReadError("zip-bomb", f"压缩包内文件过多 ({len(self.infos)} 个)，疑似压缩炸弹")
+        self.by_name = {i.filename.lstrip("/"): i for i in self.infos}
+        self.total = 0
+
+    def has(self, name: str) -> bool:
+        return name in self.by_name
+
+    def read(self, name: str, cap: int = MAX_MEMBER_BYTES) -> bytes:
+        info = self.by_name[name]
+        if info.flag_bits & 0x1:
+            raise ReadError("file-encrypted", "文件已加密 (encrypted zip entry)")
+        out = bytearray()
+        try:
+            with self.zf.open(info) as fh:
+                while True:
+                    chunk = fh.read(1 << 20)
+                    if not chunk:
+                        break
+                    out += chunk
+                    self.total += len(chunk)
+                    if len(out) > cap or self.total > MAX_TOTAL_BYTES:
+                        raise ReadError("zip-bomb", f"解压后数据过大 ({name} 超过 {cap // (1 << 20)} MB)，疑似压缩炸弹")
+        except ReadError:
+            raise
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+            raise ReadError("file-corrupt", f"文件已损坏 ({name}: {exc})") from None
+        except Exception as exc:  # zlib.error and friends
+            raise ReadError("file-corrupt", f"文件已损坏 ({name}: {exc})") from None
+        return bytes(out)
+
+
+def _attrs(raw: bytes) -> dict[str, str]:
+    return {k.decode(): _text(v) for k, v in re.findall(rb'([\w:]+)="([^"]*)"', raw)}
+
+
+def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
+    z = _Zip(data)
+    if z.has("EncryptedPackage") or z.has("EncryptionInfo"):
+        raise ReadError("file-encrypted", "文件已设置打开密码，无法读取，请取消密码后重新报送")
+    if z.has("mimetype") and b"opendocument" in z.read("mimetype", 4096):
+        raise ReadError("unsupported-format", "这是 ODS 文件（LibreOffice/WPS 格式），请另存为 .xlsx 后重新报送")
+    if not z.has("xl/workbook.xml"):
+        raise ReadError("not-a-workbook", "压缩包中没有 Excel 工作簿 (xl/workbook.xml)，不是 .xlsx 文件")
+    wb_xml = _no_dtd(z.read("xl/workbook.xml"), "workbook.xml")
+    rels = {}
+    if z.has("xl/_rels/workbook.xml.rels"):
+        rel_xml = _no_dtd(z.read("xl/_rels/workbook.xml.rels"), "workbook.xml.rels")
+        for raw in re.findall(rb"<(?:\w+:)?Relationship\b([^>]*)/?>", rel_xml):
+            a = _attrs(raw)
+            rels[a.get("Id", "")] = a.get("Target", "")
+    sheets: list[tuple[str, str]] = []
+    hidden: set[str] = set()
+    for raw in re.findall(rb"<(?:\w+:)?sheet\b([^>]*)/?>", wb_xml):
+        a = _attrs(raw)
+        rid = a.get("r:id") or next((v for k, v in a.items() if k.endswith(":id")), "")
+        target = rels.get(rid, "")
+        target = target.lstrip("/") if target.startswith("/") else "xl/" + target
+        target = re.sub(r"[^/]+/\.\./", "", target)
+        sheets.append((a.get("name", ""), target))
+        if a.get("state") in {"hidden", "veryHidden"}:
+            hidden.add(a.get("name", ""))
+    names = []
+    for raw_attrs, raw_text in re.findall(rb"<(?:\w+:)?definedName\b([^>]*)>(.*?)</(?:\w+:)?definedName>", wb_xml, re.S):
+        a = _attrs(raw_attrs)
+        local = a.get("localSheetId")
+        names.append((a.get("name", ""), int(local) if local and local.isdigit() else None, _text(raw_text)))
+    date1904 = bool(re.search(rb'date1904="(1|true)"', wb_xml))
+
+    strings: list[str] = []
+    if z.has("xl/sharedStrings.xml"):
+        sst = _no_dtd(z.read("xl/sharedStrings.xml"), "sharedStrings.xml")
+        for si in _SI_RE.findall(sst):
+            if b"<rPh" in si:
+                si = _RPH_RE.sub(b"", si)
+            strings.append("".join(_text(t) for t in _T_RE.findall(si)))
+
+    properties = {}
+    if z.has("docProps/custom.xml"):
+        custom = _no_dtd(z.read("docProps/custom.xml", 1 << 20), "custom.xml")
+        for raw_attrs, body in re.findall(rb"<(?:\w+:)?property\b([^>]*)>(.*?)</(?:\w+:)?property>", custom, re.S):
+            name = _attrs(raw_attrs).get("name", "")
+            value = re.search(rb">([^<]*)<", body)
+            if name.startswith("perfxl.") and value:
+                properties[name[7:]] = _text(value.group(1))
+
+    cells: dict[str, dict] = {}
+    count = 0
+    for name, target in sheets:
+        if wanted is not None and name not in wanted:
+            continue
+        if not z.has(target):
+            continue
+        xml = _no_dtd(z.read(target), name)
+        sheet_cells: dict[tuple[int, int], tuple[Any, str | None]] = {}
+        for raw_attrs, body in _CELL_RE.findall(xml):
+            if not body:
+                continue
+            ref = t = None
+            for k, v in _ATTR_RE.findall(raw_attrs):
+                if k == b"r":
+                    ref = v.decode()
+                else:
+                    t = v
+            if ref is None:
+                continue
+            m = _ADDR_RE.fullmatch(ref)
+            if not m:
+                continue
+            formula = None
+            if b"<f" in body or b":f" in body:
+                fm = _F_RE.search(body)
+                if fm is not None:
+                    formula = _text(fm.group(1)) or None
+            vm = _V_RE.search(body)
+            raw_v = vm.group(1) if vm else None
+            value: Any
+            if t == b"s":
+                try:
+                    value = strings[int(raw_v)] if raw_v is not None else None
+                except (ValueError, IndexError):
+                    value = None
+            elif t == b"inlineStr":
+                value = "".join(_text(x) for x in _T_RE.findall(body))
+            elif t in (b"str", b"e"):
+                value = _text(raw_v) if raw_v is not None else None
+            elif t == b"b":
+                value = raw_v == b"1"
+            else:
+                try:
+                    value = float(raw_v) if raw_v is not None else None
+                except ValueError:
+                    value = _text(raw_v)
+            if value is None and formula is None:
+                continue
+            col = 0
+            for ch in m.group(1):
+                col = col * 26 + ord(ch) - 64
+            sheet_cells[(int(m.group(2)) - 1, col - 1)] = (value, formula)
+            count += 1
+            if count > MAX_CELLS:
+                raise ReadError("too-many-cells", f"工作表单元格过多 (超过 {MAX_CELLS} 个)，不像一份申报表")
+        cells[name] = sheet_cells
+    has_macros = z.has("xl/vbaProject.bin")
+    external = any(n.startswith("xl/externalLinks/") for n in z.by_name)
+    return RawBook(sheet_names=[s for s, _ in sheets], hidden=hidden, names=names, properties=properties,
+                   date1904=date1904, cells=cells, has_macros=has_macros, external_links=external)
+
+
+def _read_xls(data: bytes) -> RawBook:
+    import xlrd
+
+    try:
+        book = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=io.StringIO())
+    except Exception as exc:  # xlrd raises XLRDError, CompDocError, struct.error, ...
+        raise ReadError("file-corrupt", f"无法读取 .xls 文件 ({exc})") from None
+    try:
+        sheet_names = book.sheet_names()
+        names = []
+        for nobj in book.name_obj_list:
+            scope = nobj.scope if nobj.scope >= 0 else None
+            try:
+                sheet_index, rlo, rhi, clo, chi = nobj.area2d(clipped=False)
+            except Exception:
+                continue
+            ref = f"'{sheet_names[sheet_index]}'!{cell_name(rlo, clo)}"
+            if (rhi - rlo, chi - clo) != (1, 1):
+                ref += f":{cell_name(rhi - 1, chi - 1)}"
+            names.append((nobj.name, scope, ref))
+        cells: dict[str, dict] = {}
+        hidden = set()
+        count = 0
+        for index, name in enumerate(sheet_names):
+            sh = book.sheet_by_index(index)
+            if getattr(sh, "visibility", 0):
+                hidden.add(name)
+            sheet_cells = {}
+            for r in range(sh.nrows):
+                for c, cell in enumerate(sh.row(r)):
+                    if cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK):
+                        continue
+                    value: Any = cell.value
+                    if cell.ctype == xlrd.XL_CELL_ERROR:
+                        value = xlrd.error_text_from_code.get(value, "#ERR")
+                    elif cell.ctype == xlrd.XL_CELL_BOOLEAN:
+                        value = bool(value)
+                    sheet_cells[(r, c)] = (value, None)
+                    count += 1
+                    if count > MAX_CELLS:
+                        raise ReadError("too-many-cells", f"工作表单元格过多 (超过 {MAX_CELLS} 个)")
+            cells[name] = sheet_cells
+            book.unload_sheet(index)
+        return RawBook(sheet_names=sheet_names, hidden=hidden, names=names, properties={},
+                       date1904=bool(book.datemode), cells=cells)
+    finally:
+        book.release_resources()
+
+
+def sniff(data: bytes, suffix: str) -> str:
+    """xlsx | xls, or raise ReadError with the reason this is not a workbook."""
+    if not data:
+        raise ReadError("file-empty", "文件为空 (0 字节)")
+    if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
+        return "xlsx"
+    if data[:8] == OLE_MAGIC:
+        if b"E\x00n\x00c\x00r\x00y\x00p\x00t\x00e\x00d\x00P\x00a\x00c\x00k\x00a\x00g\x00e" in data[:1 << 20] or \
+                b"EncryptedPackage" in data[:1 << 20]:
+            raise ReadError("file-encrypted", "文件已设置打开密码，无法读取，请取消密码后重新报送")
+        return "xls"
+    head = data[:2048].lstrip().lower()
+    if head.startswith((b"<html", b"<!doctype html", b"<table", b"<?xml")) or b"<html" in head:
+        raise ReadError("not-a-workbook", "这是网页 (HTML) 文件而不是 Excel 工作簿，请在 Excel 中另存为 .xlsx")
+    if data[:4] == b"%PDF":
+        raise ReadError("not-a-workbook", "这是 PDF 文件而不是 Excel 工作簿")
+    try:
+        text = data[:4096].decode("utf-8")
+        if "," in text or "\t" in text:
+            raise ReadError("not-a-workbook", "这是文本 (CSV) 文件而不是 Excel 工作簿，请在 Excel 中另存为 .xlsx")
+    except UnicodeDecodeError:
+        pass
+    raise ReadError("not-a-workbook", f"不是 Excel 工作簿 (unknown format{', extension ' + suffix if suffix else ''})")
+
+
+def load_raw(path: Path) -> tuple[RawBook, bytes, str]:
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ReadError("file-too-large", f"文件过大 ({size // (1 << 20)} MB)，申报表不应超过 {MAX_FILE_BYTES >> 20} MB")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ReadError("file-unreadable", f"无法打开文件 ({exc.strerror or exc})") from None
+    kind = sniff(data, path.suffix.lower())
+    book = _read_xlsx(data) if kind == "xlsx" else _read_xls(data)
+    return book, data, kind
+
+
+# ----------------------------------------------------------------------------------------------------
+# From raw cells to form data
+# ----------------------------------------------------------------------------------------------------
+
+_REF_RE = re.compile(r"^=?(?:'((?:[^']|'')+)'|([^'!]+))!\$?([A-Z]{1,3})\$?(\d+)(?::\$?([A-Z]{1,3})\$?(\d+))?$")
+
+
+def _parse_ref(text: str) -> tuple[str, tuple[int, int], tuple[int, int]] | None:
+    m = _REF_RE.match(text.strip())
+    if not m:
+        return None
+    sheet = (m.group(1) or "").replace("''", "'") or m.group(2)
+    first = split_cell(m.group(3) + m.group(4))
+    last = split_cell(m.group(5) + m.group(6)) if m.group(5) else first
+    return sheet, first, last
+
+
+def _stamp(book: RawBook) -> tuple[dict[str, str], str | None]:
+    cells = book.cells.get(STAMP_SHEET)
+    if cells and str(cells.get((0, 0), ("",))[0]) == "perfxl-stamp":
+        stamp = {}
+        for r in range(1, 20):
+            key = cells.get((r, 0))
+            if key is None:
+                continue
+            value = cells.get((r, 1), ("", None))[0]
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            stamp[str(key[0])] = "" if value is None else str(value)
+        return stamp, "sheet"
+    if book.properties.get("template"):
+        return dict(book.properties), "properties"
+    return {}, None
+
+
+def _recognise_by_labels(book: RawBook, templates_dir: Path | None) -> dict[str, str]:
+    """The stamp is gone: find a template whose title stands near the top of a sheet."""
+    titles: dict[str, list[str]] = {}
+    for name in list_templates(templates_dir):
+        spec = load_spec(name, templates_dir=templates_dir)
+        titles.setdefault(spec.title, []).append(name)
+    for sheet in book.sheet_names:
+        cells = book.cells.get(sheet, {})
+        top = [str(v) for (r, _), (v, _) in cells.items() if r < 8 and isinstance(v, str)]
+        for text in top:
+            candidates = titles.get(text.strip())
+            if not candidates:
+                continue
+            labels = {str(v).strip() for (v, _) in cells.values() if isinstance(v, str)}
+            best = max(candidates, key=lambda n: _label_overlap(load_spec(n, templates_dir=templates_dir), labels))
+            year = None
+            for t in top:
+                m = re.search(r"(20\d\d)\s*年", t)
+                if m:
+                    year = m.group(1)
+                    break
+            return {"template": best, "year": year or ""}
+    return {}
+
+
+def _label_overlap(spec: Spec, labels: set[str]) -> int:
+    wanted = {f.label for f in spec.fields.values()} | {c.label for t in spec.tables.values() for c in t.columns}
+    return len(wanted & labels)
+
+
+def _as_int(text: str | None) -> int | None:
+    try:
+        return int(float(text)) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def read_workbook(path: Path, templates_dir: Path | None = None, template: str | None = None,
+                  year: int | None = None) -> FormData:
+    """Read one workbook into form data. Raises ReadError when the file cannot be read at all."""
+    path = Path(path)
+    book, data, kind = load_raw(path)
+    form = FormData(path=str(path), size=len(data), sha256=hashlib.sha256(data).hexdigest(), format=kind,
+                    date1904=book.date1904)
+    suffix = path.suffix.lower()
+    if (kind == "xls") != (suffix == ".xls"):
+        form.notices.append(Notice("extension-mismatch", "warning",
+                                   f"文件扩展名 {suffix or '(无)'} 与实际格式 .{kind} 不符，已按 .{kind} 读取"))
+    if book.has_macros:
+        form.notices.append(Notice("macros-present", "warning", "文件含有宏 (VBA)；宏未运行，也不会保留"))
+    if book.external_links:
+        form.notices.append(Notice("external-links", "warning", "文件含有指向其他工作簿的外部链接；链接值未被采用"))
+
+    stamp, source = _stamp(book)
+    if not stamp:
+        stamp = _recognise_by_labels(book, templates_dir)
+        source = "labels" if stamp else None
+        if stamp:
+            form.notices.append(Notice("stamp-missing", "warning",
+                                       "表单标识（隐藏工作表）已丢失，已根据标题和栏目识别为 " + stamp["template"]))
+    if template and stamp.get("template") not in (None, "", template):
+        form.notices.append(Notice("stamp-template", "error",
+                                   f"这份表是 {stamp.get('template')}，不是要求的 {template}"))
+    chosen = stamp.get("template") or template
+    if not chosen:
+        raise ReadError("not-a-form", "无法识别这是哪一种申报表（没有 perfxl 标识，标题也不匹配任何模板）")
+    form.template = chosen
+    form.version = stamp.get("version") or None
+    form.fingerprint = stamp.get("fingerprint") or None
+    form.region = stamp.get("region") or None
+    form.year = _as_int(stamp.get("year")) or year
+    form.unit_code = stamp.get("unit_code") or None
+    form.unit_name = stamp.get("unit_name") or None
+    form.stamp_source = source
+    try:
+        spec = load_spec(chosen, form.year or 2022, form.region, templates_dir=templates_dir)
+    except SpecError as exc:
+        raise ReadError("unknown-template", f"表单标识指向未知模板 {chosen}: {exc}") from None
+    _extract(form, book, spec)
+    return form
+
+
+def _extract(form: FormData, book: RawBook, spec: Spec) -> None:
+    lay = layout(spec)
+    wanted_names = {f.name: ("field", f.id) for f in spec.fields.values()}
+    wanted_names.update({t.name: ("table", t.id) for t in spec.tables.values()})
+    per_sheet: dict[str, dict[str, tuple]] = {}
+    for name, local, ref in book.names:
+        kind = wanted_names.get(name)
+        if kind is None:
+            continue
+        parsed = _parse_ref(ref)
+        if parsed is None:
+            if "#REF" in ref:
+                form.notices.append(Notice("name-broken", "warning", f"定义名称 {name} 已失效 (#REF!)，该栏目无法定位"))
+            continue
+        sheet = parsed[0]
+        if local is not None and 0 <= local < len(book.sheet_names):
+            sheet = book.sheet_names[local]
+        per_sheet.setdefault(sheet, {})[name] = parsed
+
+    form_sheets = [s for s in book.sheet_names if s in per_sheet and s in book.cells]
+    if not form_sheets:  # names lost (e.g. re-typed into a new workbook): fall back on the layout
+        for s in book.sheet_names:
+            if s in book.hidden or s == STAMP_SHEET:
+                continue
+            cells = book.cells.get(s, {})
+            title_rows = [p for p in lay.placements if p.kind == "title"]
+            if title_rows and str(cells.get((title_rows[0].row, 0), ("",))[0]).strip() == title_rows[0].text:
+                form_sheets.append(s)
+                per_sheet[s] = {}
+                form.notices.append(Notice("names-missing", "warning",
+                                           "工作表中没有定义名称，已按模板的标准版式读取；若插入过行，数值可能错位",
+                                           sheet=s))
+    if not form_sheets:
+        raise ReadError("not-a-form", f"工作簿中找不到 {spec.title} 的填报区域（定义名称和版式都不匹配）")
+
+    regions = []
+    for sheet in form_sheets:
+        for name, (_, first, last) in per_sheet[sheet].items():
+            regions.append((sheet, first[0], last[0], name))
+    label_texts = {p.text for p in lay.placements if p.kind in {"label", "section", "title", "header"} and p.text}
+
+    for sheet in form_sheets:
+        cells = book.cells.get(sheet, {})
+        names = per_sheet[sheet]
+        data = SheetData(sheet=sheet)
+        for f in spec.fields.values():
+            if f.name in names:
+                _, (r, c), _ = names[f.name]
+            elif not names and f.id in lay.fields:
+                r, c = lay.fields[f.id]
+            else:
+                continue
+            value, formula = cells.get((r, c), (None, None))
+            data.fields[f.id] = Cell(value, cell_name(r, c), formula)
+        for t in spec.tables.values():
+            pos = lay.tables[t.id]
+            if t.name in names:
+                _, (r0, c0), (r1, _) = names[t.name]
+            elif not names:
+                r0, c0, r1 = pos.first_row, 0, pos.last_row
+            else:
+                continue
+            others = [(a, b) for s, a, b, n in regions if s == sheet and n != t.name and a > r1]
+            stop = min([a for a, _ in others] + [r1 + 500])
+            rows = []
+            r = r0
+            while r <= r1 or r < stop:
+                row = {"_row": r + 1}
+                empty = True
+                for col in t.columns:
+                    cc = c0 + pos.columns[col.id]
+                    value, formula = cells.get((r, cc), (None, None))
+                    if value not in (None, "") or formula:
+                        empty = False
+                    row[col.id] = Cell(value, cell_name(r, cc), formula)
+                if r > r1:  # rows a clerk added directly below the named body
+                    texts = {str(row[c.id].value).strip() for c in t.columns if isinstance(row[c.id].value, str)}
+                    if empty or texts & label_texts:
+                        break
+                if not empty:
+                    rows.append(row)
+                r += 1
+            data.tables[t.id] = rows
+        form.sheets.append(data)
