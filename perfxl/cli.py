@@ -109,6 +109,80 @@ def generate(template, year, roster, outdir, region, projects, password, templat
     click.echo(f"已生成 {len(manifest)} 份空白表 → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
 
 
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="机器可读输出 (JSON).")
+@click.option("--annotate", "annotate_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="写出标注问题的副本到此目录 (annotated copies for the units).")
+@click.option("--roster", type=click.Path(path_type=Path), default=None, help="单位名单，用于核对单位编码.")
+@click.option("--year", type=int, default=None, help="应报年度 (expected budget year).")
+@click.option("--template", default=None, help="应报模板 (expected template).")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True, help="提示语言.")
+@TEMPLATES_OPTION
+def validate(paths, as_json, annotate_dir, roster, year, template, lang, templates_dir):
+    """校验填报好的申报表 (validate returned workbooks). Exit 0: no errors; 1: errors found; 2: usage."""
+    from .files import ensure_writable_dir
+    from .pipeline import CheckOptions, check_file
+    from .read import find_workbooks
+    from .report import annotate_workbook
+    from .roster import read_roster
+
+    try:
+        files = find_workbooks(list(paths))
+    except FileNotFoundError as exc:
+        raise click.UsageError(f"找不到文件或目录 (no such file or folder): {exc}") from None
+    if not files:
+        raise click.UsageError("没有找到 .xlsx/.xlsm/.xls 文件 (no workbooks found)")
+    units = {u.code: u for u in read_roster(roster)} if roster else None
+    options = CheckOptions(template=template, year=year, lang=lang,
+                           templates_dir=str(templates_dir) if templates_dir else None)
+    if annotate_dir:
+        ensure_writable_dir(annotate_dir)
+    results = []
+    errors = 0
+    for path in files:
+        checked = check_file(path, options, units)
+        errors += checked.errors
+        entry = {"path": str(path), "template": checked.template, "version": checked.version,
+                 "year": checked.year, "unit": {"code": checked.unit_code, "name": checked.unit_name},
+                 "status": checked.status,
+                 "projects": [{"sheet": p.sheet, "name": p.name} for p in checked.projects],
+                 "problems": [p.to_dict() for p in checked.problems]}
+        if annotate_dir:
+            annotated = annotate_workbook(checked, annotate_dir)
+            entry["annotated"] = str(annotated) if annotated else None
+        results.append(entry)
+        if not as_json:
+            _print_checked(entry)
+    if as_json:
+        click.echo(json.dumps({"files": results}, ensure_ascii=False, indent=1))
+    else:
+        warnings = sum(1 for r in results for p in r["problems"] if p["severity"] == "warning")
+        click.echo(f"共 {len(results)} 个文件：{errors} 个错误，{warnings} 个提醒")
+    sys.exit(1 if errors else 0)
+
+
+_SEVERITY = {"error": "错误", "warning": "提醒"}
+
+
+def _print_checked(entry: dict) -> None:
+    unit = entry["unit"]["name"] or ""
+    head = f"{entry['path']}  [{entry['template'] or '?'} {entry['year'] or ''} {unit}] {entry['status']}"
+    click.echo(head)
+    for p in entry["problems"]:
+        where = f"{p['sheet']}!{p['cell']}" if p["cell"] else p["sheet"]
+        click.echo(f"  {_SEVERITY[p['severity']]:<2} {where:<16} {p['code']:<30} {p['message']}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("outputs") / "demo")
+def demo(folder):
+    """演示完整流程：生成 → 填报 → 汇总 (the whole cycle on shipped sample data)."""
+    from .demo import run_demo
+
+    run_demo(folder, echo=click.echo)
+
+
 def _default_year() -> int:
     import datetime
 

@@ -306,10 +306,10 @@ def _read_xls(data: bytes) -> RawBook:
         for nobj in book.name_obj_list:
             scope = nobj.scope if nobj.scope >= 0 else None
             try:
-                sheet_index, rlo, rhi, clo, chi = nobj.area2d(clipped=False)
-            except Exception:
+                target, rlo, rhi, clo, chi = nobj.area2d(clipped=False)
+            except Exception:  # names that are not a plain area (constants, formulas, #REF!)
                 continue
-            ref = f"'{sheet_names[sheet_index]}'!{cell_name(rlo, clo)}"
+            ref = f"'{target.name.replace(chr(39), chr(39) * 2)}'!{cell_name(rlo, clo)}"
             if (rhi - rlo, chi - clo) != (1, 1):
                 ref += f":{cell_name(rhi - 1, chi - 1)}"
             names.append((nobj.name, scope, ref))
@@ -582,3 +582,25 @@ def _extract(form: FormData, book: RawBook, spec: Spec) -> None:
                 r += 1
             data.tables[t.id] = rows
         form.sheets.append(data)
+
+
+WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xltx"}
+
+
+def find_workbooks(paths: list[Path]) -> list[Path]:
+    """Files given, and workbooks under folders given (recursively), skipping Office lock files (~$…)
+    and hidden files. A named file is always taken, whatever its extension: the reader says what it is."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            for candidate in sorted(path.rglob("*")):
+                rel = candidate.relative_to(path)
+                if any(part.startswith((".", "~$")) for part in rel.parts):
+                    continue
+                if candidate.is_file() and candidate.suffix.lower() in WORKBOOK_SUFFIXES:
+                    found.append(candidate)
+        elif path.exists():
+            found.append(path)
+        else:
+            raise FileNotFoundError(path)
+    return found

@@ -654,7 +654,8 @@ def layout(spec: Spec) -> SheetLayout:
             table = spec.tables[block.ref]
             spans = [c.span for c in table.columns]
             if sum(spans) != width:
-                spans = _spread(width, [c.span if c.span > 1 else None for c in table.columns])
+                raise SpecError(f"{spec.source}: table {table.id!r} columns span {sum(spans)} grid columns, "
+                                 f"the sheet has {width}; adjust the columns' span or sheet.columns")
             pos = TablePosition(header_row=r, first_row=r + 1, last_row=r + table.body_rows)
             c = 0
             for col, span in zip(table.columns, spans):

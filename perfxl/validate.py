@@ -87,9 +87,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "stamp-fingerprint": ("表单与当前模板的细节不一致（版本相同但模板已修改），请核对",
                           "The form differs from the current template (same version, changed spec)"),
     "stamp-year": ("这是 {found} 年度的表，本次汇总为 {expected} 年度", "This is a {found} form; {expected} is being merged"),
-    "stamp-unit-unknown": ("单位编码 {code}（{name}）不在名单中", "Unit code {code} ({name}) is not on the roster"),
-    "stamp-unit-name": ("单位编码 {code} 在名单中为“{expected}”，表中为“{found}”",
-                        "Unit {code} is '{expected}' on the roster but '{found}' in the form"),
+    "stamp-unit-unknown": ("单位编码 {unit_code}（{name}）不在名单中", "Unit code {unit_code} ({name}) is not on the roster"),
+    "stamp-unit-name": ("单位编码 {unit_code} 在名单中为“{expected}”，表中为“{found}”",
+                        "Unit {unit_code} is '{expected}' on the roster but '{found}' in the form"),
     "formula-unsupported": ("「{label}」含有公式 ={formula}，无法核算，请直接填写数值",
                             "'{label}' holds a formula ={formula} that cannot be recomputed; type the value"),
     "formula-error": ("「{label}」的计算结果为错误值 {value}", "'{label}' evaluates to an error {value}"),
@@ -558,9 +558,9 @@ def _stamp_rules(form: FormData, spec: Spec, out: _Collector, roster: dict | Non
     if roster is not None and form.unit_code is not None:
         unit = roster.get(form.unit_code)
         if unit is None:
-            out.add("stamp-unit-unknown", "error", code=form.unit_code, name=form.unit_name or "")
+            out.add("stamp-unit-unknown", "error", unit_code=form.unit_code, name=form.unit_name or "")
         elif form.unit_name and unit.name != form.unit_name:
-            out.add("stamp-unit-name", "warning", code=form.unit_code, expected=unit.name, found=form.unit_name)
+            out.add("stamp-unit-name", "warning", unit_code=form.unit_code, expected=unit.name, found=form.unit_name)
 
 
 def check_form(form: FormData, roster: dict | None = None, expect_year: int | None = None, lang: str = "zh",

@@ -1,0 +1,164 @@
+import json
+import os
+import zipfile
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from perfxl import generate
+from perfxl.cli import cli
+from perfxl.read import read_workbook
+from perfxl.roster import read_roster
+from perfxl.spec import describe, layout, load_spec
+
+from .conftest import write_roster
+from .test_spec import SEVEN
+
+UNITS = [("001001", "盐城市住房公积金管理中心", "住建局"), ("001002", "上海市房地产学校", "房管局"),
+         ("001003", "CON", "测试部门")]
+
+
+def _generate(tmp_path, template, projects=2, extra=()):
+    roster = write_roster(tmp_path / "roster.csv", UNITS)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["generate", template, "--year", "2023", "--roster", str(roster), "-o", str(out),
+                                      "--projects", str(projects), *extra])
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "manifest.json").read_text("utf-8"))
+
+
+def _names(wb):
+    names = {}
+    for name, dn in wb.defined_names.items():
+        names.setdefault(None, {})[name] = list(dn.destinations)
+    for ws in wb.worksheets:
+        for name, dn in ws.defined_names.items():
+            names.setdefault(ws.title, {})[name] = list(dn.destinations)
+    return names
+
+
+@pytest.mark.parametrize("template", SEVEN)
+def test_generated_form_is_protected_named_validated_and_stamped(tmp_path, template):
+    out, manifest = _generate(tmp_path, template)
+    assert [m["unit_code"] for m in manifest] == ["001001", "001002", "001003"]
+    assert all((out / m["file"]).exists() for m in manifest)
+    spec = load_spec(template, 2023)
+    info = describe(spec)
+    wb = openpyxl.load_workbook(out / manifest[0]["file"])
+    project_sheets = [ws for ws in wb.worksheets if ws.title.startswith("项目") or ws.title == spec.sheet_name]
+    assert len(project_sheets) == (2 if spec.multi_project else 1)
+    names = _names(wb)
+    for ws in project_sheets:
+        assert ws.protection.sheet and ws.protection.insertRows is False  # False = inserting rows allowed
+        scope = names[ws.title] if spec.multi_project else names[None]
+        for f in info["fields"]:
+            (sheet, ref), = scope[f["name"]]
+            assert sheet == ws.title
+            assert ws[ref.replace("$", "")].protection.locked is False, f["name"]
+        for t in info["tables"]:
+            (sheet, ref), = scope[t["name"]]
+            first = ref.replace("$", "").split(":")[0]
+            assert ws[first].protection.locked is False
+        assert ws.data_validations.dataValidation, "dropdowns and prompts are present"
+        label_row, label_col = next((p.row, p.col) for p in layout(spec).placements if p.kind == "label")
+        assert ws.cell(label_row + 1, label_col + 1).protection.locked is True
+        assert ws.print_title_rows or not spec.print_setup.get("repeat_header_of")
+        assert ws.page_setup.paperSize == 9
+    stamp = wb["_perfxl"]
+    assert stamp.sheet_state == "hidden"
+    values = {stamp.cell(r, 1).value: stamp.cell(r, 2).value for r in range(2, 11)}
+    assert values["template"] == template and values["year"] == "2023" and values["unit_code"] == "001001"
+    assert values["fingerprint"] == spec.fingerprint and values["unit_name"] == "盐城市住房公积金管理中心"
+
+
+def test_chinese_and_reserved_names_make_safe_file_names(tmp_path):
+    out, manifest = _generate(tmp_path, "yancheng/project")
+    assert manifest[0]["file"].startswith("001001_盐城市住房公积金管理中心_2023_")
+    assert not manifest[2]["file"].upper().startswith("CON.")
+    for m in manifest:
+        assert "/" not in m["file"] and "\\" not in m["file"]
+
+
+def test_token_copies_equal_a_full_render(tmp_path):
+    """The fast path (render once, patch strings) gives the same form as rendering for the unit."""
+    out, manifest = _generate(tmp_path, "shanghai/project-2020")
+    unit = {"code": "001002", "name": "上海市房地产学校", "department": "房管局"}
+    full = tmp_path / "full.xlsx"
+    full.write_bytes(generate.build_workbook(load_spec("shanghai/project-2020", 2023, unit=unit), unit, 2))
+    fast = read_workbook(out / manifest[1]["file"])
+    slow = read_workbook(full)
+    assert fast.unit_name == slow.unit_name == "上海市房地产学校"
+    assert [s.fields for s in fast.sheets] == [s.fields for s in slow.sheets]
+    wb = openpyxl.load_workbook(out / manifest[1]["file"])
+    assert wb["项目1"]["B3"].value == "上海市房地产学校"
+
+
+def test_numeric_prefill_from_roster(tmp_path):
+    roster = write_roster(tmp_path / "r.csv", [("9", "甲单位", "部门", "123456.5")],
+                          header=("code", "name", "department", "last_budget"))
+    out = tmp_path / "o"
+    r = CliRunner().invoke(cli, ["generate", "shanghai/project-2020", "--year", "2020", "--roster", str(roster), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    form = read_workbook(next(out.glob("*.xlsx")))
+    assert form.sheets[0].fields["last_budget"].value == 123456.5
+
+
+def test_roster_reads_bom_gbk_and_xlsx(tmp_path):
+    (tmp_path / "a.csv").write_bytes("单位编码,单位名称,主管部门\n0012,甲,乙\n".encode("gb18030"))
+    assert read_roster(tmp_path / "a.csv")[0].code == "0012"
+    wb = openpyxl.Workbook()
+    wb.active.append(["code", "name", "department", "projects"])
+    wb.active.append(["0013", "丙", "丁", 3])
+    wb.save(tmp_path / "b.xlsx")
+    unit = read_roster(tmp_path / "b.xlsx")[0]
+    assert (unit.code, unit.projects) == ("0013", 3)
+
+
+@pytest.mark.parametrize("rows,header,message", [
+    ([("1", "a", "b"), ("1", "c", "d")], ("code", "name", "department"), "duplicate unit code"),
+    ([("1", "a")], ("code", "name"), "missing column"),
+])
+def test_bad_roster_is_a_clear_error(tmp_path, rows, header, message):
+    roster = write_roster(tmp_path / "r.csv", rows, header)
+    r = CliRunner().invoke(cli, ["generate", "national/project", "--year", "2023", "--roster", str(roster), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_unknown_template_and_unwritable_output(tmp_path):
+    roster = write_roster(tmp_path / "r.csv", UNITS)
+    r = CliRunner().invoke(cli, ["generate", "nope/form", "--year", "2023", "--roster", str(roster)])
+    assert r.exit_code == 2 and "unknown template" in r.output
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = CliRunner().invoke(cli, ["generate", "national/project", "--year", "2023", "--roster", str(roster), "-o", str(blocker / "sub")])
+    assert r.exit_code == 2 and "output folder" in r.output and "Traceback" not in r.output
+
+
+def test_jinja_error_through_the_cli(tmp_path):
+    (tmp_path / "t" / "x").mkdir(parents=True)
+    (tmp_path / "t" / "x" / "f.yaml").write_text("a: {% if %}\n", "utf-8")
+    r = CliRunner().invoke(cli, ["describe", "x/f", "--templates", str(tmp_path / "t")])
+    assert r.exit_code == 2 and "f.yaml:1" in r.output
+
+
+def test_password_protection(tmp_path):
+    out, manifest = _generate(tmp_path, "national/project", extra=("--password", "s3cret"))
+    ws = openpyxl.load_workbook(out / manifest[0]["file"])["项目绩效目标"]
+    assert ws.protection.sheet and ws.protection.password
+
+
+def test_describe_json_matches_the_names_in_the_file(tmp_path):
+    r = CliRunner().invoke(cli, ["describe", "mianyang/project", "--year", "2021", "--json"])
+    info = json.loads(r.output)
+    out, manifest = _generate(tmp_path, "mianyang/project", projects=1)
+    with zipfile.ZipFile(out / manifest[0]["file"]) as zf:
+        workbook_xml = zf.read("xl/workbook.xml").decode()
+    for entry in info["fields"] + info["tables"]:
+        assert f'name="{entry["name"]}" localSheetId=' in workbook_xml or f'localSheetId="1" name="{entry["name"]}"' in workbook_xml
+
+
+def test_generation_is_deterministic(tmp_path):
+    spec = load_spec("yancheng/department", 2021)
+    assert generate.build_workbook(spec, {"code": "1", "name": "x"}) == generate.build_workbook(spec, {"code": "1", "name": "x"})
+    assert os.name  # deterministic bytes do not depend on the platform's clock either
