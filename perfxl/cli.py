@@ -4,7 +4,6 @@ turns perfxl errors into a message and a non-zero exit (2 for usage errors), nev
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -175,12 +174,61 @@ def _print_checked(entry: dict) -> None:
 
 
 @cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="汇总表 .xlsx (the summary workbook).")
+@click.option("--roster", type=click.Path(path_type=Path), default=None, help="单位名单 (who is expected).")
+@click.option("--template", default=None, help="只汇总此模板 (merge only this template).")
+@click.option("--year", type=int, default=None, help="只汇总此年度 (merge only this year).")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="报送台账 SQLite 文件 (default: beside the summary).")
+@click.option("--csv", "csv_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="同时输出 CSV 到此目录 (UTF-8 with BOM).")
+@click.option("--jobs", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="并行进程数，0 为 CPU 核数；1 为单进程 (worker processes).")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True, help="提示语言.")
+@TEMPLATES_OPTION
+def merge(inputs, output, roster, template, year, db, csv_dir, jobs, lang, templates_dir):
+    """汇总所有报送的申报表 (merge every returned workbook into the summary)."""
+    import time
+
+    from .merge import MergeOptions, run_merge
+    from .read import find_workbooks
+
+    try:
+        total = len(find_workbooks(list(inputs)))
+    except FileNotFoundError as exc:
+        raise click.UsageError(f"找不到文件或目录 (no such file or folder): {exc}") from None
+    options = MergeOptions(template=template, year=year, roster=roster, jobs=jobs, db=db, csv_dir=csv_dir, lang=lang,
+                           templates_dir=templates_dir)
+    started = time.perf_counter()
+    with _progress(total, "汇总") as bar:
+        result = run_merge(list(inputs), output, options, progress=bar.update)
+    _print_merge(result, time.perf_counter() - started, csv_dir)
+
+
+def _print_merge(result, seconds: float, csv_dir) -> None:
+    c = result.counts
+    click.echo(f"读取文件 {c['files_in']} 个（本次读取 {c['read']}，取自台账 {c['from_ledger']}），用时 {seconds:.1f} 秒")
+    click.echo(f"  已汇总 {c['merged']}，未汇总 {c['rejected']}（含不符合条件 {c['excluded']}），"
+               f"重复 {c['duplicate']}，被更新版本取代 {c['superseded']}")
+    click.echo(f"  单位 {c['units']}，项目 {c['projects']}，指标 {c['indicators']} 行；错误 {c['errors']}，提醒 {c['warnings']}")
+    if result.missing_units:
+        names = "、".join(u.name for u in result.missing_units[:10])
+        more = f" 等 {len(result.missing_units)} 个" if len(result.missing_units) > 10 else ""
+        click.echo(f"  未报送 {len(result.missing_units)} 个单位：{names}{more}")
+    click.echo(f"汇总表 → {result.output}")
+    if csv_dir:
+        click.echo(f"CSV → {csv_dir}")
+
+
+@cli.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("outputs") / "demo")
 def demo(folder):
     """演示完整流程：生成 → 填报 → 汇总 (the whole cycle on shipped sample data)."""
     from .demo import run_demo
 
-    run_demo(folder, echo=click.echo)
+    run_demo(folder, echo=click.echo, print_merge=_print_merge)
 
 
 def _default_year() -> int:

@@ -53,7 +53,7 @@ def _mistake(kind: str, project: dict) -> None:
         project["fields"]["budget"] = f"{project['fields']['budget']:,.0f}元"  # readable, but typed as text
 
 
-def run_demo(folder: Path, echo=print, merge: bool = True) -> dict:
+def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
     folder = Path(folder)
     if folder.exists():
         shutil.rmtree(folder)
@@ -97,7 +97,17 @@ def run_demo(folder: Path, echo=print, merge: bool = True) -> dict:
     (inbox / "损坏的文件.xlsx").write_bytes(first.read_bytes()[:2000])  # cut off in transfer
     echo(f"2. {filled} 个单位填报（含 {len(mistakes)} 份有错误、1 份更正、1 份重复、1 份损坏），"
          f"{len(silent)} 个单位未报送 → {inbox}")
-    result = {"folder": folder, "inbox": inbox, "roster": roster_path, "blank": blank_dir}
-    if not merge:
-        echo("3. 汇总 (merge) 尚未实现，演示到此为止。")
-    return result
+    import time
+
+    from .merge import MergeOptions, run_merge
+
+    summary = folder / "3-汇总" / f"{YEAR}年项目支出绩效目标汇总表.xlsx"
+    started = time.perf_counter()
+    result = run_merge([inbox], summary, MergeOptions(template=TEMPLATE, year=YEAR, roster=roster_path,
+                                                      csv_dir=summary.parent / "csv"))
+    echo("3. 汇总完成：")
+    if print_merge:
+        print_merge(result, time.perf_counter() - started, summary.parent / "csv")
+    echo(f"打开汇总表查看：{summary}")
+    return {"folder": folder, "inbox": inbox, "roster": roster_path, "blank": blank_dir, "summary": summary,
+            "result": result}

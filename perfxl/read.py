@@ -367,15 +367,18 @@ def sniff(data: bytes, suffix: str) -> str:
     raise ReadError("not-a-workbook", f"不是 Excel 工作簿 (unknown format{', extension ' + suffix if suffix else ''})")
 
 
-def load_raw(path: Path) -> tuple[RawBook, bytes, str]:
+def load_raw(path: Path, data: bytes | None = None) -> tuple[RawBook, bytes, str]:
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ReadError("file-too-large", f"文件过大 ({size // (1 << 20)} MB)，申报表不应超过 {MAX_FILE_BYTES >> 20} MB")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ReadError("file-unreadable", f"无法打开文件 ({exc.strerror or exc})") from None
+    if data is None:
+        try:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ReadError("file-too-large", f"文件过大 ({size // (1 << 20)} MB)，申报表不应超过 {MAX_FILE_BYTES >> 20} MB")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ReadError("file-unreadable", f"无法打开文件 ({exc.strerror or exc})") from None
+    elif len(data) > MAX_FILE_BYTES:
+        raise ReadError("file-too-large", f"文件过大 ({len(data) // (1 << 20)} MB)，申报表不应超过 {MAX_FILE_BYTES >> 20} MB")
     kind = sniff(data, path.suffix.lower())
     book = _read_xlsx(data) if kind == "xlsx" else _read_xls(data)
     return book, data, kind
@@ -454,10 +457,11 @@ def _as_int(text: str | None) -> int | None:
 
 
 def read_workbook(path: Path, templates_dir: Path | None = None, template: str | None = None,
-                  year: int | None = None) -> FormData:
-    """Read one workbook into form data. Raises ReadError when the file cannot be read at all."""
+                  year: int | None = None, data: bytes | None = None) -> FormData:
+    """Read one workbook into form data (from `data` when the caller already holds the bytes).
+    Raises ReadError when the file cannot be read at all."""
     path = Path(path)
-    book, data, kind = load_raw(path)
+    book, data, kind = load_raw(path, data)
     form = FormData(path=str(path), size=len(data), sha256=hashlib.sha256(data).hexdigest(), format=kind,
                     date1904=book.date1904)
     suffix = path.suffix.lower()

@@ -65,3 +65,127 @@ def annotate_workbook(checked: CheckedForm, outdir: Path) -> Path | None:
     except OSError as exc:
         raise OutputError(f"无法写入 (cannot write) {target}: {exc.strerror or exc}") from None
     return target
+
+
+# ----------------------------------------------------------------------------------------------------
+# The summary workbook and CSV
+# ----------------------------------------------------------------------------------------------------
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_WIDTHS = {"单位名称": 30, "项目名称": 36, "三级指标": 30, "说明": 70, "主要问题": 60, "文件": 40, "来源文件": 40,
+           "内容": 44, "原值": 30, "新值": 30, "主管部门": 26, "项目": 30}
+_MAX_CELL = 32_767
+
+
+def iter_rows(table):
+    return table.rows() if callable(table.rows) else iter(table.rows)
+
+
+def _width(title: str, kind: str) -> float:
+    if title in _WIDTHS:
+        return _WIDTHS[title]
+    if kind in {"money"}:
+        return max(16, len(title) * 1.8)
+    if kind in {"count", "int", "percent", "number"}:
+        return max(9, len(title) * 1.9)
+    return max(12, min(40, len(title) * 2.2))
+
+
+def write_summary(result, path: Path) -> Path:
+    """The summary workbook, written beside its final name and renamed into place when complete."""
+    import xlsxwriter
+
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "strings_to_formulas": False,
+                                            "strings_to_urls": False, "strings_to_numbers": False,
+                                            "tmpdir": str(tmp.parent)})
+        wb.set_properties({"title": "预算绩效目标申报汇总", "author": "perfxl", "comments": "由 perfxl merge 生成"})
+        header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True,
+                                "valign": "vcenter", "align": "center"})
+        formats = {"money": wb.add_format({"num_format": "#,##0.00"}), "count": wb.add_format({"num_format": "#,##0"}),
+                   "int": wb.add_format({"num_format": "0"}), "percent": wb.add_format({"num_format": "0.0%"}),
+                   "number": wb.add_format({"num_format": "General"}), "text": None}
+        total_formats = {k: wb.add_format({"bold": True, "top": 2, "num_format": f.num_format if f else "@"})
+                         for k, f in formats.items()}
+        for table in result.tables:
+            ws = wb.add_worksheet(table.name)
+            kinds = [kind for _, kind in table.columns]
+            for c, (title, kind) in enumerate(table.columns):
+                _check(ws.set_column(c, c, _width(title, kind)), table.name)
+            _check(ws.set_row(0, 32), table.name)
+            for c, (title, _) in enumerate(table.columns):
+                _check(ws.write_string(0, c, title, header), table.name)
+            ws.freeze_panes(1, 0)
+            sums = [0.0] * len(kinds)
+            r = 0
+            for row in iter_rows(table):
+                r += 1
+                for c, value in enumerate(row):
+                    kind = kinds[c]
+                    if value is None or value == "":
+                        continue
+                    if isinstance(value, bool):
+                        value = "是" if value else "否"
+                    if isinstance(value, int | float) and kind != "text":
+                        _check(ws.write_number(r, c, value, formats[kind]), table.name)
+                        if kind in {"money", "count"}:
+                            sums[c] += value
+                    else:
+                        text = str(value)
+                        if len(text) > _MAX_CELL:
+                            text = text[: _MAX_CELL - 1] + "…"
+                        _check(ws.write_string(r, c, text), table.name)
+            if table.totals and r:
+                r += 1
+                _check(ws.write_string(r, 0, "合计", total_formats["text"]), table.name)
+                for c, kind in enumerate(kinds):
+                    if kind in {"money", "count"}:
+                        _check(ws.write_number(r, c, round(sums[c], 6), total_formats[kind]), table.name)
+                    elif c:
+                        _check(ws.write_blank(r, c, None, total_formats["text"]), table.name)
+            if r:
+                ws.autofilter(0, 0, r - (1 if table.totals else 0), len(kinds) - 1)
+            if table.note:
+                ws.set_header(f"&L{table.name}&R{table.note}")
+            ws.set_landscape()
+            ws.fit_to_pages(1, 0)
+            ws.repeat_rows(0)
+        wb.close()
+    return path
+
+
+def _check(code, where: str) -> None:
+    if code not in (0, None):
+        raise OutputError(f"internal error writing sheet {where}: xlsxwriter returned {code}")
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value) if not value.is_integer() else str(int(value))
+    text = str(value)
+    if text.startswith(_FORMULA_START):
+        return "'" + text  # a spreadsheet opening the CSV must not run it as a formula
+    return text
+
+
+def write_csv(result, folder: Path) -> list[Path]:
+    """The same tables as UTF-8 CSV with a BOM (so Excel opens Chinese correctly)."""
+    import csv
+
+    from .files import ensure_writable_dir
+
+    folder = ensure_writable_dir(Path(folder))
+    written = []
+    for table in result.tables:
+        target = folder / f"{safe_filename(table.name)}.csv"
+        with atomic_output(target) as tmp:
+            with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow([title for title, _ in table.columns])
+                for row in iter_rows(table):
+                    writer.writerow([_csv_cell(v) for v in row])
+        written.append(target)
+    return written

@@ -310,17 +310,17 @@ def _load(name: str, templates_dir: Path | None, frozen_params: tuple) -> Spec:
         params["region"] = params["region"] or region_default
         text = template.render(**params)
     except jinja2.TemplateSyntaxError as exc:
-        raise SpecError(f"{exc.filename or path}:{exc.lineno}: 模板语法错误 (Jinja syntax error): {exc.message}")
+        raise SpecError(f"{exc.filename or path}:{exc.lineno}: 模板语法错误 (Jinja syntax error): {exc.message}") from None
     except jinja2.UndefinedError as exc:
-        raise SpecError(f"{path}: 模板参数缺失 (undefined template parameter): {exc.message}")
+        raise SpecError(f"{path}: 模板参数缺失 (undefined template parameter): {exc.message}") from None
     except jinja2.TemplateError as exc:
-        raise SpecError(f"{path}: {exc}")
+        raise SpecError(f"{path}: {exc}") from None
     try:
         raw = yaml.load(text, Loader=_YamlLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}{where}: YAML 错误 (rendered template is not valid YAML): {exc}")
+        raise SpecError(f"{path}{where}: YAML 错误 (rendered template is not valid YAML): {exc}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a template must render to a YAML mapping")
     digest = hashlib.sha256()
@@ -329,7 +329,7 @@ def _load(name: str, templates_dir: Path | None, frozen_params: tuple) -> Spec:
     try:
         return _build(raw, name, params, catalog, digest, path)
     except (KeyError, TypeError, ValueError) as exc:
-        raise SpecError(f"{path}: 模板结构错误 (bad template structure): {exc!r}")
+        raise SpecError(f"{path}: 模板结构错误 (bad template structure): {exc!r}") from None
 
 
 def _sources(catalog: _Catalog, path: Path) -> list[Path]:

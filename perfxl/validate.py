@@ -9,7 +9,7 @@ Validation never raises on bad input; the records it returns are what the merge 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .read import Cell, FormData, SheetData

@@ -1,0 +1,698 @@
+"""Merge stage: every returned workbook → checked forms → the summary tables.
+
+Files are read and validated in a pool of worker processes, each file under a time and memory limit, so
+a parser that hangs, blows up or crashes the process costs that one file, not the run. Results stream
+back to the main process, which records them in the ledger and spools them to a temporary file; only a
+small index stays in memory. Then each unit's newest valid version is chosen, identical copies are
+counted once, and the tables are built for the report stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import ReadError
+from .ledger import Ledger, pack
+from .pipeline import CheckOptions, check_read
+from .read import FormData, find_workbooks, read_workbook
+from .roster import Unit, read_roster
+from .spec import MONEY_UNITS, load_spec
+from .validate import CheckedForm, Target, cost_total, rejected
+
+OUTCOME_ZH = {"merged": "已汇总", "rejected": "无法读取", "excluded": "未汇总（不符合本次汇总条件）",
+              "duplicate": "重复文件", "superseded": "已被更新版本取代"}
+STATUS_ZH = {"valid": "通过", "warnings": "通过（有提醒）", "errors": "有错误", "rejected": "无法读取"}
+
+
+@dataclass(frozen=True)
+class MergeOptions:
+    template: str | None = None
+    year: int | None = None
+    roster: Path | None = None
+    jobs: int = 0  # 0: one worker per core
+    db: Path | None = None
+    csv_dir: Path | None = None
+    lang: str = "zh"
+    templates_dir: Path | None = None
+    file_timeout: float = 60.0
+    file_memory_mb: int = 2048
+
+    def check_options(self) -> CheckOptions:
+        return CheckOptions(template=self.template, year=self.year, lang=self.lang,
+                            templates_dir=str(self.templates_dir) if self.templates_dir else None)
+
+
+@dataclass
+class Seen:
+    """One input file, as the main process remembers it (the checked form itself is spooled)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha: str
+    source: str  # read | ledger
+    offset: int
+    template: str | None
+    year: int | None
+    unit_code: str | None
+    unit_name: str | None
+    status: str
+    errors: int
+    warnings: int
+    read_error: str | None
+    project_names: tuple[str, ...]
+    indicator_rows: int
+    outcome: str = ""
+    reason: str = ""
+    duplicate_of: str = ""
+
+
+@dataclass
+class Table:
+    """One summary sheet: column titles with kinds, rows, and whether a totals row is wanted."""
+
+    name: str
+    columns: list[tuple[str, str]]  # (title, kind: text|money|int|percent|date|count)
+    rows: Any  # list of lists, or a zero-argument callable giving a fresh iterator (large sheets)
+    totals: bool = False
+    note: str = ""
+
+
+@dataclass
+class MergeResult:
+    """Counts, the per-file index and the tables. Lazy tables can only be iterated inside run_merge."""
+
+    output: Path | None
+    tables: list[Table]
+    counts: dict[str, int]
+    files: list[Seen] = field(default_factory=list)
+    money_unit: str = "元"
+    missing_units: list[Unit] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Workers
+# ----------------------------------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(options: MergeOptions, roster: dict | None, db_path: str | None) -> None:
+    _WORKER.update(options=options, roster=roster, db_path=db_path, ledger=None)
+    try:  # POSIX: cap the address space so one file cannot exhaust the machine
+        import resource
+
+        limit = options.file_memory_mb * 1024 * 1024
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard == resource.RLIM_INFINITY or hard > limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, ValueError, OSError):  # Windows, or a limit the OS refuses: size caps still apply
+        pass
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _Deadline:
+    """Interrupt a file that takes too long (POSIX: SIGALRM; elsewhere the reader's size caps bound it)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.armed = False
+
+    def __enter__(self):
+        try:
+            import signal
+
+            def _raise(signum, frame):
+                raise _Timeout()
+
+            self.previous = signal.signal(signal.SIGALRM, _raise)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            self.armed = True
+        except (ImportError, AttributeError, ValueError):  # no SIGALRM, or not the main thread
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        if self.armed:
+            import signal
+
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+        return False
+
+
+def _worker_ledger():
+    if _WORKER.get("ledger") is None and _WORKER.get("db_path") and Path(_WORKER["db_path"]).exists():
+        _WORKER["ledger"] = Ledger(Path(_WORKER["db_path"]))
+    return _WORKER.get("ledger")
+
+
+def _process(task: tuple[str, str | None]) -> tuple:
+    """Read (or take from the ledger) and validate one file; returns a compact, picklable result."""
+    path, known_sha = task
+    options: MergeOptions = _WORKER["options"]
+    check = options.check_options()
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        return path, "", 0, 0, "read", None, rejected(path, "file-unreadable", f"无法打开文件 ({exc.strerror})")
+    ledger = _worker_ledger()
+    data = None
+    sha = known_sha
+    if sha is None:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            return path, "", stat.st_size, stat.st_mtime_ns, "read", None, rejected(
+                path, "file-unreadable", f"无法打开文件 ({exc.strerror})")
+        sha = hashlib.sha256(data).hexdigest()
+    cached = ledger.cached_form(sha) if ledger else None
+    if cached is not None:
+        form = FormData.from_dict(cached)
+        form.path = path
+        return path, sha, stat.st_size, stat.st_mtime_ns, "ledger", None, check_read(form, check, _WORKER["roster"])
+    refused = ledger.cached_rejection(sha) if ledger else None
+    if refused is not None:
+        return path, sha, stat.st_size, stat.st_mtime_ns, "ledger", None, rejected(path, *refused)
+    try:
+        with _Deadline(options.file_timeout):
+            form = read_workbook(Path(path), templates_dir=options.templates_dir, template=options.template,
+                                 year=options.year, data=data)
+            checked = check_read(form, check, _WORKER["roster"])
+        return path, sha, stat.st_size, stat.st_mtime_ns, "read", pack(form.to_dict()), checked
+    except ReadError as exc:
+        checked = rejected(path, exc.code, str(exc))
+    except _Timeout:
+        checked = rejected(path, "file-timeout", f"读取超过 {options.file_timeout:g} 秒仍未完成，已跳过")
+    except MemoryError:
+        checked = rejected(path, "file-too-complex", "文件过于复杂，读取时超出内存限制")
+    except RecursionError:
+        checked = rejected(path, "file-too-complex", "文件结构嵌套过深，无法读取")
+    except Exception as exc:  # a reader bug costs one file
+        checked = rejected(path, "internal-error", f"读取时出现内部错误 ({type(exc).__name__}: {exc})")
+    return path, sha, stat.st_size, stat.st_mtime_ns, "read", None, checked
+
+
+def _process_chunk(tasks: list[tuple[str, str | None]]) -> list[tuple]:
+    return [_process(t) for t in tasks]
+
+
+def _context():
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _run_pool(tasks, options, roster, db_path, jobs, chunk):
+    """Yield results; files whose worker died are retried alone, and a file that kills its own worker
+    is reported as such."""
+    pending = list(tasks)
+    size = chunk
+    while pending:
+        failed: list = []
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=_context(), initializer=_init_worker,
+                                 initargs=(options, roster, db_path)) as pool:
+            futures = {pool.submit(_process_chunk, pending[i:i + size]): pending[i:i + size]
+                       for i in range(0, len(pending), size)}
+            for future in as_completed(futures):
+                try:
+                    yield from future.result()
+                except BrokenProcessPool:
+                    failed.extend(futures[future])
+        if failed and size == 1 and jobs == 1:
+            for path, _ in failed:  # alone in its own worker, and it still died: it is the culprit
+                yield path, "", 0, 0, "read", None, rejected(
+                    path, "worker-crash", "读取该文件时解析进程异常退出（文件可能被恶意构造），已跳过")
+            return
+        pending = failed
+        if size > 1:
+            size = 1
+        else:
+            jobs = 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# The merge
+# ----------------------------------------------------------------------------------------------------
+
+def default_db(output: Path) -> Path:
+    return Path(output).with_name(Path(output).stem + "_报送台账.sqlite")
+
+
+def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, progress=None) -> MergeResult:
+    from .report import write_csv, write_summary
+
+    files = find_workbooks(inputs)
+    units = read_roster(options.roster) if options.roster else None
+    roster = {u.code: u for u in units} if units is not None else None
+    if options.template:
+        load_spec(options.template, options.year or 2022, templates_dir=options.templates_dir)
+    db_path = options.db or (default_db(output) if output else None)
+    ledger = Ledger(db_path) if db_path else None
+    run_id = ledger.start_run() if ledger else None
+    jobs = options.jobs or os.cpu_count() or 1
+
+    tasks = []
+    for path in files:
+        path_str = str(path)
+        known = None
+        if ledger:
+            try:
+                st = path.stat()
+                known = ledger.known_sha(path_str, st.st_size, st.st_mtime_ns)
+            except OSError:
+                pass
+        tasks.append((path_str, known))
+
+    spool = tempfile.TemporaryFile(prefix="perfxl-merge-", dir=Path(output).parent if output else None)
+    seen: list[Seen] = []
+    try:
+        if jobs <= 1 or len(tasks) < 2:
+            _init_worker(options, roster, str(db_path) if db_path else None)
+            results = (_process(t) for t in tasks)
+        else:
+            results = _run_pool(tasks, options, roster, str(db_path) if db_path else None, jobs,
+                                chunk=max(1, min(32, len(tasks) // (jobs * 8) or 1)))
+        pending_writes = 0
+        for path, sha, size, mtime_ns, source, blob, checked in results:
+            offset = spool.tell()
+            pickle.dump(checked, spool, protocol=pickle.HIGHEST_PROTOCOL)
+            seen.append(Seen(path=path, size=size, mtime_ns=mtime_ns, sha=sha, source=source, offset=offset,
+                             template=checked.template, year=checked.year, unit_code=checked.unit_code,
+                             unit_name=checked.unit_name, status=checked.status, errors=checked.errors,
+                             warnings=checked.warnings, read_error=checked.read_error,
+                             project_names=tuple(p.name for p in checked.projects),
+                             indicator_rows=sum(len(p.indicators) for p in checked.projects)))
+            if ledger and sha:  # the sighting and the status are recorded even for a file taken from the ledger
+                ledger.record(sha, size, path, mtime_ns, checked, blob)
+                pending_writes += 1
+                if pending_writes >= 200:
+                    ledger.db.commit()
+                    pending_writes = 0
+            if progress:
+                progress(1)
+        if ledger:
+            ledger.db.commit()
+        _decide(seen, options)
+        seen.sort(key=lambda s: s.path)
+        result = _build(seen, spool, options, units)
+        if output:
+            write_summary(result, Path(output))
+            result.output = Path(output)
+        if options.csv_dir:
+            write_csv(result, Path(options.csv_dir))
+        if ledger:
+            ledger.finish_run(run_id, str(output or ""), result.counts)
+        return result
+    finally:
+        spool.close()
+        if ledger:
+            ledger.close()
+
+
+def _slot(s: Seen, multi_project: bool) -> tuple:
+    unit = s.unit_code or s.unit_name or s.path
+    if multi_project or not s.project_names:
+        return s.template, s.year, unit
+    return s.template, s.year, unit, s.project_names[0]
+
+
+def _decide(seen: list[Seen], options: MergeOptions) -> None:
+    """Each file's outcome: merged, rejected, excluded, duplicate or superseded."""
+    first_by_sha: dict[str, Seen] = {}
+    candidates = []
+    for s in sorted(seen, key=lambda x: x.path):
+        if s.read_error:
+            s.outcome, s.reason = "rejected", s.read_error
+            continue
+        if s.sha in first_by_sha:
+            s.outcome, s.reason, s.duplicate_of = "duplicate", "same-content", first_by_sha[s.sha].path
+            continue
+        first_by_sha[s.sha] = s
+        if options.template and s.template != options.template:
+            s.outcome, s.reason = "excluded", "other-template"
+        elif options.year and s.year != options.year:
+            s.outcome, s.reason = "excluded", "other-year"
+        else:
+            candidates.append(s)
+    slots: dict[tuple, list[Seen]] = defaultdict(list)
+    multi = {}
+    for s in candidates:
+        if s.template not in multi:
+            multi[s.template] = load_spec(s.template, s.year or 2022, templates_dir=options.templates_dir).multi_project
+        slots[_slot(s, multi[s.template])].append(s)
+    for versions in slots.values():
+        versions.sort(key=lambda v: (v.status != "errors", v.mtime_ns, v.path), reverse=True)
+        versions[0].outcome = "merged"
+        for older in versions[1:]:
+            older.outcome, older.reason, older.duplicate_of = "superseded", "newer-version", versions[0].path
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tables
+# ----------------------------------------------------------------------------------------------------
+
+def _load(spool, offset: int) -> CheckedForm:
+    spool.seek(offset)
+    return pickle.load(spool)
+
+
+def _received(mtime_ns: int) -> str:
+    return datetime.fromtimestamp(mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M") if mtime_ns else ""
+
+
+def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | None) -> MergeResult:
+    merged = [s for s in seen if s.outcome == "merged"]
+    specs = {}
+    for s in merged:
+        key = (s.template, s.year)
+        if key not in specs:
+            specs[key] = load_spec(s.template, s.year or 2022, templates_dir=options.templates_dir)
+    units_by_code = {u.code: u for u in units or []}
+    money_units = {sp.money_unit for sp in specs.values()}
+    unit = money_units.pop() if len(money_units) == 1 else "元"
+
+    def factor(sp) -> float:
+        return MONEY_UNITS[sp.money_unit] / MONEY_UNITS[unit]
+
+    def who(s: Seen, checked: CheckedForm | None = None):
+        roster_unit = units_by_code.get(s.unit_code or "")
+        department = roster_unit.department if roster_unit else ""
+        region = (roster_unit.region if roster_unit and roster_unit.region else "") or (checked.region if checked else "") or ""
+        if not department and checked and checked.projects:
+            department = str(checked.projects[0].values.get("department") or "")
+        return region, department or "（名单外）", s.unit_code or "", (roster_unit.name if roster_unit else s.unit_name) or ""
+
+    project_specs = [sp for sp in specs.values() if sp.family == "project"]
+    key_labels = _union([sp.fields[f].label.rstrip("：: ") for f in sp.key_fields] for sp in project_specs)
+    funding_labels = _union([sp.fields[f].label for f in sp.funding_fields] for sp in project_specs)
+    level1s = _union(list(sp.indicator_table().indicator.hierarchy.levels) for sp in specs.values())
+    value_labels = _union([sp.indicator_table().column(v).label for v in sp.indicator_table().indicator.values]
+                          for sp in specs.values())
+
+    projects_rows, indicator_count, quality_rows, budget_rows, changes = [], 0, [], [], []
+    per_group: dict[tuple, Counter] = defaultdict(Counter)
+    per_group_money: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    rows_merged = 0
+
+    def indicator_rows():
+        for s in merged:
+            checked = _load(spool, s.offset)
+            sp = specs[(s.template, s.year)]
+            table = sp.indicator_table()
+            ind = table.indicator
+            region, department, code, name = who(s, checked)
+            for p in checked.projects:
+                for r in p.indicators:
+                    main = Target(**r.targets[ind.values[-1]])
+                    values = {table.column(v).label: r.texts[v] for v in ind.values}
+                    yield ([region, department, code, name, p.name, r.level1, r.level2, r.level3]
+                           + [values.get(label, "") for label in value_labels]
+                           + [_KIND_ZH.get(main.kind, main.kind), main.op or "", main.value, main.unit or "",
+                              main.word or main.deadline or "", p.sheet, r.cells.get(ind.values[-1], ""),
+                              Path(s.path).name])
+
+    for s in merged:
+        checked = _load(spool, s.offset)
+        sp = specs[(s.template, s.year)]
+        region, department, code, name = who(s, checked)
+        group = (region, department)
+        rows_merged += s.indicator_rows
+        for p in checked.projects:
+            indicator_count += len(p.indicators)
+            if sp.family != "project":
+                for grid in sp.grids.values():
+                    for rid, _, label in grid.rows:
+                        budget_rows.append([region, department, code, name, grid.header[0] if grid.header else grid.id,
+                                            label] + [_money(p.values.get(f"{grid.id}_{rid}_{cid}"), factor(sp))
+                                                      for cid in grid.columns[:3]]
+                                           + [None] * (3 - len(grid.columns[:3])))
+                continue
+            budget = _money(p.values.get(sp.budget_field), factor(sp)) if sp.budget_field else None
+            counts = Counter(sp.indicator_table().indicator.hierarchy.canonical(r.level1) for r in p.indicators)
+            keys = {sp.fields[f].label.rstrip("：: "): _plain(p.values.get(f)) for f in sp.key_fields}
+            funds = {sp.fields[f].label: _money(p.values.get(f), factor(sp)) for f in sp.funding_fields}
+            projects_rows.append([region, s.year, department, code, name, p.name, sp.template]
+                                 + [keys.get(label, "") for label in key_labels] + [budget]
+                                 + [funds.get(label) for label in funding_labels] + [len(p.indicators)]
+                                 + [counts.get(level, 0) for level in level1s]
+                                 + [STATUS_ZH["errors" if p.errors else ("warnings" if p.warnings else "valid")],
+                                    p.errors, p.warnings, Path(s.path).name, p.sheet])
+            per_group[group]["projects"] += 1
+            per_group_money[group]["budget"] += budget or 0
+            for label, amount in funds.items():
+                per_group_money[group][label] += amount or 0
+            quality_rows.append(_quality(sp, checked, p, region, department, name, budget, factor(sp)))
+    projects_rows.sort(key=lambda r: (str(r[0]), str(r[2]), str(r[3]), str(r[5])))
+    quality_rows.sort(key=lambda r: (r[-3], str(r[2]), str(r[3])))  # weakest first: reviewers start there
+
+    # 报送情况 — every roster unit, and units that sent something though not on the roster
+    by_unit: dict[str, list[Seen]] = defaultdict(list)
+    for s in seen:
+        if s.outcome in {"merged", "superseded"} and (s.unit_code or s.unit_name):
+            by_unit[s.unit_code or s.unit_name].append(s)
+    status_rows = []
+    expected = list(units or [])
+    missing: list[Unit] = []
+    for u in expected:
+        sent = by_unit.pop(u.code, [])
+        chosen = [s for s in sent if s.outcome == "merged"]
+        group = (u.region, u.department)
+        per_group[group]["expected"] += 1
+        if chosen:
+            per_group[group]["submitted"] += 1
+            bad = any(c.status == "errors" for c in chosen)
+            per_group[group]["errors" if bad else "valid"] += 1
+            c = max(chosen, key=lambda x: x.mtime_ns)
+            status_rows.append([u.region, u.department, u.code, u.name, "已报送",
+                                STATUS_ZH["errors" if bad else c.status], "；".join(Path(x.path).name for x in chosen),
+                                _received(c.mtime_ns), len(sent), sum(x.errors for x in chosen),
+                                sum(x.warnings for x in chosen)])
+        else:
+            per_group[group]["missing"] += 1
+            missing.append(u)
+            status_rows.append([u.region, u.department, u.code, u.name, "未报送", "", "", "", 0, None, None])
+    for key, sent in sorted(by_unit.items()):
+        chosen = [s for s in sent if s.outcome == "merged"]
+        c = max(chosen or sent, key=lambda x: x.mtime_ns)
+        checked = _load(spool, c.offset)
+        region, department, code, name = who(c, checked)
+        group = (region, department)
+        if units is None:
+            per_group[group]["expected"] += 1
+        per_group[group]["submitted"] += 1
+        per_group[group]["errors" if c.status == "errors" else "valid"] += 1
+        status_rows.append([region, department, code, name, "已报送（名单外）" if units is not None else "已报送",
+                            STATUS_ZH[c.status], "；".join(Path(x.path).name for x in chosen), _received(c.mtime_ns),
+                            len(sent), c.errors, c.warnings])
+    status_rows.sort(key=lambda r: (r[4] != "未报送", str(r[0]), str(r[1]), str(r[2])))
+
+    summary_rows = []
+    for (region, department), c in sorted(per_group.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+        money = per_group_money[(region, department)]
+        summary_rows.append([region, department, c["expected"], c["submitted"], c["valid"], c["errors"], c["missing"],
+                             c["projects"], money.get("budget", 0.0)] + [money.get(label, 0.0) for label in funding_labels])
+
+    problem_rows = []
+    for s in seen:
+        if s.outcome in {"duplicate", "superseded"}:
+            continue
+        checked = _load(spool, s.offset)
+        region, department, code, name = who(s, checked)
+        for p in checked.problems:
+            problem_rows.append([Path(s.path).name, name, p.sheet, p.cell, p.field, p.code,
+                                 "错误" if p.severity == "error" else "提醒", p.message, OUTCOME_ZH[s.outcome]])
+        if s.outcome == "excluded":
+            problem_rows.append([Path(s.path).name, name, "", "", "", s.reason, "错误",
+                                 f"本次汇总{'年度为 ' + str(options.year) if s.reason == 'other-year' else '模板为 ' + str(options.template)}，"
+                                 f"此表为 {s.year} 年度 {s.template}，未汇总", OUTCOME_ZH[s.outcome]])
+
+    for s in seen:
+        if s.outcome == "superseded":
+            newer = next(x for x in seen if x.path == s.duplicate_of)
+            changes.extend(_changes(_load(spool, s.offset), _load(spool, newer.offset), s, newer, who(newer)[3]))
+
+    counts = Counter(s.outcome for s in seen)
+    rows_in = sum(s.indicator_rows for s in seen)
+    result_counts = {
+        "files_in": len(seen), "merged": counts["merged"], "rejected": counts["rejected"] + counts["excluded"],
+        "excluded": counts["excluded"], "duplicate": counts["duplicate"], "superseded": counts["superseded"],
+        "read": sum(1 for s in seen if s.source == "read"), "from_ledger": sum(1 for s in seen if s.source == "ledger"),
+        "projects": len(projects_rows), "units": len({(s.unit_code or s.unit_name) for s in merged}),
+        "errors": sum(s.errors for s in seen if s.outcome in {"merged", "rejected", "excluded"}),
+        "warnings": sum(s.warnings for s in seen if s.outcome in {"merged", "rejected", "excluded"}),
+        "missing": len(missing), "rows_in": rows_in, "rows_merged": rows_merged,
+        "rows_set_aside": rows_in - rows_merged, "indicators": indicator_count,
+    }
+
+    m = f"（{unit}）"
+    tables = [
+        Table("汇总", [("地区", "text"), ("主管部门", "text"), ("应报单位数", "count"), ("已报单位数", "count"),
+                     ("通过校验", "count"), ("有错误", "count"), ("未报送", "count"), ("项目数", "count"),
+                     ("预算金额合计" + m, "money")] + [(label + m, "money") for label in funding_labels],
+              summary_rows, totals=True),
+        Table("项目清单", [("地区", "text"), ("年度", "int"), ("主管部门", "text"), ("单位编码", "text"),
+                       ("单位名称", "text"), ("项目名称", "text"), ("模板", "text")]
+              + [(label, "text") for label in key_labels] + [("预算金额" + m, "money")]
+              + [(label + m, "money") for label in funding_labels] + [("指标数", "count")]
+              + [(level, "count") for level in level1s]
+              + [("校验状态", "text"), ("错误数", "count"), ("提醒数", "count"), ("来源文件", "text"), ("工作表", "text")],
+              projects_rows, totals=True),
+        Table("指标明细", [("地区", "text"), ("主管部门", "text"), ("单位编码", "text"), ("单位名称", "text"),
+                       ("项目名称", "text"), ("一级指标", "text"), ("二级指标", "text"), ("三级指标", "text")]
+              + [(label, "text") for label in value_labels]
+              + [("类型", "text"), ("比较符", "text"), ("数值", "number"), ("计量单位", "text"), ("定性/期限", "text"),
+                 ("工作表", "text"), ("单元格", "text"), ("来源文件", "text")],
+              indicator_rows),
+    ]
+    if budget_rows:
+        tables.append(Table("部门预算", [("地区", "text"), ("主管部门", "text"), ("单位编码", "text"), ("单位名称", "text"),
+                                     ("收支", "text"), ("项目", "text"), ("全年数" + m, "money"), ("上半年数" + m, "money"),
+                                     ("前三季度数" + m, "money")], budget_rows))
+    tables += [
+        Table("报送情况", [("地区", "text"), ("主管部门", "text"), ("单位编码", "text"), ("单位名称", "text"),
+                       ("报送状态", "text"), ("校验状态", "text"), ("文件", "text"), ("收到时间", "text"),
+                       ("收到版本数", "count"), ("错误数", "count"), ("提醒数", "count")], status_rows),
+        Table("目标质量", [("地区", "text"), ("主管部门", "text"), ("单位名称", "text"), ("项目名称", "text"),
+                       ("指标数", "count"), ("定量指标", "count"), ("可衡量（定量占比）", "percent"),
+                       ("完整性问题", "count"), ("成本指标覆盖预算", "percent"), ("方向提醒", "count"),
+                       ("占位符", "count"), ("无法识别", "count"), ("得分", "number"), ("等级", "text"),
+                       ("主要问题", "text")], quality_rows,
+              note="按得分从低到高排列，审核从最弱的申报开始。"),
+        Table("校验问题", [("文件", "text"), ("单位名称", "text"), ("工作表", "text"), ("单元格", "text"), ("字段", "text"),
+                       ("规则", "text"), ("严重程度", "text"), ("说明", "text"), ("处理", "text")], problem_rows),
+        Table("变更记录", [("单位名称", "text"), ("工作表", "text"), ("项目名称", "text"), ("内容", "text"),
+                       ("原值", "text"), ("新值", "text"), ("单元格", "text"), ("原文件", "text"), ("新文件", "text")],
+              changes),
+        Table("说明", [("项目", "text"), ("内容", "text"), ("", "text"), ("", "text")],
+              _about(seen, result_counts, options, specs, unit)),
+    ]
+    return MergeResult(output=None, tables=tables, counts=result_counts, files=seen, money_unit=unit,
+                       missing_units=missing)
+
+
+_KIND_ZH = {"quantitative": "定量", "qualitative": "定性", "range": "区间", "deadline": "期限", "cost": "成本构成",
+            "placeholder": "占位符", "unparseable": "无法识别", "empty": "空"}
+
+
+def _union(lists) -> list[str]:
+    out: list[str] = []
+    for items in lists:
+        for item in items:
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def _money(value, factor: float):
+    return None if value is None or isinstance(value, str) else round(value * factor, 6)
+
+
+def _plain(value):
+    return "" if value is None else value
+
+
+def _quality(sp, checked: CheckedForm, p, region, department, name, budget, factor) -> list:
+    """The mechanical part of 绩效目标审核: completeness, measurability, relevance, direction."""
+    problems = [q for q in checked.problems if q.sheet == p.sheet]
+    codes = Counter(q.code for q in problems)
+    main = sp.indicator_table().indicator.values[-1]
+    quantitative = sum(1 for r in p.indicators if Target(**r.targets[main]).quantitative)
+    share = quantitative / len(p.indicators) if p.indicators else 0.0
+    complete = codes["required"] + codes["indicator-category-missing"] + codes["indicator-empty-value"] \
+        + codes["indicator-incomplete"] + codes["table-empty"]
+    costs = cost_total(sp, p.indicators)
+    coverage = (costs / (budget / factor)) if costs is not None and budget else None
+    score = 100.0
+    score -= 15 * codes["indicator-category-missing"]
+    score -= min(30, 5 * (codes["required"] + codes["indicator-empty-value"] + codes["indicator-incomplete"]))
+    if share < 0.5:
+        score -= (0.5 - share) * 40
+    if coverage is not None and not 0.9 <= coverage <= 1.1:
+        score -= 10
+    score -= min(15, 3 * codes["indicator-direction"])
+    score -= 10 * codes["indicator-placeholder"] + 5 * codes["indicator-unparseable"]
+    score -= 2 * (codes["indicator-percent-over-100"] + codes["indicator-rate-as-fraction"]
+                  + codes["indicator-money-as-output"] + codes["indicator-deadline-before-year"])
+    score = max(0.0, round(score, 1))
+    grade = "优" if score >= 90 else "良" if score >= 75 else "中" if score >= 60 else "差"
+    main_issues = "；".join(q.message for q in problems if q.severity == "error")[:300] or \
+        "；".join(q.message for q in problems)[:300]
+    return [region, department, name, p.name, len(p.indicators), quantitative, share, complete, coverage,
+            codes["indicator-direction"], codes["indicator-placeholder"], codes["indicator-unparseable"], score, grade,
+            main_issues]
+
+
+def _changes(old: CheckedForm, new: CheckedForm, old_seen: Seen, new_seen: Seen, unit_name: str) -> list[list]:
+    """What a resubmission changed: fields and indicator values, with the new cell."""
+    spec = load_spec(new.template, new.year or 2022)
+    rows = []
+    old_projects = {p.sheet: p for p in old.projects}
+    for p in new.projects:
+        before = old_projects.get(p.sheet)
+        if before is None:
+            rows.append([unit_name, p.sheet, p.name, "新增项目", "", p.name, "", Path(old_seen.path).name,
+                         Path(new_seen.path).name])
+            continue
+        for fid, value in p.values.items():
+            if before.values.get(fid) != value:
+                rows.append([unit_name, p.sheet, p.name, spec.fields[fid].label, _text(before.values.get(fid)),
+                             _text(value), p.cells.get(fid, ""), Path(old_seen.path).name, Path(new_seen.path).name])
+        old_ind = {(r.level1, r.level2, r.level3): r for r in before.indicators}
+        for r in p.indicators:
+            o = old_ind.pop((r.level1, r.level2, r.level3), None)
+            for vid, text in r.texts.items():
+                old_text = o.texts.get(vid, "") if o else ""
+                if old_text != text:
+                    rows.append([unit_name, p.sheet, p.name, f"指标 {r.level1}/{r.level2}/{r.level3}", old_text, text,
+                                 r.cells.get(vid, ""), Path(old_seen.path).name, Path(new_seen.path).name])
+        for key, gone in old_ind.items():
+            rows.append([unit_name, p.sheet, p.name, f"删除指标 {'/'.join(key)}", "；".join(gone.texts.values()), "", "",
+                         Path(old_seen.path).name, Path(new_seen.path).name])
+    return rows
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def _about(seen, counts, options: MergeOptions, specs, unit) -> list[list]:
+    rows = [
+        ["生成时间", datetime.now().strftime("%Y-%m-%d %H:%M:%S"), "", ""],
+        ["perfxl 版本", __version__, "", ""],
+        ["金额单位", unit, "", ""],
+        ["汇总条件", f"模板={options.template or '全部'}；年度={options.year or '全部'}", "", ""],
+        ["单位名单", str(options.roster or "（未提供）"), "", ""],
+        ["模板版本", "；".join(f"{sp.template} v{sp.version} ({sp.fingerprint})"
+                           for sp in sorted(specs.values(), key=lambda x: x.template)), "", ""],
+        ["文件核对", f"收到 {counts['files_in']} = 已汇总 {counts['merged']} + 未汇总 {counts['rejected']}"
+                     f"（含不符合条件 {counts['excluded']}） + 重复 {counts['duplicate']} + 被取代 {counts['superseded']}", "", ""],
+        ["指标行核对", f"读到 {counts['rows_in']} = 已汇总 {counts['rows_merged']} + 未汇总 {counts['rows_set_aside']}", "", ""],
+        ["读取", f"本次读取 {counts['read']} 个文件，{counts['from_ledger']} 个未变化的文件取自台账", "", ""],
+        ["", "", "", ""],
+        ["输入文件", "处理", "原因", "sha256"],
+    ]
+    for s in seen:
+        rows.append([s.path, OUTCOME_ZH[s.outcome], s.reason + (f" → {Path(s.duplicate_of).name}" if s.duplicate_of else ""),
+                     s.sha])
+    return rows
+

@@ -1,0 +1,237 @@
+"""perfxl merge over realistic inboxes: the acceptance scenarios of the merge issue."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from perfxl.cli import cli
+from perfxl.merge import MergeOptions, run_merge
+
+from .conftest import sha256, write_roster
+
+
+def _sheet(path, name):
+    wb = openpyxl.load_workbook(path, read_only=True)
+    try:
+        rows = [list(r) for r in wb[name].iter_rows(values_only=True)]
+    finally:
+        wb.close()
+    return rows[0], rows[1:]
+
+
+def _column(header, rows, title):
+    i = header.index(title)
+    return [r[i] for r in rows if r[0] != "合计"], next((r[i] for r in rows if r[0] == "合计"), None)
+
+
+@pytest.fixture(scope="module")
+def seed_inbox(seeds, tmp_path_factory):
+    """Every filled seed workbook in nested folders, as they arrive from units."""
+    inbox = tmp_path_factory.mktemp("inbox")
+    for key, seed in seeds.items():
+        sub = inbox / seed.template.replace("/", "-") / seed.unit["name"]
+        sub.mkdir(parents=True, exist_ok=True)
+        shutil.copy(seed.filled, sub / f"{key}.xlsx")
+    return inbox
+
+
+def test_seed_figures_come_out_of_the_merge(seed_inbox, tmp_path):
+    out = tmp_path / "mianyang.xlsx"
+    run_merge([seed_inbox], out, MergeOptions(template="mianyang/project", year=2021, jobs=1))
+    header, rows = _sheet(out, "项目清单")
+    budgets, total = _column(header, rows, "预算金额（元）")
+    assert len(budgets) == 10 and sum(budgets) == total == 8_496_600
+    out = tmp_path / "shanghai2018.xlsx"
+    run_merge([seed_inbox], out, MergeOptions(template="shanghai/project-2018", year=2018, jobs=1))
+    header, rows = _sheet(out, "项目清单")
+    per_unit = {}
+    for r in rows:
+        if r[0] != "合计":
+            per_unit[r[header.index("单位名称")]] = per_unit.get(r[header.index("单位名称")], 0) + r[header.index("预算金额（元）")]
+    assert per_unit == {"上海市公积金管理中心": 6_621_259, "上海市城乡建设和交通发展研究院": 7_246_485, "上海市房地产学校": 1_069_600}
+    out = tmp_path / "department.xlsx"
+    run_merge([seed_inbox], out, MergeOptions(template="yancheng/department", jobs=1))
+    header, rows = _sheet(out, "部门预算")
+    totals = [r for r in rows if r[header.index("收支")] == "预算支出" and r[header.index("项目")] == "合计"]
+    assert [totals[0][header.index(h)] for h in ("全年数（万元）", "上半年数（万元）", "前三季度数（万元）")] == [5218.16, 2165, 3647.5]
+
+
+def test_all_templates_in_one_run(seed_inbox, tmp_path):
+    out = tmp_path / "all.xlsx"
+    result = run_merge([seed_inbox], out, MergeOptions(jobs=2))
+    c = result.counts
+    assert c["files_in"] == 7 and c["merged"] == 7 and c["rejected"] == 0
+    header, rows = _sheet(out, "项目清单")
+    assert len([r for r in rows if r[0] != "合计"]) == 1 + 10 + 4 + 4  # yancheng + mianyang + shanghai 2020 + 2018
+    header, rows = _sheet(out, "指标明细")
+    assert len(rows) == c["indicators"]
+    assert result.money_unit == "元"  # 万元 and 元 forms together: everything in 元
+    budgets, total = _column(*_sheet(out, "项目清单"), "预算金额（元）")
+    assert total == pytest.approx(12_241_400 + 8_496_600 + 34_548_079 + 6_621_259 + 7_246_485 + 1_069_600)
+
+
+@pytest.fixture(scope="module")
+def campaign(seeds, tmp_path_factory):
+    """A deadline-day inbox: many units, nested folders, a duplicate, a resubmission, a broken file,
+    a form of another year, and two roster units that never answer."""
+    from perfxl import fill, generate
+    from perfxl.spec import load_spec
+
+    root = tmp_path_factory.mktemp("campaign")
+    inbox = root / "inbox"
+    seed = seeds["003-0"]
+    units = [(f"31{i:04d}", f"测试单位{i}", f"部门{i % 3}") for i in range(12)]
+    roster = write_roster(root / "roster.csv", units)
+    expected_budget = {}
+    for i, (code, name, dept) in enumerate(units):
+        if i in (4, 9):
+            continue  # never submitted
+        unit = {"code": code, "name": name, "department": dept}
+        spec = load_spec("shanghai/project-2020", 2020, unit=unit)
+        blank = root / f"blank-{code}.xlsx"
+        blank.write_bytes(generate.build_workbook(spec, unit, 2))
+        projects = [dict(p, fields=dict(p["fields"], unit_name=name)) for p in seed.projects[:2]]
+        for k, p in enumerate(projects):
+            p["fields"]["current_budget"] = p["fields"]["total_budget"] = 1000 * (i + 1) + k
+        sub = inbox / dept / ("2020年3月" if i % 2 else "")
+        fill.fill_workbook(spec, blank, sub / f"{code}-{name}.xlsx", projects)
+        expected_budget[code] = sum(p["fields"]["current_budget"] for p in projects)
+        if i == 2:  # resubmission: the first version had a wrong budget, a corrected one came later
+            projects[0]["fields"]["current_budget"] = 5
+            fill.fill_workbook(spec, blank, sub / f"{code}-{name}-旧版.xlsx", projects)
+            os.utime(sub / f"{code}-{name}-旧版.xlsx", (time.time() - 7200, time.time() - 7200))
+    shutil.copy(next(inbox.rglob("310001-*.xlsx")), inbox / "副本-310001.xlsx")
+    (inbox / "坏文件.xlsx").write_bytes(b"PK\x03\x04broken")
+    (inbox / "~$310003-测试单位3.xlsx").write_bytes(b"lock file")
+    other = load_spec("shanghai/project-2020", 2019, unit={"code": "310011", "name": "测试单位11", "department": "部门2"})
+    (root / "b2019.xlsx").write_bytes(generate.build_workbook(other, {"code": "310011", "name": "测试单位11"}, 1))
+    fill.fill_workbook(other, root / "b2019.xlsx", inbox / "去年的表.xlsx", seed.projects[:1])
+    return {"inbox": inbox, "roster": roster, "expected_budget": expected_budget, "root": root}
+
+
+def _merge(campaign, out, **kw):
+    return run_merge([campaign["inbox"]], out, MergeOptions(template="shanghai/project-2020", year=2020,
+                                                           roster=campaign["roster"], **kw))
+
+
+def test_campaign_merges_in_one_run(campaign, tmp_path):
+    hashes = {p: sha256(p) for p in campaign["inbox"].rglob("*") if p.is_file()}
+    out = tmp_path / "summary.xlsx"
+    result = _merge(campaign, out, csv_dir=tmp_path / "csv")
+    c = result.counts
+    assert c["files_in"] == 14  # 10 units + old version + copy + broken + last year's form; the lock file is skipped
+    assert (c["merged"], c["duplicate"], c["superseded"], c["rejected"], c["excluded"]) == (10, 1, 1, 2, 1)
+    assert c["files_in"] == c["merged"] + c["rejected"] + c["duplicate"] + c["superseded"]
+    assert c["rows_in"] == c["rows_merged"] + c["rows_set_aside"]
+    header, rows = _sheet(out, "项目清单")
+    budgets = {}
+    for r in rows[:-1]:
+        budgets[r[header.index("单位编码")]] = budgets.get(r[header.index("单位编码")], 0) + r[header.index("预算金额（元）")]
+    assert budgets == campaign["expected_budget"]
+    assert rows[-1][header.index("预算金额（元）")] == sum(campaign["expected_budget"].values())
+    header, rows = _sheet(out, "汇总")
+    assert rows[-1][header.index("预算金额合计（元）")] == sum(campaign["expected_budget"].values())
+    assert rows[-1][header.index("未报送")] == 2 and rows[-1][header.index("应报单位数")] == 12
+    header, rows = _sheet(out, "报送情况")
+    missing = sorted(r[header.index("单位编码")] for r in rows if r[header.index("报送状态")] == "未报送")
+    assert missing == ["310004", "310009"]
+    header, rows = _sheet(out, "变更记录")
+    assert any(r[header.index("原值")] == "5.00" and r[header.index("内容")] == "项目当年预算(元):" for r in rows)
+    header, rows = _sheet(out, "校验问题")
+    assert any(r[header.index("规则")] == "other-year" for r in rows)
+    assert any(r[header.index("规则")] == "file-corrupt" for r in rows)
+    assert (tmp_path / "csv" / "项目清单.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert hashes == {p: sha256(p) for p in campaign["inbox"].rglob("*") if p.is_file()}, "inputs untouched"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary files left"
+
+
+def test_second_run_reads_nothing_and_gives_the_same_tables(campaign, tmp_path):
+    out = tmp_path / "s.xlsx"
+    first = _merge(campaign, out, jobs=2)
+    assert first.counts["read"] == 14
+    tables1 = {n: _sheet(out, n) for n in ("汇总", "项目清单", "指标明细", "报送情况", "校验问题")}
+    second = _merge(campaign, out, jobs=2)
+    assert second.counts["read"] == 0 and second.counts["from_ledger"] == 14
+    assert tables1 == {n: _sheet(out, n) for n in tables1}
+
+
+def test_killed_merge_leaves_ledger_and_summary_intact(campaign, tmp_path):
+    import sqlite3
+
+    out = tmp_path / "k.xlsx"
+    reference = tmp_path / "ref.xlsx"
+    _merge(campaign, reference, db=tmp_path / "ref.sqlite")
+    script = ("import sys, time; from pathlib import Path; from perfxl import merge\n"
+              "real = merge._process\n"
+              "def slow(task):\n    time.sleep(0.4); return real(task)\n"
+              "merge._process = slow\n"
+              f"merge.run_merge([Path({str(campaign['inbox'])!r})], Path({str(out)!r}), merge.MergeOptions("
+              f"template='shanghai/project-2020', year=2020, roster=Path({str(campaign['roster'])!r}), jobs=1))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    _merge(campaign, out)
+    for name in ("汇总", "项目清单", "指标明细", "报送情况", "校验问题", "变更记录"):
+        assert _sheet(out, name) == _sheet(reference, name), name
+    db = sqlite3.connect(out.with_name("k_报送台账.sqlite"))
+    files = db.execute("SELECT COUNT(*), COUNT(DISTINCT sha256) FROM files").fetchone()
+    assert files[0] == files[1] == 13  # 14 files, two of them identical
+    db.close()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_formula_like_text_stays_text(seeds, tmp_path):
+    from perfxl import fill, generate
+    from perfxl.spec import load_spec
+
+    unit = {"code": "77", "name": "=HYPERLINK(\"http://x\",\"点我\")", "department": "+部门"}
+    spec = load_spec("national/project", 2022, unit=unit)
+    blank = tmp_path / "b.xlsx"
+    blank.write_bytes(generate.build_workbook(spec, unit))
+    project = {"fields": {"project_name": "@SUM(1,2)", "department": "-1+1", "implementing_unit": unit["name"],
+                          "project_attr": "新增项目", "project_period": "2022年", "long_term_goal": "x", "annual_goal": "y",
+                          "preparer": "\t=1+1", "phone": "88150231", "unit_name": unit["name"],
+                          "funds_total_annual": 10, "funds_fiscal_annual": 10, "funds_total_mid": 10, "funds_fiscal_mid": 10},
+               "tables": {"indicators": [["产出指标", "数量指标", "=1+2", "=100%"]]}}
+    inbox = tmp_path / "in"
+    fill.fill_workbook(spec, blank, inbox / "f.xlsx", [project])
+    out = tmp_path / "s.xlsx"
+    run_merge([inbox], out, MergeOptions(jobs=1, csv_dir=tmp_path / "csv"))
+    ws = openpyxl.load_workbook(out)["项目清单"]
+    cells = [c for row in ws.iter_rows() for c in row if isinstance(c.value, str) and c.value[:1] in "=+-@"]
+    assert cells and all(c.data_type == "s" for c in cells)
+    import zipfile
+
+    with zipfile.ZipFile(out) as zf:
+        assert all(b"<f>" not in zf.read(n) for n in zf.namelist() if n.startswith("xl/worksheets/"))
+    text = (tmp_path / "csv" / "项目清单.csv").read_text("utf-8-sig")
+    assert "'@SUM(1,2)" in text and "'-1+1" in text and "\n@" not in text
+
+
+@pytest.mark.libreoffice
+def test_summary_opens_in_libreoffice(campaign, tmp_path, convert):
+    out = tmp_path / "lo.xlsx"
+    _merge(campaign, out)
+    pdf = convert(out, "pdf")
+    assert pdf.stat().st_size > 10_000
+    resaved = convert(out, "xlsx")
+    header, rows = _sheet(resaved, "汇总")
+    assert rows[-1][header.index("预算金额合计（元）")] == sum(campaign["expected_budget"].values())
+
+
+def test_merge_cli_summary_and_usage_errors(campaign, tmp_path):
+    r = CliRunner().invoke(cli, ["merge", str(campaign["inbox"]), "-o", str(tmp_path / "c.xlsx"), "--roster",
+                                 str(campaign["roster"]), "--year", "2020", "--template", "shanghai/project-2020"])
+    assert r.exit_code == 0, r.output
+    assert "读取文件 14 个" in r.output and "未报送 2 个单位" in r.output and "汇总表 →" in r.output
+    r = CliRunner().invoke(cli, ["merge", str(tmp_path / "nope"), "-o", str(tmp_path / "x.xlsx")])
+    assert r.exit_code == 2 and "Traceback" not in r.output
