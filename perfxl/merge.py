@@ -487,7 +487,7 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
             per_group[group]["missing"] += 1
             missing.append(u)
             status_rows.append([u.region, u.department, u.code, u.name, "未报送", "", "", "", 0, None, None])
-    for key, sent in sorted(by_unit.items()):
+    for _, sent in sorted(by_unit.items()):
         chosen = [s for s in sent if s.outcome == "merged"]
         c = max(chosen or sent, key=lambda x: x.mtime_ns)
         checked = _load(spool, c.offset)
