@@ -204,7 +204,8 @@ def _write_value(ws, row, col, value, style, ftype):
     return ws.write_string(row, col, str(value), style)
 
 
-def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scoped: bool) -> None:
+def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scoped: bool,
+                         values: dict | None = None) -> None:
     lay = layout(spec)
     title = ws.get_name()
     sheet_ref = _quote_sheet(title)
@@ -235,7 +236,8 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scope
             place(p, p.text, fmt.header() if p.kind == "header" else fmt.label())
         elif p.kind == "input":
             field = spec.fields[p.field]
-            place(p, field.default, fmt.input(field.type), field.type)
+            given = (values or {}).get("fields", {})
+            place(p, given[field.id] if field.id in given else field.default, fmt.input(field.type), field.type)
             name(field.name, _abs(p.row, p.col))
             rule = _field_validation(field, lists)
             if rule:
@@ -258,8 +260,10 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scope
             index = p.row - pos.first_row
             value = ""
             col_index = [c.id for c in table.columns].index(col.id)
-            if index < len(table.prefill) and col_index < len(table.prefill[index]):
-                value = table.prefill[index][col_index]
+            rows = (values or {}).get("tables", {}).get(table.id)
+            source = table.prefill if rows is None else rows
+            if index < len(source) and col_index < len(source[index]):
+                value = source[index][col_index]
             place(p, value, style, col.type)
 
     for table in spec.tables.values():
@@ -356,8 +360,12 @@ def _print_setup(ws, spec: Spec, lay) -> None:
         ws.set_h_pagebreaks(lay.page_breaks)
 
 
-def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | None = None) -> bytes:
-    """One blank form as .xlsx bytes."""
+def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | None = None,
+                   values: list[dict] | None = None) -> bytes:
+    """One form as .xlsx bytes: blank, or with `values` ({"fields", "tables"} per project sheet) written
+    into its inputs — the shape of a form a unit filled and saved (used by benchmarks and fixtures)."""
+    if values is not None:
+        projects = len(values)
     projects = max(1, int(projects)) if spec.multi_project else 1
     buffer = io.BytesIO()
     wb = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
@@ -368,8 +376,9 @@ def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | No
     _write_guide(wb, spec, unit, projects, fmt)
     sheets = [wb.add_worksheet(spec.sheet_title(i)) for i in range(1, projects + 1)]
     lists = _write_stamp_sheet(wb, spec, unit, projects, fmt)
-    for ws in sheets:
-        _write_project_sheet(wb, ws, spec, fmt, lists, scoped=spec.multi_project)
+    for i, ws in enumerate(sheets):
+        _write_project_sheet(wb, ws, spec, fmt, lists, scoped=spec.multi_project,
+                             values=values[i] if values else None)
         ws.protect(password or "", {"insert_rows": True, "delete_rows": True, "format_rows": True,
                                     "format_columns": True, "select_locked_cells": True,
                                     "select_unlocked_cells": True})

@@ -28,7 +28,7 @@ from .pipeline import CheckOptions, check_read
 from .read import FormData, find_workbooks, read_workbook
 from .roster import Unit, read_roster
 from .spec import MONEY_UNITS, load_spec
-from .validate import CheckedForm, Target, cost_total, rejected
+from .validate import CheckedForm, cost_total, rejected
 
 OUTCOME_ZH = {"merged": "已汇总", "rejected": "无法读取", "excluded": "未汇总（不符合本次汇总条件）",
               "duplicate": "重复文件", "superseded": "已被更新版本取代"}
@@ -419,13 +419,12 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
             region, department, code, name = who(s, checked)
             for p in checked.projects:
                 for r in p.indicators:
-                    main = Target(**r.targets[ind.values[-1]])
+                    main = r.targets[ind.values[-1]]
                     values = {table.column(v).label: r.texts[v] for v in ind.values}
-                    yield ([region, department, code, name, p.name, r.level1, r.level2, r.level3]
+                    yield ([code, name, p.name, r.level1, r.level2, r.level3]
                            + [values.get(label, "") for label in value_labels]
-                           + [_KIND_ZH.get(main.kind, main.kind), main.op or "", main.value, main.unit or "",
-                              main.word or main.deadline or "", p.sheet, r.cells.get(ind.values[-1], ""),
-                              Path(s.path).name])
+                           + [main.op or _KIND_ZH.get(main.kind, ""), main.value, main.unit or "",
+                              main.word or main.deadline or "", f"{p.sheet}!{r.cells.get(ind.values[-1], '')}"])
 
     for s in merged:
         checked = _load(spool, s.offset)
@@ -553,12 +552,12 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
               + [(level, "count") for level in level1s]
               + [("校验状态", "text"), ("错误数", "count"), ("提醒数", "count"), ("来源文件", "text"), ("工作表", "text")],
               projects_rows, totals=True),
-        Table("指标明细", [("地区", "text"), ("主管部门", "text"), ("单位编码", "text"), ("单位名称", "text"),
-                       ("项目名称", "text"), ("一级指标", "text"), ("二级指标", "text"), ("三级指标", "text")]
+        Table("指标明细", [("单位编码", "text"), ("单位名称", "text"), ("项目名称", "text"), ("一级指标", "text"),
+                       ("二级指标", "text"), ("三级指标", "text")]
               + [(label, "text") for label in value_labels]
-              + [("类型", "text"), ("比较符", "text"), ("数值", "number"), ("计量单位", "text"), ("定性/期限", "text"),
-                 ("工作表", "text"), ("单元格", "text"), ("来源文件", "text")],
-              indicator_rows),
+              + [("比较符/类型", "text"), ("数值", "number"), ("计量单位", "text"), ("定性描述/期限", "text"),
+                 ("位置", "text")],
+              indicator_rows, note="来源文件见「项目清单」；位置为 工作表!单元格（最后一个指标值列）。"),
     ]
     if budget_rows:
         tables.append(Table("部门预算", [("地区", "text"), ("主管部门", "text"), ("单位编码", "text"), ("单位名称", "text"),
@@ -612,7 +611,7 @@ def _quality(sp, checked: CheckedForm, p, region, department, name, budget, fact
     problems = [q for q in checked.problems if q.sheet == p.sheet]
     codes = Counter(q.code for q in problems)
     main = sp.indicator_table().indicator.values[-1]
-    quantitative = sum(1 for r in p.indicators if Target(**r.targets[main]).quantitative)
+    quantitative = sum(1 for r in p.indicators if r.targets[main].quantitative)
     share = quantitative / len(p.indicators) if p.indicators else 0.0
     complete = codes["required"] + codes["indicator-category-missing"] + codes["indicator-empty-value"] \
         + codes["indicator-incomplete"] + codes["table-empty"]

@@ -19,7 +19,8 @@ import html
 import io
 import re
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -79,7 +80,15 @@ class FormData:
     notices: list[Notice] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # By hand: dataclasses.asdict deep-copies every cell and costs more than reading the file.
+        data = {k: getattr(self, k) for k in ("path", "size", "sha256", "format", "template", "version",
+                                                "fingerprint", "region", "year", "unit_code", "unit_name",
+                                                "stamp_source", "date1904")}
+        data["sheets"] = [{"sheet": s.sheet, "fields": {k: list(v) for k, v in s.fields.items()},
+                           "tables": {t: [{k: (v if k == "_row" else list(v)) for k, v in row.items()} for row in rows]
+                                      for t, rows in s.tables.items()}} for s in self.sheets]
+        data["notices"] = [dict(vars(n)) for n in self.notices]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> FormData:
@@ -110,8 +119,18 @@ class RawBook:
     external_links: bool = False
 
 
-_CELL_RE = re.compile(rb"<(?:\w+:)?c\b([^>]*?)(?:/>|>(.*?)</(?:\w+:)?c>)", re.S)
-_ATTR_RE = re.compile(rb'\b(r|t)="([^"]*)"')
+# Only cells with content: a self-closing <c .../> (a styled blank) never reaches Python.
+_CELL_RE = re.compile(rb"<(?:\w+:)?c\b([^>/]*)>(.*?)</(?:\w+:)?c>", re.S)
+_R_RE = re.compile(rb'\br="([A-Z]{1,3})(\d{1,7})"')
+_TYPE_RE = re.compile(rb'\bt="(\w+)"')
+_PLAIN_IS_RE = re.compile(rb"\s*<(?:\w+:)?is>\s*<(?:\w+:)?t(?:\s[^>]*)?>([^<]*)</(?:\w+:)?t>\s*</(?:\w+:)?is>\s*")
+# The shape every writer seen here uses (Excel, WPS, LibreOffice, openpyxl, xlsxwriter): r, s, t in order.
+_FAST_CELL_RE = re.compile(
+    rb'<c r="([A-Z]{1,3})(\d{1,7})"(?: s="\d+")?(?: t="(\w+)")?(?: \w+="[^"]*")*>'
+    rb'(?:<f>([^<]*)</f>|<f [^>]*?>([^<]*)</f>|<f[^>]*/>)?(?:<v>([^<]*)</v>|<v\s*/>)?'
+    rb'(?:<is><t(?: [^>]*)?>([^<]*)</t></is>)?</c>')
+_SI_START_RE = re.compile(rb"<(?:\w+:)?si\b")
+_PLAIN_SI_RE = re.compile(rb"<(?:\w+:)?si>\s*<(?:\w+:)?t(?:\s[^>]*)?>([^<]*)</(?:\w+:)?t>\s*</(?:\w+:)?si>")
 _V_RE = re.compile(rb"<(?:\w+:)?v>(.*?)</(?:\w+:)?v>", re.S)
 _F_RE = re.compile(rb"<(?:\w+:)?f\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?f>)", re.S)
 _T_RE = re.compile(rb"<(?:\w+:)?t\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?t>)", re.S)
@@ -180,6 +199,41 @@ def _attrs(raw: bytes) -> dict[str, str]:
     return {k.decode(): _text(v) for k, v in re.findall(rb'([\w:]+)="([^"]*)"', raw)}
 
 
+def _cells_fast(xml: bytes, strings: list[str]) -> dict | None:
+    """All content cells in one regex pass, or None when a cell has a shape it does not cover."""
+    found = _FAST_CELL_RE.findall(xml)
+    if len(found) != xml.count(b"</c>") or len(found) > MAX_CELLS:
+        return None
+    out: dict[tuple[int, int], tuple[Any, str | None]] = {}
+    for letters, row, t, f1, f2, v, inline in found:
+        formula = _text(f1 or f2) or None
+        if t == b"s":
+            try:
+                value = strings[int(v)] if v else None
+            except (ValueError, IndexError):
+                value = None
+        elif t == b"inlineStr":
+            value = _text(inline)
+        elif t == b"str" or t == b"e":
+            value = _text(v) if v else None
+        elif t == b"b":
+            value = v == b"1"
+        elif v:
+            try:
+                value = float(v)
+            except ValueError:
+                value = _text(v)
+        else:
+            value = None
+        if value is None and formula is None:
+            continue
+        col = letters[0] - 64
+        for ch in letters[1:]:
+            col = col * 26 + ch - 64
+        out[(int(row) - 1, col - 1)] = (value, formula)
+    return out
+
+
 def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
     z = _Zip(data)
     if z.has("EncryptedPackage") or z.has("EncryptionInfo"):
@@ -216,10 +270,15 @@ def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
     strings: list[str] = []
     if z.has("xl/sharedStrings.xml"):
         sst = _no_dtd(z.read("xl/sharedStrings.xml"), "sharedStrings.xml")
-        for si in _SI_RE.findall(sst):
-            if b"<rPh" in si:
-                si = _RPH_RE.sub(b"", si)
-            strings.append("".join(_text(t) for t in _T_RE.findall(si)))
+        items = len(_SI_START_RE.findall(sst))
+        plain = _PLAIN_SI_RE.findall(sst)
+        if len(plain) == items:
+            strings = [_text(x) for x in plain]  # every item is plain text: one pass
+        else:
+            for si in _SI_RE.findall(sst):  # rich text runs and phonetic hints
+                if b"<rPh" in si:
+                    si = _RPH_RE.sub(b"", si)
+                strings.append("".join(_text(t) for t in _T_RE.findall(si)))
 
     properties = {}
     if z.has("docProps/custom.xml"):
@@ -238,21 +297,22 @@ def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
         if not z.has(target):
             continue
         xml = _no_dtd(z.read(target), name)
-        sheet_cells: dict[tuple[int, int], tuple[Any, str | None]] = {}
+        sheet_cells = _cells_fast(xml, strings)
+        if sheet_cells is not None:
+            count += len(sheet_cells)
+            if count > MAX_CELLS:
+                raise ReadError("too-many-cells", f"工作表单元格过多 (超过 {MAX_CELLS} 个)，不像一份申报表")
+            cells[name] = sheet_cells
+            continue
+        sheet_cells = {}
         for raw_attrs, body in _CELL_RE.findall(xml):
             if not body:
                 continue
-            ref = t = None
-            for k, v in _ATTR_RE.findall(raw_attrs):
-                if k == b"r":
-                    ref = v.decode()
-                else:
-                    t = v
-            if ref is None:
+            m = _R_RE.search(raw_attrs)
+            if m is None:
                 continue
-            m = _ADDR_RE.fullmatch(ref)
-            if not m:
-                continue
+            tm = _TYPE_RE.search(raw_attrs) if b"t=" in raw_attrs else None
+            t = tm.group(1) if tm else None
             formula = None
             if b"<f" in body or b":f" in body:
                 fm = _F_RE.search(body)
@@ -267,7 +327,8 @@ def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
                 except (ValueError, IndexError):
                     value = None
             elif t == b"inlineStr":
-                value = "".join(_text(x) for x in _T_RE.findall(body))
+                im = _PLAIN_IS_RE.fullmatch(body)
+                value = _text(im.group(1)) if im else "".join(_text(x) for x in _T_RE.findall(body))
             elif t in (b"str", b"e"):
                 value = _text(raw_v) if raw_v is not None else None
             elif t == b"b":
@@ -279,9 +340,10 @@ def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
                     value = _text(raw_v)
             if value is None and formula is None:
                 continue
-            col = 0
-            for ch in m.group(1):
-                col = col * 26 + ord(ch) - 64
+            letters = m.group(1)
+            col = letters[0] - 64
+            for ch in letters[1:]:
+                col = col * 26 + ch - 64
             sheet_cells[(int(m.group(2)) - 1, col - 1)] = (value, formula)
             count += 1
             if count > MAX_CELLS:
@@ -502,6 +564,11 @@ def read_workbook(path: Path, templates_dir: Path | None = None, template: str |
     return form
 
 
+@lru_cache(maxsize=512)
+def letter(col: int) -> str:
+    return cell_name(0, col)[:-1]
+
+
 def _extract(form: FormData, book: RawBook, spec: Spec) -> None:
     lay = layout(spec)
     wanted_names = {f.name: ("field", f.id) for f in spec.fields.values()}
@@ -567,21 +634,19 @@ def _extract(form: FormData, book: RawBook, spec: Spec) -> None:
             others = [(a, b) for s, a, b, n in regions if s == sheet and n != t.name and a > r1]
             stop = min([a for a, _ in others] + [r1 + 500])
             rows = []
+            columns = [(col.id, c0 + pos.columns[col.id], letter(c0 + pos.columns[col.id])) for col in t.columns]
             r = r0
             while r <= r1 or r < stop:
-                row = {"_row": r + 1}
-                empty = True
-                for col in t.columns:
-                    cc = c0 + pos.columns[col.id]
-                    value, formula = cells.get((r, cc), (None, None))
-                    if value not in (None, "") or formula:
-                        empty = False
-                    row[col.id] = Cell(value, cell_name(r, cc), formula)
+                found = [(cid, cc, lt, cells.get((r, cc))) for cid, cc, lt in columns]
+                empty = all(v is None or (v[0] in (None, "") and not v[1]) for *_, v in found)
                 if r > r1:  # rows a clerk added directly below the named body
-                    texts = {str(row[c.id].value).strip() for c in t.columns if isinstance(row[c.id].value, str)}
+                    texts = {str(v[0]).strip() for *_, v in found if v is not None and isinstance(v[0], str)}
                     if empty or texts & label_texts:
                         break
                 if not empty:
+                    row = {"_row": r + 1}
+                    for cid, _, lt, v in found:
+                        row[cid] = Cell(v[0], f"{lt}{r + 1}", v[1]) if v is not None else Cell(None, f"{lt}{r + 1}")
                     rows.append(row)
                 r += 1
             data.tables[t.id] = rows

@@ -91,11 +91,20 @@ def _width(title: str, kind: str) -> float:
     return max(12, min(40, len(title) * 2.2))
 
 
+STREAM_ROWS = 5_000  # lazy tables (the indicator sheet) are streamed into the sheet XML past this size
+
+
 def write_summary(result, path: Path) -> Path:
-    """The summary workbook, written beside its final name and renamed into place when complete."""
+    """The summary workbook, written beside its final name and renamed into place when complete.
+
+    xlsxwriter writes every sheet; a lazy table (the indicator detail, 400,000 rows at 10,000 forms) is
+    written by xlsxwriter up to its header, its rows are streamed as sheet XML into a temporary file, and
+    spliced into the sheet when the zip is finished: per-cell Python calls are the wall of a big merge.
+    """
     import xlsxwriter
 
     path = Path(path)
+    streamed: list[tuple[int, str, Path, int, int]] = []
     with atomic_output(path) as tmp:
         wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "strings_to_formulas": False,
                                             "strings_to_urls": False, "strings_to_numbers": False,
@@ -119,6 +128,17 @@ def write_summary(result, path: Path) -> Path:
             ws.freeze_panes(1, 0)
             sums = [0.0] * len(kinds)
             r = 0
+            if callable(table.rows):
+                rows_file = tmp.with_name(tmp.name + f".{len(streamed)}.rows")
+                count = _stream_rows(iter_rows(table), kinds, rows_file)
+                streamed.append((len(wb.worksheets()), table.name, rows_file, count, len(kinds)))
+                ws.autofilter(0, 0, max(count, 1), len(kinds) - 1)
+                ws.set_landscape()
+                ws.fit_to_pages(1, 0)
+                ws.repeat_rows(0)
+                if table.note:
+                    ws.set_header(f"&L{table.name}&R{table.note}")
+                continue
             for row in iter_rows(table):
                 r += 1
                 for c, value in enumerate(row):
@@ -152,7 +172,91 @@ def write_summary(result, path: Path) -> Path:
             ws.fit_to_pages(1, 0)
             ws.repeat_rows(0)
         wb.close()
+        try:
+            if streamed:
+                _splice(tmp, streamed)
+        finally:
+            for _, _, rows_file, _, _ in streamed:
+                rows_file.unlink(missing_ok=True)
     return path
+
+
+_XML_ESCAPES = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;",
+                **{c: f"_x{c:04X}_" for c in range(32) if c not in (9, 10, 13)}, 0xFFFE: "", 0xFFFF: ""}
+
+
+def _col_letters(n: int) -> list[str]:
+    out = []
+    for c in range(n):
+        letters, k = "", c + 1
+        while k:
+            k, rem = divmod(k - 1, 26)
+            letters = chr(65 + rem) + letters
+        out.append(letters)
+    return out
+
+
+def _stream_rows(rows, kinds: list[str], target: Path) -> int:
+    """Rows as <row> XML (inline strings, plain numbers) into `target`; returns the row count."""
+    letters = _col_letters(len(kinds))
+    numeric = [k != "text" for k in kinds]
+    count = 0
+    with open(target, "w", encoding="utf-8") as out:
+        buffer = []
+        for count, row in enumerate(rows, start=1):
+            r = count + 1
+            cells = []
+            for c, value in enumerate(row):
+                if value is None or value == "":
+                    continue
+                if numeric[c] and isinstance(value, int | float) and not isinstance(value, bool):
+                    cells.append(f'<c r="{letters[c]}{r}"><v>{value!r}</v></c>')
+                    continue
+                text = str(value)
+                if len(text) > _MAX_CELL:
+                    text = text[: _MAX_CELL - 1] + "…"
+                text = text.translate(_XML_ESCAPES)
+                space = ' xml:space="preserve"' if text[:1].isspace() or text[-1:].isspace() else ""
+                cells.append(f'<c r="{letters[c]}{r}" t="inlineStr"><is><t{space}>{text}</t></is></c>')
+            buffer.append(f'<row r="{r}">{"".join(cells)}</row>')
+            if len(buffer) >= 2000:
+                out.write("".join(buffer))
+                buffer.clear()
+        out.write("".join(buffer))
+    return count
+
+
+def _splice(book: Path, streamed: list[tuple[int, str, Path, int, int]]) -> None:
+    """Insert streamed rows into their sheets and widen dimension, autofilter and filter name."""
+    import re
+    import shutil
+    import zipfile
+
+    spliced = book.with_name(book.name + ".spliced")
+    targets = {f"xl/worksheets/sheet{index}.xml": (name, rows, count, ncols)
+               for index, name, rows, count, ncols in streamed}
+    try:
+        with zipfile.ZipFile(book) as src, zipfile.ZipFile(spliced, "w", zipfile.ZIP_DEFLATED) as dst:
+            for info in src.infolist():
+                data = src.read(info)
+                if info.filename in targets:
+                    name, rows, count, ncols = targets[info.filename]
+                    last = f"{_col_letters(ncols)[-1]}{count + 1}"
+                    text = data.decode("utf-8")
+                    text = re.sub(r'<dimension ref="[^"]*"/>', f'<dimension ref="A1:{last}"/>', text, count=1)
+                    head, tail = text.rsplit("</sheetData>", 1)
+                    if head.endswith("<sheetData/>"):
+                        head = head[: -len("<sheetData/>")] + "<sheetData>"
+                    with dst.open(zipfile.ZipInfo(info.filename, date_time=info.date_time), "w", force_zip64=True) as fh:
+                        fh.write(head.encode("utf-8"))
+                        with open(rows, "rb") as part:
+                            shutil.copyfileobj(part, fh, 1 << 20)
+                        fh.write(("</sheetData>" + tail).encode("utf-8"))
+                    continue
+                dst.writestr(info, data)
+        spliced.replace(book)
+    finally:
+        spliced.unlink(missing_ok=True)
 
 
 def _check(code, where: str) -> None:

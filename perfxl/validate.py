@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 from .read import Cell, FormData, SheetData
@@ -122,11 +123,7 @@ class IndicatorRecord:
     level3: str
     cells: dict[str, str]
     texts: dict[str, str]
-    targets: dict[str, dict]
-
-    def first_target(self, spec_values: tuple[str, ...]) -> Target:
-        t = self.targets.get(spec_values[-1]) or {}
-        return Target(**t) if t else Target(text="", kind="empty")
+    targets: dict[str, Target]
 
 
 @dataclass
@@ -347,9 +344,9 @@ def _indicators(table: Table, rows: list[dict], spec: Spec, out: _Collector, she
                 value = compose_target(row[ind.sign_column].value, value, row[ind.unit_column].value)
             target = parse_target(value, formula=formula)
             texts[vid] = target.text
-            targets[vid] = target.as_dict()
+            targets[vid] = target
             cells[vid] = address
-        if not l3 and all(t["kind"] == "empty" for t in targets.values()):
+        if not l3 and all(t.kind == "empty" for t in targets.values()):
             continue  # a level name left on an otherwise empty row
         where = {"sheet": sheet}
         if not l3:
@@ -385,7 +382,7 @@ def _indicators(table: Table, rows: list[dict], spec: Spec, out: _Collector, she
             out.add("indicator-category-recommended", "warning", sheet, "", f"{table.id}.{anchor.id}", level1=level)
     if records:
         main = ind.values[-1]
-        quantitative = sum(1 for r in records if Target(**r.targets[main]).quantitative)
+        quantitative = sum(1 for r in records if r.targets[main].quantitative)
         if quantitative / len(records) < 0.5:
             out.add("indicator-mostly-qualitative", "warning", sheet, "", f"{table.id}.{main}",
                     share=f"{quantitative / len(records):.0%}", quant=quantitative, total=len(records))
@@ -404,6 +401,7 @@ def indicator_kind(spec: Spec, level1: str, level2: str, level3: str) -> str | N
     return kind
 
 
+@lru_cache(maxsize=65536)
 def _less_is_better(metric: str) -> bool:
     """故障率 should fall; 无故障运行率 should rise: a negated keyword does not count."""
     for word in LESS_WORDS:
@@ -417,9 +415,9 @@ def _check_targets(record: IndicatorRecord, table: Table, spec: Spec, out: _Coll
     ind = table.indicator
     kind = indicator_kind(spec, record.level1, record.level2, record.level3)
     labels = {c.id: c.label for c in table.columns}
-    all_empty = all(t["kind"] == "empty" for t in record.targets.values())
+    all_empty = all(t.kind == "empty" for t in record.targets.values())
     for vid in ind.values:
-        t = Target(**record.targets[vid])
+        t = record.targets[vid]
         where = {"sheet": sheet, "cell": record.cells[vid], "field_": f"{table.id}.{vid}"}
         common = {"level3": record.level3 or "（未命名）", "column": labels[vid], "value": _short(t.text)}
         if t.kind == "empty":
@@ -514,7 +512,7 @@ def _cost_rules(table: Table, records: list[IndicatorRecord], values: dict, cell
                 out: _Collector, sheet: str) -> None:
     ind = table.indicator
     main = ind.values[-1]
-    targets = [Target(**r.targets[main]) for r in records]
+    targets = [r.targets[main] for r in records]
     budget_field = ind.budget_field or spec.budget_field
     budget = values.get(budget_field) if budget_field else None
     if ind.cost_tuple:
@@ -536,7 +534,7 @@ def cost_total(spec: Spec, records: list[IndicatorRecord]) -> float | None:
     main = table.indicator.values[-1]
     total, found = 0.0, False
     for r in records:
-        t = Target(**r.targets[main])
+        t = r.targets[main]
         if indicator_kind(spec, r.level1, r.level2, r.level3) != "cost":
             continue
         if t.kind == "cost" and t.amount is not None:

@@ -10,6 +10,7 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 MONEY_UNITS = {"元": 1, "千元": 1_000, "万元": 10_000, "亿元": 100_000_000}
@@ -214,7 +215,7 @@ QUALITATIVE_WORDS = sorted([
     "覆盖", "便捷", "高效", "优化", "可控", "暂不确定", "不适用"], key=len, reverse=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
     """One indicator value as parsed. `text` is what the clerk wrote."""
 
@@ -275,6 +276,17 @@ def parse_target(value: Any, *, formula: str | None = None) -> Target:
     """Parse one indicator value. `formula` is the formula text when the cell held one (=100% → 100%)."""
     if formula and not (isinstance(value, str) and value.startswith("=")):
         value = "=" + formula
+    if isinstance(value, str) and len(value) <= 400:
+        return _parse_text_cached(value)  # the same targets recur across thousands of forms
+    return _parse(value)
+
+
+@lru_cache(maxsize=131072)
+def _parse_text_cached(value: str) -> Target:
+    return _parse(value)
+
+
+def _parse(value: Any) -> Target:
     if value is None:
         return Target(text="", kind="empty")
     if isinstance(value, bool):

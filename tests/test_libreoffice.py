@@ -67,7 +67,7 @@ def test_rows_inserted_inside_and_below_the_indicator_table(seeds, lo_edit, tmp_
                       "fill", "项目1", f"A{last + 1}", "产出目标", "fill", "项目1", f"B{last + 1}", "数量",
                       "fill", "项目1", f"C{last + 1}", "新增的指标", "fill", "项目1", f"D{last + 1}", "≥3次")
     rows = check_form(read_workbook(edited2)).projects[0].indicators
-    assert rows[-1].level3 == "新增的指标" and rows[-1].targets["value"]["value"] == 3.0
+    assert rows[-1].level3 == "新增的指标" and rows[-1].targets["value"].value == 3.0
     assert body_end < last + 1
 
 

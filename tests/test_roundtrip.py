@@ -63,7 +63,7 @@ def test_seed_numbers(seeds):
     mianyang = check_form(read_workbook(seeds["002-0"].filled))
     assert sum(p.values["budget"] for p in mianyang.projects) == 8_496_600
     for project in mianyang.projects:  # cost indicators' 金额 add up to the project budget
-        amounts = [r.targets["value"].get("amount") for r in project.indicators if r.targets["value"]["kind"] == "cost"]
+        amounts = [r.targets["value"].amount for r in project.indicators if r.targets["value"].kind == "cost"]
         assert sum(amounts) == project.values["budget"]
     yancheng = check_form(read_workbook(seeds["000-0"].filled)).projects[0]
     assert yancheng.values["funding_total_budget"] == 1224.14

@@ -94,7 +94,7 @@ def test_values_written_other_ways_are_read_the_same(seeds, tmp_path):
     checked = check_form(read_workbook(dst))
     assert checked.errors == 0, checked.problems
     row = checked.projects[0].indicators[22]
-    assert (row.targets["full"]["op"], row.targets["full"]["value"]) == ("≥", 90.0)
+    assert (row.targets["full"].op, row.targets["full"].value) == ("≥", 90.0)
 
 
 def test_wrong_year_and_other_version(seeds, tmp_path):
