@@ -115,9 +115,11 @@ class Ledger:
     def batch(self):
         return self.db  # sqlite3 connection as a context manager: one transaction, committed or rolled back
 
-    def record(self, sha: str, size: int, path: str, mtime_ns: int, checked, form_blob: bytes | None) -> None:
-        problems = json.dumps([p.to_dict() for p in checked.problems], ensure_ascii=False)
-        status = f"rejected:{checked.read_error}" if checked.read_error else checked.status
+    def record(self, sha: str, size: int, path: str, mtime_ns: int, summary: dict, form_blob: bytes | None) -> None:
+        """`summary`: template, version, year, unit_code, unit_name, status, errors, warnings, read_error
+        and problems (JSON text) of the checked form."""
+        s = summary
+        status = f"rejected:{s['read_error']}" if s["read_error"] else s["status"]
         self.db.execute(
             "INSERT INTO files (sha256, size, first_seen, template, version, year, unit_code, unit_name, status, "
             "errors, warnings, problems, reader, form) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
@@ -125,8 +127,8 @@ class Ledger:
             "year=excluded.year, unit_code=excluded.unit_code, unit_name=excluded.unit_name, status=excluded.status, "
             "errors=excluded.errors, warnings=excluded.warnings, problems=excluded.problems, reader=excluded.reader, "
             "form=COALESCE(excluded.form, files.form)",
-            (sha, size, _now(), checked.template, checked.version, checked.year, checked.unit_code, checked.unit_name,
-             status, checked.errors, checked.warnings, problems, READER_VERSION, form_blob))
+            (sha, size, _now(), s["template"], s["version"], s["year"], s["unit_code"], s["unit_name"],
+             status, s["errors"], s["warnings"], s["problems"], READER_VERSION, form_blob))
         self.db.execute("INSERT OR REPLACE INTO sightings (path, sha256, size, mtime_ns, seen_at) VALUES (?,?,?,?,?)",
                         (path, sha, size, mtime_ns, _now()))
 

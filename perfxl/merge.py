@@ -10,6 +10,7 @@ counted once, and the tables are built for the report stage.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import tempfile
@@ -161,8 +162,24 @@ def _worker_ledger():
     return _WORKER.get("ledger")
 
 
+def _finished(path, sha, size, mtime_ns, source, form_blob, checked: CheckedForm) -> tuple:
+    """What a worker sends back: a small summary for the main process, and the checked form already
+    pickled, which the main process appends to its spool without unpickling it."""
+    summary = {"template": checked.template, "version": checked.version, "year": checked.year,
+               "unit_code": checked.unit_code, "unit_name": checked.unit_name, "status": checked.status,
+               "errors": checked.errors, "warnings": checked.warnings, "read_error": checked.read_error,
+               "project_names": tuple(p.name for p in checked.projects),
+               "indicator_rows": sum(len(p.indicators) for p in checked.projects),
+               "problems": json.dumps([p.to_dict() for p in checked.problems], ensure_ascii=False)}
+    return path, sha, size, mtime_ns, source, form_blob, summary, pickle.dumps(checked, pickle.HIGHEST_PROTOCOL)
+
+
 def _process(task: tuple[str, str | None]) -> tuple:
-    """Read (or take from the ledger) and validate one file; returns a compact, picklable result."""
+    """Read (or take from the ledger) and validate one file."""
+    return _finished(*_process_raw(task))
+
+
+def _process_raw(task: tuple[str, str | None]) -> tuple:
     path, known_sha = task
     options: MergeOptions = _WORKER["options"]
     check = options.check_options()
@@ -219,12 +236,15 @@ def _context():
 
 
 def _run_pool(tasks, options, roster, db_path, jobs, chunk):
-    """Yield results; files whose worker died are retried alone, and a file that kills its own worker
-    is reported as such."""
-    pending = list(tasks)
-    size = chunk
-    while pending:
-        failed: list = []
+    """Yield results. When a worker dies, the files it may have held are retried one per task, and
+    those that fail again each run alone in a fresh worker: a file that kills even that worker is
+    the culprit, reported as such; the others are read normally."""
+    suspects: list = []
+    for size, pending in ((chunk, list(tasks)), (1, None)):
+        if pending is None:
+            pending, suspects = suspects, []
+        if not pending:
+            continue
         with ProcessPoolExecutor(max_workers=jobs, mp_context=_context(), initializer=_init_worker,
                                  initargs=(options, roster, db_path)) as pool:
             futures = {pool.submit(_process_chunk, pending[i:i + size]): pending[i:i + size]
@@ -233,17 +253,16 @@ def _run_pool(tasks, options, roster, db_path, jobs, chunk):
                 try:
                     yield from future.result()
                 except BrokenProcessPool:
-                    failed.extend(futures[future])
-        if failed and size == 1 and jobs == 1:
-            for path, _ in failed:  # alone in its own worker, and it still died: it is the culprit
-                yield path, "", 0, 0, "read", None, rejected(
-                    path, "worker-crash", "读取该文件时解析进程异常退出（文件可能被恶意构造），已跳过")
-            return
-        pending = failed
-        if size > 1:
-            size = 1
-        else:
-            jobs = 1
+                    suspects.extend(futures[future])
+    for task in suspects:
+        with ProcessPoolExecutor(max_workers=1, mp_context=_context(), initializer=_init_worker,
+                                 initargs=(options, roster, db_path)) as pool:
+            try:
+                yield from pool.submit(_process_chunk, [task]).result()
+            except BrokenProcessPool:
+                path = task[0]
+                yield _finished(path, "", 0, 0, "read", None, rejected(
+                    path, "worker-crash", "读取该文件时解析进程异常退出（文件可能被恶意构造），已跳过"))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -289,17 +308,13 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
             results = _run_pool(tasks, options, roster, str(db_path) if db_path else None, jobs,
                                 chunk=max(1, min(32, len(tasks) // (jobs * 8) or 1)))
         pending_writes = 0
-        for path, sha, size, mtime_ns, source, blob, checked in results:
+        for path, sha, size, mtime_ns, source, blob, summary, pickled in results:
             offset = spool.tell()
-            pickle.dump(checked, spool, protocol=pickle.HIGHEST_PROTOCOL)
+            spool.write(pickled)
             seen.append(Seen(path=path, size=size, mtime_ns=mtime_ns, sha=sha, source=source, offset=offset,
-                             template=checked.template, year=checked.year, unit_code=checked.unit_code,
-                             unit_name=checked.unit_name, status=checked.status, errors=checked.errors,
-                             warnings=checked.warnings, read_error=checked.read_error,
-                             project_names=tuple(p.name for p in checked.projects),
-                             indicator_rows=sum(len(p.indicators) for p in checked.projects)))
+                             **{k: v for k, v in summary.items() if k not in {"problems", "version"}}))
             if ledger and sha:  # the sighting and the status are recorded even for a file taken from the ledger
-                ledger.record(sha, size, path, mtime_ns, checked, blob)
+                ledger.record(sha, size, path, mtime_ns, summary, blob)
                 pending_writes += 1
                 if pending_writes >= 200:
                     ledger.db.commit()
@@ -426,10 +441,14 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
                            + [main.op or _KIND_ZH.get(main.kind, ""), main.value, main.unit or "",
                               main.word or main.deadline or "", f"{p.sheet}!{r.cells.get(ind.values[-1], '')}"])
 
-    for s in merged:
+    problem_rows = []
+    for s in merged:  # one pass over the spool for everything but the indicator detail
         checked = _load(spool, s.offset)
         sp = specs[(s.template, s.year)]
         region, department, code, name = who(s, checked)
+        for q in checked.problems:
+            problem_rows.append([Path(s.path).name, name, q.sheet, q.cell, q.field, q.code,
+                                 "错误" if q.severity == "error" else "提醒", q.message, OUTCOME_ZH[s.outcome]])
         group = (region, department)
         rows_merged += s.indicator_rows
         for p in checked.projects:
@@ -507,9 +526,8 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
         summary_rows.append([region, department, c["expected"], c["submitted"], c["valid"], c["errors"], c["missing"],
                              c["projects"], money.get("budget", 0.0)] + [money.get(label, 0.0) for label in funding_labels])
 
-    problem_rows = []
     for s in seen:
-        if s.outcome in {"duplicate", "superseded"}:
+        if s.outcome in {"duplicate", "superseded", "merged"}:
             continue
         checked = _load(spool, s.offset)
         region, department, code, name = who(s, checked)
@@ -521,6 +539,7 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
                                  f"本次汇总{'年度为 ' + str(options.year) if s.reason == 'other-year' else '模板为 ' + str(options.template)}，"
                                  f"此表为 {s.year} 年度 {s.template}，未汇总", OUTCOME_ZH[s.outcome]])
 
+    problem_rows.sort(key=lambda r: r[0])  # by file; each file's problems keep the rules' order
     for s in seen:
         if s.outcome == "superseded":
             newer = next(x for x in seen if x.path == s.duplicate_of)

@@ -5,6 +5,7 @@ Writes only new files (atomically); never touches an input.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .errors import OutputError
@@ -91,90 +92,53 @@ def _width(title: str, kind: str) -> float:
     return max(12, min(40, len(title) * 2.2))
 
 
-STREAM_ROWS = 5_000  # lazy tables (the indicator sheet) are streamed into the sheet XML past this size
-
-
 def write_summary(result, path: Path) -> Path:
     """The summary workbook, written beside its final name and renamed into place when complete.
 
-    xlsxwriter writes every sheet; a lazy table (the indicator detail, 400,000 rows at 10,000 forms) is
-    written by xlsxwriter up to its header, its rows are streamed as sheet XML into a temporary file, and
-    spliced into the sheet when the zip is finished: per-cell Python calls are the wall of a big merge.
+    xlsxwriter lays out every sheet (columns, header, frozen pane, autofilter, print setup); the rows are
+    streamed as sheet XML into temporary files and spliced into those sheets when the zip is finished.
+    Per-cell Python calls into a writer are the wall of a big merge (400,000 indicator rows at 10,000
+    forms); this way memory stays flat and a row costs a string join.
     """
     import xlsxwriter
 
     path = Path(path)
     streamed: list[tuple[int, str, Path, int, int]] = []
     with atomic_output(path) as tmp:
-        wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "strings_to_formulas": False,
-                                            "strings_to_urls": False, "strings_to_numbers": False,
-                                            "tmpdir": str(tmp.parent)})
-        wb.set_properties({"title": "预算绩效目标申报汇总", "author": "perfxl", "comments": "由 perfxl merge 生成"})
-        header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True,
-                                "valign": "vcenter", "align": "center"})
-        formats = {"money": wb.add_format({"num_format": "#,##0.00"}), "count": wb.add_format({"num_format": "#,##0"}),
-                   "int": wb.add_format({"num_format": "0"}), "percent": wb.add_format({"num_format": "0.0%"}),
-                   "number": wb.add_format({"num_format": "General"}), "text": None}
-        total_formats = {k: wb.add_format({"bold": True, "top": 2, "num_format": f.num_format if f else "@"})
-                         for k, f in formats.items()}
-        for table in result.tables:
-            ws = wb.add_worksheet(table.name)
-            kinds = [kind for _, kind in table.columns]
-            for c, (title, kind) in enumerate(table.columns):
-                _check(ws.set_column(c, c, _width(title, kind)), table.name)
-            _check(ws.set_row(0, 32), table.name)
-            for c, (title, _) in enumerate(table.columns):
-                _check(ws.write_string(0, c, title, header), table.name)
-            ws.freeze_panes(1, 0)
-            sums = [0.0] * len(kinds)
-            r = 0
-            if callable(table.rows):
-                rows_file = tmp.with_name(tmp.name + f".{len(streamed)}.rows")
-                count = _stream_rows(iter_rows(table), kinds, rows_file)
-                streamed.append((len(wb.worksheets()), table.name, rows_file, count, len(kinds)))
-                ws.autofilter(0, 0, max(count, 1), len(kinds) - 1)
+        try:
+            wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False,
+                                                "strings_to_numbers": False, "tmpdir": str(tmp.parent)})
+            wb.set_properties({"title": "预算绩效目标申报汇总", "author": "perfxl", "comments": "由 perfxl merge 生成"})
+            header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True,
+                                    "valign": "vcenter", "align": "center"})
+            numbers = {"money": "#,##0.00", "count": "#,##0", "int": "0", "percent": "0.0%", "number": "General"}
+            body = {k: wb.add_format({"num_format": f}) for k, f in numbers.items()}
+            totals = {k: wb.add_format({"bold": True, "top": 2, "num_format": f}) for k, f in numbers.items()}
+            totals["text"] = wb.add_format({"bold": True, "top": 2})
+            for index, table in enumerate(result.tables, start=1):
+                ws = wb.add_worksheet(table.name)
+                kinds = [kind for _, kind in table.columns]
+                for c, (title, kind) in enumerate(table.columns):
+                    _check(ws.set_column(c, c, _width(title, kind)), table.name)
+                    _check(ws.write_string(0, c, title, header), table.name)
+                _check(ws.set_row(0, 32), table.name)
+                ws.freeze_panes(1, 0)
+                styles = [body[k]._get_xf_index() if k in body else 0 for k in kinds]
+                total_styles = [totals[k]._get_xf_index() for k in kinds] if table.totals else None
+                rows_file = tmp.with_name(tmp.name + f".{index}.rows")
+                streamed.append((index, table.name, rows_file, 0, len(kinds)))
+                count = _stream_rows(iter_rows(table), kinds, styles, total_styles, rows_file)
+                streamed[-1] = (index, table.name, rows_file, count, len(kinds))
+                data_rows = count - (1 if table.totals and count else 0)
+                if data_rows:
+                    ws.autofilter(0, 0, data_rows, len(kinds) - 1)
+                if table.note:
+                    ws.set_header(f"&L{table.name}&R{table.note}")
                 ws.set_landscape()
                 ws.fit_to_pages(1, 0)
                 ws.repeat_rows(0)
-                if table.note:
-                    ws.set_header(f"&L{table.name}&R{table.note}")
-                continue
-            for row in iter_rows(table):
-                r += 1
-                for c, value in enumerate(row):
-                    kind = kinds[c]
-                    if value is None or value == "":
-                        continue
-                    if isinstance(value, bool):
-                        value = "是" if value else "否"
-                    if isinstance(value, int | float) and kind != "text":
-                        _check(ws.write_number(r, c, value, formats[kind]), table.name)
-                        if kind in {"money", "count"}:
-                            sums[c] += value
-                    else:
-                        text = str(value)
-                        if len(text) > _MAX_CELL:
-                            text = text[: _MAX_CELL - 1] + "…"
-                        _check(ws.write_string(r, c, text), table.name)
-            if table.totals and r:
-                r += 1
-                _check(ws.write_string(r, 0, "合计", total_formats["text"]), table.name)
-                for c, kind in enumerate(kinds):
-                    if kind in {"money", "count"}:
-                        _check(ws.write_number(r, c, round(sums[c], 6), total_formats[kind]), table.name)
-                    elif c:
-                        _check(ws.write_blank(r, c, None, total_formats["text"]), table.name)
-            if r:
-                ws.autofilter(0, 0, r - (1 if table.totals else 0), len(kinds) - 1)
-            if table.note:
-                ws.set_header(f"&L{table.name}&R{table.note}")
-            ws.set_landscape()
-            ws.fit_to_pages(1, 0)
-            ws.repeat_rows(0)
-        wb.close()
-        try:
-            if streamed:
-                _splice(tmp, streamed)
+            wb.close()
+            _splice(tmp, streamed)
         finally:
             for _, _, rows_file, _, _ in streamed:
                 rows_file.unlink(missing_ok=True)
@@ -183,6 +147,7 @@ def write_summary(result, path: Path) -> Path:
 
 _XML_ESCAPES = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;",
                 **{c: f"_x{c:04X}_" for c in range(32) if c not in (9, 10, 13)}, 0xFFFE: "", 0xFFFF: ""}
+_NEEDS_ESCAPE = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _col_letters(n: int) -> list[str]:
@@ -196,10 +161,26 @@ def _col_letters(n: int) -> list[str]:
     return out
 
 
-def _stream_rows(rows, kinds: list[str], target: Path) -> int:
-    """Rows as <row> XML (inline strings, plain numbers) into `target`; returns the row count."""
+def _text_cell(ref: str, text: str, style: str = "") -> str:
+    if len(text) > _MAX_CELL:
+        text = text[: _MAX_CELL - 1] + "…"
+    if _NEEDS_ESCAPE.search(text):
+        text = text.translate(_XML_ESCAPES)
+    if text[0].isspace() or text[-1].isspace():
+        return f'<c r="{ref}"{style} t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
+    return f'<c r="{ref}"{style} t="inlineStr"><is><t>{text}</t></is></c>'
+
+
+def _stream_rows(rows, kinds: list[str], styles: list[int], total_styles: list[int] | None, target: Path) -> int:
+    """Rows as <row> XML (inline strings, styled numbers) into `target`, then a totals row when asked.
+
+    Text is always written as text — "=cmd|…" or "+1" stays a string, never a formula. Returns the
+    number of rows written, the totals row included."""
     letters = _col_letters(len(kinds))
     numeric = [k != "text" for k in kinds]
+    style_attr = [f' s="{s}"' if s else "" for s in styles]
+    summed = [k in {"money", "count"} for k in kinds]
+    sums = [0.0] * len(kinds)
     count = 0
     with open(target, "w", encoding="utf-8") as out:
         buffer = []
@@ -209,26 +190,33 @@ def _stream_rows(rows, kinds: list[str], target: Path) -> int:
             for c, value in enumerate(row):
                 if value is None or value == "":
                     continue
-                if numeric[c] and isinstance(value, int | float) and not isinstance(value, bool):
-                    cells.append(f'<c r="{letters[c]}{r}"><v>{value!r}</v></c>')
-                    continue
-                text = str(value)
-                if len(text) > _MAX_CELL:
-                    text = text[: _MAX_CELL - 1] + "…"
-                text = text.translate(_XML_ESCAPES)
-                space = ' xml:space="preserve"' if text[:1].isspace() or text[-1:].isspace() else ""
-                cells.append(f'<c r="{letters[c]}{r}" t="inlineStr"><is><t{space}>{text}</t></is></c>')
+                if numeric[c] and type(value) in (int, float):
+                    cells.append(f'<c r="{letters[c]}{r}"{style_attr[c]}><v>{value!r}</v></c>')
+                    if summed[c]:
+                        sums[c] += value
+                else:
+                    text = value if type(value) is str else ("是" if value is True else "否" if value is False else str(value))
+                    cells.append(_text_cell(f"{letters[c]}{r}", text))
             buffer.append(f'<row r="{r}">{"".join(cells)}</row>')
             if len(buffer) >= 2000:
                 out.write("".join(buffer))
                 buffer.clear()
+        if total_styles is not None and count:
+            count += 1
+            r = count + 1
+            cells = [_text_cell(f"A{r}", "合计", f' s="{total_styles[0]}"')]
+            for c in range(1, len(kinds)):
+                if summed[c]:
+                    cells.append(f'<c r="{letters[c]}{r}" s="{total_styles[c]}"><v>{round(sums[c], 6)!r}</v></c>')
+                else:
+                    cells.append(f'<c r="{letters[c]}{r}" s="{total_styles[c]}"/>')
+            buffer.append(f'<row r="{r}">{"".join(cells)}</row>')
         out.write("".join(buffer))
     return count
 
 
 def _splice(book: Path, streamed: list[tuple[int, str, Path, int, int]]) -> None:
     """Insert streamed rows into their sheets and widen dimension, autofilter and filter name."""
-    import re
     import shutil
     import zipfile
 

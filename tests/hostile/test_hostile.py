@@ -1,0 +1,365 @@
+"""Broken and hostile files: each gets exactly one coded outcome, and the merge carries on."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import struct
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from perfxl import merge as merge_module
+from perfxl.merge import MergeOptions, run_merge
+from tests.conftest import sha256
+
+from .conftest import good_form, member, project_sheet_part, rezip
+
+
+def _merge_with_good(tmp_path, name: str, payload: bytes, **options):
+    """Merge the hostile file beside a good one (through the worker pool) and return both outcomes."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir(exist_ok=True)
+    (inbox / name).write_bytes(payload)
+    good_unit = {"code": "600999", "name": "对照单位", "department": "测试部门"}
+    (inbox / "对照单位.xlsx").write_bytes(good_form(good_unit, "对照项目", 50.0))
+    before = {p: sha256(p) for p in inbox.iterdir()}
+    result = run_merge([inbox], tmp_path / "out" / "汇总.xlsx", MergeOptions(jobs=options.pop("jobs", 2), **options))
+    assert before == {p: sha256(p) for p in inbox.iterdir()}, "inputs are never modified"
+    leftovers = [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".") or p.suffix in {".rows", ".spliced"}]
+    assert not leftovers, f"temporary files left behind: {leftovers}"
+    files = {Path(s.path).name: s for s in result.files}
+    assert files["对照单位.xlsx"].outcome == "merged", "the good file is merged whatever the other one did"
+    c = result.counts
+    assert c["files_in"] == c["merged"] + c["rejected"] + c["duplicate"] + c["superseded"]
+    return files[name], result
+
+
+def _rejected(tmp_path, name, payload, code, **options):
+    seen, result = _merge_with_good(tmp_path, name, payload, **options)
+    assert (seen.outcome, seen.read_error) == ("rejected", code), (seen.outcome, seen.read_error)
+    return seen
+
+
+def _merged(tmp_path, name, payload, *codes, **options):
+    seen, result = _merge_with_good(tmp_path, name, payload, **options)
+    assert seen.outcome == "merged", (seen.outcome, seen.read_error)
+    return seen, result
+
+
+def _problem_codes(result, name):
+    from perfxl.report import iter_rows
+
+    table = next(t for t in result.tables if t.name == "校验问题")
+    return {row[5] for row in iter_rows(table) if row[0] == name}
+
+
+# --- not a workbook ------------------------------------------------------------------------------
+
+def test_empty_file(tmp_path):
+    _rejected(tmp_path, "empty.xlsx", b"", "file-empty")
+
+
+def test_truncated_file(tmp_path, good_bytes):
+    _rejected(tmp_path, "truncated.xlsx", good_bytes[: len(good_bytes) // 2], "file-corrupt")
+
+
+def test_not_a_zip(tmp_path):
+    _rejected(tmp_path, "random.xlsx", os.urandom(4096).replace(b"PK", b"pk").replace(b"\xd0\xcf", b"xx"),
+              "not-a-workbook")
+
+
+def test_csv_renamed_xlsx(tmp_path):
+    _rejected(tmp_path, "table.xlsx", "单位,金额\n甲,100\n".encode(), "not-a-workbook")
+
+
+def test_html_renamed_xlsx(tmp_path):
+    _rejected(tmp_path, "page.xlsx", b"<!DOCTYPE html><html><body><table><tr><td>1</td></tr></table></body></html>",
+              "not-a-workbook")
+
+
+def test_ods_renamed_xlsx(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        zf.writestr("content.xml", "<office:document-content/>")
+    _rejected(tmp_path, "calc.xlsx", buffer.getvalue(), "unsupported-format")
+
+
+def test_password_protected(tmp_path, good_bytes):
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    out = io.BytesIO()
+    OOXMLFile(io.BytesIO(good_bytes)).encrypt("密码", out)
+    _rejected(tmp_path, "locked.xlsx", out.getvalue(), "file-encrypted")
+
+
+def test_xlsx_named_xls(tmp_path):
+    seen, result = _merged(tmp_path, "wrong-extension.xls", good_form())
+    assert "extension-mismatch" in _problem_codes(result, "wrong-extension.xls")
+
+
+@pytest.mark.libreoffice
+def test_xls_named_xlsx(tmp_path, convert):
+    source = tmp_path / "src.xlsx"
+    source.write_bytes(good_form())
+    xls = convert(source, "xls").read_bytes()
+    seen, result = _merged(tmp_path, "really-xls.xlsx", xls)
+    assert "extension-mismatch" in _problem_codes(result, "really-xls.xlsx")
+
+
+# --- bombs and entities --------------------------------------------------------------------------
+
+def test_zip_bomb_entry_inflating_past_the_cap(tmp_path, good_bytes):
+    part = project_sheet_part(good_bytes)
+    compressor = zipfile.ZipFile  # built by streaming zeros so the test itself stays small and fast
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(good_bytes)) as src, compressor(buffer, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            if info.filename == part:
+                with dst.open(part, "w", force_zip64=True) as fh:
+                    chunk = b" " * (1 << 20)
+                    for _ in range(200):  # 200 MB of blanks, a few hundred KB compressed
+                        fh.write(chunk)
+            else:
+                dst.writestr(info, src.read(info))
+    assert len(buffer.getvalue()) < 2_000_000
+    _rejected(tmp_path, "bomb.xlsx", buffer.getvalue(), "zip-bomb")
+
+
+def test_zip_with_100000_entries(tmp_path, good_bytes):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(good_bytes)) as src, zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        for i in range(100_000):
+            dst.writestr(f"junk/{i}.bin", b"")
+    _rejected(tmp_path, "entries.xlsx", buffer.getvalue(), "zip-bomb")
+
+
+def test_lying_size_header(tmp_path, good_bytes):
+    """The central directory says the sheet is 100 bytes; inflating must not trust it."""
+    data = bytearray(good_bytes)
+    part = project_sheet_part(good_bytes).encode()
+    offset = 0
+    while True:
+        offset = data.find(b"PK\x01\x02", offset)
+        name_len = struct.unpack("<H", data[offset + 28:offset + 30])[0]
+        if data[offset + 46:offset + 46 + name_len] == part:
+            break
+        offset += 4
+    data[offset + 24:offset + 28] = struct.pack("<I", 100)  # uncompressed size
+    _rejected(tmp_path, "liar.xlsx", bytes(data), "file-corrupt")
+
+
+def test_xml_entity_expansion(tmp_path, good_bytes):
+    part = project_sheet_part(good_bytes)
+    entities = b'<!ENTITY lol "lol">' + b"".join(
+        b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10) for i in range(1, 10))
+    laughs = (b'<?xml version="1.0"?><!DOCTYPE lolz [' + entities + b"]>"
+              + member(good_bytes, part).split(b"?>", 1)[-1].replace(b"<sheetData>", b"<sheetData>&lol9;", 1))
+    _rejected(tmp_path, "laughs.xlsx", rezip(good_bytes, {part: laughs}), "xml-dtd")
+
+
+def test_external_entity(tmp_path, good_bytes):
+    workbook = member(good_bytes, "xl/workbook.xml")
+    xxe = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>' + \
+        workbook.split(b"?>", 1)[-1].replace(b"<sheets>", b"<sheets>&xxe;", 1)
+    _rejected(tmp_path, "xxe.xlsx", rezip(good_bytes, {"xl/workbook.xml": xxe}), "xml-dtd")
+
+
+# --- odd but readable ----------------------------------------------------------------------------
+
+def test_malformed_styles_part(tmp_path, good_bytes):
+    _merged(tmp_path, "styles.xlsx", rezip(good_bytes, {"xl/styles.xml": b"<styleSheet><<<not xml"}))
+
+
+def test_value_at_xfd1048576(tmp_path, good_bytes):
+    part = project_sheet_part(good_bytes)
+    xml = member(good_bytes, part).replace(
+        b"</sheetData>", b'<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>far away</t></is></c></row></sheetData>')
+    _merged(tmp_path, "far.xlsx", rezip(good_bytes, {part: xml}))
+
+
+def test_wrong_dimension_tag_as_wps_writes_it(tmp_path, good_bytes):
+    part = project_sheet_part(good_bytes)
+    xml = re.sub(rb'<dimension ref="[^"]*"/>', b'<dimension ref="A1"/>', member(good_bytes, part))
+    _merged(tmp_path, "wps.xlsx", rezip(good_bytes, {part: xml}))
+
+
+def test_huge_sparse_sheet(tmp_path, good_bytes):
+    part = project_sheet_part(good_bytes)
+    rows = b"".join(b'<row r="%d"><c r="Z%d"><v>1</v></c><c r="AA%d"><v>2</v></c></row>' % (r, r, r)
+                    for r in range(2000, 250_000))
+    xml = member(good_bytes, part).replace(b"</sheetData>", rows + b"</sheetData>")
+    _rejected(tmp_path, "sparse.xlsx", rezip(good_bytes, {part: xml}), "too-many-cells")
+
+
+def test_xlsm_with_vba_project(tmp_path, good_bytes):
+    seen, result = _merged(tmp_path, "macro.xlsm", rezip(good_bytes, add={"xl/vbaProject.bin": b"\xd0\xcf\x11\xe0macro"}))
+    assert "macros-present" in _problem_codes(result, "macro.xlsm")
+
+
+def test_links_to_external_workbooks(tmp_path, good_bytes):
+    seen, result = _merged(tmp_path, "links.xlsx", rezip(good_bytes, add={
+        "xl/externalLinks/externalLink1.xml": b"<externalLink/>"}))
+    assert "external-links" in _problem_codes(result, "links.xlsx")
+
+
+def _with_cells(good_bytes, edits: dict[str, bytes]) -> bytes:
+    """Replace the XML of given cells (by address) in the project sheet."""
+    part = project_sheet_part(good_bytes)
+    xml = member(good_bytes, part)
+    for address, cell in edits.items():
+        xml, n = re.subn(rb'<c r="%s"[^>]*?(?:/>|>.*?</c>)' % address.encode(), cell, xml, count=1, flags=re.S)
+        assert n == 1, address
+    return rezip(good_bytes, {part: xml})
+
+
+def _field_cell(name: str) -> str:
+    from perfxl.spec import cell_name, layout, load_spec
+
+    return cell_name(*layout(load_spec("national/project", 2022)).fields[name])
+
+
+def test_formulas_without_cached_values_are_recomputed(tmp_path, good_bytes):
+    total, fiscal = _field_cell("funds_total_annual"), _field_cell("funds_fiscal_annual")
+    payload = _with_cells(good_bytes, {total: b'<c r="%s"><f>60+40</f></c>' % total.encode(),
+                                       fiscal: b'<c r="%s"><f>100</f></c>' % fiscal.encode()})
+    seen, result = _merged(tmp_path, "formulas.xlsx", payload)
+    assert seen.errors == 0
+
+
+def test_error_results_ref_and_div0(tmp_path, good_bytes):
+    total = _field_cell("funds_total_annual")
+    payload = _with_cells(good_bytes, {total: b'<c r="%s" t="e"><f>#REF!/0</f><v>#DIV/0!</v></c>' % total.encode()})
+    seen, result = _merged(tmp_path, "errors.xlsx", payload)
+    assert seen.status == "errors"
+
+
+def test_1904_date_system(tmp_path, good_bytes):
+    workbook = member(good_bytes, "xl/workbook.xml").replace(b"<workbookPr", b'<workbookPr date1904="1"', 1)
+    date = _field_cell("fill_date")
+    payload = rezip(good_bytes, {"xl/workbook.xml": workbook})
+    payload = _with_cells(payload, {date: b'<c r="%s"><v>43783</v></c>' % date.encode()})  # 2023-11-14 in 1904
+    seen, result = _merged(tmp_path, "mac.xlsx", payload)
+    assert seen.errors == 0
+
+
+def test_control_characters(tmp_path, good_bytes):
+    name = _field_cell("project_name")
+    payload = _with_cells(good_bytes, {name: b'<c r="%s" t="inlineStr"><is><t>bad_x0007_bell\x09tab</t></is></c>'
+                                       % name.encode()})
+    _merged(tmp_path, "control.xlsx", payload)
+
+
+def test_text_over_32767_characters(tmp_path, good_bytes):
+    goal = _field_cell("long_term_goal")
+    payload = _with_cells(good_bytes, {goal: b'<c r="%s" t="inlineStr"><is><t>%s</t></is></c>'
+                                       % (goal.encode(), "长".encode() * 40_000)})
+    _merged(tmp_path, "long.xlsx", payload)
+
+
+def test_formula_injection_in_text_fields(tmp_path):
+    unit = {"code": "600002", "name": "=cmd|' /C calc'!A0", "department": "@部门"}
+    _merged(tmp_path, "inject.xlsx", good_form(unit, "+SUM(1,1)"))
+
+
+# --- the same unit, the same file ------------------------------------------------------------------
+
+def test_the_same_file_twice(tmp_path, good_bytes):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.xlsx").write_bytes(good_bytes)
+    seen, result = _merge_with_good(tmp_path, "b.xlsx", good_bytes)
+    assert seen.outcome == "duplicate" and Path(seen.duplicate_of).name == "a.xlsx"
+
+
+def test_two_different_files_for_one_unit(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "old.xlsx").write_bytes(good_form(budget=80.0))
+    os.utime(inbox / "old.xlsx", (time.time() - 3600, time.time() - 3600))
+    seen, result = _merge_with_good(tmp_path, "new.xlsx", good_form(budget=90.0))
+    assert seen.outcome == "merged"
+    old = next(s for s in result.files if s.path.endswith("old.xlsx"))
+    assert old.outcome == "superseded"
+
+
+def test_roster_names_that_attack_the_file_system(tmp_path):
+    from perfxl.generate import generate_forms
+    from perfxl.roster import Unit
+
+    units = [Unit("1", "../../x", "d"), Unit("2", "CON", "d"), Unit("3", "a/b\\c:d*?", "d"), Unit("4", "..", "d")]
+    manifest = generate_forms("national/project", 2022, units, tmp_path / "out")
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert all((tmp_path / "out" / m["file"]).parent == tmp_path / "out" for m in manifest)
+    assert not any(name.upper().startswith("CON.") for name in written)
+    assert not (tmp_path / "x").exists() and len(written) == 5  # four forms and the manifest
+
+
+# --- parsers that crash, hang or blow up --------------------------------------------------------
+
+def _patched_reader(monkeypatch, action):
+    real = merge_module.read_workbook
+
+    def reader(path, **kw):
+        if Path(path).name.startswith("evil"):
+            action()
+        return real(path, **kw)
+
+    monkeypatch.setattr(merge_module, "read_workbook", reader)  # forked workers inherit the patch
+
+
+def test_worker_crash_costs_one_file(tmp_path, monkeypatch, good_bytes):
+    _patched_reader(monkeypatch, lambda: os._exit(70))  # what a Rust panic or a segfault looks like from outside
+    _rejected(tmp_path, "evil-crash.xlsx", good_bytes.replace(b"x", b"x"), "worker-crash")
+
+
+def test_hanging_parser_is_stopped(tmp_path, monkeypatch, good_bytes):
+    _patched_reader(monkeypatch, lambda: time.sleep(30))
+    started = time.perf_counter()
+    _rejected(tmp_path, "evil-hang.xlsx", good_bytes, "file-timeout", file_timeout=1.0)
+    assert time.perf_counter() - started < 20
+
+
+def test_memory_blow_up_is_contained(tmp_path, monkeypatch, good_bytes):
+    if os.name != "posix":
+        pytest.skip("address-space limits are POSIX")
+    _patched_reader(monkeypatch, lambda: bytearray(8 * 1024**3))
+    _rejected(tmp_path, "evil-memory.xlsx", good_bytes, "file-too-complex", file_memory_mb=1024)
+
+
+def test_every_bad_file_listed_every_good_file_merged(tmp_path, good_bytes):
+    inbox = tmp_path / "inbox"
+    (inbox / "bad").mkdir(parents=True)
+    bad = {"empty.xlsx": b"", "junk.xlsx": b"junk", "cut.xlsx": good_bytes[:500],
+           "xxe.xlsx": rezip(good_bytes, {"xl/workbook.xml": b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><w/>'})}
+    for name, payload in bad.items():
+        (inbox / "bad" / name).write_bytes(payload)
+    for i in range(6):
+        unit = {"code": f"70000{i}", "name": f"单位{i}", "department": "部门"}
+        (inbox / f"good{i}.xlsx").write_bytes(good_form(unit, f"项目{i}", 10.0 * (i + 1)))
+    result = run_merge([inbox], tmp_path / "s.xlsx", MergeOptions(jobs=2))
+    outcomes = {Path(s.path).name: (s.outcome, s.read_error) for s in result.files}
+    assert all(outcomes[f"good{i}.xlsx"] == ("merged", None) for i in range(6))
+    assert {n: o for n, o in outcomes.items() if n in bad} == {
+        "empty.xlsx": ("rejected", "file-empty"), "junk.xlsx": ("rejected", "not-a-workbook"),
+        "cut.xlsx": ("rejected", "file-corrupt"), "xxe.xlsx": ("rejected", "xml-dtd")}
+    assert result.counts["files_in"] == 10
+
+
+def test_no_network_or_file_access_from_xml(tmp_path, good_bytes):
+    """The reader never resolves an entity, so nothing outside the file can be read into it."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    workbook = member(good_bytes, "xl/workbook.xml")
+    payload = rezip(good_bytes, {"xl/workbook.xml": (f'<!DOCTYPE x [<!ENTITY s SYSTEM "file://{secret}">]>'.encode()
+                                                    + workbook.split(b"?>", 1)[-1])})
+    seen = _rejected(tmp_path, "leak.xlsx", payload, "xml-dtd")
+    assert "TOP-SECRET" not in str(seen)
+    assert subprocess.run(["true"]).returncode == 0
