@@ -114,12 +114,23 @@ def _init_worker(options: MergeOptions, roster: dict | None, db_path: str | None
     try:  # POSIX: cap the address space so one file cannot exhaust the machine
         import resource
 
-        limit = options.file_memory_mb * 1024 * 1024
+        # A forked worker starts as large as its parent: the allowance comes on top of that.
+        limit = _address_space() + options.file_memory_mb * 1024 * 1024
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         if hard == resource.RLIM_INFINITY or hard > limit:
             resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     except (ImportError, ValueError, OSError):  # Windows, or a limit the OS refuses: size caps still apply
         pass
+
+
+def _address_space() -> int:
+    """This process's virtual size in bytes (Linux /proc; elsewhere 0, where RLIMIT_AS is not enforced
+    the same way and the reader's size caps do the work)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 class _Timeout(Exception):
