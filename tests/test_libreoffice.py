@@ -92,3 +92,27 @@ def test_stamp_sheet_deleted_in_libreoffice(seeds, lo_edit, tmp_path):
     form = read_workbook(edited)
     assert form.template == "yancheng/project" and form.stamp_source in {"properties", "labels"}
     assert check_form(form).errors == 0
+
+
+def test_live_checks_are_evaluated_by_libreoffice(seeds, lo_edit, tmp_path):
+    """The check cell beside a total says ✓ or ✗ once an office suite calculates the form."""
+    from perfxl import generate
+    from perfxl.spec import cell_name, layout, load_spec
+
+    seed = seeds["000-0"]
+    spec = load_spec("yancheng/project", 2022, unit=seed.unit)
+    lay = layout(spec)
+    total_row = lay.fields["funding_total_budget"][0]
+    check = cell_name(total_row, lay.check_column)
+    good = seed.projects[0]
+    bad = {"fields": dict(good["fields"], funding_general_budget=1224.13), "tables": good["tables"]}
+    results = {}
+    for label, project in (("good", good), ("bad", bad)):
+        src = tmp_path / f"{label}.xlsx"
+        src.write_bytes(generate.build_workbook(spec, seed.unit, values=[project]))
+        recalculated = lo_edit(src, tmp_path / f"{label}-calc.xlsx")
+        ws = openpyxl.load_workbook(recalculated, data_only=True)[spec.sheet_name]
+        results[label] = (ws[check].value, ws[cell_name(lay.fields["funding_subtotal_budget"][0], lay.check_column)].value)
+    assert results["good"] == ("✓ 与分项之和相符", "✓ 与分项之和相符")
+    assert results["bad"][0].startswith("✓")  # the total still equals subtotal + carry-over + other
+    assert results["bad"][1].startswith("✗")  # the subtotal no longer equals its sources

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import re
 import struct
@@ -304,6 +305,10 @@ def test_roster_names_that_attack_the_file_system(tmp_path):
 
 # --- parsers that crash, hang or blow up --------------------------------------------------------
 
+needs_fork = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
+                                reason="the reader is patched in forked workers")
+
+
 def _patched_reader(monkeypatch, action):
     real = merge_module.read_workbook
 
@@ -315,11 +320,13 @@ def _patched_reader(monkeypatch, action):
     monkeypatch.setattr(merge_module, "read_workbook", reader)  # forked workers inherit the patch
 
 
+@needs_fork
 def test_worker_crash_costs_one_file(tmp_path, monkeypatch, good_bytes):
     _patched_reader(monkeypatch, lambda: os._exit(70))  # what a Rust panic or a segfault looks like from outside
     _rejected(tmp_path, "evil-crash.xlsx", good_bytes.replace(b"x", b"x"), "worker-crash")
 
 
+@needs_fork
 def test_hanging_parser_is_stopped(tmp_path, monkeypatch, good_bytes):
     _patched_reader(monkeypatch, lambda: time.sleep(30))
     started = time.perf_counter()
@@ -327,6 +334,7 @@ def test_hanging_parser_is_stopped(tmp_path, monkeypatch, good_bytes):
     assert time.perf_counter() - started < 20
 
 
+@needs_fork
 def test_memory_blow_up_is_contained(tmp_path, monkeypatch, good_bytes):
     if os.name != "posix":
         pytest.skip("address-space limits are POSIX")
