@@ -224,7 +224,9 @@ def _splice(book: Path, streamed: list[tuple[int, str, Path, int, int]]) -> None
     targets = {f"xl/worksheets/sheet{index}.xml": (name, rows, count, ncols)
                for index, name, rows, count, ncols in streamed}
     try:
-        with zipfile.ZipFile(book) as src, zipfile.ZipFile(spliced, "w", zipfile.ZIP_DEFLATED) as dst:
+        # Level 1: the streamed sheets are large and repetitive; it compresses them ~15x at a third of
+        # level 6's time. Members opened by name take the ZipFile's method and level.
+        with zipfile.ZipFile(book) as src, zipfile.ZipFile(spliced, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
             for info in src.infolist():
                 data = src.read(info)
                 if info.filename in targets:
@@ -235,7 +237,7 @@ def _splice(book: Path, streamed: list[tuple[int, str, Path, int, int]]) -> None
                     head, tail = text.rsplit("</sheetData>", 1)
                     if head.endswith("<sheetData/>"):
                         head = head[: -len("<sheetData/>")] + "<sheetData>"
-                    with dst.open(zipfile.ZipInfo(info.filename, date_time=info.date_time), "w", force_zip64=True) as fh:
+                    with dst.open(info.filename, "w", force_zip64=True) as fh:
                         fh.write(head.encode("utf-8"))
                         with open(rows, "rb") as part:
                             shutil.copyfileobj(part, fh, 1 << 20)
