@@ -17,7 +17,7 @@ import openpyxl
 import yaml
 
 from .errors import PerfxlError
-from .spec import NUMERIC_TYPES, Spec, split_cell
+from .spec import NUMERIC_TYPES, Spec, layout, split_cell
 
 _ISO_DATE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$")
 
@@ -102,6 +102,4 @@ def fill_workbook(spec: Spec, blank: Path, target: Path, projects: list[dict]) -
 
 
 def _column_offsets(spec: Spec, table_id: str) -> dict[str, int]:
-    from .spec import layout
-
     return dict(layout(spec).tables[table_id].columns)

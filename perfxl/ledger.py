@@ -110,10 +110,7 @@ class Ledger:
             return problem["code"], problem["message"]
         return None
 
-    # -- writes (call inside `with ledger.batch():`) ----------------------------------------------
-
-    def batch(self):
-        return self.db  # sqlite3 connection as a context manager: one transaction, committed or rolled back
+    # -- writes: the caller commits in batches ------------------------------------------------------
 
     def record(self, sha: str, size: int, path: str, mtime_ns: int, summary: dict, form_blob: bytes | None) -> None:
         """`summary`: template, version, year, unit_code, unit_name, status, errors, warnings, read_error
@@ -143,13 +140,3 @@ class Ledger:
                             "rejected=?, duplicate=?, superseded=? WHERE id=?",
                             (_now(), output, counts["files_in"], counts["read"], counts["from_ledger"], counts["merged"],
                              counts["rejected"], counts["duplicate"], counts["superseded"], run_id))
-
-    def history(self) -> list[dict]:
-        rows = self.db.execute("SELECT s.path, s.sha256, s.size, s.mtime_ns, s.seen_at, f.template, f.year, "
-                               "f.unit_code, f.unit_name, f.status FROM sightings s JOIN files f USING (sha256) "
-                               "ORDER BY s.seen_at, s.path").fetchall()
-        keys = ["path", "sha256", "size", "mtime_ns", "seen_at", "template", "year", "unit_code", "unit_name", "status"]
-        return [dict(zip(keys, r)) for r in rows]
-
-    def count_files(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM files").fetchone()[0]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import OutputError
 from .files import atomic_output, safe_filename
+from .spec import cell_name
 from .validate import CheckedForm
 
 ANNOTATION_SHEET = "校验结果"
@@ -151,14 +152,7 @@ _NEEDS_ESCAPE = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _col_letters(n: int) -> list[str]:
-    out = []
-    for c in range(n):
-        letters, k = "", c + 1
-        while k:
-            k, rem = divmod(k - 1, 26)
-            letters = chr(65 + rem) + letters
-        out.append(letters)
-    return out
+    return [cell_name(0, c)[:-1] for c in range(n)]
 
 
 def _text_cell(ref: str, text: str, style: str = "") -> str:

@@ -265,10 +265,6 @@ def template_summary(name: str, templates_dir: Path | None = None) -> dict[str, 
             "money_unit": spec.money_unit, "multi_project": spec.multi_project, "family": spec.family}
 
 
-class Placeholder(str):
-    """A parameter value that renders as a token, so one rendering can serve many units (see generate)."""
-
-
 def default_params(year: int, region: str | None = None, unit: dict | None = None,
                    prefill: dict | None = None, blank_rows: int | None = None) -> dict[str, Any]:
     unit = dict(unit or {})

@@ -8,7 +8,6 @@ Validation never raises on bad input; the records it returns are what the merge 
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -611,8 +610,3 @@ def rejected(path: str, code: str, message: str) -> CheckedForm:
     problem = Problem("error", code, "", "", "", message)
     return CheckedForm(path=path, template=None, version=None, year=None, region=None, unit_code=None,
                        unit_name=None, money_unit=None, family=None, projects=[], problems=[problem], read_error=code)
-
-
-def summary_counts(problems: list[Problem]) -> Counter:
-    return Counter(p.code for p in problems)
-
