@@ -129,6 +129,9 @@ _FAST_CELL_RE = re.compile(
     rb'<c r="([A-Z]{1,3})(\d{1,7})"(?: s="\d+")?(?: t="(\w+)")?(?: \w+="[^"]*")*>'
     rb'(?:<f>([^<]*)</f>|<f [^>]*?>([^<]*)</f>|<f[^>]*/>)?(?:<v>([^<]*)</v>|<v\s*/>)?'
     rb'(?:<is><t(?: [^>]*)?>([^<]*)</t></is>)?</c>')
+_NAME_RE = re.compile(rb"<(?:\w+:)?definedName\b([^>]*)>(.*?)</(?:\w+:)?definedName>", re.S)
+_NAME_ATTR_RE = re.compile(rb'\bname="([^"]*)"')
+_LOCAL_RE = re.compile(rb'\blocalSheetId="(\d+)"')
 _SI_START_RE = re.compile(rb"<(?:\w+:)?si\b")
 _PLAIN_SI_RE = re.compile(rb"<(?:\w+:)?si>\s*<(?:\w+:)?t(?:\s[^>]*)?>([^<]*)</(?:\w+:)?t>\s*</(?:\w+:)?si>")
 _V_RE = re.compile(rb"<(?:\w+:)?v>(.*?)</(?:\w+:)?v>", re.S)
@@ -261,10 +264,10 @@ def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
         if a.get("state") in {"hidden", "veryHidden"}:
             hidden.add(a.get("name", ""))
     names = []
-    for raw_attrs, raw_text in re.findall(rb"<(?:\w+:)?definedName\b([^>]*)>(.*?)</(?:\w+:)?definedName>", wb_xml, re.S):
-        a = _attrs(raw_attrs)
-        local = a.get("localSheetId")
-        names.append((a.get("name", ""), int(local) if local and local.isdigit() else None, _text(raw_text)))
+    for raw_attrs, raw_text in _NAME_RE.findall(wb_xml):
+        name = _NAME_ATTR_RE.search(raw_attrs)
+        local = _LOCAL_RE.search(raw_attrs) if b"localSheetId" in raw_attrs else None
+        names.append((_text(name.group(1)) if name else "", int(local.group(1)) if local else None, _text(raw_text)))
     date1904 = bool(re.search(rb'date1904="(1|true)"', wb_xml))
 
     strings: list[str] = []
