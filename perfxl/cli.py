@@ -89,8 +89,10 @@ def describe(template, year, region, as_json, templates_dir):
 @click.option("--projects", type=click.IntRange(1, 200), default=None,
               help="每个单位的项目工作表数 (project sheets per workbook).")
 @click.option("--password", default=None, help="工作表保护密码 (default: protection without a password).")
+@click.option("--rows", type=click.IntRange(1, 2000), default=None,
+              help="指标表空白行数 (blank indicator rows; default: the template's).")
 @TEMPLATES_OPTION
-def generate(template, year, roster, outdir, region, projects, password, templates_dir):
+def generate(template, year, roster, outdir, region, projects, password, rows, templates_dir):
     """为名单中的每个单位生成空白申报表 (one blank form per roster unit)."""
     import time
 
@@ -98,12 +100,13 @@ def generate(template, year, roster, outdir, region, projects, password, templat
     from .roster import read_roster
     from .spec import load_spec
 
-    load_spec(template, year, region, templates_dir=templates_dir)  # fail fast on a bad template
+    load_spec(template, year, region, blank_rows=rows, templates_dir=templates_dir)  # fail fast on a bad template
     units = read_roster(roster)
     started = time.perf_counter()
     with _progress(len(units), "生成") as bar:
         manifest = generate_forms(template, year, units, outdir, region=region, projects=projects,
-                                  password=password, templates_dir=templates_dir, progress=bar.update)
+                                  password=password, templates_dir=templates_dir, progress=bar.update,
+                                  blank_rows=rows)
     took = time.perf_counter() - started
     click.echo(f"已生成 {len(manifest)} 份空白表 → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
 

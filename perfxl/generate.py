@@ -429,7 +429,7 @@ def form_filename(unit: Unit, spec: Spec) -> str:
 
 def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, region: str | None = None,
                    projects: int | None = None, password: str | None = None, templates_dir: Path | None = None,
-                   progress=None) -> list[dict]:
+                   progress=None, blank_rows: int | None = None) -> list[dict]:
     """Write one blank workbook per unit and `manifest.json`; returns the manifest entries."""
     outdir = ensure_writable_dir(Path(outdir))
     masters: dict[tuple, _Master] = {}
@@ -441,14 +441,14 @@ def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, re
         tokens_ok = not unit.prefill
         if tokens_ok:
             key = (unit_region, n)
+            spec = load_spec(template, year, unit_region, unit=dict(_TOKENS), blank_rows=blank_rows,
+                             templates_dir=templates_dir)
             if key not in masters:
-                spec = load_spec(template, year, unit_region, unit=dict(_TOKENS), templates_dir=templates_dir)
                 masters[key] = _Master(build_workbook(spec, dict(_TOKENS), n, password))
-            spec = load_spec(template, year, unit_region, unit=dict(_TOKENS), templates_dir=templates_dir)
             data = masters[key].copy_for(unit.as_params())
         else:
             spec = load_spec(template, year, unit_region, unit=unit.as_params(), prefill=unit.prefill,
-                             templates_dir=templates_dir)
+                             blank_rows=blank_rows, templates_dir=templates_dir)
             data = build_workbook(spec, unit.as_params(), n, password)
         filename = form_filename(unit, spec)
         if filename.lower() in used_names:  # two units whose safe names collide

@@ -142,6 +142,17 @@ def test_jinja_error_through_the_cli(tmp_path):
     assert r.exit_code == 2 and "f.yaml:1" in r.output
 
 
+def test_blank_rows_are_configurable(tmp_path):
+    out, manifest = _generate(tmp_path, "yancheng/project", extra=("--rows", "120"))
+    info = describe(load_spec("yancheng/project", 2023, blank_rows=120))
+    indicators = next(t for t in info["tables"] if t["id"] == "indicators")
+    assert indicators["rows"] == 120 + indicators["prefilled_rows"]
+    wb = openpyxl.load_workbook(out / manifest[0]["file"])
+    (sheet, ref), = list(wb.defined_names["t_indicators"].destinations)
+    first, last = ref.replace("$", "").split(":")
+    assert int(last[1:]) - int(first[1:]) + 1 == 131
+
+
 def test_password_protection(tmp_path):
     out, manifest = _generate(tmp_path, "national/project", extra=("--password", "s3cret"))
     ws = openpyxl.load_workbook(out / manifest[0]["file"])["项目绩效目标"]

@@ -345,9 +345,27 @@ def test_memory_blow_up_is_contained(tmp_path, monkeypatch, good_bytes):
 def test_every_bad_file_listed_every_good_file_merged(tmp_path, good_bytes):
     inbox = tmp_path / "inbox"
     (inbox / "bad").mkdir(parents=True)
-    bad = {"empty.xlsx": b"", "junk.xlsx": b"junk", "cut.xlsx": good_bytes[:500],
-           "xxe.xlsx": rezip(good_bytes, {"xl/workbook.xml": b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><w/>'})}
-    for name, payload in bad.items():
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    encrypted = io.BytesIO()
+    OOXMLFile(io.BytesIO(good_bytes)).encrypt("pw", encrypted)
+    ods = io.BytesIO()
+    with zipfile.ZipFile(ods, "w") as zf:
+        zf.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+    part = project_sheet_part(good_bytes)
+    sparse = member(good_bytes, part).replace(b"</sheetData>", b"".join(
+        b'<row r="%d"><c r="B%d"><v>1</v></c><c r="C%d"><v>1</v></c></row>' % (r, r, r)
+        for r in range(500, 220_000)) + b"</sheetData>")
+    bad = {"empty.xlsx": (b"", "file-empty"), "junk.xlsx": (b"junk", "not-a-workbook"),
+           "cut.xlsx": (good_bytes[:500], "file-corrupt"),
+           "xxe.xlsx": (rezip(good_bytes, {"xl/workbook.xml": b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><w/>'}),
+                        "xml-dtd"),
+           "locked.xlsx": (encrypted.getvalue(), "file-encrypted"), "calc.xlsx": (ods.getvalue(), "unsupported-format"),
+           "page.xlsx": (b"<html><body>1</body></html>", "not-a-workbook"),
+           "table.xlsx": (b"a,b\n1,2\n", "not-a-workbook"),
+           "sparse.xlsx": (rezip(good_bytes, {part: sparse}), "too-many-cells"),
+           "bomb.xlsx": (rezip(good_bytes, {part: b" " * (60 << 20)}), "zip-bomb")}
+    for name, (payload, _) in bad.items():
         (inbox / "bad" / name).write_bytes(payload)
     for i in range(6):
         unit = {"code": f"70000{i}", "name": f"单位{i}", "department": "部门"}
@@ -355,10 +373,8 @@ def test_every_bad_file_listed_every_good_file_merged(tmp_path, good_bytes):
     result = run_merge([inbox], tmp_path / "s.xlsx", MergeOptions(jobs=2))
     outcomes = {Path(s.path).name: (s.outcome, s.read_error) for s in result.files}
     assert all(outcomes[f"good{i}.xlsx"] == ("merged", None) for i in range(6))
-    assert {n: o for n, o in outcomes.items() if n in bad} == {
-        "empty.xlsx": ("rejected", "file-empty"), "junk.xlsx": ("rejected", "not-a-workbook"),
-        "cut.xlsx": ("rejected", "file-corrupt"), "xxe.xlsx": ("rejected", "xml-dtd")}
-    assert result.counts["files_in"] == 10
+    assert {n: o for n, o in outcomes.items() if n in bad} == {n: ("rejected", code) for n, (_, code) in bad.items()}
+    assert result.counts["files_in"] == 6 + len(bad)
 
 
 def test_no_network_or_file_access_from_xml(tmp_path, good_bytes):
