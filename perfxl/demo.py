@@ -49,8 +49,10 @@ def _mistake(kind: str, project: dict) -> None:
         project["tables"]["indicators"][-1][1] = "社会效益指标"
     elif kind == "budget":
         project["fields"]["budget"] = project["fields"]["budget"] + 5000
-    elif kind == "text-number":
-        project["fields"]["budget"] = f"{project['fields']['budget']:,.0f}元"  # readable, but typed as text
+    elif kind == "unparseable":
+        project["tables"]["indicators"][1][3] = "》 万元"
+    elif kind == "text-number":  # not a mistake perfxl minds: "575,500元" is read as 575500
+        project["fields"]["budget"] = f"{project['fields']['budget']:,.0f}元"
 
 
 def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
@@ -69,7 +71,8 @@ def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
     rng = random.Random(2021)
     inbox = folder / "2-收件箱"
     spec = load_spec(TEMPLATE, YEAR)
-    mistakes = {2: "required", 5: "cost", 8: "level2", 10: "budget", 12: "text-number"}
+    mistakes = {2: "required", 5: "cost", 8: "level2", 10: "budget", 12: "unparseable"}
+    tolerated = {3: "text-number"}
     silent = {6, 13}  # these units never answer
     blanks = sorted(blank_dir.glob("*.xlsx"))
     filled = 0
@@ -81,8 +84,8 @@ def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
             source = seed[(i * 3 + k) % len(seed)]
             projects.append(_scaled_project(source, rng.uniform(0.4, 1.6), unit.name))
         sub = inbox / unit.department
-        if i in mistakes:
-            _mistake(mistakes[i], projects[0])
+        if i in mistakes or i in tolerated:
+            _mistake(mistakes.get(i) or tolerated[i], projects[0])
         target = sub / blank.name
         fill_workbook(spec, blank, target, projects)
         filled += 1
@@ -95,7 +98,8 @@ def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
     first = sorted(inbox.rglob("*.xlsx"))[0]
     shutil.copy(first, inbox / ("重复-" + first.name))  # the same file sent twice
     (inbox / "损坏的文件.xlsx").write_bytes(first.read_bytes()[:2000])  # cut off in transfer
-    echo(f"2. {filled} 个单位填报（含 {len(mistakes)} 份有错误、1 份更正、1 份重复、1 份损坏），"
+    echo(f"2. {filled} 个单位填报（含 {len(mistakes)} 份有错误、1 份把金额写成文字“x,xxx元”（可自动识别）、"
+         f"1 份更正、1 份重复、1 份损坏），"
          f"{len(silent)} 个单位未报送 → {inbox}")
     import time
 

@@ -334,6 +334,11 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
                 progress(1)
         if ledger:
             ledger.db.commit()
+        if units:  # forms that lost their stamp name their unit only by name: find its code on the roster
+            by_name = {u.name: u.code for u in units}
+            for s in seen:
+                if not s.unit_code and s.unit_name in by_name:
+                    s.unit_code = by_name[s.unit_name]
         _decide(seen, options)
         seen.sort(key=lambda s: s.path)
         result = _build(seen, spool, options, units)

@@ -654,6 +654,12 @@ def _extract(form: FormData, book: RawBook, spec: Spec) -> None:
                 r += 1
             data.tables[t.id] = rows
         form.sheets.append(data)
+    if not form.unit_name and spec.unit_name_field:  # no stamp: the unit the form itself names
+        for sheet in form.sheets:
+            cell = sheet.fields.get(spec.unit_name_field)
+            if cell and isinstance(cell.value, str) and cell.value.strip():
+                form.unit_name = cell.value.strip()
+                break
 
 
 WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xltx"}

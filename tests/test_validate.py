@@ -118,9 +118,19 @@ def test_stamp_lost_recognised_by_title_and_labels(seeds, tmp_path):
     wb.save(tmp_path / "nostamp.xlsx")
     form = read_workbook(tmp_path / "nostamp.xlsx")
     assert (form.template, form.year, form.stamp_source) == ("mianyang/project", 2021, "labels")
+    assert (form.unit_code, form.unit_name) == (None, "绵阳市住房公积金服务中心")
     found = problems(tmp_path / "nostamp.xlsx")
     assert ("stamp-missing", "", "", "warning") in found
     assert not [p for p in found if p[3] == "error"]
+    from perfxl.merge import MergeOptions, run_merge
+
+    from .conftest import write_roster
+
+    roster = write_roster(tmp_path / "r.csv", [("510700201", "绵阳市住房公积金服务中心", "住建局"), ("2", "别的单位", "x")])
+    (tmp_path / "in").mkdir()
+    (tmp_path / "nostamp.xlsx").rename(tmp_path / "in" / "nostamp.xlsx")
+    result = run_merge([tmp_path / "in"], None, MergeOptions(jobs=1, roster=roster))
+    assert [u.code for u in result.missing_units] == ["2"]
 
 
 def test_cli_json_annotate_and_exit_codes(seeds, tmp_path):
