@@ -163,7 +163,7 @@ def _write_guide(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats) -> No
     ws.protect("", {"select_locked_cells": True})
 
 
-def _field_validation(field, lists: _Lists) -> dict | None:
+def _field_validation(field) -> dict | None:
     prompt = {"input_title": field.label.rstrip("：: ")[:32], "input_message": (field.help or "")[:255]}
     if not prompt["input_message"]:
         prompt["input_message"] = "必填" if field.required else "选填"
@@ -239,7 +239,7 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scope
             given = (values or {}).get("fields", {})
             place(p, given[field.id] if field.id in given else field.default, fmt.input(field.type), field.type)
             name(field.name, _abs(p.row, p.col))
-            rule = _field_validation(field, lists)
+            rule = _field_validation(field)
             if rule:
                 _ok(ws.data_validation(p.row, p.col, p.row, p.col, rule), f"validation {field.id}")
             if field.required:

@@ -559,7 +559,8 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
     for s in seen:
         if s.outcome == "superseded":
             newer = next(x for x in seen if x.path == s.duplicate_of)
-            changes.extend(_changes(_load(spool, s.offset), _load(spool, newer.offset), s, newer, who(newer)[3]))
+            changes.extend(_changes(_load(spool, s.offset), _load(spool, newer.offset), s, newer, who(newer)[3],
+                                    specs[(newer.template, newer.year)]))
 
     counts = Counter(s.outcome for s in seen)
     rows_in = sum(s.indicator_rows for s in seen)
@@ -672,9 +673,8 @@ def _quality(sp, checked: CheckedForm, p, region, department, name, budget, fact
             main_issues]
 
 
-def _changes(old: CheckedForm, new: CheckedForm, old_seen: Seen, new_seen: Seen, unit_name: str) -> list[list]:
+def _changes(old: CheckedForm, new: CheckedForm, old_seen: Seen, new_seen: Seen, unit_name: str, spec) -> list[list]:
     """What a resubmission changed: fields and indicator values, with the new cell."""
-    spec = load_spec(new.template, new.year or 2022)
     rows = []
     old_projects = {p.sheet: p for p in old.projects}
     for p in new.projects:

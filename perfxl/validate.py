@@ -8,6 +8,9 @@ Validation never raises on bad input; the records it returns are what the merge 
 
 from __future__ import annotations
 
+import ast
+import operator
+import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -199,17 +202,17 @@ def _short(value: Any, limit: int = 40) -> str:
 # Formulas: recompute simple ones from the inputs, never trust a cached value
 # ----------------------------------------------------------------------------------------------------
 
-def _evaluate(formula: str, cells: dict[str, Cell] | None, money_unit: str | None) -> float | None:
-    """Arithmetic on numbers (=780+444.14, =100%) — anything else is reported, not guessed."""
-    import ast
-    import operator
-    import re
+_ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+               ast.USub: operator.neg, ast.UAdd: operator.pos}
 
+
+def _evaluate(formula: str) -> float | None:
+    """Arithmetic on numbers (=780+444.14, =100%) — anything else (cell references, functions) is
+    reported, not guessed."""
     expr = normalize_text(formula).replace("%", "/100")
     if re.search(r"[A-Za-z$!:]", expr) or len(expr) > 200:
         return None
-    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.USub: operator.neg, ast.UAdd: operator.pos}
+    ops = _ARITHMETIC
 
     def walk(node):
         if isinstance(node, ast.Expression):
@@ -239,7 +242,7 @@ def _normalise_field(f: Field, cell: Cell, spec: Spec, form: FormData, out: _Col
         out.add("formula-error", "error", **where, label=f.label, value=raw)
         return None
     if formula and f.type in NUMERIC_TYPES:
-        value = _evaluate(formula, None, spec.money_unit)
+        value = _evaluate(formula)
         if value is None:
             out.add("formula-unsupported", "error", **where, label=f.label, formula=_short(formula))
             return None
@@ -305,7 +308,7 @@ def _normalise_table(table: Table, rows: list[dict], spec: Spec, form: FormData,
             raw, address, formula = row[col.id]
             if col.type in {"money", "number", "integer"}:
                 if formula:
-                    raw = _evaluate(formula, None, spec.money_unit)
+                    raw = _evaluate(formula)
                     if raw is None:
                         out.add("formula-unsupported", "error", sheet, address, f"{table.id}.{col.id}",
                                 label=col.label, formula=_short(formula))
