@@ -235,3 +235,44 @@ def test_merge_cli_summary_and_usage_errors(campaign, tmp_path):
     assert "读取文件 14 个" in r.output and "未报送 2 个单位" in r.output and "汇总表 →" in r.output
     r = CliRunner().invoke(cli, ["merge", str(tmp_path / "nope"), "-o", str(tmp_path / "x.xlsx")])
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_every_template_with_year_filter_duplicate_resubmission_and_broken_file(seeds, seed_inbox, tmp_path):
+    """All seven seed workbooks in nested folders, plus a copy, an older version and a broken file,
+    merged for 2021 against a roster: only the 2021 forms are merged, the rest are listed."""
+    inbox = tmp_path / "inbox"
+    shutil.copytree(seed_inbox, inbox)
+    mianyang = next(inbox.rglob("002-0.xlsx"))
+    shutil.copy(mianyang, inbox / "转发-绵阳.xlsx")  # the same file again, from another mailbox
+    from perfxl.fill import fill_workbook
+
+    dept = seeds["001-0"]
+    draft = [dict(dept.projects[0], fields=dict(dept.projects[0]["fields"], phone="88150000"))]
+    fill_workbook(dept.spec, dept.blank, inbox / "初稿-部门.xlsx", draft)  # an earlier, different version
+    os.utime(inbox / "初稿-部门.xlsx", (time.time() - 86400, time.time() - 86400))
+    (inbox / "坏.xlsx").write_bytes(b"PK\x03\x04 not really")
+    roster = write_roster(tmp_path / "roster.csv", [
+        ("510700201", "绵阳市住房公积金服务中心", "绵阳市住房和城乡建设局"),
+        ("320900101", "盐城市住房公积金管理中心", "盐城市住房公积金管理中心（部门）"),
+        ("999999999", "没有报送的单位", "某局")])
+    out = tmp_path / "2021.xlsx"
+    result = run_merge([inbox], out, MergeOptions(year=2021, roster=roster, jobs=2))
+    c = result.counts
+    assert c["files_in"] == 7 + 3
+    assert (c["merged"], c["duplicate"], c["superseded"]) == (2, 1, 1)  # 绵阳 projects, 盐城 department
+    assert c["excluded"] == 5 and c["rejected"] == 5 + 1  # the 2018/2020/2022 forms, and the broken file
+    assert c["files_in"] == c["merged"] + c["rejected"] + c["duplicate"] + c["superseded"]
+    header, rows = _sheet(out, "项目清单")
+    budgets, total = _column(header, rows, "预算金额（元）")
+    assert len(budgets) == 10 and total == 8_496_600
+    header, rows = _sheet(out, "部门预算")
+    assert {r[header.index("单位名称")] for r in rows} == {"盐城市住房公积金管理中心"}
+    header, rows = _sheet(out, "报送情况")
+    missing = [r[header.index("单位名称")] for r in rows if r[header.index("报送状态")] == "未报送"]
+    assert missing == ["没有报送的单位"]
+    header, rows = _sheet(out, "校验问题")
+    assert sum(1 for r in rows if r[header.index("规则")] == "other-year") == 5
+    assert "初稿-部门.xlsx" not in {r[0] for r in rows}  # a superseded draft's problems are not listed
+    header, rows = _sheet(out, "变更记录")
+    assert [(r[header.index("内容")], r[header.index("原值")], r[header.index("新值")]) for r in rows] == [
+        ("联系电话", "88150000", "88150231")]
