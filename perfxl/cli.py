@@ -199,14 +199,14 @@ def merge(inputs, output, roster, template, year, db, csv_dir, jobs, lang, templ
     from .read import find_workbooks
 
     try:
-        total = len(find_workbooks(list(inputs)))
+        files = find_workbooks(list(inputs))  # walked once; run_merge takes the files as found
     except FileNotFoundError as exc:
         raise click.UsageError(f"找不到文件或目录 (no such file or folder): {exc}") from None
     options = MergeOptions(template=template, year=year, roster=roster, jobs=jobs, db=db, csv_dir=csv_dir, lang=lang,
                            templates_dir=templates_dir)
     started = time.perf_counter()
-    with _progress(total, "汇总") as bar:
-        result = run_merge(list(inputs), output, options, progress=bar.update)
+    with _progress(len(files), "汇总") as bar:
+        result = run_merge(files, output, options, progress=bar.update)
     _print_merge(result, time.perf_counter() - started, csv_dir)
 
 

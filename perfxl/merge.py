@@ -664,8 +664,12 @@ def _quality(sp, checked: CheckedForm, p, region, department, name, budget, fact
     score -= 10 * codes["indicator-placeholder"] + 5 * codes["indicator-unparseable"]
     score -= 2 * (codes["indicator-percent-over-100"] + codes["indicator-rate-as-fraction"]
                   + codes["indicator-money-as-output"] + codes["indicator-deadline-before-year"])
+    errors = sum(1 for q in problems if q.severity == "error")
+    score -= min(40, 10 * errors)
     score = max(0.0, round(score, 1))
     grade = "优" if score >= 90 else "良" if score >= 75 else "中" if score >= 60 else "差"
+    if errors and grade in {"优", "良"}:
+        grade = "中"  # a declaration with errors goes back to the unit, whatever else it does well
     main_issues = "；".join(q.message for q in problems if q.severity == "error")[:300] or \
         "；".join(q.message for q in problems)[:300]
     return [region, department, name, p.name, len(p.indicators), quantitative, share, complete, coverage,

@@ -276,3 +276,20 @@ def test_every_template_with_year_filter_duplicate_resubmission_and_broken_file(
     header, rows = _sheet(out, "变更记录")
     assert [(r[header.index("内容")], r[header.index("原值")], r[header.index("新值")]) for r in rows] == [
         ("联系电话", "88150000", "88150231")]
+
+
+def test_target_quality_puts_forms_with_errors_first_and_never_grades_them_top(tmp_path):
+    from perfxl.demo import run_demo
+
+    summary = run_demo(tmp_path / "demo", echo=lambda *a: None)["summary"]
+    header, rows = _sheet(summary, "目标质量")
+    scores = [r[header.index("得分")] for r in rows]
+    assert scores == sorted(scores), "weakest declarations first"
+    grade = {(r[header.index("单位名称")], r[header.index("项目名称")]): r[header.index("等级")] for r in rows}
+    p_header, projects = _sheet(summary, "项目清单")
+    with_errors = [(p[p_header.index("单位名称")], p[p_header.index("项目名称")]) for p in projects
+                   if p[0] != "合计" and p[p_header.index("错误数")]]
+    assert len(with_errors) == 4  # the demo's four merged projects with mistakes
+    assert all(grade[key] in {"中", "差"} for key in with_errors)
+    clean = [key for key in grade if key not in with_errors]
+    assert all(grade[key] in {"优", "良"} for key in clean)
