@@ -15,23 +15,19 @@ Nothing downstream opens the workbook again. The reader trusts no part of the fi
 from __future__ import annotations
 
 import hashlib
-import html
 import io
 import re
-import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from . import ooxml
 from .errors import ReadError, SpecError
+from .ooxml import MAX_CELLS
 from .spec import Spec, cell_name, layout, list_templates, load_spec, split_cell
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
-MAX_ENTRIES = 2_000
-MAX_MEMBER_BYTES = 48 * 1024 * 1024
-MAX_TOTAL_BYTES = 160 * 1024 * 1024
-MAX_CELLS = 400_000
 STAMP_SHEET = "_perfxl"  # written by generate; the reader knows it by name only
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
@@ -119,240 +115,86 @@ class RawBook:
     external_links: bool = False
 
 
-# Only cells with content: a self-closing <c .../> (a styled blank) never reaches Python.
-_CELL_RE = re.compile(rb"<(?:\w+:)?c\b([^>/]*)>(.*?)</(?:\w+:)?c>", re.S)
-_R_RE = re.compile(rb'\br="([A-Z]{1,3})(\d{1,7})"')
-_TYPE_RE = re.compile(rb'\bt="(\w+)"')
-_PLAIN_IS_RE = re.compile(rb"\s*<(?:\w+:)?is>\s*<(?:\w+:)?t(?:\s[^>]*)?>([^<]*)</(?:\w+:)?t>\s*</(?:\w+:)?is>\s*")
-# The shape every writer seen here uses (Excel, WPS, LibreOffice, openpyxl, xlsxwriter): r, s, t in order.
-_FAST_CELL_RE = re.compile(
-    rb'<c r="([A-Z]{1,3})(\d{1,7})"(?: s="\d+")?(?: t="(\w+)")?(?: \w+="[^"]*")*>'
-    rb'(?:<f>([^<]*)</f>|<f [^>]*?>([^<]*)</f>|<f[^>]*/>)?(?:<v>([^<]*)</v>|<v\s*/>)?'
-    rb'(?:<is><t(?: [^>]*)?>([^<]*)</t></is>)?</c>')
-_NAME_RE = re.compile(rb"<(?:\w+:)?definedName\b([^>]*)>(.*?)</(?:\w+:)?definedName>", re.S)
-_NAME_ATTR_RE = re.compile(rb'\bname="([^"]*)"')
-_LOCAL_RE = re.compile(rb'\blocalSheetId="(\d+)"')
-_SI_START_RE = re.compile(rb"<(?:\w+:)?si\b")
-_PLAIN_SI_RE = re.compile(rb"<(?:\w+:)?si>\s*<(?:\w+:)?t(?:\s[^>]*)?>([^<]*)</(?:\w+:)?t>\s*</(?:\w+:)?si>")
-_V_RE = re.compile(rb"<(?:\w+:)?v>(.*?)</(?:\w+:)?v>", re.S)
-_F_RE = re.compile(rb"<(?:\w+:)?f\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?f>)", re.S)
-_T_RE = re.compile(rb"<(?:\w+:)?t\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?t>)", re.S)
-_SI_RE = re.compile(rb"<(?:\w+:)?si\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?si>)", re.S)
-_RPH_RE = re.compile(rb"<(?:\w+:)?rPh\b.*?</(?:\w+:)?rPh>", re.S)
-_XML_ESCAPED_CONTROL = re.compile(r"_x([0-9A-Fa-f]{4})_")
+def _workbook_part(pkg: ooxml.Package) -> str:
+    """The office document named by the package relationships; xl/workbook.xml when they are missing."""
+    for _, rel_type, target in ooxml.relationships(pkg, ""):
+        if rel_type.endswith(ooxml.OFFICE_DOCUMENT) and pkg.has(target):
+            return target
+    if pkg.has("xl/workbook.xml"):
+        return "xl/workbook.xml"
+    if pkg.has("xl/workbook.bin"):
+        raise ReadError("unsupported-format", "这是 .xlsb（Excel 二进制工作簿），请在 Excel 中另存为 .xlsx 后重新报送")
+    if pkg.has("word/document.xml"):
+        raise ReadError("not-a-workbook", "这是 Word 文档 (.docx)，不是 Excel 工作簿")
+    if pkg.has("ppt/presentation.xml"):
+        raise ReadError("not-a-workbook", "这是 PowerPoint 文档 (.pptx)，不是 Excel 工作簿")
+    raise ReadError("not-a-workbook", "压缩包中没有 Excel 工作簿 (xl/workbook.xml)，不是 .xlsx 文件")
 
 
-def _text(raw: bytes | None) -> str:
-    if not raw:
-        return ""
-    text = html.unescape(raw.decode("utf-8", "replace")) if b"&" in raw else raw.decode("utf-8", "replace")
-    if "_x" in text:  # OOXML escapes control characters as _xHHHH_
-        text = _XML_ESCAPED_CONTROL.sub(lambda m: chr(int(m.group(1), 16)), text)
-    return text
-
-
-def _no_dtd(data: bytes, part: str) -> bytes:
-    head = data[:4096]
-    if b"<!DOCTYPE" in head or b"<!ENTITY" in head or b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise ReadError("xml-dtd", f"文件中的 XML 含有 DTD/实体声明，出于安全原因拒绝读取 ({part})")
-    return data
-
-
-class _Zip:
-    def __init__(self, data: bytes):
-        try:
-            self.zf = zipfile.ZipFile(io.BytesIO(data))
-            self.infos = self.zf.infolist()
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            raise ReadError("file-corrupt", f"文件已损坏，无法解压 (corrupt zip: {exc})") from None
-        if len(self.infos) > MAX_ENTRIES:
-            raise ReadError("zip-bomb", f"压缩包内文件过多 ({len(self.infos)} 个)，疑似压缩炸弹")
-        self.by_name = {i.filename.lstrip("/"): i for i in self.infos}
-        self.total = 0
-
-    def has(self, name: str) -> bool:
-        return name in self.by_name
-
-    def read(self, name: str, cap: int = MAX_MEMBER_BYTES) -> bytes:
-        info = self.by_name[name]
-        if info.flag_bits & 0x1:
-            raise ReadError("file-encrypted", "文件已加密 (encrypted zip entry)")
-        out = bytearray()
-        try:
-            with self.zf.open(info) as fh:
-                while True:
-                    chunk = fh.read(1 << 20)
-                    if not chunk:
-                        break
-                    out += chunk
-                    self.total += len(chunk)
-                    if len(out) > cap or self.total > MAX_TOTAL_BYTES:
-                        raise ReadError("zip-bomb", f"解压后数据过大 ({name} 超过 {cap // (1 << 20)} MB)，疑似压缩炸弹")
-        except ReadError:
-            raise
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
-            raise ReadError("file-corrupt", f"文件已损坏 ({name}: {exc})") from None
-        except Exception as exc:  # zlib.error and friends
-            raise ReadError("file-corrupt", f"文件已损坏 ({name}: {exc})") from None
-        return bytes(out)
-
-
-def _attrs(raw: bytes) -> dict[str, str]:
-    return {k.decode(): _text(v) for k, v in re.findall(rb'([\w:]+)="([^"]*)"', raw)}
-
-
-def _cells_fast(xml: bytes, strings: list[str]) -> dict | None:
-    """All content cells in one regex pass, or None when a cell has a shape it does not cover."""
-    found = _FAST_CELL_RE.findall(xml)
-    if len(found) != xml.count(b"</c>") or len(found) > MAX_CELLS:
-        return None
-    out: dict[tuple[int, int], tuple[Any, str | None]] = {}
-    for letters, row, t, f1, f2, v, inline in found:
-        formula = _text(f1 or f2) or None
-        if t == b"s":
-            try:
-                value = strings[int(v)] if v else None
-            except (ValueError, IndexError):
-                value = None
-        elif t == b"inlineStr":
-            value = _text(inline)
-        elif t == b"str" or t == b"e":
-            value = _text(v) if v else None
-        elif t == b"b":
-            value = v == b"1"
-        elif v:
-            try:
-                value = float(v)
-            except ValueError:
-                value = _text(v)
-        else:
-            value = None
-        if value is None and formula is None:
-            continue
-        col = letters[0] - 64
-        for ch in letters[1:]:
-            col = col * 26 + ch - 64
-        out[(int(row) - 1, col - 1)] = (value, formula)
-    return out
+def _custom_properties(pkg: ooxml.Package) -> dict[str, str]:
+    part = next((t for _, rel_type, t in ooxml.relationships(pkg, "") if rel_type.endswith("/custom-properties")),
+                "docProps/custom.xml")
+    if not pkg.has(part):
+        return {}
+    properties = {}
+    for prop in ooxml.parse_tree(pkg.read(part, 1 << 20), part).iter("property"):
+        name = prop.attr("name") or ""
+        if name.startswith("perfxl.") and prop.children:
+            properties[name[7:]] = ooxml.unescape_control(prop.children[0].text)
+    return properties
 
 
 def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
-    z = _Zip(data)
-    if z.has("EncryptedPackage") or z.has("EncryptionInfo"):
+    pkg = ooxml.Package(data)
+    if pkg.has("EncryptedPackage") or pkg.has("EncryptionInfo"):
         raise ReadError("file-encrypted", "文件已设置打开密码，无法读取，请取消密码后重新报送")
-    if z.has("mimetype") and b"opendocument" in z.read("mimetype", 4096):
+    if pkg.has("mimetype") and b"opendocument" in pkg.read("mimetype", 4096):
         raise ReadError("unsupported-format", "这是 ODS 文件（LibreOffice/WPS 格式），请另存为 .xlsx 后重新报送")
-    if not z.has("xl/workbook.xml"):
-        raise ReadError("not-a-workbook", "压缩包中没有 Excel 工作簿 (xl/workbook.xml)，不是 .xlsx 文件")
-    wb_xml = _no_dtd(z.read("xl/workbook.xml"), "workbook.xml")
-    rels = {}
-    if z.has("xl/_rels/workbook.xml.rels"):
-        rel_xml = _no_dtd(z.read("xl/_rels/workbook.xml.rels"), "workbook.xml.rels")
-        for raw in re.findall(rb"<(?:\w+:)?Relationship\b([^>]*)/?>", rel_xml):
-            a = _attrs(raw)
-            rels[a.get("Id", "")] = a.get("Target", "")
+    wb_part = _workbook_part(pkg)
+    workbook = ooxml.parse_tree(pkg.read(wb_part), wb_part)
+    if workbook.tag != "workbook" or workbook.ns not in ooxml.MAIN_NS:
+        raise ReadError("not-a-workbook", f"工作簿部件不是 SpreadsheetML ({wb_part})")
+    targets: dict[str, str] = {}
+    strings_part = None
+    for rid, rel_type, target in ooxml.relationships(pkg, wb_part):
+        targets[rid] = target
+        if rel_type.endswith("/sharedStrings"):
+            strings_part = target
     sheets: list[tuple[str, str]] = []
     hidden: set[str] = set()
-    for raw in re.findall(rb"<(?:\w+:)?sheet\b([^>]*)/?>", wb_xml):
-        a = _attrs(raw)
-        rid = a.get("r:id") or next((v for k, v in a.items() if k.endswith(":id")), "")
-        target = rels.get(rid, "")
-        target = target.lstrip("/") if target.startswith("/") else "xl/" + target
-        target = re.sub(r"[^/]+/\.\./", "", target)
-        sheets.append((a.get("name", ""), target))
-        if a.get("state") in {"hidden", "veryHidden"}:
-            hidden.add(a.get("name", ""))
+    for sheet in workbook.iter("sheet"):
+        name = sheet.attr("name") or ""
+        sheets.append((name, targets.get(sheet.attr("id", ooxml.REL_NS) or "", "")))
+        if sheet.attr("state") in {"hidden", "veryHidden"}:
+            hidden.add(name)
     names = []
-    for raw_attrs, raw_text in _NAME_RE.findall(wb_xml):
-        name = _NAME_ATTR_RE.search(raw_attrs)
-        local = _LOCAL_RE.search(raw_attrs) if b"localSheetId" in raw_attrs else None
-        names.append((_text(name.group(1)) if name else "", int(local.group(1)) if local else None, _text(raw_text)))
-    date1904 = bool(re.search(rb'date1904="(1|true)"', wb_xml))
+    for defined in workbook.iter("definedName"):
+        local = defined.attr("localSheetId")
+        names.append((defined.attr("name") or "", int(local) if local and local.isdigit() else None,
+                      ooxml.unescape_control(defined.text)))
+    pr = next(workbook.iter("workbookPr"), None)
+    date1904 = pr is not None and (pr.attr("date1904") or "").lower() in ("1", "true")
 
-    strings: list[str] = []
-    if z.has("xl/sharedStrings.xml"):
-        sst = _no_dtd(z.read("xl/sharedStrings.xml"), "sharedStrings.xml")
-        items = len(_SI_START_RE.findall(sst))
-        plain = _PLAIN_SI_RE.findall(sst)
-        if len(plain) == items:
-            strings = [_text(x) for x in plain]  # every item is plain text: one pass
-        else:
-            for si in _SI_RE.findall(sst):  # rich text runs and phonetic hints
-                if b"<rPh" in si:
-                    si = _RPH_RE.sub(b"", si)
-                strings.append("".join(_text(t) for t in _T_RE.findall(si)))
-
-    properties = {}
-    if z.has("docProps/custom.xml"):
-        custom = _no_dtd(z.read("docProps/custom.xml", 1 << 20), "custom.xml")
-        for raw_attrs, body in re.findall(rb"<(?:\w+:)?property\b([^>]*)>(.*?)</(?:\w+:)?property>", custom, re.S):
-            name = _attrs(raw_attrs).get("name", "")
-            value = re.search(rb">([^<]*)<", body)
-            if name.startswith("perfxl.") and value:
-                properties[name[7:]] = _text(value.group(1))
+    if strings_part is None and pkg.has("xl/sharedStrings.xml"):
+        strings_part = "xl/sharedStrings.xml"
+    strings = ooxml.shared_strings(pkg.read(strings_part), strings_part) if strings_part and pkg.has(strings_part) else []
+    properties = _custom_properties(pkg)
 
     cells: dict[str, dict] = {}
     count = 0
     for name, target in sheets:
         if wanted is not None and name not in wanted:
             continue
-        if not z.has(target):
+        if not target or not pkg.has(target):
             continue
-        xml = _no_dtd(z.read(target), name)
-        sheet_cells = _cells_fast(xml, strings)
-        if sheet_cells is not None:
-            count += len(sheet_cells)
-            if count > MAX_CELLS:
-                raise ReadError("too-many-cells", f"工作表单元格过多 (超过 {MAX_CELLS} 个)，不像一份申报表")
-            cells[name] = sheet_cells
-            continue
-        sheet_cells = {}
-        for raw_attrs, body in _CELL_RE.findall(xml):
-            if not body:
-                continue
-            m = _R_RE.search(raw_attrs)
-            if m is None:
-                continue
-            tm = _TYPE_RE.search(raw_attrs) if b"t=" in raw_attrs else None
-            t = tm.group(1) if tm else None
-            formula = None
-            if b"<f" in body or b":f" in body:
-                fm = _F_RE.search(body)
-                if fm is not None:
-                    formula = _text(fm.group(1)) or None
-            vm = _V_RE.search(body)
-            raw_v = vm.group(1) if vm else None
-            value: Any
-            if t == b"s":
-                try:
-                    value = strings[int(raw_v)] if raw_v is not None else None
-                except (ValueError, IndexError):
-                    value = None
-            elif t == b"inlineStr":
-                im = _PLAIN_IS_RE.fullmatch(body)
-                value = _text(im.group(1)) if im else "".join(_text(x) for x in _T_RE.findall(body))
-            elif t in (b"str", b"e"):
-                value = _text(raw_v) if raw_v is not None else None
-            elif t == b"b":
-                value = raw_v == b"1"
-            else:
-                try:
-                    value = float(raw_v) if raw_v is not None else None
-                except ValueError:
-                    value = _text(raw_v)
-            if value is None and formula is None:
-                continue
-            letters = m.group(1)
-            col = letters[0] - 64
-            for ch in letters[1:]:
-                col = col * 26 + ch - 64
-            sheet_cells[(int(m.group(2)) - 1, col - 1)] = (value, formula)
-            count += 1
-            if count > MAX_CELLS:
-                raise ReadError("too-many-cells", f"工作表单元格过多 (超过 {MAX_CELLS} 个)，不像一份申报表")
+        sheet_cells = ooxml.sheet_cells(pkg.read(target), strings, date1904, target)
+        count += len(sheet_cells)
+        if count > MAX_CELLS:
+            raise ReadError("too-many-cells", f"工作表单元格过多 (超过 {MAX_CELLS} 个)，不像一份申报表")
         cells[name] = sheet_cells
-    has_macros = z.has("xl/vbaProject.bin")
-    external = any(n.startswith("xl/externalLinks/") for n in z.by_name)
+    members = pkg.names()
+    has_macros = any(m.endswith("vbaproject.bin") for m in members)
+    external = any(m.startswith("xl/externallinks/") for m in members)
     return RawBook(sheet_names=[s for s, _ in sheets], hidden=hidden, names=names, properties=properties,
                    date1904=date1904, cells=cells, has_macros=has_macros, external_links=external)
 
