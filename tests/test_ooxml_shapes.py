@@ -1,0 +1,303 @@
+"""Every legal shape of OOXML that other programs write reads exactly like the form perfxl wrote.
+
+Each variant is built here by rewriting the XML of a real filled form (no third-party files are copied):
+the same workbook, saved as the .NET Open XML SDK, a government export system or an old Mac Excel would
+save it. The reader must give the same form data and `validate` the same problems.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from perfxl import generate
+from perfxl.ooxml import MAIN_NS
+from perfxl.pipeline import CheckOptions, check_file
+from perfxl.read import read_workbook
+from perfxl.spec import load_spec
+
+MAIN = MAIN_NS[0]
+R_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+UNIT = {"code": "610001", "name": "形状测试单位", "department": "测试部门"}
+
+
+def _form() -> bytes:
+    """A filled form as xlsxwriter writes it (shared strings), with the fill date typed as a real date."""
+    spec = load_spec("national/project", 2022, unit=UNIT)
+    project = {"fields": {"unit_name": UNIT["name"], "project_name": "宣传服务 & <项目>", "department": "测试部门",
+                          "implementing_unit": UNIT["name"], "project_attr": "新增项目", "project_period": "2022年",
+                          "long_term_goal": "第一行：加强宣传\n第二行：提升知晓率", "annual_goal": "年度目标  两个空格 ",
+                          "preparer": "张三", "phone": "08162345678", "fill_date": "2021-11-15",
+                          "funds_total_annual": 120.5, "funds_fiscal_annual": 100, "funds_other_annual": 20.5,
+                          "funds_total_mid": 120.5, "funds_fiscal_mid": 100, "funds_other_mid": 20.5},
+               "tables": {"indicators": [["产出指标", "数量指标", "培训人次", "≥100人次"],
+                                         ["产出指标", "质量指标", "合格率", "=100%"],
+                                         ["效益指标", "社会效益指标", "政策知晓率", "≥90%"],
+                                         ["满意度指标", "服务对象满意度指标", "满意度", "≥95%"]]}}
+    members = _members(generate.build_workbook(spec, UNIT, values=[project]))
+    index = _strings(members).index("2021-11-15")
+    for part in _sheet_parts(members):
+        members[part] = re.sub(rb'(<c r="[A-Z]+\d+"(?: s="\d+")?) t="s"><v>%d</v>' % index, rb"\1><v>44515</v>",
+                               members[part])
+    return _zip(members)
+
+
+@pytest.fixture(scope="module")
+def original() -> bytes:
+    return _form()
+
+
+def _members(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return {i.filename: zf.read(i) for i in zf.infolist()}
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, payload in members.items():
+            zf.writestr(name, payload)
+    return out.getvalue()
+
+
+def _sheet_parts(members) -> list[str]:
+    return sorted(n for n in members if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n))
+
+
+def _strings(members) -> list[str]:
+    root = ET.fromstring(members["xl/sharedStrings.xml"])
+    return ["".join(t.text or "" for t in si.iter(f"{{{MAIN}}}t")) for si in root]
+
+
+def _tostring(root: ET.Element, prefix: str = "") -> bytes:
+    ET.register_namespace(prefix, MAIN)
+    ET.register_namespace("r", R_NS)
+    try:
+        return ET.tostring(root, xml_declaration=True, encoding="UTF-8")
+    finally:
+        ET.register_namespace("", MAIN)
+
+
+def _rewrite_sheets(data: bytes, change) -> bytes:
+    """Apply change(root, strings) to every worksheet tree and write it back unprefixed."""
+    members = _members(data)
+    strings = _strings(members)
+    for part in _sheet_parts(members):
+        root = ET.fromstring(members[part])
+        change(root, strings)
+        members[part] = _tostring(root)
+    return _zip(members)
+
+
+def _q(tag: str) -> str:
+    return f"{{{MAIN}}}{tag}"
+
+
+# --- the variants ----------------------------------------------------------------------------------
+
+def prefixed(data: bytes) -> bytes:
+    """<x:worksheet xmlns:x=…>, <x:c>, <x:row>: the .NET Open XML SDK's way, in every SpreadsheetML part."""
+    members = _members(data)
+    for part in [*_sheet_parts(members), "xl/workbook.xml", "xl/sharedStrings.xml"]:
+        members[part] = _tostring(ET.fromstring(members[part]), prefix="x")
+    assert b"<x:c " in members[_sheet_parts(members)[0]]
+    return _zip(members)
+
+
+def implicit_positions(data: bytes) -> bytes:
+    """No r on rows or cells: gaps are filled with empty elements so every position is implicit."""
+    def change(root, strings):
+        data_el = root.find(_q("sheetData"))
+        rows = list(data_el)
+        for row in rows:
+            data_el.remove(row)
+        expected_row = 1
+        for row in rows:
+            number = int(row.get("r"))
+            while expected_row < number:
+                data_el.append(ET.Element(_q("row")))
+                expected_row += 1
+            cells = list(row)
+            for cell in cells:
+                row.remove(cell)
+            col = 0
+            for cell in cells:
+                letters = re.match(r"[A-Z]+", cell.get("r")).group(0)
+                index = 0
+                for ch in letters:
+                    index = index * 26 + ord(ch) - 64
+                while col < index - 1:
+                    row.append(ET.Element(_q("c")))
+                    col += 1
+                del cell.attrib["r"]
+                row.append(cell)
+                col += 1
+            del row.attrib["r"]
+            row.attrib.pop("spans", None)
+            data_el.append(row)
+            expected_row += 1
+    return _rewrite_sheets(data, change)
+
+
+def inline_strings(data: bytes) -> bytes:
+    def change(root, strings):
+        for cell in root.iter(_q("c")):
+            if cell.get("t") == "s":
+                v = cell.find(_q("v"))
+                cell.remove(v)
+                cell.set("t", "inlineStr")
+                is_el = ET.SubElement(cell, _q("is"))
+                ET.SubElement(is_el, _q("t")).text = strings[int(v.text)]
+    return _rewrite_sheets(data, change)
+
+
+def v_space_preserve(data: bytes) -> bytes:
+    def change(root, strings):
+        for v in root.iter(_q("v")):
+            v.set("{http://www.w3.org/XML/1998/namespace}space", "preserve")
+    return _rewrite_sheets(data, change)
+
+
+def cdata(data: bytes) -> bytes:
+    members = _members(data)
+    sst = members["xl/sharedStrings.xml"].decode()
+
+    def wrap(m):
+        text = m.group(2).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
+        return f"{m.group(1)}<![CDATA[{text}]]></t>"
+    members["xl/sharedStrings.xml"] = re.sub(r"(<t(?: [^>]*)?>)([^<]*)</t>", wrap, sst).encode()
+    assert b"<![CDATA[" in members["xl/sharedStrings.xml"]
+    return _zip(members)
+
+
+def crlf(data: bytes) -> bytes:
+    members = _members(data)
+    assert b"\n" in members["xl/sharedStrings.xml"].split(b"?>", 1)[1]
+    members["xl/sharedStrings.xml"] = members["xl/sharedStrings.xml"].replace(b"\n", b"\r\n")
+    return _zip(members)
+
+
+def iso_dates(data: bytes) -> bytes:
+    """t="d": the fill date as ISO 8601 text, as Excel's strict format and some exporters write it."""
+    def change(root, strings):
+        for cell in root.iter(_q("c")):
+            v = cell.find(_q("v"))
+            if cell.get("t") is None and v is not None and v.text == "44515":  # 2021-11-15
+                cell.set("t", "d")
+                v.text = "2021-11-15T00:00:00"
+                change.done = True
+    change.done = False
+    out = _rewrite_sheets(data, change)
+    assert change.done, "the form holds the fill date as a serial"
+    return out
+
+
+def rich_text(data: bytes) -> bytes:
+    """Shared strings written as runs with formatting and a phonetic hint."""
+    members = _members(data)
+    root = ET.fromstring(members["xl/sharedStrings.xml"])
+    for si in root:
+        t = si.find(_q("t"))
+        if t is None or len(t.text or "") < 2:
+            continue
+        text = t.text
+        si.remove(t)
+        for piece in (text[:1], text[1:]):
+            run = ET.SubElement(si, _q("r"))
+            rpr = ET.SubElement(run, _q("rPr"))
+            ET.SubElement(rpr, _q("b"))
+            rt = ET.SubElement(run, _q("t"))
+            rt.text = piece
+            rt.set("{http://www.w3.org/XML/1998/namespace}space", "preserve")
+        rph = ET.SubElement(si, _q("rPh"), sb="0", eb="1")
+        ET.SubElement(rph, _q("t")).text = "ふりがな"
+    members["xl/sharedStrings.xml"] = _tostring(root)
+    return _zip(members)
+
+
+def backslash_names(data: bytes) -> bytes:
+    members = _members(data)
+    return _zip({name.replace("/", "\\") if name.startswith("xl/") else name: payload
+                 for name, payload in members.items()})
+
+
+def workbook_elsewhere(data: bytes) -> bytes:
+    """The workbook part at excel/book.xml, found only through _rels/.rels."""
+    members = _members(data)
+    moved = {}
+    for name, payload in members.items():
+        if name == "xl/workbook.xml":
+            moved["excel/book.xml"] = payload
+        elif name == "xl/_rels/workbook.xml.rels":
+            moved["excel/_rels/book.xml.rels"] = payload
+        elif name.startswith("xl/"):
+            moved["excel/" + name[3:]] = payload
+        else:
+            moved[name] = payload
+    moved["_rels/.rels"] = moved["_rels/.rels"].replace(b"xl/workbook.xml", b"excel/book.xml")
+    moved["[Content_Types].xml"] = moved["[Content_Types].xml"].replace(b"/xl/", b"/excel/").replace(
+        b"/excel/workbook.xml", b"/excel/book.xml")
+    return _zip(moved)
+
+
+def utf16_parts(data: bytes) -> bytes:
+    members = _members(data)
+    for part in [*_sheet_parts(members), "xl/sharedStrings.xml"]:
+        text = members[part].decode("utf-8")
+        text = re.sub(r'encoding="UTF-8"', 'encoding="UTF-16"', text, count=1, flags=re.I)
+        members[part] = text.encode("utf-16")
+    return _zip(members)
+
+
+def strict_namespace(data: bytes) -> bytes:
+    """ISO 29500 strict conformance: the purl.oclc.org namespaces."""
+    members = _members(data)
+    strict = MAIN_NS[1].encode()
+    for part in [*_sheet_parts(members), "xl/workbook.xml", "xl/sharedStrings.xml"]:
+        members[part] = members[part].replace(MAIN.encode(), strict).replace(
+            R_NS.encode(), b"http://purl.oclc.org/ooxml/officeDocument/relationships")
+    return _zip(members)
+
+
+VARIANTS = {f.__name__: f for f in (prefixed, implicit_positions, inline_strings, v_space_preserve, cdata, crlf,
+                                    iso_dates, rich_text, backslash_names, workbook_elsewhere, utf16_parts,
+                                    strict_namespace)}
+
+
+def _comparable(form) -> dict:
+    data = form.to_dict()
+    for key in ("path", "size", "sha256"):
+        data.pop(key)
+    return data
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_ooxml_shape_reads_like_the_original(tmp_path, original, variant):
+    source = tmp_path / "original.xlsx"
+    source.write_bytes(original)
+    changed = tmp_path / f"{variant}.xlsx"
+    changed.write_bytes(VARIANTS[variant](original))
+    assert changed.read_bytes() != original
+    expected, got = read_workbook(source), read_workbook(changed)
+    assert _comparable(got) == _comparable(expected)
+    fields = expected.sheets[0].fields
+    assert fields["long_term_goal"].value == "第一行：加强宣传\n第二行：提升知晓率"
+    assert fields["project_name"].value == "宣传服务 & <项目>"
+    assert len(expected.sheets[0].tables["indicators"]) == 4
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_ooxml_shape_validates_like_the_original(tmp_path, original, variant):
+    source = tmp_path / "original.xlsx"
+    source.write_bytes(original)
+    changed = tmp_path / f"{variant}.xlsx"
+    changed.write_bytes(VARIANTS[variant](original))
+
+    def projection(path):
+        return [(p.code, p.severity, p.sheet, p.cell) for p in check_file(path, CheckOptions()).problems]
+    assert projection(changed) == projection(source)
+    assert not [p for p in projection(source) if p[1] == "error"]
