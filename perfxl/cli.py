@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click  # noqa: TID251 - this is the CLI module
@@ -123,36 +124,41 @@ def generate(template, year, roster, outdir, region, projects, password, rows, t
 @TEMPLATES_OPTION
 def validate(paths, as_json, annotate_dir, roster, year, template, lang, templates_dir):
     """校验填报好的申报表 (validate returned workbooks). Exit 0: no errors; 1: errors found; 2: usage."""
-    from .files import ensure_writable_dir
+    from .files import display_path, ensure_writable_dir
+    from .inbox import scan
     from .pipeline import CheckOptions, check_file
-    from .read import find_workbooks
     from .report import annotate_workbook
     from .roster import read_roster
 
     try:
-        files = find_workbooks(list(paths))
+        inbox = scan(list(paths))
     except FileNotFoundError as exc:
         raise click.UsageError(f"找不到文件或目录 (no such file or folder): {exc}") from None
-    if not files:
-        raise click.UsageError("没有找到 .xlsx/.xlsm/.xls 文件 (no workbooks found)")
+    if not inbox.files:
+        raise click.UsageError("没有找到要校验的文件 (no files found)")
     units = {u.code: u for u in read_roster(roster)} if roster else None
     options = CheckOptions(template=template, year=year, lang=lang,
                            templates_dir=str(templates_dir) if templates_dir else None)
+    if template:
+        from .spec import load_spec
+
+        load_spec(template, year or _default_year(), templates_dir=templates_dir)  # an unknown name is exit 2
     if annotate_dir:
         ensure_writable_dir(annotate_dir)
+    inputs = set(inbox.paths())
     results = []
     errors = 0
-    for path in files:
+    for path in inbox.paths():
         checked = check_file(path, options, units)
         errors += checked.errors
-        entry = {"path": str(path), "template": checked.template, "version": checked.version,
+        entry = {"path": display_path(path), "template": checked.template, "version": checked.version,
                  "year": checked.year, "unit": {"code": checked.unit_code, "name": checked.unit_name},
                  "status": checked.status,
                  "projects": [{"sheet": p.sheet, "name": p.name} for p in checked.projects],
                  "problems": [p.to_dict() for p in checked.problems]}
         if annotate_dir:
-            annotated = annotate_workbook(checked, annotate_dir)
-            entry["annotated"] = str(annotated) if annotated else None
+            annotated = annotate_workbook(checked, annotate_dir, avoid=inputs)
+            entry["annotated"] = display_path(annotated) if annotated else None
         results.append(entry)
         if not as_json:
             _print_checked(entry)
@@ -196,25 +202,37 @@ def merge(inputs, output, roster, template, year, db, csv_dir, jobs, lang, templ
     import time
 
     from .merge import MergeOptions, run_merge
-    from .read import find_workbooks
 
-    try:
-        files = find_workbooks(list(inputs))  # walked once; run_merge takes the files as found
-    except FileNotFoundError as exc:
-        raise click.UsageError(f"找不到文件或目录 (no such file or folder): {exc}") from None
     options = MergeOptions(template=template, year=year, roster=roster, jobs=jobs, db=db, csv_dir=csv_dir, lang=lang,
                            templates_dir=templates_dir)
     started = time.perf_counter()
-    with _progress(len(files), "汇总") as bar:
-        result = run_merge(files, output, options, progress=bar.update)
+    bar = _LazyBar("汇总")
+    try:
+        result = run_merge(list(inputs), output, options, progress=bar.update, on_total=bar.start)
+    except FileNotFoundError as exc:
+        raise click.UsageError(f"找不到文件或目录 (no such file or folder): {exc}") from None
+    finally:
+        bar.close()
+    if result.counts["files_in"] == 0:
+        raise click.UsageError("输入中没有找到任何报送文件 (no files found under the inputs)"
+                               + (f"；跳过 {len(result.skipped)} 个锁定/隐藏文件" if result.skipped else ""))
     _print_merge(result, time.perf_counter() - started, csv_dir)
 
 
 def _print_merge(result, seconds: float, csv_dir) -> None:
     c = result.counts
     click.echo(f"读取文件 {c['files_in']} 个（本次读取 {c['read']}，取自台账 {c['from_ledger']}），用时 {seconds:.1f} 秒")
-    click.echo(f"  已汇总 {c['merged']}，未汇总 {c['rejected']}（含不符合条件 {c['excluded']}），"
-               f"重复 {c['duplicate']}，被更新版本取代 {c['superseded']}")
+    click.echo(f"  已汇总 {c['merged']}，无法读取 {c['rejected']}，重复 {c['duplicate']}，"
+               f"被更新版本取代 {c['superseded']}，不符合汇总条件 {c['excluded']}")
+    if result.skipped:
+        from .inbox import SKIP_REASONS
+
+        kinds = Counter(reason for _, reason in result.skipped)
+        said = "，".join(f"{SKIP_REASONS[k][0]} {n} 个" for k, n in sorted(kinds.items()))
+        click.echo(f"  已跳过（不计入收到文件）：{said}")
+    if result.unsettled:
+        click.echo(f"  注意：{len(result.unsettled)} 个文件在汇总期间一直在变化，按最后一次读到的内容汇总："
+                   + "、".join(result.unsettled[:5]))
     click.echo(f"  单位 {c['units']}，项目 {c['projects']}，指标 {c['indicators']} 行；错误 {c['errors']}，提醒 {c['warnings']}")
     if result.missing_units:
         names = "、".join(u.name for u in result.missing_units[:10])
@@ -238,6 +256,27 @@ def _default_year() -> int:
     import datetime
 
     return datetime.date.today().year + 1
+
+
+class _LazyBar:
+    """A progress bar that appears once the merge knows how many files there are (and only on a terminal)."""
+
+    def __init__(self, label: str):
+        self.label, self.bar = label, None
+
+    def start(self, total: int) -> None:
+        if total >= 50 and sys.stderr.isatty():
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
 class _NullBar:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,8 +16,14 @@ _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 1
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
 
 
-def safe_filename(text: str, max_chars: int = 120) -> str:
-    """A file name that is valid on Windows, macOS and Linux and cannot climb out of its folder."""
+# Linux and macOS cap a name at 255 bytes, Windows at 255 UTF-16 units; a Chinese character is 3 bytes in
+# UTF-8. Names are cut at this many bytes, which leaves room for a suffix such as "_校验.xlsx".
+MAX_NAME_BYTES = 180
+
+
+def safe_filename(text: str, max_bytes: int = MAX_NAME_BYTES) -> str:
+    """A file name that is valid on Windows, macOS and Linux, fits every file system's limit on a name's
+    length in bytes, and cannot climb out of its folder."""
     text = unicodedata.normalize("NFC", str(text))
     text = _UNSAFE.sub("_", text)
     text = re.sub(r"\s+", " ", text).strip(" .")
@@ -26,7 +33,56 @@ def safe_filename(text: str, max_chars: int = 120) -> str:
     stem = text.split(".")[0].upper()
     if stem in _WINDOWS_RESERVED:
         text = "_" + text
-    return text[:max_chars].rstrip(" .") or "_"
+    return cut_to_bytes(text, max_bytes).rstrip(" .") or "_"
+
+
+def cut_to_bytes(text: str, max_bytes: int) -> str:
+    """The longest prefix of `text` whose file-system encoding fits in max_bytes, never half a character."""
+    encoded = text.encode("utf-8", "surrogateescape")
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[:max_bytes].decode("utf-8", "ignore")
+
+
+def display_path(path: str | Path) -> str:
+    """A path as people and UTF-8 outputs (SQLite, XML, JSON, the console) can take it.
+
+    A name that is not UTF-8 (unzip leaves GBK names so) arrives with surrogate escapes; it is shown
+    decoded as GB18030 when that reads, and with \\x escapes otherwise. Unique for every real path."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def readable_name(path: str | Path) -> str:
+    """The file name a person recognises: a GBK-encoded name decoded as GB18030 where it reads."""
+    name = Path(str(path)).name
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def _default_mode() -> int:
+    """What a newly created file gets under this process's umask (mkstemp always gives 0600)."""
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+    except (AttributeError, OSError):  # pragma: no cover - every platform has umask
+        mask = 0o022
+    return 0o666 & ~mask
+
+
+FILE_MODE = _default_mode()
 
 
 def ensure_writable_dir(path: Path) -> Path:
@@ -48,15 +104,65 @@ def atomic_output(path: Path, suffix: str = ""):
     """
     path = Path(path)
     ensure_writable_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:40]}.", suffix=suffix or path.suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=suffix or path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"无法在 {path.parent} 中写入文件 (cannot write there): {exc.strerror or exc}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        try:
+            os.chmod(tmp_path, FILE_MODE)  # as any other new file: colleagues on a shared server can read it
+        except OSError:
+            pass
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+# Temporary files carry the writer's pid, so a later run can tell an abandoned one (its writer was killed)
+# from one that a run going on right now is writing.
+TEMP_PREFIX = ".perfxl-tmp-"
+
+
+def remove_debris(folder: Path) -> list[Path]:
+    """Delete temporary files left in `folder` by perfxl runs that were killed. Returns what it removed."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(TEMP_PREFIX):
+            continue
+        pid_text = entry.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if pid_text.isdigit() and _alive(int(pid_text), entry):
+            continue
+        try:
+            entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int, entry: Path) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there: judge by age instead
+        try:
+            return time.time() - entry.stat().st_mtime < 12 * 3600
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import stat
 import zlib
 from datetime import datetime
 from pathlib import Path
 
 from . import __version__
+from .errors import OutputError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -61,6 +63,10 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+APPLICATION_ID = 0x7078_6C67  # "pxlg" in the SQLite header: this file is a perfxl ledger
+OWN_TABLES = {"files", "sightings", "runs", "sqlite_sequence"}
+
 # Cached form data is only reused by the same reader: a new perfxl version reads files afresh.
 READER_VERSION = f"perfxl-{__version__}"
 
@@ -70,22 +76,79 @@ def _now() -> str:
 
 
 def pack(data: dict) -> bytes:
-    return zlib.compress(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), 3)
+    # surrogatepass: a path that is not UTF-8 (a GBK name left by unzip) survives the round trip
+    return zlib.compress(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"), 3)
 
 
 def unpack(blob: bytes) -> dict:
-    return json.loads(zlib.decompress(blob).decode("utf-8"))
+    return json.loads(zlib.decompress(blob).decode("utf-8", "surrogatepass"))
+
+
+def _refuse(path: Path, why: str) -> OutputError:
+    return OutputError(f"{path} {why}；perfxl 不会改动它，请用 --db 指定另一个台账文件 "
+                       f"(refusing to use {path} as the ledger)")
+
+
+def check_ledger_file(path: Path) -> None:
+    """Refuse, before anything is written, a --db that is not empty and not a perfxl ledger."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"无法访问报送台账 {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _refuse(path, "不是普通文件")
+    if st.st_size == 0:
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        raise OutputError(f"无法读取报送台账 {path}: {exc.strerror or exc}") from None
+    if not head.startswith(SQLITE_MAGIC):
+        raise _refuse(path, "不是 SQLite 数据库（不是 perfxl 报送台账）")
+    app_id = int.from_bytes(head[68:72], "big") if len(head) >= 72 else 0
+    if app_id == APPLICATION_ID:
+        return
+    if app_id != 0:
+        raise _refuse(path, "是其他程序的数据库")
+    try:  # a ledger of perfxl 0.1 carries no application id: recognise it by its tables
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise _refuse(path, f"无法作为数据库打开 ({exc})") from None
+    if tables and not (tables <= OWN_TABLES and "files" in tables):
+        raise _refuse(path, f"是其他程序的数据库（含有表 {', '.join(sorted(tables - OWN_TABLES)[:5])}）")
 
 
 class Ledger:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, readonly: bool = False):
+        """Open (creating it if need be) the ledger; `readonly` for the merge's workers, which only look up."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        self.db.commit()
+        if readonly:
+            try:
+                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            except sqlite3.Error as exc:
+                raise OutputError(f"无法打开报送台账 (cannot open the ledger) {self.path}: {exc}") from None
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"无法创建台账所在目录 {self.path.parent}: {exc.strerror or exc}") from None
+        check_ledger_file(self.path)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+            self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self.db.commit()
+        except sqlite3.Error as exc:
+            raise OutputError(f"无法打开报送台账 (cannot open the ledger) {self.path}: {exc}") from None
 
     def close(self) -> None:
         self.db.close()

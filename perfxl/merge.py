@@ -14,6 +14,8 @@ import json
 import os
 import pickle
 import tempfile
+import threading
+import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -23,16 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import ReadError
+from .errors import OutputError, ReadError
+from .files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
+from .inbox import Inbox, NotRegularFile, TooLarge, read_regular_file, scan
 from .ledger import Ledger, pack
 from .pipeline import CheckOptions, check_read
-from .read import FormData, find_workbooks, read_workbook
+from .read import MAX_FILE_BYTES, READ_MESSAGES, FormData, read_workbook, too_large_message
 from .roster import Unit, read_roster
 from .spec import MONEY_UNITS, load_spec
 from .validate import CheckedForm, cost_total, rejected
 
 OUTCOME_ZH = {"merged": "已汇总", "rejected": "无法读取", "excluded": "未汇总（不符合本次汇总条件）",
               "duplicate": "重复文件", "superseded": "已被更新版本取代"}
+# The sheets of the summary workbook, which are also the names of the CSV files.
+SUMMARY_SHEETS = ("汇总", "项目清单", "指标明细", "部门预算", "报送情况", "目标质量", "校验问题", "变更记录", "说明")
 STATUS_ZH = {"valid": "通过", "warnings": "通过（有提醒）", "errors": "有错误", "rejected": "无法读取"}
 
 
@@ -100,6 +106,8 @@ class MergeResult:
     files: list[Seen] = field(default_factory=list)
     money_unit: str = "元"
     missing_units: list[Unit] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): lock, hidden, not a file
+    unsettled: list[str] = field(default_factory=list)  # files still changing when the merge ended
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -109,8 +117,10 @@ class MergeResult:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(options: MergeOptions, roster: dict | None, db_path: str | None) -> None:
+def _init_worker(options: MergeOptions, roster: dict | None, db_path: str | None, watch_parent: bool = True) -> None:
     _WORKER.update(options=options, roster=roster, db_path=db_path, ledger=None)
+    if watch_parent:
+        _exit_with_parent()
     try:  # POSIX: cap the address space so one file cannot exhaust the machine
         import resource
 
@@ -121,6 +131,21 @@ def _init_worker(options: MergeOptions, roster: dict | None, db_path: str | None
             resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     except (ImportError, ValueError, OSError):  # Windows, or a limit the OS refuses: size caps still apply
         pass
+
+
+def _exit_with_parent() -> None:
+    """A worker ends within a second or two of its merge being killed (kill -9 included): a forked worker
+    shares the task pipe with its siblings, so it would otherwise wait on it, or finish its file, forever."""
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    if parent > 1:
+        threading.Thread(target=watch, name="perfxl-parent-watch", daemon=True).start()
 
 
 def _address_space() -> int:
@@ -169,7 +194,7 @@ class _Deadline:
 
 def _worker_ledger():
     if _WORKER.get("ledger") is None and _WORKER.get("db_path") and Path(_WORKER["db_path"]).exists():
-        _WORKER["ledger"] = Ledger(Path(_WORKER["db_path"]))
+        _WORKER["ledger"] = Ledger(Path(_WORKER["db_path"]), readonly=True)
     return _WORKER.get("ledger")
 
 
@@ -185,43 +210,60 @@ def _finished(path, sha, size, mtime_ns, source, form_blob, checked: CheckedForm
     return path, sha, size, mtime_ns, source, form_blob, summary, pickle.dumps(checked, pickle.HIGHEST_PROTOCOL)
 
 
-def _process(task: tuple[str, str | None]) -> tuple:
+Task = tuple[str, "str | None", int, int]  # path, sha the ledger knows for that stat, size, mtime_ns
+
+
+def _process(task: Task) -> tuple:
     """Read (or take from the ledger) and validate one file."""
     return _finished(*_process_raw(task))
 
 
-def _process_raw(task: tuple[str, str | None]) -> tuple:
-    path, known_sha = task
+def _process_raw(task: Task) -> tuple:
+    path, known_sha, seen_size, seen_mtime = task
     options: MergeOptions = _WORKER["options"]
     check = options.check_options()
-    try:
-        stat = os.stat(path)
-    except OSError as exc:
-        return path, "", 0, 0, "read", None, rejected(path, "file-unreadable", f"无法打开文件 ({exc.strerror})")
     ledger = _worker_ledger()
     data = None
-    sha = known_sha
-    if sha is None:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            return path, "", stat.st_size, stat.st_mtime_ns, "read", None, rejected(
-                path, "file-unreadable", f"无法打开文件 ({exc.strerror})")
-        sha = hashlib.sha256(data).hexdigest()
+    sha = None
+    try:
+        if known_sha is not None:
+            # The main process knew this file by the stat its walk saw; trust the ledger only while the
+            # file still has that stat, so a correction written since is read, never taken for the old one.
+            st = os.stat(path)
+            if (st.st_size, st.st_mtime_ns) == (seen_size, seen_mtime):
+                sha = known_sha
+        if sha is None:
+            data, st = read_regular_file(path, MAX_FILE_BYTES)
+            sha = hashlib.sha256(data).hexdigest()
+    except NotRegularFile:
+        return path, "", seen_size, seen_mtime, "read", None, rejected(path, "not-a-file", READ_MESSAGES["not-a-file"])
+    except TooLarge as exc:
+        return path, "", seen_size, seen_mtime, "read", None, rejected(path, "file-too-large", too_large_message(exc.size))
+    except OSError as exc:
+        return path, "", seen_size, seen_mtime, "read", None, rejected(
+            path, "file-unreadable", f"无法打开文件 ({exc.strerror or exc})")
+    size, mtime_ns = st.st_size, st.st_mtime_ns
     cached = ledger.cached_form(sha) if ledger else None
     if cached is not None:
         form = FormData.from_dict(cached)
         form.path = path
-        return path, sha, stat.st_size, stat.st_mtime_ns, "ledger", None, check_read(form, check, _WORKER["roster"])
+        return path, sha, size, mtime_ns, "ledger", None, check_read(form, check, _WORKER["roster"])
     refused = ledger.cached_rejection(sha) if ledger else None
     if refused is not None:
-        return path, sha, stat.st_size, stat.st_mtime_ns, "ledger", None, rejected(path, *refused)
+        return path, sha, size, mtime_ns, "ledger", None, rejected(path, *refused)
+    if data is None:  # known content whose form the ledger lacks (another reader version): read it now
+        try:
+            data, st = read_regular_file(path, MAX_FILE_BYTES)
+        except OSError as exc:
+            return path, "", seen_size, seen_mtime, "read", None, rejected(
+                path, "file-unreadable", f"无法打开文件 ({exc.strerror or exc})")
+        sha, size, mtime_ns = hashlib.sha256(data).hexdigest(), st.st_size, st.st_mtime_ns
     try:
         with _Deadline(options.file_timeout):
             form = read_workbook(Path(path), templates_dir=options.templates_dir, template=options.template,
                                  year=options.year, data=data)
             checked = check_read(form, check, _WORKER["roster"])
-        return path, sha, stat.st_size, stat.st_mtime_ns, "read", pack(form.to_dict()), checked
+        return path, sha, size, mtime_ns, "read", pack(form.to_dict()), checked
     except ReadError as exc:
         checked = rejected(path, exc.code, str(exc))
     except _Timeout:
@@ -232,10 +274,10 @@ def _process_raw(task: tuple[str, str | None]) -> tuple:
         checked = rejected(path, "file-too-complex", "文件结构嵌套过深，无法读取")
     except Exception as exc:  # a reader bug costs one file
         checked = rejected(path, "internal-error", f"读取时出现内部错误 ({type(exc).__name__}: {exc})")
-    return path, sha, stat.st_size, stat.st_mtime_ns, "read", None, checked
+    return path, sha, size, mtime_ns, "read", None, checked
 
 
-def _process_chunk(tasks: list[tuple[str, str | None]]) -> list[tuple]:
+def _process_chunk(tasks: list[Task]) -> list[tuple]:
     return [_process(t) for t in tasks]
 
 
@@ -271,8 +313,8 @@ def _run_pool(tasks, options, roster, db_path, jobs, chunk):
             try:
                 yield from pool.submit(_process_chunk, [task]).result()
             except BrokenProcessPool:
-                path = task[0]
-                yield _finished(path, "", 0, 0, "read", None, rejected(
+                path, _, size, mtime_ns = task
+                yield _finished(path, "", size, mtime_ns, "read", None, rejected(
                     path, "worker-crash", "读取该文件时解析进程异常退出（文件可能被恶意构造），已跳过"))
 
 
@@ -284,76 +326,136 @@ def default_db(output: Path) -> Path:
     return Path(output).with_name(Path(output).stem + "_报送台账.sqlite")
 
 
-def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, progress=None) -> MergeResult:
+# A file still changing after this many passes is merged as it was last read, and 说明 says so.
+SETTLE_ROUNDS = 4
+
+
+def _guard_outputs(inbox: Inbox, inputs: list[Path], output: Path | None, db_path: Path | None,
+                   options: MergeOptions) -> None:
+    """perfxl never writes over an input, the roster, or one of its own outputs with another."""
+    def key(path) -> str:
+        return os.path.normcase(os.path.realpath(path))
+
+    taken = {key(f.path): f.path for f in inbox.files}
+    taken.update({key(p): str(p) for p in inputs})
+    if options.roster:
+        taken[key(options.roster)] = str(options.roster)
+    targets = [("汇总表 (-o)", output), ("报送台账 (--db)", db_path)]
+    if options.csv_dir:
+        targets += [("CSV", Path(options.csv_dir) / f"{name}.csv") for name in SUMMARY_SHEETS]
+    written: dict[str, str] = {}
+    for what, target in targets:
+        if target is None:
+            continue
+        k = key(target)
+        if k in taken:
+            raise OutputError(f"{what} {target} 是输入文件或名单，perfxl 不会覆盖输入；请换一个输出路径 "
+                              f"(refusing to overwrite an input)")
+        if k in written:
+            raise OutputError(f"{what} 与 {written[k]} 是同一个文件 {target}；请换一个输出路径")
+        written[k] = what
+    if output is not None and Path(output).suffix.lower() not in {".xlsx", ".xlsm"}:
+        raise OutputError(f"汇总表应为 .xlsx 文件: {output}")
+
+
+def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, progress=None,
+              on_total=None) -> MergeResult:
+    """Merge every file under `inputs`. `on_total(n)` is told how many files were found, `progress(1)`
+    each time one is done."""
     from .report import write_csv, write_summary
 
-    files = find_workbooks(inputs)
+    inputs = [Path(p) for p in inputs]
+    output = Path(output) if output else None
     units = read_roster(options.roster) if options.roster else None
     roster = {u.code: u for u in units} if units is not None else None
     if options.template:
         load_spec(options.template, options.year or 2022, templates_dir=options.templates_dir)
-    db_path = options.db or (default_db(output) if output else None)
+    db_path = Path(options.db) if options.db else (default_db(output) if output else None)
+    own_outputs = {p for p in (output, db_path) if p is not None}
+    if db_path is not None:
+        own_outputs |= {db_path.with_name(db_path.name + "-wal"), db_path.with_name(db_path.name + "-shm"),
+                        db_path.with_name(db_path.name + "-journal")}
+    if options.csv_dir:
+        own_outputs |= {Path(options.csv_dir) / f"{name}.csv" for name in SUMMARY_SHEETS}
+    inbox = scan(inputs, exclude=own_outputs)
+    _guard_outputs(inbox, inputs, output, db_path, options)
+    if output is not None:
+        ensure_writable_dir(output.parent)
+        remove_debris(output.parent)
     ledger = Ledger(db_path) if db_path else None
     run_id = ledger.start_run() if ledger else None
     jobs = options.jobs or os.cpu_count() or 1
+    if on_total:
+        on_total(len(inbox.files))
 
-    tasks = []
-    for path in files:
-        path_str = str(path)
-        known = None
-        if ledger:
-            try:
-                st = path.stat()
-                known = ledger.known_sha(path_str, st.st_size, st.st_mtime_ns)
-            except OSError:
-                pass
-        tasks.append((path_str, known))
-
-    spool = tempfile.TemporaryFile(prefix="perfxl-merge-", dir=Path(output).parent if output else None)
-    seen: list[Seen] = []
+    spool = tempfile.TemporaryFile(prefix=TEMP_PREFIX, dir=output.parent if output else None)
+    seen: dict[str, Seen] = {}  # by the path as the file system knows it
+    unsettled: list[str] = []
     try:
-        if jobs <= 1 or len(tasks) < 2:
-            _init_worker(options, roster, str(db_path) if db_path else None)
-            results = (_process(t) for t in tasks)
+        tasks = [(f.path, ledger.known_sha(display_path(f.path), f.size, f.mtime_ns) if ledger else None,
+                  f.size, f.mtime_ns) for f in inbox.files]
+        for round_no in range(SETTLE_ROUNDS):
+            _run_tasks(tasks, seen, spool, ledger, options, roster, db_path, jobs, progress if round_no == 0 else None)
+            # The result must be that of the inbox as it is now: look again, and read what changed meanwhile.
+            now = {f.path: f for f in scan(inputs, exclude=own_outputs).files}
+            for path in [p for p in seen if p not in now]:
+                del seen[path]  # moved away during the run
+            tasks = [(f.path, None, f.size, f.mtime_ns) for f in now.values()
+                     if f.path not in seen or (seen[f.path].size, seen[f.path].mtime_ns) != (f.size, f.mtime_ns)]
+            if not tasks:
+                break
         else:
-            results = _run_pool(tasks, options, roster, str(db_path) if db_path else None, jobs,
-                                chunk=max(1, min(32, len(tasks) // (jobs * 8) or 1)))
-        pending_writes = 0
-        for path, sha, size, mtime_ns, source, blob, summary, pickled in results:
-            offset = spool.tell()
-            spool.write(pickled)
-            seen.append(Seen(path=path, size=size, mtime_ns=mtime_ns, sha=sha, source=source, offset=offset,
-                             **{k: v for k, v in summary.items() if k not in {"problems", "version"}}))
-            if ledger and sha:  # the sighting and the status are recorded even for a file taken from the ledger
-                ledger.record(sha, size, path, mtime_ns, summary, blob)
-                pending_writes += 1
-                if pending_writes >= 200:
-                    ledger.db.commit()
-                    pending_writes = 0
-            if progress:
-                progress(1)
-        if ledger:
-            ledger.db.commit()
+            unsettled = [display_path(t[0]) for t in tasks]
+        files = sorted(seen.values(), key=lambda x: x.path)
         if units:  # forms that lost their stamp name their unit only by name: find its code on the roster
             by_name = {u.name: u.code for u in units}
-            for s in seen:
+            for s in files:
                 if not s.unit_code and s.unit_name in by_name:
                     s.unit_code = by_name[s.unit_name]
-        _decide(seen, options)
-        seen.sort(key=lambda s: s.path)
-        result = _build(seen, spool, options, units)
+        _decide(files, options)
+        result = _build(files, spool, options, units)
+        result.skipped = [(display_path(p), reason) for p, reason in inbox.skipped]
+        result.unsettled = unsettled
         if output:
-            write_summary(result, Path(output))
-            result.output = Path(output)
+            write_summary(result, output)
+            result.output = output
         if options.csv_dir:
             write_csv(result, Path(options.csv_dir))
         if ledger:
-            ledger.finish_run(run_id, str(output or ""), result.counts)
+            ledger.finish_run(run_id, display_path(output or ""), result.counts)
         return result
     finally:
         spool.close()
         if ledger:
             ledger.close()
+
+
+def _run_tasks(tasks, seen: dict[str, Seen], spool, ledger, options, roster, db_path, jobs, progress) -> None:
+    if not tasks:
+        return
+    if jobs <= 1:  # otherwise even one file is read in a worker: a crash must cost the file, not the run
+        _init_worker(options, roster, str(db_path) if db_path else None, watch_parent=False)
+        results = (_process(t) for t in tasks)
+    else:
+        results = _run_pool(tasks, options, roster, str(db_path) if db_path else None, jobs,
+                            chunk=max(1, min(32, len(tasks) // (jobs * 8) or 1)))
+    pending_writes = 0
+    for path, sha, size, mtime_ns, source, blob, summary, pickled in results:
+        offset = spool.tell()
+        spool.write(pickled)
+        shown = display_path(path)
+        seen[path] = Seen(path=shown, size=size, mtime_ns=mtime_ns, sha=sha, source=source, offset=offset,
+                          **{k: v for k, v in summary.items() if k not in {"problems", "version"}})
+        if ledger and sha:  # the sighting and the status are recorded even for a file taken from the ledger
+            ledger.record(sha, size, shown, mtime_ns, summary, blob)
+            pending_writes += 1
+            if pending_writes >= 200:
+                ledger.db.commit()
+                pending_writes = 0
+        if progress:
+            progress(1)
+    if ledger:
+        ledger.db.commit()
 
 
 def _slot(s: Seen, multi_project: bool) -> tuple:
@@ -565,7 +667,7 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
     counts = Counter(s.outcome for s in seen)
     rows_in = sum(s.indicator_rows for s in seen)
     result_counts = {
-        "files_in": len(seen), "merged": counts["merged"], "rejected": counts["rejected"] + counts["excluded"],
+        "files_in": len(seen), "merged": counts["merged"], "rejected": counts["rejected"],
         "excluded": counts["excluded"], "duplicate": counts["duplicate"], "superseded": counts["superseded"],
         "read": sum(1 for s in seen if s.source == "read"), "from_ledger": sum(1 for s in seen if s.source == "ledger"),
         "projects": len(projects_rows), "units": len({(s.unit_code or s.unit_name) for s in merged}),
@@ -713,6 +815,12 @@ def _text(value) -> str:
     return str(value)
 
 
+def accounting_line(counts: dict) -> str:
+    """files in = merged + rejected + duplicate + superseded + excluded, in the words of 说明 and the CLI."""
+    return (f"收到 {counts['files_in']} = 已汇总 {counts['merged']} + 无法读取 {counts['rejected']} + "
+            f"重复 {counts['duplicate']} + 被取代 {counts['superseded']} + 不符合条件 {counts['excluded']}")
+
+
 def _about(seen, counts, options: MergeOptions, specs, unit) -> list[list]:
     rows = [
         ["生成时间", datetime.now().strftime("%Y-%m-%d %H:%M:%S"), "", ""],
@@ -722,8 +830,7 @@ def _about(seen, counts, options: MergeOptions, specs, unit) -> list[list]:
         ["单位名单", str(options.roster or "（未提供）"), "", ""],
         ["模板版本", "；".join(f"{sp.template} v{sp.version} ({sp.fingerprint})"
                            for sp in sorted(specs.values(), key=lambda x: x.template)), "", ""],
-        ["文件核对", f"收到 {counts['files_in']} = 已汇总 {counts['merged']} + 未汇总 {counts['rejected']}"
-                     f"（含不符合条件 {counts['excluded']}） + 重复 {counts['duplicate']} + 被取代 {counts['superseded']}", "", ""],
+        ["文件核对", accounting_line(counts), "", ""],
         ["指标行核对", f"读到 {counts['rows_in']} = 已汇总 {counts['rows_merged']} + 未汇总 {counts['rows_set_aside']}", "", ""],
         ["读取", f"本次读取 {counts['read']} 个文件，{counts['from_ledger']} 个未变化的文件取自台账", "", ""],
         ["", "", "", ""],

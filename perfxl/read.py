@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from . import ooxml
 from .errors import ReadError, SpecError
+from .inbox import NotRegularFile, TooLarge, read_regular_file
 from .ooxml import MAX_CELLS
 from .spec import Spec, cell_name, layout, list_templates, load_spec, split_cell
 
@@ -273,18 +274,28 @@ def sniff(data: bytes, suffix: str) -> str:
     raise ReadError("not-a-workbook", f"不是 Excel 工作簿 (unknown format{', extension ' + suffix if suffix else ''})")
 
 
+READ_MESSAGES = {
+    "not-a-file": "这不是普通文件（文件夹、管道或设备），无法作为申报表读取",
+}
+
+
+def too_large_message(size: int) -> str:
+    return f"文件过大 ({size // (1 << 20)} MB)，申报表不应超过 {MAX_FILE_BYTES >> 20} MB"
+
+
 def load_raw(path: Path, data: bytes | None = None) -> tuple[RawBook, bytes, str]:
     path = Path(path)
     if data is None:
         try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise ReadError("file-too-large", f"文件过大 ({size // (1 << 20)} MB)，申报表不应超过 {MAX_FILE_BYTES >> 20} MB")
-            data = path.read_bytes()
+            data, _ = read_regular_file(path, MAX_FILE_BYTES)
+        except NotRegularFile:
+            raise ReadError("not-a-file", READ_MESSAGES["not-a-file"]) from None
+        except TooLarge as exc:
+            raise ReadError("file-too-large", too_large_message(exc.size)) from None
         except OSError as exc:
             raise ReadError("file-unreadable", f"无法打开文件 ({exc.strerror or exc})") from None
     elif len(data) > MAX_FILE_BYTES:
-        raise ReadError("file-too-large", f"文件过大 ({len(data) // (1 << 20)} MB)，申报表不应超过 {MAX_FILE_BYTES >> 20} MB")
+        raise ReadError("file-too-large", too_large_message(len(data)))
     kind = sniff(data, path.suffix.lower())
     book = _read_xlsx(data) if kind == "xlsx" else _read_xls(data)
     return book, data, kind
@@ -501,25 +512,3 @@ def _extract(form: FormData, book: RawBook, spec: Spec) -> None:
             if cell and isinstance(cell.value, str) and cell.value.strip():
                 form.unit_name = cell.value.strip()
                 break
-
-
-WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xltx"}
-
-
-def find_workbooks(paths: list[Path]) -> list[Path]:
-    """Files given, and workbooks under folders given (recursively), skipping Office lock files (~$…)
-    and hidden files. A named file is always taken, whatever its extension: the reader says what it is."""
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            for candidate in sorted(path.rglob("*")):
-                rel = candidate.relative_to(path)
-                if any(part.startswith((".", "~$")) for part in rel.parts):
-                    continue
-                if candidate.is_file() and candidate.suffix.lower() in WORKBOOK_SUFFIXES:
-                    found.append(candidate)
-        elif path.exists():
-            found.append(path)
-        else:
-            raise FileNotFoundError(path)
-    return found

@@ -5,6 +5,7 @@ Writes only new files (atomically); never touches an input.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -17,7 +18,7 @@ ANNOTATION_SHEET = "校验结果"
 _SEVERITY_ZH = {"error": "错误", "warning": "提醒"}
 
 
-def annotate_workbook(checked: CheckedForm, outdir: Path) -> Path | None:
+def annotate_workbook(checked: CheckedForm, outdir: Path, avoid: set[str] | None = None) -> Path | None:
     """A copy of the workbook with every problem cell highlighted and commented, and a first sheet
     listing the problems with links to the cells: the file a bureau sends back to the unit."""
     import openpyxl
@@ -60,7 +61,12 @@ def annotate_workbook(checked: CheckedForm, outdir: Path) -> Path | None:
         row[4].alignment = Alignment(wrap_text=True, vertical="top")
     ws["A1"].font = Font(bold=True, size=12)
     wb.active = 0
-    target = Path(outdir) / (safe_filename(source.stem + "_校验") + ".xlsx")
+    target = Path(outdir) / (safe_filename(source.stem) + "_校验.xlsx")
+    taken = {os.path.realpath(p) for p in avoid or ()}
+    number = 2
+    while os.path.realpath(target) in taken:  # never write over a file that is an input of this run
+        target = Path(outdir) / (safe_filename(source.stem) + f"_校验({number}).xlsx")
+        number += 1
     try:
         with atomic_output(target) as tmp:
             wb.save(tmp)

@@ -44,7 +44,7 @@ def test_files_and_rows_add_up(entries):
         first = run_merge([inbox], None, options)
         c = first.counts
         assert c["files_in"] == len(entries)
-        assert c["files_in"] == c["merged"] + c["rejected"] + c["duplicate"] + c["superseded"]
+        assert c["files_in"] == c["merged"] + c["rejected"] + c["duplicate"] + c["superseded"] + c["excluded"]
         assert c["rows_in"] == c["rows_merged"] + c["rows_set_aside"]
         units_sent = {(u, v) for k, u, v in entries if k != "broken"}
         assert c["merged"] == len({u for u, _ in units_sent})  # one merged version per unit

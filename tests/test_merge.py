@@ -127,8 +127,8 @@ def test_campaign_merges_in_one_run(campaign, tmp_path):
     result = _merge(campaign, out, csv_dir=tmp_path / "csv")
     c = result.counts
     assert c["files_in"] == 14  # 10 units + old version + copy + broken + last year's form; the lock file is skipped
-    assert (c["merged"], c["duplicate"], c["superseded"], c["rejected"], c["excluded"]) == (10, 1, 1, 2, 1)
-    assert c["files_in"] == c["merged"] + c["rejected"] + c["duplicate"] + c["superseded"]
+    assert (c["merged"], c["duplicate"], c["superseded"], c["rejected"], c["excluded"]) == (10, 1, 1, 1, 1)
+    assert c["files_in"] == c["merged"] + c["rejected"] + c["duplicate"] + c["superseded"] + c["excluded"]
     assert c["rows_in"] == c["rows_merged"] + c["rows_set_aside"]
     header, rows = _sheet(out, "项目清单")
     budgets = {}
@@ -260,8 +260,8 @@ def test_every_template_with_year_filter_duplicate_resubmission_and_broken_file(
     c = result.counts
     assert c["files_in"] == 7 + 3
     assert (c["merged"], c["duplicate"], c["superseded"]) == (2, 1, 1)  # 绵阳 projects, 盐城 department
-    assert c["excluded"] == 5 and c["rejected"] == 5 + 1  # the 2018/2020/2022 forms, and the broken file
-    assert c["files_in"] == c["merged"] + c["rejected"] + c["duplicate"] + c["superseded"]
+    assert c["excluded"] == 5 and c["rejected"] == 1  # the 2018/2020/2022 forms; the broken file
+    assert c["files_in"] == c["merged"] + c["rejected"] + c["duplicate"] + c["superseded"] + c["excluded"]
     header, rows = _sheet(out, "项目清单")
     budgets, total = _column(header, rows, "预算金额（元）")
     assert len(budgets) == 10 and total == 8_496_600

@@ -35,7 +35,7 @@ def _merge_with_good(tmp_path, name: str, payload: bytes, **options):
     files = {Path(s.path).name: s for s in result.files}
     assert files["对照单位.xlsx"].outcome == "merged", "the good file is merged whatever the other one did"
     c = result.counts
-    assert c["files_in"] == c["merged"] + c["rejected"] + c["duplicate"] + c["superseded"]
+    assert c["files_in"] == c["merged"] + c["rejected"] + c["duplicate"] + c["superseded"] + c["excluded"]
     return files[name], result
 
 

@@ -1,0 +1,163 @@
+"""The inbox: what is under the inputs, walked once, every file accounted for.
+
+A merge counts every file it finds, whatever its extension: a unit that sent a .ods, a .xlsb or a PDF has
+handed in something, and the reader says what. Only three kinds are passed over, and each skip is said:
+Office lock files (`~$…`) and hidden files (`.…`, among them perfxl's own temporary files), things that
+are not regular files (pipes, devices, sockets: reading them would hang), and perfxl's own outputs when
+they are written inside an input folder.
+
+Files named directly are always taken, whatever they are: the reader refuses what it cannot read, with a
+reason. A file or folder that disappears while the walk runs is simply not there.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SKIP_REASONS = {
+    "lock-file": ("Office 锁定文件 (~$…)，不是报送文件", "Office lock file"),
+    "hidden": ("隐藏文件", "hidden file"),
+    "not-a-file": ("不是普通文件（管道、设备或套接字）", "not a regular file"),
+    "perfxl-output": ("perfxl 自己的输出文件", "perfxl's own output"),
+    "unreadable-folder": ("无法列出的文件夹", "folder that cannot be listed"),
+}
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Inbox:
+    files: list[InboxFile] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason key of SKIP_REASONS)
+
+    def paths(self) -> list[str]:
+        return [f.path for f in self.files]
+
+
+def _skip_name(name: str) -> str | None:
+    if name.startswith("~$"):
+        return "lock-file"
+    if name.startswith("."):
+        return "hidden"
+    return None
+
+
+def scan(paths: list[Path], exclude: set[Path] | None = None) -> Inbox:
+    """Walk the inputs once. Raises FileNotFoundError for an input that does not exist."""
+    inbox = Inbox()
+    excluded = {_key(p) for p in (exclude or ())}
+    for path in map(Path, paths):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # a path too long, a permission: the reader will say it for a file
+            raise FileNotFoundError(f"{path} ({exc.strerror or exc})") from None
+        if stat.S_ISDIR(st.st_mode):
+            found = Inbox()
+            _walk(path, found, excluded)
+            inbox.files += sorted(found.files, key=lambda f: f.path)
+            inbox.skipped += sorted(found.skipped)
+        else:  # named directly: taken whatever it is, in the order given; the reader refuses what it cannot read
+            inbox.files.append(InboxFile(str(path), st.st_size, st.st_mtime_ns))
+    return inbox
+
+
+def _key(path: Path) -> str:
+    try:
+        return os.path.normcase(os.path.realpath(path))
+    except (OSError, ValueError):
+        return os.path.normcase(os.path.abspath(path))
+
+
+def _walk(root: Path, inbox: Inbox, excluded: set[str]) -> None:
+    todo = [str(root)]
+    while todo:
+        folder = todo.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listing = list(entries)
+        except FileNotFoundError:  # moved away while we walk
+            continue
+        except OSError:
+            inbox.skipped.append((folder, "unreadable-folder"))
+            continue
+        for entry in listing:
+            reason = _skip_name(entry.name)
+            if reason:
+                inbox.skipped.append((entry.path, reason))
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(entry.path)
+                    continue
+                st = entry.stat()  # follows a symlink to a file
+            except OSError:  # vanished, or a dangling link
+                continue
+            if excluded and _key(Path(entry.path)) in excluded:
+                inbox.skipped.append((entry.path, "perfxl-output"))
+            elif not stat.S_ISREG(st.st_mode):
+                inbox.skipped.append((entry.path, "not-a-file"))
+            else:
+                inbox.files.append(InboxFile(entry.path, st.st_size, st.st_mtime_ns))
+
+
+def read_regular_file(path: str | Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file and the stat they belong to, never blocking on a pipe or device.
+
+    The stat is taken from the open file before and after reading; a file replaced or rewritten while it
+    is read is read again, so the bytes and the recorded size and time always belong together.
+    Raises OSError (not a regular file: EINVAL-like, see `NotRegularFile`) or `TooLarge`.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(5):
+        fd = os.open(path, flags)
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise NotRegularFile(str(path))
+            if before.st_size > max_bytes:
+                raise TooLarge(before.st_size)
+            chunks = []
+            remaining = max_bytes + 1
+            while remaining > 0:
+                chunk = os.read(fd, min(1 << 20, remaining))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+            data = b"".join(chunks)
+            if len(data) > max_bytes:
+                raise TooLarge(len(data))
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        unchanged = before.st_size == after.st_size == len(data) and before.st_mtime_ns == after.st_mtime_ns
+        if unchanged:
+            try:  # the name may now point at a replacement written beside and renamed over it
+                current = os.stat(path)
+            except OSError:
+                return data, after
+            if (current.st_ino, current.st_dev) == (after.st_ino, after.st_dev) or current.st_ino == 0:
+                return data, after
+    return data, after
+
+
+class NotRegularFile(OSError):
+    """A pipe, a device, a socket or a folder where a file was expected."""
+
+
+class TooLarge(OSError):
+    """A file over the reader's size limit."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.size = size
