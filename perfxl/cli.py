@@ -4,6 +4,7 @@ turns perfxl errors into a message and a non-zero exit (2 for usage errors), nev
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections import Counter
 from pathlib import Path
@@ -23,6 +24,13 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except PerfxlError as exc:
             click.echo(f"错误 (error): {exc}", err=True)
+            ctx.exit(2)
+        except OSError as exc:  # the environment: disk full, read-only, name too long, permission
+            where = exc.filename or ""
+            click.echo(f"错误 (error): 无法读写文件 {where}: {exc.strerror or exc}", err=True)
+            ctx.exit(2)
+        except sqlite3.Error as exc:
+            click.echo(f"错误 (error): 报送台账出错 (ledger error): {exc}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("已中断 (interrupted)", err=True)

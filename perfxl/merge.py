@@ -29,6 +29,7 @@ from .errors import OutputError, ReadError
 from .files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
 from .inbox import Inbox, NotRegularFile, TooLarge, read_regular_file, scan
 from .ledger import Ledger, pack
+from .limits import TimeLimitExceeded, time_limit
 from .pipeline import CheckOptions, check_read
 from .read import MAX_FILE_BYTES, READ_MESSAGES, FormData, read_workbook, too_large_message
 from .roster import Unit, read_roster
@@ -158,40 +159,6 @@ def _address_space() -> int:
         return 0
 
 
-class _Timeout(Exception):
-    pass
-
-
-class _Deadline:
-    """Interrupt a file that takes too long (POSIX: SIGALRM; elsewhere the reader's size caps bound it)."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.armed = False
-
-    def __enter__(self):
-        try:
-            import signal
-
-            def _raise(signum, frame):
-                raise _Timeout()
-
-            self.previous = signal.signal(signal.SIGALRM, _raise)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
-            self.armed = True
-        except (ImportError, AttributeError, ValueError):  # no SIGALRM, or not the main thread
-            pass
-        return self
-
-    def __exit__(self, *exc):
-        if self.armed:
-            import signal
-
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self.previous)
-        return False
-
-
 def _worker_ledger():
     if _WORKER.get("ledger") is None and _WORKER.get("db_path") and Path(_WORKER["db_path"]).exists():
         _WORKER["ledger"] = Ledger(Path(_WORKER["db_path"]), readonly=True)
@@ -259,14 +226,14 @@ def _process_raw(task: Task) -> tuple:
                 path, "file-unreadable", f"无法打开文件 ({exc.strerror or exc})")
         sha, size, mtime_ns = hashlib.sha256(data).hexdigest(), st.st_size, st.st_mtime_ns
     try:
-        with _Deadline(options.file_timeout):
+        with time_limit(options.file_timeout):
             form = read_workbook(Path(path), templates_dir=options.templates_dir, template=options.template,
                                  year=options.year, data=data)
             checked = check_read(form, check, _WORKER["roster"])
         return path, sha, size, mtime_ns, "read", pack(form.to_dict()), checked
     except ReadError as exc:
         checked = rejected(path, exc.code, str(exc))
-    except _Timeout:
+    except TimeLimitExceeded:
         checked = rejected(path, "file-timeout", f"读取超过 {options.file_timeout:g} 秒仍未完成，已跳过")
     except MemoryError:
         checked = rejected(path, "file-too-complex", "文件过于复杂，读取时超出内存限制")
@@ -533,6 +500,8 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
 
     project_specs = [sp for sp in specs.values() if sp.family == "project"]
     key_labels = _union([sp.fields[f].label.rstrip("：: ") for f in sp.key_fields] for sp in project_specs)
+    money_keys = {sp.fields[f].label.rstrip("：: ") for sp in project_specs for f in sp.key_fields
+                  if sp.fields[f].type == "money"}
     funding_labels = _union([sp.fields[f].label for f in sp.funding_fields] for sp in project_specs)
     level1s = _union(list(sp.indicator_table().indicator.hierarchy.levels) for sp in specs.values())
     value_labels = _union([sp.indicator_table().column(v).label for v in sp.indicator_table().indicator.values]
@@ -581,7 +550,8 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
                 continue
             budget = _money(p.values.get(sp.budget_field), factor(sp)) if sp.budget_field else None
             counts = Counter(sp.indicator_table().indicator.hierarchy.canonical(r.level1) for r in p.indicators)
-            keys = {sp.fields[f].label.rstrip("：: "): _plain(p.values.get(f)) for f in sp.key_fields}
+            keys = {sp.fields[f].label.rstrip("：: "): _key_value(p.values.get(f), sp.fields[f].type, factor(sp))
+                    for f in sp.key_fields}
             funds = {sp.fields[f].label: _money(p.values.get(f), factor(sp)) for f in sp.funding_fields}
             projects_rows.append([region, s.year, department, code, name, p.name, sp.template]
                                  + [keys.get(label, "") for label in key_labels] + [budget]
@@ -685,7 +655,8 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
               summary_rows, totals=True),
         Table("项目清单", [("地区", "text"), ("年度", "int"), ("主管部门", "text"), ("单位编码", "text"),
                        ("单位名称", "text"), ("项目名称", "text"), ("模板", "text")]
-              + [(label, "text") for label in key_labels] + [("预算金额" + m, "money")]
+              + [(label + m, "money") if label in money_keys else (label, "text") for label in key_labels]
+              + [("预算金额" + m, "money")]
               + [(label + m, "money") for label in funding_labels] + [("指标数", "count")]
               + [(level, "count") for level in level1s]
               + [("校验状态", "text"), ("错误数", "count"), ("提醒数", "count"), ("来源文件", "text"), ("工作表", "text")],
@@ -742,6 +713,13 @@ def _money(value, factor: float):
 
 def _plain(value):
     return "" if value is None else value
+
+
+def _key_value(value, field_type: str, factor: float):
+    """A key column of 项目清单: money as a number in the summary's unit (text a clerk typed stays text)."""
+    if field_type == "money" and isinstance(value, int | float) and not isinstance(value, bool):
+        return round(value * factor, 6)
+    return _plain(value)
 
 
 def _quality(sp, checked: CheckedForm, p, region, department, name, budget, factor) -> list:

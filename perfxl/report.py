@@ -110,11 +110,24 @@ def write_summary(result, path: Path) -> Path:
     import xlsxwriter
 
     path = Path(path)
+    try:
+        _write_summary(xlsxwriter, result, path)
+    except OSError as exc:  # disk full, read-only folder, name too long, permission; the old summary stays
+        raise OutputError(f"无法写入汇总表 (cannot write the summary) {exc.filename or path}: "
+                          f"{exc.strerror or exc}；原有汇总表保持不变") from None
+    except xlsxwriter.exceptions.XlsxWriterException as exc:
+        raise OutputError(f"无法写入汇总表 (cannot write the summary) {path}: {exc}；原有汇总表保持不变") from None
+    return path
+
+
+def _write_summary(xlsxwriter, result, path: Path) -> None:
     streamed: list[tuple[int, str, Path, int, int]] = []
     with atomic_output(path) as tmp:
         try:
+            # in_memory: the workbook holds only headers and layout (rows are spliced in), and xlsxwriter's
+            # own temporary files would be left behind by a killed run under names no later run knows.
             wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False,
-                                                "strings_to_numbers": False, "tmpdir": str(tmp.parent)})
+                                                "strings_to_numbers": False, "in_memory": True})
             wb.set_properties({"title": "预算绩效目标申报汇总", "author": "perfxl", "comments": "由 perfxl merge 生成"})
             header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True,
                                     "valign": "vcenter", "align": "center"})
@@ -149,7 +162,6 @@ def write_summary(result, path: Path) -> Path:
         finally:
             for _, _, rows_file, _, _ in streamed:
                 rows_file.unlink(missing_ok=True)
-    return path
 
 
 _XML_ESCAPES = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;",
@@ -275,11 +287,14 @@ def write_csv(result, folder: Path) -> list[Path]:
     written = []
     for table in result.tables:
         target = folder / f"{safe_filename(table.name)}.csv"
-        with atomic_output(target) as tmp:
-            with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow([title for title, _ in table.columns])
-                for row in iter_rows(table):
-                    writer.writerow([_csv_cell(v) for v in row])
+        try:
+            with atomic_output(target) as tmp:
+                with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
+                    writer = csv.writer(fh)
+                    writer.writerow([title for title, _ in table.columns])
+                    for row in iter_rows(table):
+                        writer.writerow([_csv_cell(v) for v in row])
+        except OSError as exc:
+            raise OutputError(f"无法写入 CSV (cannot write) {target}: {exc.strerror or exc}") from None
         written.append(target)
     return written

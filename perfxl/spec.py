@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
 import yaml
 
 from .errors import SpecError, UnknownTemplate
+from .limits import TimeLimitExceeded, time_limit
 
 try:  # libyaml is ~10x faster; fall back to the pure-Python loader where it is missing
     _YamlLoader = yaml.CSafeLoader
@@ -218,7 +220,7 @@ class _Catalog:
         if user_dir is not None and not Path(user_dir).is_dir():
             raise SpecError(f"模板目录不存在 (templates folder not found): {user_dir}")
         self.dirs.append(shipped)
-        self.env = jinja2.Environment(
+        self.env = _BoundedEnvironment(
             loader=jinja2.FileSystemLoader([str(d) for d in self.dirs]),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
@@ -301,31 +303,148 @@ def _load(name: str, templates_dir: Path | None, frozen_params: tuple) -> Spec:
     catalog = _Catalog(templates_dir)
     path = catalog.path_of(name)
     try:
-        template = catalog.env.get_template(f"{name}.yaml")
         region_default = _region_default(path)
         params["region"] = params["region"] or region_default
-        text = template.render(**params)
+        text = _render(catalog.env.get_template(f"{name}.yaml"), params, path)
+        digest = hashlib.sha256()
+        for source in _sources(catalog, path):
+            digest.update(source.read_bytes())
     except jinja2.TemplateSyntaxError as exc:
         raise SpecError(f"{exc.filename or path}:{exc.lineno}: 模板语法错误 (Jinja syntax error): {exc.message}") from None
     except jinja2.UndefinedError as exc:
-        raise SpecError(f"{path}: 模板参数缺失 (undefined template parameter): {exc.message}") from None
+        raise SpecError(f"{path}{_jinja_line(exc)}: 模板参数缺失 (undefined template parameter): {exc.message}") from None
+    except jinja2.sandbox.SecurityError as exc:
+        raise SpecError(f"{path}{_jinja_line(exc)}: 模板做了不允许的操作 (unsafe template): {exc}") from None
     except jinja2.TemplateError as exc:
-        raise SpecError(f"{path}: {exc}") from None
+        raise SpecError(f"{path}{_jinja_line(exc)}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: 模板文件不是 UTF-8 编码 (template is not UTF-8): {exc.reason}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: 模板递归过深（宏或 include 无限递归）(template recursion too deep)") from None
+    except OSError as exc:
+        raise SpecError(f"{exc.filename or path}: 无法读取模板 (cannot read template): {exc.strerror or exc}") from None
+    raw = load_yaml(text, path)
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: 模板应渲染为 YAML 映射 (a template must render to a YAML mapping)")
+    trail: list[str] = []
     try:
-        raw = yaml.load(text, Loader=_YamlLoader)
+        return _build(raw, name, params, catalog, digest, path, trail)
+    except SpecError:
+        raise
+    except Exception as exc:  # a template is untrusted input: any shape it takes must end in a message
+        where = _key_line(text, trail)
+        what = "/".join(trail)
+        raise SpecError(f"{path}{where}: 模板结构错误 (bad template structure){' 在 ' + what if what else ''}: "
+                        f"{type(exc).__name__}: {exc}") from None
+
+
+# Templates come from bureaus' folders and are untrusted: rendering is sandboxed and bounded.
+RENDER_SECONDS = 10.0
+RENDER_MAX_CHARS = 8 * 1024 * 1024
+YAML_MAX_NODES = 500_000  # after aliases are expanded: a "billion laughs" of YAML stops here
+
+
+class _BoundedEnvironment(jinja2.sandbox.SandboxedEnvironment):
+    """Jinja's sandbox (no attribute tricks, range() capped) whose * and ** cannot build huge values."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise jinja2.sandbox.SecurityError("exponent too large")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > 1_000_000:
+                    raise jinja2.sandbox.SecurityError("repetition too large")
+        return super().call_binop(context, operator, left, right)
+
+
+def _render(template, params: dict, path: Path) -> str:
+    pieces, size = [], 0
+    try:
+        with time_limit(RENDER_SECONDS) as limit:
+            for piece in template.generate(**params):
+                size += len(piece)
+                if size > RENDER_MAX_CHARS:
+                    raise SpecError(f"{path}: 模板渲染结果过大（超过 {RENDER_MAX_CHARS >> 20} MB）"
+                                    f"(rendered template too large)")
+                pieces.append(piece)
+                limit.check()
+    except TimeLimitExceeded:
+        raise SpecError(f"{path}: 模板渲染超过 {RENDER_SECONDS:g} 秒 (template took too long to render)") from None
+    return "".join(pieces)
+
+
+def _jinja_line(exc: Exception) -> str:
+    """The template line of an error raised while rendering, from Jinja's rewritten traceback."""
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(".yaml"):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f":{line}" if line else ""
+
+
+class _BoundedLoader(_YamlLoader):
+    """Safe YAML whose aliases may not expand past YAML_MAX_NODES nodes."""
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None and _expanded_size(node, {}) > YAML_MAX_NODES:
+            raise yaml.YAMLError(f"别名展开后节点过多（超过 {YAML_MAX_NODES:,} 个），疑似 YAML 炸弹 (alias bomb)")
+        return node
+
+
+def _expanded_size(node, memo: dict) -> int:
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a cycle counts once; the constructor refuses nothing, but _build will
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[key] = size
+    return size
+
+
+def load_yaml(text: str | bytes, path: Path):
+    """YAML from a template or data file; every failure is a SpecError naming the file and line."""
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if "*" in text:  # aliases possible: the pure-Python composer, which can be bounded
+            return yaml.load(text, Loader=_BoundedLoader)
+        return yaml.load(text, Loader=_YamlLoader)
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: 文件不是 UTF-8 编码 (not UTF-8): {exc.reason}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}{where}: YAML 错误 (rendered template is not valid YAML): {exc}") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path}: a template must render to a YAML mapping")
-    digest = hashlib.sha256()
-    for source in _sources(catalog, path):
-        digest.update(source.read_bytes())
+        raise SpecError(f"{path}{where}: YAML 错误 (not valid YAML): {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: YAML 嵌套过深 (YAML nested too deep)") from None
+
+
+def _key_line(text: str, trail: list[str]) -> str:
+    """':line' of the deepest key of `trail` in the rendered YAML, or '' when it cannot be found."""
     try:
-        return _build(raw, name, params, catalog, digest, path)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SpecError(f"{path}: 模板结构错误 (bad template structure): {exc!r}") from None
+        node = yaml.compose(text, Loader=_YamlLoader)
+    except Exception:
+        return ""
+    line = None
+    for key in trail:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
+        if match is None:
+            break
+        line = match[0].start_mark.line + 1
+        node = match[1]
+    return f":{line}" if line else ""
 
 
 def _sources(catalog: _Catalog, path: Path) -> list[Path]:
@@ -354,18 +473,27 @@ def _hierarchy(catalog: _Catalog, name: str, digest) -> Hierarchy:
     path = catalog.data_file("hierarchies", name)
     data = path.read_bytes()
     digest.update(data)
-    raw = yaml.load(data, Loader=_YamlLoader)
-    levels = {str(k): tuple(str(x) for x in (v or ())) for k, v in raw["levels"].items()}
-    return Hierarchy(name=name, levels=levels, aliases={str(k): str(v) for k, v in (raw.get("aliases") or {}).items()},
-                     kinds={str(k): str(v) for k, v in (raw.get("kinds") or {}).items()})
+    raw = load_yaml(data, path)
+    try:
+        levels = {str(k): tuple(str(x) for x in (v or ())) for k, v in raw["levels"].items()}
+        return Hierarchy(name=name, levels=levels,
+                         aliases={str(k): str(v) for k, v in (raw.get("aliases") or {}).items()},
+                         kinds={str(k): str(v) for k, v in (raw.get("kinds") or {}).items()})
+    except Exception as exc:
+        raise SpecError(f"{path}: 指标层级文件结构错误，应有 levels: {{一级: [二级, …]}} "
+                        f"(bad hierarchy file): {type(exc).__name__}: {exc}") from None
 
 
 def _library(catalog: _Catalog, name: str, digest) -> list[tuple]:
     path = catalog.data_file("libraries", name)
     data = path.read_bytes()
     digest.update(data)
-    raw = yaml.load(data, Loader=_YamlLoader)
-    return [tuple("" if x is None else str(x) for x in row) for row in raw["rows"]]
+    raw = load_yaml(data, path)
+    try:
+        return [tuple("" if x is None else str(x) for x in row) for row in raw["rows"]]
+    except Exception as exc:
+        raise SpecError(f"{path}: 预置指标文件结构错误，应有 rows: [[…], …] (bad library file): "
+                        f"{type(exc).__name__}: {exc}") from None
 
 
 def _choices(value) -> tuple[str, ...]:
@@ -384,17 +512,22 @@ def _make_field(fid: str, raw: dict, **extra) -> Field:
                  **extra)
 
 
-def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: Path) -> Spec:
+def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: Path, trail: list[str]) -> Spec:
+    """`trail` is kept at the key being built, so an error can name its line."""
     year = params["year"]
     severity_of = {"error", "warning"}
     fields: dict[str, Field] = {}
     rules: list[Rule] = []
 
     for fid, fraw in (raw.get("fields") or {}).items():
+        trail[:] = ["fields", fid]
+        if not isinstance(fraw, dict):
+            raise ValueError(f"字段 {fid} 应写成映射 (label: …, type: …)，而不是 {type(fraw).__name__}")
         fields[fid] = _make_field(fid, fraw)
 
     grids: dict[str, Grid] = {}
     for gid, graw in (raw.get("grids") or {}).items():
+        trail[:] = ["grids", gid]
         cols = tuple(c["id"] for c in graw["columns"])
         col_labels = {c["id"]: c["label"] for c in graw["columns"]}
         rows = []
@@ -424,6 +557,7 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
 
     tables: dict[str, Table] = {}
     for tid, traw in (raw.get("tables") or {}).items():
+        trail[:] = ["tables", tid]
         columns = []
         for craw in traw["columns"]:
             ctype = craw.get("type", "text")
@@ -476,6 +610,7 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
             raise ValueError(f"choice field {fid} has no choices")
 
     blocks = []
+    trail[:] = ["blocks"]
     for braw in raw["blocks"]:
         ((kind, value),) = braw.items()
         if kind in {"title", "section"}:
