@@ -18,6 +18,27 @@ TEMPLATES_OPTION = click.option("--templates", "templates_dir", type=click.Path(
                                 default=None, help="使用自己的模板目录 (a folder of template specs).")
 
 
+class _Year(click.ParamType):
+    """A budget year: four digits, 1990–2100. Year 0 or 99999 is a typo, not "every year"."""
+
+    name = "year"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            year = value
+        else:
+            text = str(value).strip()
+            if not text.isdigit():
+                self.fail(f"年度应为四位数字，例如 2025 (a year such as 2025), 而不是 {text!r}", param, ctx)
+            year = int(text)
+        if not 1990 <= year <= 2100:
+            self.fail(f"年度 {year} 不在 1990–2100 之间 (year out of range)", param, ctx)
+        return year
+
+
+YEAR = _Year()
+
+
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
@@ -25,6 +46,8 @@ class _Group(click.Group):
         except PerfxlError as exc:
             click.echo(f"错误 (error): {exc}", err=True)
             ctx.exit(2)
+        except BrokenPipeError:  # output piped into `head` and the like: nothing to say
+            ctx.exit(0)
         except OSError as exc:  # the environment: disk full, read-only, name too long, permission
             where = exc.filename or ""
             click.echo(f"错误 (error): 无法读写文件 {where}: {exc.strerror or exc}", err=True)
@@ -61,7 +84,7 @@ def templates_cmd(templates_dir, as_json):
 
 @cli.command()
 @click.argument("template")
-@click.option("--year", type=int, default=None, help="年度 (budget year); default: next year.")
+@click.option("--year", type=YEAR, default=None, help="年度 (budget year); default: next year.")
 @click.option("--region", default=None, help="地区 (region parameter of the template).")
 @click.option("--json", "as_json", is_flag=True, help="JSON 输出 (fields, tables, defined names).")
 @TEMPLATES_OPTION
@@ -90,7 +113,7 @@ def describe(template, year, region, as_json, templates_dir):
 
 @cli.command()
 @click.argument("template")
-@click.option("--year", type=int, required=True, help="年度 (budget year).")
+@click.option("--year", type=YEAR, required=True, help="年度 (budget year).")
 @click.option("--roster", type=click.Path(path_type=Path), required=True, help="单位名单 CSV/XLSX (code,name,department).")
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), default=Path("outputs"),
               show_default=True, help="输出目录.")
@@ -115,7 +138,7 @@ def generate(template, year, roster, outdir, region, projects, password, rows, t
     with _progress(len(units), "生成") as bar:
         manifest = generate_forms(template, year, units, outdir, region=region, projects=projects,
                                   password=password, templates_dir=templates_dir, progress=bar.update,
-                                  blank_rows=rows)
+                                  blank_rows=rows, avoid={roster})
     took = time.perf_counter() - started
     click.echo(f"已生成 {len(manifest)} 份空白表 → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
 
@@ -126,7 +149,7 @@ def generate(template, year, roster, outdir, region, projects, password, rows, t
 @click.option("--annotate", "annotate_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="写出标注问题的副本到此目录 (annotated copies for the units).")
 @click.option("--roster", type=click.Path(path_type=Path), default=None, help="单位名单，用于核对单位编码.")
-@click.option("--year", type=int, default=None, help="应报年度 (expected budget year).")
+@click.option("--year", type=YEAR, default=None, help="应报年度 (expected budget year).")
 @click.option("--template", default=None, help="应报模板 (expected template).")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True, help="提示语言.")
 @TEMPLATES_OPTION
@@ -178,6 +201,64 @@ def validate(paths, as_json, annotate_dir, roster, year, template, lang, templat
     sys.exit(1 if errors else 0)
 
 
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--cells", "with_cells", is_flag=True, help="列出每个工作表的所有非空单元格 (every non-empty cell).")
+@click.option("--json", "as_json", is_flag=True, help="机器可读输出 (JSON).")
+@TEMPLATES_OPTION
+def inspect(file, with_cells, as_json, templates_dir):
+    """查看 perfxl 从一个文件中读到了什么 (what the reader sees in one file): format, stamp, template,
+    defined names, each field's value and cell. Answers "why does perfxl say this is empty?"."""
+    from .files import display_path
+    from .read import inspect_workbook
+
+    if not file.exists():
+        raise click.UsageError(f"找不到文件 (no such file): {file}")
+    info = inspect_workbook(file, templates_dir=templates_dir, with_cells=with_cells)
+    info["path"] = display_path(info["path"])
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False, indent=1, default=str))
+        sys.exit(2 if "error" in info and info.get("form") is None and "format" not in info else 0)
+    click.echo(f"文件 (file): {info['path']}")
+    if "format" not in info:
+        click.echo(f"  无法读取 (cannot read): [{info['error']['code']}] {info['error']['message']}")
+        sys.exit(2)
+    click.echo(f"  格式 {info['format']}，{info['size']:,} 字节，sha256 {info['sha256'][:16]}…")
+    stamp = info["stamp"]
+    if stamp:
+        click.echo(f"  标识 (stamp, from {stamp['source']}): " + "，".join(
+            f"{k}={v}" for k, v in stamp.items() if k != "source" and v not in ("", None)))
+    else:
+        click.echo("  标识 (stamp): 无 (none)")
+    click.echo("  工作表 (sheets): " + "，".join(
+        f"{s['name']}{'（隐藏）' if s['hidden'] else ''} {s['cells']} 格" for s in info["sheets"]))
+    click.echo(f"  定义名称 (defined names): {len(info['defined_names'])}")
+    for n in info["defined_names"]:
+        scope = f"[{n['scope']}] " if n["scope"] else ""
+        click.echo(f"    {scope}{n['name']} → {n.get('sheet', '?')}!{n.get('range', n['refers_to'])}")
+    form = info.get("form")
+    if form is None:
+        click.echo(f"  不是可识别的申报表 (not a recognised form): [{info['error']['code']}] {info['error']['message']}")
+    else:
+        click.echo(f"  模板 (template): {form['template']} v{form['version'] or '?'}，{form['year'] or '?'} 年，"
+                   f"单位 {form['unit_code'] or '?'} {form['unit_name'] or ''}")
+        for sheet in form["sheets"]:
+            click.echo(f"  工作表 {sheet['sheet']}:")
+            for fid, f in sheet["fields"].items():
+                value = "（空）" if f["value"] in (None, "") else repr(f["value"])
+                formula = f"  公式 ={f['formula']}" if f["formula"] else ""
+                click.echo(f"    {f['cell']:<7} {(f['label'] or fid)[:24]:<24} {value}{formula}")
+            for tid, rows in sheet["tables"].items():
+                click.echo(f"    表格 {tid}: {rows} 行")
+        for n in form["notices"]:
+            click.echo(f"  {_SEVERITY.get(n['severity'], n['severity'])} [{n['code']}] {n['message']}")
+    for sheet, cells in (info.get("cells") or {}).items():
+        click.echo(f"  单元格 {sheet}:")
+        for c in cells:
+            formula = f"  ={c['formula']}" if c["formula"] else ""
+            click.echo(f"    {c['cell']:<7} {c['type']:<6} {c['value']!r}{formula}")
+
+
 _SEVERITY = {"error": "错误", "warning": "提醒"}
 
 
@@ -196,7 +277,7 @@ def _print_checked(entry: dict) -> None:
               help="汇总表 .xlsx (the summary workbook).")
 @click.option("--roster", type=click.Path(path_type=Path), default=None, help="单位名单 (who is expected).")
 @click.option("--template", default=None, help="只汇总此模板 (merge only this template).")
-@click.option("--year", type=int, default=None, help="只汇总此年度 (merge only this year).")
+@click.option("--year", type=YEAR, default=None, help="只汇总此年度 (merge only this year).")
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="报送台账 SQLite 文件 (default: beside the summary).")
 @click.option("--csv", "csv_dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -429,9 +430,13 @@ def form_filename(unit: Unit, spec: Spec) -> str:
 
 def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, region: str | None = None,
                    projects: int | None = None, password: str | None = None, templates_dir: Path | None = None,
-                   progress=None, blank_rows: int | None = None) -> list[dict]:
-    """Write one blank workbook per unit and `manifest.json`; returns the manifest entries."""
+                   progress=None, blank_rows: int | None = None, avoid: set[Path] | None = None) -> list[dict]:
+    """Write one blank workbook per unit and `manifest.json`; returns the manifest entries.
+    Files in `avoid` (the roster) are never written over."""
     outdir = ensure_writable_dir(Path(outdir))
+    protected = {os.path.realpath(p) for p in avoid or ()}
+    if os.path.realpath(outdir / "manifest.json") in protected:
+        raise OutputError(f"输出目录中的 manifest.json 是输入文件，perfxl 不会覆盖它: {outdir / 'manifest.json'}")
     masters: dict[tuple, _Master] = {}
     manifest = []
     used_names: set[str] = set()
@@ -451,8 +456,8 @@ def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, re
                              blank_rows=blank_rows, templates_dir=templates_dir)
             data = build_workbook(spec, unit.as_params(), n, password)
         filename = form_filename(unit, spec)
-        if filename.lower() in used_names:  # two units whose safe names collide
-            filename = filename[:-5] + f"_{len(used_names)}.xlsx"
+        if filename.lower() in used_names or os.path.realpath(outdir / filename) in protected:
+            filename = filename[:-5] + f"_{len(used_names)}.xlsx"  # two units whose safe names collide
         used_names.add(filename.lower())
         try:
             write_bytes_atomic(outdir / filename, data)

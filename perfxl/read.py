@@ -27,6 +27,7 @@ from .errors import ReadError, SpecError
 from .inbox import NotRegularFile, TooLarge, read_regular_file
 from .ooxml import MAX_CELLS
 from .spec import Spec, cell_name, layout, list_templates, load_spec, split_cell
+from .values import EXCEL_ERROR_VALUES
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 STAMP_SHEET = "_perfxl"  # written by generate; the reader knows it by name only
@@ -398,6 +399,12 @@ def read_workbook(path: Path, templates_dir: Path | None = None, template: str |
     Raises ReadError when the file cannot be read at all."""
     path = Path(path)
     book, data, kind = load_raw(path, data)
+    return form_from_raw(path, book, data, kind, templates_dir, template, year)
+
+
+def form_from_raw(path: Path, book: RawBook, data: bytes, kind: str, templates_dir: Path | None = None,
+                  template: str | None = None, year: int | None = None) -> FormData:
+    """The form data of a workbook already read into raw cells."""
     form = FormData(path=str(path), size=len(data), sha256=hashlib.sha256(data).hexdigest(), format=kind,
                     date1904=book.date1904)
     suffix = path.suffix.lower()
@@ -531,3 +538,76 @@ def _extract(form: FormData, book: RawBook, spec: Spec) -> None:
             if cell and isinstance(cell.value, str) and cell.value.strip():
                 form.unit_name = cell.value.strip()
                 break
+
+
+# ----------------------------------------------------------------------------------------------------
+# What the reader sees, for people puzzled by a result (`perfxl inspect`)
+# ----------------------------------------------------------------------------------------------------
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, float | int):
+        return "number"
+    if isinstance(value, str) and value in EXCEL_ERROR_VALUES:
+        return "error"
+    return "text"
+
+
+
+
+def inspect_workbook(path: Path, templates_dir: Path | None = None, with_cells: bool = False) -> dict:
+    """Everything the reader sees in one file, as plain data: format, stamp, the template recognised, the
+    defined names and where they point, each field's value and cell, and (with_cells) every non-empty cell.
+    Never raises for a bad file: a file that cannot be read is described with its reason."""
+    path = Path(path)
+    out: dict[str, Any] = {"path": str(path)}
+    try:
+        book, data, kind = load_raw(path)
+    except ReadError as exc:
+        out["error"] = {"code": exc.code, "message": str(exc)}
+        return out
+    out.update(format=kind, size=len(data), sha256=hashlib.sha256(data).hexdigest(), date1904=book.date1904)
+    stamp, source = _stamp(book)
+    out["stamp"] = {"source": source, **stamp} if stamp else None
+    out["sheets"] = [{"name": s, "hidden": s in book.hidden, "cells": len(book.cells.get(s, {}))}
+                     for s in book.sheet_names]
+    names = []
+    for name, local, ref in book.names:
+        parsed = _parse_ref(ref)
+        entry = {"name": name, "scope": book.sheet_names[local] if local is not None and 0 <= local < len(
+            book.sheet_names) else None, "refers_to": ref}
+        if parsed:
+            sheet, first, last = parsed
+            entry["sheet"] = sheet
+            entry["range"] = cell_name(*first) + ("" if first == last else ":" + cell_name(*last))
+        names.append(entry)
+    out["defined_names"] = names
+    try:
+        form = form_from_raw(path, book, data, kind, templates_dir)
+    except ReadError as exc:
+        out["form"] = None
+        out["error"] = {"code": exc.code, "message": str(exc)}
+    else:
+        out["template"] = form.template
+        try:
+            labels = {f.id: f.label for f in load_spec(form.template, form.year or 2022, form.region,
+                                                       templates_dir=templates_dir).fields.values()}
+        except SpecError:
+            labels = {}
+        out["form"] = {
+            "template": form.template, "version": form.version, "year": form.year, "region": form.region,
+            "unit_code": form.unit_code, "unit_name": form.unit_name, "stamp_source": form.stamp_source,
+            "sheets": [{"sheet": s.sheet,
+                        "fields": {fid: {"label": labels.get(fid, ""), "value": c.value, "cell": c.address,
+                                         "formula": c.formula}
+                                   for fid, c in s.fields.items()},
+                        "tables": {tid: len(rows) for tid, rows in s.tables.items()}} for s in form.sheets],
+            "notices": [{"code": n.code, "severity": n.severity, "message": n.message, "sheet": n.sheet}
+                        for n in form.notices]}
+    if with_cells:
+        out["cells"] = {sheet: [{"cell": cell_name(r, c), "value": value, "type": _kind_of(value),
+                                 "formula": formula}
+                                for (r, c), (value, formula) in sorted(book.cells.get(sheet, {}).items())]
+                        for sheet in book.sheet_names}
+    return out

@@ -267,8 +267,20 @@ def template_summary(name: str, templates_dir: Path | None = None) -> dict[str, 
             "money_unit": spec.money_unit, "multi_project": spec.multi_project, "family": spec.family}
 
 
+_REGION_RE = re.compile(r"[\w\u3400-\u9fff（）()·\-]{1,40}")
+
+
+def check_region(region: str | None) -> None:
+    """A region is a place name: letters or Chinese characters, at most 40, no punctuation tricks."""
+    if region is None:
+        return
+    if not _REGION_RE.fullmatch(str(region)) or not re.search(r"[^\W\d_]", str(region)):
+        raise SpecError(f"地区名称不合法 (invalid region): {region!r}；应为地名，例如 绵阳市")
+
+
 def default_params(year: int, region: str | None = None, unit: dict | None = None,
                    prefill: dict | None = None, blank_rows: int | None = None) -> dict[str, Any]:
+    check_region(region)
     unit = dict(unit or {})
     unit.setdefault("code", "")
     unit.setdefault("name", "")

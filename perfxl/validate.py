@@ -18,6 +18,7 @@ from typing import Any
 from .read import Cell, FormData, SheetData
 from .spec import MONEY_UNITS, NUMERIC_TYPES, Field, Rule, Spec, Table, load_spec
 from .values import (
+    EXCEL_ERROR_VALUES,
     PATTERN_DIGITS,
     PATTERNS,
     Target,
@@ -238,7 +239,7 @@ def _evaluate(formula: str) -> float | None:
 def _normalise_field(f: Field, cell: Cell, spec: Spec, form: FormData, out: _Collector, sheet: str) -> Any:
     raw, address, formula = cell
     where = {"sheet": sheet, "cell": address, "field_": f.id}
-    if isinstance(raw, str) and raw.startswith("#") and raw.upper() in {"#REF!", "#DIV/0!", "#VALUE!", "#N/A", "#NAME?", "#NUM!"}:
+    if isinstance(raw, str) and raw.startswith("#") and raw.upper() in EXCEL_ERROR_VALUES:
         out.add("formula-error", "error", **where, label=f.label, value=raw)
         return None
     if formula and f.type in NUMERIC_TYPES:
