@@ -13,9 +13,11 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import tempfile
 import threading
 import time
+import zipfile
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -27,8 +29,8 @@ from typing import Any
 from . import __version__
 from .errors import OutputError, ReadError
 from .files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
-from .inbox import Inbox, NotRegularFile, TooLarge, read_regular_file, scan
-from .ledger import Ledger, pack
+from .inbox import NotRegularFile, TooLarge, read_regular_file, scan
+from .ledger import Ledger, check_ledger_file, pack
 from .limits import TimeLimitExceeded, time_limit
 from .pipeline import CheckOptions, check_read
 from .read import MAX_FILE_BYTES, READ_MESSAGES, FormData, read_workbook, too_large_message
@@ -297,32 +299,67 @@ def default_db(output: Path) -> Path:
 SETTLE_ROUNDS = 4
 
 
-def _guard_outputs(inbox: Inbox, inputs: list[Path], output: Path | None, db_path: Path | None,
-                   options: MergeOptions) -> None:
-    """perfxl never writes over an input, the roster, or one of its own outputs with another."""
+_CSV_FIRST_TITLE = {"汇总": "地区", "项目清单": "地区", "指标明细": "单位编码", "部门预算": "地区", "报送情况": "地区",
+                    "目标质量": "地区", "校验问题": "文件", "变更记录": "单位名称", "说明": "项目"}
+
+
+def _is_own_output(path: Path, what: str) -> bool:
+    """True when an existing file is one perfxl itself wrote as `what` (summary, ledger or a CSV)."""
+    try:
+        if what == "summary":
+            from .report import SUMMARY_MARK
+
+            with zipfile.ZipFile(path) as zf:
+                return SUMMARY_MARK.encode() in zf.read("docProps/core.xml")
+        if what.startswith("csv:"):
+            with open(path, "rb") as fh:
+                head = fh.read(64)
+            return head.startswith(("\ufeff" + _CSV_FIRST_TITLE[what[4:]] + ",").encode("utf-8"))
+    except (OSError, zipfile.BadZipFile, KeyError, OutputError):
+        return False
+    return False
+
+
+def _outputs(output: Path | None, db_path: Path | None, options: MergeOptions) -> list[tuple[str, Path]]:
+    targets: list[tuple[str, Path]] = []
+    if output is not None:
+        targets.append(("summary", output))
+    if db_path is not None:
+        targets.append(("ledger", db_path))
+    if options.csv_dir:
+        targets += [(f"csv:{name}", Path(options.csv_dir) / f"{name}.csv") for name in SUMMARY_SHEETS]
+    return targets
+
+
+_WHAT_ZH = {"summary": "汇总表 (-o)", "ledger": "报送台账 (--db)"}
+
+
+def _guard_outputs(targets: list[tuple[str, Path]], inputs: list[Path], options: MergeOptions) -> None:
+    """perfxl overwrites only what it wrote itself: never an input, the roster, or anyone else's file."""
     def key(path) -> str:
         return os.path.normcase(os.path.realpath(path))
 
-    taken = {key(f.path): f.path for f in inbox.files}
-    taken.update({key(p): str(p) for p in inputs})
+    named = {key(p) for p in inputs if not Path(p).is_dir()}
     if options.roster:
-        taken[key(options.roster)] = str(options.roster)
-    targets = [("汇总表 (-o)", output), ("报送台账 (--db)", db_path)]
-    if options.csv_dir:
-        targets += [("CSV", Path(options.csv_dir) / f"{name}.csv") for name in SUMMARY_SHEETS]
+        named.add(key(options.roster))
     written: dict[str, str] = {}
     for what, target in targets:
-        if target is None:
-            continue
+        label = _WHAT_ZH.get(what, f"CSV {target.name}")
         k = key(target)
-        if k in taken:
-            raise OutputError(f"{what} {target} 是输入文件或名单，perfxl 不会覆盖输入；请换一个输出路径 "
+        if k in named:
+            raise OutputError(f"{label} {target} 是输入文件或名单，perfxl 不会覆盖输入；请换一个输出路径 "
                               f"(refusing to overwrite an input)")
         if k in written:
-            raise OutputError(f"{what} 与 {written[k]} 是同一个文件 {target}；请换一个输出路径")
-        written[k] = what
-    if output is not None and Path(output).suffix.lower() not in {".xlsx", ".xlsm"}:
-        raise OutputError(f"汇总表应为 .xlsx 文件: {output}")
+            raise OutputError(f"{label} 与 {written[k]} 是同一个文件 {target}；请换一个输出路径")
+        written[k] = label
+        if what == "ledger":
+            check_ledger_file(target)  # refuses a foreign or non-SQLite file, saying which
+        elif target.exists():
+            if not _is_own_output(target, what):
+                raise OutputError(f"{label} {target} 已存在，且不是 perfxl 写出的文件，perfxl 不会覆盖它；"
+                                  f"请换一个文件名或先移走它 (refusing to overwrite a file perfxl did not write)")
+    if targets and targets[0][0] == "summary" and targets[0][1].suffix.lower() not in {".xlsx", ".xlsm"}:
+        raise OutputError(f"汇总表应为 .xlsx 文件: {targets[0][1]}")
 
 
 def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, progress=None,
@@ -338,14 +375,13 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
     if options.template:
         load_spec(options.template, options.year or 2022, templates_dir=options.templates_dir)
     db_path = Path(options.db) if options.db else (default_db(output) if output else None)
-    own_outputs = {p for p in (output, db_path) if p is not None}
+    targets = _outputs(output, db_path, options)
+    _guard_outputs(targets, inputs, options)
+    # Every target is now perfxl's own (or about to be): the walk passes over them and the ledger's journals.
+    own_outputs = {target for _, target in targets}
     if db_path is not None:
-        own_outputs |= {db_path.with_name(db_path.name + "-wal"), db_path.with_name(db_path.name + "-shm"),
-                        db_path.with_name(db_path.name + "-journal")}
-    if options.csv_dir:
-        own_outputs |= {Path(options.csv_dir) / f"{name}.csv" for name in SUMMARY_SHEETS}
+        own_outputs |= {db_path.with_name(db_path.name + suffix) for suffix in ("-wal", "-shm", "-journal")}
     inbox = scan(inputs, exclude=own_outputs)
-    _guard_outputs(inbox, inputs, output, db_path, options)
     if output is not None:
         ensure_writable_dir(output.parent)
         remove_debris(output.parent)
@@ -655,7 +691,8 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
               summary_rows, totals=True),
         Table("项目清单", [("地区", "text"), ("年度", "int"), ("主管部门", "text"), ("单位编码", "text"),
                        ("单位名称", "text"), ("项目名称", "text"), ("模板", "text")]
-              + [(label + m, "money") if label in money_keys else (label, "text") for label in key_labels]
+              + [(_UNIT_IN_LABEL.sub("", label).strip() + m, "money") if label in money_keys else (label, "text")
+                 for label in key_labels]
               + [("预算金额" + m, "money")]
               + [(label + m, "money") for label in funding_labels] + [("指标数", "count")]
               + [(level, "count") for level in level1s]
@@ -713,6 +750,10 @@ def _money(value, factor: float):
 
 def _plain(value):
     return "" if value is None else value
+
+
+# "项目总预算(元)": the summary states its own unit, which may differ when forms of several units are merged.
+_UNIT_IN_LABEL = re.compile(r"\s*[(（]\s*(?:元|千元|万元|亿元)\s*[)）]\s*")
 
 
 def _key_value(value, field_type: str, factor: float):

@@ -318,6 +318,8 @@ def sheet_cells(xml: bytes, strings: list[str], date1904: bool, part: str) -> Ce
 
 
 def _cells_fast(xml: bytes, strings: list[str], date1904: bool) -> Cells | None:
+    if b'"shared"' in xml:  # shared formulas need their master's text translated: the full path does that
+        return None
     found = _FAST_CELL_RE.findall(xml)
     if len(found) != xml.count(b"</c>") or b"<![CDATA[" in xml:
         return None
@@ -348,7 +350,9 @@ def _cells_expat(xml: bytes, strings: list[str], date1904: bool, part: str) -> C
     """Any legal shape: prefixes, implicit positions, CDATA, inline rich text, other encodings."""
     parser = _parser(part)
     out: Cells = {}
-    state = {"row": -1, "col": -1, "t": None, "in": None, "v": None, "f": None, "is": None, "rph": 0}
+    state = {"row": -1, "col": -1, "t": None, "in": None, "v": None, "f": None, "is": None, "rph": 0,
+             "shared": None}
+    masters: dict[str, tuple[str, int, int]] = {}  # si → (formula text, row, col) of a shared formula
     buffer: list[str] = []
 
     def start(name, attrs):
@@ -368,10 +372,12 @@ def _cells_expat(xml: bytes, strings: list[str], date1904: bool, part: str) -> C
                 state["col"] += 1
                 if state["row"] < 0:
                     state["row"] = 0
-            state.update(t=attrs.get("t"), v=None, f=None, **{"is": None})
+            state.update(t=attrs.get("t"), v=None, f=None, shared=None, **{"is": None})
         elif local in ("v", "f"):
             state["in"] = local
             buffer.clear()
+            if local == "f" and attrs.get("t") == "shared":
+                state["shared"] = attrs.get("si")
         elif local == "is":
             state["is"] = []
         elif local == "rPh":
@@ -400,6 +406,12 @@ def _cells_expat(xml: bytes, strings: list[str], date1904: bool, part: str) -> C
                 raw = state["v"]
                 value = decode(t, unescape_control(raw) if raw is not None and t != "s" else raw, strings, date1904)
             formula = unescape_control(state["f"]) if state["f"] else None
+            si = state["shared"]
+            if si is not None:
+                if formula:
+                    masters[si] = (formula, state["row"], state["col"])
+                elif si in masters:
+                    formula = _translate(*masters[si], state["row"], state["col"])
             if value is None and formula is None:
                 return
             out[(state["row"], state["col"])] = (value, formula)
@@ -413,6 +425,24 @@ def _cells_expat(xml: bytes, strings: list[str], date1904: bool, part: str) -> C
     parser.StartElementHandler, parser.EndElementHandler, parser.CharacterDataHandler = start, end, chars
     _parse(parser, xml, part)
     return out
+
+
+def _translate(formula: str, row: int, col: int, to_row: int, to_col: int) -> str | None:
+    """A shared formula's text as it reads in another cell of its range (relative references move)."""
+    from openpyxl.formula.translate import Translator
+
+    def ref(r: int, c: int) -> str:
+        letters = ""
+        c += 1
+        while c:
+            c, rem = divmod(c - 1, 26)
+            letters = chr(65 + rem) + letters
+        return f"{letters}{r + 1}"
+
+    try:
+        return Translator("=" + formula, origin=ref(row, col)).translate_formula(ref(to_row, to_col))[1:]
+    except Exception:  # a formula openpyxl's tokenizer cannot split: keep the value, say nothing false
+        return None
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from .spec import cell_name
 from .validate import CheckedForm
 
 ANNOTATION_SHEET = "校验结果"
+SUMMARY_MARK = "由 perfxl merge 生成"  # the summary's document comment: how a later run knows its own file
 _SEVERITY_ZH = {"error": "错误", "warning": "提醒"}
 
 
@@ -128,7 +129,7 @@ def _write_summary(xlsxwriter, result, path: Path) -> None:
             # own temporary files would be left behind by a killed run under names no later run knows.
             wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False,
                                                 "strings_to_numbers": False, "in_memory": True})
-            wb.set_properties({"title": "预算绩效目标申报汇总", "author": "perfxl", "comments": "由 perfxl merge 生成"})
+            wb.set_properties({"title": "预算绩效目标申报汇总", "author": "perfxl", "comments": SUMMARY_MARK})
             header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True,
                                     "valign": "vcenter", "align": "center"})
             numbers = {"money": "#,##0.00", "count": "#,##0", "int": "0", "percent": "0.0%", "number": "General"}

@@ -335,6 +335,10 @@ def _load(name: str, templates_dir: Path | None, frozen_params: tuple) -> Spec:
         raise SpecError(f"{path}: 模板递归过深（宏或 include 无限递归）(template recursion too deep)") from None
     except OSError as exc:
         raise SpecError(f"{exc.filename or path}: 无法读取模板 (cannot read template): {exc.strerror or exc}") from None
+    except SpecError:
+        raise
+    except Exception as exc:  # template code may raise anything (OverflowError from range, ZeroDivisionError, ...)
+        raise SpecError(f"{path}{_jinja_line(exc)}: 模板渲染出错 (template error): {type(exc).__name__}: {exc}") from None
     raw = load_yaml(text, path)
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: 模板应渲染为 YAML 映射 (a template must render to a YAML mapping)")
