@@ -25,6 +25,7 @@ import re
 import zipfile
 from datetime import datetime
 from typing import Any
+from xml.etree import ElementTree as ET
 from xml.parsers import expat
 
 from .errors import ReadError
@@ -66,6 +67,7 @@ class Package:
         for info in infos:
             self.by_name.setdefault(part_key(info.filename), info)
         self.total = 0
+        self.rels: dict[str, list[tuple[str, str, str]]] = {}
 
     def has(self, name: str) -> bool:
         return part_key(name) in self.by_name
@@ -117,26 +119,6 @@ def rels_part(part: str) -> str:
 # Small parts: a namespace-aware tree, DTDs refused
 # ----------------------------------------------------------------------------------------------------
 
-class Element:
-    __slots__ = ("ns", "tag", "attrs", "children", "text")
-
-    def __init__(self, ns: str, tag: str, attrs: dict[str, str]):
-        self.ns, self.tag, self.attrs, self.children, self.text = ns, tag, attrs, [], ""
-
-    def iter(self, tag: str):
-        for child in self.children:
-            if child.tag == tag:
-                yield child
-            yield from child.iter(tag)
-
-    def attr(self, local: str, namespaces: tuple[str, ...] = ("",)) -> str | None:
-        for ns in namespaces:
-            key = f"{ns}{SEP}{local}" if ns else local
-            if key in self.attrs:
-                return self.attrs[key]
-        return None
-
-
 def _split(name: str) -> tuple[str, str]:
     ns, _, local = name.rpartition(SEP)
     return ns, local
@@ -168,41 +150,50 @@ def _parse(parser, data: bytes, part: str) -> None:
         raise ReadError("file-corrupt", f"文件已损坏，XML 无法解析 ({part}: {exc})") from None
 
 
-def parse_tree(data: bytes, part: str) -> Element:
-    """A whole (small) part as a tree of elements; tags are local names, `ns` the namespace URI."""
-    parser = _parser(part)
-    root = Element("", "#document", {})
-    stack = [root]
+def parse_tree(data: bytes, part: str) -> ET.Element:
+    """A whole (small) part as an ElementTree (C parser); tags are "{uri}local". DTDs are refused first,
+    so no entity is ever declared, let alone expanded."""
+    refuse_dtd(data, part)
+    try:
+        return ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise ReadError("file-corrupt", f"文件已损坏，XML 无法解析 ({part}: {exc})") from None
 
-    def start(name, attrs):
-        ns, local = _split(name)
-        element = Element(ns, local, attrs)
-        stack[-1].children.append(element)
-        stack.append(element)
 
-    def end(name):
-        stack.pop()
+def local_name(tag: str) -> str:
+    return tag.rpartition("}")[2]
 
-    def chars(text):
-        stack[-1].text += text
 
-    parser.StartElementHandler, parser.EndElementHandler, parser.CharacterDataHandler = start, end, chars
-    _parse(parser, data, part)
-    if not root.children:
-        raise ReadError("file-corrupt", f"文件已损坏，XML 为空 ({part})")
-    return root.children[0]
+def namespace(tag: str) -> str:
+    return tag[1:].partition("}")[0] if tag.startswith("{") else ""
+
+
+def children(element: ET.Element, local: str):
+    """Descendants with that local name, in any namespace."""
+    return element.iterfind(f".//{{*}}{local}")
+
+
+def attr(element: ET.Element, local: str, namespaces: tuple[str, ...] = ("",)) -> str | None:
+    for ns in namespaces:
+        value = element.get(f"{{{ns}}}{local}" if ns else local)
+        if value is not None:
+            return value
+    return None
 
 
 def relationships(pkg: Package, part: str) -> list[tuple[str, str, str]]:
     """(id, type, target part) of a part's relationships; external targets are left out."""
+    if part in pkg.rels:
+        return pkg.rels[part]
     path = rels_part(part) if part else "_rels/.rels"
+    out: list[tuple[str, str, str]] = []
+    pkg.rels[part] = out
     if not pkg.has(path):
-        return []
-    out = []
-    for rel in parse_tree(pkg.read(path, 4 << 20), path).iter("Relationship"):
-        if (rel.attr("TargetMode") or "").lower() == "external":
+        return out
+    for rel in children(parse_tree(pkg.read(path, 4 << 20), path), "Relationship"):
+        if (rel.get("TargetMode") or "").lower() == "external":
             continue
-        out.append((rel.attr("Id") or "", rel.attr("Type") or "", resolve(part, rel.attr("Target") or "")))
+        out.append((rel.get("Id") or "", rel.get("Type") or "", resolve(part, rel.get("Target") or "")))
     return out
 
 
@@ -327,14 +318,19 @@ def _cells_fast(xml: bytes, strings: list[str], date1904: bool) -> Cells | None:
         raise ReadError("too-many-cells", f"工作表单元格过多 (超过 {MAX_CELLS} 个)，不像一份申报表")
     out: Cells = {}
     for letters, row, t, f1, f2, v, inline in found:
-        formula = raw_text(f1 or f2) or None
-        if t == b"inlineStr":
-            value = raw_text(inline)
+        formula = raw_text(f1 or f2) or None if (f1 or f2) else None
+        if not t and v:  # a plain number, the commonest cell: no text decoding
+            try:
+                value = float(v)
+            except ValueError:
+                value = raw_text(v)
         elif t == b"s" and v:
             try:
                 value = strings[int(v)]
             except (ValueError, IndexError):
                 value = None
+        elif t == b"inlineStr":
+            value = raw_text(inline)
         else:
             value = decode(t.decode() if t else None, raw_text(v) if v else None, strings, date1904)
         if value is None and formula is None:

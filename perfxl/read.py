@@ -110,11 +110,19 @@ class RawBook:
     sheet_names: list[str]
     hidden: set[str]
     names: list[tuple[str, int | None, str]]  # (name, local sheet index or None, reference text)
-    properties: dict[str, str]
     date1904: bool
     cells: dict[str, dict[tuple[int, int], tuple[Any, str | None]]]
     has_macros: bool = False
     external_links: bool = False
+    # perfxl's custom document properties, read only when asked: the stamp sheet usually says it all
+    load_properties: Any = None
+    _properties: dict[str, str] | None = None
+
+    @property
+    def properties(self) -> dict[str, str]:
+        if self._properties is None:
+            self._properties = self.load_properties() if self.load_properties else {}
+        return self._properties
 
 
 def _workbook_part(pkg: ooxml.Package) -> str:
@@ -139,10 +147,10 @@ def _custom_properties(pkg: ooxml.Package) -> dict[str, str]:
     if not pkg.has(part):
         return {}
     properties = {}
-    for prop in ooxml.parse_tree(pkg.read(part, 1 << 20), part).iter("property"):
-        name = prop.attr("name") or ""
-        if name.startswith("perfxl.") and prop.children:
-            properties[name[7:]] = ooxml.unescape_control(prop.children[0].text)
+    for prop in ooxml.children(ooxml.parse_tree(pkg.read(part, 1 << 20), part), "property"):
+        name = prop.get("name") or ""
+        if name.startswith("perfxl.") and len(prop):
+            properties[name[7:]] = ooxml.unescape_control(prop[0].text or "")
     return properties
 
 
@@ -154,7 +162,7 @@ def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
         raise ReadError("unsupported-format", "这是 ODS 文件（LibreOffice/WPS 格式），请另存为 .xlsx 后重新报送")
     wb_part = _workbook_part(pkg)
     workbook = ooxml.parse_tree(pkg.read(wb_part), wb_part)
-    if workbook.tag != "workbook" or workbook.ns not in ooxml.MAIN_NS:
+    if ooxml.local_name(workbook.tag) != "workbook" or ooxml.namespace(workbook.tag) not in ooxml.MAIN_NS:
         raise ReadError("not-a-workbook", f"工作簿部件不是 SpreadsheetML ({wb_part})")
     targets: dict[str, str] = {}
     strings_part = None
@@ -164,23 +172,22 @@ def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
             strings_part = target
     sheets: list[tuple[str, str]] = []
     hidden: set[str] = set()
-    for sheet in workbook.iter("sheet"):
-        name = sheet.attr("name") or ""
-        sheets.append((name, targets.get(sheet.attr("id", ooxml.REL_NS) or "", "")))
-        if sheet.attr("state") in {"hidden", "veryHidden"}:
+    for sheet in ooxml.children(workbook, "sheet"):
+        name = sheet.get("name") or ""
+        sheets.append((name, targets.get(ooxml.attr(sheet, "id", ooxml.REL_NS) or "", "")))
+        if sheet.get("state") in {"hidden", "veryHidden"}:
             hidden.add(name)
     names = []
-    for defined in workbook.iter("definedName"):
-        local = defined.attr("localSheetId")
-        names.append((defined.attr("name") or "", int(local) if local and local.isdigit() else None,
-                      ooxml.unescape_control(defined.text)))
-    pr = next(workbook.iter("workbookPr"), None)
-    date1904 = pr is not None and (pr.attr("date1904") or "").lower() in ("1", "true")
+    for defined in ooxml.children(workbook, "definedName"):
+        local = defined.get("localSheetId")
+        names.append((defined.get("name") or "", int(local) if local and local.isdigit() else None,
+                      ooxml.unescape_control(defined.text or "")))
+    pr = next(ooxml.children(workbook, "workbookPr"), None)
+    date1904 = pr is not None and (pr.get("date1904") or "").lower() in ("1", "true")
 
     if strings_part is None and pkg.has("xl/sharedStrings.xml"):
         strings_part = "xl/sharedStrings.xml"
     strings = ooxml.shared_strings(pkg.read(strings_part), strings_part) if strings_part and pkg.has(strings_part) else []
-    properties = _custom_properties(pkg)
 
     cells: dict[str, dict] = {}
     count = 0
@@ -197,8 +204,8 @@ def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
     members = pkg.names()
     has_macros = any(m.endswith("vbaproject.bin") for m in members)
     external = any(m.startswith("xl/externallinks/") for m in members)
-    return RawBook(sheet_names=[s for s, _ in sheets], hidden=hidden, names=names, properties=properties,
-                   date1904=date1904, cells=cells, has_macros=has_macros, external_links=external)
+    return RawBook(sheet_names=[s for s, _ in sheets], hidden=hidden, names=names, date1904=date1904, cells=cells,
+                   has_macros=has_macros, external_links=external, load_properties=lambda: _custom_properties(pkg))
 
 
 def _xls_failure(exc: Exception) -> ReadError:
@@ -265,8 +272,7 @@ def _xls_book(xlrd, book) -> RawBook:
                     raise ReadError("too-many-cells", f"工作表单元格过多 (超过 {MAX_CELLS} 个)")
         cells[name] = sheet_cells
         book.unload_sheet(index)
-    return RawBook(sheet_names=sheet_names, hidden=hidden, names=names, properties={},
-                   date1904=bool(book.datemode), cells=cells)
+    return RawBook(sheet_names=sheet_names, hidden=hidden, names=names, date1904=bool(book.datemode), cells=cells)
 
 
 def sniff(data: bytes, suffix: str) -> str:
