@@ -54,6 +54,7 @@ def scan(paths: list[Path], exclude: set[Path] | None = None) -> Inbox:
     """Walk the inputs once. Raises FileNotFoundError for an input that does not exist."""
     inbox = Inbox()
     excluded = {_key(p) for p in (exclude or ())}
+    excluded_names = {Path(p).name for p in (exclude or ())}
     for path in map(Path, paths):
         try:
             st = path.stat()
@@ -63,7 +64,7 @@ def scan(paths: list[Path], exclude: set[Path] | None = None) -> Inbox:
             raise FileNotFoundError(f"{path} ({exc.strerror or exc})") from None
         if stat.S_ISDIR(st.st_mode):
             found = Inbox()
-            _walk(path, found, excluded)
+            _walk(path, found, excluded, excluded_names)
             inbox.files += sorted(found.files, key=lambda f: f.path)
             inbox.skipped += sorted(found.skipped)
         else:  # named directly: taken whatever it is, in the order given; the reader refuses what it cannot read
@@ -78,7 +79,7 @@ def _key(path: Path) -> str:
         return os.path.normcase(os.path.abspath(path))
 
 
-def _walk(root: Path, inbox: Inbox, excluded: set[str]) -> None:
+def _walk(root: Path, inbox: Inbox, excluded: set[str], excluded_names: set[str]) -> None:
     todo = [str(root)]
     while todo:
         folder = todo.pop()
@@ -102,7 +103,8 @@ def _walk(root: Path, inbox: Inbox, excluded: set[str]) -> None:
                 st = entry.stat()  # follows a symlink to a file
             except OSError:  # vanished, or a dangling link
                 continue
-            if excluded and _key(Path(entry.path)) in excluded:
+            # realpath costs a system call per path component: only for a name that may be an output
+            if entry.name in excluded_names and _key(Path(entry.path)) in excluded:
                 inbox.skipped.append((entry.path, "perfxl-output"))
             elif not stat.S_ISREG(st.st_mode):
                 inbox.skipped.append((entry.path, "not-a-file"))
@@ -114,8 +116,8 @@ def read_regular_file(path: str | Path, max_bytes: int) -> tuple[bytes, os.stat_
     """The bytes of a regular file and the stat they belong to, never blocking on a pipe or device.
 
     The stat is taken from the open file before and after reading; a file replaced or rewritten while it
-    is read is read again, so the bytes and the recorded size and time always belong together.
-    Raises OSError (not a regular file: EINVAL-like, see `NotRegularFile`) or `TooLarge`.
+    is read again, so the bytes and the recorded size and time belong together. Raises `NotRegularFile`,
+    `TooLarge`, or the OSError of opening it.
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     for _ in range(5):

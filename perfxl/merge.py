@@ -29,7 +29,7 @@ from typing import Any
 from . import __version__
 from .errors import OutputError, ReadError
 from .files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
-from .inbox import NotRegularFile, TooLarge, read_regular_file, scan
+from .inbox import SKIP_REASONS, NotRegularFile, TooLarge, read_regular_file, scan
 from .ledger import Ledger, check_ledger_file, pack
 from .limits import TimeLimitExceeded, time_limit
 from .pipeline import CheckOptions, check_read
@@ -391,7 +391,7 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
     if on_total:
         on_total(len(inbox.files))
 
-    spool = tempfile.TemporaryFile(prefix=TEMP_PREFIX, dir=output.parent if output else None)
+    spool = tempfile.TemporaryFile(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=output.parent if output else None)
     seen: dict[str, Seen] = {}  # by the path as the file system knows it
     unsettled: list[str] = []
     try:
@@ -416,9 +416,8 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
                 if not s.unit_code and s.unit_name in by_name:
                     s.unit_code = by_name[s.unit_name]
         _decide(files, options)
-        result = _build(files, spool, options, units)
-        result.skipped = [(display_path(p), reason) for p, reason in inbox.skipped]
-        result.unsettled = unsettled
+        skipped = [(display_path(p), reason) for p, reason in inbox.skipped]
+        result = _build(files, spool, options, units, skipped, unsettled)
         if output:
             write_summary(result, output)
             result.output = output
@@ -512,7 +511,8 @@ def _received(mtime_ns: int) -> str:
     return datetime.fromtimestamp(mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M") if mtime_ns else ""
 
 
-def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | None) -> MergeResult:
+def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | None,
+           skipped: list[tuple[str, str]], unsettled: list[str]) -> MergeResult:
     merged = [s for s in seen if s.outcome == "merged"]
     specs = {}
     for s in merged:
@@ -725,10 +725,10 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
                        ("原值", "text"), ("新值", "text"), ("单元格", "text"), ("原文件", "text"), ("新文件", "text")],
               changes),
         Table("说明", [("项目", "text"), ("内容", "text"), ("", "text"), ("", "text")],
-              _about(seen, result_counts, options, specs, unit)),
+              _about(seen, result_counts, options, specs, unit, skipped, unsettled)),
     ]
     return MergeResult(output=None, tables=tables, counts=result_counts, files=seen, money_unit=unit,
-                       missing_units=missing)
+                       missing_units=missing, skipped=skipped, unsettled=unsettled)
 
 
 _KIND_ZH = {"quantitative": "定量", "qualitative": "定性", "range": "区间", "deadline": "期限", "cost": "成本构成",
@@ -840,7 +840,7 @@ def accounting_line(counts: dict) -> str:
             f"重复 {counts['duplicate']} + 被取代 {counts['superseded']} + 不符合条件 {counts['excluded']}")
 
 
-def _about(seen, counts, options: MergeOptions, specs, unit) -> list[list]:
+def _about(seen, counts, options: MergeOptions, specs, unit, skipped, unsettled) -> list[list]:
     rows = [
         ["生成时间", datetime.now().strftime("%Y-%m-%d %H:%M:%S"), "", ""],
         ["perfxl 版本", __version__, "", ""],
@@ -852,11 +852,20 @@ def _about(seen, counts, options: MergeOptions, specs, unit) -> list[list]:
         ["文件核对", accounting_line(counts), "", ""],
         ["指标行核对", f"读到 {counts['rows_in']} = 已汇总 {counts['rows_merged']} + 未汇总 {counts['rows_set_aside']}", "", ""],
         ["读取", f"本次读取 {counts['read']} 个文件，{counts['from_ledger']} 个未变化的文件取自台账", "", ""],
+        ["跳过（不计入收到）", "；".join(f"{SKIP_REASONS[k][0]} {n} 个" for k, n in
+                                     sorted(Counter(r for _, r in skipped).items())) or "无", "", ""],
+    ]
+    if unsettled:
+        rows.append(["注意", f"{len(unsettled)} 个文件在汇总期间一直在变化，按最后一次读到的内容汇总："
+                     + "、".join(unsettled[:20]), "", ""])
+    rows += [
         ["", "", "", ""],
         ["输入文件", "处理", "原因", "sha256"],
     ]
     for s in seen:
         rows.append([s.path, OUTCOME_ZH[s.outcome], s.reason + (f" → {Path(s.duplicate_of).name}" if s.duplicate_of else ""),
                      s.sha])
+    for path, reason in skipped:
+        rows.append([path, "已跳过", SKIP_REASONS[reason][0], ""])
     return rows
 
