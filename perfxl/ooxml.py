@@ -348,7 +348,7 @@ def _cells_expat(xml: bytes, strings: list[str], date1904: bool, part: str) -> C
     out: Cells = {}
     state = {"row": -1, "col": -1, "t": None, "in": None, "v": None, "f": None, "is": None, "rph": 0,
              "shared": None}
-    masters: dict[str, tuple[str, int, int]] = {}  # si → (formula text, row, col) of a shared formula
+    masters: dict[str, Any] = {}  # si → a translator of the shared formula's master (tokenized once)
     buffer: list[str] = []
 
     def start(name, attrs):
@@ -405,9 +405,9 @@ def _cells_expat(xml: bytes, strings: list[str], date1904: bool, part: str) -> C
             si = state["shared"]
             if si is not None:
                 if formula:
-                    masters[si] = (formula, state["row"], state["col"])
-                elif si in masters:
-                    formula = _translate(*masters[si], state["row"], state["col"])
+                    masters[si] = _translator(formula, state["row"], state["col"])
+                elif masters.get(si) is not None:
+                    formula = _translate(masters[si], state["row"], state["col"])
             if value is None and formula is None:
                 return
             out[(state["row"], state["col"])] = (value, formula)
@@ -423,21 +423,31 @@ def _cells_expat(xml: bytes, strings: list[str], date1904: bool, part: str) -> C
     return out
 
 
-def _translate(formula: str, row: int, col: int, to_row: int, to_col: int) -> str | None:
-    """A shared formula's text as it reads in another cell of its range (relative references move)."""
+def _a1(row: int, col: int) -> str:
+    letters = ""
+    col += 1
+    while col:
+        col, rem = divmod(col - 1, 26)
+        letters = chr(65 + rem) + letters
+    return f"{letters}{row + 1}"
+
+
+def _translator(formula: str, row: int, col: int):
+    """The master of a shared formula, tokenized once for all the cells that share it (None if openpyxl's
+    tokenizer cannot split it: those cells then keep their value and no formula, never a wrong one)."""
     from openpyxl.formula.translate import Translator
 
-    def ref(r: int, c: int) -> str:
-        letters = ""
-        c += 1
-        while c:
-            c, rem = divmod(c - 1, 26)
-            letters = chr(65 + rem) + letters
-        return f"{letters}{r + 1}"
-
     try:
-        return Translator("=" + formula, origin=ref(row, col)).translate_formula(ref(to_row, to_col))[1:]
-    except Exception:  # a formula openpyxl's tokenizer cannot split: keep the value, say nothing false
+        return Translator("=" + formula, origin=_a1(row, col))
+    except Exception:
+        return None
+
+
+def _translate(translator, to_row: int, to_col: int) -> str | None:
+    """A shared formula's text as it reads in another cell of its range (relative references move)."""
+    try:
+        return translator.translate_formula(_a1(to_row, to_col))[1:]
+    except Exception:
         return None
 
 

@@ -301,3 +301,17 @@ def test_ooxml_shape_validates_like_the_original(tmp_path, original, variant):
         return [(p.code, p.severity, p.sheet, p.cell) for p in check_file(path, CheckOptions()).problems]
     assert projection(changed) == projection(source)
     assert not [p for p in projection(source) if p[1] == "error"]
+
+
+def test_shared_formula_is_translated_to_each_cell():
+    """Excel writes a filled-down formula once, as the master of a shared range; every other reader gives
+    each cell its own text, so perfxl must too (it used to give the dependents no formula at all)."""
+    from perfxl.ooxml import sheet_cells
+
+    xml = (f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{MAIN}"><sheetData>'
+           '<row r="1"><c r="A1"><f t="shared" ref="A1:A3" si="0">B1*2+$C$1</f><v>2</v></c></row>'
+           '<row r="2"><c r="A2"><f t="shared" si="0"/><v>4</v></c></row>'
+           '<row r="3"><c r="A3"><f t="shared" si="0"/><v>6</v></c></row>'
+           '</sheetData></worksheet>').encode()
+    cells = sheet_cells(xml, [], False, "sheet1.xml")
+    assert cells == {(0, 0): (2.0, "B1*2+$C$1"), (1, 0): (4.0, "B2*2+$C$1"), (2, 0): (6.0, "B3*2+$C$1")}
