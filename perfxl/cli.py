@@ -342,9 +342,9 @@ def demo(folder):
 
 
 def _default_year() -> int:
-    import datetime
+    from .domain import default_year
 
-    return datetime.date.today().year + 1
+    return default_year()
 
 
 class _LazyBar:

@@ -23,6 +23,7 @@ from xml.sax.saxutils import escape
 import xlsxwriter
 
 from . import __version__
+from .domain import SUM_TOLERANCE
 from .errors import OutputError, PerfxlError
 from .files import ensure_writable_dir, safe_filename, write_bytes_atomic
 from .roster import Unit
@@ -32,7 +33,6 @@ STAMP_SHEET = "_perfxl"
 STAMP_KEYS = ("template", "version", "fingerprint", "region", "year", "unit_code", "unit_name", "projects", "perfxl")
 GUIDE_SHEET = "填表说明"
 LIST_COLUMN = 3  # dropdown lists start in column D of the stamp sheet
-SUM_TOLERANCE = 0.005
 _FIXED_TIME = datetime(2000, 1, 1)  # deterministic output: same inputs, same bytes
 
 NUMBER_FORMATS = {"money": "#,##0.00", "number": "#,##0.00##", "integer": "#,##0", "percent": "0.00%",

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .domain import MONEY_UNITS, default_year
 from .errors import OutputError, ReadError
 from .files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
 from .inbox import SKIP_REASONS, NotRegularFile, TooLarge, read_regular_file, scan
@@ -35,7 +36,7 @@ from .limits import TimeLimitExceeded, time_limit
 from .pipeline import CheckOptions, check_read
 from .read import MAX_FILE_BYTES, READ_MESSAGES, FormData, read_workbook, too_large_message
 from .roster import Unit, read_roster
-from .spec import MONEY_UNITS, load_spec
+from .spec import load_spec
 from .validate import CheckedForm, cost_total, rejected
 
 OUTCOME_ZH = {"merged": "已汇总", "rejected": "无法读取", "excluded": "未汇总（不符合本次汇总条件）",
@@ -373,7 +374,7 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
     units = read_roster(options.roster) if options.roster else None
     roster = {u.code: u for u in units} if units is not None else None
     if options.template:
-        load_spec(options.template, options.year or 2022, templates_dir=options.templates_dir)
+        load_spec(options.template, options.year or default_year(), templates_dir=options.templates_dir)
     db_path = Path(options.db) if options.db else (default_db(output) if output else None)
     targets = _outputs(output, db_path, options)
     _guard_outputs(targets, inputs, options)
@@ -489,7 +490,7 @@ def _decide(seen: list[Seen], options: MergeOptions) -> None:
     multi = {}
     for s in candidates:
         if s.template not in multi:
-            multi[s.template] = load_spec(s.template, s.year or 2022, templates_dir=options.templates_dir).multi_project
+            multi[s.template] = load_spec(s.template, s.year or options.year or default_year(), templates_dir=options.templates_dir).multi_project
         slots[_slot(s, multi[s.template])].append(s)
     for versions in slots.values():
         versions.sort(key=lambda v: (v.status != "errors", v.mtime_ns, v.path), reverse=True)
@@ -518,7 +519,7 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
     for s in merged:
         key = (s.template, s.year)
         if key not in specs:
-            specs[key] = load_spec(s.template, s.year or 2022, templates_dir=options.templates_dir)
+            specs[key] = load_spec(s.template, s.year or options.year or default_year(), templates_dir=options.templates_dir)
     units_by_code = {u.code: u for u in units or []}
     money_units = {sp.money_unit for sp in specs.values()}
     unit = money_units.pop() if len(money_units) == 1 else "元"
@@ -753,7 +754,7 @@ def _plain(value):
 
 
 # "项目总预算(元)": the summary states its own unit, which may differ when forms of several units are merged.
-_UNIT_IN_LABEL = re.compile(r"\s*[(（]\s*(?:元|千元|万元|亿元)\s*[)）]\s*")
+_UNIT_IN_LABEL = re.compile(r"\s*[(（]\s*(?:" + "|".join(MONEY_UNITS) + r")\s*[)）]\s*")
 
 
 def _key_value(value, field_type: str, factor: float):

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import ooxml
+from .domain import EXCEL_ERROR_VALUES, default_year
 from .errors import ReadError, SpecError
 from .inbox import NotRegularFile, TooLarge, read_regular_file
 from .ooxml import MAX_CELLS
 from .spec import Spec, cell_name, layout, list_templates, load_spec, split_cell
-from .values import EXCEL_ERROR_VALUES
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 STAMP_SHEET = "_perfxl"  # written by generate; the reader knows it by name only
@@ -444,7 +444,7 @@ def form_from_raw(path: Path, book: RawBook, data: bytes, kind: str, templates_d
     form.unit_name = stamp.get("unit_name") or None
     form.stamp_source = source
     try:
-        spec = load_spec(chosen, form.year or 2022, form.region, templates_dir=templates_dir)
+        spec = load_spec(chosen, form.year or year or default_year(), form.region, templates_dir=templates_dir)
     except SpecError as exc:
         raise ReadError("unknown-template", f"表单标识指向未知模板 {chosen}: {exc}") from None
     _extract(form, book, spec)
@@ -597,7 +597,7 @@ def inspect_workbook(path: Path, templates_dir: Path | None = None, with_cells: 
     else:
         out["template"] = form.template
         try:
-            labels = {f.id: f.label for f in load_spec(form.template, form.year or 2022, form.region,
+            labels = {f.id: f.label for f in load_spec(form.template, form.year or default_year(), form.region,
                                                        templates_dir=templates_dir).fields.values()}
         except SpecError:
             labels = {}

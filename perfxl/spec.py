@@ -19,6 +19,7 @@ import jinja2
 import jinja2.sandbox
 import yaml
 
+from .domain import MONEY_UNITS, default_year
 from .errors import SpecError, UnknownTemplate
 from .limits import TimeLimitExceeded, time_limit
 
@@ -31,7 +32,6 @@ FIELD_TYPES = {"text", "longtext", "money", "number", "integer", "date", "choice
                "daterange", "percent"}
 COLUMN_TYPES = {"text", "longtext", "money", "number", "integer", "date", "choice", "target", "sign", "unit"}
 NUMERIC_TYPES = {"money", "number", "integer", "percent"}
-MONEY_UNITS = {"元": 1, "万元": 10_000, "亿元": 100_000_000}
 
 
 def shipped_templates_dir() -> Path:
@@ -289,10 +289,10 @@ def default_params(year: int, region: str | None = None, unit: dict | None = Non
             "blank_rows": blank_rows}
 
 
-def load_spec(name: str, year: int = 2022, region: str | None = None, unit: dict | None = None,
+def load_spec(name: str, year: int | None = None, region: str | None = None, unit: dict | None = None,
               prefill: dict | None = None, blank_rows: int | None = None,
               templates_dir: Path | None = None) -> Spec:
-    params = default_params(year, region, unit, prefill, blank_rows)
+    params = default_params(year if year is not None else default_year(), region, unit, prefill, blank_rows)
     return _load(name, templates_dir, _freeze(params))
 
 

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
 
+from .domain import EXCEL_ERROR_VALUES, MONEY_UNITS, SUM_TOLERANCE, default_year
 from .read import Cell, FormData, SheetData
-from .spec import MONEY_UNITS, NUMERIC_TYPES, Field, Rule, Spec, Table, load_spec
+from .spec import NUMERIC_TYPES, Field, Rule, Spec, Table, load_spec
 from .values import (
-    EXCEL_ERROR_VALUES,
     PATTERN_DIGITS,
     PATTERNS,
     Target,
@@ -32,7 +32,7 @@ from .values import (
     to_number,
 )
 
-TOLERANCE = 0.005  # in the form's money unit: 0.01 万元 or 1 分 is already a difference
+TOLERANCE = SUM_TOLERANCE
 
 MESSAGES: dict[str, tuple[str, str]] = {
     "required": ("「{label}」为必填项，尚未填写", "'{label}' is required but empty"),
@@ -568,7 +568,7 @@ def check_form(form: FormData, roster: dict | None = None, expect_year: int | No
                templates_dir=None) -> CheckedForm:
     """Every rule of the form's spec over its data. Never raises on bad data."""
     out = _Collector(lang)
-    spec = load_spec(form.template, form.year or expect_year or 2022, form.region, templates_dir=templates_dir)
+    spec = load_spec(form.template, form.year or expect_year or default_year(), form.region, templates_dir=templates_dir)
     out.problems.extend(Problem(n.severity, n.code, n.sheet, n.cell, "", n.message) for n in form.notices)
     _stamp_rules(form, spec, out, roster, expect_year)
     projects = []

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-MONEY_UNITS = {"元": 1, "千元": 1_000, "万元": 10_000, "亿元": 100_000_000}
+from .domain import EXCEL_ERROR_VALUES, MONEY_UNITS
 
 _SIGN_MAP = str.maketrans({"≧": "≥", "≦": "≤", "⩾": "≥", "⩽": "≤", "＝": "=", "＞": ">", "＜": "<", "﹥": ">",
                            "﹤": "<", "〉": ">", "〈": "<"})
@@ -204,10 +204,6 @@ _BROKEN_RE = re.compile(r"[》《【】]")
 _NOTE_RE = re.compile(r"[(（【\[][^)）】\]]*[)）】\]]\s*$")
 _CN_NUM = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 _CN_COUNT_RE = re.compile(r"(?:每(?P<per>年|季度|季|月|周|日|天))?(?P<cn>[一二两三四五六七八九十])(?P<unit>次|份|个|场|期|批|篇|项)")
-# Every error value Excel, WPS and LibreOffice write into a cell (and xlrd's "#ERR" for an unknown code).
-EXCEL_ERROR_VALUES = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA",
-                                "#SPILL!", "#CALC!", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!",
-                                "#ERR"})
 
 QUALITATIVE_WORDS = sorted([
     "充分", "规范", "合理", "明确", "科学", "健全", "有效", "合规", "及时", "实时", "提高", "提升", "降低", "减少",
