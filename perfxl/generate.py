@@ -23,14 +23,13 @@ from xml.sax.saxutils import escape
 import xlsxwriter
 
 from . import __version__
+from .contract import PROPERTY_PREFIX, STAMP_MARK, STAMP_SHEET, stamp_rows
 from .domain import SUM_TOLERANCE
 from .errors import OutputError, PerfxlError
 from .files import ensure_writable_dir, safe_filename, write_bytes_atomic
 from .roster import Unit
 from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec
 
-STAMP_SHEET = "_perfxl"
-STAMP_KEYS = ("template", "version", "fingerprint", "region", "year", "unit_code", "unit_name", "projects", "perfxl")
 GUIDE_SHEET = "填表说明"
 LIST_COLUMN = 3  # dropdown lists start in column D of the stamp sheet
 _FIXED_TIME = datetime(2000, 1, 1)  # deterministic output: same inputs, same bytes
@@ -116,13 +115,13 @@ class _Lists:
 def _write_stamp_sheet(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats) -> _Lists:
     ws = wb.add_worksheet(STAMP_SHEET)
     ws.hide()
-    values = {"template": spec.template, "version": spec.version, "fingerprint": spec.fingerprint,
-              "region": spec.region, "year": str(spec.year), "unit_code": unit.get("code", ""),
-              "unit_name": unit.get("name", ""), "projects": str(projects), "perfxl": __version__}
-    _ok(ws.write_string(0, 0, "perfxl-stamp"), "stamp")
-    for i, key in enumerate(STAMP_KEYS, start=1):
+    rows = stamp_rows({"template": spec.template, "version": spec.version, "fingerprint": spec.fingerprint,
+                       "region": spec.region, "year": spec.year, "unit_code": unit.get("code", ""),
+                       "unit_name": unit.get("name", ""), "projects": projects, "perfxl": __version__})
+    _ok(ws.write_string(0, 0, STAMP_MARK), "stamp")
+    for i, (key, value) in enumerate(rows, start=1):
         _ok(ws.write_string(i, 0, key), "stamp")
-        _ok(ws.write_string(i, 1, str(values[key])), "stamp")
+        _ok(ws.write_string(i, 1, value), "stamp")
     lists = _Lists()
     table = spec.indicator_table()
     if table is not None:
@@ -137,8 +136,8 @@ def _write_stamp_sheet(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats)
         lists.level2_anchor = f"{sheet}!{_abs(1, LIST_COLUMN - 1)}"
         lists.level2_height = max([len(v) for v in hierarchy.levels.values()] + [1])
     ws.protect("", {"select_locked_cells": False})
-    for key, value in values.items():
-        wb.set_custom_property(f"perfxl.{key}", str(value))
+    for key, value in rows:
+        wb.set_custom_property(PROPERTY_PREFIX + key, value)
     return lists
 
 

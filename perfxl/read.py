@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import ooxml
+from .contract import PROPERTY_PREFIX, STAMP_SHEET, stamp_from_cells, stamp_from_properties
 from .domain import EXCEL_ERROR_VALUES, default_year
 from .errors import ReadError, SpecError
 from .inbox import NotRegularFile, TooLarge, read_regular_file
@@ -30,7 +31,6 @@ from .ooxml import MAX_CELLS
 from .spec import Spec, cell_name, layout, list_templates, load_spec, split_cell
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
-STAMP_SHEET = "_perfxl"  # written by generate; the reader knows it by name only
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
@@ -149,8 +149,8 @@ def _custom_properties(pkg: ooxml.Package) -> dict[str, str]:
     properties = {}
     for prop in ooxml.children(ooxml.parse_tree(pkg.read(part, 1 << 20), part), "property"):
         name = prop.get("name") or ""
-        if name.startswith("perfxl.") and len(prop):
-            properties[name[7:]] = ooxml.unescape_control(prop[0].text or "")
+        if name.startswith(PROPERTY_PREFIX) and len(prop):
+            properties[name[len(PROPERTY_PREFIX):]] = ooxml.unescape_control(prop[0].text or "")
     return properties
 
 
@@ -345,20 +345,12 @@ def _parse_ref(text: str) -> tuple[str, tuple[int, int], tuple[int, int]] | None
 
 
 def _stamp(book: RawBook) -> tuple[dict[str, str], str | None]:
-    cells = book.cells.get(STAMP_SHEET)
-    if cells and str(cells.get((0, 0), ("",))[0]) == "perfxl-stamp":
-        stamp = {}
-        for r in range(1, 20):
-            key = cells.get((r, 0))
-            if key is None:
-                continue
-            value = cells.get((r, 1), ("", None))[0]
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            stamp[str(key[0])] = "" if value is None else str(value)
+    stamp = stamp_from_cells(book.cells.get(STAMP_SHEET) or {})
+    if stamp:
         return stamp, "sheet"
-    if book.properties.get("template"):
-        return dict(book.properties), "properties"
+    stamp = stamp_from_properties(book.properties)
+    if stamp.get("template"):
+        return stamp, "properties"
     return {}, None
 
 

@@ -19,6 +19,7 @@ import jinja2
 import jinja2.sandbox
 import yaml
 
+from .contract import field_name, table_name
 from .domain import MONEY_UNITS, default_year
 from .errors import SpecError, UnknownTemplate
 from .limits import TimeLimitExceeded, time_limit
@@ -82,7 +83,7 @@ class Field:
 
     @property
     def name(self) -> str:
-        return f"f_{self.id}"
+        return field_name(self.id)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class Table:
 
     @property
     def name(self) -> str:
-        return f"t_{self.id}"
+        return table_name(self.id)
 
     @property
     def body_rows(self) -> int:
