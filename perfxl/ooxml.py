@@ -423,7 +423,8 @@ def _cells_expat(xml: bytes, strings: list[str], date1904: bool, part: str) -> C
     return out
 
 
-def _a1(row: int, col: int) -> str:
+def cell_name(row: int, col: int) -> str:
+    """0-based (row, col) → A1 address."""
     letters = ""
     col += 1
     while col:
@@ -438,7 +439,7 @@ def _translator(formula: str, row: int, col: int):
     from openpyxl.formula.translate import Translator
 
     try:
-        return Translator("=" + formula, origin=_a1(row, col))
+        return Translator("=" + formula, origin=cell_name(row, col))
     except Exception:
         return None
 
@@ -446,7 +447,7 @@ def _translator(formula: str, row: int, col: int):
 def _translate(translator, to_row: int, to_col: int) -> str | None:
     """A shared formula's text as it reads in another cell of its range (relative references move)."""
     try:
-        return translator.translate_formula(_a1(to_row, to_col))[1:]
+        return translator.translate_formula(cell_name(to_row, to_col))[1:]
     except Exception:
         return None
 

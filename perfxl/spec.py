@@ -23,6 +23,7 @@ from .contract import field_name, table_name
 from .domain import MONEY_UNITS, default_year
 from .errors import SpecError, UnknownTemplate
 from .limits import TimeLimitExceeded, time_limit
+from .ooxml import cell_name  # noqa: F401 - spec.cell_name is used by generate, read and tests
 
 try:  # libyaml is ~10x faster; fall back to the pure-Python loader where it is missing
     _YamlLoader = yaml.CSafeLoader
@@ -819,16 +820,6 @@ def layout(spec: Spec) -> SheetLayout:
             raise SpecError(f"unknown block {block.kind}")
     return SheetLayout(placements=placements, fields=fields, tables=tables, row_heights=heights,
                        page_breaks=breaks, last_row=r - 1, check_column=width)
-
-
-def cell_name(row: int, col: int) -> str:
-    """0-based (row, col) → A1 address."""
-    letters = ""
-    col += 1
-    while col:
-        col, rem = divmod(col - 1, 26)
-        letters = chr(65 + rem) + letters
-    return f"{letters}{row + 1}"
 
 
 def split_cell(address: str) -> tuple[int, int]:
