@@ -168,8 +168,7 @@ def validate(paths, as_json, annotate_dir, roster, year, template, lang, templat
     if not inbox.files:
         raise click.UsageError("没有找到要校验的文件 (no files found)")
     units = {u.code: u for u in read_roster(roster)} if roster else None
-    options = CheckOptions(template=template, year=year, lang=lang,
-                           templates_dir=str(templates_dir) if templates_dir else None)
+    options = CheckOptions(template=template, year=year, templates_dir=str(templates_dir) if templates_dir else None)
     if template:
         from .spec import load_spec
 
@@ -186,18 +185,21 @@ def validate(paths, as_json, annotate_dir, roster, year, template, lang, templat
                  "year": checked.year, "unit": {"code": checked.unit_code, "name": checked.unit_name},
                  "status": checked.status,
                  "projects": [{"sheet": p.sheet, "name": p.name} for p in checked.projects],
-                 "problems": [p.to_dict() for p in checked.problems]}
+                 "problems": [p.to_dict(lang) for p in checked.problems]}
         if annotate_dir:
             annotated = annotate_workbook(checked, annotate_dir, avoid=inputs)
             entry["annotated"] = display_path(annotated) if annotated else None
         results.append(entry)
         if not as_json:
-            _print_checked(entry)
+            _print_checked(entry, lang)
     if as_json:
         click.echo(json.dumps({"files": results}, ensure_ascii=False, indent=1))
     else:
         warnings = sum(1 for r in results for p in r["problems"] if p["severity"] == "warning")
-        click.echo(f"共 {len(results)} 个文件：{errors} 个错误，{warnings} 个提醒")
+        if lang == "en":
+            click.echo(f"{len(results)} file(s): {errors} error(s), {warnings} warning(s)")
+        else:
+            click.echo(f"共 {len(results)} 个文件：{errors} 个错误，{warnings} 个提醒")
     sys.exit(1 if errors else 0)
 
 
@@ -262,13 +264,21 @@ def inspect(file, with_cells, as_json, templates_dir):
 _SEVERITY = {"error": "错误", "warning": "提醒"}
 
 
-def _print_checked(entry: dict) -> None:
+_STATUS = {"zh": {"valid": "通过", "warnings": "通过（有提醒）", "errors": "有错误", "rejected": "无法读取"},
+           "en": {"valid": "valid", "warnings": "valid (with warnings)", "errors": "errors", "rejected": "cannot read"}}
+
+
+def _print_checked(entry: dict, lang: str) -> None:
+    from .problems import severity_text
+
     unit = entry["unit"]["name"] or ""
-    head = f"{entry['path']}  [{entry['template'] or '?'} {entry['year'] or ''} {unit}] {entry['status']}"
-    click.echo(head)
+    status = _STATUS[lang].get(entry["status"], entry["status"])
+    click.echo(f"{entry['path']}  [{entry['template'] or '?'} {entry['year'] or ''} {unit}] {status}")
     for p in entry["problems"]:
         where = f"{p['sheet']}!{p['cell']}" if p["cell"] else p["sheet"]
-        click.echo(f"  {_SEVERITY[p['severity']]:<2} {where:<16} {p['code']:<30} {p['message']}")
+        severity = severity_text(p["severity"], lang)
+        severity = severity.ljust(7 if lang == "en" else 3)
+        click.echo(f"  {severity} {where:<16} {p['message']}  [{p['code']}]")
 
 
 @cli.command()

@@ -22,8 +22,11 @@ class OutputError(PerfxlError):
 
 
 class ReadError(PerfxlError):
-    """A workbook cannot be read at all; carries a short code for reports."""
+    """A workbook cannot be read at all: a code of the problem catalogue and its parameters."""
 
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
+    def __init__(self, code: str, **params):
+        from .problems import problem
+
+        self.problem = problem(code, **params)
         self.code = code
+        super().__init__(self.problem.text("zh"))

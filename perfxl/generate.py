@@ -28,6 +28,7 @@ from .domain import SUM_TOLERANCE
 from .errors import OutputError, PerfxlError
 from .files import ensure_writable_dir, safe_filename, write_bytes_atomic
 from .roster import Unit
+from .rules import SumCheck, live_checks
 from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec
 
 GUIDE_SHEET = "填表说明"
@@ -304,38 +305,19 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scope
 
 
 def _write_live_checks(ws, spec: Spec, lay, fmt: _Formats, red) -> None:
-    """Compile the arithmetic rules Excel can express: a check cell beside each total, red parts."""
-    checks: dict[int, list[tuple[str, str]]] = {}
-    for rule in spec.rules:
-        if rule.kind == "field_sum":
-            total = cell_name(*lay.fields[rule.params["total"]])
-            parts = ",".join(cell_name(*lay.fields[p]) for p in rule.params["parts"])
-            checks.setdefault(lay.fields[rule.params["total"]][0], []).append((total, f"SUM({parts})"))
-        elif rule.kind == "column_sum":
-            pos = lay.tables[rule.params["table"]]
-            c = pos.columns[rule.params["column"]]
-            total = cell_name(*lay.fields[rule.params["total"]])
-            body = f"{cell_name(pos.first_row, c)}:{cell_name(pos.last_row, c)}"
-            checks.setdefault(lay.fields[rule.params["total"]][0], []).append((total, f"SUM({body})"))
-        elif rule.kind == "field_not_exceed":
-            part, whole = (lay.fields[rule.params[k]] for k in ("part", "whole"))
-            a, b = cell_name(*part), cell_name(*whole)
-            _ok(ws.conditional_format(part[0], part[1], part[0], part[1], {
-                "type": "formula", "criteria": f"=AND(ISNUMBER({a}),ISNUMBER({b}),{a}>{b})", "format": red}),
-                "period check")
-        elif rule.kind == "row_not_exceed":
-            pos = lay.tables[rule.params["table"]]
-            pc, wc = pos.columns[rule.params["part"]], pos.columns[rule.params["whole"]]
-            a = cell_name(pos.first_row, pc).rstrip("0123456789")
-            b = cell_name(pos.first_row, wc).rstrip("0123456789")
-            r = pos.first_row + 1
-            _ok(ws.conditional_format(pos.first_row, pc, pos.last_row, pc, {
-                "type": "formula", "criteria": f"=AND(ISNUMBER(${a}{r}),ISNUMBER(${b}{r}),${a}{r}>${b}{r})",
-                "format": red}), "row check")
+    """The rules Excel can express, as each rule kind compiles them: a check cell beside each total,
+    red shading on a part above its whole."""
+    checks: dict[int, list[SumCheck]] = {}
+    for check in live_checks(spec, lay):
+        if isinstance(check, SumCheck):
+            checks.setdefault(check.row, []).append(check)
+        else:
+            _ok(ws.conditional_format(check.first_row, check.first_col, check.last_row, check.last_col,
+                                      {"type": "formula", "criteria": check.formula, "format": red}), "live check")
     for row, items in sorted(checks.items()):
-        totals = " ".join(t for t, _ in items)
-        conditions = ",".join(f"ABS(N({t})-{s})<{SUM_TOLERANCE}" for t, s in items)
-        formula = (f'=IF(COUNT({items[0][0]})=0,"",IF(AND({conditions}),"✓ 与分项之和相符",'
+        totals = " ".join(c.total for c in items)
+        conditions = ",".join(f"ABS(N({c.total})-{c.expression})<{SUM_TOLERANCE}" for c in items)
+        formula = (f'=IF(COUNT({items[0].total})=0,"",IF(AND({conditions}),"✓ 与分项之和相符",'
                    f'"✗ 与分项之和不符，请核对"))')
         _ok(ws.write_formula(row, lay.check_column, formula, fmt.check(), ""), f"check {totals}")
 

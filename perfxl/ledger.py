@@ -68,7 +68,8 @@ APPLICATION_ID = 0x7078_6C67  # "pxlg" in the SQLite header: this file is a perf
 OWN_TABLES = {"files", "sightings", "runs", "sqlite_sequence"}
 
 # Cached form data is only reused by the same reader: a new perfxl version reads files afresh.
-READER_VERSION = f"perfxl-{__version__}"
+# "-p2": problems carry parameters, not rendered text; caches of the older shape are read afresh.
+READER_VERSION = f"perfxl-{__version__}-p2"
 
 
 def _now() -> str:
@@ -165,12 +166,14 @@ class Ledger:
                               (sha, READER_VERSION)).fetchone()
         return unpack(row[0]) if row else None
 
-    def cached_rejection(self, sha: str) -> tuple[str, str] | None:
+    def cached_rejection(self, sha: str):
+        """The problem that rejected this content when this reader version last read it, or None."""
+        from .problems import Problem
+
         row = self.db.execute("SELECT status, problems FROM files WHERE sha256=? AND reader=? AND form IS NULL",
                               (sha, READER_VERSION)).fetchone()
         if row and row[0] and row[0].startswith("rejected:"):
-            problem = json.loads(row[1])[0]
-            return problem["code"], problem["message"]
+            return Problem.from_dict(json.loads(row[1])[0])
         return None
 
     # -- writes: the caller commits in batches ------------------------------------------------------

@@ -33,11 +33,12 @@ from .files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
 from .inbox import SKIP_REASONS, NotRegularFile, TooLarge, read_regular_file, scan
 from .ledger import Ledger, check_ledger_file, pack
 from .limits import TimeLimitExceeded, time_limit
-from .pipeline import CheckOptions, check_read
-from .read import MAX_FILE_BYTES, READ_MESSAGES, FormData, read_workbook, too_large_message
+from .pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
+from .problems import Problem
+from .read import MAX_FILE_BYTES, FormData, read_workbook, too_large
 from .roster import Unit, read_roster
 from .spec import load_spec
-from .validate import CheckedForm, cost_total, rejected
+from .validate import CheckedForm, cost_total, rejected, rejected_by
 
 OUTCOME_ZH = {"merged": "已汇总", "rejected": "无法读取", "excluded": "未汇总（不符合本次汇总条件）",
               "duplicate": "重复文件", "superseded": "已被更新版本取代"}
@@ -60,7 +61,7 @@ class MergeOptions:
     file_memory_mb: int = 2048
 
     def check_options(self) -> CheckOptions:
-        return CheckOptions(template=self.template, year=self.year, lang=self.lang,
+        return CheckOptions(template=self.template, year=self.year,
                             templates_dir=str(self.templates_dir) if self.templates_dir else None)
 
 
@@ -176,7 +177,7 @@ def _finished(path, sha, size, mtime_ns, source, form_blob, checked: CheckedForm
                "errors": checked.errors, "warnings": checked.warnings, "read_error": checked.read_error,
                "project_names": tuple(p.name for p in checked.projects),
                "indicator_rows": sum(len(p.indicators) for p in checked.projects),
-               "problems": json.dumps([p.to_dict() for p in checked.problems], ensure_ascii=False)}
+               "problems": json.dumps([p.to_record() for p in checked.problems], ensure_ascii=False)}
     return path, sha, size, mtime_ns, source, form_blob, summary, pickle.dumps(checked, pickle.HIGHEST_PROTOCOL)
 
 
@@ -206,12 +207,12 @@ def _process_raw(task: Task) -> tuple:
             data, st = read_regular_file(path, MAX_FILE_BYTES)
             sha = hashlib.sha256(data).hexdigest()
     except NotRegularFile:
-        return path, "", seen_size, seen_mtime, "read", None, rejected(path, "not-a-file", READ_MESSAGES["not-a-file"])
+        return path, "", seen_size, seen_mtime, "read", None, rejected(path, "not-a-file")
     except TooLarge as exc:
-        return path, "", seen_size, seen_mtime, "read", None, rejected(path, "file-too-large", too_large_message(exc.size))
+        return path, "", seen_size, seen_mtime, "read", None, rejected(path, "file-too-large", **too_large(exc.size))
     except OSError as exc:
         return path, "", seen_size, seen_mtime, "read", None, rejected(
-            path, "file-unreadable", f"无法打开文件 ({exc.strerror or exc})")
+            path, "file-unreadable", detail=str(exc.strerror or exc))
     size, mtime_ns = st.st_size, st.st_mtime_ns
     cached = ledger.cached_form(sha) if ledger else None
     if cached is not None:
@@ -220,13 +221,13 @@ def _process_raw(task: Task) -> tuple:
         return path, sha, size, mtime_ns, "ledger", None, check_read(form, check, _WORKER["roster"])
     refused = ledger.cached_rejection(sha) if ledger else None
     if refused is not None:
-        return path, sha, size, mtime_ns, "ledger", None, rejected(path, *refused)
+        return path, sha, size, mtime_ns, "ledger", None, rejected_by(path, refused)
     if data is None:  # known content whose form the ledger lacks (another reader version): read it now
         try:
             data, st = read_regular_file(path, MAX_FILE_BYTES)
         except OSError as exc:
             return path, "", seen_size, seen_mtime, "read", None, rejected(
-                path, "file-unreadable", f"无法打开文件 ({exc.strerror or exc})")
+                path, "file-unreadable", detail=str(exc.strerror or exc))
         sha, size, mtime_ns = hashlib.sha256(data).hexdigest(), st.st_size, st.st_mtime_ns
     try:
         with time_limit(options.file_timeout):
@@ -235,15 +236,15 @@ def _process_raw(task: Task) -> tuple:
             checked = check_read(form, check, _WORKER["roster"])
         return path, sha, size, mtime_ns, "read", pack(form.to_dict()), checked
     except ReadError as exc:
-        checked = rejected(path, exc.code, str(exc))
+        checked = rejected_by(path, exc.problem)
     except TimeLimitExceeded:
-        checked = rejected(path, "file-timeout", f"读取超过 {options.file_timeout:g} 秒仍未完成，已跳过")
+        checked = rejected(path, "file-timeout", seconds=f"{options.file_timeout:g}")
     except MemoryError:
-        checked = rejected(path, "file-too-complex", "文件过于复杂，读取时超出内存限制")
+        checked = rejected(path, "file-too-complex", limit=MEMORY_LIMIT)
     except RecursionError:
-        checked = rejected(path, "file-too-complex", "文件结构嵌套过深，无法读取")
+        checked = rejected(path, "file-too-complex", limit=NESTING_LIMIT)
     except Exception as exc:  # a reader bug costs one file
-        checked = rejected(path, "internal-error", f"读取时出现内部错误 ({type(exc).__name__}: {exc})")
+        checked = rejected(path, "internal-error", during=READING, detail=f"{type(exc).__name__}: {exc}")
     return path, sha, size, mtime_ns, "read", None, checked
 
 
@@ -284,8 +285,7 @@ def _run_pool(tasks, options, roster, db_path, jobs, chunk):
                 yield from pool.submit(_process_chunk, [task]).result()
             except BrokenProcessPool:
                 path, _, size, mtime_ns = task
-                yield _finished(path, "", size, mtime_ns, "read", None, rejected(
-                    path, "worker-crash", "读取该文件时解析进程异常退出（文件可能被恶意构造），已跳过"))
+                yield _finished(path, "", size, mtime_ns, "read", None, rejected(path, "worker-crash"))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -571,8 +571,7 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
         sp = specs[(s.template, s.year)]
         region, department, code, name = who(s, checked)
         for q in checked.problems:
-            problem_rows.append([Path(s.path).name, name, q.sheet, q.cell, q.field, q.code,
-                                 "错误" if q.severity == "error" else "提醒", q.message, OUTCOME_ZH[s.outcome]])
+            problem_rows.append(_problem_row(s, name, q, options.lang))
         group = (region, department)
         rows_merged += s.indicator_rows
         for p in checked.projects:
@@ -657,12 +656,11 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
         checked = _load(spool, s.offset)
         region, department, code, name = who(s, checked)
         for p in checked.problems:
-            problem_rows.append([Path(s.path).name, name, p.sheet, p.cell, p.field, p.code,
-                                 "错误" if p.severity == "error" else "提醒", p.message, OUTCOME_ZH[s.outcome]])
+            problem_rows.append(_problem_row(s, name, p, options.lang))
         if s.outcome == "excluded":
-            problem_rows.append([Path(s.path).name, name, "", "", "", s.reason, "错误",
-                                 f"本次汇总{'年度为 ' + str(options.year) if s.reason == 'other-year' else '模板为 ' + str(options.template)}，"
-                                 f"此表为 {s.year} 年度 {s.template}，未汇总", OUTCOME_ZH[s.outcome]])
+            expected = options.year if s.reason == "other-year" else options.template
+            problem_rows.append(_problem_row(s, name, Problem("error", s.reason, params={
+                "expected": expected, "found": s.year, "template": s.template}), options.lang))
 
     problem_rows.sort(key=lambda r: r[0])  # by file; each file's problems keep the rules' order
     for s in seen:
@@ -734,6 +732,12 @@ def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | N
 
 _KIND_ZH = {"quantitative": "定量", "qualitative": "定性", "range": "区间", "deadline": "期限", "cost": "成本构成",
             "placeholder": "占位符", "unparseable": "无法识别", "empty": "空"}
+
+
+def _problem_row(s: Seen, unit_name: str, q: Problem, lang: str) -> list:
+    """A row of 校验问题: the printed label of the field, never its id."""
+    return [Path(s.path).name, unit_name, q.sheet, q.cell, q.label or q.field, q.code,
+            "错误" if q.severity == "error" else "提醒", q.text(lang), OUTCOME_ZH[s.outcome]]
 
 
 def _union(lists) -> list[str]:

@@ -59,9 +59,9 @@ class Package:
             self.zf = zipfile.ZipFile(io.BytesIO(data))
             infos = self.zf.infolist()
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
-            raise ReadError("file-corrupt", f"文件已损坏，无法解压 (corrupt zip: {exc})") from None
+            raise ReadError("file-corrupt", detail=f"corrupt zip: {exc}") from None
         if len(infos) > MAX_ENTRIES:
-            raise ReadError("zip-bomb", f"压缩包内文件过多 ({len(infos)} 个)，疑似压缩炸弹")
+            raise ReadError("zip-bomb", detail=f"{len(infos)} members")
         # Part names are case-insensitive, and some writers store them with backslashes.
         self.by_name = {}
         for info in infos:
@@ -78,7 +78,7 @@ class Package:
     def read(self, name: str, cap: int = MAX_MEMBER_BYTES) -> bytes:
         info = self.by_name[part_key(name)]
         if info.flag_bits & 0x1:
-            raise ReadError("file-encrypted", "文件已加密 (encrypted zip entry)")
+            raise ReadError("file-encrypted")
         out = bytearray()
         try:
             with self.zf.open(info) as fh:
@@ -89,11 +89,11 @@ class Package:
                     out += chunk
                     self.total += len(chunk)
                     if len(out) > cap or self.total > MAX_TOTAL_BYTES:
-                        raise ReadError("zip-bomb", f"解压后数据过大 ({name} 超过 {cap // (1 << 20)} MB)，疑似压缩炸弹")
+                        raise ReadError("zip-bomb", detail=f"{name} > {cap // (1 << 20)} MB")
         except ReadError:
             raise
         except Exception as exc:  # BadZipFile, zlib.error, NotImplementedError (compression), EOFError ...
-            raise ReadError("file-corrupt", f"文件已损坏 ({name}: {type(exc).__name__}: {exc})") from None
+            raise ReadError("file-corrupt", detail=f"{name}: {type(exc).__name__}: {exc}") from None
         return bytes(out)
 
 
@@ -129,7 +129,7 @@ def _parser(part: str) -> expat.XMLParserType:
     parser.buffer_text = True
 
     def refuse(*_):
-        raise ReadError("xml-dtd", f"文件中的 XML 含有 DTD/实体声明，出于安全原因拒绝读取 ({part})")
+        raise ReadError("xml-dtd", part=part)
 
     parser.StartDoctypeDeclHandler = refuse
     parser.EntityDeclHandler = refuse
@@ -140,14 +140,14 @@ def _parser(part: str) -> expat.XMLParserType:
 def refuse_dtd(xml: bytes, part: str) -> None:
     """The fast paths never expand entities, but a part that declares any is refused all the same."""
     if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
-        raise ReadError("xml-dtd", f"文件中的 XML 含有 DTD/实体声明，出于安全原因拒绝读取 ({part})")
+        raise ReadError("xml-dtd", part=part)
 
 
 def _parse(parser, data: bytes, part: str) -> None:
     try:
         parser.Parse(data, True)
     except expat.ExpatError as exc:
-        raise ReadError("file-corrupt", f"文件已损坏，XML 无法解析 ({part}: {exc})") from None
+        raise ReadError("file-corrupt", detail=f"XML {part}: {exc}") from None
 
 
 def parse_tree(data: bytes, part: str) -> ET.Element:
@@ -157,7 +157,7 @@ def parse_tree(data: bytes, part: str) -> ET.Element:
     try:
         return ET.fromstring(data)
     except ET.ParseError as exc:
-        raise ReadError("file-corrupt", f"文件已损坏，XML 无法解析 ({part}: {exc})") from None
+        raise ReadError("file-corrupt", detail=f"XML {part}: {exc}") from None
 
 
 def local_name(tag: str) -> str:
@@ -315,7 +315,7 @@ def _cells_fast(xml: bytes, strings: list[str], date1904: bool) -> Cells | None:
     if len(found) != xml.count(b"</c>") or b"<![CDATA[" in xml:
         return None
     if len(found) > MAX_CELLS:
-        raise ReadError("too-many-cells", f"工作表单元格过多 (超过 {MAX_CELLS} 个)，不像一份申报表")
+        raise ReadError("too-many-cells", limit=MAX_CELLS)
     out: Cells = {}
     for letters, row, t, f1, f2, v, inline in found:
         formula = raw_text(f1 or f2) or None if (f1 or f2) else None
@@ -412,7 +412,7 @@ def _cells_expat(xml: bytes, strings: list[str], date1904: bool, part: str) -> C
                 return
             out[(state["row"], state["col"])] = (value, formula)
             if len(out) > MAX_CELLS:
-                raise ReadError("too-many-cells", f"工作表单元格过多 (超过 {MAX_CELLS} 个)，不像一份申报表")
+                raise ReadError("too-many-cells", limit=MAX_CELLS)
 
     def chars(text):
         if state["in"]:

@@ -9,15 +9,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ReadError
+from .problems import L
 from .read import FormData, read_workbook
-from .validate import CheckedForm, check_form, rejected
+from .validate import CheckedForm, check_form, rejected, rejected_by
+
+# Parameters of the problems for what goes wrong inside perfxl rather than in the file's content.
+MEMORY_LIMIT = L("内存限制", "the memory limit")
+NESTING_LIMIT = L("嵌套深度限制", "the nesting limit")
+READING = L("读取", "reading")
+CHECKING = L("校验", "checking")
 
 
 @dataclass(frozen=True)
 class CheckOptions:
     template: str | None = None
     year: int | None = None
-    lang: str = "zh"
     templates_dir: str | None = None
 
 
@@ -28,21 +34,21 @@ def read_file(path: Path, options: CheckOptions) -> FormData:
 
 def check_read(form: FormData, options: CheckOptions, roster: dict | None = None) -> CheckedForm:
     try:
-        return check_form(form, roster=roster, expect_year=options.year, lang=options.lang,
+        return check_form(form, roster=roster, expect_year=options.year,
                           templates_dir=Path(options.templates_dir) if options.templates_dir else None)
     except Exception as exc:  # a bug must cost one file, not the run; the message names it
-        return rejected(form.path, "internal-error", f"校验时出现内部错误 ({type(exc).__name__}: {exc})")
+        return rejected(form.path, "internal-error", during=CHECKING, detail=f"{type(exc).__name__}: {exc}")
 
 
 def check_file(path: Path, options: CheckOptions, roster: dict | None = None) -> CheckedForm:
     try:
         form = read_file(path, options)
     except ReadError as exc:
-        return rejected(str(path), exc.code, str(exc))
+        return rejected_by(str(path), exc.problem)
     except MemoryError:
-        return rejected(str(path), "file-too-complex", "文件过于复杂，读取时超出内存限制")
+        return rejected(str(path), "file-too-complex", limit=MEMORY_LIMIT)
     except RecursionError:
-        return rejected(str(path), "file-too-complex", "文件结构嵌套过深，无法读取")
+        return rejected(str(path), "file-too-complex", limit=NESTING_LIMIT)
     except Exception as exc:
-        return rejected(str(path), "internal-error", f"读取时出现内部错误 ({type(exc).__name__}: {exc})")
+        return rejected(str(path), "internal-error", during=READING, detail=f"{type(exc).__name__}: {exc}")
     return check_read(form, options, roster)

@@ -28,6 +28,7 @@ from .domain import EXCEL_ERROR_VALUES, default_year
 from .errors import ReadError, SpecError
 from .inbox import NotRegularFile, TooLarge, read_regular_file
 from .ooxml import MAX_CELLS
+from .problems import L, Problem, problem
 from .spec import Spec, cell_name, layout, list_templates, load_spec, split_cell
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -48,18 +49,6 @@ class SheetData:
 
 
 @dataclass
-class Notice:
-    """Something the reader noticed; validate turns these into problems."""
-
-    code: str
-    severity: str
-    message: str
-    sheet: str = ""
-    cell: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class FormData:
     path: str
     size: int
@@ -75,7 +64,7 @@ class FormData:
     stamp_source: str | None = None  # sheet | properties | labels
     date1904: bool = False
     sheets: list[SheetData] = field(default_factory=list)
-    notices: list[Notice] = field(default_factory=list)
+    notices: list[Problem] = field(default_factory=list)  # what the reader noticed
 
     def to_dict(self) -> dict:
         # By hand: dataclasses.asdict deep-copies every cell and costs more than reading the file.
@@ -85,7 +74,7 @@ class FormData:
         data["sheets"] = [{"sheet": s.sheet, "fields": {k: list(v) for k, v in s.fields.items()},
                            "tables": {t: [{k: (v if k == "_row" else list(v)) for k, v in row.items()} for row in rows]
                                       for t, rows in s.tables.items()}} for s in self.sheets]
-        data["notices"] = [dict(vars(n)) for n in self.notices]
+        data["notices"] = [n.to_record() for n in self.notices]
         return data
 
     @classmethod
@@ -97,7 +86,7 @@ class FormData:
                       for tid, rows in s["tables"].items()}
             sheets.append(SheetData(sheet=s["sheet"], fields={k: Cell(*v) for k, v in s["fields"].items()},
                                     tables=tables))
-        notices = [Notice(**n) for n in data.pop("notices")]
+        notices = [Problem.from_dict(n) for n in data.pop("notices")]
         return cls(sheets=sheets, notices=notices, **data)
 
 
@@ -133,12 +122,12 @@ def _workbook_part(pkg: ooxml.Package) -> str:
     if pkg.has("xl/workbook.xml"):
         return "xl/workbook.xml"
     if pkg.has("xl/workbook.bin"):
-        raise ReadError("unsupported-format", "这是 .xlsb（Excel 二进制工作簿），请在 Excel 中另存为 .xlsx 后重新报送")
+        raise ReadError("unsupported-format", what=L(".xlsb（Excel 二进制工作簿）", "an .xlsb (Excel binary workbook)"))
     if pkg.has("word/document.xml"):
-        raise ReadError("not-a-workbook", "这是 Word 文档 (.docx)，不是 Excel 工作簿")
+        raise ReadError("not-a-workbook", what=L("Word 文档 (.docx)", "a Word document (.docx)"))
     if pkg.has("ppt/presentation.xml"):
-        raise ReadError("not-a-workbook", "这是 PowerPoint 文档 (.pptx)，不是 Excel 工作簿")
-    raise ReadError("not-a-workbook", "压缩包中没有 Excel 工作簿 (xl/workbook.xml)，不是 .xlsx 文件")
+        raise ReadError("not-a-workbook", what=L("PowerPoint 文档 (.pptx)", "a PowerPoint document (.pptx)"))
+    raise ReadError("not-a-workbook", what=L("不含工作簿的压缩包", "a zip package without a workbook"))
 
 
 def _custom_properties(pkg: ooxml.Package) -> dict[str, str]:
@@ -157,13 +146,13 @@ def _custom_properties(pkg: ooxml.Package) -> dict[str, str]:
 def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
     pkg = ooxml.Package(data)
     if pkg.has("EncryptedPackage") or pkg.has("EncryptionInfo"):
-        raise ReadError("file-encrypted", "文件已设置打开密码，无法读取，请取消密码后重新报送")
+        raise ReadError("file-encrypted")
     if pkg.has("mimetype") and b"opendocument" in pkg.read("mimetype", 4096):
-        raise ReadError("unsupported-format", "这是 ODS 文件（LibreOffice/WPS 格式），请另存为 .xlsx 后重新报送")
+        raise ReadError("unsupported-format", what=L("ODS 文件（LibreOffice/WPS 格式）", "an ODS file (LibreOffice/WPS)"))
     wb_part = _workbook_part(pkg)
     workbook = ooxml.parse_tree(pkg.read(wb_part), wb_part)
     if ooxml.local_name(workbook.tag) != "workbook" or ooxml.namespace(workbook.tag) not in ooxml.MAIN_NS:
-        raise ReadError("not-a-workbook", f"工作簿部件不是 SpreadsheetML ({wb_part})")
+        raise ReadError("not-a-workbook", what=L(f"非 SpreadsheetML 的 OOXML 文档 ({wb_part})", f"an OOXML document that is not SpreadsheetML ({wb_part})"))
     targets: dict[str, str] = {}
     strings_part = None
     for rid, rel_type, target in ooxml.relationships(pkg, wb_part):
@@ -199,7 +188,7 @@ def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
         sheet_cells = ooxml.sheet_cells(pkg.read(target), strings, date1904, target)
         count += len(sheet_cells)
         if count > MAX_CELLS:
-            raise ReadError("too-many-cells", f"工作表单元格过多 (超过 {MAX_CELLS} 个)，不像一份申报表")
+            raise ReadError("too-many-cells", limit=MAX_CELLS)
         cells[name] = sheet_cells
     members = pkg.names()
     has_macros = any(m.endswith("vbaproject.bin") for m in members)
@@ -210,7 +199,7 @@ def _read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
 
 def _xls_failure(exc: Exception) -> ReadError:
     reason = str(exc).strip() or type(exc).__name__
-    return ReadError("file-corrupt", f"无法读取 .xls 文件 ({reason})")
+    return ReadError("file-corrupt", detail=f".xls: {reason}")
 
 
 def _read_xls(data: bytes) -> RawBook:
@@ -269,7 +258,7 @@ def _xls_book(xlrd, book) -> RawBook:
                 sheet_cells[(r, c)] = (value, None)
                 count += 1
                 if count > MAX_CELLS:
-                    raise ReadError("too-many-cells", f"工作表单元格过多 (超过 {MAX_CELLS} 个)")
+                    raise ReadError("too-many-cells", limit=MAX_CELLS)
         cells[name] = sheet_cells
         book.unload_sheet(index)
     return RawBook(sheet_names=sheet_names, hidden=hidden, names=names, date1904=bool(book.datemode), cells=cells)
@@ -278,35 +267,32 @@ def _xls_book(xlrd, book) -> RawBook:
 def sniff(data: bytes, suffix: str) -> str:
     """xlsx | xls, or raise ReadError with the reason this is not a workbook."""
     if not data:
-        raise ReadError("file-empty", "文件为空 (0 字节)")
+        raise ReadError("file-empty")
     if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
         return "xlsx"
     if data[:8] == OLE_MAGIC:
         if b"E\x00n\x00c\x00r\x00y\x00p\x00t\x00e\x00d\x00P\x00a\x00c\x00k\x00a\x00g\x00e" in data[:1 << 20] or \
                 b"EncryptedPackage" in data[:1 << 20]:
-            raise ReadError("file-encrypted", "文件已设置打开密码，无法读取，请取消密码后重新报送")
+            raise ReadError("file-encrypted")
         return "xls"
     head = data[:2048].lstrip().lower()
     if head.startswith((b"<html", b"<!doctype html", b"<table", b"<?xml")) or b"<html" in head:
-        raise ReadError("not-a-workbook", "这是网页 (HTML) 文件而不是 Excel 工作簿，请在 Excel 中另存为 .xlsx")
+        raise ReadError("not-a-workbook", what=L("网页 (HTML) 文件", "a web page (HTML)"))
     if data[:4] == b"%PDF":
-        raise ReadError("not-a-workbook", "这是 PDF 文件而不是 Excel 工作簿")
+        raise ReadError("not-a-workbook", what=L("PDF 文件", "a PDF file"))
     try:
         text = data[:4096].decode("utf-8")
         if "," in text or "\t" in text:
-            raise ReadError("not-a-workbook", "这是文本 (CSV) 文件而不是 Excel 工作簿，请在 Excel 中另存为 .xlsx")
+            raise ReadError("not-a-workbook", what=L("文本 (CSV) 文件", "a text (CSV) file"))
     except UnicodeDecodeError:
         pass
-    raise ReadError("not-a-workbook", f"不是 Excel 工作簿 (unknown format{', extension ' + suffix if suffix else ''})")
+    raise ReadError("not-a-workbook", what=L(f"未知格式的文件{'（扩展名 ' + suffix + '）' if suffix else ''}",
+                                             f"a file of unknown format{' (extension ' + suffix + ')' if suffix else ''}"))
 
 
-READ_MESSAGES = {
-    "not-a-file": "这不是普通文件（文件夹、管道或设备），无法作为申报表读取",
-}
-
-
-def too_large_message(size: int) -> str:
-    return f"文件过大 ({size // (1 << 20)} MB)，申报表不应超过 {MAX_FILE_BYTES >> 20} MB"
+def too_large(size: int) -> dict:
+    """The parameters of a `file-too-large` problem."""
+    return {"size_mb": size // (1 << 20), "limit_mb": MAX_FILE_BYTES >> 20}
 
 
 def load_raw(path: Path, data: bytes | None = None) -> tuple[RawBook, bytes, str]:
@@ -315,13 +301,13 @@ def load_raw(path: Path, data: bytes | None = None) -> tuple[RawBook, bytes, str
         try:
             data, _ = read_regular_file(path, MAX_FILE_BYTES)
         except NotRegularFile:
-            raise ReadError("not-a-file", READ_MESSAGES["not-a-file"]) from None
+            raise ReadError("not-a-file") from None
         except TooLarge as exc:
-            raise ReadError("file-too-large", too_large_message(exc.size)) from None
+            raise ReadError("file-too-large", **too_large(exc.size)) from None
         except OSError as exc:
-            raise ReadError("file-unreadable", f"无法打开文件 ({exc.strerror or exc})") from None
+            raise ReadError("file-unreadable", detail=str(exc.strerror or exc)) from None
     elif len(data) > MAX_FILE_BYTES:
-        raise ReadError("file-too-large", too_large_message(len(data)))
+        raise ReadError("file-too-large", **too_large(len(data)))
     kind = sniff(data, path.suffix.lower())
     book = _read_xlsx(data) if kind == "xlsx" else _read_xls(data)
     return book, data, kind
@@ -407,26 +393,24 @@ def form_from_raw(path: Path, book: RawBook, data: bytes, kind: str, templates_d
                     date1904=book.date1904)
     suffix = path.suffix.lower()
     if (kind == "xls") != (suffix == ".xls"):
-        form.notices.append(Notice("extension-mismatch", "warning",
-                                   f"文件扩展名 {suffix or '(无)'} 与实际格式 .{kind} 不符，已按 .{kind} 读取"))
+        form.notices.append(problem("extension-mismatch", suffix=suffix or L("（无）", "(none)"), actual=kind))
     if book.has_macros:
-        form.notices.append(Notice("macros-present", "warning", "文件含有宏 (VBA)；宏未运行，也不会保留"))
+        form.notices.append(problem("macros-present"))
     if book.external_links:
-        form.notices.append(Notice("external-links", "warning", "文件含有指向其他工作簿的外部链接；链接值未被采用"))
+        form.notices.append(problem("external-links"))
 
     stamp, source = _stamp(book)
     if not stamp:
         stamp = _recognise_by_labels(book, templates_dir)
         source = "labels" if stamp else None
         if stamp:
-            form.notices.append(Notice("stamp-missing", "warning",
-                                       "表单标识（隐藏工作表）已丢失，已根据标题和栏目识别为 " + stamp["template"]))
+            form.notices.append(problem("stamp-missing", template=stamp["template"]))
     if template and stamp.get("template") not in (None, "", template):
-        form.notices.append(Notice("stamp-template", "error",
-                                   f"这份表是 {stamp.get('template')}，不是要求的 {template}"))
+        form.notices.append(problem("stamp-template", found=stamp.get("template"), expected=template))
     chosen = stamp.get("template") or template
     if not chosen:
-        raise ReadError("not-a-form", "无法识别这是哪一种申报表（没有 perfxl 标识，标题也不匹配任何模板）")
+        raise ReadError("not-a-form", detail=L("没有 perfxl 标识，标题也不匹配任何模板",
+                                              "no perfxl stamp, and the title matches no template"))
     form.template = chosen
     form.version = stamp.get("version") or None
     form.fingerprint = stamp.get("fingerprint") or None
@@ -438,7 +422,7 @@ def form_from_raw(path: Path, book: RawBook, data: bytes, kind: str, templates_d
     try:
         spec = load_spec(chosen, form.year or year or default_year(), form.region, templates_dir=templates_dir)
     except SpecError as exc:
-        raise ReadError("unknown-template", f"表单标识指向未知模板 {chosen}: {exc}") from None
+        raise ReadError("unknown-template", template=chosen, detail=str(exc)) from None
     _extract(form, book, spec)
     return form
 
@@ -460,7 +444,7 @@ def _extract(form: FormData, book: RawBook, spec: Spec) -> None:
         parsed = _parse_ref(ref)
         if parsed is None:
             if "#REF" in ref:
-                form.notices.append(Notice("name-broken", "warning", f"定义名称 {name} 已失效 (#REF!)，该栏目无法定位"))
+                form.notices.append(problem("name-broken", name=name))
             continue
         sheet = parsed[0]
         if local is not None and 0 <= local < len(book.sheet_names):
@@ -477,11 +461,12 @@ def _extract(form: FormData, book: RawBook, spec: Spec) -> None:
             if title_rows and str(cells.get((title_rows[0].row, 0), ("",))[0]).strip() == title_rows[0].text:
                 form_sheets.append(s)
                 per_sheet[s] = {}
-                form.notices.append(Notice("names-missing", "warning",
-                                           "工作表中没有定义名称，已按模板的标准版式读取；若插入过行，数值可能错位",
-                                           sheet=s))
+                notice = problem("names-missing")
+                notice.sheet = s
+                form.notices.append(notice)
     if not form_sheets:
-        raise ReadError("not-a-form", f"工作簿中找不到 {spec.title} 的填报区域（定义名称和版式都不匹配）")
+        raise ReadError("not-a-form", detail=L(f"找不到 {spec.title} 的填报区域，定义名称和版式都不匹配",
+                                              f"no input area of {spec.title}: neither the names nor the layout match"))
 
     regions = []
     for sheet in form_sheets:

@@ -49,17 +49,17 @@ def annotate_workbook(checked: CheckedForm, outdir: Path, avoid: set[str] | None
         del wb[ANNOTATION_SHEET]
     ws = wb.create_sheet(ANNOTATION_SHEET, 0)
     ws.append([f"校验结果：{checked.errors} 个错误，{checked.warnings} 个提醒（红色为错误，黄色为提醒，点击单元格可跳转）"])
-    ws.append(["严重程度", "工作表", "单元格", "规则", "说明"])
+    ws.append(["严重程度", "说明", "工作表", "单元格", "栏目", "规则代码"])  # the words first, the code last
     for p in checked.problems:
-        ws.append([_SEVERITY_ZH[p.severity], p.sheet, p.cell, p.code, p.message])
+        ws.append([_SEVERITY_ZH[p.severity], p.message, p.sheet, p.cell, p.label, p.code])
         if p.sheet in wb.sheetnames and p.cell:
-            link = ws.cell(row=ws.max_row, column=3)
+            link = ws.cell(row=ws.max_row, column=4)
             link.hyperlink = f"#'{p.sheet}'!{p.cell}"
             link.font = Font(color="0563C1", underline="single")
-    for letter, width in zip("ABCDE", (10, 14, 10, 28, 90)):
+    for letter, width in zip("ABCDEF", (9, 80, 12, 9, 24, 26)):
         ws.column_dimensions[letter].width = width
     for row in ws.iter_rows(min_row=3):
-        row[4].alignment = Alignment(wrap_text=True, vertical="top")
+        row[1].alignment = Alignment(wrap_text=True, vertical="top")
     ws["A1"].font = Font(bold=True, size=12)
     wb.active = 0
     target = Path(outdir) / (safe_filename(source.stem) + "_校验.xlsx")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from .domain import MONEY_UNITS, default_year
 from .errors import SpecError, UnknownTemplate
 from .limits import TimeLimitExceeded, time_limit
 from .ooxml import cell_name  # noqa: F401 - spec.cell_name is used by generate, read and tests
+from .problems import CATALOGUE, SEVERITIES
+from .rules import check_params
 
 try:  # libyaml is ~10x faster; fall back to the pure-Python loader where it is missing
     _YamlLoader = yaml.CSafeLoader
@@ -143,9 +145,10 @@ class Rule:
     """One validation rule. `kind` selects the check; `params` are its arguments, taken from the spec."""
 
     code: str
-    kind: str
+    kind: str  # a kind of the registry in perfxl.rules
     severity: str
     params: dict[str, Any]
+    message: tuple[str, str] | None = None  # (zh, en) a template's own words, for a code not in the catalogue
 
 
 @dataclass(frozen=True)
@@ -344,16 +347,17 @@ def _load(name: str, templates_dir: Path | None, frozen_params: tuple) -> Spec:
     raw = load_yaml(text, path)
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: 模板应渲染为 YAML 映射 (a template must render to a YAML mapping)")
-    trail: list[str] = []
+    trail: list = []  # keys, and indexes into lists
     try:
         return _build(raw, name, params, catalog, digest, path, trail)
     except SpecError:
         raise
     except Exception as exc:  # a template is untrusted input: any shape it takes must end in a message
-        where = _key_line(text, trail)
-        what = "/".join(trail)
+        where = _source_line(path, text, _key_line(text, trail))
+        what = "/".join(map(str, trail))
+        detail = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         raise SpecError(f"{path}{where}: 模板结构错误 (bad template structure){' 在 ' + what if what else ''}: "
-                        f"{type(exc).__name__}: {exc}") from None
+                        f"{detail}") from None
 
 
 # Templates come from bureaus' folders and are untrusted: rendering is sandboxed and bounded.
@@ -447,6 +451,46 @@ def load_yaml(text: str | bytes, path: Path):
         raise SpecError(f"{path}: YAML 嵌套过深 (YAML nested too deep)") from None
 
 
+def _declared_rule(rraw: Any, fields: dict, tables: dict) -> Rule:
+    """One entry of a template's `rules:` list, checked against the rule registry and the problem catalogue."""
+    if not isinstance(rraw, dict):
+        raise ValueError(f"规则应写成映射 (a rule is a mapping: code, kind, …)，而不是 {type(rraw).__name__}")
+    if "kind" not in rraw:
+        raise ValueError("规则缺少 kind (a rule needs a kind)")
+    kind = str(rraw["kind"])
+    code = str(rraw.get("code") or kind)
+    severity = rraw.get("severity", CATALOGUE[code].severity if code in CATALOGUE else "error")
+    if severity not in SEVERITIES:
+        raise ValueError(f"规则 {code} 的 severity 应为 error 或 warning，而不是 {severity!r}")
+    message = None
+    if rraw.get("message"):
+        message = (str(rraw["message"]), str(rraw.get("message_en") or rraw["message"]))
+    elif code not in CATALOGUE:
+        raise ValueError(f"规则代码 {code!r} 不在问题目录中，请用已有代码或给出 message (unknown problem code; "
+                         f"give the rule a message)")
+    params = {k: v for k, v in rraw.items() if k not in {"code", "kind", "severity", "message", "message_en"}}
+    return Rule(code=code, kind=kind, severity=severity, params=check_params(kind, params, fields, tables),
+                message=message)
+
+
+def _source_line(path: Path, rendered: str, where: str) -> str:
+    """A line of the rendered YAML as a line of the template file: Jinja comments and tags take lines
+    away, so the rendered line's own text is looked up in the file (the nearest match wins)."""
+    if not where:
+        return where
+    line = int(where[1:])
+    lines = rendered.splitlines()
+    if not 0 < line <= len(lines) or not lines[line - 1].strip():
+        return where
+    try:
+        source = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return where
+    wanted = lines[line - 1].strip()
+    matches = [i for i, text in enumerate(source, 1) if text.strip() == wanted]
+    return f":{min(matches, key=lambda i: abs(i - line))}" if matches else where
+
+
 def _key_line(text: str, trail: list[str]) -> str:
     """':line' of the deepest key of `trail` in the rendered YAML, or '' when it cannot be found."""
     try:
@@ -455,6 +499,10 @@ def _key_line(text: str, trail: list[str]) -> str:
         return ""
     line = None
     for key in trail:
+        if isinstance(key, int) and isinstance(node, yaml.SequenceNode) and 0 <= key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+            continue
         if not isinstance(node, yaml.MappingNode):
             break
         match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
@@ -530,10 +578,9 @@ def _make_field(fid: str, raw: dict, **extra) -> Field:
                  **extra)
 
 
-def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: Path, trail: list[str]) -> Spec:
+def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: Path, trail: list) -> Spec:
     """`trail` is kept at the key being built, so an error can name its line."""
     year = params["year"]
-    severity_of = {"error", "warning"}
     fields: dict[str, Field] = {}
     rules: list[Rule] = []
 
@@ -614,14 +661,13 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
             rules.append(Rule(code="table-empty", kind="table_min_rows", severity="error",
                               params={"table": tid, "min_rows": int(traw["min_rows"])}))
         if indicator:
-            rules.append(Rule(code="indicator", kind="indicators", severity="error", params={"table": tid}))
+            rules.append(Rule(code="indicators", kind="indicators", severity="error", params={"table": tid}))
 
-    for rraw in raw.get("rules") or []:
-        severity = rraw.get("severity", "error")
-        if severity not in severity_of:
-            raise ValueError(f"rule {rraw}: severity must be error or warning")
-        params_ = {k: v for k, v in rraw.items() if k not in {"code", "kind", "severity"}}
-        rules.append(Rule(code=rraw["code"], kind=rraw["kind"], severity=severity, params=params_))
+    # The rules built from grids and tables go through the same check as those a template declares.
+    rules = [replace(rule, params=check_params(rule.kind, rule.params, fields, tables)) for rule in rules]
+    for index, rraw in enumerate(raw.get("rules") or []):
+        trail[:] = ["rules", index]
+        rules.append(_declared_rule(rraw, fields, tables))
 
     for fid, f in fields.items():
         if f.type == "choice" and not f.choices:

@@ -145,13 +145,17 @@ def test_cli_json_annotate_and_exit_codes(seeds, tmp_path):
     assert {"path", "template", "year", "unit", "projects", "problems"} <= set(first)
     assert first["problems"][0] == {"severity": "error", "code": "required", "sheet": "项目绩效目标表",
                                     "cell": cell_of(bad, "项目绩效目标表", "f_necessity"), "field": "necessity",
+                                    "label": "立项必要性", "params": {"label": "立项必要性"},
                                     "message": "「立项必要性」为必填项，尚未填写"}
     assert sha256(bad) == before, "inputs are never modified"
     annotated = openpyxl.load_workbook(tmp_path / "ann" / "坏表_校验.xlsx")
     assert annotated.sheetnames[0] == "校验结果"
     cell = annotated["项目绩效目标表"][first["problems"][0]["cell"]]
     assert cell.comment is not None and "立项必要性" in cell.comment.text
-    assert annotated["校验结果"]["C3"].hyperlink is not None
+    listing = annotated["校验结果"]
+    assert [c.value for c in listing[2]][:2] == ["严重程度", "说明"], "the clerk reads the words first"
+    assert (listing["B3"].value, listing["E3"].value) == ("「立项必要性」为必填项，尚未填写", "立项必要性")
+    assert listing["D3"].hyperlink is not None
     ok = CliRunner().invoke(cli, ["validate", str(seeds["003-0"].filled)])
     assert ok.exit_code == 0
     r = CliRunner().invoke(cli, ["validate", str(tmp_path / "nothing-here.xlsx")])
@@ -160,8 +164,9 @@ def test_cli_json_annotate_and_exit_codes(seeds, tmp_path):
 
 def test_english_messages(seeds, tmp_path):
     bad = edit(seeds["000-0"].filled, tmp_path / "b.xlsx", [("项目绩效目标表", "f_necessity", None, None)])
-    checked = check_form(read_workbook(bad), lang="en")
-    assert checked.problems[0].message == "'立项必要性' is required but empty"
+    checked = check_form(read_workbook(bad))
+    assert checked.problems[0].text("en") == "'立项必要性' is required but empty"
+    assert checked.problems[0].message == "「立项必要性」为必填项，尚未填写"
 
 
 def test_copy_is_not_confused_with_original(seeds, tmp_path):

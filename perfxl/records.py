@@ -1,0 +1,77 @@
+"""What validation makes of a form: normalised records per project and the problems found.
+
+The merge, the summary sheets and the public API consume these; nothing here reads a file or a spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .problems import Problem, problem
+from .values import Target
+
+
+@dataclass
+class IndicatorRecord:
+    row: int
+    level1: str
+    level2: str
+    level3: str
+    cells: dict[str, str]
+    texts: dict[str, str]
+    targets: dict[str, Target]
+
+
+@dataclass
+class ProjectRecord:
+    sheet: str
+    name: str
+    values: dict[str, Any]  # field id → normalised value (numbers in the form's money unit, dates ISO)
+    cells: dict[str, str]  # field id → cell address
+    tables: dict[str, list[dict[str, Any]]]
+    indicators: list[IndicatorRecord]
+    errors: int = 0
+    warnings: int = 0
+
+
+@dataclass
+class CheckedForm:
+    path: str
+    template: str | None
+    version: str | None
+    year: int | None
+    region: str | None
+    unit_code: str | None
+    unit_name: str | None
+    money_unit: str | None
+    family: str | None
+    projects: list[ProjectRecord]
+    problems: list[Problem]
+    read_error: str | None = None
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for p in self.problems if p.severity == "error")
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for p in self.problems if p.severity == "warning")
+
+    @property
+    def status(self) -> str:
+        if self.read_error:
+            return "rejected"
+        return "errors" if self.errors else ("warnings" if self.warnings else "valid")
+
+
+def rejected(path: str, code: str, **params) -> CheckedForm:
+    """A file that could not be read at all, as a checked form with one problem of the catalogue."""
+    return rejected_by(path, problem(code, **params))
+
+
+def rejected_by(path: str, problem: Problem) -> CheckedForm:
+    """A file that could not be read at all, as a checked form with that one problem."""
+    code = problem.code
+    return CheckedForm(path=path, template=None, version=None, year=None, region=None, unit_code=None,
+                       unit_name=None, money_unit=None, family=None, projects=[], problems=[problem], read_error=code)

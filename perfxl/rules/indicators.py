@@ -1,0 +1,226 @@
+"""The indicator table: the hierarchy of 一级/二级/三级, every target parsed, and the cost checks.
+
+One rule kind, `indicators`, added by the spec to every indicator table. It runs before the other kinds
+because its records (the parsed targets) are what the project record and the summary carry.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from ..domain import MONEY_UNITS, SUM_TOLERANCE
+from ..problems import EMPTY, Collector, L, fmt_number, short_text
+from ..records import IndicatorRecord
+from ..values import clean_text, compose_target, parse_target
+from . import Param, RuleKind, register
+
+if TYPE_CHECKING:
+    from ..spec import Spec, Table
+
+KIND_WORDS = {"cost": L("成本指标", "cost indicator"), "time": L("时效指标", "timeliness indicator"),
+              "quantity": L("数量指标", "quantity indicator"), "quality": L("质量指标", "quality indicator"),
+              "satisfaction": L("满意度指标", "satisfaction indicator")}
+LESS_WORDS = ("故障", "投诉", "逾期", "事故", "差错", "出错", "中断", "结余", "时长", "耗时", "成本", "费用", "误差",
+              "不良", "违规", "损失", "空置", "流失", "返工", "等待", "排队", "响应时间", "处置时间", "修复时间", "占编率")
+SPEND_WORDS = ("支出", "支付", "拨付", "资金", "经费", "费用", "投入", "预算", "花费", "开支")
+
+
+def _indicators(table: Table, rows: list[dict], spec: Spec, out: Collector, sheet: str) -> list[IndicatorRecord]:
+    ind = table.indicator
+    h = ind.hierarchy
+    records: list[IndicatorRecord] = []
+    last1 = last2 = ""
+    seen: dict[tuple, int] = {}
+    allowed = "、".join(h.levels)
+    for row in rows:
+        c1 = row[ind.level1]
+        c2 = row[ind.level2] if ind.level2 else None
+        c3 = row[ind.level3]
+        l1 = clean_text(c1.value) or last1  # merged or blank cells inherit from the row above
+        l2 = (clean_text(c2.value) if c2 else "") or (last2 if l1 == last1 else "")
+        l3 = clean_text(c3.value)
+        last1, last2 = l1, l2
+        texts, targets, cells = {}, {}, {"level1": c1.address, "level3": c3.address}
+        for vid in ind.values:
+            value, address, formula = row[vid]
+            if ind.sign_column:
+                value = compose_target(row[ind.sign_column].value, value, row[ind.unit_column].value)
+            target = parse_target(value, formula=formula)
+            texts[vid] = target.text
+            targets[vid] = target
+            cells[vid] = address
+        if not l3 and all(t.kind == "empty" for t in targets.values()):
+            continue  # a level name left on an otherwise empty row
+        where = {"sheet": sheet}
+        if not l3:
+            out.add("indicator-incomplete", "error", cell=c3.address, field_=f"{table.id}.{ind.level3}",
+                    row=row["_row"], **where)
+        canonical1 = h.canonical(l1)
+        if canonical1 not in h.levels:
+            out.add("indicator-level1-unknown", "error", cell=c1.address, field_=f"{table.id}.{ind.level1}",
+                    level1=l1 or EMPTY, allowed=allowed, **where)
+        elif ind.level2:
+            canonical2 = h.canonical(l2)
+            if canonical2 not in h.levels[canonical1]:
+                owner = [k for k, v in h.levels.items() if canonical2 in v]
+                expected = "、".join(h.levels[canonical1])
+                hint = L(f"它属于“{owner[0]}”", f"it belongs to '{owner[0]}'") if owner else \
+                    L(f"应为 {expected}", f"expected {expected}")
+                out.add("indicator-level2-mismatch", "error", cell=(c2 or c1).address,
+                        field_=f"{table.id}.{ind.level2}", level1=l1, level2=l2 or EMPTY, hint=hint, **where)
+        key = (h.canonical(l1), h.canonical(l2), l3)
+        if l3 and key in seen:
+            out.add("indicator-duplicate", "warning", cell=c3.address, field_=f"{table.id}.{ind.level3}",
+                    level3=l3, first=seen[key], **where)
+        seen.setdefault(key, row["_row"])
+        record = IndicatorRecord(row=row["_row"], level1=l1, level2=l2, level3=l3, cells=cells, texts=texts,
+                                 targets=targets)
+        _check_targets(record, table, spec, out, sheet)
+        records.append(record)
+    present = {h.canonical(r.level1) for r in records}
+    anchor = table.columns[0]
+    for level in ind.required_levels:
+        if level not in present:
+            out.add("indicator-category-missing", "error", sheet, "", f"{table.id}.{anchor.id}", level1=level)
+    for level in ind.recommended_levels:
+        if level not in present:
+            out.add("indicator-category-recommended", "warning", sheet, "", f"{table.id}.{anchor.id}", level1=level)
+    if records:
+        main = ind.values[-1]
+        quantitative = sum(1 for r in records if r.targets[main].quantitative)
+        if quantitative / len(records) < 0.5:
+            out.add("indicator-mostly-qualitative", "warning", sheet, "", f"{table.id}.{main}",
+                    share=f"{quantitative / len(records):.0%}", quant=quantitative, total=len(records))
+    return records
+
+
+def indicator_kind(spec: Spec, level1: str, level2: str, level3: str) -> str | None:
+    table = spec.indicator_table()
+    h = table.indicator.hierarchy
+    kind = h.kinds.get(h.canonical(level2)) or h.kinds.get(h.canonical(level1))
+    if kind is None:
+        if "满意" in level3:
+            kind = "satisfaction"
+        elif "成本" in level3 or "费用" in level3:
+            kind = "cost"
+    return kind
+
+
+@lru_cache(maxsize=65536)
+def _less_is_better(metric: str) -> bool:
+    """故障率 should fall; 无故障运行率 should rise: a negated keyword does not count."""
+    for word in LESS_WORDS:
+        at = metric.find(word)
+        if at >= 0 and not (at > 0 and metric[at - 1] in "无不零未免"):
+            return True
+    return False
+
+
+def _check_targets(record: IndicatorRecord, table: Table, spec: Spec, out: Collector, sheet: str) -> None:
+    ind = table.indicator
+    kind = indicator_kind(spec, record.level1, record.level2, record.level3)
+    labels = {c.id: c.label for c in table.columns}
+    all_empty = all(t.kind == "empty" for t in record.targets.values())
+    for vid in ind.values:
+        t = record.targets[vid]
+        where = {"sheet": sheet, "cell": record.cells[vid], "field_": f"{table.id}.{vid}"}
+        common = {"level3": record.level3 or L("（未命名）", "(unnamed)"), "column": labels[vid],
+                  "value": short_text(t.text)}
+        if t.kind == "empty":
+            if all_empty and vid == ind.values[-1]:
+                out.add("indicator-empty-value", "error", **where, **common)
+            elif not all_empty and vid == ind.values[0] and len(ind.values) > 1:
+                out.add("indicator-empty-value", "warning", **where, **common)
+            continue
+        if t.kind == "unparseable":
+            out.add("indicator-unparseable", "error", **where, **common)
+            continue
+        if t.kind == "placeholder":
+            out.add("indicator-placeholder", "warning", **where, **common)
+            continue
+        less_metric = _less_is_better(record.level3)
+        expected = None
+        if kind in {"cost", "time"} or less_metric:
+            expected = "less"
+        elif kind in {"quantity", "quality", "satisfaction"}:
+            expected = "more"
+        if expected and t.direction and t.direction != expected and not t.embedded:
+            out.add("indicator-direction", "warning", **where, **common,
+                    kind=KIND_WORDS.get(kind, L("该类指标", "indicator of this kind")),
+                    expected="≤" if expected == "less" else "≥")
+        if t.kind == "quantitative" and t.unit == "%" and t.value is not None and t.value > 100 \
+                and not any(w in record.level3 for w in ("增长", "增幅", "提升", "比上年")):
+            out.add("indicator-percent-over-100", "warning", **where, **common)
+        if t.kind == "quantitative" and not t.unit and t.value is not None and 0 < t.value <= 1 \
+                and record.level3.endswith("率"):
+            out.add("indicator-rate-as-fraction", "warning", **where, **common, percent=fmt_number(t.value * 100))
+        if t.kind == "quantitative" and t.unit in MONEY_UNITS and kind in {"quantity", "quality"} \
+                and any(w in record.level3 for w in SPEND_WORDS):
+            out.add("indicator-money-as-output", "warning", **where, **common)
+        if t.kind == "deadline" and t.deadline and int(t.deadline[:4]) < spec.year:
+            out.add("indicator-deadline-before-year", "warning", **where, **common, deadline=t.deadline, year=spec.year)
+        if t.kind == "cost" and t.quantity is not None and t.price is not None and t.amount is not None:
+            product = t.quantity * t.price
+            if abs(product - t.amount) > SUM_TOLERANCE * max(1, MONEY_UNITS.get(spec.money_unit, 1) / 10_000):
+                out.add("cost-tuple-mismatch", "error", **where, level3=record.level3, product=fmt_number(product),
+                        amount=fmt_number(t.amount))
+
+
+def _cost_rules(table: Table, records: list[IndicatorRecord], values: dict, cells: dict, spec: Spec,
+                out: Collector, sheet: str) -> None:
+    ind = table.indicator
+    main = ind.values[-1]
+    targets = [r.targets[main] for r in records]
+    budget_field = ind.budget_field or spec.budget_field
+    budget = values.get(budget_field) if budget_field else None
+    if ind.cost_tuple:
+        costs = [t.amount for t in targets if t.kind == "cost" and t.amount is not None]
+        if costs and budget is not None and abs(sum(costs) - budget) > SUM_TOLERANCE:
+            out.add("cost-sum-mismatch", "error", sheet, cells.get(budget_field, ""), budget_field,
+                    costs=fmt_number(sum(costs)), label=spec.fields[budget_field].label.rstrip("：: "), budget=fmt_number(budget),
+                    diff=fmt_number(abs(sum(costs) - budget)))
+        return
+    total = cost_total(spec, records)
+    if total is not None and budget is not None and total > budget + SUM_TOLERANCE:
+        out.add("cost-exceeds-budget", "warning", sheet, cells.get(budget_field, ""), budget_field,
+                costs=fmt_number(total), budget=fmt_number(budget))
+
+
+def cost_total(spec: Spec, records: list[IndicatorRecord]) -> float | None:
+    """Sum of the cost targets written in money, in the form's money unit (None when there are none)."""
+    table = spec.indicator_table()
+    main = table.indicator.values[-1]
+    total, found = 0.0, False
+    for r in records:
+        t = r.targets[main]
+        if indicator_kind(spec, r.level1, r.level2, r.level3) != "cost":
+            continue
+        if t.kind == "cost" and t.amount is not None:
+            total += t.amount
+            found = True
+        elif t.kind == "quantitative" and t.unit in MONEY_UNITS and t.value is not None:
+            total += t.value * MONEY_UNITS[t.unit] / MONEY_UNITS[spec.money_unit]
+            found = True
+    return round(total, 6) if found else None
+
+
+@register
+class Indicators(RuleKind):
+    """Every row of an indicator table against its hierarchy and the target grammar; costs against budget."""
+
+    name = "indicators"
+    params = (Param("table", "table"),)
+    codes = ("indicator-level1-unknown", "indicator-level2-mismatch", "indicator-category-missing",
+             "indicator-category-recommended", "indicator-incomplete", "indicator-empty-value",
+             "indicator-duplicate", "indicator-unparseable", "indicator-placeholder", "indicator-direction",
+             "indicator-percent-over-100", "indicator-rate-as-fraction", "indicator-mostly-qualitative",
+             "indicator-money-as-output", "indicator-deadline-before-year", "cost-tuple-mismatch",
+             "cost-sum-mismatch", "cost-exceeds-budget")
+    order = 10
+
+    def check(self, rule, ctx):
+        table = ctx.spec.tables[rule.params["table"]]
+        records = _indicators(table, ctx.table_rows.get(table.id, []), ctx.spec, ctx.out, ctx.sheet)
+        _cost_rules(table, records, ctx.values, ctx.cells, ctx.spec, ctx.out, ctx.sheet)
+        ctx.indicators = records
