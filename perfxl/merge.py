@@ -13,38 +13,32 @@ import hashlib
 import json
 import os
 import pickle
-import re
 import tempfile
 import threading
 import time
 import zipfile
-from collections import Counter, defaultdict
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .domain import MONEY_UNITS, default_year
+from .domain import default_year
 from .errors import OutputError, ReadError
 from .files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
-from .inbox import SKIP_REASONS, NotRegularFile, TooLarge, read_regular_file, scan
+from .inbox import NotRegularFile, TooLarge, read_regular_file, scan
 from .ledger import Ledger, check_ledger_file, pack
 from .limits import TimeLimitExceeded, time_limit
 from .pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
-from .problems import Problem
 from .read import MAX_FILE_BYTES, FormData, read_workbook, too_large
+from .records import Seen
 from .roster import Unit, read_roster
 from .spec import load_spec
-from .validate import CheckedForm, cost_total, rejected, rejected_by
-
-OUTCOME_ZH = {"merged": "已汇总", "rejected": "无法读取", "excluded": "未汇总（不符合本次汇总条件）",
-              "duplicate": "重复文件", "superseded": "已被更新版本取代"}
-# The sheets of the summary workbook, which are also the names of the CSV files.
-SUMMARY_SHEETS = ("汇总", "项目清单", "指标明细", "部门预算", "报送情况", "目标质量", "校验问题", "变更记录", "说明")
-STATUS_ZH = {"valid": "通过", "warnings": "通过（有提醒）", "errors": "有错误", "rejected": "无法读取"}
+from .summary import CSV_FIRST_TITLES, SHEET_NAMES, Context, Table
+from .summary import build as build_summary
+from .summary.about import accounting_line  # noqa: F401 - the CLI states the same line
+from .validate import CheckedForm, rejected, rejected_by
 
 
 @dataclass(frozen=True)
@@ -63,42 +57,6 @@ class MergeOptions:
     def check_options(self) -> CheckOptions:
         return CheckOptions(template=self.template, year=self.year,
                             templates_dir=str(self.templates_dir) if self.templates_dir else None)
-
-
-@dataclass
-class Seen:
-    """One input file, as the main process remembers it (the checked form itself is spooled)."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    sha: str
-    source: str  # read | ledger
-    offset: int
-    template: str | None
-    year: int | None
-    unit_code: str | None
-    unit_name: str | None
-    status: str
-    errors: int
-    warnings: int
-    read_error: str | None
-    project_names: tuple[str, ...]
-    indicator_rows: int
-    outcome: str = ""
-    reason: str = ""
-    duplicate_of: str = ""
-
-
-@dataclass
-class Table:
-    """One summary sheet: column titles with kinds, rows, and whether a totals row is wanted."""
-
-    name: str
-    columns: list[tuple[str, str]]  # (title, kind: text|money|int|percent|date|count)
-    rows: Any  # list of lists, or a zero-argument callable giving a fresh iterator (large sheets)
-    totals: bool = False
-    note: str = ""
 
 
 @dataclass
@@ -300,10 +258,6 @@ def default_db(output: Path) -> Path:
 SETTLE_ROUNDS = 4
 
 
-_CSV_FIRST_TITLE = {"汇总": "地区", "项目清单": "地区", "指标明细": "单位编码", "部门预算": "地区", "报送情况": "地区",
-                    "目标质量": "地区", "校验问题": "文件", "变更记录": "单位名称", "说明": "项目"}
-
-
 def _is_own_output(path: Path, what: str) -> bool:
     """True when an existing file is one perfxl itself wrote as `what` (summary, ledger or a CSV)."""
     try:
@@ -315,7 +269,7 @@ def _is_own_output(path: Path, what: str) -> bool:
         if what.startswith("csv:"):
             with open(path, "rb") as fh:
                 head = fh.read(64)
-            return head.startswith(("\ufeff" + _CSV_FIRST_TITLE[what[4:]] + ",").encode("utf-8"))
+            return head.startswith(("\ufeff" + CSV_FIRST_TITLES[what[4:]] + ",").encode("utf-8"))
     except (OSError, zipfile.BadZipFile, KeyError, OutputError):
         return False
     return False
@@ -328,7 +282,7 @@ def _outputs(output: Path | None, db_path: Path | None, options: MergeOptions) -
     if db_path is not None:
         targets.append(("ledger", db_path))
     if options.csv_dir:
-        targets += [(f"csv:{name}", Path(options.csv_dir) / f"{name}.csv") for name in SUMMARY_SHEETS]
+        targets += [(f"csv:{name}", Path(options.csv_dir) / f"{name}.csv") for name in SHEET_NAMES]
     return targets
 
 
@@ -418,7 +372,12 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
                     s.unit_code = by_name[s.unit_name]
         _decide(files, options)
         skipped = [(display_path(p), reason) for p, reason in inbox.skipped]
-        result = _build(files, spool, options, units, skipped, unsettled)
+        ctx = Context(files=files, load=lambda s: _load(spool, s.offset), units=units, template=options.template,
+                      year=options.year, roster=options.roster, lang=options.lang,
+                      templates_dir=options.templates_dir, skipped=skipped, unsettled=unsettled)
+        tables, counts, missing = build_summary(ctx)
+        result = MergeResult(output=None, tables=tables, counts=counts, files=files, money_unit=ctx.money_unit,
+                             missing_units=missing, skipped=skipped, unsettled=unsettled)
         if output:
             write_summary(result, output)
             result.output = output
@@ -506,371 +465,3 @@ def _decide(seen: list[Seen], options: MergeOptions) -> None:
 def _load(spool, offset: int) -> CheckedForm:
     spool.seek(offset)
     return pickle.load(spool)
-
-
-def _received(mtime_ns: int) -> str:
-    return datetime.fromtimestamp(mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M") if mtime_ns else ""
-
-
-def _build(seen: list[Seen], spool, options: MergeOptions, units: list[Unit] | None,
-           skipped: list[tuple[str, str]], unsettled: list[str]) -> MergeResult:
-    merged = [s for s in seen if s.outcome == "merged"]
-    specs = {}
-    for s in merged:
-        key = (s.template, s.year)
-        if key not in specs:
-            specs[key] = load_spec(s.template, s.year or options.year or default_year(), templates_dir=options.templates_dir)
-    units_by_code = {u.code: u for u in units or []}
-    money_units = {sp.money_unit for sp in specs.values()}
-    unit = money_units.pop() if len(money_units) == 1 else "元"
-
-    def factor(sp) -> float:
-        return MONEY_UNITS[sp.money_unit] / MONEY_UNITS[unit]
-
-    def who(s: Seen, checked: CheckedForm | None = None):
-        roster_unit = units_by_code.get(s.unit_code or "")
-        department = roster_unit.department if roster_unit else ""
-        region = (roster_unit.region if roster_unit and roster_unit.region else "") or (checked.region if checked else "") or ""
-        if not department and checked and checked.projects:
-            department = str(checked.projects[0].values.get("department") or "")
-        return region, department or "（名单外）", s.unit_code or "", (roster_unit.name if roster_unit else s.unit_name) or ""
-
-    project_specs = [sp for sp in specs.values() if sp.family == "project"]
-    key_labels = _union([sp.fields[f].label.rstrip("：: ") for f in sp.key_fields] for sp in project_specs)
-    money_keys = {sp.fields[f].label.rstrip("：: ") for sp in project_specs for f in sp.key_fields
-                  if sp.fields[f].type == "money"}
-    funding_labels = _union([sp.fields[f].label for f in sp.funding_fields] for sp in project_specs)
-    level1s = _union(list(sp.indicator_table().indicator.hierarchy.levels) for sp in specs.values())
-    value_labels = _union([sp.indicator_table().column(v).label for v in sp.indicator_table().indicator.values]
-                          for sp in specs.values())
-
-    projects_rows, indicator_count, quality_rows, budget_rows, changes = [], 0, [], [], []
-    per_group: dict[tuple, Counter] = defaultdict(Counter)
-    per_group_money: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    rows_merged = 0
-
-    def indicator_rows():
-        for s in merged:
-            checked = _load(spool, s.offset)
-            sp = specs[(s.template, s.year)]
-            table = sp.indicator_table()
-            ind = table.indicator
-            region, department, code, name = who(s, checked)
-            for p in checked.projects:
-                for r in p.indicators:
-                    main = r.targets[ind.values[-1]]
-                    values = {table.column(v).label: r.texts[v] for v in ind.values}
-                    yield ([code, name, p.name, r.level1, r.level2, r.level3]
-                           + [values.get(label, "") for label in value_labels]
-                           + [main.op or _KIND_ZH.get(main.kind, ""), main.value, main.unit or "",
-                              main.word or main.deadline or "", f"{p.sheet}!{r.cells.get(ind.values[-1], '')}"])
-
-    problem_rows = []
-    for s in merged:  # one pass over the spool for everything but the indicator detail
-        checked = _load(spool, s.offset)
-        sp = specs[(s.template, s.year)]
-        region, department, code, name = who(s, checked)
-        for q in checked.problems:
-            problem_rows.append(_problem_row(s, name, q, options.lang))
-        group = (region, department)
-        rows_merged += s.indicator_rows
-        for p in checked.projects:
-            indicator_count += len(p.indicators)
-            if sp.family != "project":
-                for grid in sp.grids.values():
-                    for rid, _, label in grid.rows:
-                        budget_rows.append([region, department, code, name, grid.header[0] if grid.header else grid.id,
-                                            label] + [_money(p.values.get(f"{grid.id}_{rid}_{cid}"), factor(sp))
-                                                      for cid in grid.columns[:3]]
-                                           + [None] * (3 - len(grid.columns[:3])))
-                continue
-            budget = _money(p.values.get(sp.budget_field), factor(sp)) if sp.budget_field else None
-            counts = Counter(sp.indicator_table().indicator.hierarchy.canonical(r.level1) for r in p.indicators)
-            keys = {sp.fields[f].label.rstrip("：: "): _key_value(p.values.get(f), sp.fields[f].type, factor(sp))
-                    for f in sp.key_fields}
-            funds = {sp.fields[f].label: _money(p.values.get(f), factor(sp)) for f in sp.funding_fields}
-            projects_rows.append([region, s.year, department, code, name, p.name, sp.template]
-                                 + [keys.get(label, "") for label in key_labels] + [budget]
-                                 + [funds.get(label) for label in funding_labels] + [len(p.indicators)]
-                                 + [counts.get(level, 0) for level in level1s]
-                                 + [STATUS_ZH["errors" if p.errors else ("warnings" if p.warnings else "valid")],
-                                    p.errors, p.warnings, Path(s.path).name, p.sheet])
-            per_group[group]["projects"] += 1
-            per_group_money[group]["budget"] += budget or 0
-            for label, amount in funds.items():
-                per_group_money[group][label] += amount or 0
-            quality_rows.append(_quality(sp, checked, p, region, department, name, budget, factor(sp)))
-    projects_rows.sort(key=lambda r: (str(r[0]), str(r[2]), str(r[3]), str(r[5])))
-    quality_rows.sort(key=lambda r: (r[-3], str(r[2]), str(r[3])))  # weakest first: reviewers start there
-
-    # 报送情况 — every roster unit, and units that sent something though not on the roster
-    by_unit: dict[str, list[Seen]] = defaultdict(list)
-    for s in seen:
-        if s.outcome in {"merged", "superseded"} and (s.unit_code or s.unit_name):
-            by_unit[s.unit_code or s.unit_name].append(s)
-    status_rows = []
-    expected = list(units or [])
-    missing: list[Unit] = []
-    for u in expected:
-        sent = by_unit.pop(u.code, [])
-        chosen = [s for s in sent if s.outcome == "merged"]
-        group = (u.region, u.department)
-        per_group[group]["expected"] += 1
-        if chosen:
-            per_group[group]["submitted"] += 1
-            bad = any(c.status == "errors" for c in chosen)
-            per_group[group]["errors" if bad else "valid"] += 1
-            c = max(chosen, key=lambda x: x.mtime_ns)
-            status_rows.append([u.region, u.department, u.code, u.name, "已报送",
-                                STATUS_ZH["errors" if bad else c.status], "；".join(Path(x.path).name for x in chosen),
-                                _received(c.mtime_ns), len(sent), sum(x.errors for x in chosen),
-                                sum(x.warnings for x in chosen)])
-        else:
-            per_group[group]["missing"] += 1
-            missing.append(u)
-            status_rows.append([u.region, u.department, u.code, u.name, "未报送", "", "", "", 0, None, None])
-    for _, sent in sorted(by_unit.items()):
-        chosen = [s for s in sent if s.outcome == "merged"]
-        c = max(chosen or sent, key=lambda x: x.mtime_ns)
-        checked = _load(spool, c.offset)
-        region, department, code, name = who(c, checked)
-        group = (region, department)
-        if units is None:
-            per_group[group]["expected"] += 1
-        per_group[group]["submitted"] += 1
-        per_group[group]["errors" if c.status == "errors" else "valid"] += 1
-        status_rows.append([region, department, code, name, "已报送（名单外）" if units is not None else "已报送",
-                            STATUS_ZH[c.status], "；".join(Path(x.path).name for x in chosen), _received(c.mtime_ns),
-                            len(sent), c.errors, c.warnings])
-    status_rows.sort(key=lambda r: (r[4] != "未报送", str(r[0]), str(r[1]), str(r[2])))
-
-    summary_rows = []
-    for (region, department), c in sorted(per_group.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
-        money = per_group_money[(region, department)]
-        summary_rows.append([region, department, c["expected"], c["submitted"], c["valid"], c["errors"], c["missing"],
-                             c["projects"], money.get("budget", 0.0)] + [money.get(label, 0.0) for label in funding_labels])
-
-    for s in seen:
-        if s.outcome in {"duplicate", "superseded", "merged"}:
-            continue
-        checked = _load(spool, s.offset)
-        region, department, code, name = who(s, checked)
-        for p in checked.problems:
-            problem_rows.append(_problem_row(s, name, p, options.lang))
-        if s.outcome == "excluded":
-            expected = options.year if s.reason == "other-year" else options.template
-            problem_rows.append(_problem_row(s, name, Problem("error", s.reason, params={
-                "expected": expected, "found": s.year, "template": s.template}), options.lang))
-
-    problem_rows.sort(key=lambda r: r[0])  # by file; each file's problems keep the rules' order
-    for s in seen:
-        if s.outcome == "superseded":
-            newer = next(x for x in seen if x.path == s.duplicate_of)
-            changes.extend(_changes(_load(spool, s.offset), _load(spool, newer.offset), s, newer, who(newer)[3],
-                                    specs[(newer.template, newer.year)]))
-
-    counts = Counter(s.outcome for s in seen)
-    rows_in = sum(s.indicator_rows for s in seen)
-    result_counts = {
-        "files_in": len(seen), "merged": counts["merged"], "rejected": counts["rejected"],
-        "excluded": counts["excluded"], "duplicate": counts["duplicate"], "superseded": counts["superseded"],
-        "read": sum(1 for s in seen if s.source == "read"), "from_ledger": sum(1 for s in seen if s.source == "ledger"),
-        "projects": len(projects_rows), "units": len({(s.unit_code or s.unit_name) for s in merged}),
-        "errors": sum(s.errors for s in seen if s.outcome in {"merged", "rejected", "excluded"}),
-        "warnings": sum(s.warnings for s in seen if s.outcome in {"merged", "rejected", "excluded"}),
-        "missing": len(missing), "rows_in": rows_in, "rows_merged": rows_merged,
-        "rows_set_aside": rows_in - rows_merged, "indicators": indicator_count,
-    }
-
-    m = f"（{unit}）"
-    tables = [
-        Table("汇总", [("地区", "text"), ("主管部门", "text"), ("应报单位数", "count"), ("已报单位数", "count"),
-                     ("通过校验", "count"), ("有错误", "count"), ("未报送", "count"), ("项目数", "count"),
-                     ("预算金额合计" + m, "money")] + [(label + m, "money") for label in funding_labels],
-              summary_rows, totals=True),
-        Table("项目清单", [("地区", "text"), ("年度", "int"), ("主管部门", "text"), ("单位编码", "text"),
-                       ("单位名称", "text"), ("项目名称", "text"), ("模板", "text")]
-              + [(_UNIT_IN_LABEL.sub("", label).strip() + m, "money") if label in money_keys else (label, "text")
-                 for label in key_labels]
-              + [("预算金额" + m, "money")]
-              + [(label + m, "money") for label in funding_labels] + [("指标数", "count")]
-              + [(level, "count") for level in level1s]
-              + [("校验状态", "text"), ("错误数", "count"), ("提醒数", "count"), ("来源文件", "text"), ("工作表", "text")],
-              projects_rows, totals=True),
-        Table("指标明细", [("单位编码", "text"), ("单位名称", "text"), ("项目名称", "text"), ("一级指标", "text"),
-                       ("二级指标", "text"), ("三级指标", "text")]
-              + [(label, "text") for label in value_labels]
-              + [("比较符/类型", "text"), ("数值", "number"), ("计量单位", "text"), ("定性描述/期限", "text"),
-                 ("位置", "text")],
-              indicator_rows, note="来源文件见「项目清单」；位置为 工作表!单元格（最后一个指标值列）。"),
-    ]
-    if budget_rows:
-        tables.append(Table("部门预算", [("地区", "text"), ("主管部门", "text"), ("单位编码", "text"), ("单位名称", "text"),
-                                     ("收支", "text"), ("项目", "text"), ("全年数" + m, "money"), ("上半年数" + m, "money"),
-                                     ("前三季度数" + m, "money")], budget_rows))
-    tables += [
-        Table("报送情况", [("地区", "text"), ("主管部门", "text"), ("单位编码", "text"), ("单位名称", "text"),
-                       ("报送状态", "text"), ("校验状态", "text"), ("文件", "text"), ("收到时间", "text"),
-                       ("收到版本数", "count"), ("错误数", "count"), ("提醒数", "count")], status_rows),
-        Table("目标质量", [("地区", "text"), ("主管部门", "text"), ("单位名称", "text"), ("项目名称", "text"),
-                       ("指标数", "count"), ("定量指标", "count"), ("可衡量（定量占比）", "percent"),
-                       ("完整性问题", "count"), ("成本指标覆盖预算", "percent"), ("方向提醒", "count"),
-                       ("占位符", "count"), ("无法识别", "count"), ("得分", "number"), ("等级", "text"),
-                       ("主要问题", "text")], quality_rows,
-              note="按得分从低到高排列，审核从最弱的申报开始。"),
-        Table("校验问题", [("文件", "text"), ("单位名称", "text"), ("工作表", "text"), ("单元格", "text"), ("字段", "text"),
-                       ("规则", "text"), ("严重程度", "text"), ("说明", "text"), ("处理", "text")], problem_rows),
-        Table("变更记录", [("单位名称", "text"), ("工作表", "text"), ("项目名称", "text"), ("内容", "text"),
-                       ("原值", "text"), ("新值", "text"), ("单元格", "text"), ("原文件", "text"), ("新文件", "text")],
-              changes),
-        Table("说明", [("项目", "text"), ("内容", "text"), ("", "text"), ("", "text")],
-              _about(seen, result_counts, options, specs, unit, skipped, unsettled)),
-    ]
-    return MergeResult(output=None, tables=tables, counts=result_counts, files=seen, money_unit=unit,
-                       missing_units=missing, skipped=skipped, unsettled=unsettled)
-
-
-_KIND_ZH = {"quantitative": "定量", "qualitative": "定性", "range": "区间", "deadline": "期限", "cost": "成本构成",
-            "placeholder": "占位符", "unparseable": "无法识别", "empty": "空"}
-
-
-def _problem_row(s: Seen, unit_name: str, q: Problem, lang: str) -> list:
-    """A row of 校验问题: the printed label of the field, never its id."""
-    return [Path(s.path).name, unit_name, q.sheet, q.cell, q.label or q.field, q.code,
-            "错误" if q.severity == "error" else "提醒", q.text(lang), OUTCOME_ZH[s.outcome]]
-
-
-def _union(lists) -> list[str]:
-    out: list[str] = []
-    for items in lists:
-        for item in items:
-            if item not in out:
-                out.append(item)
-    return out
-
-
-def _money(value, factor: float):
-    return None if value is None or isinstance(value, str) else round(value * factor, 6)
-
-
-def _plain(value):
-    return "" if value is None else value
-
-
-# "项目总预算(元)": the summary states its own unit, which may differ when forms of several units are merged.
-_UNIT_IN_LABEL = re.compile(r"\s*[(（]\s*(?:" + "|".join(MONEY_UNITS) + r")\s*[)）]\s*")
-
-
-def _key_value(value, field_type: str, factor: float):
-    """A key column of 项目清单: money as a number in the summary's unit (text a clerk typed stays text)."""
-    if field_type == "money" and isinstance(value, int | float) and not isinstance(value, bool):
-        return round(value * factor, 6)
-    return _plain(value)
-
-
-def _quality(sp, checked: CheckedForm, p, region, department, name, budget, factor) -> list:
-    """The mechanical part of 绩效目标审核: completeness, measurability, relevance, direction."""
-    problems = [q for q in checked.problems if q.sheet == p.sheet]
-    codes = Counter(q.code for q in problems)
-    main = sp.indicator_table().indicator.values[-1]
-    quantitative = sum(1 for r in p.indicators if r.targets[main].quantitative)
-    share = quantitative / len(p.indicators) if p.indicators else 0.0
-    complete = codes["required"] + codes["indicator-category-missing"] + codes["indicator-empty-value"] \
-        + codes["indicator-incomplete"] + codes["table-empty"]
-    costs = cost_total(sp, p.indicators)
-    coverage = (costs / (budget / factor)) if costs is not None and budget else None
-    score = 100.0
-    score -= 15 * codes["indicator-category-missing"]
-    score -= min(30, 5 * (codes["required"] + codes["indicator-empty-value"] + codes["indicator-incomplete"]))
-    if share < 0.5:
-        score -= (0.5 - share) * 40
-    if coverage is not None and not 0.9 <= coverage <= 1.1:
-        score -= 10
-    score -= min(15, 3 * codes["indicator-direction"])
-    score -= 10 * codes["indicator-placeholder"] + 5 * codes["indicator-unparseable"]
-    score -= 2 * (codes["indicator-percent-over-100"] + codes["indicator-rate-as-fraction"]
-                  + codes["indicator-money-as-output"] + codes["indicator-deadline-before-year"])
-    errors = sum(1 for q in problems if q.severity == "error")
-    score -= min(40, 10 * errors)
-    score = max(0.0, round(score, 1))
-    grade = "优" if score >= 90 else "良" if score >= 75 else "中" if score >= 60 else "差"
-    if errors and grade in {"优", "良"}:
-        grade = "中"  # a declaration with errors goes back to the unit, whatever else it does well
-    main_issues = "；".join(q.message for q in problems if q.severity == "error")[:300] or \
-        "；".join(q.message for q in problems)[:300]
-    return [region, department, name, p.name, len(p.indicators), quantitative, share, complete, coverage,
-            codes["indicator-direction"], codes["indicator-placeholder"], codes["indicator-unparseable"], score, grade,
-            main_issues]
-
-
-def _changes(old: CheckedForm, new: CheckedForm, old_seen: Seen, new_seen: Seen, unit_name: str, spec) -> list[list]:
-    """What a resubmission changed: fields and indicator values, with the new cell."""
-    rows = []
-    old_projects = {p.sheet: p for p in old.projects}
-    for p in new.projects:
-        before = old_projects.get(p.sheet)
-        if before is None:
-            rows.append([unit_name, p.sheet, p.name, "新增项目", "", p.name, "", Path(old_seen.path).name,
-                         Path(new_seen.path).name])
-            continue
-        for fid, value in p.values.items():
-            if before.values.get(fid) != value:
-                rows.append([unit_name, p.sheet, p.name, spec.fields[fid].label, _text(before.values.get(fid)),
-                             _text(value), p.cells.get(fid, ""), Path(old_seen.path).name, Path(new_seen.path).name])
-        old_ind = {(r.level1, r.level2, r.level3): r for r in before.indicators}
-        for r in p.indicators:
-            o = old_ind.pop((r.level1, r.level2, r.level3), None)
-            for vid, text in r.texts.items():
-                old_text = o.texts.get(vid, "") if o else ""
-                if old_text != text:
-                    rows.append([unit_name, p.sheet, p.name, f"指标 {r.level1}/{r.level2}/{r.level3}", old_text, text,
-                                 r.cells.get(vid, ""), Path(old_seen.path).name, Path(new_seen.path).name])
-        for key, gone in old_ind.items():
-            rows.append([unit_name, p.sheet, p.name, f"删除指标 {'/'.join(key)}", "；".join(gone.texts.values()), "", "",
-                         Path(old_seen.path).name, Path(new_seen.path).name])
-    return rows
-
-
-def _text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    return str(value)
-
-
-def accounting_line(counts: dict) -> str:
-    """files in = merged + rejected + duplicate + superseded + excluded, in the words of 说明 and the CLI."""
-    return (f"收到 {counts['files_in']} = 已汇总 {counts['merged']} + 无法读取 {counts['rejected']} + "
-            f"重复 {counts['duplicate']} + 被取代 {counts['superseded']} + 不符合条件 {counts['excluded']}")
-
-
-def _about(seen, counts, options: MergeOptions, specs, unit, skipped, unsettled) -> list[list]:
-    rows = [
-        ["生成时间", datetime.now().strftime("%Y-%m-%d %H:%M:%S"), "", ""],
-        ["perfxl 版本", __version__, "", ""],
-        ["金额单位", unit, "", ""],
-        ["汇总条件", f"模板={options.template or '全部'}；年度={options.year or '全部'}", "", ""],
-        ["单位名单", str(options.roster or "（未提供）"), "", ""],
-        ["模板版本", "；".join(f"{sp.template} v{sp.version} ({sp.fingerprint})"
-                           for sp in sorted(specs.values(), key=lambda x: x.template)), "", ""],
-        ["文件核对", accounting_line(counts), "", ""],
-        ["指标行核对", f"读到 {counts['rows_in']} = 已汇总 {counts['rows_merged']} + 未汇总 {counts['rows_set_aside']}", "", ""],
-        ["读取", f"本次读取 {counts['read']} 个文件，{counts['from_ledger']} 个未变化的文件取自台账", "", ""],
-        ["跳过（不计入收到）", "；".join(f"{SKIP_REASONS[k][0]} {n} 个" for k, n in
-                                     sorted(Counter(r for _, r in skipped).items())) or "无", "", ""],
-    ]
-    if unsettled:
-        rows.append(["注意", f"{len(unsettled)} 个文件在汇总期间一直在变化，按最后一次读到的内容汇总："
-                     + "、".join(unsettled[:20]), "", ""])
-    rows += [
-        ["", "", "", ""],
-        ["输入文件", "处理", "原因", "sha256"],
-    ]
-    for s in seen:
-        rows.append([s.path, OUTCOME_ZH[s.outcome], s.reason + (f" → {Path(s.duplicate_of).name}" if s.duplicate_of else ""),
-                     s.sha])
-    for path, reason in skipped:
-        rows.append([path, "已跳过", SKIP_REASONS[reason][0], ""])
-    return rows
-

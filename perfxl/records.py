@@ -75,3 +75,29 @@ def rejected_by(path: str, problem: Problem) -> CheckedForm:
     code = problem.code
     return CheckedForm(path=path, template=None, version=None, year=None, region=None, unit_code=None,
                        unit_name=None, money_unit=None, family=None, projects=[], problems=[problem], read_error=code)
+
+
+@dataclass
+class Seen:
+    """One input file of a merge, as the main process remembers it (the checked form itself is spooled),
+    with the outcome the merge decided for it."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha: str
+    source: str  # read | ledger
+    offset: int
+    template: str | None
+    year: int | None
+    unit_code: str | None
+    unit_name: str | None
+    status: str
+    errors: int
+    warnings: int
+    read_error: str | None
+    project_names: tuple[str, ...]
+    indicator_rows: int
+    outcome: str = ""
+    reason: str = ""
+    duplicate_of: str = ""

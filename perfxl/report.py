@@ -81,8 +81,10 @@ def annotate_workbook(checked: CheckedForm, outdir: Path, avoid: set[str] | None
 # ----------------------------------------------------------------------------------------------------
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_WIDTHS = {"单位名称": 30, "项目名称": 36, "三级指标": 30, "说明": 70, "主要问题": 60, "文件": 40, "来源文件": 40,
-           "内容": 44, "原值": 30, "新值": 30, "主管部门": 26, "项目": 30, "收到时间": 17}
+_WIDTHS = {"单位名称": 30, "项目名称": 36, "三级指标": 30, "说明": 60, "主要问题": 60, "文件": 36, "来源文件": 36,
+           "内容": 44, "原值": 30, "新值": 30, "主管部门": 26, "项目": 50, "收到时间": 17, "sha256": 22, "原因": 24,
+           "栏目": 20, "规则": 24}
+A4_WIDTH = 190  # column widths (in characters) that still print legibly across one landscape A4 page
 _MAX_CELL = 32_767
 
 
@@ -136,33 +138,160 @@ def _write_summary(xlsxwriter, result, path: Path) -> None:
             body = {k: wb.add_format({"num_format": f}) for k, f in numbers.items()}
             totals = {k: wb.add_format({"bold": True, "top": 2, "num_format": f}) for k, f in numbers.items()}
             totals["text"] = wb.add_format({"bold": True, "top": 2})
+            wrap = wb.add_format({"text_wrap": True, "valign": "top"})
             for index, table in enumerate(result.tables, start=1):
                 ws = wb.add_worksheet(table.name)
                 kinds = [kind for _, kind in table.columns]
-                for c, (title, kind) in enumerate(table.columns):
-                    _check(ws.set_column(c, c, _width(title, kind)), table.name)
+                widths = [_width(title, kind) for title, kind in table.columns]
+                _print_setup(ws, table, widths)
+                if table.cover is not None:  # a few hundred rows at most: written cell by cell, not streamed
+                    _write_cover(wb, ws, table, widths, header, body, totals)
+                    continue
+                for c, (title, _) in enumerate(table.columns):
+                    _check(ws.set_column(c, c, widths[c]), table.name)
                     _check(ws.write_string(0, c, title, header), table.name)
                 _check(ws.set_row(0, 32), table.name)
                 ws.freeze_panes(1, 0)
-                styles = [body[k]._get_xf_index() if k in body else 0 for k in kinds]
+                ws.repeat_rows(0)
+                # Long text wraps in its column, so a printed page shows it whole instead of cutting it off.
+                styles = [body[k]._get_xf_index() if k in body else (wrap._get_xf_index() if widths[c] >= 30 else 0)
+                          for c, k in enumerate(kinds)]
                 total_styles = [totals[k]._get_xf_index() for k in kinds] if table.totals else None
                 rows_file = tmp.with_name(tmp.name + f".{index}.rows")
                 streamed.append((index, table.name, rows_file, 0, len(kinds)))
-                count = _stream_rows(iter_rows(table), kinds, styles, total_styles, rows_file)
+                wrapped = [widths[c] if kinds[c] == "text" and widths[c] >= 30 else 0 for c in range(len(kinds))]
+                count = _stream_rows(iter_rows(table), kinds, styles, total_styles, rows_file, wrapped)
                 streamed[-1] = (index, table.name, rows_file, count, len(kinds))
                 data_rows = count - (1 if table.totals and count else 0)
                 if data_rows:
                     ws.autofilter(0, 0, data_rows, len(kinds) - 1)
                 if table.note:
                     ws.set_header(f"&L{table.name}&R{table.note}")
-                ws.set_landscape()
-                ws.fit_to_pages(1, 0)
-                ws.repeat_rows(0)
             wb.close()
             _splice(tmp, streamed)
         finally:
             for _, _, rows_file, _, _ in streamed:
                 rows_file.unlink(missing_ok=True)
+
+
+def _print_setup(ws, table, widths: list[float]) -> None:
+    """Landscape, one page wide, narrow margins, page numbers; a sheet wider than A4 can hold legibly
+    goes on A3, which every bureau's printer room has."""
+    ws.set_landscape()
+    ws.set_paper(9 if sum(widths) <= A4_WIDTH else 8)
+    ws.set_margins(left=0.4, right=0.4, top=0.6, bottom=0.6)
+    ws.fit_to_pages(1, 0)
+    ws.set_footer(f"&L{table.name}&R第 &P 页，共 &N 页")
+
+
+def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> None:
+    """汇总: title, lines, key figures, small blocks and native charts, then the table per 主管部门."""
+    cover = table.cover
+    ncols = max(len(table.columns), len(cover.figures), 8)
+    title = wb.add_format({"bold": True, "font_size": 16, "align": "center", "valign": "vcenter"})
+    line = wb.add_format({"font_color": "#404040", "align": "center"})
+    figure_label = wb.add_format({"align": "center", "valign": "vcenter", "bg_color": "#F2F2F2", "border": 1,
+                                  "text_wrap": True, "font_color": "#404040"})
+    figure_value = {k: wb.add_format({"bold": True, "font_size": 14, "align": "center", "border": 1,
+                                      "num_format": "#,##0.00" if k == "money" else "#,##0"}) for k in ("money", "count")}
+    caption = wb.add_format({"bold": True, "font_size": 12})
+    widths = [widths[c] if c < len(widths) else 12 for c in range(ncols)]
+    for c, (_, _, kind) in enumerate(cover.figures):  # a key figure never shows as ####
+        widths[c] = max(widths[c], 18 if kind == "money" else 11)
+    for c in range(ncols):
+        _check(ws.set_column(c, c, widths[c]), table.name)
+    page_px = int(sum(widths) * 7)  # what the print area is wide, about 7 pixels per character of width
+    ws.merge_range(0, 0, 0, ncols - 1, cover.title, title)
+    ws.set_row(0, 30)
+    for i, text in enumerate(cover.lines, start=1):
+        ws.merge_range(i, 0, i, ncols - 1, text, line)
+    row = len(cover.lines) + 2
+    for c, (label, value, kind) in enumerate(cover.figures):
+        ws.write_string(row, c, label, figure_label)
+        ws.write_number(row + 1, c, value or 0, figure_value.get(kind, figure_value["count"]))
+    ws.set_row(row, 30)
+    ws.set_row(row + 1, 24)
+    row += 3
+    blocks = {}
+    for block in cover.blocks:  # laid out across: label column, then one column per row's values
+        ws.write_string(row, 0, block.name, caption)
+        ws.write_string(row + 1, 0, block.columns[0][0], header)
+        ws.write_string(row + 2, 0, block.columns[1][0], header)
+        for c, values in enumerate(block.rows, start=1):
+            ws.write(row + 1, c, values[0], header)
+            ws.write(row + 2, c, values[1], body["count"])
+        blocks[block.name] = (row + 1, row + 2, 1, len(block.rows))
+        row += 4
+    chart_row = row
+    row += CHART_ROWS
+    ws.write_string(row, 0, "按主管部门", caption)
+    head = row + 1
+    for c, (title_, _) in enumerate(table.columns):
+        ws.write_string(head, c, title_, header)
+    ws.set_row(head, 32)
+    data = list(iter_rows(table))
+    for r, values in enumerate(data, start=head + 1):
+        for c, (value, (_, kind)) in enumerate(zip(values, table.columns)):
+            if value is None or value == "":
+                continue
+            if kind != "text" and type(value) in (int, float):
+                ws.write_number(r, c, value, body.get(kind))
+            else:
+                ws.write_string(r, c, str(value))
+    last = head + len(data)
+    if table.totals and data:
+        last += 1
+        ws.write_string(last, 0, "合计", totals["text"])
+        for c, (_, kind) in enumerate(table.columns[1:], start=1):
+            if kind in {"money", "count"}:
+                ws.write_number(last, c, round(sum(v[c] or 0 for v in data), 6), totals[kind])
+            else:
+                ws.write_blank(last, c, None, totals.get(kind, totals["text"]))
+    if data:
+        ws.autofilter(head, 0, head + len(data), len(table.columns) - 1)
+    ws.repeat_rows(head)
+    ws.print_area(0, 0, last, ncols - 1)
+    x = 4
+    shares = {"bar": 0.62, "column": 0.36, "pie": 0.36}
+    peak = max((sum(v[c] or 0 for c in (4, 5, 6)) for v in data), default=0)
+    for chart_spec in cover.charts:  # side by side under the figures, inside the printed width
+        chart = _chart(wb, table.name, chart_spec, blocks, head, len(data), peak)
+        if chart is None:
+            continue
+        chart.set_size({"width": int(page_px * shares[chart_spec.kind]), "height": CHART_ROWS * 20 - 12})
+        ws.insert_chart(chart_row, 0, chart, {"x_offset": x, "y_offset": 6})
+        x += int(page_px * shares[chart_spec.kind]) + 12
+
+
+CHART_ROWS = 14  # rows of 20 px the charts take on the cover
+
+
+def _chart(wb, sheet: str, spec, blocks: dict, head: int, rows: int, peak: float):
+    """A native Excel chart over the department table (series by column) or a block (laid out across)."""
+    kind = {"bar": "bar", "column": "column", "pie": "pie"}[spec.kind]
+    chart = wb.add_chart({"type": kind, "subtype": "stacked"} if spec.stacked else {"type": kind})
+    if spec.block in blocks:
+        label_row, value_row, first, count = blocks[spec.block]
+        if not count:
+            return None
+        for name, _ in spec.series:
+            chart.add_series({"name": name, "categories": [sheet, label_row, first, label_row, first + count - 1],
+                              "values": [sheet, value_row, first, value_row, first + count - 1],
+                              "data_labels": {"value": True}})
+        chart.set_legend({"none": True})
+        chart.set_y_axis({"num_format": "0", "major_gridlines": {"visible": True, "line": {"color": "#D9D9D9"}}})
+    else:
+        if not rows:
+            return None
+        for _, col in spec.series:  # each series is named by its column's title in the table
+            chart.add_series({"name": [sheet, head, col],
+                              "categories": [sheet, head + 1, spec.categories, head + rows, spec.categories],
+                              "values": [sheet, head + 1, col, head + rows, col], "gap": 60})
+        chart.set_legend({"position": "bottom"})
+        chart.set_x_axis({"num_format": "0", "major_unit": max(1, -(-int(peak) // 8)), "min": 0})
+        chart.set_y_axis({"reverse": True})  # departments top to bottom, as in the table below
+    chart.set_title({"name": spec.title, "name_font": {"size": 12}})
+    return chart
 
 
 _XML_ESCAPES = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;",
@@ -184,22 +313,28 @@ def _text_cell(ref: str, text: str, style: str = "") -> str:
     return f'<c r="{ref}"{style} t="inlineStr"><is><t>{text}</t></is></c>'
 
 
-def _stream_rows(rows, kinds: list[str], styles: list[int], total_styles: list[int] | None, target: Path) -> int:
+def _stream_rows(rows, kinds: list[str], styles: list[int], total_styles: list[int] | None, target: Path,
+                 wrapped: list[float] | None = None) -> int:
     """Rows as <row> XML (inline strings, styled numbers) into `target`, then a totals row when asked.
 
-    Text is always written as text — "=cmd|…" or "+1" stays a string, never a formula. Returns the
-    number of rows written, the totals row included."""
+    Text is always written as text — "=cmd|…" or "+1" stays a string, never a formula. A row whose text
+    wraps in a `wrapped` column (its width, 0 for none) gets the height of its lines: spreadsheet programs
+    do not re-measure rows on opening, and wrapped text would otherwise print over the next row.
+    Returns the number of rows written, the totals row included."""
     letters = _col_letters(len(kinds))
     numeric = [k != "text" for k in kinds]
     style_attr = [f' s="{s}"' if s else "" for s in styles]
     summed = [k in {"money", "count"} for k in kinds]
     sums = [0.0] * len(kinds)
+    wrap = wrapped or [0] * len(kinds)
+    wrap_at = [w / 2 if w else 1e9 for w in wrap]  # text shorter than this (in characters) fits on one line
     count = 0
     with open(target, "w", encoding="utf-8") as out:
         buffer = []
         for count, row in enumerate(rows, start=1):
             r = count + 1
             cells = []
+            lines = 1
             for c, value in enumerate(row):
                 if value is None or value == "":
                     continue
@@ -209,8 +344,11 @@ def _stream_rows(rows, kinds: list[str], styles: list[int], total_styles: list[i
                         sums[c] += value
                 else:
                     text = value if type(value) is str else ("是" if value is True else "否" if value is False else str(value))
-                    cells.append(_text_cell(f"{letters[c]}{r}", text))
-            buffer.append(f'<row r="{r}">{"".join(cells)}</row>')
+                    cells.append(_text_cell(f"{letters[c]}{r}", text, style_attr[c]))
+                    if len(text) > wrap_at[c]:
+                        lines = max(lines, _lines(text, wrap[c]))
+            height = f' ht="{min(lines, 8) * 15}" customHeight="1"' if lines > 1 else ""
+            buffer.append(f'<row r="{r}"{height}>{"".join(cells)}</row>')
             if len(buffer) >= 2000:
                 out.write("".join(buffer))
                 buffer.clear()
@@ -226,6 +364,15 @@ def _stream_rows(rows, kinds: list[str], styles: list[int], total_styles: list[i
             buffer.append(f'<row r="{r}">{"".join(cells)}</row>')
         out.write("".join(buffer))
     return count
+
+
+def _lines(text: str, width: float) -> int:
+    """How many lines `text` takes in a column `width` characters wide (CJK characters count two)."""
+    total = 0
+    for paragraph in text.split("\n"):
+        wide = sum(1 for ch in paragraph if ord(ch) > 0x2E7F)
+        total += max(1, -(-int(len(paragraph) + wide) // max(1, int(width) - 1)))
+    return total
 
 
 def _splice(book: Path, streamed: list[tuple[int, str, Path, int, int]]) -> None:

@@ -879,6 +879,16 @@ def split_cell(address: str) -> tuple[int, int]:
     return int(match.group(2)) - 1, col - 1
 
 
+def _columns(table: Table) -> list[dict[str, Any]]:
+    """Each column with its `offset` from the first column of the table's body (the range of its defined
+    name): a column merged over two cells moves every later offset by two."""
+    out, offset = [], 0
+    for c in table.columns:
+        out.append({"id": c.id, "label": c.label, "type": c.type, "offset": offset, "span": c.span})
+        offset += c.span
+    return out
+
+
 def describe(spec: Spec) -> dict[str, Any]:
     """What a form contains, with the defined name of every input: the contract the reader relies on."""
     fields = []
@@ -890,8 +900,7 @@ def describe(spec: Spec) -> dict[str, Any]:
         fields.append(entry)
     tables = [{"id": t.id, "label": t.label, "name": t.name, "rows": t.body_rows,
                "prefilled_rows": len(t.prefill),
-               "columns": [{"id": c.id, "label": c.label, "type": c.type} for c in t.columns]}
-              for t in spec.tables.values()]
+               "columns": _columns(t)} for t in spec.tables.values()]
     rules = [{"code": r.code, "kind": r.kind, "severity": r.severity} for r in spec.rules]
     return {"template": spec.template, "version": spec.version, "title": spec.title, "money_unit": spec.money_unit,
             "multi_project": spec.multi_project, "year": spec.year, "region": spec.region,

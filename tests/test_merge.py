@@ -23,6 +23,9 @@ def _sheet(path, name):
         rows = [list(r) for r in wb[name].iter_rows(values_only=True)]
     finally:
         wb.close()
+    if name == "汇总":  # the cover: title, figures and charts above the table per 主管部门
+        start = next(i for i, r in enumerate(rows) if r and r[0] == "地区")
+        rows = rows[start:]
     return rows[0], rows[1:]
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # rules sit below spec in the import order: the model is only a type here
-    from ..problems import Collector
-    from ..spec import Rule, Spec
+    from perfxl.problems import Collector
+    from perfxl.spec import Rule, Spec
 
 PARAM_TYPES = ("field", "fields", "table", "column", "text", "int")
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ..domain import SUM_TOLERANCE
-from ..ooxml import cell_name
-from ..problems import L, fmt_number
+from perfxl.domain import SUM_TOLERANCE
+from perfxl.ooxml import cell_name
+from perfxl.problems import L, fmt_number
+
 from . import Highlight, Param, RuleKind, SumCheck, register
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from ..domain import MONEY_UNITS, SUM_TOLERANCE
-from ..problems import EMPTY, Collector, L, fmt_number, short_text
-from ..records import IndicatorRecord
-from ..values import clean_text, compose_target, parse_target
+from perfxl.domain import MONEY_UNITS, SUM_TOLERANCE
+from perfxl.problems import EMPTY, Collector, L, fmt_number, short_text
+from perfxl.records import IndicatorRecord
+from perfxl.values import clean_text, compose_target, parse_target
+
 from . import Param, RuleKind, register
 
 if TYPE_CHECKING:
-    from ..spec import Spec, Table
+    from perfxl.spec import Spec, Table
 
 KIND_WORDS = {"cost": L("成本指标", "cost indicator"), "time": L("时效指标", "timeliness indicator"),
               "quantity": L("数量指标", "quantity indicator"), "quality": L("质量指标", "quality indicator"),

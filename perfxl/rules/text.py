@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..values import normalize_text
+from perfxl.values import normalize_text
+
 from . import Param, RuleKind, register
 
 

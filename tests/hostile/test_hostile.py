@@ -55,7 +55,8 @@ def _problem_codes(result, name):
     from perfxl.report import iter_rows
 
     table = next(t for t in result.tables if t.name == "校验问题")
-    return {row[5] for row in iter_rows(table) if row[0] == name}
+    code = [title for title, _ in table.columns].index("规则")
+    return {row[code] for row in iter_rows(table) if row[0] == name}
 
 
 # --- not a workbook ------------------------------------------------------------------------------

@@ -1,0 +1,75 @@
+"""Summary stage: the merge's outcomes → the summary sheets, one module per sheet.
+
+Each sheet module declares its columns once (`Column`: title, kind, how the value is obtained) and builds
+its rows from named records. The merged forms pass once through the collectors that need them; the big
+指标明细 sheet is produced lazily from the spool. Merge decides outcomes, this package builds sheets, report
+writes files. To add a sheet: a module here with NAME, FIRST_TITLE and a builder, and a line in `build`
+and SHEETS.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from . import about, budgets, changes, cover, indicators, problems, projects, quality, status
+from .base import Context, Table
+
+__all__ = ["SHEETS", "CSV_FIRST_TITLES", "Context", "Table", "build"]
+
+# In workbook order; also the names of the CSV files.
+SHEETS = (cover, projects, indicators, budgets, status, quality, problems, changes, about)
+SHEET_NAMES = tuple(m.NAME for m in SHEETS)
+CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS}  # how a later run knows a CSV it wrote
+
+
+def build(ctx: Context) -> tuple[list[Table], dict, list]:
+    """The sheets, the counts (the accounting) and the roster units that sent nothing."""
+    project_sheet = projects.Projects(ctx)
+    quality_sheet = quality.Quality(ctx)
+    budget_sheet = budgets.Budgets(ctx)
+    problem_sheet = problems.Problems(ctx)
+    indicator_count = 0
+    for s in ctx.merged:  # one pass over the spool for everything but the indicator detail
+        checked = ctx.load(s)
+        sp = ctx.spec_of(s)
+        who = ctx.who(s, checked)
+        indicator_count += sum(len(p.indicators) for p in checked.projects)
+        for collector in (project_sheet, quality_sheet, budget_sheet, problem_sheet):
+            collector.add(s, checked, sp, who)
+    problem_sheet.add_set_aside()
+    status_sheet = status.Status(ctx)
+    status_table = status_sheet.build()
+
+    per_group = status_sheet.per_group
+    for group, money in project_sheet.per_group.items():
+        per_group[group].update(money)
+    counts = accounting(ctx, len(project_sheet.lines), indicator_count, len(status_sheet.missing))
+
+    tables = [cover.build(ctx, counts, per_group, project_sheet.funding_labels, quality_sheet.grades()),
+              project_sheet.table(), indicators.build(ctx)]
+    budget_table = budget_sheet.table()
+    if budget_table is not None:
+        tables.append(budget_table)
+    tables += [status_table, quality_sheet.table(), problem_sheet.table(), changes.build(ctx),
+               about.build(ctx, counts)]
+    return tables, counts, status_sheet.missing
+
+
+def accounting(ctx: Context, projects_count: int, indicator_count: int, missing: int) -> dict:
+    """Every count the CLI, 说明 and the cover state. files in = merged + rejected + duplicate +
+    superseded + excluded; indicator rows read = merged + set aside."""
+    outcomes = Counter(s.outcome for s in ctx.files)
+    rows_in = sum(s.indicator_rows for s in ctx.files)
+    rows_merged = sum(s.indicator_rows for s in ctx.merged)
+    counted = {"merged", "rejected", "excluded"}
+    return {
+        "files_in": len(ctx.files), "merged": outcomes["merged"], "rejected": outcomes["rejected"],
+        "excluded": outcomes["excluded"], "duplicate": outcomes["duplicate"], "superseded": outcomes["superseded"],
+        "read": sum(1 for s in ctx.files if s.source == "read"),
+        "from_ledger": sum(1 for s in ctx.files if s.source == "ledger"),
+        "projects": projects_count, "units": len({(s.unit_code or s.unit_name) for s in ctx.merged}),
+        "errors": sum(s.errors for s in ctx.files if s.outcome in counted),
+        "warnings": sum(s.warnings for s in ctx.files if s.outcome in counted),
+        "missing": missing, "rows_in": rows_in, "rows_merged": rows_merged, "rows_set_aside": rows_in - rows_merged,
+        "indicators": indicator_count,
+    }

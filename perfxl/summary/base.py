@@ -1,0 +1,176 @@
+"""What every summary sheet is made of: declared columns, a table, and the context of one merge."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from perfxl.domain import MONEY_UNITS, default_year
+from perfxl.records import CheckedForm, Seen
+from perfxl.roster import Unit
+from perfxl.spec import Spec, load_spec
+
+OUTCOME_ZH = {"merged": "已汇总", "rejected": "无法读取", "excluded": "未汇总（不符合本次汇总条件）",
+              "duplicate": "重复文件", "superseded": "已被更新版本取代"}
+STATUS_ZH = {"valid": "通过", "warnings": "通过（有提醒）", "errors": "有错误", "rejected": "无法读取"}
+KINDS = ("text", "money", "int", "count", "percent", "number")  # how report formats and sums a column
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a sheet: its title, its kind, and how its value is obtained from a row's record
+    (an attribute or key name, or a function of the record)."""
+
+    title: str
+    kind: str
+    value: str | Callable[[Any], Any]
+
+    def get(self, record: Any) -> Any:
+        if callable(self.value):
+            return self.value(record)
+        if isinstance(record, dict):
+            return record.get(self.value)
+        return getattr(record, self.value)
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A native Excel chart on a cover: `series` are (title, column index) over the block's rows."""
+
+    kind: str  # column | pie | bar
+    title: str
+    block: str  # the name of the Block whose rows it plots
+    categories: int  # column index of the category labels
+    series: tuple[tuple[str, int], ...]
+    stacked: bool = False
+
+
+@dataclass
+class Block:
+    """A small titled table on a cover sheet (rows written as they are, no streaming)."""
+
+    name: str
+    columns: list[tuple[str, str]]
+    rows: list[list]
+
+
+@dataclass
+class Cover:
+    """What a leader reads first: a title, the lines under it, key figures, small tables and charts."""
+
+    title: str
+    lines: list[str]
+    figures: list[tuple[str, Any, str]]  # (label, value, kind)
+    blocks: list[Block] = field(default_factory=list)
+    charts: list[Chart] = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    """One summary sheet: column titles with kinds, rows, and whether a totals row is wanted. A sheet
+    with a `cover` prints that above its table; its CSV holds the table only."""
+
+    name: str
+    columns: list[tuple[str, str]]  # (title, kind)
+    rows: Any  # list of lists, or a zero-argument callable giving a fresh iterator (large sheets)
+    totals: bool = False
+    note: str = ""
+    cover: Cover | None = None
+
+
+def table(name: str, columns: list[Column], records: Iterable[Any] | Callable[[], Iterable[Any]], **kw) -> Table:
+    """A sheet from declared columns and named records; a callable gives rows lazily (big sheets)."""
+    titles = [(c.title, c.kind) for c in columns]
+    assert all(kind in KINDS for _, kind in titles), titles
+    getters = [c.get for c in columns]
+    if callable(records):
+        source = records
+        return Table(name, titles, lambda: ([get(r) for get in getters] for r in source()), **kw)
+    return Table(name, titles, [[get(r) for get in getters] for r in records], **kw)
+
+
+@dataclass(frozen=True)
+class Who:
+    region: str
+    department: str
+    unit_code: str
+    unit_name: str
+
+
+@dataclass
+class Context:
+    """One merge as the sheets see it: every input with its outcome, a way to load its checked form,
+    the specs of what was merged, and the money unit the summary states."""
+
+    files: list[Seen]
+    load: Callable[[Seen], CheckedForm]
+    units: list[Unit] | None
+    template: str | None = None
+    year: int | None = None
+    roster: Path | None = None
+    lang: str = "zh"
+    templates_dir: Path | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    unsettled: list[str] = field(default_factory=list)
+    specs: dict[tuple, Spec] = field(default_factory=dict)
+    money_unit: str = "元"
+
+    def __post_init__(self):
+        self.merged = [s for s in self.files if s.outcome == "merged"]
+        for s in self.merged:
+            key = (s.template, s.year)
+            if key not in self.specs:
+                self.specs[key] = load_spec(s.template, s.year or self.year or default_year(),
+                                            templates_dir=self.templates_dir)
+        units = {sp.money_unit for sp in self.specs.values()}
+        self.money_unit = units.pop() if len(units) == 1 else "元"
+        self._units_by_code = {u.code: u for u in self.units or []}
+
+    def spec_of(self, s: Seen) -> Spec:
+        return self.specs[(s.template, s.year)]
+
+    def factor(self, spec: Spec) -> float:
+        """Multiply a form's money by this to state it in the summary's unit."""
+        return MONEY_UNITS[spec.money_unit] / MONEY_UNITS[self.money_unit]
+
+    def who(self, s: Seen, checked: CheckedForm | None = None) -> Who:
+        """Region, department, code and name of a file's unit: the roster first, then the form."""
+        unit = self._units_by_code.get(s.unit_code or "")
+        department = unit.department if unit else ""
+        region = (unit.region if unit and unit.region else "") or (checked.region if checked else "") or ""
+        if not department and checked and checked.projects:
+            department = str(checked.projects[0].values.get("department") or "")
+        return Who(region, department or "（名单外）", s.unit_code or "", (unit.name if unit else s.unit_name) or "")
+
+    @property
+    def money_suffix(self) -> str:
+        return f"（{self.money_unit}）"
+
+
+def received(mtime_ns: int) -> str:
+    return datetime.fromtimestamp(mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M") if mtime_ns else ""
+
+
+def union(lists) -> list[str]:
+    out: list[str] = []
+    for items in lists:
+        for item in items:
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def money(value, factor: float):
+    return None if value is None or isinstance(value, str) else round(value * factor, 6)
+
+
+def file_name(path: str) -> str:
+    return Path(path).name
+
+
+# "项目总预算(元)": the summary states its own unit, which may differ when forms of several units are merged.
+UNIT_IN_LABEL = re.compile(r"\s*[(（]\s*(?:" + "|".join(MONEY_UNITS) + r")\s*[)）]\s*")

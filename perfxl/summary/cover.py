@@ -1,0 +1,64 @@
+"""汇总: the cover a leader reads first — title, the accounting line, key figures, two native charts —
+above the table per 地区/主管部门 (which is also 汇总.csv)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+from .about import accounting_line
+from .base import Block, Chart, Column, Context, Cover, Table, table
+from .quality import GRADES
+
+NAME = "汇总"
+FIRST_TITLE = "地区"
+DEPARTMENTS = "按主管部门"
+
+
+def build(ctx: Context, counts: dict, per_group: dict[tuple, Counter], funding_labels: list[str],
+          grades: Counter) -> Table:
+    m = ctx.money_suffix
+    columns = [Column("地区", "text", "region"), Column("主管部门", "text", "department"),
+               Column("应报单位数", "count", "expected"), Column("已报单位数", "count", "submitted"),
+               Column("通过校验", "count", "valid"), Column("有错误", "count", "errors"),
+               Column("未报送", "count", "missing"), Column("项目数", "count", "projects"),
+               Column("预算金额合计" + m, "money", "budget")]
+    columns += [Column(label + m, "money", _group_money(label)) for label in funding_labels]
+    lines = []
+    for (region, department), c in sorted(per_group.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+        lines.append({"region": region, "department": department, **{k: c[k] for k in (
+            "expected", "submitted", "valid", "errors", "missing", "projects")},
+            "budget": float(c.get("budget", 0.0)), "money": c})
+    sheet = table(NAME, columns, lines, totals=True)
+    sheet.cover = _cover(ctx, counts, lines, grades)
+    return sheet
+
+
+def _group_money(label):
+    return lambda r: float(r["money"].get(label, 0.0))
+
+
+def _cover(ctx: Context, counts: dict, lines: list[dict], grades: Counter) -> Cover:
+    regions = sorted({sp.region for sp in ctx.specs.values() if sp.region}) or \
+        sorted({u.region for u in ctx.units or [] if u.region})
+    years = sorted({s.year for s in ctx.merged if s.year}) or ([ctx.year] if ctx.year else [])
+    titles = sorted({sp.title for sp in ctx.specs.values()})
+    title = (f"{'、'.join(regions[:3])}{'等' if len(regions) > 3 else ''}"
+             f"{'、'.join(map(str, years))}{'年度' if years else ''}"
+             f"{'、'.join(titles[:2]) if titles else '预算绩效目标申报表'}汇总")
+    total = {k: sum(line[k] for line in lines) for k in ("expected", "submitted", "valid", "errors", "missing",
+                                                          "projects", "budget")}
+    figures = [("应报单位", total["expected"], "count"), ("已报单位", total["submitted"], "count"),
+               ("未报送", total["missing"], "count"), ("通过校验", total["valid"], "count"),
+               ("有错误", total["errors"], "count"), ("项目数", total["projects"], "count"),
+               ("预算金额合计" + ctx.money_suffix, total["budget"], "money"),
+               ("指标数", counts["indicators"], "count")]
+    grade_rows = [[grade, grades.get(grade, 0)] for _, grade in GRADES]
+    blocks = [Block("目标质量等级", [("等级", "text"), ("项目数", "count")], grade_rows)]
+    charts = [Chart("bar", "各主管部门报送情况", DEPARTMENTS, 1, (("通过校验", 4), ("有错误", 5), ("未报送", 6)),
+                    stacked=True),
+              Chart("column", "目标质量等级分布（项目数）", "目标质量等级", 0, (("项目数", 1),))]
+    return Cover(title=title,
+                 lines=[f"汇总时间 {datetime.now().strftime('%Y-%m-%d %H:%M')}；金额单位 {ctx.money_unit}",
+                        "文件核对：" + accounting_line(counts)],
+                 figures=figures, blocks=blocks, charts=charts)
