@@ -105,7 +105,7 @@ def _mistake(fields, rows, kind, number_field, text_field, value_col):
 
 
 def _fill_one(args) -> None:
-    from perfxl import generate
+    from perfxl import generator as generate
     from perfxl.spec import load_spec
 
     path, template, year, unit, project = args
@@ -221,7 +221,7 @@ print(len(files))
 def read_validate_cpu(inbox: Path, sample: int = 500) -> float:
     """CPU milliseconds to read and validate one form, in-process, over a sample after a warm-up."""
     from perfxl.read import read_workbook
-    from perfxl.validate import check_form
+    from perfxl.validator import check_form
 
     files = sorted(inbox.rglob("*.xlsx"))
     warm_up = min(100, len(files) // 5)

@@ -128,7 +128,7 @@ def generate(template, year, roster, outdir, region, projects, password, rows, t
     """为名单中的每个单位生成空白申报表 (one blank form per roster unit)."""
     import time
 
-    from .generate import generate_forms
+    from .generator import generate_forms
     from .roster import read_roster
     from .spec import load_spec
 
@@ -158,7 +158,7 @@ def validate(paths, as_json, annotate_dir, roster, year, template, lang, templat
     from .files import display_path, ensure_writable_dir
     from .inbox import scan
     from .pipeline import CheckOptions, check_file
-    from .report import annotate_workbook
+    from .report import annotate_workbook, checked_report
     from .roster import read_roster
 
     try:
@@ -181,11 +181,7 @@ def validate(paths, as_json, annotate_dir, roster, year, template, lang, templat
     for path in inbox.paths():
         checked = check_file(path, options, units)
         errors += checked.errors
-        entry = {"path": display_path(path), "template": checked.template, "version": checked.version,
-                 "year": checked.year, "unit": {"code": checked.unit_code, "name": checked.unit_name},
-                 "status": checked.status,
-                 "projects": [{"sheet": p.sheet, "name": p.name} for p in checked.projects],
-                 "problems": [p.to_dict(lang) for p in checked.problems]}
+        entry = checked_report(checked, lang)
         if annotate_dir:
             annotated = annotate_workbook(checked, annotate_dir, avoid=inputs)
             entry["annotated"] = display_path(annotated) if annotated else None
@@ -300,7 +296,7 @@ def merge(inputs, output, roster, template, year, db, csv_dir, jobs, lang, templ
     """汇总所有报送的申报表 (merge every returned workbook into the summary)."""
     import time
 
-    from .merge import MergeOptions, run_merge
+    from .merger import MergeOptions, run_merge
 
     options = MergeOptions(template=template, year=year, roster=roster, jobs=jobs, db=db, csv_dir=csv_dir, lang=lang,
                            templates_dir=templates_dir)

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from .fill import fill_workbook, load_sample
-from .generate import generate_forms
+from .generator import generate_forms
 from .roster import read_roster
 from .spec import load_spec
 
@@ -103,7 +103,7 @@ def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
          f"{len(silent)} 个单位未报送 → {inbox}")
     import time
 
-    from .merge import MergeOptions, run_merge
+    from .merger import MergeOptions, run_merge
 
     summary = folder / "3-汇总" / f"{YEAR}年项目支出绩效目标汇总表.xlsx"
     started = time.perf_counter()

@@ -61,11 +61,24 @@ CREATE TABLE IF NOT EXISTS runs (
     duplicate   INTEGER,
     superseded  INTEGER
 );
+CREATE TABLE IF NOT EXISTS outcomes (
+    run         INTEGER NOT NULL REFERENCES runs(id),
+    path        TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    seen        TEXT NOT NULL,
+    PRIMARY KEY (run, path)
+);
+CREATE TABLE IF NOT EXISTS run_settings (
+    run         INTEGER PRIMARY KEY REFERENCES runs(id),
+    settings    TEXT NOT NULL
+);
 """
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 APPLICATION_ID = 0x7078_6C67  # "pxlg" in the SQLite header: this file is a perfxl ledger
-OWN_TABLES = {"files", "sightings", "runs", "sqlite_sequence"}
+OWN_TABLES = {"files", "sightings", "runs", "outcomes", "run_settings", "sqlite_sequence"}
+KEEP_RUNS = 10  # the outcomes of this many recent runs are kept; older ones are derived data, pruned
 
 # Cached form data is only reused by the same reader: a new perfxl version reads files afresh.
 # "-p2": problems carry parameters, not rendered text; caches of the older shape are read afresh.
@@ -199,6 +212,40 @@ class Ledger:
         with self.db:
             cur = self.db.execute("INSERT INTO runs (started) VALUES (?)", (_now(),))
         return cur.lastrowid
+
+    def record_outcomes(self, run_id: int, files: list, settings: dict) -> None:
+        """What this run decided for every file, and the settings it ran with: the public API rebuilds
+        the summary tables from these without the inbox."""
+        from dataclasses import asdict
+
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO outcomes (run, path, sha256, outcome, seen) VALUES (?,?,?,?,?)",
+                                ((run_id, s.path, s.sha, s.outcome, json.dumps(asdict(s), ensure_ascii=False))
+                                 for s in files))
+            self.db.execute("INSERT OR REPLACE INTO run_settings (run, settings) VALUES (?,?)",
+                            (run_id, json.dumps(settings, ensure_ascii=False, default=str)))
+            self.db.execute("DELETE FROM outcomes WHERE run NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?)",
+                            (KEEP_RUNS,))
+
+    def last_run(self) -> int | None:
+        """The newest finished run that recorded its outcomes."""
+        row = self.db.execute("SELECT r.id FROM runs r WHERE r.finished IS NOT NULL AND EXISTS "
+                              "(SELECT 1 FROM run_settings s WHERE s.run = r.id) ORDER BY r.id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def run_outcomes(self, run_id: int) -> tuple[list[dict], dict]:
+        rows = self.db.execute("SELECT seen FROM outcomes WHERE run=? ORDER BY path", (run_id,)).fetchall()
+        settings = self.db.execute("SELECT settings FROM run_settings WHERE run=?", (run_id,)).fetchone()
+        return [json.loads(r[0]) for r in rows], json.loads(settings[0]) if settings else {}
+
+    def stored_form(self, sha: str) -> dict | None:
+        """The form data stored for this content by any reader version (the API re-validates it)."""
+        row = self.db.execute("SELECT form FROM files WHERE sha256=? AND form IS NOT NULL", (sha,)).fetchone()
+        return unpack(row[0]) if row else None
+
+    def stored_problems(self, sha: str) -> list[dict]:
+        row = self.db.execute("SELECT problems FROM files WHERE sha256=?", (sha,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else []
 
     def finish_run(self, run_id: int, output: str, counts: dict) -> None:
         with self.db:

@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import ReadError
 from .problems import L
 from .read import FormData, read_workbook
-from .validate import CheckedForm, check_form, rejected, rejected_by
+from .validator import CheckedForm, check_form, rejected, rejected_by
 
 # Parameters of the problems for what goes wrong inside perfxl rather than in the file's content.
 MEMORY_LIMIT = L("内存限制", "the memory limit")

@@ -10,13 +10,21 @@ import re
 from pathlib import Path
 
 from .errors import OutputError
-from .files import atomic_output, safe_filename
+from .files import atomic_output, display_path, safe_filename
 from .spec import cell_name
-from .validate import CheckedForm
+from .validator import CheckedForm
 
 ANNOTATION_SHEET = "校验结果"
 SUMMARY_MARK = "由 perfxl merge 生成"  # the summary's document comment: how a later run knows its own file
 _SEVERITY_ZH = {"error": "错误", "warning": "提醒"}
+
+
+def checked_report(checked: CheckedForm, lang: str = "zh") -> dict:
+    """One file's report as data: the entry of `validate --json`, and what the Python API returns."""
+    return {"path": display_path(checked.path), "template": checked.template, "version": checked.version,
+            "year": checked.year, "unit": {"code": checked.unit_code, "name": checked.unit_name},
+            "status": checked.status, "projects": [{"sheet": p.sheet, "name": p.name} for p in checked.projects],
+            "problems": [p.to_dict(lang) for p in checked.problems]}
 
 
 def annotate_workbook(checked: CheckedForm, outdir: Path, avoid: set[str] | None = None) -> Path | None:

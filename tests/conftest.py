@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from perfxl import fill, generate
+from perfxl import fill
+from perfxl import generator as generate
 from perfxl.spec import load_spec
 
 TESTS = Path(__file__).parent

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from perfxl.merge import MergeOptions, run_merge
+from perfxl.merger import MergeOptions, run_merge
 from perfxl.report import iter_rows
 from tests.hostile.conftest import good_form
 

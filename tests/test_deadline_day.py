@@ -18,10 +18,10 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from perfxl import generate
+from perfxl import generator as generate
 from perfxl.cli import cli
 from perfxl.files import TEMP_PREFIX
-from perfxl.merge import MergeOptions, run_merge
+from perfxl.merger import MergeOptions, run_merge
 from perfxl.pipeline import CheckOptions, check_file
 from perfxl.spec import load_spec
 from tests.conftest import sha256, write_roster

@@ -5,7 +5,7 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from perfxl import generate
+from perfxl import generator as generate
 from perfxl.cli import cli
 from perfxl.read import read_workbook
 from perfxl.roster import read_roster

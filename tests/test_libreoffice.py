@@ -4,7 +4,7 @@ import openpyxl
 import pytest
 
 from perfxl.read import read_workbook
-from perfxl.validate import check_form
+from perfxl.validator import check_form
 
 from .test_roundtrip import SEED_KEYS
 from .test_spec import SEVEN
@@ -26,7 +26,7 @@ def test_resaved_seed_validates_without_errors(seeds, convert, key):
 
 @pytest.mark.parametrize("template", SEVEN)
 def test_stamp_and_names_survive_a_resave(tmp_path, convert, template):
-    from perfxl import generate
+    from perfxl import generator as generate
     from perfxl.spec import load_spec
 
     spec = load_spec(template, 2023, unit={"code": "0042", "name": "某单位", "department": "某部门"})
@@ -96,7 +96,7 @@ def test_stamp_sheet_deleted_in_libreoffice(seeds, lo_edit, tmp_path):
 
 def test_live_checks_are_evaluated_by_libreoffice(seeds, lo_edit, tmp_path):
     """The check cell beside a total says ✓ or ✗ once an office suite calculates the form."""
-    from perfxl import generate
+    from perfxl import generator as generate
     from perfxl.spec import cell_name, layout, load_spec
 
     seed = seeds["000-0"]

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from perfxl.cli import cli
-from perfxl.merge import MergeOptions, run_merge
+from perfxl.merger import MergeOptions, run_merge
 
 from .conftest import sha256, write_roster
 
@@ -84,7 +84,8 @@ def test_all_templates_in_one_run(seed_inbox, tmp_path):
 def campaign(seeds, tmp_path_factory):
     """A deadline-day inbox: many units, nested folders, a duplicate, a resubmission, a broken file,
     a form of another year, and two roster units that never answer."""
-    from perfxl import fill, generate
+    from perfxl import fill
+    from perfxl import generator as generate
     from perfxl.spec import load_spec
 
     root = tmp_path_factory.mktemp("campaign")
@@ -171,7 +172,7 @@ def test_killed_merge_leaves_ledger_and_summary_intact(campaign, tmp_path):
     out = tmp_path / "k.xlsx"
     reference = tmp_path / "ref.xlsx"
     _merge(campaign, reference, db=tmp_path / "ref.sqlite")
-    script = ("import sys, time; from pathlib import Path; from perfxl import merge\n"
+    script = ("import sys, time; from pathlib import Path; from perfxl import merger as merge\n"
               "real = merge._process\n"
               "def slow(task):\n    time.sleep(0.4); return real(task)\n"
               "merge._process = slow\n"
@@ -181,6 +182,7 @@ def test_killed_merge_leaves_ledger_and_summary_intact(campaign, tmp_path):
     time.sleep(3.0)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the merge was still running when it was killed"
     assert not out.exists()
     _merge(campaign, out)
     for name in ("汇总", "项目清单", "指标明细", "报送情况", "校验问题", "变更记录"):
@@ -193,7 +195,8 @@ def test_killed_merge_leaves_ledger_and_summary_intact(campaign, tmp_path):
 
 
 def test_formula_like_text_stays_text(seeds, tmp_path):
-    from perfxl import fill, generate
+    from perfxl import fill
+    from perfxl import generator as generate
     from perfxl.spec import load_spec
 
     unit = {"code": "77", "name": "=HYPERLINK(\"http://x\",\"点我\")", "department": "+部门"}

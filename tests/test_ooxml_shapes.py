@@ -14,7 +14,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from perfxl import generate
+from perfxl import generator as generate
 from perfxl.ooxml import MAIN_NS
 from perfxl.pipeline import CheckOptions, check_file
 from perfxl.read import read_workbook

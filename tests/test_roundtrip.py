@@ -3,7 +3,7 @@
 import pytest
 
 from perfxl.read import read_workbook
-from perfxl.validate import check_form
+from perfxl.validator import check_form
 from perfxl.values import to_date
 
 SEED_KEYS = ["000-0", "001-0", "002-0", "003-0", "004-0", "004-1", "004-2"]

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from perfxl.cli import cli
 from perfxl.fill import _names_by_sheet
 from perfxl.read import read_workbook
-from perfxl.validate import check_form
+from perfxl.validator import check_form
 
 from .conftest import sha256
 
@@ -122,7 +122,7 @@ def test_stamp_lost_recognised_by_title_and_labels(seeds, tmp_path):
     found = problems(tmp_path / "nostamp.xlsx")
     assert ("stamp-missing", "", "", "warning") in found
     assert not [p for p in found if p[3] == "error"]
-    from perfxl.merge import MergeOptions, run_merge
+    from perfxl.merger import MergeOptions, run_merge
 
     from .conftest import write_roster
 

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from perfxl import generate
+from perfxl import generator as generate
 from perfxl.spec import load_spec
 
 UNIT = {"code": "600001", "name": "良好单位", "department": "测试部门"}

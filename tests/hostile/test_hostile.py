@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from perfxl import merge as merge_module
-from perfxl.merge import MergeOptions, run_merge
+from perfxl import merger as merge_module
+from perfxl.merger import MergeOptions, run_merge
 from tests.conftest import sha256
 
 from .conftest import good_form, member, project_sheet_part, rezip
@@ -297,7 +297,7 @@ def test_two_different_files_for_one_unit(tmp_path):
 
 
 def test_roster_names_that_attack_the_file_system(tmp_path):
-    from perfxl.generate import generate_forms
+    from perfxl.generator import generate_forms
     from perfxl.roster import Unit
 
     units = [Unit("1", "../../x", "d"), Unit("2", "CON", "d"), Unit("3", "a/b\\c:d*?", "d"), Unit("4", "..", "d")]

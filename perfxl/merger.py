@@ -37,8 +37,8 @@ from .roster import Unit, read_roster
 from .spec import load_spec
 from .summary import CSV_FIRST_TITLES, SHEET_NAMES, Context, Table
 from .summary import build as build_summary
-from .summary.about import accounting_line  # noqa: F401 - the CLI states the same line
-from .validate import CheckedForm, rejected, rejected_by
+from .summary.about import accounting_line
+from .validator import CheckedForm, rejected, rejected_by
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,14 @@ class MergeResult:
     missing_units: list[Unit] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): lock, hidden, not a file
     unsettled: list[str] = field(default_factory=list)  # files still changing when the merge ended
+
+    @property
+    def accounting(self) -> str:
+        """收到 N = 已汇总 + 无法读取 + 重复 + 被取代 + 不符合条件, as the CLI and 说明 state it."""
+        return accounting_line(self.counts)
+
+    def table(self, name: str) -> Table:
+        return next(t for t in self.tables if t.name == name)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -318,9 +326,13 @@ def _guard_outputs(targets: list[tuple[str, Path]], inputs: list[Path], options:
 
 
 def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, progress=None,
-              on_total=None) -> MergeResult:
+              on_total=None, materialize: bool = False) -> MergeResult:
     """Merge every file under `inputs`. `on_total(n)` is told how many files were found, `progress(1)`
-    each time one is done."""
+    each time one is done. With `materialize`, every table's rows are kept in memory so the result can be
+    used after the merge (otherwise 指标明细 is produced lazily, only while the merge runs).
+
+    Long because it is the merge's one transaction: outputs guarded, inbox walked, files settled, outcomes
+    decided, sheets built and written, ledger closed — each step a call, the order being the point."""
     from .report import write_csv, write_summary
 
     inputs = [Path(p) for p in inputs]
@@ -384,7 +396,15 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
         if options.csv_dir:
             write_csv(result, Path(options.csv_dir))
         if ledger:
+            ledger.record_outcomes(run_id, files, {
+                "template": options.template, "year": options.year,
+                "roster": str(Path(options.roster).resolve()) if options.roster else None,
+                "templates_dir": str(Path(options.templates_dir).resolve()) if options.templates_dir else None})
             ledger.finish_run(run_id, display_path(output or ""), result.counts)
+        if materialize:  # for callers outside this function (the Python API): lazy sheets need the spool
+            for table in result.tables:
+                if callable(table.rows):
+                    table.rows = list(table.rows())
         return result
     finally:
         spool.close()

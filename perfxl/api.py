@@ -1,0 +1,179 @@
+"""The public Python API: what an analyst at a bureau calls from a script or Jupyter.
+
+    import perfxl
+    spec = perfxl.load_template("national/project", year=2025, region="某市")
+    perfxl.generate("national/project", "名单.xlsx", "空白表", year=2025)
+    report = perfxl.validate("某单位.xlsx")              # the same as one file of `validate --json`
+    result = perfxl.merge(["收件箱"], "汇总.xlsx", roster="名单.xlsx")
+    ledger = perfxl.open_ledger("汇总_报送台账.sqlite")
+    ledger.indicators()                                  # a DataFrame with the rows of 指标明细
+
+Every function raises `perfxl.PerfxlError` (with a Chinese message) for what a user can cause; a bad
+workbook is never an exception, it is a report with problems.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas
+
+    from .merger import MergeResult
+    from .spec import Spec
+
+__all__ = ["load_template", "generate", "validate", "merge", "open_ledger", "LedgerView"]
+
+
+def load_template(name: str, year: int | None = None, region: str | None = None,
+                  templates_dir: str | Path | None = None) -> Spec:
+    """The frozen model of a template (fields, tables, rules, layout). `year` defaults to next year."""
+    from .spec import load_spec
+
+    return load_spec(name, year, region, templates_dir=Path(templates_dir) if templates_dir else None)
+
+
+def generate(template: str, roster: str | Path, output: str | Path, *, year: int, region: str | None = None,
+             projects: int | None = None, password: str | None = None,
+             templates_dir: str | Path | None = None) -> list[dict]:
+    """One blank form per roster unit into `output`, with manifest.json; returns the manifest entries."""
+    from .generator import generate_forms
+    from .roster import read_roster
+
+    units = read_roster(Path(roster))
+    return generate_forms(template, year, units, Path(output), region=region, projects=projects, password=password,
+                          templates_dir=Path(templates_dir) if templates_dir else None, avoid={Path(roster)})
+
+
+def validate(path: str | Path, lang: str = "zh", *, template: str | None = None, year: int | None = None,
+             roster: str | Path | None = None, templates_dir: str | Path | None = None) -> dict:
+    """Read and check one workbook; the report as data, the same as its entry in `perfxl validate --json`:
+    path, template, version, year, unit, status, projects and problems (messages in `lang`)."""
+    from .pipeline import CheckOptions, check_file
+    from .report import checked_report
+    from .roster import read_roster
+
+    units = {u.code: u for u in read_roster(Path(roster))} if roster else None
+    options = CheckOptions(template=template, year=year, templates_dir=str(templates_dir) if templates_dir else None)
+    return checked_report(check_file(Path(path), options, units), "en" if lang == "en" else "zh")
+
+
+def merge(inputs: list[str | Path] | str | Path, output: str | Path | None = None, **options: Any) -> MergeResult:
+    """Merge every workbook under `inputs` (files or folders) into the summary `output` (.xlsx; None for
+    none). Options as the CLI's: roster, template, year, db, csv_dir, jobs, lang, templates_dir. The result
+    holds `counts`, `accounting`, `files` (each with its outcome) and every sheet's rows (`table(name)`)."""
+    from .merger import MergeOptions, run_merge
+
+    if isinstance(inputs, str | Path):
+        inputs = [inputs]
+    for key in ("roster", "db", "csv_dir", "templates_dir"):
+        if options.get(key) is not None:
+            options[key] = Path(options[key])
+    return run_merge([Path(p) for p in inputs], Path(output) if output else None, MergeOptions(**options),
+                     materialize=True)
+
+
+def open_ledger(path: str | Path) -> LedgerView:
+    """A merge's ledger (the .sqlite beside the summary), read back as pandas DataFrames."""
+    return LedgerView(Path(path))
+
+
+class LedgerView:
+    """The ledger of a merge, as DataFrames. Tables are rebuilt from what the last run decided and the
+    form data the ledger keeps, through the same sheet builders as the summary workbook, so
+    `indicators()` has the rows of 指标明细 and `projects()` those of 项目清单 (without the totals row)."""
+
+    def __init__(self, path: Path):
+        from .errors import OutputError
+        from .ledger import Ledger, check_ledger_file
+
+        if not Path(path).is_file():
+            raise OutputError(f"找不到报送台账 (no such ledger): {path}")
+        check_ledger_file(Path(path))
+        self.path = Path(path)
+        self._ledger = Ledger(self.path, readonly=True)
+        self.run = self._ledger.last_run()
+        self._tables: dict[str, Any] | None = None
+
+    def close(self) -> None:
+        self._ledger.close()
+
+    def __enter__(self) -> LedgerView:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def submissions(self) -> pandas.DataFrame:
+        """Every file the last merge saw: path, outcome, reason, unit, template, year, status, counts, sha256."""
+        import pandas as pd
+
+        columns = ["path", "outcome", "reason", "duplicate_of", "unit_code", "unit_name", "template", "year",
+                   "status", "errors", "warnings", "size", "mtime_ns", "sha"]
+        if self.run is None:
+            return pd.DataFrame(columns=columns)
+        seen, _ = self._ledger.run_outcomes(self.run)
+        return pd.DataFrame([{k: s[k] for k in columns} for s in seen], columns=columns).rename(columns={"sha": "sha256"})
+
+    def projects(self) -> pandas.DataFrame:
+        return self._frame("项目清单")
+
+    def indicators(self) -> pandas.DataFrame:
+        return self._frame("指标明细")
+
+    def problems(self) -> pandas.DataFrame:
+        return self._frame("校验问题")
+
+    def tables(self) -> dict[str, pandas.DataFrame]:
+        """Every summary sheet as a DataFrame (汇总 as its table per 主管部门)."""
+        return {name: self._frame(name) for name in self._build()}
+
+    def _frame(self, name: str) -> pandas.DataFrame:
+        import pandas as pd
+
+        table = self._build().get(name)
+        if table is None:
+            return pd.DataFrame()
+        rows = list(table.rows() if callable(table.rows) else table.rows)
+        if table.totals and rows:
+            rows = rows[:-1] if rows[-1][0] == "合计" else rows
+        return pd.DataFrame(rows, columns=[title for title, _ in table.columns])
+
+    def _build(self) -> dict[str, Any]:
+        if self._tables is None:
+            from .records import Seen
+            from .roster import read_roster
+            from .summary import Context
+            from .summary import build as build_summary
+
+            self._tables = {}
+            if self.run is None:
+                return self._tables
+            seen, settings = self._ledger.run_outcomes(self.run)
+            files = [Seen(**{**s, "project_names": tuple(s["project_names"])}) for s in seen]
+            roster = Path(settings["roster"]) if settings.get("roster") else None
+            units = read_roster(roster) if roster and roster.is_file() else None
+            templates_dir = Path(settings["templates_dir"]) if settings.get("templates_dir") else None
+            load = lru_cache(maxsize=None)(lambda sha: self._checked(sha, settings, units, templates_dir))
+            ctx = Context(files=files, load=lambda s: load(s.sha), units=units, template=settings.get("template"),
+                          year=settings.get("year"), roster=roster, templates_dir=templates_dir)
+            tables, _, _ = build_summary(ctx)
+            self._tables = {t.name: t for t in tables}
+        return self._tables
+
+    def _checked(self, sha: str, settings: dict, units, templates_dir):
+        from .pipeline import CheckOptions, check_read
+        from .problems import Problem
+        from .read import FormData
+        from .records import rejected_by
+
+        stored = self._ledger.stored_form(sha) if sha else None
+        if stored is None:
+            problems = [Problem.from_dict(p) for p in self._ledger.stored_problems(sha)] if sha else []
+            return rejected_by("", problems[0] if problems else Problem("error", "file-unreadable",
+                                                                         params={"detail": "not in the ledger"}))
+        options = CheckOptions(template=settings.get("template"), year=settings.get("year"),
+                               templates_dir=str(templates_dir) if templates_dir else None)
+        return check_read(FormData.from_dict(stored), options, {u.code: u for u in units} if units else None)

@@ -1,0 +1,102 @@
+"""The public Python API, used with nothing but `import perfxl`: what an analyst at a bureau would write."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import perfxl
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from perfxl.demo import run_demo
+
+    folder = tmp_path_factory.mktemp("api") / "demo"
+    return run_demo(folder, echo=lambda *a: None) | {"folder": folder}
+
+
+def test_public_names_are_listed_and_resolve():
+    for name in perfxl.__all__:
+        assert getattr(perfxl, name) is not None
+    assert {"load_template", "generate", "validate", "merge", "open_ledger"} <= set(perfxl.__all__)
+
+
+def test_api_functions_are_not_shadowed_by_the_stage_modules():
+    import perfxl.generator  # noqa: F401 - importing a stage module must not replace the API function
+    import perfxl.merger  # noqa: F401
+    import perfxl.validator  # noqa: F401
+
+    assert callable(perfxl.generate) and perfxl.generate.__module__ == "perfxl.api"
+    assert perfxl.merge.__module__ == "perfxl.api" and perfxl.validate.__module__ == "perfxl.api"
+
+
+def test_load_template_and_generate(tmp_path):
+    spec = perfxl.load_template("national/project", year=2025, region="某市")
+    assert spec.year == 2025 and "某市" in spec.title
+    roster = tmp_path / "名单.csv"
+    roster.write_text("code,name,department\n001,甲单位,某部门\n002,乙单位,某部门\n", encoding="utf-8")
+    manifest = perfxl.generate("national/project", roster, tmp_path / "blank", year=2025)
+    assert len(manifest) == 2 and all((tmp_path / "blank" / m["file"]).is_file() for m in manifest)
+
+
+def test_validate_returns_what_validate_json_prints(demo):
+    inbox = demo["folder"] / "2-收件箱"
+    target = sorted(inbox.rglob("*游仙区文化*"))[0]
+    report = perfxl.validate(target)
+    assert report["status"] == "errors" and report["problems"]
+    from perfxl.cli import cli as command_line
+
+    cli = json.loads(CliRunner().invoke(command_line, ["validate", str(target), "--json"]).output)["files"][0]
+    assert report == cli
+    english = perfxl.validate(target, lang="en")
+    assert english["problems"][0]["code"] == report["problems"][0]["code"]
+    assert english["problems"][0]["message"] != report["problems"][0]["message"]
+
+
+def test_validate_never_raises_on_a_bad_file(tmp_path):
+    bad = tmp_path / "坏.xlsx"
+    bad.write_bytes(b"not a workbook at all")
+    report = perfxl.validate(bad, lang="en")
+    assert report["status"] == "rejected" and report["problems"][0]["code"] == "not-a-workbook"
+
+
+def test_merge_a_folder_and_read_the_ledger_back_as_dataframes(demo, tmp_path):
+    inbox = demo["folder"] / "2-收件箱"
+    result = perfxl.merge(inbox, tmp_path / "汇总.xlsx", roster=demo["folder"] / "名单.csv", jobs=1)
+    c = result.counts
+    assert c["files_in"] == c["merged"] + c["rejected"] + c["duplicate"] + c["superseded"] + c["excluded"]
+    assert result.accounting.startswith(f"收到 {c['files_in']} = 已汇总 {c['merged']}")
+    detail = [row for row in result.table("指标明细").rows]
+    assert len(detail) == c["indicators"] > 0
+
+    with perfxl.open_ledger(tmp_path / "汇总_报送台账.sqlite") as ledger:
+        indicators = ledger.indicators()
+        assert len(indicators) == len(detail)
+        assert list(indicators.columns) == [title for title, _ in result.table("指标明细").columns]
+        assert _plain(indicators) == [list(row) for row in detail]
+        projects = ledger.projects()
+        listed = [row for row in result.table("项目清单").rows if row[0] != "合计"]
+        assert len(projects) == c["projects"] == len(listed)
+        assert _plain(projects) == [list(row) for row in listed]
+        submissions = ledger.submissions()
+        assert len(submissions) == c["files_in"]
+        assert set(submissions["outcome"]) <= {"merged", "rejected", "duplicate", "superseded", "excluded"}
+        problems = ledger.problems()
+        assert len(problems) == len(result.table("校验问题").rows)
+
+
+def _plain(frame) -> list[list]:
+    """DataFrame rows with pandas' missing values back as None, to compare with the summary's rows."""
+    return [[None if v is None or v != v else v for v in row] for row in frame.astype(object).values.tolist()]
+
+
+def test_open_ledger_refuses_what_is_not_a_ledger(tmp_path):
+    other = tmp_path / "other.sqlite"
+    other.write_bytes(b"plain text")
+    with pytest.raises(perfxl.PerfxlError):
+        perfxl.open_ledger(other)
+    with pytest.raises(perfxl.PerfxlError):
+        perfxl.open_ledger(tmp_path / "missing.sqlite")
