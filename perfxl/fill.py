@@ -17,7 +17,7 @@ import openpyxl
 import yaml
 
 from .errors import PerfxlError
-from .spec import NUMERIC_TYPES, Spec, layout, split_cell
+from .spec import NUMERIC_TYPES, Spec, column_offsets, split_cell
 
 _ISO_DATE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$")
 
@@ -86,7 +86,7 @@ def fill_workbook(spec: Spec, blank: Path, target: Path, projects: list[dict]) -
             r1, _ = split_cell(last)
             if len(rows) > r1 - r0 + 1:
                 raise PerfxlError(f"{blank}: table {tid} has {r1 - r0 + 1} rows, {len(rows)} given")
-            offsets = _column_offsets(spec, tid)
+            offsets = column_offsets(table)  # what describe --json gives a script
             for i in range(r1 - r0 + 1):
                 row = rows[i] if i < len(rows) else []
                 for j, col in enumerate(table.columns):
@@ -101,5 +101,3 @@ def fill_workbook(spec: Spec, blank: Path, target: Path, projects: list[dict]) -
     return target
 
 
-def _column_offsets(spec: Spec, table_id: str) -> dict[str, int]:
-    return dict(layout(spec).tables[table_id].columns)

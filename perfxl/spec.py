@@ -879,14 +879,20 @@ def split_cell(address: str) -> tuple[int, int]:
     return int(match.group(2)) - 1, col - 1
 
 
-def _columns(table: Table) -> list[dict[str, Any]]:
-    """Each column with its `offset` from the first column of the table's body (the range of its defined
-    name): a column merged over two cells moves every later offset by two."""
-    out, offset = [], 0
+def column_offsets(table: Table) -> dict[str, int]:
+    """Each column's offset from the first column of the table's body (the range of its defined name):
+    a column merged over two cells moves every later offset by two."""
+    out, offset = {}, 0
     for c in table.columns:
-        out.append({"id": c.id, "label": c.label, "type": c.type, "offset": offset, "span": c.span})
+        out[c.id] = offset
         offset += c.span
     return out
+
+
+def _columns(table: Table) -> list[dict[str, Any]]:
+    offsets = column_offsets(table)
+    return [{"id": c.id, "label": c.label, "type": c.type, "offset": offsets[c.id], "span": c.span}
+            for c in table.columns]
 
 
 def describe(spec: Spec) -> dict[str, Any]:

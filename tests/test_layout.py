@@ -1,0 +1,89 @@
+"""The architecture as the code's imports show it: data flows one way, and no stage reaches into another's
+internals. A module imports only modules of a lower layer (or, inside the rules and summary packages, its
+own package's base). Imports under TYPE_CHECKING are types only and do not count."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "perfxl"
+
+# Lowest first. Read a row as: "may import anything above it".
+LAYERS = [
+    {"contract", "domain", "inbox", "limits", "problems", "structure"},  # facts and plain helpers
+    {"errors", "values"},
+    {"files", "ooxml", "roster", "records"},
+    {"rules"},  # the rule registry; it loads its kind modules itself
+    {"rules.arithmetic", "rules.indicators", "rules.tables", "rules.text"},
+    {"spec"},  # 1. spec: Jinja → YAML → frozen model
+    {"read", "generator", "fill", "ledger"},  # 2. generate, 3. read
+    {"validator"},  # 4. validate
+    {"pipeline", "report", "summary.base"},  # one file end to end; 7. report
+    {"summary.about", "summary.budgets", "summary.changes", "summary.indicators", "summary.problems",
+     "summary.projects", "summary.quality", "summary.status"},  # 6. summary tables, one module per sheet
+    {"summary.cover"},
+    {"summary"},
+    {"merger"},  # 5. merge: outcomes, then the summary and the report
+    {"api", "demo"},  # front ends
+    {"cli"},
+    {"__main__"},
+]
+LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[tuple[str, str]]:
+    """(module, name) pairs this file imports from perfxl at run time."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = []
+    own = _module_name(path)
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".") if package else []
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                module = ".".join([*base, node.module] if node.module else base)
+            elif (node.module or "").startswith("perfxl"):
+                module = node.module.removeprefix("perfxl").lstrip(".")
+            else:
+                continue
+            for alias in node.names:
+                found.add((module, alias.name))
+        elif isinstance(node, ast.Import):
+            found |= {(a.name.removeprefix("perfxl").lstrip("."), "") for a in node.names if a.name.startswith("perfxl")}
+    return found
+
+
+def test_every_module_has_a_layer():
+    modules = {_module_name(p) for p in PACKAGE.rglob("*.py")} - {""}
+    assert sorted(modules - set(LAYER)) == [], "place new modules in LAYERS"
+
+
+def test_imports_flow_one_way():
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        own = _module_name(path)
+        if own == "":
+            continue  # perfxl/__init__.py: the lazy public API, loaded on first use
+        for module, name in _imports(path):
+            target = module if f"{module}.{name}" not in LAYER else f"{module}.{name}"
+            if target == "" and name == "__version__":
+                continue
+            if target in LAYER and LAYER[target] >= LAYER[own]:
+                wrong.append(f"{own} → {target}")
+    assert wrong == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    private = [f"{_module_name(p)} imports {m}.{n}" for p in PACKAGE.rglob("*.py") for m, n in _imports(p)
+               if n.startswith("_") and n != "__version__"]
+    assert private == []
