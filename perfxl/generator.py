@@ -207,6 +207,12 @@ def _write_value(ws, row, col, value, style, ftype):
 
 def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scoped: bool,
                          values: dict | None = None) -> None:
+    """One project sheet: every placement of the layout written with its format, the inputs' validations
+    and prompts, the defined names, required shading, live checks and print setup.
+
+    Long because it walks the layout's placements once and each kind of placement is a few lines; split
+    into one function per kind, each would need the same seven pieces of state (sheet, formats, lists,
+    names, scope, values, required cells) passed in and out."""
     lay = layout(spec)
     title = ws.get_name()
     sheet_ref = _quote_sheet(title)

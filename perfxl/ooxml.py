@@ -343,7 +343,11 @@ def _cells_fast(xml: bytes, strings: list[str], date1904: bool) -> Cells | None:
 
 
 def _cells_expat(xml: bytes, strings: list[str], date1904: bool, part: str) -> Cells:
-    """Any legal shape: prefixes, implicit positions, CDATA, inline rich text, other encodings."""
+    """Any legal shape: prefixes, implicit positions, CDATA, inline rich text, other encodings.
+
+    Long because expat's three callbacks share one cell state and must stay closures over it for speed
+    (this path decodes every sheet the regex fast path declines); splitting them apart would turn each
+    callback into attribute lookups on an object, on the hot path."""
     parser = _parser(part)
     out: Cells = {}
     state = {"row": -1, "col": -1, "t": None, "in": None, "v": None, "f": None, "is": None, "rph": 0,

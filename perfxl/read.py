@@ -433,6 +433,12 @@ def letter(col: int) -> str:
 
 
 def _extract(form: FormData, book: RawBook, spec: Spec) -> None:
+    """Locate the form's inputs by their defined names (sheet-scoped or not, surviving inserted rows),
+    falling back on the template's layout where names were lost, and copy fields and table rows out
+    with their cell addresses.
+
+    Long because the three steps share the per-sheet name map and the fallback decision, and reading a
+    table's rows depends on where its name was found; it is one pass in the order a reader would check."""
     lay = layout(spec)
     wanted_names = {f.name: ("field", f.id) for f in spec.fields.values()}
     wanted_names.update({t.name: ("table", t.id) for t in spec.tables.values()})

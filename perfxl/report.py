@@ -193,7 +193,10 @@ def _print_setup(ws, table, widths: list[float]) -> None:
 
 
 def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> None:
-    """汇总: title, lines, key figures, small blocks and native charts, then the table per 主管部门."""
+    """汇总: title, lines, key figures, small blocks and native charts, then the table per 主管部门.
+
+    Long because the cover is laid out top to bottom and every part's row depends on the parts above it;
+    read from top to bottom it is the page as printed."""
     cover = table.cover
     ncols = max(len(table.columns), len(cover.figures), 8)
     title = wb.add_format({"bold": True, "font_size": 16, "align": "center", "valign": "vcenter"})

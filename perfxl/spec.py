@@ -579,7 +579,12 @@ def _make_field(fid: str, raw: dict, **extra) -> Field:
 
 
 def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: Path, trail: list) -> Spec:
-    """`trail` is kept at the key being built, so an error can name its line."""
+    """The frozen Spec from a rendered template. `trail` is kept at the key being built, so an error can
+    name its line.
+
+    Long because fields, grids, tables and rules are cross-referenced (a grid makes fields and rules, a
+    table's columns make rules, rules name fields and tables) and are checked in the order they are
+    declared, with `trail` pointing at each; splitting would scatter that one walk over the YAML."""
     year = params["year"]
     fields: dict[str, Field] = {}
     rules: list[Rule] = []
@@ -769,6 +774,10 @@ def _spread(width: int, spans: list[int | None]) -> list[int]:
 
 @lru_cache(maxsize=64)
 def layout(spec: Spec) -> SheetLayout:
+    """Where every block of the spec goes on a project sheet: placements, field cells, table positions.
+
+    Long because it is a cursor moving down the sheet block by block; each block kind is a short branch
+    that advances the same row cursor, and splitting it would pass that cursor and three maps around."""
     width = spec.width
     placements: list[Placement] = []
     fields: dict[str, tuple[int, int]] = {}

@@ -287,6 +287,9 @@ def _parse_text_cached(value: str) -> Target:
 
 
 def _parse(value: Any) -> Target:
+    """One indicator value as written → Target. Long because it is the grammar of targets in the order
+    the cases must be tried (empty, placeholder, cost tuple, range, deadline, sign + number + unit,
+    qualitative word); each case is a few lines and the order is the point."""
     if value is None:
         return Target(text="", kind="empty")
     if isinstance(value, bool):
