@@ -40,25 +40,27 @@ def own(data: bytes):
 def calamine(data: bytes):
     from python_calamine import CalamineWorkbook
 
-    from perfxl import ooxml
-    from perfxl.read import _workbook_part
+    from perfxl.reader import cells as ooxml_cells
+    from perfxl.reader import xml as ooxml
+    from perfxl.reader.parts import relationships, workbook_part
+    from perfxl.reader.zipguard import Package
 
     wb = CalamineWorkbook.from_filelike(io.BytesIO(data))
     cells = {}
     for name in wb.sheet_names:
         rows = wb.get_sheet_by_name(name).to_python(skip_empty_area=False)
         cells[name] = {(r, c): (v, None) for r, row in enumerate(rows) for c, v in enumerate(row) if v != ""}
-    pkg = ooxml.Package(data)
-    part = _workbook_part(pkg)
+    pkg = Package(data)
+    part = workbook_part(pkg)
     workbook = ooxml.parse_tree(pkg.read(part), part)
     names = [(d.get("name"), int(d.get("localSheetId")) if d.get("localSheetId") else None, d.text)
              for d in ooxml.children(workbook, "definedName")]
-    targets = {rid: t for rid, _, t in ooxml.relationships(pkg, part)}
+    targets = {rid: t for rid, _, t in relationships(pkg, part)}
     for sheet in ooxml.children(workbook, "sheet"):
         xml = pkg.read(targets[ooxml.attr(sheet, "id", ooxml.REL_NS)])
         sheet_cells = cells[sheet.get("name")]
         for letters, row, f1, f2 in _F_RE.findall(xml):
-            key = (int(row) - 1, ooxml.column_index(letters.decode()))
+            key = (int(row) - 1, ooxml_cells.column_index(letters.decode()))
             value = sheet_cells.get(key, (None, None))[0]
             sheet_cells[key] = (value, ooxml.raw_text(f1 or f2))
     return cells, names

@@ -23,8 +23,8 @@ from .contract import field_name, table_name
 from .domain import MONEY_UNITS, default_year
 from .errors import SpecError, UnknownTemplate
 from .limits import TimeLimitExceeded, time_limit
-from .ooxml import cell_name  # noqa: F401 - spec.cell_name is used by generate, read and tests
 from .problems import CATALOGUE, SEVERITIES
+from .reader.cells import cell_name  # noqa: F401 - spec.cell_name is used by generate, read and tests
 from .rules import check_params
 
 try:  # libyaml is ~10x faster; fall back to the pure-Python loader where it is missing

@@ -295,11 +295,11 @@ def test_xlrd_error_while_loading_a_sheet_is_file_corrupt_with_a_reason(tmp_path
         raise xlrd.XLRDError("")  # xlrd raises some errors with no text at all
 
     monkeypatch.setattr(Book, "sheet_by_index", broken)
-    from perfxl.read import _read_xls
+    from perfxl.reader.xls import read_xls
 
     ole = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
     with pytest.raises(Exception) as info:
-        _read_xls(ole + b"\x00" * 600)
+        read_xls(ole + b"\x00" * 600)
     assert info.value.code == "file-corrupt" and "()" not in str(info.value)
 
 

@@ -11,13 +11,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "perfxl"
 
 # Lowest first. Read a row as: "may import anything above it".
 LAYERS = [
-    {"contract", "domain", "inbox", "limits", "problems", "structure"},  # facts and plain helpers
+    {"contract", "domain", "inbox", "limits", "problems", "structure", "reader"},  # facts and plain helpers
     {"errors", "values"},
-    {"files", "ooxml", "roster", "records"},
+    {"files", "roster", "records", "reader.zipguard", "reader.xml", "reader.form", "reader.rawbook"},
+    {"reader.cells"},  # the one cell decoder
+    {"reader.parts", "reader.xls"},  # OOXML parts, .xls → a raw workbook
+    {"reader.book"},  # a file → its format and raw workbook
     {"rules"},  # the rule registry; it loads its kind modules itself
     {"rules.arithmetic", "rules.indicators", "rules.tables", "rules.text"},
     {"spec"},  # 1. spec: Jinja → YAML → frozen model
-    {"read", "generator", "fill", "ledger"},  # 2. generate, 3. read
+    {"reader.recognise", "reader.names", "generator", "fill", "ledger"},  # 2. generate; which form, where
+    {"read"},  # 3. read: the stage's entry point
     {"validator"},  # 4. validate
     {"pipeline", "report", "summary.base"},  # one file end to end; 7. report
     {"summary.about", "summary.budgets", "summary.changes", "summary.indicators", "summary.problems",

@@ -15,9 +15,9 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from perfxl import generator as generate
-from perfxl.ooxml import MAIN_NS
 from perfxl.pipeline import CheckOptions, check_file
 from perfxl.read import read_workbook
+from perfxl.reader.xml import MAIN_NS
 from perfxl.spec import load_spec
 
 MAIN = MAIN_NS[0]
@@ -306,7 +306,7 @@ def test_ooxml_shape_validates_like_the_original(tmp_path, original, variant):
 def test_shared_formula_is_translated_to_each_cell():
     """Excel writes a filled-down formula once, as the master of a shared range; every other reader gives
     each cell its own text, so perfxl must too (it used to give the dependents no formula at all)."""
-    from perfxl.ooxml import sheet_cells
+    from perfxl.reader.cells import sheet_cells
 
     xml = (f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{MAIN}"><sheetData>'
            '<row r="1"><c r="A1"><f t="shared" ref="A1:A3" si="0">B1*2+$C$1</f><v>2</v></c></row>'

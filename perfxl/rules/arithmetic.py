@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from perfxl.domain import SUM_TOLERANCE
-from perfxl.ooxml import cell_name
 from perfxl.problems import L, fmt_number
+from perfxl.reader.cells import cell_name
 
 from . import Highlight, Param, RuleKind, SumCheck, register
 

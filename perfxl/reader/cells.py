@@ -1,0 +1,295 @@
+"""The one decoder of worksheet cells and shared strings.
+
+Every cell type: shared and inline strings (rich runs, phonetic hints left out), numbers, booleans,
+errors, `t="str"` formula results and `t="d"` ISO dates (turned into serials like every other date);
+shared formulas translated to each cell of their range; rows and cells without `r` take the next position.
+
+Two paths give the same result. The fast one is a single regular-expression pass over the shape that
+Excel, WPS, LibreOffice, openpyxl and xlsxwriter write (unprefixed, UTF-8, every cell with `r`); it
+declines, and the expat path takes the part, whenever any cell is not of that shape."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from perfxl.errors import ReadError
+from perfxl.reader.xml import (
+    MAIN_NS,
+    feed,
+    is_utf8,
+    make_parser,
+    raw_text,
+    refuse_dtd,
+    split_name,
+    unescape_control,
+)
+
+MAX_CELLS = 400_000
+Cells = dict[tuple[int, int], tuple[Any, "str | None"]]
+_EPOCH_1900 = datetime(1899, 12, 30)
+_EPOCH_1904 = datetime(1904, 1, 1)
+
+
+def iso_to_serial(text: str, date1904: bool) -> float | str:
+    """A `t="d"` cell: ISO 8601 text → the serial number every other date cell holds."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", ""))
+    except ValueError:
+        return text
+    if moment.tzinfo is not None:
+        moment = moment.replace(tzinfo=None)
+    delta = moment - (_EPOCH_1904 if date1904 else _EPOCH_1900)
+    serial = delta.days + delta.seconds / 86400
+    return float(serial) if serial >= 0 else text
+
+
+def decode(t: str | None, raw: str | None, strings: list[str], date1904: bool) -> Any:
+    """A cell's value from its type and the text of its <v>. Error values come back as their text."""
+    if t == "s":
+        try:
+            return strings[int(raw)] if raw is not None else None
+        except (ValueError, IndexError):
+            return None
+    if t in ("str", "e"):
+        return raw if raw is not None else None
+    if t == "b":
+        return raw is not None and raw.strip() in ("1", "true")
+    if raw is None:
+        return None
+    if t == "d":
+        return iso_to_serial(raw, date1904)
+    try:
+        return float(raw)
+    except ValueError:
+        return raw
+
+
+def column_index(letters: str) -> int:
+    col = 0
+    for ch in letters.upper():
+        col = col * 26 + ord(ch) - 64
+    return col - 1
+
+
+_REF_PARTS = re.compile(r"([A-Za-z]{1,3})(\d{1,7})$")
+_FAST_CELL_RE = re.compile(
+    rb'<c r="([A-Z]{1,3})(\d{1,7})"(?: s="\d+")?(?: t="(\w+)")?(?: \w+="[^"]*")*>'
+    rb'(?:<f>([^<]*)</f>|<f [^>]*?>([^<]*)</f>|<f[^>]*/>)?(?:<v>([^<]*)</v>|<v\s*/>)?'
+    rb'(?:<is><t(?: [^>]*)?>([^<]*)</t></is>)?</c>')
+
+
+_DEFAULT_MAIN_NS = re.compile(rb'<worksheet\b[^>]*\bxmlns="' + re.escape(MAIN_NS[0].encode()) + rb'"')
+
+
+def _fast_shape(xml: bytes) -> bool:
+    return is_utf8(xml) and bool(_DEFAULT_MAIN_NS.search(xml[:4096]))
+
+
+def sheet_cells(xml: bytes, strings: list[str], date1904: bool, part: str) -> Cells:
+    """Every cell with a value or a formula: {(row, col): (value, formula text or None)}, 0-based."""
+    refuse_dtd(xml, part)
+    if _fast_shape(xml):
+        cells = _cells_fast(xml, strings, date1904)
+        if cells is not None:
+            return cells
+    return _cells_expat(xml, strings, date1904, part)
+
+
+def _cells_fast(xml: bytes, strings: list[str], date1904: bool) -> Cells | None:
+    if b'"shared"' in xml:  # shared formulas need their master's text translated: the full path does that
+        return None
+    found = _FAST_CELL_RE.findall(xml)
+    if len(found) != xml.count(b"</c>") or b"<![CDATA[" in xml:
+        return None
+    if len(found) > MAX_CELLS:
+        raise ReadError("too-many-cells", limit=MAX_CELLS)
+    out: Cells = {}
+    for letters, row, t, f1, f2, v, inline in found:
+        formula = raw_text(f1 or f2) or None if (f1 or f2) else None
+        if not t and v:  # a plain number, the commonest cell: no text decoding
+            try:
+                value = float(v)
+            except ValueError:
+                value = raw_text(v)
+        elif t == b"s" and v:
+            try:
+                value = strings[int(v)]
+            except (ValueError, IndexError):
+                value = None
+        elif t == b"inlineStr":
+            value = raw_text(inline)
+        else:
+            value = decode(t.decode() if t else None, raw_text(v) if v else None, strings, date1904)
+        if value is None and formula is None:
+            continue
+        col = letters[0] - 64
+        for ch in letters[1:]:
+            col = col * 26 + ch - 64
+        out[(int(row) - 1, col - 1)] = (value, formula)
+    return out
+
+
+def _cells_expat(xml: bytes, strings: list[str], date1904: bool, part: str) -> Cells:
+    """Any legal shape: prefixes, implicit positions, CDATA, inline rich text, other encodings.
+
+    Long because expat's three callbacks share one cell state and must stay closures over it for speed
+    (this path decodes every sheet the regex fast path declines); splitting them apart would turn each
+    callback into attribute lookups on an object, on the hot path."""
+    parser = make_parser(part)
+    out: Cells = {}
+    state = {"row": -1, "col": -1, "t": None, "in": None, "v": None, "f": None, "is": None, "rph": 0,
+             "shared": None}
+    masters: dict[str, Any] = {}  # si → a translator of the shared formula's master (tokenized once)
+    buffer: list[str] = []
+
+    def start(name, attrs):
+        ns, local = split_name(name)
+        if ns not in MAIN_NS:
+            return
+        if local == "row":
+            r = attrs.get("r")
+            state["row"] = int(r) - 1 if r and r.isdigit() else state["row"] + 1
+            state["col"] = -1
+        elif local == "c":
+            ref = _REF_PARTS.match(attrs.get("r", "") or "")
+            if ref:
+                state["col"] = column_index(ref.group(1))
+                state["row"] = int(ref.group(2)) - 1
+            else:
+                state["col"] += 1
+                if state["row"] < 0:
+                    state["row"] = 0
+            state.update(t=attrs.get("t"), v=None, f=None, shared=None, **{"is": None})
+        elif local in ("v", "f"):
+            state["in"] = local
+            buffer.clear()
+            if local == "f" and attrs.get("t") == "shared":
+                state["shared"] = attrs.get("si")
+        elif local == "is":
+            state["is"] = []
+        elif local == "rPh":
+            state["rph"] += 1
+        elif local == "t" and state["is"] is not None and not state["rph"]:
+            state["in"] = "t"
+            buffer.clear()
+
+    def end(name):
+        ns, local = split_name(name)
+        if ns not in MAIN_NS:
+            return
+        if local in ("v", "f") and state["in"] == local:
+            state[local] = "".join(buffer)
+            state["in"] = None
+        elif local == "t" and state["in"] == "t":
+            state["is"].append("".join(buffer))
+            state["in"] = None
+        elif local == "rPh":
+            state["rph"] -= 1
+        elif local == "c":
+            t = state["t"]
+            if t == "inlineStr":
+                value = unescape_control("".join(state["is"] or ())) if state["is"] is not None else None
+            else:
+                raw = state["v"]
+                value = decode(t, unescape_control(raw) if raw is not None and t != "s" else raw, strings, date1904)
+            formula = unescape_control(state["f"]) if state["f"] else None
+            si = state["shared"]
+            if si is not None:
+                if formula:
+                    masters[si] = _translator(formula, state["row"], state["col"])
+                elif masters.get(si) is not None:
+                    formula = _translate(masters[si], state["row"], state["col"])
+            if value is None and formula is None:
+                return
+            out[(state["row"], state["col"])] = (value, formula)
+            if len(out) > MAX_CELLS:
+                raise ReadError("too-many-cells", limit=MAX_CELLS)
+
+    def chars(text):
+        if state["in"]:
+            buffer.append(text)
+
+    parser.StartElementHandler, parser.EndElementHandler, parser.CharacterDataHandler = start, end, chars
+    feed(parser, xml, part)
+    return out
+
+
+def cell_name(row: int, col: int) -> str:
+    """0-based (row, col) → A1 address."""
+    letters = ""
+    col += 1
+    while col:
+        col, rem = divmod(col - 1, 26)
+        letters = chr(65 + rem) + letters
+    return f"{letters}{row + 1}"
+
+
+def _translator(formula: str, row: int, col: int):
+    """The master of a shared formula, tokenized once for all the cells that share it (None if openpyxl's
+    tokenizer cannot split it: those cells then keep their value and no formula, never a wrong one)."""
+    from openpyxl.formula.translate import Translator
+
+    try:
+        return Translator("=" + formula, origin=cell_name(row, col))
+    except Exception:
+        return None
+
+
+def _translate(translator, to_row: int, to_col: int) -> str | None:
+    """A shared formula's text as it reads in another cell of its range (relative references move)."""
+    try:
+        return translator.translate_formula(cell_name(to_row, to_col))[1:]
+    except Exception:
+        return None
+
+
+_SI_START_RE = re.compile(rb"<si\b")
+_PLAIN_SI_RE = re.compile(rb"<si>\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*</si>")
+
+
+def shared_strings(xml: bytes, part: str) -> list[str]:
+    refuse_dtd(xml, part)
+    head = xml[:2048]
+    if b"<sst" in head and b"<![CDATA[" not in xml and is_utf8(xml):
+        plain = _PLAIN_SI_RE.findall(xml)
+        if len(plain) == len(_SI_START_RE.findall(xml)):  # every item plain text, unprefixed: one pass
+            return [raw_text(x) for x in plain]
+    strings: list[str] = []
+    parser = make_parser(part)
+    state = {"si": None, "in_t": False, "rph": 0}
+    buffer: list[str] = []
+
+    def start(name, attrs):
+        ns, local = split_name(name)
+        if ns not in MAIN_NS:
+            return
+        if local == "si":
+            state["si"] = []
+        elif local == "rPh":
+            state["rph"] += 1
+        elif local == "t" and state["si"] is not None and not state["rph"]:
+            state["in_t"] = True
+            buffer.clear()
+
+    def end(name):
+        ns, local = split_name(name)
+        if ns not in MAIN_NS:
+            return
+        if local == "t" and state["in_t"]:
+            state["si"].append("".join(buffer))
+            state["in_t"] = False
+        elif local == "rPh":
+            state["rph"] -= 1
+        elif local == "si" and state["si"] is not None:
+            strings.append(unescape_control("".join(state["si"])))
+            state["si"] = None
+
+    def chars(text):
+        if state["in_t"]:
+            buffer.append(text)
+
+    parser.StartElementHandler, parser.EndElementHandler, parser.CharacterDataHandler = start, end, chars
+    feed(parser, xml, part)
+    return strings

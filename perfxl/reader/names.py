@@ -1,0 +1,129 @@
+"""Locating a form's inputs: the defined names (sheet-scoped or not) say where each field and table body
+is, following inserted rows and copied sheets; the template's layout is the fallback when names are lost."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from perfxl.contract import STAMP_SHEET
+from perfxl.errors import ReadError
+from perfxl.problems import L, problem
+from perfxl.reader.cells import cell_name
+from perfxl.reader.form import Cell, FormData, SheetData
+from perfxl.reader.rawbook import RawBook
+from perfxl.spec import Spec, layout, split_cell
+
+_REF_RE = re.compile(r"^=?(?:'((?:[^']|'')+)'|([^'!]+))!\$?([A-Z]{1,3})\$?(\d+)(?::\$?([A-Z]{1,3})\$?(\d+))?$")
+
+
+def parse_ref(text: str) -> tuple[str, tuple[int, int], tuple[int, int]] | None:
+    m = _REF_RE.match(text.strip())
+    if not m:
+        return None
+    sheet = (m.group(1) or "").replace("''", "'") or m.group(2)
+    first = split_cell(m.group(3) + m.group(4))
+    last = split_cell(m.group(5) + m.group(6)) if m.group(5) else first
+    return sheet, first, last
+
+
+@lru_cache(maxsize=512)
+def letter(col: int) -> str:
+    return cell_name(0, col)[:-1]
+
+
+def extract(form: FormData, book: RawBook, spec: Spec) -> None:
+    """Locate the form's inputs by their defined names (sheet-scoped or not, surviving inserted rows),
+    falling back on the template's layout where names were lost, and copy fields and table rows out
+    with their cell addresses.
+
+    Long because the three steps share the per-sheet name map and the fallback decision, and reading a
+    table's rows depends on where its name was found; it is one pass in the order a reader would check."""
+    lay = layout(spec)
+    wanted_names = {f.name: ("field", f.id) for f in spec.fields.values()}
+    wanted_names.update({t.name: ("table", t.id) for t in spec.tables.values()})
+    per_sheet: dict[str, dict[str, tuple]] = {}
+    for name, local, ref in book.names:
+        kind = wanted_names.get(name)
+        if kind is None:
+            continue
+        parsed = parse_ref(ref)
+        if parsed is None:
+            if "#REF" in ref:
+                form.notices.append(problem("name-broken", name=name))
+            continue
+        sheet = parsed[0]
+        if local is not None and 0 <= local < len(book.sheet_names):
+            sheet = book.sheet_names[local]
+        per_sheet.setdefault(sheet, {})[name] = parsed
+
+    form_sheets = [s for s in book.sheet_names if s in per_sheet and s in book.cells]
+    if not form_sheets:  # names lost (e.g. re-typed into a new workbook): fall back on the layout
+        for s in book.sheet_names:
+            if s in book.hidden or s == STAMP_SHEET:
+                continue
+            cells = book.cells.get(s, {})
+            title_rows = [p for p in lay.placements if p.kind == "title"]
+            if title_rows and str(cells.get((title_rows[0].row, 0), ("",))[0]).strip() == title_rows[0].text:
+                form_sheets.append(s)
+                per_sheet[s] = {}
+                notice = problem("names-missing")
+                notice.sheet = s
+                form.notices.append(notice)
+    if not form_sheets:
+        raise ReadError("not-a-form", detail=L(f"找不到 {spec.title} 的填报区域，定义名称和版式都不匹配",
+                                              f"no input area of {spec.title}: neither the names nor the layout match"))
+
+    regions = []
+    for sheet in form_sheets:
+        for name, (_, first, last) in per_sheet[sheet].items():
+            regions.append((sheet, first[0], last[0], name))
+    label_texts = {p.text for p in lay.placements if p.kind in {"label", "section", "title", "header"} and p.text}
+
+    for sheet in form_sheets:
+        cells = book.cells.get(sheet, {})
+        names = per_sheet[sheet]
+        data = SheetData(sheet=sheet)
+        for f in spec.fields.values():
+            if f.name in names:
+                _, (r, c), _ = names[f.name]
+            elif not names and f.id in lay.fields:
+                r, c = lay.fields[f.id]
+            else:
+                continue
+            value, formula = cells.get((r, c), (None, None))
+            data.fields[f.id] = Cell(value, cell_name(r, c), formula)
+        for t in spec.tables.values():
+            pos = lay.tables[t.id]
+            if t.name in names:
+                _, (r0, c0), (r1, _) = names[t.name]
+            elif not names:
+                r0, c0, r1 = pos.first_row, 0, pos.last_row
+            else:
+                continue
+            others = [(a, b) for s, a, b, n in regions if s == sheet and n != t.name and a > r1]
+            stop = min([a for a, _ in others] + [r1 + 500])
+            rows = []
+            columns = [(col.id, c0 + pos.columns[col.id], letter(c0 + pos.columns[col.id])) for col in t.columns]
+            r = r0
+            while r <= r1 or r < stop:
+                found = [(cid, cc, lt, cells.get((r, cc))) for cid, cc, lt in columns]
+                empty = all(v is None or (v[0] in (None, "") and not v[1]) for *_, v in found)
+                if r > r1:  # rows a clerk added directly below the named body
+                    texts = {str(v[0]).strip() for *_, v in found if v is not None and isinstance(v[0], str)}
+                    if empty or texts & label_texts:
+                        break
+                if not empty:
+                    row = {"_row": r + 1}
+                    for cid, _, lt, v in found:
+                        row[cid] = Cell(v[0], f"{lt}{r + 1}", v[1]) if v is not None else Cell(None, f"{lt}{r + 1}")
+                    rows.append(row)
+                r += 1
+            data.tables[t.id] = rows
+        form.sheets.append(data)
+    if not form.unit_name and spec.unit_name_field:  # no stamp: the unit the form itself names
+        for sheet in form.sheets:
+            cell = sheet.fields.get(spec.unit_name_field)
+            if cell and isinstance(cell.value, str) and cell.value.strip():
+                form.unit_name = cell.value.strip()
+                break

@@ -1,0 +1,123 @@
+"""XML as a reader of untrusted files must take it: elements known by namespace URI (transitional or
+strict), never by prefix; DTDs and entity declarations refused before parsing; text as XML defines it
+(CDATA, character references, CR LF → LF, `_xHHHH_` escapes)."""
+
+from __future__ import annotations
+
+import html
+import re
+from xml.etree import ElementTree as ET
+from xml.parsers import expat
+
+from perfxl.errors import ReadError
+
+MAIN_NS = ("http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+           "http://purl.oclc.org/ooxml/spreadsheetml/main")
+
+
+REL_NS = ("http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+          "http://purl.oclc.org/ooxml/officeDocument/relationships")
+
+
+PACKAGE_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
+CUSTOM_NS = "http://schemas.openxmlformats.org/officeDocument/2006/custom-properties"
+OFFICE_DOCUMENT = "/officeDocument"  # relationship types end so, in both conformance classes
+SEP = "\x01"  # expat's namespace separator: "uri\x01local"
+
+
+def split_name(name: str) -> tuple[str, str]:
+    ns, _, local = name.rpartition(SEP)
+    return ns, local
+
+
+def make_parser(part: str) -> expat.XMLParserType:
+    parser = expat.ParserCreate(namespace_separator=SEP)
+    parser.buffer_text = True
+
+    def refuse(*_):
+        raise ReadError("xml-dtd", part=part)
+
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.ExternalEntityRefHandler = refuse
+    return parser
+
+
+def refuse_dtd(xml: bytes, part: str) -> None:
+    """The fast paths never expand entities, but a part that declares any is refused all the same."""
+    if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
+        raise ReadError("xml-dtd", part=part)
+
+
+def feed(parser, data: bytes, part: str) -> None:
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError as exc:
+        raise ReadError("file-corrupt", detail=f"XML {part}: {exc}") from None
+
+
+def parse_tree(data: bytes, part: str) -> ET.Element:
+    """A whole (small) part as an ElementTree (C parser); tags are "{uri}local". DTDs are refused first,
+    so no entity is ever declared, let alone expanded."""
+    refuse_dtd(data, part)
+    try:
+        return ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise ReadError("file-corrupt", detail=f"XML {part}: {exc}") from None
+
+
+def local_name(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def namespace(tag: str) -> str:
+    return tag[1:].partition("}")[0] if tag.startswith("{") else ""
+
+
+def children(element: ET.Element, local: str):
+    """Descendants with that local name, in any namespace."""
+    return element.iterfind(f".//{{*}}{local}")
+
+
+def attr(element: ET.Element, local: str, namespaces: tuple[str, ...] = ("",)) -> str | None:
+    for ns in namespaces:
+        value = element.get(f"{{{ns}}}{local}" if ns else local)
+        if value is not None:
+            return value
+    return None
+
+
+_XML_ESCAPED_CONTROL = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def unescape_control(text: str) -> str:
+    """OOXML writes characters XML cannot hold as _xHHHH_."""
+    if "_x" in text:
+        return _XML_ESCAPED_CONTROL.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return text
+
+
+def raw_text(raw: bytes | None) -> str:
+    """Element text taken by the fast path from raw UTF-8 bytes, as an XML parser would give it."""
+    if not raw:
+        return ""
+    if b"\r" in raw:  # XML end-of-line handling; a &#13; reference survives, as it must
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    text = raw.decode("utf-8", "replace")
+    if "&" in text:
+        text = html.unescape(text)
+    return unescape_control(text)
+
+
+_ENCODING_RE = re.compile(rb'^<\?xml[^>]*?\bencoding=["\']([^"\']+)')
+
+
+def is_utf8(xml: bytes) -> bool:
+    """True when the part is UTF-8, the only encoding the fast paths read (UTF-16 is legal too)."""
+    head = xml[:256]
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    elif head[:2] in (b"\xff\xfe", b"\xfe\xff") or head[:1] == b"\x00" or head[1:2] == b"\x00":
+        return False
+    m = _ENCODING_RE.match(head)
+    return m is None or m.group(1).lower() in (b"utf-8", b"utf8")
