@@ -164,7 +164,7 @@ def _write_guide(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats) -> No
     ws.protect("", {"select_locked_cells": True})
 
 
-def _field_validation(field) -> dict | None:
+def _field_validation(field, year: int) -> dict | None:
     prompt = {"input_title": field.label.rstrip("：: ")[:32], "input_message": (field.help or "")[:255]}
     if not prompt["input_message"]:
         prompt["input_message"] = "必填" if field.required else "选填"
@@ -181,10 +181,10 @@ def _field_validation(field) -> dict | None:
         return {"validate": "integer", "criteria": "between", "minimum": lo, "maximum": hi,
                 "error_title": "请填写整数", "error_message": f"请填写 {lo} 到 {hi} 之间的整数", **prompt}
     if field.type == "date":
-        # A clerk may type "2022年"; warn rather than refuse, the validator reads such text.
+        # A clerk may type "2025年"; warn rather than refuse, the validator reads such text.
         return {"validate": "date", "criteria": "between", "minimum": datetime(1990, 1, 1),
                 "maximum": datetime(2100, 12, 31), "error_type": "warning",
-                "error_message": "请填写日期，例如 2022-01-01", **prompt}
+                "error_message": f"请填写日期，例如 {year}-01-01", **prompt}
     if field.type in {"text", "longtext", "phone", "code", "daterange"}:
         limit = field.max_length or 32767
         return {"validate": "length", "criteria": "<=", "value": limit, "error_type": "warning",
@@ -246,7 +246,7 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scope
             given = (values or {}).get("fields", {})
             place(p, given[field.id] if field.id in given else field.default, fmt.input(field.type), field.type)
             name(field.name, _abs(p.row, p.col))
-            rule = _field_validation(field)
+            rule = _field_validation(field, spec.year)
             if rule:
                 _ok(ws.data_validation(p.row, p.col, p.row, p.col, rule), f"validation {field.id}")
             if field.required:

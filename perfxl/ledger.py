@@ -216,11 +216,9 @@ class Ledger:
     def record_outcomes(self, run_id: int, files: list, settings: dict) -> None:
         """What this run decided for every file, and the settings it ran with: the public API rebuilds
         the summary tables from these without the inbox."""
-        from dataclasses import asdict
-
-        with self.db:
+        with self.db:  # vars(), not dataclasses.asdict: a Seen is flat, and asdict deep-copies 10,000 of them
             self.db.executemany("INSERT OR REPLACE INTO outcomes (run, path, sha256, outcome, seen) VALUES (?,?,?,?,?)",
-                                ((run_id, s.path, s.sha, s.outcome, json.dumps(asdict(s), ensure_ascii=False))
+                                ((run_id, s.path, s.sha, s.outcome, json.dumps(vars(s), ensure_ascii=False))
                                  for s in files))
             self.db.execute("INSERT OR REPLACE INTO run_settings (run, settings) VALUES (?,?)",
                             (run_id, json.dumps(settings, ensure_ascii=False, default=str)))

@@ -339,6 +339,7 @@ def _stream_rows(rows, kinds: list[str], styles: list[int], total_styles: list[i
     sums = [0.0] * len(kinds)
     wrap = wrapped or [0] * len(kinds)
     wrap_at = [w / 2 if w else 1e9 for w in wrap]  # text shorter than this (in characters) fits on one line
+    wrap_columns = [c for c, w in enumerate(wrap) if w]
     count = 0
     with open(target, "w", encoding="utf-8") as out:
         buffer = []
@@ -356,8 +357,10 @@ def _stream_rows(rows, kinds: list[str], styles: list[int], total_styles: list[i
                 else:
                     text = value if type(value) is str else ("是" if value is True else "否" if value is False else str(value))
                     cells.append(_text_cell(f"{letters[c]}{r}", text, style_attr[c]))
-                    if len(text) > wrap_at[c]:
-                        lines = max(lines, _lines(text, wrap[c]))
+            for c in wrap_columns:  # only the few wrapped columns are measured, and only long text
+                value = row[c]
+                if type(value) is str and len(value) > wrap_at[c]:
+                    lines = max(lines, _lines(value, wrap[c]))
             height = f' ht="{min(lines, 8) * 15}" customHeight="1"' if lines > 1 else ""
             buffer.append(f'<row r="{r}"{height}>{"".join(cells)}</row>')
             if len(buffer) >= 2000:
@@ -381,8 +384,8 @@ def _lines(text: str, width: float) -> int:
     """How many lines `text` takes in a column `width` characters wide (CJK characters count two)."""
     total = 0
     for paragraph in text.split("\n"):
-        wide = sum(1 for ch in paragraph if ord(ch) > 0x2E7F)
-        total += max(1, -(-int(len(paragraph) + wide) // max(1, int(width) - 1)))
+        shown = len(paragraph.encode("gb18030", "replace"))  # two bytes for a CJK character, as it is shown
+        total += max(1, -(-shown // max(1, int(width) - 1)))
     return total
 
 

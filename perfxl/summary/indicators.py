@@ -14,7 +14,7 @@ TARGET_KIND_ZH = {"quantitative": "定量", "qualitative": "定性", "range": "�
                   "placeholder": "占位符", "unparseable": "无法识别", "empty": "空"}
 
 
-@dataclass
+@dataclass(slots=True)  # 400,000 of them at 10,000 forms
 class IndicatorLine:
     unit_code: str
     unit_name: str
