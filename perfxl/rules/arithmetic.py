@@ -9,8 +9,13 @@ from perfxl.reader.cells import cell_name
 from . import Highlight, Param, RuleKind, SumCheck, register
 
 
-def _difference(total, got) -> float:
-    return abs((total or 0) - got)
+def _compare_sum(rule, ctx, total, got: float, what) -> None:
+    """Report `sum-mismatch` (or the rule's code) on the total field when it differs from the parts."""
+    difference = abs((total or 0) - got)
+    if difference > SUM_TOLERANCE:
+        field = rule.params["total"]
+        ctx.out.add(rule.code, rule.severity, ctx.sheet, ctx.cells.get(field, ""), field, rule.message, what=what,
+                    parts=fmt_number(got), total=fmt_number(total), diff=fmt_number(difference))
 
 
 @register
@@ -27,11 +32,7 @@ class FieldSum(RuleKind):
         parts = [ctx.values.get(x) for x in p["parts"]]
         if total is None and all(v is None for v in parts):
             return
-        got = sum(v or 0 for v in parts)
-        if _difference(total, got) > SUM_TOLERANCE:
-            ctx.out.add(rule.code, rule.severity, ctx.sheet, ctx.cells.get(p["total"], ""), p["total"],
-                        rule.message, what=p["what"], parts=fmt_number(got), total=fmt_number(total),
-                        diff=fmt_number(_difference(total, got)))
+        _compare_sum(rule, ctx, total, sum(v or 0 for v in parts), p["what"])
 
     def live(self, rule, positions):
         total = positions.fields[rule.params["total"]]
@@ -53,15 +54,11 @@ class ColumnSum(RuleKind):
         rows = ctx.tables.get(p["table"], [])
         if total is None and not rows:
             return
-        got = sum(r.get(p["column"]) or 0 for r in rows)
-        if _difference(total, got) > SUM_TOLERANCE:
-            label = ctx.spec.fields[p["total"]].label
-            table = ctx.spec.tables[p["table"]]
-            column = table.column(p["column"]).label
-            what = L(f"「{table.label}」的{column}之和与「{label}」", f"The {column} of '{table.label}' and '{label}'")
-            ctx.out.add(rule.code, rule.severity, ctx.sheet, ctx.cells.get(p["total"], ""), p["total"],
-                        rule.message, what=what, parts=fmt_number(got), total=fmt_number(total),
-                        diff=fmt_number(_difference(total, got)))
+        label = ctx.spec.fields[p["total"]].label
+        table = ctx.spec.tables[p["table"]]
+        column = table.column(p["column"]).label
+        what = L(f"「{table.label}」的{column}之和与「{label}」", f"The {column} of '{table.label}' and '{label}'")
+        _compare_sum(rule, ctx, total, sum(r.get(p["column"]) or 0 for r in rows), what)
 
     def live(self, rule, positions):
         pos = positions.tables[rule.params["table"]]
