@@ -69,6 +69,13 @@ def annotate_workbook(checked: CheckedForm, outdir: Path, avoid: set[str] | None
     for row in ws.iter_rows(min_row=3):
         row[1].alignment = Alignment(wrap_text=True, vertical="top")
     ws["A1"].font = Font(bold=True, size=12)
+    # Printed for the unit to work through: landscape, one page wide, the header on every page.
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = "2:2"
+    ws.freeze_panes = "A3"
     wb.active = 0
     target = Path(outdir) / (safe_filename(source.stem) + "_校验.xlsx")
     taken = {os.path.realpath(p) for p in avoid or ()}
@@ -146,7 +153,7 @@ def _write_summary(xlsxwriter, result, path: Path) -> None:
             body = {k: wb.add_format({"num_format": f}) for k, f in numbers.items()}
             totals = {k: wb.add_format({"bold": True, "top": 2, "num_format": f}) for k, f in numbers.items()}
             totals["text"] = wb.add_format({"bold": True, "top": 2})
-            wrap = wb.add_format({"text_wrap": True, "valign": "top"})
+            wrap = wb.add_format({"text_wrap": True})  # bottom-aligned like every other cell of the row
             for index, table in enumerate(result.tables, start=1):
                 ws = wb.add_worksheet(table.name)
                 kinds = [kind for _, kind in table.columns]
