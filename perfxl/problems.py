@@ -173,6 +173,8 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "'{level3}' is a rate written as '{value}'; did you mean {percent}%?"),
     ("indicator-mostly-qualitative", "indicator", "warning", "定量指标只占 {share}（{quant}/{total}），绩效目标应以定量指标为主",
      "Only {share} of the targets are quantitative ({quant}/{total})"),
+    ("indicator-rate-without-number", "indicator", "warning", "指标“{level3}”是比率，{column}“{value}”却没有数值，无法衡量",
+     "'{level3}' is a rate, but its {column} '{value}' holds no number and cannot be measured"),
     ("indicator-money-as-output", "indicator", "warning", "指标“{level3}”把资金支出写成了产出目标（{value}）",
      "'{level3}' states money spent as an output target ({value})"),
     ("indicator-deadline-before-year", "indicator", "warning", "指标“{level3}”的完成时间 {deadline} 早于 {year} 年度",

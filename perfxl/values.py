@@ -191,6 +191,7 @@ _WORD_OPS = [("大于等于", "≥"), ("小于等于", "≤"), ("不低于", "�
              ("不大于", "≤"), ("不多于", "≤"), ("控制在", "≤"), ("低于", "<"), ("少于", "<"), ("小于", "<")]
 _WORD_OPS.sort(key=lambda x: len(x[0]), reverse=True)
 _OP_RE = "(?:" + "|".join(re.escape(w) for w, _ in _WORD_OPS) + r"|≥|≤|=|>|<|≠)"
+_OP_WORDS = tuple(w for w, _ in _WORD_OPS) + ("完成", "为", "约", "共", "累计", "全年", "每年", "每月")
 _TARGET_RE = re.compile(rf"(?P<op>{_OP_RE})?\s*(?P<num>{_NUM_RE})\s*(?P<unit>{_UNIT_RE})?\s*(?P<plus>\+)?"
                         r"\s*(?P<tail>以上|以内|以下|及以上|及以下)?")
 _RANGE_RE = re.compile(rf"^(?P<lo>{_NUM_RE})\s*(?P<u1>{_UNIT_RE})?\s*(?:-|~|～|—|至|到)\s*(?P<hi>{_NUM_RE})\s*(?P<unit>{_UNIT_RE})?$")
@@ -204,6 +205,89 @@ _BROKEN_RE = re.compile(r"[》《【】]")
 _NOTE_RE = re.compile(r"[(（【\[][^)）】\]]*[)）】\]]\s*$")
 _CN_NUM = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 _CN_COUNT_RE = re.compile(r"(?:每(?P<per>年|季度|季|月|周|日|天))?(?P<cn>[一二两三四五六七八九十])(?P<unit>次|份|个|场|期|批|篇|项)")
+
+_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_CN_UNITS = {"十": 10, "百": 100, "千": 1000}
+_CN_RUN = "[零〇一二两三四五六七八九十百千万亿点]+"
+_CN_UNIT_AFTER = "(?:" + "|".join(re.escape(u) for u in sorted(
+    ["人次", "万人次", "个工作日", "工作日", "个月", "小时", "分钟", "次", "天", "日", "月", "年", "周", "个", "套", "台",
+     "人", "户", "家", "项", "份", "件", "篇", "场", "期", "批", "条", "册", "本", "张", "辆", "公里", "米", "吨", "笔",
+     "处", "所", "座", "名", "位", "间", "元", "万元", "千元", "亿元", "平方米"], key=len, reverse=True)) + ")"
+# 百分之九十五, 九成(五), or a Chinese number directly before a unit (两千人次, 三个工作日): turned into digits
+# before the grammar runs, so clerks' colloquial values read like typed numbers.
+_CN_PERCENT_RE = re.compile(rf"百分之({_CN_RUN})")
+_CN_TENTHS_RE = re.compile(r"(?<![零〇一二两三四五六七八九十百千万亿\d])([一二三四五六七八九十])成([一二三四五六七八九])?"
+                           r"(?!(?!以上|以下|及以上|左右)[\u4e00-\u9fff])")
+_CN_BEFORE_UNIT_RE = re.compile(rf"([零〇一二两三四五六七八九十]{_CN_RUN[:-1]}*)(?={_CN_UNIT_AFTER}(?!性))")
+
+
+def chinese_number(text: str) -> float | None:
+    """一百二十 → 120, 两千 → 2000, 三点五 → 3.5, 1.2万 is not here (digits are handled by the grammar)."""
+    if not text or not re.fullmatch(_CN_RUN, text):
+        return None
+    whole, _, fraction = text.partition("点")
+    if fraction and not all(ch in _CN_DIGITS for ch in fraction):
+        return None
+
+    def below_ten_thousand(part: str) -> int | None:
+        total, digit = 0, None
+        for ch in part:
+            if ch in "零〇" and len(part) > 1:  # a place holder (一百零一): it says a place is empty
+                continue
+            if ch in _CN_DIGITS:
+                if digit is not None:  # two digits in a row (一二) is not a number
+                    return None
+                digit = _CN_DIGITS[ch]
+            elif ch in _CN_UNITS:
+                total += (1 if digit is None else digit) * _CN_UNITS[ch]
+                digit = None
+            else:
+                return None
+        return total + (digit or 0)
+
+    value = 0
+    rest = whole
+    for big, factor in (("亿", 10**8), ("万", 10**4)):
+        if big in rest:
+            head, _, rest = rest.partition(big)
+            part = below_ten_thousand(head) if head else 1
+            if part is None:
+                return None
+            value += part * factor
+    if rest:
+        part = below_ten_thousand(rest)
+        if part is None:
+            return None
+        value += part
+    if not whole:
+        return None
+    if fraction:
+        value += float("0." + "".join(str(_CN_DIGITS[ch]) for ch in fraction))
+    return float(value)
+
+
+def _arabic(compact: str) -> str:
+    """Colloquial Chinese amounts as digits; text without them is returned unchanged."""
+    if not re.search("[零〇一二两三四五六七八九十百千万亿]", compact):
+        return compact
+
+    def number(match, suffix=""):
+        value = chinese_number(match.group(1))
+        return match.group(0) if value is None else f"{value:g}{suffix}"
+
+    def before_unit(match):
+        # Only where a number can stand: at the start, after a sign or digitless punctuation, or after a
+        # word such as 达到 / 不少于 — never inside a word (统一, 万一).
+        before = compact[: match.start()]
+        if before and re.search(r"[\u4e00-\u9fff\d.]$", before) and not before.endswith(_OP_WORDS):
+            return match.group(0)
+        return number(match)
+
+    compact = _CN_PERCENT_RE.sub(lambda m: number(m, "%"), compact)
+    compact = _CN_TENTHS_RE.sub(lambda m: f"{_CN_DIGITS.get(m.group(1), 10) * 10 + (_CN_DIGITS[m.group(2)] if m.group(2) else 0)}%",
+                                compact)
+    return _CN_BEFORE_UNIT_RE.sub(before_unit, compact)
+
 
 QUALITATIVE_WORDS = sorted([
     "充分", "规范", "合理", "明确", "科学", "健全", "有效", "合规", "及时", "实时", "提高", "提升", "降低", "减少",
@@ -317,6 +401,7 @@ def _parse(value: Any) -> Target:
         return Target(text=original, kind="placeholder", op=_op_of(sign.group(0)) if sign else None)
     if _BROKEN_RE.search(compact):
         return Target(text=original, kind="unparseable")
+    compact = _arabic(compact)
 
     m = _COST_RE.search(compact)
     if m:

@@ -55,7 +55,14 @@ def test_the_seeds_real_inconsistencies_are_warnings(seeds):
     shanghai = check_form(read_workbook(seeds["004-0"].filled))
     assert [p.code for p in shanghai.problems if p.code == "indicator-rate-as-fraction"] == ["indicator-rate-as-fraction"]
     department = check_form(read_workbook(seeds["001-0"].filled))
-    assert [(p.code, p.severity) for p in department.problems] == [("indicator-empty-value", "warning")]
+    assert [(p.code, p.severity) for p in department.problems if p.code != "indicator-rate-without-number"] == [
+        ("indicator-empty-value", "warning")]
+    # 盐城 wrote 制度知晓率 and 职工满意度 as "提高" for each of four periods: rates that no year-end score can
+    # measure; 上海 wrote 工作效率 so on two projects.
+    rates = [(p.params["level3"], p.params["value"]) for p in department.problems
+             if p.code == "indicator-rate-without-number"]
+    assert rates == [("制度知晓率", "提高")] * 4 + [("职工满意度", "提高")] * 4
+    assert [p.params["level3"] for p in shanghai.problems if p.code == "indicator-rate-without-number"] == ["工作效率"] * 2
 
 
 def test_seed_numbers(seeds):

@@ -104,3 +104,54 @@ def test_thousands_and_full_width_are_the_same_number(number):
 @given(st.text(max_size=100))
 def test_normalize_is_idempotent(text):
     assert normalize_text(normalize_text(text)) == normalize_text(text)
+
+
+@pytest.mark.parametrize("text, op, value, unit", [
+    ("百分之九十五", None, 95.0, "%"),
+    ("百分之九十五点五", None, 95.5, "%"),
+    ("九成", None, 90.0, "%"),
+    ("九成五", None, 95.0, "%"),
+    ("九成以上", "≥", 90.0, "%"),
+    ("达到九成以上", "≥", 90.0, "%"),
+    ("两千人次", None, 2000.0, "人次"),
+    ("1.2万人", None, 1.2, "万人"),
+    ("三个工作日", None, 3.0, "个工作日"),
+    ("达到一百人", "≥", 100.0, "人"),
+    ("不少于二十人", "≥", 20.0, "人"),
+    ("二十万元", None, 200000.0, "元"),
+    ("≥一万二千三百户", "≥", 12300.0, "户"),
+])
+def test_colloquial_chinese_amounts_read_as_numbers(text, op, value, unit):
+    t = parse_target(text)
+    assert (t.kind, t.op, t.value, t.unit) == ("quantitative", op, value, unit)
+
+
+@pytest.mark.parametrize("text", ["统一规范", "万一发生", "一般", "千方百计推进", "一心为民"])
+def test_chinese_numerals_inside_words_stay_words(text):
+    assert parse_target(text).kind == "qualitative"
+
+
+@given(st.integers(min_value=0, max_value=99_999_999))
+def test_chinese_numbers_round_trip(n):
+    from perfxl.values import chinese_number
+
+    digits = "零一二三四五六七八九"
+
+    def spoken(x: int) -> str:  # the way a clerk writes it, e.g. 一万二千三百零五
+        if x == 0:
+            return "零"
+        out, zero = "", False
+        for value, name in ((10**7, "千"), (10**6, "百"), (10**5, "十"), (10**4, "万"), (1000, "千"), (100, "百"),
+                            (10, "十"), (1, "")):
+            d, x = divmod(x, value)
+            if d:
+                out += ("零" if zero and out else "") + digits[d] + name
+                zero = False
+            else:
+                zero = bool(out)
+            if value == 10**4 and out and not out.endswith("万"):
+                out += "万"
+                zero = False
+        return out
+
+    assert chinese_number(spoken(n)) == n

@@ -137,6 +137,10 @@ def _check_targets(record: IndicatorRecord, table: Table, spec: Spec, out: Colle
         if t.kind == "unparseable":
             out.add("indicator-unparseable", "error", **where, **common)
             continue
+        if t.kind == "qualitative" and record.level3.endswith(("率", "度")):
+            # a rate with only words ("较高") cannot be scored at year end: flagged, not taken as a word
+            out.add("indicator-rate-without-number", "warning", **where, **common)
+            continue
         if t.kind == "placeholder":
             out.add("indicator-placeholder", "warning", **where, **common)
             continue
@@ -216,7 +220,7 @@ class Indicators(RuleKind):
              "indicator-category-recommended", "indicator-incomplete", "indicator-empty-value",
              "indicator-duplicate", "indicator-unparseable", "indicator-placeholder", "indicator-direction",
              "indicator-percent-over-100", "indicator-rate-as-fraction", "indicator-mostly-qualitative",
-             "indicator-money-as-output", "indicator-deadline-before-year", "cost-tuple-mismatch",
+             "indicator-money-as-output", "indicator-deadline-before-year", "indicator-rate-without-number", "cost-tuple-mismatch",
              "cost-sum-mismatch", "cost-exceeds-budget")
     order = 10
 
