@@ -123,17 +123,35 @@ def describe(template, year, region, as_json, templates_dir):
 @click.option("--password", default=None, help="工作表保护密码 (default: protection without a password).")
 @click.option("--rows", type=click.IntRange(1, 2000), default=None,
               help="指标表空白行数 (blank indicator rows; default: the template's).")
+@click.option("--from", "ledger", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="申报汇总的报送台账 (.sqlite)：据此生成自评表/监控表 (follow-up forms from a declaration ledger).")
 @TEMPLATES_OPTION
-def generate(template, year, roster, outdir, region, projects, password, rows, templates_dir):
-    """为名单中的每个单位生成空白申报表 (one blank form per roster unit)."""
+def generate(template, year, roster, outdir, region, projects, password, rows, ledger, templates_dir):
+    """为名单中的每个单位生成空白申报表 (one blank form per roster unit); 自评表等后续表用 --from 台账."""
     import time
 
     from .generator import generate_forms
     from .roster import read_roster
     from .spec import load_spec
 
-    load_spec(template, year, region, blank_rows=rows, templates_dir=templates_dir)  # fail fast on a bad template
+    spec = load_spec(template, year, region, blank_rows=rows, templates_dir=templates_dir)  # fail fast
     units = read_roster(roster)
+    if ledger is not None or spec.family not in {"project", "department"}:
+        if ledger is None:
+            raise click.UsageError(f"{template} 是后续表（{spec.title}），请用 --from 指定申报汇总的报送台账 (.sqlite)")
+        from .followup import generate_followups
+
+        started = time.perf_counter()
+        with _progress(len(units), "生成") as bar:
+            result = generate_followups(template, year, units, ledger, outdir, region=region,
+                                        templates_dir=templates_dir, avoid={roster, ledger}, progress=bar.update)
+        took = time.perf_counter() - started
+        click.echo(f"已生成 {len(result.manifest)} 份{spec.title} → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
+        if result.without_declaration:
+            names = "、".join(f"{u.code} {u.name}" for u in result.without_declaration[:20])
+            more = f" 等 {len(result.without_declaration)} 个" if len(result.without_declaration) > 20 else ""
+            click.echo(f"  {len(result.without_declaration)} 个单位在台账中没有已汇总的申报，未生成：{names}{more}")
+        return
     started = time.perf_counter()
     with _progress(len(units), "生成") as bar:
         manifest = generate_forms(template, year, units, outdir, region=region, projects=projects,

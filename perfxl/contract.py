@@ -54,3 +54,28 @@ def stamp_from_cells(cells: dict[tuple[int, int], tuple[Any, Any]]) -> dict[str,
 def stamp_from_properties(properties: dict[str, str]) -> dict[str, str]:
     """The stamp from custom document properties already stripped of PROPERTY_PREFIX."""
     return {key: value for key, value in properties.items() if key in STAMP_KEYS}
+
+
+# A follow-up form (self-evaluation, monitoring) carries what was declared on a second hidden sheet, one
+# row per prefilled indicator row, so a target retyped after unprotecting the sheet is caught at merge.
+DECLARED_SHEET = "perfxl_declared"
+DECLARED_MARK = "perfxl declared v1"
+DECLARED_COLUMNS = ("sheet", "row", "group", "level1", "level2", "level3", "target", "points")
+
+
+def declared_from_cells(cells: dict[tuple[int, int], tuple[Any, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """{project sheet: [row, …]} from the declared sheet's cells; {} when the sheet is not one."""
+    if str(cells.get((0, 0), ("",))[0]) != DECLARED_MARK:
+        return {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    rows = sorted({r for r, _ in cells if r >= 2})
+    for r in rows:
+        record = {}
+        for c, key in enumerate(DECLARED_COLUMNS):
+            value = cells.get((r, c), ("", None))[0]
+            if isinstance(value, float) and value.is_integer() and key in {"row"}:
+                value = int(value)
+            record[key] = "" if value is None else value
+        if record["sheet"]:
+            out.setdefault(str(record["sheet"]), []).append(record)
+    return out

@@ -23,7 +23,15 @@ from xml.sax.saxutils import escape
 import xlsxwriter
 
 from . import __version__
-from .contract import PROPERTY_PREFIX, STAMP_MARK, STAMP_SHEET, stamp_rows
+from .contract import (
+    DECLARED_COLUMNS,
+    DECLARED_MARK,
+    DECLARED_SHEET,
+    PROPERTY_PREFIX,
+    STAMP_MARK,
+    STAMP_SHEET,
+    stamp_rows,
+)
 from .domain import SUM_TOLERANCE
 from .errors import OutputError, PerfxlError
 from .files import ensure_writable_dir, safe_filename, write_bytes_atomic
@@ -40,6 +48,7 @@ NUMBER_FORMATS = {"money": "#,##0.00", "number": "#,##0.00##", "integer": "#,##0
 FILL_INPUT = "#FFF7D6"
 FILL_REQUIRED_EMPTY = "#FFD9D9"
 FILL_LABEL = "#EEF2F7"
+FILL_PREFILLED = "#E7E6E6"  # what the declaration said, locked
 
 
 class _Formats:
@@ -77,6 +86,17 @@ class _Formats:
             props["align"] = "right" if kind != "date" else "center"
         else:
             props["num_format"] = "@"  # text, so "=100%" or "≥95%" stays what the clerk typed
+            props["align"] = "left"
+        return self.get(**props)
+
+    def prefilled(self, kind: str):
+        """A value perfxl wrote from the declaration: locked, on the label colour, so it reads as given."""
+        props = {"locked": True, "border": 1, "bg_color": FILL_PREFILLED}
+        if kind in NUMBER_FORMATS:
+            props["num_format"] = NUMBER_FORMATS[kind]
+            props["align"] = "right" if kind != "date" else "center"
+        else:
+            props["num_format"] = "@"
             props["align"] = "left"
         return self.get(**props)
 
@@ -232,6 +252,7 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scope
         _ok(_write_value(ws, p.row, p.col, value, style, ftype), f"cell {cell_name(p.row, p.col)}")
 
     required_cells: list[tuple[int, int, int, int]] = []
+    tall: dict[int, int] = {}
     for p in lay.placements:
         if p.kind == "title":
             place(p, p.text, fmt.title())
@@ -244,9 +265,10 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scope
         elif p.kind == "input":
             field = spec.fields[p.field]
             given = (values or {}).get("fields", {})
-            place(p, given[field.id] if field.id in given else field.default, fmt.input(field.type), field.type)
+            style = fmt.prefilled(field.type) if field.locked else fmt.input(field.type)
+            place(p, given[field.id] if field.id in given else field.default, style, field.type)
             name(field.name, _abs(p.row, p.col))
-            rule = _field_validation(field, spec.year)
+            rule = None if field.locked else _field_validation(field, spec.year)
             if rule:
                 _ok(ws.data_validation(p.row, p.col, p.row, p.col, rule), f"validation {field.id}")
             if field.required:
@@ -262,7 +284,7 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scope
         elif p.kind == "cell":
             table = spec.tables[p.table]
             col = table.column(p.column)
-            style = fmt.input(_column_kind(col.type))
+            style = fmt.prefilled(_column_kind(col.type)) if col.locked else fmt.input(_column_kind(col.type))
             pos = lay.tables[table.id]
             index = p.row - pos.first_row
             value = ""
@@ -272,7 +294,14 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scope
             if index < len(source) and col_index < len(source[index]):
                 value = source[index][col_index]
             place(p, value, style, col.type)
+            if isinstance(value, str) and value:  # prefilled text: the row as tall as its longest cell
+                width = sum(spec.widths[p.col:p.last_col + 1]) or 10
+                lines = min(6, -(-len(value.encode("gb18030", "replace")) // max(1, int(width) - 1)))
+                tall[p.row] = max(tall.get(p.row, 20), 15 * lines)
 
+    for row, height in tall.items():
+        if height > lay.row_heights.get(row, 20):
+            ws.set_row(row, height)
     for table in spec.tables.values():
         pos = lay.tables[table.id]
         name(table.name, f"{_abs(pos.first_row, 0)}:{_abs(pos.last_row, spec.width - 1)}")
@@ -281,7 +310,12 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scope
             prompt = {"input_title": col.label[:32], "input_message": (col.help or col.label)[:255]}
             rule = None
             ind = table.indicator
-            if ind and col.id == ind.level1 and lists.level1_range:
+            if col.locked:
+                continue
+            if col.open_choices and col.choices:  # suggested, not enforced: a number is typed here too
+                rule = {"validate": "list", "source": list(col.choices), "error_type": "information",
+                        "error_message": "可以从下拉中选择，也可以直接填写", **prompt}
+            elif ind and col.id == ind.level1 and lists.level1_range:
                 rule = {"validate": "list", "source": lists.level1_range, "error_type": "warning",
                         "error_message": "一级指标不在本表的指标体系中", **prompt}
             elif ind and col.id == ind.level2 and lists.level2_anchor:
@@ -349,9 +383,11 @@ def _print_setup(ws, spec: Spec, lay) -> None:
 
 
 def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | None = None,
-                   values: list[dict] | None = None) -> bytes:
+                   values: list[dict] | None = None, declared: list[list[dict]] | None = None) -> bytes:
     """One form as .xlsx bytes: blank, or with `values` ({"fields", "tables"} per project sheet) written
-    into its inputs — the shape of a form a unit filled and saved (used by benchmarks and fixtures)."""
+    into its inputs — the shape of a form a unit filled and saved (used by benchmarks and fixtures), or a
+    follow-up form prefilled from the ledger. `declared` (per project sheet, rows of DECLARED_COLUMNS) goes
+    on the hidden declared sheet, the reference a merge checks the prefilled targets against."""
     if values is not None:
         projects = len(values)
     projects = max(1, int(projects)) if spec.multi_project else 1
@@ -370,9 +406,30 @@ def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | No
         ws.protect(password or "", {"insert_rows": True, "delete_rows": True, "format_rows": True,
                                     "format_columns": True, "select_locked_cells": True,
                                     "select_unlocked_cells": True})
+    if declared is not None:
+        _write_declared_sheet(wb, [ws.get_name() for ws in sheets], declared)
     sheets[0].activate()
     wb.close()
     return buffer.getvalue()
+
+
+def _write_declared_sheet(wb, titles: list[str], declared: list[list[dict]]) -> None:
+    ws = wb.add_worksheet(DECLARED_SHEET)
+    ws.hide()
+    ws.write_string(0, 0, DECLARED_MARK)
+    for c, key in enumerate(DECLARED_COLUMNS):
+        ws.write_string(1, c, key)
+    r = 2
+    for title, rows in zip(titles, declared):
+        for row in rows:
+            for c, key in enumerate(DECLARED_COLUMNS):
+                value = title if key == "sheet" else row.get(key, "")
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    ws.write_number(r, c, value)
+                else:
+                    ws.write_string(r, c, "" if value is None else str(value))
+            r += 1
+    ws.protect("", {})
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from perfxl.contract import DECLARED_SHEET, declared_from_cells
 from perfxl.domain import EXCEL_ERROR_VALUES, default_year
 from perfxl.errors import ReadError, SpecError
 from perfxl.problems import L, problem
@@ -73,6 +74,8 @@ def form_from_raw(path: Path, book: RawBook, data: bytes, kind: str, templates_d
         spec = load_spec(chosen, form.year or year or default_year(), form.region, templates_dir=templates_dir)
     except SpecError as exc:
         raise ReadError("unknown-template", template=chosen, detail=str(exc)) from None
+    if DECLARED_SHEET in book.cells:
+        form.declared = declared_from_cells(book.cells[DECLARED_SHEET])
     extract(form, book, spec)
     return form
 

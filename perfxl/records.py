@@ -33,6 +33,7 @@ class ProjectRecord:
     indicators: list[IndicatorRecord]
     errors: int = 0
     warnings: int = 0
+    scores: dict[str, Any] | None = None  # a self-evaluation's scores (perfxl.rules.selfeval)
 
 
 @dataclass

@@ -83,6 +83,7 @@ class Field:
     grid: str = ""
     column: str = ""
     section: str = ""
+    locked: bool = False  # prefilled by perfxl (a follow-up form's declared values): shown, not editable
 
     @property
     def name(self) -> str:
@@ -98,6 +99,8 @@ class Column:
     choices: tuple[str, ...] = ()
     required: bool = False
     help: str = ""
+    locked: bool = False
+    open_choices: bool = False  # the dropdown suggests its choices but any text is accepted
 
 
 @dataclass(frozen=True)
@@ -535,6 +538,12 @@ def _region_default(path: Path) -> str:
     return match.group(1) if match else "全国"
 
 
+def load_data(folder: str, name: str, templates_dir: Path | None = None) -> Any:
+    """A data file beside the templates (hierarchies/…, libraries/…), the user's folder first."""
+    path = _Catalog(templates_dir).data_file(folder, name)
+    return load_yaml(path.read_bytes(), path)
+
+
 def _hierarchy(catalog: _Catalog, name: str, digest) -> Hierarchy:
     path = catalog.data_file("hierarchies", name)
     data = path.read_bytes()
@@ -575,7 +584,7 @@ def _make_field(fid: str, raw: dict, **extra) -> Field:
                  min=raw.get("min"), max=raw.get("max"), max_length=raw.get("max_length"),
                  pattern=raw.get("pattern"), in_year=bool(raw.get("in_year", False)),
                  default=raw.get("default"), lines=int(raw.get("lines", 4 if ftype == "longtext" else 1)),
-                 **extra)
+                 locked=bool(raw.get("locked", False)), **extra)
 
 
 def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: Path, trail: list) -> Spec:
@@ -600,6 +609,7 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
         trail[:] = ["grids", gid]
         cols = tuple(c["id"] for c in graw["columns"])
         col_labels = {c["id"]: c["label"] for c in graw["columns"]}
+        col_locked = {c["id"]: bool(c.get("locked", False)) for c in graw["columns"]}
         rows = []
         for row in graw["rows"]:
             rid = row["id"]
@@ -607,8 +617,9 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
             for cid in cols:
                 fid = f"{gid}_{rid}_{cid}"
                 fields[fid] = _make_field(fid, {"label": row["label"], "type": graw.get("type", "money"),
-                                                "required": row.get("required", graw.get("required", False)),
-                                                "help": row.get("help", ""), "min": 0},
+                                                "required": row.get("required", graw.get("required", False))
+                                                and not col_locked[cid],
+                                                "help": row.get("help", ""), "min": 0, "locked": col_locked[cid]},
                                           grid=gid, column=col_labels[cid], section=str(graw.get("caption", "")))
             if row.get("sum_of"):
                 for cid in cols:
@@ -635,7 +646,8 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
                 raise ValueError(f"table {tid} column {craw['id']}: unknown type {ctype!r}")
             columns.append(Column(id=craw["id"], label=str(craw["label"]), type=ctype, span=int(craw.get("span", 1)),
                                   choices=_choices(craw.get("choices")), required=bool(craw.get("required", False)),
-                                  help=str(craw.get("help", "") or "")))
+                                  help=str(craw.get("help", "") or ""), locked=bool(craw.get("locked", False)),
+                                  open_choices=bool(craw.get("open_choices", False))))
         prefill: list[tuple] = []
         for source in traw.get("prefill") or []:
             if isinstance(source, dict) and "library" in source:

@@ -211,8 +211,8 @@ def _check_sheet(sheet: SheetData, spec: Spec, form: FormData, out: Collector) -
     tables = {tid: _normalise_table(table, sheet.tables.get(tid, []), spec, form, out, sheet.sheet)
               for tid, table in spec.tables.items() if not table.indicator}  # indicator tables: their own rule
     ctx = RuleContext(spec=spec, sheet=sheet.sheet, values=values, cells=cells, tables=tables,
-                      table_rows=sheet.tables, out=out)
+                      table_rows=sheet.tables, out=out, form=form)
     run_rules(spec, ctx)
     name = values.get(spec.project_name_field) or ""
     return ProjectRecord(sheet=sheet.sheet, name=str(name), values=values, cells=cells, tables=tables,
-                         indicators=ctx.indicators)
+                         indicators=ctx.indicators, scores=ctx.results.get("scores"))

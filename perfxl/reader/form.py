@@ -39,12 +39,13 @@ class FormData:
     date1904: bool = False
     sheets: list[SheetData] = field(default_factory=list)
     notices: list[Problem] = field(default_factory=list)  # what the reader noticed
+    declared: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # a follow-up form's declaration
 
     def to_dict(self) -> dict:
         # By hand: dataclasses.asdict deep-copies every cell and costs more than reading the file.
         data = {k: getattr(self, k) for k in ("path", "size", "sha256", "format", "template", "version",
                                                 "fingerprint", "region", "year", "unit_code", "unit_name",
-                                                "stamp_source", "date1904")}
+                                                "stamp_source", "date1904", "declared")}
         data["sheets"] = [{"sheet": s.sheet, "fields": {k: list(v) for k, v in s.fields.items()},
                            "tables": {t: [{k: (v if k == "_row" else list(v)) for k, v in row.items()} for row in rows]
                                       for t, rows in s.tables.items()}} for s in self.sheets]

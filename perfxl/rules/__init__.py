@@ -46,6 +46,8 @@ class RuleContext:
     table_rows: dict[str, list[dict]]  # raw rows as read, for kinds that normalise their own table
     out: Collector
     indicators: list = field(default_factory=list)
+    form: Any = None  # the whole form data (a follow-up form's declared rows live there)
+    results: dict[str, Any] = field(default_factory=dict)  # what a kind computed for the project record
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,6 @@ def live_checks(spec: Spec, positions) -> list[SumCheck | Highlight]:
     return out
 
 
-KIND_MODULES = ("arithmetic", "indicators", "tables", "text")  # each registers its kinds when imported
+KIND_MODULES = ("arithmetic", "indicators", "selfeval", "tables", "text")  # each registers its kinds when imported
 for _module in KIND_MODULES:
     importlib.import_module(f"{__name__}.{_module}")

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections import Counter
 
-from . import about, budgets, changes, cover, indicators, problems, projects, quality, status
+from . import about, budgets, changes, cover, indicators, problems, projects, quality, selfeval, status
 from .base import Context, Table
 
 __all__ = ["SHEETS", "CSV_FIRST_TITLES", "Context", "Table", "build"]
 
 # In workbook order; also the names of the CSV files.
-SHEETS = (cover, projects, indicators, budgets, status, quality, problems, changes, about)
-SHEET_NAMES = tuple(m.NAME for m in SHEETS)
-CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS}  # how a later run knows a CSV it wrote
+SHEETS = (cover, projects, indicators, budgets, selfeval, status, quality, problems, changes, about)
+SHEET_NAMES = tuple(m.NAME for m in SHEETS) + (selfeval.INDICATORS,)
+CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS} | {selfeval.INDICATORS: "单位编码"}  # a CSV perfxl wrote
 
 
 def build(ctx: Context) -> tuple[list[Table], dict, list]:
@@ -28,13 +28,14 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     quality_sheet = quality.Quality(ctx)
     budget_sheet = budgets.Budgets(ctx)
     problem_sheet = problems.Problems(ctx)
+    selfeval_sheets = selfeval.SelfEvaluation(ctx)
     indicator_count = 0
     for s in ctx.merged:  # one pass over the spool for everything but the indicator detail
         checked = ctx.load(s)
         sp = ctx.spec_of(s)
         who = ctx.who(s, checked)
         indicator_count += sum(len(p.indicators) for p in checked.projects)
-        for collector in (project_sheet, quality_sheet, budget_sheet, problem_sheet):
+        for collector in (project_sheet, quality_sheet, budget_sheet, problem_sheet, selfeval_sheets):
             collector.add(s, checked, sp, who)
     problem_sheet.add_set_aside()
     status_sheet = status.Status(ctx)
@@ -50,6 +51,7 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     budget_table = budget_sheet.table()
     if budget_table is not None:
         tables.append(budget_table)
+    tables += selfeval_sheets.tables()
     tables += [status_table, quality_sheet.table(), problem_sheet.table(), changes.build(ctx),
                about.build(ctx, counts)]
     return tables, counts, status_sheet.missing

@@ -16,7 +16,7 @@ class Budgets:
     lines: list[dict] = field(default_factory=list)
 
     def add(self, s, checked, sp, who) -> None:
-        if sp.family == "project":
+        if sp.family != "department":  # the department form's 收支 grids; not a project's or self-evaluation's
             return
         factor = self.ctx.factor(sp)
         for p in checked.projects:

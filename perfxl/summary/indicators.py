@@ -32,12 +32,14 @@ class IndicatorLine:
 
 def value_labels(ctx: Context) -> list[str]:
     return union([sp.indicator_table().column(v).label for v in sp.indicator_table().indicator.values]
-                 for sp in ctx.specs.values())
+                 for sp in ctx.specs.values() if sp.indicator_table() is not None)
 
 
 def lines(checked, sp, who) -> Iterator[IndicatorLine]:
     """The indicator lines of one checked form (the public API's ledger reader uses this too)."""
     table_ = sp.indicator_table()
+    if table_ is None:  # a follow-up form: its rows are in 指标得分
+        return
     ind = table_.indicator
     labels = {v: table_.column(v).label for v in ind.values}
     for p in checked.projects:

@@ -47,7 +47,8 @@ class Projects:
         self.money_keys = {sp.fields[f].label.rstrip("：: ") for sp in specs for f in sp.key_fields
                            if sp.fields[f].type == "money"}
         self.funding_labels = union([sp.fields[f].label for f in sp.funding_fields] for sp in specs)
-        self.level1s = union(list(sp.indicator_table().indicator.hierarchy.levels) for sp in self.ctx.specs.values())
+        self.level1s = union(list(sp.indicator_table().indicator.hierarchy.levels) for sp in self.ctx.specs.values()
+                             if sp.indicator_table() is not None)
 
     def add(self, s, checked, sp, who) -> None:
         if sp.family != "project":

@@ -1,0 +1,159 @@
+"""Follow-up forms from the ledger of a declaration round: one workbook per unit, one sheet per declared
+project (the unit's newest merged version), with what was declared prefilled and locked.
+
+`perfxl generate national/selfeval --year Y --roster R --from LEDGER -o DIR`. A roster unit with no
+declaration in the ledger gets no empty form: it is listed in the command's output and in manifest.json.
+The 分值 come from `templates/hierarchies/selfeval-groups.yaml`: each declared 一级 (or 一级/二级) maps to a
+group, whose points are spread evenly over its rows; the hidden declared sheet keeps every prefilled
+target and its points, so a merge can tell a retyped target or moved points.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .domain import MONEY_UNITS
+from .errors import OutputError
+from .files import ensure_writable_dir, write_bytes_atomic
+from .generator import build_workbook, form_filename
+from .ledger import Ledger, check_ledger_file
+from .pipeline import CheckOptions, check_read
+from .read import FormData
+from .records import CheckedForm
+from .roster import Unit
+from .scoring import spread
+from .spec import Spec, load_data, load_spec
+
+GROUPS_FILE = "selfeval-groups"
+
+
+@dataclass
+class Declared:
+    """One declared project as the follow-up form is prefilled with it."""
+
+    unit_code: str
+    fields: dict[str, Any]
+    rows: list[dict[str, Any]]  # level1, level2, level3, target, group, points
+
+
+@dataclass
+class FollowupResult:
+    manifest: list[dict] = field(default_factory=list)
+    without_declaration: list[Unit] = field(default_factory=list)
+
+
+def declarations(ledger_path: Path, templates_dir: Path | None = None) -> dict[str, list[tuple[CheckedForm, Spec]]]:
+    """{unit code: [(checked declaration, its spec), …]} for every file the ledger's last merge merged."""
+    if not Path(ledger_path).is_file():
+        raise OutputError(f"找不到报送台账 (no such ledger): {ledger_path}")
+    check_ledger_file(Path(ledger_path))
+    ledger = Ledger(Path(ledger_path), readonly=True)
+    try:
+        run = ledger.last_run()
+        if run is None:
+            raise OutputError(f"报送台账中还没有完成的汇总 (the ledger has no finished merge): {ledger_path}")
+        seen, settings = ledger.run_outcomes(run)
+        options = CheckOptions(year=settings.get("year"), templates_dir=str(templates_dir) if templates_dir else None)
+        out: dict[str, list[tuple[CheckedForm, Spec]]] = defaultdict(list)
+        for s in seen:
+            if s["outcome"] != "merged":
+                continue
+            stored = ledger.stored_form(s["sha"])
+            if stored is None:
+                continue
+            checked = check_read(FormData.from_dict(stored), options)
+            if checked.read_error or not checked.template:
+                continue
+            spec = load_spec(checked.template, checked.year, checked.region, templates_dir=templates_dir)
+            if spec.family != "project":
+                continue
+            out[checked.unit_code or s.get("unit_code") or ""].append((checked, spec))
+        return out
+    finally:
+        ledger.close()
+
+
+def _group_map(templates_dir: Path | None) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
+    data = load_data("hierarchies", GROUPS_FILE, templates_dir)
+    return ({str(k): float(v) for k, v in data["points"].items()},
+            {str(h): {str(k): str(v) for k, v in m.items()} for h, m in data["groups"].items()})
+
+
+def declared_projects(checked: CheckedForm, spec: Spec, unit: Unit, points: dict[str, float],
+                      groups: dict[str, dict[str, str]]) -> list[Declared]:
+    """Each project of a declaration as the follow-up form's prefill: names, money in 万元, indicator rows
+    with their group and 分值."""
+    table = spec.indicator_table()
+    ind = table.indicator
+    hierarchy = ind.hierarchy
+    mapping = groups.get(hierarchy.name, {})
+    factor = MONEY_UNITS[spec.money_unit] / MONEY_UNITS["万元"]
+    out = []
+    for p in checked.projects:
+        rows = []
+        for r in p.indicators:
+            level1, level2 = hierarchy.canonical(r.level1), hierarchy.canonical(r.level2)
+            group = mapping.get(f"{level1}/{level2}") or mapping.get(level1, "过程")
+            rows.append({"level1": r.level1, "level2": r.level2, "level3": r.level3,
+                         "target": r.texts[ind.values[-1]], "group": group})
+        by_group: dict[str, list[dict]] = defaultdict(list)
+        for row in rows:
+            by_group[row["group"]].append(row)
+        for group, members in by_group.items():
+            for row, share in zip(members, spread(points.get(group, 0.0), len(members))):
+                row["points"] = share
+        budget = p.values.get(spec.budget_field) if spec.budget_field else None
+        goal = next((p.values.get(f) for f in ("annual_goal", "goal", "annual_target") if p.values.get(f)), "")
+        out.append(Declared(unit.code, {
+            "project_name": p.name, "department": unit.department or p.values.get("department") or "",
+            "implementing_unit": unit.name, "goal_expected": goal,
+            "funds_total_initial": round(budget * factor, 6) if isinstance(budget, int | float) else None,
+        }, rows))
+    return out
+
+
+def generate_followups(template: str, year: int, units: list[Unit], ledger_path: Path, outdir: Path,
+                       region: str | None = None, templates_dir: Path | None = None,
+                       avoid: set[Path] | None = None, progress=None) -> FollowupResult:
+    """One follow-up workbook per roster unit that declared, and manifest.json (with the units that did not)."""
+    outdir = ensure_writable_dir(Path(outdir))
+    protected = {os.path.realpath(p) for p in avoid or ()}
+    points, groups = _group_map(templates_dir)
+    declared = declarations(ledger_path, templates_dir)
+    result = FollowupResult()
+    for unit in units:
+        projects = [d for checked, spec in declared.get(unit.code, [])
+                    for d in declared_projects(checked, spec, unit, points, groups)]
+        if not projects:
+            result.without_declaration.append(unit)
+            continue
+        rows = max(len(d.rows) for d in projects)
+        spec = load_spec(template, year, region or unit.region or None, unit=unit.as_params(), blank_rows=max(rows, 1),
+                         templates_dir=templates_dir)
+        table = next(iter(spec.tables.values()))
+        columns = [c.id for c in table.columns]
+        values = [{"fields": d.fields,
+                   "tables": {table.id: [[row.get(c, "") if c in {"level1", "level2", "level3", "target", "points"}
+                                          else "" for c in columns] for row in d.rows]}} for d in projects]
+        data = build_workbook(spec, unit.as_params(), values=values,
+                              declared=[[{**row, "row": i + 1} for i, row in enumerate(d.rows)] for d in projects])
+        filename = form_filename(unit, spec)
+        if os.path.realpath(outdir / filename) in protected:
+            raise OutputError(f"输出文件 {outdir / filename} 是输入文件，perfxl 不会覆盖它")
+        try:
+            write_bytes_atomic(outdir / filename, data)
+        except OSError as exc:
+            raise OutputError(f"无法写入 (cannot write) {outdir / filename}: {exc.strerror or exc}") from None
+        result.manifest.append({"unit_code": unit.code, "unit_name": unit.name, "file": filename,
+                                "projects": [d.fields["project_name"] for d in projects]})
+        if progress:
+            progress(1)
+    manifest = {"template": template, "year": year, "from": str(ledger_path), "forms": result.manifest,
+                "without_declaration": [{"unit_code": u.code, "unit_name": u.name} for u in result.without_declaration]}
+    write_bytes_atomic(outdir / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"))
+    return result

@@ -1,0 +1,74 @@
+"""自评得分 and 指标得分: the year-end self-evaluation scored — one row per project, one row per indicator.
+
+Present when the merge holds self-evaluation forms. Scores come from the project records the `selfeval`
+rule kind filled (perfxl/rules/selfeval.py); money is in the summary's unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .base import Column, Context, Table, file_name, money, table
+
+SCORES = "自评得分"
+INDICATORS = "指标得分"
+NAME = SCORES
+FIRST_TITLE = "地区"
+GROUPS = ("产出", "效益", "满意度", "过程")
+
+
+@dataclass
+class SelfEvaluation:
+    ctx: Context
+    projects: list[dict] = field(default_factory=list)
+    indicators: list[dict] = field(default_factory=list)
+
+    def add(self, s, checked, sp, who) -> None:
+        if sp.family != "selfeval":
+            return
+        factor = self.ctx.factor(sp)
+        for p in checked.projects:
+            scores = p.scores or {}
+            execution = scores.get("execution") or {}
+            budget, spent = execution.get("budget"), execution.get("spent")
+            problems = [q for q in checked.problems if q.sheet == p.sheet]
+            self.projects.append({
+                "region": who.region, "department": who.department, "unit_code": who.unit_code,
+                "unit_name": who.unit_name, "project": p.name, "budget": money(budget, factor),
+                "spent": money(spent, factor),
+                "rate": spent / budget if isinstance(budget, int | float) and budget and isinstance(spent, int | float)
+                else None,
+                "execution": execution.get("score"), **{g: (scores.get("groups") or {}).get(g) for g in GROUPS},
+                "total": scores.get("total"), "grade": scores.get("grade", ""),
+                "errors": sum(1 for q in problems if q.severity == "error"),
+                "issues": "；".join(q.text(self.ctx.lang) for q in problems if q.severity == "error")[:300],
+                "file": file_name(s.path), "sheet": p.sheet})
+            for line in scores.get("indicators") or []:
+                self.indicators.append({"unit_code": who.unit_code, "unit_name": who.unit_name, "project": p.name,
+                                        **line, "where": f"{p.sheet}!{line['cell']}"})
+
+    def tables(self) -> list[Table]:
+        if not self.projects:
+            return []
+        m = self.ctx.money_suffix
+        self.projects.sort(key=lambda r: (r["total"] is None, r["total"] or 0, str(r["department"]),
+                                          str(r["unit_name"])))
+        return [table(SCORES, [
+            Column("地区", "text", "region"), Column("主管部门", "text", "department"),
+            Column("单位编码", "text", "unit_code"), Column("单位名称", "text", "unit_name"),
+            Column("项目名称", "text", "project"), Column("全年预算数（A）" + m, "money", "budget"),
+            Column("全年执行数（B）" + m, "money", "spent"), Column("执行率", "percent", "rate"),
+            Column("预算执行得分", "number", "execution")]
+            + [Column(f"{g}指标得分", "number", g) for g in GROUPS]
+            + [Column("总分", "number", "total"), Column("等级", "text", "grade"), Column("错误数", "count", "errors"),
+               Column("主要问题", "text", "issues"), Column("来源文件", "text", "file"), Column("工作表", "text", "sheet")],
+            self.projects, totals=True, note="按总分从低到高排列；总分 = 预算执行得分 + 各类指标得分。"),
+            table(INDICATORS, [
+                Column("单位编码", "text", "unit_code"), Column("单位名称", "text", "unit_name"),
+                Column("项目名称", "text", "project"), Column("一级指标", "text", "level1"),
+                Column("二级指标", "text", "level2"), Column("三级指标", "text", "level3"),
+                Column("计分类别", "text", "group"), Column("年度指标值", "text", "target"),
+                Column("实际完成值", "text", "actual"), Column("分值", "number", "points"),
+                Column("得分", "number", "score"), Column("计分方法", "text", "how"),
+                Column("偏差原因分析及改进措施", "text", "reason"), Column("位置", "text", "where")],
+                self.indicators)]
