@@ -36,7 +36,7 @@ from .domain import SUM_TOLERANCE
 from .errors import OutputError, PerfxlError
 from .files import ensure_writable_dir, safe_filename, write_bytes_atomic
 from .roster import Unit
-from .rules import SumCheck, live_checks
+from .rules import CheckFormula, SumCheck, live_checks
 from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec
 
 GUIDE_SHEET = "填表说明"
@@ -348,9 +348,13 @@ def _write_live_checks(ws, spec: Spec, lay, fmt: _Formats, red) -> None:
     """The rules Excel can express, as each rule kind compiles them: a check cell beside each total,
     red shading on a part above its whole."""
     checks: dict[int, list[SumCheck]] = {}
+    sheet = '"' + ws.get_name().replace('"', '""') + '"'
     for check in live_checks(spec, lay):
         if isinstance(check, SumCheck):
             checks.setdefault(check.row, []).append(check)
+        elif isinstance(check, CheckFormula):
+            _ok(ws.write_formula(check.row, lay.check_column, check.formula.replace("{sheet}", sheet), fmt.check(), ""),
+                "check formula")
         else:
             _ok(ws.conditional_format(check.first_row, check.first_col, check.last_row, check.last_col,
                                       {"type": "formula", "criteria": check.formula, "format": red}), "live check")

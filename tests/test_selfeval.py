@@ -173,3 +173,22 @@ def test_round_trip_scores_reasons_and_changed_targets(declared, seeds, convert,
     assert total == pytest.approx(execution + sum(expected.values()), abs=0.01)
     assert lines["缴存业务线上办理率"][where_at] == f"项目1!{reason_row['actual'].coordinate}"
     assert indicator_score(parse_target("≥90%"), parse_target("81%"), 1).points == pytest.approx(0.9)
+
+
+@pytest.mark.libreoffice
+def test_live_checks_show_execution_and_points_moved_between_level1s(declared, seeds, convert, tmp_path):
+    wb, ws, rows = _table_rows(declared["files"][seeds["000-0"].unit["code"]])
+    names = _names_by_sheet(wb)["项目1"]
+    ws[names["f_funds_total_budget"].split(":")[0]] = 200
+    ws[names["f_funds_total_spent"].split(":")[0]] = 150
+    output = next(r for r in rows if r["level1"].value == "产出指标")
+    output["points"].value = output["points"].value + 2  # two points taken from nowhere: 产出 is now 52
+    edited = tmp_path / "edited.xlsx"
+    wb.save(edited)
+    shown = openpyxl.load_workbook(convert(edited, "xlsx"), data_only=True)["项目1"]
+    check_column = max(c for r in rows for c in (r["reason"].column,)) + 1
+    texts = {r: shown.cell(row=r, column=check_column).value for r in range(1, shown.max_row + 1)}
+    assert "执行率 75.0%，得分 7.50" in texts.values()
+    flagged = {shown.cell(row=r["level1"].row, column=1).value for r in rows
+               if (texts.get(r["level1"].row) or "").startswith("✗")}
+    assert flagged == {"产出指标"}

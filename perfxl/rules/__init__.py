@@ -70,6 +70,14 @@ class Highlight:
     formula: str
 
 
+@dataclass(frozen=True)
+class CheckFormula:
+    """A formula written in the check column beside `row`; `{sheet}` stands for the sheet's quoted name."""
+
+    row: int
+    formula: str
+
+
 class RuleKind:
     """Base of every rule kind."""
 
@@ -81,7 +89,7 @@ class RuleKind:
     def check(self, rule: Rule, ctx: RuleContext) -> None:
         raise NotImplementedError
 
-    def live(self, rule: Rule, positions) -> list[SumCheck | Highlight]:
+    def live(self, rule: Rule, positions) -> list[SumCheck | Highlight | CheckFormula]:
         """Live checks for a generated form; `positions` is the spec's layout. None by default."""
         return []
 
@@ -151,8 +159,8 @@ def run_rules(spec: Spec, ctx: RuleContext) -> None:
         REGISTRY[rule.kind].check(rule, ctx)
 
 
-def live_checks(spec: Spec, positions) -> list[SumCheck | Highlight]:
-    out: list[SumCheck | Highlight] = []
+def live_checks(spec: Spec, positions) -> list[SumCheck | Highlight | CheckFormula]:
+    out: list[SumCheck | Highlight | CheckFormula] = []
     for rule in spec.rules:
         out.extend(REGISTRY[rule.kind].live(rule, positions))
     return out

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from perfxl.contract import DECLARED_COLUMNS, DECLARED_SHEET
 from perfxl.problems import fmt_number, short_text
+from perfxl.reader.cells import cell_name
 from perfxl.scoring import TIERS, execution_score, grade, indicator_score
 from perfxl.values import clean_text, normalize_text, parse_target, to_number
 
-from . import Param, RuleKind, register
+from . import CheckFormula, Param, RuleKind, register
 
 COLUMNS = ("level1", "level2", "level3", "target", "actual", "points", "score", "reason")
 
@@ -24,6 +26,14 @@ def _number(cell) -> float | None:
         return None
     value, problem = to_number(cell.value)
     return None if problem else value
+
+
+def _column(pos, column_id: str) -> str:
+    return cell_name(0, pos.columns[column_id]).rstrip("0123456789")
+
+
+def _declared_column(key: str) -> str:
+    return cell_name(0, DECLARED_COLUMNS.index(key)).rstrip("0123456789")
 
 
 def _same(a, b) -> bool:
@@ -41,6 +51,32 @@ class SelfEvaluation(RuleKind):
              "selfeval-tier-score-missing", "selfeval-tier-score-out-of-band", "selfeval-reason-missing",
              "selfeval-target-changed", "selfeval-points-moved", "selfeval-execution-missing")
     order = 20
+
+    def live(self, rule, positions):
+        """执行率 and its score beside the 预算执行率分值 row; beside every indicator row, a warning when its
+        一级's 分值 no longer add up to what was declared (the declared sheet holds them)."""
+        p = rule.params
+        a, b = (cell_name(*positions.fields[p[k]]) for k in ("budget", "spent"))
+        weight = cell_name(*positions.fields[p["points"]])
+        out = [CheckFormula(positions.fields[p["points"]][0],
+                            f'=IF(N({a})>0,"执行率 "&TEXT(N({b})/{a},"0.0%")&"，得分 "&TEXT(MIN(1,N({b})/{a})*N({weight}),'
+                            f'"0.00"),"")')]
+        pos = positions.tables[p["table"]]
+        level1 = _column(pos, "level1")
+        points = _column(pos, "points")
+        first, last = pos.first_row + 1, pos.last_row + 1
+        declared = f"'{DECLARED_SHEET}'!"
+        sheet_col = _declared_column("sheet")
+        level1_col = _declared_column("level1")
+        points_col = _declared_column("points")
+        for r in range(pos.first_row, pos.last_row + 1):
+            row = r + 1
+            given = f"SUMIFS({declared}${points_col}:${points_col},{declared}${sheet_col}:${sheet_col},{{sheet}},"
+            given += f"{declared}${level1_col}:${level1_col},${level1}{row})"
+            now = f"SUMIF(${level1}${first}:${level1}${last},${level1}{row},${points}${first}:${points}${last})"
+            out.append(CheckFormula(r, f'=IF(${level1}{row}="","",IF(ABS({now}-{given})>0.005,'
+                                       f'"✗ "&${level1}{row}&" 分值合计应为 "&TEXT({given},"0.00"),""))'))
+        return out
 
     def check(self, rule, ctx):
         p = rule.params
@@ -66,9 +102,10 @@ class SelfEvaluation(RuleKind):
             weight = _number(row["points"])
             if weight is None:
                 weight = float((promised or {}).get("points") or 0)
-            if promised is not None:
-                expected[group] += float(promised.get("points") or 0)
-            found[group] += weight
+            level1 = clean_text(row["level1"].value) or clean_text((promised or {}).get("level1"))
+            if promised is not None:  # each 一级 keeps the points it was given; rows within it may trade
+                expected[level1] += float(promised.get("points") or 0)
+            found[level1] += weight
             actual_text = clean_text(row["actual"].value)
             tier = actual_text if actual_text in TIERS else None
             actual = parse_target("" if tier else row["actual"].value, formula=None if tier else row["actual"].formula)
@@ -97,11 +134,11 @@ class SelfEvaluation(RuleKind):
                           "level2": clean_text(row["level2"].value), "level3": level3, "target": target_text,
                           "actual": actual_text, "points": weight, "score": score.points, "how": score.how,
                           "reason": reason, "cell": row["actual"].address})
-        for group, total in expected.items():
-            if abs(found[group] - total) > 0.01:
-                anchor = next((r for r, line in zip(rows, lines) if line["group"] == group), None)
+        for level1, total in expected.items():
+            if abs(found[level1] - total) > 0.01:
+                anchor = next((r for r, line in zip(rows, lines) if line["level1"] == level1), None)
                 ctx.out.add("selfeval-points-moved", "error", cell=anchor["points"].address if anchor else "",
-                            field_=field + "points", group=group or "（未分组）", found=fmt_number(found[group]),
+                            field_=field + "points", group=level1 or "（空）", found=fmt_number(found[level1]),
                             expected=fmt_number(total), **where)
         weight = ctx.values.get(p["points"])
         weight = float(weight) if isinstance(weight, int | float) else 10.0
