@@ -112,7 +112,7 @@ def _width(title: str, kind: str) -> float:
         return _WIDTHS[title]
     if kind in {"money"}:
         return max(16, len(title) * 1.8)
-    if kind in {"count", "int", "percent", "number"}:
+    if kind in {"count", "int", "percent", "number", "score"}:
         return max(9, len(title) * 1.9)
     return max(12, min(40, len(title) * 2.2))
 
@@ -149,7 +149,8 @@ def _write_summary(xlsxwriter, result, path: Path) -> None:
             wb.set_properties({"title": "预算绩效目标申报汇总", "author": "perfxl", "comments": SUMMARY_MARK})
             header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True,
                                     "valign": "vcenter", "align": "center"})
-            numbers = {"money": "#,##0.00", "count": "#,##0", "int": "0", "percent": "0.0%", "number": "General"}
+            numbers = {"money": "#,##0.00", "count": "#,##0", "int": "0", "percent": "0.0%", "number": "General",
+                       "score": "0.00"}
             body = {k: wb.add_format({"num_format": f}) for k, f in numbers.items()}
             totals = {k: wb.add_format({"bold": True, "top": 2, "num_format": f}) for k, f in numbers.items()}
             totals["text"] = wb.add_format({"bold": True, "top": 2})

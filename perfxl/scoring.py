@@ -97,6 +97,8 @@ def indicator_score(target: Target, actual: Target, weight: float, tier: str | N
     if target.kind not in {"quantitative", "range", "cost"}:
         return Score(None, weight, "年度指标值无法识别，不能计分", problem="selfeval-target-unreadable")
     if actual.kind == "empty":
+        if tier in TIERS:  # no number, but the unit chose how far the target was met
+            return _tier_score(tier, typed, weight, "未填写数值，按完成档次计分")
         return Score(None, weight, "未填写实际完成值", problem="selfeval-actual-missing")
     if actual.kind not in {"quantitative", "cost"} or actual.value is None:
         if tier in TIERS:  # a number was expected; the unit chose a tier instead

@@ -622,7 +622,7 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
                                                 "help": row.get("help", ""), "min": 0, "locked": col_locked[cid]},
                                           grid=gid, column=col_labels[cid], section=str(graw.get("caption", "")))
             if row.get("sum_of"):
-                for cid in cols:
+                for cid in (c for c in cols if not col_locked[c]):  # a prefilled column is not the unit's to balance
                     rules.append(Rule(code="sum-mismatch", kind="field_sum", severity="error", params={
                         "total": f"{gid}_{rid}_{cid}",
                         "parts": [f"{gid}_{p}_{cid}" for p in row["sum_of"]],

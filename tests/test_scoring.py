@@ -55,6 +55,7 @@ CASES = [
      "selfeval-tier-score-missing"),
     # what cannot be scored
     ("actual missing", "≥95%", "", 10, None, None, None, "selfeval-actual-missing", None),
+    ("no number but a tier", "≥95%", "", 10, "部分达成", 7.0, 7.0, None, None),
     ("actual words against a number", "≥95%", "较好", 10, None, None, None, "selfeval-actual-unreadable", None),
     ("actual words, tier chosen", "≥95%", "较好", 10, "部分达成", 7.0, 7.0, None, None),
     ("target unreadable", "》95", "95%", 10, None, None, None, "selfeval-target-unreadable", None),

@@ -44,7 +44,8 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     per_group = status_sheet.per_group
     for group, money in project_sheet.per_group.items():
         per_group[group].update(money)
-    counts = accounting(ctx, len(project_sheet.lines), indicator_count, len(status_sheet.missing))
+    counts = accounting(ctx, len(project_sheet.lines) + len(selfeval_sheets.projects),
+                        indicator_count + len(selfeval_sheets.indicators), len(status_sheet.missing))
 
     tables = [cover.build(ctx, counts, per_group, project_sheet.funding_labels, quality_sheet.grades()),
               project_sheet.table(), indicators.build(ctx)]

@@ -58,9 +58,9 @@ class SelfEvaluation:
             Column("单位编码", "text", "unit_code"), Column("单位名称", "text", "unit_name"),
             Column("项目名称", "text", "project"), Column("全年预算数（A）" + m, "money", "budget"),
             Column("全年执行数（B）" + m, "money", "spent"), Column("执行率", "percent", "rate"),
-            Column("预算执行得分", "number", "execution")]
-            + [Column(f"{g}指标得分", "number", g) for g in GROUPS]
-            + [Column("总分", "number", "total"), Column("等级", "text", "grade"), Column("错误数", "count", "errors"),
+            Column("预算执行得分", "score", "execution")]
+            + [Column(f"{g}指标得分", "score", g) for g in GROUPS]
+            + [Column("总分", "score", "total"), Column("等级", "text", "grade"), Column("错误数", "count", "errors"),
                Column("主要问题", "text", "issues"), Column("来源文件", "text", "file"), Column("工作表", "text", "sheet")],
             self.projects, totals=True, note="按总分从低到高排列；总分 = 预算执行得分 + 各类指标得分。"),
             table(INDICATORS, [
@@ -68,7 +68,7 @@ class SelfEvaluation:
                 Column("项目名称", "text", "project"), Column("一级指标", "text", "level1"),
                 Column("二级指标", "text", "level2"), Column("三级指标", "text", "level3"),
                 Column("计分类别", "text", "group"), Column("年度指标值", "text", "target"),
-                Column("实际完成值", "text", "actual"), Column("分值", "number", "points"),
-                Column("得分", "number", "score"), Column("计分方法", "text", "how"),
+                Column("实际完成值", "text", "actual"), Column("分值", "score", "points"),
+                Column("得分", "score", "score"), Column("计分方法", "text", "how"),
                 Column("偏差原因分析及改进措施", "text", "reason"), Column("位置", "text", "where")],
                 self.indicators)]
