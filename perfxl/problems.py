@@ -26,6 +26,7 @@ STAGES = {  # the order README lists them in
     "indicator": ("绩效指标", "indicators"),
     "merge": ("汇总", "merge"),
     "selfeval": ("绩效自评", "self-evaluation"),
+    "monitor": ("绩效运行监控", "monitoring"),
 }
 
 
@@ -205,6 +206,16 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "The points of '{group}' add up to {found}, not {expected} (points move only within a group)"),
     ("selfeval-execution-missing", "selfeval", "error", "请填写全年预算数 (A) 和全年执行数 (B)",
      "Give the full-year budget (A) and the amount spent (B)"),
+    # -- mid-year monitoring ------------------------------------------------------------------------
+    ("monitor-expected-missing", "monitor", "error", "指标“{level3}”没有填写全年预计完成值", "'{level3}' has no forecast for the year"),
+    ("monitor-value-unreadable", "monitor", "error", "指标“{level3}”的{column}“{value}”无法识别，请填写数值",
+     "The {column} '{value}' of '{level3}' cannot be read; write a number"),
+    ("monitor-cause-missing", "monitor", "error", "指标“{level3}”预计完不成年度指标（{light}），请选择偏差原因",
+     "'{level3}' is forecast to miss its target ({light}); choose the cause of the deviation"),
+    ("monitor-likely-missed", "monitor", "warning", "指标“{level3}”{light}：全年预计“{expected}”，年度指标值“{target}”",
+     "'{level3}' {light}: forecast '{expected}' against the target '{target}'"),
+    ("monitor-target-changed", "monitor", "error", "指标“{level3}”的年度指标值被改为“{found}”，申报时为“{declared}”",
+     "The target of '{level3}' was changed to '{found}'; '{declared}' was declared"),
     # -- merge ------------------------------------------------------------------------------------
     ("other-year", "merge", "error", "本次汇总年度为 {expected}，此表为 {found} 年度 {template}，未汇总",
      "This merge is for {expected}; this is a {found} {template} form, not merged"),

@@ -18,14 +18,14 @@ LAYERS = [
     {"reader.parts", "reader.xls"},  # OOXML parts, .xls → a raw workbook
     {"reader.book"},  # a file → its format and raw workbook
     {"rules"},  # the rule registry; it loads its kind modules itself
-    {"rules.arithmetic", "rules.indicators", "rules.selfeval", "rules.tables", "rules.text"},
+    {"rules.arithmetic", "rules.indicators", "rules.monitor", "rules.selfeval", "rules.tables", "rules.text"},
     {"spec"},  # 1. spec: Jinja → YAML → frozen model
     {"reader.recognise", "reader.names", "generator", "fill", "ledger"},  # 2. generate; which form, where
     {"read"},  # 3. read: the stage's entry point
     {"validator"},  # 4. validate
     {"pipeline", "report", "summary.base"},  # one file end to end; 7. report
     {"summary.about", "summary.budgets", "summary.changes", "summary.indicators", "summary.problems",
-     "summary.projects", "summary.quality", "summary.selfeval", "summary.status"},  # 6. summary tables, one module per sheet
+     "summary.projects", "summary.monitor", "summary.quality", "summary.selfeval", "summary.status"},  # 6. summary tables, one module per sheet
     {"summary.cover"},
     {"summary"},
     {"merger", "followup"},  # 5. merge: outcomes, then the summary and the report; follow-up forms from a ledger

@@ -11,13 +11,25 @@ from __future__ import annotations
 
 from collections import Counter
 
-from . import about, budgets, changes, cover, indicators, problems, projects, quality, selfeval, status
+from . import (
+    about,
+    budgets,
+    changes,
+    cover,
+    indicators,
+    monitor,
+    problems,
+    projects,
+    quality,
+    selfeval,
+    status,
+)
 from .base import Context, Table
 
 __all__ = ["SHEETS", "CSV_FIRST_TITLES", "Context", "Table", "build"]
 
 # In workbook order; also the names of the CSV files.
-SHEETS = (cover, projects, indicators, budgets, selfeval, status, quality, problems, changes, about)
+SHEETS = (cover, projects, indicators, budgets, selfeval, monitor, status, quality, problems, changes, about)
 SHEET_NAMES = tuple(m.NAME for m in SHEETS) + (selfeval.INDICATORS,)
 CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS} | {selfeval.INDICATORS: "单位编码"}  # a CSV perfxl wrote
 
@@ -29,13 +41,14 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     budget_sheet = budgets.Budgets(ctx)
     problem_sheet = problems.Problems(ctx)
     selfeval_sheets = selfeval.SelfEvaluation(ctx)
+    monitor_sheet = monitor.Monitoring(ctx)
     indicator_count = 0
     for s in ctx.merged:  # one pass over the spool for everything but the indicator detail
         checked = ctx.load(s)
         sp = ctx.spec_of(s)
         who = ctx.who(s, checked)
         indicator_count += sum(len(p.indicators) for p in checked.projects)
-        for collector in (project_sheet, quality_sheet, budget_sheet, problem_sheet, selfeval_sheets):
+        for collector in (project_sheet, quality_sheet, budget_sheet, problem_sheet, selfeval_sheets, monitor_sheet):
             collector.add(s, checked, sp, who)
     problem_sheet.add_set_aside()
     status_sheet = status.Status(ctx)
@@ -44,8 +57,9 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     per_group = status_sheet.per_group
     for group, money in project_sheet.per_group.items():
         per_group[group].update(money)
-    counts = accounting(ctx, len(project_sheet.lines) + len(selfeval_sheets.projects),
-                        indicator_count + len(selfeval_sheets.indicators), len(status_sheet.missing))
+    counts = accounting(ctx, len(project_sheet.lines) + len(selfeval_sheets.projects) + monitor_sheet.projects,
+                        indicator_count + len(selfeval_sheets.indicators) + len(monitor_sheet.lines),
+                        len(status_sheet.missing))
 
     tables = [cover.build(ctx, counts, per_group, project_sheet.funding_labels, quality_sheet.grades()),
               project_sheet.table(), indicators.build(ctx)]
@@ -53,6 +67,9 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     if budget_table is not None:
         tables.append(budget_table)
     tables += selfeval_sheets.tables()
+    monitor_table = monitor_sheet.table()
+    if monitor_table is not None:
+        tables.append(monitor_table)
     tables += [status_table, quality_sheet.table(), problem_sheet.table(), changes.build(ctx),
                about.build(ctx, counts)]
     return tables, counts, status_sheet.missing

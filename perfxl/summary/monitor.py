@@ -1,0 +1,51 @@
+"""监控预警: the mid-year monitoring merged — every indicator with its light (红 / 黄 / 蓝), reddest first,
+beside its project's spending (执行率 = 1—7月执行数 ÷ 全年预算数)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .base import Column, Context, Table, money, table
+
+NAME = "监控预警"
+FIRST_TITLE = "地区"
+ORDER = {"红": 0, "黄": 1, "蓝": 2, "": 3}
+
+
+@dataclass
+class Monitoring:
+    ctx: Context
+    lines: list[dict] = field(default_factory=list)
+    projects: int = 0
+
+    def add(self, s, checked, sp, who) -> None:
+        if sp.family != "monitor":
+            return
+        factor = self.ctx.factor(sp)
+        for p in checked.projects:
+            scores = p.scores or {}
+            self.projects += 1
+            for line in scores.get("indicators") or []:
+                self.lines.append({"region": who.region, "department": who.department, "unit_code": who.unit_code,
+                                   "unit_name": who.unit_name, "project": p.name,
+                                   "budget": money(scores.get("budget"), factor),
+                                   "spent": money(scores.get("spent"), factor), "rate": scores.get("rate"),
+                                   **line, "where": f"{p.sheet}!{line['cell']}"})
+
+    def table(self) -> Table | None:
+        if not self.lines:
+            return None
+        m = self.ctx.money_suffix
+        self.lines.sort(key=lambda r: (ORDER[r["light"]], str(r["department"]), str(r["unit_name"]), r["row"]))
+        return table(NAME, [
+            Column("地区", "text", "region"), Column("主管部门", "text", "department"),
+            Column("单位编码", "text", "unit_code"), Column("单位名称", "text", "unit_name"),
+            Column("项目名称", "text", "project"), Column("全年预算数" + m, "money", "budget"),
+            Column("1—7月执行数" + m, "money", "spent"), Column("执行率", "percent", "rate"),
+            Column("一级指标", "text", "level1"), Column("二级指标", "text", "level2"), Column("三级指标", "text", "level3"),
+            Column("年度指标值", "text", "target"), Column("1—7月完成值", "text", "current"),
+            Column("全年预计完成值", "text", "expected"), Column("预计完成比例", "percent", "share"),
+            Column("预警", "text", "light"), Column("完成目标可能性", "text", "likelihood"),
+            Column("偏差原因", "text", "cause"), Column("偏差原因说明", "text", "note"),
+            Column("整改措施", "text", "measures"), Column("位置", "text", "where")],
+            self.lines, note="红灯：预计完不成或完全不可能；黄灯：有风险；蓝灯：略有偏差。按预警从重到轻排列。")
