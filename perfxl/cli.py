@@ -309,14 +309,19 @@ def _print_checked(entry: dict, lang: str) -> None:
 @click.option("--jobs", type=click.IntRange(0, 64), default=0, show_default=True,
               help="并行进程数，0 为 CPU 核数；1 为单进程 (worker processes).")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True, help="提示语言.")
+@click.option("--returns", "returns_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="写出退回包：审核为中/差或有错误的单位，标注原表和退回通知 (the return package).")
+@click.option("--return-by", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="退回通知中的重新报送期限 (default: 7 days from today).")
 @TEMPLATES_OPTION
-def merge(inputs, output, roster, template, year, db, csv_dir, jobs, lang, templates_dir):
+def merge(inputs, output, roster, template, year, db, csv_dir, jobs, lang, returns_dir, return_by, templates_dir):
     """汇总所有报送的申报表 (merge every returned workbook into the summary)."""
     import time
 
     from .merger import MergeOptions, run_merge
 
     options = MergeOptions(template=template, year=year, roster=roster, jobs=jobs, db=db, csv_dir=csv_dir, lang=lang,
+                           returns_dir=returns_dir, return_by=return_by.date().isoformat() if return_by else None,
                            templates_dir=templates_dir)
     started = time.perf_counter()
     bar = _LazyBar("汇总")
@@ -329,10 +334,10 @@ def merge(inputs, output, roster, template, year, db, csv_dir, jobs, lang, templ
     if result.counts["files_in"] == 0:
         raise click.UsageError("输入中没有找到任何报送文件 (no files found under the inputs)"
                                + (f"；跳过 {len(result.skipped)} 个锁定/隐藏文件" if result.skipped else ""))
-    _print_merge(result, time.perf_counter() - started, csv_dir)
+    _print_merge(result, time.perf_counter() - started, csv_dir, returns_dir)
 
 
-def _print_merge(result, seconds: float, csv_dir) -> None:
+def _print_merge(result, seconds: float, csv_dir, returns_dir=None) -> None:
     c = result.counts
     click.echo(f"读取文件 {c['files_in']} 个（本次读取 {c['read']}，取自台账 {c['from_ledger']}），用时 {seconds:.1f} 秒")
     click.echo(f"  已汇总 {c['merged']}，无法读取 {c['rejected']}，重复 {c['duplicate']}，"
@@ -354,6 +359,9 @@ def _print_merge(result, seconds: float, csv_dir) -> None:
     click.echo(f"汇总表 → {result.output}")
     if csv_dir:
         click.echo(f"CSV → {csv_dir}")
+    if returns_dir:
+        notices = sum(1 for p in result.returns if p.name.endswith("_退回通知.xlsx"))
+        click.echo(f"退回包 → {returns_dir}（{notices} 个单位需修改后重新报送：标注原表和退回通知）")
 
 
 @cli.command()

@@ -53,6 +53,8 @@ class MergeOptions:
     templates_dir: Path | None = None
     file_timeout: float = 60.0
     file_memory_mb: int = 2048
+    returns_dir: Path | None = None  # the return package: annotated copies and 退回通知 for units to revise
+    return_by: str | None = None  # the date the notices give, YYYY-MM-DD (default: a week from today)
 
     def check_options(self) -> CheckOptions:
         return CheckOptions(template=self.template, year=self.year,
@@ -71,6 +73,7 @@ class MergeResult:
     missing_units: list[Unit] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): lock, hidden, not a file
     unsettled: list[str] = field(default_factory=list)  # files still changing when the merge ended
+    returns: list[Path] = field(default_factory=list)  # the return package's files
 
     @property
     def accounting(self) -> str:
@@ -395,6 +398,11 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
             result.output = output
         if options.csv_dir:
             write_csv(result, Path(options.csv_dir))
+        if options.returns_dir:
+            from .returns import write_returns
+
+            result.returns = write_returns(result, ctx.load, Path(options.returns_dir), options.return_by,
+                                           avoid={f.path for f in inbox.files})
         if ledger:
             ledger.record_outcomes(run_id, files, {
                 "template": options.template, "year": options.year,

@@ -32,7 +32,7 @@ def test_cost_in_qianyuan_covers_the_budget_like_wanyuan(tmp_path, target):
     inbox.mkdir()
     (inbox / "form.xlsx").write_bytes(_form(target))
     result = run_merge([inbox], None, MergeOptions(jobs=1))
-    quality = next(t for t in result.tables if t.name == "目标质量")
+    quality = next(t for t in result.tables if t.name == "目标审核")
     titles = [title for title, _ in quality.columns]
     row = next(iter(quality.rows))
     assert row[titles.index("成本指标覆盖预算")] == pytest.approx(1.0)

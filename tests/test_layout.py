@@ -25,9 +25,10 @@ LAYERS = [
     {"validator"},  # 4. validate
     {"pipeline", "report", "summary.base"},  # one file end to end; 7. report
     {"summary.about", "summary.budgets", "summary.changes", "summary.indicators", "summary.problems",
-     "summary.projects", "summary.monitor", "summary.quality", "summary.selfeval", "summary.status"},  # 6. summary tables, one module per sheet
+     "summary.projects", "summary.monitor", "summary.review", "summary.selfeval", "summary.status"},  # 6. summary tables, one module per sheet
     {"summary.cover"},
     {"summary"},
+    {"returns"},  # 7. the return package (annotated copies and notices) of a review round
     {"merger", "followup"},  # 5. merge: outcomes, then the summary and the report; follow-up forms from a ledger
     {"api", "demo"},  # front ends
     {"cli"},

@@ -288,7 +288,7 @@ def test_target_quality_puts_forms_with_errors_first_and_never_grades_them_top(t
     from perfxl.demo import run_demo
 
     summary = run_demo(tmp_path / "demo", echo=lambda *a: None)["summary"]
-    header, rows = _sheet(summary, "目标质量")
+    header, rows = _sheet(summary, "目标审核")
     scores = [r[header.index("得分")] for r in rows]
     assert scores == sorted(scores), "weakest declarations first"
     grade = {(r[header.index("单位名称")], r[header.index("项目名称")]): r[header.index("等级")] for r in rows}

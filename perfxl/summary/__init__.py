@@ -20,7 +20,7 @@ from . import (
     monitor,
     problems,
     projects,
-    quality,
+    review,
     selfeval,
     status,
 )
@@ -29,7 +29,7 @@ from .base import Context, Table
 __all__ = ["SHEETS", "CSV_FIRST_TITLES", "Context", "Table", "build"]
 
 # In workbook order; also the names of the CSV files.
-SHEETS = (cover, projects, indicators, budgets, selfeval, monitor, status, quality, problems, changes, about)
+SHEETS = (cover, projects, indicators, budgets, selfeval, monitor, status, review, problems, changes, about)
 SHEET_NAMES = tuple(m.NAME for m in SHEETS) + (selfeval.INDICATORS,)
 CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS} | {selfeval.INDICATORS: "单位编码"}  # a CSV perfxl wrote
 
@@ -37,7 +37,7 @@ CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS} | {selfeval.INDICATOR
 def build(ctx: Context) -> tuple[list[Table], dict, list]:
     """The sheets, the counts (the accounting) and the roster units that sent nothing."""
     project_sheet = projects.Projects(ctx)
-    quality_sheet = quality.Quality(ctx)
+    review_sheet = review.Review(ctx)
     budget_sheet = budgets.Budgets(ctx)
     problem_sheet = problems.Problems(ctx)
     selfeval_sheets = selfeval.SelfEvaluation(ctx)
@@ -48,7 +48,7 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
         sp = ctx.spec_of(s)
         who = ctx.who(s, checked)
         indicator_count += sum(len(p.indicators) for p in checked.projects)
-        for collector in (project_sheet, quality_sheet, budget_sheet, problem_sheet, selfeval_sheets, monitor_sheet):
+        for collector in (project_sheet, review_sheet, budget_sheet, problem_sheet, selfeval_sheets, monitor_sheet):
             collector.add(s, checked, sp, who)
     problem_sheet.add_set_aside()
     status_sheet = status.Status(ctx)
@@ -61,7 +61,7 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
                         indicator_count + len(selfeval_sheets.indicators) + len(monitor_sheet.lines),
                         len(status_sheet.missing))
 
-    tables = [cover.build(ctx, counts, per_group, project_sheet.funding_labels, quality_sheet.grades()),
+    tables = [cover.build(ctx, counts, per_group, project_sheet.funding_labels, review_sheet.grades()),
               project_sheet.table(), indicators.build(ctx)]
     budget_table = budget_sheet.table()
     if budget_table is not None:
@@ -70,7 +70,7 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     monitor_table = monitor_sheet.table()
     if monitor_table is not None:
         tables.append(monitor_table)
-    tables += [status_table, quality_sheet.table(), problem_sheet.table(), changes.build(ctx),
+    tables += [status_table, review_sheet.table(), problem_sheet.table(), changes.build(ctx),
                about.build(ctx, counts)]
     return tables, counts, status_sheet.missing
 

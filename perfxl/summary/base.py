@@ -85,6 +85,7 @@ class Table:
     totals: bool = False
     note: str = ""
     cover: Cover | None = None
+    records: list | None = None  # the named records behind the rows, for the report stage (the return package)
 
 
 def table(name: str, columns: list[Column], records: Iterable[Any] | Callable[[], Iterable[Any]], **kw) -> Table:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from .about import accounting_line
 from .base import Block, Chart, Column, Context, Cover, Table, table
-from .quality import GRADES
+from .review import GRADES
 
 NAME = "汇总"
 FIRST_TITLE = "地区"
@@ -53,11 +53,11 @@ def _cover(ctx: Context, counts: dict, lines: list[dict], grades: Counter) -> Co
                ("有错误", total["errors"], "count"), ("项目数", total["projects"], "count"),
                ("预算金额合计" + ctx.money_suffix, total["budget"], "money"),
                ("指标数", counts["indicators"], "count")]
-    grade_rows = [[grade, grades.get(grade, 0)] for _, grade in GRADES]
-    blocks = [Block("目标质量等级", [("等级", "text"), ("项目数", "count")], grade_rows)]
+    grade_rows = [[grade, grades.get(grade, 0)] for _, grade, _ in GRADES]
+    blocks = [Block("目标审核等级", [("等级", "text"), ("项目数", "count")], grade_rows)]
     charts = [Chart("bar", "各主管部门报送情况", DEPARTMENTS, 1, (("通过校验", 4), ("有错误", 5), ("未报送", 6)),
                     stacked=True),
-              Chart("column", "目标质量等级分布（项目数）", "目标质量等级", 0, (("项目数", 1),))]
+              Chart("column", "目标审核等级分布（项目数）", "目标审核等级", 0, (("项目数", 1),))]
     return Cover(title=title,
                  lines=[f"汇总时间 {datetime.now().strftime('%Y-%m-%d %H:%M')}；金额单位 {ctx.money_unit}",
                         "文件核对：" + accounting_line(counts)],

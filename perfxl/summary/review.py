@@ -1,0 +1,172 @@
+"""目标审核: the review of declared targets (绩效目标审核, 财预〔2015〕88号) — its mechanical part.
+
+Each project gets four dimensions of 25 points, each losing points for the problems validation found that
+belong to it (the table below), a total, a grade and the grade's fixed consequence. What a reviewer judges
+by reading (whether targets fit the department's duties) stays the reviewer's; this sheet says where to
+look first, weakest first. A declaration with errors is graded 中 at most: it goes back to the unit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from perfxl.rules.indicators import cost_total
+
+from .base import Column, Context, Table, table
+
+NAME = "目标审核"
+FIRST_TITLE = "地区"
+NOTE = "四个维度各 25 分，按机械检查扣分；按总分从低到高排列，审核从最弱的申报开始。"
+
+
+@dataclass(frozen=True)
+class Check:
+    """Points off per problem of these codes, within one dimension."""
+
+    codes: tuple[str, ...]
+    points: float
+    what: str  # the check in a reviewer's words
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    meaning: str
+    checks: tuple[Check, ...]
+    points: float = 25.0
+
+
+# README ("目标审核") prints this table.
+DIMENSIONS = (
+    Dimension("完整性", "填写完整、格式规范", (
+        Check(("required", "table-empty"), 5, "必填项已填写"),
+        Check(("indicator-category-missing",), 10, "各类一级指标齐全"),
+        Check(("indicator-empty-value", "indicator-incomplete"), 5, "指标名称和指标值完整"),
+        Check(("indicator-placeholder",), 5, "无未替换的占位符"),
+    )),
+    Dimension("相关性", "目标与支出内容相符", (
+        Check(("indicator-money-as-output",), 5, "未把资金支出写成产出"),
+        Check(("cost-sum-mismatch", "cost-exceeds-budget"), 10, "成本指标与预算一致"),
+        Check(("name-mismatch",), 3, "项目名称前后一致"),
+    )),
+    Dimension("适当性", "目标与资金量相匹配、可衡量", (
+        Check(("indicator-direction",), 3, "指标方向正确（如成本、时效用 ≤）"),
+        Check(("indicator-percent-over-100", "indicator-rate-as-fraction"), 3, "比率写法正确"),
+        Check(("indicator-rate-without-number",), 3, "比率类指标有数值"),
+    )),
+    Dimension("可行性", "目标可实现、有时间安排", (
+        Check(("indicator-unparseable",), 5, "指标值可识别"),
+        Check(("indicator-deadline-before-year",), 3, "完成时间在预算年度内"),
+    )),
+)
+MEASURABLE_SHARE = 0.5  # 适当性: below half quantitative, up to 10 points off
+MEASURABLE_POINTS = 20.0  # points per unit of share missing
+COVERAGE_RANGE, COVERAGE_POINTS = (0.9, 1.1), 5.0  # 相关性: cost targets should cover the budget
+ERROR_POINTS, ERROR_CAP = 5.0, 20.0  # 可行性: every error of any code
+GRADES = ((90, "优", "进入预算"), (75, "良", "协商修改后进入预算"), (60, "中", "退回修改后复审"),
+          (0, "差", "不得进入预算"))
+WITH_ERRORS_AT_BEST = "中"
+
+
+@dataclass
+class ReviewLine:
+    region: str
+    department: str
+    unit_code: str
+    unit_name: str
+    project: str
+    indicators: int
+    quantitative: int
+    share: float
+    coverage: float | None
+    dimensions: dict[str, float]
+    findings: dict[str, str]
+    total: float
+    grade: str
+    consequence: str
+    errors: int
+    issues: str
+    file: str
+    sheet: str
+
+
+def review(codes: Counter, errors: int, share: float, coverage: float | None) -> tuple[dict, dict, float, str, str]:
+    """Points per dimension, what was found in each, the total, the grade and its consequence."""
+    points, findings = {}, {}
+    for d in DIMENSIONS:
+        lost, said = 0.0, []
+        for check in d.checks:
+            n = sum(codes[c] for c in check.codes)
+            if n:
+                lost += check.points * n
+                said.append(f"{check.what}（{n} 处）")
+        if d.name == "适当性" and share < MEASURABLE_SHARE:
+            lost += (MEASURABLE_SHARE - share) * MEASURABLE_POINTS
+            said.append(f"定量指标占 {share:.0%}")
+        if d.name == "相关性" and coverage is not None and not COVERAGE_RANGE[0] <= coverage <= COVERAGE_RANGE[1]:
+            lost += COVERAGE_POINTS
+            said.append(f"成本指标覆盖预算 {coverage:.0%}")
+        if d.name == "可行性" and errors:
+            lost += min(ERROR_CAP, ERROR_POINTS * errors)
+            said.append(f"{errors} 个错误")
+        points[d.name] = round(max(0.0, d.points - lost), 1)
+        findings[d.name] = "；".join(said)
+    total = round(sum(points.values()), 1)
+    grade, consequence = next((g, c) for floor, g, c in GRADES if total >= floor)
+    order = [g for _, g, _ in GRADES]
+    if errors and order.index(grade) < order.index(WITH_ERRORS_AT_BEST):
+        grade, consequence = WITH_ERRORS_AT_BEST, dict((g, c) for _, g, c in GRADES)[WITH_ERRORS_AT_BEST]
+    return points, findings, total, grade, consequence
+
+
+@dataclass
+class Review:
+    ctx: Context
+    lines: list[ReviewLine] = field(default_factory=list)
+
+    def add(self, s, checked, sp, who) -> None:
+        if sp.family != "project":
+            return
+        main = sp.indicator_table().indicator.values[-1]
+        for p in checked.projects:
+            problems = [q for q in checked.problems if q.sheet == p.sheet]
+            codes = Counter(q.code for q in problems)
+            quantitative = sum(1 for r in p.indicators if r.targets[main].quantitative)
+            share = quantitative / len(p.indicators) if p.indicators else 0.0
+            budget = p.values.get(sp.budget_field) if sp.budget_field else None
+            costs = cost_total(sp, p.indicators)
+            coverage = costs / budget if costs is not None and isinstance(budget, int | float) and budget else None
+            errors = sum(1 for q in problems if q.severity == "error")
+            points, findings, total, grade, consequence = review(codes, errors, share, coverage)
+            issues = "；".join(q.text(self.ctx.lang) for q in problems if q.severity == "error")[:300] or \
+                "；".join(q.text(self.ctx.lang) for q in problems)[:300]
+            self.lines.append(ReviewLine(
+                who.region, who.department, who.unit_code, who.unit_name, p.name, len(p.indicators), quantitative,
+                share, coverage, points, findings, total, grade, consequence, errors, issues, s.path, p.sheet))
+
+    def grades(self) -> Counter:
+        return Counter(line.grade for line in self.lines)
+
+    def table(self) -> Table:
+        self.lines.sort(key=lambda r: (r.total, str(r.unit_name), str(r.project)))  # weakest first
+        columns = [Column("地区", "text", "region"), Column("主管部门", "text", "department"),
+                   Column("单位名称", "text", "unit_name"), Column("项目名称", "text", "project"),
+                   Column("指标数", "count", "indicators"), Column("定量指标", "count", "quantitative"),
+                   Column("定量占比", "percent", "share"), Column("成本指标覆盖预算", "percent", "coverage")]
+        for d in DIMENSIONS:
+            columns += [Column(f"{d.name}（{d.points:g}）", "score", _points(d.name)),
+                        Column(f"{d.name}扣分原因", "text", _finding(d.name))]
+        columns += [Column("得分", "score", "total"), Column("等级", "text", "grade"),
+                    Column("审核结论", "text", "consequence"), Column("主要问题", "text", "issues")]
+        sheet = table(NAME, columns, self.lines, note=NOTE)
+        sheet.records = self.lines
+        return sheet
+
+
+def _points(name):
+    return lambda r: r.dimensions[name]
+
+
+def _finding(name):
+    return lambda r: r.findings[name]
