@@ -1,9 +1,12 @@
-"""`perfxl demo`: one budget cycle on shipped sample data, end to end.
+"""`perfxl demo`: one budget year on shipped sample data, end to end.
 
 A bureau (绵阳, 2021) sends the project form to 14 units in 4 departments; units fill it with projects
 drawn from the Mianyang seed (amounts scaled per unit, so no two units are identical), a few make the
 mistakes clerks make, two never answer, one answers twice, one file arrives twice, one is broken; then
-everything is merged.
+everything is merged and reviewed, and the units to revise get their return package. In July the
+monitoring forms go out from the ledger and come back with forecasts (one unit forecasts a miss and
+names no cause); at year end the self-evaluation forms go out and come back (one unit missed targets and
+says why, one changed a declared target, one gave no reasons), and both rounds are merged and scored.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ import random
 import shutil
 from pathlib import Path
 
-from .fill import fill_workbook, load_sample
+from .fill import fill_workbook, load_sample, names_by_sheet
 from .generator import generate_forms
 from .roster import read_roster
-from .spec import load_spec
+from .spec import column_offsets, load_spec, split_cell
 
 TEMPLATE, YEAR = "mianyang/project", 2021
 SAMPLES = Path(__file__).parent / "samples"
@@ -106,12 +109,116 @@ def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
     from .merger import MergeOptions, run_merge
 
     summary = folder / "3-汇总" / f"{YEAR}年项目支出绩效目标汇总表.xlsx"
+    returns = folder / "3-汇总" / "退回"
     started = time.perf_counter()
     result = run_merge([inbox], summary, MergeOptions(template=TEMPLATE, year=YEAR, roster=roster_path,
-                                                      csv_dir=summary.parent / "csv"))
-    echo("3. 汇总完成：")
+                                                      csv_dir=summary.parent / "csv", returns_dir=returns,
+                                                      return_by=f"{YEAR}-03-15"))
+    echo("3. 汇总并审核完成：")
     if print_merge:
-        print_merge(result, time.perf_counter() - started, summary.parent / "csv")
-    echo(f"打开汇总表查看：{summary}")
+        print_merge(result, time.perf_counter() - started, summary.parent / "csv", returns)
+    ledger = summary.with_name(summary.stem + "_报送台账.sqlite")
+    monitor = _followup_round(folder / "4-运行监控", "national/monitor", units, roster_path, ledger, _monitor_answers,
+                              "项目支出绩效运行监控汇总表")
+    echo(f"4. 运行监控：从台账生成监控表、单位填报（1 个单位预计完不成且未说明原因）并汇总 → {monitor}")
+    selfeval = _followup_round(folder / "5-绩效自评", "national/selfeval", units, roster_path, ledger,
+                               _selfeval_answers, "项目支出绩效自评汇总表")
+    echo(f"5. 绩效自评：从台账生成自评表、单位填报（1 个未完成目标并说明原因、1 个改动了申报的指标值、"
+         f"1 个未填偏差原因）并评分汇总 → {selfeval}")
+    echo(f"打开汇总表查看：申报审核 {summary}；运行监控 {monitor}；绩效自评 {selfeval}")
     return {"folder": folder, "inbox": inbox, "roster": roster_path, "blank": blank_dir, "summary": summary,
-            "result": result}
+            "result": result, "returns": returns, "monitor": monitor, "selfeval": selfeval}
+
+
+def _followup_round(folder: Path, template: str, units, roster: Path, ledger: Path, answer, title: str) -> Path:
+    """Generate a follow-up round from the ledger, fill every form with `answer`, merge it."""
+    from .followup import generate_followups
+    from .merger import MergeOptions, run_merge
+
+    blank, inbox = folder / "空白表", folder / "收件箱"
+    made = generate_followups(template, YEAR, units, ledger, blank)
+    spec = load_spec(template, YEAR)
+    for i, entry in enumerate(made.manifest):
+        _fill_followup(spec, blank / entry["file"], inbox / entry["file"], lambda row, fields, k=i: answer(k, row, fields))
+    summary = folder / f"{YEAR}年{title}.xlsx"
+    run_merge([inbox], summary, MergeOptions(template=template, year=YEAR, roster=roster))
+    return summary
+
+
+def _fill_followup(spec, blank: Path, target: Path, answer) -> None:
+    """What a unit types into a follow-up form: `answer(row, fields)` fills one indicator row (cells by
+    column id) and the sheet's fields (a dict of field id → value) as a clerk would."""
+    import openpyxl
+
+    wb = openpyxl.load_workbook(blank)
+    table = next(iter(spec.tables.values()))
+    offsets = column_offsets(table)
+    for title, names in names_by_sheet(wb).items():
+        if table.name not in names or title not in wb.sheetnames:
+            continue
+        ws = wb[title]
+        first, last = names[table.name].split(":")
+        (r0, c0), (r1, _) = split_cell(first), split_cell(last)
+        fields: dict = {}
+        initial = ws[names["f_funds_total_initial"]].value if "f_funds_total_initial" in names else None
+        fields["budget"] = float(initial or 10)
+        for r in range(r0, r1 + 1):
+            row = {cid: ws.cell(row=r + 1, column=c0 + off + 1) for cid, off in offsets.items()}
+            if row["level3"].value:
+                answer(row, fields)
+        for fid, value in fields.items():
+            name = f"f_{fid}"
+            if name in names:
+                ws[names[name].split(":")[0]] = value
+    target.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(target)
+
+
+def _plain(target: str, share: float = 1.0) -> str:
+    """What a clerk reports for a declared target, at `share` of it: ≥95% → 95%, a cost tuple → its amount."""
+    from .values import parse_target
+
+    t = parse_target(target)
+    amount, unit = (t.amount, "元") if t.kind == "cost" else (t.value, t.unit or "")
+    return f"{amount * share:.6f}".rstrip("0").rstrip(".") + unit  # as typed: 2000000, never 2e+06
+
+
+def _is_number(target: str) -> bool:
+    from .values import parse_target
+
+    t = parse_target(target)
+    return t.kind in {"quantitative", "cost"} and t.value is not None
+
+
+def _monitor_answers(unit_index: int, row, fields) -> None:
+    fields.update(funds_budget=fields["budget"], funds_spent=round(fields["budget"] * 0.45, 2),
+                  goal_progress="按计划推进。", preparer="填报人", phone="0816-2222222")
+    target = str(row["target"].value)
+    row["current"].value = "过半" if not _is_number(target) else None
+    row["expected"].value = _plain(target) if _is_number(target) else "按期完成"
+    row["likelihood"].value = "确定能"
+    if unit_index == 1 and _is_number(target) and row["level2"].value == "数量指标":  # a miss, no cause named
+        row["expected"].value = _plain(target, 0.5)
+        row["likelihood"].value = "有可能"
+
+
+def _selfeval_answers(unit_index: int, row, fields) -> None:
+    spent = round(fields["budget"] * (0.92 if unit_index % 3 else 1.0), 2)
+    fields.update(funds_total_budget=fields["budget"], funds_fiscal_budget=fields["budget"],
+                  funds_total_spent=spent, funds_fiscal_spent=spent, goal_actual="完成年度目标。",
+                  preparer="填报人", phone="0816-2222222")
+    target = str(row["target"].value)
+    if unit_index == 3 and row["level2"].value == "时效指标":  # the clerk unprotected the sheet and retyped it
+        row["target"].value = f"{target}（已调整）"
+    if not _is_number(target):
+        row["actual"].value = "达成年度指标"
+        row["score"].value = row["points"].value
+        return
+    row["actual"].value = _plain(target)
+    if unit_index in (2, 4) and row["level2"].value == "数量指标":  # missed targets
+        row["actual"].value = _plain(target, 0.8)
+        if unit_index == 2:
+            row["reason"].value = "受疫情影响，部分培训延期至次年举办"
+
+
+

@@ -30,7 +30,7 @@ def load_sample(path: Path) -> dict:
     return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
 
 
-def _names_by_sheet(wb) -> dict[str, dict[str, str]]:
+def names_by_sheet(wb) -> dict[str, dict[str, str]]:
     """sheet title → {defined name → 'A1' or 'A1:B2'} for the workbook and sheet scopes."""
     out: dict[str, dict[str, str]] = {ws.title: {} for ws in wb.worksheets}
     scopes = [(None, wb.defined_names)] + [(ws.title, ws.defined_names) for ws in wb.worksheets]
@@ -66,7 +66,7 @@ def _put(ws, address: str, value) -> None:
 def fill_workbook(spec: Spec, blank: Path, target: Path, projects: list[dict]) -> Path:
     """Write `projects` (each {"fields": {...}, "tables": {id: [[...], ...]}}) into a copy of `blank`."""
     wb = openpyxl.load_workbook(blank)
-    names = _names_by_sheet(wb)
+    names = names_by_sheet(wb)
     sheets = [spec.sheet_title(i + 1) for i in range(len(projects))] if spec.multi_project else [spec.sheet_name]
     missing = [s for s in sheets if s not in names]
     if missing:

@@ -104,7 +104,9 @@ def indicator_score(target: Target, actual: Target, weight: float, tier: str | N
         if tier in TIERS:  # a number was expected; the unit chose a tier instead
             return _tier_score(tier, typed, weight, "实际完成值不是数值，按完成档次计分")
         return Score(None, weight, "实际完成值不是数值", problem="selfeval-actual-unreadable")
-    goal_unit = target.unit
+    # A cost tuple (数量×单价＝金额, the 绵阳 form) is met by money: its unit is the quantity's (套), its
+    # amount is in 元.
+    goal_unit = "元" if target.kind == "cost" else target.unit
     value = actual.value
     if goal_unit == "%" and not actual.unit and 0 < value <= 1 and (target.value or 0) > 1:
         return Score(None, weight, "比率写成了小数", problem="selfeval-actual-fraction")

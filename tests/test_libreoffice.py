@@ -72,9 +72,9 @@ def test_rows_inserted_inside_and_below_the_indicator_table(seeds, lo_edit, tmp_
 
 
 def _table_last_row(path, sheet):
-    from perfxl.fill import _names_by_sheet
+    from perfxl.fill import names_by_sheet
 
-    ref = _names_by_sheet(openpyxl.load_workbook(path))[sheet]["t_indicators"]
+    ref = names_by_sheet(openpyxl.load_workbook(path))[sheet]["t_indicators"]
     return int(ref.split(":")[1].lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
 
 

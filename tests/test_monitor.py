@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from perfxl.cli import cli
-from perfxl.fill import _names_by_sheet
+from perfxl.fill import names_by_sheet
 from perfxl.merger import MergeOptions, run_merge
 from perfxl.rules.monitor import light
 from perfxl.spec import column_offsets, load_spec, split_cell
@@ -54,7 +54,7 @@ def test_round_trip_lights_and_missing_causes(monitor_forms, seeds, convert, tmp
     table = spec.tables["indicators"]
     wb = openpyxl.load_workbook(path)
     ws = wb["项目1"]
-    names = _names_by_sheet(wb)["项目1"]
+    names = names_by_sheet(wb)["项目1"]
     ws[names["f_funds_budget"]] = 1224.14
     ws[names["f_funds_spent"]] = 400.0
     ws[names["f_goal_progress"]] = "系统上云方案已通过评审。"

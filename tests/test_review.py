@@ -55,3 +55,27 @@ def test_return_package_for_units_to_revise(tmp_path):
     texts = [c for row in notice.iter_rows(values_only=True) for c in row if c]
     assert "2021-03-15" in texts and any("!" in str(t) for t in texts), "the deadline and every error's cell"
     assert demo["summary"].exists()
+
+
+def test_demo_runs_the_whole_year(tmp_path):
+    """declare → merge and review → monitor → self-evaluate → merge, with the cases the demo promises."""
+    from perfxl.demo import run_demo
+
+    demo = run_demo(tmp_path / "demo", echo=lambda *a: None)
+
+    def problems(summary):
+        wb = openpyxl.load_workbook(summary, read_only=True)
+        rows = list(wb["校验问题"].iter_rows(values_only=True))
+        header = rows[0]
+        found = Counter((r[header.index("单位名称")], r[header.index("规则")]) for r in rows[1:])
+        return found, wb.sheetnames
+
+    monitor, sheets = problems(demo["monitor"])
+    assert "监控预警" in sheets and "项目清单" not in sheets and "目标审核" not in sheets
+    assert {unit for unit, code in monitor if code == "monitor-cause-missing"} == {"绵阳市城市管理综合执法支队"}
+    selfeval, sheets = problems(demo["selfeval"])
+    assert {"自评得分", "指标得分"} <= set(sheets)
+    assert {unit for unit, code in selfeval if code == "selfeval-reason-missing"} == {"绵阳市人才服务中心"}
+    assert {unit for unit, code in selfeval if code == "selfeval-target-changed"} == {"绵阳市房产交易中心"}
+    assert not any(unit == "绵阳市建设工程质量安全监督站" for unit, _ in selfeval), "missed, but said why"
+    assert sorted(demo["returns"].glob("*_退回通知.xlsx"))

@@ -60,6 +60,9 @@ CASES = [
     ("actual words, tier chosen", "≥95%", "较好", 10, "部分达成", 7.0, 7.0, None, None),
     ("target unreadable", "》95", "95%", 10, None, None, None, "selfeval-target-unreadable", None),
     ("zero weight", "≥95%", "90%", 0, None, None, 0.0, None, None),
+    ("cost tuple met by money", "数量：2.00,单位：套,单价：100.00,金额：200.00", "200元", 5, None, None, 5.0, None, None),
+    ("cost tuple in 万元", "数量：1.00,单位：套,单价：20000.00,金额：20000.00", "1.5万元", 5, None, None, 5 * 15000 / 20000,
+     None, None),
 ]
 
 

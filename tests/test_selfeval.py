@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from perfxl.cli import cli
-from perfxl.fill import _names_by_sheet
+from perfxl.fill import names_by_sheet
 from perfxl.merger import MergeOptions, run_merge
 from perfxl.read import read_workbook
 from perfxl.scoring import indicator_score
@@ -57,7 +57,7 @@ def _table_rows(path, sheet="项目1"):
     table = spec.tables["indicators"]
     wb = openpyxl.load_workbook(path)
     ws = wb[sheet]
-    first, last = _names_by_sheet(wb)[sheet][table.name].split(":")
+    first, last = names_by_sheet(wb)[sheet][table.name].split(":")
     (r0, c0), (r1, _) = split_cell(first), split_cell(last)
     offsets = column_offsets(table)
     rows = []
@@ -109,7 +109,7 @@ def test_points_spread_over_each_group(declared, seeds):
 def test_round_trip_scores_reasons_and_changed_targets(declared, seeds, convert, tmp_path):
     seed = seeds["000-0"]
     wb, ws, rows = _table_rows(declared["files"][seed.unit["code"]])
-    names = _names_by_sheet(wb)["项目1"]
+    names = names_by_sheet(wb)["项目1"]
 
     def put(field_id, value):
         ws[names[f"f_{field_id}"].split(":")[0]] = value
@@ -178,7 +178,7 @@ def test_round_trip_scores_reasons_and_changed_targets(declared, seeds, convert,
 @pytest.mark.libreoffice
 def test_live_checks_show_execution_and_points_moved_between_level1s(declared, seeds, convert, tmp_path):
     wb, ws, rows = _table_rows(declared["files"][seeds["000-0"].unit["code"]])
-    names = _names_by_sheet(wb)["项目1"]
+    names = names_by_sheet(wb)["项目1"]
     ws[names["f_funds_total_budget"].split(":")[0]] = 200
     ws[names["f_funds_total_spent"].split(":")[0]] = 150
     output = next(r for r in rows if r["level1"].value == "产出指标")

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from perfxl.cli import cli
-from perfxl.fill import _names_by_sheet
+from perfxl.fill import names_by_sheet
 from perfxl.read import read_workbook
 from perfxl.validator import check_form
 
@@ -17,7 +17,7 @@ from .conftest import sha256
 def edit(src, dst, changes):
     """changes: (sheet, defined name or None, cell offset or A1, value) applied with openpyxl."""
     wb = openpyxl.load_workbook(src)
-    names = _names_by_sheet(wb)
+    names = names_by_sheet(wb)
     for sheet, name, where, value in changes:
         ws = wb[sheet]
         if name:
@@ -38,7 +38,7 @@ def problems(path, **kw):
 
 
 def cell_of(path, sheet, name):
-    return _names_by_sheet(openpyxl.load_workbook(path))[sheet][name].split(":")[0]
+    return names_by_sheet(openpyxl.load_workbook(path))[sheet][name].split(":")[0]
 
 
 @pytest.mark.parametrize("case", ["required", "text-in-number", "funding", "subproject", "cost-tuple", "level2",

@@ -61,8 +61,11 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
                         indicator_count + len(selfeval_sheets.indicators) + len(monitor_sheet.lines),
                         len(status_sheet.missing))
 
-    tables = [cover.build(ctx, counts, per_group, project_sheet.funding_labels, review_sheet.grades()),
-              project_sheet.table(), indicators.build(ctx)]
+    # A merge of follow-up forms only (自评表, 监控表) leaves out the declaration sheets, which would be empty.
+    declarations = not ctx.specs or any(sp.family in {"project", "department"} for sp in ctx.specs.values())
+    tables = [cover.build(ctx, counts, per_group, project_sheet.funding_labels, review_sheet.grades())]
+    if declarations:
+        tables += [project_sheet.table(), indicators.build(ctx)]
     budget_table = budget_sheet.table()
     if budget_table is not None:
         tables.append(budget_table)
@@ -70,8 +73,8 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     monitor_table = monitor_sheet.table()
     if monitor_table is not None:
         tables.append(monitor_table)
-    tables += [status_table, review_sheet.table(), problem_sheet.table(), changes.build(ctx),
-               about.build(ctx, counts)]
+    tables += [status_table] + ([review_sheet.table()] if declarations else []) + [
+        problem_sheet.table(), changes.build(ctx), about.build(ctx, counts)]
     return tables, counts, status_sheet.missing
 
 
