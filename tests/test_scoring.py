@@ -107,3 +107,20 @@ def test_points_spread_evenly_and_add_up(total, rows, expected):
 def test_convert_refuses_what_does_not_compare():
     assert convert(1, "万元", "元") == 10000
     assert convert(1, "人", "元") is None
+
+
+def test_department_rollup_adds_money_and_weights_scores_by_budget():
+    from perfxl.summary.selfeval import department_rollup
+
+    projects = [
+        {"region": "市本级", "department": "甲部门", "budget": 100.0, "spent": 90.0, "total": 90.0, "grade": "优"},
+        {"region": "市本级", "department": "甲部门", "budget": 300.0, "spent": 150.0, "total": 70.0, "grade": "中"},
+        {"region": "市本级", "department": "乙部门", "budget": None, "spent": None, "total": 85.0, "grade": "良"},
+    ]
+    rows = {r["department"]: r for r in department_rollup(projects)}
+    first, second = rows["甲部门"], rows["乙部门"]
+    assert (first["department"], first["budget"], first["spent"]) == ("甲部门", 400.0, 240.0)
+    assert first["rate"] == pytest.approx(240 / 400)
+    assert first["score"] == pytest.approx((90 * 100 + 70 * 300) / 400)  # 75.0, not the plain mean 80
+    assert (first["优"], first["中"]) == (1, 1)
+    assert second["score"] == 85.0 and second["rate"] is None

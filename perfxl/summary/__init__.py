@@ -30,8 +30,9 @@ __all__ = ["SHEETS", "CSV_FIRST_TITLES", "Context", "Table", "build"]
 
 # In workbook order; also the names of the CSV files.
 SHEETS = (cover, projects, indicators, budgets, selfeval, monitor, status, review, problems, changes, about)
-SHEET_NAMES = tuple(m.NAME for m in SHEETS) + (selfeval.INDICATORS,)
-CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS} | {selfeval.INDICATORS: "单位编码"}  # a CSV perfxl wrote
+SHEET_NAMES = tuple(m.NAME for m in SHEETS) + (selfeval.DEPARTMENTS, selfeval.INDICATORS)
+CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS} | {selfeval.INDICATORS: "单位编码",  # a CSV perfxl wrote
+                                                               selfeval.DEPARTMENTS: "地区"}
 
 
 def build(ctx: Context) -> tuple[list[Table], dict, list]:
@@ -55,15 +56,19 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     status_table = status_sheet.build()
 
     per_group = status_sheet.per_group
-    for group, money in project_sheet.per_group.items():
-        per_group[group].update(money)
+    for collector in (project_sheet, selfeval_sheets, monitor_sheet):
+        for group, money in collector.per_group.items():
+            per_group[group].update(money)
     counts = accounting(ctx, len(project_sheet.lines) + len(selfeval_sheets.projects) + monitor_sheet.projects,
                         indicator_count + len(selfeval_sheets.indicators) + len(monitor_sheet.lines),
                         len(status_sheet.missing))
 
     # A merge of follow-up forms only (自评表, 监控表) leaves out the declaration sheets, which would be empty.
     declarations = not ctx.specs or any(sp.family in {"project", "department"} for sp in ctx.specs.values())
-    tables = [cover.build(ctx, counts, per_group, project_sheet.funding_labels, review_sheet.grades())]
+    grades, graded = review_sheet.grades(), "目标审核"
+    if not declarations and selfeval_sheets.projects:
+        grades, graded = Counter(p["grade"] for p in selfeval_sheets.projects), "绩效自评"
+    tables = [cover.build(ctx, counts, per_group, project_sheet.funding_labels, grades, graded)]
     if declarations:
         tables += [project_sheet.table(), indicators.build(ctx)]
     budget_table = budget_sheet.table()

@@ -16,7 +16,7 @@ DEPARTMENTS = "按主管部门"
 
 
 def build(ctx: Context, counts: dict, per_group: dict[tuple, Counter], funding_labels: list[str],
-          grades: Counter) -> Table:
+          grades: Counter, graded: str = "目标审核") -> Table:
     m = ctx.money_suffix
     columns = [Column("地区", "text", "region"), Column("主管部门", "text", "department"),
                Column("应报单位数", "count", "expected"), Column("已报单位数", "count", "submitted"),
@@ -30,7 +30,7 @@ def build(ctx: Context, counts: dict, per_group: dict[tuple, Counter], funding_l
             "expected", "submitted", "valid", "errors", "missing", "projects")},
             "budget": float(c.get("budget", 0.0)), "money": c})
     sheet = table(NAME, columns, lines, totals=True)
-    sheet.cover = _cover(ctx, counts, lines, grades)
+    sheet.cover = _cover(ctx, counts, lines, grades, graded)
     return sheet
 
 
@@ -38,8 +38,8 @@ def _group_money(label):
     return lambda r: float(r["money"].get(label, 0.0))
 
 
-def _cover(ctx: Context, counts: dict, lines: list[dict], grades: Counter) -> Cover:
-    regions = sorted({sp.region for sp in ctx.specs.values() if sp.region}) or \
+def _cover(ctx: Context, counts: dict, lines: list[dict], grades: Counter, graded: str) -> Cover:
+    regions = sorted({sp.region for sp in ctx.specs.values() if sp.region and sp.region != "全国"}) or \
         sorted({u.region for u in ctx.units or [] if u.region})
     years = sorted({s.year for s in ctx.merged if s.year}) or ([ctx.year] if ctx.year else [])
     titles = sorted({sp.title for sp in ctx.specs.values()})
@@ -54,10 +54,10 @@ def _cover(ctx: Context, counts: dict, lines: list[dict], grades: Counter) -> Co
                ("预算金额合计" + ctx.money_suffix, total["budget"], "money"),
                ("指标数", counts["indicators"], "count")]
     grade_rows = [[grade, grades.get(grade, 0)] for _, grade, _ in GRADES]
-    blocks = [Block("目标审核等级", [("等级", "text"), ("项目数", "count")], grade_rows)]
+    blocks = [Block(f"{graded}等级", [("等级", "text"), ("项目数", "count")], grade_rows)]
     charts = [Chart("bar", "各主管部门报送情况", DEPARTMENTS, 1, (("通过校验", 4), ("有错误", 5), ("未报送", 6)),
                     stacked=True),
-              Chart("column", "目标审核等级分布（项目数）", "目标审核等级", 0, (("项目数", 1),))]
+              Chart("column", f"{graded}等级分布（项目数）", f"{graded}等级", 0, (("项目数", 1),))]
     return Cover(title=title,
                  lines=[f"汇总时间 {datetime.now().strftime('%Y-%m-%d %H:%M')}；金额单位 {ctx.money_unit}",
                         "文件核对：" + accounting_line(counts)],

@@ -3,6 +3,7 @@ beside its project's spending (执行率 = 1—7月执行数 ÷ 全年预算数)
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from .base import Column, Context, Table, money, table
@@ -17,6 +18,7 @@ class Monitoring:
     ctx: Context
     lines: list[dict] = field(default_factory=list)
     projects: int = 0
+    per_group: dict[tuple, Counter] = field(default_factory=lambda: defaultdict(Counter))  # for the cover
 
     def add(self, s, checked, sp, who) -> None:
         if sp.family != "monitor":
@@ -25,6 +27,9 @@ class Monitoring:
         for p in checked.projects:
             scores = p.scores or {}
             self.projects += 1
+            group = self.per_group[(who.region, who.department)]
+            group["projects"] += 1
+            group["budget"] += money(scores.get("budget"), factor) or 0.0
             for line in scores.get("indicators") or []:
                 self.lines.append({"region": who.region, "department": who.department, "unit_code": who.unit_code,
                                    "unit_name": who.unit_name, "project": p.name,

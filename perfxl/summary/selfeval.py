@@ -6,12 +6,14 @@ rule kind filled (perfxl/rules/selfeval.py); money is in the summary's unit.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from .base import Column, Context, Table, file_name, money, table
 
 SCORES = "自评得分"
 INDICATORS = "指标得分"
+DEPARTMENTS = "自评部门汇总"
 NAME = SCORES
 FIRST_TITLE = "地区"
 GROUPS = ("产出", "效益", "满意度", "过程")
@@ -22,6 +24,7 @@ class SelfEvaluation:
     ctx: Context
     projects: list[dict] = field(default_factory=list)
     indicators: list[dict] = field(default_factory=list)
+    per_group: dict[tuple, Counter] = field(default_factory=lambda: defaultdict(Counter))  # for the cover
 
     def add(self, s, checked, sp, who) -> None:
         if sp.family != "selfeval":
@@ -32,6 +35,9 @@ class SelfEvaluation:
             execution = scores.get("execution") or {}
             budget, spent = execution.get("budget"), execution.get("spent")
             problems = [q for q in checked.problems if q.sheet == p.sheet]
+            group = self.per_group[(who.region, who.department)]
+            group["projects"] += 1
+            group["budget"] += money(budget, factor) or 0.0
             self.projects.append({
                 "region": who.region, "department": who.department, "unit_code": who.unit_code,
                 "unit_name": who.unit_name, "project": p.name, "budget": money(budget, factor),
@@ -63,7 +69,15 @@ class SelfEvaluation:
             + [Column("总分", "score", "total"), Column("等级", "text", "grade"), Column("错误数", "count", "errors"),
                Column("主要问题", "text", "issues"), Column("来源文件", "text", "file"), Column("工作表", "text", "sheet")],
             self.projects, totals=True, note="按总分从低到高排列；总分 = 预算执行得分 + 各类指标得分。"),
-            table(INDICATORS, [
+            table(DEPARTMENTS, [
+                Column("地区", "text", "region"), Column("主管部门", "text", "department"),
+                Column("项目数", "count", "projects"), Column("全年预算数（A）" + m, "money", "budget"),
+                Column("全年执行数（B）" + m, "money", "spent"), Column("执行率", "percent", "rate"),
+                Column("平均总分（按预算加权）", "score", "score"), Column("优", "count", "优"), Column("良", "count", "良"),
+                Column("中", "count", "中"), Column("差", "count", "差")],
+                department_rollup(self.projects), totals=True,
+                note="金额相加；执行率 = ΣB ÷ ΣA；平均总分按全年预算数加权。"),
+                        table(INDICATORS, [
                 Column("单位编码", "text", "unit_code"), Column("单位名称", "text", "unit_name"),
                 Column("项目名称", "text", "project"), Column("一级指标", "text", "level1"),
                 Column("二级指标", "text", "level2"), Column("三级指标", "text", "level3"),
@@ -72,3 +86,29 @@ class SelfEvaluation:
                 Column("得分", "score", "score"), Column("计分方法", "text", "how"),
                 Column("偏差原因分析及改进措施", "text", "reason"), Column("位置", "text", "where")],
                 self.indicators)]
+
+
+def department_rollup(projects: list[dict]) -> list[dict]:
+    """Per 地区/主管部门: absolute values add; the rate and the score are averaged weighted by the budget
+    (a project without a budget counts with weight 1 in the score, so it is not dropped)."""
+    groups: dict[tuple, dict] = {}
+    for p in projects:
+        g = groups.setdefault((p["region"], p["department"]), {
+            "region": p["region"], "department": p["department"], "projects": 0, "budget": 0.0, "spent": 0.0,
+            "_weighted": 0.0, "_weights": 0.0, "优": 0, "良": 0, "中": 0, "差": 0})
+        g["projects"] += 1
+        g["budget"] += p["budget"] or 0.0
+        g["spent"] += p["spent"] or 0.0
+        if p["total"] is not None:
+            weight = p["budget"] or 1.0
+            g["_weighted"] += p["total"] * weight
+            g["_weights"] += weight
+        if p["grade"] in ("优", "良", "中", "差"):
+            g[p["grade"]] += 1
+    out = []
+    for key in sorted(groups, key=lambda k: (str(k[0]), str(k[1]))):
+        g = groups[key]
+        g["rate"] = g["spent"] / g["budget"] if g["budget"] else None
+        g["score"] = round(g["_weighted"] / g["_weights"], 2) if g["_weights"] else None
+        out.append(g)
+    return out
