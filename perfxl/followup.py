@@ -78,7 +78,7 @@ def declarations(ledger_path: Path, templates_dir: Path | None = None) -> dict[s
         ledger.close()
 
 
-def _group_map(templates_dir: Path | None) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
+def group_map(templates_dir: Path | None) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
     data = load_data("hierarchies", GROUPS_FILE, templates_dir)
     return ({str(k): float(v) for k, v in data["points"].items()},
             {str(h): {str(k): str(v) for k, v in m.items()} for h, m in data["groups"].items()})
@@ -123,7 +123,7 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
     """One follow-up workbook per roster unit that declared, and manifest.json (with the units that did not)."""
     outdir = ensure_writable_dir(Path(outdir))
     protected = {os.path.realpath(p) for p in avoid or ()}
-    points, groups = _group_map(templates_dir)
+    points, groups = group_map(templates_dir)
     declared = declarations(ledger_path, templates_dir)
     result = FollowupResult()
     for unit in units:

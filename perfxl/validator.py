@@ -20,7 +20,7 @@ from .problems import fmt_number as _fmt
 from .problems import short_text as _short
 from .read import Cell, FormData, SheetData
 from .records import CheckedForm, IndicatorRecord, ProjectRecord, rejected, rejected_by
-from .rules import RuleContext, run_rules
+from .rules import RuleContext, owned_tables, run_rules
 from .rules.indicators import cost_total, indicator_kind
 from .spec import NUMERIC_TYPES, Field, Spec, Table, load_spec
 from .values import (
@@ -208,8 +208,9 @@ def _check_sheet(sheet: SheetData, spec: Spec, form: FormData, out: Collector) -
             continue
         cells[fid] = cell.address
         values[fid] = _normalise_field(f, cell, spec, form, out, sheet.sheet)
+    owned = owned_tables(spec)  # indicator and follow-up tables: their rule kind reads the rows itself
     tables = {tid: _normalise_table(table, sheet.tables.get(tid, []), spec, form, out, sheet.sheet)
-              for tid, table in spec.tables.items() if not table.indicator}  # indicator tables: their own rule
+              for tid, table in spec.tables.items() if tid not in owned}
     ctx = RuleContext(spec=spec, sheet=sheet.sheet, values=values, cells=cells, tables=tables,
                       table_rows=sheet.tables, out=out, form=form)
     run_rules(spec, ctx)

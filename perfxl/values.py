@@ -168,6 +168,8 @@ PATTERN_DIGITS = {"subject_code": 7}
 def clean_text(value: Any) -> str:
     if value is None:
         return ""
+    if type(value) is str and "\n" not in value and "\r" not in value:  # the common case, called per cell
+        return value.strip()
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     text = str(value).replace("\r\n", "\n").replace("\r", "\n")

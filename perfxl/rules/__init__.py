@@ -85,6 +85,7 @@ class RuleKind:
     params: ClassVar[tuple[Param, ...]] = ()
     codes: ClassVar[tuple[str, ...]] = ()  # the problem codes this kind may report (default: the rule's)
     order: ClassVar[int] = 50  # kinds that produce records others use run first
+    owns_table: ClassVar[bool] = False  # reads its `table` parameter's raw rows itself: not normalised for it
 
     def check(self, rule: Rule, ctx: RuleContext) -> None:
         raise NotImplementedError
@@ -151,6 +152,11 @@ def check_params(kind: str, params: dict[str, Any], fields: dict, tables: dict) 
             value = str(value)
         out[p.name] = value
     return out
+
+
+def owned_tables(spec: Spec) -> set[str]:
+    """Tables a rule kind reads row by row itself (indicator tables, follow-up tables)."""
+    return {rule.params["table"] for rule in spec.rules if REGISTRY[rule.kind].owns_table}
 
 
 def run_rules(spec: Spec, ctx: RuleContext) -> None:

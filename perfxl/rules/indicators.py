@@ -223,6 +223,7 @@ class Indicators(RuleKind):
              "indicator-money-as-output", "indicator-deadline-before-year", "indicator-rate-without-number", "cost-tuple-mismatch",
              "cost-sum-mismatch", "cost-exceeds-budget")
     order = 10
+    owns_table = True
 
     def check(self, rule, ctx):
         table = ctx.spec.tables[rule.params["table"]]

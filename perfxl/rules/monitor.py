@@ -43,6 +43,7 @@ class Monitoring(RuleKind):
     codes = ("monitor-expected-missing", "monitor-value-unreadable", "monitor-cause-missing", "monitor-likely-missed",
              "monitor-target-changed")
     order = 20
+    owns_table = True
 
     def live(self, rule, positions):
         a, b = (cell_name(*positions.fields[rule.params[k]]) for k in ("budget", "spent"))

@@ -51,6 +51,7 @@ class SelfEvaluation(RuleKind):
              "selfeval-tier-score-missing", "selfeval-tier-score-out-of-band", "selfeval-reason-missing",
              "selfeval-target-changed", "selfeval-points-moved", "selfeval-execution-missing")
     order = 20
+    owns_table = True
 
     def live(self, rule, positions):
         """执行率 and its score beside the 预算执行率分值 row; beside every indicator row, a warning when its
