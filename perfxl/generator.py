@@ -80,23 +80,19 @@ class _Formats:
         return self.get(bold=True, locked=True, border=1, bg_color=FILL_LABEL, align="center")
 
     def input(self, kind: str):
-        props = {"locked": False, "border": 1, "bg_color": FILL_INPUT}
+        return self._value_cell(kind, locked=False, fill=FILL_INPUT)
+
+    def prefilled(self, kind: str):
+        """A value perfxl wrote from the declaration: locked, on grey, so it reads as given."""
+        return self._value_cell(kind, locked=True, fill=FILL_PREFILLED)
+
+    def _value_cell(self, kind: str, locked: bool, fill: str):
+        props = {"locked": locked, "border": 1, "bg_color": fill}
         if kind in NUMBER_FORMATS:
             props["num_format"] = NUMBER_FORMATS[kind]
             props["align"] = "right" if kind != "date" else "center"
         else:
             props["num_format"] = "@"  # text, so "=100%" or "≥95%" stays what the clerk typed
-            props["align"] = "left"
-        return self.get(**props)
-
-    def prefilled(self, kind: str):
-        """A value perfxl wrote from the declaration: locked, on the label colour, so it reads as given."""
-        props = {"locked": True, "border": 1, "bg_color": FILL_PREFILLED}
-        if kind in NUMBER_FORMATS:
-            props["num_format"] = NUMBER_FORMATS[kind]
-            props["align"] = "right" if kind != "date" else "center"
-        else:
-            props["num_format"] = "@"
             props["align"] = "left"
         return self.get(**props)
 
