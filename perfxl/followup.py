@@ -47,8 +47,10 @@ class FollowupResult:
     without_declaration: list[Unit] = field(default_factory=list)
 
 
-def declarations(ledger_path: Path, templates_dir: Path | None = None) -> dict[str, list[tuple[CheckedForm, Spec]]]:
-    """{unit code: [(checked declaration, its spec), …]} for every file the ledger's last merge merged."""
+def declarations(ledger_path: Path, templates_dir: Path | None = None,
+                 units: set[str] | None = None) -> dict[str, list[tuple[CheckedForm, Spec]]]:
+    """{unit code: [(checked declaration, its spec), …]} for every file the ledger's last merge merged (of the
+    `units` codes only, when given: each one is validated again, which is the cost here)."""
     if not Path(ledger_path).is_file():
         raise OutputError(f"找不到报送台账 (no such ledger): {ledger_path}")
     check_ledger_file(Path(ledger_path))
@@ -61,7 +63,7 @@ def declarations(ledger_path: Path, templates_dir: Path | None = None) -> dict[s
         options = CheckOptions(year=settings.get("year"), templates_dir=str(templates_dir) if templates_dir else None)
         out: dict[str, list[tuple[CheckedForm, Spec]]] = defaultdict(list)
         for s in seen:
-            if s["outcome"] != "merged":
+            if s["outcome"] != "merged" or (units is not None and s.get("unit_code") and s["unit_code"] not in units):
                 continue
             stored = ledger.stored_form(s["sha"])
             if stored is None:
@@ -117,42 +119,71 @@ def declared_projects(checked: CheckedForm, spec: Spec, unit: Unit, points: dict
     return out
 
 
+PREFILLED_COLUMNS = {"level1", "level2", "level3", "target", "points"}
+
+
+def _build(task: tuple) -> bytes:
+    """One unit's follow-up workbook (run in a worker process for large rosters)."""
+    template, year, region, unit_params, projects, templates_dir = task
+    rows = max(len(d.rows) for d in projects)
+    spec = load_spec(template, year, region, unit=unit_params, blank_rows=max(rows, 1), templates_dir=templates_dir)
+    table = next(iter(spec.tables.values()))
+    columns = [c.id for c in table.columns]
+    values = [{"fields": d.fields,
+               "tables": {table.id: [[row.get(c, "") if c in PREFILLED_COLUMNS else "" for c in columns]
+                                     for row in d.rows]}} for d in projects]
+    return build_workbook(spec, unit_params, values=values,
+                          declared=[[{**row, "row": i + 1} for i, row in enumerate(d.rows)] for d in projects])
+
+
 def generate_followups(template: str, year: int, units: list[Unit], ledger_path: Path, outdir: Path,
                        region: str | None = None, templates_dir: Path | None = None,
-                       avoid: set[Path] | None = None, progress=None) -> FollowupResult:
-    """One follow-up workbook per roster unit that declared, and manifest.json (with the units that did not)."""
+                       avoid: set[Path] | None = None, progress=None, jobs: int = 0) -> FollowupResult:
+    """One follow-up workbook per roster unit that declared, and manifest.json (with the units that did not).
+    Workbooks are built in a pool of `jobs` processes (0: one per core) when there are many."""
     outdir = ensure_writable_dir(Path(outdir))
     protected = {os.path.realpath(p) for p in avoid or ()}
     points, groups = group_map(templates_dir)
-    declared = declarations(ledger_path, templates_dir)
+    declared = declarations(ledger_path, templates_dir, {u.code for u in units})
     result = FollowupResult()
+    planned: list[tuple[Unit, str, list[Declared], tuple]] = []
+    used_names: set[str] = set()
     for unit in units:
         projects = [d for checked, spec in declared.get(unit.code, [])
                     for d in declared_projects(checked, spec, unit, points, groups)]
         if not projects:
             result.without_declaration.append(unit)
             continue
-        rows = max(len(d.rows) for d in projects)
-        spec = load_spec(template, year, region or unit.region or None, unit=unit.as_params(), blank_rows=max(rows, 1),
-                         templates_dir=templates_dir)
-        table = next(iter(spec.tables.values()))
-        columns = [c.id for c in table.columns]
-        values = [{"fields": d.fields,
-                   "tables": {table.id: [[row.get(c, "") if c in {"level1", "level2", "level3", "target", "points"}
-                                          else "" for c in columns] for row in d.rows]}} for d in projects]
-        data = build_workbook(spec, unit.as_params(), values=values,
-                              declared=[[{**row, "row": i + 1} for i, row in enumerate(d.rows)] for d in projects])
-        filename = form_filename(unit, spec)
+        unit_region = region or unit.region or None
+        filename = form_filename(unit, load_spec(template, year, unit_region, templates_dir=templates_dir))
+        if filename.lower() in used_names:
+            filename = filename[:-5] + f"_{len(used_names)}.xlsx"  # two units whose safe names collide
+        used_names.add(filename.lower())
         if os.path.realpath(outdir / filename) in protected:
             raise OutputError(f"输出文件 {outdir / filename} 是输入文件，perfxl 不会覆盖它")
-        try:
-            write_bytes_atomic(outdir / filename, data)
-        except OSError as exc:
-            raise OutputError(f"无法写入 (cannot write) {outdir / filename}: {exc.strerror or exc}") from None
-        result.manifest.append({"unit_code": unit.code, "unit_name": unit.name, "file": filename,
-                                "projects": [d.fields["project_name"] for d in projects]})
-        if progress:
-            progress(1)
+        planned.append((unit, filename, projects, (template, year, unit_region, unit.as_params(), projects,
+                                                   templates_dir)))
+    workers = jobs or os.cpu_count() or 1
+    if workers > 1 and len(planned) >= 50:
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=workers)
+        built = pool.map(_build, [task for *_, task in planned], chunksize=16)
+    else:
+        pool, built = None, map(_build, [task for *_, task in planned])
+    try:
+        for (unit, filename, projects, _), data in zip(planned, built):
+            try:
+                write_bytes_atomic(outdir / filename, data)
+            except OSError as exc:
+                raise OutputError(f"无法写入 (cannot write) {outdir / filename}: {exc.strerror or exc}") from None
+            result.manifest.append({"unit_code": unit.code, "unit_name": unit.name, "file": filename,
+                                    "projects": [d.fields["project_name"] for d in projects]})
+            if progress:
+                progress(1)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     manifest = {"template": template, "year": year, "from": str(ledger_path), "forms": result.manifest,
                 "without_declaration": [{"unit_code": u.code, "unit_name": u.name} for u in result.without_declaration]}
     write_bytes_atomic(outdir / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"))
