@@ -144,7 +144,8 @@ def generate(template, year, roster, outdir, region, projects, password, rows, l
         started = time.perf_counter()
         with _progress(len(units), "生成") as bar:
             result = generate_followups(template, year, units, ledger, outdir, region=region,
-                                        templates_dir=templates_dir, avoid={roster, ledger}, progress=bar.update)
+                                        templates_dir=templates_dir, avoid={roster, ledger}, progress=bar.update,
+                                        password=password)
         took = time.perf_counter() - started
         click.echo(f"已生成 {len(result.manifest)} 份{spec.title} → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
         if result.without_declaration:

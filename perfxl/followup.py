@@ -10,6 +10,7 @@ target and its points, so a merge can tell a retyped target or moved points.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections import defaultdict
@@ -124,7 +125,7 @@ PREFILLED_COLUMNS = {"level1", "level2", "level3", "target", "points"}
 
 def _build(task: tuple) -> bytes:
     """One unit's follow-up workbook (run in a worker process for large rosters)."""
-    template, year, region, unit_params, projects, templates_dir = task
+    template, year, region, unit_params, projects, templates_dir, password = task
     rows = max(len(d.rows) for d in projects)
     spec = load_spec(template, year, region, unit=unit_params, blank_rows=max(rows, 1), templates_dir=templates_dir)
     table = next(iter(spec.tables.values()))
@@ -132,13 +133,14 @@ def _build(task: tuple) -> bytes:
     values = [{"fields": d.fields,
                "tables": {table.id: [[row.get(c, "") if c in PREFILLED_COLUMNS else "" for c in columns]
                                      for row in d.rows]}} for d in projects]
-    return build_workbook(spec, unit_params, values=values,
+    return build_workbook(spec, unit_params, password=password, values=values,
                           declared=[[{**row, "row": i + 1} for i, row in enumerate(d.rows)] for d in projects])
 
 
 def generate_followups(template: str, year: int, units: list[Unit], ledger_path: Path, outdir: Path,
                        region: str | None = None, templates_dir: Path | None = None,
-                       avoid: set[Path] | None = None, progress=None, jobs: int = 0) -> FollowupResult:
+                       avoid: set[Path] | None = None, progress=None, jobs: int = 0,
+                       password: str | None = None) -> FollowupResult:
     """One follow-up workbook per roster unit that declared, and manifest.json (with the units that did not).
     Workbooks are built in a pool of `jobs` processes (0: one per core) when there are many."""
     outdir = ensure_writable_dir(Path(outdir))
@@ -162,7 +164,9 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
         if os.path.realpath(outdir / filename) in protected:
             raise OutputError(f"输出文件 {outdir / filename} 是输入文件，perfxl 不会覆盖它")
         planned.append((unit, filename, projects, (template, year, unit_region, unit.as_params(), projects,
-                                                   templates_dir)))
+                                                   templates_dir, password)))
+    del declared  # the checked declarations are large; only the planned prefill goes on
+    gc.collect()
     workers = jobs or os.cpu_count() or 1
     if workers > 1 and len(planned) >= 50:
         from concurrent.futures import ProcessPoolExecutor

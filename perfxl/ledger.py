@@ -81,8 +81,9 @@ OWN_TABLES = {"files", "sightings", "runs", "outcomes", "run_settings", "sqlite_
 KEEP_RUNS = 10  # the outcomes of this many recent runs are kept; older ones are derived data, pruned
 
 # Cached form data is only reused by the same reader: a new perfxl version reads files afresh.
-# "-p2": problems carry parameters, not rendered text; caches of the older shape are read afresh.
-READER_VERSION = f"perfxl-{__version__}-p2"
+# "-p2": problems carry parameters, not rendered text; "-p3": form data carries a follow-up form's declared
+# rows. Caches of an older shape are read afresh.
+READER_VERSION = f"perfxl-{__version__}-p3"
 
 
 def _now() -> str:
