@@ -164,9 +164,8 @@ class LedgerView:
         return self._tables
 
     def _checked(self, sha: str, settings: dict, units, templates_dir):
-        from .pipeline import CheckOptions, check_read
+        from .pipeline import CheckOptions, check_stored
         from .problems import Problem
-        from .read import FormData
         from .records import rejected_by
 
         stored = self._ledger.stored_form(sha) if sha else None
@@ -176,4 +175,4 @@ class LedgerView:
                                                                          params={"detail": "not in the ledger"}))
         options = CheckOptions(template=settings.get("template"), year=settings.get("year"),
                                templates_dir=str(templates_dir) if templates_dir else None)
-        return check_read(FormData.from_dict(stored), options, {u.code: u for u in units} if units else None)
+        return check_stored(stored, options, {u.code: u for u in units} if units else None)

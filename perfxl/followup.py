@@ -23,8 +23,7 @@ from .errors import OutputError
 from .files import ensure_writable_dir, write_bytes_atomic
 from .generator import build_workbook, form_filename
 from .ledger import Ledger, check_ledger_file
-from .pipeline import CheckOptions, check_read
-from .read import FormData
+from .pipeline import CheckOptions, check_stored
 from .records import CheckedForm
 from .roster import Unit
 from .scoring import spread
@@ -69,7 +68,7 @@ def declarations(ledger_path: Path, templates_dir: Path | None = None,
             stored = ledger.stored_form(s["sha"])
             if stored is None:
                 continue
-            checked = check_read(FormData.from_dict(stored), options)
+            checked = check_stored(stored, options)
             if checked.read_error or not checked.template:
                 continue
             spec = load_spec(checked.template, checked.year, checked.region, templates_dir=templates_dir)

@@ -52,3 +52,8 @@ def check_file(path: Path, options: CheckOptions, roster: dict | None = None) ->
     except Exception as exc:
         return rejected(str(path), "internal-error", during=READING, detail=f"{type(exc).__name__}: {exc}")
     return check_read(form, options, roster)
+
+
+def check_stored(stored: dict, options: CheckOptions, roster: dict | None = None) -> CheckedForm:
+    """Validate form data kept in the ledger (FormData.to_dict) again, as the API and follow-up forms do."""
+    return check_read(FormData.from_dict(stored), options, roster)

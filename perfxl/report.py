@@ -110,6 +110,8 @@ def iter_rows(table):
 def _width(title: str, kind: str) -> float:
     if title in _WIDTHS:
         return _WIDTHS[title]
+    if title.endswith(("原因", "结论", "措施", "说明")):  # sentences: wide enough to read, and wrapped
+        return 30
     if kind in {"money"}:
         return max(16, len(title) * 1.8)
     if kind in {"count", "int", "percent", "number", "score"}:
