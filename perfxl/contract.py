@@ -12,6 +12,7 @@ keys listed here, so a key added to the stamp is added in this one place.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 STAMP_SHEET = "_perfxl"
@@ -56,26 +57,59 @@ def stamp_from_properties(properties: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in properties.items() if key in STAMP_KEYS}
 
 
-# A follow-up form (self-evaluation, monitoring) carries what was declared on a second hidden sheet, one
-# row per prefilled indicator row, so a target retyped after unprotecting the sheet is caught at merge.
+# A follow-up form (self-evaluation, monitoring) carries what was declared on a second hidden sheet, so a
+# target retyped after unprotecting the sheet is caught at merge. One row per project sheet and 一级: its
+# 分值 total (the live checks sum it with SUMIFS) and its declared rows as one JSON cell. One cell a group,
+# not one a value: a merge reads this sheet on every form, and 300 cells cost more than the form's own table.
 DECLARED_SHEET = "perfxl_declared"
-DECLARED_MARK = "perfxl declared v1"
-DECLARED_COLUMNS = ("sheet", "row", "group", "level1", "level2", "level3", "target", "points")
+DECLARED_MARK = "perfxl declared v2"
+DECLARED_HEADER = ("sheet", "level1", "points", "rows")
+DECLARED_ROW_KEYS = ("row", "group", "level1", "level2", "level3", "target", "points")
+DECLARED_CELL_CHARS = 30_000  # under Excel's 32,767 characters a cell
 
 
-def declared_from_cells(cells: dict[tuple[int, int], tuple[Any, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """{project sheet: [row, …]} from the declared sheet's cells; {} when the sheet is not one."""
+def declared_sheet_rows(title: str, rows: list[dict[str, Any]]) -> list[tuple[str, str, float, str]]:
+    """The hidden sheet's rows for one project sheet: (sheet, 一级, its 分值, JSON of its rows), a group
+    split over several rows when its JSON would not fit one cell."""
+    groups: dict[str, list[list[Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row.get("level1") or ""), []).append(
+            ["" if row.get(k) is None else row[k] for k in DECLARED_ROW_KEYS])
+    out = []
+    points_at = DECLARED_ROW_KEYS.index("points")
+    for level1, items in groups.items():
+        chunk: list[list[Any]] = []
+        for item in items + [None]:
+            text = json.dumps(chunk + [item] if item is not None else chunk, ensure_ascii=False, separators=(",", ":"))
+            if item is None or (chunk and len(text) > DECLARED_CELL_CHARS):
+                text = json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))
+                total = sum(float(i[points_at]) for i in chunk if isinstance(i[points_at], int | float))
+                out.append((title, level1, total, text))
+                chunk = []
+            if item is not None:
+                chunk.append(item)
+    return out
+
+
+def declared_from_cells(cells: dict[tuple[int, int], tuple[Any, Any]]) -> dict[str, list[dict[str, Any]]] | None:
+    """{project sheet: [row, …]} in declared order from the declared sheet's cells; None when the sheet is
+    not one or a group's JSON was damaged (the caller reports it: the prefilled targets cannot be checked)."""
     if str(cells.get((0, 0), ("",))[0]) != DECLARED_MARK:
-        return {}
+        return None
     out: dict[str, list[dict[str, Any]]] = {}
-    rows = sorted({r for r, _ in cells if r >= 2})
-    for r in rows:
-        record = {}
-        for c, key in enumerate(DECLARED_COLUMNS):
-            value = cells.get((r, c), ("", None))[0]
-            if isinstance(value, float) and value.is_integer() and key in {"row"}:
-                value = int(value)
-            record[key] = "" if value is None else value
-        if record["sheet"]:
-            out.setdefault(str(record["sheet"]), []).append(record)
+    for r in sorted({r for r, c in cells if r >= 2 and c == 0}):
+        sheet = cells.get((r, 0), ("", None))[0]
+        text = cells.get((r, 3), ("", None))[0]
+        try:
+            items = json.loads(text) if isinstance(text, str) else None
+        except (ValueError, RecursionError):
+            items = None
+        if not isinstance(items, list) or not all(isinstance(i, list) and len(i) == len(DECLARED_ROW_KEYS)
+                                                  and all(isinstance(v, str | int | float) for v in i)
+                                                  for i in items):
+            return None
+        if sheet:
+            out.setdefault(str(sheet), []).extend(dict(zip(DECLARED_ROW_KEYS, i, strict=True)) for i in items)
+    for rows in out.values():
+        rows.sort(key=lambda row: row["row"] if isinstance(row["row"], int | float) else 0)
     return out

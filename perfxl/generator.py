@@ -24,12 +24,13 @@ import xlsxwriter
 
 from . import __version__
 from .contract import (
-    DECLARED_COLUMNS,
+    DECLARED_HEADER,
     DECLARED_MARK,
     DECLARED_SHEET,
     PROPERTY_PREFIX,
     STAMP_MARK,
     STAMP_SHEET,
+    declared_sheet_rows,
     stamp_rows,
 )
 from .domain import SUM_TOLERANCE
@@ -386,7 +387,7 @@ def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | No
                    values: list[dict] | None = None, declared: list[list[dict]] | None = None) -> bytes:
     """One form as .xlsx bytes: blank, or with `values` ({"fields", "tables"} per project sheet) written
     into its inputs — the shape of a form a unit filled and saved (used by benchmarks and fixtures), or a
-    follow-up form prefilled from the ledger. `declared` (per project sheet, rows of DECLARED_COLUMNS) goes
+    follow-up form prefilled from the ledger. `declared` (per project sheet, rows of DECLARED_ROW_KEYS) goes
     on the hidden declared sheet, the reference a merge checks the prefilled targets against."""
     if values is not None:
         projects = len(values)
@@ -417,17 +418,15 @@ def _write_declared_sheet(wb, titles: list[str], declared: list[list[dict]]) -> 
     ws = wb.add_worksheet(DECLARED_SHEET)
     ws.hide()
     ws.write_string(0, 0, DECLARED_MARK)
-    for c, key in enumerate(DECLARED_COLUMNS):
+    for c, key in enumerate(DECLARED_HEADER):
         ws.write_string(1, c, key)
     r = 2
     for title, rows in zip(titles, declared):
-        for row in rows:
-            for c, key in enumerate(DECLARED_COLUMNS):
-                value = title if key == "sheet" else row.get(key, "")
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    ws.write_number(r, c, value)
-                else:
-                    ws.write_string(r, c, "" if value is None else str(value))
+        for sheet, level1, points, text in declared_sheet_rows(title, rows):
+            ws.write_string(r, 0, sheet)
+            ws.write_string(r, 1, level1)
+            ws.write_number(r, 2, points)
+            ws.write_string(r, 3, text)
             r += 1
     ws.protect("", {})
 

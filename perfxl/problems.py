@@ -114,6 +114,10 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "The sheet has no defined names and was read by the standard layout; inserted rows may shift values"),
     ("name-broken", "stamp", "warning", "定义名称 {name} 已失效 (#REF!)，该栏目无法定位",
      "The defined name {name} is broken (#REF!); that input cannot be found"),
+    ("declared-missing", "stamp", "error",
+     "此表缺少生成时写入的申报数据（隐藏工作表 perfxl_declared 被删除或改动），无法核对预填的年度指标值；请在 perfxl 生成的原表上填报",
+     "The declaration written into this form (hidden sheet perfxl_declared) was removed or altered, so the "
+     "prefilled targets cannot be checked; fill the form perfxl generated"),
     # -- fields -----------------------------------------------------------------------------------
     ("required", "field", "error", "「{label}」为必填项，尚未填写", "'{label}' is required but empty"),
     ("type-number", "field", "error", "「{label}」应填写数字，现为“{value}”", "'{label}' must be a number, found '{value}'"),

@@ -75,7 +75,7 @@ def form_from_raw(path: Path, book: RawBook, data: bytes, kind: str, templates_d
     except SpecError as exc:
         raise ReadError("unknown-template", template=chosen, detail=str(exc)) from None
     if DECLARED_SHEET in book.cells:
-        form.declared = declared_from_cells(book.cells[DECLARED_SHEET])
+        form.declared = declared_from_cells(book.cells[DECLARED_SHEET]) or {}  # damaged: the rules report it
     extract(form, book, spec)
     return form
 

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from perfxl.cli import cli
+from perfxl.contract import DECLARED_CELL_CHARS, DECLARED_MARK, declared_from_cells, declared_sheet_rows
 from perfxl.generator import build_workbook
 from perfxl.read import read_workbook
 from perfxl.spec import list_templates, load_spec
@@ -72,3 +73,32 @@ def test_blank_form_structure_matches_its_golden_description(tmp_path, name):
         golden.write_text(text, encoding="utf-8")
     assert golden.exists(), f"no golden description for {name}: run with PERFXL_UPDATE_GOLDEN=1"
     assert json.loads(golden.read_text(encoding="utf-8")) == structure
+
+
+def _declared_cells(title: str, rows: list[dict]) -> dict:
+    cells = {(0, 0): (DECLARED_MARK, None)}
+    for r, line in enumerate(declared_sheet_rows(title, rows), start=2):
+        for c, value in enumerate(line):
+            cells[(r, c)] = (value, None)
+    return cells
+
+
+def test_declared_rows_survive_the_hidden_sheet_in_order_even_when_a_group_needs_several_cells():
+    long_target = "≥" + "九十五" * 400 + "%"  # ~1,200 characters: 40 of them do not fit one cell
+    rows = [{"row": i + 1, "group": "产出", "level1": "产出指标" if i % 3 else "效益指标", "level2": "数量指标",
+             "level3": f"指标{i}", "target": long_target, "points": 1.25} for i in range(60)]
+    rows[5]["level2"] = None  # an empty cell of the declaration: written as "", not refused when read back
+    lines = declared_sheet_rows("项目1", rows)
+    assert all(len(text) <= DECLARED_CELL_CHARS for *_, text in lines)
+    assert len({level1 for _, level1, _, _ in lines}) == 2 and len(lines) > 2  # split, not truncated
+    assert sum(points for _, level1, points, _ in lines if level1 == "产出指标") == pytest.approx(1.25 * 40)
+    assert declared_from_cells(_declared_cells("项目1", rows)) == {"项目1": [{**r, "level2": r["level2"] or ""} for r in rows]}
+
+
+def test_a_damaged_declared_sheet_is_refused_not_read_as_partial():
+    rows = [{"row": 1, "group": "产出", "level1": "产出指标", "level2": "数量指标", "level3": "培训人数",
+             "target": "≥100人", "points": 50}]
+    cells = _declared_cells("项目1", rows)
+    assert declared_from_cells({**cells, (2, 3): ('[["1", {"nested": 1}]]', None)}) is None
+    assert declared_from_cells({**cells, (2, 3): ("[[1,", None)}) is None
+    assert declared_from_cells({**cells, (0, 0): ("perfxl declared v1", None)}) is None

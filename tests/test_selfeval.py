@@ -149,9 +149,10 @@ def test_round_trip_scores_reasons_and_changed_targets(declared, seeds, convert,
     inbox = tmp_path / "自评收件箱"
     inbox.mkdir()
     shutil.copy(resaved, inbox / "盐城自评.xlsx")
-    result = run_merge([inbox], tmp_path / "自评汇总.xlsx", MergeOptions(roster=declared["roster"], jobs=1))
+    result = run_merge([inbox], tmp_path / "自评汇总.xlsx", MergeOptions(roster=declared["roster"], jobs=1),
+                       materialize=True)
     assert result.counts["merged"] == 1
-    lines = {row[5]: row for row in result.table("指标得分").rows}
+    lines = {row[5]: row for row in result.table("指标得分").iter_rows()}
     titles = [t for t, _ in result.table("指标得分").columns]
     score_at, where_at = titles.index("得分"), titles.index("位置")
     for level3, points in expected.items():
@@ -192,3 +193,14 @@ def test_live_checks_show_execution_and_points_moved_between_level1s(declared, s
     flagged = {shown.cell(row=r["level1"].row, column=1).value for r in rows
                if (texts.get(r["level1"].row) or "").startswith("✗")}
     assert flagged == {"产出指标"}
+
+
+def test_a_form_whose_declared_sheet_was_deleted_is_an_error_not_unchecked(declared, seeds, tmp_path):
+    """A clerk who deletes the hidden sheet must not get retyped targets past the merge unnoticed."""
+    wb, ws, rows = _table_rows(declared["files"][seeds["000-0"].unit["code"]])
+    del wb["perfxl_declared"]
+    rows[0]["target"].value = "≥1项"  # retyped, and with the declaration gone nothing else would see it
+    path = tmp_path / "删了隐藏表.xlsx"
+    wb.save(path)
+    checked = check_form(read_workbook(path))
+    assert ("declared-missing", "项目1") in {(p.code, p.sheet) for p in checked.problems if p.severity == "error"}

@@ -58,6 +58,8 @@ class Monitoring(RuleKind):
         where = {"sheet": ctx.sheet}
         lines = []
         rows = [r for r in ctx.table_rows.get(table.id, []) if clean_text(r["level3"].value) or clean_text(r["target"].value)]
+        if rows and not declared and ctx.form is not None:
+            ctx.out.add("declared-missing", "error", **where)
         for i, row in enumerate(rows):
             promised = declared[i] if i < len(declared) else None
             level3 = clean_text(row["level3"].value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from perfxl.contract import DECLARED_COLUMNS, DECLARED_SHEET
+from perfxl.contract import DECLARED_HEADER, DECLARED_SHEET
 from perfxl.problems import fmt_number, short_text
 from perfxl.reader.cells import cell_name
 from perfxl.scoring import TIERS, execution_score, grade, indicator_score
@@ -33,10 +33,12 @@ def _column(pos, column_id: str) -> str:
 
 
 def _declared_column(key: str) -> str:
-    return cell_name(0, DECLARED_COLUMNS.index(key)).rstrip("0123456789")
+    return cell_name(0, DECLARED_HEADER.index(key)).rstrip("0123456789")
 
 
 def _same(a, b) -> bool:
+    if a == b:  # the usual case, a prefilled cell nobody touched: no normalising
+        return True
     return normalize_text(a).replace(" ", "") == normalize_text(b).replace(" ", "")
 
 
@@ -91,6 +93,8 @@ class SelfEvaluation(RuleKind):
         subtotal: dict[str, float] = defaultdict(float)
         rows = [r for r in ctx.table_rows.get(table.id, [])
                 if any(clean_text(r[c].value) for c in ("level3", "target", "actual"))]
+        if rows and not declared and ctx.form is not None:
+            ctx.out.add("declared-missing", "error", **where)
         for i, row in enumerate(rows):
             promised = declared[i] if i < len(declared) else None
             level3 = clean_text(row["level3"].value) or clean_text((promised or {}).get("level3"))
@@ -112,8 +116,8 @@ class SelfEvaluation(RuleKind):
             actual = parse_target("" if tier else row["actual"].value, formula=None if tier else row["actual"].formula)
             typed = _number(row["score"])
             score = indicator_score(parse_target(target_text), actual, weight, tier, typed)
-            common = {"level3": level3, "value": short_text(actual_text), "target": short_text(target_text)}
             if score.problem:
+                common = {"level3": level3, "value": short_text(actual_text), "target": short_text(target_text)}
                 extra = {}
                 if score.problem == "selfeval-tier-score-out-of-band":
                     low, high = TIERS[tier]
