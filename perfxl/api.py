@@ -136,7 +136,7 @@ class LedgerView:
         table = self._build().get(name)
         if table is None:
             return pd.DataFrame()
-        rows = list(table.rows() if callable(table.rows) else table.rows)
+        rows = list(table.iter_rows())
         if table.totals and rows:
             rows = rows[:-1] if rows[-1][0] == "合计" else rows
         return pd.DataFrame(rows, columns=[title for title, _ in table.columns])

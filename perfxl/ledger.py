@@ -82,8 +82,8 @@ KEEP_RUNS = 10  # the outcomes of this many recent runs are kept; older ones are
 
 # Cached form data is only reused by the same reader: a new perfxl version reads files afresh.
 # "-p2": problems carry parameters, not rendered text; "-p3": form data carries a follow-up form's declared
-# rows. Caches of an older shape are read afresh.
-READER_VERSION = f"perfxl-{__version__}-p3"
+# rows; "-p4": those rows as lists, and the v2 declared sheet. Caches of an older shape are read afresh.
+READER_VERSION = f"perfxl-{__version__}-p4"
 
 
 def _now() -> str:

@@ -103,10 +103,6 @@ A4_WIDTH = 190  # column widths (in characters) that still print legibly across 
 _MAX_CELL = 32_767
 
 
-def iter_rows(table):
-    return table.rows() if callable(table.rows) else iter(table.rows)
-
-
 def _width(title: str, kind: str) -> float:
     if title in _WIDTHS:
         return _WIDTHS[title]
@@ -178,7 +174,7 @@ def _write_summary(xlsxwriter, result, path: Path) -> None:
                 rows_file = tmp.with_name(tmp.name + f".{index}.rows")
                 streamed.append((index, table.name, rows_file, 0, len(kinds)))
                 wrapped = [widths[c] if kinds[c] == "text" and widths[c] >= 30 else 0 for c in range(len(kinds))]
-                count = _stream_rows(iter_rows(table), kinds, styles, total_styles, rows_file, wrapped)
+                count = _stream_rows(table.iter_rows(), kinds, styles, total_styles, rows_file, wrapped)
                 streamed[-1] = (index, table.name, rows_file, count, len(kinds))
                 data_rows = count - (1 if table.totals and count else 0)
                 if data_rows:
@@ -250,7 +246,7 @@ def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> No
     for c, (title_, _) in enumerate(table.columns):
         ws.write_string(head, c, title_, header)
     ws.set_row(head, 32)
-    data = list(iter_rows(table))
+    data = list(table.iter_rows())
     for r, values in enumerate(data, start=head + 1):
         for c, (value, (_, kind)) in enumerate(zip(values, table.columns)):
             if value is None or value == "":
@@ -464,7 +460,7 @@ def write_csv(result, folder: Path) -> list[Path]:
                 with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
                     writer = csv.writer(fh)
                     writer.writerow([title for title, _ in table.columns])
-                    for row in iter_rows(table):
+                    for row in table.iter_rows():
                         writer.writerow([_csv_cell(v) for v in row])
         except OSError as exc:
             raise OutputError(f"无法写入 CSV (cannot write) {target}: {exc.strerror or exc}") from None

@@ -9,7 +9,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from perfxl.merger import MergeOptions, run_merge
-from perfxl.report import iter_rows
 from tests.hostile.conftest import good_form
 
 UNITS = [{"code": f"80000{i}", "name": f"随机单位{i}", "department": f"部门{i % 2}"} for i in range(4)]
@@ -23,7 +22,7 @@ entry = st.one_of(
 
 
 def _tables(result) -> dict:
-    return {t.name: [list(r) for r in iter_rows(t)] for t in result.tables if t.name != "说明" and not callable(t.rows)}
+    return {t.name: [list(r) for r in t.iter_rows()] for t in result.tables if t.name != "说明" and not callable(t.rows)}
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])

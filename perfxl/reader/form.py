@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from perfxl.contract import DECLARED_ROW_KEYS
 from perfxl.problems import Problem
 
 
@@ -45,7 +46,10 @@ class FormData:
         # By hand: dataclasses.asdict deep-copies every cell and costs more than reading the file.
         data = {k: getattr(self, k) for k in ("path", "size", "sha256", "format", "template", "version",
                                                 "fingerprint", "region", "year", "unit_code", "unit_name",
-                                                "stamp_source", "date1904", "declared")}
+                                                "stamp_source", "date1904")}
+        # the declaration as rows of values, not of dicts: it is half a self-evaluation form's cache entry
+        data["declared"] = {sheet: [[row.get(k, "") for k in DECLARED_ROW_KEYS] for row in rows]
+                            for sheet, rows in self.declared.items()}
         data["sheets"] = [{"sheet": s.sheet, "fields": {k: list(v) for k, v in s.fields.items()},
                            "tables": {t: [{k: (v if k == "_row" else list(v)) for k, v in row.items()} for row in rows]
                                       for t, rows in s.tables.items()}} for s in self.sheets]
@@ -62,4 +66,6 @@ class FormData:
             sheets.append(SheetData(sheet=s["sheet"], fields={k: Cell(*v) for k, v in s["fields"].items()},
                                     tables=tables))
         notices = [Problem.from_dict(n) for n in data.pop("notices")]
+        data["declared"] = {sheet: [dict(zip(DECLARED_ROW_KEYS, row, strict=True)) for row in rows]
+                            for sheet, rows in data.get("declared", {}).items()}
         return cls(sheets=sheets, notices=notices, **data)

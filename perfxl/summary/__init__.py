@@ -60,7 +60,7 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
         for group, money in collector.per_group.items():
             per_group[group].update(money)
     counts = accounting(ctx, len(project_sheet.lines) + len(selfeval_sheets.projects) + monitor_sheet.projects,
-                        indicator_count + len(selfeval_sheets.indicators) + len(monitor_sheet.lines),
+                        indicator_count + selfeval_sheets.indicator_count + len(monitor_sheet.lines),
                         len(status_sheet.missing))
 
     # A merge of follow-up forms only (自评表, 监控表) leaves out the declaration sheets, which would be empty.

@@ -87,6 +87,10 @@ class Table:
     cover: Cover | None = None
     records: list | None = None  # the named records behind the rows, for the report stage (the return package)
 
+    def iter_rows(self):
+        """The rows, whether held or produced lazily."""
+        return self.rows() if callable(self.rows) else iter(self.rows)
+
 
 def table(name: str, columns: list[Column], records: Iterable[Any] | Callable[[], Iterable[Any]], **kw) -> Table:
     """A sheet from declared columns and named records; a callable gives rows lazily (big sheets)."""

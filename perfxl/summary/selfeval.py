@@ -23,7 +23,7 @@ GROUPS = ("产出", "效益", "满意度", "过程")
 class SelfEvaluation:
     ctx: Context
     projects: list[dict] = field(default_factory=list)
-    indicators: list[dict] = field(default_factory=list)
+    indicator_count: int = 0  # the rows of 指标得分, which are read again from the spool as they are written
     per_group: dict[tuple, Counter] = field(default_factory=lambda: defaultdict(Counter))  # for the cover
 
     def add(self, s, checked, sp, who) -> None:
@@ -49,9 +49,7 @@ class SelfEvaluation:
                 "errors": sum(1 for q in problems if q.severity == "error"),
                 "issues": "；".join(q.text(self.ctx.lang) for q in problems if q.severity == "error")[:300],
                 "file": file_name(s.path), "sheet": p.sheet})
-            for line in scores.get("indicators") or []:
-                self.indicators.append({"unit_code": who.unit_code, "unit_name": who.unit_name, "project": p.name,
-                                        **line, "where": f"{p.sheet}!{line['cell']}"})
+            self.indicator_count += len(scores.get("indicators") or [])
 
     def tables(self) -> list[Table]:
         if not self.projects:
@@ -85,7 +83,21 @@ class SelfEvaluation:
                 Column("实际完成值", "text", "actual"), Column("分值", "score", "points"),
                 Column("得分", "score", "score"), Column("计分方法", "text", "how"),
                 Column("偏差原因分析及改进措施", "text", "reason"), Column("位置", "text", "where")],
-                self.indicators)]
+                self.indicator_lines)]
+
+    def indicator_lines(self):
+        """Form by form from the spool, like 指标明细: at 10,000 forms this sheet holds 350,000 rows, and
+        holding them all as dicts cost the merge 450 MB."""
+        for s in self.ctx.merged:
+            sp = self.ctx.spec_of(s)
+            if sp.family != "selfeval":
+                continue
+            checked = self.ctx.load(s)
+            who = self.ctx.who(s, checked)
+            for p in checked.projects:
+                for line in (p.scores or {}).get("indicators") or []:
+                    yield {"unit_code": who.unit_code, "unit_name": who.unit_name, "project": p.name, **line,
+                           "where": f"{p.sheet}!{line['cell']}"}
 
 
 def department_rollup(projects: list[dict]) -> list[dict]:

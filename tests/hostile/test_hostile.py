@@ -52,11 +52,10 @@ def _merged(tmp_path, name, payload, *codes, **options):
 
 
 def _problem_codes(result, name):
-    from perfxl.report import iter_rows
 
     table = next(t for t in result.tables if t.name == "校验问题")
     code = [title for title, _ in table.columns].index("规则")
-    return {row[code] for row in iter_rows(table) if row[0] == name}
+    return {row[code] for row in table.iter_rows() if row[0] == name}
 
 
 # --- not a workbook ------------------------------------------------------------------------------
