@@ -82,6 +82,61 @@ def templates_cmd(templates_dir, as_json):
         click.echo(f"{row['template']:<24} v{row['version']:<9} {row['money_unit']:<3} {multi:<4} {row['title']}")
 
 
+@cli.group("template")
+def template_group():
+    """导入在 Excel 中设计的表样、检查模板目录 (templates designed in Excel; lint a templates folder)."""
+
+
+@template_group.command("import")
+@click.argument("designed", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "outdir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="模板目录：之后用 --templates 指向它 (the templates folder to write into).")
+def template_import(designed, outdir):
+    """把设计好的表样工作簿（含「字段」「表格」「规则」「设置」工作表）导入为模板."""
+    from .designed.importer import import_design
+
+    result = import_design(designed, outdir)
+    click.echo(f"已导入模板 {result.template}：字段 {result.fields} 个，表格 {result.tables} 个，规则 {result.rules} 条")
+    click.echo(f"  {result.yaml_path}")
+    click.echo(f"  {result.workbook_path}")
+    click.echo(f"下一步 (next): perfxl describe {result.template} --templates {outdir}")
+
+
+@template_group.command("check")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--year", type=YEAR, default=None, help="用哪个年度渲染模板 (the year to render with).")
+def template_check(folder, year):
+    """检查模板目录中的每个模板：能否加载、能否生成表单，并列出其字段和表格."""
+    from .generator import build_workbook
+    from .spec import describe as describe_spec
+    from .spec import load_spec, templates_in
+
+    if not folder.is_dir():
+        raise PerfxlError(f"模板目录不存在 (templates folder not found): {folder}")
+    names = templates_in(folder)
+    if not names:
+        raise PerfxlError(f"{folder} 中没有模板（*.yaml）")
+    failed = 0
+    for name in names:
+        try:
+            spec = load_spec(name, year or _default_year(), templates_dir=folder)
+            build_workbook(spec, {"code": "000000", "name": "示例单位", "department": "示例部门"})
+        except PerfxlError as exc:
+            failed += 1
+            click.echo(f"✗ {name}: {exc}")
+            continue
+        info = describe_spec(spec)
+        kind = "Excel 表样" if spec.designed else "YAML"
+        click.echo(f"✓ {name} v{info['version']}（{kind}）{info['title']}：字段 {len(info['fields'])}，"
+                   f"表格 {len(info['tables'])}，规则 {len(info['rules'])}")
+        for t in info["tables"]:
+            click.echo(f"    {t['name']}  {t['label']}（{t['rows']} 行）: {' | '.join(c['label'] for c in t['columns'])}")
+    if failed:
+        click.echo(f"{failed} 个模板有问题，共 {len(names)} 个", err=True)
+        sys.exit(2)
+    click.echo(f"全部 {len(names)} 个模板通过检查")
+
+
 @cli.command()
 @click.argument("template")
 @click.option("--year", type=YEAR, default=None, help="年度 (budget year); default: next year.")

@@ -15,41 +15,42 @@ import io
 import json
 import os
 import zipfile
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import xlsxwriter
 
-from . import __version__
 from .contract import (
     DECLARED_HEADER,
     DECLARED_MARK,
     DECLARED_SHEET,
-    PROPERTY_PREFIX,
-    STAMP_MARK,
     STAMP_SHEET,
     declared_sheet_rows,
-    stamp_rows,
 )
-from .domain import SUM_TOLERANCE
+from .designed.form import build_designed_workbook
 from .errors import OutputError, PerfxlError
 from .files import ensure_writable_dir, safe_filename, write_bytes_atomic
+from .formparts import (
+    FILL_INPUT,
+    FILL_LABEL,
+    FILL_PREFILLED,
+    FILL_REQUIRED_EMPTY,
+    NUMBER_FORMATS,
+    Lists,
+    abs_ref,
+    column_validation,
+    field_validation,
+    quote_sheet,
+    stamp_sheet,
+    sum_check_formula,
+)
 from .roster import Unit
 from .rules import CheckFormula, SumCheck, live_checks
 from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec
 
 GUIDE_SHEET = "填表说明"
-LIST_COLUMN = 3  # dropdown lists start in column D of the stamp sheet
 _FIXED_TIME = datetime(2000, 1, 1)  # deterministic output: same inputs, same bytes
-
-NUMBER_FORMATS = {"money": "#,##0.00", "number": "#,##0.00##", "integer": "#,##0", "percent": "0.00%",
-                  "date": "yyyy-mm-dd"}
-FILL_INPUT = "#FFF7D6"
-FILL_REQUIRED_EMPTY = "#FFD9D9"
-FILL_LABEL = "#EEF2F7"
-FILL_PREFILLED = "#E7E6E6"  # what the declaration said, locked
 
 
 class _Formats:
@@ -111,52 +112,18 @@ def _column_kind(col_type: str) -> str:
     return col_type if col_type in NUMBER_FORMATS else "text"
 
 
-def _abs(row: int, col: int) -> str:
-    name = cell_name(row, col)
-    letters = name.rstrip("0123456789")
-    return f"${letters}${name[len(letters):]}"
 
 
-def _quote_sheet(title: str) -> str:
-    return "'" + title.replace("'", "''") + "'"
-
-
-@dataclass
-class _Lists:
-    """Dropdown sources on the stamp sheet: level 1 names in a row, each one's level 2 list below it."""
-
-    level1_range: str | None = None
-    level2_anchor: str | None = None
-    level2_height: int = 0
-
-
-def _write_stamp_sheet(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats) -> _Lists:
+def _write_stamp_sheet(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats) -> Lists:
     ws = wb.add_worksheet(STAMP_SHEET)
     ws.hide()
-    rows = stamp_rows({"template": spec.template, "version": spec.version, "fingerprint": spec.fingerprint,
-                       "region": spec.region, "year": spec.year, "unit_code": unit.get("code", ""),
-                       "unit_name": unit.get("name", ""), "projects": projects, "perfxl": __version__})
-    _ok(ws.write_string(0, 0, STAMP_MARK), "stamp")
-    for i, (key, value) in enumerate(rows, start=1):
-        _ok(ws.write_string(i, 0, key), "stamp")
-        _ok(ws.write_string(i, 1, value), "stamp")
-    lists = _Lists()
-    table = spec.indicator_table()
-    if table is not None:
-        hierarchy = table.indicator.hierarchy
-        level1 = list(hierarchy.levels)
-        for j, name in enumerate(level1):
-            _ok(ws.write_string(0, LIST_COLUMN + j, name), "lists")
-            for i, sub in enumerate(hierarchy.levels[name], start=1):
-                _ok(ws.write_string(i, LIST_COLUMN + j, sub), "lists")
-        sheet = _quote_sheet(STAMP_SHEET)
-        lists.level1_range = f"={sheet}!{_abs(0, LIST_COLUMN)}:{_abs(0, LIST_COLUMN + len(level1) - 1)}"
-        lists.level2_anchor = f"{sheet}!{_abs(1, LIST_COLUMN - 1)}"
-        lists.level2_height = max([len(v) for v in hierarchy.levels.values()] + [1])
+    content = stamp_sheet(spec, unit, projects)
+    for r, c, text in content.cells:
+        _ok(ws.write_string(r, c, text), "stamp")
     ws.protect("", {"select_locked_cells": False})
-    for key, value in rows:
-        wb.set_custom_property(PROPERTY_PREFIX + key, value)
-    return lists
+    for key, value in content.properties:
+        wb.set_custom_property(key, value)
+    return content.lists
 
 
 def _write_guide(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats) -> None:
@@ -181,34 +148,6 @@ def _write_guide(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats) -> No
     ws.protect("", {"select_locked_cells": True})
 
 
-def _field_validation(field, year: int) -> dict | None:
-    prompt = {"input_title": field.label.rstrip("：: ")[:32], "input_message": (field.help or "")[:255]}
-    if not prompt["input_message"]:
-        prompt["input_message"] = "必填" if field.required else "选填"
-    if field.type in {"choice", "tick"}:
-        return {"validate": "list", "source": list(field.choices), **prompt}
-    if field.type in {"money", "number", "percent"}:
-        lo = field.min if field.min is not None else -1e15
-        hi = field.max if field.max is not None else 1e15
-        return {"validate": "decimal", "criteria": "between", "minimum": lo, "maximum": hi,
-                "error_title": "数值超出范围", "error_message": f"请填写 {lo:g} 到 {hi:g} 之间的数字", **prompt}
-    if field.type == "integer":
-        lo = int(field.min if field.min is not None else 0)
-        hi = int(field.max if field.max is not None else 10**9)
-        return {"validate": "integer", "criteria": "between", "minimum": lo, "maximum": hi,
-                "error_title": "请填写整数", "error_message": f"请填写 {lo} 到 {hi} 之间的整数", **prompt}
-    if field.type == "date":
-        # A clerk may type "2025年"; warn rather than refuse, the validator reads such text.
-        return {"validate": "date", "criteria": "between", "minimum": datetime(1990, 1, 1),
-                "maximum": datetime(2100, 12, 31), "error_type": "warning",
-                "error_message": f"请填写日期，例如 {year}-01-01", **prompt}
-    if field.type in {"text", "longtext", "phone", "code", "daterange"}:
-        limit = field.max_length or 32767
-        return {"validate": "length", "criteria": "<=", "value": limit, "error_type": "warning",
-                "error_message": f"最多 {limit} 个字符", **prompt}
-    return None
-
-
 def _write_value(ws, row, col, value, style, ftype):
     if value is None or value == "":
         return ws.write_blank(row, col, None, style)
@@ -222,7 +161,7 @@ def _write_value(ws, row, col, value, style, ftype):
     return ws.write_string(row, col, str(value), style)
 
 
-def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scoped: bool,
+def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: Lists, scoped: bool,
                          values: dict | None = None) -> None:
     """One project sheet: every placement of the layout written with its format, the inputs' validations
     and prompts, the defined names, required shading, live checks and print setup.
@@ -232,7 +171,7 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scope
     names, scope, values, required cells) passed in and out."""
     lay = layout(spec)
     title = ws.get_name()
-    sheet_ref = _quote_sheet(title)
+    sheet_ref = quote_sheet(title)
     for i, width in enumerate(spec.widths):
         ws.set_column(i, i, width)
     ws.set_column(lay.check_column, lay.check_column, 34)
@@ -264,8 +203,8 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scope
             given = (values or {}).get("fields", {})
             style = fmt.prefilled(field.type) if field.locked else fmt.input(field.type)
             place(p, given[field.id] if field.id in given else field.default, style, field.type)
-            name(field.name, _abs(p.row, p.col))
-            rule = None if field.locked else _field_validation(field, spec.year)
+            name(field.name, abs_ref(p.row, p.col))
+            rule = None if field.locked else field_validation(field, spec.year)
             if rule:
                 _ok(ws.data_validation(p.row, p.col, p.row, p.col, rule), f"validation {field.id}")
             if field.required:
@@ -301,35 +240,10 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: _Lists, scope
             ws.set_row(row, height)
     for table in spec.tables.values():
         pos = lay.tables[table.id]
-        name(table.name, f"{_abs(pos.first_row, 0)}:{_abs(pos.last_row, spec.width - 1)}")
+        name(table.name, f"{abs_ref(pos.first_row, 0)}:{abs_ref(pos.last_row, spec.width - 1)}")
         for col in table.columns:
             c = pos.columns[col.id]
-            prompt = {"input_title": col.label[:32], "input_message": (col.help or col.label)[:255]}
-            rule = None
-            ind = table.indicator
-            if col.locked:
-                continue
-            if col.open_choices and col.choices:  # suggested, not enforced: a number is typed here too
-                rule = {"validate": "list", "source": list(col.choices), "error_type": "information",
-                        "error_message": "可以从下拉中选择，也可以直接填写", **prompt}
-            elif ind and col.id == ind.level1 and lists.level1_range:
-                rule = {"validate": "list", "source": lists.level1_range, "error_type": "warning",
-                        "error_message": "一级指标不在本表的指标体系中", **prompt}
-            elif ind and col.id == ind.level2 and lists.level2_anchor:
-                l1 = cell_name(pos.first_row, pos.columns[ind.level1])
-                l1 = "$" + l1.rstrip("0123456789") + l1[len(l1.rstrip("0123456789")):]
-                match = f"MATCH({l1},{lists.level1_range[1:]},0)"
-                source = (f"=OFFSET({lists.level2_anchor},0,{match},"
-                          f"MAX(1,COUNTA(OFFSET({lists.level2_anchor},0,{match},{lists.level2_height},1))),1)")
-                rule = {"validate": "list", "source": source, "error_type": "warning",
-                        "error_message": "二级指标与一级指标不对应", **prompt}
-            elif col.choices:
-                rule = {"validate": "list", "source": list(col.choices), **prompt}
-            elif col.type in {"money", "number"}:
-                rule = {"validate": "decimal", "criteria": ">=", "value": 0,
-                        "error_title": "请填写数字", "error_message": "金额应为不小于 0 的数字", **prompt}
-            elif col.type == "target":
-                rule = {"validate": "any", **prompt}
+            rule = None if col.locked else column_validation(table, col, lists, pos)
             if rule:
                 _ok(ws.data_validation(pos.first_row, c, pos.last_row, c, rule), f"validation {table.id}.{col.id}")
 
@@ -356,11 +270,8 @@ def _write_live_checks(ws, spec: Spec, lay, fmt: _Formats, red) -> None:
             _ok(ws.conditional_format(check.first_row, check.first_col, check.last_row, check.last_col,
                                       {"type": "formula", "criteria": check.formula, "format": red}), "live check")
     for row, items in sorted(checks.items()):
-        totals = " ".join(c.total for c in items)
-        conditions = ",".join(f"ABS(N({c.total})-{c.expression})<{SUM_TOLERANCE}" for c in items)
-        formula = (f'=IF(COUNT({items[0].total})=0,"",IF(AND({conditions}),"✓ 与分项之和相符",'
-                   f'"✗ 与分项之和不符，请核对"))')
-        _ok(ws.write_formula(row, lay.check_column, formula, fmt.check(), ""), f"check {totals}")
+        _ok(ws.write_formula(row, lay.check_column, sum_check_formula(items), fmt.check(), ""),
+            f"check {' '.join(c.total for c in items)}")
 
 
 def _print_setup(ws, spec: Spec, lay) -> None:
@@ -389,6 +300,10 @@ def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | No
     into its inputs — the shape of a form a unit filled and saved (used by benchmarks and fixtures), or a
     follow-up form prefilled from the ledger. `declared` (per project sheet, rows of DECLARED_ROW_KEYS) goes
     on the hidden declared sheet, the reference a merge checks the prefilled targets against."""
+    if spec.designed is not None:  # the bureau's own layout, designed in Excel
+        if values is not None or declared is not None:
+            raise PerfxlError("导入的模板暂不支持预填表单 (designed templates cannot be prefilled yet)")
+        return build_designed_workbook(spec, unit, projects, password)
     if values is not None:
         projects = len(values)
     projects = max(1, int(projects)) if spec.multi_project else 1
@@ -436,7 +351,6 @@ def _write_declared_sheet(wb, titles: list[str], declared: list[list[dict]]) -> 
 # ----------------------------------------------------------------------------------------------------
 
 _TOKENS = {"code": "PXLTOKENCODEPXL", "name": "PXLTOKENNAMEPXL", "department": "PXLTOKENDEPTPXL"}
-_PATCHED_PARTS = ("xl/sharedStrings.xml", "docProps/custom.xml", "docProps/core.xml")
 
 
 def _xml_text(value: str) -> str:
@@ -457,7 +371,7 @@ class _Master:
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
             for info, data in self.members:
-                if info.filename in _PATCHED_PARTS:
+                if info.filename.endswith(".xml") and b"PXLTOKEN" in data:
                     text = data.decode("utf-8")
                     for key, token in _TOKENS.items():
                         text = text.replace(token, _xml_text(str(unit.get(key, ""))))

@@ -84,6 +84,7 @@ class Field:
     column: str = ""
     section: str = ""
     locked: bool = False  # prefilled by perfxl (a follow-up form's declared values): shown, not editable
+    cell: str = ""  # an Excel-designed template's input cell ("B3"); otherwise placed by the blocks
 
     @property
     def name(self) -> str:
@@ -127,6 +128,7 @@ class Table:
     prefill: tuple[tuple[Any, ...], ...] = ()
     indicator: IndicatorSpec | None = None
     min_rows: int = 0
+    range: str = ""  # an Excel-designed template's table body ("A12:F40"); otherwise placed by the blocks
 
     @property
     def name(self) -> str:
@@ -171,6 +173,15 @@ class Block:
     ref: str = ""
 
 
+@dataclass(frozen=True)
+class Designed:
+    """An Excel-designed template (perfxl template import): the form's own workbook is its layout."""
+
+    workbook: Path  # the designer's workbook without its definition sheets, beside the YAML
+    sheet: str  # the form sheet in it
+    check_column: int  # the first column right of the design: where the live checks are written
+
+
 @dataclass(frozen=True, eq=False)  # identity hash: specs are cached per parameters
 class Spec:
     template: str
@@ -196,6 +207,7 @@ class Spec:
     funding_fields: tuple[str, ...]
     unit_name_field: str | None
     source: str
+    designed: Designed | None = None
 
     @property
     def width(self) -> int:
@@ -267,6 +279,13 @@ class _Catalog:
 
 def list_templates(templates_dir: Path | None = None) -> list[str]:
     return _Catalog(templates_dir).names()
+
+
+def templates_in(folder: Path) -> list[str]:
+    """The templates one folder defines itself (not the shipped ones it may fall back on)."""
+    catalog = _Catalog(folder)
+    catalog.dirs = catalog.dirs[:1]
+    return catalog.names()
 
 
 def template_summary(name: str, templates_dir: Path | None = None) -> dict[str, Any]:
@@ -584,7 +603,14 @@ def _make_field(fid: str, raw: dict, **extra) -> Field:
                  min=raw.get("min"), max=raw.get("max"), max_length=raw.get("max_length"),
                  pattern=raw.get("pattern"), in_year=bool(raw.get("in_year", False)),
                  default=raw.get("default"), lines=int(raw.get("lines", 4 if ftype == "longtext" else 1)),
-                 locked=bool(raw.get("locked", False)), **extra)
+                 locked=bool(raw.get("locked", False)), cell=_cell_text(raw.get("cell")), **extra)
+
+
+def _cell_text(value: Any) -> str:
+    if value in (None, ""):
+        return ""
+    split_cell(str(value))  # raises on anything that is not one A1 address
+    return str(value).replace("$", "").upper()
 
 
 def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: Path, trail: list) -> Spec:
@@ -664,9 +690,14 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
                 recommended_levels=_choices(iraw.get("recommended_levels")),
                 cost_tuple=bool(iraw.get("cost_tuple", False)), sign_column=iraw.get("sign_column"),
                 unit_column=iraw.get("unit_column"), budget_field=iraw.get("budget_field"))
-        tables[tid] = Table(id=tid, label=str(traw["label"]), columns=tuple(columns),
-                            blank_rows=int(traw.get("blank_rows", 10)),
-                            prefill=tuple(prefill), indicator=indicator, min_rows=int(traw.get("min_rows", 0)))
+        body = str(traw.get("range") or "").replace("$", "").upper()
+        blank_rows = int(traw.get("blank_rows", 10))
+        if body:
+            (r0, _), (r1, _) = (split_cell(x) for x in body.split(":"))
+            blank_rows = r1 - r0 + 1 - len(prefill)
+        tables[tid] = Table(id=tid, label=str(traw["label"]), columns=tuple(columns), blank_rows=blank_rows,
+                            prefill=tuple(prefill), indicator=indicator, min_rows=int(traw.get("min_rows", 0)),
+                            range=body)
         for craw in traw["columns"]:
             if craw.get("sum_to"):
                 rules.append(Rule(code="sum-mismatch", kind="column_sum", severity="error", params={
@@ -690,9 +721,13 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
         if f.type == "choice" and not f.choices:
             raise ValueError(f"choice field {fid} has no choices")
 
+    designed = None
+    if raw.get("designed"):
+        trail[:] = ["designed"]
+        designed = _designed(raw["designed"], path, digest, fields, tables)
     blocks = []
     trail[:] = ["blocks"]
-    for braw in raw["blocks"]:
+    for braw in raw.get("blocks") or ([] if designed else raw["blocks"]):
         ((kind, value),) = braw.items()
         if kind in {"title", "section"}:
             blocks.append(Block(kind=kind, text=str(value)))
@@ -716,13 +751,37 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
     return Spec(
         template=name, version=str(raw["version"]), title=str(raw["title"]), family=raw.get("family", "project"),
         money_unit=raw.get("money_unit", "元"), multi_project=bool(raw.get("multi_project", False)),
-        sheet_name=str(sheet.get("name", "绩效目标表")), widths=tuple(float(w) for w in sheet["columns"]),
+        sheet_name=str(sheet.get("name", "绩效目标表")),
+        widths=tuple(float(w) for w in sheet["columns"]) if not designed else (8.43,) * designed.check_column,
         blocks=tuple(blocks), fields=fields, tables=tables, grids=grids, rules=tuple(rules),
         print_setup=dict(sheet.get("print") or {}), fingerprint=digest.hexdigest()[:16],
         region=str(params["region"]), year=int(year), project_name_field=raw.get("project_name_field", ""),
         budget_field=raw.get("budget_field"), key_fields=key_fields,
         funding_fields=tuple(raw.get("funding_fields") or ()), unit_name_field=raw.get("unit_name_field"),
-        source=str(path))
+        source=str(path), designed=designed)
+
+
+_WORKBOOK_NAME = re.compile(r"[^/\\:*?\"<>|]{1,120}\.xlsx")
+
+
+def _designed(raw: dict, path: Path, digest, fields: dict[str, Field], tables: dict[str, Table]) -> Designed:
+    """The designed layout of an imported template: its workbook sits beside the YAML (never elsewhere),
+    every field has a cell and every table a body range."""
+    name = str(raw.get("workbook", ""))
+    if not _WORKBOOK_NAME.fullmatch(name) or name.startswith("."):
+        raise ValueError(f"designed.workbook 应为同一文件夹中的 .xlsx 文件名，而不是 {name!r}")
+    workbook = path.parent / name
+    if not workbook.is_file():
+        raise ValueError(f"找不到表样工作簿 {workbook}（designed.workbook）")
+    digest.update(workbook.read_bytes())
+    for f in fields.values():
+        if not f.cell:
+            raise ValueError(f"字段 {f.id} 没有 cell：导入的模板中每个字段都要有单元格")
+    for t in tables.values():
+        if not t.range:
+            raise ValueError(f"表格 {t.id} 没有 range：导入的模板中每个表格都要有区域")
+    check = str(raw.get("check_column", ""))
+    return Designed(workbook=workbook, sheet=str(raw.get("sheet", "")), check_column=split_cell(f"{check}1")[1])
 
 
 def _item(item: Any, fields: dict[str, Field]) -> dict:
@@ -790,6 +849,8 @@ def layout(spec: Spec) -> SheetLayout:
 
     Long because it is a cursor moving down the sheet block by block; each block kind is a short branch
     that advances the same row cursor, and splitting it would pass that cursor and three maps around."""
+    if spec.designed is not None:
+        return _designed_layout(spec)
     width = spec.width
     placements: list[Placement] = []
     fields: dict[str, tuple[int, int]] = {}
@@ -887,6 +948,24 @@ def layout(spec: Spec) -> SheetLayout:
             raise SpecError(f"unknown block {block.kind}")
     return SheetLayout(placements=placements, fields=fields, tables=tables, row_heights=heights,
                        page_breaks=breaks, last_row=r - 1, check_column=width)
+
+
+def _designed_layout(spec: Spec) -> SheetLayout:
+    """Positions straight from an imported template: nothing is placed, the design already shows it."""
+    fields = {f.id: split_cell(f.cell) for f in spec.fields.values()}
+    tables = {}
+    last = max([r for r, _ in fields.values()] + [0])
+    for t in spec.tables.values():
+        (r0, c0), (r1, _) = (split_cell(x) for x in t.range.split(":"))
+        pos = TablePosition(header_row=r0 - 1, first_row=r0, last_row=r1)
+        c = c0
+        for col in t.columns:
+            pos.columns[col.id] = c
+            c += col.span
+        tables[t.id] = pos
+        last = max(last, r1)
+    return SheetLayout(placements=[], fields=fields, tables=tables, row_heights={}, page_breaks=[], last_row=last,
+                       check_column=spec.designed.check_column)
 
 
 def split_cell(address: str) -> tuple[int, int]:

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "perfxl"
 
 # Lowest first. Read a row as: "may import anything above it".
 LAYERS = [
-    {"contract", "domain", "inbox", "limits", "problems", "structure", "reader"},  # facts and plain helpers
+    {"contract", "domain", "inbox", "limits", "problems", "structure", "reader", "designed"},  # facts and plain helpers
     {"errors", "values"},
     {"files", "roster", "records", "reader.zipguard", "reader.xml", "reader.form", "reader.rawbook", "scoring"},
     {"reader.cells"},  # the one cell decoder
@@ -20,6 +20,8 @@ LAYERS = [
     {"rules"},  # the rule registry; it loads its kind modules itself
     {"rules.arithmetic", "rules.indicators", "rules.monitor", "rules.selfeval", "rules.tables", "rules.text"},
     {"spec"},  # 1. spec: Jinja → YAML → frozen model
+    {"formparts"},  # what every generated form carries, whoever writes it
+    {"designed.form"},  # 2. generate, for a template designed in Excel
     {"reader.recognise", "reader.names", "generator", "fill", "ledger"},  # 2. generate; which form, where
     {"read"},  # 3. read: the stage's entry point
     {"validator"},  # 4. validate
@@ -29,7 +31,7 @@ LAYERS = [
     {"summary.cover"},
     {"summary"},
     {"returns"},  # 7. the return package (annotated copies and notices) of a review round
-    {"merger", "followup"},  # 5. merge: outcomes, then the summary and the report; follow-up forms from a ledger
+    {"merger", "followup", "designed.importer"},  # 5. merge: outcomes, then the summary and the report; follow-up forms from a ledger
     {"api", "demo"},  # front ends
     {"cli"},
     {"__main__"},

@@ -1,0 +1,230 @@
+"""A form from an Excel-designed template: the designer's workbook, with what perfxl adds.
+
+The designer's fonts, fills, borders, merged cells, widths, heights and print setup stay as drawn. perfxl
+adds what every form it makes carries: the input cells filled and unlocked, dropdowns and prompts, the
+`f_` / `t_` defined names, red shading on empty required cells, the live checks in the first column right
+of the design, sheet protection, and the hidden stamp (sheet and document properties). Text cells may hold
+`{{ year }}`, `{{ region }}` and `{{ unit.name }}`, rendered per unit like the defaults.
+
+openpyxl edits the workbook in place; xlsxwriter, which writes every other form, cannot open one. A batch
+renders this once per variant and patches unit values into copies (generator._Master), as for YAML forms.
+"""
+
+from __future__ import annotations
+
+import io
+from copy import copy
+from datetime import datetime
+
+import jinja2.sandbox
+import openpyxl
+from openpyxl.formatting.rule import FormulaRule
+from openpyxl.styles import Alignment, Font, PatternFill, Protection
+from openpyxl.workbook.defined_name import DefinedName
+from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.properties import PageSetupProperties
+
+from perfxl.contract import STAMP_SHEET
+from perfxl.errors import SpecError
+from perfxl.formparts import (
+    FILL_INPUT,
+    FILL_PREFILLED,
+    FILL_REQUIRED_EMPTY,
+    NUMBER_FORMATS,
+    column_validation,
+    field_validation,
+    stamp_sheet,
+    sum_check_formula,
+)
+from perfxl.rules import CheckFormula, SumCheck, live_checks
+from perfxl.spec import Spec, cell_name, layout
+
+_OPERATORS = {"between": "between", ">=": "greaterThanOrEqual", "<=": "lessThanOrEqual", ">": "greaterThan",
+              "<": "lessThan", "==": "equal"}
+_TYPES = {"list": "list", "decimal": "decimal", "integer": "whole", "date": "date", "length": "textLength",
+          "any": None}
+_ENV = jinja2.sandbox.SandboxedEnvironment(autoescape=False)
+
+
+def _rendered(text: str, params: dict) -> str:
+    if "{{" not in text and "{%" not in text:
+        return text
+    try:
+        return _ENV.from_string(text).render(**params)
+    except jinja2.TemplateError as exc:
+        raise SpecError(f"表样中的文字“{text[:40]}”无法渲染 (cannot render): {exc}") from None
+
+
+def _formula_value(value) -> str:
+    if isinstance(value, datetime):
+        return f"DATE({value.year},{value.month},{value.day})"
+    return str(value)
+
+
+def to_openpyxl(rule: dict, ref: str) -> DataValidation:
+    """xlsxwriter's data validation dict (what the generator computes) as openpyxl's object."""
+    kind = _TYPES[rule["validate"]]
+    dv = DataValidation(type=kind, allow_blank=True, showInputMessage=True, showErrorMessage=kind is not None)
+    if kind == "list":
+        source = rule["source"]
+        dv.formula1 = source[1:] if isinstance(source, str) else '"' + ",".join(source) + '"'
+    elif kind is not None:
+        dv.operator = _OPERATORS[rule.get("criteria", "between")]
+        if rule.get("criteria", "between") == "between":
+            dv.formula1, dv.formula2 = _formula_value(rule["minimum"]), _formula_value(rule["maximum"])
+        else:
+            dv.formula1 = _formula_value(rule["value"])
+    dv.errorStyle = rule.get("error_type", "stop")
+    dv.errorTitle = rule.get("error_title")
+    dv.error = rule.get("error_message")
+    dv.promptTitle = rule.get("input_title")
+    dv.prompt = rule.get("input_message")
+    dv.add(ref)
+    return dv
+
+
+def _input_style(cell, kind: str, locked: bool) -> None:
+    """The designer's font and borders kept; the fill says input (or prefilled), the lock is released."""
+    cell.fill = PatternFill("solid", fgColor=(FILL_PREFILLED if locked else FILL_INPUT).lstrip("#"))
+    cell.protection = Protection(locked=locked)
+    if kind in NUMBER_FORMATS:
+        cell.number_format = NUMBER_FORMATS[kind]
+    elif cell.number_format == "General":
+        cell.number_format = "@"  # "≥95%" stays what the clerk typed
+
+
+def _absolute(ref: str) -> str:
+    letters = ref.rstrip("0123456789")
+    return f"${letters}${ref[len(letters):]}"
+
+
+def _quote(title: str) -> str:
+    return "'" + title.replace("'", "''") + "'"
+
+
+def build_designed_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | None = None) -> bytes:
+    """One form of a designed template as .xlsx bytes."""
+    designed = spec.designed
+    try:
+        wb = openpyxl.load_workbook(designed.workbook, rich_text=True)
+    except Exception as exc:  # the layout workbook comes from a template folder: untrusted
+        raise SpecError(f"{designed.workbook}: 表样工作簿无法打开 (cannot open the designed workbook): {exc}") from None
+    if designed.sheet not in wb.sheetnames:
+        raise SpecError(f"{designed.workbook}: 没有工作表“{designed.sheet}”(no such sheet)")
+    params = {"year": spec.year, "region": spec.region, "unit": unit}
+    form = wb[designed.sheet]
+    projects = max(1, int(projects)) if spec.multi_project else 1
+    sheets = [form]
+    for _ in range(1, projects):
+        copied = wb.copy_worksheet(form)  # cells, styles, merges, sizes, margins and page setup
+        copied.print_area = form.print_area  # what copy_worksheet leaves behind
+        copied.print_options = copy(form.print_options)
+        copied.row_breaks = copy(form.row_breaks)
+        copied.sheet_properties.pageSetUpPr = copy(form.sheet_properties.pageSetUpPr)
+        copied.oddHeader, copied.oddFooter = copy(form.oddHeader), copy(form.oddFooter)
+        sheets.append(copied)
+    for i, ws in enumerate(sheets, start=1):
+        ws.title = spec.sheet_title(i) if spec.multi_project else (spec.sheet_name or designed.sheet)
+    for ws in wb.worksheets:
+        for row in ws.iter_rows():
+            for cell in row:
+                if isinstance(cell.value, str):
+                    cell.value = _rendered(cell.value, params)
+    content = stamp_sheet(spec, unit, projects)
+    stamp = wb.create_sheet(STAMP_SHEET)
+    for r, c, text in content.cells:
+        stamp.cell(row=r + 1, column=c + 1, value=text)
+    stamp.sheet_state = "hidden"
+    stamp.protection.sheet = True
+    for key, value in content.properties:
+        wb.custom_doc_props.append(openpyxl.packaging.custom.StringProperty(name=key, value=value))
+    for ws in sheets:
+        _decorate(wb, ws, spec, content.lists, params, scoped=spec.multi_project, password=password)
+    wb.active = wb.sheetnames.index(sheets[0].title)
+    wb.properties.creator = "perfxl"
+    wb.properties.title = spec.title
+    wb.properties.created = wb.properties.modified = datetime(2000, 1, 1)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def _decorate(wb, ws, spec: Spec, lists, params: dict, scoped: bool, password: str | None) -> None:
+    """Inputs, names, validations, shading, live checks and protection on one form sheet."""
+    lay = layout(spec)
+    sheet = _quote(ws.title)
+    red = PatternFill("solid", bgColor=FILL_REQUIRED_EMPTY.lstrip("#"))
+
+    def name(local: str, ref: str) -> None:
+        defined = DefinedName(local, attr_text=f"{sheet}!{ref}")
+        if scoped:
+            ws.defined_names[local] = defined
+        else:
+            wb.defined_names[local] = defined
+
+    for f in spec.fields.values():
+        r, c = lay.fields[f.id]
+        cell = ws.cell(row=r + 1, column=c + 1)
+        _input_style(cell, f.type, f.locked)
+        if f.default not in (None, "") and cell.value in (None, ""):
+            cell.value = _rendered(str(f.default), params)
+        ref = cell_name(r, c)
+        name(f.name, _absolute(ref))
+        rule = None if f.locked else field_validation(f, spec.year)
+        if rule:
+            ws.add_data_validation(to_openpyxl({**rule, "input_message": _rendered(rule["input_message"], params)},
+                                               ref))
+        if f.required:
+            ws.conditional_formatting.add(ref, FormulaRule(formula=[f"LEN(TRIM({ref}))=0"], fill=red))
+    for t in spec.tables.values():
+        pos = lay.tables[t.id]
+        last_col = max(pos.columns[col.id] + col.span - 1 for col in t.columns)
+        first_col = min(pos.columns.values())
+        for col in t.columns:
+            c = pos.columns[col.id]
+            for r in range(pos.first_row, pos.last_row + 1):
+                for k in range(col.span):
+                    _input_style(ws.cell(row=r + 1, column=c + k + 1), col.type, col.locked)
+            rule = None if col.locked else column_validation(t, col, lists, pos)
+            if rule:
+                ws.add_data_validation(to_openpyxl(rule, f"{cell_name(pos.first_row, c)}:{cell_name(pos.last_row, c)}"))
+        name(t.name, f"{_absolute(cell_name(pos.first_row, first_col))}:{_absolute(cell_name(pos.last_row, last_col))}")
+    _live_checks(ws, spec, lay, sheet, red)
+    _fit_width(ws)
+    ws.protection.sheet = True
+    if password:
+        ws.protection.password = password
+    for allowed in ("insertRows", "deleteRows", "formatRows", "formatColumns"):
+        setattr(ws.protection, allowed, False)  # False in OOXML's inverted sense: allowed
+
+
+def _fit_width(ws) -> None:
+    """A design that says nothing about scaling prints one page wide, as perfxl's own forms do; a scale or
+    fit the designer chose is kept."""
+    props = ws.sheet_properties.pageSetUpPr
+    if (props is not None and props.fitToPage) or ws.page_setup.scale not in (None, 100):
+        return
+    ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+
+
+def _live_checks(ws, spec: Spec, lay, sheet: str, red) -> None:
+    column = lay.check_column + 1
+    ws.column_dimensions[cell_name(0, lay.check_column).rstrip("0123456789")].width = 34
+    style = Font(italic=True, color="7F3F00")
+    totals: dict[int, list[SumCheck]] = {}
+    for check in live_checks(spec, lay):
+        if isinstance(check, SumCheck):
+            totals.setdefault(check.row, []).append(check)
+        elif isinstance(check, CheckFormula):
+            cell = ws.cell(row=check.row + 1, column=column, value=check.formula.replace("{sheet}", f'"{ws.title}"'))
+            cell.font = style
+        else:
+            ref = f"{cell_name(check.first_row, check.first_col)}:{cell_name(check.last_row, check.last_col)}"
+            ws.conditional_formatting.add(ref, FormulaRule(formula=[check.formula.lstrip("=")], fill=red))
+    for row, items in sorted(totals.items()):
+        cell = ws.cell(row=row + 1, column=column, value=sum_check_formula(items))
+        cell.font = style
+        cell.alignment = Alignment(vertical="center")
+

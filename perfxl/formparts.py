@@ -1,0 +1,141 @@
+"""What every form perfxl makes carries, whoever writes it (xlsxwriter for YAML templates, openpyxl for
+Excel-designed ones): the input styles' colours and number formats, the stamp sheet's content with the
+dropdown lists, the data validation of each field and table column, and the formula of a sum check.
+Validations are xlsxwriter's dicts; the designed-form builder translates them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from . import __version__
+from .contract import PROPERTY_PREFIX, STAMP_MARK, STAMP_SHEET, stamp_rows
+from .domain import SUM_TOLERANCE
+from .rules import SumCheck
+from .spec import Spec, cell_name
+
+LIST_COLUMN = 3  # dropdown lists start in column D of the stamp sheet
+
+NUMBER_FORMATS = {"money": "#,##0.00", "number": "#,##0.00##", "integer": "#,##0", "percent": "0.00%",
+                  "date": "yyyy-mm-dd"}
+FILL_INPUT = "#FFF7D6"
+FILL_REQUIRED_EMPTY = "#FFD9D9"
+FILL_LABEL = "#EEF2F7"
+FILL_PREFILLED = "#E7E6E6"  # what the declaration said, locked
+
+
+def abs_ref(row: int, col: int) -> str:
+    name = cell_name(row, col)
+    letters = name.rstrip("0123456789")
+    return f"${letters}${name[len(letters):]}"
+
+
+def quote_sheet(title: str) -> str:
+    return "'" + title.replace("'", "''") + "'"
+
+
+@dataclass
+class Lists:
+    """Dropdown sources on the stamp sheet: level 1 names in a row, each one's level 2 list below it."""
+
+    level1_range: str | None = None
+    level2_anchor: str | None = None
+    level2_height: int = 0
+
+
+@dataclass
+class StampSheet:
+    """What the hidden stamp sheet holds, whatever writes it: its cells, the dropdown lists' references
+    and the stamp again as custom document properties."""
+
+    cells: list[tuple[int, int, str]]
+    lists: Lists
+    properties: list[tuple[str, str]]
+
+
+def stamp_sheet(spec: Spec, unit: dict, projects: int) -> StampSheet:
+    rows = stamp_rows({"template": spec.template, "version": spec.version, "fingerprint": spec.fingerprint,
+                       "region": spec.region, "year": spec.year, "unit_code": unit.get("code", ""),
+                       "unit_name": unit.get("name", ""), "projects": projects, "perfxl": __version__})
+    cells = [(0, 0, STAMP_MARK)]
+    for i, (key, value) in enumerate(rows, start=1):
+        cells += [(i, 0, key), (i, 1, value)]
+    lists = Lists()
+    table = spec.indicator_table()
+    if table is not None:
+        hierarchy = table.indicator.hierarchy
+        level1 = list(hierarchy.levels)
+        for j, name in enumerate(level1):
+            cells.append((0, LIST_COLUMN + j, name))
+            cells += [(i, LIST_COLUMN + j, sub) for i, sub in enumerate(hierarchy.levels[name], start=1)]
+        sheet = quote_sheet(STAMP_SHEET)
+        lists.level1_range = f"={sheet}!{abs_ref(0, LIST_COLUMN)}:{abs_ref(0, LIST_COLUMN + len(level1) - 1)}"
+        lists.level2_anchor = f"{sheet}!{abs_ref(1, LIST_COLUMN - 1)}"
+        lists.level2_height = max([len(v) for v in hierarchy.levels.values()] + [1])
+    return StampSheet(cells, lists, [(PROPERTY_PREFIX + key, value) for key, value in rows])
+
+
+def field_validation(field, year: int) -> dict | None:
+    """The data validation of one input field, in xlsxwriter's terms (the designed-form builder translates it)."""
+    prompt = {"input_title": field.label.rstrip("：: ")[:32], "input_message": (field.help or "")[:255]}
+    if not prompt["input_message"]:
+        prompt["input_message"] = "必填" if field.required else "选填"
+    if field.type in {"choice", "tick"}:
+        return {"validate": "list", "source": list(field.choices), **prompt}
+    if field.type in {"money", "number", "percent"}:
+        lo = field.min if field.min is not None else -1e15
+        hi = field.max if field.max is not None else 1e15
+        return {"validate": "decimal", "criteria": "between", "minimum": lo, "maximum": hi,
+                "error_title": "数值超出范围", "error_message": f"请填写 {lo:g} 到 {hi:g} 之间的数字", **prompt}
+    if field.type == "integer":
+        lo = int(field.min if field.min is not None else 0)
+        hi = int(field.max if field.max is not None else 10**9)
+        return {"validate": "integer", "criteria": "between", "minimum": lo, "maximum": hi,
+                "error_title": "请填写整数", "error_message": f"请填写 {lo} 到 {hi} 之间的整数", **prompt}
+    if field.type == "date":
+        # A clerk may type "2025年"; warn rather than refuse, the validator reads such text.
+        return {"validate": "date", "criteria": "between", "minimum": datetime(1990, 1, 1),
+                "maximum": datetime(2100, 12, 31), "error_type": "warning",
+                "error_message": f"请填写日期，例如 {year}-01-01", **prompt}
+    if field.type in {"text", "longtext", "phone", "code", "daterange"}:
+        limit = field.max_length or 32767
+        return {"validate": "length", "criteria": "<=", "value": limit, "error_type": "warning",
+                "error_message": f"最多 {limit} 个字符", **prompt}
+    return None
+
+
+def column_validation(table, col, lists: Lists, pos) -> dict | None:
+    """The data validation of one table column, in xlsxwriter's terms: the hierarchy's dropdowns for the
+    levels of an indicator table (level 2 follows level 1), choices, numbers, a prompt for targets."""
+    prompt = {"input_title": col.label[:32], "input_message": (col.help or col.label)[:255]}
+    rule = None
+    ind = table.indicator
+    if col.open_choices and col.choices:  # suggested, not enforced: a number is typed here too
+        rule = {"validate": "list", "source": list(col.choices), "error_type": "information",
+                "error_message": "可以从下拉中选择，也可以直接填写", **prompt}
+    elif ind and col.id == ind.level1 and lists.level1_range:
+        rule = {"validate": "list", "source": lists.level1_range, "error_type": "warning",
+                "error_message": "一级指标不在本表的指标体系中", **prompt}
+    elif ind and col.id == ind.level2 and lists.level2_anchor:
+        l1 = cell_name(pos.first_row, pos.columns[ind.level1])
+        l1 = "$" + l1.rstrip("0123456789") + l1[len(l1.rstrip("0123456789")):]
+        match = f"MATCH({l1},{lists.level1_range[1:]},0)"
+        source = (f"=OFFSET({lists.level2_anchor},0,{match},"
+                  f"MAX(1,COUNTA(OFFSET({lists.level2_anchor},0,{match},{lists.level2_height},1))),1)")
+        rule = {"validate": "list", "source": source, "error_type": "warning",
+                "error_message": "二级指标与一级指标不对应", **prompt}
+    elif col.choices:
+        rule = {"validate": "list", "source": list(col.choices), **prompt}
+    elif col.type in {"money", "number"}:
+        rule = {"validate": "decimal", "criteria": ">=", "value": 0,
+                "error_title": "请填写数字", "error_message": "金额应为不小于 0 的数字", **prompt}
+    elif col.type == "target":
+        rule = {"validate": "any", **prompt}
+    return rule
+
+
+def sum_check_formula(items: list[SumCheck]) -> str:
+    """The check cell beside the totals of one row: ✓ while each equals the sum of its parts."""
+    conditions = ",".join(f"ABS(N({c.total})-{c.expression})<{SUM_TOLERANCE}" for c in items)
+    return (f'=IF(COUNT({items[0].total})=0,"",IF(AND({conditions}),"✓ 与分项之和相符",'
+            f'"✗ 与分项之和不符，请核对"))')
