@@ -91,7 +91,10 @@ class MergeResult:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(options: MergeOptions, roster: dict | None, db_path: str | None, watch_parent: bool = True) -> None:
+def _init_worker(options: MergeOptions, roster: dict | None, db_path: str | None,
+                 watch_parent: bool = True) -> tuple[int, int] | None:
+    """Set up a worker; returns the address-space limit it replaced (None if none was set), so an
+    in-process run can give its caller's process its limit back."""
     _WORKER.update(options=options, roster=roster, db_path=db_path, ledger=None)
     if watch_parent:
         _exit_with_parent()
@@ -103,7 +106,20 @@ def _init_worker(options: MergeOptions, roster: dict | None, db_path: str | None
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         if hard == resource.RLIM_INFINITY or hard > limit:
             resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+            return soft, hard
     except (ImportError, ValueError, OSError):  # Windows, or a limit the OS refuses: size caps still apply
+        pass
+    return None
+
+
+def _restore_address_space(previous: tuple[int, int] | None) -> None:
+    if previous is None:
+        return
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, previous)
+    except (ImportError, ValueError, OSError):
         pass
 
 
@@ -219,6 +235,19 @@ def _process_raw(task: Task) -> tuple:
 
 def _process_chunk(tasks: list[Task]) -> list[tuple]:
     return [_process(t) for t in tasks]
+
+
+def start_checker(options: MergeOptions, roster: dict | None, db_path: str | None, jobs: int):
+    """A pool of the merge's own workers that checks one file at a time (the submission portal): the same
+    reader and rules, and the same per-file time and memory limits, as `perfxl merge`."""
+    return ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=_context(), initializer=_init_worker,
+                               initargs=(options, roster, db_path))
+
+
+def check_upload(path: str) -> tuple:
+    """In a checker worker: (path, sha, size, mtime_ns, source, form_blob, summary, pickled CheckedForm)."""
+    st = os.stat(path)
+    return _process((path, None, st.st_size, st.st_mtime_ns))
 
 
 def _context():
@@ -423,12 +452,20 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
 def _run_tasks(tasks, seen: dict[str, Seen], spool, ledger, options, roster, db_path, jobs, progress) -> None:
     if not tasks:
         return
+    previous = None
     if jobs <= 1:  # otherwise even one file is read in a worker: a crash must cost the file, not the run
-        _init_worker(options, roster, str(db_path) if db_path else None, watch_parent=False)
+        previous = _init_worker(options, roster, str(db_path) if db_path else None, watch_parent=False)
         results = (_process(t) for t in tasks)
     else:
         results = _run_pool(tasks, options, roster, str(db_path) if db_path else None, jobs,
                             chunk=max(1, min(32, len(tasks) // (jobs * 8) or 1)))
+    try:
+        _collect(results, seen, spool, ledger, progress)
+    finally:  # the caller's process (the Python API, a test, the portal) gets its own limit back
+        _restore_address_space(previous)
+
+
+def _collect(results, seen: dict[str, Seen], spool, ledger, progress) -> None:
     pending_writes = 0
     for path, sha, size, mtime_ns, source, blob, summary, pickled in results:
         offset = spool.tell()

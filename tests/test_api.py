@@ -100,3 +100,16 @@ def test_open_ledger_refuses_what_is_not_a_ledger(tmp_path):
         perfxl.open_ledger(other)
     with pytest.raises(perfxl.PerfxlError):
         perfxl.open_ledger(tmp_path / "missing.sqlite")
+
+
+def test_an_in_process_merge_gives_the_caller_its_address_space_limit_back(tmp_path):
+    """A merge with jobs=1 caps its own process while it reads (one hostile file must not exhaust the
+    machine), and must lift the cap after: it once stayed, and a browser started later crashed."""
+    resource = pytest.importorskip("resource")
+    from perfxl.merger import MergeOptions, run_merge
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.xlsx").write_bytes(b"not a workbook")
+    run_merge([tmp_path / "in"], tmp_path / "s.xlsx", MergeOptions(jobs=1))
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
