@@ -215,6 +215,7 @@ def generate(template, year, roster, outdir, region, projects, password, rows, l
                                   blank_rows=rows, avoid={roster})
     took = time.perf_counter() - started
     click.echo(f"已生成 {len(manifest)} 份空白表 → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
+    click.echo(f"访问码（perfxl serve 报送网页用）→ {outdir / '分发清单.xlsx'}：请单独交给各单位，不要连同空白表一起下发")
 
 
 @cli.command()
@@ -427,6 +428,42 @@ def demo(folder):
     from .demo import run_demo
 
     run_demo(folder, echo=click.echo, print_merge=_print_merge)
+
+
+@cli.command()
+@click.argument("store", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--roster", type=click.Path(dir_okay=False, path_type=Path), required=True, help="单位名单 (roster).")
+@click.option("--forms", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="perfxl generate 写出的空白表目录（含 manifest.json 和访问码）.")
+@click.option("--admin-password", envvar="PERFXL_ADMIN_PASSWORD", required=True,
+              help="汇总人的登录密码（也可用环境变量 PERFXL_ADMIN_PASSWORD）.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="监听地址；单位内网用 0.0.0.0.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--deadline", type=click.DateTime(["%Y-%m-%d"]), default=None, help="报送截止日期 YYYY-MM-DD.")
+@click.option("--max-upload-mb", default=50, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 64), help="检查文件的进程数.")
+@click.option("--year", type=YEAR, default=None)
+@TEMPLATES_OPTION
+def serve(store, roster, forms, admin_password, host, port, deadline, max_upload_mb, jobs, year, templates_dir):
+    """报送网页：单位上传并即时看到检查结果，财政局查看报送情况、下载汇总 (the submission portal)."""
+    try:
+        import uvicorn
+
+        from .portal.app import PortalConfig, create_app
+    except ImportError:
+        raise PerfxlError('报送网页需要安装扩展：pip install "perfxl[serve]" (the portal needs the serve extra)') from None
+    from .roster import read_roster
+
+    if not (forms / "manifest.json").is_file():
+        raise PerfxlError(f"{forms} 中没有 manifest.json：请先用 perfxl generate 生成空白表")
+    if len(admin_password) < 8:
+        raise PerfxlError("管理密码至少 8 个字符 (the admin password needs 8 characters or more)")
+    units = read_roster(roster)
+    store.mkdir(parents=True, exist_ok=True)
+    config = PortalConfig(store, units, roster, forms, admin_password, deadline.date() if deadline else None,
+                          max_upload_mb, jobs, templates_dir, year)
+    click.echo(f"报送网页：http://{host}:{port}/  （{len(units)} 个单位；数据保存在 {store}；按 Ctrl+C 停止）")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
 
 
 def _default_year() -> int:

@@ -304,7 +304,7 @@ def test_roster_names_that_attack_the_file_system(tmp_path):
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert all((tmp_path / "out" / m["file"]).parent == tmp_path / "out" for m in manifest)
     assert not any(name.upper().startswith("CON.") for name in written)
-    assert not (tmp_path / "x").exists() and len(written) == 5  # four forms and the manifest
+    assert not (tmp_path / "x").exists() and len(written) == 6  # four forms, the manifest and the handout
 
 
 # --- parsers that crash, hang or blow up --------------------------------------------------------
