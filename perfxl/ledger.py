@@ -73,11 +73,35 @@ CREATE TABLE IF NOT EXISTS run_settings (
     run         INTEGER PRIMARY KEY REFERENCES runs(id),
     settings    TEXT NOT NULL
 );
+-- What the submission portal (perfxl serve) received: every upload, never deleted; the newest readable
+-- one of a unit is its current version. The file itself is kept content-addressed beside the ledger.
+CREATE TABLE IF NOT EXISTS submissions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    unit_code   TEXT NOT NULL,
+    file_name   TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    stored      TEXT NOT NULL,
+    received    TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    errors      INTEGER NOT NULL DEFAULT 0,
+    warnings    INTEGER NOT NULL DEFAULT 0,
+    problems    TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS submissions_by_unit ON submissions(unit_code, id);
+CREATE TABLE IF NOT EXISTS returns (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    unit_code   TEXT NOT NULL,
+    submission  INTEGER REFERENCES submissions(id),
+    comment     TEXT NOT NULL,
+    returned    TEXT NOT NULL
+);
 """
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 APPLICATION_ID = 0x7078_6C67  # "pxlg" in the SQLite header: this file is a perfxl ledger
-OWN_TABLES = {"files", "sightings", "runs", "outcomes", "run_settings", "sqlite_sequence"}
+OWN_TABLES = {"files", "sightings", "runs", "outcomes", "run_settings", "submissions", "returns",
+              "sqlite_sequence"}
 KEEP_RUNS = 10  # the outcomes of this many recent runs are kept; older ones are derived data, pruned
 
 # Cached form data is only reused by the same reader: a new perfxl version reads files afresh.
@@ -141,8 +165,9 @@ def check_ledger_file(path: Path) -> None:
 
 
 class Ledger:
-    def __init__(self, path: Path, readonly: bool = False):
-        """Open (creating it if need be) the ledger; `readonly` for the merge's workers, which only look up."""
+    def __init__(self, path: Path, readonly: bool = False, threads: bool = False):
+        """Open (creating it if need be) the ledger; `readonly` for the merge's workers, which only look up;
+        `threads` when the caller shares it between threads under its own lock (the portal)."""
         self.path = Path(path)
         if readonly:
             try:
@@ -156,7 +181,7 @@ class Ledger:
             raise OutputError(f"无法创建台账所在目录 {self.path.parent}: {exc.strerror or exc}") from None
         check_ledger_file(self.path)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=not threads)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
@@ -245,6 +270,52 @@ class Ledger:
     def stored_problems(self, sha: str) -> list[dict]:
         row = self.db.execute("SELECT problems FROM files WHERE sha256=?", (sha,)).fetchone()
         return json.loads(row[0]) if row and row[0] else []
+
+    # -- the submission portal ---------------------------------------------------------------------
+
+    def add_submission(self, unit_code: str, file_name: str, sha: str, size: int, stored: str) -> int:
+        """An upload on disk, recorded before it is checked: the portal says 已收到 only after this commits."""
+        with self.db:
+            cur = self.db.execute("INSERT INTO submissions (unit_code, file_name, sha256, size, stored, received, status) "
+                                  "VALUES (?,?,?,?,?,?,'checking')", (unit_code, file_name, sha, size, stored, _now()))
+        return cur.lastrowid
+
+    def finish_submission(self, sid: int, status: str, errors: int, warnings: int, problems: list[dict]) -> None:
+        with self.db:
+            self.db.execute("UPDATE submissions SET status=?, errors=?, warnings=?, problems=? WHERE id=?",
+                            (status, errors, warnings, json.dumps(problems, ensure_ascii=False), sid))
+
+    def submissions(self, unit_code: str | None = None, status: str | None = None) -> list[dict]:
+        """Newest first; one unit's, or everyone's."""
+        sql, args = "SELECT * FROM submissions", []
+        where = []
+        if unit_code is not None:
+            where.append("unit_code=?")
+            args.append(unit_code)
+        if status is not None:
+            where.append("status=?")
+            args.append(status)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        cur = self.db.execute(sql + " ORDER BY id DESC", args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def submission(self, sid: int) -> dict | None:
+        cur = self.db.execute("SELECT * FROM submissions WHERE id=?", (sid,))
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row)) if row else None
+
+    def add_return(self, unit_code: str, submission: int | None, comment: str) -> None:
+        with self.db:
+            self.db.execute("INSERT INTO returns (unit_code, submission, comment, returned) VALUES (?,?,?,?)",
+                            (unit_code, submission, comment, _now()))
+
+    def returns(self, unit_code: str | None = None) -> list[dict]:
+        sql = "SELECT * FROM returns" + (" WHERE unit_code=?" if unit_code is not None else "") + " ORDER BY id DESC"
+        cur = self.db.execute(sql, (unit_code,) if unit_code is not None else ())
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
 
     def finish_run(self, run_id: int, output: str, counts: dict) -> None:
         with self.db:

@@ -114,6 +114,8 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "The sheet has no defined names and was read by the standard layout; inserted rows may shift values"),
     ("name-broken", "stamp", "warning", "定义名称 {name} 已失效 (#REF!)，该栏目无法定位",
      "The defined name {name} is broken (#REF!); that input cannot be found"),
+    ("portal-other-unit", "stamp", "error", "这是单位 {found} 的表，不是本单位（{expected}）的；请上传本单位的表",
+     "This is unit {found}'s form, not yours ({expected}); hand in your own unit's form"),
     ("declared-missing", "stamp", "error",
      "此表缺少生成时写入的申报数据（隐藏工作表 perfxl_declared 被删除或改动），无法核对预填的年度指标值；请在 perfxl 生成的原表上填报",
      "The declaration written into this form (hidden sheet perfxl_declared) was removed or altered, so the "

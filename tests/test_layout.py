@@ -11,7 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "perfxl"
 
 # Lowest first. Read a row as: "may import anything above it".
 LAYERS = [
-    {"contract", "domain", "inbox", "limits", "problems", "structure", "reader", "designed"},  # facts and plain helpers
+    {"contract", "domain", "inbox", "limits", "problems", "structure", "reader", "designed", "portal",
+     "portal.auth"},  # facts and plain helpers
     {"errors", "values"},
     {"files", "roster", "records", "reader.zipguard", "reader.xml", "reader.form", "reader.rawbook", "scoring"},
     {"reader.cells"},  # the one cell decoder
@@ -32,7 +33,8 @@ LAYERS = [
     {"summary"},
     {"returns"},  # 7. the return package (annotated copies and notices) of a review round
     {"merger", "followup", "designed.importer"},  # 5. merge: outcomes, then the summary and the report; follow-up forms from a ledger
-    {"api", "demo"},  # front ends
+    {"portal.store"},  # the portal's uploads, checked by the merge's workers, in the merge's ledger
+    {"api", "demo", "portal.app"},  # front ends
     {"cli"},
     {"__main__"},
 ]

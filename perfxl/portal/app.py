@@ -1,0 +1,440 @@
+"""The portal's web application: Starlette, served by uvicorn. Server-rendered Chinese pages (Jinja2, one
+small shipped script for drag and drop) and the JSON API the pages use too.
+
+Security, in one place: sessions are signed tokens (HttpOnly SameSite=Strict cookie, or Bearer); every
+state-changing request a browser could forge (form-encoded or multipart with a cookie) carries a CSRF
+token; sign-in is throttled; a unit reaches only its own submissions (others' are 404); admin endpoints
+refuse unit sessions; uploads are capped and sniffed; nothing from a request is used as a path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import secrets
+import tempfile
+import zipfile
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from perfxl.files import safe_filename
+from perfxl.portal.auth import AccessCodes, Session, Throttle, Tokens, load_secret
+from perfxl.portal.store import STATUS_ZH, Store, checked_form
+from perfxl.report import annotate_workbook
+from perfxl.roster import Unit
+
+HERE = Path(__file__).parent
+COOKIE = "perfxl_session"
+CSRF_COOKIE = "perfxl_browser"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "frame-ancestors 'none'; form-action 'self'",
+    "Cache-Control": "no-store",
+}
+
+
+class PortalConfig:
+    def __init__(self, store: Path, units: list[Unit], roster_path: Path | None, forms: Path, admin_password: str,
+                 deadline: date | None = None, max_upload_mb: int = 50, jobs: int = 2,
+                 templates_dir: Path | None = None, year: int | None = None):
+        self.store_dir, self.units, self.roster_path = Path(store), units, roster_path
+        self.forms, self.admin_password, self.deadline = Path(forms), admin_password, deadline
+        self.max_upload = max_upload_mb * 1024 * 1024
+        self.jobs, self.templates_dir, self.year = jobs, templates_dir, year
+
+
+class _Headers:
+    """Security headers on every response (pure ASGI, so streaming bodies pass untouched)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])]
+                headers += [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
+
+
+def create_app(config: PortalConfig) -> Starlette:
+    manifest = json.loads((config.forms / "manifest.json").read_text(encoding="utf-8"))
+    blanks = {str(e["unit_code"]): e for e in manifest if isinstance(e, dict) and e.get("unit_code")}
+    secret = load_secret(config.store_dir) if config.store_dir.exists() else None
+    state: dict = {}
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    throttle = Throttle()
+
+    @asynccontextmanager
+    async def lifespan(app):
+        store = Store(config.store_dir, config.units, config.roster_path, jobs=config.jobs,
+                      templates_dir=config.templates_dir, year=config.year)
+        state["store"] = store
+        state["tokens"] = Tokens(secret or load_secret(config.store_dir))
+        state["codes"] = await asyncio.get_running_loop().run_in_executor(
+            None, AccessCodes, config.store_dir, manifest)
+        await store.recheck_interrupted()
+        try:
+            yield
+        finally:
+            store.close()
+
+    def store() -> Store:
+        return state["store"]
+
+    def tokens() -> Tokens:
+        return state["tokens"]
+
+    # -- sessions ---------------------------------------------------------------------------------
+
+    def session_of(request: Request) -> tuple[Session | None, bool]:
+        """(session, came by cookie)."""
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            return tokens().read(header[7:].strip()), False
+        return tokens().read(request.cookies.get(COOKIE)), True
+
+    def csrf_ok(request: Request, by_cookie: bool, submitted: str | None) -> bool:
+        content_type = request.headers.get("content-type", "")
+        if not by_cookie or content_type.startswith("application/json") and request.url.path.startswith("/api/"):
+            return True  # a Bearer token is no ambient credential; cross-site JSON needs a preflight
+        browser = request.cookies.get(CSRF_COOKIE, "")
+        token = submitted or request.headers.get("x-csrf-token", "")
+        return bool(browser) and secrets.compare_digest(token, tokens().csrf_for(browser))
+
+    def error(status: int, zh: str, en: str = "") -> JSONResponse:
+        return JSONResponse({"error": zh, "error_en": en or zh}, status_code=status)
+
+    def need(request: Request, role: str | None = None):
+        session, by_cookie = session_of(request)
+        if session is None:
+            return None, by_cookie, error(401, "请先登录", "sign in first")
+        if role and session.role != role:
+            return None, by_cookie, error(403, "无权访问", "forbidden")
+        return session, by_cookie, None
+
+    def page(name: str, request: Request, **context) -> HTMLResponse:
+        browser = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(16)
+        html = env.get_template(name).render(csrf=tokens().csrf_for(browser), deadline=config.deadline,
+                                             status_zh=STATUS_ZH, **context)
+        response = HTMLResponse(html)
+        if CSRF_COOKIE not in request.cookies:
+            response.set_cookie(CSRF_COOKIE, browser, httponly=True, samesite="strict")
+        return response
+
+    def client(request: Request) -> str:
+        return request.client.host if request.client else "?"
+
+    # -- signing in ---------------------------------------------------------------------------------
+
+    def sign_in(request: Request, body: dict) -> tuple[str | None, JSONResponse | None]:
+        if "admin_password" in body:
+            account = "admin"
+            if throttle.blocked(client(request), account):
+                return None, error(429, "尝试次数过多，请 5 分钟后再试", "too many attempts; wait 5 minutes")
+            if secrets.compare_digest(str(body["admin_password"]), config.admin_password):
+                throttle.succeeded(client(request), account)
+                return tokens().issue("admin"), None
+        else:
+            account = str(body.get("unit", "")).strip()[:64]
+            if throttle.blocked(client(request), account):
+                return None, error(429, "尝试次数过多，请 5 分钟后再试", "too many attempts; wait 5 minutes")
+            if account in store().units and state["codes"].check(account, str(body.get("code", ""))[:64]):
+                throttle.succeeded(client(request), account)
+                return tokens().issue("unit", account), None
+        throttle.failed(client(request), account)
+        return None, error(401, "单位编码或访问码不正确", "wrong unit code or access code")
+
+    def with_cookie(response: Response, token: str) -> Response:
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=12 * 3600)
+        return response
+
+    async def api_login(request: Request):
+        try:
+            body = await request.json()
+        except ValueError:
+            return error(400, "请求应为 JSON", "the body must be JSON")
+        if not isinstance(body, dict):
+            return error(400, "请求应为 JSON 对象", "the body must be a JSON object")
+        token, failed = sign_in(request, body)
+        if failed:
+            return failed
+        return with_cookie(JSONResponse({"token": token, "role": tokens().read(token).role}), token)
+
+    async def login_form(request: Request):
+        form = await request.form()
+        if not csrf_ok(request, True, form.get("csrf")):
+            return page("login.html", request, message="页面已过期，请重新登录", units=len(store().units))
+        body = ({"admin_password": form.get("admin_password", "")} if form.get("admin_password") is not None
+                else {"unit": form.get("unit", ""), "code": form.get("code", "")})
+        token, failed = sign_in(request, body)
+        if failed:
+            return page("login.html", request, message=json.loads(failed.body)["error"], units=len(store().units))
+        role = tokens().read(token).role
+        return with_cookie(RedirectResponse("/admin" if role == "admin" else "/unit", status_code=303), token)
+
+    async def logout(request: Request):
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    # -- units --------------------------------------------------------------------------------------
+
+    async def receive(request: Request, session: Session, by_cookie: bool):
+        length = request.headers.get("content-length")
+        if length is None:
+            return None, error(411, "请求缺少长度 (Content-Length)", "length required")
+        if int(length) > config.max_upload:
+            limit = config.max_upload // 1024 // 1024
+            return None, error(413, f"上传的文件过大，每次合计不能超过 {limit} MB", f"upload larger than {limit} MB")
+        out = []
+        async with request.form(max_files=20, max_fields=10) as form:
+            if not csrf_ok(request, by_cookie, form.get("csrf")):
+                return None, error(403, "页面已过期，请刷新后重新上传", "CSRF token missing or wrong")
+            files = [f for f in form.getlist("file") if hasattr(f, "read")]
+            if not files:
+                return None, error(400, "没有收到文件（表单字段名应为 file）", "no file part named 'file'")
+            for f in files:
+                data = await f.read()
+                if not data:
+                    continue
+                sid = await asyncio.get_running_loop().run_in_executor(None, store().receive, session.unit,
+                                                                       f.filename or "", data)
+                out.append(sid)
+        checked = [await store().check(sid) for sid in out]
+        return [_public(c.submission) for c in checked], None
+
+    async def api_submissions(request: Request):
+        session, by_cookie, refused = need(request, "unit")
+        if refused:
+            return refused
+        if request.method == "GET":
+            return JSONResponse({"submissions": [_public(s) for s in store().history(session.unit)],
+                                 "returns": _returns(store().returns(session.unit))})
+        result, failed = await receive(request, session, by_cookie)
+        return failed or JSONResponse({"submissions": result, "message": "已收到"})
+
+    def own(request: Request, session: Session) -> dict | None:
+        try:
+            sid = int(request.path_params["sid"])
+        except ValueError:
+            return None
+        sub = store().submission(sid)
+        return sub if sub and (session.role == "admin" or sub["unit_code"] == session.unit) else None
+
+    async def api_submission(request: Request):
+        session, _, refused = need(request)
+        if refused:
+            return refused
+        sub = own(request, session)
+        return JSONResponse(_public(sub)) if sub else error(404, "没有这份报送", "no such submission")
+
+    async def api_annotated(request: Request):
+        session, _, refused = need(request)
+        if refused:
+            return refused
+        sub = own(request, session)
+        if not sub:
+            return error(404, "没有这份报送", "no such submission")
+        data = await annotated(sub)
+        if data is None:
+            return error(404, "此文件无法生成批注副本（无法读取或为 .xls）", "no annotated copy for this file")
+        return _download(data, f"{Path(sub['file_name']).stem}_校验批注.xlsx")
+
+    async def annotated(sub: dict) -> bytes | None:
+        if sub["status"] not in {"valid", "errors"} or sub["stored"].startswith("refused"):
+            return None
+        path = store().folder / sub["stored"]
+        result = await asyncio.get_running_loop().run_in_executor(store().pool, checked_form, str(path))
+        checked = result
+        if checked is None:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            out = await asyncio.get_running_loop().run_in_executor(None, annotate_workbook, checked, Path(tmp))
+            return out.read_bytes() if out else None
+
+    async def blank(request: Request):
+        session, _, refused = need(request, "unit")
+        if refused:
+            return refused
+        entry = blanks.get(session.unit)
+        path = (config.forms / str(entry["file"])).resolve() if entry else None
+        if not path or not path.is_relative_to(config.forms.resolve()) or not path.is_file():
+            return error(404, "没有找到本单位的空白表，请联系财政局", "no blank form for this unit")
+        return _download(path.read_bytes(), path.name)
+
+    async def unit_page(request: Request):
+        session, _, refused = need(request, "unit")
+        if refused:
+            return RedirectResponse("/", status_code=303)
+        if request.method == "POST":
+            result, failed = await receive(request, session, True)
+            if failed:
+                return page("unit.html", request, **unit_context(session), message=json.loads(failed.body)["error"])
+            return RedirectResponse(f"/unit?got={','.join(str(s['id']) for s in result)}", status_code=303)
+        return page("unit.html", request, **unit_context(session), message="")
+
+    def unit_context(session: Session) -> dict:
+        history = [_public(s) for s in store().history(session.unit)]
+        for s in history[:1]:  # errors first, then warnings, each in sheet and cell order as found
+            s["problems"].sort(key=lambda p: p.get("severity") != "error")
+        unit = store().units[session.unit]
+        current = store().current(session.unit)
+        return {"unit": unit, "history": history, "latest": history[0] if history else None,
+                "current": _public(current) if current else None, "returns": _returns(store().returns(session.unit)),
+                "has_blank": session.unit in blanks}
+
+    # -- the consolidator ---------------------------------------------------------------------------
+
+    async def api_status(request: Request):
+        _, _, refused = need(request, "admin")
+        if refused:
+            return refused
+        rows = store().board()
+        return JSONResponse({"units": {r["unit_code"]: {k: r[k] for k in ("unit_name", "department", "status",
+                                                                          "last_time", "errors", "warnings",
+                                                                          "submissions", "comment")}
+                                       for r in rows},
+                             "counts": _counts(rows)})
+
+    async def api_summary(request: Request):
+        _, _, refused = need(request, "admin")
+        if refused:
+            return refused
+        data = await asyncio.get_running_loop().run_in_executor(None, _summary, store(), config)
+        return _download(data, f"汇总_{datetime.now():%Y%m%d_%H%M}.xlsx")
+
+    async def api_zip(request: Request):
+        _, _, refused = need(request, "admin")
+        if refused:
+            return refused
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, path in store().current_files():
+                zf.write(path, name)
+        return _download(buffer.getvalue(), f"各单位最新报送_{datetime.now():%Y%m%d_%H%M}.zip")
+
+    async def api_return(request: Request):
+        _, by_cookie, refused = need(request, "admin")
+        if refused:
+            return refused
+        code = request.path_params["code"]
+        if code not in store().units:
+            return error(404, "名单中没有这个单位", "no such unit")
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                body = await request.json()
+            except ValueError:
+                return error(400, "请求应为 JSON", "the body must be JSON")
+            comment = str(body.get("comment", "")) if isinstance(body, dict) else ""
+        else:
+            form = await request.form()
+            if not csrf_ok(request, by_cookie, form.get("csrf")):
+                return error(403, "页面已过期，请刷新", "CSRF token missing or wrong")
+            comment = str(form.get("comment", ""))
+        comment = comment.strip()[:1000]
+        if not comment:
+            return error(400, "请写明退回原因", "give a comment")
+        store().add_return(code, comment)
+        if "application/json" in request.headers.get("accept", "") or not by_cookie:
+            return JSONResponse({"unit": code, "status": "returned", "comment": comment})
+        return RedirectResponse(f"/admin#u{quote(code)}", status_code=303)
+
+    async def admin_page(request: Request):
+        _, _, refused = need(request, "admin")
+        if refused:
+            return RedirectResponse("/", status_code=303)
+        rows = store().board()
+        department = request.query_params.get("department", "")
+        status = request.query_params.get("status", "")
+        q = request.query_params.get("q", "").strip()
+        shown = [r for r in rows if (not department or r["department"] == department)
+                 and (not status or r["status"] == status)
+                 and (not q or q in r["unit_code"] or q in r["unit_name"])]
+        departments = sorted({r["department"] for r in rows})
+        per_department = []
+        for d in departments:
+            mine = [r for r in rows if r["department"] == d]
+            per_department.append({"department": d, **_counts(mine)})
+        return page("admin.html", request, rows=shown, counts=_counts(rows), per_department=per_department,
+                    departments=departments, department=department, status=status, q=q)
+
+    async def home(request: Request):
+        session, _ = session_of(request)
+        if session:
+            return RedirectResponse("/admin" if session.role == "admin" else "/unit", status_code=303)
+        return page("login.html", request, message="", units=len(store().units))
+
+    routes = [
+        Route("/", home),
+        Route("/login", login_form, methods=["POST"]),
+        Route("/logout", logout, methods=["POST", "GET"]),
+        Route("/unit", unit_page, methods=["GET", "POST"]),
+        Route("/unit/blank", blank),
+        Route("/admin", admin_page),
+        Route("/api/login", api_login, methods=["POST"]),
+        Route("/api/submissions", api_submissions, methods=["GET", "POST"]),
+        Route("/api/submissions/{sid}", api_submission),
+        Route("/api/submissions/{sid}/annotated", api_annotated),
+        Route("/api/blank", blank),
+        Route("/api/status", api_status),
+        Route("/api/summary.xlsx", api_summary),
+        Route("/api/files.zip", api_zip),
+        Route("/api/units/{code}/return", api_return, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_Headers)])
+
+
+def _summary(store: Store, config: PortalConfig) -> bytes:
+    from perfxl.merger import MergeOptions, run_merge
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "汇总.xlsx"
+        run_merge([store.files], out, MergeOptions(roster=config.roster_path, db=store.ledger_path, jobs=1,
+                                                   templates_dir=config.templates_dir, year=config.year))
+        return out.read_bytes()
+
+
+def _counts(rows: list[dict]) -> dict:
+    statuses = [r["status"] for r in rows]
+    handed = sum(1 for s in statuses if s in {"valid", "errors", "returned"})
+    return {"expected": len(rows), "handed_in": handed, "valid": statuses.count("valid"),
+            "errors": statuses.count("errors"), "returned": statuses.count("returned"),
+            "rejected": statuses.count("rejected"), "missing": statuses.count("missing") + statuses.count("rejected")}
+
+
+def _public(sub: dict) -> dict:
+    """A submission as the API and the pages show it: the same problem objects as `validate --json`."""
+    problems = json.loads(sub["problems"]) if isinstance(sub["problems"], str) else sub["problems"]
+    return {"id": sub["id"], "file": sub["file_name"], "status": sub["status"], "status_zh": STATUS_ZH[sub["status"]],
+            "received": sub["received"], "errors": sub["errors"], "warnings": sub["warnings"], "problems": problems}
+
+
+def _returns(rows: list[dict]) -> list[dict]:
+    return [{"comment": r["comment"], "returned": r["returned"], "submission": r["submission"]} for r in rows]
+
+
+def _download(data: bytes, name: str) -> Response:
+    name = safe_filename(name)
+    return Response(data, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"})
+

@@ -1,0 +1,237 @@
+"""The portal's store: a folder holding the ledger (报送台账.sqlite, the same ledger `perfxl merge` keeps)
+and every upload, content-addressed and never overwritten:
+
+    STORE/files/<unit>/<sha256>.xlsx    what units handed in; `perfxl merge STORE/files --db STORE/报送台账.sqlite`
+    STORE/refused/<sha256>.bin          what is not a unit's readable form (not a workbook, another unit's)
+
+An upload is on disk (fsynced) and in the ledger before it is checked, so a reply of 已收到 never covers
+a file a crash could lose; a submission still 'checking' after a restart is checked again. Checking runs
+in the merge's own worker pool with its per-file time and memory limits. A unit's current version follows
+the merge's rule: its newest version without errors, else its newest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import pickle
+import shutil
+import tempfile
+import threading
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+from perfxl.files import safe_filename
+from perfxl.ledger import Ledger
+from perfxl.merger import MergeOptions, check_upload, start_checker
+from perfxl.problems import problem
+from perfxl.roster import Unit
+
+LEDGER_NAME = "报送台账.sqlite"
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+STATUS_ZH = {"valid": "已报送", "errors": "有错误", "rejected": "无法读取", "checking": "检查中", "missing": "未报送",
+             "returned": "已退回"}
+
+
+@dataclass
+class Checked:
+    submission: dict
+    checked: object | None  # the CheckedForm, for the annotated copy
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # POSIX: the rename itself survives a power cut
+        dir_fd = os.open(path.parent, os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class Store:
+    def __init__(self, folder: Path, units: list[Unit], roster_path: Path | None, jobs: int = 2,
+                 templates_dir: Path | None = None, year: int | None = None):
+        self.folder = Path(folder)
+        self.files = self.folder / "files"
+        self.refused = self.folder / "refused"
+        for d in (self.folder, self.files, self.refused):
+            d.mkdir(parents=True, exist_ok=True)
+        self.ledger_path = self.folder / LEDGER_NAME
+        self.ledger = Ledger(self.ledger_path, threads=True)
+        self.lock = threading.Lock()  # one sqlite connection, used from the event loop and worker threads
+        self.units = {u.code: u for u in units}
+        self.roster_path = roster_path
+        self.options = MergeOptions(roster=roster_path, templates_dir=templates_dir, year=year)
+        self.jobs = jobs
+        self.pool = self._start_pool()
+
+    def _start_pool(self):
+        """The checker workers, forked now rather than at the first upload: a fork later would copy into
+        them whatever descriptors the server holds by then (a browser driver's pipes in the tests)."""
+        pool = start_checker(self.options, self.units, str(self.ledger_path), self.jobs)
+        pool.submit(os.getpid).result()
+        return pool
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.ledger.close()
+
+    # -- receiving ----------------------------------------------------------------------------------
+
+    def receive(self, unit: str, file_name: str, data: bytes) -> int:
+        """Put an upload on disk and in the ledger; returns its submission id. Nothing of the request is
+        used as a path: the name on disk is the content's hash, under the signed-in unit's folder."""
+        sha = hashlib.sha256(data).hexdigest()
+        suffix = ".xls" if data.startswith(OLE_MAGIC) else ".xlsx"
+        path = self.files / safe_filename(unit) / f"{sha}{suffix}"
+        if path.exists():
+            os.utime(path)  # handed in again: the newest version by time, as merge sees it
+        else:
+            _fsync_write(path, data)
+        with self.lock:
+            return self.ledger.add_submission(unit, safe_filename(file_name or "未命名.xlsx"), sha, len(data),
+                                              str(path.relative_to(self.folder)))
+
+    async def check(self, sid: int) -> Checked:
+        with self.lock:
+            sub = self.ledger.submission(sid)
+        path = self.folder / sub["stored"]
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self.pool, check_upload, str(path))
+        except BrokenProcessPool:  # a file killed its worker: that file's problem, and a fresh pool
+            self.pool = self._start_pool()
+            bad = problem("worker-crash")
+            return self._finish(sid, sub, "rejected", 0, 0, [bad.to_dict("zh")], None, path)
+        _, sha, size, mtime_ns, _, form_blob, summary, blob = result
+        checked = pickle.loads(blob)  # made by our own worker from this store's file
+        problems = [p.to_dict("zh") for p in checked.problems]
+        if summary["read_error"]:
+            status = "rejected"
+        elif summary["unit_code"] and summary["unit_code"] != sub["unit_code"]:
+            other = problem("portal-other-unit", found=summary["unit_code"], expected=sub["unit_code"])
+            problems.insert(0, other.to_dict("zh"))
+            summary = {**summary, "errors": summary["errors"] + 1}
+            status = "errors"
+        else:
+            status = "errors" if summary["errors"] else "valid"
+        with self.lock:  # the merge's cache: `perfxl merge` over this store reads no file twice
+            self.ledger.record(sha, size, str(path), mtime_ns, summary, form_blob)
+            self.ledger.db.commit()
+        refuse = status == "rejected" or bool(problems and problems[0]["code"] == "portal-other-unit")
+        return self._finish(sid, sub, status, summary["errors"], summary["warnings"], problems, checked, path,
+                            refuse=refuse)
+
+    def _finish(self, sid, sub, status, errors, warnings, problems, checked, path: Path, refuse=True) -> Checked:
+        if refuse and path.is_relative_to(self.files):
+            # Not a readable form of this unit: kept, but out of the folder `perfxl merge` reads.
+            target = self.refused / f"{sub['sha256']}.bin"
+            if not target.exists():
+                shutil.copy2(path, target)
+            if not self._still_needed(sub, path):
+                path.unlink(missing_ok=True)
+            with self.lock:
+                self.ledger.db.execute("UPDATE submissions SET stored=? WHERE id=?",
+                                       (str(target.relative_to(self.folder)), sid))
+        with self.lock:
+            self.ledger.finish_submission(sid, status, errors, warnings, problems)
+            return Checked(self.ledger.submission(sid), checked)
+
+    def _still_needed(self, sub: dict, path: Path) -> bool:
+        """The same content handed in earlier and accepted keeps its file in files/."""
+        rows = self.ledger.db.execute("SELECT COUNT(*) FROM submissions WHERE stored=? AND id<>? AND status IN "
+                                      "('valid','errors')", (str(path.relative_to(self.folder)), sub["id"])).fetchone()
+        return bool(rows[0])
+
+    async def recheck_interrupted(self) -> int:
+        """Submissions a crash left 'checking': their files are on disk, so they are checked now."""
+        with self.lock:
+            pending = [s["id"] for s in self.ledger.submissions(status="checking")]
+        for sid in pending:
+            await self.check(sid)
+        return len(pending)
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def history(self, unit: str) -> list[dict]:
+        with self.lock:
+            return self.ledger.submissions(unit)
+
+    def submission(self, sid: int) -> dict | None:
+        with self.lock:
+            return self.ledger.submission(sid)
+
+    def returns(self, unit: str | None = None) -> list[dict]:
+        with self.lock:
+            return self.ledger.returns(unit)
+
+    def add_return(self, unit: str, comment: str) -> None:
+        current = self.current(unit)
+        with self.lock:
+            self.ledger.add_return(unit, current["id"] if current else None, comment)
+
+    def current(self, unit: str) -> dict | None:
+        """The version that counts, by the merge's rule: newest without errors, else newest readable."""
+        readable = [s for s in self.history(unit) if s["status"] in {"valid", "errors"}]
+        if not readable:
+            return None
+        return max(readable, key=lambda s: (s["status"] == "valid", s["received"], s["id"]))
+
+    def board(self) -> list[dict]:
+        """One row per roster unit: its status, its current version's counts, when it last handed in."""
+        with self.lock:
+            everything = self.ledger.submissions()
+            returns = self.ledger.returns()
+        by_unit: dict[str, list[dict]] = {}
+        for s in everything:
+            by_unit.setdefault(s["unit_code"], []).append(s)
+        last_return = {}
+        for r in returns:
+            last_return.setdefault(r["unit_code"], r)
+        rows = []
+        for code, unit in self.units.items():
+            subs = by_unit.get(code, [])
+            readable = [s for s in subs if s["status"] in {"valid", "errors"}]
+            current = max(readable, key=lambda s: (s["status"] == "valid", s["received"], s["id"])) if readable else None
+            status = current["status"] if current else ("rejected" if subs else "missing")
+            returned = last_return.get(code)
+            if returned and (not subs or returned["returned"] >= subs[0]["received"]):
+                status = "returned"
+            rows.append({"unit_code": code, "unit_name": unit.name, "department": unit.department,
+                         "status": status, "status_zh": STATUS_ZH[status], "submissions": len(subs),
+                         "last_time": subs[0]["received"] if subs else "",
+                         "errors": current["errors"] if current else 0, "warnings": current["warnings"] if current else 0,
+                         "current": current["id"] if current else None,
+                         "comment": returned["comment"] if returned and status == "returned" else ""})
+        return rows
+
+    def current_files(self) -> list[tuple[str, Path]]:
+        """(name in a zip, file) for every unit's current version."""
+        out = []
+        for row in self.board():
+            if row["current"] is None:
+                continue
+            sub = self.submission(row["current"])
+            path = self.folder / sub["stored"]
+            out.append((safe_filename(f"{row['unit_code']}_{row['unit_name']}") + path.suffix, path))
+        return out
+
+
+def checked_form(path: str):
+    """In a checker worker: the CheckedForm of a stored file, for its annotated copy (the ledger's cache
+    makes this a lookup, not a second read)."""
+    result = check_upload(path)
+    return pickle.loads(result[-1])

@@ -1,0 +1,131 @@
+"""The portal in a real browser: Playwright driving Debian's Chromium against `perfxl serve`'s app on
+loopback. A unit signs in, hands in a file with mistakes, sees them with their cells, downloads the
+annotated copy, hands in the fixed file; the board moves from 未报送 to 已报送 / 有错误; another unit cannot
+open the first unit's submission. With PERFXL_SCREENSHOTS=1 the screenshots go to docs/ (committed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette")
+playwright_api = pytest.importorskip("playwright.sync_api")
+uvicorn = pytest.importorskip("uvicorn")
+
+from perfxl.portal.app import PortalConfig, create_app  # noqa: E402
+from perfxl.roster import read_roster  # noqa: E402
+
+from .conftest import IN_CI  # noqa: E402
+from .portal_setup import ADMIN_PASSWORD, UNITS, set_up  # noqa: E402
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+A, B, C = (u[0] for u in UNITS)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail("Chromium is required in CI; .ci/run installs it")
+        pytest.skip("Chromium not installed")
+    setup = set_up(tmp_path_factory.mktemp("portal"))
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=1)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the portal did not start"
+        time.sleep(0.05)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield {"url": f"http://127.0.0.1:{port}", "setup": setup, "browser": browser}
+        browser.close()
+    server.should_exit = True
+    thread.join(10)
+
+
+def _shot(page, name: str, tmp_path: Path) -> None:
+    target = DOCS / name if os.environ.get("PERFXL_SCREENSHOTS") == "1" else tmp_path / name
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 10_000
+
+
+def _sign_in(browser, url, unit, code):
+    page = browser.new_context(accept_downloads=True, locale="zh-CN").new_page()
+    page.goto(url + "/")
+    page.fill("#unit", unit)
+    page.fill("#code", code)
+    page.click("#unit-login")
+    page.wait_for_url(url + "/unit")
+    return page
+
+
+def test_a_unit_hands_in_sees_its_mistakes_downloads_the_annotated_copy_and_resubmits(served, tmp_path):
+    url, setup, browser = served["url"], served["setup"], served["browser"]
+    admin = browser.new_context(locale="zh-CN").new_page()
+    admin.goto(url + "/")
+    admin.click("summary")
+    admin.fill("#admin_password", ADMIN_PASSWORD)
+    admin.click("#admin-login")
+    admin.wait_for_url(url + "/admin")
+    assert admin.locator(f"#u{A} .status").inner_text() == "未报送"
+
+    page = _sign_in(browser, url, A, setup["codes"][A])
+    page.set_input_files("#file", str(setup["files"][(A, "bad")]))
+    page.click("#upload")
+    page.wait_for_selector("#problems")
+    assert page.locator("#latest-status").inner_text() == "有错误"
+    cells = [c for c in page.locator("#problems td.cell").all_inner_texts() if c.strip()]
+    assert cells, "every problem row names its cell"
+    assert "必填" in page.locator("#problems").inner_text()
+    _shot(page, "portal-unit.png", tmp_path)
+    with page.expect_download() as download:
+        page.click("#annotated")
+    saved = tmp_path / "批注.xlsx"
+    download.value.save_as(saved)
+    assert saved.read_bytes()[:2] == b"PK"
+
+    admin.reload()
+    assert admin.locator(f"#u{A} .status").inner_text() == "有错误"
+
+    page.set_input_files("#file", str(setup["files"][(A, "good")]))
+    page.click("#upload")
+    page.wait_for_selector("#latest-status.s-valid")
+    assert page.locator("#latest-status").inner_text() == "已报送"
+    admin.reload()
+    assert admin.locator(f"#u{A} .status").inner_text() == "已报送"
+    assert admin.locator(f"#u{B} .status").inner_text() == "未报送"
+    _shot(admin, "portal-board.png", tmp_path)
+
+
+def test_another_unit_cannot_open_the_first_units_submission(served):
+    url, setup, browser = served["url"], served["setup"], served["browser"]
+    first = _sign_in(browser, url, C, setup["codes"][C])
+    first.set_input_files("#file", str(setup["files"][(A, "good")]))  # C hands in A's form: refused as not its own
+    first.click("#upload")
+    first.wait_for_selector("#problems")
+    sid = first.locator("#history tbody tr td").first.inner_text()
+    second = _sign_in(browser, url, B, setup["codes"][B])
+    response = second.goto(f"{url}/api/submissions/{sid}")
+    assert response.status == 404
+    response = second.goto(f"{url}/api/submissions/{sid}/annotated")
+    assert response.status == 404
