@@ -122,6 +122,15 @@ def test_page_forms_need_their_csrf_token(site):
     assert "页面已过期" in r.text
 
 
+def test_a_chinese_admin_password_signs_in_and_a_wrong_one_is_refused(tmp_path):
+    setup = set_up(tmp_path)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          "财政局汇总密码2022", jobs=1)
+    with TestClient(create_app(config)) as client:
+        assert client.post("/api/login", json={"admin_password": "财政局汇总密码2022"}).status_code == 200
+        assert client.post("/api/login", json={"admin_password": "财政局"}).status_code == 401
+
+
 def test_security_headers_are_set(site):
     client, _, _ = site
     headers = client.get("/").headers
@@ -231,3 +240,18 @@ def test_killing_the_server_mid_upload_loses_no_upload_it_answered(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
+
+
+def test_serve_refuses_a_forms_folder_without_a_manifest_and_a_short_password(tmp_path):
+    from click.testing import CliRunner
+
+    from perfxl.cli import cli
+
+    setup = set_up(tmp_path)
+    (tmp_path / "空").mkdir()
+    r = CliRunner().invoke(cli, ["serve", str(tmp_path / "库"), "--roster", str(setup["roster"]), "--forms",
+                                 str(tmp_path / "空"), "--admin-password", ADMIN_PASSWORD])
+    assert r.exit_code == 2 and "manifest.json" in r.output
+    r = CliRunner().invoke(cli, ["serve", str(tmp_path / "库"), "--roster", str(setup["roster"]), "--forms",
+                                 str(setup["forms"]), "--admin-password", "short"])
+    assert r.exit_code == 2 and "8 个字符" in r.output

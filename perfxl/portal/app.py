@@ -118,7 +118,7 @@ def create_app(config: PortalConfig) -> Starlette:
             return True  # a Bearer token is no ambient credential; cross-site JSON needs a preflight
         browser = request.cookies.get(CSRF_COOKIE, "")
         token = submitted or request.headers.get("x-csrf-token", "")
-        return bool(browser) and secrets.compare_digest(token, tokens().csrf_for(browser))
+        return bool(browser) and _same(token, tokens().csrf_for(browser))
 
     def error(status: int, zh: str, en: str = "") -> JSONResponse:
         return JSONResponse({"error": zh, "error_en": en or zh}, status_code=status)
@@ -150,7 +150,7 @@ def create_app(config: PortalConfig) -> Starlette:
             account = "admin"
             if throttle.blocked(client(request), account):
                 return None, error(429, "尝试次数过多，请 5 分钟后再试", "too many attempts; wait 5 minutes")
-            if secrets.compare_digest(str(body["admin_password"]), config.admin_password):
+            if _same(str(body["admin_password"]), config.admin_password):
                 throttle.succeeded(client(request), account)
                 return tokens().issue("admin"), None
         else:
@@ -202,6 +202,8 @@ def create_app(config: PortalConfig) -> Starlette:
         length = request.headers.get("content-length")
         if length is None:
             return None, error(411, "请求缺少长度 (Content-Length)", "length required")
+        if not length.isdigit():
+            return None, error(400, "请求长度 (Content-Length) 无效", "bad Content-Length")
         if int(length) > config.max_upload:
             limit = config.max_upload // 1024 // 1024
             return None, error(413, f"上传的文件过大，每次合计不能超过 {limit} MB", f"upload larger than {limit} MB")
@@ -412,6 +414,11 @@ def _summary(store: Store, config: PortalConfig) -> bytes:
         run_merge([store.files], out, MergeOptions(roster=config.roster_path, db=store.ledger_path, jobs=1,
                                                    templates_dir=config.templates_dir, year=config.year))
         return out.read_bytes()
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of texts that may hold any characters (a Chinese password)."""
+    return secrets.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def _counts(rows: list[dict]) -> dict:
