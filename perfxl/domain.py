@@ -23,3 +23,5 @@ def default_year() -> int:
     """The budget year when neither the form, the options nor the roster says: declarations are made in
     the autumn for the next year."""
     return datetime.date.today().year + 1
+
+ABOUT_SHEET = "说明"  # the summary sheet that says how it was made; the report adds to it

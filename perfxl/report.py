@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 
+from .domain import ABOUT_SHEET
 from .errors import OutputError
 from .files import atomic_output, display_path, safe_filename
 from .spec import cell_name
@@ -99,6 +100,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _WIDTHS = {"单位名称": 30, "项目名称": 36, "三级指标": 30, "说明": 60, "主要问题": 60, "文件": 36, "来源文件": 36,
            "内容": 44, "原值": 30, "新值": 30, "主管部门": 26, "项目": 50, "收到时间": 17, "sha256": 22, "原因": 24,
            "栏目": 20, "规则": 24}
+EXCEL_ROWS = 1_048_576  # rows a sheet holds; a summary sheet that would pass it continues in 名(2), 名(3), …
 A4_WIDTH = 190  # column widths (in characters) that still print legibly across one landscape A4 page
 _MAX_CELL = 32_767
 
@@ -153,34 +155,68 @@ def _write_summary(xlsxwriter, result, path: Path) -> None:
             totals = {k: wb.add_format({"bold": True, "top": 2, "num_format": f}) for k, f in numbers.items()}
             totals["text"] = wb.add_format({"bold": True, "top": 2})
             wrap = wb.add_format({"text_wrap": True})  # bottom-aligned like every other cell of the row
-            for index, table in enumerate(result.tables, start=1):
-                ws = wb.add_worksheet(table.name)
+            sheet_no = 0
+            cover_sheet = None
+            continued: list[tuple[str, list[str], int]] = []  # (table, its sheets, its rows)
+            for table in result.tables:
+                if table.cover is not None:  # a few hundred rows at most: written cell by cell, not streamed,
+                    sheet_no += 1            # after the big sheets, so it can say which of them continue
+                    cover_sheet = (wb.add_worksheet(table.name), table)
+                    continue
+                if table.name == ABOUT_SHEET and continued:
+                    table.rows = list(table.iter_rows()) + [
+                        ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中", "", ""]
+                        for name, sheets, rows in continued]
                 kinds = [kind for _, kind in table.columns]
                 widths = [_width(title, kind) for title, kind in table.columns]
-                _print_setup(ws, table, widths)
-                if table.cover is not None:  # a few hundred rows at most: written cell by cell, not streamed
-                    _write_cover(wb, ws, table, widths, header, body, totals)
-                    continue
-                for c, (title, _) in enumerate(table.columns):
-                    _check(ws.set_column(c, c, widths[c]), table.name)
-                    _check(ws.write_string(0, c, title, header), table.name)
-                _check(ws.set_row(0, 32), table.name)
-                ws.freeze_panes(1, 0)
-                ws.repeat_rows(0)
                 # Long text wraps in its column, so a printed page shows it whole instead of cutting it off.
                 styles = [body[k]._get_xf_index() if k in body else (wrap._get_xf_index() if widths[c] >= 30 else 0)
                           for c, k in enumerate(kinds)]
                 total_styles = [totals[k]._get_xf_index() for k in kinds] if table.totals else None
-                rows_file = tmp.with_name(tmp.name + f".{index}.rows")
-                streamed.append((index, table.name, rows_file, 0, len(kinds)))
                 wrapped = [widths[c] if kinds[c] == "text" and widths[c] >= 30 else 0 for c in range(len(kinds))]
-                count = _stream_rows(table.iter_rows(), kinds, styles, total_styles, rows_file, wrapped)
-                streamed[-1] = (index, table.name, rows_file, count, len(kinds))
-                data_rows = count - (1 if table.totals and count else 0)
-                if data_rows:
-                    ws.autofilter(0, 0, data_rows, len(kinds) - 1)
-                if table.note:
-                    ws.set_header(f"&L{table.name}&R{table.note}")
+                rows = _Peekable(table.iter_rows())
+                sums = [0.0] * len(kinds)
+                names, written = [], 0
+                while True:
+                    name = table.name if not names else f"{table.name}({len(names) + 1})"
+                    names.append(name)
+                    ws = wb.add_worksheet(name)
+                    sheet_no += 1
+                    _print_setup(ws, table, widths)
+                    for c, (title, _) in enumerate(table.columns):
+                        _check(ws.set_column(c, c, widths[c]), name)
+                        _check(ws.write_string(0, c, title, header), name)
+                    _check(ws.set_row(0, 32), name)
+                    ws.freeze_panes(1, 0)
+                    ws.repeat_rows(0)
+                    rows_file = tmp.with_name(tmp.name + f".{sheet_no}.rows")
+                    streamed.append((sheet_no, name, rows_file, 0, len(kinds)))
+                    count, more = _stream_rows(rows, kinds, styles, total_styles, rows_file, wrapped,
+                                               limit=EXCEL_ROWS - 2, sums=sums)
+                    streamed[-1] = (sheet_no, name, rows_file, count, len(kinds))
+                    written += count
+                    data_rows = count - (1 if table.totals and count and not more else 0)
+                    if data_rows:
+                        ws.autofilter(0, 0, data_rows, len(kinds) - 1)
+                    note = table.note if not more and len(names) == 1 else (
+                        f"续表 {len(names)}：{table.name} 超过 Excel 单表 {EXCEL_ROWS:,} 行，接续在下一张" if more
+                        else f"续表 {len(names)}（完）：{table.note}")
+                    if note:
+                        ws.set_header(f"&L{name}&R{note}")
+                    if not more:
+                        break
+                if len(names) > 1:
+                    continued.append((table.name, names, written - (1 if table.totals else 0)))
+            if cover_sheet is not None:
+                ws, table = cover_sheet
+                if continued:
+                    table.cover.lines = list(table.cover.lines) + [
+                        f"「{name}」共 {rows:,} 行，超过 Excel 单表上限，分在 {'、'.join(sheets)} 中"
+                        for name, sheets, rows in continued]
+                kinds = [kind for _, kind in table.columns]
+                widths = [_width(title, kind) for title, kind in table.columns]
+                _print_setup(ws, table, widths)
+                _write_cover(wb, ws, table, widths, header, body, totals)
             wb.close()
             _splice(tmp, streamed)
         finally:
@@ -330,19 +366,48 @@ def _text_cell(ref: str, text: str, style: str = "") -> str:
     return f'<c r="{ref}"{style} t="inlineStr"><is><t>{text}</t></is></c>'
 
 
+class _Peekable:
+    """An iterator that can say whether anything is left without losing it."""
+
+    _END = object()
+
+    def __init__(self, iterable):
+        self.it = iter(iterable)
+        self.head = self._END
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.head is not self._END:
+            value, self.head = self.head, self._END
+            return value
+        return next(self.it)
+
+    def more(self) -> bool:
+        if self.head is self._END:
+            self.head = next(self.it, self._END)
+        return self.head is not self._END
+
+
 def _stream_rows(rows, kinds: list[str], styles: list[int], total_styles: list[int] | None, target: Path,
-                 wrapped: list[float] | None = None) -> int:
+                 wrapped: list[float] | None = None, limit: int | None = None,
+                 sums: list[float] | None = None) -> tuple[int, bool]:
     """Rows as <row> XML (inline strings, styled numbers) into `target`, then a totals row when asked.
 
     Text is always written as text — "=cmd|…" or "+1" stays a string, never a formula. A row whose text
     wraps in a `wrapped` column (its width, 0 for none) gets the height of its lines: spreadsheet programs
     do not re-measure rows on opening, and wrapped text would otherwise print over the next row.
-    Returns the number of rows written, the totals row included."""
+    At most `limit` rows go on one sheet; `sums` carries the totals across the sheets of one table, whose
+    totals row comes on the last. Returns the rows written (the totals row included) and whether rows
+    remain for a next sheet."""
     letters = _col_letters(len(kinds))
     numeric = [k != "text" for k in kinds]
     style_attr = [f' s="{s}"' if s else "" for s in styles]
     summed = [k in {"money", "count"} for k in kinds]
-    sums = [0.0] * len(kinds)
+    sums = sums if sums is not None else [0.0] * len(kinds)
+    rows = rows if isinstance(rows, _Peekable) else _Peekable(rows)
+    limit = limit or EXCEL_ROWS - 2
     wrap = wrapped or [0] * len(kinds)
     wrap_at = [w / 2 if w else 1e9 for w in wrap]  # text shorter than this (in characters) fits on one line
     wrap_columns = [c for c, w in enumerate(wrap) if w]
@@ -351,6 +416,10 @@ def _stream_rows(rows, kinds: list[str], styles: list[int], total_styles: list[i
         buffer = []
         for count, row in enumerate(rows, start=1):
             r = count + 1
+            if count > limit:  # this sheet is full: the row waits for the next one
+                rows.head = row
+                count -= 1
+                break
             cells = []
             lines = 1
             for c, value in enumerate(row):
@@ -372,7 +441,8 @@ def _stream_rows(rows, kinds: list[str], styles: list[int], total_styles: list[i
             if len(buffer) >= 2000:
                 out.write("".join(buffer))
                 buffer.clear()
-        if total_styles is not None and count:
+        more = rows.more()
+        if total_styles is not None and count and not more:
             count += 1
             r = count + 1
             cells = [_text_cell(f"A{r}", "合计", f' s="{total_styles[0]}"')]
@@ -383,7 +453,7 @@ def _stream_rows(rows, kinds: list[str], styles: list[int], total_styles: list[i
                     cells.append(f'<c r="{letters[c]}{r}" s="{total_styles[c]}"/>')
             buffer.append(f'<row r="{r}">{"".join(cells)}</row>')
         out.write("".join(buffer))
-    return count
+    return count, more
 
 
 def _lines(text: str, width: float) -> int:

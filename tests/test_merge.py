@@ -299,3 +299,40 @@ def test_target_quality_puts_forms_with_errors_first_and_never_grades_them_top(t
     assert all(grade[key] in {"中", "差"} for key in with_errors)
     clean = [key for key in grade if key not in with_errors]
     assert all(grade[key] in {"优", "良"} for key in clean)
+
+
+@pytest.mark.libreoffice
+def test_a_sheet_past_excels_row_limit_continues_on_numbered_sheets(seeds, tmp_path, monkeypatch, convert):
+    """Excel refuses a sheet of more than 1,048,576 rows. With the limit forced down to 12, 指标明细 must
+    continue in 指标明细(2), (3), … with its header, every row present once, the CSV whole, and 说明 and
+    汇总 saying so; LibreOffice must open the result."""
+    import csv
+
+    from perfxl import report
+
+    monkeypatch.setattr(report, "EXCEL_ROWS", 12)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for key in ("000-0", "003-0"):
+        shutil.copy(seeds[key].filled, inbox / f"{key}.xlsx")
+    result = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, csv_dir=tmp_path / "csv"))
+    indicators = result.counts["indicators"]
+    wb = openpyxl.load_workbook(tmp_path / "汇总.xlsx", read_only=True)
+    parts = [n for n in wb.sheetnames if n == "指标明细" or n.startswith("指标明细(")]
+    assert len(parts) == -(-indicators // 10) > 1
+    header = None
+    rows = []
+    for name in parts:
+        sheet = list(wb[name].iter_rows(values_only=True))
+        assert len(sheet) <= 12 and (header is None or sheet[0] == header)
+        header = sheet[0]
+        rows += sheet[1:]
+    assert len(rows) == indicators and len(set(rows)) == len(rows)
+    with open(tmp_path / "csv" / "指标明细.csv", encoding="utf-8-sig") as fh:
+        assert len(list(csv.reader(fh))) == indicators + 1
+    about = "\n".join(str(v) for name in wb.sheetnames if name.startswith("说明")  # 说明 continues too, at 12
+                      for row in wb[name].iter_rows(values_only=True) for v in row if v)
+    cover = "\n".join(str(v) for row in wb["汇总"].iter_rows(values_only=True) for v in row if v)
+    assert f"「指标明细」共 {indicators:,} 行" in about and "指标明细(2)" in cover
+    reopened = openpyxl.load_workbook(convert(tmp_path / "汇总.xlsx", "xlsx"), read_only=True)
+    assert parts[-1] in reopened.sheetnames

@@ -8,11 +8,12 @@ from operator import itemgetter
 from pathlib import Path
 
 from perfxl import __version__
+from perfxl.domain import ABOUT_SHEET
 from perfxl.inbox import SKIP_REASONS
 
 from .base import OUTCOME_ZH, Column, Context, Table, table
 
-NAME = "说明"
+NAME = ABOUT_SHEET
 FIRST_TITLE = "项目"
 COLUMNS = [Column(title, "text", itemgetter(i)) for i, title in enumerate(("项目", "内容", "原因", "sha256"))]
 
