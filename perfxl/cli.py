@@ -363,6 +363,8 @@ def _print_checked(entry: dict, lang: str) -> None:
               help="报送台账 SQLite 文件 (default: beside the summary).")
 @click.option("--csv", "csv_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="同时输出 CSV 到此目录 (UTF-8 with BOM).")
+@click.option("--parquet", "parquet_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="同样的各表另存为 Parquet（每表一个文件，不受 Excel 行数限制；需要 perfxl[parquet]）.")
 @click.option("--jobs", type=click.IntRange(0, 64), default=0, show_default=True,
               help="并行进程数，0 为 CPU 核数；1 为单进程 (worker processes).")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True, help="提示语言.")
@@ -371,13 +373,15 @@ def _print_checked(entry: dict, lang: str) -> None:
 @click.option("--return-by", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="退回通知中的重新报送期限 (default: 7 days from today).")
 @TEMPLATES_OPTION
-def merge(inputs, output, roster, template, year, db, csv_dir, jobs, lang, returns_dir, return_by, templates_dir):
+def merge(inputs, output, roster, template, year, db, csv_dir, parquet_dir, jobs, lang, returns_dir, return_by,
+          templates_dir):
     """汇总所有报送的申报表 (merge every returned workbook into the summary)."""
     import time
 
     from .merger import MergeOptions, run_merge
 
-    options = MergeOptions(template=template, year=year, roster=roster, jobs=jobs, db=db, csv_dir=csv_dir, lang=lang,
+    options = MergeOptions(template=template, year=year, roster=roster, jobs=jobs, db=db, csv_dir=csv_dir,
+                           parquet_dir=parquet_dir, lang=lang,
                            returns_dir=returns_dir, return_by=return_by.date().isoformat() if return_by else None,
                            templates_dir=templates_dir)
     started = time.perf_counter()
@@ -392,6 +396,8 @@ def merge(inputs, output, roster, template, year, db, csv_dir, jobs, lang, retur
         raise click.UsageError("输入中没有找到任何报送文件 (no files found under the inputs)"
                                + (f"；跳过 {len(result.skipped)} 个锁定/隐藏文件" if result.skipped else ""))
     _print_merge(result, time.perf_counter() - started, csv_dir, returns_dir)
+    if parquet_dir:
+        click.echo(f"Parquet → {parquet_dir}")
 
 
 def _print_merge(result, seconds: float, csv_dir, returns_dir=None) -> None:

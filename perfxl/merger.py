@@ -49,6 +49,7 @@ class MergeOptions:
     jobs: int = 0  # 0: one worker per core
     db: Path | None = None
     csv_dir: Path | None = None
+    parquet_dir: Path | None = None
     lang: str = "zh"
     templates_dir: Path | None = None
     file_timeout: float = 60.0
@@ -306,6 +307,13 @@ def _is_own_output(path: Path, what: str) -> bool:
 
             with zipfile.ZipFile(path) as zf:
                 return SUMMARY_MARK.encode() in zf.read("docProps/core.xml")
+        if what == "parquet":  # the footer's metadata, read without any parquet library
+            from .report import PARQUET_MARK
+
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+                fh.seek(max(0, path.stat().st_size - 65536))
+                return head == b"PAR1" and PARQUET_MARK in fh.read()
         if what.startswith("csv:"):
             with open(path, "rb") as fh:
                 head = fh.read(64)
@@ -323,6 +331,8 @@ def _outputs(output: Path | None, db_path: Path | None, options: MergeOptions) -
         targets.append(("ledger", db_path))
     if options.csv_dir:
         targets += [(f"csv:{name}", Path(options.csv_dir) / f"{name}.csv") for name in SHEET_NAMES]
+    if options.parquet_dir:
+        targets += [("parquet", Path(options.parquet_dir) / f"{name}.parquet") for name in SHEET_NAMES]
     return targets
 
 
@@ -339,7 +349,7 @@ def _guard_outputs(targets: list[tuple[str, Path]], inputs: list[Path], options:
         named.add(key(options.roster))
     written: dict[str, str] = {}
     for what, target in targets:
-        label = _WHAT_ZH.get(what, f"CSV {target.name}")
+        label = _WHAT_ZH.get(what, f"{'Parquet' if what == 'parquet' else 'CSV'} {target.name}")
         k = key(target)
         if k in named:
             raise OutputError(f"{label} {target} 是输入文件或名单，perfxl 不会覆盖输入；请换一个输出路径 "
@@ -365,7 +375,7 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
 
     Long because it is the merge's one transaction: outputs guarded, inbox walked, files settled, outcomes
     decided, sheets built and written, ledger closed — each step a call, the order being the point."""
-    from .report import write_csv, write_summary
+    from .report import write_csv, write_parquet, write_summary
 
     inputs = [Path(p) for p in inputs]
     output = Path(output) if output else None
@@ -427,6 +437,8 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
             result.output = output
         if options.csv_dir:
             write_csv(result, Path(options.csv_dir))
+        if options.parquet_dir:
+            write_parquet(result, Path(options.parquet_dir))
         if options.returns_dir:
             from .returns import write_returns
 

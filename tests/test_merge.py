@@ -315,7 +315,8 @@ def test_a_sheet_past_excels_row_limit_continues_on_numbered_sheets(seeds, tmp_p
     inbox.mkdir()
     for key in ("000-0", "003-0"):
         shutil.copy(seeds[key].filled, inbox / f"{key}.xlsx")
-    result = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, csv_dir=tmp_path / "csv"))
+    result = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, csv_dir=tmp_path / "csv",
+                                                                   parquet_dir=tmp_path / "parquet"))
     indicators = result.counts["indicators"]
     wb = openpyxl.load_workbook(tmp_path / "汇总.xlsx", read_only=True)
     parts = [n for n in wb.sheetnames if n == "指标明细" or n.startswith("指标明细(")]
@@ -330,6 +331,9 @@ def test_a_sheet_past_excels_row_limit_continues_on_numbered_sheets(seeds, tmp_p
     assert len(rows) == indicators and len(set(rows)) == len(rows)
     with open(tmp_path / "csv" / "指标明细.csv", encoding="utf-8-sig") as fh:
         assert len(list(csv.reader(fh))) == indicators + 1
+    pq = pytest.importorskip("pyarrow.parquet")
+    whole = pq.read_table(tmp_path / "parquet" / "指标明细.parquet")
+    assert whole.num_rows == indicators and whole.column_names == list(header)
     about = "\n".join(str(v) for name in wb.sheetnames if name.startswith("说明")  # 说明 continues too, at 12
                       for row in wb[name].iter_rows(values_only=True) for v in row if v)
     cover = "\n".join(str(v) for row in wb["汇总"].iter_rows(values_only=True) for v in row if v)
