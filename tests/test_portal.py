@@ -255,3 +255,18 @@ def test_serve_refuses_a_forms_folder_without_a_manifest_and_a_short_password(tm
     r = CliRunner().invoke(cli, ["serve", str(tmp_path / "库"), "--roster", str(setup["roster"]), "--forms",
                                  str(setup["forms"]), "--admin-password", "short"])
     assert r.exit_code == 2 and "8 个字符" in r.output
+
+
+def test_a_unit_downloads_its_blank_form_and_the_admin_a_zip_of_current_files(site):
+    import io
+    import zipfile
+
+    client, setup, _ = site
+    token = _login(client, unit=A, code=setup["codes"][A])
+    blank = client.get("/api/blank", headers=_bearer(token))
+    assert blank.status_code == 200 and blank.content == next(setup["forms"].glob(f"{A}_*.xlsx")).read_bytes()
+    _upload(client, token, setup["files"][(A, "good")])
+    admin = _login(client, admin_password=ADMIN_PASSWORD)
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/api/files.zip", headers=_bearer(admin)).content))
+    assert [n.split("_")[0] for n in archive.namelist()] == [A]
+    assert archive.read(archive.namelist()[0]) == setup["files"][(A, "good")].read_bytes()

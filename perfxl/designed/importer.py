@@ -212,18 +212,13 @@ def _merged_anchor(ws, r: int, c: int) -> tuple[int, int, int, int]:
 
 def _label_near(ws, r: int, c: int, inputs: set[tuple[int, int]]) -> str:
     """The text nearest to the left of an input cell, else above it: what the form prints as its label."""
-    for cc in range(c - 1, -1, -1):
-        if (r, cc) in inputs:
-            break
-        value = _text(ws.cell(row=r + 1, column=cc + 1).value)
-        if value:
-            return value
-    for rr in range(r - 1, -1, -1):
-        if (rr, c) in inputs:
-            break
-        value = _text(ws.cell(row=rr + 1, column=c + 1).value)
-        if value:
-            return value
+    for line in (((r, cc) for cc in range(c - 1, -1, -1)), ((rr, c) for rr in range(r - 1, -1, -1))):
+        for rr, cc in line:
+            if (rr, cc) in inputs:  # another input: this direction holds no label of ours
+                break
+            value = _text(ws.cell(row=rr + 1, column=cc + 1).value)
+            if value:
+                return value
     return ""
 
 
