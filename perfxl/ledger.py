@@ -164,6 +164,19 @@ def check_ledger_file(path: Path) -> None:
         raise _refuse(path, f"是其他程序的数据库（含有表 {', '.join(sorted(tables - OWN_TABLES)[:5])}）")
 
 
+def is_ledger(path: Path) -> bool:
+    """A file that is a perfxl ledger (a lower level's merge result): SQLite, and by its application id or,
+    as check_ledger_file also accepts, by its tables."""
+    try:
+        with open(path, "rb") as fh:
+            if not fh.read(16).startswith(SQLITE_MAGIC):
+                return False
+        check_ledger_file(Path(path))
+    except (OSError, OutputError):
+        return False
+    return True
+
+
 class Ledger:
     def __init__(self, path: Path, readonly: bool = False, threads: bool = False):
         """Open (creating it if need be) the ledger; `readonly` for the merge's workers, which only look up;

@@ -28,7 +28,7 @@ from .domain import default_year
 from .errors import OutputError, ReadError
 from .files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
 from .inbox import NotRegularFile, TooLarge, read_regular_file, scan
-from .ledger import Ledger, check_ledger_file, pack
+from .ledger import Ledger, check_ledger_file, is_ledger, pack
 from .limits import TimeLimitExceeded, time_limit
 from .pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
 from .read import MAX_FILE_BYTES, FormData, read_workbook, too_large
@@ -390,6 +390,8 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
     own_outputs = {target for _, target in targets}
     if db_path is not None:
         own_outputs |= {db_path.with_name(db_path.name + suffix) for suffix in ("-wal", "-shm", "-journal")}
+    lower_levels = [p for p in inputs if p.is_file() and is_ledger(p)]  # 节点汇总: a county's ledger as input
+    inputs = [p for p in inputs if p not in lower_levels]
     inbox = scan(inputs, exclude=own_outputs)
     if output is not None:
         ensure_writable_dir(output.parent)
@@ -399,18 +401,21 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
     jobs = options.jobs or os.cpu_count() or 1
     if on_total:
         on_total(len(inbox.files))
+    check = options.check_options()
 
     spool = tempfile.TemporaryFile(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=output.parent if output else None)
     seen: dict[str, Seen] = {}  # by the path as the file system knows it
     unsettled: list[str] = []
     try:
+        for lower in lower_levels:
+            _collect(_rolled_up(lower, check, roster), seen, spool, ledger, None)
         tasks = [(f.path, ledger.known_sha(display_path(f.path), f.size, f.mtime_ns) if ledger else None,
                   f.size, f.mtime_ns) for f in inbox.files]
         for round_no in range(SETTLE_ROUNDS):
             _run_tasks(tasks, seen, spool, ledger, options, roster, db_path, jobs, progress if round_no == 0 else None)
             # The result must be that of the inbox as it is now: look again, and read what changed meanwhile.
             now = {f.path: f for f in scan(inputs, exclude=own_outputs).files}
-            for path in [p for p in seen if p not in now]:
+            for path in [p for p in seen if p not in now and seen[p].source != "rollup"]:
                 del seen[path]  # moved away during the run
             tasks = [(f.path, None, f.size, f.mtime_ns) for f in now.values()
                      if f.path not in seen or (seen[f.path].size, seen[f.path].mtime_ns) != (f.size, f.mtime_ns)]
@@ -475,6 +480,32 @@ def _run_tasks(tasks, seen: dict[str, Seen], spool, ledger, options, roster, db_
         _collect(results, seen, spool, ledger, progress)
     finally:  # the caller's process (the Python API, a test, the portal) gets its own limit back
         _restore_address_space(previous)
+
+
+def _rolled_up(path: Path, check: CheckOptions, roster: dict | None):
+    """The merged forms of a lower level's merge (节点汇总), from its ledger: each form's stored data checked
+    again here, named `ledger#original path`, keeping the original file's sha256 and time. A unit in two
+    lower levels is then decided like two versions of one file: the newest wins, the other is listed."""
+    from .pipeline import check_stored
+
+    lower = Ledger(path, readonly=True)
+    try:
+        run = lower.last_run()
+        if run is None:
+            raise OutputError(f"{path} 中没有完成的汇总，无法作为下级汇总结果读入 (a ledger with no finished merge)")
+        outcomes, _ = lower.run_outcomes(run)
+        for o in outcomes:
+            if o.get("outcome") != "merged":
+                continue
+            stored = lower.stored_form(o["sha"])
+            if stored is None:
+                continue
+            checked = check_stored(stored, check, roster)
+            shown = f"{path.name}#{o['path']}"
+            checked.path = shown
+            yield _finished(shown, o["sha"], o["size"], o["mtime_ns"], "rollup", pack(stored), checked)
+    finally:
+        lower.close()
 
 
 def _collect(results, seen: dict[str, Seen], spool, ledger, progress) -> None:

@@ -340,3 +340,43 @@ def test_a_sheet_past_excels_row_limit_continues_on_numbered_sheets(seeds, tmp_p
     assert f"「指标明细」共 {indicators:,} 行" in about and "指标明细(2)" in cover
     reopened = openpyxl.load_workbook(convert(tmp_path / "汇总.xlsx", "xlsx"), read_only=True)
     assert parts[-1] in reopened.sheetnames
+
+
+def test_a_city_merge_of_county_ledgers_equals_one_merge_of_all_files(seeds, tmp_path):
+    """节点汇总: three counties merge their own inboxes; the city merges their ledgers and gets the same
+    projects, indicator rows and totals as one merge of every file, each row keeping its county and the
+    original sha256. A unit handed in to two counties is counted once, and the other copy is listed."""
+    counties = {"甲县": ("000-0", "002-0"), "乙县": ("003-0",), "丙县": ("004-0", "000-0")}
+    everything = tmp_path / "全部"
+    everything.mkdir()
+    ledgers = []
+    for county, keys in counties.items():
+        inbox = tmp_path / county
+        inbox.mkdir()
+        for key in keys:
+            shutil.copy(seeds[key].filled, inbox / f"{key}.xlsx")
+            shutil.copy(seeds[key].filled, everything / f"{key}.xlsx")
+        db = tmp_path / f"{county}_报送台账.sqlite"
+        run_merge([inbox], tmp_path / f"{county}.xlsx", MergeOptions(jobs=1, db=db))
+        ledgers.append(db)
+    city = run_merge(ledgers, tmp_path / "市.xlsx", MergeOptions(jobs=1, db=tmp_path / "市_报送台账.sqlite"),
+                     materialize=True)
+    whole = run_merge([everything], tmp_path / "全部.xlsx", MergeOptions(jobs=1), materialize=True)
+
+    def rows(result, name, drop=("来源文件",)):  # by title: columns of several templates come in file order
+        titles = [title for title, _ in result.table(name).columns]
+        return sorted(tuple(sorted((t, repr(v)) for t, v in zip(titles, r) if t not in drop))
+                      for r in result.table(name).iter_rows())
+
+    for name in ("项目清单", "指标明细"):
+        assert rows(city, name) == rows(whole, name), name
+    assert city.counts["merged"] == whole.counts["merged"] == 4
+    assert city.counts["indicators"] == whole.counts["indicators"]
+    merged = [s for s in city.files if s.outcome == "merged"]
+    assert all("#" in s.path and s.source == "rollup" for s in merged)
+    assert {s.sha for s in merged} == {s.sha for s in whole.files if s.outcome == "merged"}
+    twice = [s for s in city.files if s.outcome in {"duplicate", "superseded"}]
+    assert len(twice) == 1 and twice[0].unit_code == seeds["000-0"].unit["code"]
+    province = run_merge([tmp_path / "市_报送台账.sqlite"], tmp_path / "省.xlsx", MergeOptions(jobs=1),
+                         materialize=True)
+    assert rows(province, "指标明细") == rows(whole, "指标明细")  # and up again, city → province
