@@ -118,6 +118,9 @@ class Store:
             return self._finish(sid, sub, "rejected", 0, 0, [bad.to_dict("zh")], None, path)
         _, sha, size, mtime_ns, _, form_blob, summary, blob = result
         checked = pickle.loads(blob)  # made by our own worker from this store's file
+        with self.lock:  # the merge's cache, as the merge would record it: `perfxl merge` reads no file twice
+            self.ledger.record(sha, size, str(path), mtime_ns, summary, form_blob)
+            self.ledger.db.commit()
         problems = [p.to_dict("zh") for p in checked.problems]
         if summary["read_error"]:
             status = "rejected"
@@ -128,9 +131,6 @@ class Store:
             status = "errors"
         else:
             status = "errors" if summary["errors"] else "valid"
-        with self.lock:  # the merge's cache: `perfxl merge` over this store reads no file twice
-            self.ledger.record(sha, size, str(path), mtime_ns, summary, form_blob)
-            self.ledger.db.commit()
         refuse = status == "rejected" or bool(problems and problems[0]["code"] == "portal-other-unit")
         return self._finish(sid, sub, status, summary["errors"], summary["warnings"], problems, checked, path,
                             refuse=refuse)
