@@ -30,7 +30,8 @@ from .files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
 from .inbox import NotRegularFile, TooLarge, read_regular_file, scan
 from .ledger import Ledger, check_ledger_file, is_ledger, pack
 from .limits import TimeLimitExceeded, time_limit
-from .pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
+from .pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read, check_stored
+from .problems import L
 from .read import MAX_FILE_BYTES, FormData, read_workbook, too_large
 from .records import Seen
 from .roster import Unit, read_roster
@@ -486,8 +487,6 @@ def _rolled_up(path: Path, check: CheckOptions, roster: dict | None):
     """The merged forms of a lower level's merge (节点汇总), from its ledger: each form's stored data checked
     again here, named `ledger#original path`, keeping the original file's sha256 and time. A unit in two
     lower levels is then decided like two versions of one file: the newest wins, the other is listed."""
-    from .pipeline import check_stored
-
     lower = Ledger(path, readonly=True)
     try:
         run = lower.last_run()
@@ -498,10 +497,12 @@ def _rolled_up(path: Path, check: CheckOptions, roster: dict | None):
             if o.get("outcome") != "merged":
                 continue
             stored = lower.stored_form(o["sha"])
-            if stored is None:
+            shown = f"{path.name}#{o['path']}"
+            if stored is None:  # merged below but its data is not in the ledger: said, never dropped silently
+                yield _finished(shown, o["sha"], o["size"], o["mtime_ns"], "rollup", None, rejected(
+                    shown, "file-unreadable", detail=L("下级台账中缺少此表的数据", "the lower ledger lacks this form's data")))
                 continue
             checked = check_stored(stored, check, roster)
-            shown = f"{path.name}#{o['path']}"
             checked.path = shown
             yield _finished(shown, o["sha"], o["size"], o["mtime_ns"], "rollup", pack(stored), checked)
     finally:

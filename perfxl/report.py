@@ -5,6 +5,7 @@ Writes only new files (atomically); never touches an input.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -99,7 +100,7 @@ def annotate_workbook(checked: CheckedForm, outdir: Path, avoid: set[str] | None
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _WIDTHS = {"单位名称": 30, "项目名称": 36, "三级指标": 30, "说明": 60, "主要问题": 60, "文件": 36, "来源文件": 36,
            "内容": 44, "原值": 30, "新值": 30, "主管部门": 26, "项目": 50, "收到时间": 17, "sha256": 22, "原因": 24,
-           "栏目": 20, "规则": 24}
+           "栏目": 20, "规则": 24, "年度指标值": 30, "实际完成值": 24, "计分方法": 30}
 EXCEL_ROWS = 1_048_576  # rows a sheet holds; a summary sheet that would pass it continues in 名(2), 名(3), …
 A4_WIDTH = 190  # column widths (in characters) that still print legibly across one landscape A4 page
 _MAX_CELL = 32_767
@@ -163,10 +164,10 @@ def _write_summary(xlsxwriter, result, path: Path) -> None:
                     sheet_no += 1            # after the big sheets, so it can say which of them continue
                     cover_sheet = (wb.add_worksheet(table.name), table)
                     continue
-                if table.name == ABOUT_SHEET and continued:
-                    table.rows = list(table.iter_rows()) + [
+                if table.name == ABOUT_SHEET and continued:  # a copy: the result stays as the merge made it
+                    table = dataclasses.replace(table, rows=list(table.iter_rows()) + [
                         ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中", "", ""]
-                        for name, sheets, rows in continued]
+                        for name, sheets, rows in continued])
                 kinds = [kind for _, kind in table.columns]
                 widths = [_width(title, kind) for title, kind in table.columns]
                 # Long text wraps in its column, so a printed page shows it whole instead of cutting it off.
@@ -210,9 +211,9 @@ def _write_summary(xlsxwriter, result, path: Path) -> None:
             if cover_sheet is not None:
                 ws, table = cover_sheet
                 if continued:
-                    table.cover.lines = list(table.cover.lines) + [
-                        f"「{name}」共 {rows:,} 行，超过 Excel 单表上限，分在 {'、'.join(sheets)} 中"
-                        for name, sheets, rows in continued]
+                    table = dataclasses.replace(table, cover=dataclasses.replace(table.cover, lines=list(
+                        table.cover.lines) + [f"「{name}」共 {rows:,} 行，超过 Excel 单表上限，分在 {'、'.join(sheets)} 中"
+                                              for name, sheets, rows in continued]))
                 kinds = [kind for _, kind in table.columns]
                 widths = [_width(title, kind) for title, kind in table.columns]
                 _print_setup(ws, table, widths)
@@ -384,6 +385,10 @@ class _Peekable:
             return value
         return next(self.it)
 
+    def push(self, value) -> None:
+        """Give back the one value taken too many."""
+        self.head = value
+
     def more(self) -> bool:
         if self.head is self._END:
             self.head = next(self.it, self._END)
@@ -417,7 +422,7 @@ def _stream_rows(rows, kinds: list[str], styles: list[int], total_styles: list[i
         for count, row in enumerate(rows, start=1):
             r = count + 1
             if count > limit:  # this sheet is full: the row waits for the next one
-                rows.head = row
+                rows.push(row)
                 count -= 1
                 break
             cells = []

@@ -380,3 +380,18 @@ def test_a_city_merge_of_county_ledgers_equals_one_merge_of_all_files(seeds, tmp
     province = run_merge([tmp_path / "市_报送台账.sqlite"], tmp_path / "省.xlsx", MergeOptions(jobs=1),
                          materialize=True)
     assert rows(province, "指标明细") == rows(whole, "指标明细")  # and up again, city → province
+
+
+def test_a_form_missing_from_a_county_ledger_is_reported_not_dropped(seeds, tmp_path):
+    import sqlite3
+
+    inbox = tmp_path / "甲县"
+    inbox.mkdir()
+    shutil.copy(seeds["000-0"].filled, inbox / "a.xlsx")
+    db = tmp_path / "甲县_报送台账.sqlite"
+    run_merge([inbox], tmp_path / "甲县.xlsx", MergeOptions(jobs=1, db=db))
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE files SET form = NULL")
+    city = run_merge([db], tmp_path / "市.xlsx", MergeOptions(jobs=1))
+    assert city.counts["rejected"] == 1 and city.counts["merged"] == 0
+    assert city.files[0].read_error == "file-unreadable"

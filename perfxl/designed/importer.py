@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import openpyxl
@@ -430,7 +431,10 @@ def _rules(d: _Design, fields: dict, tables: dict) -> list[dict]:
             d.problem(RULES, row, f"严重程度应为 错误 或 提醒，而不是“{record['严重程度']}”")
             bad = True
         try:
-            params = check_params(kind, params, _Named(fields), _Named(tables))
+            # the checker asks only whether a field or table exists and which columns a table has
+            columns = {tid: SimpleNamespace(columns=[SimpleNamespace(id=c["id"]) for c in t["columns"]])
+                       for tid, t in tables.items()}
+            params = check_params(kind, params, fields, columns)
         except ValueError as exc:
             d.problem(RULES, row, str(exc))
             bad = True
@@ -442,30 +446,6 @@ def _rules(d: _Design, fields: dict, tables: dict) -> list[dict]:
             rule["message"] = record["说明"]
         out.append(rule)
     return out
-
-
-class _Named(dict):
-    """The imported fields or tables as the rule checker sees them (it checks names, and a table's columns)."""
-
-    def __init__(self, entries: dict[str, dict]):
-        super().__init__({key: _Entry(value) for key, value in entries.items()})
-
-
-class _Entry:
-    def __init__(self, raw: dict):
-        self.raw = raw
-        self.columns = tuple(_Column(c["id"]) for c in raw.get("columns", ()))
-
-    def column(self, cid: str):
-        for c in self.columns:
-            if c.id == cid:
-                return c
-        raise KeyError(cid)
-
-
-@dataclass(frozen=True)
-class _Column:
-    id: str
 
 
 def _semantic(fields: dict[str, dict], settings: dict[str, str], d: _Design) -> dict[str, str]:
