@@ -69,6 +69,14 @@ CREATE TABLE IF NOT EXISTS outcomes (
     seen        TEXT NOT NULL,
     PRIMARY KEY (run, path)
 );
+-- What a merge worked out and may reuse: a form's check under the merge's settings ("check|…"), what it
+-- adds to the summary sheets ("part|…") and its rendered rows (sheet XML segments). Keys name content and
+-- settings, so a kept value is never stale, only unused; unused ones are pruned when they pile up.
+CREATE TABLE IF NOT EXISTS kept (
+    key         TEXT PRIMARY KEY,
+    value       BLOB NOT NULL,
+    run         INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS run_settings (
     run         INTEGER PRIMARY KEY REFERENCES runs(id),
     settings    TEXT NOT NULL
@@ -101,7 +109,8 @@ CREATE TABLE IF NOT EXISTS returns (
 SQLITE_MAGIC = b"SQLite format 3\x00"
 APPLICATION_ID = 0x7078_6C67  # "pxlg" in the SQLite header: this file is a perfxl ledger
 OWN_TABLES = {"files", "sightings", "runs", "outcomes", "run_settings", "submissions", "returns",
-              "sqlite_sequence"}
+              "sqlite_sequence", "kept"}
+PRUNE_SLACK = 1000  # kept values no run touched are pruned once they pass twice the touched ones and this
 KEEP_RUNS = 10  # the outcomes of this many recent runs are kept; older ones are derived data, pruned
 
 # Cached form data is only reused by the same reader: a new perfxl version reads files afresh.
@@ -208,10 +217,11 @@ class Ledger:
 
     # -- lookups ------------------------------------------------------------------------------------
 
-    def known_sha(self, path: str, size: int, mtime_ns: int) -> str | None:
-        row = self.db.execute("SELECT sha256 FROM sightings WHERE path=? AND size=? AND mtime_ns=? "
-                              "ORDER BY seen_at DESC LIMIT 1", (path, size, mtime_ns)).fetchone()
-        return row[0] if row else None
+    def sightings(self) -> dict[tuple[str, int, int], str]:
+        """Every (path, size, mtime_ns) seen, with its content's sha256 (the newest sighting wins): one
+        query for a whole inbox instead of one per file."""
+        return {(path, size, mtime): sha for path, size, mtime, sha in self.db.execute(
+            "SELECT path, size, mtime_ns, sha256 FROM sightings ORDER BY seen_at")}
 
     def cached_form(self, sha: str) -> dict | None:
         row = self.db.execute("SELECT form FROM files WHERE sha256=? AND reader=? AND form IS NOT NULL",
@@ -246,6 +256,10 @@ class Ledger:
              status, s["errors"], s["warnings"], s["problems"], READER_VERSION, form_blob))
         self.db.execute("INSERT OR REPLACE INTO sightings (path, sha256, size, mtime_ns, seen_at) VALUES (?,?,?,?,?)",
                         (path, sha, size, mtime_ns, _now()))
+
+    def kept(self, run_id: int) -> Kept:
+        """What this run may reuse from earlier ones, and keep for later ones."""
+        return Kept(self, run_id)
 
     def start_run(self) -> int:
         with self.db:
@@ -336,3 +350,52 @@ class Ledger:
                             "rejected=?, duplicate=?, superseded=? WHERE id=?",
                             (_now(), output, counts["files_in"], counts["read"], counts["from_ledger"], counts["merged"],
                              counts["rejected"], counts["duplicate"], counts["superseded"], run_id))
+
+
+class Kept:
+    """get(key) → bytes | None and put(key, bytes) on the ledger's `kept` table for one run; writes are
+    committed in batches. What no later merge can use is pruned at `close`: once the values this run did
+    not touch outnumber those it did, they go (touching costs nothing; marking each one used would cost
+    a write per form on every re-merge)."""
+
+    def __init__(self, ledger: Ledger, run_id: int):
+        self.db = ledger.db
+        self.run_id = run_id
+        self.touched: set[str] = set()
+        self.pending = 0
+        self.ahead: dict[str, bytes] = {}
+
+    def prefetch(self, keys: list[str]) -> None:
+        """Look up these keys together (one query per few hundred, not one each): `get` takes them from here."""
+        for start in range(0, len(keys), 500):
+            batch = keys[start:start + 500]
+            self.ahead.update(self.db.execute(
+                f"SELECT key, value FROM kept WHERE key IN ({','.join('?' * len(batch))})", batch))
+
+    def get(self, key: str) -> bytes | None:
+        value = self.ahead.pop(key, None)
+        if value is None:
+            row = self.db.execute("SELECT value FROM kept WHERE key=?", (key,)).fetchone()
+            value = row[0] if row else None
+        if value is not None:
+            self.touched.add(key)
+        return value
+
+    def put(self, key: str, value: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO kept (key, value, run) VALUES (?,?,?)", (key, value, self.run_id))
+        self.touched.add(key)
+        self.pending += 1
+        if self.pending >= 500:
+            self.db.commit()
+            self.pending = 0
+
+    def close(self) -> None:
+        self.db.commit()
+        total = self.db.execute("SELECT COUNT(*) FROM kept").fetchone()[0]
+        if total > 2 * len(self.touched) + PRUNE_SLACK:
+            with self.db:
+                self.db.execute("CREATE TEMP TABLE IF NOT EXISTS touched (key TEXT PRIMARY KEY)")
+                self.db.execute("DELETE FROM touched")
+                self.db.executemany("INSERT OR IGNORE INTO touched VALUES (?)", ((k,) for k in self.touched))
+                self.db.execute("DELETE FROM kept WHERE key NOT IN (SELECT key FROM touched)")
+        self.touched.clear()

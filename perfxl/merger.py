@@ -28,7 +28,7 @@ from .domain import default_year
 from .errors import OutputError, ReadError
 from .files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
 from .inbox import NotRegularFile, TooLarge, read_regular_file, scan
-from .ledger import Ledger, check_ledger_file, is_ledger, pack
+from .ledger import READER_VERSION, Ledger, check_ledger_file, is_ledger, pack
 from .limits import TimeLimitExceeded, time_limit
 from .pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read, check_stored
 from .problems import L
@@ -407,13 +407,31 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
     spool = tempfile.TemporaryFile(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=output.parent if output else None)
     seen: dict[str, Seen] = {}  # by the path as the file system knows it
     unsettled: list[str] = []
+    kept = ledger.kept(run_id) if ledger else None
+    fingerprint = _fingerprint(options) if ledger else None
     try:
         for lower in lower_levels:
             _collect(_rolled_up(lower, check, roster), seen, spool, ledger, None)
-        tasks = [(f.path, ledger.known_sha(display_path(f.path), f.size, f.mtime_ns) if ledger else None,
-                  f.size, f.mtime_ns) for f in inbox.files]
+        tasks = []
+        sightings = ledger.sightings() if ledger else {}
+        known_shas = [sightings.get((display_path(f.path), f.size, f.mtime_ns)) for f in inbox.files]
+        del sightings
+        if kept is not None:
+            kept.prefetch([f"check|{fingerprint}|{sha}" for sha in known_shas if sha])
+        for f, known in zip(inbox.files, known_shas):
+            summary = _kept_check(kept, fingerprint, known) if known else None
+            if summary is None:
+                tasks.append((f.path, known, f.size, f.mtime_ns))
+                continue
+            # Known content, checked under these very settings: nothing to read or check again. Its checked
+            # form is rebuilt from the ledger only if a sheet not kept needs it (offset -1).
+            seen[f.path] = Seen(path=display_path(f.path), size=f.size, mtime_ns=f.mtime_ns, sha=known,
+                                source="ledger", offset=-1, **summary)
+            if progress:
+                progress(1)
         for round_no in range(SETTLE_ROUNDS):
-            _run_tasks(tasks, seen, spool, ledger, options, roster, db_path, jobs, progress if round_no == 0 else None)
+            _run_tasks(tasks, seen, spool, ledger, options, roster, db_path, jobs, progress if round_no == 0 else None,
+                       keep=(kept, fingerprint))
             # The result must be that of the inbox as it is now: look again, and read what changed meanwhile.
             now = {f.path: f for f in scan(inputs, exclude=own_outputs).files}
             for path in [p for p in seen if p not in now and seen[p].source != "rollup"]:
@@ -432,14 +450,22 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
                     s.unit_code = by_name[s.unit_name]
         _decide(files, options)
         skipped = [(display_path(p), reason) for p, reason in inbox.skipped]
-        ctx = Context(files=files, load=lambda s: _load(spool, s.offset), units=units, template=options.template,
+        real_paths = {s.path: path for path, s in seen.items()}
+
+        def load(s: Seen) -> CheckedForm:
+            if s.offset >= 0:
+                return _load(spool, s.offset)
+            return _recheck(ledger, s, real_paths.get(s.path, s.path), check, roster)
+
+        ctx = Context(files=files, load=load, units=units, template=options.template,
                       year=options.year, roster=options.roster, lang=options.lang,
-                      templates_dir=options.templates_dir, skipped=skipped, unsettled=unsettled)
+                      templates_dir=options.templates_dir, skipped=skipped, unsettled=unsettled,
+                      fingerprint=fingerprint, cache=kept)
         tables, counts, missing = build_summary(ctx)
         result = MergeResult(output=None, tables=tables, counts=counts, files=files, money_unit=ctx.money_unit,
                              missing_units=missing, skipped=skipped, unsettled=unsettled)
         if output:
-            write_summary(result, output)
+            write_summary(result, output, cache=kept)
             result.output = output
         if options.csv_dir:
             write_csv(result, Path(options.csv_dir))
@@ -456,10 +482,11 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
                 "roster": str(Path(options.roster).resolve()) if options.roster else None,
                 "templates_dir": str(Path(options.templates_dir).resolve()) if options.templates_dir else None})
             ledger.finish_run(run_id, display_path(output or ""), result.counts)
+            kept.close()
         if materialize:  # for callers outside this function (the Python API): lazy sheets need the spool
             for table in result.tables:
-                if callable(table.rows):
-                    table.rows = list(table.rows())
+                if table.lazy:
+                    table.rows, table.blocks = list(table.iter_rows()), None
         return result
     finally:
         spool.close()
@@ -467,7 +494,55 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
             ledger.close()
 
 
-def _run_tasks(tasks, seen: dict[str, Seen], spool, ledger, options, roster, db_path, jobs, progress) -> None:
+def _fingerprint(options: MergeOptions) -> str:
+    """The settings a form's check and its summary rows depend on, besides its content: the reader and
+    rules (perfxl's version), what the merge expects, the roster's content and the templates folder's files."""
+    h = hashlib.sha256(repr((READER_VERSION, options.template, options.year, options.lang)).encode("utf-8"))
+    for source in (options.roster, options.templates_dir):
+        if source is None:
+            h.update(b"-")
+            continue
+        source = Path(source)
+        for path in sorted(source.rglob("*")) if source.is_dir() else [source]:
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            h.update(f"{path.relative_to(source) if source.is_dir() else ''}|{st.st_size}|{st.st_mtime_ns}|".encode(
+                "utf-8", "surrogateescape"))
+            if path.is_file() and st.st_size <= 64 << 20 and not source.is_dir():
+                h.update(path.read_bytes())  # the roster: its content, not only its stat
+    return h.hexdigest()
+
+
+_SEEN_FIELDS = ("template", "year", "unit_code", "unit_name", "status", "errors", "warnings", "read_error",
+                "project_names", "indicator_rows")
+
+
+def _kept_check(kept, fingerprint: str, sha: str) -> dict | None:
+    blob = kept.get(f"check|{fingerprint}|{sha}")
+    if blob is None:
+        return None
+    summary = json.loads(blob)
+    summary["project_names"] = tuple(summary["project_names"])
+    return summary
+
+
+def _recheck(ledger, s: Seen, path: str, check: CheckOptions, roster: dict | None) -> CheckedForm:
+    """A form taken from the ledger without its checked form: checked again from its stored data, here."""
+    cached = ledger.cached_form(s.sha)
+    if cached is not None:
+        form = FormData.from_dict(cached)
+        form.path = path
+        return check_read(form, check, roster)
+    refused = ledger.cached_rejection(s.sha)
+    if refused is not None:
+        return rejected_by(path, refused)
+    return rejected(path, "file-unreadable", detail=L("台账中缺少此表的数据", "the ledger lacks this form's data"))
+
+
+def _run_tasks(tasks, seen: dict[str, Seen], spool, ledger, options, roster, db_path, jobs, progress,
+               keep=(None, None)) -> None:
     if not tasks:
         return
     previous = None
@@ -478,7 +553,7 @@ def _run_tasks(tasks, seen: dict[str, Seen], spool, ledger, options, roster, db_
         results = _run_pool(tasks, options, roster, str(db_path) if db_path else None, jobs,
                             chunk=max(1, min(32, len(tasks) // (jobs * 8) or 1)))
     try:
-        _collect(results, seen, spool, ledger, progress)
+        _collect(results, seen, spool, ledger, progress, keep)
     finally:  # the caller's process (the Python API, a test, the portal) gets its own limit back
         _restore_address_space(previous)
 
@@ -509,9 +584,13 @@ def _rolled_up(path: Path, check: CheckOptions, roster: dict | None):
         lower.close()
 
 
-def _collect(results, seen: dict[str, Seen], spool, ledger, progress) -> None:
+def _collect(results, seen: dict[str, Seen], spool, ledger, progress, keep=(None, None)) -> None:
     pending_writes = 0
+    kept, fingerprint = keep
     for path, sha, size, mtime_ns, source, blob, summary, pickled in results:
+        if kept is not None and sha and source != "rollup":  # the next merge with these settings skips the check
+            kept.put(f"check|{fingerprint}|{sha}", json.dumps(
+                {k: summary[k] for k in _SEEN_FIELDS}, ensure_ascii=False).encode("utf-8"))
         offset = spool.tell()
         spool.write(pickled)
         shown = display_path(path)

@@ -6,14 +6,28 @@ Writes only new files (atomically); never touches an input.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
+import pickle
 import re
+import zlib
 from pathlib import Path
 
 from .domain import ABOUT_SHEET
 from .errors import OutputError
 from .files import atomic_output, display_path, safe_filename
-from .spec import cell_name
+from .sheetxml import (
+    Layout,
+    Segment,
+    XlsxZip,
+    chunks,
+    col_letters,
+    pack_segment,
+    rows_segment,
+    segment,
+    text_cell,
+    unpack_segment,
+)
 from .validator import CheckedForm
 
 ANNOTATION_SHEET = "校验结果"
@@ -103,7 +117,6 @@ _WIDTHS = {"单位名称": 30, "项目名称": 36, "三级指标": 30, "说明":
            "栏目": 20, "规则": 24, "年度指标值": 30, "实际完成值": 24, "计分方法": 30}
 EXCEL_ROWS = 1_048_576  # rows a sheet holds; a summary sheet that would pass it continues in 名(2), 名(3), …
 A4_WIDTH = 190  # column widths (in characters) that still print legibly across one landscape A4 page
-_MAX_CELL = 32_767
 
 
 def _width(title: str, kind: str) -> float:
@@ -118,111 +131,245 @@ def _width(title: str, kind: str) -> float:
     return max(12, min(40, len(title) * 2.2))
 
 
-def write_summary(result, path: Path) -> Path:
+def write_summary(result, path: Path, cache=None) -> Path:
     """The summary workbook, written beside its final name and renamed into place when complete.
 
     xlsxwriter lays out every sheet (columns, header, frozen pane, autofilter, print setup); the rows are
-    streamed as sheet XML into temporary files and spliced into those sheets when the zip is finished.
-    Per-cell Python calls into a writer are the wall of a big merge (400,000 indicator rows at 10,000
-    forms); this way memory stays flat and a row costs a string join.
+    rendered as sheet XML in compressed segments (perfxl.sheetxml) and put into those sheets as the package
+    is written. A table made of per-form blocks takes each block's segment from `cache` (get/put of bytes
+    by key: the ledger's) when it holds one for the same layout, so a re-merge renders only what changed.
     """
     import xlsxwriter
 
     path = Path(path)
     try:
-        _write_summary(xlsxwriter, result, path)
+        _write_summary(xlsxwriter, result, path, cache)
     except OSError as exc:  # disk full, read-only folder, name too long, permission; the old summary stays
         raise OutputError(f"无法写入汇总表 (cannot write the summary) {exc.filename or path}: "
                           f"{exc.strerror or exc}；原有汇总表保持不变") from None
-    except xlsxwriter.exceptions.XlsxWriterException as exc:
+    except (xlsxwriter.exceptions.XlsxWriterException, OverflowError) as exc:
         raise OutputError(f"无法写入汇总表 (cannot write the summary) {path}: {exc}；原有汇总表保持不变") from None
     return path
 
 
-def _write_summary(xlsxwriter, result, path: Path) -> None:
-    streamed: list[tuple[int, str, Path, int, int]] = []
-    with atomic_output(path) as tmp:
-        try:
-            # in_memory: the workbook holds only headers and layout (rows are spliced in), and xlsxwriter's
-            # own temporary files would be left behind by a killed run under names no later run knows.
-            wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False,
-                                                "strings_to_numbers": False, "in_memory": True})
-            wb.set_properties({"title": "预算绩效目标申报汇总", "author": "perfxl", "comments": SUMMARY_MARK})
-            header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True,
-                                    "valign": "vcenter", "align": "center"})
-            numbers = {"money": "#,##0.00", "count": "#,##0", "int": "0", "percent": "0.0%", "number": "General",
-                       "score": "0.00"}
-            body = {k: wb.add_format({"num_format": f}) for k, f in numbers.items()}
-            totals = {k: wb.add_format({"bold": True, "top": 2, "num_format": f}) for k, f in numbers.items()}
-            totals["text"] = wb.add_format({"bold": True, "top": 2})
-            wrap = wb.add_format({"text_wrap": True})  # bottom-aligned like every other cell of the row
-            sheet_no = 0
-            cover_sheet = None
-            continued: list[tuple[str, list[str], int]] = []  # (table, its sheets, its rows)
-            for table in result.tables:
-                if table.cover is not None:  # a few hundred rows at most: written cell by cell, not streamed,
-                    sheet_no += 1            # after the big sheets, so it can say which of them continue
-                    cover_sheet = (wb.add_worksheet(table.name), table)
-                    continue
-                if table.name == ABOUT_SHEET and continued:  # a copy: the result stays as the merge made it
-                    table = dataclasses.replace(table, rows=list(table.iter_rows()) + [
-                        ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中", "", ""]
-                        for name, sheets, rows in continued])
-                kinds = [kind for _, kind in table.columns]
-                widths = [_width(title, kind) for title, kind in table.columns]
-                # Long text wraps in its column, so a printed page shows it whole instead of cutting it off.
-                styles = [body[k]._get_xf_index() if k in body else (wrap._get_xf_index() if widths[c] >= 30 else 0)
-                          for c, k in enumerate(kinds)]
-                total_styles = [totals[k]._get_xf_index() for k in kinds] if table.totals else None
-                wrapped = [widths[c] if kinds[c] == "text" and widths[c] >= 30 else 0 for c in range(len(kinds))]
-                rows = _Peekable(table.iter_rows())
-                sums = [0.0] * len(kinds)
-                names, written = [], 0
-                while True:
-                    name = table.name if not names else f"{table.name}({len(names) + 1})"
-                    names.append(name)
-                    ws = wb.add_worksheet(name)
-                    sheet_no += 1
-                    _print_setup(ws, table, widths)
-                    for c, (title, _) in enumerate(table.columns):
-                        _check(ws.set_column(c, c, widths[c]), name)
-                        _check(ws.write_string(0, c, title, header), name)
-                    _check(ws.set_row(0, 32), name)
-                    ws.freeze_panes(1, 0)
-                    ws.repeat_rows(0)
-                    rows_file = tmp.with_name(tmp.name + f".{sheet_no}.rows")
-                    streamed.append((sheet_no, name, rows_file, 0, len(kinds)))
-                    count, more = _stream_rows(rows, kinds, styles, total_styles, rows_file, wrapped,
-                                               limit=EXCEL_ROWS - 2, sums=sums)
-                    streamed[-1] = (sheet_no, name, rows_file, count, len(kinds))
-                    written += count
-                    data_rows = count - (1 if table.totals and count and not more else 0)
-                    if data_rows:
-                        ws.autofilter(0, 0, data_rows, len(kinds) - 1)
-                    note = table.note if not more and len(names) == 1 else (
-                        f"续表 {len(names)}：{table.name} 超过 Excel 单表 {EXCEL_ROWS:,} 行，接续在下一张" if more
-                        else f"续表 {len(names)}（完）：{table.note}")
-                    if note:
-                        ws.set_header(f"&L{name}&R{note}")
-                    if not more:
-                        break
-                if len(names) > 1:
-                    continued.append((table.name, names, written - (1 if table.totals else 0)))
-            if cover_sheet is not None:
-                ws, table = cover_sheet
-                if continued:
-                    table = dataclasses.replace(table, cover=dataclasses.replace(table.cover, lines=list(
-                        table.cover.lines) + [f"「{name}」共 {rows:,} 行，超过 Excel 单表上限，分在 {'、'.join(sheets)} 中"
-                                              for name, sheets, rows in continued]))
-                kinds = [kind for _, kind in table.columns]
-                widths = [_width(title, kind) for title, kind in table.columns]
+_NUMBER_FORMATS = {"money": "#,##0.00", "count": "#,##0", "int": "0", "percent": "0.0%", "number": "General",
+                   "score": "0.00"}
+
+
+@dataclasses.dataclass
+class _Part:
+    """One sheet of a table: its name and the segments of its rows (spooled to disk)."""
+
+    name: str
+    segments: list = dataclasses.field(default_factory=list)
+    rows: int = 0  # data rows, without the totals row
+    totals: bool = False
+
+
+class _SegmentSpool:
+    """Segments kept in a temporary file until the package is written, so memory stays flat."""
+
+    def __init__(self, fh):
+        self.fh = fh
+
+    def add(self, seg: Segment) -> Segment:
+        offset = self.fh.seek(0, 2)
+        self.fh.write(seg.data)
+        return dataclasses.replace(seg, data=(offset, len(seg.data)))
+
+    def load(self, seg: Segment) -> Segment:
+        offset, size = seg.data
+        self.fh.seek(offset)
+        return dataclasses.replace(seg, data=self.fh.read(size))
+
+
+def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
+    import tempfile
+
+    sheets: dict[int, tuple[_Part, int]] = {}  # sheet number → its part and column count
+    with atomic_output(path) as tmp, tempfile.TemporaryFile(dir=tmp.parent, prefix=tmp.name + ".") as spool_file:
+        spool = _SegmentSpool(spool_file)
+        # in_memory: the workbook holds only headers and layout (rows are added as the package is written),
+        # and xlsxwriter's own temporary files would be left behind by a killed run under names no later
+        # run knows.
+        wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False,
+                                            "strings_to_numbers": False, "in_memory": True})
+        wb.set_properties({"title": "预算绩效目标申报汇总", "author": "perfxl", "comments": SUMMARY_MARK})
+        header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True,
+                                "valign": "vcenter", "align": "center"})
+        body = {k: wb.add_format({"num_format": f}) for k, f in _NUMBER_FORMATS.items()}
+        totals = {k: wb.add_format({"bold": True, "top": 2, "num_format": f}) for k, f in _NUMBER_FORMATS.items()}
+        totals["text"] = wb.add_format({"bold": True, "top": 2})
+        wrap = wb.add_format({"text_wrap": True})  # bottom-aligned like every other cell of the row
+        sheet_no = 0
+        cover_sheet = None
+        continued: list[tuple[str, list[str], int]] = []  # (table, its sheets, its rows)
+        for table in result.tables:
+            if table.cover is not None:  # a few hundred rows at most: written cell by cell, not streamed,
+                sheet_no += 1            # after the big sheets, so it can say which of them continue
+                cover_sheet = (wb.add_worksheet(table.name), table)
+                continue
+            if table.name == ABOUT_SHEET and continued:  # a copy: the result stays as the merge made it
+                table = dataclasses.replace(table, blocks=None, rows=list(table.iter_rows()) + [
+                    ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中", "", ""]
+                    for name, sheets, rows in continued])
+            kinds = [kind for _, kind in table.columns]
+            widths = [_width(title, kind) for title, kind in table.columns]
+            # Long text wraps in its column, so a printed page shows it whole instead of cutting it off.
+            layout = Layout(
+                tuple(kinds),
+                tuple(body[k]._get_xf_index() if k in body else (wrap._get_xf_index() if widths[c] >= 30 else 0)
+                      for c, k in enumerate(kinds)),
+                tuple(widths[c] if kinds[c] == "text" and widths[c] >= 30 else 0 for c in range(len(kinds))))
+            parts, sums = _table_parts(table, layout, cache, spool, EXCEL_ROWS - 2)
+            if table.totals and parts[-1].rows:
+                total_row = [0] + [round(v, 6) if on else None for v, on in zip(sums[1:], layout.summed[1:])]
+                total_layout = Layout(layout.kinds, tuple(totals[k]._get_xf_index() for k in kinds), layout.wrapped)
+                parts[-1].segments.append(spool.add(_totals_segment(total_row, total_layout)))
+                parts[-1].totals = True
+            written = sum(p.rows for p in parts)
+            names = [p.name for p in parts]
+            for i, part in enumerate(parts):
+                ws = wb.add_worksheet(part.name)
+                sheet_no += 1
+                sheets[sheet_no] = (part, len(kinds))
                 _print_setup(ws, table, widths)
-                _write_cover(wb, ws, table, widths, header, body, totals)
-            wb.close()
-            _splice(tmp, streamed)
-        finally:
-            for _, _, rows_file, _, _ in streamed:
-                rows_file.unlink(missing_ok=True)
+                for c, (title, _) in enumerate(table.columns):
+                    _check(ws.set_column(c, c, widths[c]), part.name)
+                    _check(ws.write_string(0, c, title, header), part.name)
+                _check(ws.set_row(0, 32), part.name)
+                ws.freeze_panes(1, 0)
+                ws.repeat_rows(0)
+                if part.rows:
+                    ws.autofilter(0, 0, part.rows, len(kinds) - 1)
+                last = i == len(parts) - 1
+                note = table.note if len(parts) == 1 else (
+                    f"续表 {i + 1}：{table.name} 超过 Excel 单表 {EXCEL_ROWS:,} 行，接续在下一张" if not last
+                    else f"续表 {i + 1}（完）：{table.note}")
+                if note:
+                    ws.set_header(f"&L{part.name}&R{note}")
+            if len(parts) > 1:
+                continued.append((table.name, names, written))
+        if cover_sheet is not None:
+            ws, table = cover_sheet
+            if continued:
+                table = dataclasses.replace(table, cover=dataclasses.replace(table.cover, lines=list(
+                    table.cover.lines) + [f"「{name}」共 {rows:,} 行，超过 Excel 单表上限，分在 {'、'.join(sheets)} 中"
+                                          for name, sheets, rows in continued]))
+            kinds = [kind for _, kind in table.columns]
+            widths = [_width(title, kind) for title, kind in table.columns]
+            _print_setup(ws, table, widths)
+            _write_cover(wb, ws, table, widths, header, body, totals)
+        wb.close()
+        _package(tmp, sheets, spool)
+
+
+def _table_parts(table, layout: Layout, cache, spool: _SegmentSpool, limit: int) -> tuple[list[_Part], list[float]]:
+    """A table's rows as segments, in sheets of at most `limit` rows: 名, 名(2), 名(3), …
+
+    A per-form block whose segment the cache holds for this layout is not rendered again. Rows are
+    never lost at a sheet's end: a block that does not fit is rendered again and split there."""
+    sums = [0.0] * len(layout.kinds)
+    parts = [_Part(table.name)]
+
+    def room() -> int:
+        if parts[-1].rows >= limit:
+            parts.append(_Part(f"{table.name}({len(parts) + 1})"))
+        return limit - parts[-1].rows
+
+    def add_rows(rows: list[list], memo: dict | None = None, used: dict | None = None) -> None:
+        start = 0
+        while start < len(rows):
+            take = rows[start:start + room()]
+            seg = rows_segment(take, layout, memo, used)
+            parts[-1].segments.append(spool.add(seg))
+            parts[-1].rows += seg.rows
+            for c, v in enumerate(seg.sums):
+                sums[c] += v
+            start += len(take)
+
+    if table.blocks is None:
+        # A sheet sorted across forms (项目清单, 目标审核, …): its rows' XML is kept by the rows' values, so
+        # a re-merge renders only rows that changed. Kept whole, under the table's name and layout.
+        key = f"rows|{table.name}|{layout.key}" if cache is not None else None
+        kept = cache.get(key) if key else None
+        memo = pickle.loads(zlib.decompress(kept)) if kept else ({} if key else None)
+        used: dict | None = {} if key else None
+        for batch in chunks(table.iter_rows(), 2000):
+            add_rows(batch, memo, used)
+        if key and used.keys() != memo.keys():
+            cache.put(key, zlib.compress(pickle.dumps(used, pickle.HIGHEST_PROTOCOL), 1))
+        return parts, sums
+    for block, key in _keyed(table, layout, cache):
+        seg = None
+        if key:
+            blob = cache.get(key)
+            seg = unpack_segment(blob) if blob else None
+        if seg is None:
+            rows = block.rows()
+            if not rows:
+                continue
+            seg = rows_segment(rows, layout)
+            if key:
+                cache.put(key, pack_segment(seg))
+        if seg.rows > room():  # only at a sheet's end: the block's rows are split across the two
+            add_rows(block.rows())
+            continue
+        parts[-1].segments.append(spool.add(seg))
+        parts[-1].rows += seg.rows
+        for c, v in enumerate(seg.sums):
+            sums[c] += v
+    return parts, sums
+
+
+def _keyed(table, layout: Layout, cache):
+    """Each block of a table with the key its segment is kept under (None: not kept), looked up in the
+    cache a few hundred at a time."""
+    for batch in chunks(iter(table.blocks()), 500):
+        keys = [f"{b.key}|{table.name}|{layout.key}" if cache is not None and b.key else None for b in batch]
+        if cache is not None:
+            cache.prefetch([k for k in keys if k])
+        yield from zip(batch, keys)
+
+
+def _totals_segment(values: list, layout: Layout) -> Segment:
+    cells = [text_cell("合计", f' s="{layout.styles[0]}"')]
+    for c in range(1, len(values)):
+        value = values[c]
+        cells.append(f'<c s="{layout.styles[c]}"><v>{value!r}</v></c>' if value is not None
+                     else f'<c s="{layout.styles[c]}"/>')
+    return segment(f'<row>{"".join(cells)}</row>'.encode())
+
+
+def _package(book: Path, sheets: dict[int, tuple[_Part, int]], spool: _SegmentSpool) -> None:
+    """Rewrite xlsxwriter's package with each streamed sheet's rows between its header row and the rest,
+    and its dimension widened to them."""
+    import zipfile
+
+    packed = book.with_name(book.name + ".packed")
+    targets = {f"xl/worksheets/sheet{number}.xml": entry for number, entry in sheets.items()}
+    try:
+        with zipfile.ZipFile(book) as src, open(packed, "wb") as fh:
+            out = XlsxZip(fh)
+            for info in src.infolist():
+                data = src.read(info)
+                if info.filename not in targets:
+                    out.write(info.filename, data)
+                    continue
+                part, ncols = targets[info.filename]
+                last = f"{col_letters(ncols)[-1]}{part.rows + 1 + part.totals}"
+                text = data.decode("utf-8")
+                text = re.sub(r'<dimension ref="[^"]*"/>', f'<dimension ref="A1:{last}"/>', text, count=1)
+                head, tail = text.rsplit("</sheetData>", 1)
+                if head.endswith("<sheetData/>"):
+                    head = head[: -len("<sheetData/>")] + "<sheetData>"
+                out.write_segments(info.filename, itertools.chain(
+                    [segment(head.encode("utf-8"))], (spool.load(seg) for seg in part.segments),
+                    [segment(("</sheetData>" + tail).encode("utf-8"))]))
+            out.close()
+        packed.replace(book)
+    finally:
+        packed.unlink(missing_ok=True)
 
 
 def _print_setup(ws, table, widths: list[float]) -> None:
@@ -304,6 +451,8 @@ def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> No
     if data:
         ws.autofilter(head, 0, head + len(data), len(table.columns) - 1)
     ws.repeat_rows(head)
+    for extra in cover.tables:  # under the main table: its own caption and header, no filter
+        last = _write_small_table(ws, extra, last + 2, header, body, totals, caption)
     ws.print_area(0, 0, last, ncols - 1)
     x = 4
     shares = {"bar": 0.62, "column": 0.36, "pie": 0.36}
@@ -315,6 +464,28 @@ def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> No
         chart.set_size({"width": int(page_px * shares[chart_spec.kind]), "height": CHART_ROWS * 20 - 12})
         ws.insert_chart(chart_row, 0, chart, {"x_offset": x, "y_offset": 6})
         x += int(page_px * shares[chart_spec.kind]) + 12
+
+
+def _write_small_table(ws, table, row: int, header, body, totals, caption) -> int:
+    """A small table at `row`: caption, header and rows, a 合计 row in bold. Returns its last row."""
+    ws.write_string(row, 0, table.name, caption)
+    for c, (title, _) in enumerate(table.columns):
+        ws.write_string(row + 1, c, title, header)
+    ws.set_row(row + 1, 32)
+    r = row + 1
+    for values in table.iter_rows():
+        r += 1
+        strong = values[0] == "合计"
+        for c, (value, (_, kind)) in enumerate(zip(values, table.columns)):
+            style = (totals if strong else body).get(kind, totals["text"] if strong else None)
+            if value is None or value == "":
+                if strong:
+                    ws.write_blank(r, c, None, style)
+            elif kind != "text" and type(value) in (int, float):
+                ws.write_number(r, c, value, style)
+            else:
+                ws.write_string(r, c, str(value), style)
+    return r
 
 
 CHART_ROWS = 14  # rows of 20 px the charts take on the cover
@@ -346,162 +517,6 @@ def _chart(wb, sheet: str, spec, blocks: dict, head: int, rows: int, peak: float
         chart.set_y_axis({"reverse": True})  # departments top to bottom, as in the table below
     chart.set_title({"name": spec.title, "name_font": {"size": 12}})
     return chart
-
-
-_XML_ESCAPES = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;",
-                **{c: f"_x{c:04X}_" for c in range(32) if c not in (9, 10, 13)}, 0xFFFE: "", 0xFFFF: ""}
-_NEEDS_ESCAPE = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-def _col_letters(n: int) -> list[str]:
-    return [cell_name(0, c)[:-1] for c in range(n)]
-
-
-def _text_cell(ref: str, text: str, style: str = "") -> str:
-    if len(text) > _MAX_CELL:
-        text = text[: _MAX_CELL - 1] + "…"
-    if _NEEDS_ESCAPE.search(text):
-        text = text.translate(_XML_ESCAPES)
-    if text[0].isspace() or text[-1].isspace():
-        return f'<c r="{ref}"{style} t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
-    return f'<c r="{ref}"{style} t="inlineStr"><is><t>{text}</t></is></c>'
-
-
-class _Peekable:
-    """An iterator that can say whether anything is left without losing it."""
-
-    _END = object()
-
-    def __init__(self, iterable):
-        self.it = iter(iterable)
-        self.head = self._END
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self.head is not self._END:
-            value, self.head = self.head, self._END
-            return value
-        return next(self.it)
-
-    def push(self, value) -> None:
-        """Give back the one value taken too many."""
-        self.head = value
-
-    def more(self) -> bool:
-        if self.head is self._END:
-            self.head = next(self.it, self._END)
-        return self.head is not self._END
-
-
-def _stream_rows(rows, kinds: list[str], styles: list[int], total_styles: list[int] | None, target: Path,
-                 wrapped: list[float] | None = None, limit: int | None = None,
-                 sums: list[float] | None = None) -> tuple[int, bool]:
-    """Rows as <row> XML (inline strings, styled numbers) into `target`, then a totals row when asked.
-
-    Text is always written as text — "=cmd|…" or "+1" stays a string, never a formula. A row whose text
-    wraps in a `wrapped` column (its width, 0 for none) gets the height of its lines: spreadsheet programs
-    do not re-measure rows on opening, and wrapped text would otherwise print over the next row.
-    At most `limit` rows go on one sheet; `sums` carries the totals across the sheets of one table, whose
-    totals row comes on the last. Returns the rows written (the totals row included) and whether rows
-    remain for a next sheet."""
-    letters = _col_letters(len(kinds))
-    numeric = [k != "text" for k in kinds]
-    style_attr = [f' s="{s}"' if s else "" for s in styles]
-    summed = [k in {"money", "count"} for k in kinds]
-    sums = sums if sums is not None else [0.0] * len(kinds)
-    rows = rows if isinstance(rows, _Peekable) else _Peekable(rows)
-    limit = limit or EXCEL_ROWS - 2
-    wrap = wrapped or [0] * len(kinds)
-    wrap_at = [w / 2 if w else 1e9 for w in wrap]  # text shorter than this (in characters) fits on one line
-    wrap_columns = [c for c, w in enumerate(wrap) if w]
-    count = 0
-    with open(target, "w", encoding="utf-8") as out:
-        buffer = []
-        for count, row in enumerate(rows, start=1):
-            r = count + 1
-            if count > limit:  # this sheet is full: the row waits for the next one
-                rows.push(row)
-                count -= 1
-                break
-            cells = []
-            lines = 1
-            for c, value in enumerate(row):
-                if value is None or value == "":
-                    continue
-                if numeric[c] and type(value) in (int, float):
-                    cells.append(f'<c r="{letters[c]}{r}"{style_attr[c]}><v>{value!r}</v></c>')
-                    if summed[c]:
-                        sums[c] += value
-                else:
-                    text = value if type(value) is str else ("是" if value is True else "否" if value is False else str(value))
-                    cells.append(_text_cell(f"{letters[c]}{r}", text, style_attr[c]))
-            for c in wrap_columns:  # only the few wrapped columns are measured, and only long text
-                value = row[c]
-                if type(value) is str and len(value) > wrap_at[c]:
-                    lines = max(lines, _lines(value, wrap[c]))
-            height = f' ht="{min(lines, 8) * 15}" customHeight="1"' if lines > 1 else ""
-            buffer.append(f'<row r="{r}"{height}>{"".join(cells)}</row>')
-            if len(buffer) >= 2000:
-                out.write("".join(buffer))
-                buffer.clear()
-        more = rows.more()
-        if total_styles is not None and count and not more:
-            count += 1
-            r = count + 1
-            cells = [_text_cell(f"A{r}", "合计", f' s="{total_styles[0]}"')]
-            for c in range(1, len(kinds)):
-                if summed[c]:
-                    cells.append(f'<c r="{letters[c]}{r}" s="{total_styles[c]}"><v>{round(sums[c], 6)!r}</v></c>')
-                else:
-                    cells.append(f'<c r="{letters[c]}{r}" s="{total_styles[c]}"/>')
-            buffer.append(f'<row r="{r}">{"".join(cells)}</row>')
-        out.write("".join(buffer))
-    return count, more
-
-
-def _lines(text: str, width: float) -> int:
-    """How many lines `text` takes in a column `width` characters wide (CJK characters count two)."""
-    total = 0
-    for paragraph in text.split("\n"):
-        shown = len(paragraph.encode("gb18030", "replace"))  # two bytes for a CJK character, as it is shown
-        total += max(1, -(-shown // max(1, int(width) - 1)))
-    return total
-
-
-def _splice(book: Path, streamed: list[tuple[int, str, Path, int, int]]) -> None:
-    """Insert streamed rows into their sheets and widen dimension, autofilter and filter name."""
-    import shutil
-    import zipfile
-
-    spliced = book.with_name(book.name + ".spliced")
-    targets = {f"xl/worksheets/sheet{index}.xml": (name, rows, count, ncols)
-               for index, name, rows, count, ncols in streamed}
-    try:
-        # Level 1: the streamed sheets are large and repetitive; it compresses them ~15x at a third of
-        # level 6's time. Members opened by name take the ZipFile's method and level.
-        with zipfile.ZipFile(book) as src, zipfile.ZipFile(spliced, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
-            for info in src.infolist():
-                data = src.read(info)
-                if info.filename in targets:
-                    name, rows, count, ncols = targets[info.filename]
-                    last = f"{_col_letters(ncols)[-1]}{count + 1}"
-                    text = data.decode("utf-8")
-                    text = re.sub(r'<dimension ref="[^"]*"/>', f'<dimension ref="A1:{last}"/>', text, count=1)
-                    head, tail = text.rsplit("</sheetData>", 1)
-                    if head.endswith("<sheetData/>"):
-                        head = head[: -len("<sheetData/>")] + "<sheetData>"
-                    with dst.open(info.filename, "w", force_zip64=True) as fh:
-                        fh.write(head.encode("utf-8"))
-                        with open(rows, "rb") as part:
-                            shutil.copyfileobj(part, fh, 1 << 20)
-                        fh.write(("</sheetData>" + tail).encode("utf-8"))
-                    continue
-                dst.writestr(info, data)
-        spliced.replace(book)
-    finally:
-        spliced.unlink(missing_ok=True)
 
 
 def _check(code, where: str) -> None:

@@ -22,7 +22,7 @@ entry = st.one_of(
 
 
 def _tables(result) -> dict:
-    return {t.name: [list(r) for r in t.iter_rows()] for t in result.tables if t.name != "说明" and not callable(t.rows)}
+    return {t.name: [list(r) for r in t.iter_rows()] for t in result.tables if t.name != "说明" and not t.lazy}
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -21,7 +21,7 @@ LAYERS = [
     {"rules"},  # the rule registry; it loads its kind modules itself
     {"rules.arithmetic", "rules.indicators", "rules.monitor", "rules.selfeval", "rules.tables", "rules.text"},
     {"spec"},  # 1. spec: Jinja → YAML → frozen model
-    {"formparts"},  # what every generated form carries, whoever writes it
+    {"formparts", "sheetxml"},  # what every generated form carries, whoever writes it; summary sheet XML
     {"designed.form"},  # 2. generate, for a template designed in Excel
     {"reader.recognise", "reader.names", "generator", "fill", "ledger"},  # 2. generate; which form, where
     {"read"},  # 3. read: the stage's entry point

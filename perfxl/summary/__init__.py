@@ -9,6 +9,7 @@ and SHEETS.
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 
 from . import (
@@ -24,7 +25,7 @@ from . import (
     selfeval,
     status,
 )
-from .base import Context, Table
+from .base import Context, Table, Who
 
 __all__ = ["SHEETS", "CSV_FIRST_TITLES", "Context", "Table", "build"]
 
@@ -35,22 +36,47 @@ CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS} | {selfeval.INDICATOR
                                                                selfeval.DEPARTMENTS: "地区"}
 
 
+# The sheets a merged form adds lines to, in the order of a kept part's states.
+COLLECTORS = (projects.Projects, review.Review, budgets.Budgets, problems.Problems, selfeval.SelfEvaluation,
+              monitor.Monitoring)
+
+
+def form_part(ctx: Context, s) -> tuple[int, list[dict], Who]:
+    """What one merged form adds: its indicator rows, each collector's state after that form alone, and
+    who sent it.
+    Kept in `ctx.cache` under the form's key, so an unchanged form is not loaded by the next merge."""
+    key = ctx.form_key(s)
+    if key is not None:
+        kept = ctx.cache.get("part|" + key)
+        if kept is not None:
+            return pickle.loads(kept)
+    checked = ctx.load(s)
+    sp, who = ctx.spec_of(s), ctx.who(s, checked)
+    states = []
+    for kind in COLLECTORS:
+        collector = kind(ctx)
+        collector.add(s, checked, sp, who)
+        states.append(collector.state())
+    part = (sum(len(p.indicators) for p in checked.projects), states, who)
+    if key is not None:
+        ctx.cache.put("part|" + key, pickle.dumps(part, pickle.HIGHEST_PROTOCOL))
+    return part
+
+
 def build(ctx: Context) -> tuple[list[Table], dict, list]:
     """The sheets, the counts (the accounting) and the roster units that sent nothing."""
-    project_sheet = projects.Projects(ctx)
-    review_sheet = review.Review(ctx)
-    budget_sheet = budgets.Budgets(ctx)
-    problem_sheet = problems.Problems(ctx)
-    selfeval_sheets = selfeval.SelfEvaluation(ctx)
-    monitor_sheet = monitor.Monitoring(ctx)
+    collectors = [kind(ctx) for kind in COLLECTORS]
+    project_sheet, review_sheet, budget_sheet, problem_sheet, selfeval_sheets, monitor_sheet = collectors
     indicator_count = 0
-    for s in ctx.merged:  # one pass over the spool for everything but the indicator detail
-        checked = ctx.load(s)
-        sp = ctx.spec_of(s)
-        who = ctx.who(s, checked)
-        indicator_count += sum(len(p.indicators) for p in checked.projects)
-        for collector in (project_sheet, review_sheet, budget_sheet, problem_sheet, selfeval_sheets, monitor_sheet):
-            collector.add(s, checked, sp, who)
+    for start in range(0, len(ctx.merged), 500):  # one pass for everything but the per-form big sheets
+        batch = ctx.merged[start:start + 500]
+        if ctx.cache is not None:
+            ctx.cache.prefetch([f"part|{ctx.form_key(s)}" for s in batch])
+        for s in batch:
+            rows, states, ctx.senders[s.path] = form_part(ctx, s)
+            indicator_count += rows
+            for collector, state in zip(collectors, states):
+                collector.absorb(state)
     problem_sheet.add_set_aside()
     status_sheet = status.Status(ctx)
     status_table = status_sheet.build()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from operator import attrgetter
 from pathlib import Path
@@ -19,6 +20,7 @@ from perfxl.spec import Spec, load_spec
 OUTCOME_ZH = {"merged": "已汇总", "rejected": "无法读取", "excluded": "未汇总（不符合本次汇总条件）",
               "duplicate": "重复文件", "superseded": "已被更新版本取代"}
 STATUS_ZH = {"valid": "通过", "warnings": "通过（有提醒）", "errors": "有错误", "rejected": "无法读取"}
+RENDER_VERSION = 2  # bump when what a form adds to a sheet changes shape: kept parts of an older shape go unused
 KINDS = ("text", "money", "int", "count", "percent", "number", "score")  # how report formats and sums a column
 
 
@@ -72,6 +74,17 @@ class Cover:
     figures: list[tuple[str, Any, str]]  # (label, value, kind)
     blocks: list[Block] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)  # small tables under the main one (the totals per level)
+
+
+@dataclass(frozen=True)
+class RowBlock:
+    """One form's rows of a big sheet. `key` names the form's content, place and the merge's settings
+    (None: nothing to keep); `rows()` computes the rows, which a report keeping the block rendered under
+    that key never needs to call."""
+
+    key: str | None
+    rows: Callable[[], list[list]]
 
 
 @dataclass
@@ -86,9 +99,17 @@ class Table:
     note: str = ""
     cover: Cover | None = None
     records: list | None = None  # the named records behind the rows, for the report stage (the return package)
+    blocks: Callable[[], Iterable[RowBlock]] | None = None  # a big sheet: its rows form by form
+
+    @property
+    def lazy(self) -> bool:
+        """Whether the rows are produced while the merge runs (and so only then)."""
+        return callable(self.rows) or self.blocks is not None
 
     def iter_rows(self):
-        """The rows, whether held or produced lazily."""
+        """The rows, whether held, produced lazily or form by form."""
+        if self.blocks is not None:
+            return (row for block in self.blocks() for row in block.rows())
         return self.rows() if callable(self.rows) else iter(self.rows)
 
 
@@ -107,6 +128,50 @@ def table(name: str, columns: list[Column], records: Iterable[Any] | Callable[[]
     if callable(records):
         return Table(name, titles, lambda: rows(records()), **kw)
     return Table(name, titles, list(rows(records)), **kw)
+
+
+def per_form_table(name: str, columns: list[Column], forms: Callable[[], Iterable[tuple[str | None, Callable]]],
+                   **kw) -> Table:
+    """A big sheet whose rows come form by form: `forms()` gives (key, records()) per form, in order."""
+    titles = [(c.title, c.kind) for c in columns]
+    assert all(kind in KINDS for _, kind in titles), titles
+
+    def rows_of(records: Callable) -> Callable[[], list[list]]:
+        def rows():
+            out = []
+            getters = None
+            for record in records():
+                if getters is None:
+                    getters = [c.getter(record) for c in columns]
+                out.append([get(record) for get in getters])
+            return out
+        return rows
+
+    def blocks():
+        for key, records in forms():
+            yield RowBlock(key, rows_of(records))
+
+    return Table(name, titles, None, blocks=blocks, **kw)
+
+
+class Collector:
+    """A sheet's collector (a dataclass holding its `ctx`): what one form adds to it can be kept as its
+    `state()` and added to another collector with `absorb`, so a re-merge need not load the form again.
+    Its fields are lists (extended), counters per group (added) and counts (added)."""
+
+    def state(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "ctx"}
+
+    def absorb(self, state: dict) -> None:
+        for name, theirs in state.items():
+            mine = getattr(self, name)
+            if isinstance(mine, list):
+                mine.extend(theirs)
+            elif isinstance(mine, dict):
+                for group, counts in theirs.items():
+                    mine[group].update(counts)
+            else:
+                setattr(self, name, mine + theirs)
 
 
 @dataclass(frozen=True)
@@ -134,6 +199,11 @@ class Context:
     unsettled: list[str] = field(default_factory=list)
     specs: dict[tuple, Spec] = field(default_factory=dict)
     money_unit: str = "元"
+    # What a form adds to the sheets can be kept between merges (perfxl.ledger): `fingerprint` names the
+    # merge's settings (reader, rules, roster, templates); `cache` has get(key) → bytes | None, put(key, bytes)
+    # and prefetch(keys) (look up many at once before getting them). None: nothing kept.
+    fingerprint: str | None = None
+    cache: Any = None
 
     def __post_init__(self):
         self.merged = [s for s in self.files if s.outcome == "merged"]
@@ -145,6 +215,20 @@ class Context:
         units = {sp.money_unit for sp in self.specs.values()}
         self.money_unit = units.pop() if len(units) == 1 else "元"
         self._units_by_code = {u.code: u for u in self.units or []}
+        self.senders: dict[str, Who] = {}  # who sent each merged file (by path), once its part is known
+        self._layout = None
+        if self.fingerprint and self.cache is not None:  # every sheet's columns follow from these
+            self._layout = hashlib.sha256(repr((
+                self.fingerprint, RENDER_VERSION, self.money_unit, sorted(self.specs, key=repr), self.lang,
+                self.template, self.year)).encode("utf-8")).hexdigest()
+
+    def form_key(self, s: Seen) -> str | None:
+        """The key under which what this form adds to the sheets is kept: its content, where and when it
+        was found, its unit, and the merge's settings and layout."""
+        if self._layout is None:
+            return None
+        return hashlib.sha256(f"{self._layout}|{s.sha}|{s.path}|{s.size}|{s.mtime_ns}|{s.unit_code}|{s.unit_name}"
+                              .encode()).hexdigest()
 
     def spec_of(self, s: Seen) -> Spec:
         return self.specs[(s.template, s.year)]

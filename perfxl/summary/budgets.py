@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .base import Column, Context, Table, money, table
+from .base import Collector, Column, Context, Table, money, table
 
 NAME = "部门预算"
 FIRST_TITLE = "地区"
 
 
 @dataclass
-class Budgets:
+class Budgets(Collector):
     ctx: Context
     lines: list[dict] = field(default_factory=list)
 

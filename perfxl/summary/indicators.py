@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
-from .base import Column, Context, Table, table, union
+from .base import Column, Context, Table, per_form_table, union
 
 NAME = "指标明细"
 FIRST_TITLE = "单位编码"
@@ -61,13 +62,19 @@ def columns(ctx: Context) -> list[Column]:
 
 
 def build(ctx: Context) -> Table:
-    """Rows are produced lazily, form by form from the spool: at 10,000 forms this sheet holds 400,000 rows."""
-    def records():
+    """Rows come form by form (at 10,000 forms this sheet holds 350,000 rows), each form's rendered once
+    and kept under its key; a form is loaded only when its rows are not kept."""
+    def forms():
         for s in ctx.merged:
-            checked = ctx.load(s)
-            yield from lines(checked, ctx.spec_of(s), ctx.who(s, checked))
+            if ctx.spec_of(s).indicator_table() is not None:
+                yield ctx.form_key(s), partial(_form_lines, ctx, s)
 
-    return table(NAME, columns(ctx), records, note=NOTE)
+    return per_form_table(NAME, columns(ctx), forms, note=NOTE)
+
+
+def _form_lines(ctx: Context, s) -> Iterator[IndicatorLine]:
+    checked = ctx.load(s)
+    return lines(checked, ctx.spec_of(s), ctx.who(s, checked))
 
 
 def _value(label):

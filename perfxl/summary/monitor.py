@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from .base import Column, Context, Table, money, table
+from .base import Collector, Column, Context, Table, money, table
 
 NAME = "监控预警"
 FIRST_TITLE = "地区"
@@ -14,7 +14,7 @@ ORDER = {"红": 0, "黄": 1, "蓝": 2, "": 3}
 
 
 @dataclass
-class Monitoring:
+class Monitoring(Collector):
     ctx: Context
     lines: list[dict] = field(default_factory=list)
     projects: int = 0

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from perfxl.problems import Problem
 from perfxl.records import Seen
 
-from .base import OUTCOME_ZH, Column, Context, Table, file_name, table
+from .base import OUTCOME_ZH, Collector, Column, Context, Table, file_name, table
 
 NAME = "校验问题"
 FIRST_TITLE = "文件"
@@ -15,7 +15,7 @@ SEVERITY_ZH = {"error": "错误", "warning": "提醒"}
 
 
 @dataclass
-class Problems:
+class Problems(Collector):
     ctx: Context
     lines: list[dict] = field(default_factory=list)
 

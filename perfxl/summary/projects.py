@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import STATUS_ZH, UNIT_IN_LABEL, Column, Context, Table, file_name, money, table, union
+from .base import STATUS_ZH, UNIT_IN_LABEL, Collector, Column, Context, Table, file_name, money, table, union
 
 NAME = "项目清单"
 FIRST_TITLE = "地区"
@@ -34,7 +34,7 @@ class ProjectLine:
 
 
 @dataclass
-class Projects:
+class Projects(Collector):
     """Collects project lines while the merge's forms pass once; also the money per 主管部门 for 汇总."""
 
     ctx: Context

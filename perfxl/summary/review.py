@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from perfxl.rules.indicators import cost_total
 
-from .base import Column, Context, Table, table
+from .base import Collector, Column, Context, Table, table
 
 NAME = "目标审核"
 FIRST_TITLE = "地区"
@@ -121,7 +121,7 @@ def review(codes: Counter, errors: int, share: float, coverage: float | None) ->
 
 
 @dataclass
-class Review:
+class Review(Collector):
     ctx: Context
     lines: list[ReviewLine] = field(default_factory=list)
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 
-from .base import Column, Context, Table, file_name, money, table
+from .base import Collector, Column, Context, Table, file_name, money, per_form_table, table
 
 SCORES = "自评得分"
 INDICATORS = "指标得分"
@@ -20,7 +21,7 @@ GROUPS = ("产出", "效益", "满意度", "过程")
 
 
 @dataclass
-class SelfEvaluation:
+class SelfEvaluation(Collector):
     ctx: Context
     projects: list[dict] = field(default_factory=list)
     indicator_count: int = 0  # the rows of 指标得分, which are read again from the spool as they are written
@@ -75,7 +76,7 @@ class SelfEvaluation:
                 Column("中", "count", "中"), Column("差", "count", "差")],
                 department_rollup(self.projects), totals=True,
                 note="金额相加；执行率 = ΣB ÷ ΣA；平均总分按全年预算数加权。"),
-                        table(INDICATORS, [
+            per_form_table(INDICATORS, [
                 Column("单位编码", "text", "unit_code"), Column("单位名称", "text", "unit_name"),
                 Column("项目名称", "text", "project"), Column("一级指标", "text", "level1"),
                 Column("二级指标", "text", "level2"), Column("三级指标", "text", "level3"),
@@ -83,21 +84,22 @@ class SelfEvaluation:
                 Column("实际完成值", "text", "actual"), Column("分值", "score", "points"),
                 Column("得分", "score", "score"), Column("计分方法", "text", "how"),
                 Column("偏差原因分析及改进措施", "text", "reason"), Column("位置", "text", "where")],
-                self.indicator_lines)]
+                self.indicator_forms)]
 
-    def indicator_lines(self):
-        """Form by form from the spool, like 指标明细: at 10,000 forms this sheet holds 350,000 rows, and
-        holding them all as dicts cost the merge 450 MB."""
+    def indicator_forms(self):
+        """Form by form, like 指标明细: at 10,000 forms this sheet holds 350,000 rows, and holding them all
+        as dicts cost the merge 450 MB. Each form's rows are rendered once and kept under its key."""
         for s in self.ctx.merged:
-            sp = self.ctx.spec_of(s)
-            if sp.family != "selfeval":
-                continue
-            checked = self.ctx.load(s)
-            who = self.ctx.who(s, checked)
-            for p in checked.projects:
-                for line in (p.scores or {}).get("indicators") or []:
-                    yield {"unit_code": who.unit_code, "unit_name": who.unit_name, "project": p.name, **line,
-                           "where": f"{p.sheet}!{line['cell']}"}
+            if self.ctx.spec_of(s).family == "selfeval":
+                yield self.ctx.form_key(s), partial(self.indicator_lines, s)
+
+    def indicator_lines(self, s):
+        checked = self.ctx.load(s)
+        who = self.ctx.who(s, checked)
+        for p in checked.projects:
+            for line in (p.scores or {}).get("indicators") or []:
+                yield {"unit_code": who.unit_code, "unit_name": who.unit_name, "project": p.name, **line,
+                       "where": f"{p.sheet}!{line['cell']}"}
 
 
 def department_rollup(projects: list[dict]) -> list[dict]:
