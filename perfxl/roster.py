@@ -14,7 +14,8 @@ HEADER_ALIASES = {
     "code": "code", "单位编码": "code", "单位代码": "code", "编码": "code",
     "name": "name", "单位名称": "name", "名称": "name",
     "department": "department", "主管部门": "department", "部门": "department",
-    "region": "region", "地区": "region", "区域": "region",
+    "region": "region", "地区": "region", "区域": "region", "区县": "region",
+    "parent": "parent", "上级地区": "parent", "所属市": "parent", "市": "parent",
     "projects": "projects", "项目数": "projects",
 }
 REQUIRED = ("code", "name", "department")
@@ -27,6 +28,7 @@ class Unit:
     department: str
     region: str = ""
     projects: int | None = None
+    parent: str = ""  # the region's parent (区县 → 市): the summary totals each level
     prefill: dict[str, str] = field(default_factory=dict)
 
     def as_params(self) -> dict[str, str]:
@@ -101,5 +103,6 @@ def read_roster(path: Path) -> list[Unit]:
             raise RosterError(f"名单第 {line_no} 行 projects 应在 1–200 之间 (row {line_no}: projects={n_projects})")
         prefill = {k: v for k, v in values.items() if k not in HEADER_ALIASES.values() and v != ""}
         units.append(Unit(code=code, name=name, department=values.get("department", ""),
-                          region=values.get("region", ""), projects=n_projects, prefill=prefill))
+                          region=values.get("region", ""), projects=n_projects, prefill=prefill,
+                          parent=values.get("parent", "")))
     return units

@@ -359,9 +359,30 @@ def test_a_city_merge_of_county_ledgers_equals_one_merge_of_all_files(seeds, tmp
         db = tmp_path / f"{county}_报送台账.sqlite"
         run_merge([inbox], tmp_path / f"{county}.xlsx", MergeOptions(jobs=1, db=db))
         ledgers.append(db)
-    city = run_merge(ledgers, tmp_path / "市.xlsx", MergeOptions(jobs=1, db=tmp_path / "市_报送台账.sqlite"),
-                     materialize=True)
-    whole = run_merge([everything], tmp_path / "全部.xlsx", MergeOptions(jobs=1), materialize=True)
+    roster = tmp_path / "名单.csv"  # each unit's 区县 and its 市: the summary totals both levels
+    home = {}
+    for county, keys in counties.items():
+        for key in keys:
+            home.setdefault(seeds[key].unit["code"], (seeds[key].unit, county))
+    roster.write_text("单位编码,单位名称,主管部门,地区,上级地区\n" + "".join(
+        f"{u['code']},{u['name']},{u['department']},{county},{'西市' if county == '乙县' else '东市'}\n"
+        for u, county in home.values()), encoding="utf-8")
+    city = run_merge(ledgers, tmp_path / "市.xlsx", MergeOptions(jobs=1, db=tmp_path / "市_报送台账.sqlite",
+                                                                roster=roster), materialize=True)
+    whole = run_merge([everything], tmp_path / "全部.xlsx", MergeOptions(jobs=1, roster=roster), materialize=True)
+    levels = city.table("汇总").cover.tables[0]
+    assert levels.name == "分级合计" and list(levels.iter_rows()) == list(whole.table("汇总").cover.tables[0].iter_rows())
+    titles = [title for title, _ in levels.columns]
+    by = {(r[0], r[1], r[2]): dict(zip(titles, r)) for r in levels.iter_rows()}
+    total = by[("合计", "", "")]
+    assert total["已报单位数"] == whole.counts["units"] and total["项目数"] == whole.counts["projects"]
+    cities = [r for k, r in by.items() if k[0] == "市"]
+    counties_rows = [r for k, r in by.items() if k[0] == "区县"]
+    assert {r["市"] for r in cities} == {"东市", "西市"} and len(counties_rows) >= 2
+    for column in ("应报单位数", "已报单位数", "项目数", "预算金额合计（元）"):
+        assert sum(r[column] for r in cities) == sum(r[column] for r in counties_rows) == total[column], column
+    east = next(r for r in cities if r["市"] == "东市")
+    assert east["已报单位数"] == sum(r["已报单位数"] for r in counties_rows if r["市"] == "东市") > 0
 
     def rows(result, name, drop=("来源文件",)):  # by title: columns of several templates come in file order
         titles = [title for title, _ in result.table(name).columns]

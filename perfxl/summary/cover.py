@@ -31,8 +31,45 @@ def build(ctx: Context, counts: dict, per_group: dict[tuple, Counter], funding_l
             "budget": float(c.get("budget", 0.0)), "money": c})
     sheet = table(NAME, columns, lines, totals=True)
     sheet.cover = _cover(ctx, counts, lines, grades, graded)
+    levels = _levels(ctx, lines, m)
+    if levels is not None:
+        sheet.cover.tables.append(levels)
     return sheet
 
+
+LEVELS = "分级合计"
+_SUMMED = ("expected", "submitted", "valid", "errors", "missing", "projects", "budget")
+
+
+def _levels(ctx: Context, lines: list[dict], m: str) -> Table | None:
+    """The totals per level of the region hierarchy (区县 → 市 → the whole merge), when the roster names
+    regions: every 市 (a region's parent, from the roster's 上级地区 column) and every 区县 under it."""
+    parents = {u.region: u.parent for u in ctx.units or [] if u.region and u.parent}
+    by_region: dict[str, Counter] = {}
+    for line in lines:
+        totals = by_region.setdefault(line["region"] or "", Counter())
+        for k in _SUMMED:
+            totals[k] += line[k]
+    if len([r for r in by_region if r]) < 2 and not parents:
+        return None
+    by_parent: dict[str, Counter] = {}
+    for region, totals in by_region.items():
+        by_parent.setdefault(parents.get(region, ""), Counter()).update(totals)
+    whole = Counter()
+    for totals in by_region.values():
+        whole.update(totals)
+    rows = []
+    for parent in sorted(by_parent, key=lambda p: (p == "", p)):
+        if parents:
+            rows.append({"level": "市", "parent": parent or "（未注明上级地区）", "region": "", **by_parent[parent]})
+        rows += [{"level": "区县", "parent": parent, "region": region or "（未注明地区）", **by_region[region]}
+                 for region in sorted(by_region) if parents.get(region, "") == parent]
+    rows.append({"level": "合计", "parent": "", "region": "", **whole})
+    columns = [Column("层级", "text", "level"), Column("市", "text", "parent"), Column("区县", "text", "region")] + [
+        Column(title, "count", key) for title, key in (
+            ("应报单位数", "expected"), ("已报单位数", "submitted"), ("通过校验", "valid"), ("有错误", "errors"),
+            ("未报送", "missing"), ("项目数", "projects"))] + [Column("预算金额合计" + m, "money", "budget")]
+    return table(LEVELS, columns, [{k: (float(v) if k == "budget" else v) for k, v in r.items()} for r in rows])
 
 def _group_money(label):
     return lambda r: float(r["money"].get(label, 0.0))
