@@ -9,6 +9,7 @@ counted once, and the tables are built for the report stage.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -461,6 +462,8 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
                       year=options.year, roster=options.roster, lang=options.lang,
                       templates_dir=options.templates_dir, skipped=skipped, unsettled=unsettled,
                       fingerprint=fingerprint, cache=kept)
+        if kept is not None and output is not None:
+            _render_ahead(ctx, spool, kept, jobs)
         tables, counts, missing = build_summary(ctx)
         result = MergeResult(output=None, tables=tables, counts=counts, files=files, money_unit=ctx.money_unit,
                              missing_units=missing, skipped=skipped, unsettled=unsettled)
@@ -517,6 +520,69 @@ def _fingerprint(options: MergeOptions) -> str:
 
 _SEEN_FIELDS = ("template", "year", "unit_code", "unit_name", "status", "errors", "warnings", "read_error",
                 "project_names", "indicator_rows")
+
+
+_AHEAD: dict[str, Any] = {}  # what a worker rendering ahead inherits from the merge (forked, not pickled)
+AHEAD_MIN_FORMS = 200  # fewer forms than this are rendered in the main process: a pool would cost more
+
+
+def _render_ahead(ctx: Context, spool, kept, jobs: int) -> None:
+    """Render, in a pool of workers, what the merged forms not yet kept add to the sheets (their parts and
+    their big sheets' segments), into the kept values the summary is then built from. An optimisation
+    only: whatever is missing after it (a worker lost, no fork on this system) is rendered in the main
+    process as before."""
+    todo = [s for s in ctx.merged if s.offset >= 0 and ctx.form_key(s)]
+    if jobs <= 1 or len(todo) < AHEAD_MIN_FORMS or _context().get_start_method() != "fork":
+        return
+    spool.flush()
+    _AHEAD.update(ctx=ctx, fd=spool.fileno())
+    chunk = max(8, min(64, len(todo) // (jobs * 4) or 1))
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=_context()) as pool:
+            for kept_values in pool.map(_render_share, [todo[i:i + chunk] for i in range(0, len(todo), chunk)]):
+                for key, value in kept_values:
+                    kept.put(key, value)
+    except (BrokenProcessPool, OSError):
+        pass  # the main process renders what is missing
+    finally:
+        _AHEAD.clear()
+
+
+class _Collected:
+    """A worker's cache: nothing kept yet, everything put is sent back."""
+
+    def __init__(self):
+        self.items: list[tuple[str, bytes]] = []
+
+    def get(self, key: str) -> None:
+        return None
+
+    def prefetch(self, keys) -> None:
+        pass
+
+    def put(self, key: str, value: bytes) -> None:
+        self.items.append((key, value))
+
+
+def _render_share(batch: list[Seen]) -> list[tuple[str, bytes]]:
+    """In a worker: the parts and segments of these merged forms, loaded from the inherited spool."""
+    from .report import render_ahead
+    from .summary import form_part, per_form_tables
+
+    fd = _AHEAD["fd"]
+    loaded: dict[int, CheckedForm] = {}
+
+    def load(s: Seen) -> CheckedForm:
+        if s.offset not in loaded:
+            loaded[s.offset] = pickle.loads(os.pread(fd, s.length, s.offset))
+        return loaded[s.offset]
+
+    share = copy.copy(_AHEAD["ctx"])
+    share.merged, share.load, share.cache, share.senders = batch, load, _Collected(), {}
+    for s in batch:
+        form_part(share, s)
+    render_ahead(per_form_tables(share), share.cache)
+    return share.cache.items
 
 
 def _kept_check(kept, fingerprint: str, sha: str) -> dict | None:
@@ -595,6 +661,7 @@ def _collect(results, seen: dict[str, Seen], spool, ledger, progress, keep=(None
         spool.write(pickled)
         shown = display_path(path)
         seen[path] = Seen(path=shown, size=size, mtime_ns=mtime_ns, sha=sha, source=source, offset=offset,
+                          length=len(pickled),
                           **{k: v for k, v in summary.items() if k not in {"problems", "version"}})
         if ledger and sha:  # the sighting and the status are recorded even for a file taken from the ledger
             ledger.record(sha, size, shown, mtime_ns, summary, blob)

@@ -102,3 +102,4 @@ class Seen:
     outcome: str = ""
     reason: str = ""
     duplicate_of: str = ""
+    length: int = 0  # of its checked form in the merge's spool (offset -1: not spooled, rebuilt if needed)

@@ -195,12 +195,8 @@ def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
         wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False,
                                             "strings_to_numbers": False, "in_memory": True})
         wb.set_properties({"title": "预算绩效目标申报汇总", "author": "perfxl", "comments": SUMMARY_MARK})
-        header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True,
-                                "valign": "vcenter", "align": "center"})
-        body = {k: wb.add_format({"num_format": f}) for k, f in _NUMBER_FORMATS.items()}
-        totals = {k: wb.add_format({"bold": True, "top": 2, "num_format": f}) for k, f in _NUMBER_FORMATS.items()}
-        totals["text"] = wb.add_format({"bold": True, "top": 2})
-        wrap = wb.add_format({"text_wrap": True})  # bottom-aligned like every other cell of the row
+        formats = _formats(wb)
+        header, body, totals = formats.header, formats.body, formats.totals
         sheet_no = 0
         cover_sheet = None
         continued: list[tuple[str, list[str], int]] = []  # (table, its sheets, its rows)
@@ -215,12 +211,7 @@ def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
                     for name, sheets, rows in continued])
             kinds = [kind for _, kind in table.columns]
             widths = [_width(title, kind) for title, kind in table.columns]
-            # Long text wraps in its column, so a printed page shows it whole instead of cutting it off.
-            layout = Layout(
-                tuple(kinds),
-                tuple(body[k]._get_xf_index() if k in body else (wrap._get_xf_index() if widths[c] >= 30 else 0)
-                      for c, k in enumerate(kinds)),
-                tuple(widths[c] if kinds[c] == "text" and widths[c] >= 30 else 0 for c in range(len(kinds))))
+            layout = _layout(table, formats)
             parts, sums = _table_parts(table, layout, cache, spool, EXCEL_ROWS - 2)
             if table.totals and parts[-1].rows:
                 total_row = [0] + [round(v, 6) if on else None for v, on in zip(sums[1:], layout.summed[1:])]
@@ -262,6 +253,57 @@ def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
             _write_cover(wb, ws, table, widths, header, body, totals)
         wb.close()
         _package(tmp, sheets, spool)
+
+
+@dataclasses.dataclass
+class _Formats:
+    header: object
+    body: dict
+    totals: dict
+    wrap: object
+
+
+def _formats(wb) -> _Formats:
+    """The summary's cell formats, their style numbers fixed here in one order: a segment rendered in
+    another process (or another merge) names the same styles."""
+    header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True,
+                            "valign": "vcenter", "align": "center"})
+    body = {k: wb.add_format({"num_format": f}) for k, f in _NUMBER_FORMATS.items()}
+    totals = {k: wb.add_format({"bold": True, "top": 2, "num_format": f}) for k, f in _NUMBER_FORMATS.items()}
+    totals["text"] = wb.add_format({"bold": True, "top": 2})
+    wrap = wb.add_format({"text_wrap": True})  # bottom-aligned like every other cell of the row
+    for f in [header, *body.values(), *totals.values(), wrap]:
+        f._get_xf_index()
+    return _Formats(header, body, totals, wrap)
+
+
+def _layout(table, formats: _Formats) -> Layout:
+    """How a table's rows are rendered. Long text wraps in its column, so a printed page shows it whole
+    instead of cutting it off."""
+    kinds = [kind for _, kind in table.columns]
+    widths = [_width(title, kind) for title, kind in table.columns]
+    return Layout(
+        tuple(kinds),
+        tuple(formats.body[k]._get_xf_index() if k in formats.body
+              else (formats.wrap._get_xf_index() if widths[c] >= 30 else 0) for c, k in enumerate(kinds)),
+        tuple(widths[c] if kinds[c] == "text" and widths[c] >= 30 else 0 for c in range(len(kinds))))
+
+
+def render_ahead(tables, cache) -> None:
+    """Render the per-form blocks of `tables` into `cache`, as the summary writer would keep them: what a
+    merge's worker does for its share of the forms, so the writer finds them rendered."""
+    import io
+
+    import xlsxwriter
+
+    formats = _formats(xlsxwriter.Workbook(io.BytesIO(), {"in_memory": True}))
+    for table in tables:
+        layout = _layout(table, formats)
+        for block, key in _keyed(table, layout, cache):
+            if key and cache.get(key) is None:
+                rows = block.rows()
+                if rows:
+                    cache.put(key, pack_segment(rows_segment(rows, layout)))
 
 
 def _table_parts(table, layout: Layout, cache, spool: _SegmentSpool, limit: int) -> tuple[list[_Part], list[float]]:

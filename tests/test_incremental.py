@@ -162,3 +162,19 @@ def _plain(row: tuple) -> tuple:
     while values and values[-1] in (None, ""):
         values.pop()
     return tuple(values)
+
+
+def test_rows_rendered_ahead_by_workers_make_the_same_workbook(inbox, tmp_path, monkeypatch):
+    """A fresh merge renders what each form adds in a pool of workers: the workbook must be the one the
+    main process alone writes."""
+    from perfxl import merger
+
+    monkeypatch.setattr(merger, "AHEAD_MIN_FORMS", 1)
+    loads = []  # forms the main process loads from the spool: none, if the workers rendered them all
+    real = merger._load
+    monkeypatch.setattr(merger, "_load", lambda spool, offset: loads.append(offset) or real(spool, offset))
+    run_merge([inbox], tmp_path / "池.xlsx", MergeOptions(jobs=2, db=tmp_path / "池.sqlite"))
+    assert loads == []
+    run_merge([inbox], tmp_path / "单.xlsx", MergeOptions(jobs=1, db=tmp_path / "单.sqlite"))
+    assert loads
+    assert _workbook(tmp_path / "池.xlsx") == _workbook(tmp_path / "单.xlsx")

@@ -63,6 +63,11 @@ def form_part(ctx: Context, s) -> tuple[int, list[dict], Who]:
     return part
 
 
+def per_form_tables(ctx: Context) -> list[Table]:
+    """The big sheets made form by form (their rows can be rendered ahead, in any order, per form)."""
+    return [indicators.build(ctx), selfeval.indicator_table(ctx)]
+
+
 def build(ctx: Context) -> tuple[list[Table], dict, list]:
     """The sheets, the counts (the accounting) and the roster units that sent nothing."""
     collectors = [kind(ctx) for kind in COLLECTORS]

@@ -76,30 +76,34 @@ class SelfEvaluation(Collector):
                 Column("中", "count", "中"), Column("差", "count", "差")],
                 department_rollup(self.projects), totals=True,
                 note="金额相加；执行率 = ΣB ÷ ΣA；平均总分按全年预算数加权。"),
-            per_form_table(INDICATORS, [
-                Column("单位编码", "text", "unit_code"), Column("单位名称", "text", "unit_name"),
-                Column("项目名称", "text", "project"), Column("一级指标", "text", "level1"),
-                Column("二级指标", "text", "level2"), Column("三级指标", "text", "level3"),
-                Column("计分类别", "text", "group"), Column("年度指标值", "text", "target"),
-                Column("实际完成值", "text", "actual"), Column("分值", "score", "points"),
-                Column("得分", "score", "score"), Column("计分方法", "text", "how"),
-                Column("偏差原因分析及改进措施", "text", "reason"), Column("位置", "text", "where")],
-                self.indicator_forms)]
+            indicator_table(self.ctx)]
 
-    def indicator_forms(self):
-        """Form by form, like 指标明细: at 10,000 forms this sheet holds 350,000 rows, and holding them all
-        as dicts cost the merge 450 MB. Each form's rows are rendered once and kept under its key."""
-        for s in self.ctx.merged:
-            if self.ctx.spec_of(s).family == "selfeval":
-                yield self.ctx.form_key(s), partial(self.indicator_lines, s)
 
-    def indicator_lines(self, s):
-        checked = self.ctx.load(s)
-        who = self.ctx.who(s, checked)
-        for p in checked.projects:
-            for line in (p.scores or {}).get("indicators") or []:
-                yield {"unit_code": who.unit_code, "unit_name": who.unit_name, "project": p.name, **line,
-                       "where": f"{p.sheet}!{line['cell']}"}
+def indicator_table(ctx: Context) -> Table:
+    """指标得分, form by form like 指标明细: at 10,000 forms it holds 350,000 rows, and holding them all as
+    dicts cost the merge 450 MB. Each form's rows are rendered once and kept under its key."""
+    def forms():
+        for s in ctx.merged:
+            if ctx.spec_of(s).family == "selfeval":
+                yield ctx.form_key(s), partial(_indicator_lines, ctx, s)
+
+    return per_form_table(INDICATORS, [
+        Column("单位编码", "text", "unit_code"), Column("单位名称", "text", "unit_name"),
+        Column("项目名称", "text", "project"), Column("一级指标", "text", "level1"),
+        Column("二级指标", "text", "level2"), Column("三级指标", "text", "level3"),
+        Column("计分类别", "text", "group"), Column("年度指标值", "text", "target"),
+        Column("实际完成值", "text", "actual"), Column("分值", "score", "points"),
+        Column("得分", "score", "score"), Column("计分方法", "text", "how"),
+        Column("偏差原因分析及改进措施", "text", "reason"), Column("位置", "text", "where")], forms)
+
+
+def _indicator_lines(ctx: Context, s):
+    checked = ctx.load(s)
+    who = ctx.who(s, checked)
+    for p in checked.projects:
+        for line in (p.scores or {}).get("indicators") or []:
+            yield {"unit_code": who.unit_code, "unit_name": who.unit_name, "project": p.name, **line,
+                   "where": f"{p.sheet}!{line['cell']}"}
 
 
 def department_rollup(projects: list[dict]) -> list[dict]:
