@@ -420,7 +420,7 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
         if kept is not None:
             kept.prefetch([f"check|{fingerprint}|{sha}" for sha in known_shas if sha])
         for f, known in zip(inbox.files, known_shas):
-            summary = _kept_check(kept, fingerprint, known) if known else None
+            summary = _kept_check(kept, fingerprint, known, roster) if known else None
             if summary is None:
                 tasks.append((f.path, known, f.size, f.mtime_ns))
                 continue
@@ -432,7 +432,7 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
                 progress(1)
         for round_no in range(SETTLE_ROUNDS):
             _run_tasks(tasks, seen, spool, ledger, options, roster, db_path, jobs, progress if round_no == 0 else None,
-                       keep=(kept, fingerprint))
+                       keep=(kept, fingerprint, roster))
             # The result must be that of the inbox as it is now: look again, and read what changed meanwhile.
             now = {f.path: f for f in scan(inputs, exclude=own_outputs).files}
             for path in [p for p in seen if p not in now and seen[p].source != "rollup"]:
@@ -498,24 +498,26 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
 
 
 def _fingerprint(options: MergeOptions) -> str:
-    """The settings a form's check and its summary rows depend on, besides its content: the reader and
-    rules (perfxl's version), what the merge expects, the roster's content and the templates folder's files."""
-    h = hashlib.sha256(repr((READER_VERSION, options.template, options.year, options.lang)).encode("utf-8"))
-    for source in (options.roster, options.templates_dir):
-        if source is None:
-            h.update(b"-")
-            continue
-        source = Path(source)
-        for path in sorted(source.rglob("*")) if source.is_dir() else [source]:
+    """The settings a form's check and its summary rows depend on, besides its content and its unit's
+    roster entry: the reader and rules (perfxl's version), what the merge expects, whether there is a
+    roster, and the templates folder's files. (A unit's entry is checked per form, so adding a unit to the
+    roster on deadline day does not make every other form be checked and rendered again.)"""
+    h = hashlib.sha256(repr((READER_VERSION, options.template, options.year, options.lang,
+                             options.roster is not None)).encode("utf-8"))
+    if options.templates_dir is not None:
+        folder = Path(options.templates_dir)
+        for path in sorted(folder.rglob("*")):
             try:
                 st = path.stat()
             except OSError:
                 continue
-            h.update(f"{path.relative_to(source) if source.is_dir() else ''}|{st.st_size}|{st.st_mtime_ns}|".encode(
-                "utf-8", "surrogateescape"))
-            if path.is_file() and st.st_size <= 64 << 20 and not source.is_dir():
-                h.update(path.read_bytes())  # the roster: its content, not only its stat
+            h.update(f"{path.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}|".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
+
+
+def _entry(roster: dict | None, code: str | None) -> str:
+    """A unit's roster entry as a form's check saw it."""
+    return repr(roster.get(code or "")) if roster is not None else "-"
 
 
 _SEEN_FIELDS = ("template", "year", "unit_code", "unit_name", "status", "errors", "warnings", "read_error",
@@ -585,11 +587,13 @@ def _render_share(batch: list[Seen]) -> list[tuple[str, bytes]]:
     return share.cache.items
 
 
-def _kept_check(kept, fingerprint: str, sha: str) -> dict | None:
+def _kept_check(kept, fingerprint: str, sha: str, roster: dict | None) -> dict | None:
     blob = kept.get(f"check|{fingerprint}|{sha}")
     if blob is None:
         return None
     summary = json.loads(blob)
+    if summary.pop("roster_entry") != _entry(roster, summary["unit_code"]):
+        return None  # the unit's roster entry changed since: check it again
     summary["project_names"] = tuple(summary["project_names"])
     return summary
 
@@ -608,7 +612,7 @@ def _recheck(ledger, s: Seen, path: str, check: CheckOptions, roster: dict | Non
 
 
 def _run_tasks(tasks, seen: dict[str, Seen], spool, ledger, options, roster, db_path, jobs, progress,
-               keep=(None, None)) -> None:
+               keep=(None, None, None)) -> None:
     if not tasks:
         return
     previous = None
@@ -650,13 +654,14 @@ def _rolled_up(path: Path, check: CheckOptions, roster: dict | None):
         lower.close()
 
 
-def _collect(results, seen: dict[str, Seen], spool, ledger, progress, keep=(None, None)) -> None:
+def _collect(results, seen: dict[str, Seen], spool, ledger, progress, keep=(None, None, None)) -> None:
     pending_writes = 0
-    kept, fingerprint = keep
+    kept, fingerprint, roster = keep
     for path, sha, size, mtime_ns, source, blob, summary, pickled in results:
         if kept is not None and sha and source != "rollup":  # the next merge with these settings skips the check
             kept.put(f"check|{fingerprint}|{sha}", json.dumps(
-                {k: summary[k] for k in _SEEN_FIELDS}, ensure_ascii=False).encode("utf-8"))
+                {**{k: summary[k] for k in _SEEN_FIELDS}, "roster_entry": _entry(roster, summary["unit_code"])},
+                ensure_ascii=False).encode("utf-8"))
         offset = spool.tell()
         spool.write(pickled)
         shown = display_path(path)

@@ -91,16 +91,22 @@ def test_a_remerge_after_new_and_changed_files_writes_what_a_fresh_merge_writes(
     assert _workbook(tmp_path / "汇总.xlsx") == _workbook(tmp_path / "新.xlsx")
 
 
-def test_a_roster_change_is_seen_by_a_remerge_of_an_unchanged_inbox(seeds, inbox, tmp_path):
-    """Kept rows name the roster they were made with: a unit moved to another 主管部门 moves in the sheets."""
+def test_a_roster_change_is_seen_by_a_remerge_of_an_unchanged_inbox(seeds, inbox, tmp_path, monkeypatch):
+    """Kept rows name the roster entry they were made with: a unit moved to another 主管部门 moves in the
+    sheets, and only that unit's form is checked again."""
+    from perfxl import merger
+
     units = [[seeds[k].unit["code"], seeds[k].unit["name"], seeds[k].unit["department"]] for k in ("000-0", "002-0")]
     roster = write_roster(tmp_path / "名单.csv", units)
     options = MergeOptions(jobs=1, roster=roster, db=tmp_path / "台账.sqlite")
     run_merge([inbox], tmp_path / "汇总.xlsx", options)
     units[0][2] = "新设部门"
     write_roster(roster, units)
-    os.utime(roster, ns=(1, 1))  # same size is not enough to hide it: the content is what counts
+    checked = []
+    real = merger._process
+    monkeypatch.setattr(merger, "_process", lambda task: checked.append(task[0]) or real(task))
     again = run_merge([inbox], tmp_path / "汇总.xlsx", options, materialize=True)
+    assert [os.path.basename(p) for p in checked] == ["000-0.xlsx"]
     departments = {row[2] for row in again.table("项目清单").iter_rows()}
     assert "新设部门" in departments
     fresh = run_merge([inbox], tmp_path / "新.xlsx", MergeOptions(jobs=1, roster=roster))

@@ -220,15 +220,16 @@ class Context:
         if self.fingerprint and self.cache is not None:  # every sheet's columns follow from these
             self._layout = hashlib.sha256(repr((
                 self.fingerprint, RENDER_VERSION, self.money_unit, sorted(self.specs, key=repr), self.lang,
-                self.template, self.year)).encode("utf-8")).hexdigest()
+                self.template, self.year, self.units is not None)).encode()).hexdigest()
 
     def form_key(self, s: Seen) -> str | None:
         """The key under which what this form adds to the sheets is kept: its content, where and when it
-        was found, its unit, and the merge's settings and layout."""
+        was found, its unit and the unit's roster entry, and the merge's settings and layout."""
         if self._layout is None:
             return None
-        return hashlib.sha256(f"{self._layout}|{s.sha}|{s.path}|{s.size}|{s.mtime_ns}|{s.unit_code}|{s.unit_name}"
-                              .encode()).hexdigest()
+        entry = repr(self._units_by_code.get(s.unit_code or ""))
+        return hashlib.sha256(f"{self._layout}|{s.sha}|{s.path}|{s.size}|{s.mtime_ns}|{s.unit_code}|{s.unit_name}|"
+                              f"{entry}".encode()).hexdigest()
 
     def spec_of(self, s: Seen) -> Spec:
         return self.specs[(s.template, s.year)]
