@@ -153,9 +153,11 @@ def build_campaign(n: int, root: Path, seed: int = 2022) -> dict:
 # Measuring a step in its own process tree
 # ----------------------------------------------------------------------------------------------------
 
-def _tree_rss(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in bytes (Linux /proc)."""
-    total = 0
+def _tree_memory(pid: int) -> tuple[int, int]:
+    """Resident and proportional memory (RSS, PSS) of a process and all its descendants, in bytes (Linux
+    /proc). Forked workers share their parent's pages: RSS counts a shared page once per process, PSS
+    splits it among them, so the tree's PSS is what the machine actually gives the run."""
+    rss = pss = 0
     todo = [pid]
     while todo:
         p = todo.pop()
@@ -163,14 +165,22 @@ def _tree_rss(pid: int) -> int:
             with open(f"/proc/{p}/status") as fh:
                 for line in fh:
                     if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
+                        rss += int(line.split()[1]) * 1024
                         break
+            try:
+                with open(f"/proc/{p}/smaps_rollup") as fh:
+                    for line in fh:
+                        if line.startswith("Pss:"):
+                            pss += int(line.split()[1]) * 1024
+                            break
+            except OSError:
+                pass
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as fh:
                     todo.extend(int(c) for c in fh.read().split())
         except (OSError, ValueError):
             continue
-    return total
+    return rss, pss
 
 
 def measure(command: list[str]) -> dict:
@@ -178,12 +188,13 @@ def measure(command: list[str]) -> dict:
     before = os.times()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])))
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    peak = [0]
+    peak = [0, 0]
     done = threading.Event()
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            rss, pss = _tree_memory(proc.pid)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
             done.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -196,7 +207,8 @@ def measure(command: list[str]) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{output}")
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_mb": round(peak[0] / 2**20, 1), "output": output}
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_mb": round(peak[0] / 2**20, 1),
+            "peak_pss_mb": round(peak[1] / 2**20, 1) if peak[1] else None, "output": output}
 
 
 NAIVE = r"""

@@ -2,8 +2,9 @@
 
     python bench/scale.py [--units 10000] [--province 100000] [--counties 20] [--jobs 2]
 
-Each step runs as `perfxl merge` in its own process; wall time, CPU time and peak memory (the whole
-process tree) are measured as in bench/run.py.
+Each step runs as `perfxl merge` in its own process; wall time, CPU time and peak memory of the whole
+process tree are measured as in bench/run.py: peak_mb sums the processes' RSS (a page a forked worker
+shares with the merge counted in each), peak_pss_mb their PSS (a shared page counted once).
 
 1. Deadline day at N forms (the bench/run.py campaign, built if missing):
    fresh     — a first merge, fresh ledger;
@@ -227,7 +228,8 @@ def main() -> None:
         report["deadline_day"] = day = deadline_day(base, args.jobs)
         whole = day["fresh"]
         for step, f in day.items():
-            print(f"   {step:<14}{f['wall_s']:>8.1f} s wall {f['cpu_s']:>8.1f} s CPU {f['peak_mb']:>7.0f} MB", flush=True)
+            print(f"   {step:<14}{f['wall_s']:>8.1f} s wall {f['cpu_s']:>8.1f} s CPU {f['peak_mb']:>7.0f} MB RSS "
+                  f"{f['peak_pss_mb'] or 0:>7.0f} MB PSS", flush=True)
     if "province" not in args.skip:
         print(f"\n== province, {args.province:,} forms", flush=True)
         folder = province_campaign(base, args.province, args.work)
@@ -238,8 +240,8 @@ def main() -> None:
         report["province"] = {"forms": args.province, "fresh": fresh, "unchanged": again,
                               "summary_mb": round(out.stat().st_size / 2**20, 1)}
         for step, f in (("fresh", fresh), ("unchanged", again)):
-            print(f"   {step:<14}{f['wall_s']:>8.1f} s wall {f['cpu_s']:>8.1f} s CPU {f['peak_mb']:>7.0f} MB "
-                  f"({f.get('indicator_rows', 0):,} indicator rows)", flush=True)
+            print(f"   {step:<14}{f['wall_s']:>8.1f} s wall {f['cpu_s']:>8.1f} s CPU {f['peak_mb']:>7.0f} MB RSS "
+                  f"{f['peak_pss_mb'] or 0:>7.0f} MB PSS ({f.get('indicator_rows', 0):,} indicator rows)", flush=True)
     if "rollup" not in args.skip:
         print(f"\n== roll-up, {args.counties} counties → cities → province", flush=True)
         if whole is None:

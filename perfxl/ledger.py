@@ -12,6 +12,7 @@ half-written (SQLite's journal), so the next run simply carries on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import stat
@@ -269,10 +270,11 @@ class Ledger:
     def record_outcomes(self, run_id: int, files: list, settings: dict) -> None:
         """What this run decided for every file, and the settings it ran with: the public API rebuilds
         the summary tables from these without the inbox."""
-        with self.db:  # vars(), not dataclasses.asdict: a Seen is flat, and asdict deep-copies 10,000 of them
+        names = [f.name for f in dataclasses.fields(files[0])] if files else []
+        with self.db:  # not dataclasses.asdict: a Seen is flat, and asdict deep-copies 10,000 of them
             self.db.executemany("INSERT OR REPLACE INTO outcomes (run, path, sha256, outcome, seen) VALUES (?,?,?,?,?)",
-                                ((run_id, s.path, s.sha, s.outcome, json.dumps(vars(s), ensure_ascii=False))
-                                 for s in files))
+                                ((run_id, s.path, s.sha, s.outcome, json.dumps(
+                                    {name: getattr(s, name) for name in names}, ensure_ascii=False)) for s in files))
             self.db.execute("INSERT OR REPLACE INTO run_settings (run, settings) VALUES (?,?)",
                             (run_id, json.dumps(settings, ensure_ascii=False, default=str)))
             self.db.execute("DELETE FROM outcomes WHERE run NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?)",

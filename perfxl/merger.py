@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import os
 import pickle
@@ -19,7 +20,7 @@ import threading
 import time
 import zipfile
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -417,9 +418,9 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
         sightings = ledger.sightings() if ledger else {}
         known_shas = [sightings.get((display_path(f.path), f.size, f.mtime_ns)) for f in inbox.files]
         del sightings
-        if kept is not None:
-            kept.prefetch([f"check|{fingerprint}|{sha}" for sha in known_shas if sha])
-        for f, known in zip(inbox.files, known_shas):
+        for i, (f, known) in enumerate(zip(inbox.files, known_shas)):
+            if kept is not None and i % 1000 == 0:  # looked up a thousand at a time
+                kept.prefetch([f"check|{fingerprint}|{sha}" for sha in known_shas[i:i + 1000] if sha])
             summary = _kept_check(kept, fingerprint, known, roster) if known else None
             if summary is None:
                 tasks.append((f.path, known, f.size, f.mtime_ns))
@@ -539,11 +540,17 @@ def _render_ahead(ctx: Context, spool, kept, jobs: int) -> None:
     spool.flush()
     _AHEAD.update(ctx=ctx, fd=spool.fileno())
     chunk = max(8, min(64, len(todo) // (jobs * 4) or 1))
+    batches = iter([todo[i:i + chunk] for i in range(0, len(todo), chunk)])
     try:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=_context()) as pool:
-            for kept_values in pool.map(_render_share, [todo[i:i + chunk] for i in range(0, len(todo), chunk)]):
-                for key, value in kept_values:
-                    kept.put(key, value)
+            # A few batches in flight per worker, not all: results wait in memory until they are kept.
+            running = {pool.submit(_render_share, b) for b in itertools.islice(batches, jobs * 3)}
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    for key, value in future.result():
+                        kept.put(key, value)
+                running |= {pool.submit(_render_share, b) for b in itertools.islice(batches, len(done))}
     except (BrokenProcessPool, OSError):
         pass  # the main process renders what is missing
     finally:

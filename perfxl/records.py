@@ -78,7 +78,7 @@ def rejected_by(path: str, problem: Problem) -> CheckedForm:
                        unit_name=None, money_unit=None, family=None, projects=[], problems=[problem], read_error=code)
 
 
-@dataclass
+@dataclass(slots=True)  # 100,000 of them at province scale
 class Seen:
     """One input file of a merge, as the main process remembers it (the checked form itself is spooled),
     with the outcome the merge decided for it."""

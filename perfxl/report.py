@@ -11,6 +11,7 @@ import os
 import pickle
 import re
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from .domain import ABOUT_SHEET
@@ -115,6 +116,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _WIDTHS = {"单位名称": 30, "项目名称": 36, "三级指标": 30, "说明": 60, "主要问题": 60, "文件": 36, "来源文件": 36,
            "内容": 44, "原值": 30, "新值": 30, "主管部门": 26, "项目": 50, "收到时间": 17, "sha256": 22, "原因": 24,
            "栏目": 20, "规则": 24, "年度指标值": 30, "实际完成值": 24, "计分方法": 30}
+MEMO_ROWS = 60_000  # a sheet sorted across forms keeps its rows' XML up to this many rows (memory: ~1 KB a row)
 EXCEL_ROWS = 1_048_576  # rows a sheet holds; a summary sheet that would pass it continues in 名(2), 名(3), …
 A4_WIDTH = 190  # column widths (in characters) that still print legibly across one landscape A4 page
 
@@ -333,7 +335,8 @@ def _table_parts(table, layout: Layout, cache, spool: _SegmentSpool, limit: int)
     if table.blocks is None:
         # A sheet sorted across forms (项目清单, 目标审核, …): its rows' XML is kept by the rows' values, so
         # a re-merge renders only rows that changed. Kept whole, under the table's name and layout.
-        key = f"rows|{table.name}|{layout.key}" if cache is not None else None
+        small = isinstance(table.rows, Sequence) and len(table.rows) <= MEMO_ROWS
+        key = f"rows|{table.name}|{layout.key}" if cache is not None and small else None
         kept = cache.get(key) if key else None
         memo = pickle.loads(zlib.decompress(kept)) if kept else ({} if key else None)
         used: dict | None = {} if key else None
