@@ -433,7 +433,7 @@ def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> No
     Long because the cover is laid out top to bottom and every part's row depends on the parts above it;
     read from top to bottom it is the page as printed."""
     cover = table.cover
-    ncols = max(len(table.columns), len(cover.figures), 8)
+    ncols = max(len(table.columns), len(cover.figures), 8, *(len(t.columns) for t in cover.tables))
     title = wb.add_format({"bold": True, "font_size": 16, "align": "center", "valign": "vcenter"})
     line = wb.add_format({"font_color": "#404040", "align": "center"})
     figure_label = wb.add_format({"align": "center", "valign": "vcenter", "bg_color": "#F2F2F2", "border": 1,
@@ -442,6 +442,10 @@ def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> No
                                       "num_format": "#,##0.00" if k == "money" else "#,##0"}) for k in ("money", "count")}
     caption = wb.add_format({"bold": True, "font_size": 12})
     widths = [widths[c] if c < len(widths) else 12 for c in range(ncols)]
+    for extra in cover.tables:  # nor does a total of the tables above the main one
+        for c, (title_, kind) in enumerate(extra.columns):
+            if kind != "text":
+                widths[c] = max(widths[c], _width(title_, kind))
     for c, (_, _, kind) in enumerate(cover.figures):  # a key figure never shows as ####
         widths[c] = max(widths[c], 18 if kind == "money" else 11)
     for c in range(ncols):
@@ -470,6 +474,8 @@ def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> No
         row += 4
     chart_row = row
     row += CHART_ROWS
+    for extra in cover.tables:  # above the main table, whose header repeats on every printed page after it
+        row = _write_small_table(ws, extra, row, header, body, totals, caption) + 2
     ws.write_string(row, 0, "按主管部门", caption)
     head = row + 1
     for c, (title_, _) in enumerate(table.columns):
@@ -496,8 +502,6 @@ def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> No
     if data:
         ws.autofilter(head, 0, head + len(data), len(table.columns) - 1)
     ws.repeat_rows(head)
-    for extra in cover.tables:  # under the main table: its own caption and header, no filter
-        last = _write_small_table(ws, extra, last + 2, header, body, totals, caption)
     ws.print_area(0, 0, last, ncols - 1)
     x = 4
     shares = {"bar": 0.62, "column": 0.36, "pie": 0.36}

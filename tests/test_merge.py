@@ -375,14 +375,15 @@ def test_a_city_merge_of_county_ledgers_equals_one_merge_of_all_files(seeds, tmp
     titles = [title for title, _ in levels.columns]
     by = {(r[0], r[1], r[2]): dict(zip(titles, r)) for r in levels.iter_rows()}
     total = by[("合计", "", "")]
+    assert titles[:3] == ["层级", "地区", "上级地区"]
     assert total["已报单位数"] == whole.counts["units"] and total["项目数"] == whole.counts["projects"]
     cities = [r for k, r in by.items() if k[0] == "市"]
     counties_rows = [r for k, r in by.items() if k[0] == "区县"]
-    assert {r["市"] for r in cities} == {"东市", "西市"} and len(counties_rows) >= 2
+    assert {r["地区"] for r in cities} == {"东市", "西市"} and len(counties_rows) >= 2
     for column in ("应报单位数", "已报单位数", "项目数", "预算金额合计（元）"):
         assert sum(r[column] for r in cities) == sum(r[column] for r in counties_rows) == total[column], column
-    east = next(r for r in cities if r["市"] == "东市")
-    assert east["已报单位数"] == sum(r["已报单位数"] for r in counties_rows if r["市"] == "东市") > 0
+    east = next(r for r in cities if r["地区"] == "东市")
+    assert east["已报单位数"] == sum(r["已报单位数"] for r in counties_rows if r["上级地区"] == "东市") > 0
 
     def rows(result, name, drop=("来源文件",)):  # by title: columns of several templates come in file order
         titles = [title for title, _ in result.table(name).columns]

@@ -74,7 +74,7 @@ class Cover:
     figures: list[tuple[str, Any, str]]  # (label, value, kind)
     blocks: list[Block] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
-    tables: list[Table] = field(default_factory=list)  # small tables under the main one (the totals per level)
+    tables: list[Table] = field(default_factory=list)  # small tables above the main one (the totals per level)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ _SUMMED = ("expected", "submitted", "valid", "errors", "missing", "projects", "b
 
 def _levels(ctx: Context, lines: list[dict], m: str) -> Table | None:
     """The totals per level of the region hierarchy (区县 → 市 → the whole merge), when the roster names
-    regions: every 市 (a region's parent, from the roster's 上级地区 column) and every 区县 under it."""
+    regions: every 市 (a region's parent, from the roster's 上级地区 column) and every 区县 under it.
+    Printed above the table per 主管部门."""
     parents = {u.region: u.parent for u in ctx.units or [] if u.region and u.parent}
     by_region: dict[str, Counter] = {}
     for line in lines:
@@ -61,11 +62,12 @@ def _levels(ctx: Context, lines: list[dict], m: str) -> Table | None:
     rows = []
     for parent in sorted(by_parent, key=lambda p: (p == "", p)):
         if parents:
-            rows.append({"level": "市", "parent": parent or "（未注明上级地区）", "region": "", **by_parent[parent]})
-        rows += [{"level": "区县", "parent": parent, "region": region or "（未注明地区）", **by_region[region]}
-                 for region in sorted(by_region) if parents.get(region, "") == parent]
-    rows.append({"level": "合计", "parent": "", "region": "", **whole})
-    columns = [Column("层级", "text", "level"), Column("市", "text", "parent"), Column("区县", "text", "region")] + [
+            rows.append({"level": "市", "name": parent or "（未注明上级地区）", "parent": "", **by_parent[parent]})
+        rows += [{"level": "区县" if parents else "地区", "name": region or "（未注明地区）", "parent": parent,
+                  **by_region[region]} for region in sorted(by_region) if parents.get(region, "") == parent]
+    rows.append({"level": "合计", "name": "", "parent": "", **whole})
+    columns = [Column("层级", "text", "level"), Column("地区", "text", "name")] + (
+        [Column("上级地区", "text", "parent")] if parents else []) + [
         Column(title, "count", key) for title, key in (
             ("应报单位数", "expected"), ("已报单位数", "submitted"), ("通过校验", "valid"), ("有错误", "errors"),
             ("未报送", "missing"), ("项目数", "projects"))] + [Column("预算金额合计" + m, "money", "budget")]
