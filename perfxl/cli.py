@@ -427,6 +427,25 @@ def _print_merge(result, seconds: float, csv_dir, returns_dir=None) -> None:
         click.echo(f"退回包 → {returns_dir}（{notices} 个单位需修改后重新报送：标注原表和退回通知）")
 
 
+@cli.command("export")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="本级汇总的报送台账 (the ledger of this level's merge).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="导出文件，如 甲县.perfxl (the file to send up).")
+def export(ledger_path, output):
+    """导出本级最近一次汇总的结果，供上级汇总 (节点汇总: a lower level's merge, for the level above).
+
+    上级把导出文件和其他下级的导出文件一起交给 perfxl merge 即可，如
+    perfxl merge 甲县.perfxl 乙县.perfxl -o 市汇总.xlsx。"""
+    from .ledger import export_merged
+
+    if not ledger_path.is_file():
+        raise PerfxlError(f"报送台账不存在 (ledger not found): {ledger_path}")
+    forms = export_merged(ledger_path, output)
+    size = output.stat().st_size / 2**20
+    click.echo(f"已导出 {forms} 份已汇总的表 → {output}（{size:.1f} MB）；上级汇总时作为 perfxl merge 的输入即可")
+
+
 @cli.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("outputs") / "demo")
 def demo(folder):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import OutputError
+from .files import atomic_output
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -352,6 +353,52 @@ class Ledger:
                             "rejected=?, duplicate=?, superseded=? WHERE id=?",
                             (_now(), output, counts["files_in"], counts["read"], counts["from_ledger"], counts["merged"],
                              counts["rejected"], counts["duplicate"], counts["superseded"], run_id))
+
+
+def export_merged(source: Path, target: Path) -> int:
+    """What a higher level needs of this ledger's last merge (节点汇总), in a new file of the ledger's own
+    format: the run, its outcomes and settings, and the stored data of every form it merged, each under
+    the sha256 of its original file. Nothing of older runs, of what a re-merge reuses, or of the portal's
+    uploads. The file is one SQLite file (no journal beside it), written whole or not at all. Returns how
+    many merged forms it holds."""
+    source, target = Path(source), Path(target)
+    if not is_ledger(source):
+        raise OutputError(f"{source} 不是 perfxl 报送台账，无法导出 (not a perfxl ledger)")
+    if target.exists() and (target.resolve() == source.resolve() or not is_ledger(target)):
+        raise OutputError(f"{target} 已存在且不是 perfxl 导出的台账；perfxl 不会覆盖它，请换一个文件名 "
+                          f"(refusing to overwrite {target})")
+    lower = Ledger(source, readonly=True)
+    try:
+        run = lower.last_run()
+        if run is None:
+            raise OutputError(f"{source} 中没有完成的汇总，无法导出 (a ledger with no finished merge)")
+        runs = lower.db.execute("SELECT * FROM runs WHERE id=?", (run,)).fetchall()
+        outcomes = lower.db.execute("SELECT * FROM outcomes WHERE run=?", (run,)).fetchall()
+        settings = lower.db.execute("SELECT * FROM run_settings WHERE run=?", (run,)).fetchall()
+        merged = sorted({row[2] for row in outcomes if row[3] == "merged"})
+        with atomic_output(target) as tmp:
+            out = Ledger(tmp)
+            try:
+                with out.db:
+                    out.db.executemany(f"INSERT INTO runs VALUES ({','.join('?' * len(runs[0]))})", runs)
+                    if outcomes:
+                        out.db.executemany(f"INSERT INTO outcomes VALUES ({','.join('?' * len(outcomes[0]))})",
+                                           outcomes)
+                    out.db.executemany("INSERT INTO run_settings VALUES (?,?)", settings)
+                    for start in range(0, len(merged), 500):
+                        batch = merged[start:start + 500]
+                        rows = lower.db.execute(f"SELECT * FROM files WHERE sha256 IN ({','.join('?' * len(batch))})",
+                                                batch).fetchall()
+                        if rows:
+                            out.db.executemany(f"INSERT INTO files VALUES ({','.join('?' * len(rows[0]))})", rows)
+                out.db.execute("PRAGMA journal_mode=DELETE")  # one file to send: no -wal beside it
+            finally:
+                out.close()
+    except sqlite3.Error as exc:
+        raise OutputError(f"无法导出台账 {source}: {exc}") from None
+    finally:
+        lower.close()
+    return len(merged)
 
 
 class Kept:

@@ -417,3 +417,49 @@ def test_a_form_missing_from_a_county_ledger_is_reported_not_dropped(seeds, tmp_
     city = run_merge([db], tmp_path / "市.xlsx", MergeOptions(jobs=1))
     assert city.counts["rejected"] == 1 and city.counts["merged"] == 0
     assert city.files[0].read_error == "file-unreadable"
+
+
+def test_a_city_merge_of_county_exports_equals_one_of_their_ledgers(seeds, tmp_path):
+    """perfxl export: a county sends one compact file up, not its whole ledger; the city merges the
+    exports as it would the ledgers, each row naming the export it came from. A newer export from a county
+    replaces that county's rows."""
+    exports, ledgers = [], []
+    for county, keys in {"甲县": ("000-0", "002-0"), "乙县": ("003-0",)}.items():
+        inbox = tmp_path / county
+        inbox.mkdir()
+        for key in keys:
+            shutil.copy(seeds[key].filled, inbox / f"{key}.xlsx")
+        db = tmp_path / f"{county}_报送台账.sqlite"
+        run_merge([inbox], tmp_path / f"{county}.xlsx", MergeOptions(jobs=1, db=db))
+        result = CliRunner().invoke(cli, ["export", "--ledger", str(db), "-o", str(tmp_path / f"{county}.perfxl")])
+        assert result.exit_code == 0, result.output
+        assert "已导出" in result.output
+        ledgers.append(db)
+        exports.append(tmp_path / f"{county}.perfxl")
+    assert not list(tmp_path.glob("*.perfxl-*")), "one file, no journal beside it"
+    by_ledgers = run_merge(ledgers, tmp_path / "市1.xlsx", MergeOptions(jobs=1, db=tmp_path / "市1.sqlite"),
+                           materialize=True)
+    by_exports = run_merge(exports, tmp_path / "市2.xlsx", MergeOptions(jobs=1, db=tmp_path / "市2.sqlite"),
+                           materialize=True)
+    assert by_exports.counts["merged"] == by_ledgers.counts["merged"] == 3
+    assert sorted(map(tuple, by_exports.table("指标明细").iter_rows())) == \
+        sorted(map(tuple, by_ledgers.table("指标明细").iter_rows()))
+    assert {s.path.split("#")[0] for s in by_exports.files} == {"甲县.perfxl", "乙县.perfxl"}
+    for e, d in zip(exports, ledgers):  # a ledger in use is its file and its journal (-wal) beside it
+        assert e.stat().st_size < sum(p.stat().st_size for p in tmp_path.glob(d.name + "*"))
+
+    shutil.copy(seeds["004-0"].filled, tmp_path / "乙县" / "004-0.xlsx")  # 乙县 merges again, sends again
+    run_merge([tmp_path / "乙县"], tmp_path / "乙县.xlsx", MergeOptions(jobs=1, db=ledgers[1]))
+    assert CliRunner().invoke(cli, ["export", "--ledger", str(ledgers[1]), "-o", str(exports[1])]).exit_code == 0
+    again = run_merge(exports, tmp_path / "市2.xlsx", MergeOptions(jobs=1, db=tmp_path / "市2.sqlite"))
+    assert again.counts["files_in"] == 4 and again.counts["merged"] + again.counts["superseded"] == 4
+
+
+def test_export_refuses_what_is_not_a_ledger_and_never_overwrites_another_file(tmp_path):
+    other = tmp_path / "别的.xlsx"
+    other.write_bytes(b"not a ledger")
+    result = CliRunner().invoke(cli, ["export", "--ledger", str(other), "-o", str(tmp_path / "x.perfxl")])
+    assert result.exit_code == 2 and "不是 perfxl 报送台账" in result.output
+    missing = CliRunner().invoke(cli, ["export", "--ledger", str(tmp_path / "无.sqlite"), "-o", str(other)])
+    assert missing.exit_code == 2 and "不存在" in missing.output
+    assert other.read_bytes() == b"not a ledger"
