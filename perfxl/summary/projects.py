@@ -12,7 +12,7 @@ NAME = "项目清单"
 FIRST_TITLE = "地区"
 
 
-@dataclass
+@dataclass(slots=True)  # one a project: 100,000 at province scale
 class ProjectLine:
     region: str
     year: int | None

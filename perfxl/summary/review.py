@@ -69,7 +69,7 @@ GRADES = ((90, "优", "进入预算"), (75, "良", "协商修改后进入预算"
 WITH_ERRORS_AT_BEST = "中"
 
 
-@dataclass
+@dataclass(slots=True)  # one a project: 100,000 at province scale
 class ReviewLine:
     region: str
     department: str
