@@ -153,6 +153,18 @@ def build_campaign(n: int, root: Path, seed: int = 2022) -> dict:
 # Measuring a step in its own process tree
 # ----------------------------------------------------------------------------------------------------
 
+def _proc_kb(path: str, field: str) -> int:
+    """A `field: N kB` line of a /proc file; 0 where the kernel has no such file (smaps_rollup before 4.14)."""
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
+
+
 def _tree_memory(pid: int) -> tuple[int, int]:
     """Resident and proportional memory (RSS, PSS) of a process and all its descendants, in bytes (Linux
     /proc). Forked workers share their parent's pages: RSS counts a shared page once per process, PSS
@@ -162,19 +174,8 @@ def _tree_memory(pid: int) -> tuple[int, int]:
     while todo:
         p = todo.pop()
         try:
-            with open(f"/proc/{p}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        rss += int(line.split()[1]) * 1024
-                        break
-            try:
-                with open(f"/proc/{p}/smaps_rollup") as fh:
-                    for line in fh:
-                        if line.startswith("Pss:"):
-                            pss += int(line.split()[1]) * 1024
-                            break
-            except OSError:
-                pass
+            rss += _proc_kb(f"/proc/{p}/status", "VmRSS:") * 1024
+            pss += _proc_kb(f"/proc/{p}/smaps_rollup", "Pss:") * 1024
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as fh:
                     todo.extend(int(c) for c in fh.read().split())

@@ -475,30 +475,15 @@ def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> No
     chart_row = row
     row += CHART_ROWS
     for extra in cover.tables:  # above the main table, whose header repeats on every printed page after it
-        row = _write_small_table(ws, extra, row, header, body, totals, caption) + 2
-    ws.write_string(row, 0, "按主管部门", caption)
+        levels = list(extra.iter_rows())  # its 合计 row is its last
+        row = _write_table_at(ws, row, extra.name, extra.columns, levels, bool(levels), header, body, totals,
+                              caption) + 2
     head = row + 1
-    for c, (title_, _) in enumerate(table.columns):
-        ws.write_string(head, c, title_, header)
-    ws.set_row(head, 32)
     data = list(table.iter_rows())
-    for r, values in enumerate(data, start=head + 1):
-        for c, (value, (_, kind)) in enumerate(zip(values, table.columns)):
-            if value is None or value == "":
-                continue
-            if kind != "text" and type(value) in (int, float):
-                ws.write_number(r, c, value, body.get(kind))
-            else:
-                ws.write_string(r, c, str(value))
-    last = head + len(data)
-    if table.totals and data:
-        last += 1
-        ws.write_string(last, 0, "合计", totals["text"])
-        for c, (_, kind) in enumerate(table.columns[1:], start=1):
-            if kind in {"money", "count"}:
-                ws.write_number(last, c, round(sum(v[c] or 0 for v in data), 6), totals[kind])
-            else:
-                ws.write_blank(last, c, None, totals.get(kind, totals["text"]))
+    total_row = [["合计"] + [round(sum(v[c] or 0 for v in data), 6) if kind in {"money", "count"} else None
+                             for c, (_, kind) in enumerate(table.columns[1:], start=1)]] if table.totals and data else []
+    last = _write_table_at(ws, row, cover.caption, table.columns, data + total_row, bool(total_row), header,
+                           body, totals, caption)
     if data:
         ws.autofilter(head, 0, head + len(data), len(table.columns) - 1)
     ws.repeat_rows(head)
@@ -515,17 +500,17 @@ def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> No
         x += int(page_px * shares[chart_spec.kind]) + 12
 
 
-def _write_small_table(ws, table, row: int, header, body, totals, caption) -> int:
-    """A small table at `row`: caption, header and rows, a 合计 row in bold. Returns its last row."""
-    ws.write_string(row, 0, table.name, caption)
-    for c, (title, _) in enumerate(table.columns):
-        ws.write_string(row + 1, c, title, header)
+def _write_table_at(ws, row: int, title: str, columns, rows: list[list], totals_last: bool, header, body, totals,
+                    caption) -> int:
+    """A table written cell by cell at `row`: its caption, header and rows, the last in bold over a rule
+    when it is the totals row. Returns the last row written."""
+    ws.write_string(row, 0, title, caption)
+    for c, (title_, _) in enumerate(columns):
+        ws.write_string(row + 1, c, title_, header)
     ws.set_row(row + 1, 32)
-    r = row + 1
-    for values in table.iter_rows():
-        r += 1
-        strong = values[0] == "合计"
-        for c, (value, (_, kind)) in enumerate(zip(values, table.columns)):
+    for r, values in enumerate(rows, start=row + 2):
+        strong = totals_last and r == row + 1 + len(rows)
+        for c, (value, (_, kind)) in enumerate(zip(values, columns)):
             style = (totals if strong else body).get(kind, totals["text"] if strong else None)
             if value is None or value == "":
                 if strong:
@@ -534,8 +519,7 @@ def _write_small_table(ws, table, row: int, header, body, totals, caption) -> in
                 ws.write_number(r, c, value, style)
             else:
                 ws.write_string(r, c, str(value), style)
-    return r
-
+    return row + 1 + len(rows)
 
 CHART_ROWS = 14  # rows of 20 px the charts take on the cover
 

@@ -75,6 +75,7 @@ class Cover:
     blocks: list[Block] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)  # small tables above the main one (the totals per level)
+    caption: str = ""  # over the main table
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,10 @@ class Context:
         entry = repr(self._units_by_code.get(s.unit_code or ""))
         return hashlib.sha256(f"{self._layout}|{s.sha}|{s.path}|{s.size}|{s.mtime_ns}|{s.unit_code}|{s.unit_name}|"
                               f"{entry}".encode()).hexdigest()
+
+    def sender(self, s: Seen) -> Who:
+        """Who sent a file: known without loading it once its part is (a merged form), else from its form."""
+        return self.senders.get(s.path) or self.who(s, self.load(s))
 
     def spec_of(self, s: Seen) -> Spec:
         return self.specs[(s.template, s.year)]

@@ -100,4 +100,4 @@ def _cover(ctx: Context, counts: dict, lines: list[dict], grades: Counter, grade
     return Cover(title=title,
                  lines=[f"汇总时间 {datetime.now().strftime('%Y-%m-%d %H:%M')}；金额单位 {ctx.money_unit}",
                         "文件核对：" + accounting_line(counts)],
-                 figures=figures, blocks=blocks, charts=charts)
+                 figures=figures, blocks=blocks, charts=charts, caption=DEPARTMENTS)

@@ -71,7 +71,7 @@ class Status:
         for _, sent in sorted(by_unit.items()):
             chosen = [s for s in sent if s.outcome == "merged"]
             newest = max(chosen or sent, key=lambda x: x.mtime_ns)
-            who = self.ctx.senders.get(newest.path) or self.ctx.who(newest, self.ctx.load(newest))
+            who = self.ctx.sender(newest)
             group = self.per_group[(who.region, who.department)]
             if self.ctx.units is None:
                 group["expected"] += 1
