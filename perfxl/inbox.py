@@ -16,6 +16,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 SKIP_REASONS = {
     "lock-file": ("Office 锁定文件 (~$…)，不是报送文件", "Office lock file"),
@@ -26,11 +27,42 @@ SKIP_REASONS = {
 }
 
 
+class FileStat(NamedTuple):
+    """What the file system says of a file without reading it. A file replaced by another of the same size
+    with its mtime put back (`touch -r`, a sync client, unzip) still differs in its change time, which no
+    program can set back, or in its inode; the ledger knows a content by all four."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStat:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+# On Windows st_ctime is the creation time, which a file rewritten in place keeps, and some network
+# shares report no file index: there the stat alone cannot tell such a rewrite, so a file the ledger knows
+# by its stat is hashed before its stored data is used.
+STAT_IDENTIFIES_CONTENT = os.name != "nt"
+
+
 @dataclass(frozen=True)
 class InboxFile:
     path: str
     size: int
     mtime_ns: int
+    ctime_ns: int = 0
+    ino: int = 0
+
+    @property
+    def stat(self) -> FileStat:
+        return FileStat(self.size, self.mtime_ns, self.ctime_ns, self.ino)
+
+    @classmethod
+    def of(cls, path: str, st: os.stat_result) -> InboxFile:
+        return cls(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 @dataclass
@@ -68,7 +100,7 @@ def scan(paths: list[Path], exclude: set[Path] | None = None) -> Inbox:
             inbox.files += sorted(found.files, key=lambda f: f.path)
             inbox.skipped += sorted(found.skipped)
         else:  # named directly: taken whatever it is, in the order given; the reader refuses what it cannot read
-            inbox.files.append(InboxFile(str(path), st.st_size, st.st_mtime_ns))
+            inbox.files.append(InboxFile.of(str(path), st))
     return inbox
 
 
@@ -109,7 +141,7 @@ def _walk(root: Path, inbox: Inbox, excluded: set[str], excluded_names: set[str]
             elif not stat.S_ISREG(st.st_mode):
                 inbox.skipped.append((entry.path, "not-a-file"))
             else:
-                inbox.files.append(InboxFile(entry.path, st.st_size, st.st_mtime_ns))
+                inbox.files.append(InboxFile.of(entry.path, st))
 
 
 def read_regular_file(path: str | Path, max_bytes: int) -> tuple[bytes, os.stat_result]:

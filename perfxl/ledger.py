@@ -2,8 +2,8 @@
 
 - `files`: one row per distinct content (sha256): what it is, its status, and the form data read from it
   (zlib-compressed JSON), so a later merge over the same inbox re-reads nothing that did not change;
-- `sightings`: where and when each content was seen (path, size, mtime), so an unchanged file is known
-  by a stat() without even hashing it;
+- `sightings`: where and when each content was seen (path, size, mtime, ctime, inode), so an unchanged
+  file is known by a stat() without even hashing it, and a replacement with its mtime put back is not;
 - `runs`: one row per merge, with its counts.
 
 Writes happen in transactions; a merge killed half-way leaves every committed batch intact and nothing
@@ -23,6 +23,7 @@ from pathlib import Path
 from . import __version__
 from .errors import OutputError
 from .files import atomic_output
+from .inbox import FileStat
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -47,6 +48,8 @@ CREATE TABLE IF NOT EXISTS sightings (
     size        INTEGER NOT NULL,
     mtime_ns    INTEGER NOT NULL,
     seen_at     TEXT NOT NULL,
+    ctime_ns    INTEGER,
+    ino         INTEGER,
     PRIMARY KEY (path, sha256)
 );
 CREATE INDEX IF NOT EXISTS sightings_by_path ON sightings(path, size, mtime_ns);
@@ -130,8 +133,45 @@ def pack(data: dict) -> bytes:
     return zlib.compress(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"), 3)
 
 
-def unpack(blob: bytes) -> dict:
-    return json.loads(zlib.decompress(blob).decode("utf-8", "surrogatepass"))
+# Stored form data inflates to at most this: a real form's data is tens of kilobytes, and a ledger or an
+# export handed in by someone else may hold a bomb, as a workbook may (reader.zipguard caps those alike).
+MAX_FORM_DATA_BYTES = 32 * 1024 * 1024
+
+
+class StoredDataError(ValueError):
+    """Form data kept in a ledger that cannot be used: not zlib, too large inflated, not JSON, not a form."""
+
+
+def inflate(blob) -> bytes:
+    """The JSON text of stored form data, inflated under MAX_FORM_DATA_BYTES."""
+    if not isinstance(blob, bytes):
+        raise StoredDataError(f"不是压缩数据（{type(blob).__name__}）")
+    try:
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(blob, MAX_FORM_DATA_BYTES + 1)
+    except zlib.error as exc:
+        raise StoredDataError(f"无法解压（{exc}）") from None
+    if len(text) > MAX_FORM_DATA_BYTES or inflater.unconsumed_tail:
+        raise StoredDataError(f"解压后超过 {MAX_FORM_DATA_BYTES >> 20} MB，疑似压缩炸弹")
+    return text
+
+
+def unpack(blob) -> dict:
+    """Stored form data back as a dict; StoredDataError for anything else (never any other exception)."""
+    return parse_form_text(inflate(blob))
+
+
+def parse_form_text(text: bytes) -> dict:
+    """Inflated form data (see `inflate`) as a dict; StoredDataError for anything else."""
+    try:
+        data = json.loads(text.decode("utf-8", "surrogatepass"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise StoredDataError(f"不是有效的 JSON（{type(exc).__name__}）") from None
+    except RecursionError:
+        raise StoredDataError("JSON 嵌套过深") from None
+    if not isinstance(data, dict):
+        raise StoredDataError("不是表单数据")
+    return data
 
 
 def _refuse(path: Path, why: str) -> OutputError:
@@ -175,6 +215,14 @@ def check_ledger_file(path: Path) -> None:
         raise _refuse(path, f"是其他程序的数据库（含有表 {', '.join(sorted(tables - OWN_TABLES)[:5])}）")
 
 
+def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Columns a newer perfxl added to a table, added to a ledger an older one made."""
+    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
 def is_ledger(path: Path) -> bool:
     """A file that is a perfxl ledger (a lower level's merge result): SQLite, and by its application id or,
     as check_ledger_file also accepts, by its tables."""
@@ -209,6 +257,7 @@ class Ledger:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            _add_columns(self.db, "sightings", {"ctime_ns": "INTEGER", "ino": "INTEGER"})
             self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.db.commit()
         except sqlite3.Error as exc:
@@ -219,16 +268,23 @@ class Ledger:
 
     # -- lookups ------------------------------------------------------------------------------------
 
-    def sightings(self) -> dict[tuple[str, int, int], str]:
-        """Every (path, size, mtime_ns) seen, with its content's sha256 (the newest sighting wins): one
-        query for a whole inbox instead of one per file."""
-        return {(path, size, mtime): sha for path, size, mtime, sha in self.db.execute(
-            "SELECT path, size, mtime_ns, sha256 FROM sightings ORDER BY seen_at")}
+    def sightings(self) -> dict[tuple[str, FileStat], str]:
+        """Every (path, file stat) seen, with its content's sha256 (the newest sighting wins): one query for
+        a whole inbox instead of one per file. A sighting of an older ledger, without ctime and inode,
+        matches no file: such a file is read once more."""
+        return {(path, FileStat(size, mtime, ctime, ino)): sha for path, size, mtime, ctime, ino, sha in self.db.execute(
+            "SELECT path, size, mtime_ns, ctime_ns, ino, sha256 FROM sightings WHERE ctime_ns IS NOT NULL "
+            "ORDER BY seen_at")}
 
     def cached_form(self, sha: str) -> dict | None:
+        """The form data this reader version stored for this content; None if there is none or it cannot
+        be used (the file is then read again)."""
         row = self.db.execute("SELECT form FROM files WHERE sha256=? AND reader=? AND form IS NOT NULL",
                               (sha, READER_VERSION)).fetchone()
-        return unpack(row[0]) if row else None
+        try:
+            return unpack(row[0]) if row else None
+        except StoredDataError:
+            return None
 
     def cached_rejection(self, sha: str):
         """The problem that rejected this content when this reader version last read it, or None."""
@@ -236,13 +292,16 @@ class Ledger:
 
         row = self.db.execute("SELECT status, problems FROM files WHERE sha256=? AND reader=? AND form IS NULL",
                               (sha, READER_VERSION)).fetchone()
-        if row and row[0] and row[0].startswith("rejected:"):
-            return Problem.from_dict(json.loads(row[1])[0])
+        if row and isinstance(row[0], str) and row[0].startswith("rejected:"):
+            try:
+                return Problem.from_dict(json.loads(row[1])[0])
+            except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError):
+                return None  # not what this ledger would have written: read the file again
         return None
 
     # -- writes: the caller commits in batches ------------------------------------------------------
 
-    def record(self, sha: str, size: int, path: str, mtime_ns: int, summary: dict, form_blob: bytes | None) -> None:
+    def record(self, sha: str, stat: FileStat, path: str, summary: dict, form_blob: bytes | None) -> None:
         """`summary`: template, version, year, unit_code, unit_name, status, errors, warnings, read_error
         and problems (JSON text) of the checked form."""
         s = summary
@@ -254,10 +313,10 @@ class Ledger:
             "year=excluded.year, unit_code=excluded.unit_code, unit_name=excluded.unit_name, status=excluded.status, "
             "errors=excluded.errors, warnings=excluded.warnings, problems=excluded.problems, reader=excluded.reader, "
             "form=COALESCE(excluded.form, files.form)",
-            (sha, size, _now(), s["template"], s["version"], s["year"], s["unit_code"], s["unit_name"],
+            (sha, stat.size, _now(), s["template"], s["version"], s["year"], s["unit_code"], s["unit_name"],
              status, s["errors"], s["warnings"], s["problems"], READER_VERSION, form_blob))
-        self.db.execute("INSERT OR REPLACE INTO sightings (path, sha256, size, mtime_ns, seen_at) VALUES (?,?,?,?,?)",
-                        (path, sha, size, mtime_ns, _now()))
+        self.db.execute("INSERT OR REPLACE INTO sightings (path, sha256, size, mtime_ns, ctime_ns, ino, seen_at) "
+                        "VALUES (?,?,?,?,?,?,?)", (path, sha, *stat, _now()))
 
     def kept(self, run_id: int) -> Kept:
         """What this run may reuse from earlier ones, and keep for later ones."""
@@ -287,19 +346,33 @@ class Ledger:
                               "(SELECT 1 FROM run_settings s WHERE s.run = r.id) ORDER BY r.id DESC LIMIT 1").fetchone()
         return row[0] if row else None
 
+    def outcome_rows(self, run_id: int):
+        """The outcomes of a run as the JSON texts stored, one by one (a lower level's: checked by the caller)."""
+        for (text,) in self.db.execute("SELECT seen FROM outcomes WHERE run=? ORDER BY path", (run_id,)):
+            yield text
+
     def run_outcomes(self, run_id: int) -> tuple[list[dict], dict]:
         rows = self.db.execute("SELECT seen FROM outcomes WHERE run=? ORDER BY path", (run_id,)).fetchall()
         settings = self.db.execute("SELECT settings FROM run_settings WHERE run=?", (run_id,)).fetchone()
         return [json.loads(r[0]) for r in rows], json.loads(settings[0]) if settings else {}
 
     def stored_form(self, sha: str) -> dict | None:
-        """The form data stored for this content by any reader version (the API re-validates it)."""
+        """The form data stored for this content by any reader version (the API re-validates it); None if
+        there is none; StoredDataError if what is stored cannot be used."""
+        blob = self.stored_blob(sha)
+        return unpack(blob) if blob is not None else None
+
+    def stored_blob(self, sha: str) -> bytes | None:
         row = self.db.execute("SELECT form FROM files WHERE sha256=? AND form IS NOT NULL", (sha,)).fetchone()
-        return unpack(row[0]) if row else None
+        return row[0] if row else None
 
     def stored_problems(self, sha: str) -> list[dict]:
         row = self.db.execute("SELECT problems FROM files WHERE sha256=?", (sha,)).fetchone()
-        return json.loads(row[0]) if row and row[0] else []
+        try:
+            problems = json.loads(row[0]) if row and row[0] else []
+        except (TypeError, ValueError, RecursionError):
+            return []
+        return problems if isinstance(problems, list) else []
 
     # -- the submission portal ---------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ import hashlib
 import itertools
 import json
 import os
-import pickle
+import re
+import sqlite3
 import tempfile
 import threading
 import time
@@ -24,18 +25,26 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_complete
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .domain import default_year
 from .errors import OutputError, ReadError
 from .files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
-from .inbox import NotRegularFile, TooLarge, read_regular_file, scan
-from .ledger import READER_VERSION, Ledger, check_ledger_file, is_ledger, pack
+from .inbox import STAT_IDENTIFIES_CONTENT, FileStat, NotRegularFile, TooLarge, read_regular_file, scan
+from .ledger import (
+    READER_VERSION,
+    Ledger,
+    StoredDataError,
+    check_ledger_file,
+    is_ledger,
+    pack,
+    unpack,
+)
 from .limits import TimeLimitExceeded, time_limit
-from .pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read, check_stored
+from .pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
 from .problems import L
 from .read import MAX_FILE_BYTES, FormData, read_workbook, too_large
-from .records import Seen
+from .records import Seen, checked_bytes, checked_from_bytes
 from .roster import Unit, read_roster
 from .spec import load_spec
 from .summary import CSV_FIRST_TITLES, SHEET_NAMES, Context, Table
@@ -158,28 +167,53 @@ def _worker_ledger():
     return _WORKER.get("ledger")
 
 
-def _finished(path, sha, size, mtime_ns, source, form_blob, checked: CheckedForm) -> tuple:
-    """What a worker sends back: a small summary for the main process, and the checked form already
-    pickled, which the main process appends to its spool without unpickling it."""
+class FileResult(NamedTuple):
+    """What a worker sends back for one file: a small summary for the main process, and the checked form
+    already serialised as data (records.checked_bytes), which the main process spools as it is."""
+
+    path: str
+    sha: str  # of the file's content; of a lower level's form, of its data (see _rolled_up)
+    stat: FileStat  # of the very file descriptor the bytes were read from
+    source: str  # read | ledger | rollup
+    form_blob: bytes | None  # the form data to store in the ledger (read afresh, or from a lower level)
+    summary: dict
+    checked: bytes
+
+
+def _finished(path, sha, stat: FileStat, source, form_blob, checked: CheckedForm, claimed: str = "") -> FileResult:
     summary = {"template": checked.template, "version": checked.version, "year": checked.year,
                "unit_code": checked.unit_code, "unit_name": checked.unit_name, "status": checked.status,
                "errors": checked.errors, "warnings": checked.warnings, "read_error": checked.read_error,
                "project_names": tuple(p.name for p in checked.projects),
                "indicator_rows": sum(len(p.indicators) for p in checked.projects),
-               "problems": json.dumps([p.to_record() for p in checked.problems], ensure_ascii=False)}
-    return path, sha, size, mtime_ns, source, form_blob, summary, pickle.dumps(checked, pickle.HIGHEST_PROTOCOL)
+               "problems": json.dumps([p.to_record() for p in checked.problems], ensure_ascii=False),
+               "claimed": claimed}
+    return FileResult(path, sha, stat, source, form_blob, summary, checked_bytes(checked))
 
 
-Task = tuple[str, "str | None", int, int]  # path, sha the ledger knows for that stat, size, mtime_ns
+Task = tuple[str, "str | None", FileStat]  # path, the sha the ledger knows for the stat the walk saw, that stat
 
 
-def _process(task: Task) -> tuple:
+def _process(task: Task) -> FileResult:
     """Read (or take from the ledger) and validate one file."""
     return _finished(*_process_raw(task))
 
 
+def _stored_form(ledger, sha: str, path: str) -> FormData | None:
+    """The form data the ledger keeps for this content, if it is usable (otherwise the file is read)."""
+    cached = ledger.cached_form(sha) if ledger else None
+    if cached is None:
+        return None
+    try:
+        form = FormData.from_dict(cached)
+    except (TypeError, ValueError, KeyError, AttributeError):  # not what this perfxl stored: read the file
+        return None
+    form.path = path
+    return form
+
+
 def _process_raw(task: Task) -> tuple:
-    path, known_sha, seen_size, seen_mtime = task
+    path, known_sha, seen = task
     options: MergeOptions = _WORKER["options"]
     check = options.check_options()
     ledger = _worker_ledger()
@@ -190,40 +224,36 @@ def _process_raw(task: Task) -> tuple:
             # The main process knew this file by the stat its walk saw; trust the ledger only while the
             # file still has that stat, so a correction written since is read, never taken for the old one.
             st = os.stat(path)
-            if (st.st_size, st.st_mtime_ns) == (seen_size, seen_mtime):
+            if FileStat.of(st) == seen:
                 sha = known_sha
         if sha is None:
             data, st = read_regular_file(path, MAX_FILE_BYTES)
             sha = hashlib.sha256(data).hexdigest()
     except NotRegularFile:
-        return path, "", seen_size, seen_mtime, "read", None, rejected(path, "not-a-file")
+        return path, "", seen, "read", None, rejected(path, "not-a-file")
     except TooLarge as exc:
-        return path, "", seen_size, seen_mtime, "read", None, rejected(path, "file-too-large", **too_large(exc.size))
+        return path, "", seen, "read", None, rejected(path, "file-too-large", **too_large(exc.size))
     except OSError as exc:
-        return path, "", seen_size, seen_mtime, "read", None, rejected(
-            path, "file-unreadable", detail=str(exc.strerror or exc))
-    size, mtime_ns = st.st_size, st.st_mtime_ns
-    cached = ledger.cached_form(sha) if ledger else None
-    if cached is not None:
-        form = FormData.from_dict(cached)
-        form.path = path
-        return path, sha, size, mtime_ns, "ledger", None, check_read(form, check, _WORKER["roster"])
+        return path, "", seen, "read", None, rejected(path, "file-unreadable", detail=str(exc.strerror or exc))
+    stat = FileStat.of(st)
+    form = _stored_form(ledger, sha, path)
+    if form is not None:
+        return path, sha, stat, "ledger", None, check_read(form, check, _WORKER["roster"])
     refused = ledger.cached_rejection(sha) if ledger else None
     if refused is not None:
-        return path, sha, size, mtime_ns, "ledger", None, rejected_by(path, refused)
+        return path, sha, stat, "ledger", None, rejected_by(path, refused)
     if data is None:  # known content whose form the ledger lacks (another reader version): read it now
         try:
             data, st = read_regular_file(path, MAX_FILE_BYTES)
         except OSError as exc:
-            return path, "", seen_size, seen_mtime, "read", None, rejected(
-                path, "file-unreadable", detail=str(exc.strerror or exc))
-        sha, size, mtime_ns = hashlib.sha256(data).hexdigest(), st.st_size, st.st_mtime_ns
+            return path, "", seen, "read", None, rejected(path, "file-unreadable", detail=str(exc.strerror or exc))
+        sha, stat = hashlib.sha256(data).hexdigest(), FileStat.of(st)
     try:
         with time_limit(options.file_timeout):
             form = read_workbook(Path(path), templates_dir=options.templates_dir, template=options.template,
                                  year=options.year, data=data)
             checked = check_read(form, check, _WORKER["roster"])
-        return path, sha, size, mtime_ns, "read", pack(form.to_dict()), checked
+        return path, sha, stat, "read", pack(form.to_dict()), checked
     except ReadError as exc:
         checked = rejected_by(path, exc.problem)
     except TimeLimitExceeded:
@@ -234,10 +264,10 @@ def _process_raw(task: Task) -> tuple:
         checked = rejected(path, "file-too-complex", limit=NESTING_LIMIT)
     except Exception as exc:  # a reader bug costs one file
         checked = rejected(path, "internal-error", during=READING, detail=f"{type(exc).__name__}: {exc}")
-    return path, sha, size, mtime_ns, "read", None, checked
+    return path, sha, stat, "read", None, checked
 
 
-def _process_chunk(tasks: list[Task]) -> list[tuple]:
+def _process_chunk(tasks: list[Task]) -> list[FileResult]:
     return [_process(t) for t in tasks]
 
 
@@ -248,10 +278,9 @@ def start_checker(options: MergeOptions, roster: dict | None, db_path: str | Non
                                initargs=(options, roster, db_path))
 
 
-def check_upload(path: str) -> tuple:
-    """In a checker worker: (path, sha, size, mtime_ns, source, form_blob, summary, pickled CheckedForm)."""
-    st = os.stat(path)
-    return _process((path, None, st.st_size, st.st_mtime_ns))
+def check_upload(path: str) -> FileResult:
+    """In a checker worker: one uploaded file read and checked, as the merge's workers do it."""
+    return _process((path, None, FileStat.of(os.stat(path))))
 
 
 def _context():
@@ -286,8 +315,8 @@ def _run_pool(tasks, options, roster, db_path, jobs, chunk):
             try:
                 yield from pool.submit(_process_chunk, [task]).result()
             except BrokenProcessPool:
-                path, _, size, mtime_ns = task
-                yield _finished(path, "", size, mtime_ns, "read", None, rejected(path, "worker-crash"))
+                path, _, stat = task
+                yield _finished(path, "", stat, "read", None, rejected(path, "worker-crash"))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -416,19 +445,21 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
             _collect(_rolled_up(lower, check, roster), seen, spool, ledger, None)
         tasks = []
         sightings = ledger.sightings() if ledger else {}
-        known_shas = [sightings.get((display_path(f.path), f.size, f.mtime_ns)) for f in inbox.files]
+        known_shas = [sightings.get((display_path(f.path), f.stat)) for f in inbox.files]
         del sightings
+        if not STAT_IDENTIFIES_CONTENT:  # the stat may hide a rewrite: the content must be what the ledger says
+            known_shas = [sha if sha and _content_is(f.path, sha) else None for f, sha in zip(inbox.files, known_shas)]
         for i, (f, known) in enumerate(zip(inbox.files, known_shas)):
             if kept is not None and i % 1000 == 0:  # looked up a thousand at a time
                 kept.prefetch([f"check|{fingerprint}|{sha}" for sha in known_shas[i:i + 1000] if sha])
             summary = _kept_check(kept, fingerprint, known, roster) if known else None
             if summary is None:
-                tasks.append((f.path, known, f.size, f.mtime_ns))
+                tasks.append((f.path, known, f.stat))
                 continue
             # Known content, checked under these very settings: nothing to read or check again. Its checked
             # form is rebuilt from the ledger only if a sheet not kept needs it (offset -1).
-            seen[f.path] = Seen(path=display_path(f.path), size=f.size, mtime_ns=f.mtime_ns, sha=known,
-                                source="ledger", offset=-1, **summary)
+            seen[f.path] = Seen(path=display_path(f.path), size=f.size, mtime_ns=f.mtime_ns, ctime_ns=f.ctime_ns,
+                                ino=f.ino, sha=known, source="ledger", offset=-1, **summary)
             if progress:
                 progress(1)
         for round_no in range(SETTLE_ROUNDS):
@@ -438,8 +469,7 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
             now = {f.path: f for f in scan(inputs, exclude=own_outputs).files}
             for path in [p for p in seen if p not in now and seen[p].source != "rollup"]:
                 del seen[path]  # moved away during the run
-            tasks = [(f.path, None, f.size, f.mtime_ns) for f in now.values()
-                     if f.path not in seen or (seen[f.path].size, seen[f.path].mtime_ns) != (f.size, f.mtime_ns)]
+            tasks = [(f.path, None, f.stat) for f in now.values() if f.path not in seen or seen[f.path].stat != f.stat]
             if not tasks:
                 break
         else:
@@ -456,7 +486,7 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
 
         def load(s: Seen) -> CheckedForm:
             if s.offset >= 0:
-                return _load(spool, s.offset)
+                return _load(spool, s)
             return _recheck(ledger, s, real_paths.get(s.path, s.path), check, roster)
 
         ctx = Context(files=files, load=load, units=units, template=options.template,
@@ -583,7 +613,7 @@ def _render_share(batch: list[Seen]) -> list[tuple[str, bytes]]:
 
     def load(s: Seen) -> CheckedForm:
         if s.offset not in loaded:
-            loaded[s.offset] = pickle.loads(os.pread(fd, s.length, s.offset))
+            loaded[s.offset] = checked_from_bytes(os.pread(fd, s.length, s.offset))
         return loaded[s.offset]
 
     share = copy.copy(_AHEAD["ctx"])
@@ -594,11 +624,25 @@ def _render_share(batch: list[Seen]) -> list[tuple[str, bytes]]:
     return share.cache.items
 
 
+# What a kept check holds, and the types each may have: a kept value of any other shape is not used.
+_CHECK_TYPES = {"template": (str, type(None)), "year": (int, type(None)), "unit_code": (str, type(None)),
+                "unit_name": (str, type(None)), "status": (str,), "errors": (int,), "warnings": (int,),
+                "read_error": (str, type(None)), "project_names": (list,), "indicator_rows": (int,),
+                "roster_entry": (str,)}
+
+
 def _kept_check(kept, fingerprint: str, sha: str, roster: dict | None) -> dict | None:
     blob = kept.get(f"check|{fingerprint}|{sha}")
     if blob is None:
         return None
-    summary = json.loads(blob)
+    try:
+        summary = json.loads(blob)
+    except (ValueError, RecursionError):
+        return None
+    if not (isinstance(summary, dict) and summary.keys() == _CHECK_TYPES.keys()
+            and all(type(summary[k]) in types for k, types in _CHECK_TYPES.items())
+            and all(type(name) is str for name in summary["project_names"])):
+        return None  # not what a merge keeps: the file is checked again
     if summary.pop("roster_entry") != _entry(roster, summary["unit_code"]):
         return None  # the unit's roster entry changed since: check it again
     summary["project_names"] = tuple(summary["project_names"])
@@ -636,47 +680,124 @@ def _run_tasks(tasks, seen: dict[str, Seen], spool, ledger, options, roster, db_
 
 
 def _rolled_up(path: Path, check: CheckOptions, roster: dict | None):
-    """The merged forms of a lower level's merge (节点汇总), from its ledger: each form's stored data checked
-    again here, named `ledger#original path`, keeping the original file's sha256 and time. A unit in two
-    lower levels is then decided like two versions of one file: the newest wins, the other is listed."""
-    lower = Ledger(path, readonly=True)
+    """The merged forms of a lower level's merge (节点汇总), from its ledger or export: each form's stored
+    data checked again here, named `input#original path`.
+
+    A lower level's file is evidence, not a record: a form is known by the digest of its stored data,
+    recomputed here (never by the sha256 the file claims for it), and its data must name the file the
+    outcome claims it came from. Whatever in it cannot be used (the file, its last run, an outcome, a
+    form's data) costs that input or that form, as `file-corrupt` under `input#…`, never the run. A unit in
+    two lower levels is then decided like two versions of one file: the same data is a duplicate, otherwise
+    the newest wins; two copies claiming one original file with different data are a conflict (_decide)."""
+    name = path.name
+
+    def refused(shown: str, detail, claimed: str = "") -> FileResult:
+        return _finished(shown, "", FileStat(0, 0, 0, 0), "rollup", None,
+                         rejected(shown, "file-corrupt", detail=detail), claimed=claimed)
+
+    try:
+        lower = Ledger(path, readonly=True)
+    except OutputError as exc:
+        yield refused(name, str(exc))
+        return
     try:
         run = lower.last_run()
         if run is None:
-            raise OutputError(f"{path} 中没有完成的汇总，无法作为下级汇总结果读入 (a ledger with no finished merge)")
-        outcomes, _ = lower.run_outcomes(run)
-        for o in outcomes:
-            if o.get("outcome") != "merged":
+            yield refused(name, L("其中没有完成的汇总", "it holds no finished merge"))
+            return
+        for number, text in enumerate(lower.outcome_rows(run), start=1):
+            o = _lower_outcome(text)
+            if o is None:
+                yield refused(f"{name}#{number}", L("汇总结果记录无法识别", "an outcome record that cannot be read"))
                 continue
-            stored = lower.stored_form(o["sha"])
-            shown = f"{path.name}#{o['path']}"
-            if stored is None:  # merged below but its data is not in the ledger: said, never dropped silently
-                yield _finished(shown, o["sha"], o["size"], o["mtime_ns"], "rollup", None, rejected(
-                    shown, "file-unreadable", detail=L("下级台账中缺少此表的数据", "the lower ledger lacks this form's data")))
+            if o["outcome"] != "merged":
                 continue
-            checked = check_stored(stored, check, roster)
-            checked.path = shown
-            yield _finished(shown, o["sha"], o["size"], o["mtime_ns"], "rollup", pack(stored), checked)
+            shown = f"{name}#{o['path']}"
+            blob = lower.stored_blob(o["sha"])
+            if blob is None:  # merged below but its data is not in the ledger: said, never dropped silently
+                yield _finished(shown, "", _lower_stat(o), "rollup", None, rejected(
+                    shown, "file-unreadable", detail=L("下级台账中缺少此表的数据", "the lower ledger lacks this form's data")),
+                    claimed=o.get("claimed") or o["sha"])
+                continue
+            original = o.get("claimed") or o["sha"]  # a city's outcome names its forms by their data's digest
+            try:
+                stored = unpack(blob)
+                if stored.get("sha256") != original:
+                    raise StoredDataError(L("表单数据与其声称的原文件摘要不符",
+                                            "the form's data does not match the original file it claims"))
+                form = FormData.from_dict(stored)
+            except StoredDataError as exc:
+                yield refused(shown, exc.args[0] if exc.args else "", claimed=original)
+                continue
+            except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+                yield refused(shown, L(f"表单数据结构无法识别（{type(exc).__name__}）",
+                                       f"form data of an unknown shape ({type(exc).__name__})"), claimed=original)
+                continue
+            form.path = shown
+            checked = check_read(form, check, roster)
+            yield _finished(shown, _content_digest(stored), _lower_stat(o), "rollup", blob, checked, claimed=original)
+    except sqlite3.Error as exc:
+        yield refused(name, L(f"无法作为报送台账读取（{exc}）", f"cannot be read as a ledger ({exc})"))
     finally:
         lower.close()
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# What a form's identity is made of when it arrives from a lower level: what was read from the file, not
+# where the lower level found it (its path) nor what its perfxl version noticed on the way.
+_WHERE_AND_HOW = ("path", "sha256", "notices", "stamp_source")
+
+
+def _content_digest(stored: dict) -> str:
+    """The digest of a lower level's form by its data, recomputed here: two counties that read one file
+    agree on it, and a copy with other data never passes for it."""
+    content = {k: v for k, v in stored.items() if k not in _WHERE_AND_HOW}
+    return hashlib.sha256(json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+                          .encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _lower_outcome(text) -> dict | None:
+    """One outcome of a lower level's last run, if it has the shape perfxl writes; None otherwise."""
+    try:
+        o = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if not isinstance(o, dict):
+        return None
+    if not (isinstance(o.get("path"), str) and isinstance(o.get("outcome"), str) and isinstance(o.get("sha"), str)
+            and isinstance(o.get("claimed", ""), str) and type(o.get("size")) is int and type(o.get("mtime_ns")) is int):
+        return None
+    if o["outcome"] == "merged" and not (_SHA256.fullmatch(o["sha"]) and _SHA256.fullmatch(o.get("claimed") or o["sha"])):
+        return None
+    if not (0 <= o["size"] < 1 << 40 and 0 <= o["mtime_ns"] <= _LATEST_NS):  # a time a summary can show
+        return None
+    return o
+
+
+_LATEST_NS = 4_102_444_800 * 10**9  # 2100-01-01
+
+
+def _lower_stat(o: dict) -> FileStat:
+    """A lower level's form as its outcome describes the file it came from: its size and time only."""
+    return FileStat(o["size"], o["mtime_ns"], 0, 0)
 
 
 def _collect(results, seen: dict[str, Seen], spool, ledger, progress, keep=(None, None, None)) -> None:
     pending_writes = 0
     kept, fingerprint, roster = keep
-    for path, sha, size, mtime_ns, source, blob, summary, pickled in results:
+    for path, sha, stat, source, blob, summary, checked in results:
         if kept is not None and sha and source != "rollup":  # the next merge with these settings skips the check
             kept.put(f"check|{fingerprint}|{sha}", json.dumps(
                 {**{k: summary[k] for k in _SEEN_FIELDS}, "roster_entry": _entry(roster, summary["unit_code"])},
                 ensure_ascii=False).encode("utf-8"))
         offset = spool.tell()
-        spool.write(pickled)
+        spool.write(checked)
         shown = display_path(path)
-        seen[path] = Seen(path=shown, size=size, mtime_ns=mtime_ns, sha=sha, source=source, offset=offset,
-                          length=len(pickled),
+        seen[path] = Seen(path=shown, size=stat.size, mtime_ns=stat.mtime_ns, ctime_ns=stat.ctime_ns, ino=stat.ino,
+                          sha=sha, source=source, offset=offset, length=len(checked),
                           **{k: v for k, v in summary.items() if k not in {"problems", "version"}})
         if ledger and sha:  # the sighting and the status are recorded even for a file taken from the ledger
-            ledger.record(sha, size, shown, mtime_ns, summary, blob)
+            ledger.record(sha, stat, shown, summary, blob)
             pending_writes += 1
             if pending_writes >= 200:
                 ledger.db.commit()
@@ -685,6 +806,31 @@ def _collect(results, seen: dict[str, Seen], spool, ledger, progress, keep=(None
             progress(1)
     if ledger:
         ledger.db.commit()
+
+
+def _content_is(path: str, sha: str) -> bool:
+    """Whether the file now holds the content the ledger knows by that sha256 (read and hashed)."""
+    try:
+        data, _ = read_regular_file(path, MAX_FILE_BYTES)
+    except OSError:
+        return False
+    return hashlib.sha256(data).hexdigest() == sha
+
+
+def _conflicts(seen: list[Seen]) -> dict[str, str]:
+    """Lower levels' forms that claim one original file with different data: {path: another claimant}.
+    Neither can be told genuine from the files alone, so none of them wins, whatever the inputs are named;
+    copies with the same data are simply duplicates."""
+    by_claim: dict[str, list[Seen]] = defaultdict(list)
+    for s in seen:
+        if s.claimed and s.sha and not s.read_error:
+            by_claim[s.claimed].append(s)
+    out = {}
+    for claimants in by_claim.values():
+        if len({s.sha for s in claimants}) > 1:
+            for s in claimants:
+                out[s.path] = min(o.path for o in claimants if o.sha != s.sha)
+    return out
 
 
 def _slot(s: Seen, multi_project: bool) -> tuple:
@@ -696,11 +842,15 @@ def _slot(s: Seen, multi_project: bool) -> tuple:
 
 def _decide(seen: list[Seen], options: MergeOptions) -> None:
     """Each file's outcome: merged, rejected, excluded, duplicate or superseded."""
+    conflicts = _conflicts(seen)
     first_by_sha: dict[str, Seen] = {}
     candidates = []
     for s in sorted(seen, key=lambda x: x.path):
         if s.read_error:
             s.outcome, s.reason = "rejected", s.read_error
+            continue
+        if s.path in conflicts:
+            s.outcome, s.reason, s.duplicate_of = "rejected", "rollup-conflict", conflicts[s.path]
             continue
         if s.sha in first_by_sha:
             s.outcome, s.reason, s.duplicate_of = "duplicate", "same-content", first_by_sha[s.sha].path
@@ -729,6 +879,6 @@ def _decide(seen: list[Seen], options: MergeOptions) -> None:
 # Tables
 # ----------------------------------------------------------------------------------------------------
 
-def _load(spool, offset: int) -> CheckedForm:
-    spool.seek(offset)
-    return pickle.load(spool)
+def _load(spool, s: Seen) -> CheckedForm:
+    spool.seek(s.offset)
+    return checked_from_bytes(spool.read(s.length))

@@ -227,6 +227,10 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "This merge is for {expected}; this is a {found} {template} form, not merged"),
     ("other-template", "merge", "error", "本次汇总模板为 {expected}，此表为 {found} 年度 {template}，未汇总",
      "This merge is for {expected}; this is a {found} {template} form, not merged"),
+    ("rollup-conflict", "merge", "error",
+     "与 {other} 声称来自同一个原文件（sha256 {claimed}），但表单数据不同，无法判断哪一份是真的：两份都未汇总，请向上报单位核实",
+     "Claims the same original file as {other} (sha256 {claimed}) with different form data; neither is merged: "
+     "check with the levels that sent them"),
 )
 
 

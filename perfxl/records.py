@@ -5,11 +5,18 @@ The merge, the summary sheets and the public API consume these; nothing here rea
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
+from .inbox import FileStat
 from .problems import Problem, problem
 from .values import Target
+
+# A checked form crosses from a merge's workers to its main process and is spooled to disk until the sheets
+# are built, and the portal keeps it between checking and annotating. On disk it is data (JSON of these
+# lists), never a pickle: whatever a file holds, reading it back builds records, it cannot run code.
+DATA_VERSION = 1
 
 
 @dataclass
@@ -21,6 +28,15 @@ class IndicatorRecord:
     cells: dict[str, str]
     texts: dict[str, str]
     targets: dict[str, Target]
+
+    def to_data(self) -> list:
+        return [self.row, self.level1, self.level2, self.level3, self.cells, self.texts,
+                {k: list(t) for k, t in self.targets.items()}]
+
+    @classmethod
+    def from_data(cls, data: list) -> IndicatorRecord:
+        row, level1, level2, level3, cells, texts, targets = data
+        return cls(row, level1, level2, level3, cells, texts, {k: Target(*t) for k, t in targets.items()})
 
 
 @dataclass
@@ -34,6 +50,16 @@ class ProjectRecord:
     errors: int = 0
     warnings: int = 0
     scores: dict[str, Any] | None = None  # a self-evaluation's scores (perfxl.rules.selfeval)
+
+    def to_data(self) -> list:
+        return [self.sheet, self.name, self.values, self.cells, self.tables,
+                [r.to_data() for r in self.indicators], self.errors, self.warnings, self.scores]
+
+    @classmethod
+    def from_data(cls, data: list) -> ProjectRecord:
+        sheet, name, values, cells, tables, indicators, errors, warnings, scores = data
+        return cls(sheet, name, values, cells, tables, [IndicatorRecord.from_data(r) for r in indicators],
+                   errors, warnings, scores)
 
 
 @dataclass
@@ -51,6 +77,26 @@ class CheckedForm:
     problems: list[Problem]
     read_error: str | None = None
 
+    def to_data(self) -> list:
+        """The form as JSON-able lists (see DATA_VERSION): what is spooled and kept, instead of a pickle."""
+        return [DATA_VERSION, self.path, self.template, self.version, self.year, self.region, self.unit_code,
+                self.unit_name, self.money_unit, self.family, [p.to_data() for p in self.projects],
+                [q.to_record() for q in self.problems], self.read_error]
+
+    @classmethod
+    def from_data(cls, data: list) -> CheckedForm:
+        """Back from `to_data`. Raises ValueError for data of another shape (the caller checks it again)."""
+        try:
+            (version, path, template, form_version, year, region, unit_code, unit_name, money_unit, family, projects,
+             problems, read_error) = data
+            if version != DATA_VERSION:
+                raise ValueError(f"checked form data of version {version!r}")
+            return cls(path, template, form_version, year, region, unit_code, unit_name, money_unit, family,
+                       [ProjectRecord.from_data(p) for p in projects], [Problem.from_dict(q) for q in problems],
+                       read_error)
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"checked form data of another shape: {type(exc).__name__}: {exc}") from None
+
     @property
     def errors(self) -> int:
         return sum(1 for p in self.problems if p.severity == "error")
@@ -64,6 +110,18 @@ class CheckedForm:
         if self.read_error:
             return "rejected"
         return "errors" if self.errors else ("warnings" if self.warnings else "valid")
+
+
+def checked_bytes(checked: CheckedForm) -> bytes:
+    return json.dumps(checked.to_data(), ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+
+
+def checked_from_bytes(data: bytes) -> CheckedForm:
+    """Raises ValueError for bytes that are not a checked form's data."""
+    try:
+        return CheckedForm.from_data(json.loads(data.decode("utf-8", "surrogatepass")))
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"not a checked form's data: {type(exc).__name__}") from None
 
 
 def rejected(path: str, code: str, **params) -> CheckedForm:
@@ -103,3 +161,10 @@ class Seen:
     reason: str = ""
     duplicate_of: str = ""
     length: int = 0  # of its checked form in the merge's spool (offset -1: not spooled, rebuilt if needed)
+    claimed: str = ""  # a lower level's form (roll-up): the sha256 of the original file its data claims
+    ctime_ns: int = 0  # with size, mtime and inode, how the ledger knows the file is unchanged (inbox.FileStat)
+    ino: int = 0
+
+    @property
+    def stat(self) -> FileStat:
+        return FileStat(self.size, self.mtime_ns, self.ctime_ns, self.ino)

@@ -490,3 +490,60 @@ def test_outputs_follow_the_umask_so_colleagues_can_read_them(tmp_path):
 def test_check_file_on_a_folder_is_a_coded_problem(tmp_path):
     checked = check_file(tmp_path, CheckOptions())
     assert [p.code for p in checked.problems] == ["not-a-file"]
+
+
+def _same_size_replacement(path: Path, code: str, name: str) -> None:
+    """Another form of the same unit, of exactly the same size, written over `path` with its size and
+    mtime put back as `touch -r`, a sync client or an unzip would."""
+    before = path.stat()
+    for budget in range(101, 400):  # a one-figure change in the budget usually keeps the size
+        data = _form(code, name, float(budget))
+        if len(data) == before.st_size:
+            break
+    else:
+        pytest.skip("no replacement of the same size")
+    path.write_bytes(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def test_a_same_size_replacement_with_its_mtime_put_back_is_merged_as_new(tmp_path):
+    inbox = _inbox(tmp_path)
+    out = tmp_path / "汇总.xlsx"
+    run_merge([inbox], out, MergeOptions(jobs=1))
+    code, name, _ = UNITS[0]
+    _same_size_replacement(inbox / f"{code}.xlsx", code, name)
+    again = run_merge([inbox], out, MergeOptions(jobs=1))
+    assert again.counts["read"] == 1
+    fresh = run_merge([inbox], tmp_path / "新.xlsx", MergeOptions(jobs=1, db=tmp_path / "新.sqlite"))
+    assert _budgets(again) == _budgets(fresh) and _budgets(again)[name] != 100.0
+    about = {row[0]: row[3] for row in next(t for t in again.tables if t.name == "说明").iter_rows()}
+    assert about[str(inbox / f"{code}.xlsx")] == sha256(inbox / f"{code}.xlsx")
+
+
+def test_where_the_stat_is_ambiguous_the_content_is_hashed_before_the_ledger_is_trusted(tmp_path, monkeypatch):
+    """On Windows a rewrite in place keeps the creation time and the file index, so the stat cannot tell
+    it: the file is hashed. Here a sighting that claims the file's very stat for other content stands in."""
+    from perfxl import merger
+
+    inbox = _inbox(tmp_path, 1)
+    out = tmp_path / "汇总.xlsx"
+    run_merge([inbox], out, MergeOptions(jobs=1))
+    code, name, _ = UNITS[0]
+    path = inbox / f"{code}.xlsx"
+    path.write_bytes(_form(code, name, 321.0))
+    st = path.stat()
+    with sqlite3.connect(out.with_name("汇总_报送台账.sqlite")) as con:  # the old content, at the new stat
+        con.execute("UPDATE sightings SET size=?, mtime_ns=?, ctime_ns=?, ino=?",
+                    (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    monkeypatch.setattr(merger, "STAT_IDENTIFIES_CONTENT", False)
+    again = run_merge([inbox], out, MergeOptions(jobs=1))
+    assert again.counts["read"] == 1 and _budgets(again) == {name: 321.0}
+    monkeypatch.setattr(merger, "STAT_IDENTIFIES_CONTENT", True)  # where the stat is trusted, the lie would pass
+    with sqlite3.connect(out.with_name("汇总_报送台账.sqlite")) as con:
+        con.execute("DELETE FROM sightings WHERE sha256=?", (sha256(path),))
+        st = path.stat()
+        con.execute("UPDATE sightings SET size=?, mtime_ns=?, ctime_ns=?, ino=?",
+                    (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    assert _budgets(run_merge([inbox], out, MergeOptions(jobs=1))) == {name: 100.0}

@@ -396,7 +396,7 @@ def test_a_city_merge_of_county_ledgers_equals_one_merge_of_all_files(seeds, tmp
     assert city.counts["indicators"] == whole.counts["indicators"]
     merged = [s for s in city.files if s.outcome == "merged"]
     assert all("#" in s.path and s.source == "rollup" for s in merged)
-    assert {s.sha for s in merged} == {s.sha for s in whole.files if s.outcome == "merged"}
+    assert {s.claimed for s in merged} == {s.sha for s in whole.files if s.outcome == "merged"}
     twice = [s for s in city.files if s.outcome in {"duplicate", "superseded"}]
     assert len(twice) == 1 and twice[0].unit_code == seeds["000-0"].unit["code"]
     province = run_merge([tmp_path / "市_报送台账.sqlite"], tmp_path / "省.xlsx", MergeOptions(jobs=1),

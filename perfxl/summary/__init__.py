@@ -9,7 +9,8 @@ and SHEETS.
 
 from __future__ import annotations
 
-import pickle
+import dataclasses
+import json
 from collections import Counter
 
 from . import (
@@ -44,23 +45,45 @@ COLLECTORS = (projects.Projects, review.Review, budgets.Budgets, problems.Proble
 def form_part(ctx: Context, s) -> tuple[int, list[dict], Who]:
     """What one merged form adds: its indicator rows, each collector's state after that form alone, and
     who sent it.
-    Kept in `ctx.cache` under the form's key, so an unchanged form is not loaded by the next merge."""
+    Kept in `ctx.cache` under the form's key (as JSON, see `_part_from_kept`), so an unchanged form is not
+    loaded by the next merge."""
     key = ctx.form_key(s)
     if key is not None:
         kept = ctx.cache.get("part|" + key)
         if kept is not None:
-            return pickle.loads(kept)
+            part = _part_from_kept(kept)
+            if part is not None:
+                return part
     checked = ctx.load(s)
     sp, who = ctx.spec_of(s), ctx.who(s, checked)
-    states = []
+    collectors = []
     for kind in COLLECTORS:
         collector = kind(ctx)
         collector.add(s, checked, sp, who)
-        states.append(collector.state())
-    part = (sum(len(p.indicators) for p in checked.projects), states, who)
+        collectors.append(collector)
+    rows = sum(len(p.indicators) for p in checked.projects)
     if key is not None:
-        ctx.cache.put("part|" + key, pickle.dumps(part, pickle.HIGHEST_PROTOCOL))
-    return part
+        ctx.cache.put("part|" + key, json.dumps(
+            [PART_VERSION, rows, [c.state_data() for c in collectors], list(dataclasses.astuple(who))],
+            ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    return rows, [c.state() for c in collectors], who
+
+
+PART_VERSION = 1
+
+
+def _part_from_kept(blob: bytes) -> tuple[int, list[dict], Who] | None:
+    """A kept part back as data; None when it is of another shape (an older perfxl's, or a ledger that is
+    not what it claims): the form is then loaded and its part made again. Never code, whatever it holds."""
+    try:
+        version, rows, states, who = json.loads(blob.decode("utf-8", "surrogatepass"))
+        if version != PART_VERSION or type(rows) is not int or len(states) != len(COLLECTORS):
+            return None
+        if not all(type(v) is str for v in who):
+            return None
+        return rows, [kind.state_from_data(state) for kind, state in zip(COLLECTORS, states)], Who(*who)
+    except (ValueError, TypeError, RecursionError):
+        return None
 
 
 def per_form_tables(ctx: Context) -> list[Table]:

@@ -45,7 +45,7 @@ def build(ctx: Context, counts: dict) -> Table:
     rows += [["", "", "", ""], ["输入文件", "处理", "原因", "sha256"]]
     for s in ctx.files:
         rows.append([s.path, OUTCOME_ZH[s.outcome],
-                     s.reason + (f" → {Path(s.duplicate_of).name}" if s.duplicate_of else ""), s.sha])
+                     s.reason + (f" → {Path(s.duplicate_of).name}" if s.duplicate_of else ""), s.claimed or s.sha])
     for path, reason in ctx.skipped:
         rows.append([path, "已跳过", SKIP_REASONS[reason][0], ""])
     return table(NAME, COLUMNS, rows)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
+from functools import cache
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from perfxl.domain import MONEY_UNITS, default_year
 from perfxl.records import CheckedForm, Seen
@@ -181,10 +183,54 @@ def per_form_table(name: str, columns: list[Column], forms: Callable[[], Iterabl
 class Collector:
     """A sheet's collector (a dataclass holding its `ctx`): what one form adds to it can be kept as its
     `state()` and added to another collector with `absorb`, so a re-merge need not load the form again.
-    Its fields are lists (extended), counters per group (added) and counts (added)."""
+    Its fields are lists (extended), counters per group (added) and counts (added).
+
+    What is kept in the ledger is `state_data()`: JSON-able lists, never a pickle, and read back by
+    `state_from_data`, which builds only the records named in RECORDS and refuses any other shape."""
+
+    RECORDS: ClassVar[dict[str, type]] = {}  # a list field of dataclass records: the records' class
 
     def state(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "ctx"}
+
+    def state_data(self) -> dict:
+        out: dict[str, Any] = {}
+        for name, value in self.state().items():
+            record = self.RECORDS.get(name)
+            if record is not None:
+                names = _record_fields(record)
+                out[name] = [[getattr(item, f) for f in names] for item in value]
+            elif isinstance(value, dict):  # counters per group, keyed by (region, department)
+                out[name] = [[list(group), dict(counts)] for group, counts in value.items()]
+            else:
+                out[name] = value
+        return out
+
+    @classmethod
+    def state_from_data(cls, data: Any) -> dict:
+        """A state back from `state_data`; ValueError for anything else (the form is then rendered afresh)."""
+        if not isinstance(data, dict):
+            raise ValueError("a kept state is not a mapping")
+        state: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "ctx":
+                continue
+            value = data.get(f.name)
+            record = cls.RECORDS.get(f.name)
+            try:
+                if record is not None:
+                    state[f.name] = [record(*item) for item in value]
+                elif f.default_factory is list:
+                    state[f.name] = [dict(item) for item in value]
+                elif f.default_factory is not MISSING:  # counters per group
+                    state[f.name] = {tuple(group): Counter(counts) for group, counts in value}
+                elif type(value) in (int, float):
+                    state[f.name] = value
+                else:
+                    raise TypeError(type(value).__name__)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"kept state {cls.__name__}.{f.name}: {exc}") from None
+        return state
 
     def absorb(self, state: dict) -> None:
         for name, theirs in state.items():
@@ -196,6 +242,11 @@ class Collector:
                     mine[group].update(counts)
             else:
                 setattr(self, name, mine + theirs)
+
+
+@cache
+def _record_fields(record: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(record))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,10 @@ def build(ctx: Context) -> Table:
             newer = by_path[s.duplicate_of]
             lines.extend(_changes(ctx.load(s), ctx.load(newer), s, newer, ctx.who(newer).unit_name,
                                   ctx.spec_of(newer)))
+        elif s.reason == "rollup-conflict" and s.path < s.duplicate_of:  # each pair once
+            lines.append({"unit_name": s.unit_name or "", "sheet": "", "project": "；".join(s.project_names),
+                          "what": f"下级上报数据冲突：两份声称来自同一原文件（sha256 {s.claimed[:16]}…），数据不同，均未汇总",
+                          "old": "", "new": "", "cell": "", "old_file": s.path, "new_file": s.duplicate_of})
     return table(NAME, COLUMNS, lines)
 
 

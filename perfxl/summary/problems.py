@@ -36,6 +36,8 @@ class Problems(Collector):
                 expected = self.ctx.year if s.reason == "other-year" else self.ctx.template
                 self._line(s, name, Problem("error", s.reason, params={"expected": expected, "found": s.year,
                                                                        "template": s.template}))
+            elif s.reason == "rollup-conflict":
+                self._line(s, name, Problem("error", s.reason, params={"other": s.duplicate_of, "claimed": s.claimed}))
 
     def _line(self, s: Seen, unit_name: str, q: Problem) -> None:
         self.lines.append({"file": file_name(s.path), "unit_name": unit_name, "sheet": q.sheet, "cell": q.cell,

@@ -40,6 +40,7 @@ class Projects(Collector):
     ctx: Context
     lines: list[ProjectLine] = field(default_factory=list)
     per_group: dict[tuple, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    RECORDS = {"lines": ProjectLine}
 
     def __post_init__(self):
         specs = [sp for sp in self.ctx.specs.values() if sp.family == "project"]

@@ -124,6 +124,7 @@ def review(codes: Counter, errors: int, share: float, coverage: float | None) ->
 class Review(Collector):
     ctx: Context
     lines: list[ReviewLine] = field(default_factory=list)
+    RECORDS = {"lines": ReviewLine}
 
     def add(self, s, checked, sp, who) -> None:
         if sp.family != "project":
