@@ -1,12 +1,18 @@
-"""Time limits for work on untrusted input (a returned workbook, a bureau's template).
+"""Time and memory limits for work on untrusted input (a returned workbook, a bureau's template).
 
-POSIX: SIGALRM interrupts the work wherever it is, in the main thread. Elsewhere (Windows, or a thread
-other than the main one) the limit is cooperative: callers that loop check `expired`, and the readers'
-size caps bound the rest.
+Time, POSIX: SIGALRM interrupts the work wherever it is, in the main thread. Elsewhere (Windows, or a
+thread other than the main one) the limit is cooperative: callers that loop check `expired`, and the
+readers' size caps bound the rest.
+
+Memory, Linux: the address space may grow by a fixed allowance while the work runs (RLIMIT_AS), so an
+allocation past it raises MemoryError, even one made inside a single C call that no signal interrupts.
+Elsewhere (macOS does not enforce RLIMIT_AS, Windows has none) the callers' own size caps bound the work.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 
@@ -59,4 +65,53 @@ class time_limit:  # noqa: N801 - used as a context manager, like contextlib's
             if self.outer_left:
                 left = self.outer_left - (time.monotonic() - self.started)
                 signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
+        return False
+
+
+def address_space() -> int:
+    """This process's virtual size in bytes (Linux /proc); 0 where it cannot be read."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+class memory_limit:  # noqa: N801 - used as a context manager, like time_limit
+    """Let the address space grow by at most `allowance` bytes inside the block (MemoryError past it).
+
+    Only in the main thread: the limit is the whole process's, and a server's other threads must not have
+    their allocations refused because one of them renders a template. A limit already lower (a merge
+    worker's) stays; the previous limit comes back on exit."""
+
+    def __init__(self, allowance: int):
+        self.allowance = allowance
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        current = address_space()
+        if not current:
+            return self
+        try:
+            import resource
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            limit = current + self.allowance
+            if hard != resource.RLIM_INFINITY:
+                limit = min(limit, hard)
+            if soft == resource.RLIM_INFINITY or soft > limit:
+                resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+                self.previous = (soft, hard)
+        except (ImportError, ValueError, OSError):  # no RLIMIT_AS here, or the OS refuses it
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, self.previous)
+            self.previous = None
         return False

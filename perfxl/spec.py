@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +23,7 @@ import yaml
 from .contract import field_name, table_name
 from .domain import MONEY_UNITS, default_year
 from .errors import SpecError, UnknownTemplate
-from .limits import TimeLimitExceeded, time_limit
+from .limits import TimeLimitExceeded, memory_limit, time_limit
 from .problems import CATALOGUE, SEVERITIES
 from .reader.cells import cell_name  # noqa: F401 - spec.cell_name is used by generate, read and tests
 from .rules import check_params
@@ -344,28 +345,24 @@ def _load(name: str, templates_dir: Path | None, frozen_params: tuple) -> Spec:
     try:
         region_default = _region_default(path)
         params["region"] = params["region"] or region_default
-        text = _render(catalog.env.get_template(f"{name}.yaml"), params, path)
+        text = _render(catalog.env.get_template(f"{name}.yaml"), params, str(path))
         digest = hashlib.sha256()
         for source in _sources(catalog, path):
             digest.update(source.read_bytes())
     except jinja2.TemplateSyntaxError as exc:
-        raise SpecError(f"{exc.filename or path}:{exc.lineno}: 模板语法错误 (Jinja syntax error): {exc.message}") from None
-    except jinja2.UndefinedError as exc:
-        raise SpecError(f"{path}{_jinja_line(exc)}: 模板参数缺失 (undefined template parameter): {exc.message}") from None
-    except jinja2.sandbox.SecurityError as exc:
-        raise SpecError(f"{path}{_jinja_line(exc)}: 模板做了不允许的操作 (unsafe template): {exc}") from None
+        raise _render_failure(exc, f"{exc.filename or path}:{exc.lineno}") from None
     except jinja2.TemplateError as exc:
-        raise SpecError(f"{path}{_jinja_line(exc)}: {exc}") from None
+        raise _render_failure(exc, f"{path}{_jinja_line(exc)}") from None
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: 模板文件不是 UTF-8 编码 (template is not UTF-8): {exc.reason}") from None
-    except RecursionError:
-        raise SpecError(f"{path}: 模板递归过深（宏或 include 无限递归）(template recursion too deep)") from None
+    except RecursionError as exc:
+        raise _render_failure(exc, str(path)) from None
     except OSError as exc:
         raise SpecError(f"{exc.filename or path}: 无法读取模板 (cannot read template): {exc.strerror or exc}") from None
     except SpecError:
         raise
     except Exception as exc:  # template code may raise anything (OverflowError from range, ZeroDivisionError, ...)
-        raise SpecError(f"{path}{_jinja_line(exc)}: 模板渲染出错 (template error): {type(exc).__name__}: {exc}") from None
+        raise _render_failure(exc, f"{path}{_jinja_line(exc)}") from None
     raw = load_yaml(text, path)
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: 模板应渲染为 YAML 映射 (a template must render to a YAML mapping)")
@@ -382,41 +379,111 @@ def _load(name: str, templates_dir: Path | None, frozen_params: tuple) -> Spec:
                         f"{detail}") from None
 
 
-# Templates come from bureaus' folders and are untrusted: rendering is sandboxed and bounded.
+# Templates come from bureaus' folders and are untrusted: rendering is sandboxed and bounded. The limits
+# hold for a YAML template's whole text, and for all the texts of one designed form together (TextRenderer).
 RENDER_SECONDS = 10.0
 RENDER_MAX_CHARS = 8 * 1024 * 1024
+RENDER_MAX_MEMORY = 256 * 1024 * 1024  # what a render may add to the process's address space (Linux)
+RENDER_MAX_INT_BITS = 16_384  # * and ** on integers: a bigger result is minutes of C arithmetic no alarm stops
 YAML_MAX_NODES = 500_000  # after aliases are expanded: a "billion laughs" of YAML stops here
 
 
 class _BoundedEnvironment(jinja2.sandbox.SandboxedEnvironment):
-    """Jinja's sandbox (no attribute tricks, range() capped) whose * and ** cannot build huge values."""
+    """Jinja's sandbox (no attribute tricks, range() capped) whose * and ** cannot build huge values.
+
+    Intercepting them also keeps Jinja from folding them while it compiles, outside every limit."""
 
     intercepted_binops = frozenset({"*", "**"})
 
     def call_binop(self, context, operator, left, right):
         if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
-            raise jinja2.sandbox.SecurityError("exponent too large")
+            raise jinja2.sandbox.SecurityError("指数过大，上限 64 (exponent too large)")
+        if isinstance(left, int) and isinstance(right, int):
+            bits = left.bit_length() * max(right, 1) if operator == "**" else left.bit_length() + right.bit_length()
+            if bits > RENDER_MAX_INT_BITS:
+                raise jinja2.sandbox.SecurityError(f"数值过大，超过 {RENDER_MAX_INT_BITS} 位 (number too large)")
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > 1_000_000:
-                    raise jinja2.sandbox.SecurityError("repetition too large")
+                    raise jinja2.sandbox.SecurityError("重复得到的字符串或列表过长，上限 1,000,000 (repetition too large)")
         return super().call_binop(context, operator, left, right)
 
 
-def _render(template, params: dict, path: Path) -> str:
-    pieces, size = [], 0
+# A template's short texts (a designed form's cells): undefined names render empty, as they always have.
+_TEXT_ENV = _BoundedEnvironment(autoescape=False)
+
+
+@dataclass
+class _RenderBudget:
+    """What is left of the limits: a YAML template spends one budget on its one render, a designed form
+    one budget on all its texts, so a thousand cells cannot each take ten seconds."""
+
+    deadline: float = field(default_factory=lambda: time.monotonic() + RENDER_SECONDS)
+    chars: int = RENDER_MAX_CHARS
+
+
+def _render(template: jinja2.Template | str, params: dict, where: str, budget: _RenderBudget | None = None) -> str:
+    """Render within the limits (a str is compiled with _TEXT_ENV, inside them too); `where` names the
+    template (file, or sheet and cell) in the messages. Jinja's own errors are left to _render_failure."""
+    budget = budget or _RenderBudget()
+    pieces: list[str] = []
     try:
-        with time_limit(RENDER_SECONDS) as limit:
+        with time_limit(max(budget.deadline - time.monotonic(), 0.001)) as limit, memory_limit(RENDER_MAX_MEMORY):
+            limit.check()  # the budget may be spent already (cooperative where there is no SIGALRM)
+            if isinstance(template, str):
+                template = _TEXT_ENV.from_string(template)
             for piece in template.generate(**params):
-                size += len(piece)
-                if size > RENDER_MAX_CHARS:
-                    raise SpecError(f"{path}: 模板渲染结果过大（超过 {RENDER_MAX_CHARS >> 20} MB）"
+                budget.chars -= len(piece)
+                if budget.chars < 0:
+                    raise SpecError(f"{where}: 模板渲染结果过大（超过 {RENDER_MAX_CHARS >> 20} MB）"
                                     f"(rendered template too large)")
                 pieces.append(piece)
                 limit.check()
     except TimeLimitExceeded:
-        raise SpecError(f"{path}: 模板渲染超过 {RENDER_SECONDS:g} 秒 (template took too long to render)") from None
+        raise SpecError(f"{where}: 模板渲染超过 {RENDER_SECONDS:g} 秒 (template took too long to render)") from None
+    except MemoryError:
+        pieces.clear()
+        raise SpecError(f"{where}: 模板渲染占用内存超过 {RENDER_MAX_MEMORY >> 20} MB "
+                        f"(template used too much memory)") from None
     return "".join(pieces)
+
+
+def _render_failure(exc: BaseException, where: str) -> SpecError:
+    """The message for a template that fails to render, the same wherever its text came from."""
+    if isinstance(exc, SpecError):
+        return exc
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return SpecError(f"{where}: 模板语法错误 (Jinja syntax error): {exc.message}")
+    if isinstance(exc, jinja2.UndefinedError):
+        return SpecError(f"{where}: 模板参数缺失 (undefined template parameter): {exc.message}")
+    if isinstance(exc, jinja2.sandbox.SecurityError):
+        return SpecError(f"{where}: 模板做了不允许的操作 (unsafe template): {exc}")
+    if isinstance(exc, jinja2.TemplateError):
+        return SpecError(f"{where}: {exc}")
+    if isinstance(exc, RecursionError):
+        return SpecError(f"{where}: 模板递归过深（宏或 include 无限递归）(template recursion too deep)")
+    if isinstance(exc, OverflowError):  # the sandbox's range() cap, or a float past its range
+        return SpecError(f"{where}: 模板中的 range 或数值过大 (range or number too large): {exc}")
+    return SpecError(f"{where}: 模板渲染出错 (template error): {type(exc).__name__}: {exc}")
+
+
+class TextRenderer:
+    """Renders a template's texts one by one (a designed form's cells, its fields' defaults and input
+    prompts) as a YAML template is rendered: the same bounded environment, and RENDER_SECONDS and
+    RENDER_MAX_CHARS for all the texts of one renderer together. Every failure is a SpecError that names
+    the text's `where` (sheet and cell)."""
+
+    def __init__(self, params: dict):
+        self.params = params
+        self.budget = _RenderBudget()
+
+    def __call__(self, text: str, where: str) -> str:
+        if "{{" not in text and "{%" not in text:
+            return text
+        try:
+            return _render(text, self.params, where, self.budget)
+        except Exception as exc:  # template code may raise anything (OverflowError from range, ...)
+            raise _render_failure(exc, where) from None
 
 
 def _jinja_line(exc: Exception) -> str:

@@ -4,7 +4,9 @@ The designer's fonts, fills, borders, merged cells, widths, heights and print se
 adds what every form it makes carries: the input cells filled and unlocked, dropdowns and prompts, the
 `f_` / `t_` defined names, red shading on empty required cells, the live checks in the first column right
 of the design, sheet protection, and the hidden stamp (sheet and document properties). Text cells may hold
-`{{ year }}`, `{{ region }}` and `{{ unit.name }}`, rendered per unit like the defaults.
+`{{ year }}`, `{{ region }}` and `{{ unit.name }}`, rendered per unit like the defaults and the input prompts:
+all of them by spec.TextRenderer, within the limits a YAML template is rendered in (time, size, memory), and
+a text that fails names its sheet and cell.
 
 openpyxl edits the workbook in place; xlsxwriter, which writes every other form, cannot open one. A batch
 renders this once per variant and patches unit values into copies (generator._Master), as for YAML forms.
@@ -16,7 +18,6 @@ import io
 from copy import copy
 from datetime import datetime
 
-import jinja2.sandbox
 import openpyxl
 from openpyxl.formatting.rule import FormulaRule
 from openpyxl.styles import Alignment, Font, PatternFill, Protection
@@ -37,23 +38,12 @@ from perfxl.formparts import (
     sum_check_formula,
 )
 from perfxl.rules import CheckFormula, SumCheck, live_checks
-from perfxl.spec import Spec, cell_name, layout
+from perfxl.spec import Spec, TextRenderer, cell_name, layout
 
 _OPERATORS = {"between": "between", ">=": "greaterThanOrEqual", "<=": "lessThanOrEqual", ">": "greaterThan",
               "<": "lessThan", "==": "equal"}
 _TYPES = {"list": "list", "decimal": "decimal", "integer": "whole", "date": "date", "length": "textLength",
           "any": None}
-_ENV = jinja2.sandbox.SandboxedEnvironment(autoescape=False)
-
-
-def _rendered(text: str, params: dict) -> str:
-    if "{{" not in text and "{%" not in text:
-        return text
-    try:
-        return _ENV.from_string(text).render(**params)
-    except jinja2.TemplateError as exc:
-        raise SpecError(f"表样中的文字“{text[:40]}”无法渲染 (cannot render): {exc}") from None
-
 
 def _formula_value(value) -> str:
     if isinstance(value, datetime):
@@ -111,7 +101,12 @@ def build_designed_workbook(spec: Spec, unit: dict, projects: int = 1, password:
         raise SpecError(f"{designed.workbook}: 表样工作簿无法打开 (cannot open the designed workbook): {exc}") from None
     if designed.sheet not in wb.sheetnames:
         raise SpecError(f"{designed.workbook}: 没有工作表“{designed.sheet}”(no such sheet)")
-    params = {"year": spec.year, "region": spec.region, "unit": unit}
+    render = TextRenderer({"year": spec.year, "region": spec.region, "unit": unit})
+    for ws in wb.worksheets:  # before the form sheet is copied and renamed: each text once, named as designed
+        for row in ws.iter_rows():
+            for cell in row:
+                if isinstance(cell.value, str):
+                    cell.value = render(cell.value, f"表样「{ws.title}」{cell.coordinate}")
     form = wb[designed.sheet]
     projects = max(1, int(projects)) if spec.multi_project else 1
     sheets = [form]
@@ -125,11 +120,6 @@ def build_designed_workbook(spec: Spec, unit: dict, projects: int = 1, password:
         sheets.append(copied)
     for i, ws in enumerate(sheets, start=1):
         ws.title = spec.sheet_title(i) if spec.multi_project else (spec.sheet_name or designed.sheet)
-    for ws in wb.worksheets:
-        for row in ws.iter_rows():
-            for cell in row:
-                if isinstance(cell.value, str):
-                    cell.value = _rendered(cell.value, params)
     content = stamp_sheet(spec, unit, projects)
     stamp = wb.create_sheet(STAMP_SHEET)
     for r, c, text in content.cells:
@@ -139,7 +129,7 @@ def build_designed_workbook(spec: Spec, unit: dict, projects: int = 1, password:
     for key, value in content.properties:
         wb.custom_doc_props.append(openpyxl.packaging.custom.StringProperty(name=key, value=value))
     for ws in sheets:
-        _decorate(wb, ws, spec, content.lists, params, scoped=spec.multi_project, password=password)
+        _decorate(wb, ws, spec, content.lists, render, scoped=spec.multi_project, password=password)
     wb.active = wb.sheetnames.index(sheets[0].title)
     wb.properties.creator = "perfxl"
     wb.properties.title = spec.title
@@ -149,7 +139,7 @@ def build_designed_workbook(spec: Spec, unit: dict, projects: int = 1, password:
     return out.getvalue()
 
 
-def _decorate(wb, ws, spec: Spec, lists, params: dict, scoped: bool, password: str | None) -> None:
+def _decorate(wb, ws, spec: Spec, lists, render: TextRenderer, scoped: bool, password: str | None) -> None:
     """Inputs, names, validations, shading, live checks and protection on one form sheet."""
     lay = layout(spec)
     sheet = _quote(ws.title)
@@ -166,14 +156,15 @@ def _decorate(wb, ws, spec: Spec, lists, params: dict, scoped: bool, password: s
         r, c = lay.fields[f.id]
         cell = ws.cell(row=r + 1, column=c + 1)
         _input_style(cell, f.type, f.locked)
-        if f.default not in (None, "") and cell.value in (None, ""):
-            cell.value = _rendered(str(f.default), params)
         ref = cell_name(r, c)
+        where = f"表样「{spec.designed.sheet}」{ref}（字段 {f.id}"
+        if f.default not in (None, "") and cell.value in (None, ""):
+            cell.value = render(str(f.default), f"{where} 的默认值）")
         name(f.name, _absolute(ref))
         rule = None if f.locked else field_validation(f, spec.year)
         if rule:
-            ws.add_data_validation(to_openpyxl({**rule, "input_message": _rendered(rule["input_message"], params)},
-                                               ref))
+            prompt = render(rule["input_message"], f"{where} 的输入提示）")[:255]  # Excel's cap, once rendered
+            ws.add_data_validation(to_openpyxl({**rule, "input_message": prompt}, ref))
         if f.required:
             ws.conditional_formatting.add(ref, FormulaRule(formula=[f"LEN(TRIM({ref}))=0"], fill=red))
     for t in spec.tables.values():
