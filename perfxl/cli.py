@@ -95,10 +95,14 @@ def template_import(designed, outdir):
     """把设计好的表样工作簿（含「字段」「表格」「规则」「设置」工作表）导入为模板."""
     from .designed.importer import import_design
 
+    from .spec import load_spec
+
     result = import_design(designed, outdir)
     click.echo(f"已导入模板 {result.template}：字段 {result.fields} 个，表格 {result.tables} 个，规则 {result.rules} 条")
     click.echo(f"  {result.yaml_path}")
     click.echo(f"  {result.workbook_path}")
+    for line in _cannot_do(load_spec(result.template, templates_dir=outdir)):
+        click.echo(f"  注意：{line}")
     click.echo(f"下一步 (next): perfxl describe {result.template} --templates {outdir}")
 
 
@@ -131,10 +135,21 @@ def template_check(folder, year):
                    f"表格 {len(info['tables'])}，规则 {len(info['rules'])}")
         for t in info["tables"]:
             click.echo(f"    {t['name']}  {t['label']}（{t['rows']} 行）: {' | '.join(c['label'] for c in t['columns'])}")
+        for line in _cannot_do(spec):
+            click.echo(f"    注意：{line}")
     if failed:
         click.echo(f"{failed} 个模板有问题，共 {len(names)} 个", err=True)
         sys.exit(2)
     click.echo(f"全部 {len(names)} 个模板通过检查")
+
+
+def _cannot_do(spec) -> list[str]:
+    """What forms of this template cannot take part in, said where the template is imported and checked."""
+    if spec.family != "project" or spec.indicator_table() is not None:
+        return []
+    return ["没有绩效指标表（没有写了指标层级 indicator 的表格）：汇总时「指标明细」没有它的行，「目标审核」不审核指标，"
+            "只按必填项、项目名称和错误评分；也不能据它的申报生成自评表、监控表 (no indicator table: no indicator "
+            "rows, no indicator review, no follow-up forms)"]
 
 
 @cli.command()

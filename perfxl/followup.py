@@ -89,8 +89,11 @@ def group_map(templates_dir: Path | None) -> tuple[dict[str, float], dict[str, d
 def declared_projects(checked: CheckedForm, spec: Spec, unit: Unit, points: dict[str, float],
                       groups: dict[str, dict[str, str]]) -> list[Declared]:
     """Each project of a declaration as the follow-up form's prefill: names, money in 万元, indicator rows
-    with their group and 分值."""
+    with their group and 分值. A declaration whose template has no indicator table gives none: a follow-up
+    form scores declared indicators, and it declared none (its unit is listed as without a declaration)."""
     table = spec.indicator_table()
+    if table is None:
+        return []
     ind = table.indicator
     hierarchy = ind.hierarchy
     mapping = groups.get(hierarchy.name, {})

@@ -782,7 +782,11 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
     rules = [replace(rule, params=check_params(rule.kind, rule.params, fields, tables)) for rule in rules]
     for index, rraw in enumerate(raw.get("rules") or []):
         trail[:] = ["rules", index]
-        rules.append(_declared_rule(rraw, fields, tables))
+        rule = _declared_rule(rraw, fields, tables)
+        if rule.kind == "indicators" and tables[rule.params["table"]].indicator is None:
+            raise ValueError(f"规则 indicators 检查指标表，但表格 {rule.params['table']} 没有 indicator（指标层级）"
+                             f"(the table has no indicator block)")
+        rules.append(rule)
 
     for fid, f in fields.items():
         if f.type == "choice" and not f.choices:

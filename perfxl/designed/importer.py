@@ -426,6 +426,9 @@ def _rules(d: _Design, fields: dict, tables: dict) -> list[dict]:
             if word in types and word not in params:  # the words a message needs: the named field's label
                 named = next((params[k] for k in source if isinstance(params.get(k), str)), None)
                 params[word] = fields[named]["label"] if named in fields else kind
+        if kind == "indicators" and params.get("table") in tables and "indicator" not in tables[params["table"]]:
+            d.problem(RULES, row, f"规则 indicators 检查指标表，但表格“{params['table']}”没有写「指标层级」")
+            bad = True
         severity = SEVERITY.get(record.get("严重程度", ""))
         if severity is None:
             d.problem(RULES, row, f"严重程度应为 错误 或 提醒，而不是“{record['严重程度']}”")

@@ -193,8 +193,11 @@ def _cost_rules(table: Table, records: list[IndicatorRecord], values: dict, cell
 
 
 def cost_total(spec: Spec, records: list[IndicatorRecord]) -> float | None:
-    """Sum of the cost targets written in money, in the form's money unit (None when there are none)."""
+    """Sum of the cost targets written in money, in the form's money unit (None when there are none, and
+    on a form whose template has no indicator table)."""
     table = spec.indicator_table()
+    if table is None:
+        return None
     main = table.indicator.values[-1]
     total, found = 0.0, False
     for r in records:

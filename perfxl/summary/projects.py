@@ -55,7 +55,8 @@ class Projects(Collector):
         if sp.family != "project":
             return
         factor = self.ctx.factor(sp)
-        hierarchy = sp.indicator_table().indicator.hierarchy
+        indicator_table = sp.indicator_table()  # None: a bureau's form with no indicator table, no indicator rows
+        hierarchy = indicator_table.indicator.hierarchy if indicator_table is not None else None
         for p in checked.projects:
             budget = money(p.values.get(sp.budget_field), factor) if sp.budget_field else None
             keys = {sp.fields[f].label.rstrip("：: "): _key_value(p.values.get(f), sp.fields[f].type, factor)
@@ -64,7 +65,8 @@ class Projects(Collector):
             status = "errors" if p.errors else ("warnings" if p.warnings else "valid")
             self.lines.append(ProjectLine(
                 who.region, s.year, who.department, who.unit_code, who.unit_name, p.name, sp.template, keys, budget,
-                funds, len(p.indicators), Counter(hierarchy.canonical(r.level1) for r in p.indicators),
+                funds, len(p.indicators),
+                Counter(hierarchy.canonical(r.level1) for r in p.indicators) if hierarchy else Counter(),
                 STATUS_ZH[status], p.errors, p.warnings, file_name(s.path), p.sheet))
             group = self.per_group[(who.region, who.department)]
             group["projects"] += 1

@@ -4,6 +4,10 @@ Each project gets four dimensions of 25 points, each losing points for the probl
 belong to it (the table below), a total, a grade and the grade's fixed consequence. What a reviewer judges
 by reading (whether targets fit the department's duties) stays the reviewer's; this sheet says where to
 look first, weakest first. A declaration with errors is graded 中 at most: it goes back to the unit.
+
+A form whose template has no indicator table (a bureau's own design may have none) is graded on what it
+has: required fields, name, errors. No indicator check can cost it points, its 定量占比 is blank rather
+than 0 %, and the sheet's note says such forms were reviewed without indicators.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from .base import Collector, Column, Context, Table, table
 NAME = "目标审核"
 FIRST_TITLE = "地区"
 NOTE = "四个维度各 25 分，按机械检查扣分；按总分从低到高排列，审核从最弱的申报开始。"
+NOTE_WITHOUT_INDICATORS = "定量占比空白的项目，其表样没有绩效指标表：只按必填项、项目名称和错误评分，指标未经审核。"
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class ReviewLine:
     project: str
     indicators: int
     quantitative: int
-    share: float
+    share: float | None  # None: the template has no indicator table
     coverage: float | None
     dimensions: dict[str, float]
     findings: dict[str, str]
@@ -91,8 +96,9 @@ class ReviewLine:
     sheet: str
 
 
-def review(codes: Counter, errors: int, share: float, coverage: float | None) -> tuple[dict, dict, float, str, str]:
-    """Points per dimension, what was found in each, the total, the grade and its consequence."""
+def review(codes: Counter, errors: int, share: float | None, coverage: float | None) -> tuple[dict, dict, float, str, str]:
+    """Points per dimension, what was found in each, the total, the grade and its consequence. `share` is
+    None for a form with no indicator table: nothing to measure, so nothing lost for it."""
     points, findings = {}, {}
     for d in DIMENSIONS:
         lost, said = 0.0, []
@@ -101,7 +107,9 @@ def review(codes: Counter, errors: int, share: float, coverage: float | None) ->
             if n:
                 lost += check.points * n
                 said.append(f"{check.what}（{n} 处）")
-        if d.name == "适当性" and share < MEASURABLE_SHARE:
+        if d.name == "适当性" and share is None:
+            said.append("表样没有绩效指标表，指标未审核")
+        if d.name == "适当性" and share is not None and share < MEASURABLE_SHARE:
             lost += (MEASURABLE_SHARE - share) * MEASURABLE_POINTS
             said.append(f"定量指标占 {share:.0%}")
         if d.name == "相关性" and coverage is not None and not COVERAGE_RANGE[0] <= coverage <= COVERAGE_RANGE[1]:
@@ -129,12 +137,13 @@ class Review(Collector):
     def add(self, s, checked, sp, who) -> None:
         if sp.family != "project":
             return
-        main = sp.indicator_table().indicator.values[-1]
+        indicator_table = sp.indicator_table()
+        main = indicator_table.indicator.values[-1] if indicator_table is not None else None
         for p in checked.projects:
             problems = [q for q in checked.problems if q.sheet == p.sheet]
             codes = Counter(q.code for q in problems)
-            quantitative = sum(1 for r in p.indicators if r.targets[main].quantitative)
-            share = quantitative / len(p.indicators) if p.indicators else 0.0
+            quantitative = sum(1 for r in p.indicators if r.targets[main].quantitative) if main else 0
+            share = None if main is None else (quantitative / len(p.indicators) if p.indicators else 0.0)
             budget = p.values.get(sp.budget_field) if sp.budget_field else None
             costs = cost_total(sp, p.indicators)
             coverage = costs / budget if costs is not None and isinstance(budget, int | float) and budget else None
@@ -160,7 +169,8 @@ class Review(Collector):
                         Column(f"{d.name}扣分原因", "text", _finding(d.name))]
         columns += [Column("得分", "score", "total"), Column("等级", "text", "grade"),
                     Column("审核结论", "text", "consequence"), Column("主要问题", "text", "issues")]
-        sheet = table(NAME, columns, self.lines, note=NOTE)
+        note = NOTE + (NOTE_WITHOUT_INDICATORS if any(line.share is None for line in self.lines) else "")
+        sheet = table(NAME, columns, self.lines, note=note)
         sheet.records = self.lines
         return sheet
 
