@@ -221,7 +221,7 @@ def generate(template, year, roster, outdir, region, projects, password, rows, l
         if result.without_declaration:
             names = "、".join(f"{u.code} {u.name}" for u in result.without_declaration[:20])
             more = f" 等 {len(result.without_declaration)} 个" if len(result.without_declaration) > 20 else ""
-            click.echo(f"  {len(result.without_declaration)} 个单位在台账中没有已汇总的申报，未生成：{names}{more}")
+            click.echo(f"  {len(result.without_declaration)} 个单位在台账中没有已汇总的、含绩效指标的申报，未生成：{names}{more}")
         return
     started = time.perf_counter()
     with _progress(len(units), "生成") as bar:

@@ -145,7 +145,7 @@ def test_no_follow_up_form_is_made_from_a_declaration_without_indicators(designe
     r = _invoke("generate", "national/selfeval", "--year", YEAR, "--roster", roster, "--from", ledger,
                 "-o", designed / "自评表")
     assert r.exit_code == 0 and "Traceback" not in r.output, r.output
-    assert "2 个单位" in r.output  # both listed as without a declaration to follow up
+    assert "2 个单位在台账中没有已汇总的、含绩效指标的申报" in r.output
     manifest = json.loads((designed / "自评表" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["forms"] == []
 
