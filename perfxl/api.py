@@ -71,6 +71,8 @@ def merge(inputs: list[str | Path] | str | Path, output: str | Path | None = Non
     for key in ("roster", "db", "csv_dir", "templates_dir"):
         if options.get(key) is not None:
             options[key] = Path(options[key])
+    if options.get("issued"):
+        options["issued"] = tuple(Path(p) for p in options["issued"])
     return run_merge([Path(p) for p in inputs], Path(output) if output else None, MergeOptions(**options),
                      materialize=True)
 

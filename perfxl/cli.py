@@ -16,6 +16,9 @@ from .errors import PerfxlError
 
 TEMPLATES_OPTION = click.option("--templates", "templates_dir", type=click.Path(file_okay=False, path_type=Path),
                                 default=None, help="使用自己的模板目录 (a folder of template specs).")
+ISSUED_OPTION = click.option("--issued", "issued", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+                             help="自评表/监控表的下发记录（生成时写在表格目录中的 下发记录.sqlite，可重复）；在生成这些表的"
+                                  "电脑上不必指定 (the record of what follow-up forms were issued with).")
 
 
 class _Year(click.ParamType):
@@ -243,7 +246,8 @@ def generate(template, year, roster, outdir, region, projects, password, rows, l
 @click.option("--template", default=None, help="应报模板 (expected template).")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True, help="提示语言.")
 @TEMPLATES_OPTION
-def validate(paths, as_json, annotate_dir, roster, year, template, lang, templates_dir):
+@ISSUED_OPTION
+def validate(paths, as_json, annotate_dir, roster, year, template, lang, templates_dir, issued):
     """校验填报好的申报表 (validate returned workbooks). Exit 0: no errors; 1: errors found; 2: usage."""
     from .files import display_path, ensure_writable_dir
     from .inbox import scan
@@ -258,7 +262,9 @@ def validate(paths, as_json, annotate_dir, roster, year, template, lang, templat
     if not inbox.files:
         raise click.UsageError("没有找到要校验的文件 (no files found)")
     units = {u.code: u for u in read_roster(roster)} if roster else None
-    options = CheckOptions(template=template, year=year, templates_dir=str(templates_dir) if templates_dir else None)
+    _check_issued(issued)
+    options = CheckOptions(template=template, year=year, templates_dir=str(templates_dir) if templates_dir else None,
+                           issued=tuple(str(p.resolve()) for p in issued))
     if template:
         from .spec import load_spec
 
@@ -388,17 +394,19 @@ def _print_checked(entry: dict, lang: str) -> None:
 @click.option("--return-by", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="退回通知中的重新报送期限 (default: 7 days from today).")
 @TEMPLATES_OPTION
+@ISSUED_OPTION
 def merge(inputs, output, roster, template, year, db, csv_dir, parquet_dir, jobs, lang, returns_dir, return_by,
-          templates_dir):
+          templates_dir, issued):
     """汇总所有报送的申报表 (merge every returned workbook into the summary)."""
     import time
 
     from .merger import MergeOptions, run_merge
 
+    _check_issued(issued)
     options = MergeOptions(template=template, year=year, roster=roster, jobs=jobs, db=db, csv_dir=csv_dir,
                            parquet_dir=parquet_dir, lang=lang,
                            returns_dir=returns_dir, return_by=return_by.date().isoformat() if return_by else None,
-                           templates_dir=templates_dir)
+                           templates_dir=templates_dir, issued=tuple(issued))
     started = time.perf_counter()
     bar = _LazyBar("汇总")
     try:
@@ -504,6 +512,17 @@ def serve(store, roster, forms, admin_password, host, port, deadline, max_upload
                           max_upload_mb, jobs, templates_dir, year)
     click.echo(f"报送网页：http://{host}:{port}/  （{len(units)} 个单位；数据保存在 {store}；按 Ctrl+C 停止）")
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+
+
+def _check_issued(paths) -> None:
+    """A record named with --issued must be one: a typo would otherwise make every follow-up form unchecked."""
+    from .ledger import is_ledger
+
+    for path in paths:
+        if not path.is_file():
+            raise click.UsageError(f"找不到下发记录 (no such record): {path}")
+        if not is_ledger(path):
+            raise PerfxlError(f"{path} 不是 perfxl 写出的下发记录或报送台账 (not a perfxl record)")
 
 
 def _default_year() -> int:

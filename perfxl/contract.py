@@ -17,7 +17,9 @@ from typing import Any
 
 STAMP_SHEET = "_perfxl"
 STAMP_MARK = "perfxl-stamp"  # A1 of the stamp sheet
-STAMP_KEYS = ("template", "version", "fingerprint", "region", "year", "unit_code", "unit_name", "projects", "perfxl")
+# "round": the round of follow-up forms a form belongs to (perfxl.issued), empty on a blank declaration form.
+STAMP_KEYS = ("template", "version", "fingerprint", "region", "year", "unit_code", "unit_name", "projects", "perfxl",
+              "round")
 PROPERTY_PREFIX = "perfxl."
 FIELD_PREFIX = "f_"
 TABLE_PREFIX = "t_"

@@ -4,8 +4,11 @@ project (the unit's newest merged version), with what was declared prefilled and
 `perfxl generate national/selfeval --year Y --roster R --from LEDGER -o DIR`. A roster unit with no
 declaration in the ledger gets no empty form: it is listed in the command's output and in manifest.json.
 The 分值 come from `templates/hierarchies/selfeval-groups.yaml`: each declared 一级 (or 一级/二级) maps to a
-group, whose points are spread evenly over its rows; the hidden declared sheet keeps every prefilled
-target and its points, so a merge can tell a retyped target or moved points.
+group, whose points are spread evenly over its rows.
+
+What each unit is issued is recorded (perfxl.issued: 下发记录.sqlite beside the forms, the round named in
+every form's stamp): a returned form is checked and scored against that record, never against its own
+copy. The hidden declared sheet only feeds the form's live checks (分值 per 一级).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .domain import MONEY_UNITS
 from .errors import OutputError
 from .files import ensure_writable_dir, write_bytes_atomic
 from .generator import build_workbook, form_filename
+from .issued import RECORD_FILE, IssuedProject, new_round, record_round
 from .ledger import Ledger, check_ledger_file
 from .pipeline import CheckOptions, check_stored
 from .records import CheckedForm
@@ -125,6 +129,16 @@ def declared_projects(checked: CheckedForm, spec: Spec, unit: Unit, points: dict
 PREFILLED_COLUMNS = {"level1", "level2", "level3", "target", "points"}
 
 
+def issued_projects(spec: Spec, projects: list[Declared]) -> list[IssuedProject]:
+    """What a unit's follow-up form is prefilled with, as the round records it: per project sheet, every
+    locked field's value (the declaration's, else the template's default, such as 预算执行率分值) and every
+    indicator row with its target and 分值."""
+    locked = {f.id: f.default for f in spec.fields.values() if f.locked and f.default not in (None, "")}
+    return [IssuedProject(spec.sheet_title(i), {**locked, **{k: v for k, v in d.fields.items() if k in spec.fields}},
+                          tuple({**row, "row": n} for n, row in enumerate(d.rows, start=1)))
+            for i, d in enumerate(projects, start=1)]
+
+
 def _build(task: tuple) -> bytes:
     """One unit's follow-up workbook (run in a worker process for large rosters)."""
     template, year, region, unit_params, projects, templates_dir, password = task
@@ -147,7 +161,10 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
     Workbooks are built in a pool of `jobs` processes (0: one per core) when there are many."""
     outdir = ensure_writable_dir(Path(outdir))
     protected = {os.path.realpath(p) for p in avoid or ()}
+    if os.path.realpath(outdir / RECORD_FILE) in protected:
+        raise OutputError(f"输出目录中的 {RECORD_FILE} 是输入文件，perfxl 不会改动它；请换一个输出目录")
     points, groups = group_map(templates_dir)
+    round_id = new_round()  # in every form's stamp: the merge finds what was issued by it
     declared = declarations(ledger_path, templates_dir, {u.code for u in units})
     result = FollowupResult()
     planned: list[tuple[Unit, str, list[Declared], tuple]] = []
@@ -165,10 +182,17 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
         used_names.add(filename.lower())
         if os.path.realpath(outdir / filename) in protected:
             raise OutputError(f"输出文件 {outdir / filename} 是输入文件，perfxl 不会覆盖它")
-        planned.append((unit, filename, projects, (template, year, unit_region, unit.as_params(), projects,
-                                                   templates_dir, password)))
+        planned.append((unit, filename, projects, (template, year, unit_region, {**unit.as_params(), "round": round_id},
+                                                   projects, templates_dir, password)))
     del declared  # the checked declarations are large; only the planned prefill goes on
     gc.collect()
+    # Recorded before any form exists: a form handed out always has its record.
+    specs = {}
+    for *_, task in planned:
+        if task[2] not in specs:
+            specs[task[2]] = load_spec(template, year, task[2], templates_dir=templates_dir)
+    record_round(outdir, round_id, template, year,
+                 [(unit.code, issued_projects(specs[task[2]], projects)) for unit, _, projects, task in planned])
     workers = jobs or os.cpu_count() or 1
     if workers > 1 and len(planned) >= 50:
         from concurrent.futures import ProcessPoolExecutor

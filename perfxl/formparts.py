@@ -56,7 +56,8 @@ class StampSheet:
 def stamp_sheet(spec: Spec, unit: dict, projects: int) -> StampSheet:
     rows = stamp_rows({"template": spec.template, "version": spec.version, "fingerprint": spec.fingerprint,
                        "region": spec.region, "year": spec.year, "unit_code": unit.get("code", ""),
-                       "unit_name": unit.get("name", ""), "projects": projects, "perfxl": __version__})
+                       "unit_name": unit.get("name", ""), "projects": projects, "perfxl": __version__,
+                       "round": unit.get("round", "")})
     cells = [(0, 0, STAMP_MARK)]
     for i, (key, value) in enumerate(rows, start=1):
         cells += [(i, 0, key), (i, 1, value)]

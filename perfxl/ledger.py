@@ -86,6 +86,18 @@ CREATE TABLE IF NOT EXISTS run_settings (
     run         INTEGER PRIMARY KEY REFERENCES runs(id),
     settings    TEXT NOT NULL
 );
+-- What a round of follow-up forms issued to each unit (perfxl.issued): the record returned forms are
+-- checked against. Kept in 下发记录.sqlite beside the forms; an export carries it up.
+CREATE TABLE IF NOT EXISTS issued (
+    round       TEXT NOT NULL,
+    unit_code   TEXT NOT NULL,
+    template    TEXT NOT NULL,
+    year        INTEGER NOT NULL,
+    issued_at   TEXT NOT NULL,
+    projects    TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    PRIMARY KEY (round, unit_code)
+);
 -- What the submission portal (perfxl serve) received: every upload, never deleted; the newest readable
 -- one of a unit is its current version. The file itself is kept content-addressed beside the ledger.
 CREATE TABLE IF NOT EXISTS submissions (
@@ -114,14 +126,15 @@ CREATE TABLE IF NOT EXISTS returns (
 SQLITE_MAGIC = b"SQLite format 3\x00"
 APPLICATION_ID = 0x7078_6C67  # "pxlg" in the SQLite header: this file is a perfxl ledger
 OWN_TABLES = {"files", "sightings", "runs", "outcomes", "run_settings", "submissions", "returns",
-              "sqlite_sequence", "kept"}
+              "sqlite_sequence", "kept", "issued"}
 PRUNE_SLACK = 1000  # kept values no run touched are pruned once they pass twice the touched ones and this
 KEEP_RUNS = 10  # the outcomes of this many recent runs are kept; older ones are derived data, pruned
 
 # Cached form data is only reused by the same reader: a new perfxl version reads files afresh.
 # "-p2": problems carry parameters, not rendered text; "-p3": form data carries a follow-up form's declared
-# rows; "-p4": those rows as lists, and the v2 declared sheet. Caches of an older shape are read afresh.
-READER_VERSION = f"perfxl-{__version__}-p4"
+# rows; "-p4": those rows as lists, and the v2 declared sheet; "-p5": the stamp's round (perfxl.issued).
+# Caches of an older shape are read afresh.
+READER_VERSION = f"perfxl-{__version__}-p5"
 
 
 def _now() -> str:

@@ -31,6 +31,7 @@ from .domain import default_year
 from .errors import OutputError, ReadError
 from .files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
 from .inbox import STAT_IDENTIFIES_CONTENT, FileStat, NotRegularFile, TooLarge, read_regular_file, scan
+from .issued import book as issued_book
 from .ledger import (
     READER_VERSION,
     Ledger,
@@ -68,10 +69,13 @@ class MergeOptions:
     file_memory_mb: int = 2048
     returns_dir: Path | None = None  # the return package: annotated copies and 退回通知 for units to revise
     return_by: str | None = None  # the date the notices give, YYYY-MM-DD (default: a week from today)
+    issued: tuple[Path, ...] = ()  # records of what follow-up forms were issued with (perfxl.issued), besides
+    #                                the rounds this machine registered
 
     def check_options(self) -> CheckOptions:
         return CheckOptions(template=self.template, year=self.year,
-                            templates_dir=str(self.templates_dir) if self.templates_dir else None)
+                            templates_dir=str(self.templates_dir) if self.templates_dir else None,
+                            issued=tuple(str(Path(p).resolve()) for p in self.issued))
 
 
 @dataclass
@@ -187,7 +191,7 @@ def _finished(path, sha, stat: FileStat, source, form_blob, checked: CheckedForm
                "project_names": tuple(p.name for p in checked.projects),
                "indicator_rows": sum(len(p.indicators) for p in checked.projects),
                "problems": json.dumps([p.to_record() for p in checked.problems], ensure_ascii=False),
-               "claimed": claimed}
+               "claimed": claimed, "round": checked.round, "issued": checked.issued}
     return FileResult(path, sha, stat, source, form_blob, summary, checked_bytes(checked))
 
 
@@ -452,7 +456,7 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
         for i, (f, known) in enumerate(zip(inbox.files, known_shas)):
             if kept is not None and i % 1000 == 0:  # looked up a thousand at a time
                 kept.prefetch([f"check|{fingerprint}|{sha}" for sha in known_shas[i:i + 1000] if sha])
-            summary = _kept_check(kept, fingerprint, known, roster) if known else None
+            summary = _kept_check(kept, fingerprint, known, roster, check) if known else None
             if summary is None:
                 tasks.append((f.path, known, f.stat))
                 continue
@@ -534,7 +538,7 @@ def _fingerprint(options: MergeOptions) -> str:
     roster, and the templates folder's files. (A unit's entry is checked per form, so adding a unit to the
     roster on deadline day does not make every other form be checked and rendered again.)"""
     h = hashlib.sha256(repr((READER_VERSION, options.template, options.year, options.lang,
-                             options.roster is not None)).encode("utf-8"))
+                             options.roster is not None, options.check_options().issued)).encode("utf-8"))
     if options.templates_dir is not None:
         folder = Path(options.templates_dir)
         for path in sorted(folder.rglob("*")):
@@ -552,7 +556,7 @@ def _entry(roster: dict | None, code: str | None) -> str:
 
 
 _SEEN_FIELDS = ("template", "year", "unit_code", "unit_name", "status", "errors", "warnings", "read_error",
-                "project_names", "indicator_rows")
+                "project_names", "indicator_rows", "round", "issued")
 
 
 _AHEAD: dict[str, Any] = {}  # what a worker rendering ahead inherits from the merge (forked, not pickled)
@@ -628,10 +632,10 @@ def _render_share(batch: list[Seen]) -> list[tuple[str, bytes]]:
 _CHECK_TYPES = {"template": (str, type(None)), "year": (int, type(None)), "unit_code": (str, type(None)),
                 "unit_name": (str, type(None)), "status": (str,), "errors": (int,), "warnings": (int,),
                 "read_error": (str, type(None)), "project_names": (list,), "indicator_rows": (int,),
-                "roster_entry": (str,)}
+                "round": (str, type(None)), "issued": (str, type(None)), "roster_entry": (str,)}
 
 
-def _kept_check(kept, fingerprint: str, sha: str, roster: dict | None) -> dict | None:
+def _kept_check(kept, fingerprint: str, sha: str, roster: dict | None, check: CheckOptions) -> dict | None:
     blob = kept.get(f"check|{fingerprint}|{sha}")
     if blob is None:
         return None
@@ -645,6 +649,11 @@ def _kept_check(kept, fingerprint: str, sha: str, roster: dict | None) -> dict |
         return None  # not what a merge keeps: the file is checked again
     if summary.pop("roster_entry") != _entry(roster, summary["unit_code"]):
         return None  # the unit's roster entry changed since: check it again
+    if summary["issued"] is not None:  # a follow-up form: checked against a record that must still be the one
+        record = issued_book(check.issued).lookup(summary["round"], summary["unit_code"], summary["template"],
+                                                  summary["year"])
+        if (record.digest if record else "") != summary["issued"]:
+            return None
     summary["project_names"] = tuple(summary["project_names"])
     return summary
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ReadError
+from .issued import book as issued_book
 from .problems import L
 from .read import FormData, read_workbook
 from .validator import CheckedForm, check_form, rejected, rejected_by
@@ -25,6 +26,7 @@ class CheckOptions:
     template: str | None = None
     year: int | None = None
     templates_dir: str | None = None
+    issued: tuple[str, ...] = ()  # record files of what follow-up forms were issued with (perfxl.issued)
 
 
 def read_file(path: Path, options: CheckOptions) -> FormData:
@@ -35,7 +37,8 @@ def read_file(path: Path, options: CheckOptions) -> FormData:
 def check_read(form: FormData, options: CheckOptions, roster: dict | None = None) -> CheckedForm:
     try:
         return check_form(form, roster=roster, expect_year=options.year,
-                          templates_dir=Path(options.templates_dir) if options.templates_dir else None)
+                          templates_dir=Path(options.templates_dir) if options.templates_dir else None,
+                          issued=issued_book(options.issued))
     except Exception as exc:  # a bug must cost one file, not the run; the message names it
         return rejected(form.path, "internal-error", during=CHECKING, detail=f"{type(exc).__name__}: {exc}")
 

@@ -116,10 +116,32 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "The defined name {name} is broken (#REF!); that input cannot be found"),
     ("portal-other-unit", "stamp", "error", "这是单位 {found} 的表，不是本单位（{expected}）的；请上传本单位的表",
      "This is unit {found}'s form, not yours ({expected}); hand in your own unit's form"),
-    ("declared-missing", "stamp", "error",
-     "此表缺少生成时写入的申报数据（隐藏工作表 perfxl_declared 被删除或改动），无法核对预填的年度指标值；请在 perfxl 生成的原表上填报",
-     "The declaration written into this form (hidden sheet perfxl_declared) was removed or altered, so the "
-     "prefilled targets cannot be checked; fill the form perfxl generated"),
+    # A follow-up form against what perfxl issued to the unit (perfxl.issued), never against its own copy.
+    ("issued-missing", "stamp", "error",
+     "找不到下发此表时的记录，无法核对预填的项目、指标、分值和预算，本表不计分；请在生成此表的电脑上汇总，"
+     "或用 --issued 指定生成时写出的下发记录（{record}）",
+     "The record of what this form was issued with cannot be found, so its prefilled projects, targets, points "
+     "and budget cannot be checked and it is not scored; merge on the computer that generated it, or name "
+     "the record written then with --issued ({record})"),
+    ("declared-project-missing", "stamp", "error",
+     "下发的项目“{project}”（工作表 {issued_sheet}）在表中找不到；预填的项目不得删除，请在下发的原表上填报",
+     "The issued project '{project}' (sheet {issued_sheet}) is not in the form; prefilled projects may not be "
+     "removed: fill the form as issued"),
+    ("declared-project-added", "stamp", "error",
+     "工作表 {sheet} 不是下发的项目，不计分；后续表只填写下发时预填的项目",
+     "Sheet {sheet} is not an issued project and is not scored; fill only the projects that were prefilled"),
+    ("declared-changed", "stamp", "error",
+     "「{label}」下发时为“{issued}”，表中为“{found}”；预填内容不得修改，按下发时的内容核对和计分",
+     "'{label}' was issued as '{issued}' but the form says '{found}'; prefilled values may not be changed: "
+     "checked and scored as issued"),
+    ("declared-row-missing", "stamp", "error",
+     "下发的指标“{level3}”（{level1}/{level2}，年度指标值 {target}）在表中找不到；预填的指标不得删除或改名，此项{consequence}",
+     "The issued indicator '{level3}' ({level1}/{level2}, target {target}) is not in the form; prefilled "
+     "indicators may not be removed or renamed: {consequence}"),
+    ("declared-row-added", "stamp", "error",
+     "指标“{level3}”（{level1}/{level2}）不是下发时预填的指标，不计入；请只填写预填的指标",
+     "The indicator '{level3}' ({level1}/{level2}) was not issued and is not counted; fill only the prefilled "
+     "indicators"),
     # -- fields -----------------------------------------------------------------------------------
     ("required", "field", "error", "「{label}」为必填项，尚未填写", "'{label}' is required but empty"),
     ("type-number", "field", "error", "「{label}」应填写数字，现为“{value}”", "'{label}' must be a number, found '{value}'"),

@@ -70,6 +70,7 @@ def form_from_raw(path: Path, book: RawBook, data: bytes, kind: str, templates_d
     form.unit_code = stamp.get("unit_code") or None
     form.unit_name = stamp.get("unit_name") or None
     form.stamp_source = source
+    form.round = stamp.get("round") or None
     try:
         spec = load_spec(chosen, form.year or year or default_year(), form.region, templates_dir=templates_dir)
     except SpecError as exc:

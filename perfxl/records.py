@@ -76,24 +76,26 @@ class CheckedForm:
     projects: list[ProjectRecord]
     problems: list[Problem]
     read_error: str | None = None
+    round: str | None = None  # a follow-up form's round, as its stamp names it
+    issued: str | None = None  # a follow-up form: the digest of the issued record it was checked against ("" none)
 
     def to_data(self) -> list:
         """The form as JSON-able lists (see DATA_VERSION): what is spooled and kept, instead of a pickle."""
         return [DATA_VERSION, self.path, self.template, self.version, self.year, self.region, self.unit_code,
                 self.unit_name, self.money_unit, self.family, [p.to_data() for p in self.projects],
-                [q.to_record() for q in self.problems], self.read_error]
+                [q.to_record() for q in self.problems], self.read_error, self.round, self.issued]
 
     @classmethod
     def from_data(cls, data: list) -> CheckedForm:
         """Back from `to_data`. Raises ValueError for data of another shape (the caller checks it again)."""
         try:
             (version, path, template, form_version, year, region, unit_code, unit_name, money_unit, family, projects,
-             problems, read_error) = data
+             problems, read_error, round_id, issued) = data
             if version != DATA_VERSION:
                 raise ValueError(f"checked form data of version {version!r}")
             return cls(path, template, form_version, year, region, unit_code, unit_name, money_unit, family,
                        [ProjectRecord.from_data(p) for p in projects], [Problem.from_dict(q) for q in problems],
-                       read_error)
+                       read_error, round_id, issued)
         except (TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"checked form data of another shape: {type(exc).__name__}: {exc}") from None
 
@@ -164,6 +166,8 @@ class Seen:
     claimed: str = ""  # a lower level's form (roll-up): the sha256 of the original file its data claims
     ctime_ns: int = 0  # with size, mtime and inode, how the ledger knows the file is unchanged (inbox.FileStat)
     ino: int = 0
+    round: str | None = None  # a follow-up form's round (perfxl.issued)
+    issued: str | None = None  # a follow-up form: the digest of the record it was checked against ("" none)
 
     @property
     def stat(self) -> FileStat:

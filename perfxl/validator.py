@@ -14,8 +14,9 @@ import operator
 import re
 from typing import Any
 
-from .domain import EXCEL_ERROR_VALUES, default_year
-from .problems import Collector
+from .domain import EXCEL_ERROR_VALUES, FOLLOWUP_FAMILIES, SUM_TOLERANCE, default_year
+from .issued import RECORD_FILE, IssuedBook, IssuedForm, IssuedProject
+from .problems import EMPTY, Collector
 from .problems import fmt_number as _fmt
 from .problems import short_text as _short
 from .read import Cell, FormData, SheetData
@@ -180,26 +181,89 @@ def _stamp_rules(form: FormData, spec: Spec, out: Collector, roster: dict | None
 
 
 def check_form(form: FormData, roster: dict | None = None, expect_year: int | None = None,
-               templates_dir=None) -> CheckedForm:
-    """Every rule of the form's spec over its data. Never raises on bad data."""
+               templates_dir=None, issued: IssuedBook | None = None) -> CheckedForm:
+    """Every rule of the form's spec over its data. Never raises on bad data. A follow-up form is checked
+    against what `issued` recorded for its unit (see perfxl.issued), never against its own copy."""
     spec = load_spec(form.template, form.year or expect_year or default_year(), form.region, templates_dir=templates_dir)
     out = Collector(spec)
     out.problems.extend(form.notices)
     _stamp_rules(form, spec, out, roster, expect_year)
+    record, issued_sheets = None, {}
+    followup = spec.family in FOLLOWUP_FAMILIES
+    if followup:
+        record = (issued or IssuedBook()).lookup(form.round, form.unit_code, form.template, form.year or spec.year)
+        issued_sheets = _issued_sheets(form, spec, record, out)
     projects = []
     for sheet in form.sheets:
         before = len(out.problems)
-        record = _check_sheet(sheet, spec, form, out)
+        project = _check_sheet(sheet, spec, form, out, issued_sheets.get(sheet.sheet))
         mine = out.problems[before:]
-        record.errors = sum(1 for p in mine if p.severity == "error")
-        record.warnings = len(mine) - record.errors
-        projects.append(record)
+        project.errors = sum(1 for p in mine if p.severity == "error")
+        project.warnings = len(mine) - project.errors
+        projects.append(project)
     return CheckedForm(path=form.path, template=form.template, version=form.version, year=form.year or spec.year,
                        region=form.region or spec.region, unit_code=form.unit_code, unit_name=form.unit_name,
-                       money_unit=spec.money_unit, family=spec.family, projects=projects, problems=out.problems)
+                       money_unit=spec.money_unit, family=spec.family, projects=projects, problems=out.problems,
+                       round=form.round, issued=(record.digest if record else "") if followup else None)
 
 
-def _check_sheet(sheet: SheetData, spec: Spec, form: FormData, out: Collector) -> ProjectRecord:
+def _issued_sheets(form: FormData, spec: Spec, record: IssuedForm | None, out: Collector) -> dict[str, IssuedProject]:
+    """Each sheet of a follow-up form paired with the project it was issued as: by its sheet name, else
+    (a renamed sheet) by its project name. What pairs with nothing is reported."""
+    if record is None:
+        out.add("issued-missing", "error", record=RECORD_FILE)
+        return {}
+    waiting = list(record.projects)
+    paired: dict[str, IssuedProject] = {}
+    for sheet in form.sheets:
+        match = next((p for p in waiting if p.sheet == sheet.sheet), None)
+        if match is not None:
+            paired[sheet.sheet] = match
+            waiting.remove(match)
+    name_field = spec.project_name_field
+    for sheet in form.sheets:
+        if sheet.sheet in paired:
+            continue
+        name = clean_text(sheet.fields[name_field].value) if name_field in sheet.fields else ""
+        match = next((p for p in waiting if name and _same_text(p.fields.get(name_field), name)), None)
+        if match is not None:
+            paired[sheet.sheet] = match
+            waiting.remove(match)
+        else:
+            out.add("declared-project-added", "error", sheet=sheet.sheet)
+    for project in waiting:
+        out.add("declared-project-missing", "error", project=str(project.fields.get(name_field) or ""),
+                issued_sheet=project.sheet)
+    return paired
+
+
+def _same_text(a: Any, b: Any) -> bool:
+    return normalize_text("" if a is None else str(a)).replace(" ", "") == normalize_text(
+        "" if b is None else str(b)).replace(" ", "")
+
+
+def _keep_issued(values: dict[str, Any], cells: dict[str, str], issued: IssuedProject, spec: Spec,
+                 out: Collector, sheet: str) -> None:
+    """The prefilled fields as issued: a value changed on the form is reported, and the issued one is what
+    the record keeps (and what the form is scored by)."""
+    for fid, given in issued.fields.items():
+        f = spec.fields.get(fid)
+        if f is None:
+            continue
+        found = values.get(fid)
+        if f.type in NUMERIC_TYPES and isinstance(given, int | float):
+            same = isinstance(found, int | float) and abs(found - given) <= SUM_TOLERANCE
+        else:
+            same = _same_text(found, given)
+        if not same:
+            out.add("declared-changed", "error", sheet, cells.get(fid, ""), fid, label=f.label.rstrip("：: "),
+                    issued=_fmt(given) if isinstance(given, float) else _short(given),
+                    found=EMPTY if found in (None, "") else (_fmt(found) if isinstance(found, float) else _short(found)))
+        values[fid] = given
+
+
+def _check_sheet(sheet: SheetData, spec: Spec, form: FormData, out: Collector,
+                 issued: IssuedProject | None = None) -> ProjectRecord:
     values: dict[str, Any] = {}
     cells: dict[str, str] = {}
     for fid, f in spec.fields.items():
@@ -208,11 +272,13 @@ def _check_sheet(sheet: SheetData, spec: Spec, form: FormData, out: Collector) -
             continue
         cells[fid] = cell.address
         values[fid] = _normalise_field(f, cell, spec, form, out, sheet.sheet)
+    if issued is not None:
+        _keep_issued(values, cells, issued, spec, out, sheet.sheet)
     owned = owned_tables(spec)  # indicator and follow-up tables: their rule kind reads the rows itself
     tables = {tid: _normalise_table(table, sheet.tables.get(tid, []), spec, form, out, sheet.sheet)
               for tid, table in spec.tables.items() if tid not in owned}
     ctx = RuleContext(spec=spec, sheet=sheet.sheet, values=values, cells=cells, tables=tables,
-                      table_rows=sheet.tables, out=out, form=form)
+                      table_rows=sheet.tables, out=out, form=form, issued=issued)
     run_rules(spec, ctx)
     name = values.get(spec.project_name_field) or ""
     return ProjectRecord(sheet=sheet.sheet, name=str(name), values=values, cells=cells, tables=tables,

@@ -18,6 +18,20 @@ TESTS = Path(__file__).parent
 IN_CI = os.environ.get("CI") == "true"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def perfxl_home(tmp_path_factory):
+    """What perfxl remembers per user (the rounds of follow-up forms it issued) goes to a folder of the test
+    session's, never to the home of whoever runs the tests; subprocesses inherit it."""
+    home = tmp_path_factory.mktemp("perfxl-home")
+    previous = os.environ.get("PERFXL_HOME")
+    os.environ["PERFXL_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("PERFXL_HOME", None)
+    else:
+        os.environ["PERFXL_HOME"] = previous
+
+
 def _soffice() -> str | None:
     return shutil.which("soffice") or shutil.which("libreoffice")
 

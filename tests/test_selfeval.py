@@ -195,12 +195,13 @@ def test_live_checks_show_execution_and_points_moved_between_level1s(declared, s
     assert flagged == {"产出指标"}
 
 
-def test_a_form_whose_declared_sheet_was_deleted_is_an_error_not_unchecked(declared, seeds, tmp_path):
-    """A clerk who deletes the hidden sheet must not get retyped targets past the merge unnoticed."""
+def test_a_form_whose_declared_sheet_was_deleted_is_still_checked_against_what_was_issued(declared, seeds, tmp_path):
+    """The hidden sheet is the form's own copy: deleting it changes nothing, the record of the round is used."""
     wb, ws, rows = _table_rows(declared["files"][seeds["000-0"].unit["code"]])
     del wb["perfxl_declared"]
-    rows[0]["target"].value = "≥1项"  # retyped, and with the declaration gone nothing else would see it
+    rows[0]["target"].value = "≥1项"
     path = tmp_path / "删了隐藏表.xlsx"
     wb.save(path)
     checked = check_form(read_workbook(path))
-    assert ("declared-missing", "项目1") in {(p.code, p.sheet) for p in checked.problems if p.severity == "error"}
+    errors = {(p.code, p.cell) for p in checked.problems if p.severity == "error"}
+    assert ("selfeval-target-changed", rows[0]["target"].coordinate) in errors

@@ -37,6 +37,7 @@ class FormData:
     unit_code: str | None = None
     unit_name: str | None = None
     stamp_source: str | None = None  # sheet | properties | labels
+    round: str | None = None  # a follow-up form's round (perfxl.issued), as its stamp claims
     date1904: bool = False
     sheets: list[SheetData] = field(default_factory=list)
     notices: list[Problem] = field(default_factory=list)  # what the reader noticed
@@ -46,7 +47,7 @@ class FormData:
         # By hand: dataclasses.asdict deep-copies every cell and costs more than reading the file.
         data = {k: getattr(self, k) for k in ("path", "size", "sha256", "format", "template", "version",
                                                 "fingerprint", "region", "year", "unit_code", "unit_name",
-                                                "stamp_source", "date1904")}
+                                                "stamp_source", "date1904", "round")}
         # the declaration as rows of values, not of dicts: it is half a self-evaluation form's cache entry
         data["declared"] = {sheet: [[row.get(k, "") for k in DECLARED_ROW_KEYS] for row in rows]
                             for sheet, rows in self.declared.items()}

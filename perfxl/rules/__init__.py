@@ -46,7 +46,8 @@ class RuleContext:
     table_rows: dict[str, list[dict]]  # raw rows as read, for kinds that normalise their own table
     out: Collector
     indicators: list = field(default_factory=list)
-    form: Any = None  # the whole form data (a follow-up form's declared rows live there)
+    form: Any = None  # the whole form data
+    issued: Any = None  # a follow-up form's sheet: the project it was issued as (perfxl.issued.IssuedProject)
     results: dict[str, Any] = field(default_factory=dict)  # what a kind computed for the project record
 
 

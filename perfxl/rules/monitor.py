@@ -4,10 +4,12 @@ The forecast (全年预计完成值) is measured against the declared target wit
 (perfxl/scoring.py, as a share of the target met): met → no light; at least 90% → blue (minor deviation);
 at least 70% → yellow (at risk); below, or 完成目标可能性 = 完全不可能 → red (likely missed). A qualitative
 target is judged by the likelihood alone (有可能 → yellow). Any deviation needs a 偏差原因 category.
+Targets are those issued (perfxl.issued), rows paired by identity: what the form's copy says is not used.
 """
 
 from __future__ import annotations
 
+from perfxl.issued import match_rows, row_key
 from perfxl.problems import L, short_text
 from perfxl.reader.cells import cell_name
 from perfxl.scoring import indicator_score
@@ -51,23 +53,44 @@ class Monitoring(RuleKind):
                              f'=IF(N({a})>0,"执行率 "&TEXT(N({b})/{a},"0.0%")&IF(N({b})/{a}<0.4,"（低于序时 40%）",""),"")')]
 
     def check(self, rule, ctx):
+        """Every row shown, paired by its identity with the row issued (perfxl.issued), its forecast measured
+        against the issued target. An issued row gone from the form is reported and listed with a red light
+        (nothing says it will be met); a row never issued is reported and given no light."""
         p = rule.params
         table = ctx.spec.tables[p["table"]]
         labels = {c.id: c.label for c in table.columns}
-        declared = (ctx.form.declared if ctx.form is not None else {}).get(ctx.sheet, [])
+        issued = ctx.issued
         where = {"sheet": ctx.sheet}
         lines = []
-        rows = [r for r in ctx.table_rows.get(table.id, []) if clean_text(r["level3"].value) or clean_text(r["target"].value)]
-        if rows and not declared and ctx.form is not None:
-            ctx.out.add("declared-missing", "error", **where)
-        for i, row in enumerate(rows):
-            promised = declared[i] if i < len(declared) else None
+        rows = [r for r in ctx.table_rows.get(table.id, [])
+                if any(clean_text(r[c].value) for c in ("level1", "level2", "level3", "target"))]
+        pairs = match_rows(rows, issued.rows if issued is not None else (),
+                           lambda r: row_key(r["level1"].value, r["level2"].value, r["level3"].value))
+        for row, promised in pairs:
+            if row is None:
+                ctx.out.add("declared-row-missing", "error", field_="indicators.level3", level1=promised["level1"],
+                            level2=promised["level2"], level3=promised["level3"], target=promised["target"],
+                            consequence=L("按预计完不成（红灯）列入监控预警", "it is listed as likely missed (red)"),
+                            **where)
+                lines.append({"row": promised["row"], "level1": promised["level1"], "level2": promised["level2"],
+                              "level3": promised["level3"], "target": promised["target"], "current": "",
+                              "expected": "", "share": None, "light": LIGHT_ZH["red"], "likelihood": "",
+                              "cause": "", "note": "预填指标被删除", "measures": "", "cell": ""})
+                continue
             level3 = clean_text(row["level3"].value)
-            shown = clean_text(row["target"].value)
-            if promised is not None and normalize_text(shown) != normalize_text(promised.get("target")):
-                ctx.out.add("monitor-target-changed", "error", cell=row["target"].address, field_="indicators.target",
-                            level3=level3, found=short_text(shown), declared=short_text(promised.get("target")), **where)
-            target = parse_target(promised.get("target") if promised is not None else shown)
+            if promised is None:
+                if issued is not None:
+                    ctx.out.add("declared-row-added", "error", cell=row["level3"].address, field_="indicators.level3",
+                                level1=clean_text(row["level1"].value), level2=clean_text(row["level2"].value),
+                                level3=level3, **where)
+                target = parse_target(clean_text(row["target"].value))
+            else:
+                shown = clean_text(row["target"].value)
+                if normalize_text(shown) != normalize_text(promised["target"]):
+                    ctx.out.add("monitor-target-changed", "error", cell=row["target"].address,
+                                field_="indicators.target", level3=level3, found=short_text(shown),
+                                declared=short_text(promised["target"]), **where)
+                target = parse_target(promised["target"])
             expected = parse_target(row["expected"].value, formula=row["expected"].formula)
             likelihood = clean_text(row["likelihood"].value)
             for column in ("current", "expected"):
@@ -79,7 +102,7 @@ class Monitoring(RuleKind):
             if expected.kind == "empty":
                 ctx.out.add("monitor-expected-missing", "error", cell=row["expected"].address,
                             field_="indicators.expected", level3=level3, **where)
-            colour, share = light(target, expected, likelihood)
+            colour, share = light(target, expected, likelihood) if promised is not None else ("", None)
             if colour and not clean_text(row["cause"].value):
                 ctx.out.add("monitor-cause-missing", "error", cell=row["cause"].address, field_="indicators.cause",
                             level3=level3, light=LIGHTS[colour], **where)
@@ -87,8 +110,10 @@ class Monitoring(RuleKind):
                 ctx.out.add("monitor-likely-missed", "warning", cell=row["expected"].address,
                             field_="indicators.expected", level3=level3, light=LIGHTS[colour],
                             expected=short_text(expected.text), target=short_text(target.text), **where)
-            lines.append({"row": row["_row"], "level1": clean_text(row["level1"].value),
-                          "level2": clean_text(row["level2"].value), "level3": level3, "target": target.text,
+            source = promised or {}
+            lines.append({"row": row["_row"], "level1": source.get("level1", clean_text(row["level1"].value)),
+                          "level2": source.get("level2", clean_text(row["level2"].value)),
+                          "level3": source.get("level3", level3), "target": target.text,
                           "current": clean_text(row["current"].value), "expected": clean_text(row["expected"].value),
                           "share": share, "light": LIGHT_ZH[colour], "likelihood": likelihood,
                           "cause": clean_text(row["cause"].value), "note": clean_text(row["note"].value),

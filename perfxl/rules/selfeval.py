@@ -1,9 +1,11 @@
-"""The self-evaluation round: every prefilled indicator row scored, checked against what was declared.
+"""The self-evaluation round: every prefilled indicator row scored against what was issued.
 
-Reported at their cells: a target missed without its 偏差原因, a 年度指标值 that differs from the declaration
-(the hidden declared sheet keeps what was prefilled; the cells are locked, but a clerk can unprotect the
-sheet), an actual value that cannot be read, a tier score outside its band, and 分值 moved between groups.
-The scores go into the project record for the summary's 自评得分 and 指标得分 sheets.
+Each row shown is paired with the row perfxl issued (perfxl.issued: the record of the round, never the
+form's own hidden copy) by its identity, not its position. Reported at their cells: a target missed
+without its 偏差原因, a 年度指标值 that differs from what was issued (it is scored against what was issued),
+an issued row removed (it scores 0) or a row added (not scored), an actual value that cannot be read, a
+tier score outside its band, and 分值 moved between groups (scored as issued). The scores go into the
+project record for the summary's 自评得分 and 指标得分 sheets.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from perfxl.contract import DECLARED_HEADER, DECLARED_SHEET
-from perfxl.problems import fmt_number, short_text
+from perfxl.issued import match_rows, row_key
+from perfxl.problems import L, fmt_number, short_text
 from perfxl.reader.cells import cell_name
 from perfxl.scoring import TIERS, execution_score, grade, indicator_score
 from perfxl.values import clean_text, normalize_text, parse_target, to_number
@@ -82,35 +85,64 @@ class SelfEvaluation(RuleKind):
         return out
 
     def check(self, rule, ctx):
+        """Every row shown, paired by its identity with the row issued (perfxl.issued), scored against what was
+        issued: its target, and its 分值 unless its 一级's 分值 no longer add up. A row issued and gone scores
+        0, a row never issued scores nothing. Without a record (reported by the validator) nothing is scored."""
         p = rule.params
         table = ctx.spec.tables[p["table"]]
-        declared = (ctx.form.declared if ctx.form is not None else {}).get(ctx.sheet, [])
+        issued = ctx.issued
         where = {"sheet": ctx.sheet}
         field = f"{table.id}."
-        lines = []
-        expected: dict[str, float] = defaultdict(float)
-        found: dict[str, float] = defaultdict(float)
-        subtotal: dict[str, float] = defaultdict(float)
         rows = [r for r in ctx.table_rows.get(table.id, [])
-                if any(clean_text(r[c].value) for c in ("level3", "target", "actual"))]
-        if rows and not declared and ctx.form is not None:
-            ctx.out.add("declared-missing", "error", **where)
-        for i, row in enumerate(rows):
-            promised = declared[i] if i < len(declared) else None
-            level3 = clean_text(row["level3"].value) or clean_text((promised or {}).get("level3"))
+                if any(clean_text(r[c].value) for c in ("level1", "level2", "level3", "target", "actual"))]
+        pairs = match_rows(rows, issued.rows if issued is not None else (),
+                           lambda r: row_key(r["level1"].value, r["level2"].value, r["level3"].value))
+        expected: dict[str, float] = defaultdict(float)  # 一级 → 分值 issued
+        found: dict[str, float] = defaultdict(float)  # 一级 → 分值 shown (a missing row counts as issued)
+        for row, promised in pairs:
+            if promised is None:
+                continue
+            level1 = clean_text(promised["level1"])
+            expected[level1] += float(promised["points"] or 0)
+            shown = _number(row["points"]) if row is not None else None
+            found[level1] += float(promised["points"] or 0) if shown is None else shown
+        moved = {level1 for level1, total in expected.items() if abs(found[level1] - total) > 0.01}
+        lines = []
+        subtotal: dict[str, float] = defaultdict(float)
+        for row, promised in pairs:
+            if row is None:  # issued, and gone from the form: reported, and it earns nothing
+                ctx.out.add("declared-row-missing", "error", field_=field + "level3", level1=promised["level1"],
+                            level2=promised["level2"], level3=promised["level3"], target=promised["target"],
+                            consequence=L("按 0 分计", "it scores 0"), **where)
+                subtotal[str(promised["group"])] += 0.0
+                lines.append({"row": promised["row"], "group": str(promised["group"]), "level1": promised["level1"],
+                              "level2": promised["level2"], "level3": promised["level3"], "target": promised["target"],
+                              "actual": "", "points": float(promised["points"] or 0), "score": 0.0,
+                              "how": "预填指标被删除，按 0 分计", "reason": "", "cell": ""})
+                continue
+            level3 = clean_text(row["level3"].value)
+            if promised is None:  # never issued (added, or renamed): listed, never scored
+                if issued is not None:
+                    ctx.out.add("declared-row-added", "error", cell=row["level3"].address, field_=field + "level3",
+                                level1=clean_text(row["level1"].value), level2=clean_text(row["level2"].value),
+                                level3=level3, **where)
+                lines.append({"row": row["_row"], "group": "", "level1": clean_text(row["level1"].value),
+                              "level2": clean_text(row["level2"].value), "level3": level3,
+                              "target": clean_text(row["target"].value), "actual": clean_text(row["actual"].value),
+                              "points": None, "score": None,
+                              "how": "未下发的指标，不计分" if issued is not None else "找不到下发记录，不计分",
+                              "reason": clean_text(row["reason"].value), "cell": row["actual"].address})
+                continue
             shown = clean_text(row["target"].value)
-            group = str((promised or {}).get("group") or "")
-            if promised is not None and not _same(shown, promised.get("target")):
+            target_text = promised["target"]
+            if not _same(shown, target_text):
                 ctx.out.add("selfeval-target-changed", "error", cell=row["target"].address, field_=field + "target",
-                            level3=level3, found=short_text(shown), declared=short_text(promised.get("target")), **where)
-            target_text = promised.get("target") if promised is not None else shown
+                            level3=level3, found=short_text(shown), declared=short_text(target_text), **where)
+            level1 = clean_text(promised["level1"])
             weight = _number(row["points"])
-            if weight is None:
-                weight = float((promised or {}).get("points") or 0)
-            level1 = clean_text(row["level1"].value) or clean_text((promised or {}).get("level1"))
-            if promised is not None:  # each 一级 keeps the points it was given; rows within it may trade
-                expected[level1] += float(promised.get("points") or 0)
-            found[level1] += weight
+            if weight is None or level1 in moved:  # points moved between 一级 count as issued
+                weight = float(promised["points"] or 0)
+            group = str(promised["group"])
             actual_text = clean_text(row["actual"].value)
             tier = actual_text if actual_text in TIERS else None
             actual = parse_target("" if tier else row["actual"].value, formula=None if tier else row["actual"].formula)
@@ -135,24 +167,25 @@ class SelfEvaluation(RuleKind):
                 ctx.out.add("selfeval-reason-missing", "error", cell=row["reason"].address, field_=field + "reason",
                             level3=level3, points=fmt_number(score.points), weight=fmt_number(weight), **where)
             subtotal[group] += score.points or 0.0
-            lines.append({"row": row["_row"], "group": group, "level1": clean_text(row["level1"].value),
-                          "level2": clean_text(row["level2"].value), "level3": level3, "target": target_text,
+            lines.append({"row": row["_row"], "group": group, "level1": promised["level1"],
+                          "level2": promised["level2"], "level3": promised["level3"], "target": target_text,
                           "actual": actual_text, "points": weight, "score": score.points, "how": score.how,
                           "reason": reason, "cell": row["actual"].address})
-        for level1, total in expected.items():
-            if abs(found[level1] - total) > 0.01:
-                anchor = next((r for r, line in zip(rows, lines) if line["level1"] == level1), None)
-                ctx.out.add("selfeval-points-moved", "error", cell=anchor["points"].address if anchor else "",
-                            field_=field + "points", group=level1 or "（空）", found=fmt_number(found[level1]),
-                            expected=fmt_number(total), **where)
+        for level1 in moved:
+            anchor = next((r for r, promised in pairs if r is not None and promised is not None
+                           and clean_text(promised["level1"]) == level1), None)
+            ctx.out.add("selfeval-points-moved", "error", cell=anchor["points"].address if anchor else "",
+                        field_=field + "points", group=level1 or "（空）", found=fmt_number(found[level1]),
+                        expected=fmt_number(expected[level1]), **where)
         weight = ctx.values.get(p["points"])
         weight = float(weight) if isinstance(weight, int | float) else 10.0
         execution = execution_score(ctx.values.get(p["budget"]), ctx.values.get(p["spent"]), weight)
         if execution.problem:
             ctx.out.add(execution.problem, "error", cell=ctx.cells.get(p["spent"], ""), field_=p["spent"], **where)
-        total = round((execution.points or 0.0) + sum(subtotal.values()), 2)
+        scored = issued is not None
+        total = round((execution.points or 0.0) + sum(subtotal.values()), 2) if scored else None
         ctx.results["scores"] = {
             "execution": {"budget": ctx.values.get(p["budget"]), "spent": ctx.values.get(p["spent"]),
-                          "points": weight, "score": execution.points},
-            "groups": dict(subtotal), "indicators": lines, "total": total, "grade": grade(total),
+                          "points": weight, "score": execution.points if scored else None},
+            "groups": dict(subtotal), "indicators": lines, "total": total, "grade": grade(total) if scored else "",
         }

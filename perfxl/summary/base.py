@@ -304,7 +304,7 @@ class Context:
             return None
         entry = repr(self._units_by_code.get(s.unit_code or ""))
         return hashlib.sha256(f"{self._layout}|{s.sha}|{s.path}|{s.size}|{s.mtime_ns}|{s.unit_code}|{s.unit_name}|"
-                              f"{entry}".encode()).hexdigest()
+                              f"{entry}|{s.issued}".encode()).hexdigest()
 
     def sender(self, s: Seen) -> Who:
         """Who sent a file: known without loading it once its part is (a merged form), else from its form."""

@@ -1,0 +1,278 @@
+"""What perfxl issued: the record a follow-up form is checked against, never the form's own copy.
+
+When `perfxl generate … --from LEDGER` writes follow-up forms (self-evaluation, monitoring), every form of
+that run belongs to one *round*, named by a random id in the form's stamp. What each unit was issued (per
+project: the prefilled fields, and every indicator row with its target and 分值) is recorded in
+`下发记录.sqlite` beside the forms, a file in the ledger's format (table `issued`). A returned form is then
+checked against that record, row by row by each row's identity, whatever its hidden sheets say.
+
+Where the record is found:
+- on the machine that generated the forms, by the round the stamp names: generating registers the round
+  in a small index in the user's data folder (`PERFXL_HOME`, else %LOCALAPPDATA%\\perfxl or
+  ~/.local/share/perfxl), which maps it to the record file; no option is needed;
+- elsewhere, `--issued FILE` names the record file (or a ledger or export holding the table).
+A form whose stamp lost its round is looked up by its unit among those records, newest round first.
+
+The record file and the index are perfxl's own, in folders of the bureau; what they hold is read as data
+and checked for its shape, so a damaged one costs the forms it should check (`issued-missing`), never
+the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import OutputError
+from .files import write_bytes_atomic
+
+RECORD_FILE = "下发记录.sqlite"
+INDEX_FILE = "rounds.json"
+ROW_KEYS = ("row", "group", "level1", "level2", "level3", "target", "points")
+
+
+@dataclass(frozen=True)
+class IssuedProject:
+    """One project of a follow-up form as it was issued: its sheet, its prefilled fields (locked on the
+    form), and its indicator rows (ROW_KEYS) in order."""
+
+    sheet: str
+    fields: dict[str, Any]
+    rows: tuple[dict[str, Any], ...]
+
+    def to_data(self) -> dict:
+        return {"sheet": self.sheet, "fields": self.fields, "rows": [dict(r) for r in self.rows]}
+
+    @classmethod
+    def from_data(cls, data: Any) -> IssuedProject:
+        if not (isinstance(data, dict) and isinstance(data.get("sheet"), str) and isinstance(data.get("fields"), dict)
+                and isinstance(data.get("rows"), list)):
+            raise ValueError("an issued project of another shape")
+        rows = []
+        for row in data["rows"]:
+            if not (isinstance(row, dict) and set(row) == set(ROW_KEYS)
+                    and all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in row.values())):
+                raise ValueError("an issued row of another shape")
+            rows.append(row)
+        if not all(isinstance(v, str | int | float | type(None)) for v in data["fields"].values()):
+            raise ValueError("an issued field of another shape")
+        return cls(data["sheet"], dict(data["fields"]), tuple(rows))
+
+
+@dataclass(frozen=True)
+class IssuedForm:
+    """What one unit was issued in one round."""
+
+    round: str
+    unit_code: str
+    template: str
+    year: int
+    projects: tuple[IssuedProject, ...]
+    digest: str  # of the projects as recorded: a check kept in a ledger names the record it was made against
+
+
+def new_round() -> str:
+    return os.urandom(16).hex()
+
+
+def _projects_text(projects: list[IssuedProject]) -> str:
+    return json.dumps([p.to_data() for p in projects], ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def record_round(folder: Path, round_id: str, template: str, year: int,
+                 issued: list[tuple[str, list[IssuedProject]]]) -> Path:
+    """Add one round (unit code → its projects) to the record file in `folder`, and register the round on
+    this machine. Rounds already recorded there stay: forms of an earlier run may still come back."""
+    from .ledger import Ledger  # the ledger's format, application id and refusal of foreign files
+
+    path = Path(folder) / RECORD_FILE
+    ledger = Ledger(path)
+    try:
+        now = datetime.now().isoformat(timespec="seconds")
+        with ledger.db:
+            for unit_code, projects in issued:
+                text = _projects_text(projects)
+                ledger.db.execute("INSERT INTO issued (round, unit_code, template, year, issued_at, projects, digest) "
+                                  "VALUES (?,?,?,?,?,?,?)", (round_id, unit_code, template, year, now, text,
+                                                             hashlib.sha256(text.encode("utf-8", "surrogatepass"))
+                                                             .hexdigest()))
+    except sqlite3.Error as exc:
+        raise OutputError(f"无法写入下发记录 {path}: {exc}") from None
+    finally:
+        ledger.close()
+    register(round_id, path, template, year)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# This machine's index of rounds
+# ----------------------------------------------------------------------------------------------------
+
+def home() -> Path:
+    """perfxl's folder for what it remembers on this machine (per user)."""
+    if os.environ.get("PERFXL_HOME"):
+        return Path(os.environ["PERFXL_HOME"])
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "perfxl"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "perfxl"
+
+
+def _index() -> dict[str, dict]:
+    try:
+        data = json.loads((home() / INDEX_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, dict)
+            and isinstance(v.get("record"), str)}
+
+
+def register(round_id: str, record: Path, template: str, year: int) -> None:
+    """Remember where a round's record is. Not being able to (a read-only home) only means that merges of
+    its forms need `--issued`: said, never fatal."""
+    index = {k: v for k, v in _index().items() if Path(v["record"]).is_file()}  # records deleted since: forgotten
+    index[round_id] = {"record": str(Path(record).resolve()), "template": template, "year": year,
+                       "registered": datetime.now().isoformat(timespec="seconds")}
+    try:
+        home().mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(home() / INDEX_FILE, json.dumps(index, ensure_ascii=False, indent=1).encode("utf-8"))
+    except (OSError, OutputError):
+        pass
+
+
+def registered_records(template: str | None = None, year: int | None = None) -> list[Path]:
+    """The record files this machine registered (of one template and year, when given), newest first."""
+    rows = sorted(_index().values(), key=lambda v: str(v.get("registered", "")), reverse=True)
+    out: list[Path] = []
+    for v in rows:
+        if (template is None or v.get("template") == template) and (year is None or v.get("year") == year):
+            path = Path(v["record"])
+            if path not in out:
+                out.append(path)
+    return out
+
+
+def record_of_round(round_id: str) -> Path | None:
+    entry = _index().get(round_id)
+    return Path(entry["record"]) if entry else None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Looking a form up
+# ----------------------------------------------------------------------------------------------------
+
+class IssuedBook:
+    """The records a check may use: the files named (`--issued`), then this machine's registered rounds.
+    Opened read-only, lazily, once per process."""
+
+    def __init__(self, named: tuple[str, ...] = ()):
+        self.named = tuple(Path(p) for p in named)
+        self._db: dict[Path, sqlite3.Connection | None] = {}
+
+    def lookup(self, round_id: str | None, unit_code: str | None, template: str | None,
+               year: int | None) -> IssuedForm | None:
+        """The record of what was issued to this unit for this form: by the stamp's round, else (a stamp
+        that lost it) the unit's newest round of this template and year. None when there is none."""
+        if not unit_code or not template:
+            return None
+        sources = list(self.named)
+        if round_id:
+            registered = record_of_round(round_id)
+            if registered is not None and registered not in sources:
+                sources.append(registered)
+            for path in sources:
+                found = self._query(path, "round=? AND unit_code=? AND template=?", (round_id, unit_code, template))
+                if found is not None:
+                    return found
+            return None
+        for path in sources + [p for p in registered_records(template, year) if p not in sources]:
+            found = self._query(path, "unit_code=? AND template=?" + (" AND year=?" if year else ""),
+                                (unit_code, template) + ((year,) if year else ()))
+            if found is not None:
+                return found
+        return None
+
+    def _connect(self, path: Path) -> sqlite3.Connection | None:
+        if path not in self._db:
+            db = None
+            try:
+                if path.is_file():
+                    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+                    db.execute("SELECT 1 FROM issued LIMIT 1")
+            except sqlite3.Error:
+                db = None
+            self._db[path] = db
+        return self._db[path]
+
+    def _query(self, path: Path, where: str, args: tuple) -> IssuedForm | None:
+        db = self._connect(path)
+        if db is None:
+            return None
+        try:
+            row = db.execute(f"SELECT round, unit_code, template, year, projects, digest FROM issued WHERE {where} "
+                             "ORDER BY issued_at DESC, rowid DESC LIMIT 1", args).fetchone()
+        except sqlite3.Error:
+            return None
+        if row is None:
+            return None
+        round_id, unit_code, template, year, text, digest = row
+        if not (isinstance(text, str) and type(year) is int
+                and hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest() == digest):
+            return None  # a record that does not match its own digest was changed since: not used
+        try:
+            projects = tuple(IssuedProject.from_data(p) for p in json.loads(text))
+        except (TypeError, ValueError, RecursionError):
+            return None
+        return IssuedForm(str(round_id), str(unit_code), str(template), year, projects, digest)
+
+    def close(self) -> None:
+        for db in self._db.values():
+            if db is not None:
+                db.close()
+        self._db.clear()
+
+
+_BOOKS: dict[tuple[str, ...], IssuedBook] = {}
+
+
+def book(named: tuple[str, ...] = ()) -> IssuedBook:
+    """This process's book for these named records (a merge's workers each keep one)."""
+    if named not in _BOOKS:
+        _BOOKS[named] = IssuedBook(named)
+    return _BOOKS[named]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Matching a returned form to what was issued
+# ----------------------------------------------------------------------------------------------------
+
+def row_key(level1: Any, level2: Any, level3: Any) -> tuple[str, str, str]:
+    """An indicator row's identity on a follow-up form: its three levels as text, spaces and full-width
+    forms folded (the form shows them locked, exactly as issued)."""
+    from .values import normalize_text
+
+    return tuple(normalize_text("" if v is None else str(v)).replace(" ", "") for v in (level1, level2, level3))
+
+
+def match_rows(shown: list, issued: tuple[dict, ...], key_of) -> list[tuple[Any, dict | None]]:
+    """Each row shown on the form paired with the issued row of the same identity (levels, and order among
+    rows of the same levels), or None; then each issued row nobody showed, paired with None. Order: the
+    form's, then the missing ones in issued order."""
+    waiting: dict[tuple, list[dict]] = {}
+    for row in issued:
+        waiting.setdefault(row_key(row["level1"], row["level2"], row["level3"]), []).append(row)
+    pairs: list[tuple[Any, dict | None]] = []
+    for row in shown:
+        queue = waiting.get(key_of(row))
+        pairs.append((row, queue.pop(0) if queue else None))
+    used = {id(r) for _, r in pairs if r is not None}
+    pairs += [(None, row) for row in issued if id(row) not in used]
+    return pairs
