@@ -89,7 +89,7 @@ def main() -> None:
                                  str(campaign / "roster.csv"), "-o", str(tmp / "blank")], check=True,
                        stdout=subprocess.DEVNULL)
         manifest = json.loads((tmp / "blank" / "manifest.json").read_text(encoding="utf-8"))
-        codes = {m["unit_code"]: m["access_code"] for m in manifest}
+        codes = {m["unit_code"]: m["access_code"] for m in manifest["forms"]}
         work = []
         for path in sorted((campaign / "inbox").rglob("*.xlsx")):
             unit = path.name.split("_", 1)[0]

@@ -221,6 +221,7 @@ def generate(template, year, roster, outdir, region, projects, password, rows, l
                                         password=password)
         took = time.perf_counter() - started
         click.echo(f"已生成 {len(result.manifest)} 份{spec.title} → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
+        click.echo(f"访问码（perfxl serve 报送网页用）→ {outdir / '分发清单.xlsx'}：请单独交给各单位")
         if result.without_declaration:
             names = "、".join(f"{u.code} {u.name}" for u in result.without_declaration[:20])
             more = f" 等 {len(result.without_declaration)} 个" if len(result.without_declaration) > 20 else ""

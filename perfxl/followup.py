@@ -14,7 +14,6 @@ copy. The hidden declared sheet only feeds the form's live checks (分值 per �
 from __future__ import annotations
 
 import gc
-import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from .files import ensure_writable_dir, write_bytes_atomic
 from .generator import build_workbook, form_filename
 from .issued import RECORD_FILE, IssuedProject, new_round, record_round
 from .ledger import Ledger, check_ledger_file
+from .manifest import Manifest, write_manifest
 from .pipeline import CheckOptions, check_stored
 from .records import CheckedForm
 from .roster import Unit
@@ -214,7 +214,12 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    manifest = {"template": template, "year": year, "from": str(ledger_path), "forms": result.manifest,
-                "without_declaration": [{"unit_code": u.code, "unit_name": u.name} for u in result.without_declaration]}
-    write_bytes_atomic(outdir / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"))
+    # The same manifest as blank forms', with access codes and 分发清单.xlsx: the portal serves these forms too.
+    departments = {u.code: u.department for u in units}
+    for entry in result.manifest:
+        entry.setdefault("department", departments.get(entry["unit_code"], ""))
+    title = load_spec(template, year, region, templates_dir=templates_dir).title
+    write_manifest(outdir, Manifest("followup", template, year, result.manifest, title, str(ledger_path),
+                                    [{"unit_code": u.code, "unit_name": u.name} for u in result.without_declaration]),
+                   protected)
     return result

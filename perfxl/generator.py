@@ -12,9 +12,7 @@ each unit's copy only patches its strings into `sharedStrings.xml` and `docProps
 from __future__ import annotations
 
 import io
-import json
 import os
-import secrets
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +44,8 @@ from .formparts import (
     stamp_sheet,
     sum_check_formula,
 )
+from .manifest import HANDOUT_FILE as HANDOUT_FILE  # where it was before perfxl/manifest.py
+from .manifest import MANIFEST_FILE, Manifest, write_manifest
 from .roster import Unit
 from .rules import CheckFormula, SumCheck, live_checks
 from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec
@@ -389,16 +389,16 @@ def form_filename(unit: Unit, spec: Spec) -> str:
 def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, region: str | None = None,
                    projects: int | None = None, password: str | None = None, templates_dir: Path | None = None,
                    progress=None, blank_rows: int | None = None, avoid: set[Path] | None = None) -> list[dict]:
-    """Write one blank workbook per unit and `manifest.json`; returns the manifest entries.
-    Files in `avoid` (the roster) are never written over."""
+    """Write one blank workbook per unit, `manifest.json` and 分发清单.xlsx (perfxl/manifest.py); returns the
+    manifest's entries. Files in `avoid` (the roster) are never written over."""
     outdir = ensure_writable_dir(Path(outdir))
     protected = {os.path.realpath(p) for p in avoid or ()}
-    if os.path.realpath(outdir / "manifest.json") in protected:
-        raise OutputError(f"输出目录中的 manifest.json 是输入文件，perfxl 不会覆盖它: {outdir / 'manifest.json'}")
+    if os.path.realpath(outdir / MANIFEST_FILE) in protected:
+        raise OutputError(f"输出目录中的 {MANIFEST_FILE} 是输入文件，perfxl 不会覆盖它: {outdir / MANIFEST_FILE}")
     masters: dict[tuple, _Master] = {}
     manifest = []
     used_names: set[str] = set()
-    codes = _previous_access_codes(outdir / "manifest.json")
+    spec = None
     for unit in units:
         unit_region = region or unit.region or None
         n = unit.projects or projects or 1
@@ -423,54 +423,9 @@ def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, re
         except OSError as exc:
             raise OutputError(f"无法写入 (cannot write) {outdir / filename}: {exc.strerror or exc}") from None
         manifest.append({"unit_code": unit.code, "unit_name": unit.name, "department": unit.department,
-                         "file": filename, "access_code": codes.get(unit.code) or new_access_code()})
+                         "file": filename})
         if progress:
             progress(1)
-    write_bytes_atomic(outdir / "manifest.json",
-                       json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"))
-    write_bytes_atomic(outdir / HANDOUT_FILE, _handout(manifest, template, year))
+    title = spec.title if spec is not None else None
+    write_manifest(outdir, Manifest("blank", template, year, manifest, title), protected)  # gives the codes
     return manifest
-
-
-HANDOUT_FILE = "分发清单.xlsx"
-_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud over the phone
-
-
-def new_access_code() -> str:
-    """A unit's code for the submission portal (perfxl serve): 10 characters, about 49 bits."""
-    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(10))
-
-
-def _previous_access_codes(manifest: Path) -> dict[str, str]:
-    """Generating again into the same folder keeps the codes already handed out."""
-    try:
-        entries = json.loads(manifest.read_text(encoding="utf-8"))
-        return {str(e["unit_code"]): str(e["access_code"]) for e in entries
-                if isinstance(e, dict) and e.get("access_code") and e.get("unit_code")}
-    except (OSError, ValueError, TypeError, KeyError):
-        return {}
-
-
-def _handout(manifest: list[dict], template: str, year: int) -> bytes:
-    """分发清单.xlsx: one printable line per unit with its form's file and its portal access code."""
-    buffer = io.BytesIO()
-    wb = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_numbers": False})
-    ws = wb.add_worksheet("分发清单")
-    title = wb.add_format({"bold": True, "font_size": 14})
-    head = wb.add_format({"bold": True, "border": 1, "bg_color": FILL_LABEL})
-    cell = wb.add_format({"border": 1, "num_format": "@"})
-    code = wb.add_format({"border": 1, "num_format": "@", "font_name": "Consolas", "bold": True})
-    ws.write_string(0, 0, f"{year}年度 {template} 分发清单（访问码请单独交给各单位，勿外传）", title)
-    for c, (text, width) in enumerate((("单位编码", 12), ("单位名称", 30), ("主管部门", 20), ("空白表文件", 50),
-                                       ("访问码", 14))):
-        ws.write_string(2, c, text, head)
-        ws.set_column(c, c, width)
-    for r, e in enumerate(manifest, start=3):
-        for c, key in enumerate(("unit_code", "unit_name", "department", "file")):
-            ws.write_string(r, c, str(e.get(key, "")), cell)
-        ws.write_string(r, 4, e["access_code"], code)
-    ws.repeat_rows(2)
-    ws.set_landscape()
-    ws.fit_to_pages(1, 0)
-    wb.close()
-    return buffer.getvalue()

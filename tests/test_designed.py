@@ -33,7 +33,7 @@ def imported(tmp_path_factory):
     assert r.exit_code == 0, r.output
     manifest = json.loads((base / "空白表" / "manifest.json").read_text(encoding="utf-8"))
     return {"base": base, "design": design, "templates": base / "模板", "roster": roster,
-            "forms": {f["unit_code"]: base / "空白表" / f["file"] for f in manifest}}
+            "forms": {f["unit_code"]: base / "空白表" / f["file"] for f in manifest["forms"]}}
 
 
 def test_generated_form_keeps_the_designers_layout(imported):

@@ -24,7 +24,7 @@ def _generate(tmp_path, template, projects=2, extra=()):
     result = CliRunner().invoke(cli, ["generate", template, "--year", "2023", "--roster", str(roster), "-o", str(out),
                                       "--projects", str(projects), *extra])
     assert result.exit_code == 0, result.output
-    return out, json.loads((out / "manifest.json").read_text("utf-8"))
+    return out, json.loads((out / "manifest.json").read_text("utf-8"))["forms"]
 
 
 def _names(wb):

@@ -29,6 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from perfxl.files import safe_filename
+from perfxl.manifest import read_manifest
 from perfxl.portal.auth import AccessCodes, Session, Throttle, Tokens, load_secret
 from perfxl.portal.store import STATUS_ZH, Store, checked_form
 from perfxl.report import annotate_workbook
@@ -75,8 +76,8 @@ class _Headers:
 
 
 def create_app(config: PortalConfig) -> Starlette:
-    manifest = json.loads((config.forms / "manifest.json").read_text(encoding="utf-8"))
-    blanks = {str(e["unit_code"]): e for e in manifest if isinstance(e, dict) and e.get("unit_code")}
+    manifest = read_manifest(config.forms)  # blank forms or follow-up forms, any shape perfxl wrote
+    blanks = manifest.by_unit()
     secret = load_secret(config.store_dir) if config.store_dir.exists() else None
     state: dict = {}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
@@ -90,7 +91,7 @@ def create_app(config: PortalConfig) -> Starlette:
         state["store"] = store
         state["tokens"] = Tokens(secret or load_secret(config.store_dir))
         state["codes"] = await asyncio.get_running_loop().run_in_executor(
-            None, AccessCodes, config.store_dir, manifest)
+            None, AccessCodes, config.store_dir, manifest.forms)
         await store.recheck_interrupted()
         try:
             yield

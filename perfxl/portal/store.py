@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import pickle
 import shutil
 import tempfile
 import threading
@@ -27,6 +26,7 @@ from perfxl.files import safe_filename
 from perfxl.ledger import Ledger
 from perfxl.merger import MergeOptions, check_upload, start_checker
 from perfxl.problems import problem
+from perfxl.records import checked_from_bytes
 from perfxl.roster import Unit
 
 LEDGER_NAME = "报送台账.sqlite"
@@ -116,10 +116,10 @@ class Store:
             self.pool = self._start_pool()
             bad = problem("worker-crash")
             return self._finish(sid, sub, "rejected", 0, 0, [bad.to_dict("zh")], None, path)
-        _, sha, size, mtime_ns, _, form_blob, summary, blob = result
-        checked = pickle.loads(blob)  # made by our own worker from this store's file
+        summary = result.summary
+        checked = checked_from_bytes(result.checked)  # made by our own worker from this store's file
         with self.lock:  # the merge's cache, as the merge would record it: `perfxl merge` reads no file twice
-            self.ledger.record(sha, size, str(path), mtime_ns, summary, form_blob)
+            self.ledger.record(result.sha, result.stat, str(path), summary, result.form_blob)
             self.ledger.db.commit()
         problems = [p.to_dict("zh") for p in checked.problems]
         if summary["read_error"]:
@@ -234,4 +234,4 @@ def checked_form(path: str):
     """In a checker worker: the CheckedForm of a stored file, for its annotated copy (the ledger's cache
     makes this a lookup, not a second read)."""
     result = check_upload(path)
-    return pickle.loads(result[-1])
+    return checked_from_bytes(result[-1])
