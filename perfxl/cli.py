@@ -447,8 +447,9 @@ def _print_merge(result, seconds: float, csv_dir, returns_dir=None) -> None:
     if csv_dir:
         click.echo(f"CSV → {csv_dir}")
     if returns_dir:
-        notices = sum(1 for p in result.returns if p.name.endswith("_退回通知.xlsx"))
-        click.echo(f"退回包 → {returns_dir}（{notices} 个单位需修改后重新报送：标注原表和退回通知）")
+        package = result.returns  # returns.ReturnPackage: what was written, not what the names end with
+        click.echo(f"退回包 → {returns_dir}（{len(package.notices)} 个单位需修改后重新报送："
+                   f"退回通知 {len(package.notices)} 份，标注原表 {len(package.annotated)} 份）")
 
 
 @cli.command("export")

@@ -44,6 +44,25 @@ def cut_to_bytes(text: str, max_bytes: int) -> str:
     return encoded[:max_bytes].decode("utf-8", "ignore")
 
 
+def unique_name(outdir: Path, stem: str, suffix: str, taken: set[str], avoid=()) -> Path:
+    """`outdir / (stem + suffix)` for a file a run writes beside others: the stem made safe and cut so that
+    the whole name fits MAX_NAME_BYTES with `suffix` (such as "_退回通知.xlsx") always kept; numbered
+    "(2)", "(3)", … before the suffix when the name is already written in this run (`taken`, which this
+    adds to) or is one of the `avoid` paths (the run's inputs). Names are compared without case, so the
+    files stay apart when the folder is copied to Windows or a Mac."""
+    outdir = Path(outdir)
+    inputs = {os.path.realpath(str(a)).casefold() for a in avoid}
+    number = 1
+    while True:
+        mark = f"({number})" if number > 1 else ""
+        room = MAX_NAME_BYTES - len((mark + suffix).encode("utf-8"))
+        name = safe_filename(stem, room) + mark + suffix
+        if name.casefold() not in taken and os.path.realpath(outdir / name).casefold() not in inputs:
+            taken.add(name.casefold())
+            return outdir / name
+        number += 1
+
+
 def display_path(path: str | Path) -> str:
     """A path as people and UTF-8 outputs (SQLite, XML, JSON, the console) can take it.
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 import pickle
 import re
 import zlib
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from .domain import ABOUT_SHEET
 from .errors import OutputError
-from .files import atomic_output, display_path, safe_filename
+from .files import atomic_output, display_path, safe_filename, unique_name
 from .sheetxml import (
     Layout,
     Segment,
@@ -44,9 +43,14 @@ def checked_report(checked: CheckedForm, lang: str = "zh") -> dict:
             "problems": [p.to_dict(lang) for p in checked.problems]}
 
 
-def annotate_workbook(checked: CheckedForm, outdir: Path, avoid: set[str] | None = None) -> Path | None:
+def annotate_workbook(checked: CheckedForm, outdir: Path, avoid: set[str] | None = None,
+                      taken: set[str] | None = None) -> Path | None:
     """A copy of the workbook with every problem cell highlighted and commented, and a first sheet
-    listing the problems with links to the cells: the file a bureau sends back to the unit."""
+    listing the problems with links to the cells: the file a bureau sends back to the unit.
+
+    Named `<the form's name>_校验.xlsx`, never one of the `avoid` paths (the run's inputs) nor a name in
+    `taken` (what the run wrote already, which this adds to): two forms of one name from two folders get
+    `…_校验.xlsx` and `…(2)_校验.xlsx`."""
     import openpyxl
     from openpyxl.comments import Comment
     from openpyxl.styles import Alignment, Font, PatternFill
@@ -94,12 +98,7 @@ def annotate_workbook(checked: CheckedForm, outdir: Path, avoid: set[str] | None
     ws.print_title_rows = "2:2"
     ws.freeze_panes = "A3"
     wb.active = 0
-    target = Path(outdir) / (safe_filename(source.stem) + "_校验.xlsx")
-    taken = {os.path.realpath(p) for p in avoid or ()}
-    number = 2
-    while os.path.realpath(target) in taken:  # never write over a file that is an input of this run
-        target = Path(outdir) / (safe_filename(source.stem) + f"_校验({number}).xlsx")
-        number += 1
+    target = unique_name(Path(outdir), source.stem, "_校验.xlsx", set() if taken is None else taken, avoid or ())
     try:
         with atomic_output(target) as tmp:
             wb.save(tmp)
