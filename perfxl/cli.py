@@ -273,6 +273,7 @@ def validate(paths, as_json, annotate_dir, roster, year, template, lang, templat
     if annotate_dir:
         ensure_writable_dir(annotate_dir)
     inputs = set(inbox.paths())
+    written: set[str] = set()  # annotated copies' names: two forms of one name in two folders keep both
     results = []
     errors = 0
     for path in inbox.paths():
@@ -280,7 +281,7 @@ def validate(paths, as_json, annotate_dir, roster, year, template, lang, templat
         errors += checked.errors
         entry = checked_report(checked, lang)
         if annotate_dir:
-            annotated = annotate_workbook(checked, annotate_dir, avoid=inputs)
+            annotated = annotate_workbook(checked, annotate_dir, avoid=inputs, taken=written)
             entry["annotated"] = display_path(annotated) if annotated else None
         results.append(entry)
         if not as_json:

@@ -129,3 +129,14 @@ def test_a_notice_never_takes_the_name_of_an_input(tmp_path):
     notices = _notices(inbox)
     assert notices["乙单位"].name == "610002_乙单位(2)_退回通知.xlsx"
     assert "2 个单位需修改后重新报送" in output
+
+
+def test_validate_annotate_keeps_both_copies_of_two_forms_of_one_name(tmp_path):
+    inbox = tmp_path / "收件箱"
+    for folder, (code, name) in zip(("甲", "乙"), UNITS):
+        (inbox / folder).mkdir(parents=True)
+        (inbox / folder / "申报表.xlsx").write_bytes(_form(code, name, "项目"))
+    r = CliRunner().invoke(cli, ["validate", str(inbox), "--annotate", str(tmp_path / "标注")])
+    assert r.exit_code == 1, r.output  # the forms have errors
+    copies = sorted(p.name for p in (tmp_path / "标注").glob("*.xlsx"))
+    assert copies == ["申报表(2)_校验.xlsx", "申报表_校验.xlsx"]
