@@ -156,11 +156,14 @@ class LedgerView:
             seen, settings = self._ledger.run_outcomes(self.run)
             files = [Seen(**{**s, "project_names": tuple(s["project_names"])}) for s in seen]
             roster = Path(settings["roster"]) if settings.get("roster") else None
-            units = read_roster(roster) if roster and roster.is_file() else None
+            units = _units_of(settings.get("units"))  # the roster as that merge read it
+            if units is None and roster is not None:  # a ledger of perfxl before it kept the roster
+                units = read_roster(roster) if roster.is_file() else None
             templates_dir = Path(settings["templates_dir"]) if settings.get("templates_dir") else None
             load = lru_cache(maxsize=None)(lambda sha: self._checked(sha, settings, units, templates_dir))
             ctx = Context(files=files, load=lambda s: load(s.sha), units=units, template=settings.get("template"),
-                          year=settings.get("year"), roster=roster, templates_dir=templates_dir)
+                          year=settings.get("year"), roster=roster, lang=settings.get("lang") or "zh",
+                          templates_dir=templates_dir)
             tables, _, _ = build_summary(ctx)
             self._tables = {t.name: t for t in tables}
         return self._tables
@@ -176,5 +179,18 @@ class LedgerView:
             return rejected_by("", problems[0] if problems else Problem("error", "file-unreadable",
                                                                          params={"detail": "not in the ledger"}))
         options = CheckOptions(template=settings.get("template"), year=settings.get("year"),
-                               templates_dir=str(templates_dir) if templates_dir else None)
+                               templates_dir=str(templates_dir) if templates_dir else None,
+                               issued=tuple(settings.get("issued") or ()))
         return check_stored(stored, options, {u.code: u for u in units} if units else None)
+
+
+def _units_of(data) -> list | None:
+    """The roster a merge kept in its settings, or None if it kept none (or not in the shape perfxl writes)."""
+    from .roster import Unit
+
+    if not isinstance(data, list):
+        return None
+    try:
+        return [Unit(**u) for u in data]
+    except TypeError:
+        return None

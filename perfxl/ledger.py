@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sqlite3
 import stat
 import zlib
@@ -426,6 +427,16 @@ class Ledger:
         with self.db:
             self.db.execute("INSERT INTO returns (unit_code, submission, comment, returned) VALUES (?,?,?,?)",
                             (unit_code, submission, comment, _now()))
+
+    def store_units(self) -> dict[str, str]:
+        """The portal's record of who handed in each stored file: {real path: unit code}, for the files it
+        accepted (status valid or errors) under this ledger's folder."""
+        folder = self.path.resolve().parent
+        out = {}
+        for unit, stored in self.db.execute("SELECT unit_code, stored FROM submissions WHERE status IN ('valid', 'errors')"):
+            if isinstance(stored, str) and isinstance(unit, str):
+                out[os.path.normcase(os.path.realpath(folder / stored))] = unit
+        return out
 
     def returns(self, unit_code: str | None = None) -> list[dict]:
         sql = "SELECT * FROM returns" + (" WHERE unit_code=?" if unit_code is not None else "") + " ORDER BY id DESC"

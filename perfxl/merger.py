@@ -10,6 +10,7 @@ counted once, and the tables are built for the report stage.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -191,7 +192,7 @@ def _finished(path, sha, stat: FileStat, source, form_blob, checked: CheckedForm
                "project_names": tuple(p.name for p in checked.projects),
                "indicator_rows": sum(len(p.indicators) for p in checked.projects),
                "problems": json.dumps([p.to_record() for p in checked.problems], ensure_ascii=False),
-               "claimed": claimed, "round": checked.round, "issued": checked.issued}
+               "claimed": claimed, "round": checked.round, "issued": checked.issued, "signature": checked.signature}
     return FileResult(path, sha, stat, source, form_blob, summary, checked_bytes(checked))
 
 
@@ -479,6 +480,8 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
         else:
             unsettled = [display_path(t[0]) for t in tasks]
         files = sorted(seen.values(), key=lambda x: x.path)
+        if ledger:  # a portal store: a file's unit is the unit that handed it in, whatever the file says
+            _units_from_store(ledger, seen)
         if units:  # forms that lost their stamp name their unit only by name: find its code on the roster
             by_name = {u.name: u.code for u in units}
             for s in files:
@@ -515,10 +518,13 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
             result.returns = write_returns(result, ctx.load, Path(options.returns_dir), options.return_by,
                                            avoid={f.path for f in inbox.files})
         if ledger:
+            # The settings and the roster as they were: a past merge is rebuilt from these, not from today's roster.
             ledger.record_outcomes(run_id, files, {
-                "template": options.template, "year": options.year,
+                "template": options.template, "year": options.year, "lang": options.lang,
                 "roster": str(Path(options.roster).resolve()) if options.roster else None,
-                "templates_dir": str(Path(options.templates_dir).resolve()) if options.templates_dir else None})
+                "units": [dataclasses.asdict(u) for u in units] if units is not None else None,
+                "templates_dir": str(Path(options.templates_dir).resolve()) if options.templates_dir else None,
+                "issued": list(check.issued)})
             ledger.finish_run(run_id, display_path(output or ""), result.counts)
             kept.close()
         if materialize:  # for callers outside this function (the Python API): lazy sheets need the spool
@@ -556,7 +562,7 @@ def _entry(roster: dict | None, code: str | None) -> str:
 
 
 _SEEN_FIELDS = ("template", "year", "unit_code", "unit_name", "status", "errors", "warnings", "read_error",
-                "project_names", "indicator_rows", "round", "issued")
+                "project_names", "indicator_rows", "round", "issued", "signature")
 
 
 _AHEAD: dict[str, Any] = {}  # what a worker rendering ahead inherits from the merge (forked, not pickled)
@@ -632,7 +638,8 @@ def _render_share(batch: list[Seen]) -> list[tuple[str, bytes]]:
 _CHECK_TYPES = {"template": (str, type(None)), "year": (int, type(None)), "unit_code": (str, type(None)),
                 "unit_name": (str, type(None)), "status": (str,), "errors": (int,), "warnings": (int,),
                 "read_error": (str, type(None)), "project_names": (list,), "indicator_rows": (int,),
-                "round": (str, type(None)), "issued": (str, type(None)), "roster_entry": (str,)}
+                "round": (str, type(None)), "issued": (str, type(None)), "signature": (str, type(None)),
+                "roster_entry": (str,)}
 
 
 def _kept_check(kept, fingerprint: str, sha: str, roster: dict | None, check: CheckOptions) -> dict | None:
@@ -817,6 +824,22 @@ def _collect(results, seen: dict[str, Seen], spool, ledger, progress, keep=(None
         ledger.db.commit()
 
 
+def _units_from_store(ledger: Ledger, seen: dict[str, Seen]) -> None:
+    """Files of a portal store (perfxl serve) merged with its ledger: each is the signed-in unit's that
+    handed it in, as the store recorded, never the unit its stamp or its unit name claims. A file whose
+    stamp names another unit is set aside (the portal refuses such files; this one was put there by hand)."""
+    handed_in = ledger.store_units()
+    if not handed_in:
+        return
+    for path, s in seen.items():
+        unit = handed_in.get(os.path.normcase(os.path.realpath(path)))
+        if unit is None or s.read_error:
+            continue
+        if s.unit_code and s.unit_code != unit:
+            s.read_error = "portal-other-unit"
+        s.unit_code = unit
+
+
 def _content_is(path: str, sha: str) -> bool:
     """Whether the file now holds the content the ledger knows by that sha256 (read and hashed)."""
     try:
@@ -843,10 +866,41 @@ def _conflicts(seen: list[Seen]) -> dict[str, str]:
 
 
 def _slot(s: Seen, multi_project: bool) -> tuple:
+    """Which declaration a file is a version of. A multi-project workbook is the unit's whole declaration;
+    a single-project form is one of the unit's projects, known by its name (see `_renamed_together`)."""
     unit = s.unit_code or s.unit_name or s.path
     if multi_project or not s.project_names:
         return s.template, s.year, unit
     return s.template, s.year, unit, s.project_names[0]
+
+
+def _renamed_together(slots: dict[tuple, list[Seen]]) -> dict[tuple, list[Seen]]:
+    """Single-project slots of one unit whose files are one project renamed: a re-send that corrects the
+    project's name is known by what it did not change, its budget and its indicator rows (the signature,
+    validator.project_signature). Their versions are decided together; the newest wins."""
+    root: dict[tuple, tuple] = {}
+
+    def find(key: tuple) -> tuple:
+        while root.get(key, key) != key:
+            key = root[key]
+        return key
+
+    first_with: dict[tuple, tuple] = {}  # (template, year, unit, signature) → the first slot holding it
+    for key, versions in slots.items():
+        if len(key) < 4:  # a multi-project workbook: the unit's one declaration
+            continue
+        for s in versions:
+            if s.signature:
+                other = first_with.setdefault((*key[:3], s.signature), key)
+                a, b = find(key), find(other)
+                if a != b:
+                    root[a] = b
+    if not root:
+        return slots
+    merged: dict[tuple, list[Seen]] = defaultdict(list)
+    for key, versions in slots.items():
+        merged[find(key)].extend(versions)
+    return merged
 
 
 def _decide(seen: list[Seen], options: MergeOptions) -> None:
@@ -877,7 +931,7 @@ def _decide(seen: list[Seen], options: MergeOptions) -> None:
         if s.template not in multi:
             multi[s.template] = load_spec(s.template, s.year or options.year or default_year(), templates_dir=options.templates_dir).multi_project
         slots[_slot(s, multi[s.template])].append(s)
-    for versions in slots.values():
+    for versions in _renamed_together(slots).values():
         versions.sort(key=lambda v: (v.status != "errors", v.mtime_ns, v.path), reverse=True)
         versions[0].outcome = "merged"
         for older in versions[1:]:

@@ -78,24 +78,25 @@ class CheckedForm:
     read_error: str | None = None
     round: str | None = None  # a follow-up form's round, as its stamp names it
     issued: str | None = None  # a follow-up form: the digest of the issued record it was checked against ("" none)
+    signature: str | None = None  # a single-project form: what a re-send that renames the project keeps
 
     def to_data(self) -> list:
         """The form as JSON-able lists (see DATA_VERSION): what is spooled and kept, instead of a pickle."""
         return [DATA_VERSION, self.path, self.template, self.version, self.year, self.region, self.unit_code,
                 self.unit_name, self.money_unit, self.family, [p.to_data() for p in self.projects],
-                [q.to_record() for q in self.problems], self.read_error, self.round, self.issued]
+                [q.to_record() for q in self.problems], self.read_error, self.round, self.issued, self.signature]
 
     @classmethod
     def from_data(cls, data: list) -> CheckedForm:
         """Back from `to_data`. Raises ValueError for data of another shape (the caller checks it again)."""
         try:
             (version, path, template, form_version, year, region, unit_code, unit_name, money_unit, family, projects,
-             problems, read_error, round_id, issued) = data
+             problems, read_error, round_id, issued, signature) = data
             if version != DATA_VERSION:
                 raise ValueError(f"checked form data of version {version!r}")
             return cls(path, template, form_version, year, region, unit_code, unit_name, money_unit, family,
                        [ProjectRecord.from_data(p) for p in projects], [Problem.from_dict(q) for q in problems],
-                       read_error, round_id, issued)
+                       read_error, round_id, issued, signature)
         except (TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"checked form data of another shape: {type(exc).__name__}: {exc}") from None
 
@@ -168,6 +169,7 @@ class Seen:
     ino: int = 0
     round: str | None = None  # a follow-up form's round (perfxl.issued)
     issued: str | None = None  # a follow-up form: the digest of the record it was checked against ("" none)
+    signature: str | None = None  # a single-project form: its budget and indicator rows (merger._renamed_together)
 
     @property
     def stat(self) -> FileStat:

@@ -10,6 +10,7 @@ it returns are what the merge stage consumes.
 from __future__ import annotations
 
 import ast
+import hashlib
 import operator
 import re
 from typing import Any
@@ -204,7 +205,20 @@ def check_form(form: FormData, roster: dict | None = None, expect_year: int | No
     return CheckedForm(path=form.path, template=form.template, version=form.version, year=form.year or spec.year,
                        region=form.region or spec.region, unit_code=form.unit_code, unit_name=form.unit_name,
                        money_unit=spec.money_unit, family=spec.family, projects=projects, problems=out.problems,
-                       round=form.round, issued=(record.digest if record else "") if followup else None)
+                       round=form.round, issued=(record.digest if record else "") if followup else None,
+                       signature=project_signature(spec, projects))
+
+
+def project_signature(spec: Spec, projects: list[ProjectRecord]) -> str | None:
+    """What a single-project form keeps when a unit re-sends it with the project's name corrected: its
+    budget and its indicator rows' names (一级/二级/三级, not their values, which a correction may change).
+    None for a multi-project workbook or a form without indicators: there the name alone is the key."""
+    if spec.multi_project or len(projects) != 1 or not projects[0].indicators:
+        return None
+    p = projects[0]
+    budget = p.values.get(spec.budget_field) if spec.budget_field else None
+    rows = sorted((r.level1, r.level2, r.level3) for r in p.indicators)
+    return hashlib.sha256(repr((budget, rows)).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _issued_sheets(form: FormData, spec: Spec, record: IssuedForm | None, out: Collector) -> dict[str, IssuedProject]:

@@ -321,7 +321,7 @@ class Context:
         """Region, department, code and name of a file's unit: the roster first, then the form."""
         unit = self._units_by_code.get(s.unit_code or "")
         department = unit.department if unit else ""
-        region = (unit.region if unit and unit.region else "") or (checked.region if checked else "") or ""
+        region = (place(unit) if unit and unit.region else "") or (checked.region if checked else "") or ""
         if not department and checked and checked.projects:
             department = str(checked.projects[0].values.get("department") or "")
         return Who(region, department or "（名单外）", s.unit_code or "", (unit.name if unit else s.unit_name) or "")
@@ -329,6 +329,20 @@ class Context:
     @property
     def money_suffix(self) -> str:
         return f"（{self.money_unit}）"
+
+
+def place(unit: Unit) -> str:
+    """Where a roster unit is, by its whole path: its region under its parent (丙市高新区), so two counties of
+    one name in two cities stay apart in every sheet. A region already written under its parent
+    (绵阳市涪城区 under 绵阳市) is kept as it is."""
+    if not unit.parent or unit.region.startswith(unit.parent):
+        return unit.region
+    return unit.parent + unit.region
+
+
+def places(units: list[Unit] | None) -> dict[str, tuple[str, str]]:
+    """Each place the roster names (see `place`) → (its parent, its region)."""
+    return {place(u): (u.parent, u.region) for u in units or [] if u.region}
 
 
 def received(mtime_ns: int) -> str:

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import datetime
 
 from .about import accounting_line
-from .base import Block, Chart, Column, Context, Cover, Table, table
+from .base import Block, Chart, Column, Context, Cover, Table, places, table
 from .review import GRADES
 
 NAME = "汇总"
@@ -45,17 +45,19 @@ def _levels(ctx: Context, lines: list[dict], m: str) -> Table | None:
     """The totals per level of the region hierarchy (区县 → 市 → the whole merge), when the roster names
     regions: every 市 (a region's parent, from the roster's 上级地区 column) and every 区县 under it.
     Printed above the table per 主管部门."""
-    parents = {u.region: u.parent for u in ctx.units or [] if u.region and u.parent}
-    by_region: dict[str, Counter] = {}
+    known = places(ctx.units)  # a region is known by its whole path: two 高新区 under two 市 stay two
+    parents = any(parent for parent, _ in known.values())
+    by_region: dict[tuple[str, str], Counter] = {}
     for line in lines:
-        totals = by_region.setdefault(line["region"] or "", Counter())
+        key = known.get(line["region"] or "", ("", line["region"] or ""))
+        totals = by_region.setdefault(key, Counter())
         for k in _SUMMED:
             totals[k] += line[k]
-    if len([r for r in by_region if r]) < 2 and not parents:
+    if len([r for r in by_region if r[1]]) < 2 and not parents:
         return None
     by_parent: dict[str, Counter] = {}
-    for region, totals in by_region.items():
-        by_parent.setdefault(parents.get(region, ""), Counter()).update(totals)
+    for (parent, _), totals in by_region.items():
+        by_parent.setdefault(parent, Counter()).update(totals)
     whole = Counter()
     for totals in by_region.values():
         whole.update(totals)
@@ -64,7 +66,7 @@ def _levels(ctx: Context, lines: list[dict], m: str) -> Table | None:
         if parents:
             rows.append({"level": "市", "name": parent or "（未注明上级地区）", "parent": "", **by_parent[parent]})
         rows += [{"level": "区县" if parents else "地区", "name": region or "（未注明地区）", "parent": parent,
-                  **by_region[region]} for region in sorted(by_region) if parents.get(region, "") == parent]
+                  **by_region[(parent, region)]} for up, region in sorted(by_region) if up == parent]
     rows.append({"level": "合计", "name": "", "parent": "", **whole})
     columns = [Column("层级", "text", "level"), Column("地区", "text", "name")] + (
         [Column("上级地区", "text", "parent")] if parents else []) + [
@@ -79,7 +81,7 @@ def _group_money(label):
 
 def _cover(ctx: Context, counts: dict, lines: list[dict], grades: Counter, graded: str) -> Cover:
     regions = sorted({sp.region for sp in ctx.specs.values() if sp.region and sp.region != "全国"}) or \
-        sorted({u.region for u in ctx.units or [] if u.region})
+        sorted({u.parent or u.region for u in ctx.units or [] if u.region})
     years = sorted({s.year for s in ctx.merged if s.year}) or ([ctx.year] if ctx.year else [])
     titles = sorted({sp.title for sp in ctx.specs.values()})
     title = (f"{'、'.join(regions[:3])}{'等' if len(regions) > 3 else ''}"

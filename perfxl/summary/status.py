@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from perfxl.records import Seen
 from perfxl.roster import Unit
 
-from .base import STATUS_ZH, Column, Context, Table, file_name, received, table
+from .base import STATUS_ZH, Column, Context, Table, file_name, place, received, table
 
 NAME = "报送情况"
 FIRST_TITLE = "地区"
@@ -53,18 +53,19 @@ class Status:
         for u in self.ctx.units or []:
             sent = by_unit.pop(u.code, [])
             chosen = [s for s in sent if s.outcome == "merged"]
-            group = self.per_group[(u.region, u.department)]
+            region = place(u)
+            group = self.per_group[(region, u.department)]
             group["expected"] += 1
             if not chosen:
                 group["missing"] += 1
                 self.missing.append(u)
-                self.lines.append(StatusLine(u.region, u.department, u.code, u.name, MISSING))
+                self.lines.append(StatusLine(region, u.department, u.code, u.name, MISSING))
                 continue
             group["submitted"] += 1
             bad = any(c.status == "errors" for c in chosen)
             group["errors" if bad else "valid"] += 1
             newest = max(chosen, key=lambda x: x.mtime_ns)
-            self.lines.append(StatusLine(u.region, u.department, u.code, u.name, HANDED_IN,
+            self.lines.append(StatusLine(region, u.department, u.code, u.name, HANDED_IN,
                                          STATUS_ZH["errors" if bad else newest.status],
                                          "；".join(file_name(x.path) for x in chosen), received(newest.mtime_ns),
                                          len(sent), sum(x.errors for x in chosen), sum(x.warnings for x in chosen)))
