@@ -172,17 +172,27 @@ def test_killed_merge_leaves_ledger_and_summary_intact(campaign, tmp_path):
     out = tmp_path / "k.xlsx"
     reference = tmp_path / "ref.xlsx"
     _merge(campaign, reference, db=tmp_path / "ref.sqlite")
-    script = ("import sys, time; from pathlib import Path; from perfxl import merger as merge\n"
-              "real = merge._process\n"
-              "def slow(task):\n    time.sleep(0.4); return real(task)\n"
-              "merge._process = slow\n"
+    # The merge says when half the files are in its ledger, committed, and then waits to be killed there:
+    # the kill lands mid-merge, after it wrote, whatever the machine's speed.
+    script = ("import sys, time; from pathlib import Path; from perfxl import merger as merge, ledger\n"
+              "real = ledger.Ledger.record\n"
+              "def record(self, *a, **k):\n"
+              "    real(self, *a, **k); record.n = getattr(record, 'n', 0) + 1\n"
+              "    if record.n == 7:\n        self.db.commit(); print('written', flush=True); time.sleep(600)\n"
+              "ledger.Ledger.record = record\n"
               f"merge.run_merge([Path({str(campaign['inbox'])!r})], Path({str(out)!r}), merge.MergeOptions("
               f"template='shanghai/project-2020', year=2020, roster=Path({str(campaign['roster'])!r}), jobs=1))\n")
-    proc = subprocess.Popen([sys.executable, "-c", script])
-    time.sleep(3.0)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        ready = _line_within(proc.stdout, 120)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    assert ready == "written", "the merge never got half way"
     assert proc.returncode == -signal.SIGKILL, "the merge was still running when it was killed"
+    with sqlite3.connect(out.with_name("k_报送台账.sqlite")) as db:  # what it wrote before the kill is there
+        assert db.execute("SELECT COUNT(*) FROM sightings").fetchone()[0] == 7
     assert not out.exists()
     _merge(campaign, out)
     for name in ("汇总", "项目清单", "指标明细", "报送情况", "校验问题", "变更记录"):
@@ -192,6 +202,17 @@ def test_killed_merge_leaves_ledger_and_summary_intact(campaign, tmp_path):
     assert files[0] == files[1] == 13  # 14 files, two of them identical
     db.close()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _line_within(stream, seconds: float) -> str | None:
+    """The next line a child process prints, or None if none comes within `seconds`."""
+    import selectors
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        if selector.select(timeout=seconds):
+            return stream.readline().strip()
+    return None
 
 
 def test_formula_like_text_stays_text(seeds, tmp_path):

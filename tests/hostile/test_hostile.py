@@ -46,9 +46,20 @@ def _rejected(tmp_path, name, payload, code, **options):
 
 
 def _merged(tmp_path, name, payload, *codes, **options):
+    """The hostile file is merged, and its problems are exactly `codes` (none: a clean read)."""
     seen, result = _merge_with_good(tmp_path, name, payload, **options)
     assert seen.outcome == "merged", (seen.outcome, seen.read_error)
+    assert _problem_codes(result, name) == set(codes), (name, _problem_codes(result, name))
     return seen, result
+
+
+def _project_line(result, name: str) -> dict:
+    """The hostile file's row of 项目清单, by column title."""
+    table = result.table("项目清单")
+    titles = [t for t, _ in table.columns]
+    rows = [dict(zip(titles, row)) for row in table.iter_rows() if row[titles.index("来源文件")] == name]
+    assert len(rows) == 1, rows
+    return rows[0]
 
 
 def _problem_codes(result, name):
@@ -99,8 +110,7 @@ def test_password_protected(tmp_path, good_bytes):
 
 
 def test_xlsx_named_xls(tmp_path):
-    seen, result = _merged(tmp_path, "wrong-extension.xls", good_form())
-    assert "extension-mismatch" in _problem_codes(result, "wrong-extension.xls")
+    _merged(tmp_path, "wrong-extension.xls", good_form(), "extension-mismatch")
 
 
 @pytest.mark.libreoffice
@@ -108,8 +118,7 @@ def test_xls_named_xlsx(tmp_path, convert):
     source = tmp_path / "src.xlsx"
     source.write_bytes(good_form())
     xls = convert(source, "xls").read_bytes()
-    seen, result = _merged(tmp_path, "really-xls.xlsx", xls)
-    assert "extension-mismatch" in _problem_codes(result, "really-xls.xlsx")
+    _merged(tmp_path, "really-xls.xlsx", xls, "extension-mismatch")
 
 
 # --- bombs and entities --------------------------------------------------------------------------
@@ -175,20 +184,24 @@ def test_external_entity(tmp_path, good_bytes):
 # --- odd but readable ----------------------------------------------------------------------------
 
 def test_malformed_styles_part(tmp_path, good_bytes):
-    _merged(tmp_path, "styles.xlsx", rezip(good_bytes, {"xl/styles.xml": b"<styleSheet><<<not xml"}))
+    _, result = _merged(tmp_path, "styles.xlsx", rezip(good_bytes, {"xl/styles.xml": b"<styleSheet><<<not xml"}))
+    line = _project_line(result, "styles.xlsx")
+    assert (line["项目名称"], line["预算金额（万元）"]) == ("正常项目", 100.0)  # values do not depend on styles
 
 
 def test_value_at_xfd1048576(tmp_path, good_bytes):
     part = project_sheet_part(good_bytes)
     xml = member(good_bytes, part).replace(
         b"</sheetData>", b'<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>far away</t></is></c></row></sheetData>')
-    _merged(tmp_path, "far.xlsx", rezip(good_bytes, {part: xml}))
+    seen, result = _merged(tmp_path, "far.xlsx", rezip(good_bytes, {part: xml}))
+    assert seen.indicator_rows == 3 and _project_line(result, "far.xlsx")["预算金额（万元）"] == 100.0
 
 
 def test_wrong_dimension_tag_as_wps_writes_it(tmp_path, good_bytes):
     part = project_sheet_part(good_bytes)
     xml = re.sub(rb'<dimension ref="[^"]*"/>', b'<dimension ref="A1"/>', member(good_bytes, part))
-    _merged(tmp_path, "wps.xlsx", rezip(good_bytes, {part: xml}))
+    seen, result = _merged(tmp_path, "wps.xlsx", rezip(good_bytes, {part: xml}))
+    assert seen.indicator_rows == 3 and _project_line(result, "wps.xlsx")["预算金额（万元）"] == 100.0
 
 
 def test_huge_sparse_sheet(tmp_path, good_bytes):
@@ -200,14 +213,13 @@ def test_huge_sparse_sheet(tmp_path, good_bytes):
 
 
 def test_xlsm_with_vba_project(tmp_path, good_bytes):
-    seen, result = _merged(tmp_path, "macro.xlsm", rezip(good_bytes, add={"xl/vbaProject.bin": b"\xd0\xcf\x11\xe0macro"}))
-    assert "macros-present" in _problem_codes(result, "macro.xlsm")
+    _merged(tmp_path, "macro.xlsm", rezip(good_bytes, add={"xl/vbaProject.bin": b"\xd0\xcf\x11\xe0macro"}),
+            "macros-present")
 
 
 def test_links_to_external_workbooks(tmp_path, good_bytes):
-    seen, result = _merged(tmp_path, "links.xlsx", rezip(good_bytes, add={
-        "xl/externalLinks/externalLink1.xml": b"<externalLink/>"}))
-    assert "external-links" in _problem_codes(result, "links.xlsx")
+    _merged(tmp_path, "links.xlsx", rezip(good_bytes, add={"xl/externalLinks/externalLink1.xml": b"<externalLink/>"}),
+            "external-links")
 
 
 def _with_cells(good_bytes, edits: dict[str, bytes]) -> bytes:
@@ -237,7 +249,7 @@ def test_formulas_without_cached_values_are_recomputed(tmp_path, good_bytes):
 def test_error_results_ref_and_div0(tmp_path, good_bytes):
     total = _field_cell("funds_total_annual")
     payload = _with_cells(good_bytes, {total: b'<c r="%s" t="e"><f>#REF!/0</f><v>#DIV/0!</v></c>' % total.encode()})
-    seen, result = _merged(tmp_path, "errors.xlsx", payload)
+    seen, result = _merged(tmp_path, "errors.xlsx", payload, "formula-error", "sum-mismatch")
     assert seen.status == "errors"
 
 
@@ -259,19 +271,27 @@ def test_control_characters(tmp_path, good_bytes):
     name = _field_cell("project_name")
     payload = _with_cells(good_bytes, {name: b'<c r="%s" t="inlineStr"><is><t>bad_x0007_bell\x09tab</t></is></c>'
                                        % name.encode()})
-    _merged(tmp_path, "control.xlsx", payload)
+    _, result = _merged(tmp_path, "control.xlsx", payload)
+    assert _project_line(result, "control.xlsx")["项目名称"] == "bad\x07bell\ttab"  # read as written, escapes decoded
 
 
 def test_text_over_32767_characters(tmp_path, good_bytes):
     goal = _field_cell("long_term_goal")
     payload = _with_cells(good_bytes, {goal: b'<c r="%s" t="inlineStr"><is><t>%s</t></is></c>'
                                        % (goal.encode(), "长".encode() * 40_000)})
-    _merged(tmp_path, "long.xlsx", payload)
+    seen, result = _merged(tmp_path, "long.xlsx", payload)
+    from perfxl.pipeline import CheckOptions, check_file
+
+    (tmp_path / "long-copy.xlsx").write_bytes(payload)
+    assert len(check_file(tmp_path / "long-copy.xlsx", CheckOptions()).projects[0].values["long_term_goal"]) == 40_000
 
 
 def test_formula_injection_in_text_fields(tmp_path):
     unit = {"code": "600002", "name": "=cmd|' /C calc'!A0", "department": "@部门"}
-    _merged(tmp_path, "inject.xlsx", good_form(unit, "+SUM(1,1)"))
+    _, result = _merged(tmp_path, "inject.xlsx", good_form(unit, "+SUM(1,1)"))
+    assert _project_line(result, "inject.xlsx")["项目名称"] == "+SUM(1,1)"  # text, as typed
+    with zipfile.ZipFile(tmp_path / "out" / "汇总.xlsx") as zf:  # and written as text, never as a formula
+        assert not any(b"<f>" in zf.read(n) and b"SUM(1,1)" in zf.read(n) for n in zf.namelist() if n.endswith(".xml"))
 
 
 # --- the same unit, the same file ------------------------------------------------------------------
