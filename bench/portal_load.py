@@ -96,8 +96,10 @@ def main() -> None:
             if unit in codes:
                 work.append((unit, path))
         port = _free_port()
+        password = tmp / "admin-password.txt"  # never on the command line, as README shows
+        password.write_text(PASSWORD + "\n", encoding="utf-8")
         server = subprocess.Popen(perfxl + ["serve", str(tmp / "store"), "--roster", str(campaign / "roster.csv"),
-                                            "--forms", str(tmp / "blank"), "--admin-password", PASSWORD,
+                                            "--forms", str(tmp / "blank"), "--admin-password-file", str(password),
                                             "--port", str(port), "--jobs", str(args.jobs)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

@@ -4,6 +4,7 @@ turns perfxl errors into a message and a non-zero exit (2 for usage errors), nev
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 from collections import Counter
@@ -485,36 +486,118 @@ def demo(folder):
 @click.argument("store", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--roster", type=click.Path(dir_okay=False, path_type=Path), required=True, help="单位名单 (roster).")
 @click.option("--forms", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="perfxl generate 写出的空白表目录（含 manifest.json 和访问码）.")
-@click.option("--admin-password", envvar="PERFXL_ADMIN_PASSWORD", required=True,
-              help="汇总人的登录密码（也可用环境变量 PERFXL_ADMIN_PASSWORD）.")
+              help="perfxl generate 写出的目录（空白表或自评表/监控表，含 manifest.json 和访问码）.")
+@click.option("--admin-password-file", type=click.Path(path_type=Path), default=None,
+              help="汇总人登录密码所在的文件（一行）；也可用环境变量 PERFXL_ADMIN_PASSWORD。密码不要写在命令行上.")
+@click.option("--admin-password", "admin_password_on_command_line", default=None, hidden=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="监听地址；单位内网用 0.0.0.0.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--proxy", default=None,
+              help="前面的反向代理（如 nginx）的地址，如 127.0.0.1：只信任它转来的 X-Forwarded-For；不用代理时不要设置.")
 @click.option("--deadline", type=click.DateTime(["%Y-%m-%d"]), default=None, help="报送截止日期 YYYY-MM-DD.")
 @click.option("--max-upload-mb", default=50, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 64), help="检查文件的进程数.")
 @click.option("--year", type=YEAR, default=None)
 @TEMPLATES_OPTION
-def serve(store, roster, forms, admin_password, host, port, deadline, max_upload_mb, jobs, year, templates_dir):
+def serve(store, roster, forms, admin_password_file, admin_password_on_command_line, host, port, proxy, deadline,
+          max_upload_mb, jobs, year, templates_dir):
     """报送网页：单位上传并即时看到检查结果，财政局查看报送情况、下载汇总 (the submission portal)."""
+    if admin_password_on_command_line is not None:
+        raise PerfxlError("管理密码不能写在命令行上（本机其他用户用 ps 就能看到）：请把密码写进一个文件，用 "
+                          "--admin-password-file 文件 指定，或设置环境变量 PERFXL_ADMIN_PASSWORD "
+                          "(--admin-password is no longer accepted: use --admin-password-file or PERFXL_ADMIN_PASSWORD)")
     try:
         import uvicorn
 
         from .portal.app import PortalConfig, create_app
     except ImportError:
         raise PerfxlError('报送网页需要安装扩展：pip install "perfxl[serve]" (the portal needs the serve extra)') from None
+    from .manifest import read_manifest
     from .roster import read_roster
 
-    if not (forms / "manifest.json").is_file():
-        raise PerfxlError(f"{forms} 中没有 manifest.json：请先用 perfxl generate 生成空白表")
-    if len(admin_password) < 8:
-        raise PerfxlError("管理密码至少 8 个字符 (the admin password needs 8 characters or more)")
+    admin_password = _admin_password(admin_password_file)
+    proxies = _proxy_addresses(proxy)
+    handed_out = read_manifest(forms)  # a Chinese error for a missing or damaged manifest.json
+    if not any(e["access_code"] for e in handed_out.forms):
+        raise PerfxlError(f"{forms} 的 manifest.json 中没有访问码（由旧版 perfxl 生成）：请用当前版本的 perfxl generate "
+                          f"重新生成到这个目录，它会写出访问码和 分发清单.xlsx")
     units = read_roster(roster)
     store.mkdir(parents=True, exist_ok=True)
     config = PortalConfig(store, units, roster, forms, admin_password, deadline.date() if deadline else None,
                           max_upload_mb, jobs, templates_dir, year)
-    click.echo(f"报送网页：http://{host}:{port}/  （{len(units)} 个单位；数据保存在 {store}；按 Ctrl+C 停止）")
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    behind = f"；只信任代理 {', '.join(proxies)} 转来的客户地址" if proxies else ""
+    click.echo(f"报送网页：http://{host}:{port}/  （{len(units)} 个单位；数据保存在 {store}{behind}；按 Ctrl+C 停止）")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", **_proxy_options(proxies))
+
+
+PASSWORD_ENV = "PERFXL_ADMIN_PASSWORD"
+
+
+def _admin_password(path: Path | None) -> str:
+    """The admin password from its file (one line; the line break after it is not part of it), else from
+    the environment. Never from the command line, which every local user can read (`ps`, /proc)."""
+    if path is not None:
+        password = _password_from_file(path)
+    elif os.environ.get(PASSWORD_ENV) is not None:
+        password = os.environ.pop(PASSWORD_ENV)  # not handed down to the checker workers
+    else:
+        raise PerfxlError(f"请指定汇总人的登录密码：--admin-password-file 密码文件（文件中一行），或环境变量 {PASSWORD_ENV} "
+                          "(give the admin password in a file or the environment)")
+    if not password:
+        raise PerfxlError("管理密码是空的 (the admin password is empty)")
+    if len(password) < 8:
+        raise PerfxlError("管理密码至少 8 个字符 (the admin password needs 8 characters or more)")
+    return password
+
+
+def _password_from_file(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(4097)
+            mode = os.fstat(fh.fileno()).st_mode
+    except FileNotFoundError:
+        raise PerfxlError(f"找不到管理密码文件 (no such password file): {path}") from None
+    except OSError as exc:
+        raise PerfxlError(f"无法读取管理密码文件 {path} (cannot read the password file): {exc.strerror or exc}") from None
+    if len(data) > 4096:
+        raise PerfxlError(f"管理密码文件 {path} 过大：文件中只应有一行密码")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:  # saved by Notepad in the Chinese Windows code page
+        text = data.decode("gb18030", errors="replace")
+    for ending in ("\r\n", "\n", "\r"):
+        if text.endswith(ending):
+            text = text[: -len(ending)]
+            break
+    if "\n" in text or "\r" in text:
+        raise PerfxlError(f"管理密码文件 {path} 中只能有一行（密码本身）(the password file must hold one line)")
+    if os.name == "posix" and mode & 0o077:
+        click.echo(f"提醒：管理密码文件 {path} 其他用户也能读取，建议 chmod 600 {path}", err=True)
+    return text
+
+
+def _proxy_addresses(proxy: str | None) -> list[str]:
+    """The reverse proxy's addresses (comma-separated; an address or a network such as 10.0.0.0/24)."""
+    import ipaddress
+
+    if proxy is None:
+        return []
+    out = []
+    for item in (p.strip() for p in proxy.split(",")):
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)) if "/" in item else str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise PerfxlError(f"--proxy 应为反向代理的 IP 地址（如 127.0.0.1），不是 {item or '空'} "
+                              "(--proxy takes the proxy's IP address)") from None
+    return out
+
+
+def _proxy_options(proxies: list[str]) -> dict:
+    """uvicorn takes a client's address from X-Forwarded-For only when the connection comes from a proxy
+    named here; by default it trusts 127.0.0.1, which would let any local client name its own address."""
+    if not proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": ",".join(proxies)}
 
 
 def _check_issued(paths) -> None:

@@ -122,11 +122,16 @@ CREATE TABLE IF NOT EXISTS returns (
     comment     TEXT NOT NULL,
     returned    TEXT NOT NULL
 );
+-- Portal sessions revoked at logout, kept until they would have expired anyway (then pruned).
+CREATE TABLE IF NOT EXISTS portal_revoked (
+    nonce       TEXT PRIMARY KEY,
+    expires     REAL NOT NULL
+);
 """
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 APPLICATION_ID = 0x7078_6C67  # "pxlg" in the SQLite header: this file is a perfxl ledger
-OWN_TABLES = {"files", "sightings", "runs", "outcomes", "run_settings", "submissions", "returns",
+OWN_TABLES = {"files", "sightings", "runs", "outcomes", "run_settings", "submissions", "returns", "portal_revoked",
               "sqlite_sequence", "kept", "issued"}
 PRUNE_SLACK = 1000  # kept values no run touched are pruned once they pass twice the touched ones and this
 KEEP_RUNS = 10  # the outcomes of this many recent runs are kept; older ones are derived data, pruned

@@ -5,6 +5,7 @@ board agreeing with `perfxl merge` over the same store."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ pytest.importorskip("httpx")
 
 from starlette.testclient import TestClient  # noqa: E402
 
+from perfxl.errors import PerfxlError  # noqa: E402
 from perfxl.merger import MergeOptions, run_merge  # noqa: E402
 from perfxl.portal.app import PortalConfig, create_app  # noqa: E402
 from perfxl.portal.store import LEDGER_NAME  # noqa: E402
@@ -84,7 +86,7 @@ def test_a_unit_handing_in_another_units_form_is_refused_and_kept_out_of_the_mer
     client, setup, config = site
     r = _upload(client, _login(client, unit=B, code=setup["codes"][B]), setup["files"][(A, "good")])
     sub = r.json()["submissions"][0]
-    assert sub["problems"][0]["code"] == "portal-other-unit" and sub["status"] == "errors"
+    assert sub["problems"][0]["code"] == "portal-other-unit" and sub["status"] == "refused"
     assert not list((config.store_dir / "files").rglob("*.xlsx"))
 
 
@@ -178,9 +180,9 @@ def test_an_upload_answered_before_a_crash_is_checked_after_the_restart(tmp_path
 
 def test_killing_the_server_mid_upload_loses_no_upload_it_answered(tmp_path):
     """kill -9 while uploads are in flight; every submission answered 已收到 is in the ledger after the
-    restart, its file on disk, and none is left unchecked."""
+    restart, its file on disk, and none is left unchecked. Every wait has a deadline: a server that stops
+    answering fails the test, it does not hang the suite."""
     import signal
-    import socket
     import subprocess
     import sys
     import threading
@@ -188,24 +190,20 @@ def test_killing_the_server_mid_upload_loses_no_upload_it_answered(tmp_path):
 
     import httpx
 
+    from .portal_setup import free_port, password_file, stop, wait_until_answering
+
     setup = set_up(tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     command = [sys.executable, "-m", "perfxl", "serve", str(setup["store"]), "--roster", str(setup["roster"]),
-               "--forms", str(setup["forms"]), "--admin-password", ADMIN_PASSWORD, "--port", str(port), "--jobs", "1"]
+               "--forms", str(setup["forms"]), "--admin-password-file", str(password_file(tmp_path)),
+               "--port", str(port), "--jobs", "1"]
+    url = f"http://127.0.0.1:{port}"
 
     def start():
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return proc
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("the portal did not start")
+        wait_until_answering(proc, url)
+        return proc
 
-    url = f"http://127.0.0.1:{port}"
     server = start()
     answered: list[int] = []
 
@@ -225,21 +223,24 @@ def test_killing_the_server_mid_upload_loses_no_upload_it_answered(tmp_path):
                for u in (A, B) for kind in ("good", "bad")]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 120
     while len(answered) < 3:
+        if time.monotonic() > deadline or not any(t.is_alive() for t in threads):
+            stop(server, signal.SIGKILL)
+            raise AssertionError(f"the portal answered {len(answered)} uploads of 24, not 3, within 120 s")
         time.sleep(0.05)
-    os.killpg(server.pid, signal.SIGKILL)
-    server.wait()
+    stop(server, signal.SIGKILL)
     for t in threads:
-        t.join()
+        t.join(90)  # each client's requests time out after 60 s
+        assert not t.is_alive(), "a client still waits on a server killed 90 s ago"
     server = start()  # checks what the crash left 'checking'
     try:
-        admin = httpx.post(f"{url}/api/login", json={"admin_password": ADMIN_PASSWORD}).json()["token"]
+        admin = httpx.post(f"{url}/api/login", json={"admin_password": ADMIN_PASSWORD}, timeout=60).json()["token"]
         for sid in answered:
-            r = httpx.get(f"{url}/api/submissions/{sid}", headers=_bearer(admin))
+            r = httpx.get(f"{url}/api/submissions/{sid}", headers=_bearer(admin), timeout=60)
             assert r.status_code == 200 and r.json()["status"] in {"valid", "errors"}, (sid, r.text)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
+        stop(server)
 
 
 def test_serve_refuses_a_forms_folder_without_a_manifest_and_a_short_password(tmp_path):
@@ -247,13 +248,15 @@ def test_serve_refuses_a_forms_folder_without_a_manifest_and_a_short_password(tm
 
     from perfxl.cli import cli
 
+    from .portal_setup import password_file
+
     setup = set_up(tmp_path)
     (tmp_path / "空").mkdir()
     r = CliRunner().invoke(cli, ["serve", str(tmp_path / "库"), "--roster", str(setup["roster"]), "--forms",
-                                 str(tmp_path / "空"), "--admin-password", ADMIN_PASSWORD])
+                                 str(tmp_path / "空"), "--admin-password-file", str(password_file(tmp_path))])
     assert r.exit_code == 2 and "manifest.json" in r.output
     r = CliRunner().invoke(cli, ["serve", str(tmp_path / "库"), "--roster", str(setup["roster"]), "--forms",
-                                 str(setup["forms"]), "--admin-password", "short"])
+                                 str(setup["forms"]), "--admin-password-file", str(password_file(tmp_path, "short"))])
     assert r.exit_code == 2 and "8 个字符" in r.output
 
 
@@ -270,3 +273,502 @@ def test_a_unit_downloads_its_blank_form_and_the_admin_a_zip_of_current_files(si
     archive = zipfile.ZipFile(io.BytesIO(client.get("/api/files.zip", headers=_bearer(admin)).content))
     assert [n.split("_")[0] for n in archive.namelist()] == [A]
     assert archive.read(archive.namelist()[0]) == setup["files"][(A, "good")].read_bytes()
+
+
+# -- the admin password is never on a command line ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """`perfxl serve` as its own process (uvicorn on a free port, its checker worker), the password in a
+    file, uploads capped at 1 MB. Tests that fail sign-ins each use their own account."""
+    from .portal_setup import served
+
+    base = tmp_path_factory.mktemp("live")
+    setup = set_up(base)
+    with served(setup, base, "--max-upload-mb", "1") as (proc, url):
+        yield {"proc": proc, "url": url, "setup": setup, "base": base}
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a process that ended meanwhile
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc (Linux)")
+def test_the_admin_password_from_a_file_is_in_no_process_command_line(live):
+    import httpx
+
+    r = httpx.post(live["url"] + "/api/login", json={"admin_password": ADMIN_PASSWORD}, timeout=30)
+    assert r.status_code == 200 and r.json()["role"] == "admin"  # the file's line, without its newline
+    assert _children(live["proc"].pid), "the checker workers are up"
+    secret = ADMIN_PASSWORD.encode()
+    seen = 0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes()
+        except OSError:
+            continue
+        seen += 1
+        assert secret not in text, f"the admin password is in the command line of process {cmdline.parent.name}"
+    assert seen > 2
+
+
+def test_the_admin_password_on_the_command_line_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from perfxl.cli import cli
+
+    setup = set_up(tmp_path)
+    r = CliRunner().invoke(cli, ["serve", str(setup["store"]), "--roster", str(setup["roster"]), "--forms",
+                                 str(setup["forms"]), "--admin-password", ADMIN_PASSWORD])
+    assert r.exit_code == 2 and "不能写在命令行上" in r.output and "--admin-password-file" in r.output
+    assert "PERFXL_ADMIN_PASSWORD" in r.output and "Traceback" not in r.output
+    assert not setup["store"].exists()  # refused before anything was made
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"bureau-pass-2022\n", "bureau-pass-2022"),
+    (b"bureau-pass-2022\r\n", "bureau-pass-2022"),
+    (b"bureau-pass-2022", "bureau-pass-2022"),
+    (b"\xef\xbb\xbf\xe8\xb4\xa2\xe6\x94\xbf\xe5\xb1\x80 pass 2022\n", "财政局 pass 2022"),  # Notepad's UTF-8 BOM
+    ("财政局汇总密码2022\r\n".encode("gbk"), "财政局汇总密码2022"),  # Notepad's ANSI on Chinese Windows
+    (b"  spaced pass  \n", "  spaced pass  "),
+])
+def test_a_password_file_gives_its_one_line_without_the_line_break(tmp_path, monkeypatch, content, expected):
+    from perfxl.cli import _admin_password
+
+    (tmp_path / "pw").write_bytes(content)
+    monkeypatch.delenv("PERFXL_ADMIN_PASSWORD", raising=False)
+    assert _admin_password(tmp_path / "pw") == expected
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\n", "空"), (b"", "空"), (b"short\n", "8 个字符"), (b"first-line-pass\nsecond\n", "只能有一行"),
+    (None, "找不到管理密码文件"), ("folder", "无法读取管理密码文件"),
+])
+def test_a_bad_password_file_is_exit_2_with_a_chinese_message(tmp_path, content, message):
+    from click.testing import CliRunner
+
+    from perfxl.cli import cli
+
+    setup = set_up(tmp_path)
+    path = tmp_path / "pw"
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    r = CliRunner().invoke(cli, ["serve", str(setup["store"]), "--roster", str(setup["roster"]), "--forms",
+                                 str(setup["forms"]), "--admin-password-file", str(path)])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+
+
+def test_the_admin_password_from_the_environment_signs_in(tmp_path, monkeypatch):
+    from perfxl.cli import _admin_password
+
+    monkeypatch.setenv("PERFXL_ADMIN_PASSWORD", "环境变量里的密码2022")
+    assert _admin_password(None) == "环境变量里的密码2022"
+    assert "PERFXL_ADMIN_PASSWORD" not in os.environ  # not inherited by the checker workers
+    with pytest.raises(PerfxlError, match="--admin-password-file"):
+        _admin_password(None)  # neither a file nor the variable
+
+
+# -- logout revokes the session -------------------------------------------------------------------------
+
+ENDPOINTS = [("GET", "/api/submissions"), ("POST", "/api/submissions"), ("GET", "/api/submissions/1"),
+             ("GET", "/api/submissions/1/annotated"), ("GET", "/api/blank"), ("GET", "/unit/blank"),
+             ("GET", "/api/status"), ("GET", "/api/summary.xlsx"), ("GET", "/api/files.zip"),
+             ("POST", f"/api/units/{A}/return"), ("POST", "/api/logout"), ("GET", "/unit"), ("POST", "/unit"),
+             ("GET", "/admin")]
+
+
+def _refused_everywhere(client, **kwargs):
+    for method, path in ENDPOINTS:
+        r = client.request(method, path, json={"comment": "x"} if path.endswith("return") else None,
+                           follow_redirects=False, **kwargs)
+        assert r.status_code == 401, (method, path, r.status_code)
+
+
+def test_a_logged_out_token_is_refused_on_every_endpoint(site):
+    client, setup, _ = site
+    for body in ({"unit": A, "code": setup["codes"][A]}, {"admin_password": ADMIN_PASSWORD}):
+        token = _login(client, **body)
+        client.cookies.clear()  # the token alone, as a script holds it
+        own = "/api/submissions" if "unit" in body else "/api/status"
+        assert client.get(own, headers=_bearer(token)).status_code == 200
+        r = client.post("/api/logout", headers=_bearer(token))
+        assert r.status_code == 200 and r.json()["message"] == "已退出登录"
+        _refused_everywhere(client, headers=_bearer(token))
+
+
+def test_a_logged_out_cookie_is_refused_and_stays_refused_after_a_restart(tmp_path):
+    setup = set_up(tmp_path)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=1)
+    with TestClient(create_app(config)) as client:
+        client.get("/")  # the browser id cookie, as a page visit sets it
+        client.post("/login", data={"unit": A, "code": setup["codes"][A], "csrf": _csrf(client.get("/").text)},
+                    follow_redirects=False)
+        cookie = client.cookies["perfxl_session"]
+        page = client.get("/unit")
+        assert page.status_code == 200 and 'action="/logout"' in page.text and "退出登录" in page.text
+        r = client.post("/logout", data={"csrf": _csrf(page.text)}, follow_redirects=False)
+        assert r.status_code == 303 and "perfxl_session" not in client.cookies
+        client.cookies.set("perfxl_session", cookie)  # a copy of the cookie kept from before
+        _refused_everywhere(client)
+        assert "已退出登录" in client.get("/unit").text  # the sign-in page says why
+    with TestClient(create_app(config)) as client:  # the server restarted
+        client.cookies.set("perfxl_session", cookie)
+        _refused_everywhere(client)
+
+
+def test_get_logout_changes_nothing_and_a_logout_without_its_csrf_token_is_refused(site):
+    client, setup, _ = site
+    token = _login(client, unit=A, code=setup["codes"][A])  # the API sets the cookie too
+    client.get("/")
+    page = client.get("/logout")
+    assert page.status_code == 200 and 'method="post" action="/logout"' in page.text and "退出登录" in page.text
+    assert client.get("/api/submissions", headers=_bearer(token)).status_code == 200
+    r = client.post("/logout", data={}, follow_redirects=False)  # a forged form: no CSRF token
+    assert r.status_code == 403 and "页面已过期" in r.text
+    r = client.post("/api/logout")  # the cookie alone, no JSON, no X-CSRF-Token: a cross-site form could do this
+    assert r.status_code == 403
+    assert client.get("/api/submissions", headers=_bearer(token)).status_code == 200
+
+
+def test_revoked_sessions_are_pruned_once_they_would_have_expired(tmp_path):
+    import time
+
+    from perfxl.portal.store import Store
+
+    setup = set_up(tmp_path)
+    store = Store(setup["store"], read_roster(setup["roster"]), setup["roster"], jobs=1)
+    try:
+        store.revoke("old", time.time() - 1)
+        store.revoke("new", time.time() + 3600)
+        assert store.revoked("new") and not store.revoked("old")
+        rows = store.ledger.db.execute("SELECT nonce FROM portal_revoked").fetchall()
+        assert rows == [("new",)]
+    finally:
+        store.close()
+
+
+def _csrf(html: str) -> str:
+    import re
+
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+# -- throttling a client cannot dodge ------------------------------------------------------------------
+
+
+def test_a_forged_x_forwarded_for_does_not_reset_the_throttle(live):
+    import httpx
+
+    url, codes = live["url"], live["setup"]["codes"]
+    for i in range(5):
+        r = httpx.post(url + "/api/login", json={"unit": C, "code": "WRONG"},
+                       headers={"X-Forwarded-For": f"198.51.100.{i + 1}"}, timeout=30)
+        assert r.status_code == 401
+    r = httpx.post(url + "/api/login", json={"unit": C, "code": codes[C]},
+                   headers={"X-Forwarded-For": "203.0.113.77"}, timeout=30)
+    assert r.status_code == 429 and "分钟后再试" in r.json()["error"]
+
+
+def test_the_attackers_failures_do_not_lock_the_admin_out_from_another_address(live):
+    import httpx
+
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=30) as attacker:
+        try:
+            attacker.get(live["url"] + "/")
+        except httpx.ConnectError:
+            pytest.skip("127.0.0.2 is not a loopback address here")
+        for _ in range(6):
+            attacker.post(live["url"] + "/api/login", json={"admin_password": "guess-guess"})
+        assert attacker.post(live["url"] + "/api/login", json={"admin_password": ADMIN_PASSWORD}).status_code == 429
+    r = httpx.post(live["url"] + "/api/login", json={"admin_password": ADMIN_PASSWORD}, timeout=30)  # 127.0.0.1
+    assert r.status_code == 200
+
+
+def test_a_throttled_client_is_refused_even_with_the_right_password(site):
+    client, setup, _ = site
+    for _ in range(5):
+        assert client.post("/api/login", json={"admin_password": "not-the-password"}).status_code == 401
+    r = client.post("/api/login", json={"admin_password": ADMIN_PASSWORD})
+    assert r.status_code == 429 and "5 分钟" in r.json()["error"] and int(r.headers["retry-after"]) > 200
+    for _ in range(5):  # names off the roster share one key: making up names gives no fresh tries
+        client.post("/api/login", json={"unit": "no-such-unit-" + os.urandom(4).hex(), "code": "x"})
+    assert client.post("/api/login", json={"unit": "yet-another-name", "code": "x"}).status_code == 429
+    assert client.post("/api/login", json={"unit": A, "code": setup["codes"][A]}).status_code == 200
+
+
+def test_a_throttled_client_waits_until_its_wait_ends(tmp_path):
+    from perfxl.portal.auth import Throttle
+
+    now = [1000.0]
+    throttle = Throttle(clock=lambda: now[0])
+    for _ in range(5):
+        throttle.failed("10.0.0.9", "admin")
+    assert throttle.wait("10.0.0.9", "admin") == 300
+    assert throttle.wait("10.0.0.10", "admin") == 0  # another address
+    now[0] += 299
+    assert throttle.wait("10.0.0.9", "admin") == pytest.approx(1)
+    now[0] += 2
+    assert throttle.wait("10.0.0.9", "admin") == 0
+    throttle.failed("10.0.0.9", "admin")  # the count started afresh: one failure is no wait
+    assert throttle.wait("10.0.0.9", "admin") == 0
+
+
+def test_the_throttle_table_stays_under_its_cap_after_many_distinct_clients():
+    from perfxl.portal.auth import Throttle
+
+    now = [0.0]
+    throttle = Throttle(cap=500, clock=lambda: now[0])
+    for i in range(20_000):
+        throttle.failed(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "admin")
+        assert len(throttle.entries) <= 500
+    for _ in range(5):
+        throttle.failed("192.0.2.1", "admin")
+    assert throttle.wait("192.0.2.1", "admin") > 0  # the newest are kept, the oldest evicted
+    now[0] += 301
+    throttle.failed("192.0.2.2", "admin")  # every failure prunes what expired
+    assert list(throttle.entries) == [("192.0.2.2", "admin")]
+
+
+def test_ipv6_clients_are_throttled_by_their_64_and_mapped_ipv4_by_its_address():
+    from perfxl.portal.auth import client_key
+
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert client_key("::ffff:192.0.2.7") == client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key("testclient") == "testclient"
+
+
+def test_behind_the_named_proxy_its_x_forwarded_for_is_the_client(tmp_path):
+    import httpx
+
+    from .portal_setup import served
+
+    setup = set_up(tmp_path)
+    with served(setup, tmp_path, "--proxy", "127.0.0.1") as (_, url):
+        for _ in range(5):
+            httpx.post(url + "/api/login", json={"admin_password": "wrong-wrong"},
+                       headers={"X-Forwarded-For": "198.51.100.9"}, timeout=30)
+        blocked = httpx.post(url + "/api/login", json={"admin_password": ADMIN_PASSWORD},
+                             headers={"X-Forwarded-For": "198.51.100.9"}, timeout=30)
+        other = httpx.post(url + "/api/login", json={"admin_password": ADMIN_PASSWORD},
+                           headers={"X-Forwarded-For": "198.51.100.10"}, timeout=30)
+    assert (blocked.status_code, other.status_code) == (429, 200)
+
+
+def test_proxy_headers_are_off_unless_a_proxy_is_named():
+    from perfxl.cli import _proxy_addresses, _proxy_options
+
+    assert _proxy_options([]) == {"proxy_headers": False}
+    assert _proxy_options(_proxy_addresses("127.0.0.1, 10.0.0.0/24")) == {
+        "proxy_headers": True, "forwarded_allow_ips": "127.0.0.1,10.0.0.0/24"}
+    for bad in ("*", "nginx", ""):
+        with pytest.raises(PerfxlError, match="--proxy"):
+            _proxy_addresses(bad)
+
+
+# -- an oversized upload gets its Chinese 413 whatever the client -----------------------------------------
+
+
+def _post_whole_then_read(url: str, path: str, headers: str, size: int) -> tuple[bytes, OSError | None]:
+    """A client that sends its whole request without waiting for anything (as a browser does, without
+    Expect: 100-continue), then reads the answer: (the answer's bytes, the error sending met, if any)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.xlsx"\r\n\r\n'
+    tail = b"\r\n--b--\r\n"
+    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+               f"Content-Length: {len(head) + size + len(tail)}\r\n{headers}\r\n").encode() + head
+    address = urlsplit(url)
+    sent_error = None
+    with socket.create_connection((address.hostname, address.port), timeout=60) as s:
+        try:
+            s.sendall(request)
+            chunk = b"PK" + b"0" * (1024 * 1024 - 2)
+            for _ in range(size // len(chunk)):
+                s.sendall(chunk)
+            s.sendall(b"0" * (size % len(chunk)) + tail)
+        except OSError as exc:
+            sent_error = exc
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
+                data = s.recv(65536)  # the socket's timeout is the deadline
+                if not data:
+                    break
+                answer += data
+        except OSError as exc:
+            sent_error = sent_error or exc
+    return answer, sent_error
+
+
+def _length(answer: bytes) -> int:
+    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 1 << 30  # no length: read until the server closes
+
+
+@pytest.mark.parametrize("connection", ["Connection: close\r\n", ""])
+@pytest.mark.parametrize("route", ["/api/submissions", "/unit"])
+def test_an_oversized_upload_sent_whole_without_waiting_gets_its_chinese_413(live, route, connection):
+    import httpx
+
+    token = httpx.post(live["url"] + "/api/login", json={"unit": B, "code": live["setup"]["codes"][B]},
+                       timeout=30).json()["token"]
+    credentials = f"Authorization: Bearer {token}\r\n" if route.startswith("/api") else f"Cookie: perfxl_session={token}\r\n"
+    answer, error = _post_whole_then_read(live["url"], route, credentials + connection, 8 * 1024 * 1024)
+    assert error is None, f"the connection was reset: {error!r}"
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    body = answer.split(b"\r\n\r\n", 1)[1].decode("utf-8")
+    assert "上传的文件过大" in body and "不能超过 1 MB" in body
+    listed = httpx.get(live["url"] + "/api/submissions", headers=_bearer(token), timeout=30).json()["submissions"]
+    assert not any(s["file"] == "big.xlsx" for s in listed)
+
+
+def test_an_upload_after_logout_gets_its_401_not_a_reset(live):
+    import httpx
+
+    token = httpx.post(live["url"] + "/api/login", json={"unit": B, "code": live["setup"]["codes"][B]},
+                       timeout=30).json()["token"]
+    httpx.post(live["url"] + "/api/logout", headers=_bearer(token), timeout=30)
+    answer, error = _post_whole_then_read(live["url"], "/api/submissions",
+                                          f"Authorization: Bearer {token}\r\nConnection: close\r\n", 900 * 1024)
+    assert error is None and answer.startswith(b"HTTP/1.1 401 ") and "请先登录" in answer.decode("utf-8")
+
+
+# -- in the portal, a file's unit is the signed-in unit ----------------------------------------------------
+
+
+def test_another_units_stampless_form_is_refused_and_never_counted(site, tmp_path):
+    import io
+    import zipfile
+
+    from .portal_setup import without_stamp
+
+    client, setup, config = site
+    stampless = without_stamp(setup["files"][(A, "good")], tmp_path / "甲的表.xlsx")  # names A: 实施单位
+    token = _login(client, unit=B, code=setup["codes"][B])
+    sub = _upload(client, token, stampless).json()["submissions"][0]
+    assert sub["status"] == "refused" and sub["status_zh"] == "已拒收"
+    assert sub["problems"][0]["code"] == "portal-other-unit" and A in sub["problems"][0]["message"]
+    assert not sub["annotated"]
+    assert client.get(f"/api/submissions/{sub['id']}/annotated", headers=_bearer(token)).status_code == 404
+    assert not list((config.store_dir / "files").rglob("*.xlsx"))
+    assert list((config.store_dir / "refused").glob("*.bin"))
+    page = client.get("/unit", headers=_bearer(token)).text
+    assert "已拒收" in page and 'id="annotated"' not in page and "不是本单位的表" in page
+
+    admin = _login(client, admin_password=ADMIN_PASSWORD)
+    status = client.get("/api/status", headers=_bearer(admin)).json()
+    assert status["units"][B]["status"] == "refused" and status["units"][A]["status"] == "missing"
+    assert status["counts"]["handed_in"] == 0 and status["counts"]["errors"] == 0
+    assert status["counts"]["missing"] == 3
+    board = client.get("/admin", headers=_bearer(admin)).text
+    assert "已拒收" in board
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/api/files.zip", headers=_bearer(admin)).content))
+    assert archive.namelist() == []
+    result = run_merge([config.store_dir / "files"], None, MergeOptions(roster=setup["roster"], jobs=1))
+    assert result.counts["merged"] == 0
+
+
+def test_another_units_stamped_form_is_refused_the_same_way(site):
+    client, setup, _ = site
+    token = _login(client, unit=B, code=setup["codes"][B])
+    sub = _upload(client, token, setup["files"][(A, "bad")]).json()["submissions"][0]
+    assert sub["status"] == "refused" and sub["problems"][0]["code"] == "portal-other-unit"
+    admin = _login(client, admin_password=ADMIN_PASSWORD)
+    assert client.get("/api/status", headers=_bearer(admin)).json()["units"][B]["status"] == "refused"
+
+
+def test_a_stampless_form_of_the_signed_in_unit_or_of_no_telling_unit_stays_its_own(site, tmp_path):
+    from .portal_setup import without_stamp
+
+    client, setup, config = site
+    token = _login(client, unit=B, code=setup["codes"][B])
+    own = without_stamp(setup["files"][(B, "good")], tmp_path / "乙.xlsx", unit_name="盐城市档案馆")
+    sub = _upload(client, token, own).json()["submissions"][0]
+    assert sub["status"] == "valid" and sub["problems"][0]["code"] == "stamp-missing"
+    unknown = without_stamp(setup["files"][(B, "good")], tmp_path / "无名.xlsx", unit_name="某个不在名单上的单位")
+    sub = _upload(client, token, unknown).json()["submissions"][0]
+    assert sub["status"] == "valid"
+    nameless = without_stamp(setup["files"][(B, "good")], tmp_path / "空名.xlsx", unit_name="")
+    sub = _upload(client, token, nameless).json()["submissions"][0]
+    assert sub["status"] == "errors" and all(p["code"] != "portal-other-unit" for p in sub["problems"])
+    admin = _login(client, admin_password=ADMIN_PASSWORD)
+    assert client.get("/api/status", headers=_bearer(admin)).json()["units"][B]["status"] == "valid"
+    assert len(list((config.store_dir / "files" / B).glob("*.xlsx"))) == 3
+
+
+def test_a_refused_upload_does_not_lift_a_return(site):
+    client, setup, _ = site
+    token = _login(client, unit=B, code=setup["codes"][B])
+    _upload(client, token, setup["files"][(B, "bad")])
+    admin = _login(client, admin_password=ADMIN_PASSWORD)
+    client.post(f"/api/units/{B}/return", json={"comment": "请补充项目名称"}, headers=_bearer(admin))
+    _upload(client, token, setup["files"][(A, "good")])  # another unit's form: refused
+    assert client.get("/api/status", headers=_bearer(admin)).json()["units"][B]["status"] == "returned"
+    assert 'id="returned"' in client.get("/unit", headers=_bearer(token)).text
+
+
+# -- serve a folder of follow-up forms -------------------------------------------------------------------
+
+
+def test_serve_accepts_a_folder_of_followup_forms_and_a_unit_downloads_its_own(tmp_path, monkeypatch):
+    import uvicorn
+    from click.testing import CliRunner
+
+    from perfxl.cli import cli
+    from perfxl.manifest import read_manifest
+
+    from .portal_setup import followup_forms, password_file
+
+    setup = set_up(tmp_path)
+    folder = followup_forms(tmp_path, setup)
+    handed_out = read_manifest(folder).by_unit()
+    config = PortalConfig(tmp_path / "自评报送库", read_roster(setup["roster"]), setup["roster"], folder,
+                          ADMIN_PASSWORD, jobs=1)
+    with TestClient(create_app(config)) as client:
+        token = _login(client, unit=A, code=handed_out[A]["access_code"])
+        form = client.get("/api/blank", headers=_bearer(token))
+        assert form.status_code == 200 and form.content == (folder / handed_out[A]["file"]).read_bytes()
+        assert "自评表" in client.get("/unit", headers=_bearer(token)).text
+        assert client.post("/api/login", json={"unit": C, "code": "ANYTHING00"}).status_code == 401  # no form
+    started = []  # the command as far as uvicorn: its checks of the folder pass, and how uvicorn is run
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.append(options))
+    r = CliRunner().invoke(cli, ["serve", str(tmp_path / "库"), "--roster", str(setup["roster"]), "--forms", str(folder),
+                                 "--admin-password-file", str(password_file(tmp_path))])
+    assert r.exit_code == 0, r.output
+    assert started[0]["proxy_headers"] is False and "forwarded_allow_ips" not in started[0]
+
+
+def test_serve_refuses_an_old_followup_folder_without_access_codes(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from perfxl.cli import cli
+
+    from .portal_setup import password_file
+
+    setup = set_up(tmp_path)
+    old = tmp_path / "旧自评表"
+    old.mkdir()
+    (old / "manifest.json").write_text(json.dumps({"template": "national/selfeval", "year": 2022, "from": "x",
+                                                   "forms": [{"unit_code": A, "unit_name": "甲", "file": "a.xlsx"}],
+                                                   "without_declaration": []}), encoding="utf-8")
+    r = CliRunner().invoke(cli, ["serve", str(tmp_path / "库"), "--roster", str(setup["roster"]), "--forms", str(old),
+                                 "--admin-password-file", str(password_file(tmp_path))])
+    assert r.exit_code == 2 and "没有访问码" in r.output and "Traceback" not in r.output

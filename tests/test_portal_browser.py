@@ -129,3 +129,57 @@ def test_another_unit_cannot_open_the_first_units_submission(served):
     assert response.status == 404
     response = second.goto(f"{url}/api/submissions/{sid}/annotated")
     assert response.status == 404
+
+
+def test_the_logout_button_signs_out_and_the_old_cookie_is_refused(served, tmp_path):
+    url, setup, browser = served["url"], served["setup"], served["browser"]
+    page = _sign_in(browser, url, B, setup["codes"][B])
+    button = page.locator("#logout")
+    assert button.inner_text() == "退出登录" and button.is_visible()
+    kept = page.context.cookies()  # what a copy of the cookie would hold
+    page.goto(url + "/logout")  # a link or a prefetch: GET changes nothing
+    assert page.locator("h1").inner_text() == "退出登录" and "盐城市档案馆" in page.locator("main").inner_text()
+    _shot(page, "portal-logout.png", tmp_path)
+    assert page.goto(url + "/unit").status == 200  # still signed in
+    page.click("#logout")
+    page.wait_for_url(url + "/")
+    assert page.locator("#unit-login").is_visible()
+    page.context.add_cookies(kept)  # the old session cookie, put back
+    response = page.goto(url + "/unit")
+    assert response.status == 401 and "已退出登录" in page.locator(".alert").inner_text()
+
+
+def _oversized(tmp_path: Path) -> Path:
+    big = tmp_path / "扫描件太大.xlsx"
+    with open(big, "wb") as fh:
+        fh.truncate(60 * 1024 * 1024)  # over the 50 MB the portal takes by default; sparse, so cheap
+    return big
+
+
+def test_the_upload_page_refuses_an_oversized_file_before_sending_it(served, tmp_path):
+    url, setup, browser = served["url"], served["setup"], served["browser"]
+    page = _sign_in(browser, url, C, setup["codes"][C])
+    posted = []
+    page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
+    page.set_input_files("#file", str(_oversized(tmp_path)))
+    state = page.locator("#upload-state")
+    assert "所选文件合计 60.0 MB，超过每次上传的上限 50 MB，没有上传" in state.inner_text()
+    page.click("#upload")
+    assert state.get_attribute("role") == "alert" and "没有上传" in state.inner_text()
+    assert posted == [] and page.url == url + "/unit"
+    _shot(page, "portal-too-big.png", tmp_path)
+
+
+def test_without_javascript_an_oversized_upload_gets_the_servers_chinese_413_page(served, tmp_path):
+    url, setup, browser = served["url"], served["setup"], served["browser"]
+    page = browser.new_context(java_script_enabled=False, locale="zh-CN").new_page()
+    page.goto(url + "/")
+    page.fill("#unit", C)
+    page.fill("#code", setup["codes"][C])
+    page.click("#unit-login")
+    page.wait_for_url(url + "/unit")
+    page.set_input_files("#file", str(_oversized(tmp_path)))
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.click("#upload")
+    assert answer.value.status == 413
+    assert "上传的文件过大（60.0 MB），每次合计不能超过 50 MB，文件未收下" in page.locator(".alert").first.inner_text()

@@ -1,10 +1,12 @@
 """The portal's web application: Starlette, served by uvicorn. Server-rendered Chinese pages (Jinja2, one
 small shipped script for drag and drop) and the JSON API the pages use too.
 
-Security, in one place: sessions are signed tokens (HttpOnly SameSite=Strict cookie, or Bearer); every
-state-changing request a browser could forge (form-encoded or multipart with a cookie) carries a CSRF
-token; sign-in is throttled; a unit reaches only its own submissions (others' are 404); admin endpoints
-refuse unit sessions; uploads are capped and sniffed; nothing from a request is used as a path.
+Security, in one place: sessions are signed tokens (HttpOnly SameSite=Strict cookie, or Bearer) that a
+logout revokes in the store; every state-changing request a browser could forge (form-encoded or
+multipart with a cookie) carries a CSRF token; sign-in is throttled per connection address and account;
+a unit reaches only its own submissions (others' are 404); admin endpoints refuse unit sessions; uploads
+are capped and sniffed, and a refused body is read before the answer so every client gets it; nothing
+from a request is used as a path.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 import secrets
 import tempfile
 import zipfile
@@ -30,8 +33,8 @@ from starlette.staticfiles import StaticFiles
 
 from perfxl.files import safe_filename
 from perfxl.manifest import read_manifest
-from perfxl.portal.auth import AccessCodes, Session, Throttle, Tokens, load_secret
-from perfxl.portal.store import STATUS_ZH, Store, checked_form
+from perfxl.portal.auth import AccessCodes, Session, Throttle, Tokens, client_key, load_secret
+from perfxl.portal.store import STATUS_ZH, Store, checked_form, counts_for_unit, shown_status
 from perfxl.report import annotate_workbook
 from perfxl.roster import Unit
 
@@ -46,6 +49,8 @@ SECURITY_HEADERS = {
                                "frame-ancestors 'none'; form-action 'self'",
     "Cache-Control": "no-store",
 }
+FORM_OVERHEAD = 64 * 1024  # multipart headers and the CSRF field on top of the files the page lets through
+DRAIN_FLOOR = 256 * 1024 * 1024  # a refused body up to this size (or 4 × the upload cap) is read, then answered
 
 
 class PortalConfig:
@@ -55,6 +60,8 @@ class PortalConfig:
         self.store_dir, self.units, self.roster_path = Path(store), units, roster_path
         self.forms, self.admin_password, self.deadline = Path(forms), admin_password, deadline
         self.max_upload = max_upload_mb * 1024 * 1024
+        self.max_upload_mb = max_upload_mb
+        self.drain_limit = max(4 * self.max_upload, DRAIN_FLOOR)
         self.jobs, self.templates_dir, self.year = jobs, templates_dir, year
 
 
@@ -75,9 +82,59 @@ class _Headers:
         await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
 
 
+class _BodyBeforeAnswer:
+    """Read what is left of a request's body before answering it (up to `limit` bytes), when the app answers
+    without reading it all: a 413 for an oversized upload, a 401 for an upload after logout. A client that
+    sends its whole body before reading (a browser, `Connection: close`, HTTP/1.0) otherwise has the server
+    close the connection on unread data, which the operating system turns into a reset that can take the
+    answer with it. A client that asked `Expect: 100-continue` and has not been told to send is answered at
+    once: it sends nothing more. A body beyond `limit` is not waited for: the answer says the connection
+    closes."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"")
+        chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        declared = int(length) if length.isdigit() else None
+        state = {"done": not chunked and not declared, "read": 0}
+        waits_to_send = b"100-continue" in headers.get(b"expect", b"").lower()
+
+        async def tracked():
+            message = await receive()
+            if message["type"] == "http.request":
+                state["read"] += len(message.get("body", b""))
+                state["done"] = not message.get("more_body", False)
+            else:  # http.disconnect
+                state["done"] = True
+            return message
+
+        async def answer(message):
+            if message["type"] == "http.response.start" and not state["done"]:
+                if not (waits_to_send and state["read"] == 0) and not await self._drain(tracked, state, declared):
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, tracked, answer)
+
+    async def _drain(self, tracked, state, declared: int | None) -> bool:
+        """Read and drop the rest of the body; False when it is larger than the limit (nothing is read then)."""
+        if declared is not None and declared > self.limit:
+            return False
+        while not state["done"]:
+            if state["read"] > self.limit:
+                return False
+            await tracked()
+        return True
+
+
 def create_app(config: PortalConfig) -> Starlette:
-    manifest = read_manifest(config.forms)  # blank forms or follow-up forms, any shape perfxl wrote
-    blanks = manifest.by_unit()
+    manifest = read_manifest(config.forms)
+    handed_out = manifest.by_unit()  # unit code → the form it downloads (blank, or a prefilled follow-up)
     secret = load_secret(config.store_dir) if config.store_dir.exists() else None
     state: dict = {}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
@@ -107,11 +164,15 @@ def create_app(config: PortalConfig) -> Starlette:
     # -- sessions ---------------------------------------------------------------------------------
 
     def session_of(request: Request) -> tuple[Session | None, bool]:
-        """(session, came by cookie)."""
+        """(session, came by cookie); a session revoked at logout is none."""
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
-            return tokens().read(header[7:].strip()), False
-        return tokens().read(request.cookies.get(COOKIE)), True
+            session, by_cookie = tokens().read(header[7:].strip()), False
+        else:
+            session, by_cookie = tokens().read(request.cookies.get(COOKIE)), True
+        if session is not None and store().revoked(session.nonce):
+            session = None
+        return session, by_cookie
 
     def csrf_ok(request: Request, by_cookie: bool, submitted: str | None) -> bool:
         content_type = request.headers.get("content-type", "")
@@ -132,40 +193,62 @@ def create_app(config: PortalConfig) -> Starlette:
             return None, by_cookie, error(403, "无权访问", "forbidden")
         return session, by_cookie, None
 
-    def page(name: str, request: Request, **context) -> HTMLResponse:
+    def page(name: str, request: Request, status_code: int = 200, **context) -> HTMLResponse:
         browser = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(16)
         html = env.get_template(name).render(csrf=tokens().csrf_for(browser), deadline=config.deadline,
-                                             status_zh=STATUS_ZH, **context)
-        response = HTMLResponse(html)
+                                             status_zh=STATUS_ZH, max_upload=config.max_upload,
+                                             max_upload_mb=config.max_upload_mb, **context)
+        response = HTMLResponse(html, status_code=status_code)
         if CSRF_COOKIE not in request.cookies:
             response.set_cookie(CSRF_COOKIE, browser, httponly=True, samesite="strict")
         return response
 
+    def signed_out(request: Request) -> HTMLResponse:
+        """A page that needs a session, asked without one (never signed in, logged out, expired): 401 with
+        the sign-in form, which leads back here."""
+        message = "请先登录" if COOKIE not in request.cookies else "已退出登录或登录已过期，请重新登录"
+        return page("login.html", request, status_code=401, message=message, units=len(store().units))
+
     def client(request: Request) -> str:
-        return request.client.host if request.client else "?"
+        """The throttle's key: the connection's address (uvicorn replaces it with X-Forwarded-For only from
+        the proxy `perfxl serve --proxy` names)."""
+        return client_key(request.client.host) if request.client else "?"
+
+    def too_many(wait: float) -> JSONResponse:
+        minutes = max(1, math.ceil(wait / 60))
+        response = error(429, f"尝试次数过多，请 {minutes} 分钟后再试", f"too many attempts; wait {minutes} minutes")
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
 
     # -- signing in ---------------------------------------------------------------------------------
 
     def sign_in(request: Request, body: dict) -> tuple[str | None, JSONResponse | None]:
+        """A throttled client is refused before its password or code is looked at, right or wrong."""
+        address = client(request)
         if "admin_password" in body:
             account = "admin"
-            if throttle.blocked(client(request), account):
-                return None, error(429, "尝试次数过多，请 5 分钟后再试", "too many attempts; wait 5 minutes")
+            if wait := throttle.wait(address, account):
+                return None, too_many(wait)
             if _same(str(body["admin_password"]), config.admin_password):
-                throttle.succeeded(client(request), account)
+                throttle.succeeded(address, account)
                 return tokens().issue("admin"), None
         else:
-            account = str(body.get("unit", "")).strip()[:64]
-            if throttle.blocked(client(request), account):
-                return None, error(429, "尝试次数过多，请 5 分钟后再试", "too many attempts; wait 5 minutes")
-            if account in store().units and state["codes"].check(account, str(body.get("code", ""))[:64]):
-                throttle.succeeded(client(request), account)
-                return tokens().issue("unit", account), None
-        throttle.failed(client(request), account)
+            unit = str(body.get("unit", "")).strip()[:64]
+            account = unit if unit in store().units else "?"  # names off the roster share one key
+            if wait := throttle.wait(address, account):
+                return None, too_many(wait)
+            if state["codes"].check(unit, str(body.get("code", ""))[:64]) and account != "?":
+                throttle.succeeded(address, account)
+                return tokens().issue("unit", unit), None
+        throttle.failed(address, account)
         return None, error(401, "单位编码或访问码不正确", "wrong unit code or access code")
 
     def with_cookie(response: Response, token: str) -> Response:
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=12 * 3600)
+        return response
+
+    def without_cookie(response: Response) -> Response:
+        response.delete_cookie(COOKIE, httponly=True, samesite="strict")
         return response
 
     async def api_login(request: Request):
@@ -192,10 +275,42 @@ def create_app(config: PortalConfig) -> Starlette:
         role = tokens().read(token).role
         return with_cookie(RedirectResponse("/admin" if role == "admin" else "/unit", status_code=303), token)
 
+    # -- signing out: the token is revoked in the store, so a copy of it (a script's, a stolen cookie) is
+    # refused as well, after a restart too ----------------------------------------------------------------
+
+    def leaving(session: Session) -> dict:
+        """What the logout page says: who is signed in, and where 返回 goes."""
+        if session.role == "admin":
+            return {"who": "财政局 · 汇总", "admin": True, "back": "/admin"}
+        unit = store().units.get(session.unit)
+        return {"who": f"{unit.name}（{unit.code}）" if unit else session.unit, "admin": False, "back": "/unit"}
+
+    async def logout_page(request: Request):
+        """GET /logout changes nothing: it shows the button that signs out (a POST with the CSRF token)."""
+        session, _ = session_of(request)
+        if session is None:
+            return without_cookie(RedirectResponse("/", status_code=303))
+        return page("logout.html", request, **leaving(session), message="")
+
     async def logout(request: Request):
-        response = RedirectResponse("/", status_code=303)
-        response.delete_cookie(COOKIE)
-        return response
+        session, by_cookie = session_of(request)
+        form = await request.form()
+        if session is None:
+            return without_cookie(RedirectResponse("/", status_code=303))
+        if not csrf_ok(request, by_cookie, form.get("csrf")):
+            return page("logout.html", request, status_code=403, **leaving(session),
+                        message="页面已过期，请再点一次“退出登录”")
+        store().revoke(session.nonce, session.expires)
+        return without_cookie(RedirectResponse("/", status_code=303))
+
+    async def api_logout(request: Request):
+        session, by_cookie, refused = need(request)
+        if refused:
+            return refused
+        if not csrf_ok(request, by_cookie, None):
+            return error(403, "缺少 CSRF 令牌（X-CSRF-Token）", "CSRF token missing or wrong")
+        store().revoke(session.nonce, session.expires)
+        return without_cookie(JSONResponse({"message": "已退出登录", "message_en": "signed out"}))
 
     # -- units --------------------------------------------------------------------------------------
 
@@ -205,9 +320,10 @@ def create_app(config: PortalConfig) -> Starlette:
             return None, error(411, "请求缺少长度 (Content-Length)", "length required")
         if not length.isdigit():
             return None, error(400, "请求长度 (Content-Length) 无效", "bad Content-Length")
-        if int(length) > config.max_upload:
-            limit = config.max_upload // 1024 // 1024
-            return None, error(413, f"上传的文件过大，每次合计不能超过 {limit} MB", f"upload larger than {limit} MB")
+        if int(length) > config.max_upload + FORM_OVERHEAD:  # _BodyBeforeAnswer reads the body: every client gets this
+            limit, size = config.max_upload_mb, int(length) / 1024 / 1024
+            return None, error(413, f"上传的文件过大（{size:.1f} MB），每次合计不能超过 {limit} MB，文件未收下",
+                               f"upload of {size:.1f} MB larger than {limit} MB")
         out = []
         async with request.form(max_files=20, max_fields=10) as form:
             if not csrf_ok(request, by_cookie, form.get("csrf")):
@@ -263,7 +379,7 @@ def create_app(config: PortalConfig) -> Starlette:
         return _download(data, f"{Path(sub['file_name']).stem}_校验批注.xlsx")
 
     async def annotated(sub: dict) -> bytes | None:
-        if sub["status"] not in {"valid", "errors"} or sub["stored"].startswith("refused"):
+        if not counts_for_unit(sub):  # refused or unreadable: no annotated copy of another unit's form
             return None
         path = store().folder / sub["stored"]
         result = await asyncio.get_running_loop().run_in_executor(store().pool, checked_form, str(path))
@@ -278,20 +394,21 @@ def create_app(config: PortalConfig) -> Starlette:
         session, _, refused = need(request, "unit")
         if refused:
             return refused
-        entry = blanks.get(session.unit)
+        entry = handed_out.get(session.unit)
         path = (config.forms / str(entry["file"])).resolve() if entry else None
         if not path or not path.is_relative_to(config.forms.resolve()) or not path.is_file():
-            return error(404, "没有找到本单位的空白表，请联系财政局", "no blank form for this unit")
+            return error(404, "没有找到本单位的表，请联系财政局", "no form for this unit")
         return _download(path.read_bytes(), path.name)
 
     async def unit_page(request: Request):
         session, _, refused = need(request, "unit")
         if refused:
-            return RedirectResponse("/", status_code=303)
+            return signed_out(request) if refused.status_code == 401 else RedirectResponse("/", status_code=303)
         if request.method == "POST":
             result, failed = await receive(request, session, True)
             if failed:
-                return page("unit.html", request, **unit_context(session), message=json.loads(failed.body)["error"])
+                return page("unit.html", request, status_code=failed.status_code, **unit_context(session),
+                            message=json.loads(failed.body)["error"])
             return RedirectResponse(f"/unit?got={','.join(str(s['id']) for s in result)}", status_code=303)
         return page("unit.html", request, **unit_context(session), message="")
 
@@ -303,7 +420,9 @@ def create_app(config: PortalConfig) -> Starlette:
         current = store().current(session.unit)
         return {"unit": unit, "history": history, "latest": history[0] if history else None,
                 "current": _public(current) if current else None, "returns": _returns(store().returns(session.unit)),
-                "has_blank": session.unit in blanks}
+                "returned": store().row(session.unit)["status"] == "returned",
+                "has_form": session.unit in handed_out, "followup": manifest.kind == "followup",
+                "form_title": manifest.title or "申报表"}
 
     # -- the consolidator ---------------------------------------------------------------------------
 
@@ -364,7 +483,7 @@ def create_app(config: PortalConfig) -> Starlette:
     async def admin_page(request: Request):
         _, _, refused = need(request, "admin")
         if refused:
-            return RedirectResponse("/", status_code=303)
+            return signed_out(request) if refused.status_code == 401 else RedirectResponse("/", status_code=303)
         rows = store().board()
         department = request.query_params.get("department", "")
         status = request.query_params.get("status", "")
@@ -389,11 +508,13 @@ def create_app(config: PortalConfig) -> Starlette:
     routes = [
         Route("/", home),
         Route("/login", login_form, methods=["POST"]),
-        Route("/logout", logout, methods=["POST", "GET"]),
+        Route("/logout", logout_page, methods=["GET"]),
+        Route("/logout", logout, methods=["POST"]),
         Route("/unit", unit_page, methods=["GET", "POST"]),
         Route("/unit/blank", blank),
         Route("/admin", admin_page),
         Route("/api/login", api_login, methods=["POST"]),
+        Route("/api/logout", api_logout, methods=["POST"]),
         Route("/api/submissions", api_submissions, methods=["GET", "POST"]),
         Route("/api/submissions/{sid}", api_submission),
         Route("/api/submissions/{sid}/annotated", api_annotated),
@@ -404,7 +525,8 @@ def create_app(config: PortalConfig) -> Starlette:
         Route("/api/units/{code}/return", api_return, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_Headers)])
+    return Starlette(routes=routes, lifespan=lifespan,
+                     middleware=[Middleware(_Headers), Middleware(_BodyBeforeAnswer, limit=config.drain_limit)])
 
 
 def _summary(store: Store, config: PortalConfig) -> bytes:
@@ -427,14 +549,17 @@ def _counts(rows: list[dict]) -> dict:
     handed = sum(1 for s in statuses if s in {"valid", "errors", "returned"})
     return {"expected": len(rows), "handed_in": handed, "valid": statuses.count("valid"),
             "errors": statuses.count("errors"), "returned": statuses.count("returned"),
-            "rejected": statuses.count("rejected"), "missing": statuses.count("missing") + statuses.count("rejected")}
+            "rejected": statuses.count("rejected"), "refused": statuses.count("refused"),
+            "missing": statuses.count("missing") + statuses.count("rejected") + statuses.count("refused")}
 
 
 def _public(sub: dict) -> dict:
     """A submission as the API and the pages show it: the same problem objects as `validate --json`."""
     problems = json.loads(sub["problems"]) if isinstance(sub["problems"], str) else sub["problems"]
-    return {"id": sub["id"], "file": sub["file_name"], "status": sub["status"], "status_zh": STATUS_ZH[sub["status"]],
-            "received": sub["received"], "errors": sub["errors"], "warnings": sub["warnings"], "problems": problems}
+    status = shown_status(sub)
+    return {"id": sub["id"], "file": sub["file_name"], "status": status, "status_zh": STATUS_ZH[status],
+            "received": sub["received"], "errors": sub["errors"], "warnings": sub["warnings"], "problems": problems,
+            "annotated": counts_for_unit(sub)}
 
 
 def _returns(rows: list[dict]) -> list[dict]:

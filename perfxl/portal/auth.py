@@ -1,25 +1,28 @@
 """Who is asking: units sign in with their code and the access code `perfxl generate` gave them, the
 consolidator with the password the server was started with. Access codes are kept only as salted
 PBKDF2 hashes; sessions are HMAC-signed tokens (a cookie for pages, `Authorization: Bearer` for
-scripts); failed sign-ins are throttled."""
+scripts), each with a nonce the store can revoke at logout; failed sign-ins are throttled per client
+address and account."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import secrets
 import time
-from collections import defaultdict, deque
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SESSION_SECONDS = 12 * 3600
 PBKDF2_ROUNDS = 20_000  # with 49-bit codes and throttled sign-in, enough; 1,000 units hash in ~10 s once
 THROTTLE_FAILURES = 5
-THROTTLE_WINDOW = 300.0
+THROTTLE_WINDOW = 300.0  # failures older than this are forgotten; a throttled client waits this long
+THROTTLE_CAP = 10_000  # entries in the throttle table: (client address, account) pairs
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Session:
     role: str  # "unit" | "admin"
     unit: str  # the unit code; "" for the admin
     expires: float
+    nonce: str = ""  # what a logout revokes (Store.revoke)
 
 
 def load_secret(store: Path) -> bytes:
@@ -105,7 +109,7 @@ class Tokens:
             return None
         if not isinstance(body, dict) or body.get("e", 0) < time.time() or body.get("r") not in {"unit", "admin"}:
             return None
-        return Session(body["r"], str(body.get("u", "")), float(body["e"]))
+        return Session(body["r"], str(body.get("u", "")), float(body["e"]), str(body.get("n", "")))
 
     def csrf_for(self, browser_id: str) -> str:
         return hmac.new(self.csrf_key, browser_id.encode(), hashlib.sha256).hexdigest()[:32]
@@ -114,21 +118,76 @@ class Tokens:
         return hmac.new(self.key, payload.encode(), hashlib.sha256).hexdigest()
 
 
+def client_key(host: str) -> str:
+    """The throttle's key for a connection's address: the address itself, or for IPv6 its /64, which one
+    machine may hold whole (privacy addresses) and so could otherwise step through for fresh keys."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64]
+    if address.version == 6:
+        if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d, an IPv4 client on a dual-stack socket
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+@dataclass
+class _Failures:
+    times: deque = field(default_factory=deque)  # monotonic times of recent failures
+    until: float = 0.0  # throttled until then: refused even with the right code
+
+
 class Throttle:
-    """At most THROTTLE_FAILURES failed sign-ins per client and account in THROTTLE_WINDOW seconds."""
+    """Failed sign-ins per (client, account): after THROTTLE_FAILURES of them within THROTTLE_WINDOW
+    seconds, that client waits THROTTLE_WINDOW seconds before it may try that account again, and is refused
+    meanwhile even with the right code. The client is the connection's address (`client_key`), never
+    something the request says, so a client cannot pick a fresh key; the account is part of the key, so an
+    attacker failing from one address does not lock the admin or a unit out from another. The caller maps
+    names not on the roster to one account, so a client cannot make keys up either.
 
-    def __init__(self):
-        self.failures: dict[tuple[str, str], deque] = defaultdict(deque)
+    The table is ordered by each entry's last failure, so the expired entries are at its front: every failure
+    prunes them from there, and evicts the least recently failed once the table holds more than `cap`."""
 
-    def blocked(self, client: str, account: str) -> bool:
-        q = self.failures[(client, account)]
-        now = time.monotonic()
-        while q and now - q[0] > THROTTLE_WINDOW:
-            q.popleft()
-        return len(q) >= THROTTLE_FAILURES
+    def __init__(self, failures: int = THROTTLE_FAILURES, window: float = THROTTLE_WINDOW, cap: int = THROTTLE_CAP,
+                 clock=time.monotonic):
+        self.limit, self.window, self.cap, self.clock = failures, window, cap, clock
+        self.entries: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
+
+    def wait(self, client: str, account: str) -> float:
+        """Seconds this client must still wait before trying this account; 0 when it may try now."""
+        entry = self.entries.get((client, account))
+        if entry is None:
+            return 0.0
+        now = self.clock()
+        if entry.until > now:
+            return entry.until - now
+        if self._expired(entry, now):
+            del self.entries[(client, account)]
+        return 0.0
 
     def failed(self, client: str, account: str) -> None:
-        self.failures[(client, account)].append(time.monotonic())
+        now = self.clock()
+        key = (client, account)
+        entry = self.entries.pop(key, None) or _Failures()
+        self.entries[key] = entry  # the most recently failed last: eviction takes from the front
+        while entry.times and now - entry.times[0] > self.window:
+            entry.times.popleft()
+        entry.times.append(now)
+        if len(entry.times) >= self.limit:
+            entry.until = now + self.window
+            entry.times.clear()
+        self._shrink(now)
 
     def succeeded(self, client: str, account: str) -> None:
-        self.failures.pop((client, account), None)
+        self.entries.pop((client, account), None)
+
+    def _expired(self, entry: _Failures, now: float) -> bool:
+        return entry.until <= now and (not entry.times or now - entry.times[-1] > self.window)
+
+    def _shrink(self, now: float) -> None:
+        while self.entries:
+            oldest = next(iter(self.entries.values()))
+            if len(self.entries) <= self.cap and not self._expired(oldest, now):
+                return
+            self.entries.popitem(last=False)

@@ -4,6 +4,10 @@ and every upload, content-addressed and never overwritten:
     STORE/files/<unit>/<sha256>.xlsx    what units handed in; `perfxl merge STORE/files --db STORE/报送台账.sqlite`
     STORE/refused/<sha256>.bin          what is not a unit's readable form (not a workbook, another unit's)
 
+A file's unit is the signed-in unit: a form whose stamp, or (stampless) whose unit name, names another
+roster unit is refused (`portal-other-unit`), never counted for either unit. The ledger also keeps the
+sessions revoked at logout until they would have expired anyway.
+
 An upload is on disk (fsynced) and in the ledger before it is checked, so a reply of 已收到 never covers
 a file a crash could lose; a submission still 'checking' after a restart is checked again. Checking runs
 in the merge's own worker pool with its per-file time and memory limits. A unit's current version follows
@@ -18,6 +22,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +36,8 @@ from perfxl.roster import Unit
 
 LEDGER_NAME = "报送台账.sqlite"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-STATUS_ZH = {"valid": "已报送", "errors": "有错误", "rejected": "无法读取", "checking": "检查中", "missing": "未报送",
-             "returned": "已退回"}
+STATUS_ZH = {"valid": "已报送", "errors": "有错误", "rejected": "无法读取", "refused": "已拒收", "checking": "检查中",
+             "missing": "未报送", "returned": "已退回"}
 
 
 @dataclass
@@ -73,6 +78,9 @@ class Store:
         self.ledger = Ledger(self.ledger_path, threads=True)
         self.lock = threading.Lock()  # one sqlite connection, used from the event loop and worker threads
         self.units = {u.code: u for u in units}
+        self.by_name: dict[str, set[str]] = {}  # a unit name as a form may write it → roster codes
+        for u in units:
+            self.by_name.setdefault(_name_key(u.name), set()).add(u.code)
         self.roster_path = roster_path
         self.options = MergeOptions(roster=roster_path, templates_dir=templates_dir, year=year)
         self.jobs = jobs
@@ -122,18 +130,34 @@ class Store:
             self.ledger.record(result.sha, result.stat, str(path), summary, result.form_blob)
             self.ledger.db.commit()
         problems = [p.to_dict("zh") for p in checked.problems]
+        other = None if summary["read_error"] else self.other_unit(sub["unit_code"], summary)
         if summary["read_error"]:
             status = "rejected"
-        elif summary["unit_code"] and summary["unit_code"] != sub["unit_code"]:
-            other = problem("portal-other-unit", found=summary["unit_code"], expected=sub["unit_code"])
-            problems.insert(0, other.to_dict("zh"))
+        elif other:
+            found = problem("portal-other-unit", found=other, expected=self._named(sub["unit_code"]))
+            problems.insert(0, found.to_dict("zh"))
             summary = {**summary, "errors": summary["errors"] + 1}
-            status = "errors"
+            status = "refused"
         else:
             status = "errors" if summary["errors"] else "valid"
-        refuse = status == "rejected" or bool(problems and problems[0]["code"] == "portal-other-unit")
         return self._finish(sid, sub, status, summary["errors"], summary["warnings"], problems, checked, path,
-                            refuse=refuse)
+                            refuse=status in {"rejected", "refused"})
+
+    def other_unit(self, unit: str, summary: dict) -> str | None:
+        """The other roster unit a checked form belongs to, as its stamp says or, without a stamp, as its unit
+        name matches the roster (the merge's rule); None when it is the signed-in unit's or cannot be told."""
+        code = summary.get("unit_code")
+        if code:
+            return self._named(code) if code != unit else None
+        name = _name_key(summary.get("unit_name") or "")
+        if not name or unit in self.by_name.get(name, ()):
+            return None
+        others = sorted(self.by_name.get(name, ()))
+        return self._named(others[0]) if others else None
+
+    def _named(self, code: str) -> str:
+        unit = self.units.get(code)
+        return f"{code} {unit.name}" if unit else code
 
     def _finish(self, sid, sub, status, errors, warnings, problems, checked, path: Path, refuse=True) -> Checked:
         if refuse and path.is_relative_to(self.files):
@@ -174,6 +198,19 @@ class Store:
         with self.lock:
             return self.ledger.submission(sid)
 
+    # -- sessions -----------------------------------------------------------------------------------
+
+    def revoke(self, nonce: str, expires: float) -> None:
+        """A logged-out session: refused from now on; its entry goes once the token would have expired."""
+        with self.lock, self.ledger.db:
+            self.ledger.db.execute("DELETE FROM portal_revoked WHERE expires < ?", (time.time(),))
+            self.ledger.db.execute("INSERT OR REPLACE INTO portal_revoked (nonce, expires) VALUES (?, ?)",
+                                   (nonce, expires))
+
+    def revoked(self, nonce: str) -> bool:
+        with self.lock:
+            return self.ledger.db.execute("SELECT 1 FROM portal_revoked WHERE nonce=?", (nonce,)).fetchone() is not None
+
     def returns(self, unit: str | None = None) -> list[dict]:
         with self.lock:
             return self.ledger.returns(unit)
@@ -185,10 +222,11 @@ class Store:
 
     def current(self, unit: str) -> dict | None:
         """The version that counts, by the merge's rule: newest without errors, else newest readable."""
-        readable = [s for s in self.history(unit) if s["status"] in {"valid", "errors"}]
-        if not readable:
-            return None
-        return max(readable, key=lambda s: (s["status"] == "valid", s["received"], s["id"]))
+        return _current(self.history(unit))
+
+    def row(self, unit: str) -> dict:
+        """One unit's line of the board."""
+        return self._row(unit, self.units[unit], self.history(unit), next(iter(self.returns(unit)), None))
 
     def board(self) -> list[dict]:
         """One row per roster unit: its status, its current version's counts, when it last handed in."""
@@ -201,22 +239,24 @@ class Store:
         last_return = {}
         for r in returns:
             last_return.setdefault(r["unit_code"], r)
-        rows = []
-        for code, unit in self.units.items():
-            subs = by_unit.get(code, [])
-            readable = [s for s in subs if s["status"] in {"valid", "errors"}]
-            current = max(readable, key=lambda s: (s["status"] == "valid", s["received"], s["id"])) if readable else None
-            status = current["status"] if current else ("rejected" if subs else "missing")
-            returned = last_return.get(code)
-            if returned and (not subs or returned["returned"] >= subs[0]["received"]):
-                status = "returned"
-            rows.append({"unit_code": code, "unit_name": unit.name, "department": unit.department,
-                         "status": status, "status_zh": STATUS_ZH[status], "submissions": len(subs),
-                         "last_time": subs[0]["received"] if subs else "",
-                         "errors": current["errors"] if current else 0, "warnings": current["warnings"] if current else 0,
-                         "current": current["id"] if current else None,
-                         "comment": returned["comment"] if returned and status == "returned" else ""})
-        return rows
+        return [self._row(code, unit, by_unit.get(code, []), last_return.get(code))
+                for code, unit in self.units.items()]
+
+    @staticmethod
+    def _row(code: str, unit: Unit, subs: list[dict], returned: dict | None) -> dict:
+        """`subs` newest first. A refused or unreadable file never stands for the unit: with nothing else, the
+        unit shows what became of its newest upload, and counts as not handed in."""
+        counted = [s for s in subs if counts_for_unit(s)]
+        current = _current(subs)
+        status = current["status"] if current else (shown_status(subs[0]) if subs else "missing")
+        if returned and (not counted or returned["returned"] >= counted[0]["received"]):
+            status = "returned"
+        return {"unit_code": code, "unit_name": unit.name, "department": unit.department,
+                "status": status, "status_zh": STATUS_ZH[status], "submissions": len(subs),
+                "last_time": subs[0]["received"] if subs else "",
+                "errors": current["errors"] if current else 0, "warnings": current["warnings"] if current else 0,
+                "current": current["id"] if current else None,
+                "comment": returned["comment"] if returned and status == "returned" else ""}
 
     def current_files(self) -> list[tuple[str, Path]]:
         """(name in a zip, file) for every unit's current version."""
@@ -228,6 +268,27 @@ class Store:
             path = self.folder / sub["stored"]
             out.append((safe_filename(f"{row['unit_code']}_{row['unit_name']}") + path.suffix, path))
         return out
+
+
+def counts_for_unit(sub: dict) -> bool:
+    """A submission that is its unit's: read and kept in files/ (not refused, not unreadable, not checking)."""
+    return sub["status"] in {"valid", "errors"} and not sub["stored"].startswith("refused")
+
+
+def shown_status(sub: dict) -> str:
+    """A submission's status as shown; another unit's form refused by an earlier version of the portal was
+    recorded as 'errors' with its file under refused/."""
+    return "refused" if sub["status"] in {"valid", "errors"} and not counts_for_unit(sub) else sub["status"]
+
+
+def _current(subs: list[dict]) -> dict | None:
+    counted = [s for s in subs if counts_for_unit(s)]
+    return max(counted, key=lambda s: (s["status"] == "valid", s["received"], s["id"])) if counted else None
+
+
+def _name_key(name: str) -> str:
+    """A unit name as the roster match compares it: without any whitespace (full-width included)."""
+    return "".join(str(name).split())
 
 
 def checked_form(path: str):
