@@ -1,22 +1,33 @@
 """Sheet XML for the report stage: rows rendered once, compressed once, and assembled into a workbook.
 
-A summary sheet of 350,000 rows is 240 MB of XML. Rendering and compressing it is most of a merge's wall
-time, so the big sheets are made of *segments*: one form's rows, rendered without row numbers (`r` is
-optional on <row> and <c> in ECMA-376 §18.3.1.73 and §18.3.1.4; LibreOffice, openpyxl and calamine number
-such rows and cells in order, as tested here, and Excel does by the reports of readers that met such files
-from Microsoft's own exporters) and compressed as a raw deflate stream that ends byte-aligned.
-Such segments concatenate into one valid deflate stream, and their CRC-32s combine without the data, so a
-re-merge writes a sheet from segments kept in the ledger, rendering only the forms that changed.
+A summary sheet of 350,000 rows is 250 MB of XML. Rendering and compressing it is most of a merge's wall
+time, so the big sheets are made of *segments*: one form's rows compressed as a raw deflate stream that
+ends byte-aligned and refers to nothing before it (a full flush). Such segments concatenate into one valid
+deflate stream, and their CRC-32s combine without the data, so a re-merge writes a sheet from segments
+kept in the ledger, rendering only the forms that changed.
+
+Every row and cell carries its number (`r`), as Excel writes them. ECMA-376 makes `r` optional, but POI's
+streaming reader (how Java systems import workbooks), exceljs and others misread rows without it. So a
+row is rendered once as a *template*, its XML with a NUL (which escaped XML never holds) wherever its
+number goes, and filled in at the row where it lands (`fill`). A form's segment is kept with the row it
+starts at and the template it was filled from (`KeptRows`): it is used as it is while the form stays at
+that row, and a form that moved (an earlier one gained or lost rows) costs an inflate, a fill and a
+deflate, not a render.
 
 `XlsxZip` writes the package: small members compressed here, big members from segments as they are.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import itertools
 import re
 import struct
+import threading
 import time
 import zlib
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -73,16 +84,21 @@ class Layout:
         return tuple(k in {"money", "count"} for k in self.kinds)
 
 
+ROW = "\x00"  # where a row template's row number goes: escaped text never holds a NUL (it becomes _x0000_)
+
+
 def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: dict | None = None,
-                used: dict | None = None) -> tuple[str, int]:
-    """Rows as <row> XML without row numbers: each cell in column order, an empty one as <c/> (trailing
-    empties left out). Text is always text ("=cmd|…" or "+1" stays a string). A row whose text wraps gets
-    the height of its lines: spreadsheet programs do not re-measure rows on opening, and wrapped text would
-    otherwise print over the next row. Summed columns are added into `sums`. With `memo` (the XML of rows
-    rendered before, by their repr), a row found there is not rendered again; every row's XML goes into
-    `used`. Returns the XML and the rows."""
+                used: dict | None = None) -> tuple[bytes, int]:
+    """Rows as a template of <row> XML in UTF-8 (see `fill`), as Excel writes them: every row and cell
+    with `r`, the cells in column order, an empty one left out. Text is always text ("=cmd|…" or "+1"
+    stays a string). A row whose text wraps gets the height of its lines: spreadsheet programs do not
+    re-measure rows on opening, and wrapped text would otherwise print over the next row. Summed columns
+    are added into `sums`. With `memo` (the templates of rows rendered before, by their repr in UTF-8),
+    a row found there is not rendered again; every row's template goes into `used`. Returns the template
+    and the rows."""
     numeric = [k != "text" for k in layout.kinds]
-    attrs = [f' s="{s}"' if s else "" for s in layout.styles]
+    attrs = [f' r="{letter}{ROW}"' + (f' s="{s}"' if s else "")
+             for letter, s in zip(col_letters(len(layout.kinds)), layout.styles)]
     summed = layout.summed
     summed_columns = [c for c, on in enumerate(summed) if on]
     wrap = layout.wrapped
@@ -93,7 +109,7 @@ def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: d
     for row in rows:
         count += 1
         if memo is not None:
-            key = repr(row)
+            key = repr(row).encode("utf-8")
             xml = memo.get(key)
             if xml is not None:
                 used[key] = xml
@@ -103,14 +119,9 @@ def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: d
                         sums[c] += row[c]
                 continue
         cells = []
-        gap = 0
         for c, value in enumerate(row):
             if value is None or value == "":
-                gap += 1
                 continue
-            if gap:
-                cells.append("<c/>" * gap)
-                gap = 0
             if numeric[c] and type(value) in (int, float):
                 cells.append(f"<c{attrs[c]}><v>{value!r}</v></c>")
                 if summed[c]:
@@ -123,17 +134,48 @@ def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: d
             value = row[c]
             if type(value) is str and len(value) > wrap_at[c]:
                 lines = max(lines, wrapped_lines(value, wrap[c]))
-        xml = (f'<row ht="{min(lines, 8) * 15}" customHeight="1">' if lines > 1 else "<row>") + "".join(cells) + "</row>"
-        if used is not None:
-            used[key] = xml
+        head = f'<row r="{ROW}" ht="{min(lines, 8) * 15}" customHeight="1">' if lines > 1 else f'<row r="{ROW}">'
+        xml = head + "".join(cells) + "</row>"
+        if memo is not None:
+            xml = used[key] = xml.encode("utf-8")
         out.append(xml)
-    return "".join(out), count
+    if memo is not None:
+        return b"".join(out), count
+    return "".join(out).encode("utf-8"), count
 
 
-def rows_segment(rows: list[list], layout: Layout, memo: dict | None = None, used: dict | None = None) -> Segment:
+_ROW = ROW.encode()
+
+
+def fill(template: bytes, start: int) -> bytes:
+    """A template's rows numbered from `start`: each row's marks replaced by its number (the text between
+    two rows' ends is one row, so this is a split, a replace per row and a join, all in C)."""
+    pieces = template.split(b"</row>")
+    return b"</row>".join([piece.replace(_ROW, b"%d" % n) for n, piece in enumerate(pieces, start)])
+
+
+def rows_segment(rows: list[list], layout: Layout, start: int) -> Segment:
+    """Rows as a segment whose first row is row `start` of its sheet."""
+    sums = [0.0] * len(layout.kinds)
+    xml, count = render_rows(rows, layout, sums)
+    return segment(fill(xml, start), count, sums)
+
+
+def memo_segment(rows: list[list], layout: Layout, start: int, memo: dict, used: dict,
+                 kept: tuple[bytes, Segment] | None) -> tuple[Segment, bytes]:
+    """Rows of a sheet sorted across forms as a segment whose first row is row `start`, rendered with
+    `memo` (see `render_rows`), and the digest of what it holds. `kept` (a digest and the segment it was
+    made from) is used as it is when the digest is this one's: rows that neither changed nor moved are
+    not filled in and compressed again."""
     sums = [0.0] * len(layout.kinds)
     xml, count = render_rows(rows, layout, sums, memo, used)
-    return segment(xml.encode("utf-8"), count, sums)
+    digest = hashlib.sha256(b"%d|" % start)
+    digest.update(xml)
+    digest = digest.digest()
+    if kept is not None and kept[0] == digest:
+        seg = kept[1]
+        return Segment(seg.data, seg.crc, seg.length, seg.zeros, count, tuple(sums)), digest
+    return segment(fill(xml, start), count, sums), digest
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -174,29 +216,179 @@ class Segment:
     sums: tuple[float, ...] = ()
 
 
-_HEAD = struct.Struct("<4sIQIQH")  # mark, crc, length, zeros, rows, number of sums (then the sums, the data)
-_MARK = b"PXS1"
+_PACKERS = threading.local()  # one compressor per thread, reused: setting one up costs more than a form's rows
 
 
-def pack_segment(seg: Segment) -> bytes:
-    """A segment as bytes to keep (pickle would cost 20 µs a segment, 10,000 of them a merge)."""
-    return _HEAD.pack(_MARK, seg.crc, seg.length, seg.zeros, seg.rows, len(seg.sums)) + struct.pack(
-        f"<{len(seg.sums)}d", *seg.sums) + seg.data
-
-
-def unpack_segment(blob: bytes) -> Segment | None:
-    """The segment `pack_segment` kept, or None for bytes of another shape."""
-    if blob[:4] != _MARK:
-        return None
-    _, crc, length, zeros, rows, n = _HEAD.unpack_from(blob)
-    start = _HEAD.size + 8 * n
-    return Segment(blob[start:], crc, length, zeros, rows, struct.unpack_from(f"<{n}d", blob, _HEAD.size))
+def deflate(raw: bytes) -> bytes:
+    """`raw` as raw deflate data that ends on a byte boundary and refers to nothing before it: a full
+    flush resets the compressor, so what one compressor writes for one piece stands alone, wherever it
+    is put later (zlib: "decompression can restart from this point")."""
+    packer = getattr(_PACKERS, "packer", None)
+    if packer is None:
+        packer = _PACKERS.packer = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
+    try:
+        return packer.compress(raw) + packer.flush(zlib.Z_FULL_FLUSH)
+    except BaseException:
+        _PACKERS.packer = None  # a half-fed compressor would put this input into the next piece
+        raise
 
 
 def segment(raw: bytes, rows: int = 0, sums: Iterable[float] = ()) -> Segment:
-    packer = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
-    data = packer.compress(raw) + packer.flush(zlib.Z_SYNC_FLUSH)
-    return Segment(data, zlib.crc32(raw), len(raw), _crc_of_zeros(len(raw)), rows, tuple(sums))
+    return Segment(deflate(raw), zlib.crc32(raw), len(raw), _crc_of_zeros(len(raw)), rows, tuple(sums))
+
+
+# ----------------------------------------------------------------------------------------------------
+# What the ledger keeps: a form's rows (template and segment) and a sorted sheet's row templates
+# ----------------------------------------------------------------------------------------------------
+
+MAX_TEMPLATE = 64 << 20  # a form's rows larger than this (inflated, ~60,000 rows) are not kept
+MEMO_BYTES = 192 << 20  # a sorted sheet's kept row templates larger than this (inflated) are not kept
+
+
+@dataclass(frozen=True)
+class KeptRows:
+    """One form's rows of a big sheet as the ledger keeps them: the template (raw deflate, `length` bytes
+    inflated), and the segment filled from it at row `start` (0 and None: not placed yet)."""
+
+    template: bytes
+    length: int
+    rows: int
+    sums: tuple[float, ...]
+    start: int = 0
+    filled: Segment | None = None
+    raw: bytes | None = dataclasses.field(default=None, compare=False)  # the template inflated, while at hand
+
+    def at(self, start: int) -> KeptRows:
+        """These rows placed at row `start`: itself when they are there already. ValueError for a template
+        that does not inflate to as many rows as it claims (a damaged or foreign ledger)."""
+        if start == self.start and self.filled is not None:
+            return self
+        raw = self.raw if self.raw is not None else _inflate(self.template, self.length)
+        if raw.count(b"</row>") != self.rows:
+            raise ValueError("a kept template of another row count")
+        return KeptRows(self.template, self.length, self.rows, self.sums, start,
+                        segment(fill(raw, start), self.rows, self.sums), raw)
+
+
+def kept_rows(rows: list[list], layout: Layout) -> KeptRows:
+    """A form's rows rendered as a template (not placed yet)."""
+    sums = [0.0] * len(layout.kinds)
+    raw, count = render_rows(rows, layout, sums)
+    return KeptRows(deflate(raw), len(raw), count, tuple(sums), raw=raw)
+
+
+_KEPT = struct.Struct("<4sIIHIQIIQ")  # mark, start, rows, sums, crc, length, zeros, segment bytes, template length
+_KEPT_MARK = b"PXR1"
+
+
+def pack_rows(kept: KeptRows) -> bytes | None:
+    """A form's rows as bytes to keep (a fixed header, the sums, the segment, the template); None when
+    they are too big to be worth keeping."""
+    if kept.length > MAX_TEMPLATE:
+        return None
+    seg = kept.filled or Segment(b"", 0, 0, 0)
+    return (_KEPT.pack(_KEPT_MARK, kept.start if kept.filled else 0, kept.rows, len(kept.sums), seg.crc, seg.length,
+                       seg.zeros, len(seg.data), kept.length)
+            + struct.pack(f"<{len(kept.sums)}d", *kept.sums) + seg.data + kept.template)
+
+
+def unpack_rows(blob, columns: int) -> KeptRows | None:
+    """The rows `pack_rows` kept for a sheet of `columns` columns, or None for a value of any other shape
+    (another version's, a damaged or a planted one): those rows are then rendered afresh."""
+    if type(blob) is not bytes or len(blob) < _KEPT.size or blob[:4] != _KEPT_MARK:
+        return None
+    _, start, rows, n, crc, length, zeros, size, template_length = _KEPT.unpack_from(blob)
+    body = _KEPT.size + 8 * n
+    if n != columns or not rows or body + size > len(blob) or template_length > MAX_TEMPLATE:
+        return None
+    sums = struct.unpack_from(f"<{n}d", blob, _KEPT.size)
+    seg = Segment(blob[body:body + size], crc, length, zeros, rows, sums) if start else None
+    return KeptRows(blob[body + size:], template_length, rows, sums, start if seg else 0, seg)
+
+
+def _inflate(data: bytes, length: int) -> bytes:
+    """Raw deflate data that must inflate to exactly `length` bytes (never more is inflated)."""
+    inflater = zlib.decompressobj(-15)
+    try:
+        raw = inflater.decompress(data, length + 1)
+    except zlib.error:
+        raise ValueError("kept data that does not inflate") from None
+    if len(raw) != length or inflater.unconsumed_tail:
+        raise ValueError("kept data of another length")
+    return raw
+
+
+_MEMO = struct.Struct("<4sI")  # mark, rows; then every key's and every template's length, the keys, the templates
+_MEMO_MARK = b"PXM1"
+_ROW_START = f'<row r="{ROW}"'.encode()
+
+
+def pack_memo(memo: dict[bytes, bytes]) -> bytes | None:
+    """A sorted sheet's row templates by their row's repr, as bytes to keep: lengths, then the keys, then
+    the templates, compressed. None when too big."""
+    lengths = array("I", map(len, memo))
+    lengths.extend(map(len, memo.values()))
+    raw = b"".join([_MEMO.pack(_MEMO_MARK, len(memo)), lengths.tobytes(), *memo, *memo.values()])
+    return zlib.compress(raw, LEVEL) if len(raw) <= MEMO_BYTES else None
+
+
+def unpack_memo(blob) -> dict[bytes, bytes] | None:
+    """The row templates `pack_memo` kept, or None for a value of any other shape (another version's, a
+    damaged or a planted one): the sheet's rows are then rendered afresh. Data only, sliced apart as it
+    was joined (an unpickled ledger would run whatever someone planted in it)."""
+    if type(blob) is not bytes:
+        return None
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(blob, MEMO_BYTES + 1)
+    except zlib.error:
+        return None
+    if not inflater.eof or len(raw) < _MEMO.size:
+        return None
+    mark, n = _MEMO.unpack_from(raw)
+    lengths = array("I")
+    body = _MEMO.size + 2 * n * lengths.itemsize
+    if mark != _MEMO_MARK or body > len(raw):
+        return None
+    lengths.frombytes(raw[_MEMO.size:body])
+    offsets = list(itertools.accumulate(lengths, initial=body))
+    if offsets[-1] != len(raw):
+        return None
+    pieces = list(map(raw.__getitem__, map(slice, offsets[:-1], offsets[1:])))
+    keys, xml = pieces[:n], pieces[n:]
+    # Each template one row, or the sheet would have rows its count does not know: every one starts and
+    # ends as a row does, and there are as many ends as templates.
+    if not (all(map(bytes.startswith, xml, itertools.repeat(_ROW_START)))
+            and all(map(bytes.endswith, xml, itertools.repeat(b"</row>")))
+            and raw.count(b"</row>", offsets[n]) == n):
+        return None
+    return dict(zip(keys, xml))
+
+
+_CHUNK = struct.Struct("<32sIQII")  # digest, crc, length, zeros, bytes of deflate data (which follow)
+_CHUNKS_MARK = b"PXC1"
+
+
+def pack_chunks(chunks: list[tuple[bytes, Segment]]) -> bytes:
+    """A sorted sheet's segments with their digests (see `memo_segment`), as bytes to keep."""
+    return b"".join([_CHUNKS_MARK, *(_CHUNK.pack(digest, seg.crc, seg.length, seg.zeros, len(seg.data)) + seg.data
+                                     for digest, seg in chunks)])
+
+
+def unpack_chunks(blob) -> list[tuple[bytes, Segment]] | None:
+    """The segments `pack_chunks` kept, or None for a value of any other shape."""
+    if type(blob) is not bytes or blob[:4] != _CHUNKS_MARK:
+        return None
+    chunks, at = [], 4
+    while at < len(blob):
+        if at + _CHUNK.size > len(blob):
+            return None
+        digest, crc, length, zeros, size = _CHUNK.unpack_from(blob, at)
+        at += _CHUNK.size + size
+        if at > len(blob):
+            return None
+        chunks.append((digest, Segment(blob[at - size:at], crc, length, zeros)))
+    return chunks
 
 
 _FINAL = b"\x03\x00"  # an empty final fixed-Huffman block: ends the deflate stream

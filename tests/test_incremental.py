@@ -1,8 +1,12 @@
-"""Re-merges render only what changed (#11): rows kept in the ledger as compressed segments, assembled
-into sheets without row numbers. The summary must be the very one a fresh merge writes."""
+"""Re-merges render only what changed (#11): rows kept in the ledger as compressed segments, each with
+the row it starts at and the template it was filled from, assembled into sheets whose every row and cell
+carries its number (#19). The summary must be the very one a fresh merge writes, and a form whose rows
+moved is filled in again from its template, not rendered again."""
 
+import copy
 import io
 import os
+import pickle
 import shutil
 import sqlite3
 import zipfile
@@ -13,10 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfxl import sheetxml
+from perfxl import fill, report, sheetxml
 from perfxl.merger import MergeOptions, run_merge
 
 from .conftest import write_roster
+from .numbering import assert_numbered
 
 # The cells that differ between two merges of the same inbox: the time, and (in 说明 and the counts) how
 # many files were read rather than taken from the ledger.
@@ -57,12 +62,71 @@ def test_crc_combine_equals_the_crc_of_the_whole(a, b):
     assert combined == zlib.crc32(a + b)
 
 
-def test_a_kept_segment_survives_packing():
-    layout = sheetxml.Layout(("text", "money", "text"), (0, 3, 0), (0, 0, 0))
-    seg = sheetxml.rows_segment([["a", 1.5, None], [None, 2, "b"]], layout)
-    assert sheetxml.unpack_segment(sheetxml.pack_segment(seg)) == seg
-    assert seg.rows == 2 and seg.sums == (0.0, 3.5, 0.0)
-    assert sheetxml.unpack_segment(b"something else") is None
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=3000), min_size=2, max_size=8))
+def test_each_segment_inflates_alone_whatever_was_compressed_before_it(pieces):
+    """One compressor serves every segment (a full flush after each): a segment kept from one merge is
+    put after segments of another, so none may refer to data before it."""
+    segments = [sheetxml.segment(p) for p in pieces]
+    for piece, seg in zip(pieces, segments):
+        assert zlib.decompressobj(-15).decompress(seg.data) == piece
+    buffer = io.BytesIO()
+    package = sheetxml.XlsxZip(buffer)
+    package.write_segments("b.xml", segments[::-1])
+    package.close()
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as z:
+        assert z.testzip() is None and z.read("b.xml") == b"".join(pieces[::-1])
+
+
+_LAYOUT = sheetxml.Layout(("text", "money", "text"), (0, 3, 0), (0, 0, 0))
+
+
+def test_kept_rows_are_used_where_they_were_placed_and_filled_in_again_elsewhere():
+    kept = sheetxml.kept_rows([["a 100%", 1.5, None], [None, 2, "b"]], _LAYOUT)
+    placed = kept.at(5)
+    assert zlib.decompressobj(-15).decompress(placed.filled.data) == (
+        b'<row r="5"><c r="A5" t="inlineStr"><is><t>a 100%</t></is></c><c r="B5" s="3"><v>1.5</v></c></row>'
+        b'<row r="6"><c r="B6" s="3"><v>2</v></c><c r="C6" t="inlineStr"><is><t>b</t></is></c></row>')
+    again = sheetxml.unpack_rows(sheetxml.pack_rows(placed), 3)
+    assert again == placed and again.at(5) is again  # where it was kept: used as it is
+    moved = again.at(7)
+    assert zlib.decompressobj(-15).decompress(moved.filled.data).startswith(b'<row r="7"><c r="A7" ')
+    assert moved.rows == 2 and moved.sums == (0.0, 3.5, 0.0)
+    assert sheetxml.unpack_rows(sheetxml.pack_rows(kept), 3).filled is None  # rendered ahead: not placed
+    assert sheetxml.unpack_rows(sheetxml.pack_rows(placed), 4) is None  # another layout's
+
+
+def _mutations(blob: bytes):
+    yield blob[: len(blob) // 2]
+    yield blob[:-1]
+    yield blob + b"x"
+    for at in range(0, len(blob), max(1, len(blob) // 40)):
+        yield blob[:at] + bytes([blob[at] ^ 0xFF]) + blob[at + 1:]
+
+
+def test_a_damaged_or_foreign_kept_value_is_not_used_and_raises_nothing():
+    """A ledger is untrusted: whatever a kept value holds, it is used, or not used (None, or ValueError
+    from a template that does not inflate to its rows, on which the rows are rendered again)."""
+    placed = sheetxml.kept_rows([["x", 1, "y"]] * 30, _LAYOUT).at(2)
+    memo: dict = {}
+    sheetxml.render_rows([["x", 1, "y"], ["z", 2, None]], _LAYOUT, [0.0] * 3, {}, memo)
+    seg, digest = sheetxml.memo_segment([["x", 1, "y"]], _LAYOUT, 2, {}, {}, None)
+    foreign = [b"", b"PXR1", b"PXM1", b"PXC1", pickle.dumps({"a": 1}), zlib.compress(pickle.dumps({"a": 1})),
+               zlib.compress(b'{"k": "<row r=\\"\\u0000\\"></row>"}'), "text", 12345]
+    for blob in [*_mutations(sheetxml.pack_rows(placed)), *foreign]:
+        kept = sheetxml.unpack_rows(blob, 3)
+        if kept is not None:
+            try:
+                kept.at(2 + len(blob) % 3)
+            except ValueError:
+                pass
+    for blob in [*_mutations(sheetxml.pack_memo(memo)), *foreign]:
+        found = sheetxml.unpack_memo(blob)
+        assert found is None or all(v.count(b"</row>") == 1 for v in found.values())
+    for blob in [*_mutations(sheetxml.pack_chunks([(digest, seg)])), *foreign]:
+        sheetxml.unpack_chunks(blob)
+    assert sheetxml.unpack_memo(sheetxml.pack_memo(memo)) == memo
+    assert sheetxml.unpack_chunks(sheetxml.pack_chunks([(digest, seg)]))[0][0] == digest
 
 
 @pytest.fixture()
@@ -89,6 +153,7 @@ def test_a_remerge_after_new_and_changed_files_writes_what_a_fresh_merge_writes(
     fresh = run_merge([inbox], tmp_path / "新.xlsx", MergeOptions(jobs=1, roster=roster, db=tmp_path / "新.sqlite"))
     assert _counts(again) == _counts(fresh)
     assert _workbook(tmp_path / "汇总.xlsx") == _workbook(tmp_path / "新.xlsx")
+    assert assert_numbered(tmp_path / "汇总.xlsx") == assert_numbered(tmp_path / "新.xlsx")
 
 
 def test_a_roster_change_is_seen_by_a_remerge_of_an_unchanged_inbox(seeds, inbox, tmp_path, monkeypatch):
@@ -112,6 +177,7 @@ def test_a_roster_change_is_seen_by_a_remerge_of_an_unchanged_inbox(seeds, inbox
     fresh = run_merge([inbox], tmp_path / "新.xlsx", MergeOptions(jobs=1, roster=roster))
     assert _counts(again) == _counts(fresh)
     assert _workbook(tmp_path / "汇总.xlsx") == _workbook(tmp_path / "新.xlsx")
+    assert assert_numbered(tmp_path / "汇总.xlsx") == assert_numbered(tmp_path / "新.xlsx")
 
 
 def test_an_unchanged_remerge_renders_no_form_again(inbox, tmp_path, monkeypatch):
@@ -150,10 +216,10 @@ def test_kept_values_nothing_uses_are_pruned_once_they_pile_up(seeds, tmp_path, 
 
 
 @pytest.mark.libreoffice
-def test_rows_without_numbers_land_in_their_cells_in_libreoffice(inbox, tmp_path, convert):
-    """The summary's rows carry no row or cell numbers (`r` is optional in OOXML); an empty cell is an
-    empty <c/>. LibreOffice, re-saving the summary, must put every value in the same cell as openpyxl."""
+def test_numbered_rows_land_in_their_cells_in_libreoffice(inbox, tmp_path, convert):
+    """LibreOffice, re-saving the summary, must put every value in the same cell as openpyxl."""
     run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1))
+    assert_numbered(tmp_path / "汇总.xlsx")
     ours = _workbook(tmp_path / "汇总.xlsx")
     theirs = _workbook(convert(tmp_path / "汇总.xlsx", "xlsx"))
     for name in ("项目清单", "指标明细", "报送情况", "目标审核", "校验问题"):
@@ -184,3 +250,122 @@ def test_rows_rendered_ahead_by_workers_make_the_same_workbook(inbox, tmp_path, 
     run_merge([inbox], tmp_path / "单.xlsx", MergeOptions(jobs=1, db=tmp_path / "单.sqlite"))
     assert loads
     assert _workbook(tmp_path / "池.xlsx") == _workbook(tmp_path / "单.xlsx")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rows that move: a form that gains or loses rows moves every later form's rows (#19)
+# ----------------------------------------------------------------------------------------------------
+
+def _fewer_indicators(seed, path, drop: int):
+    """The seed's form with its first project's last `drop` indicator rows left empty."""
+    projects = copy.deepcopy(seed.projects)
+    projects[0]["tables"]["indicators"] = projects[0]["tables"]["indicators"][:-drop]
+    fill.fill_workbook(seed.spec, seed.blank, path, projects)
+    return path
+
+
+def _spy(monkeypatch) -> dict[str, list]:
+    """What the summary writer does with each form's rows: render them from the form, or fill in a kept
+    template at another row than where it was kept (`moved`), or use the kept segment as it is."""
+    seen: dict[str, list] = {"rendered": [], "moved": [], "as_kept": []}
+    real_render, real_at = report.kept_rows, sheetxml.KeptRows.at
+
+    def render(rows, layout):
+        seen["rendered"].append(len(rows))
+        return real_render(rows, layout)
+
+    def at(self, start):
+        placed = real_at(self, start)
+        if self.filled is not None:
+            seen["as_kept" if placed is self else "moved"].append((self.start, start))
+        return placed
+
+    monkeypatch.setattr(report, "kept_rows", render)
+    monkeypatch.setattr(sheetxml.KeptRows, "at", at)
+    return seen
+
+
+def test_a_form_that_loses_or_gains_rows_moves_the_later_forms_rows_which_are_filled_in_not_rendered(
+        seeds, inbox, tmp_path, monkeypatch):
+    """一处/000-0.xlsx is the first form of 指标明细: replaced by a copy with fewer indicator rows, every
+    later form's rows move up; then by the whole form again, they move down. Each time the re-merge
+    renders only the replaced form, fills in the others' kept templates at their new rows, and writes
+    what a fresh merge writes, every row and cell numbered. A re-merge after that uses every kept
+    segment as it is."""
+    db = tmp_path / "台账.sqlite"
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    first = assert_numbered(tmp_path / "汇总.xlsx")
+    indicator_sheet = "xl/worksheets/sheet3.xml"  # 汇总, 项目清单, 指标明细, …
+    for step, (make, shift) in enumerate([(lambda p: _fewer_indicators(seeds["000-0"], p, 3), -3),
+                                          (lambda p: shutil.copy(seeds["000-0"].filled, p), 3)]):
+        target = inbox / "一处" / "000-0.xlsx"
+        target.unlink()
+        make(target)
+        os.utime(target, ns=(10**18 + step, 10**18 + step))  # a new time whatever the clock's resolution
+        seen = _spy(monkeypatch)
+        again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+        monkeypatch.undo()
+        assert again.counts["merged"] == 3
+        numbered = assert_numbered(tmp_path / "汇总.xlsx")
+        assert numbered[indicator_sheet] == first[indicator_sheet] - (3 if step == 0 else 0)
+        assert len(seen["rendered"]) == 1  # the replaced form's rows only: the others were kept
+        assert len(seen["moved"]) == 2 and all(now - before == shift for before, now in seen["moved"])
+        fresh = tmp_path / f"新{step}.xlsx"
+        run_merge([inbox], fresh, MergeOptions(jobs=1, db=tmp_path / f"新{step}.sqlite"))
+        assert _workbook(tmp_path / "汇总.xlsx") == _workbook(fresh)
+        assert numbered == assert_numbered(fresh)
+    seen = _spy(monkeypatch)
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    assert seen["rendered"] == [] and seen["moved"] == [] and len(seen["as_kept"]) == 3
+
+
+def test_a_remerge_over_continued_sheets_numbers_each_from_its_header(seeds, inbox, tmp_path, monkeypatch):
+    """With the sheet limit forced down to 12 rows, 指标明细 continues on 指标明细(2), (3), …: each numbered
+    from row 2 under its own header, a form's rows split where a sheet ends, and a re-merge after the
+    first form lost rows writes what a fresh merge writes."""
+    monkeypatch.setattr(report, "EXCEL_ROWS", 12)
+    db = tmp_path / "台账.sqlite"
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    target = inbox / "一处" / "000-0.xlsx"
+    target.unlink()
+    _fewer_indicators(seeds["000-0"], target, 3)
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    run_merge([inbox], tmp_path / "新.xlsx", MergeOptions(jobs=1, db=tmp_path / "新.sqlite"))
+    numbered = assert_numbered(tmp_path / "汇总.xlsx")
+    assert len(numbered) > 10  # the cover (sheet1) is not streamed, so not cut at 12 rows
+    assert all(rows <= 12 for part, rows in numbered.items() if part != "xl/worksheets/sheet1.xml")
+    assert numbered == assert_numbered(tmp_path / "新.xlsx")
+    assert _workbook(tmp_path / "汇总.xlsx") == _workbook(tmp_path / "新.xlsx")
+
+
+class _Plant:
+    """Unpickling this creates `marker`: the proof that a pickle from the ledger was loaded."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_a_pickle_planted_under_the_kept_rows_of_a_sorted_sheet_is_neither_run_nor_fatal(inbox, tmp_path):
+    """`rows|…` keys depend only on a table's name and columns, so anyone can predict them: a ledger
+    planted beside the summary with a pickle under them must not run it, and the merge renders those rows
+    afresh (the same goes for every other value the summary writer keeps)."""
+    out = tmp_path / "共享" / "汇总.xlsx"
+    run_merge([inbox], out, MergeOptions(jobs=1))
+    db = out.with_name("汇总_报送台账.sqlite")
+    marker = tmp_path / "ran.txt"
+    plant = pickle.dumps(_Plant(marker))
+    with sqlite3.connect(db) as con:
+        keys = [k for (k,) in con.execute("SELECT key FROM kept WHERE key NOT LIKE 'check|%' AND key NOT LIKE 'part|%'")]
+        assert any(k.startswith("rows|项目清单|") for k in keys) and any("|指标明细|" in k for k in keys)
+        for key in keys:
+            con.execute("UPDATE kept SET value=? WHERE key=?",
+                        (zlib.compress(plant) if key.startswith("rows|") else plant, key))
+    again = run_merge([inbox], out, MergeOptions(jobs=1))
+    assert not marker.exists(), "a pickle planted in the ledger was loaded"
+    assert again.counts["merged"] == 3
+    run_merge([inbox], tmp_path / "新.xlsx", MergeOptions(jobs=1, db=tmp_path / "新.sqlite"))
+    assert _workbook(out) == _workbook(tmp_path / "新.xlsx")
+    assert_numbered(out)
