@@ -248,31 +248,3 @@ def book(named: tuple[str, ...] = ()) -> IssuedBook:
     if named not in _BOOKS:
         _BOOKS[named] = IssuedBook(named)
     return _BOOKS[named]
-
-
-# ----------------------------------------------------------------------------------------------------
-# Matching a returned form to what was issued
-# ----------------------------------------------------------------------------------------------------
-
-def row_key(level1: Any, level2: Any, level3: Any) -> tuple[str, str, str]:
-    """An indicator row's identity on a follow-up form: its three levels as text, spaces and full-width
-    forms folded (the form shows them locked, exactly as issued)."""
-    from .values import normalize_text
-
-    return tuple(normalize_text("" if v is None else str(v)).replace(" ", "") for v in (level1, level2, level3))
-
-
-def match_rows(shown: list, issued: tuple[dict, ...], key_of) -> list[tuple[Any, dict | None]]:
-    """Each row shown on the form paired with the issued row of the same identity (levels, and order among
-    rows of the same levels), or None; then each issued row nobody showed, paired with None. Order: the
-    form's, then the missing ones in issued order."""
-    waiting: dict[tuple, list[dict]] = {}
-    for row in issued:
-        waiting.setdefault(row_key(row["level1"], row["level2"], row["level3"]), []).append(row)
-    pairs: list[tuple[Any, dict | None]] = []
-    for row in shown:
-        queue = waiting.get(key_of(row))
-        pairs.append((row, queue.pop(0) if queue else None))
-    used = {id(r) for _, r in pairs if r is not None}
-    pairs += [(None, row) for row in issued if id(row) not in used]
-    return pairs

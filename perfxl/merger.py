@@ -42,7 +42,7 @@ from .ledger import (
     pack,
     unpack,
 )
-from .limits import TimeLimitExceeded, time_limit
+from .limits import TimeLimitExceeded, address_space, time_limit
 from .pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
 from .problems import L
 from .read import MAX_FILE_BYTES, FormData, read_workbook, too_large
@@ -120,7 +120,7 @@ def _init_worker(options: MergeOptions, roster: dict | None, db_path: str | None
         import resource
 
         # A forked worker starts as large as its parent: the allowance comes on top of that.
-        limit = _address_space() + options.file_memory_mb * 1024 * 1024
+        limit = address_space() + options.file_memory_mb * 1024 * 1024
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         if hard == resource.RLIM_INFINITY or hard > limit:
             resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
@@ -154,16 +154,6 @@ def _exit_with_parent() -> None:
 
     if parent > 1:
         threading.Thread(target=watch, name="perfxl-parent-watch", daemon=True).start()
-
-
-def _address_space() -> int:
-    """This process's virtual size in bytes (Linux /proc; elsewhere 0, where RLIMIT_AS is not enforced
-    the same way and the reader's size caps do the work)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return 0
 
 
 def _worker_ledger():

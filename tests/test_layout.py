@@ -14,7 +14,8 @@ LAYERS = [
     {"contract", "domain", "inbox", "limits", "problems", "structure", "reader", "designed", "portal",
      "portal.auth"},  # facts and plain helpers
     {"errors", "values"},
-    {"files", "roster", "records", "reader.zipguard", "reader.xml", "reader.form", "reader.rawbook", "scoring"},
+    {"files", "roster", "records", "reader.zipguard", "reader.xml", "reader.form", "reader.rawbook", "scoring",
+     "identity"},
     {"reader.cells"},  # the one cell decoder
     {"reader.parts", "reader.xls"},  # OOXML parts, .xls → a raw workbook
     {"reader.book"},  # a file → its format and raw workbook
@@ -22,9 +23,9 @@ LAYERS = [
     {"rules.arithmetic", "rules.indicators", "rules.monitor", "rules.selfeval", "rules.tables", "rules.text"},
     {"spec"},  # 1. spec: Jinja → YAML → frozen model
     {"formparts", "sheetxml"},  # what every generated form carries, whoever writes it; summary sheet XML
-    {"designed.form"},  # 2. generate, for a template designed in Excel
+    {"designed.form", "manifest"},  # 2. generate, for a template designed in Excel; what generating hands out
     {"reader.recognise", "reader.names", "generator", "fill", "ledger"},  # 2. generate; which form, where
-    {"read"},  # 3. read: the stage's entry point
+    {"read", "issued"},  # 3. read: the stage's entry point; the record of what follow-up forms were issued with
     {"validator"},  # 4. validate
     {"pipeline", "report", "summary.base"},  # one file end to end; 7. report
     {"summary.about", "summary.budgets", "summary.changes", "summary.indicators", "summary.problems",

@@ -9,7 +9,7 @@ Targets are those issued (perfxl.issued), rows paired by identity: what the form
 
 from __future__ import annotations
 
-from perfxl.issued import match_rows, row_key
+from perfxl.identity import match_rows, row_key
 from perfxl.problems import L, short_text
 from perfxl.reader.cells import cell_name
 from perfxl.scoring import indicator_score

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from perfxl.contract import DECLARED_HEADER, DECLARED_SHEET
-from perfxl.issued import match_rows, row_key
+from perfxl.identity import match_rows, row_key
 from perfxl.problems import L, fmt_number, short_text
 from perfxl.reader.cells import cell_name
 from perfxl.scoring import TIERS, execution_score, grade, indicator_score
