@@ -772,3 +772,46 @@ def test_serve_refuses_an_old_followup_folder_without_access_codes(tmp_path):
     r = CliRunner().invoke(cli, ["serve", str(tmp_path / "库"), "--roster", str(setup["roster"]), "--forms", str(old),
                                  "--admin-password-file", str(password_file(tmp_path))])
     assert r.exit_code == 2 and "没有访问码" in r.output and "Traceback" not in r.output
+
+
+def test_a_followup_upload_is_checked_against_the_record_beside_the_forms_on_any_machine(tmp_path, monkeypatch):
+    """The portal serving 自评表/ finds what was issued in 自评表/下发记录.sqlite, not only through the rounds
+    this machine registered: on another machine a target lowered on the form (and in its hidden copy) is
+    still an error, never issued-missing."""
+    import json as _json
+
+    import openpyxl
+
+    from perfxl.contract import DECLARED_SHEET
+    from perfxl.fill import names_by_sheet
+    from perfxl.manifest import read_manifest
+    from perfxl.spec import column_offsets, load_spec, split_cell
+
+    from .portal_setup import followup_forms
+
+    setup = set_up(tmp_path)
+    folder = followup_forms(tmp_path, setup)
+    handed_out = read_manifest(folder).by_unit()
+    monkeypatch.setenv("PERFXL_HOME", str(tmp_path / "另一台电脑"))  # nothing registered here
+    wb = openpyxl.load_workbook(folder / handed_out[A]["file"])
+    ws, names = wb["项目1"], names_by_sheet(wb)["项目1"]
+    table = load_spec("national/selfeval", 2022).tables["indicators"]
+    (r0, c0), _ = (split_cell(x) for x in names[table.name].split(":"))
+    target = ws.cell(row=r0 + 1, column=c0 + column_offsets(table)["target"] + 1)
+    issued_target, target.value = target.value, "≥1"
+    hidden = wb[DECLARED_SHEET]
+    for r in range(3, hidden.max_row + 1):  # the hidden copy edited alike
+        items = _json.loads(hidden.cell(row=r, column=4).value or "[]")
+        for item in items:
+            if item[5] == issued_target:
+                item[5] = "≥1"
+        hidden.cell(row=r, column=4).value = _json.dumps(items, ensure_ascii=False)
+    edited = tmp_path / "改过的自评表.xlsx"
+    wb.save(edited)
+    config = PortalConfig(tmp_path / "自评报送库", read_roster(setup["roster"]), setup["roster"], folder,
+                          ADMIN_PASSWORD, jobs=1)
+    with TestClient(create_app(config)) as client:
+        token = _login(client, unit=A, code=handed_out[A]["access_code"])
+        answer = _upload(client, token, edited).json()["submissions"][0]
+    codes = {p["code"] for p in answer["problems"]}
+    assert "selfeval-target-changed" in codes and "issued-missing" not in codes, codes

@@ -12,6 +12,7 @@ from a request is used as a path.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import math
@@ -32,6 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from perfxl.files import safe_filename
+from perfxl.issued import RECORD_FILE
 from perfxl.manifest import read_manifest
 from perfxl.portal.auth import AccessCodes, Session, Throttle, Tokens, client_key, load_secret
 from perfxl.portal.store import STATUS_ZH, Store, checked_form, counts_for_unit, shown_status
@@ -63,6 +65,9 @@ class PortalConfig:
         self.max_upload_mb = max_upload_mb
         self.drain_limit = max(4 * self.max_upload, DRAIN_FLOOR)
         self.jobs, self.templates_dir, self.year = jobs, templates_dir, year
+        # A folder of follow-up forms holds the record of what they were issued with: uploads are checked
+        # against it on any machine, whatever the rounds this machine registered.
+        self.issued = tuple(p for p in [self.forms / RECORD_FILE] if p.is_file())
 
 
 class _Headers:
@@ -144,7 +149,7 @@ def create_app(config: PortalConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(app):
         store = Store(config.store_dir, config.units, config.roster_path, jobs=config.jobs,
-                      templates_dir=config.templates_dir, year=config.year)
+                      templates_dir=config.templates_dir, year=config.year, issued=config.issued)
         state["store"] = store
         state["tokens"] = Tokens(secret or load_secret(config.store_dir))
         state["codes"] = await asyncio.get_running_loop().run_in_executor(
@@ -530,12 +535,12 @@ def create_app(config: PortalConfig) -> Starlette:
 
 
 def _summary(store: Store, config: PortalConfig) -> bytes:
-    from perfxl.merger import MergeOptions, run_merge
+    """The summary merged now from the store, with the options its uploads were checked with."""
+    from perfxl.merger import run_merge
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "汇总.xlsx"
-        run_merge([store.files], out, MergeOptions(roster=config.roster_path, db=store.ledger_path, jobs=1,
-                                                   templates_dir=config.templates_dir, year=config.year))
+        run_merge([store.files], out, dataclasses.replace(store.options, db=store.ledger_path, jobs=1))
         return out.read_bytes()
 
 

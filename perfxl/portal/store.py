@@ -68,7 +68,7 @@ def _fsync_write(path: Path, data: bytes) -> None:
 
 class Store:
     def __init__(self, folder: Path, units: list[Unit], roster_path: Path | None, jobs: int = 2,
-                 templates_dir: Path | None = None, year: int | None = None):
+                 templates_dir: Path | None = None, year: int | None = None, issued: tuple[Path, ...] = ()):
         self.folder = Path(folder)
         self.files = self.folder / "files"
         self.refused = self.folder / "refused"
@@ -82,7 +82,7 @@ class Store:
         for u in units:
             self.by_name.setdefault(_name_key(u.name), set()).add(u.code)
         self.roster_path = roster_path
-        self.options = MergeOptions(roster=roster_path, templates_dir=templates_dir, year=year)
+        self.options = MergeOptions(roster=roster_path, templates_dir=templates_dir, year=year, issued=tuple(issued))
         self.jobs = jobs
         self.pool = self._start_pool()
 
