@@ -147,10 +147,13 @@ def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: d
 _ROW = ROW.encode()
 
 
-def fill(template: bytes, start: int) -> bytes:
+def fill(template: bytes, start: int, rows: int | None = None) -> bytes:
     """A template's rows numbered from `start`: each row's marks replaced by its number (the text between
-    two rows' ends is one row, so this is a split, a replace per row and a join, all in C)."""
+    two rows' ends is one row, so this is a split, a replace per row and a join, all in C). With `rows`,
+    ValueError for a template that does not hold that many whole rows."""
     pieces = template.split(b"</row>")
+    if rows is not None and (len(pieces) != rows + 1 or pieces[-1]):
+        raise ValueError("a template of another row count")
     return b"</row>".join([piece.replace(_ROW, b"%d" % n) for n, piece in enumerate(pieces, start)])
 
 
@@ -202,7 +205,7 @@ def crc_combine(crc1: int, crc2: int, length2: int, zeros2: int) -> int:
     return _crc_of_zeros(length2, crc1) ^ zeros2 ^ crc2
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: tens of thousands are made in a re-merge, and a frozen one costs 5× as much
 class Segment:
     """Part of a member: raw deflate data ending on a byte boundary (never final), with the CRC-32,
     length and the CRC-32 of as many zero bytes (to combine CRCs); for sheet rows also how many rows and
@@ -245,7 +248,7 @@ MAX_TEMPLATE = 64 << 20  # a form's rows larger than this (inflated, ~60,000 row
 MEMO_BYTES = 192 << 20  # a sorted sheet's kept row templates larger than this (inflated) are not kept
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class KeptRows:
     """One form's rows of a big sheet as the ledger keeps them: the template (raw deflate, `length` bytes
     inflated), and the segment filled from it at row `start` (0 and None: not placed yet)."""
@@ -264,10 +267,8 @@ class KeptRows:
         if start == self.start and self.filled is not None:
             return self
         raw = self.raw if self.raw is not None else _inflate(self.template, self.length)
-        if raw.count(b"</row>") != self.rows:
-            raise ValueError("a kept template of another row count")
         return KeptRows(self.template, self.length, self.rows, self.sums, start,
-                        segment(fill(raw, start), self.rows, self.sums), raw)
+                        segment(fill(raw, start, self.rows), self.rows, self.sums), raw)
 
 
 def kept_rows(rows: list[list], layout: Layout) -> KeptRows:
