@@ -156,7 +156,7 @@ class LedgerView:
             seen, settings = self._ledger.run_outcomes(self.run)
             files = [Seen(**{**s, "project_names": tuple(s["project_names"])}) for s in seen]
             roster = Path(settings["roster"]) if settings.get("roster") else None
-            units = _units_of(settings.get("units"))  # the roster as that merge read it
+            units = _units_of(self._ledger.kept_roster(settings.get("roster_digest")))  # as that merge read it
             if units is None and roster is not None:  # a ledger of perfxl before it kept the roster
                 units = read_roster(roster) if roster.is_file() else None
             templates_dir = Path(settings["templates_dir"]) if settings.get("templates_dir") else None

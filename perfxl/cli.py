@@ -98,7 +98,6 @@ def template_group():
 def template_import(designed, outdir):
     """把设计好的表样工作簿（含「字段」「表格」「规则」「设置」工作表）导入为模板."""
     from .designed.importer import import_design
-
     from .spec import load_spec
 
     result = import_design(designed, outdir)

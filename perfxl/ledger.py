@@ -87,6 +87,12 @@ CREATE TABLE IF NOT EXISTS run_settings (
     run         INTEGER PRIMARY KEY REFERENCES runs(id),
     settings    TEXT NOT NULL
 );
+-- Each roster a merge ran with, as it read it (JSON of its units), by the digest of the roster file: a
+-- past merge is rebuilt with its own roster, whatever the file says now.
+CREATE TABLE IF NOT EXISTS rosters (
+    digest      TEXT PRIMARY KEY,
+    units       TEXT NOT NULL
+);
 -- What a round of follow-up forms issued to each unit (perfxl.issued): the record returned forms are
 -- checked against. Kept in 下发记录.sqlite beside the forms; an export carries it up.
 CREATE TABLE IF NOT EXISTS issued (
@@ -132,7 +138,7 @@ CREATE TABLE IF NOT EXISTS portal_revoked (
 SQLITE_MAGIC = b"SQLite format 3\x00"
 APPLICATION_ID = 0x7078_6C67  # "pxlg" in the SQLite header: this file is a perfxl ledger
 OWN_TABLES = {"files", "sightings", "runs", "outcomes", "run_settings", "submissions", "returns", "portal_revoked",
-              "sqlite_sequence", "kept", "issued"}
+              "sqlite_sequence", "kept", "issued", "rosters"}
 PRUNE_SLACK = 1000  # kept values no run touched are pruned once they pass twice the touched ones and this
 KEEP_RUNS = 10  # the outcomes of this many recent runs are kept; older ones are derived data, pruned
 
@@ -359,6 +365,23 @@ class Ledger:
             self.db.execute("DELETE FROM outcomes WHERE run NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?)",
                             (KEEP_RUNS,))
 
+    def keep_roster(self, digest: str, units: list) -> None:
+        """Keep a roster's units under the digest of its file (once: a re-merge with the same roster writes
+        nothing)."""
+        if self.db.execute("SELECT 1 FROM rosters WHERE digest=?", (digest,)).fetchone() is None:
+            with self.db:
+                self.db.execute("INSERT INTO rosters (digest, units) VALUES (?,?)",
+                                (digest, json.dumps([u.to_dict() for u in units], ensure_ascii=False)))
+
+    def kept_roster(self, digest) -> list | None:
+        """The units of a roster kept by `keep_roster` as dicts, or None."""
+        row = self.db.execute("SELECT units FROM rosters WHERE digest=?", (str(digest),)).fetchone()
+        try:
+            units = json.loads(row[0]) if row else None
+        except (TypeError, ValueError, RecursionError):
+            return None
+        return units if isinstance(units, list) else None
+
     def last_run(self) -> int | None:
         """The newest finished run that recorded its outcomes."""
         row = self.db.execute("SELECT r.id FROM runs r WHERE r.finished IS NOT NULL AND EXISTS "
@@ -477,6 +500,11 @@ def export_merged(source: Path, target: Path) -> int:
         runs = lower.db.execute("SELECT * FROM runs WHERE id=?", (run,)).fetchall()
         outcomes = lower.db.execute("SELECT * FROM outcomes WHERE run=?", (run,)).fetchall()
         settings = lower.db.execute("SELECT * FROM run_settings WHERE run=?", (run,)).fetchall()
+        try:
+            digest = json.loads(settings[0][1]).get("roster_digest") if settings else None
+        except (ValueError, AttributeError):
+            digest = None
+        rosters = lower.db.execute("SELECT * FROM rosters WHERE digest=?", (str(digest),)).fetchall()
         merged = sorted({row[2] for row in outcomes if row[3] == "merged"})
         with atomic_output(target) as tmp:
             out = Ledger(tmp)
@@ -487,6 +515,7 @@ def export_merged(source: Path, target: Path) -> int:
                         out.db.executemany(f"INSERT INTO outcomes VALUES ({','.join('?' * len(outcomes[0]))})",
                                            outcomes)
                     out.db.executemany("INSERT INTO run_settings VALUES (?,?)", settings)
+                    out.db.executemany("INSERT INTO rosters VALUES (?,?)", rosters)
                     for start in range(0, len(merged), 500):
                         batch = merged[start:start + 500]
                         rows = lower.db.execute(f"SELECT * FROM files WHERE sha256 IN ({','.join('?' * len(batch))})",

@@ -10,7 +10,6 @@ counted once, and the tables are built for the report stage.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -512,7 +511,7 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
             ledger.record_outcomes(run_id, files, {
                 "template": options.template, "year": options.year, "lang": options.lang,
                 "roster": str(Path(options.roster).resolve()) if options.roster else None,
-                "units": [dataclasses.asdict(u) for u in units] if units is not None else None,
+                "roster_digest": _keep_roster(ledger, options.roster, units),
                 "templates_dir": str(Path(options.templates_dir).resolve()) if options.templates_dir else None,
                 "issued": list(check.issued)})
             ledger.finish_run(run_id, display_path(output or ""), result.counts)
@@ -526,6 +525,18 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
         spool.close()
         if ledger:
             ledger.close()
+
+
+def _keep_roster(ledger: Ledger, roster: Path | None, units: list[Unit] | None) -> str | None:
+    """The digest under which the ledger keeps the roster this merge read (see Ledger.keep_roster)."""
+    if roster is None or units is None:
+        return None
+    try:
+        digest = hashlib.sha256(Path(roster).read_bytes()).hexdigest()
+    except OSError:  # gone since it was read: kept under the digest of what was read
+        digest = hashlib.sha256(json.dumps([u.to_dict() for u in units], ensure_ascii=False).encode()).hexdigest()
+    ledger.keep_roster(digest, units)
+    return digest
 
 
 def _fingerprint(options: MergeOptions) -> str:

@@ -212,24 +212,21 @@ class Collector:
         if not isinstance(data, dict):
             raise ValueError("a kept state is not a mapping")
         state: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name == "ctx":
-                continue
-            value = data.get(f.name)
-            record = cls.RECORDS.get(f.name)
+        for name, kind, record in _state_fields(cls):
+            value = data.get(name)
             try:
-                if record is not None:
-                    state[f.name] = [record(*item) for item in value]
-                elif f.default_factory is list:
-                    state[f.name] = [dict(item) for item in value]
-                elif f.default_factory is not MISSING:  # counters per group
-                    state[f.name] = {tuple(group): Counter(counts) for group, counts in value}
+                if kind == "records":
+                    state[name] = [record(*item) for item in value]
+                elif kind == "lines":
+                    state[name] = [dict(item) for item in value]
+                elif kind == "groups":
+                    state[name] = {tuple(group): Counter(counts) for group, counts in value}
                 elif type(value) in (int, float):
-                    state[f.name] = value
+                    state[name] = value
                 else:
                     raise TypeError(type(value).__name__)
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"kept state {cls.__name__}.{f.name}: {exc}") from None
+                raise ValueError(f"kept state {cls.__name__}.{name}: {exc}") from None
         return state
 
     def absorb(self, state: dict) -> None:
@@ -242,6 +239,21 @@ class Collector:
                     mine[group].update(counts)
             else:
                 setattr(self, name, mine + theirs)
+
+
+@cache
+def _state_fields(collector: type) -> tuple[tuple[str, str, type | None], ...]:
+    """A collector's state fields, each with how it is kept: records, lines (dicts), groups or a count.
+    Worked out once per class: a re-merge reads 10,000 forms' states."""
+    out = []
+    for f in fields(collector):
+        if f.name == "ctx":
+            continue
+        record = collector.RECORDS.get(f.name)
+        kind = ("records" if record is not None else "lines" if f.default_factory is list
+                else "groups" if f.default_factory is not MISSING else "count")
+        out.append((f.name, kind, record))
+    return tuple(out)
 
 
 @cache
@@ -292,6 +304,7 @@ class Context:
         self._units_by_code = {u.code: u for u in self.units or []}
         self.senders: dict[str, Who] = {}  # who sent each merged file (by path), once its part is known
         self._layout = None
+        self._form_keys: dict[str, str] = {}
         if self.fingerprint and self.cache is not None:  # every sheet's columns follow from these
             self._layout = hashlib.sha256(repr((
                 self.fingerprint, RENDER_VERSION, self.money_unit, sorted(self.specs, key=repr), self.lang,
@@ -302,9 +315,13 @@ class Context:
         was found, its unit and the unit's roster entry, and the merge's settings and layout."""
         if self._layout is None:
             return None
-        entry = repr(self._units_by_code.get(s.unit_code or ""))
-        return hashlib.sha256(f"{self._layout}|{s.sha}|{s.path}|{s.size}|{s.mtime_ns}|{s.unit_code}|{s.unit_name}|"
-                              f"{entry}|{s.issued}".encode()).hexdigest()
+        key = self._form_keys.get(s.path)
+        if key is None:  # asked for three times a form (prefetch, part, rows): made once
+            entry = repr(self._units_by_code.get(s.unit_code or ""))
+            key = self._form_keys[s.path] = hashlib.sha256(
+                f"{self._layout}|{s.sha}|{s.path}|{s.size}|{s.mtime_ns}|{s.unit_code}|{s.unit_name}|{entry}|"
+                f"{s.issued}".encode()).hexdigest()
+        return key
 
     def sender(self, s: Seen) -> Who:
         """Who sent a file: known without loading it once its part is (a merged form), else from its form."""
