@@ -29,7 +29,8 @@ from tests.conftest import sha256, write_roster
 UNITS = [(f"61{i:04d}", f"测试单位{i}", "测试部门") for i in range(4)]
 
 
-def _form(code: str, name: str, budget: float, project: str = "正常项目") -> bytes:
+def _form(code: str, name: str, budget: float, project: str = "正常项目", rows: list | None = None) -> bytes:
+    """A national/project form of one unit, filled through its names, with three indicator rows (or `rows`)."""
     unit = {"code": code, "name": name, "department": "测试部门"}
     spec = load_spec("national/project", 2022, unit=unit)
     values = {"fields": {"unit_name": name, "project_name": project, "department": "测试部门",
@@ -37,9 +38,9 @@ def _form(code: str, name: str, budget: float, project: str = "正常项目") ->
                          "long_term_goal": "长期目标", "annual_goal": "年度目标", "preparer": "张三",
                          "phone": "88150231", "funds_total_annual": budget, "funds_fiscal_annual": budget,
                          "funds_total_mid": budget, "funds_fiscal_mid": budget},
-              "tables": {"indicators": [["产出指标", "数量指标", "培训人次", "≥100人次"],
-                                        ["效益指标", "社会效益指标", "政策知晓率", "≥90%"],
-                                        ["满意度指标", "服务对象满意度指标", "满意度", "≥95%"]]}}
+              "tables": {"indicators": rows or [["产出指标", "数量指标", "培训人次", "≥100人次"],
+                                                ["效益指标", "社会效益指标", "政策知晓率", "≥90%"],
+                                                ["满意度指标", "服务对象满意度指标", "满意度", "≥95%"]]}}
     return generate.build_workbook(spec, unit, values=[values])
 
 

@@ -5,9 +5,9 @@ every command that renders the template; the commands that only read forms never
 from __future__ import annotations
 
 import os
-import tempfile
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 

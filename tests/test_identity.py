@@ -7,26 +7,11 @@ from __future__ import annotations
 import shutil
 import sqlite3
 
-from perfxl import generator as generate
 from perfxl.api import open_ledger
 from perfxl.merger import MergeOptions, run_merge
-from perfxl.spec import load_spec
 
 from .conftest import write_roster
-
-
-def _form(code: str, name: str, budget: float, project: str = "正常项目", rows=None) -> bytes:
-    unit = {"code": code, "name": name, "department": "测试部门"}
-    spec = load_spec("national/project", 2022, unit=unit)
-    values = {"fields": {"unit_name": name, "project_name": project, "department": "测试部门",
-                         "implementing_unit": name, "project_attr": "新增项目", "project_period": "2022年",
-                         "long_term_goal": "长期目标", "annual_goal": "年度目标", "preparer": "张三",
-                         "phone": "88150231", "funds_total_annual": budget, "funds_fiscal_annual": budget,
-                         "funds_total_mid": budget, "funds_fiscal_mid": budget},
-              "tables": {"indicators": rows or [["产出指标", "数量指标", "培训人次", "≥100人次"],
-                                                ["效益指标", "社会效益指标", "政策知晓率", "≥90%"],
-                                                ["满意度指标", "服务对象满意度指标", "满意度", "≥95%"]]}}
-    return generate.build_workbook(spec, unit, values=[values])
+from .test_deadline_day import _form  # a national/project form of one unit, filled through its names
 
 
 def _levels(result) -> dict[tuple[str, str, str], dict]:

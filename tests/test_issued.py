@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import openpyxl
 import pytest
 from click.testing import CliRunner
 
@@ -16,30 +15,21 @@ from perfxl.contract import DECLARED_SHEET, STAMP_SHEET
 from perfxl.fill import names_by_sheet
 from perfxl.issued import RECORD_FILE
 from perfxl.merger import MergeOptions, run_merge
-from perfxl.spec import column_offsets, load_spec, split_cell
 from perfxl.values import parse_target
 
 from .test_monitor import monitor_forms  # noqa: F401 - the monitoring round generated from the ledger
-from .test_selfeval import declared  # noqa: F401 - the declaration round, merged, and its 自评表
+from .test_selfeval import (
+    _table_rows,
+    declared,  # noqa: F401 - the declaration round, merged, and its 自评表
+)
 
 YEAR = 2022
 
 
 def _open(path, template: str, sheet: str = "项目1"):
-    """A follow-up form opened as a unit's tooling would: the workbook, the sheet's names, the table rows."""
-    table = load_spec(template, YEAR).tables["indicators"]
-    wb = openpyxl.load_workbook(path)
-    ws = wb[sheet]
-    names = names_by_sheet(wb)[sheet]
-    first, last = names[table.name].split(":")
-    (r0, c0), (r1, _) = split_cell(first), split_cell(last)
-    offsets = column_offsets(table)
-    rows = []
-    for r in range(r0, r1 + 1):
-        row = {cid: ws.cell(row=r + 1, column=c0 + off + 1) for cid, off in offsets.items()}
-        if row["level3"].value:
-            rows.append(row)
-    return wb, ws, names, rows
+    """The workbook, the sheet, its defined names and its indicator rows."""
+    wb, ws, rows = _table_rows(path, sheet, template)
+    return wb, ws, names_by_sheet(wb)[sheet], rows
 
 
 def _fill_selfeval(ws, names, rows) -> None:

@@ -52,8 +52,9 @@ def _declared_rows(seed) -> list[tuple]:
     return [[(r.level1, r.level2, r.level3, r.texts[ind.values[-1]]) for r in p.indicators] for p in checked.projects]
 
 
-def _table_rows(path, sheet="项目1"):
-    spec = load_spec("national/selfeval", YEAR)
+def _table_rows(path, sheet="项目1", template="national/selfeval"):
+    """A follow-up form opened as a unit's tooling would: the workbook, the sheet, its indicator rows."""
+    spec = load_spec(template, YEAR)
     table = spec.tables["indicators"]
     wb = openpyxl.load_workbook(path)
     ws = wb[sheet]
