@@ -73,7 +73,11 @@ def display_path(path: str | Path) -> str:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
+        pass
+    try:
         raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # not a name the file system gave (a lower level's record of one): as escapes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return raw.decode("utf-8", "backslashreplace")
 
 

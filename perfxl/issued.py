@@ -94,21 +94,31 @@ def record_round(folder: Path, round_id: str, template: str, year: int,
 
     path = Path(folder) / RECORD_FILE
     ledger = Ledger(path)
+    rows = []
     try:
         now = datetime.now().isoformat(timespec="seconds")
         with ledger.db:
             for unit_code, projects in issued:
                 text = _projects_text(projects)
+                digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+                rows.append((unit_code, digest))
                 ledger.db.execute("INSERT INTO issued (round, unit_code, template, year, issued_at, projects, digest) "
-                                  "VALUES (?,?,?,?,?,?,?)", (round_id, unit_code, template, year, now, text,
-                                                             hashlib.sha256(text.encode("utf-8", "surrogatepass"))
-                                                             .hexdigest()))
+                                  "VALUES (?,?,?,?,?,?,?)", (round_id, unit_code, template, year, now, text, digest))
+        ledger.db.execute("PRAGMA journal_mode=DELETE")  # one file beside the forms, copied as it is
     except sqlite3.Error as exc:
         raise OutputError(f"无法写入下发记录 {path}: {exc}") from None
     finally:
         ledger.close()
-    register(round_id, path, template, year)
+    register(round_id, path, template, year, round_digest(rows))
     return path
+
+
+def round_digest(rows) -> str:
+    """One digest of a whole round: each unit's code and the digest of what it was issued. Kept in this
+    machine's index, it tells a record file changed since it was written (the forms folder is often a
+    shared one) from the one perfxl wrote."""
+    text = "".join(f"{code}\t{digest}\n" for code, digest in sorted(rows))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -135,11 +145,11 @@ def _index() -> dict[str, dict]:
             and isinstance(v.get("record"), str)}
 
 
-def register(round_id: str, record: Path, template: str, year: int) -> None:
-    """Remember where a round's record is. Not being able to (a read-only home) only means that merges of
-    its forms need `--issued`: said, never fatal."""
+def register(round_id: str, record: Path, template: str, year: int, digest: str) -> None:
+    """Remember where a round's record is, and its digest. Not being able to (a read-only home) only means
+    that merges of its forms need `--issued`: said, never fatal."""
     index = {k: v for k, v in _index().items() if Path(v["record"]).is_file()}  # records deleted since: forgotten
-    index[round_id] = {"record": str(Path(record).resolve()), "template": template, "year": year,
+    index[round_id] = {"record": str(Path(record).resolve()), "template": template, "year": year, "digest": digest,
                        "registered": datetime.now().isoformat(timespec="seconds")}
     try:
         home().mkdir(parents=True, exist_ok=True)
@@ -148,9 +158,11 @@ def register(round_id: str, record: Path, template: str, year: int) -> None:
         pass
 
 
-def registered_records(template: str | None = None, year: int | None = None) -> list[Path]:
+def registered_records(template: str | None = None, year: int | None = None,
+                       index: dict[str, dict] | None = None) -> list[Path]:
     """The record files this machine registered (of one template and year, when given), newest first."""
-    rows = sorted(_index().values(), key=lambda v: str(v.get("registered", "")), reverse=True)
+    rows = sorted((_index() if index is None else index).values(), key=lambda v: str(v.get("registered", "")),
+                  reverse=True)
     out: list[Path] = []
     for v in rows:
         if (template is None or v.get("template") == template) and (year is None or v.get("year") == year):
@@ -160,9 +172,6 @@ def registered_records(template: str | None = None, year: int | None = None) -> 
     return out
 
 
-def record_of_round(round_id: str) -> Path | None:
-    entry = _index().get(round_id)
-    return Path(entry["record"]) if entry else None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -176,38 +185,85 @@ class IssuedBook:
     def __init__(self, named: tuple[str, ...] = ()):
         self.named = tuple(Path(p) for p in named)
         self._db: dict[Path, sqlite3.Connection | None] = {}
+        self._rounds: dict[str, dict] | None = None
+        self._rounds_stamp: tuple | None = None
+        self._digests: dict[tuple[Path, str], str | None] = {}
 
     def lookup(self, round_id: str | None, unit_code: str | None, template: str | None,
                year: int | None) -> IssuedForm | None:
-        """The record of what was issued to this unit for this form: by the stamp's round, else (a stamp
-        that lost it) the unit's newest round of this template and year. None when there is none."""
+        """The record a form is checked against, if one can be used (see `find`)."""
+        record, problem = self.find(round_id, unit_code, template, year)
+        return record if problem in (None, "issued-earlier-round") else None
+
+    def find(self, round_id: str | None, unit_code: str | None, template: str | None,
+             year: int | None) -> tuple[IssuedForm | None, str | None]:
+        """The record of what was issued to this unit for this form, and what is wrong with it:
+        - by the stamp's round, of this template and year (a round of another year is no record of this
+          form); else, a stamp that lost its round, the unit's newest round of this template and year;
+        - `issued-missing`: none; `issued-altered`: the record file no longer holds what this machine wrote
+          into it (its round's digest in the index differs): not used; `issued-earlier-round` (a warning,
+          with the record): the unit was issued a newer form of this template and year since."""
         if not unit_code or not template:
-            return None
+            return None, "issued-missing"
+        index = self._index()
         sources = list(self.named)
+        where = "unit_code=? AND template=?" + (" AND year=?" if year else "")
+        args: tuple = (unit_code, template) + ((year,) if year else ())
         if round_id:
-            registered = record_of_round(round_id)
-            if registered is not None and registered not in sources:
-                sources.append(registered)
-            for path in sources:
-                found = self._query(path, "round=? AND unit_code=? AND template=?", (round_id, unit_code, template))
-                if found is not None:
-                    return found
-            return None
-        for path in sources + [p for p in registered_records(template, year) if p not in sources]:
-            found = self._query(path, "unit_code=? AND template=?" + (" AND year=?" if year else ""),
-                                (unit_code, template) + ((year,) if year else ()))
-            if found is not None:
-                return found
-        return None
+            entry = index.get(round_id)
+            if entry and Path(entry["record"]) not in sources:
+                sources.append(Path(entry["record"]))
+            where, args = "round=? AND " + where, (round_id, *args)
+        else:
+            sources += [p for p in registered_records(template, year, index) if p not in sources]
+        for path in sources:
+            found = self._query(path, where, args)
+            if found is None:
+                continue
+            entry = index.get(found.round)
+            if entry and entry.get("digest") and self._round_digest(path, found.round) != entry["digest"]:
+                return None, "issued-altered"
+            newest = next((n for n in (self._query(p, "unit_code=? AND template=? AND year=?",
+                                                   (unit_code, template, found.year)) for p in sources) if n), None)
+            return found, ("issued-earlier-round" if newest and newest.round != found.round else None)
+        return None, "issued-missing"
+
+    def _index(self) -> dict[str, dict]:
+        """This machine's index of rounds, read again only when it changed (a round generated meanwhile)."""
+        try:
+            st = (home() / INDEX_FILE).stat()
+            stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        except OSError:
+            stamp = None
+        if self._rounds is None or stamp != self._rounds_stamp:
+            self._rounds, self._rounds_stamp = _index(), stamp
+        return self._rounds
+
+    def _round_digest(self, path: Path, round_id: str) -> str | None:
+        key = (path, round_id)
+        if key not in self._digests:
+            db = self._connect(path)
+            try:
+                rows = db.execute("SELECT unit_code, digest FROM issued WHERE round=?", (round_id,)).fetchall()
+                self._digests[key] = round_digest((str(c), str(d)) for c, d in rows)
+            except (sqlite3.Error, AttributeError):
+                self._digests[key] = None
+        return self._digests[key]
 
     def _connect(self, path: Path) -> sqlite3.Connection | None:
+        """The record file read-only (perfxl.ledger.open_readonly: its schema only perfxl's, every query
+        bounded in time), or None for one that cannot be used: its forms are then unchecked, said as such."""
+        from .ledger import open_readonly
+
         if path not in self._db:
             db = None
             try:
                 if path.is_file():
-                    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-                    db.execute("SELECT 1 FROM issued LIMIT 1")
-            except sqlite3.Error:
+                    db = open_readonly(path)
+                    db.execute("SELECT 1 FROM issued LIMIT 1").fetchall()
+            except (sqlite3.Error, OutputError):
+                if db is not None:
+                    db.close()
                 db = None
             self._db[path] = db
         return self._db[path]

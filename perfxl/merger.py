@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -37,7 +37,7 @@ from .ledger import (
     Ledger,
     StoredDataError,
     check_ledger_file,
-    is_ledger,
+    claims_ledger,
     pack,
     unpack,
 )
@@ -416,7 +416,9 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
     own_outputs = {target for _, target in targets}
     if db_path is not None:
         own_outputs |= {db_path.with_name(db_path.name + suffix) for suffix in ("-wal", "-shm", "-journal")}
-    lower_levels = [p for p in inputs if p.is_file() and is_ledger(p)]  # 节点汇总: a county's ledger as input
+    # 节点汇总: a county's ledger as input; one that claims to be a ledger but cannot be used is refused as
+    # that input (file-corrupt, saying why), not read as a workbook
+    lower_levels = [p for p in inputs if p.is_file() and claims_ledger(p)]
     inputs = [p for p in inputs if p not in lower_levels]
     inbox = scan(inputs, exclude=own_outputs)
     if output is not None:
@@ -435,8 +437,8 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
     kept = ledger.kept(run_id) if ledger else None
     fingerprint = _fingerprint(options) if ledger else None
     try:
-        for lower in lower_levels:
-            _collect(_rolled_up(lower, check, roster), seen, spool, ledger, None)
+        for lower, label in _input_labels(lower_levels):
+            _collect(_rolled_up(lower, check, roster, label), seen, spool, ledger, None)
         tasks = []
         sightings = ledger.sightings() if ledger else {}
         known_shas = [sightings.get((display_path(f.path), f.stat)) for f in inbox.files]
@@ -476,7 +478,7 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
             for s in files:
                 if not s.unit_code and s.unit_name in by_name:
                     s.unit_code = by_name[s.unit_name]
-        _decide(files, options)
+        _decide(files, options, units)
         skipped = [(display_path(p), reason) for p, reason in inbox.skipped]
         real_paths = {s.path: path for path, s in seen.items()}
 
@@ -696,7 +698,14 @@ def _run_tasks(tasks, seen: dict[str, Seen], spool, ledger, options, roster, db_
         _restore_address_space(previous)
 
 
-def _rolled_up(path: Path, check: CheckOptions, roster: dict | None):
+def _input_labels(paths: list[Path]) -> list[tuple[Path, str]]:
+    """How each lower level's file is named in the summary: its file name, or its whole path where two
+    inputs share a name (two counties' `export.perfxl`), so their forms never stand for each other."""
+    names = [p.name for p in paths]
+    return [(p, p.name if names.count(p.name) == 1 else display_path(p)) for p in paths]
+
+
+def _rolled_up(path: Path, check: CheckOptions, roster: dict | None, label: str | None = None):
     """The merged forms of a lower level's merge (节点汇总), from its ledger or export: each form's stored
     data checked again here, named `input#original path`.
 
@@ -706,7 +715,7 @@ def _rolled_up(path: Path, check: CheckOptions, roster: dict | None):
     form's data) costs that input or that form, as `file-corrupt` under `input#…`, never the run. A unit in
     two lower levels is then decided like two versions of one file: the same data is a duplicate, otherwise
     the newest wins; two copies claiming one original file with different data are a conflict (_decide)."""
-    name = path.name
+    name = label or path.name
 
     def refused(shown: str, detail, claimed: str = "") -> FileResult:
         return _finished(shown, "", FileStat(0, 0, 0, 0), "rollup", None,
@@ -742,6 +751,7 @@ def _rolled_up(path: Path, check: CheckOptions, roster: dict | None):
                 if stored.get("sha256") != original:
                     raise StoredDataError(L("表单数据与其声称的原文件摘要不符",
                                             "the form's data does not match the original file it claims"))
+                digest = _content_digest(stored)
                 form = FormData.from_dict(stored)
             except StoredDataError as exc:
                 yield refused(shown, exc.args[0] if exc.args else "", claimed=original)
@@ -752,7 +762,7 @@ def _rolled_up(path: Path, check: CheckOptions, roster: dict | None):
                 continue
             form.path = shown
             checked = check_read(form, check, roster)
-            yield _finished(shown, _content_digest(stored), _lower_stat(o), "rollup", blob, checked, claimed=original)
+            yield _finished(shown, digest, _lower_stat(o), "rollup", blob, checked, claimed=original)
     except sqlite3.Error as exc:
         yield refused(name, L(f"无法作为报送台账读取（{exc}）", f"cannot be read as a ledger ({exc})"))
     finally:
@@ -767,10 +777,17 @@ _WHERE_AND_HOW = ("path", "sha256", "notices", "stamp_source")
 
 def _content_digest(stored: dict) -> str:
     """The digest of a lower level's form by its data, recomputed here: two counties that read one file
-    agree on it, and a copy with other data never passes for it."""
+    agree on it, and a copy with other data never passes for it. StoredDataError for text no reader makes
+    (half a UTF-16 pair, which no summary, ledger or JSON can write)."""
     content = {k: v for k, v in stored.items() if k not in _WHERE_AND_HOW}
-    return hashlib.sha256(json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-                          .encode("utf-8", "surrogatepass")).hexdigest()
+    try:
+        text = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        json.dumps(stored.get("notices"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise StoredDataError(L("表单数据含有无效字符", "the form's data holds characters no text can")) from None
+    except (TypeError, ValueError) as exc:  # NaN passes, but keys of other types and the like do not
+        raise StoredDataError(L(f"表单数据结构无法识别（{exc}）", f"form data of an unknown shape ({exc})")) from None
+    return hashlib.sha256(text).hexdigest()
 
 
 def _lower_outcome(text) -> dict | None:
@@ -806,7 +823,7 @@ def _collect(results, seen: dict[str, Seen], spool, ledger, progress, keep=(None
         if kept is not None and sha and source != "rollup":  # the next merge with these settings skips the check
             kept.put(f"check|{fingerprint}|{sha}", json.dumps(
                 {**{k: summary[k] for k in _SEEN_FIELDS}, "roster_entry": _entry(roster, summary["unit_code"])},
-                ensure_ascii=False).encode("utf-8"))
+                ensure_ascii=False).encode("utf-8", "surrogatepass"))
         offset = spool.tell()
         spool.write(checked)
         shown = display_path(path)
@@ -848,6 +865,45 @@ def _content_is(path: str, sha: str) -> bool:
     except OSError:
         return False
     return hashlib.sha256(data).hexdigest() == sha
+
+
+def _input_of(s: Seen) -> str:
+    """The lower level's file a rolled-up form came from (`甲县.perfxl#原路径` → `甲县.perfxl`)."""
+    return s.path.split("#", 1)[0]
+
+
+def _out_of_place(seen: list[Seen], units: list[Unit] | None) -> dict[str, str]:
+    """Lower levels' forms of a unit the roster places in another region than the rest of that input's
+    forms: {path: the region the input speaks for}. A county's export speaks for the units of its county; a
+    form in it for another county's unit (a unit it claims, a copy it forged) is set aside, whatever its
+    time or claims, and the genuine form from that unit's own county stands."""
+    from .summary.base import place
+
+    where = {u.code: place(u) for u in units or [] if u.region}
+    if not where:
+        return {}
+    regions: dict[str, Counter] = defaultdict(Counter)
+    for s in seen:
+        if s.source == "rollup" and not s.read_error and s.unit_code in where:
+            regions[_input_of(s)][where[s.unit_code]] += 1
+    home = {}
+    for source, counts in regions.items():
+        (top, n), *rest = counts.most_common(2) + [("", 0)]
+        if n > rest[0][1]:  # a clear majority: a tie tells no region
+            home[source] = top
+    return {s.path: f"{_input_of(s)}（{home[_input_of(s)]}）" for s in seen
+            if s.source == "rollup" and not s.read_error and s.unit_code in where
+            and _input_of(s) in home and where[s.unit_code] != home[_input_of(s)]}
+
+
+def _rival_inputs(versions: list[Seen]) -> dict[str, str]:
+    """Versions of one declaration that came from two or more lower levels with different data: {path: a
+    rival's path}. (From one lower level, or as files of this level's own inbox, versions are decided by
+    time as ever.)"""
+    rolled = [s for s in versions if s.source == "rollup"]
+    if len({_input_of(s) for s in rolled}) < 2 or len({s.sha for s in rolled}) < 2:
+        return {}
+    return {s.path: min(o.path for o in rolled if _input_of(o) != _input_of(s)) for s in rolled}
 
 
 def _conflicts(seen: list[Seen]) -> dict[str, str]:
@@ -904,14 +960,18 @@ def _renamed_together(slots: dict[tuple, list[Seen]]) -> dict[tuple, list[Seen]]
     return merged
 
 
-def _decide(seen: list[Seen], options: MergeOptions) -> None:
+def _decide(seen: list[Seen], options: MergeOptions, units: list[Unit] | None = None) -> None:
     """Each file's outcome: merged, rejected, excluded, duplicate or superseded."""
-    conflicts = _conflicts(seen)
+    elsewhere = _out_of_place(seen, units)
+    conflicts = _conflicts([s for s in seen if s.path not in elsewhere])
     first_by_sha: dict[str, Seen] = {}
     candidates = []
     for s in sorted(seen, key=lambda x: x.path):
         if s.read_error:
             s.outcome, s.reason = "rejected", s.read_error
+            continue
+        if s.path in elsewhere:
+            s.outcome, s.reason, s.duplicate_of = "rejected", "rollup-other-region", elsewhere[s.path]
             continue
         if s.path in conflicts:
             s.outcome, s.reason, s.duplicate_of = "rejected", "rollup-conflict", conflicts[s.path]
@@ -933,6 +993,14 @@ def _decide(seen: list[Seen], options: MergeOptions) -> None:
             multi[s.template] = load_spec(s.template, s.year or options.year or default_year(), templates_dir=options.templates_dir).multi_project
         slots[_slot(s, multi[s.template])].append(s)
     for versions in _renamed_together(slots).values():
+        rival = _rival_inputs(versions)
+        if rival:  # one unit, other data, from two lower levels: neither can be told genuine
+            for s in versions:
+                if s.path in rival:
+                    s.outcome, s.reason, s.duplicate_of = "rejected", "rollup-unit-conflict", rival[s.path]
+            versions = [s for s in versions if s.path not in rival]
+            if not versions:
+                continue
         versions.sort(key=lambda v: (v.status != "errors", v.mtime_ns, v.path), reverse=True)
         versions[0].outcome = "merged"
         for older in versions[1:]:

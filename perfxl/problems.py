@@ -123,6 +123,14 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "The record of what this form was issued with cannot be found, so its prefilled projects, targets, points "
      "and budget cannot be checked and it is not scored; merge on the computer that generated it, or name "
      "the record written then with --issued ({record})"),
+    ("issued-altered", "stamp", "error",
+     "下发记录（{record}）在生成之后被改动过，不能用来核对此表，本表不计分；请用生成时写出的原文件（--issued 指定）",
+     "The record of what was issued ({record}) was changed after it was written and cannot check this form; it "
+     "is not scored: name the record as it was written with --issued"),
+    ("issued-earlier-round", "stamp", "warning",
+     "此表是较早一次下发的，之后又给本单位下发过新表；按此表下发时的内容核对，请确认是否应报送新表",
+     "This form is from an earlier round; the unit was issued a newer one since. Checked against what this "
+     "one was issued with: make sure the newer form is not the one due"),
     ("declared-project-missing", "stamp", "error",
      "下发的项目“{project}”（工作表 {issued_sheet}）在表中找不到；预填的项目不得删除，请在下发的原表上填报",
      "The issued project '{project}' (sheet {issued_sheet}) is not in the form; prefilled projects may not be "
@@ -230,14 +238,19 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "'{level3}' missed its target ({points}/{weight}); give the reason and the measures"),
     ("selfeval-target-changed", "selfeval", "error", "指标“{level3}”的年度指标值被改为“{found}”，申报时为“{declared}”",
      "The target of '{level3}' was changed to '{found}'; '{declared}' was declared"),
-    ("selfeval-points-moved", "selfeval", "error", "“{group}”各指标分值合计为 {found}，应为 {expected}（分值只能在同一类指标之间调整）",
-     "The points of '{group}' add up to {found}, not {expected} (points move only within a group)"),
+    ("selfeval-points-moved", "selfeval", "error", "“{level3}”的分值下发时为 {expected}，表中为 {found}；分值在下发时确定，按下发的分值计分",
+     "The points of '{level3}' were issued as {expected}, the form says {found}; points are fixed when issued and "
+     "scored as issued"),
     ("selfeval-execution-missing", "selfeval", "error", "请填写全年预算数 (A) 和全年执行数 (B)",
      "Give the full-year budget (A) and the amount spent (B)"),
     # -- mid-year monitoring ------------------------------------------------------------------------
     ("monitor-expected-missing", "monitor", "error", "指标“{level3}”没有填写全年预计完成值", "'{level3}' has no forecast for the year"),
     ("monitor-value-unreadable", "monitor", "error", "指标“{level3}”的{column}“{value}”无法识别，请填写数值",
      "The {column} '{value}' of '{level3}' cannot be read; write a number"),
+    ("monitor-unit-mismatch", "monitor", "error",
+     "指标“{level3}”的全年预计完成值“{value}”与年度指标值“{target}”单位不同，无法判断能否完成（按红灯列入监控预警）；请按指标的单位填写",
+     "The forecast '{value}' of '{level3}' is in a unit that cannot be compared with the target '{target}' (listed "
+     "red); write it in the target's unit"),
     ("monitor-cause-missing", "monitor", "error", "指标“{level3}”预计完不成年度指标（{light}），请选择偏差原因",
      "'{level3}' is forecast to miss its target ({light}); choose the cause of the deviation"),
     ("monitor-likely-missed", "monitor", "warning", "指标“{level3}”{light}：全年预计“{expected}”，年度指标值“{target}”",
@@ -249,6 +262,13 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "This merge is for {expected}; this is a {found} {template} form, not merged"),
     ("other-template", "merge", "error", "本次汇总模板为 {expected}，此表为 {found} 年度 {template}，未汇总",
      "This merge is for {expected}; this is a {found} {template} form, not merged"),
+    ("rollup-other-region", "merge", "error",
+     "此单位在名单中不属于 {other} 上报的地区，不计入；应由其所在地区上报，请核实",
+     "This unit is not in the region {other} reports for and is not merged; its own region reports it: check"),
+    ("rollup-unit-conflict", "merge", "error",
+     "此单位在 {other} 中也有上报，数据不同，无法判断以哪一个为准：两份都未汇总，请核实后只保留应汇总的下级上报",
+     "This unit is also handed up in {other} with other data; neither is merged: keep only the lower level's "
+     "export that should count"),
     ("rollup-conflict", "merge", "error",
      "与 {other} 声称来自同一个原文件（sha256 {claimed}），但表单数据不同，无法判断哪一份是真的：两份都未汇总，请向上报单位核实",
      "Claims the same original file as {other} (sha256 {claimed}) with different form data; neither is merged: "

@@ -17,6 +17,7 @@ A score that cannot be computed is None with the problem code that says why; the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date
 
@@ -67,6 +68,8 @@ def convert(value: float, unit: str | None, to_unit: str | None) -> float | None
 
 
 def _capped(ratio: float, weight: float) -> float:
+    if not math.isfinite(ratio):  # min(1.0, nan) is 1.0: a ratio that is no number earns nothing
+        ratio = 0.0 if ratio != ratio else ratio
     return round(max(0.0, min(1.0, ratio)) * weight, 4)
 
 

@@ -192,7 +192,13 @@ def check_form(form: FormData, roster: dict | None = None, expect_year: int | No
     record, issued_sheets = None, {}
     followup = spec.family in FOLLOWUP_FAMILIES
     if followup:
-        record = (issued or IssuedBook()).lookup(form.round, form.unit_code, form.template, form.year or spec.year)
+        record, problem = (issued or IssuedBook()).find(form.round, form.unit_code, form.template,
+                                                         form.year or spec.year)
+        if problem == "issued-earlier-round":
+            out.add(problem, "warning")
+        elif problem is not None:
+            record = None
+            out.add(problem, "error", record=RECORD_FILE)
         issued_sheets = _issued_sheets(form, spec, record, out)
     projects = []
     for sheet in form.sheets:
@@ -224,8 +230,7 @@ def project_signature(spec: Spec, projects: list[ProjectRecord]) -> str | None:
 def _issued_sheets(form: FormData, spec: Spec, record: IssuedForm | None, out: Collector) -> dict[str, IssuedProject]:
     """Each sheet of a follow-up form paired with the project it was issued as: by its sheet name, else
     (a renamed sheet) by its project name. What pairs with nothing is reported."""
-    if record is None:
-        out.add("issued-missing", "error", record=RECORD_FILE)
+    if record is None:  # reported by the caller
         return {}
     waiting = list(record.projects)
     paired: dict[str, IssuedProject] = {}

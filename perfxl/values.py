@@ -6,6 +6,7 @@ cannot read comes back as a problem code, and the original text is always kept b
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from datetime import date, datetime, timedelta
@@ -51,7 +52,11 @@ def to_number(value: Any, money_unit: str | None = None) -> tuple[float | None, 
     if isinstance(value, bool):
         return None, "type-number"
     if isinstance(value, int | float):
-        return float(value), None
+        try:
+            number = float(value)
+        except OverflowError:
+            return None, "type-number"
+        return (number, None) if math.isfinite(number) else (None, "type-number")
     text = _squash(normalize_text(value))
     if text == "":
         return None, None
@@ -381,8 +386,13 @@ def _parse(value: Any) -> Target:
     if isinstance(value, bool):
         return Target(text=str(value), kind="unparseable")
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            return Target(text=str(value)[:40], kind="unparseable")
         original = f"{number:g}"
+        if not math.isfinite(number):  # no target, and no actual, is NaN or infinite
+            return Target(text=original, kind="unparseable")
         if 0 < number < 1 and not number.is_integer():  # a cell formatted as percent stores 0.95 for 95%
             return Target(text=original, kind="quantitative", value=round(number * 100, 10), unit="%")
         return Target(text=original, kind="quantitative", value=number)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import openpyxl
 import pytest
 from click.testing import CliRunner
 
@@ -261,3 +262,112 @@ def test_a_form_that_lost_its_stamp_is_found_by_its_unit_and_still_checked(decla
     wb.save(path)
     result = _merge(tmp_path, "无批次", path)
     assert ("selfeval-target-changed", row["target"].coordinate) in _errors(result)
+
+
+# -- what an adversarial run found (#19): each a way to score above what was issued ---------------------------
+
+def test_points_changed_within_one_level1_score_as_issued_and_are_errors(declared, seeds, honest, tmp_path):  # noqa: F811
+    """分值 are fixed when the form is issued: weighting the rows a unit met after the fact, or a negative 分值
+    that keeps its 一级's sum, earns nothing and is an error at each row."""
+    wb, ws, names, rows = _open(declared["files"][seeds["000-0"].unit["code"]], "national/selfeval")
+    _fill_selfeval(ws, names, rows)
+    output = [r for r in rows if r["level1"].value == "产出指标"]
+    missed, met = output[0], output[1]
+    missed["actual"].value = "0" if parse_target(missed["target"].value).value is not None else "未达成"
+    missed["score"].value = 0 if missed["score"].value is not None else None
+    missed["reason"].value = "未开展"
+    baseline = _score(_merge(tmp_path, "未完成一项", _saved(wb, tmp_path / "未完成一项.xlsx")))[0]
+    met["points"].value, missed["points"].value = met["points"].value + missed["points"].value + 500, -500
+    result = _merge(tmp_path, "负分值", _saved(wb, tmp_path / "负分值.xlsx"))
+    moved = {cell for code, cell in _errors(result) if code == "selfeval-points-moved"}
+    assert moved == {met["points"].coordinate, missed["points"].coordinate}
+    assert _score(result)[0] == baseline < honest[1][0]
+
+
+def _saved(wb, path):
+    wb.save(path)
+    return path
+
+
+def test_a_nan_written_into_the_sheet_xml_is_unreadable_not_full_marks(declared, seeds, honest, tmp_path):  # noqa: F811
+    from tests.hostile.conftest import rezip
+
+    wb, ws, names, rows = _open(declared["files"][seeds["000-0"].unit["code"]], "national/selfeval")
+    _fill_selfeval(ws, names, rows)
+    quantitative = [r for r in rows if parse_target(r["target"].value).value is not None]
+    for r in quantitative:
+        r["actual"].value = 987654.321  # a marker, written as <v>NaN</v> below
+    ws[names["f_funds_total_spent"].split(":")[0]] = 987654.321
+    data = _saved(wb, tmp_path / "标记.xlsx").read_bytes()
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        parts = {n: zf.read(n) for n in zf.namelist() if n.startswith("xl/worksheets/")}
+    nan = rezip(data, {n: x.replace(b"<v>987654.321</v>", b"<v>NaN</v>") for n, x in parts.items()})
+    (tmp_path / "非数.xlsx").write_bytes(nan)
+    result = _merge(tmp_path, "非数", tmp_path / "非数.xlsx")
+    codes = {code for code, _ in _errors(result)}
+    assert {"selfeval-actual-unreadable", "type-number"} <= codes, codes
+    total, _ = _score(result)
+    assert total < honest[1][0] - 5
+
+
+def test_a_form_claiming_a_round_of_another_year_is_not_checked_against_it(declared, seeds, tmp_path):  # noqa: F811
+    """A round registered on this machine for another year (a draft, last year's) is no record of this form."""
+    from perfxl.contract import STAMP_SHEET as STAMP
+
+    other = tmp_path / "去年自评表"
+    r = CliRunner().invoke(cli, ["generate", "national/selfeval", "--year", "2021", "--roster", str(declared["roster"]),
+                                 "--from", str(declared["ledger"]), "-o", str(other)])
+    assert r.exit_code == 0, r.output
+    old = openpyxl.load_workbook(next(other.glob(f"{seeds['000-0'].unit['code']}*.xlsx")))
+    old_round = dict(old[STAMP].iter_rows(values_only=True))["round"]
+    wb, ws, names, rows = _open(declared["files"][seeds["000-0"].unit["code"]], "national/selfeval")
+    _fill_selfeval(ws, names, rows)
+    stamp = wb[STAMP]
+    for row in stamp.iter_rows():
+        if row[0].value == "round":
+            row[1].value = old_round
+    for prop in wb.custom_doc_props.props:
+        if prop.name == "perfxl.round":
+            prop.value = old_round
+    result = _merge(tmp_path, "旧批次", _saved(wb, tmp_path / "旧批次.xlsx"))
+    assert any(code == "issued-missing" for code, _ in _errors(result))
+    assert _score(result) == (None, "")
+
+
+def test_a_record_changed_after_it_was_written_is_not_used(declared, seeds, tmp_path):  # noqa: F811
+    """下发记录.sqlite sits in the forms folder, often a shared one: a target lowered in it, its own digest
+    recomputed, is caught by the round's digest this machine kept."""
+    import hashlib
+    import sqlite3
+
+    folder = tmp_path / "自评表"
+    shutil.copytree(declared["out"], folder)
+    r = CliRunner().invoke(cli, ["generate", "national/selfeval", "--year", "2022", "--roster", str(declared["roster"]),
+                                 "--from", str(declared["ledger"]), "-o", str(folder)])
+    assert r.exit_code == 0, r.output
+    code = seeds["000-0"].unit["code"]
+    with sqlite3.connect(folder / RECORD_FILE) as con:
+        round_id, text = con.execute("SELECT round, projects FROM issued WHERE unit_code=? ORDER BY issued_at DESC, "
+                                     "rowid DESC LIMIT 1", (code,)).fetchone()
+        lowered = text.replace('"target":"≥90%"', '"target":"≥30%"', 1)
+        assert lowered != text
+        con.execute("UPDATE issued SET projects=?, digest=? WHERE round=? AND unit_code=?",
+                    (lowered, hashlib.sha256(lowered.encode()).hexdigest(), round_id, code))
+    wb, ws, names, rows = _open(next(folder.glob(f"{code}*.xlsx")), "national/selfeval")
+    _fill_selfeval(ws, names, rows)
+    result = _merge(tmp_path, "改记录", _saved(wb, tmp_path / "改记录.xlsx"))
+    assert any(c == "issued-altered" for c, _ in _errors(result)) and _score(result) == (None, "")
+    assert not list(folder.glob(RECORD_FILE + "-*")), "the record is one file, no journal beside it"
+
+
+def test_a_forecast_in_another_unit_is_an_error_and_red(monitor_forms, seeds, tmp_path):  # noqa: F811
+    wb, ws, names, rows = _open(monitor_forms[seeds["000-0"].unit["code"]], "national/monitor")
+    _fill_monitor(ws, names, rows)
+    row = next(r for r in rows if parse_target(r["target"].value).unit == "套")
+    row["expected"].value = "0%"
+    result = _merge(tmp_path, "换了单位", _saved(wb, tmp_path / "换了单位.xlsx"))
+    assert ("monitor-unit-mismatch", row["expected"].coordinate) in _errors(result)
+    assert _monitor_lines(result)[row["level3"].value]["预警"] == "红"

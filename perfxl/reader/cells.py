@@ -10,6 +10,7 @@ declines, and the expat path takes the part, whenever any cell is not of that sh
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Any
@@ -60,10 +61,19 @@ def decode(t: str | None, raw: str | None, strings: list[str], date1904: bool) -
         return None
     if t == "d":
         return iso_to_serial(raw, date1904)
+    return number_or_text(raw)
+
+
+def number_or_text(raw: str):
+    """A number cell's value: its float, or its text when it is not a finite number. NaN and ±inf are
+    what no spreadsheet writes but a hand-made file can ("<v>NaN</v>", "1e999"); taken as numbers they would
+    compare as met (min(1, nan) is 1) and break every writer, so they stay text, which no rule reads as a
+    number."""
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         return raw
+    return value if math.isfinite(value) else raw
 
 
 def column_index(letters: str) -> int:
@@ -113,6 +123,9 @@ def _cells_fast(xml: bytes, strings: list[str], date1904: bool) -> Cells | None:
                 value = float(v)
             except ValueError:
                 value = raw_text(v)
+            else:
+                if not math.isfinite(value):
+                    value = raw_text(v)
         elif t == b"s" and v:
             try:
                 value = strings[int(v)]

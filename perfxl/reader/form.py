@@ -23,6 +23,12 @@ class SheetData:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # rows: {"_row": n, col: Cell}
 
 
+_TEXT = (str, type(None))
+_SCALARS = {"path": (str,), "size": (int,), "sha256": (str,), "format": (str,), "template": _TEXT, "version": _TEXT,
+            "fingerprint": _TEXT, "region": _TEXT, "year": (int, type(None)), "unit_code": _TEXT, "unit_name": _TEXT,
+            "stamp_source": _TEXT, "date1904": (bool,), "round": _TEXT}
+
+
 @dataclass
 class FormData:
     path: str
@@ -59,7 +65,15 @@ class FormData:
 
     @classmethod
     def from_dict(cls, data: dict) -> FormData:
+        """Back from `to_dict`. Raises ValueError (or TypeError, KeyError) for data of another shape: a lower
+        level's export is read through here, and what perfxl does with a form's year, unit or template
+        must not be able to fail later (a year of 10**30, a template that is a list)."""
         data = dict(data)
+        for key, types in _SCALARS.items():
+            if not isinstance(data.get(key), types) or isinstance(data.get(key), bool) and bool not in types:
+                raise ValueError(f"form data: {key} of type {type(data.get(key)).__name__}")
+        if data.get("year") is not None and not 1900 <= data["year"] <= 2200:
+            raise ValueError(f"form data: year {data['year']}")
         sheets = []
         for s in data.pop("sheets"):
             tables = {tid: [{k: (v if k == "_row" else Cell(*v)) for k, v in row.items()} for row in rows]

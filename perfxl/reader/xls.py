@@ -4,6 +4,7 @@ are never padded: a far-corner cell must not cost a sheet's worth of memory."""
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 from perfxl.errors import ReadError
@@ -69,6 +70,8 @@ def _xls_book(xlrd, book) -> RawBook:
                     value = xlrd.error_text_from_code.get(value, "#ERR")
                 elif ctype == xlrd.XL_CELL_BOOLEAN:
                     value = bool(value)
+                elif isinstance(value, float) and not math.isfinite(value):  # as reader.cells.number_or_text
+                    value = repr(value)
                 sheet_cells[(r, c)] = (value, None)
                 count += 1
                 if count > MAX_CELLS:

@@ -93,8 +93,15 @@ _XML_ESCAPED_CONTROL = re.compile(r"_x([0-9A-Fa-f]{4})_")
 def unescape_control(text: str) -> str:
     """OOXML writes characters XML cannot hold as _xHHHH_."""
     if "_x" in text:
-        return _XML_ESCAPED_CONTROL.sub(lambda m: chr(int(m.group(1), 16)), text)
+        return _XML_ESCAPED_CONTROL.sub(_escaped_character, text)
     return text
+
+
+def _escaped_character(match: re.Match) -> str:
+    code = int(match.group(1), 16)
+    # _xD800_ … _xDFFF_ name half a UTF-16 pair, no character: it becomes U+FFFD, as an XML parser makes
+    # of a bad reference, so no text read from a file can fail to encode later.
+    return "\ufffd" if 0xD800 <= code <= 0xDFFF else chr(code)
 
 
 def raw_text(raw: bytes | None) -> str:

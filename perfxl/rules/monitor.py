@@ -23,10 +23,15 @@ LIGHT_ZH = {"red": "红", "yellow": "黄", "blue": "蓝", "": ""}
 
 
 def light(target, expected, likelihood: str) -> tuple[str, float | None]:
-    """The warning colour of one indicator, and the share of its target the forecast meets (None: no number)."""
+    """The warning colour of one indicator, and the share of its target the forecast meets (None: no number).
+    A forecast whose number cannot be measured against the target (another unit, a rate as a fraction) is
+    red: nothing says the target will be met (the rule reports why)."""
     share = None
     if target.kind in {"quantitative", "range", "cost"} and expected.kind in {"quantitative", "cost"}:
-        share = indicator_score(target, expected, 1.0).points
+        score = indicator_score(target, expected, 1.0)
+        if score.problem:
+            return "red", None
+        share = score.points
     if likelihood == "完全不可能" or (share is not None and share < 0.7):
         return "red", share
     if (share is not None and share < 0.9) or (likelihood == "有可能" and (share is None or share < 1)):
@@ -43,7 +48,7 @@ class Monitoring(RuleKind):
     name = "monitor"
     params = (Param("table", "table"), Param("budget", "field"), Param("spent", "field"))
     codes = ("monitor-expected-missing", "monitor-value-unreadable", "monitor-cause-missing", "monitor-likely-missed",
-             "monitor-target-changed")
+             "monitor-target-changed", "monitor-unit-mismatch")
     order = 20
     owns_table = True
 
@@ -103,6 +108,10 @@ class Monitoring(RuleKind):
                 ctx.out.add("monitor-expected-missing", "error", cell=row["expected"].address,
                             field_="indicators.expected", level3=level3, **where)
             colour, share = light(target, expected, likelihood) if promised is not None else ("", None)
+            if colour == "red" and share is None and expected.kind in {"quantitative", "cost"}:
+                ctx.out.add("monitor-unit-mismatch", "error", cell=row["expected"].address,
+                            field_="indicators.expected", level3=level3, value=short_text(expected.text),
+                            target=short_text(target.text), **where)
             if colour and not clean_text(row["cause"].value):
                 ctx.out.add("monitor-cause-missing", "error", cell=row["cause"].address, field_="indicators.cause",
                             level3=level3, light=LIGHTS[colour], **where)

@@ -4,7 +4,8 @@ Each row shown is paired with the row perfxl issued (perfxl.issued: the record o
 form's own hidden copy) by its identity, not its position. Reported at their cells: a target missed
 without its 偏差原因, a 年度指标值 that differs from what was issued (it is scored against what was issued),
 an issued row removed (it scores 0) or a row added (not scored), an actual value that cannot be read, a
-tier score outside its band, and 分值 moved between groups (scored as issued). The scores go into the
+tier score outside its band, and a 分值 changed (it is fixed when the form is issued: scored as issued, so a
+unit cannot weight the rows it met after the fact). The scores go into the
 project record for the summary's 自评得分 and 指标得分 sheets.
 """
 
@@ -97,16 +98,6 @@ class SelfEvaluation(RuleKind):
                 if any(clean_text(r[c].value) for c in ("level1", "level2", "level3", "target", "actual"))]
         pairs = match_rows(rows, issued.rows if issued is not None else (),
                            lambda r: row_key(r["level1"].value, r["level2"].value, r["level3"].value))
-        expected: dict[str, float] = defaultdict(float)  # 一级 → 分值 issued
-        found: dict[str, float] = defaultdict(float)  # 一级 → 分值 shown (a missing row counts as issued)
-        for row, promised in pairs:
-            if promised is None:
-                continue
-            level1 = clean_text(promised["level1"])
-            expected[level1] += float(promised["points"] or 0)
-            shown = _number(row["points"]) if row is not None else None
-            found[level1] += float(promised["points"] or 0) if shown is None else shown
-        moved = {level1 for level1, total in expected.items() if abs(found[level1] - total) > 0.01}
         lines = []
         subtotal: dict[str, float] = defaultdict(float)
         for row, promised in pairs:
@@ -138,10 +129,11 @@ class SelfEvaluation(RuleKind):
             if not _same(shown, target_text):
                 ctx.out.add("selfeval-target-changed", "error", cell=row["target"].address, field_=field + "target",
                             level3=level3, found=short_text(shown), declared=short_text(target_text), **where)
-            level1 = clean_text(promised["level1"])
-            weight = _number(row["points"])
-            if weight is None or level1 in moved:  # points moved between 一级 count as issued
-                weight = float(promised["points"] or 0)
+            weight = float(promised["points"] or 0)  # fixed when issued: a year's results never move them
+            shown_points = _number(row["points"])
+            if shown_points is None or abs(shown_points - weight) > 0.005:
+                ctx.out.add("selfeval-points-moved", "error", cell=row["points"].address, field_=field + "points",
+                            level3=level3, found=fmt_number(shown_points), expected=fmt_number(weight), **where)
             group = str(promised["group"])
             actual_text = clean_text(row["actual"].value)
             tier = actual_text if actual_text in TIERS else None
@@ -171,12 +163,6 @@ class SelfEvaluation(RuleKind):
                           "level2": promised["level2"], "level3": promised["level3"], "target": target_text,
                           "actual": actual_text, "points": weight, "score": score.points, "how": score.how,
                           "reason": reason, "cell": row["actual"].address})
-        for level1 in moved:
-            anchor = next((r for r, promised in pairs if r is not None and promised is not None
-                           and clean_text(promised["level1"]) == level1), None)
-            ctx.out.add("selfeval-points-moved", "error", cell=anchor["points"].address if anchor else "",
-                        field_=field + "points", group=level1 or "（空）", found=fmt_number(found[level1]),
-                        expected=fmt_number(expected[level1]), **where)
         weight = ctx.values.get(p["points"])
         weight = float(weight) if isinstance(weight, int | float) else 10.0
         execution = execution_score(ctx.values.get(p["budget"]), ctx.values.get(p["spent"]), weight)

@@ -24,11 +24,19 @@ def build(ctx: Context) -> Table:
             newer = by_path[s.duplicate_of]
             lines.extend(_changes(ctx.load(s), ctx.load(newer), s, newer, ctx.who(newer).unit_name,
                                   ctx.spec_of(newer)))
-        elif s.reason == "rollup-conflict" and s.path < s.duplicate_of:  # each pair once
+        elif s.reason in _CONFLICTS and s.path < s.duplicate_of:  # each pair once
             lines.append({"unit_name": s.unit_name or "", "sheet": "", "project": "；".join(s.project_names),
-                          "what": f"下级上报数据冲突：两份声称来自同一原文件（sha256 {s.claimed[:16]}…），数据不同，均未汇总",
-                          "old": "", "new": "", "cell": "", "old_file": s.path, "new_file": s.duplicate_of})
+                          "what": _CONFLICTS[s.reason].format(claimed=s.claimed[:16]), "old": "", "new": "", "cell": "",
+                          "old_file": s.path, "new_file": s.duplicate_of})
+        elif s.reason == "rollup-other-region":
+            lines.append({"unit_name": s.unit_name or "", "sheet": "", "project": "；".join(s.project_names),
+                          "what": f"下级上报了不属于其地区的单位（{s.duplicate_of}），未汇总", "old": "", "new": "",
+                          "cell": "", "old_file": s.path, "new_file": ""})
     return table(NAME, COLUMNS, lines)
+
+
+_CONFLICTS = {"rollup-conflict": "下级上报数据冲突：两份声称来自同一原文件（sha256 {claimed}…），数据不同，均未汇总",
+              "rollup-unit-conflict": "下级上报数据冲突：同一单位在两个下级的上报中数据不同，均未汇总"}
 
 
 def _changes(old: CheckedForm, new: CheckedForm, old_seen: Seen, new_seen: Seen, unit_name: str, spec) -> list[dict]:

@@ -12,6 +12,7 @@ from .base import OUTCOME_ZH, Collector, Column, Context, Table, file_name, tabl
 NAME = "校验问题"
 FIRST_TITLE = "文件"
 SEVERITY_ZH = {"error": "错误", "warning": "提醒"}
+ROLLUP_REASONS = ("rollup-conflict", "rollup-unit-conflict", "rollup-other-region")  # decided by the merge
 
 
 @dataclass
@@ -36,7 +37,7 @@ class Problems(Collector):
                 expected = self.ctx.year if s.reason == "other-year" else self.ctx.template
                 self._line(s, name, Problem("error", s.reason, params={"expected": expected, "found": s.year,
                                                                        "template": s.template}))
-            elif s.reason == "rollup-conflict":
+            elif s.reason in ROLLUP_REASONS:
                 self._line(s, name, Problem("error", s.reason, params={"other": s.duplicate_of, "claimed": s.claimed}))
 
     def _line(self, s: Seen, unit_name: str, q: Problem) -> None:

@@ -410,3 +410,22 @@ def test_no_network_or_file_access_from_xml(tmp_path, good_bytes):
                                                     + workbook.split(b"?>", 1)[-1])})
     seen = _rejected(tmp_path, "leak.xlsx", payload, "xml-dtd")
     assert "TOP-SECRET" not in str(seen)
+
+
+def test_half_a_utf16_pair_escaped_in_a_cell_is_read_as_a_replacement_character(tmp_path, good_bytes):
+    """_xD800_ names no character: read as U+FFFD, so neither the ledger, the spool nor the summary can fail
+    to encode it (it stopped every unit's merge with a traceback)."""
+    name = _field_cell("project_name")
+    payload = _with_cells(good_bytes, {name: b'<c r="%s" t="inlineStr"><is><t>A_xD800_B</t></is></c>' % name.encode()})
+    _, result = _merged(tmp_path, "surrogate.xlsx", payload, jobs=1)
+    assert _project_line(result, "surrogate.xlsx")["项目名称"] == "A\ufffdB"
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"1e999", b"-inf"])
+def test_a_number_that_is_no_finite_number_is_text_never_a_budget(tmp_path, good_bytes, number):
+    """<v>NaN</v> and its kin are what no spreadsheet writes: read as the text they are, they are reported
+    (type-number) instead of breaking the summary writer or comparing as met."""
+    total = _field_cell("funds_total_annual")
+    payload = _with_cells(good_bytes, {total: b'<c r="%s"><v>%s</v></c>' % (total.encode(), number)})
+    seen, result = _merged(tmp_path, "nan.xlsx", payload, "type-number", "sum-mismatch")
+    assert _project_line(result, "nan.xlsx")["预算金额（万元）"] is None
