@@ -6,6 +6,15 @@
   file is known by a stat() without even hashing it, and a replacement with its mtime put back is not;
 - `runs`: one row per merge, with its counts.
 
+What a merge keeps for its own later use (a sighting, a content's form data or rejection, the `kept`
+values) carries an HMAC-SHA256 under a key only this user has (`cache_key`, in perfxl's folder for the
+user): a ledger planted beside the summary, or edited since, is a cache miss, never trusted. What a
+lower level's ledger or export hands up is evidence, checked again (merger._rolled_up), not a cache.
+
+Every SQLite file perfxl opens that it did not create in this run must hold only perfxl's schema (no
+view, trigger, virtual table, table of another name, computed column or expression index: things that
+run when read or written), and read-only connections abort a statement that runs past a time bound.
+
 Writes happen in transactions; a merge killed half-way leaves every committed batch intact and nothing
 half-written (SQLite's journal), so the next run simply carries on.
 """
@@ -13,13 +22,18 @@ half-written (SQLite's journal), so the next run simply carries on.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 import os
+import re
+import secrets
 import sqlite3
 import stat
 import zlib
 from datetime import datetime
 from pathlib import Path
+from time import monotonic
 
 from . import __version__
 from .errors import OutputError
@@ -27,6 +41,8 @@ from .files import atomic_output
 from .inbox import FileStat
 
 SCHEMA = """
+-- `mac` (of a row's status and problems, of a sighting, of a kept value) and `form_mac` (of the form data):
+-- see Sealer. A row without a valid one is not reused.
 CREATE TABLE IF NOT EXISTS files (
     sha256      TEXT PRIMARY KEY,
     size        INTEGER NOT NULL,
@@ -41,7 +57,9 @@ CREATE TABLE IF NOT EXISTS files (
     warnings    INTEGER,
     problems    TEXT,
     reader      TEXT NOT NULL,
-    form        BLOB
+    form        BLOB,
+    mac         BLOB,
+    form_mac    BLOB
 );
 CREATE TABLE IF NOT EXISTS sightings (
     path        TEXT NOT NULL,
@@ -51,6 +69,7 @@ CREATE TABLE IF NOT EXISTS sightings (
     seen_at     TEXT NOT NULL,
     ctime_ns    INTEGER,
     ino         INTEGER,
+    mac         BLOB,
     PRIMARY KEY (path, sha256)
 );
 CREATE INDEX IF NOT EXISTS sightings_by_path ON sightings(path, size, mtime_ns);
@@ -81,7 +100,8 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE TABLE IF NOT EXISTS kept (
     key         TEXT PRIMARY KEY,
     value       BLOB NOT NULL,
-    run         INTEGER NOT NULL
+    run         INTEGER NOT NULL,
+    mac         BLOB
 );
 CREATE TABLE IF NOT EXISTS run_settings (
     run         INTEGER PRIMARY KEY REFERENCES runs(id),
@@ -204,8 +224,303 @@ def _refuse(path: Path, why: str) -> OutputError:
                        f"(refusing to use {path} as the ledger)")
 
 
+# ----------------------------------------------------------------------------------------------------
+# What this user's merges keep for themselves is sealed with this user's key
+# ----------------------------------------------------------------------------------------------------
+
+CACHE_KEY_FILE = "cache.key"
+CACHE_KEY_BYTES = 32
+_CACHE_KEYS: dict[str, bytes] = {}  # by perfxl's folder: read (or made) once per process
+
+
+def cache_key() -> bytes:
+    """This user's secret for sealing what a merge keeps in its ledger for its own later use: 32 random
+    bytes in perfxl's folder for the user (`perfxl.issued.home()`), made the first time, readable by this
+    user only. A key that cannot be kept (a read-only home) is this process's own: nothing is reused
+    across runs then, which is slower and as correct."""
+    from .issued import home
+
+    folder = home()
+    key = _CACHE_KEYS.get(str(folder))
+    if key is None:
+        key = _CACHE_KEYS[str(folder)] = _load_or_make_key(folder / CACHE_KEY_FILE)
+    return key
+
+
+def _read_key(path: Path) -> bytes | None:
+    """The key in `path` if it is one this user alone can read: the right size and, where the system has
+    owners and modes, this user's and not readable by others. None otherwise (it is then replaced)."""
+    try:
+        with open(path, "rb") as fh:
+            if hasattr(os, "getuid"):
+                st = os.fstat(fh.fileno())
+                if st.st_uid != os.getuid() or st.st_mode & 0o077:
+                    return None
+            key = fh.read(CACHE_KEY_BYTES + 1)
+    except OSError:
+        return None
+    return key if len(key) == CACHE_KEY_BYTES else None
+
+
+def _load_or_make_key(path: Path) -> bytes:
+    key = _read_key(path)
+    if key is not None:
+        return key
+    fresh = secrets.token_bytes(CACHE_KEY_BYTES)
+    temp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under another name (0600 from the start), then put in place: a merge's workers or
+        # the portal starting at the same moment never read half a key.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(fresh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if os.path.lexists(path):  # one that is not a key (or not this user's alone): replaced
+            os.replace(temp, path)
+        else:
+            try:  # a link fails where another process put its key first: that one is used
+                os.link(temp, path)
+            except FileExistsError:
+                pass
+            except OSError:  # no hard links here (FAT): a rename, which fails alike where one exists
+                try:
+                    os.rename(temp, path)
+                except FileExistsError:
+                    pass
+    except OSError:
+        return fresh
+    finally:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+    return _read_key(path) or fresh
+
+
+class Sealer:
+    """HMAC-SHA256 (RFC 2104) under this user's key of what a ledger row says: what kind of row it is, the
+    reader version, every field that names the row (its key, or its content's sha256 and path) and its
+    value, each framed by its length, so a value cannot be moved under another key or content, into
+    another kind of row or to another perfxl version. `valid` is False for a MAC that is not this one's,
+    and for a field of a type perfxl never stores there.
+
+    A re-merge of 10,000 forms checks ~40,000 seals over ~80 MB, so the key's pads and each kind's prefix
+    are hashed once, and each seal costs two state copies, the hashing of its bytes and one small format."""
+
+    def __init__(self, key: bytes):
+        block = key.ljust(64, b"\0")  # SHA-256's block: a 32-byte key is padded, never hashed
+        inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        self._kinds = {}
+        for kind in ("kept", "form", "status", "sighting"):
+            state = inner.copy()
+            state.update(f"perfxl-{kind}|{len(READER_VERSION)}:{READER_VERSION}|".encode())
+            self._kinds[kind] = state
+
+    def _mac(self, kind: str, head: str, value: bytes | None = None) -> bytes:
+        inner = self._kinds[kind].copy()
+        inner.update(head.encode("utf-8", "surrogatepass"))
+        if value is not None:
+            inner.update(value)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def kept(self, key: str, value: bytes) -> bytes:
+        """A kept value under its key."""
+        return self._mac("kept", f"{len(key)}:{key}|{len(value)}:", value)
+
+    def form(self, sha: str, form: bytes) -> bytes:
+        """A content's form data (as stored: compressed)."""
+        return self._mac("form", f"{len(sha)}:{sha}|{len(form)}:", form)
+
+    def status(self, sha: str, status: str, problems: str | None) -> bytes:
+        """A content's status and problems (a rejection is reused by these)."""
+        return self._mac("status", f"{len(sha)}:{sha}|{len(status)}:{status}|"
+                                   + ("-" if problems is None else f"{len(problems)}:{problems}"))
+
+    def sighting(self, path: str, sha: str, size: int, mtime_ns: int, ctime_ns: int, ino: int) -> bytes:
+        """That the file at `path`, with this stat, held this content."""
+        return self._mac("sighting", f"{len(path)}:{path}|{len(sha)}:{sha}|{size:d};{mtime_ns:d};{ctime_ns:d};{ino:d}")
+
+    @staticmethod
+    def valid(mac, seal, *fields) -> bool:
+        """Whether `mac` is what `seal` (one of the methods above) makes of `fields`."""
+        if type(mac) is not bytes:
+            return False
+        try:
+            return hmac.compare_digest(mac, seal(*fields))
+        except (TypeError, ValueError, UnicodeError):  # a field of another type than perfxl stores there
+            return False
+
+
+# ----------------------------------------------------------------------------------------------------
+# SQLite files perfxl did not create in this run: only its own schema, and a bound on a statement's time
+# ----------------------------------------------------------------------------------------------------
+
+class ForeignSchema(OutputError):
+    """An SQLite file whose schema holds something perfxl never writes (`why`, in Chinese)."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+
+# Stripped before a CREATE statement's words are looked at: string literals, quoted names and comments.
+_SQL_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|$)", re.S)
+# What a perfxl table's definition never holds: a constraint or a computed column runs on every write or read.
+_SQL_RUNS = re.compile(r"\b(?:CHECK|AS|GENERATED)\b", re.I)
+# A column default perfxl writes: none, or a literal.
+_LITERAL = re.compile(r"NULL|[-+]?\d+(?:\.\d+)?|'(?:[^']|'')*'|X'[0-9A-Fa-f]*'", re.I)
+
+
+def _schema_problem(db: sqlite3.Connection) -> str | None:
+    """What, in this database's schema, perfxl never writes (in Chinese), or None: a view or a trigger
+    (either can run a query without end when a table is read or written), a virtual table, a table not
+    among OWN_TABLES, a computed column, a constraint or a default that is not a literal, an index on an
+    expression or with a condition."""
+    for kind, name, table, sql in db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall():
+        if kind == "view":
+            return f"含有视图 {name}（perfxl 从不写入视图）"
+        if kind == "trigger":
+            return f"含有触发器 {name}（perfxl 从不写入触发器）"
+        if kind == "table":
+            if name not in OWN_TABLES:
+                return f"含有 perfxl 从不写入的表 {name}"
+            if not isinstance(sql, str):
+                return f"表 {name} 没有定义"
+            if sql.lstrip()[:20].upper().replace(" ", "").startswith("CREATEVIRTUAL"):
+                return f"含有虚拟表 {name}"
+            if _SQL_RUNS.search(_SQL_QUOTED.sub(" ", sql)):
+                return f"表 {name} 含有 perfxl 从不写入的约束或计算列"
+            for _, column, _, _, default, _, hidden in db.execute(f'PRAGMA table_xinfo("{name}")').fetchall():
+                if hidden:
+                    return f"表 {name} 含有计算列 {column}"
+                if default is not None and not _LITERAL.fullmatch(default):
+                    return f"表 {name} 的列 {column} 含有 perfxl 从不写入的默认值"
+        elif kind == "index":
+            if table not in OWN_TABLES:
+                return f"含有 perfxl 从不写入的索引 {name}"
+            if isinstance(sql, str) and re.search(r"\bWHERE\b", _SQL_QUOTED.sub(" ", sql), re.I):
+                return f"含有带条件的索引 {name}"
+            if any(column[1] == -2 for column in db.execute(f'PRAGMA index_xinfo("{name}")').fetchall()):
+                return f"含有基于表达式的索引 {name}"
+        else:
+            return f"含有 perfxl 从不写入的对象 {name}（{kind}）"
+    return None
+
+
+# A statement on a file perfxl did not create is stopped once SQLite has spent this long on it: far more
+# than any of perfxl's statements takes on a real ledger (a sort of 100,000 outcomes: about a second), so
+# it only ends what would never end. Not longer: a sort without end fills SQLite's temporary folder at
+# ~180 MB/s until it is stopped (its files are deleted then).
+STATEMENT_SECONDS = 30.0
+_PROGRESS_STEPS = 100_000  # SQLite's virtual machine steps between two looks at the clock (~a millisecond)
+
+
+class _Clock:
+    """The time SQLite has spent on the statement of the cursor it is working for: only the time inside
+    SQLite counts, not the caller's between two rows, so a roll-up that checks a form per outcome row is
+    never stopped, and a query without end always is."""
+
+    __slots__ = ("cursor", "overran")
+
+    def __init__(self):
+        self.cursor: _TimedCursor | None = None
+        self.overran = False
+
+    def too_long(self) -> int:
+        cursor = self.cursor
+        if cursor is not None and cursor.spent + (monotonic() - cursor.entered) > STATEMENT_SECONDS:
+            self.overran = True
+            return 1  # SQLite stops the statement: sqlite3.OperationalError
+        return 0
+
+
+class _TimedCursor(sqlite3.Cursor):
+    spent = 0.0
+    entered = 0.0
+
+    def _inside(self, call, *args):
+        clock = self.connection.clock
+        clock.cursor, self.entered = self, monotonic()
+        try:
+            return call(*args)
+        except sqlite3.OperationalError:
+            if clock.overran:
+                clock.overran = False
+                raise sqlite3.OperationalError(
+                    f"查询超过 {STATEMENT_SECONDS:g} 秒仍未结束，已中止 (a statement ran past "
+                    f"{STATEMENT_SECONDS:g} seconds and was stopped)") from None
+            raise
+        finally:
+            self.spent += monotonic() - self.entered
+            clock.cursor = None
+
+    def execute(self, sql, parameters=()):
+        self.spent = 0.0
+        return self._inside(super().execute, sql, parameters)
+
+    def executemany(self, sql, parameters):
+        self.spent = 0.0
+        return self._inside(super().executemany, sql, parameters)
+
+    def fetchone(self):
+        return self._inside(super().fetchone)
+
+    def fetchmany(self, size=None):
+        return self._inside(super().fetchmany, size if size is not None else self.arraysize)
+
+    def fetchall(self):
+        return self._inside(super().fetchall)
+
+    def __next__(self):
+        return self._inside(super().__next__)
+
+
+class _BoundedConnection(sqlite3.Connection):
+    """A connection whose statements are stopped past STATEMENT_SECONDS inside SQLite (see _Clock)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clock = _Clock()
+        self.set_progress_handler(self.clock.too_long, _PROGRESS_STEPS)
+
+    def cursor(self, factory=_TimedCursor):
+        return super().cursor(factory)
+
+    def execute(self, sql, parameters=()):
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql, parameters):
+        return self.cursor().executemany(sql, parameters)
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection to an SQLite file in the ledger's format that perfxl did not create in this
+    run (a lower level's ledger or export, a record of what was issued, a ledger to read back): its
+    schema checked (ForeignSchema for anything perfxl never writes), schema code not trusted, and every
+    statement bounded in time. sqlite3.Error when it cannot be opened as a database."""
+    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                         factory=_BoundedConnection)
+    try:
+        db.execute("PRAGMA trusted_schema=OFF")
+        why = _schema_problem(db)
+    except BaseException:
+        db.close()
+        raise
+    if why is not None:
+        db.close()
+        raise ForeignSchema(why)
+    return db
+
+
 def check_ledger_file(path: Path) -> None:
-    """Refuse, before anything is written, a --db that is not empty and not a perfxl ledger."""
+    """Refuse, before anything is written, a --db that is not empty and not a perfxl ledger: not SQLite,
+    another program's (by its application id or, for a ledger of perfxl 0.1 that has none, its tables),
+    or holding anything perfxl never writes (see _schema_problem)."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -224,20 +539,20 @@ def check_ledger_file(path: Path) -> None:
     if not head.startswith(SQLITE_MAGIC):
         raise _refuse(path, "不是 SQLite 数据库（不是 perfxl 报送台账）")
     app_id = int.from_bytes(head[68:72], "big") if len(head) >= 72 else 0
-    if app_id == APPLICATION_ID:
-        return
-    if app_id != 0:
+    if app_id not in (APPLICATION_ID, 0):
         raise _refuse(path, "是其他程序的数据库")
-    try:  # a ledger of perfxl 0.1 carries no application id: recognise it by its tables
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        db = open_readonly(path)
         try:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         finally:
             db.close()
+    except ForeignSchema as exc:
+        raise _refuse(path, f"不是 perfxl 写出的台账：{exc.why}") from None
     except sqlite3.Error as exc:
         raise _refuse(path, f"无法作为数据库打开 ({exc})") from None
-    if tables and not (tables <= OWN_TABLES and "files" in tables):
-        raise _refuse(path, f"是其他程序的数据库（含有表 {', '.join(sorted(tables - OWN_TABLES)[:5])}）")
+    if app_id == 0 and tables and "files" not in tables:  # perfxl 0.1 wrote no application id: its tables say
+        raise _refuse(path, "是其他程序的数据库（没有 perfxl 的表）")
 
 
 def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
@@ -249,8 +564,8 @@ def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) ->
 
 
 def is_ledger(path: Path) -> bool:
-    """A file that is a perfxl ledger (a lower level's merge result): SQLite, and by its application id or,
-    as check_ledger_file also accepts, by its tables."""
+    """A file that is a perfxl ledger (a lower level's merge result): SQLite, perfxl's by its application
+    id or, as check_ledger_file also accepts, by its tables, and holding nothing perfxl never writes."""
     try:
         with open(path, "rb") as fh:
             if not fh.read(16).startswith(SQLITE_MAGIC):
@@ -261,14 +576,33 @@ def is_ledger(path: Path) -> bool:
     return True
 
 
+def claims_ledger(path: Path) -> bool:
+    """A file that says it is a perfxl ledger (SQLite with perfxl's application id), or is one (is_ledger),
+    whatever else it holds: a merge takes it as a lower level's and refuses it there, saying why, if it
+    cannot be used."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(72)
+    except OSError:
+        return False
+    if head.startswith(SQLITE_MAGIC) and len(head) == 72 and int.from_bytes(head[68:72], "big") == APPLICATION_ID:
+        return True
+    return is_ledger(path)
+
+
 class Ledger:
     def __init__(self, path: Path, readonly: bool = False, threads: bool = False):
-        """Open (creating it if need be) the ledger; `readonly` for the merge's workers, which only look up;
-        `threads` when the caller shares it between threads under its own lock (the portal)."""
+        """Open (creating it if need be) the ledger; `readonly` for the merge's workers, which only look up,
+        and for a lower level's ledger or any other file read back (see open_readonly); `threads` when the
+        caller shares it between threads under its own lock (the portal)."""
         self.path = Path(path)
+        self._sealer: Sealer | None = None
         if readonly:
             try:
-                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+                self.db = open_readonly(self.path)
+            except ForeignSchema as exc:
+                raise OutputError(f"{self.path} 不是 perfxl 写出的台账：{exc.why}；perfxl 不会读取它 "
+                                  f"(refusing to read a file holding what perfxl never writes)") from None
             except sqlite3.Error as exc:
                 raise OutputError(f"无法打开报送台账 (cannot open the ledger) {self.path}: {exc}") from None
             return
@@ -279,14 +613,29 @@ class Ledger:
         check_ledger_file(self.path)
         try:
             self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=not threads)
+            self.db.execute("PRAGMA trusted_schema=OFF")
+            why = _schema_problem(self.db)  # again, on this very connection: the file may have changed since
+            if why is not None:
+                self.db.close()
+                raise _refuse(self.path, f"不是 perfxl 写出的台账：{why}")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
-            _add_columns(self.db, "sightings", {"ctime_ns": "INTEGER", "ino": "INTEGER"})
+            _add_columns(self.db, "sightings", {"ctime_ns": "INTEGER", "ino": "INTEGER", "mac": "BLOB"})
+            _add_columns(self.db, "files", {"mac": "BLOB", "form_mac": "BLOB"})
+            _add_columns(self.db, "kept", {"mac": "BLOB"})
             self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.db.commit()
         except sqlite3.Error as exc:
             raise OutputError(f"无法打开报送台账 (cannot open the ledger) {self.path}: {exc}") from None
+
+    @property
+    def sealer(self) -> Sealer:
+        """Seals what this user's merges keep for themselves (made when first needed: a ledger only read
+        back never needs the key)."""
+        if self._sealer is None:
+            self._sealer = Sealer(cache_key())
+        return self._sealer
 
     def close(self) -> None:
         self.db.close()
@@ -296,27 +645,33 @@ class Ledger:
     def sightings(self) -> dict[tuple[str, FileStat], str]:
         """Every (path, file stat) seen, with its content's sha256 (the newest sighting wins): one query for
         a whole inbox instead of one per file. A sighting of an older ledger, without ctime and inode,
-        matches no file: such a file is read once more."""
-        return {(path, FileStat(size, mtime, ctime, ino)): sha for path, size, mtime, ctime, ino, sha in self.db.execute(
-            "SELECT path, size, mtime_ns, ctime_ns, ino, sha256 FROM sightings WHERE ctime_ns IS NOT NULL "
-            "ORDER BY seen_at")}
+        matches no file: such a file is read once more; so does one this user's merges did not seal."""
+        valid, sighting = self.sealer.valid, self.sealer.sighting
+        return {(path, FileStat(size, mtime, ctime, ino)): sha for path, size, mtime, ctime, ino, sha, mac in self.db.execute(
+            "SELECT path, size, mtime_ns, ctime_ns, ino, sha256, mac FROM sightings WHERE ctime_ns IS NOT NULL "
+            "ORDER BY seen_at") if valid(mac, sighting, path, sha, size, mtime, ctime, ino)}
 
     def cached_form(self, sha: str) -> dict | None:
-        """The form data this reader version stored for this content; None if there is none or it cannot
-        be used (the file is then read again)."""
-        row = self.db.execute("SELECT form FROM files WHERE sha256=? AND reader=? AND form IS NOT NULL",
+        """The form data this reader version stored for this content, sealed by this user's merges; None if
+        there is none or it cannot be used (the file is then read again)."""
+        row = self.db.execute("SELECT form, form_mac FROM files WHERE sha256=? AND reader=? AND form IS NOT NULL",
                               (sha, READER_VERSION)).fetchone()
+        if row is None or not self.sealer.valid(row[1], self.sealer.form, sha, row[0]):
+            return None
         try:
-            return unpack(row[0]) if row else None
+            return unpack(row[0])
         except StoredDataError:
             return None
 
     def cached_rejection(self, sha: str):
-        """The problem that rejected this content when this reader version last read it, or None."""
+        """The problem that rejected this content when this reader version last read it (sealed by this
+        user's merges), or None."""
         from .problems import Problem
 
-        row = self.db.execute("SELECT status, problems FROM files WHERE sha256=? AND reader=? AND form IS NULL",
+        row = self.db.execute("SELECT status, problems, mac FROM files WHERE sha256=? AND reader=? AND form IS NULL",
                               (sha, READER_VERSION)).fetchone()
+        if row and not self.sealer.valid(row[2], self.sealer.status, sha, row[0], row[1]):
+            return None
         if row and isinstance(row[0], str) and row[0].startswith("rejected:"):
             try:
                 return Problem.from_dict(json.loads(row[1])[0])
@@ -331,17 +686,24 @@ class Ledger:
         and problems (JSON text) of the checked form."""
         s = summary
         status = f"rejected:{s['read_error']}" if s["read_error"] else s["status"]
+        sealer = self.sealer
+        # A form kept from before (none given) keeps its seal, made under the reader version that read it:
+        # under another version it is not reused.
         self.db.execute(
             "INSERT INTO files (sha256, size, first_seen, template, version, year, unit_code, unit_name, status, "
-            "errors, warnings, problems, reader, form) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "errors, warnings, problems, reader, form, mac, form_mac) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT(sha256) DO UPDATE SET template=excluded.template, version=excluded.version, "
             "year=excluded.year, unit_code=excluded.unit_code, unit_name=excluded.unit_name, status=excluded.status, "
             "errors=excluded.errors, warnings=excluded.warnings, problems=excluded.problems, reader=excluded.reader, "
-            "form=COALESCE(excluded.form, files.form)",
+            "form=COALESCE(excluded.form, files.form), mac=excluded.mac, "
+            "form_mac=CASE WHEN excluded.form IS NULL THEN files.form_mac ELSE excluded.form_mac END",
             (sha, stat.size, _now(), s["template"], s["version"], s["year"], s["unit_code"], s["unit_name"],
-             status, s["errors"], s["warnings"], s["problems"], READER_VERSION, form_blob))
-        self.db.execute("INSERT OR REPLACE INTO sightings (path, sha256, size, mtime_ns, ctime_ns, ino, seen_at) "
-                        "VALUES (?,?,?,?,?,?,?)", (path, sha, *stat, _now()))
+             status, s["errors"], s["warnings"], s["problems"], READER_VERSION, form_blob,
+             sealer.status(sha, status, s["problems"]),
+             sealer.form(sha, form_blob) if form_blob is not None else None))
+        self.db.execute("INSERT OR REPLACE INTO sightings (path, sha256, size, mtime_ns, ctime_ns, ino, seen_at, mac) "
+                        "VALUES (?,?,?,?,?,?,?,?)", (path, sha, *stat, _now(),
+                                                     sealer.sighting(path, sha, *stat)))
 
     def kept(self, run_id: int) -> Kept:
         """What this run may reuse from earlier ones, and keep for later ones."""
@@ -480,6 +842,10 @@ class Ledger:
                              counts["rejected"], counts["duplicate"], counts["superseded"], run_id))
 
 
+EXPORTED_FILE_COLUMNS = ("sha256, size, first_seen, template, version, year, unit_code, unit_name, status, errors, "
+                         "warnings, problems, reader, form")
+
+
 def export_merged(source: Path, target: Path) -> int:
     """What a higher level needs of this ledger's last merge (节点汇总), in a new file of the ledger's own
     format: the run, its outcomes and settings, and the stored data of every form it merged, each under
@@ -516,12 +882,15 @@ def export_merged(source: Path, target: Path) -> int:
                                            outcomes)
                     out.db.executemany("INSERT INTO run_settings VALUES (?,?)", settings)
                     out.db.executemany("INSERT INTO rosters VALUES (?,?)", rosters)
+                    # By name (a ledger an older perfxl made has fewer columns), and without the seals: they
+                    # are this user's, and the level above checks what it is handed again.
                     for start in range(0, len(merged), 500):
                         batch = merged[start:start + 500]
-                        rows = lower.db.execute(f"SELECT * FROM files WHERE sha256 IN ({','.join('?' * len(batch))})",
-                                                batch).fetchall()
+                        rows = lower.db.execute(f"SELECT {EXPORTED_FILE_COLUMNS} FROM files WHERE sha256 IN "
+                                                f"({','.join('?' * len(batch))})", batch).fetchall()
                         if rows:
-                            out.db.executemany(f"INSERT INTO files VALUES ({','.join('?' * len(rows[0]))})", rows)
+                            out.db.executemany(f"INSERT INTO files ({EXPORTED_FILE_COLUMNS}) VALUES "
+                                               f"({','.join('?' * len(rows[0]))})", rows)
                 out.db.execute("PRAGMA journal_mode=DELETE")  # one file to send: no -wal beside it
             finally:
                 out.close()
@@ -534,35 +903,42 @@ def export_merged(source: Path, target: Path) -> int:
 
 class Kept:
     """get(key) → bytes | None and put(key, bytes) on the ledger's `kept` table for one run; writes are
-    committed in batches. What no later merge can use is pruned at `close`: once the values this run did
-    not touch outnumber those it did, they go (touching costs nothing; marking each one used would cost
-    a write per form on every re-merge)."""
+    committed in batches. Every value is sealed with its key and reader version (see Sealer): one this
+    user's merges did not write, or that was moved under another key, is not returned (a cache miss, so
+    it is worked out again and kept anew). What no later merge can use is pruned at `close`: once the
+    values this run did not touch outnumber those it did, they go (touching costs nothing; marking each
+    one used would cost a write per form on every re-merge)."""
 
     def __init__(self, ledger: Ledger, run_id: int):
         self.db = ledger.db
+        self.sealer = ledger.sealer
         self.run_id = run_id
         self.touched: set[str] = set()
         self.pending = 0
-        self.ahead: dict[str, bytes] = {}
+        self.ahead: dict[str, tuple[bytes, bytes]] = {}
 
     def prefetch(self, keys: list[str]) -> None:
         """Look up these keys together (one query per few hundred, not one each): `get` takes them from here."""
         for start in range(0, len(keys), 500):
             batch = keys[start:start + 500]
-            self.ahead.update(self.db.execute(
-                f"SELECT key, value FROM kept WHERE key IN ({','.join('?' * len(batch))})", batch))
+            self.ahead.update((key, (value, mac)) for key, value, mac in self.db.execute(
+                f"SELECT key, value, mac FROM kept WHERE key IN ({','.join('?' * len(batch))})", batch))
 
     def get(self, key: str) -> bytes | None:
-        value = self.ahead.pop(key, None)
-        if value is None:
-            row = self.db.execute("SELECT value FROM kept WHERE key=?", (key,)).fetchone()
-            value = row[0] if row else None
-        if value is not None:
-            self.touched.add(key)
+        found = self.ahead.pop(key, None)
+        if found is None:
+            found = self.db.execute("SELECT value, mac FROM kept WHERE key=?", (key,)).fetchone()
+            if found is None:
+                return None
+        value, mac = found
+        if not self.sealer.valid(mac, self.sealer.kept, key, value):
+            return None
+        self.touched.add(key)
         return value
 
     def put(self, key: str, value: bytes) -> None:
-        self.db.execute("INSERT OR REPLACE INTO kept (key, value, run) VALUES (?,?,?)", (key, value, self.run_id))
+        self.db.execute("INSERT OR REPLACE INTO kept (key, value, run, mac) VALUES (?,?,?,?)",
+                        (key, value, self.run_id, self.sealer.kept(key, value)))
         self.touched.add(key)
         self.pending += 1
         if self.pending >= 500:
