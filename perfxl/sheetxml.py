@@ -274,6 +274,7 @@ def segment(raw: bytes, rows: int = 0, sums: Iterable[float] = ()) -> Segment:
 
 MAX_TEMPLATE = 64 << 20  # a form's rows larger than this (inflated, ~60,000 rows) are not kept
 MEMO_BYTES = 192 << 20  # a sorted sheet's kept row templates larger than this (inflated) are not kept
+_FORMULA = b"<f"  # a cell's formula element: perfxl never writes one (text is escaped: it never holds a "<")
 
 
 @dataclass(slots=True)
@@ -295,6 +296,8 @@ class KeptRows:
         if start == self.start and self.filled is not None:
             return self
         raw = self.raw if self.raw is not None else _inflate(self.template, self.length)
+        if _FORMULA in raw:
+            raise ValueError("a kept template with a formula")
         return KeptRows(self.template, self.length, self.rows, self.sums, start,
                         segment(fill(raw, start, self.rows), self.rows, self.sums), raw)
 
@@ -386,10 +389,13 @@ def unpack_memo(blob) -> dict[bytes, bytes] | None:
     pieces = list(map(raw.__getitem__, map(slice, offsets[:-1], offsets[1:])))
     keys, xml = pieces[:n], pieces[n:]
     # Each template one row, or the sheet would have rows its count does not know: every one starts and
-    # ends as a row does, and there are as many ends as templates.
+    # ends as a row does, and there are as many ends as templates. And no formula: perfxl writes values
+    # only, and escaped text never holds a "<" (the ledger's seal is what keeps a planted template out;
+    # this is what is left should one ever get past it).
     if not (all(map(bytes.startswith, xml, itertools.repeat(_ROW_START)))
             and all(map(bytes.endswith, xml, itertools.repeat(b"</row>")))
-            and raw.count(b"</row>", offsets[n]) == n):
+            and raw.count(b"</row>", offsets[n]) == n
+            and raw.find(_FORMULA, offsets[n]) < 0):
         return None
     return dict(zip(keys, xml))
 
@@ -405,7 +411,9 @@ def pack_chunks(chunks: list[tuple[bytes, Segment]]) -> bytes:
 
 
 def unpack_chunks(blob) -> list[tuple[bytes, Segment]] | None:
-    """The segments `pack_chunks` kept, or None for a value of any other shape."""
+    """The segments `pack_chunks` kept, or None for a value of any other shape: each one's deflate data
+    ends with the full flush `deflate` ends it with (else the member's stream would not go on from it),
+    and its size is one deflate can make of its length."""
     if type(blob) is not bytes or blob[:4] != _CHUNKS_MARK:
         return None
     chunks, at = [], 4
@@ -414,10 +422,19 @@ def unpack_chunks(blob) -> list[tuple[bytes, Segment]] | None:
             return None
         digest, crc, length, zeros, size = _CHUNK.unpack_from(blob, at)
         at += _CHUNK.size + size
-        if at > len(blob):
+        if at > len(blob) or not _deflated_size(size, length) or not blob.endswith(_FULL_FLUSH, 0, at):
             return None
         chunks.append((digest, Segment(blob[at - size:at], crc, length, zeros)))
     return chunks
+
+
+_FULL_FLUSH = b"\x00\x00\xff\xff"  # the empty stored block a full flush ends with
+
+
+def _deflated_size(size: int, length: int) -> bool:
+    """Whether `size` bytes of deflate data can hold `length` bytes: deflate packs at most ~1032 to one,
+    and stores what it cannot pack with 5 bytes a block of up to 65,535 (level 1 never does worse)."""
+    return 0 < length and 4 < size <= length + 5 * (length // 16_383 + 2) + 8 and length <= 1032 * size
 
 
 _FINAL = b"\x03\x00"  # an empty final fixed-Huffman block: ends the deflate stream
