@@ -547,8 +547,8 @@ def check_ledger_file(path: Path) -> None:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         finally:
             db.close()
-    except ForeignSchema as exc:
-        raise _refuse(path, f"不是 perfxl 写出的台账：{exc.why}") from None
+    except ForeignSchema as exc:  # without perfxl's application id, most likely another program's
+        raise _refuse(path, f"是其他程序的数据库（{exc.why}）" if app_id == 0 else f"不是 perfxl 写出的台账：{exc.why}") from None
     except sqlite3.Error as exc:
         raise _refuse(path, f"无法作为数据库打开 ({exc})") from None
     if app_id == 0 and tables and "files" not in tables:  # perfxl 0.1 wrote no application id: its tables say
