@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tempfile
 import time
 import unicodedata
@@ -14,6 +15,16 @@ from .errors import OutputError
 
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
+
+
+def home() -> Path:
+    """perfxl's folder for what it remembers on this machine, per user: `PERFXL_HOME`, else
+    %LOCALAPPDATA%\\perfxl or ~/.local/share/perfxl (the rounds it issued, the key that seals its caches)."""
+    if os.environ.get("PERFXL_HOME"):
+        return Path(os.environ["PERFXL_HOME"])
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "perfxl"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "perfxl"
 
 
 # Linux and macOS cap a name at 255 bytes, Windows at 255 UTF-16 units; a Chinese character is 3 bytes in

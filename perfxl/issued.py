@@ -24,14 +24,13 @@ import hashlib
 import json
 import os
 import sqlite3
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import OutputError
-from .files import write_bytes_atomic
+from .files import home, write_bytes_atomic  # home: perfxl's folder for the user
 
 RECORD_FILE = "下发记录.sqlite"
 INDEX_FILE = "rounds.json"
@@ -124,15 +123,6 @@ def round_digest(rows) -> str:
 # ----------------------------------------------------------------------------------------------------
 # This machine's index of rounds
 # ----------------------------------------------------------------------------------------------------
-
-def home() -> Path:
-    """perfxl's folder for what it remembers on this machine (per user)."""
-    if os.environ.get("PERFXL_HOME"):
-        return Path(os.environ["PERFXL_HOME"])
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "perfxl"
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "perfxl"
-
 
 def _index() -> dict[str, dict]:
     try:

@@ -37,7 +37,7 @@ from time import monotonic
 
 from . import __version__
 from .errors import OutputError
-from .files import atomic_output
+from .files import atomic_output, home
 from .inbox import FileStat
 
 SCHEMA = """
@@ -235,11 +235,9 @@ _CACHE_KEYS: dict[str, bytes] = {}  # by perfxl's folder: read (or made) once pe
 
 def cache_key() -> bytes:
     """This user's secret for sealing what a merge keeps in its ledger for its own later use: 32 random
-    bytes in perfxl's folder for the user (`perfxl.issued.home()`), made the first time, readable by this
+    bytes in perfxl's folder for the user (`perfxl.files.home()`), made the first time, readable by this
     user only. A key that cannot be kept (a read-only home) is this process's own: nothing is reused
     across runs then, which is slower and as correct."""
-    from .issued import home
-
     folder = home()
     key = _CACHE_KEYS.get(str(folder))
     if key is None:
