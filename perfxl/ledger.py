@@ -111,7 +111,8 @@ CREATE TABLE IF NOT EXISTS run_settings (
 -- past merge is rebuilt with its own roster, whatever the file says now.
 CREATE TABLE IF NOT EXISTS rosters (
     digest      TEXT PRIMARY KEY,
-    units       TEXT NOT NULL
+    units       TEXT NOT NULL,
+    mac         BLOB
 );
 -- What a round of follow-up forms issued to each unit (perfxl.issued): the record returned forms are
 -- checked against. Kept in 下发记录.sqlite beside the forms; an export carries it up.
@@ -312,7 +313,7 @@ class Sealer:
         inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         self._kinds = {}
-        for kind in ("kept", "form", "status", "sighting"):
+        for kind in ("kept", "form", "status", "sighting", "roster"):
             state = inner.copy()
             state.update(f"perfxl-{kind}|{len(READER_VERSION)}:{READER_VERSION}|".encode())
             self._kinds[kind] = state
@@ -338,6 +339,10 @@ class Sealer:
         """A content's status and problems (a rejection is reused by these)."""
         return self._mac("status", f"{len(sha)}:{sha}|{len(status)}:{status}|"
                                    + ("-" if problems is None else f"{len(problems)}:{problems}"))
+
+    def roster(self, digest: str, units: str) -> bytes:
+        """The units of the roster kept under this digest (as JSON)."""
+        return self._mac("roster", f"{len(digest)}:{digest}|{len(units)}:{units}")
 
     def sighting(self, path: str, sha: str, size: int, mtime_ns: int, ctime_ns: int, ino: int) -> bytes:
         """That the file at `path`, with this stat, held this content."""
@@ -622,6 +627,7 @@ class Ledger:
             _add_columns(self.db, "sightings", {"ctime_ns": "INTEGER", "ino": "INTEGER", "mac": "BLOB"})
             _add_columns(self.db, "files", {"mac": "BLOB", "form_mac": "BLOB"})
             _add_columns(self.db, "kept", {"mac": "BLOB"})
+            _add_columns(self.db, "rosters", {"mac": "BLOB"})
             self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.db.commit()
         except sqlite3.Error as exc:
@@ -728,16 +734,20 @@ class Ledger:
     def keep_roster(self, digest: str, units: list) -> None:
         """Keep a roster's units under the digest of its file (once: a re-merge with the same roster writes
         nothing)."""
-        if self.db.execute("SELECT 1 FROM rosters WHERE digest=?", (digest,)).fetchone() is None:
+        row = self.db.execute("SELECT units, mac FROM rosters WHERE digest=?", (digest,)).fetchone()
+        if row is None or not self.sealer.valid(row[1], self.sealer.roster, digest, row[0]):
+            text = json.dumps([u.to_dict() for u in units], ensure_ascii=False)
             with self.db:
-                self.db.execute("INSERT INTO rosters (digest, units) VALUES (?,?)",
-                                (digest, json.dumps([u.to_dict() for u in units], ensure_ascii=False)))
+                self.db.execute("INSERT OR REPLACE INTO rosters (digest, units, mac) VALUES (?,?,?)",
+                                (digest, text, self.sealer.roster(digest, text)))
 
     def kept_roster(self, digest) -> list | None:
-        """The units of a roster kept by `keep_roster` as dicts, or None."""
-        row = self.db.execute("SELECT units FROM rosters WHERE digest=?", (str(digest),)).fetchone()
+        """The units of a roster this user's merge kept by `keep_roster` (sealed), as dicts, or None."""
+        row = self.db.execute("SELECT units, mac FROM rosters WHERE digest=?", (str(digest),)).fetchone()
+        if row is None or not self.sealer.valid(row[1], self.sealer.roster, str(digest), row[0]):
+            return None
         try:
-            units = json.loads(row[0]) if row else None
+            units = json.loads(row[0])
         except (TypeError, ValueError, RecursionError):
             return None
         return units if isinstance(units, list) else None
@@ -816,14 +826,23 @@ class Ledger:
             self.db.execute("INSERT INTO returns (unit_code, submission, comment, returned) VALUES (?,?,?,?)",
                             (unit_code, submission, comment, _now()))
 
-    def store_units(self) -> dict[str, str]:
-        """The portal's record of who handed in each stored file: {real path: unit code}, for the files it
-        accepted (status valid or errors) under this ledger's folder."""
+    def store_units(self) -> dict[str, tuple[str, str]]:
+        """The portal's record of who handed in each stored file: {real path: (unit code, content sha256)},
+        for the files it accepted (status valid or errors), each where the portal keeps it,
+        files/<unit>/<sha256>.xlsx under this ledger's folder. A row naming any other place (a ledger
+        planted beside an inbox, naming the inbox's files) is no portal record and is passed over."""
+        from .files import safe_filename
+
         folder = self.path.resolve().parent
         out = {}
-        for unit, stored in self.db.execute("SELECT unit_code, stored FROM submissions WHERE status IN ('valid', 'errors')"):
-            if isinstance(stored, str) and isinstance(unit, str):
-                out[os.path.normcase(os.path.realpath(folder / stored))] = unit
+        for unit, stored, sha in self.db.execute(
+                "SELECT unit_code, stored, sha256 FROM submissions WHERE status IN ('valid', 'errors')"):
+            if not (isinstance(stored, str) and isinstance(unit, str) and isinstance(sha, str)):
+                continue
+            parts = Path(stored.replace("\\", "/")).parts
+            if len(parts) == 3 and parts[0] == "files" and parts[1] == safe_filename(unit) \
+                    and parts[2] in (f"{sha}.xlsx", f"{sha}.xls"):
+                out[os.path.normcase(os.path.realpath(folder / stored))] = (unit, sha)
         return out
 
     def returns(self, unit_code: str | None = None) -> list[dict]:
@@ -868,7 +887,7 @@ def export_merged(source: Path, target: Path) -> int:
             digest = json.loads(settings[0][1]).get("roster_digest") if settings else None
         except (ValueError, AttributeError):
             digest = None
-        rosters = lower.db.execute("SELECT * FROM rosters WHERE digest=?", (str(digest),)).fetchall()
+        rosters = lower.db.execute("SELECT digest, units FROM rosters WHERE digest=?", (str(digest),)).fetchall()
         merged = sorted({row[2] for row in outcomes if row[3] == "merged"})
         with atomic_output(target) as tmp:
             out = Ledger(tmp)
@@ -879,7 +898,7 @@ def export_merged(source: Path, target: Path) -> int:
                         out.db.executemany(f"INSERT INTO outcomes VALUES ({','.join('?' * len(outcomes[0]))})",
                                            outcomes)
                     out.db.executemany("INSERT INTO run_settings VALUES (?,?)", settings)
-                    out.db.executemany("INSERT INTO rosters VALUES (?,?)", rosters)
+                    out.db.executemany("INSERT INTO rosters (digest, units) VALUES (?,?)", rosters)  # unsealed: evidence
                     # By name (a ledger an older perfxl made has fewer columns), and without the seals: they
                     # are this user's, and the level above checks what it is handed again.
                     for start in range(0, len(merged), 500):

@@ -669,16 +669,24 @@ def _kept_check(kept, fingerprint: str, sha: str, roster: dict | None, check: Ch
 
 
 def _recheck(ledger, s: Seen, path: str, check: CheckOptions, roster: dict | None) -> CheckedForm:
-    """A form taken from the ledger without its checked form: checked again from its stored data, here."""
-    cached = ledger.cached_form(s.sha)
-    if cached is not None:
-        form = FormData.from_dict(cached)
-        form.path = path
+    """A form taken from the ledger without its checked form: checked again from its stored data, here; or,
+    when what the ledger keeps of it cannot be used (changed since it was sealed), read again from the file,
+    if the file still holds that content."""
+    form = _stored_form(ledger, s.sha, path)
+    if form is not None:
         return check_read(form, check, roster)
     refused = ledger.cached_rejection(s.sha)
     if refused is not None:
         return rejected_by(path, refused)
-    return rejected(path, "file-unreadable", detail=L("台账中缺少此表的数据", "the ledger lacks this form's data"))
+    try:
+        data, _ = read_regular_file(path, MAX_FILE_BYTES)
+        if hashlib.sha256(data).hexdigest() != s.sha:
+            raise OSError("changed")
+        with time_limit(60.0):
+            return check_read(read_workbook(Path(path), templates_dir=check.templates_dir and Path(check.templates_dir),
+                                            template=check.template, year=check.year, data=data), check, roster)
+    except (OSError, ReadError, TimeLimitExceeded, MemoryError, RecursionError):
+        return rejected(path, "file-unreadable", detail=L("台账中缺少此表的数据", "the ledger lacks this form's data"))
 
 
 def _run_tasks(tasks, seen: dict[str, Seen], spool, ledger, options, roster, db_path, jobs, progress,
@@ -850,8 +858,8 @@ def _units_from_store(ledger: Ledger, seen: dict[str, Seen]) -> None:
     if not handed_in:
         return
     for path, s in seen.items():
-        unit = handed_in.get(os.path.normcase(os.path.realpath(path)))
-        if unit is None or s.read_error:
+        unit, sha = handed_in.get(os.path.normcase(os.path.realpath(path)), (None, None))
+        if unit is None or s.read_error or s.sha != sha:  # a file not as the portal stored it: its own claims
             continue
         if s.unit_code and s.unit_code != unit:
             s.read_error = "portal-other-unit"

@@ -4,6 +4,7 @@ unit that handed it in."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sqlite3
 
@@ -90,11 +91,13 @@ def test_a_portal_stores_file_is_the_unit_that_handed_it_in_even_without_a_stamp
 
     with zipfile.ZipFile(io.BytesIO(stampless)) as zf:  # the stamp sheet emptied of its mark
         names = zf.namelist()
-    target = store / "files" / "730001" / "b.xlsx"
+    data = _strip_stamp(stampless, names)
+    sha = hashlib.sha256(data).hexdigest()
+    target = store / "files" / "730001" / f"{sha}.xlsx"  # where the portal keeps what 730001 handed in
     target.parent.mkdir(parents=True)
-    target.write_bytes(_strip_stamp(stampless, names))
+    target.write_bytes(data)
     ledger = Ledger(store / "报送台账.sqlite")
-    sid = ledger.add_submission("730001", "b.xlsx", "0" * 64, target.stat().st_size, "files/730001/b.xlsx")
+    sid = ledger.add_submission("730001", "b.xlsx", sha, len(data), f"files/730001/{sha}.xlsx")
     ledger.finish_submission(sid, "valid", 0, 1, [])
     ledger.close()
     roster = write_roster(tmp_path / "名单.csv", [("730001", "甲单位", "部门"), ("730002", "乙单位", "部门")])
@@ -105,6 +108,23 @@ def test_a_portal_stores_file_is_the_unit_that_handed_it_in_even_without_a_stamp
     with sqlite3.connect(store / "报送台账.sqlite") as con:
         assert con.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == 1
     shutil.rmtree(store)
+
+
+def test_a_ledger_planted_beside_an_inbox_cannot_say_who_handed_in_its_files(tmp_path):
+    """Rows of `submissions` name a unit for a file only where the portal keeps files (files/<unit>/<sha>):
+    a ledger planted at the default path, naming the inbox's files, changes nobody's unit."""
+    from perfxl.ledger import Ledger
+
+    inbox = tmp_path / "收件箱"
+    inbox.mkdir()
+    data = _form("740001", "甲单位", 100.0)
+    (inbox / "a.xlsx").write_bytes(data)
+    planted = Ledger(tmp_path / "汇总_报送台账.sqlite")
+    sid = planted.add_submission("740002", "a.xlsx", hashlib.sha256(data).hexdigest(), len(data), "收件箱/a.xlsx")
+    planted.finish_submission(sid, "valid", 0, 0, [])
+    planted.close()
+    result = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1))
+    assert [s.unit_code for s in result.files if s.outcome == "merged"] == ["740001"]
 
 
 def _strip_stamp(data: bytes, names: list[str]) -> bytes:
