@@ -43,7 +43,30 @@ class _Year(click.ParamType):
 YEAR = _Year()
 
 
+def _summary(command: click.Command) -> str:
+    """A command's one-line summary: the first paragraph of its help, whole."""
+    import inspect
+
+    paragraph = inspect.cleandoc(command.help or "").split("\n\n")[0]
+    return " ".join(paragraph.split())
+
+
+class _Command(click.Command):
+    """A command listed in `perfxl --help` by its summary, whole: click would cut it at a count of
+    characters (a Chinese character takes two columns) and end it with "…", so summaries are kept short
+    enough to fit instead (tests/test_cli.py measures them)."""
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return _summary(self)
+
+
 class _Group(click.Group):
+    command_class = _Command
+    group_class = type  # a subgroup is a _Group too: its commands listed whole, its errors said the same way
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return _summary(self)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -67,7 +90,8 @@ class _Group(click.Group):
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="perfxl")
 def cli():
-    """perfxl: 预算绩效目标申报表 — generate blank forms, validate returned ones, merge them."""
+    """perfxl：预算绩效目标申报表的生成、校验与汇总 (generate blank forms, validate returned ones, merge
+    them)."""
 
 
 @cli.command("templates")
@@ -88,7 +112,7 @@ def templates_cmd(templates_dir, as_json):
 
 @cli.group("template")
 def template_group():
-    """导入在 Excel 中设计的表样、检查模板目录 (templates designed in Excel; lint a templates folder)."""
+    """导入 Excel 表样、检查模板目录 (forms designed in Excel)."""
 
 
 @template_group.command("import")
@@ -96,7 +120,9 @@ def template_group():
 @click.option("-o", "--output", "outdir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="模板目录：之后用 --templates 指向它 (the templates folder to write into).")
 def template_import(designed, outdir):
-    """把设计好的表样工作簿（含「字段」「表格」「规则」「设置」工作表）导入为模板."""
+    """把在 Excel 中设计的表样导入为模板 (import a form designed in Excel).
+
+    表样工作簿含「字段」「表格」「规则」「设置」工作表；DESIGNED 是它的路径。"""
     from .designed.importer import import_design
     from .spec import load_spec
 
@@ -113,7 +139,9 @@ def template_import(designed, outdir):
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--year", type=YEAR, default=None, help="用哪个年度渲染模板 (the year to render with).")
 def template_check(folder, year):
-    """检查模板目录中的每个模板：能否加载、能否生成表单，并列出其字段和表格."""
+    """检查模板目录中的每个模板 (lint a templates folder).
+
+    能否加载、能否生成表单，并列出其字段和表格；FOLDER 是模板目录。"""
     from .generator import build_workbook
     from .spec import describe as describe_spec
     from .spec import load_spec, templates_in
@@ -200,7 +228,10 @@ def describe(template, year, region, as_json, templates_dir):
               help="申报汇总的报送台账 (.sqlite)：据此生成自评表/监控表 (follow-up forms from a declaration ledger).")
 @TEMPLATES_OPTION
 def generate(template, year, roster, outdir, region, projects, password, rows, ledger, templates_dir):
-    """为名单中的每个单位生成空白申报表 (one blank form per roster unit); 自评表等后续表用 --from 台账."""
+    """为名单中的每个单位生成一份表 (one form per roster unit).
+
+    申报表生成空白表；自评表、监控表等后续表用 --from 指定申报汇总的报送台账，表中预填所申报的指标
+    (follow-up forms are made from a declaration ledger)."""
     import time
 
     from .generator import generate_forms
@@ -249,7 +280,10 @@ def generate(template, year, roster, outdir, region, projects, password, rows, l
 @TEMPLATES_OPTION
 @ISSUED_OPTION
 def validate(paths, as_json, annotate_dir, roster, year, template, lang, templates_dir, issued):
-    """校验填报好的申报表 (validate returned workbooks). Exit 0: no errors; 1: errors found; 2: usage."""
+    """校验填报好的申报表 (validate returned workbooks).
+
+    PATHS 是文件或目录。退出码 0：没有错误；1：有错误；2：用法或输入错误 (exit 0: no errors; 1: errors
+    found; 2: usage)."""
     from .files import display_path, ensure_writable_dir
     from .inbox import scan
     from .pipeline import CheckOptions, check_file
@@ -303,8 +337,10 @@ def validate(paths, as_json, annotate_dir, roster, year, template, lang, templat
 @click.option("--json", "as_json", is_flag=True, help="机器可读输出 (JSON).")
 @TEMPLATES_OPTION
 def inspect(file, with_cells, as_json, templates_dir):
-    """查看 perfxl 从一个文件中读到了什么 (what the reader sees in one file): format, stamp, template,
-    defined names, each field's value and cell. Answers "why does perfxl say this is empty?"."""
+    """查看 perfxl 从一个文件中读到了什么 (what perfxl reads in a file).
+
+    格式、标识、模板、定义名称、每个字段的值和单元格：回答「perfxl 为什么说这里是空的？」(format, stamp,
+    template, defined names, each field's value and cell)."""
     from .files import display_path
     from .read import inspect_workbook
 
@@ -399,7 +435,9 @@ def _print_checked(entry: dict, lang: str) -> None:
 @ISSUED_OPTION
 def merge(inputs, output, roster, template, year, db, csv_dir, parquet_dir, jobs, lang, returns_dir, return_by,
           templates_dir, issued):
-    """汇总所有报送的申报表 (merge every returned workbook into the summary)."""
+    """汇总所有报送的表 (merge returned forms into the summary).
+
+    INPUTS 是文件或目录（收件箱），也可以是下级的导出文件或报送台账（节点汇总）。"""
     import time
 
     from .merger import MergeOptions, run_merge
@@ -459,7 +497,7 @@ def _print_merge(result, seconds: float, csv_dir, returns_dir=None) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="导出文件，如 甲县.perfxl (the file to send up).")
 def export(ledger_path, output):
-    """导出本级最近一次汇总的结果，供上级汇总 (节点汇总: a lower level's merge, for the level above).
+    """导出本级汇总的结果，供上级汇总 (a merge, for the level above).
 
     上级把导出文件和其他下级的导出文件一起交给 perfxl merge 即可，如
     perfxl merge 甲县.perfxl 乙县.perfxl -o 市汇总.xlsx。"""
@@ -475,7 +513,9 @@ def export(ledger_path, output):
 @cli.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("outputs") / "demo")
 def demo(folder):
-    """演示完整流程：生成 → 填报 → 汇总 (the whole cycle on shipped sample data)."""
+    """演示一个预算年度的完整流程 (the whole cycle on sample data).
+
+    生成 → 填报 → 汇总 → 退回 → 运行监控 → 绩效自评，写到 FOLDER（默认 ./outputs/demo，已有内容会被清空）。"""
     from .demo import run_demo
 
     run_demo(folder, echo=click.echo, print_merge=_print_merge)
@@ -490,17 +530,22 @@ def demo(folder):
               help="汇总人登录密码所在的文件（一行）；也可用环境变量 PERFXL_ADMIN_PASSWORD。密码不要写在命令行上.")
 @click.option("--admin-password", "admin_password_on_command_line", default=None, hidden=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="监听地址；单位内网用 0.0.0.0.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
+              help="监听端口：单位在浏览器中打开 http://本机地址:端口/ (the port).")
 @click.option("--proxy", default=None,
               help="前面的反向代理（如 nginx）的地址，如 127.0.0.1：只信任它转来的 X-Forwarded-For；不用代理时不要设置.")
 @click.option("--deadline", type=click.DateTime(["%Y-%m-%d"]), default=None, help="报送截止日期 YYYY-MM-DD.")
-@click.option("--max-upload-mb", default=50, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--max-upload-mb", default=50, show_default=True, type=click.IntRange(1, 1024),
+              help="单个上传文件的大小上限（MB）(the largest upload accepted).")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 64), help="检查文件的进程数.")
-@click.option("--year", type=YEAR, default=None)
+@click.option("--year", type=YEAR, default=None,
+              help="应报年度：其他年度的表检查时报错，下载的汇总只含此年度 (the expected budget year).")
 @TEMPLATES_OPTION
 def serve(store, roster, forms, admin_password_file, admin_password_on_command_line, host, port, proxy, deadline,
           max_upload_mb, jobs, year, templates_dir):
-    """报送网页：单位上传并即时看到检查结果，财政局查看报送情况、下载汇总 (the submission portal)."""
+    """报送网页：单位上传、即时检查，汇总人看报送情况 (the portal).
+
+    单位用访问码上传并即时看到检查结果，财政局查看报送情况、下载汇总；STORE 是保存上传文件的目录。"""
     if admin_password_on_command_line is not None:
         raise PerfxlError("管理密码不能写在命令行上（本机其他用户用 ps 就能看到）：请把密码写进一个文件，用 "
                           "--admin-password-file 文件 指定，或设置环境变量 PERFXL_ADMIN_PASSWORD "
