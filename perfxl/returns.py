@@ -132,7 +132,9 @@ def _notice(forms: list[_Returned], outdir: Path, deadline: str, taken: set[str]
             for f in forms:
                 for p in f.projects:
                     row += 1
-                    reasons = "；".join(f"{k}：{v}" for k, v in p.findings.items() if v) or "—"
+                    # Each dimension a sentence of what is wrong and what it cost (目标审核's findings):
+                    # 退回修改后复审。完整性：必填项未填写（1 处，−5）。可行性：有 1 个错误（−5）。
+                    reasons = "".join(f"{k}：{v}。" for k, v in p.findings.items() if v)
                     ws.write_string(row, 0, p.project, wrap)
                     ws.write_string(row, 1, f"{p.grade}（{p.total:g} 分）", wrap)
                     ws.write_string(row, 2, f"{p.consequence}。{reasons}", wrap)

@@ -21,7 +21,7 @@ from perfxl.spec import Spec, load_spec
 OUTCOME_ZH = {"merged": "已汇总", "rejected": "无法读取", "excluded": "未汇总（不符合本次汇总条件）",
               "duplicate": "重复文件", "superseded": "已被更新版本取代"}
 STATUS_ZH = {"valid": "通过", "warnings": "通过（有提醒）", "errors": "有错误", "rejected": "无法读取"}
-RENDER_VERSION = 3  # bump when what a form adds to a sheet changes shape: kept parts of an older shape go unused
+RENDER_VERSION = 4  # bump when what a form adds to a sheet changes shape: kept parts of an older shape go unused
 KINDS = ("text", "money", "int", "count", "percent", "number", "score")  # how report formats and sums a column
 
 

@@ -21,7 +21,7 @@ from .base import Collector, Column, Context, Table, table
 
 NAME = "目标审核"
 FIRST_TITLE = "地区"
-NOTE = "四个维度各 25 分，按机械检查扣分；按总分从低到高排列，审核从最弱的申报开始。"
+NOTE = "四个维度各 25 分，按机械检查扣分；按等级（差、中、良、优）再按总分从低到高排列，审核从最弱的申报开始。"
 NOTE_WITHOUT_INDICATORS = "定量占比空白的项目，其表样没有绩效指标表：只按必填项、项目名称和错误评分，指标未经审核。"
 
 
@@ -31,7 +31,8 @@ class Check:
 
     codes: tuple[str, ...]
     points: float
-    what: str  # the check in a reviewer's words
+    what: str  # the check in a reviewer's words, as it reads when it passes (README's table)
+    failed: str  # what is wrong when it fails: the words of a lost point
 
 
 @dataclass(frozen=True)
@@ -42,27 +43,28 @@ class Dimension:
     points: float = 25.0
 
 
-# README ("目标审核") prints this table.
+# README ("目标审核") prints this table. A finding says what failed and what it cost: 必填项未填写（1 处，−5）.
 DIMENSIONS = (
     Dimension("完整性", "填写完整、格式规范", (
-        Check(("required", "table-empty"), 5, "必填项已填写"),
-        Check(("indicator-category-missing",), 10, "各类一级指标齐全"),
-        Check(("indicator-empty-value", "indicator-incomplete"), 5, "指标名称和指标值完整"),
-        Check(("indicator-placeholder",), 5, "无未替换的占位符"),
+        Check(("required", "table-empty"), 5, "必填项已填写", "必填项未填写"),
+        Check(("indicator-category-missing",), 10, "各类一级指标齐全", "缺少一类一级指标"),
+        Check(("indicator-empty-value", "indicator-incomplete"), 5, "指标名称和指标值完整",
+              "指标名称或指标值不完整"),
+        Check(("indicator-placeholder",), 5, "无未替换的占位符", "留有未替换的占位符"),
     )),
     Dimension("相关性", "目标与支出内容相符", (
-        Check(("indicator-money-as-output",), 5, "未把资金支出写成产出"),
-        Check(("cost-sum-mismatch", "cost-exceeds-budget"), 10, "成本指标与预算一致"),
-        Check(("name-mismatch",), 3, "项目名称前后一致"),
+        Check(("indicator-money-as-output",), 5, "未把资金支出写成产出", "把资金支出写成了产出"),
+        Check(("cost-sum-mismatch", "cost-exceeds-budget"), 10, "成本指标与预算一致", "成本指标与预算不一致"),
+        Check(("name-mismatch",), 3, "项目名称前后一致", "项目名称前后不一致"),
     )),
     Dimension("适当性", "目标与资金量相匹配、可衡量", (
-        Check(("indicator-direction",), 3, "指标方向正确（如成本、时效用 ≤）"),
-        Check(("indicator-percent-over-100", "indicator-rate-as-fraction"), 3, "比率写法正确"),
-        Check(("indicator-rate-without-number",), 3, "比率类指标有数值"),
+        Check(("indicator-direction",), 3, "指标方向正确（如成本、时效用 ≤）", "指标方向写反（成本、时效应为 ≤）"),
+        Check(("indicator-percent-over-100", "indicator-rate-as-fraction"), 3, "比率写法正确", "比率写法有误"),
+        Check(("indicator-rate-without-number",), 3, "比率类指标有数值", "比率类指标没有数值"),
     )),
     Dimension("可行性", "目标可实现、有时间安排", (
-        Check(("indicator-unparseable",), 5, "指标值可识别"),
-        Check(("indicator-deadline-before-year",), 3, "完成时间在预算年度内"),
+        Check(("indicator-unparseable",), 5, "指标值可识别", "指标值无法识别"),
+        Check(("indicator-deadline-before-year",), 3, "完成时间在预算年度内", "完成时间早于预算年度"),
     )),
 )
 MEASURABLE_SHARE = 0.5  # 适当性: below half quantitative, up to 10 points off
@@ -106,18 +108,22 @@ def review(codes: Counter, errors: int, share: float | None, coverage: float | N
             n = sum(codes[c] for c in check.codes)
             if n:
                 lost += check.points * n
-                said.append(f"{check.what}（{n} 处）")
+                said.append(f"{check.failed}（{n} 处，{_off(check.points * n)}）")
         if d.name == "适当性" and share is None:
             said.append("表样没有绩效指标表，指标未审核")
         if d.name == "适当性" and share is not None and share < MEASURABLE_SHARE:
-            lost += (MEASURABLE_SHARE - share) * MEASURABLE_POINTS
-            said.append(f"定量指标占 {share:.0%}")
+            off = (MEASURABLE_SHARE - share) * MEASURABLE_POINTS
+            lost += off
+            said.append(f"定量指标只占 {share:.0%}，不足一半（{_off(off)}）")
         if d.name == "相关性" and coverage is not None and not COVERAGE_RANGE[0] <= coverage <= COVERAGE_RANGE[1]:
             lost += COVERAGE_POINTS
-            said.append(f"成本指标覆盖预算 {coverage:.0%}")
+            said.append(f"成本指标只覆盖预算的 {coverage:.0%}（{_off(COVERAGE_POINTS)}）" if coverage < 1 else
+                        f"成本指标合计为预算的 {coverage:.0%}，超出预算（{_off(COVERAGE_POINTS)}）")
         if d.name == "可行性" and errors:
-            lost += min(ERROR_CAP, ERROR_POINTS * errors)
-            said.append(f"{errors} 个错误")
+            off = min(ERROR_CAP, ERROR_POINTS * errors)
+            lost += off
+            capped = f"，最多扣 {ERROR_CAP:g} 分" if ERROR_POINTS * errors > ERROR_CAP else ""
+            said.append(f"有 {errors} 个错误（{_off(off)}{capped}）")
         points[d.name] = round(max(0.0, d.points - lost), 1)
         findings[d.name] = "；".join(said)
     total = round(sum(points.values()), 1)
@@ -159,7 +165,9 @@ class Review(Collector):
         return Counter(line.grade for line in self.lines)
 
     def table(self) -> Table:
-        self.lines.sort(key=lambda r: (r.total, str(r.unit_name), str(r.project)))  # weakest first
+        # Weakest first: by grade (差, 中, 良, 优), then by points. A 中 at 95 (it has errors) comes before a 优 at 94.
+        weakest = {grade: -i for i, (_, grade, _) in enumerate(GRADES)}
+        self.lines.sort(key=lambda r: (weakest[r.grade], r.total, str(r.unit_name), str(r.project)))
         columns = [Column("地区", "text", "region"), Column("主管部门", "text", "department"),
                    Column("单位名称", "text", "unit_name"), Column("项目名称", "text", "project"),
                    Column("指标数", "count", "indicators"), Column("定量指标", "count", "quantitative"),
@@ -173,6 +181,11 @@ class Review(Collector):
         sheet = table(NAME, columns, self.lines, note=note)
         sheet.records = self.lines
         return sheet
+
+
+def _off(points: float) -> str:
+    """Points lost as a reader writes them: −5, −2.5."""
+    return f"−{round(points, 1):g}"
 
 
 def _points(name):
