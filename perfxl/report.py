@@ -223,8 +223,8 @@ def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
                 continue
             if table.name == ABOUT_SHEET and continued:  # a copy: the result stays as the merge made it
                 table = dataclasses.replace(table, blocks=None, rows=list(table.iter_rows()) + [
-                    ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中", "", ""]
-                    for name, sheets, rows in continued])
+                    ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中"]
+                    + [""] * (len(table.columns) - 2) for name, sheets, rows in continued])
             kinds = [kind for _, kind in table.columns]
             widths = [_width(title, kind) for title, kind in table.columns]
             layout = _layout(table, formats)
@@ -610,6 +610,15 @@ def _csv_cell(value) -> str:
     return text
 
 
+def _file_tables(result):
+    """Every table that gets a file of its own (CSV, Parquet): each sheet's table, and after the cover's
+    (汇总: the table per 主管部门) the tables it prints above it (分级合计)."""
+    for table in result.tables:
+        yield table
+        if table.cover is not None:
+            yield from table.cover.tables
+
+
 def write_csv(result, folder: Path) -> list[Path]:
     """The same tables as UTF-8 CSV with a BOM (so Excel opens Chinese correctly)."""
     import csv
@@ -618,7 +627,7 @@ def write_csv(result, folder: Path) -> list[Path]:
 
     folder = ensure_writable_dir(Path(folder))
     written = []
-    for table in result.tables:
+    for table in _file_tables(result):
         target = folder / f"{safe_filename(table.name)}.csv"
         try:
             with atomic_output(target) as tmp:
@@ -651,7 +660,7 @@ def write_parquet(result, folder: Path) -> list[Path]:
 
     folder = ensure_writable_dir(Path(folder))
     written = []
-    for table in result.tables:
+    for table in _file_tables(result):
         types = [getattr(pa, _PARQUET_NUMBERS.get(kind, "string"))() for _, kind in table.columns]
         schema = pa.schema([pa.field(title, t) for (title, _), t in zip(table.columns, types)],
                            metadata={PARQUET_MARK: table.name.encode("utf-8")})

@@ -310,8 +310,9 @@ def test_target_quality_puts_forms_with_errors_first_and_never_grades_them_top(t
 
     summary = run_demo(tmp_path / "demo", echo=lambda *a: None)["summary"]
     header, rows = _sheet(summary, "目标审核")
-    scores = [r[header.index("得分")] for r in rows]
-    assert scores == sorted(scores), "weakest declarations first"
+    order = {"差": 0, "中": 1, "良": 2, "优": 3}
+    weakest = [(order[r[header.index("等级")]], r[header.index("得分")]) for r in rows]
+    assert weakest == sorted(weakest), "weakest declarations first: by grade, then points"
     grade = {(r[header.index("单位名称")], r[header.index("项目名称")]): r[header.index("等级")] for r in rows}
     p_header, projects = _sheet(summary, "项目清单")
     with_errors = [(p[p_header.index("单位名称")], p[p_header.index("项目名称")]) for p in projects

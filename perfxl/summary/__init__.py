@@ -32,9 +32,10 @@ __all__ = ["SHEETS", "CSV_FIRST_TITLES", "Context", "Table", "build"]
 
 # In workbook order; also the names of the CSV files.
 SHEETS = (cover, projects, indicators, budgets, selfeval, monitor, status, review, problems, changes, about)
-SHEET_NAMES = tuple(m.NAME for m in SHEETS) + (selfeval.DEPARTMENTS, selfeval.INDICATORS)
+# Every table written as a file of its own (CSV, Parquet): the sheets, and the cover's 分级合计.
+SHEET_NAMES = tuple(m.NAME for m in SHEETS) + (selfeval.DEPARTMENTS, selfeval.INDICATORS, cover.LEVELS)
 CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS} | {selfeval.INDICATORS: "单位编码",  # a CSV perfxl wrote
-                                                               selfeval.DEPARTMENTS: "地区"}
+                                                               selfeval.DEPARTMENTS: "地区", cover.LEVELS: "层级"}
 
 
 # The sheets a merged form adds lines to, in the order of a kept part's states.

@@ -20,6 +20,7 @@ from perfxl.spec import Spec, load_spec
 
 OUTCOME_ZH = {"merged": "已汇总", "rejected": "无法读取", "excluded": "未汇总（不符合本次汇总条件）",
               "duplicate": "重复文件", "superseded": "已被更新版本取代"}
+OFF_ROSTER = "（名单外）"  # the region or department of a unit the roster does not name
 STATUS_ZH = {"valid": "通过", "warnings": "通过（有提醒）", "errors": "有错误", "rejected": "无法读取"}
 RENDER_VERSION = 4  # bump when what a form adds to a sheet changes shape: kept parts of an older shape go unused
 KINDS = ("text", "money", "int", "count", "percent", "number", "score")  # how report formats and sums a column
@@ -301,13 +302,14 @@ class Context:
         units = {sp.money_unit for sp in self.specs.values()}
         self.money_unit = units.pop() if len(units) == 1 else "元"
         self._units_by_code = {u.code: u for u in self.units or []}
+        self._roster_places = any(u.region for u in self.units or [])
         self.senders: dict[str, Who] = {}  # who sent each merged file (by path), once its part is known
         self._layout = None
         self._form_keys: dict[str, str] = {}
         if self.fingerprint and self.cache is not None:  # every sheet's columns follow from these
             self._layout = hashlib.sha256(repr((
                 self.fingerprint, RENDER_VERSION, self.money_unit, sorted(self.specs, key=repr), self.lang,
-                self.template, self.year, self.units is not None)).encode()).hexdigest()
+                self.template, self.year, self.units is not None, self._roster_places)).encode()).hexdigest()
 
     def form_key(self, s: Seen) -> str | None:
         """The key under which what this form adds to the sheets is kept: its content, where and when it
@@ -334,13 +336,18 @@ class Context:
         return MONEY_UNITS[spec.money_unit] / MONEY_UNITS[self.money_unit]
 
     def who(self, s: Seen, checked: CheckedForm | None = None) -> Who:
-        """Region, department, code and name of a file's unit: the roster first, then the form."""
+        """Region, department, code and name of a file's unit: the roster first, then the form. Where the
+        roster places its units, a unit not on it is placed nowhere (（名单外）): the region in its form's
+        stamp is the template's, not a place the roster knows."""
         unit = self._units_by_code.get(s.unit_code or "")
         department = unit.department if unit else ""
-        region = (place(unit) if unit and unit.region else "") or (checked.region if checked else "") or ""
+        if unit is None and self._roster_places:
+            region = OFF_ROSTER
+        else:
+            region = (place(unit) if unit and unit.region else "") or (checked.region if checked else "") or ""
         if not department and checked and checked.projects:
             department = str(checked.projects[0].values.get("department") or "")
-        return Who(region, department or "（名单外）", s.unit_code or "", (unit.name if unit else s.unit_name) or "")
+        return Who(region, department or OFF_ROSTER, s.unit_code or "", (unit.name if unit else s.unit_name) or "")
 
     @property
     def money_suffix(self) -> str:
@@ -378,8 +385,13 @@ def money(value, factor: float):
     return None if value is None or isinstance(value, str) else round(value * factor, 6)
 
 
-def file_name(path: str) -> str:
-    return os.path.basename(path)  # a twentieth of Path(path).name's cost, called per row
+def file_name(s: Seen) -> str:
+    """A file as the sheets name it: its file name. A lower level's form (a roll-up) is named with the export
+    or ledger it came from, `甲县.perfxl#619999.xlsx`: two counties may each hand up a file of one name."""
+    if s.source != "rollup" or "#" not in s.path:
+        return os.path.basename(s.path)  # a twentieth of Path(path).name's cost, called per row
+    lower, original = s.path.split("#", 1)  # the input as the merge names it, then the original path(s)
+    return lower + "#" + "#".join(map(os.path.basename, original.split("#")))
 
 
 # "项目总预算(元)": the summary states its own unit, which may differ when forms of several units are merged.

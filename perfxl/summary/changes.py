@@ -27,11 +27,12 @@ def build(ctx: Context) -> Table:
         elif s.reason in _CONFLICTS and s.path < s.duplicate_of:  # each pair once
             lines.append({"unit_name": s.unit_name or "", "sheet": "", "project": "；".join(s.project_names),
                           "what": _CONFLICTS[s.reason].format(claimed=s.claimed[:16]), "old": "", "new": "", "cell": "",
-                          "old_file": s.path, "new_file": s.duplicate_of})
+                          "old_file": file_name(s), "new_file": file_name(by_path[s.duplicate_of])
+                          if s.duplicate_of in by_path else s.duplicate_of})
         elif s.reason == "rollup-other-region":
             lines.append({"unit_name": s.unit_name or "", "sheet": "", "project": "；".join(s.project_names),
                           "what": f"下级上报了不属于其地区的单位（{s.duplicate_of}），未汇总", "old": "", "new": "",
-                          "cell": "", "old_file": s.path, "new_file": ""})
+                          "cell": "", "old_file": file_name(s), "new_file": ""})
     return table(NAME, COLUMNS, lines)
 
 
@@ -44,8 +45,8 @@ def _changes(old: CheckedForm, new: CheckedForm, old_seen: Seen, new_seen: Seen,
 
     def line(sheet, project, what, before, after, cell=""):
         rows.append({"unit_name": unit_name, "sheet": sheet, "project": project, "what": what, "old": before,
-                     "new": after, "cell": cell, "old_file": file_name(old_seen.path),
-                     "new_file": file_name(new_seen.path)})
+                     "new": after, "cell": cell, "old_file": file_name(old_seen),
+                     "new_file": file_name(new_seen)})
 
     old_projects = {p.sheet: p for p in old.projects}
     for p in new.projects:

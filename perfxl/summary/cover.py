@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import datetime
 
 from .about import accounting_line
-from .base import Block, Chart, Column, Context, Cover, Table, places, table
+from .base import OFF_ROSTER, Block, Chart, Column, Context, Cover, Table, places, table
 from .review import GRADES
 
 NAME = "汇总"
@@ -48,9 +48,11 @@ def _levels(ctx: Context, lines: list[dict], m: str) -> Table | None:
     known = places(ctx.units)  # a region is known by its whole path: two 高新区 under two 市 stay two
     parents = any(parent for parent, _ in known.values())
     by_region: dict[tuple[str, str], Counter] = {}
+    off_roster = Counter()  # units the roster does not name: under no 市 or 区县 (base.Context.who)
     for line in lines:
-        key = known.get(line["region"] or "", ("", line["region"] or ""))
-        totals = by_region.setdefault(key, Counter())
+        region = line["region"] or ""
+        totals = off_roster if region == OFF_ROSTER else by_region.setdefault(known.get(region, ("", region)),
+                                                                                   Counter())
         for k in _SUMMED:
             totals[k] += line[k]
     if len([r for r in by_region if r[1]]) < 2 and not parents:
@@ -58,7 +60,7 @@ def _levels(ctx: Context, lines: list[dict], m: str) -> Table | None:
     by_parent: dict[str, Counter] = {}
     for (parent, _), totals in by_region.items():
         by_parent.setdefault(parent, Counter()).update(totals)
-    whole = Counter()
+    whole = Counter(off_roster)
     for totals in by_region.values():
         whole.update(totals)
     rows = []
@@ -67,6 +69,8 @@ def _levels(ctx: Context, lines: list[dict], m: str) -> Table | None:
             rows.append({"level": "市", "name": parent or "（未注明上级地区）", "parent": "", **by_parent[parent]})
         rows += [{"level": "区县" if parents else "地区", "name": region or "（未注明地区）", "parent": parent,
                   **by_region[(parent, region)]} for up, region in sorted(by_region) if up == parent]
+    if off_roster:
+        rows.append({"level": "名单外", "name": OFF_ROSTER, "parent": "", **off_roster})
     rows.append({"level": "合计", "name": "", "parent": "", **whole})
     columns = [Column("层级", "text", "level"), Column("地区", "text", "name")] + (
         [Column("上级地区", "text", "parent")] if parents else []) + [

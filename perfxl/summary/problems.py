@@ -41,7 +41,7 @@ class Problems(Collector):
                 self._line(s, name, Problem("error", s.reason, params={"other": s.duplicate_of, "claimed": s.claimed}))
 
     def _line(self, s: Seen, unit_name: str, q: Problem) -> None:
-        self.lines.append({"file": file_name(s.path), "unit_name": unit_name, "sheet": q.sheet, "cell": q.cell,
+        self.lines.append({"file": file_name(s), "unit_name": unit_name, "sheet": q.sheet, "cell": q.cell,
                            "label": q.label or q.field, "message": q.text(self.ctx.lang), "code": q.code,
                            "severity": SEVERITY_ZH.get(q.severity, q.severity), "outcome": OUTCOME_ZH[s.outcome]})
 

@@ -67,7 +67,7 @@ class Projects(Collector):
                 who.region, s.year, who.department, who.unit_code, who.unit_name, p.name, sp.template, keys, budget,
                 funds, len(p.indicators),
                 Counter(hierarchy.canonical(r.level1) for r in p.indicators) if hierarchy else Counter(),
-                STATUS_ZH[status], p.errors, p.warnings, file_name(s.path), p.sheet))
+                STATUS_ZH[status], p.errors, p.warnings, file_name(s), p.sheet))
             group = self.per_group[(who.region, who.department)]
             group["projects"] += 1
             group["budget"] += budget or 0

@@ -49,7 +49,7 @@ class SelfEvaluation(Collector):
                 "total": scores.get("total"), "grade": scores.get("grade", ""),
                 "errors": sum(1 for q in problems if q.severity == "error"),
                 "issues": "；".join(q.text(self.ctx.lang) for q in problems if q.severity == "error")[:300],
-                "file": file_name(s.path), "sheet": p.sheet})
+                "file": file_name(s), "sheet": p.sheet})
             self.indicator_count += len(scores.get("indicators") or [])
 
     def tables(self) -> list[Table]:

@@ -67,7 +67,7 @@ class Status:
             newest = max(chosen, key=lambda x: x.mtime_ns)
             self.lines.append(StatusLine(region, u.department, u.code, u.name, HANDED_IN,
                                          STATUS_ZH["errors" if bad else newest.status],
-                                         "；".join(file_name(x.path) for x in chosen), received(newest.mtime_ns),
+                                         "；".join(file_name(x) for x in chosen), received(newest.mtime_ns),
                                          len(sent), sum(x.errors for x in chosen), sum(x.warnings for x in chosen)))
         for _, sent in sorted(by_unit.items()):
             chosen = [s for s in sent if s.outcome == "merged"]
@@ -80,7 +80,7 @@ class Status:
             group["errors" if newest.status == "errors" else "valid"] += 1
             self.lines.append(StatusLine(who.region, who.department, who.unit_code, who.unit_name,
                                          OFF_ROSTER if self.ctx.units is not None else HANDED_IN,
-                                         STATUS_ZH[newest.status], "；".join(file_name(x.path) for x in chosen),
+                                         STATUS_ZH[newest.status], "；".join(file_name(x) for x in chosen),
                                          received(newest.mtime_ns), len(sent), newest.errors, newest.warnings))
         self.lines.sort(key=lambda r: (r.state != MISSING, str(r.region), str(r.department), str(r.unit_code)))
         return table(NAME, COLUMNS, self.lines)
