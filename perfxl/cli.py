@@ -13,10 +13,20 @@ from pathlib import Path
 import click  # noqa: TID251 - this is the CLI module
 
 from . import __version__
-from .errors import PerfxlError
+from .errors import PerfxlError, missing_input, os_reason
+
+
+def _templates_folder(ctx, param, value: Path | None) -> Path | None:
+    """A --templates folder that is not there is said at once: otherwise every file would be refused later
+    as a form of an unknown template."""
+    if value is not None and not value.is_dir():
+        raise PerfxlError(f"模板目录不存在 (templates folder not found): {value}")
+    return value
+
 
 TEMPLATES_OPTION = click.option("--templates", "templates_dir", type=click.Path(file_okay=False, path_type=Path),
-                                default=None, help="使用自己的模板目录 (a folder of template specs).")
+                                default=None, callback=_templates_folder,
+                                help="使用自己的模板目录 (a folder of template specs).")
 ISSUED_OPTION = click.option("--issued", "issued", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
                              help="自评表/监控表的下发记录（生成时写在表格目录中的 下发记录.sqlite，可重复）；在生成这些表的"
                                   "电脑上不必指定 (the record of what follow-up forms were issued with).")
@@ -75,9 +85,13 @@ class _Group(click.Group):
             ctx.exit(2)
         except BrokenPipeError:  # output piped into `head` and the like: nothing to say
             ctx.exit(0)
+        except FileNotFoundError as exc:  # a path named that is not there, wherever it was found missing
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"错误 (error): 找不到文件或文件夹 (no such file or folder){where}", err=True)
+            ctx.exit(2)
         except OSError as exc:  # the environment: disk full, read-only, name too long, permission
             where = exc.filename or ""
-            click.echo(f"错误 (error): 无法读写文件 {where}: {exc.strerror or exc}", err=True)
+            click.echo(f"错误 (error): 无法读写文件 {where}：{os_reason(exc)}", err=True)
             ctx.exit(2)
         except sqlite3.Error as exc:
             click.echo(f"错误 (error): 报送台账出错 (ledger error): {exc}", err=True)
@@ -293,7 +307,7 @@ def validate(paths, as_json, annotate_dir, roster, year, template, lang, templat
     try:
         inbox = scan(list(paths))
     except FileNotFoundError as exc:
-        raise click.UsageError(f"找不到文件或目录 (no such file or folder): {exc}") from None
+        raise missing_input(exc) from None
     if not inbox.files:
         raise click.UsageError("没有找到要校验的文件 (no files found)")
     units = {u.code: u for u in read_roster(roster)} if roster else None
@@ -345,7 +359,7 @@ def inspect(file, with_cells, as_json, templates_dir):
     from .read import inspect_workbook
 
     if not file.exists():
-        raise click.UsageError(f"找不到文件 (no such file): {file}")
+        raise PerfxlError(f"找不到文件 (no such file): {file}")
     info = inspect_workbook(file, templates_dir=templates_dir, with_cells=with_cells)
     info["path"] = display_path(info["path"])
     if as_json:
@@ -451,8 +465,6 @@ def merge(inputs, output, roster, template, year, db, csv_dir, parquet_dir, jobs
     bar = _LazyBar("汇总")
     try:
         result = run_merge(list(inputs), output, options, progress=bar.update, on_total=bar.start)
-    except FileNotFoundError as exc:
-        raise click.UsageError(f"找不到文件或目录 (no such file or folder): {exc}") from None
     finally:
         bar.close()
     if result.counts["files_in"] == 0:
@@ -561,6 +573,8 @@ def serve(store, roster, forms, admin_password_file, admin_password_on_command_l
 
     admin_password = _admin_password(admin_password_file)
     proxies = _proxy_addresses(proxy)
+    if not forms.is_dir():
+        raise PerfxlError(f"找不到 --forms 文件夹 (no such folder): {forms}：应为 perfxl generate 写出的目录")
     handed_out = read_manifest(forms)  # a Chinese error for a missing or damaged manifest.json
     if not any(e["access_code"] for e in handed_out.forms):
         raise PerfxlError(f"{forms} 的 manifest.json 中没有访问码（由旧版 perfxl 生成）：请用当前版本的 perfxl generate "
@@ -650,7 +664,7 @@ def _check_issued(paths) -> None:
 
     for path in paths:
         if not path.is_file():
-            raise click.UsageError(f"找不到下发记录 (no such record): {path}")
+            raise PerfxlError(f"找不到下发记录 (no such record): {path}")
         if not is_ledger(path):
             raise PerfxlError(f"{path} 不是 perfxl 写出的下发记录或报送台账 (not a perfxl record)")
 

@@ -159,7 +159,7 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
                        password: str | None = None) -> FollowupResult:
     """One follow-up workbook per roster unit that declared, and manifest.json (with the units that did not).
     Workbooks are built in a pool of `jobs` processes (0: one per core) when there are many."""
-    outdir = ensure_writable_dir(Path(outdir))
+    outdir = Path(outdir)  # made only once the ledger has been read: a missing ledger leaves no empty folder
     protected = {os.path.realpath(p) for p in avoid or ()}
     if os.path.realpath(outdir / RECORD_FILE) in protected:
         raise OutputError(f"输出目录中的 {RECORD_FILE} 是输入文件，perfxl 不会改动它；请换一个输出目录")
@@ -186,6 +186,7 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
                                                    projects, templates_dir, password)))
     del declared  # the checked declarations are large; only the planned prefill goes on
     gc.collect()
+    ensure_writable_dir(outdir)
     # Recorded before any form exists: a form handed out always has its record.
     specs = {}
     for *_, task in planned:

@@ -83,7 +83,8 @@ def _skip_name(name: str) -> str | None:
 
 
 def scan(paths: list[Path], exclude: set[Path] | None = None) -> Inbox:
-    """Walk the inputs once. Raises FileNotFoundError for an input that does not exist."""
+    """Walk the inputs once. Raises FileNotFoundError (with its errno and path) for an input that does not
+    exist or cannot be looked at: perfxl.errors.missing_input says it in Chinese."""
     inbox = Inbox()
     excluded = {_key(p) for p in (exclude or ())}
     excluded_names = {Path(p).name for p in (exclude or ())}
@@ -92,8 +93,8 @@ def scan(paths: list[Path], exclude: set[Path] | None = None) -> Inbox:
             st = path.stat()
         except FileNotFoundError:
             raise
-        except OSError as exc:  # a path too long, a permission: the reader will say it for a file
-            raise FileNotFoundError(f"{path} ({exc.strerror or exc})") from None
+        except OSError as exc:  # a path too long, a permission: said with its own errno
+            raise FileNotFoundError(exc.errno, exc.strerror, str(path)) from None
         if stat.S_ISDIR(st.st_mode):
             found = Inbox()
             _walk(path, found, excluded, excluded_names)

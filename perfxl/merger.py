@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .domain import default_year
-from .errors import OutputError, ReadError
+from .errors import OutputError, ReadError, missing_input
 from .files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
 from .inbox import STAT_IDENTIFIES_CONTENT, FileStat, NotRegularFile, TooLarge, read_regular_file, scan
 from .issued import book as issued_book
@@ -420,7 +420,10 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
     # that input (file-corrupt, saying why), not read as a workbook
     lower_levels = [p for p in inputs if p.is_file() and claims_ledger(p)]
     inputs = [p for p in inputs if p not in lower_levels]
-    inbox = scan(inputs, exclude=own_outputs)
+    try:
+        inbox = scan(inputs, exclude=own_outputs)
+    except FileNotFoundError as exc:  # an input named that is not there: a PerfxlError, saying which
+        raise missing_input(exc) from None
     if output is not None:
         ensure_writable_dir(output.parent)
         remove_debris(output.parent)

@@ -113,3 +113,11 @@ def test_an_in_process_merge_gives_the_caller_its_address_space_limit_back(tmp_p
     (tmp_path / "in" / "x.xlsx").write_bytes(b"not a workbook")
     run_merge([tmp_path / "in"], tmp_path / "s.xlsx", MergeOptions(jobs=1))
     assert resource.getrlimit(resource.RLIMIT_AS) == before
+
+
+def test_a_merge_of_a_missing_folder_raises_perfxl_error_naming_it(tmp_path):
+    """A missing input once escaped the API as Python's FileNotFoundError ("[Errno 2] …")."""
+    with pytest.raises(perfxl.PerfxlError, match="找不到文件或文件夹") as raised:
+        perfxl.merge(tmp_path / "收件箱", tmp_path / "汇总.xlsx")
+    assert str(tmp_path / "收件箱") in str(raised.value) and "Errno" not in str(raised.value)
+    assert sorted(tmp_path.iterdir()) == []

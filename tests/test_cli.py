@@ -1,6 +1,7 @@
 import unicodedata
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from perfxl import __version__
@@ -54,3 +55,53 @@ def test_version_and_templates():
 def test_describe_text_lists_labels():
     out = CliRunner().invoke(cli, ["describe", "yancheng/department", "--year", "2021"]).output
     assert "填表日期" in out and "f_fill_date" in out and "依据或说明" in out
+
+
+@pytest.fixture(scope="module")
+def handed_out(tmp_path_factory):
+    """A roster and the blank forms generated for it (with manifest.json), as serve wants them."""
+    folder = tmp_path_factory.mktemp("handed-out")
+    roster = folder / "名单.csv"
+    roster.write_text("code,name,department\n001,甲单位,某部门\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["generate", "national/project", "--year", "2025", "--roster", str(roster),
+                                      "-o", str(folder / "空白表")])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+MISSING_PATHS = {
+    "merge an input": ["merge", "{missing}", "-o", "{tmp}/汇总.xlsx"],
+    "merge one of two inputs": ["merge", "{forms}", "{missing}.xlsx", "-o", "{tmp}/汇总.xlsx"],
+    "validate a folder": ["validate", "{missing}"],
+    "validate a file": ["validate", "{missing}.xlsx"],
+    "inspect": ["inspect", "{missing}.xlsx"],
+    "generate's roster": ["generate", "national/project", "--year", "2025", "--roster", "{missing}.csv",
+                          "-o", "{tmp}/out"],
+    "generate's ledger": ["generate", "national/selfeval", "--year", "2025", "--roster", "{roster}",
+                          "--from", "{missing}.sqlite", "-o", "{tmp}/out"],
+    "serve's forms": ["serve", "{tmp}/store", "--roster", "{roster}", "--forms", "{missing}"],
+    "serve's roster": ["serve", "{tmp}/store", "--roster", "{missing}.csv", "--forms", "{forms}"],
+    "serve's templates": ["serve", "{tmp}/store", "--roster", "{roster}", "--forms", "{forms}",
+                          "--templates", "{missing}"],
+    "merge's templates": ["merge", "{forms}", "-o", "{tmp}/汇总.xlsx", "--templates", "{missing}"],
+    "validate's templates": ["validate", "{forms}", "--templates", "{missing}"],
+    "merge's record": ["merge", "{forms}", "-o", "{tmp}/汇总.xlsx", "--issued", "{missing}.sqlite"],
+    "template import": ["template", "import", "{missing}.xlsx", "-o", "{tmp}/模板"],
+    "template check": ["template", "check", "{missing}"],
+    "export": ["export", "--ledger", "{missing}.sqlite", "-o", "{tmp}/甲县.perfxl"],
+}
+
+
+@pytest.mark.parametrize("args", MISSING_PATHS.values(), ids=MISSING_PATHS.keys())
+def test_a_wrong_path_is_named_in_chinese_with_exit_2(args, handed_out, tmp_path, monkeypatch):
+    """A path that is not there once showed Python's "[Errno 2] No such file or directory"."""
+    uvicorn = pytest.importorskip("uvicorn")
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the portal started on a wrong path"))
+    missing = tmp_path / "没有这个"
+    values = {"missing": missing, "tmp": tmp_path, "roster": handed_out / "名单.csv", "forms": handed_out / "空白表"}
+    result = CliRunner().invoke(cli, [a.format(**values) for a in args], env={"PERFXL_ADMIN_PASSWORD": "12345678"})
+    assert result.exit_code == 2, result.output
+    assert "找不到" in result.output or "不存在" in result.output, result.output
+    assert str(missing) in result.output
+    assert "Errno" not in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing is written when an input is missing"

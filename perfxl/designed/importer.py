@@ -26,7 +26,7 @@ from typing import Any
 import openpyxl
 import yaml
 
-from perfxl.errors import PerfxlError, SpecError
+from perfxl.errors import PerfxlError, SpecError, os_reason
 from perfxl.reader.zipguard import MAX_ENTRIES, MAX_MEMBER_BYTES, MAX_TOTAL_BYTES
 from perfxl.rules import REGISTRY, check_params
 from perfxl.spec import FIELD_TYPES, load_spec, split_cell
@@ -107,7 +107,7 @@ def _open(path: Path) -> Any:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise PerfxlError(f"无法读取表样工作簿 {path}: {exc.strerror or exc}") from None
+        raise PerfxlError(f"无法读取表样工作簿 {path}：{os_reason(exc)}") from None
     if len(data) > MAX_DESIGN_BYTES:
         raise PerfxlError(f"{path}: 表样工作簿超过 {MAX_DESIGN_BYTES // 1024 // 1024} MB，不像一张表样")
     import zipfile
