@@ -19,6 +19,8 @@ HEADER_ALIASES = {
     "projects": "projects", "项目数": "projects",
 }
 REQUIRED = ("code", "name", "department")
+CHINESE_NAMES = {"code": "单位编码", "name": "单位名称", "department": "主管部门", "region": "地区",
+                 "parent": "上级地区", "projects": "项目数"}  # a column's name in a roster with Chinese headers
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ def _rows_from_xlsx(path: Path) -> list[list[str]]:
 
 def read_roster(path: Path) -> list[Unit]:
     path = Path(path)
+    if path.is_dir():
+        raise RosterError(f"名单应为 CSV 或 XLSX 文件，{path} 是文件夹 (the roster is a folder)")
     if not path.is_file():
         raise RosterError(f"名单文件不存在 (roster not found): {path}")
     suffix = path.suffix.lower()
@@ -87,9 +91,10 @@ def read_roster(path: Path) -> list[Unit]:
         raise RosterError(f"名单为空 (roster is empty): {path}")
     header = [HEADER_ALIASES.get(_text(h).lower(), HEADER_ALIASES.get(_text(h), _text(h))) for h in rows[0]]
     missing = [c for c in REQUIRED if c not in header]
+    chinese = _in_chinese([_text(h) for h in rows[0]])
     if missing:
-        raise RosterError(f"名单缺少列 (roster is missing column(s)): {', '.join(missing)} — "
-                          f"需要 code, name, department (found: {', '.join(header)})")
+        raise RosterError(_missing_columns(missing, [_text(h) for h in rows[0]], path, chinese))
+    projects_column = CHINESE_NAMES["projects"] if chinese else "projects"
     units: list[Unit] = []
     seen: dict[str, int] = {}
     for line_no, row in enumerate(rows[1:], start=2):
@@ -104,11 +109,35 @@ def read_roster(path: Path) -> list[Unit]:
         try:
             n_projects = int(float(projects)) if projects else None
         except ValueError:
-            raise RosterError(f"名单第 {line_no} 行 projects 不是整数 (row {line_no}: projects={projects!r})") from None
+            raise RosterError(f"名单第 {line_no} 行 {projects_column} 不是整数：{projects!r} "
+                              f"(row {line_no}: projects={projects!r})") from None
         if n_projects is not None and not 1 <= n_projects <= 200:
-            raise RosterError(f"名单第 {line_no} 行 projects 应在 1–200 之间 (row {line_no}: projects={n_projects})")
+            raise RosterError(f"名单第 {line_no} 行 {projects_column} 应在 1–200 之间：{n_projects} "
+                              f"(row {line_no}: projects={n_projects})")
         prefill = {k: v for k, v in values.items() if k not in HEADER_ALIASES.values() and v != ""}
         units.append(Unit(code=code, name=name, department=values.get("department", ""),
                           region=values.get("region", ""), projects=n_projects, prefill=prefill,
                           parent=values.get("parent", "")))
     return units
+
+
+def _in_chinese(headers: list[str]) -> bool:
+    """Whether a roster names its columns in Chinese: it is then told of them by their Chinese names."""
+    return any("\u4e00" <= ch <= "\u9fff" for h in headers for ch in h)
+
+
+def _missing_columns(missing: list[str], headers: list[str], path: Path, chinese: bool) -> str:
+    """Which required columns a roster lacks, named as its own headers name columns (a roster headed in
+    Chinese is told 主管部门, not department), with the headers accepted for each and the ones it has."""
+    named = [CHINESE_NAMES[c] if chinese else c for c in missing]
+    accepted = "；".join(f"「{n}」可写作 {_accepted(c, chinese)}" for n, c in zip(named, missing))
+    has = "、".join(h for h in headers if h) or "（无）"
+    return (f"名单缺少{''.join(f'「{n}」' for n in named)}列（{accepted}）。{path} 的第一行是：{has} "
+            f"(roster is missing column(s): {', '.join(missing)})")
+
+
+def _accepted(column: str, chinese_first: bool) -> str:
+    """The headers read as this column, those in the roster's own language first: 主管部门、部门 或 department."""
+    names = [h for h, c in HEADER_ALIASES.items() if c == column]
+    names.sort(key=lambda h: h.isascii() == chinese_first)
+    return "、".join(names[:-1]) + " 或 " + names[-1]
