@@ -415,10 +415,17 @@ _STATUS = {"zh": {"valid": "通过", "warnings": "通过（有提醒）", "error
 def _print_checked(entry: dict, lang: str) -> None:
     from .problems import severity_text
 
-    unit = entry["unit"]["name"] or ""
     status = _STATUS[lang].get(entry["status"], entry["status"])
-    click.echo(f"{entry['path']}  [{entry['template'] or '?'} {entry['year'] or ''} {unit}] {status}")
-    for p in entry["problems"]:
+    problems = entry["problems"]
+    if entry["status"] == "rejected" and problems:  # what could not be read, and why, on its own line
+        why = problems[0]
+        colon = ": " if lang == "en" else "："
+        click.echo(f"{entry['path']}  {status}{colon}{why['message']}  [{why['code']}]")
+        problems = problems[1:]
+    else:
+        known = " ".join(str(part) for part in (entry["template"], entry["year"], entry["unit"]["name"]) if part)
+        click.echo(f"{entry['path']}  " + (f"[{known}] " if known else "") + status)
+    for p in problems:
         where = f"{p['sheet']}!{p['cell']}" if p["cell"] else p["sheet"]
         severity = severity_text(p["severity"], lang)
         severity = severity.ljust(7 if lang == "en" else 3)

@@ -105,3 +105,23 @@ def test_a_wrong_path_is_named_in_chinese_with_exit_2(args, handed_out, tmp_path
     assert str(missing) in result.output
     assert "Errno" not in result.output and "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing is written when an input is missing"
+
+
+def test_validate_says_an_unreadable_file_cannot_be_read_and_why(tmp_path):
+    """validate once printed `坏.xlsx  [?  ] 无法读取` with the reason on a line below, among the columns
+    of a form's problems."""
+    bad = tmp_path / "坏.xlsx"
+    bad.write_bytes(b"not a workbook at all")
+    result = CliRunner().invoke(cli, ["validate", str(bad)])
+    assert result.exit_code == 1
+    first = result.output.splitlines()[0]
+    assert first.startswith(f"{bad}  无法读取：") and "不是 Excel 工作簿" in first and "[not-a-workbook]" in first
+    assert "[?" not in result.output and "  错误 " not in result.output
+    english = CliRunner().invoke(cli, ["validate", str(bad), "--lang", "en"]).output.splitlines()[0]
+    assert english.startswith(f"{bad}  cannot read: ") and "not an Excel workbook" in english
+
+
+def test_validate_names_what_it_knows_of_a_readable_form(tmp_path, handed_out):
+    form = next((handed_out / "空白表").glob("*.xlsx"))
+    first = CliRunner().invoke(cli, ["validate", str(form)]).output.splitlines()[0]
+    assert first == f"{form}  [national/project 2025 甲单位] 有错误"
