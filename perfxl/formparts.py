@@ -5,8 +5,11 @@ Validations are xlsxwriter's dicts; the designed-form builder translates them.""
 
 from __future__ import annotations
 
+import math
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from . import __version__
 from .contract import PROPERTY_PREFIX, STAMP_MARK, STAMP_SHEET, stamp_rows
@@ -140,3 +143,136 @@ def sum_check_formula(items: list[SumCheck]) -> str:
     conditions = ",".join(f"ABS(N({c.total})-{c.expression})<{SUM_TOLERANCE}" for c in items)
     return (f'=IF(COUNT({items[0].total})=0,"",IF(AND({conditions}),"✓ 与分项之和相符",'
             f'"✗ 与分项之和不符，请核对"))')
+
+
+# ----------------------------------------------------------------------------------------------------
+# How much room a text takes when printed: what every sheet perfxl writes sizes its rows by
+# ----------------------------------------------------------------------------------------------------
+# Excel's measure, the narrower of the two suites a unit opens a form in: a column of width w (characters of
+# the default font, Calibri 11) is 7 w + 5 pixels, a cell keeps about 3 pixels each side, and 宋体 draws a
+# Chinese character one em wide (13.3 px at 10 pt) and a Latin one half as wide. LibreOffice's columns come
+# out wider, so what fits here fits there. Latin letters are counted at 0.62 em: DejaVu Sans, which stands
+# in for missing fonts, is wider than 宋体's half-width letters.
+
+_PX_PER_WIDTH = 7
+_CELL_PADDING_PX = 6
+_OPENING = set("（(【[「『《〈“‘")
+_CLOSING = set("）)】]」』》〉”’，,。.、；;：:！!？?%％")
+_BREAK_AFTER = set("：:、，,；;/）)】」』》")
+
+
+def column_pixels(widths) -> float:
+    """The pixels Excel gives columns of these widths (a merged cell: their sum)."""
+    return sum(w * _PX_PER_WIDTH + 5 for w in widths)
+
+
+@lru_cache(maxsize=4096)
+def _char_ems(ch: str) -> float:
+    return 1.0 if unicodedata.east_asian_width(ch) in "WF" else 0.62
+
+
+def _char_px(ch: str, size: float) -> float:
+    return _char_ems(ch) * size * 96 / 72
+
+
+def text_px(text: str, size: float = 10, bold: bool = False) -> float:
+    """The printed width of one line of text, in pixels."""
+    return sum(map(_char_ems, text)) * size * 96 / 72 * (1.05 if bold else 1)
+
+
+def wrap_text(text: str, widths, size: float = 10, bold: bool = False) -> list[str]:
+    """The lines a wrapping cell of these column widths shows the text in: Chinese breaks between any two
+    characters but never puts closing punctuation at the start of a line nor opening at its end, Latin
+    breaks at spaces, a line break in the text is kept."""
+    room = max(column_pixels(widths) - _CELL_PADDING_PX, _char_px("中", size) * 2)
+    if "\n" not in text and text_px(text, size, bold) <= room:
+        return [str(text)]
+    scale = 1.05 if bold else 1
+    lines: list[str] = []
+    for paragraph in str(text).split("\n"):
+        line, used = "", 0.0
+        for token in _unbreakable(paragraph):
+            w = sum(_char_px(ch, size) for ch in token) * scale
+            if line and used + w > room:
+                lines.append(line.rstrip())
+                token = token.lstrip()
+                line, used = "", 0.0
+                w = sum(_char_px(ch, size) for ch in token) * scale
+            while w > room and len(token) > 1:  # a word longer than the cell: cut where it stops fitting
+                cut, run = 0, 0.0
+                while cut < len(token) and run + _char_px(token[cut], size) * scale <= room:
+                    run += _char_px(token[cut], size) * scale
+                    cut += 1
+                lines.append(token[:max(1, cut)])
+                token = token[max(1, cut):]
+                w = sum(_char_px(ch, size) for ch in token) * scale
+            line += token
+            used += w
+        lines.append(line.rstrip())
+    return lines
+
+
+def _unbreakable(text: str) -> list[str]:
+    """Pieces no line breaks inside: a Chinese character with the punctuation that clings to it, a Latin
+    word with the space after it."""
+    tokens: list[str] = []
+    opening = ""
+    for ch in text:
+        if ch in _CLOSING and tokens and not opening:
+            tokens[-1] += ch
+        elif ch in _OPENING:
+            opening += ch
+        elif unicodedata.east_asian_width(ch) in "WF" or not tokens or ch == " " or opening:
+            if ch == " " and tokens and not opening:
+                tokens[-1] += ch
+            else:
+                tokens.append(opening + ch)
+                opening = ""
+        elif tokens[-1][-1:].isspace() or unicodedata.east_asian_width(tokens[-1][-1]) in "WF":
+            tokens.append(ch)
+        else:
+            tokens[-1] += ch
+    if opening:
+        tokens.append(opening)
+    return tokens
+
+
+def break_at_phrases(text: str, widths, size: float = 10, bold: bool = False) -> str:
+    """The text with line breaks where a reader expects them, when it needs more than one line: before an
+    opening bracket and after a colon, comma or slash, so "项目资金（万元）" reads 项目资金 / （万元）, never with a
+    lone "）". A phrase longer than a line is left to wrap."""
+    if len(wrap_text(text, widths, size, bold)) <= 1 or "\n" in text:
+        return text
+    room = column_pixels(widths) - _CELL_PADDING_PX
+    phrases, current = [], ""
+    for ch in text:
+        if ch in _OPENING and current:
+            phrases.append(current)
+            current = ""
+        current += ch
+        if ch in _BREAK_AFTER:
+            phrases.append(current)
+            current = ""
+    if current:
+        phrases.append(current)
+    lines: list[str] = []
+    for phrase in phrases:
+        if lines and text_px(lines[-1] + phrase, size, bold) <= room:
+            lines[-1] += phrase
+        else:
+            lines.append(phrase)
+    lines = [line.strip() for line in lines]
+    if any(text_px(line, size, bold) > room for line in lines):
+        return text
+    return "\n".join(lines)
+
+
+def line_height(size: float = 10) -> float:
+    """Points one printed line takes: 13 at 10 pt (LibreOffice's fallback CJK font needs 12.4, 宋体 less)."""
+    return size * 1.3
+
+
+def rows_needed(lines: int, size: float = 10) -> float:
+    """The row height, in points, that shows `lines` lines of text whole: 15 for one line at 10 pt, the
+    height a sheet's rows have anyway."""
+    return math.ceil(max(1, lines) * line_height(size) + 2)

@@ -15,6 +15,7 @@ import io
 import os
 import zipfile
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -38,11 +39,14 @@ from .formparts import (
     NUMBER_FORMATS,
     Lists,
     abs_ref,
+    break_at_phrases,
     column_validation,
     field_validation,
     quote_sheet,
+    rows_needed,
     stamp_sheet,
     sum_check_formula,
+    wrap_text,
 )
 from .manifest import HANDOUT_FILE as HANDOUT_FILE  # where it was before perfxl/manifest.py
 from .manifest import MANIFEST_FILE, Manifest, write_manifest
@@ -127,25 +131,39 @@ def _write_stamp_sheet(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats)
     return content.lists
 
 
-def _write_guide(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats) -> None:
+GUIDE_WIDTH = 80  # characters: one A4 portrait page wide at 100 % in Excel, and in LibreOffice's wider columns
+
+
+def _write_guide(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats, shown=str) -> None:
+    """填表说明: the first sheet a clerk opens and prints, on A4 portrait, each item wrapped in a row tall
+    enough for it (sized by what `shown` makes of the text: the unit's values in a batch's master)."""
     ws = wb.add_worksheet(GUIDE_SHEET)
-    ws.set_column(0, 0, 100)
+    ws.set_column(0, 0, GUIDE_WIDTH)
     lines = [
-        (spec.title, fmt.title()),
-        (f"{spec.year}年度 · {unit.get('name', '')}（{unit.get('code', '')}）", fmt.text("center")),
-        ("填表说明", fmt.section()),
-        ("1. 浅黄色单元格为填写区域，其余单元格已锁定；红色底色表示必填项尚未填写。", fmt.text()),
-        (f"2. 金额单位：{spec.money_unit}。数字请直接填写，可带千分位；指标值可写作 ≥95%、≤12小时、＝1套 或 定性描述。", fmt.text()),
-        ("3. 表格行数不够时，可在表格中间插入行（右键 → 插入），不要在表格以外另起表格。", fmt.text()),
-        ("4. 合计右侧的提示会即时显示分项之和是否相符；请在报送前消除所有“✗”提示。", fmt.text()),
+        (spec.title, fmt.title(), 16, True),
+        (f"{spec.year}年度 · {unit.get('name', '')}（{unit.get('code', '')}）", fmt.text("center"), 10, False),
+        ("填表说明", fmt.section(), 10, True),
+        ("1. 浅黄色单元格为填写区域，其余单元格已锁定；红色底色表示必填项尚未填写。", fmt.text(), 10, False),
+        (f"2. 金额单位：{spec.money_unit}。数字请直接填写，可带千分位；指标值可写作 ≥95%、≤12小时、＝1套 或 定性描述。",
+         fmt.text(), 10, False),
+        ("3. 表格行数不够时，可在表格中间插入行（右键 → 插入），不要在表格以外另起表格。", fmt.text(), 10, False),
+        ("4. 合计右侧的提示会即时显示分项之和是否相符；请在报送前消除所有“✗”提示。", fmt.text(), 10, False),
     ]
     if spec.multi_project:
         lines.append((f"5. 本工作簿含 {projects} 个项目工作表。项目不够时，右键点击任一项目工作表标签 → "
-                      "移动或复制 → 勾选“建立副本”，再在副本中填写新项目。", fmt.text()))
-    lines.append(("请勿删除隐藏工作表，也不要修改工作表中的公式；本表由 perfxl 生成，汇总时据此自动识别。", fmt.text()))
-    for i, (text, style) in enumerate(lines):
+                      "移动或复制 → 勾选“建立副本”，再在副本中填写新项目。", fmt.text(), 10, False))
+    lines.append(("请勿删除隐藏工作表，也不要修改工作表中的公式；本表由 perfxl 生成，汇总时据此自动识别。",
+                  fmt.text(), 10, False))
+    for i, (text, style, size, bold) in enumerate(lines):
         _ok(ws.write_string(i, 0, text, style), "guide")
-        ws.set_row(i, 30 if i == 0 else 22)
+        needed = rows_needed(len(wrap_text(shown(text), [GUIDE_WIDTH], size, bold)), size)
+        ws.set_row(i, max(needed, 30 if i == 0 else 22))
+    ws.set_paper(9)
+    ws.set_portrait()
+    ws.fit_to_pages(1, 0)  # a renderer with wider columns than Excel's still prints it one page wide
+    ws.set_margins(left=0.6, right=0.6, top=0.8, bottom=0.8)
+    ws.print_area(0, 0, len(lines) - 1, 0)
+    ws.set_footer("&C第 &P 页，共 &N 页")
     ws.protect("", {"select_locked_cells": True})
 
 
@@ -162,8 +180,81 @@ def _write_value(ws, row, col, value, style, ftype):
     return ws.write_string(row, col, str(value), style)
 
 
+DEFAULT_ROW_HEIGHT = 15  # points: xlsxwriter's, for a row given no height
+MAX_ROW_HEIGHT = 409  # points: Excel's limit
+_FONTS = {"title": (16, True), "section": (10, True), "header": (10, True), "label": (10, False),
+          "text": (10, False), "input": (10, False), "cell": (10, False), "ticks": (10, False)}
+
+
+def written_label(p, spec: Spec) -> str:
+    """A label's text as the form shows it: too long for its cell, broken where a reader expects
+    ("项目资金" / "（万元）", "同名项目上年预算执行数" / "(元):"), so no line starts with a lone bracket or
+    ends a word half-way. A label on the row right below a table is written as it is: the reader knows
+    where a table ends (rows a clerk added below it) by finding a label's exact text there."""
+    if p.kind != "label" or p.row - 1 in _table_ends(spec):
+        return p.text
+    return break_at_phrases(p.text, spec.widths[p.col:p.last_col + 1])
+
+
+@lru_cache(maxsize=64)
+def _table_ends(spec: Spec) -> frozenset:
+    return frozenset(t.last_row for t in layout(spec).tables.values())
+
+
+def _shown_value(value, ftype: str) -> str:
+    """Text a value cell shows and wraps; numbers and dates never wrap, so they need no room."""
+    if value is None or ftype in NUMERIC_TYPES or ftype == "date" or isinstance(value, int | float):
+        return ""
+    return str(value)
+
+
+def _placement_texts(spec: Spec, values: dict | None):
+    """Each placement of a project sheet that shows text, with that text, its font size and weight."""
+    lay = layout(spec)
+    given = (values or {}).get("fields", {})
+    given_tables = (values or {}).get("tables", {})
+    for p in lay.placements:
+        if p.kind in {"title", "section", "header", "label", "text"}:
+            text = written_label(p, spec)
+        elif p.kind == "input":
+            field = spec.fields[p.field]
+            text = _shown_value(given[field.id] if field.id in given else field.default, field.type)
+        elif p.kind == "cell":
+            table = spec.tables[p.table]
+            col = table.column(p.column)
+            rows = given_tables.get(table.id)
+            source = table.prefill if rows is None else rows
+            index, col_index = p.row - lay.tables[table.id].first_row, [c.id for c in table.columns].index(col.id)
+            value = source[index][col_index] if index < len(source) and col_index < len(source[index]) else None
+            text = _shown_value(value, col.type)
+        elif p.kind == "ticks":
+            text = "    ".join(f"□{c}" for c in spec.fields[p.field].choices)
+        else:
+            continue
+        if text:
+            yield p, text, *_FONTS[p.kind]
+
+
+def sheet_row_heights(spec: Spec, values: dict | None = None, shown=str) -> dict[int, float]:
+    """The height of every row of a project sheet that needs one: the layout's, raised wherever a label,
+    header, title, default or prefilled value wraps onto more lines than its rows hold. Measured as Excel
+    prints (formparts.wrap_text); `shown` gives the text a cell will show (a batch master writes tokens
+    for the unit's values and measures the values)."""
+    heights = dict(layout(spec).row_heights)
+    needs = []
+    for p, text, size, bold in _placement_texts(spec, values):
+        lines = len(wrap_text(shown(text), spec.widths[p.col:p.last_col + 1], size, bold))
+        rows = p.last_row - p.row + 1
+        needs.append((rows, p.row, p.last_row, min(rows_needed(lines, size), MAX_ROW_HEIGHT * rows)))
+    for _, first, last, need in sorted(needs):  # single rows first, then what spans several
+        have = sum(heights.get(r, DEFAULT_ROW_HEIGHT) for r in range(first, last + 1))
+        if need > have:
+            heights[last] = min(MAX_ROW_HEIGHT, heights.get(last, DEFAULT_ROW_HEIGHT) + need - have)
+    return heights
+
+
 def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: Lists, scoped: bool,
-                         values: dict | None = None) -> None:
+                         values: dict | None = None, shown=str) -> None:
     """One project sheet: every placement of the layout written with its format, the inputs' validations
     and prompts, the defined names, required shading, live checks and print setup.
 
@@ -176,7 +267,7 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: Lists, scoped
     for i, width in enumerate(spec.widths):
         ws.set_column(i, i, width)
     ws.set_column(lay.check_column, lay.check_column, 34)
-    for row, height in lay.row_heights.items():
+    for row, height in sheet_row_heights(spec, values, shown).items():
         ws.set_row(row, height)
 
     def name(local: str, ref: str) -> None:
@@ -189,7 +280,6 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: Lists, scoped
         _ok(_write_value(ws, p.row, p.col, value, style, ftype), f"cell {cell_name(p.row, p.col)}")
 
     required_cells: list[tuple[int, int, int, int]] = []
-    tall: dict[int, int] = {}
     for p in lay.placements:
         if p.kind == "title":
             place(p, p.text, fmt.title())
@@ -198,7 +288,7 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: Lists, scoped
         elif p.kind == "section":
             place(p, p.text, fmt.section())
         elif p.kind in {"label", "header"}:
-            place(p, p.text, fmt.header() if p.kind == "header" else fmt.label())
+            place(p, written_label(p, spec), fmt.header() if p.kind == "header" else fmt.label())
         elif p.kind == "input":
             field = spec.fields[p.field]
             given = (values or {}).get("fields", {})
@@ -231,14 +321,7 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: Lists, scoped
             if index < len(source) and col_index < len(source[index]):
                 value = source[index][col_index]
             place(p, value, style, col.type)
-            if isinstance(value, str) and value:  # prefilled text: the row as tall as its longest cell
-                width = sum(spec.widths[p.col:p.last_col + 1]) or 10
-                lines = min(6, -(-len(value.encode("gb18030", "replace")) // max(1, int(width) - 1)))
-                tall[p.row] = max(tall.get(p.row, 20), 15 * lines)
 
-    for row, height in tall.items():
-        if height > lay.row_heights.get(row, 20):
-            ws.set_row(row, height)
     for table in spec.tables.values():
         pos = lay.tables[table.id]
         name(table.name, f"{abs_ref(pos.first_row, 0)}:{abs_ref(pos.last_row, spec.width - 1)}")
@@ -296,11 +379,14 @@ def _print_setup(ws, spec: Spec, lay) -> None:
 
 
 def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | None = None,
-                   values: list[dict] | None = None, declared: list[list[dict]] | None = None) -> bytes:
+                   values: list[dict] | None = None, declared: list[list[dict]] | None = None,
+                   measure_as: dict | None = None) -> bytes:
     """One form as .xlsx bytes: blank, or with `values` ({"fields", "tables"} per project sheet) written
     into its inputs — the shape of a form a unit filled and saved (used by benchmarks and fixtures), or a
     follow-up form prefilled from the ledger. `declared` (per project sheet, rows of DECLARED_ROW_KEYS) goes
-    on the hidden declared sheet, the reference a merge checks the prefilled targets against."""
+    on the hidden declared sheet, the reference a merge checks the prefilled targets against. A batch's
+    master, written with token placeholders, is sized for the unit `measure_as` (rows tall enough for
+    its name, not the token's)."""
     if spec.designed is not None:  # the bureau's own layout, designed in Excel
         if values is not None or declared is not None:
             raise PerfxlError("导入的模板暂不支持预填表单 (designed templates cannot be prefilled yet)")
@@ -314,12 +400,13 @@ def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | No
     wb.set_properties({"title": spec.title, "subject": f"{spec.year}年度 {spec.template}", "author": "perfxl",
                        "company": spec.region, "created": _FIXED_TIME, "comments": "由 perfxl 生成"})
     fmt = _Formats(wb)
-    _write_guide(wb, spec, unit, projects, fmt)
+    shown = _measured_as(measure_as)
+    _write_guide(wb, spec, unit, projects, fmt, shown)
     sheets = [wb.add_worksheet(spec.sheet_title(i)) for i in range(1, projects + 1)]
     lists = _write_stamp_sheet(wb, spec, unit, projects, fmt)
     for i, ws in enumerate(sheets):
         _write_project_sheet(wb, ws, spec, fmt, lists, scoped=spec.multi_project,
-                             values=values[i] if values else None)
+                             values=values[i] if values else None, shown=shown)
         ws.protect(password or "", {"insert_rows": True, "delete_rows": True, "format_rows": True,
                                     "format_columns": True, "select_locked_cells": True,
                                     "select_unlocked_cells": True})
@@ -352,6 +439,35 @@ def _write_declared_sheet(wb, titles: list[str], declared: list[list[dict]]) -> 
 # ----------------------------------------------------------------------------------------------------
 
 _TOKENS = {"code": "PXLTOKENCODEPXL", "name": "PXLTOKENNAMEPXL", "department": "PXLTOKENDEPTPXL"}
+
+
+def _measured_as(unit: dict | None):
+    """Text as a unit's copy will show it: each token replaced by that unit's value."""
+    if not unit:
+        return str
+
+    def shown(text: str) -> str:
+        for key, token in _TOKENS.items():
+            text = text.replace(token, str(unit.get(key, "")))
+        return text
+    return shown
+
+
+@lru_cache(maxsize=64)
+def _token_texts(spec: Spec) -> tuple:
+    """The texts of a master's project sheet that hold a token, with their columns' widths and font."""
+    return tuple((text, spec.widths[p.col:p.last_col + 1], size, bold)
+                 for p, text, size, bold in _placement_texts(spec, None) if "PXLTOKEN" in text)
+
+
+def _room_for(spec: Spec, unit: dict) -> tuple:
+    """What of a master's row heights depends on the unit: the lines its name, code and department take
+    where a token stands. Units alike in this share a master; a unit whose long name needs more lines
+    gets its own, sized for it."""
+    shown = _measured_as(unit)
+    guide = f"{spec.year}年度 · {_TOKENS['name']}（{_TOKENS['code']}）"
+    return (len(wrap_text(shown(guide), [GUIDE_WIDTH])),
+            *(len(wrap_text(shown(text), widths, size, bold)) for text, widths, size, bold in _token_texts(spec)))
 
 
 def _xml_text(value: str) -> str:
@@ -391,6 +507,8 @@ def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, re
                    progress=None, blank_rows: int | None = None, avoid: set[Path] | None = None) -> list[dict]:
     """Write one blank workbook per unit, `manifest.json` and 分发清单.xlsx (perfxl/manifest.py); returns the
     manifest's entries. Files in `avoid` (the roster) are never written over."""
+    first_region = region or (units[0].region if units else None) or None
+    load_spec(template, year, first_region, blank_rows=blank_rows, templates_dir=templates_dir)  # before any folder
     outdir = ensure_writable_dir(Path(outdir))
     protected = {os.path.realpath(p) for p in avoid or ()}
     if os.path.realpath(outdir / MANIFEST_FILE) in protected:
@@ -404,11 +522,11 @@ def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, re
         n = unit.projects or projects or 1
         tokens_ok = not unit.prefill
         if tokens_ok:
-            key = (unit_region, n)
             spec = load_spec(template, year, unit_region, unit=dict(_TOKENS), blank_rows=blank_rows,
                              templates_dir=templates_dir)
+            key = (unit_region, n, _room_for(spec, unit.as_params()) if spec.designed is None else ())
             if key not in masters:
-                masters[key] = _Master(build_workbook(spec, dict(_TOKENS), n, password))
+                masters[key] = _Master(build_workbook(spec, dict(_TOKENS), n, password, measure_as=unit.as_params()))
             data = masters[key].copy_for(unit.as_params())
         else:
             spec = load_spec(template, year, unit_region, unit=unit.as_params(), prefill=unit.prefill,
