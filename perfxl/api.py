@@ -62,13 +62,14 @@ def validate(path: str | Path, lang: str = "zh", *, template: str | None = None,
 
 def merge(inputs: list[str | Path] | str | Path, output: str | Path | None = None, **options: Any) -> MergeResult:
     """Merge every workbook under `inputs` (files or folders) into the summary `output` (.xlsx; None for
-    none). Options as the CLI's: roster, template, year, db, csv_dir, jobs, lang, templates_dir. The result
+    none). Options as the CLI's: roster, template, year, db, csv_dir, parquet_dir, jobs, lang, returns_dir,
+    return_by, templates_dir, issued. The result
     holds `counts`, `accounting`, `files` (each with its outcome) and every sheet's rows (`table(name)`)."""
     from .merger import MergeOptions, run_merge
 
     if isinstance(inputs, str | Path):
         inputs = [inputs]
-    for key in ("roster", "db", "csv_dir", "templates_dir"):
+    for key in ("roster", "db", "csv_dir", "parquet_dir", "returns_dir", "templates_dir"):
         if options.get(key) is not None:
             options[key] = Path(options[key])
     if options.get("issued"):
@@ -98,6 +99,8 @@ class LedgerView:
         self._ledger = Ledger(self.path, readonly=True)
         self.run = self._ledger.last_run()
         self._tables: dict[str, Any] | None = None
+        self._files: list = []  # the last run's files (records.Seen) and its summary's context, once built
+        self._context: Any = None
 
     def close(self) -> None:
         self._ledger.close()
@@ -109,15 +112,24 @@ class LedgerView:
         self.close()
 
     def submissions(self) -> pandas.DataFrame:
-        """Every file the last merge saw: path, outcome, reason, unit, template, year, status, counts, sha256."""
-        import pandas as pd
+        """Every file the last merge saw, in the words of 说明 and 报送情况: 文件, 处理 (已汇总, 无法读取, …),
+        原因 (why it was not merged, in words) and its 代码, 对应文件 (the file it duplicates or that
+        superseded it), 单位编码, 单位名称, 模板, 年度, 校验状态, 错误数, 提醒数, 文件大小 (bytes), 修改时间
+        and sha256. Years and counts are integers; what is not known is missing."""
+        from .summary.about import reason
+        from .summary.base import OUTCOME_ZH, STATUS_ZH
 
-        columns = ["path", "outcome", "reason", "duplicate_of", "unit_code", "unit_name", "template", "year",
-                   "status", "errors", "warnings", "size", "mtime_ns", "sha"]
-        if self.run is None:
-            return pd.DataFrame(columns=columns)
-        seen, _ = self._ledger.run_outcomes(self.run)
-        return pd.DataFrame([{k: s[k] for k in columns} for s in seen], columns=columns).rename(columns={"sha": "sha256"})
+        columns = [("文件", "text"), ("处理", "text"), ("原因", "text"), ("代码", "text"), ("对应文件", "text"),
+                   ("单位编码", "text"), ("单位名称", "text"), ("模板", "text"), ("年度", "int"), ("校验状态", "text"),
+                   ("错误数", "count"), ("提醒数", "count"), ("文件大小", "count"), ("修改时间", "time"),
+                   ("sha256", "text")]
+        self._build()
+        files = self._files
+        by_path = {s.path: s for s in files}
+        rows = [[s.path, OUTCOME_ZH.get(s.outcome, s.outcome), reason(self._context, s, by_path), s.reason,
+                 s.duplicate_of, s.unit_code, s.unit_name, s.template, s.year, STATUS_ZH.get(s.status, s.status),
+                 s.errors, s.warnings, s.size, s.mtime_ns, s.sha] for s in files]
+        return _typed_frame(rows, columns)
 
     def projects(self) -> pandas.DataFrame:
         return self._frame("项目清单")
@@ -141,7 +153,7 @@ class LedgerView:
         rows = list(table.iter_rows())
         if table.totals and rows:
             rows = rows[:-1] if rows[-1][0] == "合计" else rows
-        return pd.DataFrame(rows, columns=[title for title, _ in table.columns])
+        return _typed_frame(rows, table.columns)
 
     def _build(self) -> dict[str, Any]:
         if self._tables is None:
@@ -154,16 +166,17 @@ class LedgerView:
             if self.run is None:
                 return self._tables
             seen, settings = self._ledger.run_outcomes(self.run)
-            files = [Seen(**{**s, "project_names": tuple(s["project_names"])}) for s in seen]
+            files = self._files = [Seen(**{**s, "project_names": tuple(s["project_names"])}) for s in seen]
             roster = Path(settings["roster"]) if settings.get("roster") else None
             units = _units_of(self._ledger.kept_roster(settings.get("roster_digest")))  # as that merge read it
             if units is None and roster is not None:  # a ledger of perfxl before it kept the roster
                 units = read_roster(roster) if roster.is_file() else None
             templates_dir = Path(settings["templates_dir"]) if settings.get("templates_dir") else None
             load = lru_cache(maxsize=None)(lambda sha: self._checked(sha, settings, units, templates_dir))
-            ctx = Context(files=files, load=lambda s: load(s.sha), units=units, template=settings.get("template"),
-                          year=settings.get("year"), roster=roster, lang=settings.get("lang") or "zh",
-                          templates_dir=templates_dir)
+            ctx = self._context = Context(files=files, load=lambda s: load(s.sha), units=units,
+                                          template=settings.get("template"), year=settings.get("year"),
+                                          roster=roster, lang=settings.get("lang") or "zh",
+                                          templates_dir=templates_dir)
             tables, _, _ = build_summary(ctx)
             self._tables = {t.name: t for t in tables}
         return self._tables
@@ -182,6 +195,37 @@ class LedgerView:
                                templates_dir=str(templates_dir) if templates_dir else None,
                                issued=tuple(settings.get("issued") or ()))
         return check_stored(stored, options, {u.code: u for u in units} if units else None)
+
+
+_FLOAT_KINDS = {"money", "number", "score", "percent"}  # the Parquet output's float64 columns (report.py)
+_INT_KINDS = {"count", "int"}  # and its int64 ones
+
+
+def _typed_frame(rows: list[list], columns: list[tuple[str, str]]) -> pandas.DataFrame:
+    """Rows as a DataFrame typed as the Parquet output types them, an empty cell missing as it is in the
+    workbook and the Parquet file: None in a text column, NaN in a number column, <NA> in an integer one
+    (pandas' nullable Int64, so that a year stays 2021 where another row has none). A "time" column holds
+    nanoseconds since the epoch and becomes local time, as 报送情况's 收到时间 shows it."""
+    from datetime import datetime
+
+    import pandas as pd
+
+    data = {}
+    for c, (_, kind) in enumerate(columns):
+        values = [row[c] if c < len(row) else None for row in rows]
+        if kind in _FLOAT_KINDS:
+            series = pd.Series([v if type(v) in (int, float) else None for v in values], dtype="float64")
+        elif kind in _INT_KINDS:
+            series = pd.Series([int(v) if type(v) in (int, float) else None for v in values], dtype="Int64")
+        elif kind == "time":
+            series = pd.Series([datetime.fromtimestamp(v / 1e9) if v else None for v in values],
+                               dtype="datetime64[ns]")
+        else:
+            series = pd.Series([None if v is None or v == "" else v for v in values], dtype=object)
+        data[c] = series
+    frame = pd.DataFrame(data, index=range(len(rows)))
+    frame.columns = [title for title, _ in columns]
+    return frame
 
 
 def _units_of(data) -> list | None:

@@ -76,21 +76,69 @@ def test_merge_a_folder_and_read_the_ledger_back_as_dataframes(demo, tmp_path):
         indicators = ledger.indicators()
         assert len(indicators) == len(detail)
         assert list(indicators.columns) == [title for title, _ in result.table("指标明细").columns]
-        assert _plain(indicators) == [list(row) for row in detail]
+        assert _plain(indicators) == _cells(detail)
         projects = ledger.projects()
         listed = [row for row in result.table("项目清单").rows if row[0] != "合计"]
         assert len(projects) == c["projects"] == len(listed)
-        assert _plain(projects) == [list(row) for row in listed]
+        assert _plain(projects) == _cells(listed)
         submissions = ledger.submissions()
         assert len(submissions) == c["files_in"]
-        assert set(submissions["outcome"]) <= {"merged", "rejected", "duplicate", "superseded", "excluded"}
+        assert set(submissions["处理"]) <= {"已汇总", "无法读取", "重复文件", "已被更新版本取代", "未汇总（不符合本次汇总条件）"}
         problems = ledger.problems()
         assert len(problems) == len(result.table("校验问题").rows)
 
 
 def _plain(frame) -> list[list]:
-    """DataFrame rows with pandas' missing values back as None, to compare with the summary's rows."""
-    return [[None if v is None or v != v else v for v in row] for row in frame.astype(object).values.tolist()]
+    """DataFrame rows with pandas' missing values (None, NaN, <NA>) back as None."""
+    import pandas as pd
+
+    return [[None if pd.isna(v) else v for v in row] for row in frame.astype(object).values.tolist()]
+
+
+def _cells(rows) -> list[list]:
+    """A summary's rows as its sheets show them: an empty text is an empty cell."""
+    return [[None if v == "" else v for v in row] for row in rows]
+
+
+def test_submissions_speak_chinese_with_integer_years_like_the_other_frames(demo, tmp_path):
+    """ledger.submissions() once had English column names (path, outcome, …) and a float year (2021.0)
+    because a rejected file has none."""
+    perfxl.merge(demo["inbox"], tmp_path / "汇总.xlsx", roster=demo["roster"], jobs=1)
+    with perfxl.open_ledger(tmp_path / "汇总_报送台账.sqlite") as ledger:
+        submissions = ledger.submissions()
+    assert list(submissions.columns) == ["文件", "处理", "原因", "代码", "对应文件", "单位编码", "单位名称", "模板", "年度",
+                                         "校验状态", "错误数", "提醒数", "文件大小", "修改时间", "sha256"]
+    assert str(submissions["年度"].dtype) == "Int64" and str(submissions["错误数"].dtype) == "Int64"
+    assert submissions["年度"].dropna().tolist() == [2021] * submissions["年度"].notna().sum()
+    broken = submissions[submissions["代码"] == "file-corrupt"].iloc[0]
+    assert broken["处理"] == "无法读取" and broken["原因"].startswith("文件已损坏") and pd_isna(broken["年度"])
+    merged = submissions[submissions["处理"] == "已汇总"]
+    assert merged["原因"].isna().all() and (merged["年度"] == 2021).all()
+    assert str(submissions["修改时间"].dtype).startswith("datetime64")
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
+def test_an_empty_cell_is_missing_in_the_frames_as_in_the_workbook_and_parquet(demo, tmp_path):
+    """indicators() and problems() once had '' where the workbook has an empty cell and Parquet a null."""
+    import pandas as pd
+
+    pytest.importorskip("pyarrow")
+    perfxl.merge(demo["inbox"], tmp_path / "汇总.xlsx", roster=demo["roster"], jobs=1, parquet_dir=tmp_path / "pq")
+    with perfxl.open_ledger(tmp_path / "汇总_报送台账.sqlite") as ledger:
+        frames = {"指标明细": ledger.indicators(), "校验问题": ledger.problems(), "项目清单": ledger.projects()}
+    for name, frame in frames.items():
+        assert not (frame.astype(object) == "").any().any(), f"{name} has '' for an empty cell"
+        parquet = pd.read_parquet(tmp_path / "pq" / f"{name}.parquet")
+        parquet = parquet[parquet.iloc[:, 0] != "合计"].reset_index(drop=True)
+        assert list(frame.columns) == list(parquet.columns)
+        assert frame.isna().equals(parquet.isna()), f"{name}: missing values differ from the Parquet file's"
+        assert _plain(frame) == _plain(parquet)
+    assert frames["指标明细"].isna().any().any(), "the demo's 指标明细 has empty cells to compare"
 
 
 def test_open_ledger_refuses_what_is_not_a_ledger(tmp_path):
@@ -121,3 +169,18 @@ def test_a_merge_of_a_missing_folder_raises_perfxl_error_naming_it(tmp_path):
         perfxl.merge(tmp_path / "收件箱", tmp_path / "汇总.xlsx")
     assert str(tmp_path / "收件箱") in str(raised.value) and "Errno" not in str(raised.value)
     assert sorted(tmp_path.iterdir()) == []
+
+
+def test_generate_with_an_unknown_template_creates_nothing(tmp_path):
+    """perfxl.generate() once made the output folder, then found the template unknown and left it empty."""
+    roster = tmp_path / "名单.csv"
+    roster.write_text("code,name,department\n001,甲单位,某部门\n", encoding="utf-8")
+    with pytest.raises(perfxl.PerfxlError, match="未知模板"):
+        perfxl.generate("没有/这个模板", roster, tmp_path / "空白表", year=2025)
+    assert not (tmp_path / "空白表").exists()
+    from perfxl.cli import cli as command_line
+
+    result = CliRunner().invoke(command_line, ["generate", "没有/这个模板", "--year", "2025", "--roster", str(roster),
+                                               "-o", str(tmp_path / "空白表")])
+    assert result.exit_code == 2 and "未知模板" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["名单.csv"]
