@@ -240,8 +240,13 @@ def describe(template, year, region, as_json, templates_dir):
               help="指标表空白行数 (blank indicator rows; default: the template's).")
 @click.option("--from", "ledger", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="申报汇总的报送台账 (.sqlite)：据此生成自评表/监控表 (follow-up forms from a declaration ledger).")
+@click.option("--portal-url", default=None, callback=lambda ctx, param, value: _portal_url(value),
+              help="报送网页的地址，印在分发清单上，例如 http://192.168.1.10:8000/ (the portal's address).")
+@click.option("--deadline", default=None, callback=lambda ctx, param, value: _deadline(value),
+              help="报送截止日期 YYYY-MM-DD，印在分发清单上 (the deadline printed on the handout).")
 @TEMPLATES_OPTION
-def generate(template, year, roster, outdir, region, projects, password, rows, ledger, templates_dir):
+def generate(template, year, roster, outdir, region, projects, password, rows, ledger, portal_url, deadline,
+             templates_dir):
     """为名单中的每个单位生成一份表 (one form per roster unit).
 
     申报表生成空白表；自评表、监控表等后续表用 --from 指定申报汇总的报送台账，表中预填所申报的指标
@@ -263,10 +268,11 @@ def generate(template, year, roster, outdir, region, projects, password, rows, l
         with _progress(len(units), "生成") as bar:
             result = generate_followups(template, year, units, ledger, outdir, region=region,
                                         templates_dir=templates_dir, avoid={roster, ledger}, progress=bar.update,
-                                        password=password)
+                                        password=password, portal_url=portal_url, deadline=deadline)
         took = time.perf_counter() - started
         click.echo(f"已生成 {len(result.manifest)} 份{spec.title} → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
         click.echo(f"访问码（perfxl serve 报送网页用）→ {outdir / '分发清单.xlsx'}：请单独交给各单位")
+        _say_what_the_handout_says(outdir)
         if result.without_declaration:
             names = "、".join(f"{u.code} {u.name}" for u in result.without_declaration[:20])
             more = f" 等 {len(result.without_declaration)} 个" if len(result.without_declaration) > 20 else ""
@@ -276,10 +282,45 @@ def generate(template, year, roster, outdir, region, projects, password, rows, l
     with _progress(len(units), "生成") as bar:
         manifest = generate_forms(template, year, units, outdir, region=region, projects=projects,
                                   password=password, templates_dir=templates_dir, progress=bar.update,
-                                  blank_rows=rows, avoid={roster})
+                                  blank_rows=rows, avoid={roster}, portal_url=portal_url, deadline=deadline)
     took = time.perf_counter() - started
     click.echo(f"已生成 {len(manifest)} 份空白表 → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
     click.echo(f"访问码（perfxl serve 报送网页用）→ {outdir / '分发清单.xlsx'}：请单独交给各单位，不要连同空白表一起下发")
+    _say_what_the_handout_says(outdir)
+
+
+def _portal_url(value: str | None) -> str | None:
+    from .manifest import check_portal_url
+
+    if value is None:
+        return None
+    try:
+        return check_portal_url(value)
+    except PerfxlError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _deadline(value: str | None) -> str | None:
+    from datetime import date
+
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        raise click.BadParameter(f"截止日期应写作 YYYY-MM-DD，例如 2025-03-31，而不是 {value!r} "
+                                 f"(a date such as 2025-03-31)") from None
+
+
+def _say_what_the_handout_says(outdir: Path) -> None:
+    """The portal's address and the deadline as the printed handout gives them, or how to add them."""
+    from .manifest import handout_lines, read_manifest
+
+    manifest = read_manifest(outdir)
+    for line in handout_lines(manifest)[1:3]:
+        click.echo(f"  分发清单上：{line}")
+    if not manifest.portal_url or not manifest.deadline:
+        click.echo("  （尚未确定的可用 --portal-url、--deadline 补上后重新生成；已发的访问码不变）")
 
 
 @cli.command()

@@ -156,9 +156,11 @@ def _build(task: tuple) -> bytes:
 def generate_followups(template: str, year: int, units: list[Unit], ledger_path: Path, outdir: Path,
                        region: str | None = None, templates_dir: Path | None = None,
                        avoid: set[Path] | None = None, progress=None, jobs: int = 0,
-                       password: str | None = None) -> FollowupResult:
+                       password: str | None = None, portal_url: str | None = None,
+                       deadline: str | None = None) -> FollowupResult:
     """One follow-up workbook per roster unit that declared, and manifest.json (with the units that did not).
-    Workbooks are built in a pool of `jobs` processes (0: one per core) when there are many."""
+    Workbooks are built in a pool of `jobs` processes (0: one per core) when there are many. The portal's
+    address and the deadline (ISO date) go on the handout (perfxl/manifest.py)."""
     outdir = Path(outdir)  # made only once the ledger has been read: a missing ledger leaves no empty folder
     protected = {os.path.realpath(p) for p in avoid or ()}
     if os.path.realpath(outdir / RECORD_FILE) in protected:
@@ -221,6 +223,7 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
         entry.setdefault("department", departments.get(entry["unit_code"], ""))
     title = load_spec(template, year, region, templates_dir=templates_dir).title
     write_manifest(outdir, Manifest("followup", template, year, result.manifest, title, str(ledger_path),
-                                    [{"unit_code": u.code, "unit_name": u.name} for u in result.without_declaration]),
+                                    [{"unit_code": u.code, "unit_name": u.name} for u in result.without_declaration],
+                                    portal_url, deadline),
                    protected)
     return result

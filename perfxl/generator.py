@@ -504,9 +504,11 @@ def form_filename(unit: Unit, spec: Spec) -> str:
 
 def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, region: str | None = None,
                    projects: int | None = None, password: str | None = None, templates_dir: Path | None = None,
-                   progress=None, blank_rows: int | None = None, avoid: set[Path] | None = None) -> list[dict]:
+                   progress=None, blank_rows: int | None = None, avoid: set[Path] | None = None,
+                   portal_url: str | None = None, deadline: str | None = None) -> list[dict]:
     """Write one blank workbook per unit, `manifest.json` and 分发清单.xlsx (perfxl/manifest.py); returns the
-    manifest's entries. Files in `avoid` (the roster) are never written over."""
+    manifest's entries. Files in `avoid` (the roster) are never written over. The portal's address and the
+    deadline (ISO date) go on the handout."""
     first_region = region or (units[0].region if units else None) or None
     load_spec(template, year, first_region, blank_rows=blank_rows, templates_dir=templates_dir)  # before any folder
     outdir = ensure_writable_dir(Path(outdir))
@@ -545,5 +547,6 @@ def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, re
         if progress:
             progress(1)
     title = spec.title if spec is not None else None
-    write_manifest(outdir, Manifest("blank", template, year, manifest, title), protected)  # gives the codes
+    write_manifest(outdir, Manifest("blank", template, year, manifest, title, portal_url=portal_url, deadline=deadline),
+                   protected)  # gives the codes
     return manifest

@@ -3,14 +3,16 @@ forms (自评表, 监控表), so `perfxl serve --forms` and scripts read either 
 
     {"manifest": 2, "kind": "blank" | "followup", "template": "national/selfeval", "year": 2022,
      "title": "项目支出绩效自评表", "from": "汇总_报送台账.sqlite" (follow-ups: the declaration ledger),
+     "portal_url": "http://192.168.1.10:8000/" | null, "deadline": "2022-03-31" | null,
      "forms": [{"unit_code", "unit_name", "department", "file", "access_code",
                 "projects": [...] (follow-ups: the declared projects prefilled)}, ...],
      "without_declaration": [{"unit_code", "unit_name"}, ...] (follow-ups: units that got no form)}
 
-Every form gets an access code for the portal, listed with its unit in the printable 分发清单.xlsx;
-generating again into the same folder keeps the codes already given. The reader also accepts the two
-shapes earlier versions wrote (a bare list of blank forms; a dict of follow-up forms without codes), so a
-folder made before keeps working.
+Every form gets an access code for the portal, listed with its unit in the printable 分发清单.xlsx: A4,
+titled with the form's Chinese title and year, saying where the portal is and by when to hand in (or,
+plainly, that neither is fixed yet). Generating again into the same folder keeps the codes, the portal's
+address and the deadline already given. The reader also accepts the two shapes earlier versions wrote (a
+bare list of blank forms; a dict of follow-up forms without codes), so a folder made before keeps working.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ import json
 import os
 import secrets
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import xlsxwriter
 
 from .errors import OutputError, PerfxlError
 from .files import write_bytes_atomic
-from .formparts import FILL_LABEL
+from .formparts import FILL_LABEL, rows_needed, text_px, wrap_text
 
 MANIFEST_FILE = "manifest.json"
 HANDOUT_FILE = "分发清单.xlsx"
@@ -45,12 +49,16 @@ class Manifest:
     title: str | None = None
     source: str | None = None  # the ledger a follow-up round was generated from
     without_declaration: list[dict] = field(default_factory=list)
+    portal_url: str | None = None  # where units hand in (perfxl serve), printed on the handout
+    deadline: str | None = None  # ISO date to hand in by, printed on the handout
 
     def to_json(self) -> dict:
         out = {"manifest": SHAPE, "kind": self.kind, "template": self.template, "year": self.year,
                "title": self.title}
         if self.source is not None:
             out["from"] = self.source
+        out["portal_url"] = self.portal_url
+        out["deadline"] = self.deadline
         out["forms"] = self.forms
         out["without_declaration"] = self.without_declaration
         return out
@@ -67,21 +75,45 @@ def new_access_code() -> str:
 
 def previous_access_codes(folder: Path) -> dict[str, str]:
     """The codes a folder's manifest already gave, whatever its shape; none if it has no readable one."""
-    try:
-        forms = read_manifest(folder).forms
-    except PerfxlError:
-        return {}
+    previous = _previous(folder)
+    forms = previous.forms if previous else []
     return {str(e["unit_code"]): str(e["access_code"]) for e in forms if e.get("access_code")}
+
+
+def _previous(folder: Path) -> Manifest | None:
+    try:
+        return read_manifest(folder)
+    except PerfxlError:
+        return None
+
+
+def check_portal_url(url: str) -> str:
+    """The portal's address as units type it into a browser: http(s)://host[:port][/path]."""
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in text):
+        raise PerfxlError(f"报送网址“{url}”无效：应为 http:// 或 https:// 开头的完整地址，例如 http://192.168.1.10:8000/ "
+                          f"(the portal's address must be a full http(s) URL)")
+    return text
 
 
 def write_manifest(folder: Path, manifest: Manifest, protected: set[str] | None = None) -> Manifest:
     """Give every form without one an access code (the one this folder already gave its unit, else a new
-    one), then write manifest.json and 分发清单.xlsx. `protected` are real paths never written over (inputs)."""
+    one), keep the portal's address and the deadline this folder already gave when none is given, then
+    write manifest.json and 分发清单.xlsx. `protected` are real paths never written over (inputs)."""
     folder = Path(folder)
     for target in (MANIFEST_FILE, HANDOUT_FILE):
         if os.path.realpath(folder / target) in (protected or set()):
             raise OutputError(f"输出目录中的 {target} 是输入文件，perfxl 不会覆盖它: {folder / target}")
+    previous = _previous(folder)
     kept = previous_access_codes(folder)
+    if previous is not None:
+        manifest.portal_url = manifest.portal_url or previous.portal_url
+        manifest.deadline = manifest.deadline or previous.deadline
     for entry in manifest.forms:
         if not entry.get("access_code"):
             entry["access_code"] = kept.get(str(entry["unit_code"])) or new_access_code()
@@ -114,7 +146,8 @@ def read_manifest(folder: Path) -> Manifest:
         kind = raw.get("kind") if raw.get("kind") in KINDS else "followup"  # a dict without kind: follow-ups
         manifest = Manifest(kind, _text(raw.get("template")), _year(raw.get("year")), raw["forms"],
                             _text(raw.get("title")), _text(raw.get("from")),
-                            [e for e in raw.get("without_declaration") or [] if isinstance(e, dict)])
+                            [e for e in raw.get("without_declaration") or [] if isinstance(e, dict)],
+                            _portal_url(raw.get("portal_url")), _iso_date(raw.get("deadline")))
     else:
         raise PerfxlError(f"{path} 不是 perfxl generate 写出的清单（应有 forms 列表）")
     forms = []
@@ -136,28 +169,102 @@ def _year(value) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _portal_url(value) -> str | None:
+    """A manifest's portal address if it is one (the file may have been edited by hand): else none."""
+    try:
+        return check_portal_url(value) if isinstance(value, str) and value else None
+    except PerfxlError:
+        return None
+
+
+def _iso_date(value) -> str | None:
+    try:
+        return date.fromisoformat(value).isoformat() if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+_WEEKDAYS = "一二三四五六日"
+HANDOUT_FONT = "宋体"
+HANDOUT_SIZE = 11
+HANDOUT_WIDTH = 138  # characters (7 px in Excel) across A4 landscape inside half-inch margins, at 100 %
+
+
+def handout_lines(manifest: Manifest) -> list[str]:
+    """What the handout says above its table: the form and year, where to hand in, by when, and that the
+    codes are the units' own; said plainly when the portal's address or the deadline is not fixed yet."""
+    what = manifest.title or manifest.template or "报表"
+    year = f"{manifest.year}年度" if manifest.year else ""
+    if manifest.deadline:
+        day = date.fromisoformat(manifest.deadline)
+        deadline = f"截止日期：{day.year}年{day.month}月{day.day}日（星期{_WEEKDAYS[day.weekday()]}）"
+    else:
+        deadline = "截止日期：尚未确定，将另行通知"
+    portal = f"报送网址：{manifest.portal_url}" if manifest.portal_url else "报送网址：尚未确定，将另行通知"
+    return [f"{year}{what} 分发清单", portal, deadline,
+            "各单位在报送网页上用本单位的单位编码和访问码登录，下载本单位的表，填好后在同一网页上传。"
+            "访问码只交给本单位，请勿外传。"]
+
+
 def _handout(manifest: Manifest) -> bytes:
-    """分发清单.xlsx: one printable line per unit with its form's file and its portal access code."""
+    """分发清单.xlsx: what a clerk receives on paper. A4 landscape, one page wide at 100 %, the header
+    repeated on every page with 第 N 页; each unit's line with its file and its access code, every column
+    wide enough for its longest entry or wrapped in a row tall enough for it."""
     buffer = io.BytesIO()
-    wb = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_numbers": False})
+    wb = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_numbers": False, "strings_to_urls": False,
+                                      "strings_to_formulas": False})
     ws = wb.add_worksheet("分发清单")
-    title = wb.add_format({"bold": True, "font_size": 14})
-    head = wb.add_format({"bold": True, "border": 1, "bg_color": FILL_LABEL})
-    cell = wb.add_format({"border": 1, "num_format": "@"})
-    code = wb.add_format({"border": 1, "num_format": "@", "font_name": "Consolas", "bold": True})
-    what = manifest.title or manifest.template or ""
-    ws.write_string(0, 0, f"{manifest.year}年度 {what} 分发清单（访问码请单独交给各单位，勿外传）", title)
+    base = {"font_name": HANDOUT_FONT, "font_size": HANDOUT_SIZE, "valign": "vcenter", "text_wrap": True}
+    title = wb.add_format({**base, "bold": True, "font_size": 16, "align": "center"})
+    note = wb.add_format({**base})
+    strong = wb.add_format({**base, "bold": True})
+    head = wb.add_format({**base, "bold": True, "border": 1, "bg_color": FILL_LABEL, "align": "center"})
+    cell = wb.add_format({**base, "border": 1, "num_format": "@"})
+    code = wb.add_format({**base, "border": 1, "num_format": "@", "font_name": "Consolas", "font_size": 12,
+                          "bold": True, "align": "center"})
     file_header = "空白表文件" if manifest.kind == "blank" else "下发的表（已预填）"
-    for c, (text, width) in enumerate((("单位编码", 12), ("单位名称", 30), ("主管部门", 20), (file_header, 50),
-                                       ("访问码", 14))):
-        ws.write_string(2, c, text, head)
+    # (header, key, narrowest): each column as wide as its longest entry; when they do not fit across the
+    # page, the file, name and department columns give way (in that order) and their entries wrap
+    columns = [("单位编码", "unit_code", 10), ("单位名称", "unit_name", 16), ("主管部门", "department", 12),
+               (file_header, "file", 24), ("访问码", "access_code", 16)]
+    widths = [max([least] + [_width(str(e.get(key) or ""), HANDOUT_SIZE) for e in manifest.forms])
+              for _, key, least in columns]
+    excess = sum(widths) - HANDOUT_WIDTH
+    for i in (3, 1, 2, 0):
+        cut = max(0, min(excess, widths[i] - columns[i][2]))
+        widths[i] -= cut
+        excess -= cut
+    last = len(columns) - 1
+    lines = handout_lines(manifest)
+    for r, text in enumerate(lines):
+        style = title if r == 0 else strong if r in (1, 2) else note
+        size = 16 if r == 0 else HANDOUT_SIZE
+        ws.merge_range(r, 0, r, last, text, style)
+        ws.set_row(r, max(rows_needed(len(wrap_text(text, widths, size, r == 0)), size), 30 if r == 0 else 18))
+    header_row = len(lines) + 1
+    for c, ((text, _, _), width) in enumerate(zip(columns, widths)):
+        ws.write_string(header_row, c, text, head)
         ws.set_column(c, c, width)
-    for r, e in enumerate(manifest.forms, start=3):
-        for c, key in enumerate(("unit_code", "unit_name", "department", "file")):
-            ws.write_string(r, c, str(e.get(key) or ""), cell)
-        ws.write_string(r, 4, e["access_code"], code)
-    ws.repeat_rows(2)
+    ws.set_row(header_row, rows_needed(1, HANDOUT_SIZE) + 4)
+    for r, e in enumerate(manifest.forms, start=header_row + 1):
+        texts = [str(e.get(key) or "") for _, key, _ in columns]
+        for c, text in enumerate(texts[:-1]):
+            ws.write_string(r, c, text, cell)
+        ws.write_string(r, last, texts[-1], code)
+        lines_needed = max(len(wrap_text(t, [w], HANDOUT_SIZE)) for t, w in zip(texts, widths))
+        ws.set_row(r, max(rows_needed(lines_needed, HANDOUT_SIZE), 22))
+    ws.repeat_rows(header_row)
+    ws.print_area(0, 0, header_row + max(1, len(manifest.forms)), last)
+    ws.set_paper(9)
     ws.set_landscape()
-    ws.fit_to_pages(1, 0)
+    ws.fit_to_pages(1, 0)  # already one page wide at 100 %; a renderer with wider columns shrinks a little
+    ws.set_margins(left=0.5, right=0.5, top=0.6, bottom=0.7)
+    ws.center_horizontally()
+    ws.set_footer("&C第 &P 页，共 &N 页")
     wb.close()
     return buffer.getvalue()
+
+
+def _width(text: str, size: float) -> int:
+    """The column width (characters of the default font, 7 px each in Excel) that shows the text whole."""
+    return -(-int(text_px(text, size) + 1) // 7) + 1
