@@ -575,7 +575,8 @@ def export(ledger_path, output):
 def demo(folder):
     """演示一个预算年度的完整流程 (the whole cycle on sample data).
 
-    生成 → 填报 → 汇总 → 退回 → 运行监控 → 绩效自评，写到 FOLDER（默认 ./outputs/demo，已有内容会被清空）。"""
+    生成 → 填报 → 汇总 → 退回 → 运行监控 → 绩效自评，写到 FOLDER（默认当前目录下的 outputs/demo）；以前演示写出的
+    内容会被替换，有其他文件的文件夹不会被清空 (an earlier demo's folder is replaced, no other folder is cleared)."""
     from .demo import run_demo
 
     run_demo(folder, echo=click.echo, print_merge=_print_merge)

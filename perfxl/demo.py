@@ -16,6 +16,7 @@ import random
 import shutil
 from pathlib import Path
 
+from .errors import PerfxlError
 from .fill import fill_workbook, load_sample, names_by_sheet
 from .generator import generate_forms
 from .roster import read_roster
@@ -58,10 +59,26 @@ def _mistake(kind: str, project: dict) -> None:
         project["fields"]["budget"] = f"{project['fields']['budget']:,.0f}元"
 
 
+DEMO_ENTRIES = {"名单.csv", "1-空白表", "2-收件箱", "3-汇总", "4-运行监控", "5-绩效自评"}  # what a demo writes
+
+
+def _clear(folder: Path) -> None:
+    """Empty the folder for a new run: only if it is missing, empty or an earlier demo's (the demo starts
+    afresh each time, and `perfxl demo 文件夹` must never wipe a folder of someone's own files)."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise PerfxlError(f"{folder} 是文件，不是文件夹：请给演示一个新的文件夹 (the demo needs a folder)")
+    others = sorted(p.name for p in folder.iterdir() if p.name not in DEMO_ENTRIES and not p.name.startswith("."))
+    if others:
+        raise PerfxlError(f"{folder} 中已有不是演示写出的文件（{'、'.join(others[:5])}），演示不会清空它：请换一个空文件夹"
+                          f"或新的文件夹名 (the demo clears only a folder an earlier demo wrote)")
+    shutil.rmtree(folder)
+
+
 def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
     folder = Path(folder)
-    if folder.exists():
-        shutil.rmtree(folder)
+    _clear(folder)
     roster_path = folder / "名单.csv"
     folder.mkdir(parents=True)
     shutil.copy(SAMPLES / "demo-roster.csv", roster_path)

@@ -599,6 +599,7 @@ class Ledger:
         and for a lower level's ledger or any other file read back (see open_readonly); `threads` when the
         caller shares it between threads under its own lock (the portal)."""
         self.path = Path(path)
+        self.readonly = readonly
         self._sealer: Sealer | None = None
         if readonly:
             try:
@@ -642,6 +643,16 @@ class Ledger:
         return self._sealer
 
     def close(self) -> None:
+        """Close; a ledger this process opened for writing is left as one file: its journal (-wal) is
+        checkpointed into it and the journal mode set back to DELETE, so a ledger copied or sent once a
+        command has ended loses nothing, and reading it later leaves no -wal/-shm beside it. While another
+        connection still has it open (the portal, a merge's worker), it stays in WAL: the last to close ends it."""
+        if not self.readonly:
+            try:
+                self.db.execute("PRAGMA busy_timeout=0")  # another connection: give way at once, not in 30 s
+                self.db.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.Error:
+                pass
         self.db.close()
 
     # -- lookups ------------------------------------------------------------------------------------

@@ -815,3 +815,88 @@ def test_a_followup_upload_is_checked_against_the_record_beside_the_forms_on_any
         answer = _upload(client, token, edited).json()["submissions"][0]
     codes = {p["code"] for p in answer["problems"]}
     assert "selfeval-target-changed" in codes and "issued-missing" not in codes, codes
+
+
+# -- a wrong address or a failure answered in Chinese; an access log without secrets ------------------------
+
+
+def test_an_error_is_a_chinese_page_or_chinese_json_under_api_for_404_405_and_500(site, monkeypatch):
+    from perfxl.portal.store import Store
+
+    client, setup, _ = site
+    missing = client.get("/no/such/page")
+    assert missing.status_code == 404 and "找不到这个页面" in missing.text and "Not Found" not in missing.text
+    assert '<link rel="stylesheet" href="/static/portal.css">' in missing.text and 'href="/"' in missing.text
+    assert client.get("/static/no-such.css").status_code == 404
+    assert client.get("/api/no/such").json() == {"error": "没有这个地址", "error_en": "not found"}
+    wrong = client.get("/login")  # the sign-in form only takes a POST
+    assert wrong.status_code == 405 and "不能这样打开这个地址" in wrong.text and "POST" in wrong.headers["allow"]
+    wrong = client.put("/api/login", json={})
+    assert wrong.status_code == 405 and wrong.json() == {"error": "这个地址不接受 PUT 请求", "error_en": "method not allowed"}
+
+    admin = _login(client, admin_password=ADMIN_PASSWORD)
+
+    def broken(self):
+        raise RuntimeError("the ledger went away")
+
+    monkeypatch.setattr(Store, "board", broken)
+    client._transport.raise_server_exceptions = False  # answer as the server would, not raise into the test
+    page = client.get("/admin", headers=_bearer(admin))
+    assert page.status_code == 500 and "服务器出错了" in page.text and "Traceback" not in page.text
+    assert "RuntimeError" not in page.text and "the ledger went away" not in page.text
+    api = client.get("/api/status", headers=_bearer(admin))
+    assert api.status_code == 500 and api.json()["error"].startswith("服务器内部错误")
+    assert api.json()["error_en"] == "internal server error"
+
+
+def test_more_files_at_once_than_the_portal_takes_are_answered_in_chinese(site):
+    client, setup, _ = site
+    token = _login(client, unit=A, code=setup["codes"][A])
+    files = [("file", (f"{i}.xlsx", b"PK", "application/octet-stream")) for i in range(21)]
+    r = client.post("/api/submissions", files=files, headers=_bearer(token))
+    assert r.status_code == 400 and r.json()["error"].startswith("一次最多上传 20 个文件")
+    assert client.get("/api/submissions", headers=_bearer(token)).json()["submissions"] == []
+
+
+def _log_lines(log: Path, wanted: list[str], seconds: float = 30) -> list[str]:
+    """The server's log once every `wanted` text is in it: a line is written when its answer has been sent, so
+    it may come a moment after the client has the answer. Fails after `seconds`."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        text = log.read_text(encoding="utf-8", errors="replace")
+        if all(w in text for w in wanted):
+            return text.splitlines()
+        assert time.monotonic() < deadline, f"not in the log within {seconds} s: {[w for w in wanted if w not in text]}"
+        time.sleep(0.05)
+
+
+def test_the_server_logs_each_request_on_one_line_without_tokens_passwords_or_codes(live):
+    import re
+
+    import httpx
+
+    url, setup = live["url"], live["setup"]
+    log = live["base"] / f"serve-{url.rsplit(':', 1)[1]}.log"
+    code = setup["codes"][A]
+    with httpx.Client(base_url=url, timeout=60) as http:
+        token = http.post("/api/login", json={"unit": A, "code": code}).json()["token"]
+        http.post("/api/login", json={"admin_password": ADMIN_PASSWORD})
+        sent = http.post("/api/submissions", headers=_bearer(token),
+                         files=[("file", ("好.xlsx", setup["files"][(A, "good")].read_bytes()))])
+        assert sent.status_code == 200
+        http.get("/unit", headers=_bearer(token))
+        http.get(f"/admin?department=档案局&token={token}&code={code}")  # the admin's cookie; secrets in the URL
+        http.get("/no/such%0Apage%20here")  # a line break in the path stays inside its line
+    lines = _log_lines(log, ["POST  /api/submissions  200", "/no/such\\npage%20here  404",
+                             "/admin?department=档案局&token=…&code=…  200"])
+    requests = [line for line in lines if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  ", line)]
+    pattern = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  127\.0\.0\.1  (GET|POST)  /\S*  \d{3}  \d+ ms")
+    assert requests and all(pattern.fullmatch(line) for line in requests), requests
+    assert any(line.endswith(" ms") and "  POST  /api/login  200  " in line for line in requests)
+    assert any("  GET  /unit  200  " in line for line in requests)
+    text = "\n".join(lines)
+    for secret in (token, token.split(".")[1], code, ADMIN_PASSWORD):
+        assert secret not in text
+    assert "HTTP/1.1" not in text, "uvicorn's own access log is off"

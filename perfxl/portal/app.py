@@ -17,7 +17,9 @@ import io
 import json
 import math
 import secrets
+import sys
 import tempfile
+import time
 import zipfile
 from contextlib import asynccontextmanager
 from datetime import date, datetime
@@ -26,6 +28,7 @@ from urllib.parse import quote
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -53,21 +56,95 @@ SECURITY_HEADERS = {
 }
 FORM_OVERHEAD = 64 * 1024  # multipart headers and the CSRF field on top of the files the page lets through
 DRAIN_FLOOR = 256 * 1024 * 1024  # a refused body up to this size (or 4 × the upload cap) is read, then answered
+MAX_FILES = 20  # files in one upload
+# What a page or API call that went wrong says, by status: (title, what to do, JSON error, JSON error_en).
+HTTP_ERRORS = {
+    400: ("请求无法处理", "请求的格式不正确。请回到首页，从页面上重新操作。", "请求格式不正确", "bad request"),
+    404: ("找不到这个页面", "地址可能输错了，或者这个页面已经不存在。请从首页进入。", "没有这个地址", "not found"),
+    405: ("不能这样打开这个地址", "这个地址不接受这种请求方式。请从首页进入，用页面上的按钮操作。",
+          "这个地址不接受这种请求方式", "method not allowed"),
+    500: ("服务器出错了", "这次操作没有完成，已记在服务器的日志里。请稍后再试；一直出错时，请把出错的时间告诉财政局。",
+          "服务器内部错误，这次操作没有完成，请稍后再试", "internal server error"),
+}
 
 
 class PortalConfig:
     def __init__(self, store: Path, units: list[Unit], roster_path: Path | None, forms: Path, admin_password: str,
                  deadline: date | None = None, max_upload_mb: int = 50, jobs: int = 2,
-                 templates_dir: Path | None = None, year: int | None = None):
+                 templates_dir: Path | None = None, year: int | None = None, access_log: bool = True):
         self.store_dir, self.units, self.roster_path = Path(store), units, roster_path
         self.forms, self.admin_password, self.deadline = Path(forms), admin_password, deadline
         self.max_upload = max_upload_mb * 1024 * 1024
         self.max_upload_mb = max_upload_mb
         self.drain_limit = max(4 * self.max_upload, DRAIN_FLOOR)
         self.jobs, self.templates_dir, self.year = jobs, templates_dir, year
+        self.access_log = access_log  # one line per request on stderr (uvicorn's own access log stays off)
         # A folder of follow-up forms holds the record of what they were issued with: uploads are checked
         # against it on any machine, whatever the rounds this machine registered.
         self.issued = tuple(p for p in [self.forms / RECORD_FILE] if p.is_file())
+
+
+class _AccessLog:
+    """One plain line on stderr per request, once it is answered, that a bureau's IT staff can read and grep:
+
+        2022-03-31 16:05:12  10.12.0.31  POST  /unit  303  812 ms
+
+    time, client address, method, path, status, duration. Never what signs in: tokens and cookies travel in
+    headers and codes and passwords in bodies, which are not logged; of the query only the board's filters
+    keep their values (a script that puts a code in the URL logs `code=…`). The path is shown decoded, so
+    Chinese stays readable, with spaces and control characters escaped so one request is one line."""
+
+    SHOWN_QUERY = frozenset({"department", "status", "q", "got"})
+
+    def __init__(self, app, enabled: bool = True):
+        self.app, self.enabled = app, enabled
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.enabled:
+            return await self.app(scope, receive, send)
+        started, answered = time.monotonic(), {"status": None}
+
+        async def noting_status(message):
+            if message["type"] == "http.response.start":
+                answered["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_status)
+        except BaseException:
+            answered["status"] = answered["status"] or 500  # what ServerErrorMiddleware answers with
+            raise
+        finally:
+            _log_line(scope, answered["status"], time.monotonic() - started, self.SHOWN_QUERY)
+
+
+def _log_line(scope, status: int | None, seconds: float, shown_query: frozenset) -> None:
+    client = scope.get("client")
+    path = _printable(scope.get("path", ""), 300)
+    query = scope.get("query_string", b"").decode("latin-1")
+    if query:
+        from urllib.parse import parse_qsl
+
+        pairs = parse_qsl(query, keep_blank_values=True)
+        path += "?" + "&".join(f"{_printable(k, 40)}={_printable(v, 60) if k in shown_query else '…'}"
+                               for k, v in pairs[:10]) + ("&…" if len(pairs) > 10 else "")
+    line = (f"{datetime.now():%Y-%m-%d %H:%M:%S}  {client[0] if client else '-'}  {_printable(scope.get('method', ''), 10)}"
+            f"  {path}  {status or '-'}  {seconds * 1000:.0f} ms")
+    stream = sys.stderr
+    if stream is None:  # pythonw on Windows: no console to write to
+        return
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:  # a console in the Chinese code page cannot show every character: those become "?"
+        stream.write(line.encode(encoding, "replace").decode(encoding) + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass  # a closed or broken stderr never fails a request
+
+
+def _printable(text: str, limit: int) -> str:
+    """`text` on one line: spaces as %20, control and other unprintable characters escaped, at most `limit`."""
+    out = "".join(c if c.isprintable() and c != " " else ("%20" if c == " " else repr(c)[1:-1]) for c in text[:limit])
+    return out + ("…" if len(text) > limit else "")
 
 
 class _Headers:
@@ -208,6 +285,33 @@ def create_app(config: PortalConfig) -> Starlette:
             response.set_cookie(CSRF_COOKIE, browser, httponly=True, samesite="strict")
         return response
 
+    def failed(request: Request, status: int, headers: dict | None = None) -> Response:
+        """A 404, 405, 500 (or another error Starlette raises) in Chinese: JSON under /api/, else a page like
+        the others, which says what to do next."""
+        title, advice, zh, en = HTTP_ERRORS.get(status, HTTP_ERRORS[400 if status < 500 else 500])
+        if status == 405:
+            zh = f"这个地址不接受 {_printable(request.method, 10)} 请求"
+        if request.url.path.startswith("/api/"):
+            response = error(status, zh, en)
+        else:
+            try:
+                response = page("error.html", request, status_code=status, title=title, advice=advice,
+                                 status=status, when=f"{datetime.now():%Y-%m-%d %H:%M:%S}")
+            except Exception:  # the page itself failed (the store is gone): the words still reach the user
+                response = HTMLResponse(f"<!doctype html><meta charset=utf-8><title>{title}</title>"
+                                        f"<h1>{title}</h1><p>{advice}</p><p><a href=\"/\">回到首页</a></p>",
+                                        status_code=status)
+        for name, value in (headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return failed(request, exc.status_code, exc.headers)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Starlette logs the traceback to the server's stderr after this answer; the user gets no traceback.
+        return failed(request, 500)
+
     def signed_out(request: Request) -> HTMLResponse:
         """A page that needs a session, asked without one (never signed in, logged out, expired): 401 with
         the sign-in form, which leads back here."""
@@ -330,7 +434,15 @@ def create_app(config: PortalConfig) -> Starlette:
             return None, error(413, f"上传的文件过大（{size:.1f} MB），每次合计不能超过 {limit} MB，文件未收下",
                                f"upload of {size:.1f} MB larger than {limit} MB")
         out = []
-        async with request.form(max_files=20, max_fields=10) as form:
+        try:
+            form = await request.form(max_files=MAX_FILES, max_fields=10)
+        except HTTPException as exc:  # Starlette's parser refuses the body (too many files, no boundary, ...)
+            if "files" in str(exc.detail):
+                return None, error(400, f"一次最多上传 {MAX_FILES} 个文件，文件未收下，请分几次上传",
+                                   f"at most {MAX_FILES} files at a time")
+            return None, error(400, "上传的内容无法识别，文件未收下；请在页面上重新选择文件上传",
+                               f"the upload cannot be parsed: {exc.detail}")
+        try:
             if not csrf_ok(request, by_cookie, form.get("csrf")):
                 return None, error(403, "页面已过期，请刷新后重新上传", "CSRF token missing or wrong")
             files = [f for f in form.getlist("file") if hasattr(f, "read")]
@@ -343,6 +455,8 @@ def create_app(config: PortalConfig) -> Starlette:
                 sid = await asyncio.get_running_loop().run_in_executor(None, store().receive, session.unit,
                                                                        f.filename or "", data)
                 out.append(sid)
+        finally:
+            await form.close()
         checked = [await store().check(sid) for sid in out]
         return [_public(c.submission) for c in checked], None
 
@@ -531,7 +645,9 @@ def create_app(config: PortalConfig) -> Starlette:
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     return Starlette(routes=routes, lifespan=lifespan,
-                     middleware=[Middleware(_Headers), Middleware(_BodyBeforeAnswer, limit=config.drain_limit)])
+                     exception_handlers={HTTPException: http_error, Exception: server_error},
+                     middleware=[Middleware(_AccessLog, enabled=config.access_log), Middleware(_Headers),
+                                 Middleware(_BodyBeforeAnswer, limit=config.drain_limit)])
 
 
 def _summary(store: Store, config: PortalConfig) -> bytes:

@@ -1,0 +1,85 @@
+"""`perfxl demo` as a newcomer runs it: what it leaves behind, and what it never touches."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+from click.testing import CliRunner
+
+import perfxl
+from perfxl.cli import cli
+from perfxl.ledger import Ledger
+
+JOURNALS = ("-wal", "-shm", "-journal")
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo") / "demo"
+    result = CliRunner().invoke(cli, ["demo", str(folder)])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def _journals(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name.endswith(JOURNALS))
+
+
+def test_the_demo_leaves_each_ledger_as_one_file(demo_folder):
+    """The demo once left the declaration ledger's -wal and -shm beside it (a later read-only open of a
+    WAL ledger makes them), though a ledger sent without its journal loses data."""
+    ledgers = sorted(demo_folder.rglob("*.sqlite"))
+    assert len(ledgers) == 5, ledgers  # three merges' ledgers, two records of what was issued
+    assert _journals(demo_folder) == []
+    for path in ledgers:
+        with open(path, "rb") as fh:
+            header = fh.read(20)
+        assert header[18:20] == b"\x01\x01", f"{path.name} is left in WAL mode"
+
+
+def test_reading_a_ledger_back_leaves_no_journal_beside_it(demo_folder):
+    ledger = next((demo_folder / "3-汇总").glob("*_报送台账.sqlite"))
+    with perfxl.open_ledger(ledger) as view:
+        assert len(view.indicators()) > 0
+    assert _journals(demo_folder) == []
+
+
+def test_a_ledger_still_open_elsewhere_stays_in_wal_and_its_close_does_not_wait(tmp_path):
+    """Closing gives way at once to another connection (the portal, a worker): no 30 s busy wait, no loss."""
+    path = tmp_path / "台账.sqlite"
+    writer = Ledger(path)
+    run = writer.start_run()
+    other = sqlite3.connect(path)
+    try:
+        assert other.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+        started = time.monotonic()
+        writer.close()
+        assert time.monotonic() - started < 5
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert other.execute("SELECT id FROM runs").fetchone()[0] == run
+    finally:
+        other.close()
+    again = Ledger(path)
+    again.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["台账.sqlite"]
+
+
+def test_the_demo_never_clears_a_folder_it_did_not_write(tmp_path):
+    mine = tmp_path / "我的文件"
+    mine.mkdir()
+    (mine / "预算.xlsx").write_bytes(b"a clerk's own work")
+    result = CliRunner().invoke(cli, ["demo", str(mine)])
+    assert result.exit_code == 2
+    assert "演示不会清空它" in result.output and "预算.xlsx" in result.output
+    assert (mine / "预算.xlsx").read_bytes() == b"a clerk's own work"
+
+
+def test_the_demo_replaces_an_earlier_demo(demo_folder):
+    """Run twice, the demo starts afresh in its own folder (what README's quick start does)."""
+    (demo_folder / "2-收件箱" / "多余.xlsx").write_bytes(b"left over")
+    result = CliRunner().invoke(cli, ["demo", str(demo_folder)])
+    assert result.exit_code == 0, result.output
+    assert not (demo_folder / "2-收件箱" / "多余.xlsx").exists()
+    assert _journals(demo_folder) == []
