@@ -70,6 +70,7 @@ PAPER_TOLERANCE = 2.0  # pt
 OVERLAP_TOLERANCE = 0.5  # pt on the page
 ANCHOR_TOLERANCE = 0.8  # pt: where a cell's text must be, given its alignment
 CELL_PADDING = 35 / HMM_PER_PT  # LibreOffice's left/right text distance in a cell (35/100 mm), at 100%
+SHIFTS = 12  # rows a page's first row may be from where LibreOffice's renderer reports it
 PAGE_NUMBER = re.compile(r"第\s*\d+\s*页")
 STYLE_PROPERTIES = ("Width", "Height", "LeftMargin", "RightMargin", "TopMargin", "BottomMargin", "HeaderIsOn",
                     "HeaderHeight", "HeaderBodyDistance", "FooterIsOn", "FooterHeight", "FooterBodyDistance",
@@ -364,35 +365,54 @@ class SheetCheck:
     # -- the grid ---------------------------------------------------------------------------------------------
     def settle_rows(self, grids: list[dict], zoom: float) -> list[dict]:
         """Where each page really starts. LibreOffice's renderer reports the rows of a page as its own page
-        breaks put them, and the PDF export, measuring on another device, now and then moves a last row that
-        barely fits onto the next page. Each later page's first row is taken as the one (of the reported
-        and two either side) that puts the page's cells where its unique texts are printed with the
-        vertical offset the sheet's first page needs."""
+        breaks put them; the PDF export measures on another device, and over a long sheet its pages drift
+        several rows from those. Each later page's first row is taken as the one (of the reported and SHIFTS
+        either side) that puts the texts found once on the page at the vertical offset of the page's title
+        rows, or where it has none, of the sheet's first page."""
         settled = list(grids)
-        expected = None
+        first = None
         for i, ((_, _, (width, height, words)), grid) in enumerate(zip(self.pages, grids)):
             c0, r0, c1, r1 = grid["range"]
             previous = settled[i - 1]["range"] if i else None
             if previous is None or (previous[0], previous[2]) != (c0, c1) or previous[1] >= r0:
-                hits, total, dy, unique = self.agreement(grid, zoom, words, width, height)
-                if unique and expected is None:
-                    expected = dy
+                titles, body = self.offsets(grid, zoom, words, width, height)
+                if first is None and titles + body:
+                    first = statistics.median(titles + body)
                 continue
             choices = []
-            for shift in (0, -1, 1, -2, 2):
+            for shift in sorted(range(-SHIFTS, SHIFTS + 1), key=abs):
                 start = r0 + shift
                 if not previous[1] < start <= r1:
                     continue
                 candidate = self.grid((c0, start, c1, r1))
-                hits, total, dy, unique = self.agreement(candidate, zoom, words, width, height)
-                if unique:
-                    choices.append((abs(dy - (expected or 0.0)), abs(shift), candidate))
+                titles, body = self.offsets(candidate, zoom, words, width, height)
+                expected = statistics.median(titles) if titles else first
+                if body and expected is not None:
+                    choices.append((round(abs(statistics.median(body) - expected), 1), abs(shift), candidate))
             if choices:
-                best = min(choices, key=lambda c: (round(c[0], 1), c[1]))[2]
+                best = min(choices, key=lambda c: c[:2])[2]
                 settled[i] = best
-                start = best["range"][1]
-                settled[i - 1] = self.grid((previous[0], previous[1], previous[2], start - 1))
+                settled[i - 1] = self.grid((previous[0], previous[1], previous[2], best["range"][1] - 1))
         return settled
+
+    def offsets(self, grid, zoom, words, width, height) -> tuple[list[float], list[float]]:
+        """How far below the grid's rows the texts printed once on the page and once in the grid are: for
+        the title rows and for the others."""
+        x0, y0 = self.origin(grid, zoom, width, height)
+        by_text = self._by_text(words)
+        anchors = self.anchors(grid)
+        counts = Counter(cell.flat for cell, _ in anchors)
+        titles = self.sheet.get("title_rows") or (-1, -1)
+        found: tuple[list[float], list[float]] = ([], [])
+        for cell, b in anchors:
+            candidates = by_text.get(cell.flat, ())
+            if len(candidates) != 1 or counts[cell.flat] != 1:
+                continue
+            side, x = self.predicted(cell, b, zoom, x0)
+            if abs(getattr(candidates[0], side) - x) <= ANCHOR_TOLERANCE:
+                title = titles[0] <= cell.row <= titles[1] and grid["range"][1] > titles[1]
+                found[0 if title else 1].append(self.vertical_residual(cell, b, zoom, y0, candidates[0]))
+        return found
 
     def grid(self, cells_range) -> dict:
         """Column and row positions on the page at 100%, from the page's cell range and the title rows."""
@@ -540,10 +560,15 @@ class SheetCheck:
         hits, total, dy, _ = self.agreement(grid, zoom, words, width, height)
         y0 += dy
         area = (x0, y0, x0 + zoom * grid["width"], y0 + zoom * grid["height"])
+        st = self.style
+        footer = zoom * max(st["FooterHeight"], 11 * 1.3 + st["FooterBodyDistance"]) \
+            if st["FooterIsOn"] and st["FooterHeight"] > 0 else 0.0
+        bottom = height - st["BottomMargin"] - footer  # where the page's cells must end
+        lost = sorted(r for r, (top, end) in grid["ys"].items() if y0 + zoom * end > bottom + 2)
         boxes = {}
         for cell in self.cells.values():
             b = self.box(cell, grid)
-            if b is not None:
+            if b is not None and cell.row not in lost:
                 boxes[(cell.row, cell.col)] = (x0 + zoom * b[0], y0 + zoom * b[1], x0 + zoom * b[2], y0 + zoom * b[3])
         assigned: dict[tuple[int, int], list[Word]] = {}
         hashes = []
@@ -558,7 +583,7 @@ class SheetCheck:
                     assigned.setdefault(key, []).append(piece)
         columns = {c: (x0 + zoom * xl, x0 + zoom * xr) for c, (xl, xr) in grid["xs"].items()}
         return {"boxes": boxes, "assigned": assigned, "hashes": hashes, "area": area, "agreement": (hits, total),
-                "origin": (x0, y0), "columns": columns}
+                "origin": (x0, y0), "columns": columns, "lost": lost}
 
     def owner(self, w: Word, boxes: dict, zoom: float) -> tuple[int, int] | None:
         """The cell a word belongs to: of the cells whose text contains it and that could have drawn it there,
@@ -635,6 +660,11 @@ class SheetCheck:
     def judge(self, where: str, placed: dict, zoom: float) -> list[Finding]:
         findings = []
         boxes, assigned = placed["boxes"], placed["assigned"]
+        if placed["lost"]:
+            rows = placed["lost"]
+            findings.append(self.finding(where, "not-printed", f"rows {rows[0] + 1}–{rows[-1] + 1} fall below the "
+                                         "page's printable area and are on no page (LibreOffice's PDF export lays "
+                                         "the fit-to-width sheet out with fewer rows a page than it counted pages for)"))
         for key, b in boxes.items():
             cell = self.cells[key]
             words = assigned.get(key, [])
@@ -723,13 +753,14 @@ def _lines(words: list[Word]) -> list[str]:
     return [" ".join(w.text for w in sorted(row, key=lambda w: w.x0)) for row in rows]
 
 
-def report(results: dict[Path, list[Finding]]) -> str:
-    """One line per finding, grouped by workbook and sheet."""
+def report(results: dict[Path, list[Finding]], base: Path | None = None) -> str:
+    """One line per finding, grouped by workbook (its path below `base`, or its name) and sheet."""
     out = []
     for path, findings in results.items():
         if not findings:
             continue
-        out.append(f"== {Path(path).name}")
+        shown = Path(path).relative_to(base) if base and Path(path).is_relative_to(base) else Path(path).name
+        out.append(f"== {shown}")
         sheet = None
         for f in findings:
             if f.sheet != sheet:

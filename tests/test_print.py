@@ -98,6 +98,7 @@ def _workbooks(base: Path) -> dict[str, list[Path]]:
 
     for kind, paths in kinds.items():
         assert paths and all(p.is_file() for p in paths), f"perfxl wrote no {kind}"
+    kinds["base"] = [base]
     return kinds
 
 
@@ -111,12 +112,11 @@ def printed(soffice, tmp_path_factory):
         pytest.skip(str(e))
     base = tmp_path_factory.mktemp("print")
     kinds = _workbooks(base)
-    every = [p for paths in kinds.values() for p in paths]
+    every = [p for kind, paths in kinds.items() if kind != "base" for p in paths]
     findings = printcheck.check_workbooks(every, workdir=base / "rendered", processes=2)
     keep = os.environ.get("PERFXL_PRINTCHECK_REPORT")
     if keep:
-        lines = [f"# {kind}: {p.relative_to(base)}" for kind, paths in kinds.items() for p in paths]
-        Path(keep).write_text("\n".join(lines) + "\n" + printcheck.report(findings), encoding="utf-8")
+        Path(keep).write_text(printcheck.report(findings, base), encoding="utf-8")
     return kinds, findings
 
 
@@ -124,4 +124,4 @@ def printed(soffice, tmp_path_factory):
 def test_every_printed_page_shows_whole_text_at_a_readable_scale_on_a4_with_a_page_number(printed, kind):
     kinds, findings = printed
     found = {path: findings[path] for path in kinds[kind] if findings[path]}
-    assert not found, f"{kind}: what a printed page loses\n" + printcheck.report(found)
+    assert not found, f"{kind}: what a printed page loses\n" + printcheck.report(found, kinds["base"][0])
