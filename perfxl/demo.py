@@ -23,6 +23,7 @@ from .roster import read_roster
 from .spec import column_offsets, load_spec, split_cell
 
 TEMPLATE, YEAR = "mianyang/project", 2021
+PORTAL = "http://192.168.1.10:8000/"  # where the bureau's portal would be: printed on each round's 分发清单
 SAMPLES = Path(__file__).parent / "samples"
 
 
@@ -84,7 +85,7 @@ def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
     shutil.copy(SAMPLES / "demo-roster.csv", roster_path)
     units = read_roster(roster_path)
     blank_dir = folder / "1-空白表"
-    generate_forms(TEMPLATE, YEAR, units, blank_dir)
+    generate_forms(TEMPLATE, YEAR, units, blank_dir, portal_url=PORTAL, deadline=f"{YEAR}-03-01")
     echo(f"1. 已为 {len(units)} 个单位生成空白表 → {blank_dir}")
 
     seed = load_sample(SAMPLES / "seed-002-mianyang-project.yaml")["workbooks"][0]["projects"]
@@ -136,10 +137,10 @@ def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
         print_merge(result, time.perf_counter() - started, summary.parent / "csv", returns)
     ledger = summary.with_name(summary.stem + "_报送台账.sqlite")
     monitor = _followup_round(folder / "4-运行监控", "national/monitor", units, roster_path, ledger, _monitor_answers,
-                              "项目支出绩效运行监控汇总表")
+                              "项目支出绩效运行监控汇总表", f"{YEAR}-08-10")
     echo(f"4. 运行监控：从台账生成监控表、单位填报（1 个单位预计完不成且未说明原因）并汇总 → {monitor}")
     selfeval = _followup_round(folder / "5-绩效自评", "national/selfeval", units, roster_path, ledger,
-                               _selfeval_answers, "项目支出绩效自评汇总表")
+                               _selfeval_answers, "项目支出绩效自评汇总表", f"{YEAR + 1}-01-31")
     echo(f"5. 绩效自评：从台账生成自评表、单位填报（1 个未完成目标并说明原因、1 个改动了申报的指标值、"
          f"1 个未填偏差原因）并评分汇总 → {selfeval}")
     echo(f"打开汇总表查看：申报审核 {summary}；运行监控 {monitor}；绩效自评 {selfeval}")
@@ -147,13 +148,14 @@ def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
             "result": result, "returns": returns, "monitor": monitor, "selfeval": selfeval}
 
 
-def _followup_round(folder: Path, template: str, units, roster: Path, ledger: Path, answer, title: str) -> Path:
+def _followup_round(folder: Path, template: str, units, roster: Path, ledger: Path, answer, title: str,
+                    deadline: str) -> Path:
     """Generate a follow-up round from the ledger, fill every form with `answer`, merge it."""
     from .followup import generate_followups
     from .merger import MergeOptions, run_merge
 
     blank, inbox = folder / "空白表", folder / "收件箱"
-    made = generate_followups(template, YEAR, units, ledger, blank)
+    made = generate_followups(template, YEAR, units, ledger, blank, portal_url=PORTAL, deadline=deadline)
     spec = load_spec(template, YEAR)
     for i, entry in enumerate(made.manifest):
         _fill_followup(spec, blank / entry["file"], inbox / entry["file"], lambda row, fields, k=i: answer(k, row, fields))

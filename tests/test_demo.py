@@ -83,3 +83,15 @@ def test_the_demo_replaces_an_earlier_demo(demo_folder):
     assert result.exit_code == 0, result.output
     assert not (demo_folder / "2-收件箱" / "多余.xlsx").exists()
     assert _journals(demo_folder) == []
+
+
+def test_each_round_of_the_demo_hands_out_a_slip_with_the_portal_and_the_deadline(demo_folder):
+    """The demo's 分发清单 once said 尚未确定 for both: a consolidator reading the demo saw no complete slip."""
+    import openpyxl
+
+    slips = {"1-空白表": "2021年3月1日", "4-运行监控/空白表": "2021年8月10日", "5-绩效自评/空白表": "2022年1月31日"}
+    for folder, deadline in slips.items():
+        sheet = openpyxl.load_workbook(demo_folder / folder / "分发清单.xlsx").active
+        text = [str(v) for row in sheet.iter_rows(values_only=True, max_row=6) for v in row if v is not None]
+        assert "报送网址：http://192.168.1.10:8000/" in text, text
+        assert any(t.startswith(f"截止日期：{deadline}") for t in text), text
