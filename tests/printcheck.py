@@ -17,15 +17,17 @@ not report, the zoom of a fit-to-pages sheet, is found as the whole percent (Lib
 percents) that puts the most cells' words where their alignment says they must be. A page where fewer than
 half of those anchors agree is reported as `unplaced` rather than judged on a grid that may be wrong.
 
-Each word is then given to the cell whose text it is part of and whose box is nearest; the cell's words are
-what a reader sees of it:
-- `cut`: the words of a cell are less than its text. LibreOffice clips text that would run into a
-  neighbour holding something, or past the print area's edge, and draws only what is visible; so a text
-  wider than its column shows as a shorter text in the PDF (measured: what is shown against the whole text).
-- `overlap`: a non-wrapping cell's words reach more than 0.5 pt into a neighbour that holds something (text,
-  a number, a formula, or an input cell a unit is to fill) or past the printed area (LibreOffice decides
-  clipping with screen metrics, so some text it does not clip still runs over the next cell on paper).
-  Running on into empty cells inside the printed area is what spreadsheets do and is not a finding.
+Each word is then given to the cell whose text it is part of and that could have drawn it where it is (a
+non-wrapping text starts at its alignment's edge and stays on its row; a wrapped one stays in its
+columns); pdftotext joins two cells' texts into one word where one ends as the next begins, and such a word
+is split into the fewest pieces that are each part of a cell's text. A cell's words are what a reader sees:
+- `too-wide` (a non-wrapping cell): its words are less than its text, or reach more than 0.5 pt into a
+  neighbour that holds something (text, a number, a formula, or an input cell a unit is to fill) or past
+  the printed area. LibreOffice clips such a text at the neighbour and draws only the glyphs that fit, or,
+  deciding with screen metrics, draws it on over the neighbour; either way the reader loses it (measured:
+  what is shown of the whole text, and how far it runs into which cells). Running on into empty cells
+  inside the printed area is what spreadsheets do and is not a finding.
+- `cut` (a wrapped cell): its words are less than its text (lines dropped, or cut at the page's edge).
 - `taller`: a cell's lines reach above its top or below its bottom by more than 2 pt (or 0.15 of the font
   size): the text is drawn over the next row, as a wrapped text in too short a row is. The glyph box
   pdftotext gives includes the font's line gap, so a line's ink is taken as its box less 15% top and bottom.
@@ -33,6 +35,11 @@ what a reader sees of it:
 - `scale`: a sheet printed below 60% (the zoom above): at 11 pt that is text under 6.6 pt.
 - `paper`: a page that is neither A4 nor, where the sheet's page setup declares it (paperSize 8), A3.
 - `page-number`: a page without 第 N 页 on it (the footer's page number).
+- `not-printed`: rows the PDF leaves below a page's printable area, so that they are on no page.
+
+The renderer's page ranges and the PDF export drift apart on long fit-to-width sheets (LibreOffice lays the
+export out on another device); each later page's first row is taken as the one that puts the page's
+unique texts at its title rows' vertical offset.
 
 Why not an estimate from the workbook alone (CJK two units, Latin one)? Widths depend on the fonts; an
 estimate is right for the usual case and wrong at the margin, where the findings are. The rendering is
@@ -43,7 +50,7 @@ quarter wider, and passes CJK text Excel would cut. `check_workbooks` refuses to
 a CJK font (`fonts-crosextra-carlito`, `fonts-wqy-zenhei`; .ci/run installs them).
 
 Run under the Python that has `uno` (Debian's /usr/bin/python3) as
-`python3 printcheck.py --render OUTDIR FILE...` it is the LibreOffice side (see `_render_main`).
+`python3 printcheck.py --render OUTDIR LISTING.json` it is the LibreOffice side (see `_render_main`).
 """
 
 from __future__ import annotations
