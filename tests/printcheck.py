@@ -58,6 +58,7 @@ from __future__ import annotations
 import bisect
 import html
 import json
+import os
 import re
 import shutil
 import statistics
@@ -797,7 +798,8 @@ def _render_main(outdir: str, listing: str) -> None:  # pragma: no cover - runs 
     profile = tempfile.mkdtemp(prefix="printcheck-profile-")
     soffice = subprocess.Popen(["soffice", "--headless", "--invisible", "--norestore", "--nologo", "--nodefault",
                                 f"-env:UserInstallation={Path(profile).as_uri()}", f"--accept=pipe,name={pipe};urp;"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=os.name == "posix")  # its soffice.bin ends with the group
     try:
         local = uno.getComponentContext()
         resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)
@@ -829,12 +831,29 @@ def _render_main(outdir: str, listing: str) -> None:  # pragma: no cover - runs 
         except Exception:
             pass
     finally:
-        try:
-            soffice.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            soffice.kill()
-            soffice.wait()
+        _end(soffice)
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def _end(soffice: subprocess.Popen) -> None:  # pragma: no cover - runs outside pytest's interpreter
+    """End the LibreOffice this batch started: the soffice wrapper returns when told to terminate, but its
+    soffice.bin can outlive it, so on POSIX the whole process group it was started in is ended."""
+    try:
+        soffice.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pass
+    if os.name == "posix":
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(soffice.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                break
+            time.sleep(0.5)
+    if soffice.poll() is None:
+        soffice.kill()
+        soffice.wait()
 
 
 def _layout(doc, prop) -> dict:  # pragma: no cover - runs outside pytest's interpreter
