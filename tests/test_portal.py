@@ -900,3 +900,141 @@ def test_the_server_logs_each_request_on_one_line_without_tokens_passwords_or_co
     for secret in (token, token.split(".")[1], code, ADMIN_PASSWORD):
         assert secret not in text
     assert "HTTP/1.1" not in text, "uvicorn's own access log is off"
+
+
+
+# -- what people read: the words say what is true, the board and the summary agree (issue 23) ---------------
+
+
+def _unit_page(client, token) -> str:
+    return client.get("/unit", headers=_bearer(token)).text
+
+
+def _counts_line(html: str) -> str:
+    """The text of the unit page's line about the version the summary takes (id="counts")."""
+    import re
+
+    found = re.search(r'<p class="[^"]*" id="counts">(.*?)</p>', html, re.S)
+    assert found, "the unit page says which version the summary takes"
+    return " ".join(re.sub(r"<[^>]+>", "", found.group(1)).split())
+
+
+def test_the_unit_page_never_calls_a_version_with_errors_the_version_without_errors(site, tmp_path):
+    client, setup, _ = site
+    token = _login(client, unit=A, code=setup["codes"][A])
+    _upload(client, token, setup["files"][(A, "bad")])
+    _upload_bytes(client, token, "说明.xlsx", "这不是表格".encode())  # unreadable: does not replace the bad one
+    page = _unit_page(client, token)
+    assert f"无错误版本（{A}-有错.xlsx）" not in page
+    line = _counts_line(page)
+    assert "无错误版本" not in line and "为准" not in line
+    assert "还没有无错误的版本" in line and f"{A}-有错.xlsx" in line and "必须改正后重新上传" in line
+    assert "最新上传无法读取，未替换它" in line
+
+    _upload(client, token, setup["files"][(A, "good")])
+    _upload(client, token, setup["files"][(A, "bad")])  # a newer version with errors does not replace the good one
+    line = _counts_line(_unit_page(client, token))
+    assert f"无错误版本（{A}-好.xlsx）为准" in line and "最新上传有错误，未替换它" in line
+
+    admin = _login(client, admin_password=ADMIN_PASSWORD)
+    client.post(f"/api/units/{A}/return", json={"comment": "绩效指标过于笼统，请细化"}, headers=_bearer(admin))
+    line = _counts_line(_unit_page(client, token))
+    assert "已被财政局退回" in line and f"{A}-好.xlsx" in line and "为准" not in line
+
+
+def test_another_units_forms_and_a_non_workbook_agree_on_board_unit_page_zip_and_summary(site, tmp_path):
+    """Fresh inputs: B hands in A's form without its stamp and with it, C a file that is no workbook, A its
+    own. The board, B's and C's pages, the zip and /api/summary.xlsx all say A handed in and B, C did not."""
+    import io
+    import re
+    import zipfile
+
+    import openpyxl
+
+    from .portal_setup import without_stamp
+
+    client, setup, _ = site
+    _upload(client, _login(client, unit=A, code=setup["codes"][A]), setup["files"][(A, "good")])
+    b = _login(client, unit=B, code=setup["codes"][B])
+    stampless = _upload(client, b, without_stamp(setup["files"][(A, "good")], tmp_path / "甲的表.xlsx"))
+    stamped = _upload(client, b, setup["files"][(A, "bad")])
+    c = _login(client, unit=C, code=setup["codes"][C])
+    junk = _upload_bytes(client, c, "图书馆申报表.xlsx", "这不是表格".encode())
+    subs = [stampless.json()["submissions"][0], stamped.json()["submissions"][0]]
+    assert [s["status"] for s in subs] == ["refused", "refused"] and junk["status"] == "rejected"
+    for sub in subs:
+        assert not sub["annotated"]
+        assert client.get(f"/api/submissions/{sub['id']}/annotated", headers=_bearer(b)).status_code == 404
+
+    admin = _login(client, admin_password=ADMIN_PASSWORD)
+    status = client.get("/api/status", headers=_bearer(admin)).json()
+    assert {k: v["status"] for k, v in status["units"].items()} == {A: "valid", B: "refused", C: "rejected"}
+    assert status["counts"]["handed_in"] == 1 and status["counts"]["missing"] == 2
+    assert status["counts"]["errors"] == 0
+
+    board = client.get("/admin", headers=_bearer(admin)).text
+    row = {code: " ".join(re.sub(r"<[^>]+>", " ", re.search(rf'<tr id="u{code}".*?</tr>', board, re.S).group(0)).split())
+           for code in (A, B, C)}
+    assert "已报送" in row[A] and "未报送（已拒收）" in row[B] and "未报送（无法读取）" in row[C]
+    assert "有错误" not in row[B] and "已报送" not in row[B] + row[C]
+
+    for token in (b, c):
+        page = _unit_page(client, token)
+        assert 'id="annotated"' not in page and "汇总表中本单位为“未报送”" in _counts_line(page)
+    assert "盐城市住房公积金管理中心" in _unit_page(client, b)  # whose form it is, so B knows what it sent
+
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/api/files.zip", headers=_bearer(admin)).content))
+    assert [n.split("_")[0] for n in archive.namelist()] == [A]
+    assert all(n.endswith(".xlsx") for n in archive.namelist())
+
+    summary = client.get("/api/summary.xlsx", headers=_bearer(admin))
+    wb = openpyxl.load_workbook(io.BytesIO(summary.content), read_only=True)
+    rows = list(wb["报送情况"].iter_rows(values_only=True))
+    header = rows[0]
+    state = {r[header.index("单位编码")]: r[header.index("报送状态")] for r in rows[1:] if r[header.index("单位编码")]}
+    assert state == {A: "已报送", B: "未报送", C: "未报送"}
+
+
+@pytest.fixture()
+def ticking(monkeypatch):
+    """The ledger's clock a second further at each reading: what a unit hands in after a return is recorded
+    after it, as it is when people, not a test, click (the ledger keeps times to the second)."""
+    from datetime import datetime, timedelta
+
+    import perfxl.ledger
+
+    start = datetime(2022, 3, 20, 9, 0, 0)
+    readings = iter(range(1_000_000))
+    monkeypatch.setattr(perfxl.ledger, "_now", lambda: (start + timedelta(seconds=next(readings))).isoformat())
+
+
+def test_the_returned_file_handed_in_again_stays_returned_and_is_told_so(site, tmp_path, ticking):
+    import openpyxl
+
+    client, setup, _ = site
+    token = _login(client, unit=B, code=setup["codes"][B])
+    returned = _upload(client, token, setup["files"][(B, "bad")]).json()["submissions"][0]
+    admin = _login(client, admin_password=ADMIN_PASSWORD)
+    client.post(f"/api/units/{B}/return", json={"comment": "项目名称未填，请补充后重报"}, headers=_bearer(admin))
+
+    again = _upload(client, token, setup["files"][(B, "bad")]).json()  # the very file, handed in again
+    units = client.get("/api/status", headers=_bearer(admin)).json()["units"]
+    assert units[B]["status"] == "returned" and units[B]["comment"] == "项目名称未填，请补充后重报"
+    assert "与财政局退回的版本内容相同" in again["message"] and again["submissions"][0]["same_as_returned"]
+    page = _unit_page(client, token)
+    assert 'id="returned"' in page and 'id="unchanged"' in page and "内容相同（没有修改）" in page
+
+    resaved = tmp_path / "乙-重新保存.xlsx"  # opened and saved again without a change: other bytes, same form
+    openpyxl.load_workbook(setup["files"][(B, "bad")]).save(resaved)
+    assert resaved.read_bytes() != setup["files"][(B, "bad")].read_bytes()
+    answer = _upload(client, token, resaved).json()
+    assert client.get("/api/status", headers=_bearer(admin)).json()["units"][B]["status"] == "returned"
+    assert answer["message"] == again["message"]
+    listed = client.get("/api/submissions", headers=_bearer(token)).json()["submissions"]
+    assert [s["same_as_returned"] for s in listed] == [True, True, False] and listed[-1]["id"] == returned["id"]
+
+    fixed = _upload(client, token, setup["files"][(B, "good")]).json()
+    assert fixed["message"] == "已收到" and not fixed["submissions"][0]["same_as_returned"]
+    units = client.get("/api/status", headers=_bearer(admin)).json()["units"]
+    assert units[B]["status"] == "valid" and units[B]["comment"] == ""
+    assert 'id="returned"' not in _unit_page(client, token)

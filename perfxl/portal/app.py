@@ -54,6 +54,7 @@ SECURITY_HEADERS = {
                                "frame-ancestors 'none'; form-action 'self'",
     "Cache-Control": "no-store",
 }
+RETURNED_UNCHANGED = "已收到，但这份文件与财政局退回的版本内容相同（没有修改），本单位仍为“已退回”：请按退回意见修改后再上传"
 FORM_OVERHEAD = 64 * 1024  # multipart headers and the CSRF field on top of the files the page lets through
 DRAIN_FLOOR = 256 * 1024 * 1024  # a refused body up to this size (or 4 × the upload cap) is read, then answered
 MAX_FILES = 20  # files in one upload
@@ -458,17 +459,24 @@ def create_app(config: PortalConfig) -> Starlette:
         finally:
             await form.close()
         checked = [await store().check(sid) for sid in out]
-        return [_public(c.submission) for c in checked], None
+        unchanged = store().unchanged_since_return(session.unit)
+        return [_public(c.submission, unchanged) for c in checked], None
 
     async def api_submissions(request: Request):
         session, by_cookie, refused = need(request, "unit")
         if refused:
             return refused
         if request.method == "GET":
-            return JSONResponse({"submissions": [_public(s) for s in store().history(session.unit)],
+            unchanged = store().unchanged_since_return(session.unit)
+            return JSONResponse({"submissions": [_public(s, unchanged) for s in store().history(session.unit)],
                                  "returns": _returns(store().returns(session.unit))})
         result, failed = await receive(request, session, by_cookie)
-        return failed or JSONResponse({"submissions": result, "message": "已收到"})
+        if failed:
+            return failed
+        if any(s["same_as_returned"] for s in result):
+            return JSONResponse({"submissions": result, "message": RETURNED_UNCHANGED,
+                                 "message_en": "received; the file is the returned one, unchanged: still returned"})
+        return JSONResponse({"submissions": result, "message": "已收到"})
 
     def own(request: Request, session: Session) -> dict | None:
         try:
@@ -483,7 +491,9 @@ def create_app(config: PortalConfig) -> Starlette:
         if refused:
             return refused
         sub = own(request, session)
-        return JSONResponse(_public(sub)) if sub else error(404, "没有这份报送", "no such submission")
+        if not sub:
+            return error(404, "没有这份报送", "no such submission")
+        return JSONResponse(_public(sub, store().unchanged_since_return(sub["unit_code"])))
 
     async def api_annotated(request: Request):
         session, _, refused = need(request)
@@ -532,14 +542,19 @@ def create_app(config: PortalConfig) -> Starlette:
         return page("unit.html", request, **unit_context(session), message="")
 
     def unit_context(session: Session) -> dict:
-        history = [_public(s) for s in store().history(session.unit)]
+        """What the unit page shows. `current` is the version the summary takes now (the merge's rule) and
+        the page says what is true of it: without errors, with errors (none without yet), or returned."""
+        unchanged = store().unchanged_since_return(session.unit)
+        history = [_public(s, unchanged) for s in store().history(session.unit)]
         for s in history[:1]:  # errors first, then warnings, each in sheet and cell order as found
             s["problems"].sort(key=lambda p: p.get("severity") != "error")
         unit = store().units[session.unit]
-        current = store().current(session.unit)
+        row = store().row(session.unit)
+        current = next((s for s in history if s["id"] == row["current"]), None)
+        returns = _returns(store().returns(session.unit))
         return {"unit": unit, "history": history, "latest": history[0] if history else None,
-                "current": _public(current) if current else None, "returns": _returns(store().returns(session.unit)),
-                "returned": store().row(session.unit)["status"] == "returned",
+                "current": current, "returns": returns, "returned": row["status"] == "returned",
+                "returned_ids": {r["submission"] for r in returns if r["submission"] is not None},
                 "has_form": session.unit in handed_out, "followup": manifest.kind == "followup",
                 "form_title": manifest.title or "申报表"}
 
@@ -674,13 +689,15 @@ def _counts(rows: list[dict]) -> dict:
             "missing": statuses.count("missing") + statuses.count("rejected") + statuses.count("refused")}
 
 
-def _public(sub: dict) -> dict:
-    """A submission as the API and the pages show it: the same problem objects as `validate --json`."""
+def _public(sub: dict, unchanged: set[int] = frozenset()) -> dict:
+    """A submission as the API and the pages show it: the same problem objects as `validate --json`;
+    `same_as_returned` when it was handed in after a 退回 with the returned version's content (`unchanged`),
+    so the unit is still 已退回."""
     problems = json.loads(sub["problems"]) if isinstance(sub["problems"], str) else sub["problems"]
     status = shown_status(sub)
     return {"id": sub["id"], "file": sub["file_name"], "status": status, "status_zh": STATUS_ZH[status],
             "received": sub["received"], "errors": sub["errors"], "warnings": sub["warnings"], "problems": problems,
-            "annotated": counts_for_unit(sub)}
+            "annotated": counts_for_unit(sub), "same_as_returned": sub["id"] in unchanged}
 
 
 def _returns(rows: list[dict]) -> list[dict]:

@@ -12,12 +12,18 @@ An upload is on disk (fsynced) and in the ledger before it is checked, so a repl
 a file a crash could lose; a submission still 'checking' after a restart is checked again. Checking runs
 in the merge's own worker pool with its per-file time and memory limits. A unit's current version follows
 the merge's rule: its newest version without errors, else its newest.
+
+A 退回 stands until the unit hands in, after it, a version whose content differs from the returned one's:
+the returned file handed in again, or re-saved in Excel without a change, is still the returned
+declaration, so the unit stays 已退回 and is told so. Content is the form's data as read, which the
+summary takes, not the file's bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perfxl.files import safe_filename
-from perfxl.ledger import Ledger
+from perfxl.ledger import Ledger, StoredDataError
 from perfxl.merger import MergeOptions, check_upload, start_checker
 from perfxl.problems import problem
 from perfxl.records import checked_from_bytes
@@ -38,6 +44,12 @@ LEDGER_NAME = "报送台账.sqlite"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 STATUS_ZH = {"valid": "已报送", "errors": "有错误", "rejected": "无法读取", "refused": "已拒收", "checking": "检查中",
              "missing": "未报送", "returned": "已退回"}
+# A unit's line of the board when nothing it handed in counts: the summary says 未报送, and so does the board,
+# with what became of its newest upload.
+NOTHING_COUNTED_ZH = {"rejected": "未报送（无法读取）", "refused": "未报送（已拒收）", "checking": "未报送（检查中）"}
+# What a form's content is, for a return: what was read from the file, not where or how it was read. The
+# file's size and hash change when Excel saves it again without a change; its data does not.
+_NOT_CONTENT = ("path", "size", "sha256", "notices", "stamp_source")
 
 
 @dataclass
@@ -84,6 +96,7 @@ class Store:
         self.roster_path = roster_path
         self.options = MergeOptions(roster=roster_path, templates_dir=templates_dir, year=year, issued=tuple(issued))
         self.jobs = jobs
+        self._contents: dict[str, str] = {}  # sha256 → content digest (files are content-addressed: never stale)
         self.pool = self._start_pool()
 
     def _start_pool(self):
@@ -242,21 +255,68 @@ class Store:
         return [self._row(code, unit, by_unit.get(code, []), last_return.get(code))
                 for code, unit in self.units.items()]
 
-    @staticmethod
-    def _row(code: str, unit: Unit, subs: list[dict], returned: dict | None) -> dict:
+    def _row(self, code: str, unit: Unit, subs: list[dict], returned: dict | None) -> dict:
         """`subs` newest first. A refused or unreadable file never stands for the unit: with nothing else, the
-        unit shows what became of its newest upload, and counts as not handed in."""
-        counted = [s for s in subs if counts_for_unit(s)]
+        unit shows what became of its newest upload, and counts as not handed in (未报送, as the summary says)."""
         current = _current(subs)
         status = current["status"] if current else (shown_status(subs[0]) if subs else "missing")
-        if returned and (not counted or returned["returned"] >= counted[0]["received"]):
+        standing = returned is not None and self._return_stands(returned, subs)
+        if standing:
             status = "returned"
+        status_zh = STATUS_ZH[status] if current or standing else NOTHING_COUNTED_ZH.get(status, STATUS_ZH[status])
         return {"unit_code": code, "unit_name": unit.name, "department": unit.department,
-                "status": status, "status_zh": STATUS_ZH[status], "submissions": len(subs),
+                "status": status, "status_zh": status_zh, "submissions": len(subs),
                 "last_time": subs[0]["received"] if subs else "",
                 "errors": current["errors"] if current else 0, "warnings": current["warnings"] if current else 0,
                 "current": current["id"] if current else None,
-                "comment": returned["comment"] if returned and status == "returned" else ""}
+                "comment": returned["comment"] if standing else "",
+                "returned_time": returned["returned"] if standing else ""}
+
+    def _return_stands(self, returned: dict, subs: list[dict]) -> bool:
+        """A return stands until the unit hands in, after it, a version of its own with other content than the
+        returned version's; a refused or unreadable file does not lift it, nor does the returned content again."""
+        later = [s for s in subs if counts_for_unit(s) and s["received"] > returned["returned"]]
+        if not later:
+            return True
+        kept = self.submission(returned["submission"]) if returned["submission"] is not None else None
+        if kept is None:  # returned before the unit had a version of its own: anything it hands in answers it
+            return False
+        return all(self.same_content(s, kept) for s in later)
+
+    def unchanged_since_return(self, unit: str) -> set[int]:
+        """Ids of the unit's versions, handed in after its standing return, whose content is the returned one's:
+        what the unit page and the API answer say is still 已退回."""
+        returned = next(iter(self.returns(unit)), None)
+        subs = self.history(unit)
+        if returned is None or returned["submission"] is None or not self._return_stands(returned, subs):
+            return set()
+        kept = self.submission(returned["submission"])
+        if kept is None:
+            return set()
+        # Times are to the second: a copy handed in the second the return was made is after it, if it is newer
+        # than the returned version (the same content either way, so the return stands whatever the order).
+        return {s["id"] for s in subs if counts_for_unit(s) and s["id"] > kept["id"]
+                and s["received"] >= returned["returned"] and self.same_content(s, kept)}
+
+    def same_content(self, a: dict, b: dict) -> bool:
+        return a["sha256"] == b["sha256"] or self._content(a["sha256"]) == self._content(b["sha256"])
+
+    def _content(self, sha: str) -> str:
+        """The digest of the form data read from this file (kept in the ledger when it was checked); the file's
+        own hash when there is none to compare."""
+        if sha not in self._contents:
+            with self.lock:
+                try:
+                    form = self.ledger.stored_form(sha)
+                except StoredDataError:
+                    form = None
+            if form is None:
+                self._contents[sha] = f"file:{sha}"
+            else:
+                content = {k: v for k, v in form.items() if k not in _NOT_CONTENT}
+                text = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+                self._contents[sha] = "form:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return self._contents[sha]
 
     def current_files(self) -> list[tuple[str, Path]]:
         """(name in a zip, file) for every unit's current version."""
