@@ -397,11 +397,37 @@ class SheetCheck:
                 expected = statistics.median(titles) if titles else first
                 if body and expected is not None:
                     choices.append((round(abs(statistics.median(body) - expected), 1), abs(shift), candidate))
+            if not choices and (first is not None or titles):
+                # no text on the page is found once: count the cells that have a word of their own text
+                # inside their box
+                for shift in sorted(range(-SHIFTS, SHIFTS + 1), key=abs):
+                    start = r0 + shift
+                    if previous[1] < start <= r1:
+                        candidate = self.grid((c0, start, c1, r1))
+                        titles, _ = self.offsets(candidate, zoom, words, width, height)
+                        offset = statistics.median(titles) if titles else first
+                        choices.append((-self.cells_in_place(candidate, zoom, words, width, height, offset),
+                                        abs(shift), candidate))
             if choices:
                 best = min(choices, key=lambda c: c[:2])[2]
                 settled[i] = best
                 settled[i - 1] = self.grid((previous[0], previous[1], previous[2], best["range"][1] - 1))
         return settled
+
+    def cells_in_place(self, grid, zoom, words, width, height, offset: float) -> int:
+        """How many of the grid's cells below its title rows have a word of their own text inside their box."""
+        x0, y0 = self.origin(grid, zoom, width, height)
+        y0 += offset
+        titles = self.sheet.get("title_rows") or (-1, -1)
+        placed = 0
+        for cell in self.cells.values():
+            b = self.box(cell, grid)
+            if b is None or not cell.flat or titles[0] <= cell.row <= titles[1]:
+                continue
+            left, top, right, bottom = x0 + zoom * b[0], y0 + zoom * b[1], x0 + zoom * b[2], y0 + zoom * b[3]
+            placed += any(left <= w.xc <= right and top <= w.yc <= bottom and _flat(w.text) in cell.flat
+                          for w in words)
+        return placed
 
     def offsets(self, grid, zoom, words, width, height) -> tuple[list[float], list[float]]:
         """How far below the grid's rows the texts printed once on the page and once in the grid are: for
