@@ -6,6 +6,7 @@ open the first unit's submission. With PERFXL_SCREENSHOTS=1 the screenshots go t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -97,6 +98,7 @@ def test_a_unit_hands_in_sees_its_mistakes_downloads_the_annotated_copy_and_resu
     cells = [c for c in page.locator("#problems td.cell").all_inner_texts() if c.strip()]
     assert cells, "every problem row names its cell"
     assert "必填" in page.locator("#problems").inner_text()
+    assert "还没有无错误的版本" in page.locator("#counts").inner_text()  # never "the version without errors"
     _shot(page, "portal-unit.png", tmp_path)
     with page.expect_download() as download:
         page.click("#annotated")
@@ -122,7 +124,8 @@ def test_another_unit_cannot_open_the_first_units_submission(served):
     first = _sign_in(browser, url, C, setup["codes"][C])
     first.set_input_files("#file", str(setup["files"][(A, "good")]))  # C hands in A's form: refused as not its own
     first.click("#upload")
-    first.wait_for_selector("#problems")
+    first.wait_for_selector("#refused")  # whose form it is, not its cell-by-cell problems
+    assert first.locator("#problems").count() == 0
     sid = first.locator("#history tbody tr td").first.inner_text()
     second = _sign_in(browser, url, B, setup["codes"][B])
     response = second.goto(f"{url}/api/submissions/{sid}")
@@ -183,3 +186,93 @@ def test_without_javascript_an_oversized_upload_gets_the_servers_chinese_413_pag
         page.click("#upload")
     assert answer.value.status == 413
     assert "上传的文件过大（60.0 MB），每次合计不能超过 50 MB，文件未收下" in page.locator(".alert").first.inner_text()
+
+
+# -- what a person sees: whole names on the board, a page that fits a phone, Chinese error pages -------------
+
+LINES_OF = """cells => cells.map(cell => {
+    const range = document.createRange();
+    range.selectNodeContents(cell);
+    return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
+})"""
+OVERFLOWING = """width => [...document.querySelectorAll("main *")]
+    .filter(e => e.getBoundingClientRect().right > width + 0.5)
+    .map(e => e.tagName + "#" + e.id + "." + e.className + ": " + e.textContent.trim().slice(0, 30))"""
+
+
+def _admin(browser, url, width=1280):
+    page = browser.new_context(locale="zh-CN", viewport={"width": width, "height": 800}).new_page()
+    page.goto(url + "/")
+    page.click("summary")
+    page.fill("#admin_password", ADMIN_PASSWORD)
+    page.click("#admin-login")
+    page.wait_for_url(url + "/admin")
+    return page
+
+
+@pytest.mark.parametrize("width", [1280, 1366, 1920])
+def test_after_a_return_every_unit_name_on_the_board_stays_on_one_line(served, tmp_path, width):
+    url, setup, browser = served["url"], served["setup"], served["browser"]
+    unit = _sign_in(browser, url, A, setup["codes"][A])
+    unit.set_input_files("#file", str(setup["files"][(A, "good")]))
+    with unit.expect_navigation(url=re.compile(r".*/unit\?got=\d+$")):
+        unit.click("#upload")
+    admin = _admin(browser, url, width)
+    comment = "绩效指标过于笼统：产出指标请写明数量和完成时限，效益指标请写明可衡量的目标值，修改后重新报送"
+    admin.fill(f"#u{A} input[name=comment]", comment)
+    admin.click(f"#u{A} button")
+    admin.wait_for_url(url + f"/admin#u{A}")
+    assert admin.locator(f"#u{A} .status").inner_text() == "已退回"
+    assert comment in admin.locator("#board").inner_text()
+    names = admin.locator("#board tr[id^=u] td:nth-child(3)").all()  # 单位名称
+    assert len(names) == len(UNITS)
+    lines = admin.evaluate(LINES_OF, [n.element_handle() for n in names])
+    assert lines == [1] * len(UNITS), f"unit names over {lines} lines at {width} px"
+    headers = admin.evaluate(LINES_OF, [h.element_handle() for h in admin.locator("#board th").all()])
+    assert headers == [1] * len(headers), f"column headings over {headers} lines"
+    assert admin.evaluate(OVERFLOWING, width) == []
+    if width == 1280:
+        _shot(admin, "portal-returned.png", tmp_path)
+
+
+def test_the_unit_page_fits_a_phone_screen(served, tmp_path):
+    url, setup, browser = served["url"], served["setup"], served["browser"]
+    page = browser.new_context(locale="zh-CN", viewport={"width": 375, "height": 812}).new_page()
+    page.goto(url + "/")
+    page.fill("#unit", B)
+    page.fill("#code", setup["codes"][B])
+    page.click("#unit-login")
+    page.wait_for_url(url + "/unit")
+    wrong = tmp_path / "填报说明.xlsx"  # the wrong file first, as happens: 无法读取 is the widest status
+    wrong.write_bytes("请各单位于3月31日前报送".encode())
+    for path in (wrong, setup["files"][(B, "bad")], setup["files"][(B, "good")], setup["files"][(B, "bad")]):
+        page.set_input_files("#file", str(path))
+        with page.expect_navigation(url=re.compile(r".*/unit\?got=\d+$")):
+            page.click("#upload")
+    assert page.locator("#history tbody tr").count() >= 4 and page.locator("#problems tbody tr").count() >= 2
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert page.evaluate(OVERFLOWING, 375) == []
+    sheets = page.evaluate(LINES_OF, [c.element_handle() for c in page.locator("#problems tbody td:nth-child(2)").all()])
+    assert set(sheets) == {1}, f"a problem's sheet name over {sheets} lines"  # not one character a line
+    first = page.locator("#history tbody tr").first.inner_text()
+    assert f"{B}-有错.xlsx" in first and "有错误" in first and "错误 3" in first  # each count says what it counts
+    _shot(page, "portal-unit-phone.png", tmp_path)
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_a_mistyped_address_gets_a_chinese_page_styled_like_the_others(served, tmp_path, width):
+    url, browser = served["url"], served["browser"]
+    page = browser.new_context(locale="zh-CN", viewport={"width": width, "height": 800}).new_page()
+    response = page.goto(url + "/unit/blank.xlsx")
+    assert response.status == 404
+    assert page.locator("h1").inner_text() == "找不到这个页面" and "Not Found" not in page.content()
+    assert page.evaluate("getComputedStyle(document.querySelector('header.top')).backgroundColor") == "rgb(139, 26, 26)"
+    page.click("#home")
+    page.wait_for_url(url + "/")
+    assert page.locator("#unit-login").is_visible()
+    response = page.goto(url + "/logout/now")
+    assert response.status == 404
+    response = page.goto(url + "/login")  # a form's address typed into the bar: only POST is allowed
+    assert response.status == 405 and page.locator("h1").inner_text() == "不能这样打开这个地址"
+    assert page.evaluate(OVERFLOWING, width) == []
+    _shot(page, f"portal-405-{width}.png", tmp_path)
