@@ -15,6 +15,8 @@ from .domain import ABOUT_SHEET
 from .errors import OutputError
 from .files import atomic_output, display_path, safe_filename, unique_name
 from .sheetxml import (
+    BOLD,
+    CJK_WIDTH,
     Layout,
     Segment,
     XlsxZip,
@@ -25,12 +27,15 @@ from .sheetxml import (
     pack_chunks,
     pack_memo,
     pack_rows,
+    row_height,
     rows_segment,
     segment,
     text_cell,
+    text_width,
     unpack_chunks,
     unpack_memo,
     unpack_rows,
+    wrapped_lines,
 )
 from .validator import CheckedForm
 
@@ -47,24 +52,47 @@ def checked_report(checked: CheckedForm, lang: str = "zh") -> dict:
             "problems": [p.to_dict(lang) for p in checked.problems]}
 
 
+@dataclasses.dataclass(frozen=True)
+class Annotated:
+    """An annotated copy: where it was written, and whether it was rebuilt from the values perfxl read
+    (an .xls, or a workbook openpyxl cannot open) rather than copied from the unit's file."""
+
+    path: Path
+    rebuilt: bool = False
+
+
+REBUILT_NOTE = ("本文件由 perfxl 根据贵单位报送的“{name}”重建：该文件无法直接标注（{why}），这里只保留了各单元格的值，"
+                "格式、合并单元格、公式和下拉列表没有保留；问题单元格的位置与原表相同。请对照本文件在原表中修改后重新报送。")
+
+
 def annotate_workbook(checked: CheckedForm, outdir: Path, avoid: set[str] | None = None,
                       taken: set[str] | None = None) -> Path | None:
     """A copy of the workbook with every problem cell highlighted and commented, and a first sheet
-    listing the problems with links to the cells: the file a bureau sends back to the unit.
+    listing the problems with links to the cells: the file a bureau sends back to the unit (see `annotate`)."""
+    annotated = annotate(checked, outdir, avoid, taken)
+    return annotated.path if annotated else None
+
+
+def annotate(checked: CheckedForm, outdir: Path, avoid: set[str] | None = None,
+             taken: set[str] | None = None) -> Annotated | None:
+    """The annotated copy of a checked form, or None for a file perfxl could not read at all.
 
     Named `<the form's name>_校验.xlsx`, never one of the `avoid` paths (the run's inputs) nor a name in
     `taken` (what the run wrote already, which this adds to): two forms of one name from two folders get
-    `…_校验.xlsx` and `…(2)_校验.xlsx`."""
-    import openpyxl
+    `…_校验.xlsx` and `…(2)_校验.xlsx`. An .xls (or a workbook openpyxl cannot load) is rebuilt from the
+    values perfxl read, every cell at its own address (perfxl.annotation), and says so on its first sheet.
+    Printed, every sheet shows its text whole: rows grow for wrapped text, 校验结果 and 填表说明 are on A4."""
     from openpyxl.comments import Comment
     from openpyxl.styles import Alignment, Font, PatternFill
 
+    from .annotation import GUIDE_SHEET, printable_guide
+    from .sheetprint import fit_rows, print_on_a4
+
     source = Path(checked.path)
-    if checked.read_error or source.suffix.lower() == ".xls":
+    if checked.read_error:
         return None
-    try:
-        wb = openpyxl.load_workbook(source, keep_vba=False, keep_links=False)
-    except Exception:  # a file the fast reader accepted but openpyxl cannot load: no annotated copy
+    wb, why_rebuilt = _workbook_to_mark(source, checked)
+    if wb is None:
         return None
     fills = {"error": PatternFill("solid", fgColor="FFC7CE"), "warning": PatternFill("solid", fgColor="FFEB9C")}
     notes: dict[tuple[str, str], list[str]] = {}
@@ -78,10 +106,22 @@ def annotate_workbook(checked: CheckedForm, outdir: Path, avoid: set[str] | None
         comment = Comment("\n".join(lines)[:30000], "perfxl")
         comment.width, comment.height = 320, 40 + 30 * len(lines)
         wb[sheet][address].comment = comment
+    for ws in wb.worksheets:  # the unit's sheets, as it will print them: its own long texts whole
+        if ws.sheet_state == "visible":
+            if ws.title == GUIDE_SHEET:
+                printable_guide(ws)
+            elif why_rebuilt is None:
+                fit_rows(ws)
     if ANNOTATION_SHEET in wb.sheetnames:
         del wb[ANNOTATION_SHEET]
     ws = wb.create_sheet(ANNOTATION_SHEET, 0)
-    ws.append([f"校验结果：{checked.errors} 个错误，{checked.warnings} 个提醒（红色为错误，黄色为提醒，点击单元格可跳转）"])
+    head = [f"校验结果：{checked.errors} 个错误，{checked.warnings} 个提醒（红色为错误，黄色为提醒，点击单元格可跳转）"]
+    if why_rebuilt is not None:
+        head.append(REBUILT_NOTE.format(name=source.name, why=why_rebuilt))
+    for text in head:
+        ws.append([text])
+        ws.merge_cells(start_row=ws.max_row, start_column=1, end_row=ws.max_row, end_column=6)
+    header_row = ws.max_row + 1
     ws.append(["严重程度", "说明", "工作表", "单元格", "栏目", "规则代码"])  # the words first, the code last
     for p in checked.problems:
         ws.append([_SEVERITY_ZH[p.severity], p.message, p.sheet, p.cell, p.label, p.code])
@@ -89,26 +129,56 @@ def annotate_workbook(checked: CheckedForm, outdir: Path, avoid: set[str] | None
             link = ws.cell(row=ws.max_row, column=4)
             link.hyperlink = f"#'{p.sheet}'!{p.cell}"
             link.font = Font(color="0563C1", underline="single")
-    for letter, width in zip("ABCDEF", (9, 80, 12, 9, 24, 26)):
+    for letter, width in zip("ABCDEF", (9, 66, 12, 9, 20, 22)):  # 138 characters: A4 landscape at 100 %
         ws.column_dimensions[letter].width = width
-    for row in ws.iter_rows(min_row=3):
-        row[1].alignment = Alignment(wrap_text=True, vertical="top")
+    for row in ws.iter_rows():
+        for cell in row:
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
     ws["A1"].font = Font(bold=True, size=12)
-    # Printed for the unit to work through: landscape, one page wide, the header on every page.
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.paperSize = ws.PAPERSIZE_A4
-    ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
-    ws.print_title_rows = "2:2"
-    ws.freeze_panes = "A3"
+    for cell in ws[header_row]:
+        cell.font = Font(bold=True)
+    fit_rows(ws)
+    # Printed for the unit to work through: landscape, one page wide, the header on every page, 第 N 页.
+    print_on_a4(ws, landscape=True)
+    ws.print_title_rows = f"{header_row}:{header_row}"
+    ws.freeze_panes = f"A{header_row + 1}"
     wb.active = 0
+    for other in wb.worksheets[1:]:
+        other.sheet_view.tabSelected = False
     target = unique_name(Path(outdir), source.stem, "_校验.xlsx", set() if taken is None else taken, avoid or ())
     try:
         with atomic_output(target) as tmp:
             wb.save(tmp)
     except OSError as exc:
         raise OutputError(f"无法写入 (cannot write) {target}: {exc.strerror or exc}") from None
-    return target
+    return Annotated(target, why_rebuilt is not None)
+
+
+def _workbook_to_mark(source: Path, checked: CheckedForm):
+    """(the workbook to mark, None) for a file openpyxl opens; (a workbook rebuilt from the values perfxl
+    read, why the file itself could not be marked) for an .xls or a workbook openpyxl cannot load; (None,
+    None) when neither can be had."""
+    import openpyxl
+
+    from .annotation import rebuild_workbook
+    from .reader.book import OLE_MAGIC, load_raw
+
+    try:
+        with source.open("rb") as fh:
+            old_format = fh.read(len(OLE_MAGIC)) == OLE_MAGIC
+    except OSError:
+        return None, None
+    why = ".xls 是旧版 Excel 格式" if old_format or source.suffix.lower() == ".xls" else None
+    if why is None:
+        try:
+            return openpyxl.load_workbook(source, keep_vba=False, keep_links=False), None
+        except Exception:  # a file the fast reader accepted but openpyxl cannot load: rebuilt as an .xls is
+            why = "表格程序无法按原样打开它"
+    try:
+        raw, _, _ = load_raw(source)
+        return rebuild_workbook(raw, checked), why
+    except Exception:  # it was read once; read again it fails (changed, removed): no copy, the notice says where
+        return None, None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -116,24 +186,173 @@ def annotate_workbook(checked: CheckedForm, outdir: Path, avoid: set[str] | None
 # ----------------------------------------------------------------------------------------------------
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_WIDTHS = {"单位名称": 30, "项目名称": 36, "三级指标": 30, "说明": 60, "主要问题": 60, "文件": 36, "来源文件": 36,
-           "内容": 44, "原值": 30, "新值": 30, "主管部门": 26, "项目": 50, "收到时间": 17, "sha256": 22, "原因": 24,
-           "栏目": 20, "规则": 24, "年度指标值": 30, "实际完成值": 24, "计分方法": 30}
 MEMO_ROWS = 60_000  # a sheet sorted across forms keeps its rows' XML up to this many rows (memory: ~1 KB a row)
 EXCEL_ROWS = 1_048_576  # rows a sheet holds; a summary sheet that would pass it continues in 名(2), 名(3), …
-A4_WIDTH = 190  # column widths (in characters) that still print legibly across one landscape A4 page
+
+# ----------------------------------------------------------------------------------------------------
+# How a summary sheet is laid out, on screen and on paper
+#
+# Widths are in Excel's column units (the width of a digit of Calibri 11) and text is measured as
+# sheetxml.text_width does. A column is as wide as what it holds, up to its cap: wider text wraps, top-aligned,
+# in a row as tall as its lines. Every sheet prints landscape, one page wide, at a scale of at least SCALE: on
+# A4 where its columns fit, on A3 where the sheet declares it may (Table.paper) and they do not; where they
+# still do not fit, its wrapped text columns are narrowed (their rows grow taller) until they do.
+# ----------------------------------------------------------------------------------------------------
+
+_CAPS = {  # the widest a text column grows before its text wraps
+    "地区": 12, "主管部门": 16, "单位编码": 12, "单位名称": 18, "项目名称": 20, "模板": 18, "工作表": 10, "单元格": 8,
+    "一级指标": 10, "二级指标": 12, "三级指标": 18, "年度指标值": 16, "实际完成值": 14, "计分方法": 24, "位置": 12,
+    "说明": 44, "主要问题": 30, "文件": 26, "来源文件": 26, "内容": 40, "原值": 24, "新值": 24, "原文件": 24,
+    "新文件": 24, "项目": 40, "收到时间": 17, "sha256": 24, "原因": 40, "代码": 22, "栏目": 16, "规则": 22,
+    "审核结论": 12, "处理": 12, "校验状态": 9, "报送状态": 10, "比较符/类型": 8, "计量单位": 8, "定性描述/期限": 14,
+    "计分类别": 8, "预警": 5, "完成目标可能性": 8,
+}
+_NUMBER_WIDTHS = {"money": 15, "count": 7, "int": 6, "percent": 8, "number": 12, "score": 7}  # unmeasured
+A4, A3 = 9, 8  # xlsxwriter's paper sizes
+_PRINTABLE = {A4: 841.89 - 57.6, A3: 1190.55 - 57.6}  # pt across a landscape page inside 0.4 in margins
+SCALE = 0.75  # the least a sheet is laid out to print at (the print check's floor is 60%: 11 pt → 6.6 pt)
+PAD = 1.5  # a column's room beyond its widest text: the cell's padding, and a margin for the fonts
+_TEXT_FLOOR = 8.0  # a wrapped text column is narrowed to no less than this to fit the page
 
 
-def _width(title: str, kind: str) -> float:
-    if title in _WIDTHS:
-        return _WIDTHS[title]
-    if title.endswith(("原因", "结论", "措施", "说明")):  # sentences: wide enough to read, and wrapped
-        return 30
-    if kind in {"money"}:
-        return max(16, len(title) * 1.8)
-    if kind in {"count", "int", "percent", "number", "score"}:
-        return max(9, len(title) * 1.9)
-    return max(12, min(40, len(title) * 2.2))
+def _cap(title: str) -> float:
+    """The widest a text column grows: by its title, or sentences 24, anything else 18."""
+    if title in _CAPS:
+        return _CAPS[title]
+    if title.endswith(("原因", "结论", "措施", "说明", "问题")):  # sentences: wide enough to read, and wrapped
+        return 24.0
+    if title.endswith(("时间", "日期", "期限")):  # 2021-01-01至2021-12-31 on one line
+        return 24.0
+    return 18.0
+
+
+def _column_points(width: float) -> float:
+    """How wide a column of `width` units prints at 100%: as LibreOffice (with Carlito) lays it out, which is
+    a little wider than Excel (5.25 × width + 3.75)."""
+    return 5.545 * width + 4.1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """A sheet's columns (widths in units; which wrap), its paper and its print scale."""
+
+    widths: tuple[float, ...]
+    paper: int
+    header: float  # the header row's height (pt)
+
+    @property
+    def scale(self) -> int:
+        return _scale(self.widths, self.paper)
+
+    def wrapped(self, kinds) -> tuple[float, ...]:
+        return tuple(w if k == "text" else 0 for w, k in zip(self.widths, kinds))
+
+
+def _header_width(title: str, lines: int) -> float:
+    """The least width at which a (bold) title takes at most `lines` lines."""
+    width = max(3.0, text_width(title) * BOLD / lines + PAD)
+    while wrapped_lines(title, width, bold=True) > lines:
+        width += 0.5
+    return width
+
+
+def _shown(value, kind: str) -> str:
+    """A number as its column's format shows it (_NUMBER_FORMATS)."""
+    if kind == "money":
+        return f"{value:,.2f}"
+    if kind == "count":
+        return f"{value:,.0f}"
+    if kind == "percent":
+        return f"{value * 100:.1f}%"
+    if kind == "score":
+        return f"{value:.2f}"
+    if kind == "int":
+        return f"{value:.0f}"
+    return f"{value:.10g}"[:11]  # General: at most 11 characters
+
+
+_WORD = re.compile(r"[!-~\u00a0-\u2e7f]+")  # a run of Latin letters, digits and signs: a code, a path, a number
+
+
+def _widest(values: list, kind: str, cap: float) -> tuple[float, float]:
+    """The width of the widest of a column's values as they are shown (numbers in their format), or `cap` as
+    soon as one reaches it; and of the widest word in them (a code or a file name, which a column narrower
+    than it must break). Text is measured longest first, and only while it can still be wider."""
+    numbers = [v for v in values if type(v) in (int, float)]
+    best = word = 0.0
+    if kind != "text" and numbers:
+        best = max(text_width(_shown(max(numbers), kind)), text_width(_shown(min(numbers), kind)))
+    texts = {v if type(v) is str else str(v) for v in values
+             if v is not None and v != "" and (kind == "text" or type(v) not in (int, float))}
+    for text in sorted(texts, key=len, reverse=True):
+        if best >= cap or len(text) * CJK_WIDTH <= best:
+            break  # nothing shorter can be wider
+        best = max(best, max(map(text_width, text.split("\n"))))
+    if kind == "text":
+        words = {w for text in texts for w in _WORD.findall(text)}
+        word = max(map(text_width, sorted(words, key=len)[-200:]), default=0.0)  # the longest few hundred
+    return best, word
+
+
+def _scale(widths, paper: int) -> int:
+    """The print scale (whole percent, at most 100) at which the columns fill the page's width, less 2% for
+    what the estimate of a column's width may miss."""
+    return min(100, int(100 * _PRINTABLE[paper] / (sum(map(_column_points, widths)) * 1.02)))
+
+
+def _fits(widths, paper: int) -> bool:
+    return sum(map(_column_points, widths)) * SCALE <= _PRINTABLE[paper]
+
+
+def _fit(natural: list[float], floors: list[float], may_a3: bool) -> tuple[list[float], int]:
+    """Widths and paper: A4 where the natural widths fit it at SCALE, else A3 where the sheet may use it;
+    where they still do not fit, every column narrowed by one factor, none below its floor (the largest
+    widths that fit; the floors, printed smaller, when even they do not)."""
+    paper = A4 if _fits(natural, A4) or not may_a3 else A3
+    if _fits(natural, paper):
+        return natural, paper
+    low, high = 0.0, 1.0
+    for _ in range(30):
+        mid = (low + high) / 2
+        low, high = (mid, high) if _fits([max(f, w * mid) for f, w in zip(floors, natural)], paper) else (low, mid)
+    return [round(max(f, w * low), 1) for f, w in zip(floors, natural)], paper
+
+
+def _plan(table) -> _Plan:
+    """A table's widths and paper, from what its columns hold (a table whose rows are at hand) or from their
+    kinds (a big sheet rendered form by form, in workers and in earlier merges, which must lay out alike)."""
+    kinds = [kind for _, kind in table.columns]
+    titles = [title for title, _ in table.columns]
+    content = None
+    if table.blocks is None and isinstance(table.rows, Sequence):
+        columns = list(zip(*table.rows))
+        columns += [()] * (len(kinds) - len(columns))  # no rows
+        measured = [_widest(list(values), kind, _cap(title) if kind == "text" else 1e9)
+                    for values, title, kind in zip(columns, titles, kinds)]
+        content, words = [m[0] for m in measured], [m[1] for m in measured]
+        if table.totals:  # the totals row: 合计 and its sums, in bold
+            content[0] = max(content[0], text_width("合计") * BOLD)
+            for c, (values, kind) in enumerate(zip(columns, kinds)):
+                if kind in ("money", "count"):
+                    total = sum(v for v in values if type(v) in (int, float))
+                    content[c] = max(content[c], text_width(_shown(total, kind)) * BOLD)
+    natural, floors = [], []
+    for c, (title, kind) in enumerate(table.columns):
+        two, three = _header_width(title, 2), _header_width(title, 3)
+        if kind == "text":
+            cap = _cap(title)
+            width = min(cap, max(content[c] + PAD if content is not None else cap, two, 4.0))
+            word = words[c] + PAD if content is not None else 0.0  # a code or a file name kept whole
+            floors.append(min(width, max(_TEXT_FLOOR, three, word)))
+        else:
+            need = (content[c] if content is not None else _NUMBER_WIDTHS[kind]) + PAD
+            width = max(need, two)
+            floors.append(max(need, three))
+        natural.append(round(width, 1))
+
+    widths, paper = _fit(natural, floors, table.paper == "A3")
+    lines = max((wrapped_lines(title, w, bold=True) for title, w in zip(titles, widths)), default=1)
+    return _Plan(tuple(widths), paper, max(20.0, row_height(lines) + 2))
 
 
 def write_summary(result, path: Path, cache=None) -> Path:
@@ -212,7 +431,7 @@ def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
                                             "strings_to_numbers": False, "in_memory": True})
         wb.set_properties({"title": "预算绩效目标申报汇总", "author": "perfxl", "comments": SUMMARY_MARK})
         formats = _formats(wb)
-        header, body, totals = formats.header, formats.body, formats.totals
+        header, totals = formats.header, formats.totals
         sheet_no = 0
         cover_sheet = None
         continued: list[tuple[str, list[str], int]] = []  # (table, its sheets, its rows)
@@ -226,8 +445,8 @@ def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
                     ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中"]
                     + [""] * (len(table.columns) - 2) for name, sheets, rows in continued])
             kinds = [kind for _, kind in table.columns]
-            widths = [_width(title, kind) for title, kind in table.columns]
-            layout = _layout(table, formats)
+            plan = _plan(table)
+            layout = _layout(table, formats, plan)
             parts, sums = _table_parts(table, layout, cache, spool, EXCEL_ROWS - 2)
             if table.totals and parts[-1].rows:
                 total_row = [0] + [round(v, 6) if on else None for v, on in zip(sums[1:], layout.summed[1:])]
@@ -240,11 +459,11 @@ def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
                 ws = wb.add_worksheet(part.name)
                 sheet_no += 1
                 sheets[sheet_no] = (part, len(kinds))
-                _print_setup(ws, table, widths)
+                _print_setup(ws, table, plan.paper, plan.scale)
                 for c, (title, _) in enumerate(table.columns):
-                    _check(ws.set_column(c, c, widths[c]), part.name)
+                    _check(ws.set_column(c, c, plan.widths[c]), part.name)
                     _check(ws.write_string(0, c, title, header), part.name)
-                _check(ws.set_row(0, 32), part.name)
+                _check(ws.set_row(0, plan.header), part.name)
                 ws.freeze_panes(1, 0)
                 ws.repeat_rows(0)
                 if part.rows:
@@ -255,6 +474,10 @@ def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
                     else f"续表 {i + 1}（完）：{table.note}")
                 if note:
                     ws.set_header(f"&L{part.name}&R{note}")
+                    # Room for the header above the rows: with the 0.3 in between them that the footer has,
+                    # LibreOffice's PDF export draws fewer rows a page than it counted pages for, and the
+                    # last rows of a long sheet are on no page (tests/test_print.py, not-printed).
+                    ws.set_margins(left=0.4, right=0.4, top=0.8, bottom=0.6)
             if len(parts) > 1:
                 continued.append((table.name, names, written))
         if cover_sheet is not None:
@@ -263,10 +486,7 @@ def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
                 table = dataclasses.replace(table, cover=dataclasses.replace(table.cover, lines=list(
                     table.cover.lines) + [f"「{name}」共 {rows:,} 行，超过 Excel 单表上限，分在 {'、'.join(sheets)} 中"
                                           for name, sheets, rows in continued]))
-            kinds = [kind for _, kind in table.columns]
-            widths = [_width(title, kind) for title, kind in table.columns]
-            _print_setup(ws, table, widths)
-            _write_cover(wb, ws, table, widths, header, body, totals)
+            _write_cover(wb, ws, table, formats)
         wb.close()
         _package(tmp, sheets, spool)
 
@@ -281,28 +501,29 @@ class _Formats:
 
 def _formats(wb) -> _Formats:
     """The summary's cell formats, their style numbers fixed here in one order: a segment rendered in
-    another process (or another merge) names the same styles."""
+    another process (or another merge) names the same styles. Every cell is top-aligned: in a row made tall
+    for one wrapped text, the row's other cells start on its first line."""
     header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True,
                             "valign": "vcenter", "align": "center"})
-    body = {k: wb.add_format({"num_format": f}) for k, f in _NUMBER_FORMATS.items()}
-    totals = {k: wb.add_format({"bold": True, "top": 2, "num_format": f}) for k, f in _NUMBER_FORMATS.items()}
-    totals["text"] = wb.add_format({"bold": True, "top": 2})
-    wrap = wb.add_format({"text_wrap": True})  # bottom-aligned like every other cell of the row
+    body = {k: wb.add_format({"num_format": f, "valign": "top"}) for k, f in _NUMBER_FORMATS.items()}
+    totals = {k: wb.add_format({"bold": True, "top": 2, "num_format": f, "valign": "top"})
+              for k, f in _NUMBER_FORMATS.items()}
+    totals["text"] = wb.add_format({"bold": True, "top": 2, "valign": "top", "text_wrap": True})
+    wrap = wb.add_format({"text_wrap": True, "valign": "top"})
     for f in [header, *body.values(), *totals.values(), wrap]:
         f._get_xf_index()
     return _Formats(header, body, totals, wrap)
 
 
-def _layout(table, formats: _Formats) -> Layout:
-    """How a table's rows are rendered. Long text wraps in its column, so a printed page shows it whole
-    instead of cutting it off."""
+def _layout(table, formats: _Formats, plan: _Plan | None = None) -> Layout:
+    """How a table's rows are rendered: every text column wraps at its width (the plan's), so a printed page
+    shows it whole instead of cutting it off, in a row as tall as its lines."""
     kinds = [kind for _, kind in table.columns]
-    widths = [_width(title, kind) for title, kind in table.columns]
+    plan = plan or _plan(table)
     return Layout(
         tuple(kinds),
-        tuple(formats.body[k]._get_xf_index() if k in formats.body
-              else (formats.wrap._get_xf_index() if widths[c] >= 30 else 0) for c, k in enumerate(kinds)),
-        tuple(widths[c] if kinds[c] == "text" and widths[c] >= 30 else 0 for c in range(len(kinds))))
+        tuple(formats.body[k]._get_xf_index() if k in formats.body else formats.wrap._get_xf_index() for k in kinds),
+        plan.wrapped(kinds))
 
 
 def render_ahead(tables, cache) -> None:
@@ -425,7 +646,7 @@ def _totals_segment(values: list, layout: Layout, row: int) -> Segment:
     for c in range(1, len(values)):
         value = values[c]
         cells.append(f'<c{refs[c]}><v>{value!r}</v></c>' if value is not None else f'<c{refs[c]}/>')
-    return segment(f'<row r="{row}">{"".join(cells)}</row>'.encode())
+    return segment(f'<row r="{row}" ht="{row_height(1):g}" customHeight="1">{"".join(cells)}</row>'.encode())
 
 
 def _package(book: Path, sheets: dict[int, tuple[_Part, int]], spool: _SegmentSpool) -> None:
@@ -459,50 +680,111 @@ def _package(book: Path, sheets: dict[int, tuple[_Part, int]], spool: _SegmentSp
         packed.unlink(missing_ok=True)
 
 
-def _print_setup(ws, table, widths: list[float]) -> None:
-    """Landscape, one page wide, narrow margins, page numbers; a sheet wider than A4 can hold legibly
-    goes on A3, which every bureau's printer room has."""
+def _print_setup(ws, table, paper: int, scale: int) -> None:
+    """Landscape, narrow margins, page numbers, one page wide: at the scale the plan worked out for its columns
+    (SCALE or more), not "fit to one page wide". A fixed scale prints alike in every program, and it keeps the
+    page breaks the cover lays out (Excel ignores manual page breaks on a sheet fitted to pages)."""
     ws.set_landscape()
-    ws.set_paper(9 if sum(widths) <= A4_WIDTH else 8)
+    ws.set_paper(paper)
     ws.set_margins(left=0.4, right=0.4, top=0.6, bottom=0.6)
-    ws.fit_to_pages(1, 0)
+    ws.set_print_scale(scale)
     ws.set_footer(f"&L{table.name}&R第 &P 页，共 &N 页")
 
 
-def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> None:
-    """汇总: title, lines, key figures, small blocks and native charts, then the table per 主管部门.
+CHART_ROWS = 14  # rows of 15 pt (20 px) the charts take on the cover
+_PAGE_ROOM = 470.0  # pt of rows a landscape A4 page holds inside its margins, header and footer (LibreOffice: 495)
+_CAPTION = 18.0  # pt: a caption's row (12 pt bold)
+_FIGURE = 14 / 11 * BOLD  # a key figure (14 pt bold) against body text
 
-    Long because the cover is laid out top to bottom and every part's row depends on the parts above it;
-    read from top to bottom it is the page as printed."""
-    cover = table.cover
+
+def _cover_plan(cover, table) -> tuple[list[float], int]:
+    """The cover's columns: each as wide as the widest thing any part of the cover puts in it (the figures,
+    the grades, the totals per level, the table per 主管部门 and its totals), and its print scale (A4, one
+    page wide)."""
     ncols = max(len(table.columns), len(cover.figures), 8, *(len(t.columns) for t in cover.tables))
+    natural, floors = [4.0] * ncols, [4.0] * ncols
+    texts = [False] * ncols
+
+    def need(c: int, width: float, floor: float | None = None, text: bool = False) -> None:
+        natural[c] = max(natural[c], width)
+        floors[c] = max(floors[c], width if floor is None else floor)
+        texts[c] = texts[c] or text
+
+    for c, (label, value, kind) in enumerate(cover.figures):  # a label on two lines at most, its value whole
+        need(c, max(_header_width(label, 2), text_width(_shown(value or 0, kind)) * _FIGURE + PAD))
+    for block in cover.blocks:
+        need(0, max(_header_width(block.columns[0][0], 1), _header_width(block.columns[1][0], 1)))
+        for c, (label, value) in enumerate(block.rows, start=1):
+            need(c, max(_header_width(str(label), 1), text_width(_shown(value, "count")) + PAD))
+    for part in [*cover.tables, table]:
+        rows = list(part.iter_rows())
+        for c, (title, kind) in enumerate(part.columns):
+            values = [r[c] for r in rows]
+            widest, word = _widest(values, kind, 1e9)
+            widest += PAD
+            if kind == "text":  # a name wraps, at its column's cap at most
+                need(c, max(min(widest, _cap(title)), _header_width(title, 2)),
+                     min(widest, max(_TEXT_FLOOR, _header_width(title, 3), word + PAD)), text=True)
+            else:
+                total = sum(v for v in values if type(v) in (int, float))
+                need(c, max(widest, text_width(_shown(total, kind)) * BOLD + PAD, _header_width(title, 2)),
+                     max(widest, text_width(_shown(total, kind)) * BOLD + PAD, _header_width(title, 3)))
+        need(0, text_width("合计") * BOLD + PAD)
+    widths, _ = _fit([round(w, 1) for w in natural], floors, may_a3=False)
+    return widths, _scale(widths, A4)
+
+
+def _write_cover(wb, ws, table, formats: _Formats) -> None:
+    """汇总: title, lines, key figures, small blocks and native charts, then the totals per level and the
+    table per 主管部门.
+
+    Printed on A4 at a scale of its own (the plan's), with the page breaks laid out here: a table that does
+    not fit what is left of a page starts on the next, and one longer than a page goes on with its header
+    again at the top of every page (the table per 主管部门 by its print titles, the tables above it by the
+    header written again). Long because the cover is laid out top to bottom and every part's row depends on
+    the parts above it; read from top to bottom it is the page as printed."""
+    cover = table.cover
+    header, body, totals = formats.header, formats.body, formats.totals
+    widths, scale = _cover_plan(cover, table)
+    ncols = len(widths)
+    _print_setup(ws, table, A4, scale)
     title = wb.add_format({"bold": True, "font_size": 16, "align": "center", "valign": "vcenter"})
-    line = wb.add_format({"font_color": "#404040", "align": "center"})
+    line = wb.add_format({"font_color": "#404040", "align": "center", "valign": "top", "text_wrap": True})
     figure_label = wb.add_format({"align": "center", "valign": "vcenter", "bg_color": "#F2F2F2", "border": 1,
                                   "text_wrap": True, "font_color": "#404040"})
     figure_value = {k: wb.add_format({"bold": True, "font_size": 14, "align": "center", "border": 1,
                                       "num_format": "#,##0.00" if k == "money" else "#,##0"}) for k in ("money", "count")}
-    caption = wb.add_format({"bold": True, "font_size": 12})
-    widths = [widths[c] if c < len(widths) else 12 for c in range(ncols)]
-    for extra in cover.tables:  # nor does a total of the tables above the main one
-        for c, (title_, kind) in enumerate(extra.columns):
-            if kind != "text":
-                widths[c] = max(widths[c], _width(title_, kind))
-    for c, (_, _, kind) in enumerate(cover.figures):  # a key figure never shows as ####
-        widths[c] = max(widths[c], 18 if kind == "money" else 11)
+    caption = wb.add_format({"bold": True, "font_size": 12, "valign": "vcenter"})
+    block_cell = wb.add_format({"num_format": "#,##0", "border": 1, "align": "center"})
     for c in range(ncols):
         _check(ws.set_column(c, c, widths[c]), table.name)
-    page_px = int(sum(widths) * 7)  # what the print area is wide, about 7 pixels per character of width
+    room = _PAGE_ROOM * 100 / scale  # pt of rows a page holds at this scale
+    page = {"used": 0.0, "breaks": []}
+
+    def height(r: int, points: float) -> None:
+        ws.set_row(r, points)
+        page["used"] += points
+
+    def new_page(r: int) -> None:
+        page["breaks"].append(r)
+        page["used"] = 0.0
+
     ws.merge_range(0, 0, 0, ncols - 1, cover.title, title)
-    ws.set_row(0, 30)
+    height(0, 30)
+    whole = sum(widths)
     for i, text in enumerate(cover.lines, start=1):
         ws.merge_range(i, 0, i, ncols - 1, text, line)
-    row = len(cover.lines) + 2
+        height(i, row_height(wrapped_lines(text, whole)) if wrapped_lines(text, whole) > 1 else 15)
+    row = len(cover.lines) + 1
+    height(row, 15)
+    row += 1
+    labels = max((wrapped_lines(label, widths[c]) for c, (label, _, _) in enumerate(cover.figures)), default=1)
     for c, (label, value, kind) in enumerate(cover.figures):
         ws.write_string(row, c, label, figure_label)
         ws.write_number(row + 1, c, value or 0, figure_value.get(kind, figure_value["count"]))
-    ws.set_row(row, 30)
-    ws.set_row(row + 1, 24)
+    height(row, max(30.0, row_height(labels)))
+    height(row + 1, 24)
+    height(row + 2, 15)
     row += 3
     blocks = {}
     for block in cover.blocks:  # laid out across: label column, then one column per row's values
@@ -511,27 +793,71 @@ def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> No
         ws.write_string(row + 2, 0, block.columns[1][0], header)
         for c, values in enumerate(block.rows, start=1):
             ws.write(row + 1, c, values[0], header)
-            ws.write(row + 2, c, values[1], body["count"])
+            ws.write(row + 2, c, values[1], block_cell)
         blocks[block.name] = (row + 1, row + 2, 1, len(block.rows))
+        for r, points in zip(range(row, row + 4), (_CAPTION, 18, 18, 15)):
+            height(r, points)
         row += 4
     chart_row = row
+    for r in range(row, row + CHART_ROWS):
+        height(r, 15)
     row += CHART_ROWS
-    for extra in cover.tables:  # above the main table, whose header repeats on every printed page after it
-        levels = list(extra.iter_rows())  # its 合计 row is its last
-        row = _write_table_at(ws, row, extra.name, extra.columns, levels, bool(levels), header, body, totals,
-                              caption) + 2
-    head = row + 1
-    data = list(table.iter_rows())
+
+    def table_rows(part) -> tuple[list[list], list[float], float]:
+        rows = list(part.iter_rows())
+        texts = [c for c, (_, kind) in enumerate(part.columns) if kind == "text"]
+        lines = [max([wrapped_lines(str(r[c]), widths[c]) for c in texts if r[c] not in (None, "")] or [1])
+                 for r in rows]
+        head = max(wrapped_lines(title_, widths[c], bold=True) for c, (title_, _) in enumerate(part.columns))
+        return rows, [row_height(n) if n > 1 else 15.0 for n in lines], max(20.0, row_height(head) + 2)
+
+    def starts_here(needed: float, first: float) -> None:
+        """Break before a table that does not fit what is left of the page but fits a page, or whose
+        caption, header and first rows do not."""
+        if page["used"] + needed > room and (needed <= room or page["used"] + first > room):
+            new_page(row)
+
+    for extra in cover.tables:  # above the main table: its header written again on every page it goes on to
+        rows, heights, head = table_rows(extra)
+        starts_here(_CAPTION + head + sum(heights), _CAPTION + head + sum(heights[:3]))
+        height(row, _CAPTION)
+        height(row + 1, head)
+        at = _write_table_at(ws, row, extra.name, extra.columns, [], False, header, body, totals, caption)
+        for i, (values, points) in enumerate(zip(rows, heights)):
+            at += 1
+            if page["used"] + points > room:
+                new_page(at)
+                for c, (title_, _) in enumerate(extra.columns):
+                    ws.write_string(at, c, title_, header)
+                height(at, head)
+                at += 1
+            _write_row(ws, at, extra.columns, values, i == len(rows) - 1, body, totals, formats.wrap)
+            height(at, points)
+        row = at + 2
+        height(row - 1, 15)
+    rows, heights, head_height = table_rows(table)
+    data = rows
     total_row = [["合计"] + [round(sum(v[c] or 0 for v in data), 6) if kind in {"money", "count"} else None
                              for c, (_, kind) in enumerate(table.columns[1:], start=1)]] if table.totals and data else []
-    last = _write_table_at(ws, row, cover.caption, table.columns, data + total_row, bool(total_row), header,
-                           body, totals, caption)
+    starts_here(_CAPTION + head_height + sum(heights) + 15 * len(total_row),
+                _CAPTION + head_height + sum(heights[:3]))
+    head = row + 1
+    last = _write_table_at(ws, row, cover.caption, table.columns, [], False, header, body, totals, caption)
+    ws.set_row(row, _CAPTION)
+    ws.set_row(head, head_height)
+    for i, values in enumerate(data + total_row):
+        last += 1
+        _write_row(ws, last, table.columns, values, bool(total_row) and i == len(data), body, totals, formats.wrap)
+        ws.set_row(last, heights[i] if i < len(heights) else 15)
     if data:
         ws.autofilter(head, 0, head + len(data), len(table.columns) - 1)
-    ws.repeat_rows(head)
+    ws.repeat_rows(head)  # the app's own page breaks inside the table: its header on every page it goes on to
+    if page["breaks"]:
+        ws.set_h_pagebreaks(page["breaks"])
     ws.print_area(0, 0, last, ncols - 1)
-    x = 4
-    shares = {"bar": 0.62, "column": 0.36, "pie": 0.36}
+    page_px = sum(int(7 * w + 0.5) + 5 for w in widths)  # the printed width in Excel's pixels (as xlsxwriter
+    x = 4                                                 # places a chart: over the same columns everywhere)
+    shares = {"bar": 0.6, "column": 0.36, "pie": 0.36}
     peak = max((sum(v[c] or 0 for c in (4, 5, 6)) for v in data), default=0)
     for chart_spec in cover.charts:  # side by side under the figures, inside the printed width
         chart = _chart(wb, table.name, chart_spec, blocks, head, len(data), peak)
@@ -543,27 +869,30 @@ def _write_cover(wb, ws, table, widths: list[float], header, body, totals) -> No
 
 
 def _write_table_at(ws, row: int, title: str, columns, rows: list[list], totals_last: bool, header, body, totals,
-                    caption) -> int:
+                    caption, wrap=None) -> int:
     """A table written cell by cell at `row`: its caption, header and rows, the last in bold over a rule
     when it is the totals row. Returns the last row written."""
     ws.write_string(row, 0, title, caption)
     for c, (title_, _) in enumerate(columns):
         ws.write_string(row + 1, c, title_, header)
-    ws.set_row(row + 1, 32)
     for r, values in enumerate(rows, start=row + 2):
-        strong = totals_last and r == row + 1 + len(rows)
-        for c, (value, (_, kind)) in enumerate(zip(values, columns)):
-            style = (totals if strong else body).get(kind, totals["text"] if strong else None)
-            if value is None or value == "":
-                if strong:
-                    ws.write_blank(r, c, None, style)
-            elif kind != "text" and type(value) in (int, float):
-                ws.write_number(r, c, value, style)
-            else:
-                ws.write_string(r, c, str(value), style)
+        _write_row(ws, r, columns, values, totals_last and r == row + 1 + len(rows), body, totals, wrap)
     return row + 1 + len(rows)
 
-CHART_ROWS = 14  # rows of 20 px the charts take on the cover
+
+def _write_row(ws, r: int, columns, values: list, strong: bool, body, totals, wrap) -> None:
+    """One row of a cover table: numbers in their format, text wrapped and top-aligned, the totals row bold."""
+    for c, (value, (_, kind)) in enumerate(zip(values, columns)):
+        style = (totals if strong else body).get(kind, totals["text"] if strong else wrap)
+        if value is None or value == "":
+            if strong:
+                ws.write_blank(r, c, None, style)
+        elif kind != "text" and type(value) in (int, float):
+            ws.write_number(r, c, value, style)
+        else:
+            ws.write_string(r, c, str(value), style)
+
+
 
 
 def _chart(wb, sheet: str, spec, blocks: dict, head: int, rows: int, peak: float):

@@ -26,6 +26,7 @@ import re
 import struct
 import threading
 import time
+import unicodedata
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator
@@ -56,13 +57,89 @@ def text_cell(text: str, attrs: str = "") -> str:
     return f'<c{attrs} t="inlineStr"><is><t>{text}</t></is></c>'
 
 
-def wrapped_lines(text: str, width: float) -> int:
-    """How many lines `text` takes in a column `width` characters wide (CJK characters count two)."""
+# How wide text prints, in Excel's column units (the width of a digit of Calibri 11, the summary's font, whose
+# metric twin Carlito LibreOffice uses): each character's width as LibreOffice drew it, rounded up by a tenth,
+# and a CJK character as Excel draws it (14.7 px at 11 pt against the digit's 7 px; LibreOffice: 1.98). Rounded
+# up, an estimate wraps a text onto a line more than a program does, never onto fewer.
+CJK_WIDTH = 2.1
+BOLD = 1.1  # a bold text (the header, the totals) is about a tenth wider
+_ASCII_WIDTHS = {**{chr(c): 1.1 for c in range(32, 127)},
+                 **dict.fromkeys("'ijl,.I:;|`", 0.55), **dict.fromkeys("ft()-[]{}J!r ", 0.75),
+                 **dict.fromkeys("/\\sz\"cxLkvy", 0.95), **dict.fromkeys("ABCDEGHKNOPQRUVXYZ", 1.45),
+                 **dict.fromkeys("mwMW@%&", 1.85)}
+
+
+class _CharWidths(dict):
+    def __missing__(self, ch: str) -> float:
+        wide = unicodedata.east_asian_width(ch) in "WF"
+        self[ch] = width = CJK_WIDTH if wide else 1.85  # another script's letter or a symbol (−, ≤, —)
+        return width
+
+
+CHAR_WIDTHS = _CharWidths(_ASCII_WIDTHS)
+_CLOSING = set("，。、；：！？）」』】〕》〉”’,.;:!?)]}%％")  # never starts a line: stays with what is before it
+_OPENING = set("（「『【〔《〈“‘([{")  # never ends a line: stays with what follows it
+
+
+def text_width(text: str) -> float:
+    """How wide `text` prints on one line, in column units (see CHAR_WIDTHS)."""
+    return sum(map(CHAR_WIDTHS.__getitem__, text))
+
+
+def _breaks_before(prev: str, ch: str) -> bool:
+    """Whether a line may break between `prev` and `ch`: around a CJK character, after a space or a hyphen;
+    never before closing or after opening punctuation, nor inside a run of Latin letters and digits (a file
+    name or a code breaks only where it must: where it is wider than the line)."""
+    if ch in _CLOSING or ch == " " or prev in _OPENING:
+        return False
+    return prev in " -" or CHAR_WIDTHS[prev] == CJK_WIDTH or CHAR_WIDTHS[ch] == CJK_WIDTH
+
+
+def wrapped_lines(text: str, width: float, bold: bool = False) -> int:
+    """How many lines `text` takes wrapped in a column `width` units wide: laid out line by line as a
+    spreadsheet does, a word that does not fit going to the next line and a word wider than the line broken
+    where it reaches the edge."""
+    scale = BOLD if bold else 1.0
+    room = max(1.0, width - 0.6) / scale  # the cell's padding
     total = 0
     for paragraph in text.split("\n"):
-        shown = len(paragraph.encode("gb18030", "replace"))  # two bytes for a CJK character, as it is shown
-        total += max(1, -(-shown // max(1, int(width) - 1)))
+        total += 1
+        used = 0.0
+        word, words = "", []
+        for ch in paragraph:
+            if word and _breaks_before(word[-1], ch):
+                words.append(word)
+                word = ""
+            word += ch
+        words.append(word)
+        for word in words:
+            size = text_width(word.rstrip(" "))
+            if used + size <= room:
+                used += text_width(word)
+                continue
+            if used:
+                total += 1
+                used = 0.0
+            if size <= room:
+                used = text_width(word)
+                continue
+            for ch in word:  # wider than a line: broken where it reaches the edge
+                w = CHAR_WIDTHS[ch]
+                if used + w > room and used:
+                    total += 1
+                    used = 0.0
+                used += w
     return total
+
+
+LINE_HEIGHT = 15.0  # pt a wrapped line takes (Excel's row for Calibri 11; LibreOffice draws CJK lines 13.9 apart)
+MAX_ROW_HEIGHT = 409.0  # the tallest row Excel allows
+
+
+def row_height(lines: int) -> float:
+    """The height of a row whose text takes `lines` lines: its lines and the cell's padding."""
+    return LINE_HEIGHT if lines <= 1 else min(MAX_ROW_HEIGHT, LINE_HEIGHT * lines + 3.0)
+
 
 
 @dataclass(frozen=True)
@@ -73,7 +150,7 @@ class Layout:
 
     kinds: tuple[str, ...]
     styles: tuple[int, ...]
-    wrapped: tuple[float, ...]  # a wrapped text column's width, 0 for none
+    wrapped: tuple[float, ...]  # a wrapped text column's width (units), 0 for a column that does not wrap
 
     @property
     def key(self) -> str:
@@ -85,25 +162,28 @@ class Layout:
 
 
 ROW = "\x00"  # where a row template's row number goes: escaped text never holds a NUL (it becomes _x0000_)
+# A row of one line has its height too: a program that sizes rows without one (LibreOffice) may size them
+# after it has laid out the pages, and then prints a row on another page than it counted it on.
+_ONE_LINE = f'<row r="{ROW}" ht="{LINE_HEIGHT:g}" customHeight="1">'
 
 
 def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: dict | None = None,
                 used: dict | None = None) -> tuple[bytes, int]:
     """Rows as a template of <row> XML in UTF-8 (see `fill`), as Excel writes them: every row and cell
     with `r`, the cells in column order, an empty one left out. Text is always text ("=cmd|…" or "+1"
-    stays a string). A row whose text wraps gets the height of its lines: spreadsheet programs do not
-    re-measure rows on opening, and wrapped text would otherwise print over the next row. Summed columns
-    are added into `sums`. With `memo` (the templates of rows rendered before, by their repr in UTF-8),
-    a row found there is not rendered again; every row's template goes into `used`. Returns the template
-    and the rows."""
+    stays a string). A row whose text wraps onto more lines than one gets the height of its lines (`row_height`
+    of `wrapped_lines`): wrapped text in a row too short for it prints over the next row, and a program that
+    does measure rows again on opening (LibreOffice) then finds it right already. Summed columns are added
+    into `sums`. With `memo` (the templates of rows rendered before, by their repr in UTF-8), a row found
+    there is not rendered again; every row's template goes into `used`. Returns the template and the rows."""
     numeric = [k != "text" for k in layout.kinds]
     attrs = [f' r="{letter}{ROW}"' + (f' s="{s}"' if s else "")
              for letter, s in zip(col_letters(len(layout.kinds)), layout.styles)]
     summed = layout.summed
     summed_columns = [c for c, on in enumerate(summed) if on]
     wrap = layout.wrapped
-    wrap_at = [w / 2 if w else 1e9 for w in wrap]  # text shorter than this (in characters) fits on one line
-    wrap_columns = [c for c, w in enumerate(wrap) if w]
+    # Text of at most this many characters fits one line whatever they are (the widest is a CJK character).
+    short = [(w - 0.6) / CJK_WIDTH if w else 1e9 for w in wrap]
     out = []
     count = 0
     for row in rows:
@@ -119,6 +199,7 @@ def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: d
                         sums[c] += row[c]
                 continue
         cells = []
+        lines = 1
         for c, value in enumerate(row):
             if value is None or value == "":
                 continue
@@ -129,12 +210,9 @@ def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: d
             else:
                 text = value if type(value) is str else ("是" if value is True else "否" if value is False else str(value))
                 cells.append(text_cell(text, attrs[c]))
-        lines = 1
-        for c in wrap_columns:  # only the few wrapped columns are measured, and only long text
-            value = row[c]
-            if type(value) is str and len(value) > wrap_at[c]:
-                lines = max(lines, wrapped_lines(value, wrap[c]))
-        head = f'<row r="{ROW}" ht="{min(lines, 8) * 15}" customHeight="1">' if lines > 1 else f'<row r="{ROW}">'
+                if len(text) > short[c] and (text_width(text) > wrap[c] - 0.6 or "\n" in text):
+                    lines = max(lines, wrapped_lines(text, wrap[c]))
+        head = f'<row r="{ROW}" ht="{row_height(lines):g}" customHeight="1">' if lines > 1 else _ONE_LINE
         xml = head + "".join(cells) + "</row>"
         if memo is not None:
             xml = used[key] = xml.encode("utf-8")

@@ -91,12 +91,14 @@ def test_kept_rows_are_used_where_they_were_placed_and_filled_in_again_elsewhere
     kept = sheetxml.kept_rows([["a 100%", 1.5, None], [None, 2, "b"]], _LAYOUT)
     placed = kept.at(5)
     assert zlib.decompressobj(-15).decompress(placed.filled.data) == (
-        b'<row r="5"><c r="A5" t="inlineStr"><is><t>a 100%</t></is></c><c r="B5" s="3"><v>1.5</v></c></row>'
-        b'<row r="6"><c r="B6" s="3"><v>2</v></c><c r="C6" t="inlineStr"><is><t>b</t></is></c></row>')
+        b'<row r="5" ht="15" customHeight="1"><c r="A5" t="inlineStr"><is><t>a 100%</t></is></c>'
+        b'<c r="B5" s="3"><v>1.5</v></c></row>'
+        b'<row r="6" ht="15" customHeight="1"><c r="B6" s="3"><v>2</v></c><c r="C6" t="inlineStr"><is><t>b</t></is></c>'
+        b'</row>')
     again = sheetxml.unpack_rows(sheetxml.pack_rows(placed), 3)
     assert again == placed and again.at(5) is again  # where it was kept: used as it is
     moved = again.at(7)
-    assert zlib.decompressobj(-15).decompress(moved.filled.data).startswith(b'<row r="7"><c r="A7" ')
+    assert zlib.decompressobj(-15).decompress(moved.filled.data).startswith(b'<row r="7" ht="15" customHeight="1"><c r="A7" ')
     assert moved.rows == 2 and moved.sums == (0.0, 3.5, 0.0)
     assert sheetxml.unpack_rows(sheetxml.pack_rows(kept), 3).filled is None  # rendered ahead: not placed
     assert sheetxml.unpack_rows(sheetxml.pack_rows(placed), 4) is None  # another layout's

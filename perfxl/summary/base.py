@@ -103,6 +103,9 @@ class Table:
     cover: Cover | None = None
     records: list | None = None  # the named records behind the rows, for the report stage (the return package)
     blocks: Callable[[], Iterable[RowBlock]] | None = None  # a big sheet: its rows form by form
+    # The largest paper the sheet may print on: A4, or A3 for a sheet declared too wide for A4 (it prints on
+    # A4 all the same when its columns fit one at a readable scale).
+    paper: str = "A4"
 
     @property
     def lazy(self) -> bool:

@@ -69,7 +69,7 @@ def build(ctx: Context) -> Table:
             if ctx.spec_of(s).indicator_table() is not None:
                 yield ctx.form_key(s), partial(_form_lines, ctx, s)
 
-    return per_form_table(NAME, columns(ctx), forms, note=NOTE)
+    return per_form_table(NAME, columns(ctx), forms, note=NOTE, paper="A3")
 
 
 def _form_lines(ctx: Context, s) -> Iterator[IndicatorLine]:

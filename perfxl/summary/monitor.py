@@ -53,4 +53,4 @@ class Monitoring(Collector):
             Column("预警", "text", "light"), Column("完成目标可能性", "text", "likelihood"),
             Column("偏差原因", "text", "cause"), Column("偏差原因说明", "text", "note"),
             Column("整改措施", "text", "measures"), Column("位置", "text", "where")],
-            self.lines, note="红灯：预计完不成或完全不可能；黄灯：有风险；蓝灯：略有偏差。按预警从重到轻排列。")
+            self.lines, note="红灯：预计完不成或完全不可能；黄灯：有风险；蓝灯：略有偏差。按预警从重到轻排列。", paper="A3")

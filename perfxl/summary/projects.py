@@ -91,7 +91,7 @@ class Projects(Collector):
 
     def table(self) -> Table:
         self.lines.sort(key=lambda r: (str(r.region), str(r.department), str(r.unit_code), str(r.project)))
-        return table(NAME, self.columns(), self.lines, totals=True)
+        return table(NAME, self.columns(), self.lines, totals=True, paper="A3")
 
 
 def _key(label):

@@ -178,7 +178,7 @@ class Review(Collector):
         columns += [Column("得分", "score", "total"), Column("等级", "text", "grade"),
                     Column("审核结论", "text", "consequence"), Column("主要问题", "text", "issues")]
         note = NOTE + (NOTE_WITHOUT_INDICATORS if any(line.share is None for line in self.lines) else "")
-        sheet = table(NAME, columns, self.lines, note=note)
+        sheet = table(NAME, columns, self.lines, note=note, paper="A3")
         sheet.records = self.lines
         return sheet
 

@@ -67,7 +67,7 @@ class SelfEvaluation(Collector):
             + [Column(f"{g}指标得分", "score", g) for g in GROUPS]
             + [Column("总分", "score", "total"), Column("等级", "text", "grade"), Column("错误数", "count", "errors"),
                Column("主要问题", "text", "issues"), Column("来源文件", "text", "file"), Column("工作表", "text", "sheet")],
-            self.projects, totals=True, note="按总分从低到高排列；总分 = 预算执行得分 + 各类指标得分。"),
+            self.projects, totals=True, note="按总分从低到高排列；总分 = 预算执行得分 + 各类指标得分。", paper="A3"),
             table(DEPARTMENTS, [
                 Column("地区", "text", "region"), Column("主管部门", "text", "department"),
                 Column("项目数", "count", "projects"), Column("全年预算数（A）" + m, "money", "budget"),
@@ -94,7 +94,7 @@ def indicator_table(ctx: Context) -> Table:
         Column("计分类别", "text", "group"), Column("年度指标值", "text", "target"),
         Column("实际完成值", "text", "actual"), Column("分值", "score", "points"),
         Column("得分", "score", "score"), Column("计分方法", "text", "how"),
-        Column("偏差原因分析及改进措施", "text", "reason"), Column("位置", "text", "where")], forms)
+        Column("偏差原因分析及改进措施", "text", "reason"), Column("位置", "text", "where")], forms, paper="A3")
 
 
 def _indicator_lines(ctx: Context, s):
