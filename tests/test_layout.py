@@ -23,7 +23,9 @@ LAYERS = [
     {"rules.arithmetic", "rules.indicators", "rules.monitor", "rules.selfeval", "rules.tables", "rules.text"},
     {"spec"},  # 1. spec: Jinja → YAML → frozen model
     {"formparts", "sheetxml"},  # what every generated form carries, whoever writes it; summary sheet XML
-    {"designed.form", "manifest"},  # 2. generate, for a template designed in Excel; what generating hands out
+    {"sheetprint"},  # how a sheet edited with openpyxl prints (annotated copies, designed forms)
+    {"designed.form", "manifest", "annotation"},  # generate from an Excel design; what generating hands out; an
+    # annotated copy's own sheets  # 2. generate, for a template designed in Excel; what generating hands out
     {"reader.recognise", "reader.names", "generator", "fill", "ledger"},  # 2. generate; which form, where
     {"read", "issued"},  # 3. read: the stage's entry point; the record of what follow-up forms were issued with
     {"validator"},  # 4. validate

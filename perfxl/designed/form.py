@@ -38,6 +38,7 @@ from perfxl.formparts import (
     sum_check_formula,
 )
 from perfxl.rules import CheckFormula, SumCheck, live_checks
+from perfxl.sheetprint import FOOTER, fit_rows
 from perfxl.spec import Spec, TextRenderer, cell_name, layout
 
 _OPERATORS = {"between": "between", ">=": "greaterThanOrEqual", "<=": "lessThanOrEqual", ">": "greaterThan",
@@ -181,7 +182,7 @@ def _decorate(wb, ws, spec: Spec, lists, render: TextRenderer, scoped: bool, pas
                 ws.add_data_validation(to_openpyxl(rule, f"{cell_name(pos.first_row, c)}:{cell_name(pos.last_row, c)}"))
         name(t.name, f"{_absolute(cell_name(pos.first_row, first_col))}:{_absolute(cell_name(pos.last_row, last_col))}")
     _live_checks(ws, spec, lay, sheet, red)
-    _fit_width(ws)
+    _print_setup(ws)
     ws.protection.sheet = True
     if password:
         ws.protection.password = password
@@ -189,15 +190,21 @@ def _decorate(wb, ws, spec: Spec, lists, render: TextRenderer, scoped: bool, pas
         setattr(ws.protection, allowed, False)  # False in OOXML's inverted sense: allowed
 
 
-def _fit_width(ws) -> None:
-    """A design that says nothing about scaling prints one page wide, as perfxl's own forms do; a scale or
-    fit the designer chose is kept."""
+def _print_setup(ws) -> None:
+    """What the design says about printing is kept; where it says nothing, the form prints as perfxl's own
+    do: on A4, one page wide, 第 N 页 in the footer. Every row is made tall enough for its wrapped text as
+    rendered for this unit (a longer unit name than the designer's sample wraps onto another line)."""
     props = ws.sheet_properties.pageSetUpPr
-    if (props is not None and props.fitToPage) or ws.page_setup.scale not in (None, 100):
-        return
-    ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
+    if not ((props is not None and props.fitToPage) or ws.page_setup.scale not in (None, 100)):
+        ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+        ws.page_setup.fitToWidth = 1
+        ws.page_setup.fitToHeight = 0
+    if ws.page_setup.paperSize in (None, ""):
+        ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    footer = ws.oddFooter
+    if not any(part.text for part in (footer.left, footer.center, footer.right)):
+        footer.center.text = FOOTER
+    fit_rows(ws)
 
 
 def _live_checks(ws, spec: Spec, lay, sheet: str, red) -> None:
