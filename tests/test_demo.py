@@ -95,3 +95,33 @@ def test_each_round_of_the_demo_hands_out_a_slip_with_the_portal_and_the_deadlin
         text = [str(v) for row in sheet.iter_rows(values_only=True, max_row=6) for v in row if v is not None]
         assert "报送网址：http://192.168.1.10:8000/" in text, text
         assert any(t.startswith(f"截止日期：{deadline}") for t in text), text
+
+
+def test_the_monitoring_cover_counts_indicators_by_light_not_a_review_that_never_happened(demo_folder):
+    """The mid-year summary's cover once showed 目标审核等级 优 0 良 0 中 0 差 0 and a chart of four zeros: a
+    monitoring round reviews nothing, and a leader reading it would think every project had failed review."""
+    import zipfile
+
+    import openpyxl
+
+    from perfxl.summary.monitor import ORDER
+
+    summary = next((demo_folder / "4-运行监控").glob("*汇总表.xlsx"))
+    wb = openpyxl.load_workbook(summary)
+    cover = [[v for v in row] for row in wb["汇总"].iter_rows(values_only=True, max_row=30)]
+    words = {str(v) for row in cover for v in row if v is not None}
+    assert not any("目标审核" in w or "等级" in w for w in words), sorted(words)
+    where = next(r for r, row in enumerate(cover) if row[0] == "监控预警")
+    kinds, counted = cover[where + 1], cover[where + 2]
+    assert (kinds[0], counted[0]) == ("预警", "指标数")
+    tally = dict(zip(kinds[1:5], counted[1:5]))
+    assert list(tally) == ["红灯", "黄灯", "蓝灯", "无预警"] == [f"{k}灯" if k else "无预警" for k in ORDER]
+    lights = [row[15] for row in wb["监控预警"].iter_rows(min_row=2, values_only=True) if row[2]]
+    assert wb["监控预警"].cell(1, 16).value == "预警"
+    assert tally == {"红灯": lights.count("红"), "黄灯": lights.count("黄"), "蓝灯": lights.count("蓝"),
+                     "无预警": sum(1 for light in lights if not light)}
+    assert tally["红灯"] >= 1  # the demo's unit that forecasts a miss
+    with zipfile.ZipFile(summary) as book:
+        charts = [book.read(n).decode("utf-8") for n in book.namelist() if n.startswith("xl/charts/chart")]
+    assert len(charts) == 2 and sum("监控预警分布（指标数）" in c for c in charts) == 1
+    assert not any("目标审核" in c or "等级" in c for c in charts)

@@ -120,10 +120,12 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
 
     # A merge of follow-up forms only (自评表, 监控表) leaves out the declaration sheets, which would be empty.
     declarations = not ctx.specs or any(sp.family in {"project", "department"} for sp in ctx.specs.values())
-    grades, graded = review_sheet.grades(), "目标审核"
+    tally = cover.grade_tally(review_sheet.grades(), "目标审核")
     if not declarations and selfeval_sheets.projects:
-        grades, graded = Counter(p["grade"] for p in selfeval_sheets.projects), "绩效自评"
-    tables = [cover.build(ctx, counts, per_group, project_sheet.funding_labels, grades, graded)]
+        tally = cover.grade_tally(Counter(p["grade"] for p in selfeval_sheets.projects), "绩效自评")
+    elif not declarations and monitor_sheet.lines:
+        tally = monitor_sheet.tally()
+    tables = [cover.build(ctx, counts, per_group, project_sheet.funding_labels, tally)]
     if declarations:
         tables += [project_sheet.table(), indicators.build(ctx)]
     budget_table = budget_sheet.table()

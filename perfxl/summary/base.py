@@ -67,6 +67,18 @@ class Block:
     rows: list[list]
 
 
+@dataclass(frozen=True)
+class Tally:
+    """What the cover counts by kind, beside the departments' chart: a review's or a self-evaluation's
+    projects by grade, or a monitoring's indicators by light. Only what the merge holds: a monitoring round
+    has no grades, and a cover that showed it 目标审核 0/0/0/0 would say a review happened."""
+
+    name: str  # 目标审核等级, 绩效自评等级, 监控预警
+    kind: str  # the category's title: 等级, 预警
+    counted: str  # what is counted: 项目数, 指标数
+    counts: tuple[tuple[str, int], ...]  # in the order a reader expects (优 … 差, 红 … 无预警)
+
+
 @dataclass
 class Cover:
     """What a leader reads first: a title, the lines under it, key figures, small tables and charts."""

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import datetime
 
 from .about import accounting_line
-from .base import OFF_ROSTER, Block, Chart, Column, Context, Cover, Table, places, table
+from .base import OFF_ROSTER, Block, Chart, Column, Context, Cover, Table, Tally, places, table
 from .review import GRADES
 
 NAME = "汇总"
@@ -15,8 +15,12 @@ FIRST_TITLE = "地区"
 DEPARTMENTS = "按主管部门"
 
 
+def grade_tally(grades: Counter, graded: str) -> Tally:
+    return Tally(f"{graded}等级", "等级", "项目数", tuple((grade, grades.get(grade, 0)) for _, grade, _ in GRADES))
+
+
 def build(ctx: Context, counts: dict, per_group: dict[tuple, Counter], funding_labels: list[str],
-          grades: Counter, graded: str = "目标审核") -> Table:
+          tally: Tally) -> Table:
     m = ctx.money_suffix
     columns = [Column("地区", "text", "region"), Column("主管部门", "text", "department"),
                Column("应报单位数", "count", "expected"), Column("已报单位数", "count", "submitted"),
@@ -30,7 +34,7 @@ def build(ctx: Context, counts: dict, per_group: dict[tuple, Counter], funding_l
             "expected", "submitted", "valid", "errors", "missing", "projects")},
             "budget": float(c.get("budget", 0.0)), "money": c})
     sheet = table(NAME, columns, lines, totals=True)
-    sheet.cover = _cover(ctx, counts, lines, grades, graded)
+    sheet.cover = _cover(ctx, counts, lines, tally)
     levels = _levels(ctx, lines, m)
     if levels is not None:
         sheet.cover.tables.append(levels)
@@ -83,7 +87,7 @@ def _group_money(label):
     return lambda r: float(r["money"].get(label, 0.0))
 
 
-def _cover(ctx: Context, counts: dict, lines: list[dict], grades: Counter, graded: str) -> Cover:
+def _cover(ctx: Context, counts: dict, lines: list[dict], tally: Tally) -> Cover:
     regions = sorted({sp.region for sp in ctx.specs.values() if sp.region and sp.region != "全国"}) or \
         sorted({u.parent or u.region for u in ctx.units or [] if u.region})
     years = sorted({s.year for s in ctx.merged if s.year}) or ([ctx.year] if ctx.year else [])
@@ -98,11 +102,10 @@ def _cover(ctx: Context, counts: dict, lines: list[dict], grades: Counter, grade
                ("有错误", total["errors"], "count"), ("项目数", total["projects"], "count"),
                ("预算金额合计" + ctx.money_suffix, total["budget"], "money"),
                ("指标数", counts["indicators"], "count")]
-    grade_rows = [[grade, grades.get(grade, 0)] for _, grade, _ in GRADES]
-    blocks = [Block(f"{graded}等级", [("等级", "text"), ("项目数", "count")], grade_rows)]
+    blocks = [Block(tally.name, [(tally.kind, "text"), (tally.counted, "count")], [list(c) for c in tally.counts])]
     charts = [Chart("bar", "各主管部门报送情况", DEPARTMENTS, 1, (("通过校验", 4), ("有错误", 5), ("未报送", 6)),
                     stacked=True),
-              Chart("column", f"{graded}等级分布（项目数）", f"{graded}等级", 0, (("项目数", 1),))]
+              Chart("column", f"{tally.name}分布（{tally.counted}）", tally.name, 0, ((tally.counted, 1),))]
     return Cover(title=title,
                  lines=[f"汇总时间 {datetime.now().strftime('%Y-%m-%d %H:%M')}；金额单位 {ctx.money_unit}",
                         "文件核对：" + accounting_line(counts)],

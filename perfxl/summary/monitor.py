@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from .base import Collector, Column, Context, Table, money, table
+from .base import Collector, Column, Context, Table, Tally, money, table
 
 NAME = "监控预警"
 FIRST_TITLE = "地区"
@@ -36,6 +36,12 @@ class Monitoring(Collector):
                                    "budget": money(scores.get("budget"), factor),
                                    "spent": money(scores.get("spent"), factor), "rate": scores.get("rate"),
                                    **line, "where": f"{p.sheet}!{line['cell']}"})
+
+    def tally(self) -> Tally:
+        """The cover's count of indicators by light, reddest first; 无预警 for those on course."""
+        lights = Counter(line["light"] for line in self.lines)
+        return Tally(NAME, "预警", "指标数", tuple((f"{light}灯" if light else "无预警", lights.get(light, 0))
+                                              for light in ORDER))
 
     def table(self) -> Table | None:
         if not self.lines:
