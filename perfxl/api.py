@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas
 
-    from .merger import MergeResult
+    from .merging import MergeResult
     from .spec import Spec
 
 __all__ = ["load_template", "generate", "validate", "merge", "open_ledger", "LedgerView"]
@@ -65,7 +65,7 @@ def merge(inputs: list[str | Path] | str | Path, output: str | Path | None = Non
     none). Options as the CLI's: roster, template, year, db, csv_dir, parquet_dir, jobs, lang, returns_dir,
     return_by, templates_dir, issued. The result
     holds `counts`, `accounting`, `files` (each with its outcome) and every sheet's rows (`table(name)`)."""
-    from .merger import MergeOptions, run_merge
+    from .merging import MergeOptions, run_merge
 
     if isinstance(inputs, str | Path):
         inputs = [inputs]

@@ -502,7 +502,7 @@ def merge(inputs, output, roster, template, year, db, csv_dir, parquet_dir, jobs
     INPUTS 是文件或目录（收件箱），也可以是下级的导出文件或报送台账（节点汇总）。"""
     import time
 
-    from .merger import MergeOptions, run_merge
+    from .merging import MergeOptions, run_merge
 
     _check_issued(issued)
     options = MergeOptions(template=template, year=year, roster=roster, jobs=jobs, db=db, csv_dir=csv_dir,

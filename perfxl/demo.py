@@ -124,7 +124,7 @@ def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
          f"{len(silent)} 个单位未报送 → {inbox}")
     import time
 
-    from .merger import MergeOptions, run_merge
+    from .merging import MergeOptions, run_merge
 
     summary = folder / "3-汇总" / f"{YEAR}年项目支出绩效目标汇总表.xlsx"
     returns = folder / "3-汇总" / "退回"
@@ -152,7 +152,7 @@ def _followup_round(folder: Path, template: str, units, roster: Path, ledger: Pa
                     deadline: str) -> Path:
     """Generate a follow-up round from the ledger, fill every form with `answer`, merge it."""
     from .followup import generate_followups
-    from .merger import MergeOptions, run_merge
+    from .merging import MergeOptions, run_merge
 
     blank, inbox = folder / "空白表", folder / "收件箱"
     made = generate_followups(template, YEAR, units, ledger, blank, portal_url=PORTAL, deadline=deadline)

@@ -9,7 +9,7 @@
 What a merge keeps for its own later use (a sighting, a content's form data or rejection, the `kept`
 values) carries an HMAC-SHA256 under a key only this user has (`cache_key`, in perfxl's folder for the
 user): a ledger planted beside the summary, or edited since, is a cache miss, never trusted. What a
-lower level's ledger or export hands up is evidence, checked again (merger._rolled_up), not a cache.
+lower level's ledger or export hands up is evidence, checked again (merging.rollup.rolled_up), not a cache.
 
 Every SQLite file perfxl opens that it did not create in this run must hold only perfxl's schema (no
 view, trigger, virtual table, table of another name, computed column or expression index: things that

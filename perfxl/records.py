@@ -169,7 +169,7 @@ class Seen:
     ino: int = 0
     round: str | None = None  # a follow-up form's round (perfxl.issued)
     issued: str | None = None  # a follow-up form: the digest of the record it was checked against ("" none)
-    signature: str | None = None  # a single-project form: its budget and indicator rows (merger._renamed_together)
+    signature: str | None = None  # a single-project form: its budget and indicator rows (merging.versions.renamed_together)
 
     @property
     def stat(self) -> FileStat:

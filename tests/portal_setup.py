@@ -74,7 +74,7 @@ def without_stamp(source: Path, target: Path, unit_name: str | None = None) -> P
 def followup_forms(base: Path, setup: dict, template: str = "national/selfeval") -> Path:
     """A follow-up round as README shows it: the first two units' good forms merged into a ledger, then
     `perfxl generate national/selfeval --from LEDGER` (the third unit declared nothing, so gets no form)."""
-    from perfxl.merger import MergeOptions, run_merge
+    from perfxl.merging import MergeOptions, run_merge
 
     inbox = base / "申报"
     inbox.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from perfxl.merger import MergeOptions, run_merge
+from perfxl.merging import MergeOptions, run_merge
 from tests.hostile.conftest import good_form
 
 UNITS = [{"code": f"80000{i}", "name": f"随机单位{i}", "department": f"部门{i % 2}"} for i in range(4)]

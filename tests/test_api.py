@@ -26,7 +26,7 @@ def test_public_names_are_listed_and_resolve():
 
 def test_api_functions_are_not_shadowed_by_the_stage_modules():
     import perfxl.generator  # noqa: F401 - importing a stage module must not replace the API function
-    import perfxl.merger  # noqa: F401
+    import perfxl.merging  # noqa: F401
     import perfxl.validator  # noqa: F401
 
     assert callable(perfxl.generate) and perfxl.generate.__module__ == "perfxl.api"
@@ -154,7 +154,7 @@ def test_an_in_process_merge_gives_the_caller_its_address_space_limit_back(tmp_p
     """A merge with jobs=1 caps its own process while it reads (one hostile file must not exhaust the
     machine), and must lift the cap after: it once stayed, and a browser started later crashed."""
     resource = pytest.importorskip("resource")
-    from perfxl.merger import MergeOptions, run_merge
+    from perfxl.merging import MergeOptions, run_merge
 
     before = resource.getrlimit(resource.RLIMIT_AS)
     (tmp_path / "in").mkdir()

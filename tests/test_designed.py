@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from perfxl.cli import cli
 from perfxl.fill import fill_workbook, names_by_sheet
-from perfxl.merger import MergeOptions, run_merge
+from perfxl.merging import MergeOptions, run_merge
 from perfxl.spec import load_spec
 
 from .conftest import write_roster

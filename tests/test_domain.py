@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from perfxl import generator as generate
-from perfxl.merger import MergeOptions, run_merge
+from perfxl.merging import MergeOptions, run_merge
 from perfxl.spec import load_spec
 
 UNIT = {"code": "620001", "name": "成本单位", "department": "测试部门"}

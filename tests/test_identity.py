@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 
 from perfxl.api import open_ledger
-from perfxl.merger import MergeOptions, run_merge
+from perfxl.merging import MergeOptions, run_merge
 
 from .conftest import write_roster
 from .test_deadline_day import _form  # a national/project form of one unit, filled through its names

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perfxl import fill, report, sheetxml
-from perfxl.merger import MergeOptions, run_merge
+from perfxl.merging import MergeOptions, run_merge
 
 from .conftest import write_roster
 from .numbering import assert_numbered
@@ -167,7 +167,7 @@ def test_a_remerge_after_new_and_changed_files_writes_what_a_fresh_merge_writes(
 def test_a_roster_change_is_seen_by_a_remerge_of_an_unchanged_inbox(seeds, inbox, tmp_path, monkeypatch):
     """Kept rows name the roster entry they were made with: a unit moved to another 主管部门 moves in the
     sheets, and only that unit's form is checked again."""
-    from perfxl import merger
+    from perfxl.merging import worker
 
     units = [[seeds[k].unit["code"], seeds[k].unit["name"], seeds[k].unit["department"]] for k in ("000-0", "002-0")]
     roster = write_roster(tmp_path / "名单.csv", units)
@@ -176,8 +176,8 @@ def test_a_roster_change_is_seen_by_a_remerge_of_an_unchanged_inbox(seeds, inbox
     units[0][2] = "新设部门"
     write_roster(roster, units)
     checked = []
-    real = merger._process
-    monkeypatch.setattr(merger, "_process", lambda task: checked.append(task[0]) or real(task))
+    real = worker.process
+    monkeypatch.setattr(worker, "process", lambda task: checked.append(task[0]) or real(task))
     again = run_merge([inbox], tmp_path / "汇总.xlsx", options, materialize=True)
     assert [os.path.basename(p) for p in checked] == ["000-0.xlsx"]
     departments = {row[2] for row in again.table("项目清单").iter_rows()}
@@ -192,10 +192,10 @@ def test_an_unchanged_remerge_renders_no_form_again(inbox, tmp_path, monkeypatch
     options = MergeOptions(jobs=1, db=tmp_path / "台账.sqlite")
     run_merge([inbox], tmp_path / "汇总.xlsx", options)
     loads = []
-    from perfxl import merger
+    from perfxl.merging import run
 
-    real = merger._recheck
-    monkeypatch.setattr(merger, "_recheck", lambda *a: loads.append(a[1].path) or real(*a))
+    real = run.recheck
+    monkeypatch.setattr(run, "recheck", lambda *a: loads.append(a[1].path) or real(*a))
     again = run_merge([inbox], tmp_path / "汇总.xlsx", options)
     assert again.counts["from_ledger"] == 3 and loads == []  # no form rebuilt: every row came from the ledger
 
@@ -247,12 +247,12 @@ def _plain(row: tuple) -> tuple:
 def test_rows_rendered_ahead_by_workers_make_the_same_workbook(inbox, tmp_path, monkeypatch):
     """A fresh merge renders what each form adds in a pool of workers: the workbook must be the one the
     main process alone writes."""
-    from perfxl import merger
+    from perfxl.merging import render_ahead, run
 
-    monkeypatch.setattr(merger, "AHEAD_MIN_FORMS", 1)
+    monkeypatch.setattr(render_ahead, "AHEAD_MIN_FORMS", 1)
     loads = []  # forms the main process loads from the spool: none, if the workers rendered them all
-    real = merger._load
-    monkeypatch.setattr(merger, "_load", lambda spool, offset: loads.append(offset) or real(spool, offset))
+    real = run.load_spooled
+    monkeypatch.setattr(run, "load_spooled", lambda spool, offset: loads.append(offset) or real(spool, offset))
     run_merge([inbox], tmp_path / "池.xlsx", MergeOptions(jobs=2, db=tmp_path / "池.sqlite"))
     assert loads == []
     run_merge([inbox], tmp_path / "单.xlsx", MergeOptions(jobs=1, db=tmp_path / "单.sqlite"))

@@ -15,7 +15,7 @@ from perfxl.cli import cli
 from perfxl.contract import DECLARED_SHEET, STAMP_SHEET
 from perfxl.fill import names_by_sheet
 from perfxl.issued import RECORD_FILE
-from perfxl.merger import MergeOptions, run_merge
+from perfxl.merging import MergeOptions, run_merge
 from perfxl.values import parse_target
 
 from .test_monitor import monitor_forms  # noqa: F401 - the monitoring round generated from the ledger

@@ -35,7 +35,11 @@ LAYERS = [
     {"summary.cover"},
     {"summary"},
     {"returns"},  # 7. the return package (annotated copies and notices) of a review round
-    {"merger", "followup", "designed.importer"},  # 5. merge: outcomes, then the summary and the report; follow-up forms from a ledger
+    {"merging.options"},  # 5. merge: what it is asked and what it hands back
+    {"merging.worker", "merging.guard", "merging.versions"},  # a file read and checked; outputs; which version counts
+    {"merging.rollup", "merging.kept", "merging.render_ahead"},  # lower levels; the ledger's keeping; rendering ahead
+    {"merging.run", "followup", "designed.importer"},  # the merge's steps; follow-up forms from a ledger
+    {"merging"},
     {"portal.store"},  # the portal's uploads, checked by the merge's workers, in the merge's ledger
     {"api", "demo", "portal.app"},  # front ends
     {"cli"},

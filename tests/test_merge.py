@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from perfxl.cli import cli
-from perfxl.merger import MergeOptions, run_merge
+from perfxl.merging import MergeOptions, run_merge
 
 from .conftest import sha256, write_roster
 
@@ -174,7 +174,7 @@ def test_killed_merge_leaves_ledger_and_summary_intact(campaign, tmp_path):
     _merge(campaign, reference, db=tmp_path / "ref.sqlite")
     # The merge says when half the files are in its ledger, committed, and then waits to be killed there:
     # the kill lands mid-merge, after it wrote, whatever the machine's speed.
-    script = ("import sys, time; from pathlib import Path; from perfxl import merger as merge, ledger\n"
+    script = ("import sys, time; from pathlib import Path; import perfxl.merging as merge; from perfxl import ledger\n"
               "real = ledger.Ledger.record\n"
               "def record(self, *a, **k):\n"
               "    real(self, *a, **k); record.n = getattr(record, 'n', 0) + 1\n"

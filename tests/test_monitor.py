@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from perfxl.cli import cli
 from perfxl.fill import names_by_sheet
-from perfxl.merger import MergeOptions, run_merge
+from perfxl.merging import MergeOptions, run_merge
 from perfxl.rules.monitor import light
 from perfxl.spec import column_offsets, load_spec, split_cell
 from perfxl.values import parse_target

@@ -15,7 +15,7 @@ pytest.importorskip("httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
 from perfxl.errors import PerfxlError  # noqa: E402
-from perfxl.merger import MergeOptions, run_merge  # noqa: E402
+from perfxl.merging import MergeOptions, run_merge  # noqa: E402
 from perfxl.portal.app import PortalConfig, create_app  # noqa: E402
 from perfxl.portal.store import LEDGER_NAME  # noqa: E402
 from perfxl.roster import read_roster  # noqa: E402

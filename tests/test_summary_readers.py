@@ -9,7 +9,7 @@ import shutil
 import openpyxl
 import pytest
 
-from perfxl.merger import MergeOptions, run_merge
+from perfxl.merging import MergeOptions, run_merge
 
 from .numbering import assert_numbered
 

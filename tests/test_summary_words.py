@@ -136,7 +136,7 @@ def counties(demo, tmp_path_factory):
     import shutil
 
     from perfxl.ledger import export_merged
-    from perfxl.merger import MergeOptions, run_merge
+    from perfxl.merging import MergeOptions, run_merge
 
     root = tmp_path_factory.mktemp("counties")
     exports = {}
@@ -157,7 +157,7 @@ def counties(demo, tmp_path_factory):
 
 
 def test_a_rolled_up_file_is_named_with_the_export_it_came_from(counties):
-    from perfxl.merger import MergeOptions, run_merge
+    from perfxl.merging import MergeOptions, run_merge
 
     root, exports, _ = counties
     out = root / "市_无名单.xlsx"
@@ -183,7 +183,7 @@ def test_a_rolled_up_file_is_named_with_the_export_it_came_from(counties):
 
 
 def test_a_unit_no_roster_names_is_totalled_under_its_own_line_not_a_made_up_county(counties):
-    from perfxl.merger import MergeOptions, run_merge
+    from perfxl.merging import MergeOptions, run_merge
 
     root, exports, roster = counties
     city = run_merge([exports["甲县"], exports["乙县"]], root / "市.xlsx",
@@ -204,7 +204,7 @@ def test_a_unit_no_roster_names_is_totalled_under_its_own_line_not_a_made_up_cou
 def test_the_totals_per_level_have_a_csv_and_a_parquet_file_of_their_own(counties):
     import csv
 
-    from perfxl.merger import MergeOptions, run_merge
+    from perfxl.merging import MergeOptions, run_merge
 
     root, exports, roster = counties
     city = run_merge([exports["甲县"], exports["乙县"]], root / "市2.xlsx",

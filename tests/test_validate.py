@@ -122,7 +122,7 @@ def test_stamp_lost_recognised_by_title_and_labels(seeds, tmp_path):
     found = problems(tmp_path / "nostamp.xlsx")
     assert ("stamp-missing", "", "", "warning") in found
     assert not [p for p in found if p[3] == "error"]
-    from perfxl.merger import MergeOptions, run_merge
+    from perfxl.merging import MergeOptions, run_merge
 
     from .conftest import write_roster
 

@@ -667,7 +667,7 @@ def create_app(config: PortalConfig) -> Starlette:
 
 def _summary(store: Store, config: PortalConfig) -> bytes:
     """The summary merged now from the store, with the options its uploads were checked with."""
-    from perfxl.merger import run_merge
+    from perfxl.merging import run_merge
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "汇总.xlsx"

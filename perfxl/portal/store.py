@@ -35,7 +35,7 @@ from pathlib import Path
 
 from perfxl.files import safe_filename
 from perfxl.ledger import Ledger, StoredDataError
-from perfxl.merger import MergeOptions, check_upload, start_checker
+from perfxl.merging import MergeOptions, check_upload, start_checker
 from perfxl.problems import problem
 from perfxl.records import checked_from_bytes
 from perfxl.roster import Unit
@@ -355,4 +355,4 @@ def checked_form(path: str):
     """In a checker worker: the CheckedForm of a stored file, for its annotated copy (the ledger's cache
     makes this a lookup, not a second read)."""
     result = check_upload(path)
-    return checked_from_bytes(result[-1])
+    return checked_from_bytes(result.checked)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from perfxl.cli import cli
 from perfxl.ledger import export_merged
-from perfxl.merger import MergeOptions, run_merge
+from perfxl.merging import MergeOptions, run_merge
 
 from .conftest import good_form
 
@@ -160,7 +160,7 @@ def test_an_inflation_bomb_in_an_export_is_refused_under_the_cap(tmp_path):
     good = _export(tmp_path, "乙县", COUNTY_B)
     bad = _export(tmp_path, "甲县", COUNTY_A)
     _hostile(bad, "bomb")
-    script = ("import resource, sys; from pathlib import Path; from perfxl.merger import MergeOptions, run_merge\n"
+    script = ("import resource, sys; from pathlib import Path; from perfxl.merging import MergeOptions, run_merge\n"
               f"run_merge([Path({str(good)!r}), Path({str(bad)!r})], Path({str(tmp_path / 'm.xlsx')!r}), "
               "MergeOptions(jobs=1))\n"
               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")

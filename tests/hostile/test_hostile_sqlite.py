@@ -170,7 +170,7 @@ def test_perfxls_own_schema_ledgers_and_exports_pass_the_check(tmp_path, inbox):
     """The check refuses nothing perfxl writes (its SCHEMA, a merge's ledger, a county's export), so a
     change to SCHEMA that the check would refuse fails here, not in the field."""
     from perfxl.ledger import _schema_problem, export_merged, is_ledger
-    from perfxl.merger import MergeOptions, default_db, run_merge
+    from perfxl.merging import MergeOptions, default_db, run_merge
 
     db = sqlite3.connect(":memory:")
     db.executescript(SCHEMA)
@@ -194,7 +194,7 @@ def test_a_statement_on_a_hostile_file_the_check_missed_is_stopped_after_the_tim
         perfxl.ledger._schema_problem = lambda db: None
         perfxl.ledger.STATEMENT_SECONDS = 1.0
         from perfxl.issued import IssuedBook
-        from perfxl.merger import MergeOptions, run_merge
+        from perfxl.merging import MergeOptions, run_merge
         started = time.monotonic()
         print(IssuedBook(({str(record)!r},)).lookup(None, "600001", "national/selfeval", 2022),
               time.monotonic() - started)
@@ -217,7 +217,7 @@ def test_the_time_bound_counts_only_the_time_inside_sqlite(tmp_path, inbox, monk
     import time
 
     from perfxl import ledger as ledger_module
-    from perfxl.merger import MergeOptions, default_db, run_merge
+    from perfxl.merging import MergeOptions, default_db, run_merge
 
     out = tmp_path / "县" / "汇总.xlsx"
     for i in range(3):

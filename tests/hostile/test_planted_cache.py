@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from perfxl.ledger import pack, unpack
-from perfxl.merger import MergeOptions, default_db, run_merge
+from perfxl.merging import MergeOptions, default_db, run_merge
 from perfxl.sheetxml import pack_memo, unpack_memo
 
 from .test_planted_ledger import UNITS, _cells, _inbox

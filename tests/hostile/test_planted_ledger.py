@@ -13,7 +13,7 @@ import openpyxl
 import pytest
 
 from perfxl.ledger import export_merged
-from perfxl.merger import MergeOptions, default_db, run_merge
+from perfxl.merging import MergeOptions, default_db, run_merge
 
 from .conftest import good_form
 

@@ -1,0 +1,124 @@
+"""What a merge keeps in its ledger as results come in, and takes back from it: each file's sighting and
+status, its check under these settings (a re-merge of known content checks nothing again), and the roster
+it read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterable
+
+from ..files import display_path
+from ..issued import book as issued_book
+from ..ledger import READER_VERSION, Ledger
+from ..pipeline import CheckOptions
+from ..records import Seen
+from ..roster import Unit
+from .options import MergeOptions
+from .worker import FileResult
+
+
+def check_key(fingerprint: str, sha: str) -> str:
+    return f"check|{fingerprint}|{sha}"
+
+
+def collect(results: Iterable[FileResult], seen: dict[str, Seen], spool, ledger, progress,
+            keep=(None, None, None)) -> None:
+    """Each result into `seen` (its checked form spooled), the ledger, and the kept checks."""
+    pending_writes = 0
+    kept, fingerprint, roster = keep
+    for r in results:
+        summary = r.summary
+        if kept is not None and r.sha and r.source != "rollup":  # the next merge with these settings skips the check
+            kept.put(check_key(fingerprint, r.sha), json.dumps(
+                {**{k: summary[k] for k in _SEEN_FIELDS}, "roster_entry": entry(roster, summary["unit_code"])},
+                ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        offset = spool.tell()
+        spool.write(r.checked)
+        shown = display_path(r.path)
+        stat = r.stat
+        seen[r.path] = Seen(path=shown, size=stat.size, mtime_ns=stat.mtime_ns, ctime_ns=stat.ctime_ns, ino=stat.ino,
+                            sha=r.sha, source=r.source, offset=offset, length=len(r.checked),
+                            **{k: v for k, v in summary.items() if k not in {"problems", "version"}})
+        if ledger and r.sha:  # the sighting and the status are recorded even for a file taken from the ledger
+            ledger.record(r.sha, stat, shown, summary, r.form_blob)
+            pending_writes += 1
+            if pending_writes >= 200:
+                ledger.db.commit()
+                pending_writes = 0
+        if progress:
+            progress(1)
+    if ledger:
+        ledger.db.commit()
+
+
+def keep_roster(ledger: Ledger, roster: Path | None, units: list[Unit] | None) -> str | None:
+    """The digest under which the ledger keeps the roster this merge read (see Ledger.keep_roster)."""
+    if roster is None or units is None:
+        return None
+    try:
+        digest = hashlib.sha256(Path(roster).read_bytes()).hexdigest()
+    except OSError:  # gone since it was read: kept under the digest of what was read
+        digest = hashlib.sha256(json.dumps([u.to_dict() for u in units], ensure_ascii=False).encode()).hexdigest()
+    ledger.keep_roster(digest, units)
+    return digest
+
+
+def fingerprint(options: MergeOptions) -> str:
+    """The settings a form's check and its summary rows depend on, besides its content and its unit's
+    roster entry: the reader and rules (perfxl's version), what the merge expects, whether there is a
+    roster, and the templates folder's files. (A unit's entry is checked per form, so adding a unit to the
+    roster on deadline day does not make every other form be checked and rendered again.)"""
+    h = hashlib.sha256(repr((READER_VERSION, options.template, options.year, options.lang,
+                             options.roster is not None, options.check_options().issued)).encode("utf-8"))
+    if options.templates_dir is not None:
+        folder = Path(options.templates_dir)
+        for path in sorted(folder.rglob("*")):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            h.update(f"{path.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}|".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def entry(roster: dict | None, code: str | None) -> str:
+    """A unit's roster entry as a form's check saw it."""
+    return repr(roster.get(code or "")) if roster is not None else "-"
+
+
+_SEEN_FIELDS = ("template", "year", "unit_code", "unit_name", "status", "errors", "warnings", "read_error",
+                "project_names", "indicator_rows", "round", "issued", "signature")
+
+# What a kept check holds, and the types each may have: a kept value of any other shape is not used.
+_CHECK_TYPES = {"template": (str, type(None)), "year": (int, type(None)), "unit_code": (str, type(None)),
+                "unit_name": (str, type(None)), "status": (str,), "errors": (int,), "warnings": (int,),
+                "read_error": (str, type(None)), "project_names": (list,), "indicator_rows": (int,),
+                "round": (str, type(None)), "issued": (str, type(None)), "signature": (str, type(None)),
+                "roster_entry": (str,)}
+
+
+def kept_check(kept, fingerprint: str, sha: str, roster: dict | None, check: CheckOptions) -> dict | None:
+    """The summary of this content's check under these settings, as an earlier merge kept it; None when
+    there is none, or it is of another shape, or the unit's roster entry or issued record changed since."""
+    blob = kept.get(check_key(fingerprint, sha))
+    if blob is None:
+        return None
+    try:
+        summary = json.loads(blob)
+    except (ValueError, RecursionError):
+        return None
+    if not (isinstance(summary, dict) and summary.keys() == _CHECK_TYPES.keys()
+            and all(type(summary[k]) in types for k, types in _CHECK_TYPES.items())
+            and all(type(name) is str for name in summary["project_names"])):
+        return None  # not what a merge keeps: the file is checked again
+    if summary.pop("roster_entry") != entry(roster, summary["unit_code"]):
+        return None  # the unit's roster entry changed since: check it again
+    if summary["issued"] is not None:  # a follow-up form: checked against a record that must still be the one
+        record = issued_book(check.issued).lookup(summary["round"], summary["unit_code"], summary["template"],
+                                                  summary["year"])
+        if (record.digest if record else "") != summary["issued"]:
+            return None
+    summary["project_names"] = tuple(summary["project_names"])
+    return summary

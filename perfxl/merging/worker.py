@@ -1,0 +1,276 @@
+"""The merge's workers: each file read (or taken from the ledger) and validated in a pool of worker
+processes, under a time and memory limit, so a parser that hangs, blows up or crashes the process costs
+that one file, not the run. A worker sends back a FileResult: a small summary for the main process and the
+checked form already serialised as data. The submission portal checks its uploads in the same workers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import ReadError
+from ..inbox import FileStat, NotRegularFile, TooLarge, read_regular_file
+from ..ledger import Ledger, pack
+from ..limits import TimeLimitExceeded, address_space, time_limit
+from ..pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
+from ..problems import L
+from ..read import MAX_FILE_BYTES, FormData, read_workbook, too_large
+from ..records import checked_bytes
+from ..validator import CheckedForm, rejected, rejected_by
+from .options import MergeOptions
+
+_WORKER: dict[str, Any] = {}
+
+
+def init_worker(options: MergeOptions, roster: dict | None, db_path: str | None,
+                watch_parent: bool = True) -> tuple[int, int] | None:
+    """Set up a worker; returns the address-space limit it replaced (None if none was set), so an
+    in-process run can give its caller's process its limit back."""
+    _WORKER.update(options=options, roster=roster, db_path=db_path, ledger=None)
+    if watch_parent:
+        _exit_with_parent()
+    try:  # POSIX: cap the address space so one file cannot exhaust the machine
+        import resource
+
+        # A forked worker starts as large as its parent: the allowance comes on top of that.
+        limit = address_space() + options.file_memory_mb * 1024 * 1024
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard == resource.RLIM_INFINITY or hard > limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+            return soft, hard
+    except (ImportError, ValueError, OSError):  # Windows, or a limit the OS refuses: size caps still apply
+        pass
+    return None
+
+
+def restore_address_space(previous: tuple[int, int] | None) -> None:
+    if previous is None:
+        return
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, previous)
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def _exit_with_parent() -> None:
+    """A worker ends within a second or two of its merge being killed (kill -9 included): a forked worker
+    shares the task pipe with its siblings, so it would otherwise wait on it, or finish its file, forever."""
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    if parent > 1:
+        threading.Thread(target=watch, name="perfxl-parent-watch", daemon=True).start()
+
+
+def _worker_ledger():
+    if _WORKER.get("ledger") is None and _WORKER.get("db_path") and Path(_WORKER["db_path"]).exists():
+        _WORKER["ledger"] = Ledger(Path(_WORKER["db_path"]), readonly=True)
+    return _WORKER.get("ledger")
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """What a worker sends back for one file: a small summary for the main process, and the checked form
+    already serialised as data (records.checked_bytes), which the main process spools as it is."""
+
+    path: str
+    sha: str  # of the file's content; of a lower level's form, of its data (see rollup.rolled_up)
+    stat: FileStat  # of the very file descriptor the bytes were read from
+    source: str  # read | ledger | rollup
+    form_blob: bytes | None  # the form data to store in the ledger (read afresh, or from a lower level)
+    summary: dict
+    checked: bytes
+
+
+def finished(path: str, checked: CheckedForm, *, sha: str, stat: FileStat, source: str,
+             form_blob: bytes | None = None, claimed: str = "") -> FileResult:
+    summary = {"template": checked.template, "version": checked.version, "year": checked.year,
+               "unit_code": checked.unit_code, "unit_name": checked.unit_name, "status": checked.status,
+               "errors": checked.errors, "warnings": checked.warnings, "read_error": checked.read_error,
+               "project_names": tuple(p.name for p in checked.projects),
+               "indicator_rows": sum(len(p.indicators) for p in checked.projects),
+               "problems": json.dumps([p.to_record() for p in checked.problems], ensure_ascii=False),
+               "claimed": claimed, "round": checked.round, "issued": checked.issued, "signature": checked.signature}
+    return FileResult(path=path, sha=sha, stat=stat, source=source, form_blob=form_blob, summary=summary,
+                      checked=checked_bytes(checked))
+
+
+Task = tuple[str, "str | None", FileStat]  # path, the sha the ledger knows for the stat the walk saw, that stat
+
+
+def stored_form(ledger, sha: str, path: str) -> FormData | None:
+    """The form data the ledger keeps for this content, if it is usable (otherwise the file is read)."""
+    cached = ledger.cached_form(sha) if ledger else None
+    if cached is None:
+        return None
+    try:
+        form = FormData.from_dict(cached)
+    except (TypeError, ValueError, KeyError, AttributeError):  # not what this perfxl stored: read the file
+        return None
+    form.path = path
+    return form
+
+
+def process(task: Task) -> FileResult:
+    """Read (or take from the ledger) and validate one file."""
+    path, known_sha, seen = task
+    options: MergeOptions = _WORKER["options"]
+    check = options.check_options()
+    ledger = _worker_ledger()
+    data = None
+    sha = None
+
+    def unread(checked: CheckedForm) -> FileResult:
+        return finished(path, checked, sha="", stat=seen, source="read")
+
+    try:
+        if known_sha is not None:
+            # The main process knew this file by the stat its walk saw; trust the ledger only while the
+            # file still has that stat, so a correction written since is read, never taken for the old one.
+            st = os.stat(path)
+            if FileStat.of(st) == seen:
+                sha = known_sha
+        if sha is None:
+            data, st = read_regular_file(path, MAX_FILE_BYTES)
+            sha = hashlib.sha256(data).hexdigest()
+    except NotRegularFile:
+        return unread(rejected(path, "not-a-file"))
+    except TooLarge as exc:
+        return unread(rejected(path, "file-too-large", **too_large(exc.size)))
+    except OSError as exc:
+        return unread(rejected(path, "file-unreadable", detail=str(exc.strerror or exc)))
+    stat = FileStat.of(st)
+    form = stored_form(ledger, sha, path)
+    if form is not None:
+        return finished(path, check_read(form, check, _WORKER["roster"]), sha=sha, stat=stat, source="ledger")
+    refused = ledger.cached_rejection(sha) if ledger else None
+    if refused is not None:
+        return finished(path, rejected_by(path, refused), sha=sha, stat=stat, source="ledger")
+    if data is None:  # known content whose form the ledger lacks (another reader version): read it now
+        try:
+            data, st = read_regular_file(path, MAX_FILE_BYTES)
+        except OSError as exc:
+            return unread(rejected(path, "file-unreadable", detail=str(exc.strerror or exc)))
+        sha, stat = hashlib.sha256(data).hexdigest(), FileStat.of(st)
+    try:
+        with time_limit(options.file_timeout):
+            form = read_workbook(Path(path), templates_dir=options.templates_dir, template=options.template,
+                                 year=options.year, data=data)
+            checked = check_read(form, check, _WORKER["roster"])
+        return finished(path, checked, sha=sha, stat=stat, source="read", form_blob=pack(form.to_dict()))
+    except ReadError as exc:
+        checked = rejected_by(path, exc.problem)
+    except TimeLimitExceeded:
+        checked = rejected(path, "file-timeout", seconds=f"{options.file_timeout:g}")
+    except MemoryError:
+        checked = rejected(path, "file-too-complex", limit=MEMORY_LIMIT)
+    except RecursionError:
+        checked = rejected(path, "file-too-complex", limit=NESTING_LIMIT)
+    except Exception as exc:  # a reader bug costs one file
+        checked = rejected(path, "internal-error", during=READING, detail=f"{type(exc).__name__}: {exc}")
+    return finished(path, checked, sha=sha, stat=stat, source="read")
+
+
+def _process_chunk(tasks: list[Task]) -> list[FileResult]:
+    return [process(t) for t in tasks]
+
+
+def start_checker(options: MergeOptions, roster: dict | None, db_path: str | None, jobs: int):
+    """A pool of the merge's own workers that checks one file at a time (the submission portal): the same
+    reader and rules, and the same per-file time and memory limits, as `perfxl merge`."""
+    return ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=pool_context(), initializer=init_worker,
+                               initargs=(options, roster, db_path))
+
+
+def check_upload(path: str) -> FileResult:
+    """In a checker worker: one uploaded file read and checked, as the merge's workers do it."""
+    return process((path, None, FileStat.of(os.stat(path))))
+
+
+def pool_context():
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def check_files(tasks: list[Task], options: MergeOptions, roster: dict | None, db_path: str | None,
+                jobs: int) -> Iterator[FileResult]:
+    """Every task's result, as it comes. With one job the files are read in this process (under the same
+    limits, given back afterwards); otherwise even one file is read in a worker: a crash must cost the file,
+    not the run."""
+    if jobs > 1:
+        yield from _run_pool(tasks, options, roster, db_path, jobs,
+                             chunk=max(1, min(32, len(tasks) // (jobs * 8) or 1)))
+        return
+    previous = init_worker(options, roster, db_path, watch_parent=False)
+    try:
+        for task in tasks:
+            yield process(task)
+    finally:  # the caller's process (the Python API, a test, the portal) gets its own limit back
+        restore_address_space(previous)
+
+
+def _run_pool(tasks, options, roster, db_path, jobs, chunk):
+    """Yield results. When a worker dies, the files it may have held are retried one per task, and
+    those that fail again each run alone in a fresh worker: a file that kills even that worker is
+    the culprit, reported as such; the others are read normally."""
+    suspects: list = []
+    for size, pending in ((chunk, list(tasks)), (1, None)):
+        if pending is None:
+            pending, suspects = suspects, []
+        if not pending:
+            continue
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=pool_context(), initializer=init_worker,
+                                 initargs=(options, roster, db_path)) as pool:
+            futures = {pool.submit(_process_chunk, pending[i:i + size]): pending[i:i + size]
+                       for i in range(0, len(pending), size)}
+            for future in as_completed(futures):
+                try:
+                    yield from future.result()
+                except BrokenProcessPool:
+                    suspects.extend(futures[future])
+    for task in suspects:
+        with ProcessPoolExecutor(max_workers=1, mp_context=pool_context(), initializer=init_worker,
+                                 initargs=(options, roster, db_path)) as pool:
+            try:
+                yield from pool.submit(_process_chunk, [task]).result()
+            except BrokenProcessPool:
+                path, _, stat = task
+                yield finished(path, rejected(path, "worker-crash"), sha="", stat=stat, source="read")
+
+
+def recheck(ledger, s, path: str, check: CheckOptions, roster: dict | None) -> CheckedForm:
+    """A form taken from the ledger without its checked form: checked again from its stored data, here; or,
+    when what the ledger keeps of it cannot be used (changed since it was sealed), read again from the file,
+    if the file still holds that content."""
+    form = stored_form(ledger, s.sha, path)
+    if form is not None:
+        return check_read(form, check, roster)
+    refused = ledger.cached_rejection(s.sha)
+    if refused is not None:
+        return rejected_by(path, refused)
+    try:
+        data, _ = read_regular_file(path, MAX_FILE_BYTES)
+        if hashlib.sha256(data).hexdigest() != s.sha:
+            raise OSError("changed")
+        with time_limit(60.0):
+            return check_read(read_workbook(Path(path), templates_dir=check.templates_dir and Path(check.templates_dir),
+                                            template=check.template, year=check.year, data=data), check, roster)
+    except (OSError, ReadError, TimeLimitExceeded, MemoryError, RecursionError):
+        return rejected(path, "file-unreadable", detail=L("台账中缺少此表的数据", "the ledger lacks this form's data"))
