@@ -36,6 +36,7 @@ from pathlib import Path
 from perfxl.files import safe_filename
 from perfxl.ledger import Ledger, StoredDataError
 from perfxl.merging import MergeOptions, check_upload, start_checker
+from perfxl.merging.versions import counting_order, version_that_counts
 from perfxl.problems import problem
 from perfxl.records import checked_from_bytes
 from perfxl.roster import Unit
@@ -342,8 +343,10 @@ def shown_status(sub: dict) -> str:
 
 
 def _current(subs: list[dict]) -> dict | None:
-    counted = [s for s in subs if counts_for_unit(s)]
-    return max(counted, key=lambda s: (s["status"] == "valid", s["received"], s["id"])) if counted else None
+    """The unit's version that counts, by the merge's own rule (merging.versions): newest by when it was handed
+    in (an upload handed in again is made the newest file, as merge sees it), one without errors first."""
+    return version_that_counts((s for s in subs if counts_for_unit(s)),
+                               lambda s: counting_order(s["status"], s["received"], s["id"]))
 
 
 def _name_key(name: str) -> str:
