@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from time import monotonic
 
-from . import __version__
+from .cachekeys import READER_VERSION
 from .errors import OutputError
 from .files import atomic_output, home
 from .inbox import FileStat
@@ -163,11 +163,6 @@ OWN_TABLES = {"files", "sightings", "runs", "outcomes", "run_settings", "submiss
 PRUNE_SLACK = 1000  # kept values no run touched are pruned once they pass twice the touched ones and this
 KEEP_RUNS = 10  # the outcomes of this many recent runs are kept; older ones are derived data, pruned
 
-# Cached form data is only reused by the same reader: a new perfxl version reads files afresh.
-# "-p2": problems carry parameters, not rendered text; "-p3": form data carries a follow-up form's declared
-# rows; "-p4": those rows as lists, and the v2 declared sheet; "-p5": the stamp's round (perfxl.issued).
-# Caches of an older shape are read afresh.
-READER_VERSION = f"perfxl-{__version__}-p5"
 
 
 def _now() -> str:

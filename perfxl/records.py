@@ -9,14 +9,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .cachekeys import DATA_VERSION
 from .inbox import FileStat
 from .problems import Problem, problem
 from .values import Target
 
 # A checked form crosses from a merge's workers to its main process and is spooled to disk until the sheets
 # are built, and the portal keeps it between checking and annotating. On disk it is data (JSON of these
-# lists), never a pickle: whatever a file holds, reading it back builds records, it cannot run code.
-DATA_VERSION = 1
+# lists, their shape cachekeys.DATA_VERSION), never a pickle: whatever a file holds, reading it back builds
+# records, it cannot run code.
 
 
 @dataclass

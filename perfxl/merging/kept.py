@@ -9,18 +9,14 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from ..cachekeys import check_key
 from ..files import display_path
 from ..issued import book as issued_book
-from ..ledger import READER_VERSION, Ledger
+from ..ledger import Ledger
 from ..pipeline import CheckOptions
 from ..records import Seen
 from ..roster import Unit
-from .options import MergeOptions
 from .worker import FileResult
-
-
-def check_key(fingerprint: str, sha: str) -> str:
-    return f"check|{fingerprint}|{sha}"
 
 
 def collect(results: Iterable[FileResult], seen: dict[str, Seen], spool, ledger, progress,
@@ -63,24 +59,6 @@ def keep_roster(ledger: Ledger, roster: Path | None, units: list[Unit] | None) -
         digest = hashlib.sha256(json.dumps([u.to_dict() for u in units], ensure_ascii=False).encode()).hexdigest()
     ledger.keep_roster(digest, units)
     return digest
-
-
-def fingerprint(options: MergeOptions) -> str:
-    """The settings a form's check and its summary rows depend on, besides its content and its unit's
-    roster entry: the reader and rules (perfxl's version), what the merge expects, whether there is a
-    roster, and the templates folder's files. (A unit's entry is checked per form, so adding a unit to the
-    roster on deadline day does not make every other form be checked and rendered again.)"""
-    h = hashlib.sha256(repr((READER_VERSION, options.template, options.year, options.lang,
-                             options.roster is not None, options.check_options().issued)).encode("utf-8"))
-    if options.templates_dir is not None:
-        folder = Path(options.templates_dir)
-        for path in sorted(folder.rglob("*")):
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            h.update(f"{path.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}|".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
 
 
 def entry(roster: dict | None, code: str | None) -> str:

@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cachekeys import check_key, settings_fingerprint
 from ..domain import default_year
 from ..errors import missing_input
 from ..files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
@@ -24,7 +25,7 @@ from ..summary import Context
 from ..summary import build as build_summary
 from ..validator import CheckedForm
 from .guard import default_db, guard_outputs, own_outputs, outputs
-from .kept import check_key, collect, fingerprint, keep_roster, kept_check
+from .kept import collect, keep_roster, kept_check
 from .options import MergeOptions, MergeResult
 from .render_ahead import render_ahead
 from .rollup import input_labels, rolled_up
@@ -126,7 +127,7 @@ def _open(run: _Run) -> None:
                                        dir=run.output.parent if run.output else None)
     if run.ledger:
         run.kept = run.ledger.kept(run.run_id)
-        run.fingerprint = fingerprint(run.options)
+        run.fingerprint = settings_fingerprint(run.options)
 
 
 def _take_lower_levels(run: _Run) -> None:

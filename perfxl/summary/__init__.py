@@ -26,6 +26,7 @@ from . import (
     selfeval,
     status,
 )
+from ..cachekeys import PART_VERSION
 from .base import Context, Table, Who
 
 __all__ = ["SHEETS", "CSV_FIRST_TITLES", "Context", "Table", "build"]
@@ -69,8 +70,6 @@ def form_part(ctx: Context, s) -> tuple[int, list[dict], Who]:
             ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
     return rows, [c.state() for c in collectors], who
 
-
-PART_VERSION = 1
 
 
 def _part_from_kept(blob: bytes) -> tuple[int, list[dict], Who] | None:

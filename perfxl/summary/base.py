@@ -13,6 +13,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, ClassVar
 
+from perfxl.cachekeys import RENDER_VERSION
 from perfxl.domain import MONEY_UNITS, default_year
 from perfxl.records import CheckedForm, Seen
 from perfxl.roster import Unit
@@ -22,7 +23,6 @@ OUTCOME_ZH = {"merged": "已汇总", "rejected": "无法读取", "excluded": "�
               "duplicate": "重复文件", "superseded": "已被更新版本取代"}
 OFF_ROSTER = "（名单外）"  # the region or department of a unit the roster does not name
 STATUS_ZH = {"valid": "通过", "warnings": "通过（有提醒）", "errors": "有错误", "rejected": "无法读取"}
-RENDER_VERSION = 4  # bump when what a form adds to a sheet changes shape: kept parts of an older shape go unused
 KINDS = ("text", "money", "int", "count", "percent", "number", "score")  # how report formats and sums a column
 
 
