@@ -371,7 +371,7 @@ def _print_setup(ws, spec: Spec, lay) -> None:
     if repeat in lay.tables:
         ws.repeat_rows(lay.tables[repeat].header_row)
     ws.print_area(0, 0, lay.last_row, spec.width - 1)
-    ws.set_margins(left=0.5, right=0.5, top=0.6, bottom=0.6)
+    ws.set_margins(left=0.5, right=0.5, top=0.6, bottom=0.75)  # room for 第 N 页 (report.BOTTOM_MARGIN)
     ws.center_horizontally()
     ws.set_footer("&C第 &P 页，共 &N 页")
     if lay.page_breaks:
