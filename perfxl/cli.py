@@ -190,7 +190,7 @@ def template_check(folder, year):
 
 def _cannot_do(spec) -> list[str]:
     """What forms of this template cannot take part in, said where the template is imported and checked."""
-    if spec.family != "project" or spec.indicator_table() is not None:
+    if not spec.round.declaration or spec.indicator_table() is not None:
         return []
     return ["没有绩效指标表（没有写了指标层级 indicator 的表格）：汇总时「指标明细」没有它的行，「目标审核」不审核指标，"
             "只按必填项、项目名称和错误评分；也不能据它的申报生成自评表、监控表 (no indicator table: no indicator "
@@ -259,7 +259,7 @@ def generate(template, year, roster, outdir, region, projects, password, rows, l
 
     spec = load_spec(template, year, region, blank_rows=rows, templates_dir=templates_dir)  # fail fast
     units = read_roster(roster)
-    if ledger is not None or spec.family not in {"project", "department"}:
+    if ledger is not None or spec.round.followup:
         if ledger is None:
             raise click.UsageError(f"{template} 是后续表（{spec.title}），请用 --from 指定申报汇总的报送台账 (.sqlite)")
         from .followup import generate_followups

@@ -24,7 +24,4 @@ def default_year() -> int:
     the autumn for the next year."""
     return datetime.date.today().year + 1
 
-# The families of forms prefilled from a ledger and checked against what was issued (perfxl.issued).
-FOLLOWUP_FAMILIES = frozenset({"selfeval", "monitor"})
-
 ABOUT_SHEET = "说明"  # the summary sheet that says how it was made; the report adds to it

@@ -26,6 +26,7 @@ from .errors import SpecError, UnknownTemplate
 from .limits import TimeLimitExceeded, memory_limit, time_limit
 from .problems import CATALOGUE, SEVERITIES
 from .reader.cells import cell_name  # noqa: F401 - spec.cell_name is used by generate, read and tests
+from .rounds import ROUNDS, Round
 from .rules import check_params
 
 try:  # libyaml is ~10x faster; fall back to the pure-Python loader where it is missing
@@ -224,6 +225,11 @@ class Spec:
     def indicator_table(self) -> Table | None:
         for table in self.tables.values():
             if table.indicator is not None:
+    @property
+    def round(self) -> Round:
+        """The round of the year this template's forms belong to (perfxl.rounds)."""
+        return ROUNDS[self.family]
+
                 return table
         return None
 
@@ -820,13 +826,16 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
         if fid not in fields:
             raise ValueError(f"unknown field {fid!r} named in the template header")
     return Spec(
-        template=name, version=str(raw["version"]), title=str(raw["title"]), family=raw.get("family", "project"),
+        template=name, version=str(raw["version"]), title=str(raw["title"]), family=family,
         money_unit=raw.get("money_unit", "元"), multi_project=bool(raw.get("multi_project", False)),
         sheet_name=str(sheet.get("name", "绩效目标表")),
         widths=tuple(float(w) for w in sheet["columns"]) if not designed else (8.43,) * designed.check_column,
         blocks=tuple(blocks), fields=fields, tables=tables, grids=grids, rules=tuple(rules),
         print_setup=dict(sheet.get("print") or {}), fingerprint=digest.hexdigest()[:16],
         region=str(params["region"]), year=int(year), project_name_field=raw.get("project_name_field", ""),
+    family = str(raw.get("family", "project"))
+    if family not in ROUNDS:
+        raise ValueError(f"family “{family}” 不是已知的轮次，可用：{'、'.join(ROUNDS)} (unknown family)")
         budget_field=raw.get("budget_field"), key_fields=key_fields,
         funding_fields=tuple(raw.get("funding_fields") or ()), unit_name_field=raw.get("unit_name_field"),
         source=str(path), designed=designed)

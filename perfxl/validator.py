@@ -15,7 +15,7 @@ import operator
 import re
 from typing import Any
 
-from .domain import EXCEL_ERROR_VALUES, FOLLOWUP_FAMILIES, SUM_TOLERANCE, default_year
+from .domain import EXCEL_ERROR_VALUES, SUM_TOLERANCE, default_year
 from .issued import RECORD_FILE, IssuedBook, IssuedForm, IssuedProject
 from .problems import EMPTY, Collector
 from .problems import fmt_number as _fmt
@@ -190,7 +190,7 @@ def check_form(form: FormData, roster: dict | None = None, expect_year: int | No
     out.problems.extend(form.notices)
     _stamp_rules(form, spec, out, roster, expect_year)
     record, issued_sheets = None, {}
-    followup = spec.family in FOLLOWUP_FAMILIES
+    followup = spec.round.followup
     if followup:
         record, problem = (issued or IssuedBook()).find(form.round, form.unit_code, form.template,
                                                          form.year or spec.year)

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "perfxl"
 LAYERS = [
     {"contract", "domain", "inbox", "limits", "problems", "structure", "reader", "designed", "portal",
      "portal.auth", "cachekeys"},  # facts and plain helpers
-    {"errors", "values"},
+    {"errors", "values", "rounds"},
     {"files", "roster", "records", "reader.zipguard", "reader.xml", "reader.form", "reader.rawbook", "scoring",
      "identity"},
     {"reader.cells"},  # the one cell decoder

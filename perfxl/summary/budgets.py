@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from perfxl.rounds import DEPARTMENT
+
 from .base import Collector, Column, Context, Table, money, table
 
 NAME = "部门预算"
@@ -16,7 +18,7 @@ class Budgets(Collector):
     lines: list[dict] = field(default_factory=list)
 
     def add(self, s, checked, sp, who) -> None:
-        if sp.family != "department":  # the department form's 收支 grids; not a project's or self-evaluation's
+        if not (sp.round.declaration and sp.round.subject == DEPARTMENT):  # the department declaration's 收支 grids; not a project's or self-evaluation's
             return
         factor = self.ctx.factor(sp)
         for p in checked.projects:

@@ -6,6 +6,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from perfxl.rounds import PROJECT
+
 from .base import STATUS_ZH, UNIT_IN_LABEL, Collector, Column, Context, Table, file_name, money, table, union
 
 NAME = "项目清单"
@@ -43,7 +45,7 @@ class Projects(Collector):
     RECORDS = {"lines": ProjectLine}
 
     def __post_init__(self):
-        specs = [sp for sp in self.ctx.specs.values() if sp.family == "project"]
+        specs = [sp for sp in self.ctx.specs.values() if sp.round.declaration and sp.round.subject == PROJECT]
         self.key_labels = union([sp.fields[f].label.rstrip("：: ") for f in sp.key_fields] for sp in specs)
         self.money_keys = {sp.fields[f].label.rstrip("：: ") for sp in specs for f in sp.key_fields
                            if sp.fields[f].type == "money"}
@@ -52,7 +54,7 @@ class Projects(Collector):
                              if sp.indicator_table() is not None)
 
     def add(self, s, checked, sp, who) -> None:
-        if sp.family != "project":
+        if not (sp.round.declaration and sp.round.subject == PROJECT):
             return
         factor = self.ctx.factor(sp)
         indicator_table = sp.indicator_table()  # None: a bureau's form with no indicator table, no indicator rows

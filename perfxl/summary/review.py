@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from perfxl.rounds import PROJECT
 from perfxl.rules.indicators import cost_total
 
 from .base import Collector, Column, Context, Table, table
@@ -141,10 +142,10 @@ class Review(Collector):
     RECORDS = {"lines": ReviewLine}
 
     def add(self, s, checked, sp, who) -> None:
-        if sp.family != "project":
+        if not (sp.round.declaration and sp.round.subject == PROJECT):
             return
         indicator_table = sp.indicator_table()
-        main = indicator_table.indicator.values[-1] if indicator_table is not None else None
+        main = indicator_table.indicator.main if indicator_table is not None else None
         for p in checked.projects:
             problems = [q for q in checked.problems if q.sheet == p.sheet]
             codes = Counter(q.code for q in problems)
