@@ -43,6 +43,7 @@ class Declared:
     unit_code: str
     fields: dict[str, Any]
     rows: list[dict[str, Any]]  # level1, level2, level3, target, group, points
+    name: str = ""  # the project's (or the department's) name as declared
 
 
 @dataclass
@@ -51,10 +52,11 @@ class FollowupResult:
     without_declaration: list[Unit] = field(default_factory=list)
 
 
-def declarations(ledger_path: Path, templates_dir: Path | None = None,
-                 units: set[str] | None = None) -> dict[str, list[tuple[CheckedForm, Spec]]]:
-    """{unit code: [(checked declaration, its spec), …]} for every file the ledger's last merge merged (of the
-    `units` codes only, when given: each one is validated again, which is the cost here)."""
+def declarations(ledger_path: Path, templates_dir: Path | None = None, units: set[str] | None = None,
+                 family: str = "project") -> dict[str, list[tuple[CheckedForm, Spec]]]:
+    """{unit code: [(checked declaration, its spec), …]} for every file of the `family` round (perfxl.rounds:
+    the round a follow-up is prefilled from) the ledger's last merge merged (of the `units` codes only, when
+    given: each one is validated again, which is the cost here)."""
     if not Path(ledger_path).is_file():
         raise OutputError(f"找不到报送台账 (no such ledger): {ledger_path}")
     check_ledger_file(Path(ledger_path))
@@ -76,7 +78,7 @@ def declarations(ledger_path: Path, templates_dir: Path | None = None,
             if checked.read_error or not checked.template:
                 continue
             spec = load_spec(checked.template, checked.year, checked.region, templates_dir=templates_dir)
-            if spec.family != "project":
+            if spec.family != family:
                 continue
             out[checked.unit_code or s.get("unit_code") or ""].append((checked, spec))
         return out
@@ -84,17 +86,25 @@ def declarations(ledger_path: Path, templates_dir: Path | None = None,
         ledger.close()
 
 
-def group_map(templates_dir: Path | None) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
-    data = load_data("hierarchies", GROUPS_FILE, templates_dir)
+def group_map(templates_dir: Path | None, name: str = GROUPS_FILE) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
+    """(points per scoring group, {hierarchy: {一级 or 一级/二级: group}}) from templates/hierarchies/`name`.yaml."""
+    data = load_data("hierarchies", name, templates_dir)
     return ({str(k): float(v) for k, v in data["points"].items()},
             {str(h): {str(k): str(v) for k, v in m.items()} for h, m in data["groups"].items()})
 
 
+# What a project follow-up form is prefilled with when its template names nothing else (Spec.prefill).
+DEFAULT_PREFILL = {"project_name": "name", "department": "department", "implementing_unit": "unit_name",
+                   "goal_expected": "goal", "funds_total_initial": "budget"}
+
+
 def declared_projects(checked: CheckedForm, spec: Spec, unit: Unit, points: dict[str, float],
-                      groups: dict[str, dict[str, str]]) -> list[Declared]:
-    """Each project of a declaration as the follow-up form's prefill: names, money in 万元, indicator rows
-    with their group and 分值. A declaration whose template has no indicator table gives none: a follow-up
-    form scores declared indicators, and it declared none (its unit is listed as without a declaration)."""
+                      groups: dict[str, dict[str, str]], prefill: dict[str, str] | None = None) -> list[Declared]:
+    """Each project (or whole department) of a declaration as the follow-up form's prefill: the fields
+    `prefill` names (field → declared fact: name, department, unit_name, goal, budget in 万元), and the
+    indicator rows with their group and 分值, each row's target its full-year value (IndicatorSpec.main).
+    A declaration whose template has no indicator table gives none: a follow-up form scores declared
+    indicators, and it declared none (its unit is listed as without a declaration)."""
     table = spec.indicator_table()
     if table is None:
         return []
@@ -109,7 +119,7 @@ def declared_projects(checked: CheckedForm, spec: Spec, unit: Unit, points: dict
             level1, level2 = hierarchy.canonical(r.level1), hierarchy.canonical(r.level2)
             group = mapping.get(f"{level1}/{level2}") or mapping.get(level1, "过程")
             rows.append({"level1": r.level1, "level2": r.level2, "level3": r.level3,
-                         "target": r.texts[ind.values[-1]], "group": group})
+                         "target": r.texts[ind.main], "group": group})
         by_group: dict[str, list[dict]] = defaultdict(list)
         for row in rows:
             by_group[row["group"]].append(row)
@@ -118,11 +128,11 @@ def declared_projects(checked: CheckedForm, spec: Spec, unit: Unit, points: dict
                 row["points"] = share
         budget = p.values.get(spec.budget_field) if spec.budget_field else None
         goal = next((p.values.get(f) for f in ("annual_goal", "goal", "annual_target") if p.values.get(f)), "")
-        out.append(Declared(unit.code, {
-            "project_name": p.name, "department": unit.department or p.values.get("department") or "",
-            "implementing_unit": unit.name, "goal_expected": goal,
-            "funds_total_initial": round(budget * factor, 6) if isinstance(budget, int | float) else None,
-        }, rows))
+        facts = {"name": p.name, "department": unit.department or p.values.get("department") or "",
+                 "unit_name": unit.name, "goal": goal,
+                 "budget": round(budget * factor, 6) if isinstance(budget, int | float) else None}
+        out.append(Declared(unit.code, {field_id: facts[fact] for field_id, fact in (prefill or DEFAULT_PREFILL).items()},
+                            rows, p.name))
     return out
 
 
@@ -165,15 +175,20 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
     protected = {os.path.realpath(p) for p in avoid or ()}
     if os.path.realpath(outdir / RECORD_FILE) in protected:
         raise OutputError(f"输出目录中的 {RECORD_FILE} 是输入文件，perfxl 不会改动它；请换一个输出目录")
-    points, groups = group_map(templates_dir)
+    followup_spec = load_spec(template, year, region, templates_dir=templates_dir)
+    followup = followup_spec.round
+    prefill = {k: v for k, v in (followup_spec.prefill or DEFAULT_PREFILL).items() if k in followup_spec.fields}
+    if not followup.followup:
+        raise OutputError(f"{template} 不是后续表（监控、自评），不能从报送台账生成 (not a follow-up template)")
+    points, groups = group_map(templates_dir, followup.groups_file or GROUPS_FILE)
     round_id = new_round()  # in every form's stamp: the merge finds what was issued by it
-    declared = declarations(ledger_path, templates_dir, {u.code for u in units})
+    declared = declarations(ledger_path, templates_dir, {u.code for u in units}, followup.prefilled_from)
     result = FollowupResult()
     planned: list[tuple[Unit, str, list[Declared], tuple]] = []
     used_names: set[str] = set()
     for unit in units:
         projects = [d for checked, spec in declared.get(unit.code, [])
-                    for d in declared_projects(checked, spec, unit, points, groups)]
+                    for d in declared_projects(checked, spec, unit, points, groups, prefill)]
         if not projects:
             result.without_declaration.append(unit)
             continue
@@ -211,7 +226,7 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
             except OSError as exc:
                 raise OutputError(f"无法写入 (cannot write) {outdir / filename}: {exc.strerror or exc}") from None
             result.manifest.append({"unit_code": unit.code, "unit_name": unit.name, "file": filename,
-                                    "projects": [d.fields["project_name"] for d in projects]})
+                                    "projects": [d.name for d in projects]})
             if progress:
                 progress(1)
     finally:

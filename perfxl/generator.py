@@ -51,6 +51,7 @@ from .formparts import (
 from .manifest import HANDOUT_FILE as HANDOUT_FILE  # where it was before perfxl/manifest.py
 from .manifest import MANIFEST_FILE, Manifest, write_manifest
 from .roster import Unit
+from .rounds import DEPARTMENT
 from .rules import CheckFormula, SumCheck, live_checks
 from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec
 
@@ -149,9 +150,13 @@ def _write_guide(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats, shown
         ("3. 表格行数不够时，可在表格中间插入行（右键 → 插入），不要在表格以外另起表格。", fmt.text(), 10, False),
         ("4. 合计右侧的提示会即时显示分项之和是否相符；请在报送前消除所有“✗”提示。", fmt.text(), 10, False),
     ]
-    if spec.multi_project:
-        lines.append((f"5. 本工作簿含 {projects} 个项目工作表。项目不够时，右键点击任一项目工作表标签 → "
-                      "移动或复制 → 勾选“建立副本”，再在副本中填写新项目。", fmt.text(), 10, False))
+    subject = "部门" if spec.round.subject == DEPARTMENT else "项目"
+    if spec.round.followup:  # what was declared is issued sheet by sheet: a sheet added or removed is an error
+        lines.append((f"5. 本工作簿含 {projects} 个{subject}工作表，每个对应一个已申报的{subject}，申报时的内容已预填并锁定；"
+                      "请不要增加、删除或复制工作表。", fmt.text(), 10, False))
+    elif spec.multi_project:
+        lines.append((f"5. 本工作簿含 {projects} 个{subject}工作表。{subject}不够时，右键点击任一{subject}工作表标签 → "
+                      f"移动或复制 → 勾选“建立副本”，再在副本中填写新{subject}。", fmt.text(), 10, False))
     lines.append(("请勿删除隐藏工作表，也不要修改工作表中的公式；本表由 perfxl 生成，汇总时据此自动识别。",
                   fmt.text(), 10, False))
     for i, (text, style, size, bold) in enumerate(lines):

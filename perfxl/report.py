@@ -468,6 +468,7 @@ def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
                 ws.repeat_rows(0)
                 if part.rows:
                     ws.autofilter(0, 0, part.rows, len(kinds) - 1)
+                    _colour_cells(wb, ws, table, part.rows)
                 last = i == len(parts) - 1
                 note = table.note if len(parts) == 1 else (
                     f"续表 {i + 1}：{table.name} 超过 Excel 单表 {EXCEL_ROWS:,} 行，接续在下一张" if not last
@@ -497,6 +498,18 @@ class _Formats:
     body: dict
     totals: dict
     wrap: object
+
+
+def _colour_cells(wb, ws, table, rows: int) -> None:
+    """Table.colours as conditional formats over the column's rows (a fill, and dark text on it)."""
+    for column, fills in table.colours.items():
+        for text, colour in fills.items():
+            fill = wb.add_format({"bg_color": colour, "font_color": "#FFFFFF" if colour in _DARK else "#000000"})
+            ws.conditional_format(1, column, rows, column, {"type": "cell", "criteria": "==",
+                                                            "value": f'"{text}"', "format": fill})
+
+
+_DARK = {"#C00000", "#2F5597"}
 
 
 def _formats(wb) -> _Formats:

@@ -119,6 +119,13 @@ class IndicatorSpec:
     sign_column: str | None = None
     unit_column: str | None = None
     budget_field: str | None = None
+    annual: str = ""  # the value column that holds the year's target, where it is not the last (`values`)
+
+    @property
+    def main(self) -> str:
+        """The value column the year's target is read from: the declared `annual` column (the 盐城 部门整体
+        form's 全年值, before its 上半年值 and 前三季度值), else the last of `values`."""
+        return self.annual or self.values[-1]
 
 
 @dataclass(frozen=True)
@@ -210,10 +217,18 @@ class Spec:
     unit_name_field: str | None
     source: str
     designed: Designed | None = None
+    # A follow-up template's fields prefilled from the declaration: field id → what was declared (a key of
+    # followup.DECLARED_FACTS); empty: the project forms' usual fields (followup.DEFAULT_PREFILL).
+    prefill: dict[str, str] = field(default_factory=dict)
 
     @property
     def width(self) -> int:
         return len(self.widths)
+
+    @property
+    def round(self) -> Round:
+        """The round of the year this template's forms belong to (perfxl.rounds)."""
+        return ROUNDS[self.family]
 
     @property
     def money_factor(self) -> int:
@@ -225,11 +240,6 @@ class Spec:
     def indicator_table(self) -> Table | None:
         for table in self.tables.values():
             if table.indicator is not None:
-    @property
-    def round(self) -> Round:
-        """The round of the year this template's forms belong to (perfxl.rounds)."""
-        return ROUNDS[self.family]
-
                 return table
         return None
 
@@ -762,7 +772,10 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
                 required_levels=_choices(iraw.get("required_levels")),
                 recommended_levels=_choices(iraw.get("recommended_levels")),
                 cost_tuple=bool(iraw.get("cost_tuple", False)), sign_column=iraw.get("sign_column"),
-                unit_column=iraw.get("unit_column"), budget_field=iraw.get("budget_field"))
+                unit_column=iraw.get("unit_column"), budget_field=iraw.get("budget_field"),
+                annual=str(iraw.get("annual") or ""))
+            if indicator.annual and indicator.annual not in indicator.values:
+                raise ValueError(f"indicator annual {indicator.annual!r} 不在 values 中 (must be one of the values)")
         body = str(traw.get("range") or "").replace("$", "").upper()
         blank_rows = int(traw.get("blank_rows", 10))
         if body:
@@ -820,6 +833,9 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
         else:
             raise ValueError(f"unknown block kind {kind!r}")
 
+    family = str(raw.get("family", "project"))
+    if family not in ROUNDS:
+        raise ValueError(f"family “{family}” 不是已知的轮次，可用：{'、'.join(ROUNDS)} (unknown family)")
     sheet = raw.get("sheet") or {}
     key_fields = tuple(raw.get("key_fields") or ())
     for fid in key_fields + tuple(x for x in (raw.get("budget_field"), raw.get("project_name_field")) if x):
@@ -833,12 +849,25 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
         blocks=tuple(blocks), fields=fields, tables=tables, grids=grids, rules=tuple(rules),
         print_setup=dict(sheet.get("print") or {}), fingerprint=digest.hexdigest()[:16],
         region=str(params["region"]), year=int(year), project_name_field=raw.get("project_name_field", ""),
-    family = str(raw.get("family", "project"))
-    if family not in ROUNDS:
-        raise ValueError(f"family “{family}” 不是已知的轮次，可用：{'、'.join(ROUNDS)} (unknown family)")
         budget_field=raw.get("budget_field"), key_fields=key_fields,
         funding_fields=tuple(raw.get("funding_fields") or ()), unit_name_field=raw.get("unit_name_field"),
-        source=str(path), designed=designed)
+        source=str(path), designed=designed, prefill=_prefill(raw.get("prefill"), fields))
+
+
+PREFILL_FACTS = ("name", "department", "unit_name", "goal", "budget")  # what a declaration gives a follow-up form
+
+
+def _prefill(raw, fields: dict[str, Field]) -> dict[str, str]:
+    if not raw:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError("prefill 应写成 字段: 申报内容 的映射 (prefill is a mapping of field → declared fact)")
+    for fid, fact in raw.items():
+        if fid not in fields:
+            raise ValueError(f"prefill 中的字段 {fid!r} 不存在 (unknown field)")
+        if fact not in PREFILL_FACTS:
+            raise ValueError(f"prefill 中 {fid} 的来源 {fact!r} 应为 {'、'.join(PREFILL_FACTS)} 之一")
+    return {str(k): str(v) for k, v in raw.items()}
 
 
 _WORKBOOK_NAME = re.compile(r"[^/\\:*?\"<>|]{1,120}\.xlsx")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,12 @@ pytestmark = pytest.mark.libreoffice
 YEARS = {"shanghai/project-2018": 2018, "shanghai/project-2020": 2020, "yancheng/project": 2022}
 # declarations and department forms go out blank; the follow-up forms (monitoring, self-evaluation) are made
 # from a declaration's ledger, as the demo makes them
-TEMPLATES = [t for t in list_templates() if load_spec(t, YEARS.get(t, 2021)).family in {"project", "department"}]
+TEMPLATES = [t for t in list_templates() if load_spec(t, YEARS.get(t, 2021)).round.declaration]
 LONGEST_UNIT = ("510704003", "游仙区文化广播电视和旅游局", "游仙区人民政府")  # the demo roster's longest name
 KINDS = ([f"blank form {t}" for t in TEMPLATES] + ["designed form acme/fund", "designed form mianyang/designed",
          "分发清单", "declaration summary", "annotated copies", "退回通知", "monitoring form", "monitoring summary",
-         "self-evaluation form", "self-evaluation summary", "roll-up summary"])
+         "self-evaluation form", "self-evaluation summary", "roll-up summary", "部门整体 monitoring form",
+         "部门整体 self-evaluation form"])
 
 
 def _cli(*args: str) -> None:
@@ -50,7 +52,7 @@ def _longest_form(folder: Path) -> Path:
     return max(_forms(folder), key=lambda p: (len(p.stem), p.name))
 
 
-def _workbooks(base: Path) -> dict[str, list[Path]]:
+def _workbooks(base: Path, department_declaration: Path, department_unit: dict) -> dict[str, list[Path]]:
     """Every kind of workbook perfxl writes, made as a bureau makes it."""
     kinds: dict[str, list[Path]] = {}
     roster = write_roster(base / "名单.csv", [LONGEST_UNIT])
@@ -96,6 +98,20 @@ def _workbooks(base: Path) -> dict[str, list[Path]]:
     _cli("merge", str(export), "-o", str(city), "--roster", str(city_roster))
     kinds["roll-up summary"] = [city]
 
+    # 部门整体 monitoring and self-evaluation, from the ledger of the 盐城 seed's 部门整体 declaration
+    inbox = base / "部门整体" / "申报"
+    inbox.mkdir(parents=True)
+    shutil.copy(department_declaration, inbox / "部门整体.xlsx")
+    unit_roster = write_roster(base / "部门整体" / "名单.csv", [
+        (department_unit["code"], department_unit["name"], department_unit["department"])])
+    _cli("merge", str(inbox), "--roster", str(unit_roster), "-o", str(base / "部门整体" / "申报汇总.xlsx"))
+    for kind, template in (("monitoring", "national/department-monitor"), ("self-evaluation", "national/department-selfeval")):
+        out = base / "部门整体" / template.split("/")[1]
+        _cli("generate", template, "--year", "2021", "--roster", str(unit_roster),
+             "--from", str(base / "部门整体" / "申报汇总_报送台账.sqlite"), "-o", str(out))
+        kinds[f"部门整体 {kind} form"] = _forms(out)
+        kinds["分发清单"].append(out / "分发清单.xlsx")
+
     for kind, paths in kinds.items():
         assert paths and all(p.is_file() for p in paths), f"perfxl wrote no {kind}"
     kinds["base"] = [base]
@@ -103,7 +119,7 @@ def _workbooks(base: Path) -> dict[str, list[Path]]:
 
 
 @pytest.fixture(scope="module")
-def printed(soffice, tmp_path_factory):
+def printed(soffice, seeds, tmp_path_factory):
     try:
         printcheck.missing_tools()
     except printcheck.RenderError as e:
@@ -111,7 +127,7 @@ def printed(soffice, tmp_path_factory):
             pytest.fail(str(e))
         pytest.skip(str(e))
     base = tmp_path_factory.mktemp("print")
-    kinds = _workbooks(base)
+    kinds = _workbooks(base, seeds["001-0"].filled, seeds["001-0"].unit)
     every = [p for kind, paths in kinds.items() if kind != "base" for p in paths]
     findings = printcheck.check_workbooks(every, workdir=base / "rendered", processes=2)
     keep = os.environ.get("PERFXL_PRINTCHECK_REPORT")

@@ -88,7 +88,7 @@ def _indicators(table: Table, rows: list[dict], spec: Spec, out: Collector, shee
         if level not in present:
             out.add("indicator-category-recommended", "warning", sheet, "", f"{table.id}.{anchor.id}", level1=level)
     if records:
-        main = ind.values[-1]
+        main = ind.main
         quantitative = sum(1 for r in records if r.targets[main].quantitative)
         if quantitative / len(records) < 0.5:
             out.add("indicator-mostly-qualitative", "warning", sheet, "", f"{table.id}.{main}",
@@ -129,7 +129,7 @@ def _check_targets(record: IndicatorRecord, table: Table, spec: Spec, out: Colle
         common = {"level3": record.level3 or L("（未命名）", "(unnamed)"), "column": labels[vid],
                   "value": short_text(t.text)}
         if t.kind == "empty":
-            if all_empty and vid == ind.values[-1]:
+            if all_empty and vid == ind.main:
                 out.add("indicator-empty-value", "error", **where, **common)
             elif not all_empty and vid == ind.values[0] and len(ind.values) > 1:
                 out.add("indicator-empty-value", "warning", **where, **common)
@@ -175,7 +175,7 @@ def _check_targets(record: IndicatorRecord, table: Table, spec: Spec, out: Colle
 def _cost_rules(table: Table, records: list[IndicatorRecord], values: dict, cells: dict, spec: Spec,
                 out: Collector, sheet: str) -> None:
     ind = table.indicator
-    main = ind.values[-1]
+    main = ind.main
     targets = [r.targets[main] for r in records]
     budget_field = ind.budget_field or spec.budget_field
     budget = values.get(budget_field) if budget_field else None
@@ -198,7 +198,7 @@ def cost_total(spec: Spec, records: list[IndicatorRecord]) -> float | None:
     table = spec.indicator_table()
     if table is None:
         return None
-    main = table.indicator.values[-1]
+    main = table.indicator.main
     total, found = 0.0, False
     for r in records:
         t = r.targets[main]

@@ -13,6 +13,8 @@ import dataclasses
 import json
 from collections import Counter
 
+from perfxl.cachekeys import PART_VERSION
+
 from . import (
     about,
     budgets,
@@ -26,7 +28,6 @@ from . import (
     selfeval,
     status,
 )
-from ..cachekeys import PART_VERSION
 from .base import Context, Table, Who
 
 __all__ = ["SHEETS", "CSV_FIRST_TITLES", "Context", "Table", "build"]
@@ -118,7 +119,7 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
                         len(status_sheet.missing))
 
     # A merge of follow-up forms only (自评表, 监控表) leaves out the declaration sheets, which would be empty.
-    declarations = not ctx.specs or any(sp.family in {"project", "department"} for sp in ctx.specs.values())
+    declarations = not ctx.specs or any(sp.round.declaration for sp in ctx.specs.values())
     tally = cover.grade_tally(review_sheet.grades(), "目标审核")
     if not declarations and selfeval_sheets.projects:
         tally = cover.grade_tally(Counter(p["grade"] for p in selfeval_sheets.projects), "绩效自评")
@@ -131,9 +132,7 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     if budget_table is not None:
         tables.append(budget_table)
     tables += selfeval_sheets.tables()
-    monitor_table = monitor_sheet.table()
-    if monitor_table is not None:
-        tables.append(monitor_table)
+    tables += monitor_sheet.tables()
     tables += [status_table] + ([review_sheet.table()] if declarations else []) + [
         problem_sheet.table(), changes.build(ctx), about.build(ctx, counts)]
     return tables, counts, status_sheet.missing

@@ -118,6 +118,9 @@ class Table:
     # The largest paper the sheet may print on: A4, or A3 for a sheet declared too wide for A4 (it prints on
     # A4 all the same when its columns fit one at a readable scale).
     paper: str = "A4"
+    # Cells coloured by what they say: column index → {text: fill colour} (监控预警's 红/黄/蓝 lights). The
+    # colour is a conditional format of the column, so it follows the text through sorting and filtering.
+    colours: dict[int, dict[str, str]] = field(default_factory=dict)
 
     @property
     def lazy(self) -> bool:

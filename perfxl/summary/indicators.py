@@ -45,11 +45,11 @@ def lines(checked, sp, who) -> Iterator[IndicatorLine]:
     labels = {v: table_.column(v).label for v in ind.values}
     for p in checked.projects:
         for r in p.indicators:
-            main = r.targets[ind.values[-1]]
+            main = r.targets[ind.main]
             yield IndicatorLine(who.unit_code, who.unit_name, p.name, r.level1, r.level2, r.level3,
                                 {labels[v]: r.texts[v] for v in ind.values},
                                 main.op or TARGET_KIND_ZH.get(main.kind, ""), main.value, main.unit or "",
-                                main.word or main.deadline or "", f"{p.sheet}!{r.cells.get(ind.values[-1], '')}")
+                                main.word or main.deadline or "", f"{p.sheet}!{r.cells.get(ind.main, '')}")
 
 
 def columns(ctx: Context) -> list[Column]:
