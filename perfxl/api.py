@@ -36,15 +36,33 @@ def load_template(name: str, year: int | None = None, region: str | None = None,
 
 
 def generate(template: str, roster: str | Path, output: str | Path, *, year: int, region: str | None = None,
-             projects: int | None = None, password: str | None = None,
-             templates_dir: str | Path | None = None) -> list[dict]:
-    """One blank form per roster unit into `output`, with manifest.json; returns the manifest entries."""
-    from .generator import generate_forms
+             projects: int | None = None, password: str | None = None, templates_dir: str | Path | None = None,
+             ledger: str | Path | None = None, portal_url: str | None = None,
+             deadline: str | None = None) -> list[dict]:
+    """The forms of the template's round into `output`, with manifest.json and 分发清单.xlsx; returns the
+    manifest entries. A declaration round (申报) gets one blank form per roster unit; a follow-up round (监控,
+    自评, for projects or 部门整体) one form per unit that declared, prefilled from `ledger`, the declaration
+    round's ledger (the units that declared nothing are in manifest.json's without_declaration)."""
+    from .errors import OutputError
     from .roster import read_roster
+    from .spec import load_spec
 
+    templates = Path(templates_dir) if templates_dir else None
+    spec = load_spec(template, year, region, templates_dir=templates)  # an unknown template: before any folder
     units = read_roster(Path(roster))
+    if spec.round.followup:
+        if ledger is None:
+            raise OutputError(f"{template} 是后续表（{spec.title}），请用 ledger= 指定申报汇总的报送台账 (.sqlite)")
+        from .followup import generate_followups
+
+        result = generate_followups(template, year, units, Path(ledger), Path(output), region=region,
+                                    templates_dir=templates, avoid={Path(roster), Path(ledger)}, password=password,
+                                    portal_url=portal_url, deadline=deadline)
+        return result.manifest
+    from .generator import generate_forms
+
     return generate_forms(template, year, units, Path(output), region=region, projects=projects, password=password,
-                          templates_dir=Path(templates_dir) if templates_dir else None, avoid={Path(roster)})
+                          templates_dir=templates, avoid={Path(roster)}, portal_url=portal_url, deadline=deadline)
 
 
 def validate(path: str | Path, lang: str = "zh", *, template: str | None = None, year: int | None = None,

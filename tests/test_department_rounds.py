@@ -186,3 +186,19 @@ def test_department_monitoring_lights_and_a_missing_cause(declared, convert, tmp
     problems = {(r["规则"], r["单元格"]) for r in _sheet(out, "校验问题")}
     assert ("monitor-cause-missing", cells["12329热线接通率"]["cause"].coordinate) in problems
     assert ("monitor-cause-missing", cells["归集住房公积金"]["cause"].coordinate) not in problems
+
+
+def test_the_api_generates_a_follow_up_round_from_a_ledger_and_asks_for_one_without_it(declared, tmp_path):
+    import perfxl
+    from perfxl.errors import PerfxlError
+
+    ledger = declared["base"] / "申报汇总_报送台账.sqlite"
+    entries = perfxl.generate("national/department-selfeval", declared["roster"], tmp_path / "自评表", year=YEAR,
+                              ledger=ledger, deadline="2022-01-31")
+    assert [e["unit_code"] for e in entries] == [declared["seed"].unit["code"]]
+    assert (tmp_path / "自评表" / entries[0]["file"]).is_file() and entries[0]["access_code"]
+    manifest = json.loads((tmp_path / "自评表" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["kind"] == "followup" and manifest["deadline"] == "2022-01-31"
+    with pytest.raises(PerfxlError, match="报送台账"):
+        perfxl.generate("national/department-monitor", declared["roster"], tmp_path / "监控表", year=YEAR)
+    assert not (tmp_path / "监控表").exists()
