@@ -174,7 +174,7 @@ class IssuedBook:
 
     def __init__(self, named: tuple[str, ...] = ()):
         self.named = tuple(Path(p) for p in named)
-        self._db: dict[Path, sqlite3.Connection | None] = {}
+        self._db: dict[Path, tuple[sqlite3.Connection | None, tuple | None]] = {}  # (connection, file stamp)
         self._rounds: dict[str, dict] | None = None
         self._rounds_stamp: tuple | None = None
         self._digests: dict[tuple[Path, str], str | None] = {}
@@ -218,6 +218,30 @@ class IssuedBook:
             return found, ("issued-earlier-round" if newest and newest.round != found.round else None)
         return None, "issued-missing"
 
+    def units_issued(self, template: str, year: int | None) -> set[str] | None:
+        """The units a form of this template (and year) was issued to, in any round the records named and
+        this machine's registered ones hold; None when no record of it can be found (then nothing is known
+        of who should hand in)."""
+        index = self._index()
+        sources = list(self.named) + [p for p in registered_records(template, year, index) if p not in self.named]
+        where = "template=?" + (" AND year=?" if year else "")
+        args = (template,) + ((year,) if year else ())
+        found: set[str] | None = None
+        for path in sources:
+            db = self._connect(path)
+            if db is None:
+                continue
+            try:
+                rows = db.execute(f"SELECT round, unit_code FROM issued WHERE {where}", args).fetchall()
+            except sqlite3.Error:
+                continue
+            for round_id, unit_code in rows:
+                entry = index.get(str(round_id))
+                if entry and entry.get("digest") and self._round_digest(path, str(round_id)) != entry["digest"]:
+                    continue  # a round changed since this machine wrote it says nothing of who was issued a form
+                found = (found or set()) | {str(unit_code)}
+        return found
+
     def _index(self) -> dict[str, dict]:
         """This machine's index of rounds, read again only when it changed (a round generated meanwhile)."""
         try:
@@ -242,21 +266,34 @@ class IssuedBook:
 
     def _connect(self, path: Path) -> sqlite3.Connection | None:
         """The record file read-only (perfxl.ledger.open_readonly: its schema only perfxl's, every query
-        bounded in time), or None for one that cannot be used: its forms are then unchecked, said as such."""
+        bounded in time), or None for one that cannot be used: its forms are then unchecked, said as such.
+        A connection is kept while the file is the one it opened: a forms folder generated again (the demo,
+        a bureau's second run) puts a new record at the same path, and the old connection would still read
+        the deleted file's rounds."""
         from .ledger import open_readonly
 
-        if path not in self._db:
+        try:
+            st = path.stat()
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = None
+        kept = self._db.get(path)
+        if kept is not None and kept[1] == stamp:
+            return kept[0]
+        if kept is not None and kept[0] is not None:
+            kept[0].close()
+        self._digests = {k: v for k, v in self._digests.items() if k[0] != path}
+        db = None
+        try:
+            if stamp is not None:
+                db = open_readonly(path)
+                db.execute("SELECT 1 FROM issued LIMIT 1").fetchall()
+        except (sqlite3.Error, OutputError):
+            if db is not None:
+                db.close()
             db = None
-            try:
-                if path.is_file():
-                    db = open_readonly(path)
-                    db.execute("SELECT 1 FROM issued LIMIT 1").fetchall()
-            except (sqlite3.Error, OutputError):
-                if db is not None:
-                    db.close()
-                db = None
-            self._db[path] = db
-        return self._db[path]
+        self._db[path] = (db, stamp)
+        return db
 
     def _query(self, path: Path, where: str, args: tuple) -> IssuedForm | None:
         db = self._connect(path)
@@ -280,7 +317,7 @@ class IssuedBook:
         return IssuedForm(str(round_id), str(unit_code), str(template), year, projects, digest)
 
     def close(self) -> None:
-        for db in self._db.values():
+        for db, _ in self._db.values():
             if db is not None:
                 db.close()
         self._db.clear()

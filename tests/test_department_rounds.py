@@ -69,8 +69,11 @@ def _rows(path, template: str):
 
 
 def _sheet(path, name: str) -> list[dict]:
-    ws = openpyxl.load_workbook(path, read_only=True)[name]
-    rows = list(ws.iter_rows(values_only=True))
+    wb = openpyxl.load_workbook(path, read_only=True)
+    try:
+        rows = list(wb[name].iter_rows(values_only=True))
+    finally:
+        wb.close()
     return [dict(zip(rows[0], r)) for r in rows[1:] if any(v not in (None, "") for v in r)]
 
 
@@ -146,6 +149,8 @@ def test_department_self_evaluation_scores_equal_a_hand_computation(declared, co
     assert line["总分"] == pytest.approx(10 * 4800 / 5218.16 + sum(expected.values()), abs=0.01)
     assert line["部门产出得分"] == pytest.approx(
         sum(p for r, p in zip(rows, expected.values()) if r["level1"].value == "部门产出"), abs=0.01)
+    status = {r["单位编码"]: r["报送状态"] for r in _sheet(out, "报送情况")}
+    assert status == {"320900101": "已报送", "999001": "无申报，未下发"}, "应报: the units a form was issued to"
     problems = {(r["规则"], r["单元格"]) for r in _sheet(out, "校验问题")}
     missed = next(r for r in rows if r["level3"].value == "12329热线接通率")
     explained = next(r for r in rows if r["level3"].value == "发放住房公积金贷款")

@@ -371,3 +371,26 @@ def test_a_forecast_in_another_unit_is_an_error_and_red(monitor_forms, seeds, tm
     result = _merge(tmp_path, "换了单位", _saved(wb, tmp_path / "换了单位.xlsx"))
     assert ("monitor-unit-mismatch", row["expected"].coordinate) in _errors(result)
     assert _monitor_lines(result)[row["level3"].value]["预警"] == "红"
+
+
+def test_a_record_generated_again_at_the_same_path_is_read_afresh_not_through_the_old_connection(tmp_path):
+    """The demo run twice in one process (and a portal while a bureau generates a folder again) once kept
+    reading the deleted record through a connection opened on the first: the second round's forms were then
+    not found, went unscored, and the monitoring summary lost its red lights."""
+    from perfxl.issued import IssuedBook, IssuedProject, new_round, record_round
+
+    folder = tmp_path / "监控表"
+    project = IssuedProject("项目1", {"project_name": "甲项目"}, ())
+    book = IssuedBook()
+    folder.mkdir()
+    first = new_round()
+    record_round(folder, first, "national/monitor", YEAR, [("610001", [project])])
+    assert book.lookup(first, "610001", "national/monitor", YEAR).round == first
+    assert book.units_issued("national/monitor", YEAR) >= {"610001"}
+    shutil.rmtree(folder)
+    folder.mkdir()
+    second = new_round()
+    record_round(folder, second, "national/monitor", YEAR, [("610002", [project])])
+    assert book.lookup(second, "610002", "national/monitor", YEAR).round == second
+    assert "610002" in book.units_issued("national/monitor", YEAR)
+    book.close()

@@ -207,7 +207,7 @@ def _summary_context(run: _Run, files: list[Seen], unsettled: list[str]) -> Cont
     return Context(files=files, load=load, units=run.units, template=options.template,
                    year=options.year, roster=options.roster, lang=options.lang,
                    templates_dir=options.templates_dir, skipped=_skipped(run), unsettled=unsettled,
-                   fingerprint=run.fingerprint, cache=run.kept)
+                   fingerprint=run.fingerprint, cache=run.kept, issued=tuple(options.issued or ()))
 
 
 def _skipped(run: _Run) -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from perfxl.cachekeys import RENDER_VERSION
 from perfxl.domain import MONEY_UNITS, default_year
+from perfxl.issued import book
 from perfxl.records import CheckedForm, Seen
 from perfxl.roster import Unit
 from perfxl.spec import Spec, load_spec
@@ -309,6 +310,7 @@ class Context:
     # and prefetch(keys) (look up many at once before getting them). None: nothing kept.
     fingerprint: str | None = None
     cache: Any = None
+    issued: tuple[Path, ...] = ()  # the records of what was issued named for the merge (--issued)
 
     def __post_init__(self):
         self.merged = [s for s in self.files if s.outcome == "merged"]
@@ -328,6 +330,23 @@ class Context:
             self._layout = hashlib.sha256(repr((
                 self.fingerprint, RENDER_VERSION, self.money_unit, sorted(self.specs, key=repr), self.lang,
                 self.template, self.year, self.units is not None, self._roster_places)).encode()).hexdigest()
+
+    def units_issued(self) -> set[str] | None:
+        """For a merge of follow-up forms only (监控, 自评): the units a form was issued to, which are the units
+        expected to hand one in (a unit that declared nothing got none). None for a declaration round, or
+        when no record of what was issued can be found."""
+        rounds = {(sp.template, sp.year) for sp in self.specs.values()}
+        if self.template:
+            rounds.add((self.template, self.year))
+        specs = [load_spec(t, y or default_year(), templates_dir=self.templates_dir) for t, y in rounds]
+        if not specs or not all(sp.round.followup for sp in specs):
+            return None
+        found: set[str] | None = None
+        for template, year in rounds:
+            units = book(tuple(str(p) for p in self.issued)).units_issued(template, year)
+            if units is not None:
+                found = (found or set()) | units
+        return found
 
     def form_key(self, s: Seen) -> str | None:
         """The key under which what this form adds to the sheets is kept: its content, where and when it

@@ -14,6 +14,7 @@ from .base import STATUS_ZH, Column, Context, Table, file_name, place, received,
 NAME = "报送情况"
 FIRST_TITLE = "地区"
 HANDED_IN, MISSING, OFF_ROSTER = "已报送", "未报送", "已报送（名单外）"
+NOT_ISSUED = "无申报，未下发"  # a follow-up round: the unit declared nothing, so it was sent no form to hand in
 
 COLUMNS = [
     Column("地区", "text", "region"), Column("主管部门", "text", "department"), Column("单位编码", "text", "unit_code"),
@@ -50,11 +51,15 @@ class Status:
         for s in self.ctx.files:
             if s.outcome in {"merged", "superseded"} and (s.unit_code or s.unit_name):
                 by_unit[s.unit_code or s.unit_name].append(s)
+        issued = self.ctx.units_issued()  # None: every roster unit is expected (a declaration round)
         for u in self.ctx.units or []:
             sent = by_unit.pop(u.code, [])
             chosen = [s for s in sent if s.outcome == "merged"]
             region = place(u)
             group = self.per_group[(region, u.department)]
+            if issued is not None and u.code not in issued and not sent:
+                self.lines.append(StatusLine(region, u.department, u.code, u.name, NOT_ISSUED))
+                continue
             group["expected"] += 1
             if not chosen:
                 group["missing"] += 1
@@ -82,5 +87,6 @@ class Status:
                                          OFF_ROSTER if self.ctx.units is not None else HANDED_IN,
                                          STATUS_ZH[newest.status], "；".join(file_name(x) for x in chosen),
                                          received(newest.mtime_ns), len(sent), newest.errors, newest.warnings))
-        self.lines.sort(key=lambda r: (r.state != MISSING, str(r.region), str(r.department), str(r.unit_code)))
+        order = {MISSING: 0, NOT_ISSUED: 2}
+        self.lines.sort(key=lambda r: (order.get(r.state, 1), str(r.region), str(r.department), str(r.unit_code)))
         return table(NAME, COLUMNS, self.lines)
