@@ -136,10 +136,10 @@ def decide(seen: list[Seen], options: MergeOptions, units: list[Unit] | None = N
             s.outcome, s.reason = "rejected", s.read_error
             continue
         if s.path in elsewhere:
-            s.outcome, s.reason, s.duplicate_of = "rejected", "rollup-other-region", elsewhere[s.path]
+            s.outcome, s.reason, s.duplicate_of = "excluded", "rollup-other-region", elsewhere[s.path]
             continue
         if s.path in conflicting:
-            s.outcome, s.reason, s.duplicate_of = "rejected", "rollup-conflict", conflicting[s.path]
+            s.outcome, s.reason, s.duplicate_of = "excluded", "rollup-conflict", conflicting[s.path]
             continue
         if s.sha in first_by_sha:
             s.outcome, s.reason, s.duplicate_of = "duplicate", "same-content", first_by_sha[s.sha].path
@@ -163,7 +163,7 @@ def decide(seen: list[Seen], options: MergeOptions, units: list[Unit] | None = N
         if rival:  # one unit, other data, from two lower levels: neither can be told genuine
             for s in versions:
                 if s.path in rival:
-                    s.outcome, s.reason, s.duplicate_of = "rejected", "rollup-unit-conflict", rival[s.path]
+                    s.outcome, s.reason, s.duplicate_of = "excluded", "rollup-unit-conflict", rival[s.path]
             versions = [s for s in versions if s.path not in rival]
             if not versions:
                 continue

@@ -33,12 +33,12 @@ class Problems(Collector):
             name = self.ctx.who(s, checked).unit_name
             for q in checked.problems:
                 self._line(s, name, q)
-            if s.outcome == "excluded":
+            if s.reason in ROLLUP_REASONS:  # read, and left out by the roll-up: not 无法读取
+                self._line(s, name, Problem("error", s.reason, params={"other": s.duplicate_of, "claimed": s.claimed}))
+            elif s.outcome == "excluded":
                 expected = self.ctx.year if s.reason == "other-year" else self.ctx.template
                 self._line(s, name, Problem("error", s.reason, params={"expected": expected, "found": s.year,
                                                                        "template": s.template}))
-            elif s.reason in ROLLUP_REASONS:
-                self._line(s, name, Problem("error", s.reason, params={"other": s.duplicate_of, "claimed": s.claimed}))
 
     def _line(self, s: Seen, unit_name: str, q: Problem) -> None:
         self.lines.append({"file": file_name(s), "unit_name": unit_name, "sheet": q.sheet, "cell": q.cell,

@@ -66,7 +66,7 @@ def test_a_county_claiming_another_countys_file_with_other_data_replaces_nothing
         results.append(result)
         lying = next(s for s in result.files if s.path.startswith(liar.name))
         true = next(s for s in result.files if s.path.startswith(genuine.name))
-        assert lying.outcome == true.outcome == "rejected" and lying.reason == true.reason == "rollup-conflict"
+        assert lying.outcome == true.outcome == "excluded" and lying.reason == true.reason == "rollup-conflict"
         assert result.counts["merged"] == 0  # the lie replaced nothing, and it is not merged either
         changes = list(result.table("变更记录").iter_rows())
         assert any("下级上报数据冲突" in str(row) for row in changes)
@@ -235,7 +235,7 @@ def test_a_county_cannot_hand_up_another_countys_unit_whatever_the_names_and_tim
         genuine, thief = inputs
         result = run_merge(inputs, tmp_path / f"市{first}.xlsx", MergeOptions(jobs=1, roster=roster))
         forged = next(s for s in result.files if s.path.endswith("#伪造.xlsx"))
-        assert (forged.outcome, forged.reason) == ("rejected", "rollup-other-region")
+        assert (forged.outcome, forged.reason) == ("excluded", "rollup-other-region")
         merged = {s.unit_code: s for s in result.files if s.outcome == "merged"}
         assert set(merged) == {u["code"] for u in COUNTY_A + COUNTY_B + COUNTY_B_MORE}
         assert merged[COUNTY_A[0]["code"]].path.split("#")[0].endswith("甲县.perfxl")
@@ -249,7 +249,7 @@ def test_one_unit_from_two_lower_levels_with_other_data_is_a_conflict_not_the_ne
     a = _export(tmp_path, "甲县", [COUNTY_B[0]], budget=5.0)
     b = _export(tmp_path, "乙县", [COUNTY_B[0]], budget=9.0)
     result = run_merge([a, b], tmp_path / "市.xlsx", MergeOptions(jobs=1), materialize=True)
-    assert sorted((s.outcome, s.reason) for s in result.files) == [("rejected", "rollup-unit-conflict")] * 2
+    assert sorted((s.outcome, s.reason) for s in result.files) == [("excluded", "rollup-unit-conflict")] * 2
     assert any("同一单位在两个下级的上报中数据不同" in str(r) for r in result.table("变更记录").iter_rows())
 
 
