@@ -8,15 +8,25 @@ look first, weakest first. A declaration with errors is graded 中 at most: it g
 A form whose template has no indicator table (a bureau's own design may have none) is graded on what it
 has: required fields, name, errors. No indicator check can cost it points, its 定量占比 is blank rather
 than 0 %, and the sheet's note says such forms were reviewed without indicators.
+
+The review also foresees the year-end self-evaluation: a 一级 whose scoring group carries points in the
+groups file of the self-evaluation round that follows the declaration (perfxl.rounds: Round.groups_file,
+templates/hierarchies/selfeval-groups.yaml) but of which the project declared no indicator (a 一级 the form
+only recommends, such as 绵阳's 效益指标) costs points under 完整性: at year end those points cannot be
+earned, whatever is achieved.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
-from perfxl.rounds import PROJECT
+from perfxl.rounds import PROJECT, ROUNDS, SELFEVAL
 from perfxl.rules.indicators import cost_total
+from perfxl.spec import Spec, load_data
 
 from .base import Collector, Column, Context, Table, table
 
@@ -75,6 +85,12 @@ ERROR_POINTS, ERROR_CAP = 5.0, 20.0  # 可行性: every error of any code
 GRADES = ((90, "优", "进入预算"), (75, "良", "协商修改后进入预算"), (60, "中", "退回修改后复审"),
           (0, "差", "不得进入预算"))
 WITH_ERRORS_AT_BEST = "中"
+# 完整性, foreseen: a scoring group with self-evaluation points that none of the project's indicators reaches.
+# It costs what a missing required 一级 costs (缺少一类一级指标, 10 above): seen from the year's end the gap
+# is the same one, and 完整性 weighs every gap by a flat amount per gap, not by what hangs on it; the words
+# say how many year-end points are at stake. A required 一级 is not charged twice: its absence is already
+# an error (and 缺少一类一级指标), so only groups no required 一级 leads to are foreseen here.
+UNSCORABLE_POINTS = 10.0
 
 
 @dataclass(slots=True)  # one a project: 100,000 at province scale
@@ -99,9 +115,12 @@ class ReviewLine:
     sheet: str
 
 
-def review(codes: Counter, errors: int, share: float | None, coverage: float | None) -> tuple[dict, dict, float, str, str]:
+def review(codes: Counter, errors: int, share: float | None, coverage: float | None,
+           unscorable: Sequence[tuple[str, float]] = ()) -> tuple[dict, dict, float, str, str]:
     """Points per dimension, what was found in each, the total, the grade and its consequence. `share` is
-    None for a form with no indicator table: nothing to measure, so nothing lost for it."""
+    None for a form with no indicator table: nothing to measure, so nothing lost for it. `unscorable` is
+    (what was not declared, the self-evaluation points it leaves unearnable) per scoring group the project's
+    indicators do not reach (`unscorable_groups`)."""
     points, findings = {}, {}
     for d in DIMENSIONS:
         lost, said = 0.0, []
@@ -110,6 +129,10 @@ def review(codes: Counter, errors: int, share: float | None, coverage: float | N
             if n:
                 lost += check.points * n
                 said.append(f"{check.failed}（{n} 处，{_off(check.points * n)}）")
+        if d.name == "完整性":
+            for missing, at_stake in unscorable:
+                lost += UNSCORABLE_POINTS
+                said.append(f"未设{missing}，自评时 {at_stake:g} 分无法得分（{_off(UNSCORABLE_POINTS)}）")
         if d.name == "适当性" and share is None:
             said.append("表样没有绩效指标表，指标未审核")
         if d.name == "适当性" and share is not None and share < MEASURABLE_SHARE:
@@ -135,6 +158,66 @@ def review(codes: Counter, errors: int, share: float | None, coverage: float | N
     return points, findings, total, grade, consequence
 
 
+@dataclass(frozen=True)
+class ScoredGroup:
+    """A scoring group of the self-evaluation that a declaration of this form can leave unreached."""
+
+    group: str
+    points: float
+    reached_by: tuple[str, ...]  # its 一级 (or 一级/二级) in the groups file, in the file's order
+
+    @property
+    def missing(self) -> str:
+        """What the declaration lacks, in a reader's words: 效益指标; 效果目标下的满意度."""
+        return "或".join(key.replace("/", "下的") for key in self.reached_by)
+
+
+def _group_of(mapping: dict[str, str], level1: str, level2: str) -> str:
+    """The scoring group of an indicator row, by the rule the self-evaluation form is prefilled with
+    (followup.declared_projects): its 一级/二级 where the groups file names that, else its 一级, else 过程."""
+    return mapping.get(f"{level1}/{level2}") or mapping.get(level1, "过程")
+
+
+@lru_cache(maxsize=16)
+def _groups_file(name: str, templates_dir: Path | None) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
+    """(points per group, {hierarchy: {一级 or 一级/二级: group}}), read as followup.group_map reads it."""
+    data = load_data("hierarchies", name, templates_dir)
+    return ({str(k): float(v) for k, v in data["points"].items()},
+            {str(h): {str(k): str(v) for k, v in m.items()} for h, m in data["groups"].items()})
+
+
+@lru_cache(maxsize=64)  # a Spec hashes by identity: one entry per template and year of the merge
+def scored_groups(sp: Spec, templates_dir: Path | None) -> tuple[dict[str, str], tuple[ScoredGroup, ...]]:
+    """(the form's 一级 → group mapping, the groups a project of this form can leave unreached): groups with
+    points in the groups file of the self-evaluation round that follows the form's round, reached by some
+    一级 of the form's hierarchy, none of them a required 一级 (missing, that is already an error). Empty
+    for a form without an indicator table, a round no self-evaluation follows, or a hierarchy the groups
+    file does not map."""
+    table = sp.indicator_table()
+    followed_by = next((r for r in ROUNDS.values()
+                        if r.stage == SELFEVAL and r.prefilled_from == sp.round.key and r.groups_file), None)
+    if table is None or followed_by is None:
+        return {}, ()
+    points, groups = _groups_file(followed_by.groups_file, templates_dir)
+    mapping = groups.get(table.indicator.hierarchy.name, {})
+    keys_of: dict[str, list[str]] = {}
+    for key, group in mapping.items():
+        keys_of.setdefault(group, []).append(key)
+    required = set(table.indicator.required_levels)
+    return mapping, tuple(ScoredGroup(group, points[group], tuple(keys)) for group, keys in keys_of.items()
+                          if points.get(group, 0.0) > 0 and not required.intersection(keys))
+
+
+def unscorable_groups(sp: Spec, templates_dir: Path | None, indicators) -> list[tuple[str, float]]:
+    """(what was not declared, the points at stake) for each scoring group no row of `indicators` reaches."""
+    mapping, scored = scored_groups(sp, templates_dir)
+    if not scored:
+        return []
+    hierarchy = sp.indicator_table().indicator.hierarchy
+    reached = {_group_of(mapping, hierarchy.canonical(r.level1), hierarchy.canonical(r.level2)) for r in indicators}
+    return [(g.missing, g.points) for g in scored if g.group not in reached]
+
+
 @dataclass
 class Review(Collector):
     ctx: Context
@@ -155,7 +238,8 @@ class Review(Collector):
             costs = cost_total(sp, p.indicators)
             coverage = costs / budget if costs is not None and isinstance(budget, int | float) and budget else None
             errors = sum(1 for q in problems if q.severity == "error")
-            points, findings, total, grade, consequence = review(codes, errors, share, coverage)
+            unscorable = unscorable_groups(sp, self.ctx.templates_dir, p.indicators)
+            points, findings, total, grade, consequence = review(codes, errors, share, coverage, unscorable)
             issues = "；".join(q.text(self.ctx.lang) for q in problems if q.severity == "error")[:300] or \
                 "；".join(q.text(self.ctx.lang) for q in problems)[:300]
             self.lines.append(ReviewLine(
