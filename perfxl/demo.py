@@ -20,6 +20,7 @@ from .errors import PerfxlError
 from .fill import fill_workbook, load_sample, names_by_sheet
 from .generator import generate_forms
 from .roster import read_roster
+from .rounds import ROUNDS
 from .spec import column_offsets, load_spec, split_cell
 
 TEMPLATE, YEAR = "mianyang/project", 2021
@@ -126,7 +127,7 @@ def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
 
     from .merging import MergeOptions, run_merge
 
-    summary = folder / "3-汇总" / f"{YEAR}年项目支出绩效目标汇总表.xlsx"
+    summary = folder / "3-汇总" / f"{ROUNDS['project'].summary_title(YEAR)}.xlsx"
     returns = folder / "3-汇总" / "退回"
     started = time.perf_counter()
     result = run_merge([inbox], summary, MergeOptions(template=TEMPLATE, year=YEAR, roster=roster_path,
@@ -137,10 +138,10 @@ def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
         print_merge(result, time.perf_counter() - started, summary.parent / "csv", returns)
     ledger = summary.with_name(summary.stem + "_报送台账.sqlite")
     monitor = _followup_round(folder / "4-运行监控", "national/monitor", units, roster_path, ledger, _monitor_answers,
-                              "项目支出绩效运行监控汇总表", f"{YEAR}-08-10")
+                              f"{YEAR}-08-10")
     echo(f"4. 运行监控：从台账生成监控表、单位填报（1 个单位预计完不成且未说明原因）并汇总 → {monitor}")
     selfeval = _followup_round(folder / "5-绩效自评", "national/selfeval", units, roster_path, ledger,
-                               _selfeval_answers, "项目支出绩效自评汇总表", f"{YEAR + 1}-01-31")
+                               _selfeval_answers, f"{YEAR + 1}-01-31")
     echo(f"5. 绩效自评：从台账生成自评表、单位填报（1 个未完成目标并说明原因、1 个改动了申报的指标值、"
          f"1 个未填偏差原因）并评分汇总 → {selfeval}")
     echo(f"打开汇总表查看：申报审核 {summary}；运行监控 {monitor}；绩效自评 {selfeval}")
@@ -148,8 +149,7 @@ def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
             "result": result, "returns": returns, "monitor": monitor, "selfeval": selfeval}
 
 
-def _followup_round(folder: Path, template: str, units, roster: Path, ledger: Path, answer, title: str,
-                    deadline: str) -> Path:
+def _followup_round(folder: Path, template: str, units, roster: Path, ledger: Path, answer, deadline: str) -> Path:
     """Generate a follow-up round from the ledger, fill every form with `answer`, merge it."""
     from .followup import generate_followups
     from .merging import MergeOptions, run_merge
@@ -159,7 +159,7 @@ def _followup_round(folder: Path, template: str, units, roster: Path, ledger: Pa
     spec = load_spec(template, YEAR)
     for i, entry in enumerate(made.manifest):
         _fill_followup(spec, blank / entry["file"], inbox / entry["file"], lambda row, fields, k=i: answer(k, row, fields))
-    summary = folder / f"{YEAR}年{title}.xlsx"
+    summary = folder / f"{spec.round.summary_title(YEAR)}.xlsx"
     run_merge([inbox], summary, MergeOptions(template=template, year=YEAR, roster=roster))
     return summary
 

@@ -149,6 +149,16 @@ def issued_projects(spec: Spec, projects: list[Declared]) -> list[IssuedProject]
             for i, d in enumerate(projects, start=1)]
 
 
+def _issuing_region(declarations: list[tuple[CheckedForm, Spec]], templates_dir: Path | None) -> str | None:
+    """The region a local declaration template is of (its default region: 绵阳市 for mianyang/project), or
+    None for a national one."""
+    for checked, _ in declarations:
+        region = load_spec(checked.template, checked.year, templates_dir=templates_dir).region
+        if region not in ("", "全国"):
+            return region
+    return None
+
+
 def _build(task: tuple) -> bytes:
     """One unit's follow-up workbook (run in a worker process for large rosters)."""
     template, year, region, unit_params, projects, templates_dir, password = task
@@ -192,7 +202,9 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
         if not projects:
             result.without_declaration.append(unit)
             continue
-        unit_region = region or unit.region or None
+        # Named after the region that issued the declaration where its template is a local one (绵阳市项目支出
+        # 绩效运行监控表 for every unit of the 绵阳 form, not 市本级…), else the unit's own
+        unit_region = region or _issuing_region(declared.get(unit.code, []), templates_dir) or unit.region or None
         filename = form_filename(unit, load_spec(template, year, unit_region, templates_dir=templates_dir))
         if filename.lower() in used_names:
             filename = filename[:-5] + f"_{len(used_names)}.xlsx"  # two units whose safe names collide

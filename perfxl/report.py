@@ -429,7 +429,8 @@ def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
         # run knows.
         wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False,
                                             "strings_to_numbers": False, "in_memory": True})
-        wb.set_properties({"title": "预算绩效目标申报汇总", "author": "perfxl", "comments": SUMMARY_MARK})
+        title = next((t.cover.title for t in result.tables if t.cover is not None), "预算绩效目标汇总")  # the round's
+        wb.set_properties({"title": title, "author": "perfxl", "comments": SUMMARY_MARK})
         formats = _formats(wb)
         header, totals = formats.header, formats.totals
         sheet_no = 0

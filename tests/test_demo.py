@@ -125,3 +125,22 @@ def test_the_monitoring_cover_counts_indicators_by_light_not_a_review_that_never
         charts = [book.read(n).decode("utf-8") for n in book.namelist() if n.startswith("xl/charts/chart")]
     assert len(charts) == 2 and sum("监控预警分布（指标数）" in c for c in charts) == 1
     assert not any("目标审核" in c or "等级" in c for c in charts)
+
+
+def test_every_round_of_the_demo_names_its_region_one_way_and_its_summary_as_the_seeds_do(demo_folder):
+    """The declaration's cover once said 绵阳市…项目基本信息表汇总 and the next rounds' 市本级、涪城区、游仙区…; the
+    follow-up forms were titled 市本级项目支出绩效运行监控表 for every unit of the 绵阳 form."""
+    import openpyxl
+
+    titles = {}
+    for folder in ("3-汇总", "4-运行监控", "5-绩效自评"):
+        (summary,) = (demo_folder / folder).glob("*汇总表.xlsx")
+        wb = openpyxl.load_workbook(summary, read_only=True)
+        titles[summary.stem] = next(wb["汇总"].iter_rows(values_only=True))[0]
+        wb.close()
+    assert titles == {"2021年项目支出绩效目标申报汇总表": "绵阳市2021年项目支出绩效目标申报汇总表",
+                      "2021年项目支出绩效运行监控汇总表": "绵阳市2021年项目支出绩效运行监控汇总表",
+                      "2021年项目支出绩效自评汇总表": "绵阳市2021年项目支出绩效自评汇总表"}
+    assert all(p.name.endswith("_2021_项目支出绩效目标申报表.xlsx") for p in (demo_folder / "1-空白表").glob("5*.xlsx"))
+    assert all(p.name.endswith("_2021_绵阳市项目支出绩效运行监控表.xlsx")
+               for p in (demo_folder / "4-运行监控" / "空白表").glob("5*.xlsx"))

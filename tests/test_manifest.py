@@ -116,7 +116,7 @@ def test_the_handout_prints_on_a4_titled_with_the_forms_chinese_title_and_year(t
     r, out = _generate(tmp_path)
     assert r.exit_code == 0, r.output
     ws = _sheet(out)
-    assert ws["A1"].value == "2025年度项目基本信息表 分发清单"
+    assert ws["A1"].value == "2025年度项目支出绩效目标申报表 分发清单"
     assert not any("mianyang" in t for t in _texts(ws) if not t.endswith(".xlsx"))
     assert (ws.page_setup.paperSize, ws.page_setup.orientation) == (9, "landscape")
     assert "&P" in ws.oddFooter.center.text and ws.print_title_rows

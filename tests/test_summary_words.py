@@ -100,12 +100,12 @@ def _about_inputs(path) -> list[dict]:
 
 def test_every_reason_in_the_about_sheet_is_in_words_with_its_code_last(demo):
     inputs = {r["输入文件"].rsplit("/", 1)[-1]: r for r in _about_inputs(demo["summary"])}
-    broken, twice = inputs["损坏的文件.xlsx"], inputs["重复-510703001_涪城区财政国库支付中心_2021_项目基本信息表.xlsx"]
+    broken, twice = inputs["损坏的文件.xlsx"], inputs["重复-510703001_涪城区财政国库支付中心_2021_项目支出绩效目标申报表.xlsx"]
     assert broken["原因"].startswith("文件已损坏，无法读取（") and broken["代码"] == "file-corrupt"
-    assert twice["原因"] == "与 510703001_涪城区财政国库支付中心_2021_项目基本信息表.xlsx 内容完全相同，只计一次"
+    assert twice["原因"] == "与 510703001_涪城区财政国库支付中心_2021_项目支出绩效目标申报表.xlsx 内容完全相同，只计一次"
     assert twice["代码"] == "same-content"
-    older = inputs["510704001_游仙区教育和体育局_2021_项目基本信息表.xlsx"]
-    assert older["原因"] == "已被同一单位较新的版本 510704001_游仙区教育和体育局_2021_项目基本信息表（更正版）.xlsx 取代"
+    older = inputs["510704001_游仙区教育和体育局_2021_项目支出绩效目标申报表.xlsx"]
+    assert older["原因"] == "已被同一单位较新的版本 510704001_游仙区教育和体育局_2021_项目支出绩效目标申报表（更正版）.xlsx 取代"
     assert older["代码"] == "newer-version"
     for r in inputs.values():  # no code among the words: a code has its own column
         assert not re.search(r"[a-z]+(-[a-z0-9]+)+", r["原因"] or ""), r["原因"]
@@ -179,7 +179,7 @@ def test_a_rolled_up_file_is_named_with_the_export_it_came_from(counties):
     changed = {(r["原文件"], r["新文件"]) for r in _rows(out, "变更记录")}
     assert changed == {("甲县.perfxl#619999.xlsx", "619999.xlsx")}
     status = {r["单位编码"]: r for r in _rows(root / "市_无名单.xlsx", "报送情况")}
-    assert status["510703001"]["文件"] == "甲县.perfxl#510703001_涪城区财政国库支付中心_2021_项目基本信息表.xlsx"
+    assert status["510703001"]["文件"] == "甲县.perfxl#510703001_涪城区财政国库支付中心_2021_项目支出绩效目标申报表.xlsx"
 
 
 def test_a_unit_no_roster_names_is_totalled_under_its_own_line_not_a_made_up_county(counties):

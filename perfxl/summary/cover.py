@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
+from perfxl.rounds import summary_title
+
 from .about import accounting_line
 from .base import OFF_ROSTER, Block, Chart, Column, Context, Cover, Table, Tally, places, table
 from .review import GRADES
@@ -87,14 +89,28 @@ def _group_money(label):
     return lambda r: float(r["money"].get(label, 0.0))
 
 
+def _regions(ctx: Context) -> list[str]:
+    """The region a summary is of, named one way in every round: a local template's own region (绵阳市); for a
+    national template, the region its forms were issued by (a follow-up round's forms carry the region of the
+    local declaration they were prefilled from; one form of each template is read to learn it), unless that is
+    just a unit's own region; else the roster's (its 上级地区, else its regions)."""
+    regions = {sp.region for sp in ctx.specs.values() if sp.region and sp.region != "全国"}
+    below = {u.region for u in ctx.units or []}  # a form named after its unit's own region says nothing above it
+    for key, sp in ctx.specs.items():
+        if sp.region in ("", "全国"):
+            first = next((s for s in ctx.merged if (s.template, s.year) == key), None)
+            region = ctx.load(first).region if first is not None else None
+            if region and region != "全国" and region not in below:
+                regions.add(region)
+    return sorted(regions) or sorted({u.parent or u.region for u in ctx.units or [] if u.region})
+
+
 def _cover(ctx: Context, counts: dict, lines: list[dict], tally: Tally) -> Cover:
-    regions = sorted({sp.region for sp in ctx.specs.values() if sp.region and sp.region != "全国"}) or \
-        sorted({u.parent or u.region for u in ctx.units or [] if u.region})
+    regions = _regions(ctx)
     years = sorted({s.year for s in ctx.merged if s.year}) or ([ctx.year] if ctx.year else [])
-    titles = sorted({sp.title for sp in ctx.specs.values()})
+    name = summary_title((sp.round for sp in ctx.specs.values()), "").removeprefix("年")
     title = (f"{'、'.join(regions[:3])}{'等' if len(regions) > 3 else ''}"
-             f"{'、'.join(map(str, years))}{'年度' if years else ''}"
-             f"{'、'.join(titles[:2]) if titles else '预算绩效目标申报表'}汇总")
+             f"{'、'.join(map(str, years))}{'年' if years else ''}{name}")
     total = {k: sum(line[k] for line in lines) for k in ("expected", "submitted", "valid", "errors", "missing",
                                                           "projects", "budget")}
     figures = [("应报单位", total["expected"], "count"), ("已报单位", total["submitted"], "count"),
