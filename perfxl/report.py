@@ -770,8 +770,8 @@ def _write_cover(wb, ws, table, formats: _Formats) -> None:
     line = wb.add_format({"font_color": "#404040", "align": "center", "valign": "top", "text_wrap": True})
     figure_label = wb.add_format({"align": "center", "valign": "vcenter", "bg_color": "#F2F2F2", "border": 1,
                                   "text_wrap": True, "font_color": "#404040"})
-    figure_value = {k: wb.add_format({"bold": True, "font_size": 14, "align": "center", "border": 1,
-                                      "num_format": "#,##0.00" if k == "money" else "#,##0"}) for k in ("money", "count")}
+    figure_value = {k: wb.add_format({"bold": True, "font_size": 14, "align": "center", "border": 1, "num_format": f})
+                    for k, f in (("money", "#,##0.00"), ("count", "#,##0"), ("percent", "0.0%"), ("score", "0.00"))}
     caption = wb.add_format({"bold": True, "font_size": 12, "valign": "vcenter"})
     block_cell = wb.add_format({"num_format": "#,##0", "border": 1, "align": "center"})
     for c in range(ncols):
@@ -799,7 +799,10 @@ def _write_cover(wb, ws, table, formats: _Formats) -> None:
     labels = max((wrapped_lines(label, widths[c]) for c, (label, _, _) in enumerate(cover.figures)), default=1)
     for c, (label, value, kind) in enumerate(cover.figures):
         ws.write_string(row, c, label, figure_label)
-        ws.write_number(row + 1, c, value or 0, figure_value.get(kind, figure_value["count"]))
+        if value is None and kind in ("percent", "score"):  # nothing to rate: a dash, not a 0.0% that says something
+            ws.write_string(row + 1, c, "—", figure_value["count"])
+        else:
+            ws.write_number(row + 1, c, value or 0, figure_value.get(kind, figure_value["count"]))
     height(row, max(30.0, row_height(labels)))
     height(row + 1, 24)
     height(row + 2, 15)

@@ -144,3 +144,25 @@ def test_every_round_of_the_demo_names_its_region_one_way_and_its_summary_as_the
     assert all(p.name.endswith("_2021_项目支出绩效目标申报表.xlsx") for p in (demo_folder / "1-空白表").glob("5*.xlsx"))
     assert all(p.name.endswith("_2021_绵阳市项目支出绩效运行监控表.xlsx")
                for p in (demo_folder / "4-运行监控" / "空白表").glob("5*.xlsx"))
+
+
+def test_the_self_evaluation_cover_states_its_execution_rate_and_mean_score_from_its_own_sheet(demo_folder):
+    """A self-evaluation's cover once had only the declaration's figures (项目数, 预算金额合计): the leader's
+    questions at year end are how much was spent and how well the targets were met."""
+    import openpyxl
+
+    (summary,) = (demo_folder / "5-绩效自评").glob("*汇总表.xlsx")
+    wb = openpyxl.load_workbook(summary, read_only=True)
+    cover = list(wb["汇总"].iter_rows(values_only=True, max_row=8))
+    rows = list(wb["自评得分"].iter_rows(values_only=True))
+    wb.close()
+    at = next(i for i, row in enumerate(cover) if row[0] == "应报单位")
+    figures = dict(zip(cover[at], cover[at + 1]))
+    head = rows[0]
+    projects = [dict(zip(head, r)) for r in rows[1:] if r[head.index("单位编码")]]
+    budget = sum(p["全年预算数（A）（万元）"] or 0 for p in projects)
+    spent = sum(p["全年执行数（B）（万元）"] or 0 for p in projects)
+    totals = [p["总分"] for p in projects if p["总分"] is not None]
+    assert figures["预算执行率"] == pytest.approx(spent / budget, abs=1e-6)
+    assert figures["平均总分"] == pytest.approx(sum(totals) / len(totals), abs=1e-6)
+    assert figures["全年执行数合计（万元）"] == pytest.approx(spent, abs=0.01)

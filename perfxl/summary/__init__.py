@@ -122,7 +122,8 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     declarations = not ctx.specs or any(sp.round.declaration for sp in ctx.specs.values())
     tally = cover.grade_tally(review_sheet.grades(), "目标审核")
     if not declarations and selfeval_sheets.projects:
-        tally = cover.grade_tally(Counter(p["grade"] for p in selfeval_sheets.projects), "绩效自评")
+        tally = cover.grade_tally(Counter(p["grade"] for p in selfeval_sheets.projects), "绩效自评",
+                                  selfeval_sheets.figures(ctx.money_suffix))
     elif not declarations and monitor_sheet.lines:
         tally = monitor_sheet.tally()
     tables = [cover.build(ctx, counts, per_group, project_sheet.funding_labels, tally)]

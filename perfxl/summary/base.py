@@ -78,6 +78,9 @@ class Tally:
     kind: str  # the category's title: 等级, 预警
     counted: str  # what is counted: 项目数, 指标数
     counts: tuple[tuple[str, int], ...]  # in the order a reader expects (优 … 差, 红 … 无预警)
+    # The round's own key figures after the cover's common ones: (label, value, kind: money, percent, score,
+    # count); a self-evaluation's execution rate and mean score, a monitoring's spending to date and its lights.
+    figures: tuple[tuple[str, float | None, str], ...] = ()
 
 
 @dataclass

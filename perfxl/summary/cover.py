@@ -17,8 +17,9 @@ FIRST_TITLE = "地区"
 DEPARTMENTS = "按主管部门"
 
 
-def grade_tally(grades: Counter, graded: str) -> Tally:
-    return Tally(f"{graded}等级", "等级", "项目数", tuple((grade, grades.get(grade, 0)) for _, grade, _ in GRADES))
+def grade_tally(grades: Counter, graded: str, figures: tuple = ()) -> Tally:
+    return Tally(f"{graded}等级", "等级", "项目数", tuple((grade, grades.get(grade, 0)) for _, grade, _ in GRADES),
+                 figures)
 
 
 def build(ctx: Context, counts: dict, per_group: dict[tuple, Counter], funding_labels: list[str],
@@ -117,7 +118,7 @@ def _cover(ctx: Context, counts: dict, lines: list[dict], tally: Tally) -> Cover
                ("未报送", total["missing"], "count"), ("通过校验", total["valid"], "count"),
                ("有错误", total["errors"], "count"), ("项目数", total["projects"], "count"),
                ("预算金额合计" + ctx.money_suffix, total["budget"], "money"),
-               ("指标数", counts["indicators"], "count")]
+               ("指标数", counts["indicators"], "count"), *tally.figures]
     blocks = [Block(tally.name, [(tally.kind, "text"), (tally.counted, "count")], [list(c) for c in tally.counts])]
     charts = [Chart("bar", "各主管部门报送情况", DEPARTMENTS, 1, (("通过校验", 4), ("有错误", 5), ("未报送", 6)),
                     stacked=True),

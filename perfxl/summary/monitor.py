@@ -43,8 +43,14 @@ class Monitoring(Collector):
     def tally(self) -> Tally:
         """The cover's count of indicators by light, reddest first; 无预警 for those on course."""
         lights = Counter(line["light"] for line in self.lines)
+        forms = {(line["unit_code"], line["project"], line["where"].split("!")[0]): line for line in self.lines}
+        budget = sum(line["budget"] or 0.0 for line in forms.values())
+        spent = sum(line["spent"] or 0.0 for line in forms.values())
         return Tally(NAME, "预警", "指标数", tuple((f"{light}灯" if light else "无预警", lights.get(light, 0))
-                                              for light in ORDER))
+                                              for light in ORDER),
+                     (("1—7月执行数合计" + self.ctx.money_suffix, spent, "money"),
+                      ("执行率", spent / budget if budget else None, "percent"),
+                      ("红灯指标", lights.get("红", 0), "count")))
 
     def tables(self) -> list[Table]:
         """监控预警 for projects; 部门整体监控预警 for whole departments, named by 部门名称."""

@@ -65,6 +65,15 @@ class SelfEvaluation(Collector):
                 "file": file_name(s), "sheet": p.sheet})
             self.indicator_count += len(scores.get("indicators") or [])
 
+    def figures(self, money_suffix: str) -> tuple:
+        """The cover's figures for the round: what was spent, the execution rate (ΣB ÷ ΣA) and the mean score."""
+        budget = sum(p["budget"] or 0.0 for p in self.projects)
+        spent = sum(p["spent"] or 0.0 for p in self.projects)
+        totals = [p["total"] for p in self.projects if p["total"] is not None]
+        return (("全年执行数合计" + money_suffix, spent, "money"),
+                ("预算执行率", spent / budget if budget else None, "percent"),
+                ("平均总分", sum(totals) / len(totals) if totals else None, "score"))
+
     def tables(self) -> list[Table]:
         out = []
         for subject in (PROJECT, DEPARTMENT):
