@@ -537,7 +537,9 @@ def _print_merge(result, seconds: float, csv_dir, returns_dir=None) -> None:
     if result.unsettled:
         click.echo(f"  注意：{len(result.unsettled)} 个文件在汇总期间一直在变化，按最后一次读到的内容汇总："
                    + "、".join(result.unsettled[:5]))
-    click.echo(f"  单位 {c['units']}，项目 {c['projects']}，指标 {c['indicators']} 行；错误 {c['errors']}，提醒 {c['warnings']}")
+    subjects = "，".join(f"{word} {c[key]}" for word, key in (("项目", "projects"), ("部门整体", "departments"))
+                         if c.get(key) or key == "projects" and not c.get("departments"))
+    click.echo(f"  单位 {c['units']}，{subjects}，指标 {c['indicators']} 行；错误 {c['errors']}，提醒 {c['warnings']}")
     if result.missing_units:
         names = "、".join(u.name for u in result.missing_units[:10])
         more = f" 等 {len(result.missing_units)} 个" if len(result.missing_units) > 10 else ""

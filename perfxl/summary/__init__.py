@@ -14,6 +14,7 @@ import json
 from collections import Counter
 
 from perfxl.cachekeys import PART_VERSION
+from perfxl.rounds import DEPARTMENT, PROJECT
 
 from . import (
     about,
@@ -114,7 +115,8 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     for collector in (project_sheet, selfeval_sheets, monitor_sheet):
         for group, money in collector.per_group.items():
             per_group[group].update(money)
-    counts = accounting(ctx, len(project_sheet.lines) + len(selfeval_sheets.projects) + monitor_sheet.projects,
+    projects = sum(1 for p in selfeval_sheets.projects if p.get("subject", PROJECT) == PROJECT)
+    counts = accounting(ctx, len(project_sheet.lines) + projects + monitor_sheet.projects,
                         indicator_count + selfeval_sheets.indicator_count + len(monitor_sheet.lines),
                         len(status_sheet.missing))
 
@@ -152,6 +154,9 @@ def accounting(ctx: Context, projects_count: int, indicator_count: int, missing:
         "read": sum(1 for s in ctx.files if s.source == "read"),
         "from_ledger": sum(1 for s in ctx.files if s.source == "ledger"),
         "projects": projects_count, "units": len({(s.unit_code or s.unit_name) for s in ctx.merged}),
+        # whole departments (部门整体) merged: one each, not projects
+        "departments": sum(max(1, len(s.project_names)) for s in ctx.merged
+                           if ctx.spec_of(s).round.subject == DEPARTMENT),
         "errors": sum(s.errors for s in ctx.files if s.outcome in counted),
         "warnings": sum(s.warnings for s in ctx.files if s.outcome in counted),
         "missing": missing, "rows_in": rows_in, "rows_merged": rows_merged, "rows_set_aside": rows_in - rows_merged,

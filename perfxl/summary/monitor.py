@@ -29,7 +29,7 @@ class Monitoring(Collector):
         factor = self.ctx.factor(sp)
         for p in checked.projects:
             scores = p.scores or {}
-            self.projects += 1
+            self.projects += sp.round.subject == PROJECT  # a whole department is counted as one (accounting)
             group = self.per_group[(who.region, who.department)]
             group["projects"] += 1
             group["budget"] += money(scores.get("budget"), factor) or 0.0
