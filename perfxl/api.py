@@ -43,26 +43,17 @@ def generate(template: str, roster: str | Path, output: str | Path, *, year: int
     manifest entries. A declaration round (申报) gets one blank form per roster unit; a follow-up round (监控,
     自评, for projects or 部门整体) one form per unit that declared, prefilled from `ledger`, the declaration
     round's ledger (the units that declared nothing are in manifest.json's without_declaration)."""
-    from .errors import OutputError
+    from .handout import generate_round
     from .roster import read_roster
     from .spec import load_spec
 
     templates = Path(templates_dir) if templates_dir else None
-    spec = load_spec(template, year, region, templates_dir=templates)  # an unknown template: before any folder
-    units = read_roster(Path(roster))
-    if spec.round.followup:
-        if ledger is None:
-            raise OutputError(f"{template} 是后续表（{spec.title}），请用 ledger= 指定申报汇总的报送台账 (.sqlite)")
-        from .followup import generate_followups
-
-        result = generate_followups(template, year, units, Path(ledger), Path(output), region=region,
-                                    templates_dir=templates, avoid={Path(roster), Path(ledger)}, password=password,
-                                    portal_url=portal_url, deadline=deadline)
-        return result.manifest
-    from .generator import generate_forms
-
-    return generate_forms(template, year, units, Path(output), region=region, projects=projects, password=password,
-                          templates_dir=templates, avoid={Path(roster)}, portal_url=portal_url, deadline=deadline)
+    load_spec(template, year, region, templates_dir=templates)  # an unknown template: before any folder
+    handout = generate_round(template, year, read_roster(Path(roster)), Path(output),
+                             ledger=Path(ledger) if ledger is not None else None, region=region, projects=projects,
+                             password=password, templates_dir=templates, avoid={Path(roster)},
+                             portal_url=portal_url, deadline=deadline)
+    return handout.forms
 
 
 def validate(path: str | Path, lang: str = "zh", *, template: str | None = None, year: int | None = None,

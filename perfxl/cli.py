@@ -253,40 +253,30 @@ def generate(template, year, roster, outdir, region, projects, password, rows, l
     (follow-up forms are made from a declaration ledger)."""
     import time
 
-    from .generator import generate_forms
+    from .handout import generate_round
     from .roster import read_roster
     from .spec import load_spec
 
     spec = load_spec(template, year, region, blank_rows=rows, templates_dir=templates_dir)  # fail fast
+    if spec.round.followup and ledger is None:
+        raise click.UsageError(f"{template} 是后续表（{spec.title}），请用 --from 指定申报汇总的报送台账 (.sqlite)")
     units = read_roster(roster)
-    if ledger is not None or spec.round.followup:
-        if ledger is None:
-            raise click.UsageError(f"{template} 是后续表（{spec.title}），请用 --from 指定申报汇总的报送台账 (.sqlite)")
-        from .followup import generate_followups
-
-        started = time.perf_counter()
-        with _progress(len(units), "生成") as bar:
-            result = generate_followups(template, year, units, ledger, outdir, region=region,
-                                        templates_dir=templates_dir, avoid={roster, ledger}, progress=bar.update,
-                                        password=password, portal_url=portal_url, deadline=deadline)
-        took = time.perf_counter() - started
-        click.echo(f"已生成 {len(result.manifest)} 份{spec.title} → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
-        click.echo(f"访问码（perfxl serve 报送网页用）→ {outdir / '分发清单.xlsx'}：请单独交给各单位")
-        _say_what_the_handout_says(outdir)
-        if result.without_declaration:
-            names = "、".join(f"{u.code} {u.name}" for u in result.without_declaration[:20])
-            more = f" 等 {len(result.without_declaration)} 个" if len(result.without_declaration) > 20 else ""
-            click.echo(f"  {len(result.without_declaration)} 个单位在台账中没有已汇总的、含绩效指标的申报，未生成：{names}{more}")
-        return
     started = time.perf_counter()
     with _progress(len(units), "生成") as bar:
-        manifest = generate_forms(template, year, units, outdir, region=region, projects=projects,
-                                  password=password, templates_dir=templates_dir, progress=bar.update,
-                                  blank_rows=rows, avoid={roster}, portal_url=portal_url, deadline=deadline)
+        handout = generate_round(template, year, units, outdir, ledger=ledger, region=region, projects=projects,
+                                 password=password, templates_dir=templates_dir, progress=bar.update,
+                                 blank_rows=rows, avoid={roster}, portal_url=portal_url, deadline=deadline)
     took = time.perf_counter() - started
-    click.echo(f"已生成 {len(manifest)} 份空白表 → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
-    click.echo(f"访问码（perfxl serve 报送网页用）→ {outdir / '分发清单.xlsx'}：请单独交给各单位，不要连同空白表一起下发")
+    what = spec.title if spec.round.followup else "空白表"
+    click.echo(f"已生成 {len(handout.forms)} 份{what} → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
+    click.echo(f"访问码（perfxl serve 报送网页用）→ {outdir / '分发清单.xlsx'}：请单独交给各单位"
+               + ("" if spec.round.followup else "，不要连同空白表一起下发"))
     _say_what_the_handout_says(outdir)
+    missing = handout.without_declaration
+    if missing:
+        names = "、".join(f"{u.code} {u.name}" for u in missing[:20])
+        more = f" 等 {len(missing)} 个" if len(missing) > 20 else ""
+        click.echo(f"  {len(missing)} 个单位在台账中没有已汇总的、含绩效指标的申报，未生成（无申报，未下发）：{names}{more}")
 
 
 def _portal_url(value: str | None) -> str | None:

@@ -207,3 +207,12 @@ def test_the_api_generates_a_follow_up_round_from_a_ledger_and_asks_for_one_with
     with pytest.raises(PerfxlError, match="报送台账"):
         perfxl.generate("national/department-monitor", declared["roster"], tmp_path / "监控表", year=YEAR)
     assert not (tmp_path / "监控表").exists()
+
+
+def test_a_declaration_template_asked_for_from_a_ledger_is_refused_in_chinese_and_writes_nothing(declared, tmp_path):
+    out = tmp_path / "空白表"
+    r = CliRunner().invoke(cli, ["generate", "yancheng/department", "--year", str(YEAR), "--roster",
+                                 str(declared["roster"]), "--from", str(declared["base"] / "申报汇总_报送台账.sqlite"),
+                                 "-o", str(out)])
+    assert r.exit_code == 2 and "是申报表" in r.output and "Traceback" not in r.output
+    assert not out.exists()

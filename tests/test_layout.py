@@ -39,7 +39,7 @@ LAYERS = [
     {"merging.worker", "merging.guard", "merging.versions"},  # a file read and checked; outputs; which version counts
     {"merging.rollup", "merging.kept", "merging.render_ahead"},  # lower levels; the ledger's keeping; rendering ahead
     {"merging.run", "followup", "designed.importer"},  # the merge's steps; follow-up forms from a ledger
-    {"merging"},
+    {"merging", "handout"},  # the merge's entry; what a round hands out (blank or prefilled forms)
     {"portal.store"},  # the portal's uploads, checked by the merge's workers, in the merge's ledger
     {"api", "demo", "portal.app"},  # front ends
     {"cli"},

@@ -1,0 +1,48 @@
+"""What a round hands out: the forms of any round of the year, blank (申报) or prefilled from the ledger of the
+round before (监控, 自评, for projects and 部门整体), each with its access code in one manifest.json shape and
+the printable 分发清单.xlsx. `perfxl generate` and `perfxl.generate()` both come here, and the template's
+round (perfxl.rounds) decides which kind of form it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import OutputError
+from .followup import generate_followups
+from .generator import generate_forms
+from .roster import Unit
+from .spec import Spec, load_spec
+
+
+@dataclass
+class Handout:
+    spec: Spec
+    forms: list[dict]  # the manifest's entries: unit, file, access code (and a follow-up's projects)
+    without_declaration: list[Unit] = field(default_factory=list)  # a follow-up round's units that got no form
+
+
+def generate_round(template: str, year: int, units: list[Unit], outdir: Path, *, ledger: Path | None = None,
+                   region: str | None = None, projects: int | None = None, password: str | None = None,
+                   templates_dir: Path | None = None, progress=None, blank_rows: int | None = None,
+                   avoid: set[Path] | None = None, portal_url: str | None = None,
+                   deadline: str | None = None) -> Handout:
+    """The round's forms into `outdir`. A follow-up round needs `ledger`, the declaration round's ledger; a
+    declaration round takes none. Nothing is written when either is asked for the wrong round."""
+    spec = load_spec(template, year, region, blank_rows=blank_rows, templates_dir=templates_dir)  # fail fast
+    avoid = set(avoid or ())
+    if spec.round.followup:
+        if ledger is None:
+            raise OutputError(f"{template} 是后续表（{spec.title}），请用 --from 指定申报汇总的报送台账 (.sqlite) "
+                              "(a follow-up form is made from the declaration's ledger)")
+        result = generate_followups(template, year, units, Path(ledger), Path(outdir), region=region,
+                                    templates_dir=templates_dir, avoid=avoid | {Path(ledger)}, progress=progress,
+                                    password=password, portal_url=portal_url, deadline=deadline)
+        return Handout(spec, result.manifest, result.without_declaration)
+    if ledger is not None:
+        raise OutputError(f"{template} 是申报表（{spec.title}），生成空白表，不从报送台账生成：请去掉 --from "
+                          "(a declaration form is generated blank)")
+    forms = generate_forms(template, year, units, Path(outdir), region=region, projects=projects, password=password,
+                           templates_dir=templates_dir, progress=progress, blank_rows=blank_rows, avoid=avoid,
+                           portal_url=portal_url, deadline=deadline)
+    return Handout(spec, forms)
