@@ -50,9 +50,11 @@ def reviewed(tmp_path_factory):
 
 def test_a_mianyang_project_without_benefit_indicators_loses_completeness_points_and_says_why(reviewed):
     line = reviewed["缺效益单位"]
-    assert line.findings["完整性"] == "未设效益指标，自评时 30 分无法得分（−10）"
+    assert line.findings["完整性"] == "未设效益指标，自评时 30 分无法得分（−10）；自评最高只能得 70 分，审核等级至多为中"
     assert line.dimensions["完整性"] == 25 - UNSCORABLE_POINTS == 15
-    assert (line.total, line.grade, line.consequence) == (90, "优", "进入预算")  # 优 only with nothing else wrong
+    # 90 points, but never better than the year end can give with every target met: 70, 中 (it was 优 97
+    # here and 66.69 at year end)
+    assert (line.total, line.grade, line.consequence) == (90, "中", "退回修改后复审")
     assert line.errors == 0, "a recommended 一级 left out is no error: the unit is not sent back for it alone"
 
 
@@ -65,8 +67,8 @@ def test_a_mianyang_project_with_every_scored_level_loses_nothing(reviewed):
 def test_each_scoring_group_left_out_costs_its_own_points_and_the_grade_follows(reviewed):
     line = reviewed["缺效益和满意度单位"]
     assert line.findings["完整性"] == ("未设效益指标，自评时 30 分无法得分（−10）；"
-                                     "未设满意度指标，自评时 10 分无法得分（−10）")
-    assert (line.dimensions["完整性"], line.total, line.grade, line.consequence) == (5, 80, "良", "协商修改后进入预算")
+                                     "未设满意度指标，自评时 10 分无法得分（−10）；自评最高只能得 60 分，审核等级至多为中")
+    assert (line.dimensions["完整性"], line.total, line.grade, line.consequence) == (5, 80, "中", "退回修改后复审")
 
 
 def test_a_required_level_left_out_is_not_charged_twice():
@@ -92,9 +94,12 @@ def test_the_points_at_stake_come_from_the_groups_file_a_bureau_may_change(tmp_p
 
 
 def test_the_reason_names_the_points_it_was_given():
-    points, findings, total, *_ = review(Counter({"required": 1}), 0, 1.0, 1.0, [("效益指标", 25.5)])
-    assert findings["完整性"] == "必填项未填写（1 处，−5）；未设效益指标，自评时 25.5 分无法得分（−10）"
-    assert points["完整性"] == 10 and total == 85
+    points, findings, total, grade, _ = review(Counter({"required": 1}), 0, 1.0, 1.0, [("效益指标", 25.5)])
+    assert findings["完整性"] == ("必填项未填写（1 处，−5）；未设效益指标，自评时 25.5 分无法得分（−10）；"
+                                "自评最高只能得 74.5 分，审核等级至多为中")
+    assert points["完整性"] == 10 and total == 85 and grade == "中"
+    _, findings, _, grade, _ = review(Counter(), 0, 1.0, 1.0, [("满意度指标", 5)])
+    assert grade == "优" and "至多" not in findings["完整性"], "95 reachable: 优 stays possible, nothing capped"
 
 
 def test_the_demos_review_and_its_notice_say_what_the_self_evaluation_cannot_score(tmp_path):
@@ -106,15 +111,15 @@ def test_the_demos_review_and_its_notice_say_what_the_self_evaluation_cannot_sco
     wb.close()
     lines = {(r["单位名称"], r["项目名称"]): r for r in (dict(zip(rows[0], row)) for row in rows[1:])}
     training = lines[("绵阳市建设工程质量安全监督站", "住房公积金管理系统业务培训费")]  # declared no 效益指标
-    assert training["完整性扣分原因"] == "未设效益指标，自评时 30 分无法得分（−10）"
-    assert (training["得分"], training["等级"]) == (87, "良")  # was 优 97; its self-evaluation scores 66.69
+    assert training["完整性扣分原因"] == "未设效益指标，自评时 30 分无法得分（−10）；自评最高只能得 70 分，审核等级至多为中"
+    assert (training["得分"], training["等级"]) == (87, "中")  # was 优 97; its self-evaluation scores 66.69
     office = lines[("绵阳市社会保险事业管理局", "公积金管委会日常办公业务费")]  # no 满意度指标, and an error
     assert office["完整性扣分原因"] == "未设满意度指标，自评时 10 分无法得分（−10）"
     notice = next(demo["returns"].glob("510702002_*_退回通知.xlsx"))
     texts = [v for row in openpyxl.load_workbook(notice)["退回通知"].iter_rows(values_only=True) for v in row if v]
     assert "退回修改后复审。完整性：未设满意度指标，自评时 10 分无法得分（−10）。可行性：有 1 个错误（−5）。" in texts
-    # Before: 优 20, 中 4. The three clean projects without 效益指标 move from 优 97 to 良 87.
-    assert Counter(r["等级"] for r in lines.values()) == Counter({"优": 17, "良": 3, "中": 4})
+    # Before: 优 20, 中 4. The three clean projects without 效益指标 move from 优 97 to 中 87: at most 70 at year end.
+    assert Counter(r["等级"] for r in lines.values()) == Counter({"优": 17, "中": 7})
 
 
 def test_the_review_names_the_points_the_self_evaluation_form_is_prefilled_with():

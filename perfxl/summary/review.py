@@ -26,6 +26,7 @@ from pathlib import Path
 
 from perfxl.rounds import PROJECT, ROUNDS, SELFEVAL
 from perfxl.rules.indicators import cost_total
+from perfxl.scoring import grade as self_evaluation_grade
 from perfxl.spec import Spec, load_data
 
 from .base import Collector, Column, Context, Table, table
@@ -153,8 +154,15 @@ def review(codes: Counter, errors: int, share: float | None, coverage: float | N
     total = round(sum(points.values()), 1)
     grade, consequence = next((g, c) for floor, g, c in GRADES if total >= floor)
     order = [g for _, g, _ in GRADES]
+    consequences = dict((g, c) for _, g, c in GRADES)
     if errors and order.index(grade) < order.index(WITH_ERRORS_AT_BEST):
-        grade, consequence = WITH_ERRORS_AT_BEST, dict((g, c) for _, g, c in GRADES)[WITH_ERRORS_AT_BEST]
+        grade, consequence = WITH_ERRORS_AT_BEST, consequences[WITH_ERRORS_AT_BEST]
+    if unscorable:  # no better than the best the year-end self-evaluation can give with every target met
+        reachable = 100.0 - sum(at_stake for _, at_stake in unscorable)
+        best = self_evaluation_grade(reachable)
+        if order.index(grade) < order.index(best):
+            grade, consequence = best, consequences[best]
+            findings["完整性"] += f"；自评最高只能得 {reachable:g} 分，审核等级至多为{best}"
     return points, findings, total, grade, consequence
 
 
