@@ -27,6 +27,7 @@ STAGES = {  # the order README lists them in
     "merge": ("汇总", "merge"),
     "selfeval": ("绩效自评", "self-evaluation"),
     "monitor": ("绩效运行监控", "monitoring"),
+    "adjust": ("绩效目标调整", "target adjustment"),
 }
 
 
@@ -257,6 +258,22 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "'{level3}' {light}: forecast '{expected}' against the target '{target}'"),
     ("monitor-target-changed", "monitor", "error", "指标“{level3}”的年度指标值被改为“{found}”，申报时为“{declared}”",
      "The target of '{level3}' was changed to '{found}'; '{declared}' was declared"),
+    # -- target adjustment --------------------------------------------------------------------------
+    ("adjust-reason-missing", "adjust", "error", "指标“{level3}”{change}，请填写调整原因",
+     "'{level3}' {change}; give the reason for the adjustment"),
+    ("adjust-value-unreadable", "adjust", "error", "指标“{level3}”的调整后指标值“{value}”无法识别，请写成如 ≥95%、≤12小时、＝1套 或定性描述",
+     "The adjusted value '{value}' of '{level3}' cannot be read; write it as ≥95%, ≤12 hours, =1 set or in words"),
+    ("adjust-row-incomplete", "adjust", "error", "新增的指标“{level3}”不完整：{missing}",
+     "The added indicator '{level3}' is incomplete: {missing}"),
+    ("adjust-before-changed", "adjust", "error", "指标“{level3}”的调整前指标值被改为“{found}”，批复的是“{declared}”；按批复的计",
+     "The value before adjustment of '{level3}' was changed to '{found}'; '{declared}' was approved and counts"),
+    ("adjust-target-lowered", "adjust", "warning",
+     "指标“{level3}”的指标值由“{before}”调低为“{after}”，而预算未调减：请说明理由，审核时重点关注",
+     "'{level3}' is lowered from '{before}' to '{after}' while the budget is not cut: reviewed closely"),
+    ("adjust-money-without-targets", "adjust", "warning", "{kind}增加预算 {amount}，但没有为它调整或新增指标",
+     "{kind} adds {amount} to the budget with no target adjusted or added for it"),
+    ("adjust-kind-missing", "adjust", "error", "有调整的项目请选择调整类型（自行申请 / 项目内容变更 / 预算追加追减 / 年中追加）",
+     "A project with adjustments needs its kind of adjustment"),
     # -- merge ------------------------------------------------------------------------------------
     ("other-year", "merge", "error", "本次汇总年度为 {expected}，此表为 {found} 年度 {template}，未汇总",
      "This merge is for {expected}; this is a {found} {template} form, not merged"),

@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PROJECT, DEPARTMENT = "项目", "部门整体"
-DECLARE, MONITOR, SELFEVAL = "申报", "监控", "自评"
+DECLARE, MONITOR, SELFEVAL, ADJUST = "申报", "监控", "自评", "调整"
 
 
 @dataclass(frozen=True)
 class Round:
     key: str  # what a template's `family:` says
-    stage: str  # DECLARE, MONITOR or SELFEVAL
+    stage: str  # DECLARE, ADJUST, MONITOR or SELFEVAL
     subject: str  # PROJECT or DEPARTMENT
     default_template: str
     summary_name: str  # the summary workbook's name after the year: 2021年项目支出绩效目标申报汇总表
@@ -54,6 +54,7 @@ class Round:
 ROUNDS: dict[str, Round] = {r.key: r for r in (
     Round("project", DECLARE, PROJECT, "national/project", "项目支出绩效目标申报汇总表"),
     Round("department", DECLARE, DEPARTMENT, "yancheng/department", "部门整体绩效目标申报汇总表"),
+    Round("adjust", ADJUST, PROJECT, "national/adjust", "项目支出绩效目标调整汇总表", prefilled_from="project"),
     Round("monitor", MONITOR, PROJECT, "national/monitor", "项目支出绩效运行监控汇总表", prefilled_from="project"),
     Round("selfeval", SELFEVAL, PROJECT, "national/selfeval", "项目支出绩效自评汇总表", prefilled_from="project",
           groups_file="selfeval-groups"),

@@ -173,6 +173,6 @@ def live_checks(spec: Spec, positions) -> list[SumCheck | Highlight | CheckFormu
     return out
 
 
-KIND_MODULES = ("arithmetic", "indicators", "monitor", "selfeval", "tables", "text")  # each registers its kinds when imported
+KIND_MODULES = ("adjust", "arithmetic", "indicators", "monitor", "selfeval", "tables", "text")  # each registers its kinds when imported
 for _module in KIND_MODULES:
     importlib.import_module(f"{__name__}.{_module}")

@@ -18,6 +18,7 @@ from perfxl.rounds import DEPARTMENT, PROJECT
 
 from . import (
     about,
+    adjust,
     budgets,
     changes,
     cover,
@@ -34,7 +35,7 @@ from .base import Context, Table, Who
 __all__ = ["SHEETS", "CSV_FIRST_TITLES", "Context", "Table", "build"]
 
 # In workbook order; also the names of the CSV files.
-SHEETS = (cover, projects, indicators, budgets, selfeval, monitor, status, review, problems, changes, about)
+SHEETS = (cover, projects, indicators, budgets, adjust, selfeval, monitor, status, review, problems, changes, about)
 # Every table written as a file of its own (CSV, Parquet): the sheets, and the cover's 分级合计.
 SHEET_NAMES = tuple(m.NAME for m in SHEETS) + (selfeval.DEPARTMENTS, selfeval.INDICATORS, cover.LEVELS)
 CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS} | {selfeval.INDICATORS: "单位编码",  # a CSV perfxl wrote
@@ -43,7 +44,7 @@ CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS} | {selfeval.INDICATOR
 
 # The sheets a merged form adds lines to, in the order of a kept part's states.
 COLLECTORS = (projects.Projects, review.Review, budgets.Budgets, problems.Problems, selfeval.SelfEvaluation,
-              monitor.Monitoring)
+              monitor.Monitoring, adjust.Adjustments)
 
 
 def form_part(ctx: Context, s) -> tuple[int, list[dict], Who]:
@@ -96,7 +97,7 @@ def per_form_tables(ctx: Context) -> list[Table]:
 def build(ctx: Context) -> tuple[list[Table], dict, list]:
     """The sheets, the counts (the accounting) and the roster units that sent nothing."""
     collectors = [kind(ctx) for kind in COLLECTORS]
-    project_sheet, review_sheet, budget_sheet, problem_sheet, selfeval_sheets, monitor_sheet = collectors
+    project_sheet, review_sheet, budget_sheet, problem_sheet, selfeval_sheets, monitor_sheet, adjust_sheet = collectors
     indicator_count = 0
     for start in range(0, len(ctx.merged), 500):  # one pass for everything but the per-form big sheets
         batch = ctx.merged[start:start + 500]
@@ -126,6 +127,8 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     if not declarations and selfeval_sheets.projects:
         tally = cover.grade_tally(Counter(p["grade"] for p in selfeval_sheets.projects), "绩效自评",
                                   selfeval_sheets.figures(ctx.money_suffix))
+    elif not declarations and adjust_sheet.lines:
+        tally = adjust_sheet.tally()
     elif not declarations and monitor_sheet.lines:
         tally = monitor_sheet.tally()
     tables = [cover.build(ctx, counts, per_group, project_sheet.funding_labels, tally)]
@@ -136,6 +139,9 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
         tables.append(budget_table)
     tables += selfeval_sheets.tables()
     tables += monitor_sheet.tables()
+    adjust_table = adjust_sheet.table()
+    if adjust_table is not None:
+        tables.append(adjust_table)
     tables += [status_table] + ([review_sheet.table()] if declarations else []) + [
         problem_sheet.table(), changes.build(ctx), about.build(ctx, counts)]
     return tables, counts, status_sheet.missing
