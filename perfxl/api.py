@@ -140,6 +140,19 @@ class LedgerView:
                  s.errors, s.warnings, s.size, s.mtime_ns, s.sha] for s in files]
         return _typed_frame(rows, columns)
 
+    def versions(self) -> pandas.DataFrame:
+        """Every decided adjustment of a project's targets (perfxl.versions), oldest first: 版本, 单位编码,
+        项目名称, 决定 (已批准 / 已退回), 调整类型, 批次, 决定时间, 决定人, 意见, 来源, 调整前预算数, 调整后预算数,
+        调整的指标数, 调整后指标 (how many targets the version has)."""
+        import pandas
+
+        from .versions import all_versions, as_rows
+
+        rows = as_rows(all_versions(self._ledger.db))
+        return pandas.DataFrame(rows, columns=["版本", "单位编码", "项目名称", "决定", "调整类型", "批次", "决定时间",
+                                               "决定人", "意见", "来源", "调整前预算数", "调整后预算数", "调整的指标数",
+                                               "调整后指标"])
+
     def projects(self) -> pandas.DataFrame:
         return self._frame("项目清单")
 

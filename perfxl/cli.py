@@ -543,6 +543,44 @@ def _print_merge(result, seconds: float, csv_dir, returns_dir=None) -> None:
                    f"退回通知 {len(package.notices)} 份，标注原表 {len(package.annotated)} 份）")
 
 
+@cli.command("approve")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="申报汇总的报送台账：批准的调整记入其中 (the declaration's ledger).")
+@click.option("--from", "adjustments", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="调整表汇总的报送台账 (the ledger of the merged adjustment forms).")
+@click.option("--units", required=True, help="单位编码，多个用逗号分隔 (unit codes, comma-separated).")
+@click.option("--reject", is_flag=True, help="退回，不批准 (reject instead of approve).")
+@click.option("--comment", default="", help="意见；退回时必填 (a comment; required to reject).")
+@click.option("--by", "decided_by", default="", help="审批人 (who decides).")
+@click.option("--batch", default=None, help="批次，默认为年月，如 2021-07 (the batch).")
+@TEMPLATES_OPTION
+def approve(ledger_path, adjustments, units, reject, comment, decided_by, batch, templates_dir):
+    """批准或退回单位的绩效目标调整 (approve or reject adjustments).
+
+    批准后，调整后的指标成为该项目指标的新版本，记入申报的报送台账；之后从台账生成的监控表、自评表
+    按新版本预填和计分。每次决定都保留，不覆盖。"""
+    from .versions import STATUS_ZH, decide
+
+    codes = [c.strip() for c in units.replace("，", ",").split(",") if c.strip()]
+    if not codes:
+        raise click.BadParameter("请给出至少一个单位编码", param_hint="--units")
+    if reject and not comment.strip():
+        raise click.BadParameter("退回时请写明意见，单位据此修改", param_hint="--comment")
+    for path, what in ((ledger_path, "申报汇总的报送台账"), (adjustments, "调整表汇总的报送台账")):
+        if not path.is_file():
+            raise PerfxlError(f"{what}不存在 (ledger not found): {path}")
+    decided = decide(ledger_path, adjustments, codes, approve=not reject, comment=comment, by=decided_by,
+                     batch=batch, templates_dir=templates_dir)
+    for v in decided:
+        changes = len(v.content.get("changes") or [])
+        click.echo(f"{STATUS_ZH[v.status]}：{v.unit_code} {v.project}（第 {v.id} 版，{v.kind or '未注明类型'}，"
+                   f"调整 {changes} 个指标）")
+    if not decided:
+        click.echo("这些单位的调整表没有申请调整任何内容，未记录")
+    elif not reject:
+        click.echo(f"已记入 {ledger_path}；之后用 --from 此台账生成的监控表、自评表按批准的指标预填和计分")
+
+
 @cli.command("export")
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="本级汇总的报送台账 (the ledger of this level's merge).")

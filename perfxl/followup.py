@@ -32,6 +32,7 @@ from .records import CheckedForm
 from .roster import Unit
 from .scoring import spread
 from .spec import Spec, load_data, load_spec
+from .versions import approved_versions
 
 GROUPS_FILE = "selfeval-groups"
 
@@ -95,16 +96,21 @@ def group_map(templates_dir: Path | None, name: str = GROUPS_FILE) -> tuple[dict
 
 # What a project follow-up form is prefilled with when its template names nothing else (Spec.prefill).
 DEFAULT_PREFILL = {"project_name": "name", "department": "department", "implementing_unit": "unit_name",
-                   "goal_expected": "goal", "funds_total_initial": "budget"}
+                   "goal_expected": "goal", "funds_total_initial": "budget", "funds_adjustment": "adjustment",
+                   "funds_adjusted": "adjusted_budget", "target_version": "target_version"}
+ORIGINAL = "申报（未调整）"  # the version a project's targets are in until an adjustment is approved
 
 
 def declared_projects(checked: CheckedForm, spec: Spec, unit: Unit, points: dict[str, float],
-                      groups: dict[str, dict[str, str]], prefill: dict[str, str] | None = None) -> list[Declared]:
+                      groups: dict[str, dict[str, str]], prefill: dict[str, str] | None = None,
+                      approved: dict | None = None) -> list[Declared]:
     """Each project (or whole department) of a declaration as the follow-up form's prefill: the fields
     `prefill` names (field → declared fact: name, department, unit_name, goal, budget in 万元), and the
     indicator rows with their group and 分值, each row's target its full-year value (IndicatorSpec.main).
     A declaration whose template has no indicator table gives none: a follow-up form scores declared
-    indicators, and it declared none (its unit is listed as without a declaration)."""
+    indicators, and it declared none (its unit is listed as without a declaration). A project with an
+    approved adjustment (`approved`: perfxl.versions) is prefilled with its newest approved targets, budget
+    and goal, and says which version they are (年初预算数 stays what was declared: 年初批复数)."""
     table = spec.indicator_table()
     if table is None:
         return []
@@ -114,12 +120,16 @@ def declared_projects(checked: CheckedForm, spec: Spec, unit: Unit, points: dict
     factor = MONEY_UNITS[spec.money_unit] / MONEY_UNITS["万元"]
     out = []
     for p in checked.projects:
+        version = (approved or {}).get((unit.code, p.name))
+        targets = version.content["rows"] if version is not None else [
+            {"level1": r.level1, "level2": r.level2, "level3": r.level3, "target": r.texts[ind.main]}
+            for r in p.indicators]
         rows = []
-        for r in p.indicators:
-            level1, level2 = hierarchy.canonical(r.level1), hierarchy.canonical(r.level2)
+        for r in targets:
+            level1, level2 = hierarchy.canonical(r["level1"]), hierarchy.canonical(r["level2"])
             group = mapping.get(f"{level1}/{level2}") or mapping.get(level1, "过程")
-            rows.append({"level1": r.level1, "level2": r.level2, "level3": r.level3,
-                         "target": r.texts[ind.main], "group": group})
+            rows.append({"level1": r["level1"], "level2": r["level2"], "level3": r["level3"], "target": r["target"],
+                         "group": group})
         by_group: dict[str, list[dict]] = defaultdict(list)
         for row in rows:
             by_group[row["group"]].append(row)
@@ -128,9 +138,13 @@ def declared_projects(checked: CheckedForm, spec: Spec, unit: Unit, points: dict
                 row["points"] = share
         budget = p.values.get(spec.budget_field) if spec.budget_field else None
         goal = next((p.values.get(f) for f in ("annual_goal", "goal", "annual_target") if p.values.get(f)), "")
+        initial = round(budget * factor, 6) if isinstance(budget, int | float) else None
+        adjusted = version.content.get("budget_after") if version is not None else None
         facts = {"name": p.name, "department": unit.department or p.values.get("department") or "",
-                 "unit_name": unit.name, "goal": goal,
-                 "budget": round(budget * factor, 6) if isinstance(budget, int | float) else None}
+                 "unit_name": unit.name, "goal": (version.content.get("goal_after") if version else "") or goal,
+                 "budget": initial, "adjusted_budget": adjusted if adjusted is not None else initial,
+                 "adjustment": round(adjusted - initial, 6) if adjusted is not None and initial is not None else 0.0,
+                 "target_version": version.label if version is not None else ORIGINAL}
         out.append(Declared(unit.code, {field_id: facts[fact] for field_id, fact in (prefill or DEFAULT_PREFILL).items()},
                             rows, p.name))
     return out
@@ -193,12 +207,13 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
     points, groups = group_map(templates_dir, followup.groups_file or GROUPS_FILE)
     round_id = new_round()  # in every form's stamp: the merge finds what was issued by it
     declared = declarations(ledger_path, templates_dir, {u.code for u in units}, followup.prefilled_from)
+    approved = approved_versions(ledger_path)  # the targets as the bureau last approved them
     result = FollowupResult()
     planned: list[tuple[Unit, str, list[Declared], tuple]] = []
     used_names: set[str] = set()
     for unit in units:
         projects = [d for checked, spec in declared.get(unit.code, [])
-                    for d in declared_projects(checked, spec, unit, points, groups, prefill)]
+                    for d in declared_projects(checked, spec, unit, points, groups, prefill, approved)]
         if not projects:
             result.without_declaration.append(unit)
             continue

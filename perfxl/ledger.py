@@ -149,6 +149,24 @@ CREATE TABLE IF NOT EXISTS returns (
     comment     TEXT NOT NULL,
     returned    TEXT NOT NULL
 );
+-- Versions of a project's targets (perfxl.versions): every adjustment the bureau decided, approved or
+-- rejected, with what it changed; never updated, never deleted. The newest approved one of a project is
+-- what later monitoring and self-evaluation forms are prefilled with and scored against.
+CREATE TABLE IF NOT EXISTS target_versions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    unit_code   TEXT NOT NULL,
+    project     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    batch       TEXT NOT NULL,
+    decided_at  TEXT NOT NULL,
+    decided_by  TEXT NOT NULL,
+    comment     TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    content     TEXT NOT NULL,
+    digest      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS target_versions_by_project ON target_versions(unit_code, project, id);
 -- Portal sessions revoked at logout, kept until they would have expired anyway (then pruned).
 CREATE TABLE IF NOT EXISTS portal_revoked (
     nonce       TEXT PRIMARY KEY,
@@ -159,7 +177,7 @@ CREATE TABLE IF NOT EXISTS portal_revoked (
 SQLITE_MAGIC = b"SQLite format 3\x00"
 APPLICATION_ID = 0x7078_6C67  # "pxlg" in the SQLite header: this file is a perfxl ledger
 OWN_TABLES = {"files", "sightings", "runs", "outcomes", "run_settings", "submissions", "returns", "portal_revoked",
-              "sqlite_sequence", "kept", "issued", "rosters"}
+              "sqlite_sequence", "kept", "issued", "rosters", "target_versions"}
 PRUNE_SLACK = 1000  # kept values no run touched are pruned once they pass twice the touched ones and this
 KEEP_RUNS = 10  # the outcomes of this many recent runs are kept; older ones are derived data, pruned
 

@@ -854,7 +854,7 @@ def _build(raw: dict, name: str, params: dict, catalog: _Catalog, digest, path: 
         source=str(path), designed=designed, prefill=_prefill(raw.get("prefill"), fields))
 
 
-PREFILL_FACTS = ("name", "department", "unit_name", "goal", "budget")  # what a declaration gives a follow-up form
+PREFILL_FACTS = ("name", "department", "unit_name", "goal", "budget", "adjustment", "adjusted_budget", "target_version")  # what a declaration gives a follow-up form
 
 
 def _prefill(raw, fields: dict[str, Field]) -> dict[str, str]:

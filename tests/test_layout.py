@@ -20,7 +20,7 @@ LAYERS = [
     {"reader.parts", "reader.xls"},  # OOXML parts, .xls → a raw workbook
     {"reader.book"},  # a file → its format and raw workbook
     {"rules"},  # the rule registry; it loads its kind modules itself
-    {"rules.arithmetic", "rules.indicators", "rules.monitor", "rules.selfeval", "rules.tables", "rules.text"},
+    {"rules.adjust", "rules.arithmetic", "rules.indicators", "rules.monitor", "rules.selfeval", "rules.tables", "rules.text"},
     {"spec"},  # 1. spec: Jinja → YAML → frozen model
     {"formparts", "sheetxml"},  # what every generated form carries, whoever writes it; summary sheet XML
     {"sheetprint"},  # how a sheet edited with openpyxl prints (annotated copies, designed forms)
@@ -30,11 +30,12 @@ LAYERS = [
     {"read", "issued"},  # 3. read: the stage's entry point; the record of what follow-up forms were issued with
     {"validator"},  # 4. validate
     {"pipeline", "report", "summary.base"},  # one file end to end; 7. report
-    {"summary.about", "summary.budgets", "summary.changes", "summary.indicators", "summary.problems",
+    {"summary.about", "summary.adjust", "summary.budgets", "summary.changes", "summary.indicators", "summary.problems",
      "summary.projects", "summary.monitor", "summary.review", "summary.selfeval", "summary.status"},  # 6. summary tables, one module per sheet
     {"summary.cover"},
     {"summary"},
-    {"returns"},  # 7. the return package (annotated copies and notices) of a review round
+    {"returns"},
+    {"versions"},  # the versions of a project's targets: adjustments the bureau decided, in the declaration's ledger  # 7. the return package (annotated copies and notices) of a review round
     {"merging.options"},  # 5. merge: what it is asked and what it hands back
     {"merging.worker", "merging.guard", "merging.versions"},  # a file read and checked; outputs; which version counts
     {"merging.rollup", "merging.kept", "merging.render_ahead"},  # lower levels; the ledger's keeping; rendering ahead

@@ -36,7 +36,7 @@ LONGEST_UNIT = ("510704003", "游仙区文化广播电视和旅游局", "游仙�
 KINDS = ([f"blank form {t}" for t in TEMPLATES] + ["designed form acme/fund", "designed form mianyang/designed",
          "分发清单", "declaration summary", "annotated copies", "退回通知", "monitoring form", "monitoring summary",
          "self-evaluation form", "self-evaluation summary", "roll-up summary", "部门整体 monitoring form",
-         "部门整体 self-evaluation form"])
+         "部门整体 self-evaluation form", "adjustment form"])
 
 
 def _cli(*args: str) -> None:
@@ -83,6 +83,13 @@ def _workbooks(base: Path, department_declaration: Path, department_unit: dict) 
         kinds[f"{kind} summary"] = [summary]
         manifests.append(summary.parent / "空白表" / "分发清单.xlsx")
     kinds["分发清单"] = manifests
+
+    ledger = demo["summary"].with_name(demo["summary"].stem + "_报送台账.sqlite")
+    adjust = base / "调整表"
+    _cli("generate", "national/adjust", "--year", "2021", "--roster", str(demo["roster"]), "--from", str(ledger),
+         "-o", str(adjust))
+    kinds["adjustment form"] = [_longest_form(adjust)]
+    manifests.append(adjust / "分发清单.xlsx")
 
     # the city's roll-up of the demo's county export: its roster names each county's city (上级地区)
     ledger = demo["summary"].with_name(demo["summary"].stem + "_报送台账.sqlite")

@@ -129,7 +129,8 @@ def indicator_table(ctx: Context, subject: str = PROJECT) -> Table:
         Column("计分类别", "text", "group"), Column("年度指标值", "text", "target"),
         Column("实际完成值", "text", "actual"), Column("分值", "score", "points"),
         Column("得分", "score", "score"), Column("计分方法", "text", "how"),
-        Column("偏差原因分析及改进措施", "text", "reason"), Column("位置", "text", "where")], forms, paper="A3")
+        Column("偏差原因分析及改进措施", "text", "reason"), Column("目标版本", "text", "version"),
+        Column("位置", "text", "where")], forms, paper="A3")
 
 
 def _indicator_lines(ctx: Context, s):
@@ -138,7 +139,7 @@ def _indicator_lines(ctx: Context, s):
     for p in checked.projects:
         for line in (p.scores or {}).get("indicators") or []:
             yield {"unit_code": who.unit_code, "unit_name": who.unit_name, "project": p.name, **line,
-                   "where": f"{p.sheet}!{line['cell']}"}
+                   "version": str(p.values.get("target_version") or ""), "where": f"{p.sheet}!{line['cell']}"}
 
 
 def department_rollup(projects: list[dict]) -> list[dict]:

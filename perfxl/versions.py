@@ -1,0 +1,197 @@
+"""Versions of a project's targets, kept in the declaration's ledger (its `target_versions` table).
+
+财预〔2015〕88号 第二十八条: targets, once set, are adjusted only with a budget adjustment, submitted and approved
+with it. An adjustment form (national/adjust, merged into a ledger of its own) becomes a version only when the
+bureau decides it (`perfxl approve`): approved, it is what later monitoring and self-evaluation forms are
+prefilled with and scored against; rejected, it is kept with its comment and changes nothing. Every decision
+is a new row, never an update: the ledger holds the whole history, with its batch, date, kind and who decided.
+
+A version's content is the project's targets after the adjustment, in order (issued rows with their new
+values, removed rows gone, added rows last), the budget before and after, the adjusted goal, and the list of
+what changed with each reason. Its digest is checked when it is read: a row edited by hand is not used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import OutputError
+from .ledger import Ledger, check_ledger_file
+from .pipeline import CheckOptions, check_stored
+from .rounds import ADJUST
+from .spec import load_spec
+
+APPROVED, REJECTED = "approved", "rejected"
+STATUS_ZH = {APPROVED: "已批准", REJECTED: "已退回"}
+
+
+@dataclass(frozen=True)
+class Version:
+    """One decided adjustment of one project."""
+
+    id: int
+    unit_code: str
+    project: str
+    status: str
+    kind: str
+    batch: str
+    decided_at: str
+    decided_by: str
+    comment: str
+    source: str  # the adjustment form it came from (its file name and sha256)
+    content: dict  # rows, budget_before, budget_after, goal_after, changes
+
+    @property
+    def label(self) -> str:
+        """How a form and a summary name it: 调整（第 3 版，批次 2021-07，2021-07-20 批准）."""
+        return f"调整（第 {self.id} 版，批次 {self.batch}，{self.decided_at[:10]} {STATUS_ZH[self.status][1:]}）"
+
+
+def _content_text(content: dict) -> str:
+    return json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _version(row) -> Version | None:
+    vid, unit_code, project, status, kind, batch, at, by, comment, source, text, digest = row
+    if not isinstance(text, str) or _digest(text) != digest or status not in STATUS_ZH:
+        return None
+    try:
+        content = json.loads(text)
+    except ValueError:
+        return None
+    if not (isinstance(content, dict) and isinstance(content.get("rows"), list)
+            and all(isinstance(r, dict) and {"level1", "level2", "level3", "target"} <= set(r)
+                    and all(isinstance(r[k], str) for k in ("level1", "level2", "level3", "target"))
+                    for r in content["rows"])):
+        return None
+    return Version(int(vid), str(unit_code), str(project), status, str(kind), str(batch), str(at), str(by),
+                   str(comment), str(source), content)
+
+
+_COLUMNS = "id, unit_code, project, status, kind, batch, decided_at, decided_by, comment, source, content, digest"
+
+
+def all_versions(db: sqlite3.Connection) -> list[Version]:
+    """Every decision in the ledger, oldest first (an older ledger without the table: none)."""
+    try:
+        rows = db.execute(f"SELECT {_COLUMNS} FROM target_versions ORDER BY id").fetchall()
+    except sqlite3.Error:
+        return []
+    return [v for v in map(_version, rows) if v is not None]
+
+
+def approved_versions(ledger_path: Path) -> dict[tuple[str, str], Version]:
+    """(unit code, project name) → its newest approved version."""
+    ledger = Ledger(Path(ledger_path), readonly=True)
+    try:
+        out: dict[tuple[str, str], Version] = {}
+        for v in all_versions(ledger.db):
+            if v.status == APPROVED:
+                out[(v.unit_code, v.project)] = v
+        return out
+    finally:
+        ledger.close()
+
+
+def _adjustments(ledger_path: Path, units: set[str], templates_dir: Path | None) -> dict[str, list]:
+    """{unit code: [(checked adjustment form, its sha256, its file name)]} merged by the adjustment ledger's
+    last merge."""
+    if not Path(ledger_path).is_file():
+        raise OutputError(f"找不到调整表的报送台账 (no such ledger): {ledger_path}")
+    check_ledger_file(Path(ledger_path))
+    ledger = Ledger(Path(ledger_path), readonly=True)
+    try:
+        run = ledger.last_run()
+        if run is None:
+            raise OutputError(f"调整表的报送台账中还没有完成的汇总 (the ledger has no finished merge): {ledger_path}")
+        seen, settings = ledger.run_outcomes(run)
+        options = CheckOptions(year=settings.get("year"), templates_dir=str(templates_dir) if templates_dir else None)
+        found: dict[str, list] = {}
+        for s in seen:
+            if s["outcome"] != "merged" or s.get("unit_code") not in units:
+                continue
+            stored = ledger.stored_form(s["sha"])
+            if stored is None:
+                continue
+            checked = check_stored(stored, options)
+            if checked.read_error or not checked.template:
+                continue
+            if load_spec(checked.template, checked.year, templates_dir=templates_dir).round.stage != ADJUST:
+                continue
+            found.setdefault(s["unit_code"], []).append((checked, s["sha"], Path(s["path"]).name))
+        return found
+    finally:
+        ledger.close()
+
+
+def content_of(project) -> dict:
+    """A checked adjustment sheet as a version's content: the targets after it, in order, and what changed."""
+    scores = project.scores or {}
+    lines = scores.get("indicators") or []
+    rows = [{"level1": line["level1"], "level2": line["level2"], "level3": line["level3"],
+             "target": line["after"] or line["before"]}
+            for line in lines if line["change"] != "删除"]
+    return {"rows": rows, "budget_before": scores.get("budget_before"), "budget_after": scores.get("budget_after"),
+            "goal_after": str(project.values.get("goal_after") or ""),
+            "changes": [{k: line[k] for k in ("level1", "level2", "level3", "before", "after", "change", "reason")}
+                        for line in lines if line["change"]]}
+
+
+def decide(ledger_path: Path, adjustments: Path, units: list[str], *, approve: bool, comment: str = "",
+           by: str = "", batch: str | None = None, templates_dir: Path | None = None) -> list[Version]:
+    """Record the bureau's decision on the named units' adjustment forms (every project each asks to adjust)
+    in the declaration's ledger. An adjustment with errors cannot be approved (it goes back to the unit);
+    a unit with no adjustment form in `adjustments` is said, and nothing is written for any unit."""
+    check_ledger_file(Path(ledger_path))
+    found = _adjustments(Path(adjustments), set(units), templates_dir)
+    missing = [u for u in units if u not in found]
+    if missing:
+        raise OutputError(f"调整表的报送台账中没有这些单位已汇总的调整表：{'、'.join(missing)} (no adjustment form)")
+    if approve:
+        faulty = [f"{u}（{name}：{checked.errors} 个错误）" for u in units for checked, _, name in found[u]
+                  if checked.errors]
+        if faulty:
+            raise OutputError(f"有错误的调整表不能批准，请退回单位修改（--reject --comment …）：{'；'.join(faulty)}")
+    now = datetime.now().isoformat(timespec="seconds")
+    batch = batch or now[:7]
+    rows = []
+    for unit in units:
+        for checked, sha, name in found[unit]:
+            for p in checked.projects:
+                content = content_of(p)
+                if not content["changes"] and content["budget_after"] is None and not content["goal_after"]:
+                    continue  # a sheet that asks nothing: no version
+                text = _content_text(content)
+                rows.append((unit, p.name, APPROVED if approve else REJECTED,
+                             str((p.scores or {}).get("kind") or ""), batch, now, by, comment,
+                             f"{name} (sha256 {sha[:12]})", text, _digest(text)))
+    ledger = Ledger(Path(ledger_path))
+    try:
+        with ledger.db:
+            ids = [ledger.db.execute("INSERT INTO target_versions (unit_code, project, status, kind, batch, decided_at, "
+                                     "decided_by, comment, source, content, digest) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                                     row).lastrowid for row in rows]
+        return [v for v in all_versions(ledger.db) if v.id in set(ids)]
+    except sqlite3.Error as exc:
+        raise OutputError(f"无法写入报送台账 {ledger_path}: {exc}") from None
+    finally:
+        ledger.close()
+
+
+def as_rows(versions: list[Version]) -> list[dict[str, Any]]:
+    """Every version as a row (perfxl.open_ledger().versions(), 变更记录)."""
+    return [{"版本": v.id, "单位编码": v.unit_code, "项目名称": v.project, "决定": STATUS_ZH[v.status],
+             "调整类型": v.kind, "批次": v.batch, "决定时间": v.decided_at, "决定人": v.decided_by,
+             "意见": v.comment, "来源": v.source, "调整前预算数": v.content.get("budget_before"),
+             "调整后预算数": v.content.get("budget_after"), "调整的指标数": len(v.content.get("changes") or []),
+             "调整后指标": len(v.content["rows"])} for v in versions]

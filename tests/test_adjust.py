@@ -1,0 +1,256 @@
+"""Targets change lawfully (绩效目标调整): a declaration round merged; adjustment forms generated from its ledger
+for three units and filled as a unit's tooling would (one lowers a target with a reason and cuts its budget,
+one adds a row and removes another, one changes a value without a reason); re-saved by LibreOffice and merged;
+the bureau approves two and rejects one; self-evaluation forms generated afterwards carry the approved targets
+and are scored against them, the rejected unit against its original ones."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+import perfxl
+from perfxl.cli import cli
+from perfxl.fill import names_by_sheet
+from perfxl.spec import column_offsets, load_spec, split_cell
+from perfxl.values import parse_target
+
+from .test_selfeval import declared  # noqa: F401 - the declaration round (seeds 000, 002, 003), merged
+
+YEAR = 2022
+A, B, C = "000-0", "002-0", "003-0"  # 盐城 (lowers a target), 绵阳 (adds and removes), 上海 (no reason)
+
+
+def _run(args: list[str], code: int = 0):
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == code, r.output
+    return r
+
+
+def _rows(wb, template: str, sheet: str = "项目1"):
+    table = load_spec(template, YEAR).tables["indicators"]
+    ws = wb[sheet]
+    names = names_by_sheet(wb)[sheet]
+    first, last = names[table.name].split(":")
+    (r0, c0), (r1, _) = split_cell(first), split_cell(last)
+    rows = [{cid: ws.cell(row=r + 1, column=c0 + off + 1) for cid, off in column_offsets(table).items()}
+            for r in range(r0, r1 + 1)]
+    return ws, names, rows
+
+
+def _put(ws, names, field_id, value) -> None:
+    ws[names[f"f_{field_id}"].split(":")[0]] = value
+
+
+def _sheet(path, name: str) -> list[dict]:
+    wb = openpyxl.load_workbook(path, read_only=True)
+    try:
+        rows = list(wb[name].iter_rows(values_only=True))
+    finally:
+        wb.close()
+    return [dict(zip(rows[0], r)) for r in rows[1:] if any(v not in (None, "") for v in r)]
+
+
+@pytest.fixture(scope="module")
+def adjusted(declared, seeds, convert, tmp_path_factory):  # noqa: F811
+    base = tmp_path_factory.mktemp("adjust")
+    out = base / "调整表"
+    _run(["generate", "national/adjust", "--year", str(YEAR), "--roster", str(declared["roster"]),
+          "--from", str(declared["ledger"]), "-o", str(out)])
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    files = {f["unit_code"]: out / f["file"] for f in manifest["forms"]}
+    inbox = base / "收件箱"
+    inbox.mkdir()
+    cells = {}
+    for key in (A, B, C):
+        code = seeds[key].unit["code"]
+        wb = openpyxl.load_workbook(files[code])
+        ws, names, rows = _rows(wb, "national/adjust")
+        _put(ws, names, "preparer", "王五")
+        _put(ws, names, "phone", "0515-66666666")
+        issued = [r for r in rows if r["level3"].value]
+        if key == A:  # 缴存业务线上办理率 ≥90% → ≥80%, budget cut
+            row = next(r for r in issued if r["level3"].value == "缴存业务线上办理率")
+            row["after"].value, row["action"].value, row["reason"].value = "≥80%", "修改", "预算调减，线上渠道改造推迟"
+            before = ws[names["f_funds_before"].split(":")[0]].value
+            _put(ws, names, "funds_after", round(before - 200, 2))
+            _put(ws, names, "adjust_kind", "预算追加追减")
+            cells[key] = {"budget_before": before}
+        elif key == B:  # remove the first row, add one in the first blank row
+            removed = issued[0]
+            removed["action"].value, removed["reason"].value = "删除", "该项工作已由其他项目承担"
+            added = rows[len(issued)]
+            for column, value in (("level1", "满意度指标"), ("level2", "服务对象满意度指标"),
+                                  ("level3", "缴存职工满意度"), ("after", "≥90%"), ("action", "新增"),
+                                  ("reason", "补充满意度指标")):
+                added[column].value = value
+            _put(ws, names, "adjust_kind", "项目内容变更")
+            cells[key] = {"removed": removed["level3"].value}
+        else:  # a value changed, no reason
+            row = next(r for r in issued if parse_target(r["target"].value).kind == "quantitative")
+            row["after"].value = "≥1"
+            _put(ws, names, "adjust_kind", "自行申请")
+            cells[key] = {"reason": row["reason"].coordinate, "level3": row["level3"].value}
+        filled = base / f"{key}.xlsx"
+        wb.save(filled)
+        shutil.copy(convert(filled, "xlsx"), inbox / files[code].name)
+    summary = base / "调整汇总.xlsx"
+    _run(["merge", str(inbox), "--roster", str(declared["roster"]), "-o", str(summary)])
+    return {"base": base, "summary": summary, "ledger": base / "调整汇总_报送台账.sqlite", "cells": cells,
+            "codes": {key: seeds[key].unit["code"] for key in (A, B, C)}}
+
+
+def test_the_adjustment_review_lists_each_change_beside_what_was_approved_and_a_missing_reason_is_an_error(adjusted):
+    lines = _sheet(adjusted["summary"], "调整审核")
+    codes = adjusted["codes"]
+    by = {(r["单位编码"], r["三级指标"]): r for r in lines}
+    lowered = by[(codes[A], "缴存业务线上办理率")]
+    assert (lowered["调整前指标值"], lowered["调整后指标值"], lowered["调整方式"]) == ("≥90%", "≥80%", "修改")
+    assert lowered["调整后预算数（万元）"] == pytest.approx(adjusted["cells"][A]["budget_before"] - 200, abs=0.01)
+    assert by[(codes[B], "缴存职工满意度")]["调整方式"] == "新增"
+    assert by[(codes[B], adjusted["cells"][B]["removed"])]["调整方式"] == "删除"
+    unexplained = by[(codes[C], adjusted["cells"][C]["level3"])]
+    assert unexplained["审核关注"] == "缺少调整原因" and lines[0]["审核关注"]  # what needs attention first
+    problems = {(r["单位名称"], r["规则"], r["单元格"]) for r in _sheet(adjusted["summary"], "校验问题")}
+    missing = [cell for _, rule, cell in problems if rule == "adjust-reason-missing"]
+    assert missing == [adjusted["cells"][C]["reason"]], "the changes with a reason need none"
+
+
+def test_approved_adjustments_become_the_targets_later_forms_carry_and_are_scored_against(adjusted, declared,  # noqa: F811
+                                                                                         tmp_path, convert):
+    codes, decl = adjusted["codes"], declared["ledger"]
+    args = ["approve", "--ledger", str(decl), "--from", str(adjusted["ledger"])]
+    refused = _run(args + ["--units", codes[C]], code=2)  # errors: it goes back, it is not approved
+    assert "有错误的调整表不能批准" in refused.output
+    _run(args + ["--units", f"{codes[A]},{codes[B]}", "--by", "预算科"])
+    _run(args + ["--units", codes[C], "--reject", "--comment", "调整指标请说明原因"])
+    with perfxl.open_ledger(decl) as view:
+        versions = view.versions()
+    assert list(versions["决定"]) == ["已批准", "已批准", "已退回"]
+    assert list(versions["单位编码"]) == [codes[A], codes[B], codes[C]]
+    assert versions.iloc[2]["意见"] == "调整指标请说明原因" and versions.iloc[0]["决定人"] == "预算科"
+
+    out = tmp_path / "自评表"
+    _run(["generate", "national/selfeval", "--year", str(YEAR), "--roster", str(declared["roster"]),
+          "--from", str(decl), "-o", str(out)])
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    files = {f["unit_code"]: out / f["file"] for f in manifest["forms"]}
+    forms = {key: openpyxl.load_workbook(files[codes[key]]) for key in (A, B, C)}
+    ws, names, rows = _rows(forms[A], "national/selfeval")
+    targets = {r["level3"].value: r["target"].value for r in rows if r["level3"].value}
+    assert targets["缴存业务线上办理率"] == "≥80%"
+    cell = lambda key: ws[names[f"f_{key}"].split(":")[0]].value  # noqa: E731
+    assert cell("funds_adjustment") == pytest.approx(-200, abs=0.01)
+    assert cell("funds_adjusted") == pytest.approx(adjusted["cells"][A]["budget_before"] - 200, abs=0.01)
+    assert cell("target_version").startswith("调整（第 1 版")
+    _, _, rows_b = _rows(forms[B], "national/selfeval")
+    shown_b = [r["level3"].value for r in rows_b if r["level3"].value]
+    assert "缴存职工满意度" in shown_b and adjusted["cells"][B]["removed"] not in shown_b
+    ws_c, names_c, rows_c = _rows(forms[C], "national/selfeval")
+    assert ws_c[names_c["f_target_version"].split(":")[0]].value == "申报（未调整）"
+    assert all(r["target"].value != "≥1" for r in rows_c if r["level3"].value), "rejected: the original targets"
+
+    # 盐城 fills its form: every target met, and 缴存业务线上办理率 at 85%: met against ≥80% (approved), where
+    # against the declared ≥90% it would have earned 85/90 of its points
+    for field_id, value in (("funds_total_budget", 1000.0), ("funds_fiscal_budget", 1000.0),
+                            ("funds_total_spent", 1000.0), ("funds_fiscal_spent", 1000.0), ("goal_actual", "完成"),
+                            ("preparer", "张三"), ("phone", "0515-88888888")):
+        _put(ws, names, field_id, value)
+    expected = {}
+    for r in rows:
+        level3, target, points = r["level3"].value, r["target"].value, r["points"].value
+        if not level3:
+            continue
+        t = parse_target(target)
+        if level3 == "缴存业务线上办理率":
+            r["actual"].value = "85%"
+        elif t.kind == "quantitative" and t.value is not None:
+            r["actual"].value = target.lstrip("＝=≥≤<>")
+        else:
+            r["actual"].value, r["score"].value = "达成年度指标", points
+        expected[level3] = points
+    filled = tmp_path / "盐城自评.xlsx"
+    forms[A].save(filled)
+    inbox = tmp_path / "自评收件箱"
+    inbox.mkdir()
+    shutil.copy(convert(filled, "xlsx"), inbox / "盐城自评.xlsx")
+    summary = tmp_path / "自评汇总.xlsx"
+    _run(["merge", str(inbox), "--roster", str(declared["roster"]), "-o", str(summary)])
+    scores = {r["三级指标"]: r for r in _sheet(summary, "指标得分")}
+    for level3, points in expected.items():
+        assert scores[level3]["得分"] == pytest.approx(points, abs=1e-3), level3
+    assert scores["缴存业务线上办理率"]["年度指标值"] == "≥80%"
+    assert scores["缴存业务线上办理率"]["目标版本"].startswith("调整（第 1 版")
+    problems = {r["规则"] for r in _sheet(summary, "校验问题")}
+    assert "selfeval-target-changed" not in problems and "declared-changed" not in problems
+
+
+def test_an_adjustment_form_without_its_hidden_sheets_gets_coded_problems_not_a_traceback(declared, seeds, tmp_path):  # noqa: F811
+    from perfxl.contract import DECLARED_SHEET, STAMP_SHEET
+
+    out = tmp_path / "调整表"
+    _run(["generate", "national/adjust", "--year", str(YEAR), "--roster", str(declared["roster"]),
+          "--from", str(declared["ledger"]), "-o", str(out)])
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    path = out / next(f["file"] for f in manifest["forms"] if f["unit_code"] == seeds[A].unit["code"])
+    wb = openpyxl.load_workbook(path)
+    for name in (STAMP_SHEET, DECLARED_SHEET):
+        if name in wb.sheetnames:
+            del wb[name]
+    for key in list(wb.custom_doc_props.names):
+        del wb.custom_doc_props[key]
+    inbox = tmp_path / "收件箱"
+    inbox.mkdir()
+    wb.save(inbox / "删了隐藏表的调整表.xlsx")
+    (inbox / "不是表格.xlsx").write_bytes(b"PK\x03\x04 broken")
+    r = _run(["merge", str(inbox), "--roster", str(declared["roster"]), "--template", "national/adjust",
+              "--year", str(YEAR), "-o", str(tmp_path / "汇总.xlsx")])
+    assert "Traceback" not in r.output
+    problems = {(r["文件"], r["规则"]) for r in _sheet(tmp_path / "汇总.xlsx", "校验问题")}
+    assert ("删了隐藏表的调整表.xlsx", "issued-missing") in problems or ("删了隐藏表的调整表.xlsx", "stamp-missing") in problems
+    assert ("不是表格.xlsx", "file-corrupt") in problems
+
+
+def test_approving_a_unit_with_no_adjustment_form_is_refused_in_chinese_and_writes_nothing(adjusted, declared):  # noqa: F811
+    with perfxl.open_ledger(declared["ledger"]) as view:
+        before = len(view.versions())
+    r = _run(["approve", "--ledger", str(declared["ledger"]), "--from", str(adjusted["ledger"]),
+              "--units", f"{adjusted['codes'][A]},999001"], code=2)
+    assert "没有这些单位已汇总的调整表：999001" in r.output and "Traceback" not in r.output
+    r = _run(["approve", "--ledger", str(declared["ledger"]), "--from", str(adjusted["ledger"]),
+              "--units", adjusted["codes"][A], "--reject"], code=2)
+    assert "退回时请写明意见" in r.output
+    with perfxl.open_ledger(declared["ledger"]) as view:
+        assert len(view.versions()) == before
+
+
+def test_a_version_edited_in_the_ledger_by_hand_is_not_used(tmp_path):
+    """A version whose content no longer matches its digest (someone edited the row) is not a version."""
+    import sqlite3
+
+    from perfxl.ledger import Ledger
+    from perfxl.versions import all_versions
+
+    path = tmp_path / "台账.sqlite"
+    Ledger(path).close()
+    db = sqlite3.connect(path)
+    content = json.dumps({"rows": [{"level1": "产出指标", "level2": "数量指标", "level3": "培训人数", "target": "≥1人"}]},
+                         ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    import hashlib
+
+    good = hashlib.sha256(content.encode()).hexdigest()
+    for text in (content, content.replace("≥1人", "≥0人")):
+        db.execute("INSERT INTO target_versions (unit_code, project, status, kind, batch, decided_at, decided_by, "
+                   "comment, source, content, digest) VALUES ('610001','甲','approved','自行申请','2021-07',"
+                   "'2021-07-20T10:00:00','','','x',?,?)", (text, good))
+    db.commit()
+    db.close()
+    ledger = Ledger(path, readonly=True)
+    try:
+        assert [v.content["rows"][0]["target"] for v in all_versions(ledger.db)] == ["≥1人"]
+    finally:
+        ledger.close()
