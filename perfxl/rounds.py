@@ -58,6 +58,8 @@ ROUNDS: dict[str, Round] = {r.key: r for r in (
     Round("monitor", MONITOR, PROJECT, "national/monitor", "项目支出绩效运行监控汇总表", prefilled_from="project"),
     Round("selfeval", SELFEVAL, PROJECT, "national/selfeval", "项目支出绩效自评汇总表", prefilled_from="project",
           groups_file="selfeval-groups"),
+    Round("department-adjust", ADJUST, DEPARTMENT, "national/department-adjust", "部门整体绩效目标调整汇总表",
+          prefilled_from="department"),
     Round("department-monitor", MONITOR, DEPARTMENT, "national/department-monitor", "部门整体绩效运行监控汇总表",
           prefilled_from="department"),
     Round("department-selfeval", SELFEVAL, DEPARTMENT, "national/department-selfeval", "部门整体支出绩效自评汇总表",

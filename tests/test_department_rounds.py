@@ -216,3 +216,34 @@ def test_a_declaration_template_asked_for_from_a_ledger_is_refused_in_chinese_an
                                  "-o", str(out)])
     assert r.exit_code == 2 and "是申报表" in r.output and "Traceback" not in r.output
     assert not out.exists()
+
+
+def test_a_department_adjustment_approved_is_what_its_self_evaluation_carries(declared, tmp_path):
+    """部门整体 has its adjustment round too: 12329热线接通率 lowered from 90% to 85% with a reason, approved, and
+    the next self-evaluation form carries 85% and says which version it is."""
+    ledger = declared["base"] / "申报汇总_报送台账.sqlite"
+    out = tmp_path / "调整表"
+    _run(["generate", "national/department-adjust", "--year", str(YEAR), "--roster", str(declared["roster"]),
+          "--from", str(ledger), "-o", str(out)])
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    (form,) = manifest["forms"]
+    wb, ws, names, rows = _rows(out / form["file"], "national/department-adjust")
+    row = next(r for r in rows if r["level3"].value == "12329热线接通率")
+    assert row["target"].value == "90%"
+    row["after"].value, row["action"].value, row["reason"].value = "85%", "修改", "客服外包合同调整，坐席减少"
+    ws[names["f_adjust_kind"]] = "项目内容变更"
+    inbox = tmp_path / "收件箱"
+    inbox.mkdir()
+    wb.save(inbox / form["file"])
+    _run(["merge", str(inbox), "--roster", str(declared["roster"]), "-o", str(tmp_path / "调整汇总.xlsx")])
+    (change,) = [r for r in _sheet(tmp_path / "调整汇总.xlsx", "调整审核")]
+    assert (change["调整前指标值"], change["调整后指标值"], change["调整原因"]) == ("90%", "85%", "客服外包合同调整，坐席减少")
+    _run(["approve", "--ledger", str(ledger), "--from", str(tmp_path / "调整汇总_报送台账.sqlite"),
+          "--units", declared["seed"].unit["code"]])
+    again = tmp_path / "自评表"
+    _run(["generate", "national/department-selfeval", "--year", str(YEAR), "--roster", str(declared["roster"]),
+          "--from", str(ledger), "-o", str(again)])
+    (entry,) = json.loads((again / "manifest.json").read_text(encoding="utf-8"))["forms"]
+    wb, ws, names, rows = _rows(again / entry["file"], "national/department-selfeval")
+    assert next(r for r in rows if r["level3"].value == "12329热线接通率")["target"].value == "85%"
+    assert ws[names["f_target_version"]].value.startswith("调整（第 ")

@@ -10,7 +10,7 @@ SEVEN = ["mianyang/project", "national/project", "national/project-2021", "shang
          "shanghai/project-2020", "yancheng/department", "yancheng/project"]
 
 
-FOLLOW_UPS = ["national/adjust", "national/department-monitor", "national/department-selfeval", "national/monitor",
+FOLLOW_UPS = ["national/adjust", "national/department-adjust", "national/department-monitor", "national/department-selfeval", "national/monitor",
               "national/selfeval"]  # generated from a declaration ledger (tests/test_selfeval.py, test_department_rounds.py)
 
 
