@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .domain import MONEY_UNITS
-from .errors import OutputError
+from .errors import OutputError, PerfxlError
 from .files import ensure_writable_dir, write_bytes_atomic
 from .generator import build_workbook, form_filename
 from .issued import RECORD_FILE, IssuedProject, new_round, record_round
@@ -63,10 +63,17 @@ def declarations(ledger_path: Path, templates_dir: Path | None = None, units: se
     check_ledger_file(Path(ledger_path))
     ledger = Ledger(Path(ledger_path), readonly=True)
     try:
-        run = ledger.last_run()
-        if run is None:
+        runs = ledger.finished_runs()
+        if not runs:
             raise OutputError(f"报送台账中还没有完成的汇总 (the ledger has no finished merge): {ledger_path}")
-        seen, settings = ledger.run_outcomes(run)
+        # The newest merge of the round the follow-up is prefilled from: a merge of other forms into the same
+        # ledger since (adjustments merged with --db) leaves the declarations where they were
+        seen, settings = ledger.run_outcomes(runs[0])
+        for run in runs:
+            seen, settings = ledger.run_outcomes(run)
+            if any(s["outcome"] == "merged" and s.get("template") and _family(s, templates_dir) == family
+                   for s in seen):
+                break
         options = CheckOptions(year=settings.get("year"), templates_dir=str(templates_dir) if templates_dir else None)
         out: dict[str, list[tuple[CheckedForm, Spec]]] = defaultdict(list)
         for s in seen:
@@ -85,6 +92,13 @@ def declarations(ledger_path: Path, templates_dir: Path | None = None, units: se
         return out
     finally:
         ledger.close()
+
+
+def _family(s: dict, templates_dir: Path | None) -> str | None:
+    try:
+        return load_spec(s["template"], s.get("year") or None, templates_dir=templates_dir).family
+    except PerfxlError:  # a template no longer there: not this round's
+        return None
 
 
 def group_map(templates_dir: Path | None, name: str = GROUPS_FILE) -> tuple[dict[str, float], dict[str, dict[str, str]]]:

@@ -782,6 +782,12 @@ class Ledger:
                               "(SELECT 1 FROM run_settings s WHERE s.run = r.id) ORDER BY r.id DESC LIMIT 1").fetchone()
         return row[0] if row else None
 
+    def finished_runs(self) -> list[int]:
+        """Every finished run that recorded its outcomes, newest first (the ledger keeps the last KEEP_RUNS)."""
+        return [r for (r,) in self.db.execute(
+            "SELECT r.id FROM runs r WHERE r.finished IS NOT NULL AND EXISTS "
+            "(SELECT 1 FROM run_settings s WHERE s.run = r.id) ORDER BY r.id DESC").fetchall()]
+
     def outcome_rows(self, run_id: int):
         """The outcomes of a run as the JSON texts stored, one by one (a lower level's: checked by the caller)."""
         for (text,) in self.db.execute("SELECT seen FROM outcomes WHERE run=? ORDER BY path", (run_id,)):

@@ -254,3 +254,43 @@ def test_a_version_edited_in_the_ledger_by_hand_is_not_used(tmp_path):
         assert [v.content["rows"][0]["target"] for v in all_versions(ledger.db)] == ["≥1人"]
     finally:
         ledger.close()
+
+
+def test_the_form_marks_a_change_without_its_reason_while_the_unit_types(declared, seeds, convert, tmp_path):  # noqa: F811
+    out = tmp_path / "调整表"
+    _run(["generate", "national/adjust", "--year", str(YEAR), "--roster", str(declared["roster"]),
+          "--from", str(declared["ledger"]), "-o", str(out)])
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    wb = openpyxl.load_workbook(out / next(f["file"] for f in manifest["forms"] if f["unit_code"] == seeds[A].unit["code"]))
+    ws, names, rows = _rows(wb, "national/adjust")
+    issued = [r for r in rows if r["level3"].value]
+    issued[0]["after"].value = "≥1"  # changed, no reason
+    issued[1]["after"].value, issued[1]["reason"].value = "≥2", "预算调减"  # changed, with its reason
+    issued[2]["after"].value = issued[2]["target"].value  # the same value: no change
+    issued[3]["action"].value = "删除"  # removed, no reason
+    edited = tmp_path / "edited.xlsx"
+    wb.save(edited)
+    shown = openpyxl.load_workbook(convert(edited, "xlsx"), data_only=True)["项目1"]
+    check = rows[0]["reason"].column + 1
+    flags = [shown.cell(row=r["level3"].row, column=check).value or "" for r in issued[:5]]
+    assert flags == ["✗ 请填写调整原因", "", "", "✗ 请填写调整原因", ""]
+
+
+def test_adjustments_merged_into_the_declarations_ledger_leave_later_rounds_generated_from_the_declarations(
+        adjusted, declared, tmp_path):  # noqa: F811
+    """`perfxl merge 调整表/ --db 申报台账`, as the issue writes it: the newest merge of that ledger is then the
+    adjustments', and generating 自评表 from it once found no declaration at all."""
+    import sqlite3
+
+    ledger = tmp_path / "申报台账.sqlite"
+    source, copy = sqlite3.connect(declared["ledger"]), sqlite3.connect(ledger)  # its journal included
+    source.backup(copy)
+    source.close()
+    copy.close()
+    inbox = adjusted["base"] / "收件箱"
+    _run(["merge", str(inbox), "--roster", str(declared["roster"]), "--db", str(ledger), "-o", str(tmp_path / "调整.xlsx")])
+    out = tmp_path / "自评表"
+    _run(["generate", "national/selfeval", "--year", str(YEAR), "--roster", str(declared["roster"]),
+          "--from", str(ledger), "-o", str(out)])
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert sorted(f["unit_code"] for f in manifest["forms"]) == sorted(adjusted["codes"].values())

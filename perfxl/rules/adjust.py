@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from perfxl.identity import match_rows, row_key
 from perfxl.problems import L, fmt_number, short_text
+from perfxl.reader.cells import cell_name
 from perfxl.scoring import indicator_score
 from perfxl.values import clean_text, normalize_text, parse_target
 
-from . import Param, RuleKind, register
+from . import CheckFormula, Param, RuleKind, register
 
 MODIFY, ADD, REMOVE = "修改", "新增", "删除"
 ACTIONS = (MODIFY, ADD, REMOVE)
@@ -50,6 +51,22 @@ class Adjustment(RuleKind):
              "adjust-target-lowered", "adjust-money-without-targets", "adjust-kind-missing")
     order = 20
     owns_table = True
+
+    def live(self, rule, positions):
+        """Beside every row, while the unit types: ✗ where a value is changed, a row added or one marked 删除
+        without its reason (the merge's adjust-reason-missing), so it is seen before the form is sent."""
+        pos = positions.tables[rule.params["table"]]
+
+        def column(cid: str) -> str:
+            return cell_name(0, pos.columns[cid]).rstrip("0123456789")
+
+        target, after, action, reason = (column(c) for c in ("target", "after", "action", "reason"))
+        out = []
+        for r in range(pos.first_row, pos.last_row + 1):
+            n = r + 1
+            changed = (f'OR(${action}{n}="删除",AND(TRIM(${after}{n})<>"",TRIM(${after}{n})<>TRIM(${target}{n})))')
+            out.append(CheckFormula(r, f'=IF(AND({changed},TRIM(${reason}{n})=""),"✗ 请填写调整原因","")'))
+        return out
 
     def check(self, rule, ctx):
         p = rule.params
