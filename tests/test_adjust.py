@@ -115,6 +115,12 @@ def test_the_adjustment_review_lists_each_change_beside_what_was_approved_and_a_
     assert by[(codes[B], adjusted["cells"][B]["removed"])]["调整方式"] == "删除"
     unexplained = by[(codes[C], adjusted["cells"][C]["level3"])]
     assert unexplained["审核关注"] == "缺少调整原因" and lines[0]["审核关注"]  # what needs attention first
+    wb = openpyxl.load_workbook(adjusted["summary"], read_only=True)
+    cover = [[v for v in row if v is not None] for row in wb["汇总"].iter_rows(values_only=True, max_row=6)]
+    wb.close()
+    assert cover[0] == ["2022年项目支出绩效目标调整汇总表"], "three regions: named by none of them"
+    figures = dict(zip(cover[4], cover[5]))
+    assert figures["申请调整的项目"] == 3 and figures["项目数"] >= 3 and figures["指标数"] > 0
     problems = {(r["单位名称"], r["规则"], r["单元格"]) for r in _sheet(adjusted["summary"], "校验问题")}
     missing = [cell for _, rule, cell in problems if rule == "adjust-reason-missing"]
     assert missing == [adjusted["cells"][C]["reason"]], "the changes with a reason need none"

@@ -113,12 +113,13 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     status_table = status_sheet.build()
 
     per_group = status_sheet.per_group
-    for collector in (project_sheet, selfeval_sheets, monitor_sheet):
+    for collector in (project_sheet, selfeval_sheets, monitor_sheet, adjust_sheet):
         for group, money in collector.per_group.items():
             per_group[group].update(money)
     projects = sum(1 for p in selfeval_sheets.projects if p.get("subject", PROJECT) == PROJECT)
-    counts = accounting(ctx, len(project_sheet.lines) + projects + monitor_sheet.projects,
-                        indicator_count + selfeval_sheets.indicator_count + len(monitor_sheet.lines),
+    counts = accounting(ctx, len(project_sheet.lines) + projects + monitor_sheet.projects + adjust_sheet.projects,
+                        indicator_count + selfeval_sheets.indicator_count + len(monitor_sheet.lines)
+                        + adjust_sheet.indicator_count,
                         len(status_sheet.missing))
 
     # A merge of follow-up forms only (自评表, 监控表) leaves out the declaration sheets, which would be empty.

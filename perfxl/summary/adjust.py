@@ -7,7 +7,7 @@ targets in the declaration's ledger (perfxl.versions, `perfxl approve`)."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from perfxl.rounds import ADJUST
@@ -22,6 +22,9 @@ FIRST_TITLE = "地区"
 class Adjustments(Collector):
     ctx: Context
     lines: list[dict] = field(default_factory=list)
+    projects: int = 0
+    indicator_count: int = 0  # every indicator row of the forms, changed or not (the cover's 指标数)
+    per_group: dict[tuple, Counter] = field(default_factory=lambda: defaultdict(Counter))  # for the cover
 
     def add(self, s, checked, sp, who) -> None:
         if sp.round.stage != ADJUST:
@@ -29,6 +32,11 @@ class Adjustments(Collector):
         factor = self.ctx.factor(sp)
         for p in checked.projects:
             scores = p.scores or {}
+            self.projects += 1
+            self.indicator_count += len(scores.get("indicators") or [])
+            group = self.per_group[(who.region, who.department)]
+            group["projects"] += 1
+            group["budget"] += money(scores.get("budget_before"), factor) or 0.0
             flagged = {q.cell for q in checked.problems if q.sheet == p.sheet and q.code == "adjust-target-lowered"}
             for line in scores.get("indicators") or []:
                 if not line["change"]:

@@ -13,6 +13,7 @@ from .base import OFF_ROSTER, Block, Chart, Column, Context, Cover, Table, Tally
 from .review import GRADES
 
 NAME = "汇总"
+SAMPLED_FORMS = 20  # forms read to learn the region a national round was issued by
 FIRST_TITLE = "地区"
 DEPARTMENTS = "按主管部门"
 
@@ -99,10 +100,10 @@ def _regions(ctx: Context) -> list[str]:
     below = {u.region for u in ctx.units or []}  # a form named after its unit's own region says nothing above it
     for key, sp in ctx.specs.items():
         if sp.region in ("", "全国"):
-            first = next((s for s in ctx.merged if (s.template, s.year) == key), None)
-            region = ctx.load(first).region if first is not None else None
-            if region and region != "全国" and region not in below:
-                regions.add(region)
+            sample = [s for s in ctx.merged if (s.template, s.year) == key][:SAMPLED_FORMS]
+            found = {ctx.load(s).region for s in sample}
+            if len(found) == 1 and (region := found.pop()) and region != "全国" and region not in below:
+                regions.add(region)  # forms of several regions: named by the roster, not by one of them
     return sorted(regions) or sorted({u.parent or u.region for u in ctx.units or [] if u.region})
 
 
