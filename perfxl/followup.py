@@ -30,6 +30,7 @@ from .manifest import Manifest, write_manifest
 from .pipeline import CheckOptions, check_stored
 from .records import CheckedForm
 from .roster import Unit
+from .rounds import ADJUST
 from .scoring import spread
 from .spec import Spec, load_data, load_spec
 from .versions import approved_versions
@@ -112,6 +113,7 @@ def group_map(templates_dir: Path | None, name: str = GROUPS_FILE) -> tuple[dict
 DEFAULT_PREFILL = {"project_name": "name", "department": "department", "implementing_unit": "unit_name",
                    "goal_expected": "goal", "funds_total_initial": "budget", "funds_adjustment": "adjustment",
                    "funds_adjusted": "adjusted_budget", "target_version": "target_version"}
+ADDED_ROWS = 10  # the blank rows of an adjustment form's indicator table, for rows a unit adds
 ORIGINAL = "申报（未调整）"  # the version a project's targets are in until an adjustment is approved
 
 
@@ -153,15 +155,25 @@ def declared_projects(checked: CheckedForm, spec: Spec, unit: Unit, points: dict
         budget = p.values.get(spec.budget_field) if spec.budget_field else None
         goal = next((p.values.get(f) for f in ("annual_goal", "goal", "annual_target") if p.values.get(f)), "")
         initial = round(budget * factor, 6) if isinstance(budget, int | float) else None
-        adjusted = version.content.get("budget_after") if version is not None else None
+        # A version that left the budget or the goal as it was keeps them as they were before it (an earlier
+        # approved adjustment's), not as declared
+        adjusted = _kept(version, "budget_after", "budget_before") if version is not None else None
+        if not isinstance(adjusted, int | float) or isinstance(adjusted, bool):
+            adjusted = None
         facts = {"name": p.name, "department": unit.department or p.values.get("department") or "",
-                 "unit_name": unit.name, "goal": (version.content.get("goal_after") if version else "") or goal,
+                 "unit_name": unit.name, "goal": (_kept(version, "goal_after", "goal_before") if version else "") or goal,
                  "budget": initial, "adjusted_budget": adjusted if adjusted is not None else initial,
                  "adjustment": round(adjusted - initial, 6) if adjusted is not None and initial is not None else 0.0,
                  "target_version": version.label if version is not None else ORIGINAL}
         out.append(Declared(unit.code, {field_id: facts[fact] for field_id, fact in (prefill or DEFAULT_PREFILL).items()},
                             rows, p.name))
     return out
+
+
+def _kept(version, after: str, before: str):
+    """A version's value after it, else (it did not change it) the value it started from."""
+    value = version.content.get(after)
+    return value if value not in (None, "") else version.content.get(before)
 
 
 PREFILLED_COLUMNS = {"level1", "level2", "level3", "target", "points"}
@@ -189,8 +201,8 @@ def _issuing_region(declarations: list[tuple[CheckedForm, Spec]], templates_dir:
 
 def _build(task: tuple) -> bytes:
     """One unit's follow-up workbook (run in a worker process for large rosters)."""
-    template, year, region, unit_params, projects, templates_dir, password = task
-    rows = max(len(d.rows) for d in projects)
+    template, year, region, unit_params, projects, templates_dir, password, spare = task
+    rows = max(len(d.rows) for d in projects) + spare
     spec = load_spec(template, year, region, unit=unit_params, blank_rows=max(rows, 1), templates_dir=templates_dir)
     table = next(iter(spec.tables.values()))
     columns = [c.id for c in table.columns]
@@ -219,6 +231,9 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
     if not followup.followup:
         raise OutputError(f"{template} 不是后续表（监控、自评），不能从报送台账生成 (not a follow-up template)")
     points, groups = group_map(templates_dir, followup.groups_file or GROUPS_FILE)
+    # An adjustment form's table has blank rows below the issued ones, where a unit adds an indicator (新增);
+    # the other follow-up forms are exactly the rows issued
+    spare = ADDED_ROWS if followup.stage == ADJUST else 0
     round_id = new_round()  # in every form's stamp: the merge finds what was issued by it
     declared = declarations(ledger_path, templates_dir, {u.code for u in units}, followup.prefilled_from)
     approved = approved_versions(ledger_path)  # the targets as the bureau last approved them
@@ -241,7 +256,7 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
         if os.path.realpath(outdir / filename) in protected:
             raise OutputError(f"输出文件 {outdir / filename} 是输入文件，perfxl 不会覆盖它")
         planned.append((unit, filename, projects, (template, year, unit_region, {**unit.as_params(), "round": round_id},
-                                                   projects, templates_dir, password)))
+                                                   projects, templates_dir, password, spare)))
     del declared  # the checked declarations are large; only the planned prefill goes on
     gc.collect()
     ensure_writable_dir(outdir)

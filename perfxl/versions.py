@@ -26,6 +26,7 @@ from .ledger import Ledger, check_ledger_file
 from .pipeline import CheckOptions, check_stored
 from .rounds import ADJUST
 from .spec import load_spec
+from .values import normalize_text
 
 APPROVED, REJECTED = "approved", "rejected"
 STATUS_ZH = {APPROVED: "已批准", REJECTED: "已退回"}
@@ -94,13 +95,30 @@ def approved_versions(ledger_path: Path) -> dict[tuple[str, str], Version]:
     """(unit code, project name) → its newest approved version."""
     ledger = Ledger(Path(ledger_path), readonly=True)
     try:
-        out: dict[tuple[str, str], Version] = {}
-        for v in all_versions(ledger.db):
-            if v.status == APPROVED:
-                out[(v.unit_code, v.project)] = v
-        return out
+        return standing(all_versions(ledger.db))
     finally:
         ledger.close()
+
+
+def _form_of(v: Version) -> tuple[str, str, str]:
+    """The adjustment a decision is about: its unit, its project and the form it came from (by the form's
+    sha256, whatever the file was called)."""
+    sha = v.source.rsplit("sha256 ", 1)[-1].rstrip(")") if "sha256 " in v.source else v.source
+    return v.unit_code, v.project, sha
+
+
+def standing(versions: list[Version]) -> dict[tuple[str, str], Version]:
+    """(unit code, project name) → its newest approved version that still stands: an approved adjustment
+    rejected afterwards (the bureau withdrew its approval: a new row, the approval is kept) no longer
+    counts, and the version approved before it is the project's again."""
+    approved: dict[tuple[str, str], list[Version]] = {}
+    for v in versions:  # oldest first
+        kept = approved.setdefault((v.unit_code, v.project), [])
+        if v.status == APPROVED:
+            kept.append(v)
+        else:
+            kept[:] = [a for a in kept if _form_of(a) != _form_of(v)]
+    return {key: kept[-1] for key, kept in approved.items() if kept}
 
 
 def _adjustments(ledger_path: Path, units: set[str], templates_dir: Path | None) -> dict[str, list]:
@@ -143,6 +161,7 @@ def content_of(project) -> dict:
             for line in lines if line["change"] != "删除"]
     return {"rows": rows, "budget_before": scores.get("budget_before"), "budget_after": scores.get("budget_after"),
             "goal_after": str(project.values.get("goal_after") or ""),
+            "goal_before": str(project.values.get("goal_before") or ""),
             "changes": [{k: line[k] for k in ("level1", "level2", "level3", "before", "after", "change", "reason")}
                         for line in lines if line["change"]]}
 
@@ -164,17 +183,35 @@ def decide(ledger_path: Path, adjustments: Path, units: list[str], *, approve: b
             raise OutputError(f"有错误的调整表不能批准，请退回单位修改（--reject --comment …）：{'；'.join(faulty)}")
     now = datetime.now().isoformat(timespec="seconds")
     batch = batch or now[:7]
-    rows = []
+    status = APPROVED if approve else REJECTED
+    history = _history(Path(ledger_path))
+    decided = {_form_of(v): v for v in history}  # the newest decision on each adjustment
+    current = standing(history) if approve else {}
+    rows, again, stale = [], [], []
     for unit in units:
         for checked, sha, name in found[unit]:
             for p in checked.projects:
                 content = content_of(p)
                 if not content["changes"] and content["budget_after"] is None and not content["goal_after"]:
                     continue  # a sheet that asks nothing: no version
+                source = f"{name} (sha256 {sha[:12]})"
+                last = decided.get((unit, p.name, sha[:12]))
+                if last is not None and last.status == status:  # the same decision twice is one decision
+                    again.append(f"{unit} {p.name}（第 {last.id} 版{STATUS_ZH[status]}）")
+                    continue
+                version = current.get((unit, p.name))
+                if version is not None and not _starts_from(p, content, version):
+                    stale.append(f"{unit} {p.name}（现行为第 {version.id} 版）")
+                    continue
                 text = _content_text(content)
-                rows.append((unit, p.name, APPROVED if approve else REJECTED,
-                             str((p.scores or {}).get("kind") or ""), batch, now, by, comment,
-                             f"{name} (sha256 {sha[:12]})", text, _digest(text)))
+                rows.append((unit, p.name, status, str((p.scores or {}).get("kind") or ""), batch, now, by, comment,
+                             source, text, _digest(text)))
+    if stale:  # approved, it would undo the newer version it never saw
+        raise OutputError(f"这些调整表是按批准前的指标生成的，调整前与现行版本不符，不能批准；请从报送台账重新生成调整表"
+                          f"交单位重新填报，或退回：{'；'.join(stale)} (generated before the current version)")
+    if again:
+        raise OutputError(f"这些调整已经{STATUS_ZH[status][1:]}过，不重复记录：{'；'.join(again)}"
+                          f" (already {'approved' if approve else 'rejected'}; nothing written)")
     ledger = Ledger(Path(ledger_path))
     try:
         with ledger.db:
@@ -184,6 +221,37 @@ def decide(ledger_path: Path, adjustments: Path, units: list[str], *, approve: b
         return [v for v in all_versions(ledger.db) if v.id in set(ids)]
     except sqlite3.Error as exc:
         raise OutputError(f"无法写入报送台账 {ledger_path}: {exc}") from None
+    finally:
+        ledger.close()
+
+
+def _starts_from(project, content: dict, version: Version) -> bool:
+    """Whether an adjustment sheet's 调整前 (as it was issued) is `version`: its rows, budget and goal."""
+    def text(a) -> str:
+        return normalize_text(str(a or "")).replace(" ", "")
+
+    def same(a, b) -> bool:
+        return text(a) == text(b)
+
+    before = sorted(tuple(text(line[k]) for k in ("level1", "level2", "level3", "before"))
+                    for line in (project.scores or {}).get("indicators") or [] if line["change"] != "新增")
+    if before != sorted(tuple(text(r[k]) for k in ("level1", "level2", "level3", "target"))
+                        for r in version.content["rows"]):
+        return False
+    budget = version.content.get("budget_after")
+    budget = budget if budget is not None else version.content.get("budget_before")
+    if isinstance(budget, int | float) and isinstance(content.get("budget_before"), int | float) \
+            and abs(budget - content["budget_before"]) > 0.005:
+        return False
+    goal = version.content.get("goal_after") or version.content.get("goal_before")
+    return not (goal and content.get("goal_before") and not same(goal, content["goal_before"]))
+
+
+def _history(ledger_path: Path) -> list[Version]:
+    """Every decision already in the declaration's ledger, oldest first."""
+    ledger = Ledger(ledger_path, readonly=True)
+    try:
+        return all_versions(ledger.db)
     finally:
         ledger.close()
 

@@ -300,3 +300,145 @@ def test_adjustments_merged_into_the_declarations_ledger_leave_later_rounds_gene
           "--from", str(ledger), "-o", str(out)])
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert sorted(f["unit_code"] for f in manifest["forms"]) == sorted(adjusted["codes"].values())
+
+
+# -- the adjustment round attacked: a second round, decisions taken twice, stale forms, typed-over lists -------
+
+def _ledger_copy(declared, tmp_path):  # noqa: F811
+    """The declaration's ledger before any decision, for one test to approve into (the module's other tests
+    approve into theirs)."""
+    import sqlite3
+
+    path = tmp_path / "申报汇总_报送台账.sqlite"
+    src, dst = sqlite3.connect(declared["ledger"]), sqlite3.connect(path)
+    try:
+        src.backup(dst)
+        with dst:
+            dst.execute("DELETE FROM target_versions")
+    finally:
+        dst.close()
+        src.close()
+    return path
+
+
+def _generate(template: str, roster, ledger, out) -> dict:
+    _run(["generate", template, "--year", str(YEAR), "--roster", str(roster), "--from", str(ledger), "-o", str(out)])
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    return {f["unit_code"]: out / f["file"] for f in manifest["forms"]}
+
+
+def _adjust_and_merge(path, tmp_path, name: str, roster, *, after: str, budget_delta: float | None, kind: str):
+    """盐城's 缴存业务线上办理率 set to `after` (with a reason), its budget moved by `budget_delta`; merged alone."""
+    wb = openpyxl.load_workbook(path)
+    ws, names, rows = _rows(wb, "national/adjust")
+    row = next(r for r in rows if r["level3"].value == "缴存业务线上办理率")
+    row["after"].value, row["action"].value, row["reason"].value = after, "修改", "预算调整"
+    before = ws[names["f_funds_before"].split(":")[0]].value
+    if budget_delta is not None:
+        _put(ws, names, "funds_after", round(before + budget_delta, 2))
+    _put(ws, names, "adjust_kind", kind)
+    inbox = tmp_path / f"{name}收件箱"
+    inbox.mkdir()
+    wb.save(inbox / path.name)
+    _run(["merge", str(inbox), "--roster", str(roster), "-o", str(tmp_path / f"{name}.xlsx")])
+    return tmp_path / f"{name}_报送台账.sqlite", before, row["target"].value
+
+
+def test_a_second_adjustment_starts_from_the_approved_budget_and_a_later_version_keeps_the_earlier_cut(
+        declared, seeds, tmp_path):  # noqa: F811
+    """July: 盐城 cuts 200 万元 and lowers 缴存业务线上办理率 to ≥80%, approved. October: it lowers it again to ≥70%
+    and leaves the money alone. The October form's 调整前预算数 is the July budget, and the self-evaluation
+    after both carries ≥70% with the July cut still in 变动后预算数 (not the declared budget again)."""
+    code, ledger = seeds[A].unit["code"], _ledger_copy(declared, tmp_path)
+    first = _generate("national/adjust", declared["roster"], ledger, tmp_path / "七月调整表")[code]
+    july, declared_budget, _ = _adjust_and_merge(first, tmp_path, "七月", declared["roster"], after="≥80%",
+                                                 budget_delta=-200, kind="预算追加追减")
+    _run(["approve", "--ledger", str(ledger), "--from", str(july), "--units", code])
+    second = _generate("national/adjust", declared["roster"], ledger, tmp_path / "十月调整表")[code]
+    october, budget_before, target_before = _adjust_and_merge(second, tmp_path, "十月", declared["roster"],
+                                                              after="≥70%", budget_delta=None, kind="自行申请")
+    assert (budget_before, target_before) == (pytest.approx(declared_budget - 200, abs=0.01), "≥80%")
+    _run(["approve", "--ledger", str(ledger), "--from", str(october), "--units", code])
+    form = _generate("national/selfeval", declared["roster"], ledger, tmp_path / "自评表")[code]
+    ws, names, rows = _rows(openpyxl.load_workbook(form), "national/selfeval")
+    cell = lambda key: ws[names[f"f_{key}"].split(":")[0]].value  # noqa: E731
+    assert next(r["target"].value for r in rows if r["level3"].value == "缴存业务线上办理率") == "≥70%"
+    assert cell("funds_total_initial") == pytest.approx(declared_budget, abs=0.01)
+    assert cell("funds_adjusted") == pytest.approx(declared_budget - 200, abs=0.01)
+    assert cell("funds_adjustment") == pytest.approx(-200, abs=0.01)
+    with perfxl.open_ledger(ledger) as view:
+        newest = view.versions().iloc[-1]["版本"]
+    assert cell("target_version").startswith(f"调整（第 {newest} 版"), "the newest approved version wins"
+
+
+def test_the_same_adjustment_approved_twice_is_refused_and_rejected_afterwards_its_approval_is_withdrawn(
+        declared, seeds, tmp_path):  # noqa: F811
+    code, ledger = seeds[A].unit["code"], _ledger_copy(declared, tmp_path)
+    form = _generate("national/adjust", declared["roster"], ledger, tmp_path / "调整表")[code]
+    adjustments, _, _ = _adjust_and_merge(form, tmp_path, "调整", declared["roster"], after="≥80%", budget_delta=-200,
+                                          kind="预算追加追减")
+    args = ["approve", "--ledger", str(ledger), "--from", str(adjustments), "--units", code]
+    _run(args)
+    again = _run(args, code=2)
+    assert "已经批准过，不重复记录" in again.output and "Traceback" not in again.output
+    _run(args + ["--reject", "--comment", "预算调整未获批准，撤回"])
+    with perfxl.open_ledger(ledger) as view:
+        assert list(view.versions()["决定"]) == ["已批准", "已退回"], "every decision kept, none doubled"
+    _run(args + ["--reject", "--comment", "再退一次"], code=2)
+    selfeval = _generate("national/selfeval", declared["roster"], ledger, tmp_path / "自评表")[code]
+    ws, names, rows = _rows(openpyxl.load_workbook(selfeval), "national/selfeval")
+    assert next(r["target"].value for r in rows if r["level3"].value == "缴存业务线上办理率") == "≥90%"
+    assert ws[names["f_target_version"].split(":")[0]].value == "申报（未调整）"
+
+
+def test_an_adjustment_form_generated_before_an_approval_cannot_be_approved_over_it(declared, seeds, tmp_path):  # noqa: F811
+    """Two adjustment forms issued from the declaration; the first approved, the second (its 调整前 the declared
+    targets) would silently undo the first: it is refused, and the approved version stands."""
+    code, ledger = seeds[A].unit["code"], _ledger_copy(declared, tmp_path)
+    early = _generate("national/adjust", declared["roster"], ledger, tmp_path / "第一批")[code]
+    late = _generate("national/adjust", declared["roster"], ledger, tmp_path / "第二批")[code]
+    first, _, _ = _adjust_and_merge(early, tmp_path, "第一批", declared["roster"], after="≥80%", budget_delta=-200,
+                                    kind="预算追加追减")
+    _run(["approve", "--ledger", str(ledger), "--from", str(first), "--units", code])
+    wb = openpyxl.load_workbook(late)
+    ws, names, rows = _rows(wb, "national/adjust")
+    row = next(r for r in rows if r["level3"].value == "提取业务线上办理率")
+    row["after"].value, row["action"].value, row["reason"].value = "≥80%", "修改", "系统改造推迟"
+    _put(ws, names, "adjust_kind", "自行申请")
+    inbox = tmp_path / "第二批收件箱"
+    inbox.mkdir()
+    wb.save(inbox / late.name)
+    _run(["merge", str(inbox), "--roster", str(declared["roster"]), "-o", str(tmp_path / "第二批.xlsx")])
+    r = _run(["approve", "--ledger", str(ledger), "--from", str(tmp_path / "第二批_报送台账.sqlite"), "--units", code],
+             code=2)
+    assert "调整前与现行版本不符" in r.output and "现行为第 " in r.output and "Traceback" not in r.output
+    with perfxl.open_ledger(ledger) as view:
+        assert len(view.versions()) == 1
+
+
+def test_an_adjustment_form_has_blank_rows_to_add_an_indicator_below_its_longest_project(declared, seeds, tmp_path):  # noqa: F811
+    """盐城's only project is the workbook's longest: the table was exactly its issued rows, with nowhere to add."""
+    from perfxl.followup import ADDED_ROWS
+
+    form = _generate("national/adjust", declared["roster"], declared["ledger"], tmp_path / "调整表")[seeds[A].unit["code"]]
+    _, _, rows = _rows(openpyxl.load_workbook(form), "national/adjust")
+    issued = [r for r in rows if r["level3"].value]
+    assert len(rows) - len(issued) >= ADDED_ROWS > 0
+    assert all(not r["level3"].value and not r["target"].value for r in rows[len(issued):])
+
+
+def test_an_adjustment_action_typed_over_the_list_is_an_error_at_its_cell(declared, seeds, tmp_path):  # noqa: F811
+    """调整方式 typed as 删掉 (not the list's 删除): the unit believes the row is removed; it is said, not ignored."""
+    code = seeds[A].unit["code"]
+    form = _generate("national/adjust", declared["roster"], declared["ledger"], tmp_path / "调整表")[code]
+    wb = openpyxl.load_workbook(form)
+    ws, names, rows = _rows(wb, "national/adjust")
+    row = next(r for r in rows if r["level3"].value == "系统热备设备")
+    row["action"].value, row["reason"].value = "删掉", "设备已由市大数据局统一提供"
+    _put(ws, names, "adjust_kind", "项目内容变更")
+    inbox = tmp_path / "收件箱"
+    inbox.mkdir()
+    wb.save(inbox / form.name)
+    _run(["merge", str(inbox), "--roster", str(declared["roster"]), "-o", str(tmp_path / "调整汇总.xlsx")])
+    problems = {(r["规则"], r["单元格"]) for r in _sheet(tmp_path / "调整汇总.xlsx", "校验问题")}
+    assert ("adjust-action-unknown", row["action"].coordinate) in problems

@@ -48,7 +48,7 @@ class Adjustment(RuleKind):
     params = (Param("table", "table"), Param("budget_before", "field"), Param("budget_after", "field"),
               Param("kind_field", "field"))
     codes = ("adjust-reason-missing", "adjust-value-unreadable", "adjust-row-incomplete", "adjust-before-changed",
-             "adjust-target-lowered", "adjust-money-without-targets", "adjust-kind-missing")
+             "adjust-action-unknown", "adjust-target-lowered", "adjust-money-without-targets", "adjust-kind-missing")
     order = 20
     owns_table = True
 
@@ -92,6 +92,9 @@ class Adjustment(RuleKind):
             level = {k: clean_text(row[k].value) for k in ("level1", "level2", "level3")}
             after, action = clean_text(row["after"].value), clean_text(row["action"].value)
             reason = clean_text(row["reason"].value)
+            if action and action not in ACTIONS:  # typed over the list: a 删除 the unit believes it asked for
+                ctx.out.add("adjust-action-unknown", "error", cell=row["action"].address, field_=field + "action",
+                            level3=level["level3"] or L("（未命名）", "(unnamed)"), value=short_text(action), **where)
             if promised is None:  # added in the blank rows
                 missing = [label for key, label in (("level1", "一级指标"), ("level2", "二级指标"), ("level3", "三级指标"))
                            if not level[key]] + ([] if after else ["调整后指标值"])
