@@ -1038,3 +1038,65 @@ def test_the_returned_file_handed_in_again_stays_returned_and_is_told_so(site, t
     units = client.get("/api/status", headers=_bearer(admin)).json()["units"]
     assert units[B]["status"] == "valid" and units[B]["comment"] == ""
     assert 'id="returned"' not in _unit_page(client, token)
+
+
+def test_the_board_approves_an_adjustment_into_the_declarations_ledger_as_perfxl_approve_does(tmp_path):
+    """An adjustment round served on the portal: the unit hands in its 调整表 and the consolidator approves it on
+    the board; the approved targets are what the next round's forms carry."""
+    import json as _json
+
+    import openpyxl
+    from click.testing import CliRunner
+
+    import perfxl
+    from perfxl.cli import cli
+    from perfxl.fill import names_by_sheet
+    from perfxl.manifest import read_manifest
+    from perfxl.spec import column_offsets, load_spec, split_cell
+
+    from .portal_setup import followup_forms
+
+    setup = set_up(tmp_path)
+    folder = followup_forms(tmp_path, setup, template="national/adjust")
+    declarations = tmp_path / "申报汇总_报送台账.sqlite"
+    handed_out = read_manifest(folder).by_unit()
+    wb = openpyxl.load_workbook(folder / handed_out[A]["file"])
+    ws, names = wb["项目1"], names_by_sheet(wb)["项目1"]
+    table = load_spec("national/adjust", 2022).tables["indicators"]
+    (r0, c0), _ = (split_cell(x) for x in names[table.name].split(":"))
+    offsets = column_offsets(table)
+    cell = lambda column: ws.cell(row=r0 + 1, column=c0 + offsets[column] + 1)  # noqa: E731 - the first row
+    level3, before = cell("level3").value, cell("target").value
+    cell("after").value, cell("action").value, cell("reason").value = "≥1", "修改", "预算调减"
+    ws[names["f_adjust_kind"]] = "预算追加追减"
+    filled = tmp_path / "调整表.xlsx"
+    wb.save(filled)
+    config = PortalConfig(tmp_path / "调整报送库", read_roster(setup["roster"]), setup["roster"], folder,
+                          ADMIN_PASSWORD, jobs=1)
+    with TestClient(create_app(config)) as client:
+        token = _login(client, unit=A, code=handed_out[A]["access_code"])
+        answer = _upload(client, token, filled).json()["submissions"][0]
+        assert answer["status"] == "valid", answer["problems"]
+        admin = _login(client, admin_password=ADMIN_PASSWORD)
+        r = client.post(f"/api/units/{A}/approve", headers=_bearer(admin))
+        assert r.status_code == 200, r.text
+        assert [v["project"] for v in r.json()["approved"]]
+        missing = client.post(f"/api/units/{B}/approve", headers=_bearer(admin))  # handed in nothing
+        assert missing.status_code == 409 and "没有这些单位已汇总的调整表" in missing.json()["error"]
+        assert "批准调整" in client.get("/admin", headers=_bearer(admin)).text
+    with perfxl.open_ledger(declarations) as view:
+        assert list(view.versions()["单位编码"]) == [A]
+    out = tmp_path / "自评表"
+    r = CliRunner().invoke(cli, ["generate", "national/selfeval", "--year", "2022", "--roster", str(setup["roster"]),
+                                 "--from", str(declarations), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    entry = next(f for f in _json.loads((out / "manifest.json").read_text(encoding="utf-8"))["forms"]
+                 if f["unit_code"] == A)
+    form = openpyxl.load_workbook(out / entry["file"])
+    shown, names = form["项目1"], names_by_sheet(form)["项目1"]
+    table = load_spec("national/selfeval", 2022).tables["indicators"]
+    (r0, c0), (r1, _) = (split_cell(x) for x in names[table.name].split(":"))
+    offsets = column_offsets(table)
+    targets = {shown.cell(row=r + 1, column=c0 + offsets["level3"] + 1).value:
+               shown.cell(row=r + 1, column=c0 + offsets["target"] + 1).value for r in range(r0, r1 + 1)}
+    assert targets[level3] == "≥1" and before != "≥1"

@@ -35,6 +35,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from perfxl.errors import PerfxlError
 from perfxl.files import safe_filename
 from perfxl.issued import RECORD_FILE
 from perfxl.manifest import read_manifest
@@ -218,6 +219,9 @@ class _BodyBeforeAnswer:
 def create_app(config: PortalConfig) -> Starlette:
     manifest = read_manifest(config.forms)
     handed_out = manifest.by_unit()  # unit code → the form it downloads (blank, or a prefilled follow-up)
+    # An adjustment round (绩效目标调整): the board approves a unit's adjustment into the declaration's ledger
+    # the forms were generated from (perfxl.versions), as `perfxl approve` does
+    declarations = _adjusted_ledger(manifest, config)
     secret = load_secret(config.store_dir) if config.store_dir.exists() else None
     state: dict = {}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
@@ -614,6 +618,28 @@ def create_app(config: PortalConfig) -> Starlette:
             return JSONResponse({"unit": code, "status": "returned", "comment": comment})
         return RedirectResponse(f"/admin#u{quote(code)}", status_code=303)
 
+    async def api_approve(request: Request):
+        _, by_cookie, refused = need(request, "admin")
+        if refused:
+            return refused
+        code = request.path_params["code"]
+        if declarations is None:
+            return error(404, "这一轮不是绩效目标调整，没有批准", "not an adjustment round")
+        if code not in store().units:
+            return error(404, "名单中没有这个单位", "no such unit")
+        if by_cookie and not request.headers.get("content-type", "").startswith("application/json"):
+            form = await request.form()
+            if not csrf_ok(request, by_cookie, form.get("csrf")):
+                return error(403, "页面已过期，请刷新", "CSRF token missing or wrong")
+        try:
+            decided = await asyncio.get_running_loop().run_in_executor(
+                None, _approve, store(), config, declarations, code)
+        except PerfxlError as exc:
+            return error(409, str(exc), "cannot approve")
+        if "application/json" in request.headers.get("accept", "") or not by_cookie:
+            return JSONResponse({"unit": code, "approved": [{"version": v.id, "project": v.project} for v in decided]})
+        return RedirectResponse(f"/admin#u{quote(code)}", status_code=303)
+
     async def admin_page(request: Request):
         _, _, refused = need(request, "admin")
         if refused:
@@ -630,8 +656,12 @@ def create_app(config: PortalConfig) -> Starlette:
         for d in departments:
             mine = [r for r in rows if r["department"] == d]
             per_department.append({"department": d, **_counts(mine)})
+        decisions = _decisions(declarations)
+        for r in shown:
+            r["decision"] = decisions.get(r["unit_code"], "")
         return page("admin.html", request, rows=shown, counts=_counts(rows), per_department=per_department,
-                    departments=departments, department=department, status=status, q=q)
+                    departments=departments, department=department, status=status, q=q,
+                    adjusting=declarations is not None)
 
     async def home(request: Request):
         session, _ = session_of(request)
@@ -657,12 +687,56 @@ def create_app(config: PortalConfig) -> Starlette:
         Route("/api/summary.xlsx", api_summary),
         Route("/api/files.zip", api_zip),
         Route("/api/units/{code}/return", api_return, methods=["POST"]),
+        Route("/api/units/{code}/approve", api_approve, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     return Starlette(routes=routes, lifespan=lifespan,
                      exception_handlers={HTTPException: http_error, Exception: server_error},
                      middleware=[Middleware(_AccessLog, enabled=config.access_log), Middleware(_Headers),
                                  Middleware(_BodyBeforeAnswer, limit=config.drain_limit)])
+
+
+def _adjusted_ledger(manifest, config: PortalConfig) -> Path | None:
+    """The declaration ledger an adjustment round's forms were generated from, or None for any other round."""
+    from perfxl.rounds import ADJUST
+    from perfxl.spec import load_spec
+
+    if manifest.kind != "followup" or not manifest.template or not manifest.source:
+        return None
+    try:
+        spec = load_spec(manifest.template, manifest.year, templates_dir=config.templates_dir)
+    except PerfxlError:
+        return None
+    return Path(manifest.source) if spec.round.stage == ADJUST else None
+
+
+def _approve(store: Store, config: PortalConfig, declarations: Path, code: str) -> list:
+    """Merge the store as it stands (the unit's current adjustment form, checked as the summary checks it) and
+    approve that unit's adjustment into the declaration's ledger."""
+    from perfxl.merging import run_merge
+    from perfxl.versions import decide
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_merge([store.files], Path(tmp) / "汇总.xlsx", dataclasses.replace(store.options, db=store.ledger_path, jobs=1))
+    return decide(declarations, store.ledger_path, [code], approve=True, by="报送网页管理员",
+                  templates_dir=config.templates_dir)
+
+
+def _decisions(declarations: Path | None) -> dict[str, str]:
+    """Unit code → the newest decision on its adjustment, as the board shows it (已批准 第 3 版)."""
+    if declarations is None or not declarations.is_file():
+        return {}
+    from perfxl.ledger import Ledger
+    from perfxl.versions import STATUS_ZH, all_versions
+
+    try:
+        ledger = Ledger(declarations, readonly=True)
+    except PerfxlError:
+        return {}
+    try:
+        return {v.unit_code: f"{STATUS_ZH[v.status]} 第 {v.id} 版" for v in all_versions(ledger.db)}
+    finally:
+        ledger.close()
 
 
 def _summary(store: Store, config: PortalConfig) -> bytes:
