@@ -1084,8 +1084,22 @@ def test_the_board_approves_an_adjustment_into_the_declarations_ledger_as_perfxl
         missing = client.post(f"/api/units/{B}/approve", headers=_bearer(admin))  # handed in nothing
         assert missing.status_code == 409 and "没有这些单位已汇总的调整表" in missing.json()["error"]
         assert "批准调整" in client.get("/admin", headers=_bearer(admin)).text
+        token_b = _login(client, unit=B, code=handed_out[B]["access_code"])
+        wb_b = openpyxl.load_workbook(folder / handed_out[B]["file"])
+        ws_b, names_b = wb_b["项目1"], names_by_sheet(wb_b)["项目1"]
+        (rb, cb), _ = (split_cell(x) for x in names_b[table.name].split(":"))
+        ws_b.cell(row=rb + 1, column=cb + offsets["after"] + 1).value = "≥2"
+        ws_b.cell(row=rb + 1, column=cb + offsets["reason"] + 1).value = "自行调整"
+        ws_b[names_b["f_adjust_kind"]] = "自行申请"
+        wb_b.save(tmp_path / "乙调整表.xlsx")
+        _upload(client, token_b, tmp_path / "乙调整表.xlsx")
+        sent_back = client.post(f"/api/units/{B}/return", json={"comment": "调整依据不足"}, headers=_bearer(admin))
+        assert sent_back.status_code == 200
+        assert "调整依据不足" in client.get("/unit", headers=_bearer(token_b)).text
     with perfxl.open_ledger(declarations) as view:
-        assert list(view.versions()["单位编码"]) == [A]
+        versions = view.versions()
+    assert list(versions["单位编码"]) == [A, B] and list(versions["决定"]) == ["已批准", "已退回"]
+    assert versions.iloc[1]["意见"] == "调整依据不足"
     out = tmp_path / "自评表"
     r = CliRunner().invoke(cli, ["generate", "national/selfeval", "--year", "2022", "--roster", str(setup["roster"]),
                                  "--from", str(declarations), "-o", str(out)])

@@ -614,6 +614,9 @@ def create_app(config: PortalConfig) -> Starlette:
         if not comment:
             return error(400, "请写明退回原因", "give a comment")
         store().add_return(code, comment)
+        if declarations is not None:  # an adjustment sent back is also a decision the ledger keeps, with its comment
+            await asyncio.get_running_loop().run_in_executor(None, _reject, store(), config, declarations, code,
+                                                             comment)
         if "application/json" in request.headers.get("accept", "") or not by_cookie:
             return JSONResponse({"unit": code, "status": "returned", "comment": comment})
         return RedirectResponse(f"/admin#u{quote(code)}", status_code=303)
@@ -720,6 +723,21 @@ def _approve(store: Store, config: PortalConfig, declarations: Path, code: str) 
         run_merge([store.files], Path(tmp) / "汇总.xlsx", dataclasses.replace(store.options, db=store.ledger_path, jobs=1))
     return decide(declarations, store.ledger_path, [code], approve=True, by="报送网页管理员",
                   templates_dir=config.templates_dir)
+
+
+def _reject(store: Store, config: PortalConfig, declarations: Path, code: str, comment: str) -> None:
+    """A 退回 of an adjustment, recorded as a rejected version (as `perfxl approve --reject`); nothing to record
+    (no adjustment merged, or already rejected) is not an error: the 退回 itself stands and the unit sees it."""
+    from perfxl.merging import run_merge
+    from perfxl.versions import decide
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_merge([store.files], Path(tmp) / "汇总.xlsx", dataclasses.replace(store.options, db=store.ledger_path, jobs=1))
+    try:
+        decide(declarations, store.ledger_path, [code], approve=False, comment=comment, by="报送网页管理员",
+               templates_dir=config.templates_dir)
+    except PerfxlError:
+        pass
 
 
 def _decisions(declarations: Path | None) -> dict[str, str]:
