@@ -442,3 +442,17 @@ def test_an_adjustment_action_typed_over_the_list_is_an_error_at_its_cell(declar
     _run(["merge", str(inbox), "--roster", str(declared["roster"]), "-o", str(tmp_path / "调整汇总.xlsx")])
     problems = {(r["规则"], r["单元格"]) for r in _sheet(tmp_path / "调整汇总.xlsx", "校验问题")}
     assert ("adjust-action-unknown", row["action"].coordinate) in problems
+
+
+def test_a_declarations_summary_merged_again_lists_every_decided_adjustment_in_its_history(adjusted, declared,  # noqa: F811
+                                                                                           tmp_path):
+    """The history a target was scored against: after the decisions, the declaration's own merge (run again
+    with its ledger) shows 调整情况, approved and rejected, with the comment."""
+    inbox = declared["base"] / "申报"
+    out = tmp_path / "申报汇总.xlsx"
+    _run(["merge", str(inbox), "--roster", str(declared["roster"]), "--db", str(declared["ledger"]), "-o", str(out)])
+    with perfxl.open_ledger(declared["ledger"]) as view:
+        decided = len(view.versions())
+    history = _sheet(out, "调整情况")
+    assert len(history) == decided and decided >= 1
+    assert {r["决定"] for r in history} <= {"已批准", "已退回"}

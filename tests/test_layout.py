@@ -30,7 +30,7 @@ LAYERS = [
     {"read", "issued"},  # 3. read: the stage's entry point; the record of what follow-up forms were issued with
     {"validator"},  # 4. validate
     {"pipeline", "report", "summary.base"},  # one file end to end; 7. report
-    {"summary.about", "summary.adjust", "summary.budgets", "summary.changes", "summary.indicators", "summary.problems",
+    {"summary.about", "summary.adjust", "summary.budgets", "summary.history", "summary.changes", "summary.indicators", "summary.problems",
      "summary.projects", "summary.monitor", "summary.review", "summary.selfeval", "summary.status"},  # 6. summary tables, one module per sheet
     {"summary.cover"},
     {"summary"},

@@ -24,7 +24,8 @@ from ..spec import load_spec
 from ..summary import Context
 from ..summary import build as build_summary
 from ..validator import CheckedForm
-from .guard import default_db, guard_outputs, own_outputs, outputs
+from ..versions import all_versions, as_rows
+from .guard import default_db, guard_outputs, outputs, own_outputs
 from .kept import collect, keep_roster, kept_check
 from .options import MergeOptions, MergeResult
 from .render_ahead import render_ahead
@@ -207,7 +208,8 @@ def _summary_context(run: _Run, files: list[Seen], unsettled: list[str]) -> Cont
     return Context(files=files, load=load, units=run.units, template=options.template,
                    year=options.year, roster=options.roster, lang=options.lang,
                    templates_dir=options.templates_dir, skipped=_skipped(run), unsettled=unsettled,
-                   fingerprint=run.fingerprint, cache=run.kept, issued=tuple(options.issued or ()))
+                   fingerprint=run.fingerprint, cache=run.kept, issued=tuple(options.issued or ()),
+                   versions=as_rows(all_versions(run.ledger.db)))
 
 
 def _skipped(run: _Run) -> list[tuple[str, str]]:

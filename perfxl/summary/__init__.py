@@ -21,6 +21,7 @@ from . import (
     adjust,
     budgets,
     changes,
+    history,
     cover,
     indicators,
     monitor,
@@ -35,7 +36,8 @@ from .base import Context, Table, Who
 __all__ = ["SHEETS", "CSV_FIRST_TITLES", "Context", "Table", "build"]
 
 # In workbook order; also the names of the CSV files.
-SHEETS = (cover, projects, indicators, budgets, adjust, selfeval, monitor, status, review, problems, changes, about)
+SHEETS = (cover, projects, indicators, budgets, adjust, selfeval, monitor, status, review, problems, changes, history,
+          about)
 # Every table written as a file of its own (CSV, Parquet): the sheets, and the cover's 分级合计.
 SHEET_NAMES = tuple(m.NAME for m in SHEETS) + (selfeval.DEPARTMENTS, selfeval.INDICATORS, cover.LEVELS)
 CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS} | {selfeval.INDICATORS: "单位编码",  # a CSV perfxl wrote
@@ -144,7 +146,8 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     if adjust_table is not None:
         tables.append(adjust_table)
     tables += [status_table] + ([review_sheet.table()] if declarations else []) + [
-        problem_sheet.table(), changes.build(ctx), about.build(ctx, counts)]
+        problem_sheet.table(), changes.build(ctx)] + [t for t in [history.build(ctx)] if t is not None] + [
+        about.build(ctx, counts)]
     return tables, counts, status_sheet.missing
 
 

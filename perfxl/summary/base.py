@@ -314,6 +314,7 @@ class Context:
     fingerprint: str | None = None
     cache: Any = None
     issued: tuple[Path, ...] = ()  # the records of what was issued named for the merge (--issued)
+    versions: list[dict] = field(default_factory=list)  # the ledger's decided adjustments (perfxl.versions.as_rows)
 
     def __post_init__(self):
         self.merged = [s for s in self.files if s.outcome == "merged"]
