@@ -274,7 +274,7 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "{kind} adds {amount} to the budget with no target adjusted or added for it"),
     ("adjust-action-unknown", "adjust", "error",
      "指标“{level3}”的调整方式“{value}”无法识别，请从下拉选项中选择（修改 / 新增 / 删除）；未按调整处理",
-     "The way '{level3}' is adjusted, '{value}', is not one of 修改 / 新增 / 删除; not taken as an adjustment"),
+     "The way '{level3}' is adjusted, '{value}', is not one of the list (modify / add / remove); not taken as an adjustment"),
     ("adjust-kind-missing", "adjust", "error", "有调整的项目请选择调整类型（自行申请 / 项目内容变更 / 预算追加追减 / 年中追加）",
      "A project with adjustments needs its kind of adjustment"),
     # -- merge ------------------------------------------------------------------------------------
