@@ -58,13 +58,18 @@ def _content_text(content: dict) -> str:
     return json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+def _digest(unit_code: str, project: str, status: str, text: str) -> str:
+    """Of what a decision is: whose project, which way, and the content. An accidental edit of any of them (a
+    row moved to another unit, a rejection turned into an approval by hand) no longer matches. Not a seal: the
+    declaration's ledger is the consolidator's own file, and whoever can edit it can write a matching row."""
+    whole = json.dumps([unit_code, project, status, text], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(whole.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _version(row) -> Version | None:
     vid, unit_code, project, status, kind, batch, at, by, comment, source, text, digest = row
-    if not isinstance(text, str) or _digest(text) != digest or status not in STATUS_ZH:
+    if not (isinstance(text, str) and isinstance(unit_code, str) and isinstance(project, str)
+            and status in STATUS_ZH and _digest(unit_code, project, status, text) == digest):
         return None
     try:
         content = json.loads(text)
@@ -205,7 +210,7 @@ def decide(ledger_path: Path, adjustments: Path, units: list[str], *, approve: b
                     continue
                 text = _content_text(content)
                 rows.append((unit, p.name, status, str((p.scores or {}).get("kind") or ""), batch, now, by, comment,
-                             source, text, _digest(text)))
+                             source, text, _digest(unit, p.name, status, text)))
     if stale:  # approved, it would undo the newer version it never saw
         raise OutputError(f"这些调整表是按批准前的指标生成的，调整前与现行版本不符，不能批准；请从报送台账重新生成调整表"
                           f"交单位重新填报，或退回：{'；'.join(stale)} (generated before the current version)")

@@ -235,29 +235,30 @@ def test_approving_a_unit_with_no_adjustment_form_is_refused_in_chinese_and_writ
 
 
 def test_a_version_edited_in_the_ledger_by_hand_is_not_used(tmp_path):
-    """A version whose content no longer matches its digest (someone edited the row) is not a version."""
+    """A version whose content, unit or decision no longer matches its digest (someone edited the row: moved it
+    to another unit, turned a rejection into an approval) is not a version."""
     import sqlite3
 
     from perfxl.ledger import Ledger
-    from perfxl.versions import all_versions
+    from perfxl.versions import _digest, all_versions
 
     path = tmp_path / "台账.sqlite"
     Ledger(path).close()
     db = sqlite3.connect(path)
     content = json.dumps({"rows": [{"level1": "产出指标", "level2": "数量指标", "level3": "培训人数", "target": "≥1人"}]},
                          ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    import hashlib
-
-    good = hashlib.sha256(content.encode()).hexdigest()
-    for text in (content, content.replace("≥1人", "≥0人")):
+    good = _digest("610001", "甲", "rejected", content)
+    for unit, status, text in (("610001", "rejected", content), ("610001", "rejected", content.replace("≥1人", "≥0人")),
+                               ("610002", "rejected", content), ("610001", "approved", content)):
         db.execute("INSERT INTO target_versions (unit_code, project, status, kind, batch, decided_at, decided_by, "
-                   "comment, source, content, digest) VALUES ('610001','甲','approved','自行申请','2021-07',"
-                   "'2021-07-20T10:00:00','','','x',?,?)", (text, good))
+                   "comment, source, content, digest) VALUES (?,'甲',?,'自行申请','2021-07',"
+                   "'2021-07-20T10:00:00','','','x',?,?)", (unit, status, text, good))
     db.commit()
     db.close()
     ledger = Ledger(path, readonly=True)
     try:
-        assert [v.content["rows"][0]["target"] for v in all_versions(ledger.db)] == ["≥1人"]
+        assert [(v.unit_code, v.status, v.content["rows"][0]["target"]) for v in all_versions(ledger.db)] == [
+            ("610001", "rejected", "≥1人")]
     finally:
         ledger.close()
 

@@ -209,7 +209,7 @@ def _summary_context(run: _Run, files: list[Seen], unsettled: list[str]) -> Cont
                    year=options.year, roster=options.roster, lang=options.lang,
                    templates_dir=options.templates_dir, skipped=_skipped(run), unsettled=unsettled,
                    fingerprint=run.fingerprint, cache=run.kept, issued=tuple(options.issued or ()),
-                   versions=as_rows(all_versions(run.ledger.db)))
+                   versions=as_rows(all_versions(run.ledger.db)) if run.ledger is not None else [])
 
 
 def _skipped(run: _Run) -> list[tuple[str, str]]:
