@@ -237,8 +237,8 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "'{level3}' chose '{tier}'; its score must be between {low} and {high}, found {value}"),
     ("selfeval-reason-missing", "selfeval", "error", "指标“{level3}”未完成年度指标（得分 {points}/{weight}），请填写偏差原因分析及改进措施",
      "'{level3}' missed its target ({points}/{weight}); give the reason and the measures"),
-    ("selfeval-target-changed", "selfeval", "error", "指标“{level3}”的年度指标值被改为“{found}”，申报时为“{declared}”",
-     "The target of '{level3}' was changed to '{found}'; '{declared}' was declared"),
+    ("selfeval-target-changed", "selfeval", "error", "指标“{level3}”的年度指标值被改为“{found}”，下发时为“{declared}”",
+     "The target of '{level3}' was changed to '{found}'; '{declared}' was issued (declared, or as last approved)"),
     ("selfeval-points-moved", "selfeval", "error", "“{level3}”的分值下发时为 {expected}，表中为 {found}；分值在下发时确定，按下发的分值计分",
      "The points of '{level3}' were issued as {expected}, the form says {found}; points are fixed when issued and "
      "scored as issued"),
@@ -256,8 +256,8 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "'{level3}' is forecast to miss its target ({light}); choose the cause of the deviation"),
     ("monitor-likely-missed", "monitor", "warning", "指标“{level3}”{light}：全年预计“{expected}”，年度指标值“{target}”",
      "'{level3}' {light}: forecast '{expected}' against the target '{target}'"),
-    ("monitor-target-changed", "monitor", "error", "指标“{level3}”的年度指标值被改为“{found}”，申报时为“{declared}”",
-     "The target of '{level3}' was changed to '{found}'; '{declared}' was declared"),
+    ("monitor-target-changed", "monitor", "error", "指标“{level3}”的年度指标值被改为“{found}”，下发时为“{declared}”",
+     "The target of '{level3}' was changed to '{found}'; '{declared}' was issued (declared, or as last approved)"),
     # -- target adjustment --------------------------------------------------------------------------
     ("adjust-reason-missing", "adjust", "error", "指标“{level3}”{change}，请填写调整原因",
      "'{level3}' {change}; give the reason for the adjustment"),
