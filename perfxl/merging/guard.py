@@ -7,9 +7,10 @@ import os
 import zipfile
 from pathlib import Path
 
-from ..errors import OutputError
-from ..ledger import check_ledger_file
-from ..summary import CSV_FIRST_TITLES, SHEET_NAMES
+from perfxl.errors import OutputError
+from perfxl.ledger import check_ledger_file
+from perfxl.summary import CSV_FIRST_TITLES, SHEET_NAMES
+
 from .options import MergeOptions
 
 
@@ -21,12 +22,12 @@ def is_own_output(path: Path, what: str) -> bool:
     """True when an existing file is one perfxl itself wrote as `what` (summary, ledger or a CSV)."""
     try:
         if what == "summary":
-            from ..report import SUMMARY_MARK
+            from perfxl.report import SUMMARY_MARK
 
             with zipfile.ZipFile(path) as zf:
                 return SUMMARY_MARK.encode() in zf.read("docProps/core.xml")
         if what == "parquet":  # the footer's metadata, read without any parquet library
-            from ..report import PARQUET_MARK
+            from perfxl.report import PARQUET_MARK
 
             with open(path, "rb") as fh:
                 head = fh.read(4)

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
-from ..cachekeys import check_key
-from ..files import display_path
-from ..issued import book as issued_book
-from ..ledger import Ledger
-from ..pipeline import CheckOptions
-from ..records import Seen
-from ..roster import Unit
+from perfxl.cachekeys import check_key
+from perfxl.files import display_path
+from perfxl.issued import book as issued_book
+from perfxl.ledger import Ledger
+from perfxl.pipeline import CheckOptions
+from perfxl.records import Seen
+from perfxl.roster import Unit
+
 from .worker import FileResult
 
 

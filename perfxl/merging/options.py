@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..pipeline import CheckOptions
-from ..records import Seen
-from ..roster import Unit
-from ..summary import Table
-from ..summary.about import accounting_line
+from perfxl.pipeline import CheckOptions
+from perfxl.records import Seen
+from perfxl.roster import Unit
+from perfxl.summary import Table
+from perfxl.summary.about import accounting_line
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from ..records import Seen, checked_from_bytes
-from ..summary import Context
-from ..validator import CheckedForm
+from perfxl.records import Seen, checked_from_bytes
+from perfxl.summary import Context
+from perfxl.validator import CheckedForm
+
 from .worker import pool_context
 
 _AHEAD: dict[str, Any] = {}  # what a worker rendering ahead inherits from the merge (forked, not pickled)
@@ -66,8 +67,8 @@ class _Collected:
 
 def _render_share(batch: list[Seen]) -> list[tuple[str, bytes]]:
     """In a worker: the parts and segments of these merged forms, loaded from the inherited spool."""
-    from ..report import render_ahead as render_segments
-    from ..summary import form_part, per_form_tables
+    from perfxl.report import render_ahead as render_segments
+    from perfxl.summary import form_part, per_form_tables
 
     fd = _AHEAD["fd"]
     loaded: dict[int, CheckedForm] = {}

@@ -7,17 +7,18 @@ import hashlib
 import json
 import re
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from ..errors import OutputError
-from ..files import display_path
-from ..inbox import FileStat
-from ..ledger import Ledger, StoredDataError, unpack
-from ..pipeline import CheckOptions, check_read
-from ..problems import L
-from ..read import FormData
-from ..validator import rejected
+from perfxl.errors import OutputError
+from perfxl.files import display_path
+from perfxl.inbox import FileStat
+from perfxl.ledger import Ledger, StoredDataError, unpack
+from perfxl.pipeline import CheckOptions, check_read
+from perfxl.problems import L
+from perfxl.read import FormData
+from perfxl.validator import rejected
+
 from .worker import FileResult, finished
 
 

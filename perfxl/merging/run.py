@@ -10,21 +10,22 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cachekeys import check_key, settings_fingerprint
-from ..domain import default_year
-from ..errors import missing_input
-from ..files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
-from ..inbox import STAT_IDENTIFIES_CONTENT, Inbox, read_regular_file, scan
-from ..ledger import Ledger, claims_ledger
-from ..pipeline import CheckOptions
-from ..read import MAX_FILE_BYTES
-from ..records import Seen, checked_from_bytes
-from ..roster import Unit, read_roster
-from ..spec import load_spec
-from ..summary import Context
-from ..summary import build as build_summary
-from ..validator import CheckedForm
-from ..versions import all_versions, as_rows
+from perfxl.cachekeys import check_key, settings_fingerprint
+from perfxl.domain import default_year
+from perfxl.errors import missing_input
+from perfxl.files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
+from perfxl.inbox import STAT_IDENTIFIES_CONTENT, Inbox, read_regular_file, scan
+from perfxl.ledger import Ledger, claims_ledger
+from perfxl.pipeline import CheckOptions
+from perfxl.read import MAX_FILE_BYTES
+from perfxl.records import Seen, checked_from_bytes
+from perfxl.roster import Unit, read_roster
+from perfxl.spec import load_spec
+from perfxl.summary import Context
+from perfxl.summary import build as build_summary
+from perfxl.validator import CheckedForm
+from perfxl.versions import all_versions, as_rows
+
 from .guard import default_db, guard_outputs, outputs, own_outputs
 from .kept import collect, keep_roster, kept_check
 from .options import MergeOptions, MergeResult
@@ -226,7 +227,7 @@ def _build(run: _Run, ctx: Context, files: list[Seen], unsettled: list[str]) -> 
 
 def _write(run: _Run, result: MergeResult, ctx: Context) -> None:
     """The summary, its CSV and Parquet tables, and the return package, as asked."""
-    from ..report import write_csv, write_parquet, write_summary
+    from perfxl.report import write_csv, write_parquet, write_summary
 
     options = run.options
     if run.output:
@@ -237,7 +238,7 @@ def _write(run: _Run, result: MergeResult, ctx: Context) -> None:
     if options.parquet_dir:
         write_parquet(result, Path(options.parquet_dir))
     if options.returns_dir:
-        from ..returns import write_returns
+        from perfxl.returns import write_returns
 
         result.returns = write_returns(result, ctx.load, Path(options.returns_dir), options.return_by,
                                        avoid={f.path for f in run.inbox.files})

@@ -5,12 +5,14 @@ and the board call current is the one the summary takes."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
-from ..domain import default_year
-from ..records import Seen
-from ..roster import Unit
-from ..spec import load_spec
+from perfxl.domain import default_year
+from perfxl.records import Seen
+from perfxl.roster import Unit
+from perfxl.spec import load_spec
+
 from .options import MergeOptions
 
 V = TypeVar("V")
@@ -38,7 +40,7 @@ def out_of_place(seen: list[Seen], units: list[Unit] | None) -> dict[str, str]:
     forms: {path: the region the input speaks for}. A county's export speaks for the units of its county; a
     form in it for another county's unit (a unit it claims, a copy it forged) is set aside, whatever its
     time or claims, and the genuine form from that unit's own county stands."""
-    from ..summary.base import place
+    from perfxl.summary.base import place
 
     where = {u.code: place(u) for u in units or [] if u.region}
     if not where:

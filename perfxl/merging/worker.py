@@ -10,21 +10,23 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from ..errors import ReadError
-from ..inbox import FileStat, NotRegularFile, TooLarge, read_regular_file
-from ..ledger import Ledger, pack
-from ..limits import TimeLimitExceeded, address_space, time_limit
-from ..pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
-from ..problems import L
-from ..read import MAX_FILE_BYTES, FormData, read_workbook, too_large
-from ..records import checked_bytes
-from ..validator import CheckedForm, rejected, rejected_by
+from perfxl.errors import ReadError
+from perfxl.inbox import FileStat, NotRegularFile, TooLarge, read_regular_file
+from perfxl.ledger import Ledger, pack
+from perfxl.limits import TimeLimitExceeded, address_space, time_limit
+from perfxl.pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
+from perfxl.problems import L
+from perfxl.read import MAX_FILE_BYTES, FormData, read_workbook, too_large
+from perfxl.records import checked_bytes
+from perfxl.validator import CheckedForm, rejected, rejected_by
+
 from .options import MergeOptions
 
 _WORKER: dict[str, Any] = {}

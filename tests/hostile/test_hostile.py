@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from perfxl.merging import worker as merge_module
 from perfxl.merging import MergeOptions, run_merge
+from perfxl.merging import worker as merge_module
 from tests.conftest import sha256
 
 from .conftest import good_form, member, project_sheet_part, rezip
