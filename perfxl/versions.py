@@ -157,6 +157,16 @@ def _adjustments(ledger_path: Path, units: set[str], templates_dir: Path | None)
         ledger.close()
 
 
+def _declared_years(ledger_path: Path) -> set[int]:
+    """The years of the forms the declaration ledger's merges took in (empty: nothing to compare with)."""
+    ledger = Ledger(ledger_path, readonly=True)
+    try:
+        return {s["year"] for run in ledger.finished_runs() for s in ledger.run_outcomes(run)[0]
+                if s.get("outcome") == "merged" and isinstance(s.get("year"), int)}
+    finally:
+        ledger.close()
+
+
 def content_of(project) -> dict:
     """A checked adjustment sheet as a version's content: the targets after it, in order, and what changed."""
     scores = project.scores or {}
@@ -181,6 +191,12 @@ def decide(ledger_path: Path, adjustments: Path, units: list[str], *, approve: b
     missing = [u for u in units if u not in found]
     if missing:
         raise OutputError(f"调整表的报送台账中没有这些单位已汇总的调整表：{'、'.join(missing)} (no adjustment form)")
+    years = _declared_years(Path(ledger_path))
+    other = sorted({f"{name}（{checked.year} 年度）" for u in units for checked, _, name in found[u]
+                    if years and checked.year not in years})
+    if other:  # a version is of its year's targets: another year's adjustment would change the wrong ones
+        raise OutputError(f"调整表与申报台账不是同一年度（台账为 {'、'.join(map(str, sorted(years)))} 年度）："
+                          f"{'；'.join(other)} (another year's adjustment)")
     if approve:
         faulty = [f"{u}（{name}：{checked.errors} 个错误）" for u in units for checked, _, name in found[u]
                   if checked.errors]

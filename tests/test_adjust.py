@@ -457,3 +457,31 @@ def test_a_declarations_summary_merged_again_lists_every_decided_adjustment_in_i
     history = _sheet(out, "调整情况")
     assert len(history) == decided and decided >= 1
     assert {r["决定"] for r in history} <= {"已批准", "已退回"}
+
+
+def test_an_adjustment_of_another_year_is_not_approved_into_this_years_declarations(declared, seeds, tmp_path):  # noqa: F811
+    out = tmp_path / "调整表"
+    _run(["generate", "national/adjust", "--year", "2030", "--roster", str(declared["roster"]),
+          "--from", str(declared["ledger"]), "-o", str(out)])
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    code = seeds[A].unit["code"]
+    entry = next(f for f in manifest["forms"] if f["unit_code"] == code)
+    wb = openpyxl.load_workbook(out / entry["file"])
+    table = load_spec("national/adjust", 2030).tables["indicators"]
+    ws, names = wb["项目1"], names_by_sheet(wb)["项目1"]
+    (r0, c0), _ = (split_cell(x) for x in names[table.name].split(":"))
+    offsets = column_offsets(table)
+    ws.cell(row=r0 + 1, column=c0 + offsets["after"] + 1).value = "≥1"
+    ws.cell(row=r0 + 1, column=c0 + offsets["reason"] + 1).value = "预算调减"
+    ws[names["f_adjust_kind"].split(":")[0]] = "预算追加追减"
+    inbox = tmp_path / "收件箱"
+    inbox.mkdir()
+    wb.save(inbox / entry["file"])
+    _run(["merge", str(inbox), "--roster", str(declared["roster"]), "-o", str(tmp_path / "调整汇总.xlsx")])
+    with perfxl.open_ledger(declared["ledger"]) as view:
+        before = len(view.versions())
+    r = _run(["approve", "--ledger", str(declared["ledger"]), "--from", str(tmp_path / "调整汇总_报送台账.sqlite"),
+              "--units", code], code=2)
+    assert "不是同一年度" in r.output and "2030" in r.output and "Traceback" not in r.output
+    with perfxl.open_ledger(declared["ledger"]) as view:
+        assert len(view.versions()) == before
