@@ -27,7 +27,7 @@ from .generator import build_workbook, form_filename
 from .issued import RECORD_FILE, IssuedProject, new_round, record_round
 from .ledger import Ledger, check_ledger_file
 from .manifest import Manifest, write_manifest
-from .pipeline import CheckOptions, check_stored
+from .pipeline import merged_forms
 from .records import CheckedForm
 from .roster import Unit
 from .rounds import ADJUST
@@ -75,17 +75,8 @@ def declarations(ledger_path: Path, templates_dir: Path | None = None, units: se
             if any(s["outcome"] == "merged" and s.get("template") and _family(s, templates_dir) == family
                    for s in seen):
                 break
-        options = CheckOptions(year=settings.get("year"), templates_dir=str(templates_dir) if templates_dir else None)
         out: dict[str, list[tuple[CheckedForm, Spec]]] = defaultdict(list)
-        for s in seen:
-            if s["outcome"] != "merged" or (units is not None and s.get("unit_code") and s["unit_code"] not in units):
-                continue
-            stored = ledger.stored_form(s["sha"])
-            if stored is None:
-                continue
-            checked = check_stored(stored, options)
-            if checked.read_error or not checked.template:
-                continue
+        for s, checked in merged_forms(ledger, seen, settings, templates_dir, units):
             spec = load_spec(checked.template, checked.year, checked.region, templates_dir=templates_dir)
             if spec.family != family:
                 continue

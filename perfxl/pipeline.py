@@ -60,3 +60,20 @@ def check_file(path: Path, options: CheckOptions, roster: dict | None = None) ->
 def check_stored(stored: dict, options: CheckOptions, roster: dict | None = None) -> CheckedForm:
     """Validate form data kept in the ledger (FormData.to_dict) again, as the API and follow-up forms do."""
     return check_read(FormData.from_dict(stored), options, roster)
+
+
+def merged_forms(ledger, seen: list[dict], settings: dict, templates_dir: Path | None = None,
+                 units: set[str] | None = None):
+    """(outcome, checked form) for every form a run merged (of the `units` codes only, when given), read from
+    the ledger's stored data and validated again with the run's year: what follow-up forms are prefilled from
+    and what an approval decides on. A form whose data is gone or cannot be read again is left out."""
+    options = CheckOptions(year=settings.get("year"), templates_dir=str(templates_dir) if templates_dir else None)
+    for s in seen:
+        if s["outcome"] != "merged" or (units is not None and s.get("unit_code") and s["unit_code"] not in units):
+            continue
+        stored = ledger.stored_form(s["sha"])
+        if stored is None:
+            continue
+        checked = check_stored(stored, options)
+        if not checked.read_error and checked.template:
+            yield s, checked

@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import OutputError
 from .ledger import Ledger, check_ledger_file
-from .pipeline import CheckOptions, check_stored
+from .pipeline import merged_forms
 from .rounds import ADJUST
 from .spec import load_spec
 from .values import normalize_text
@@ -138,17 +138,9 @@ def _adjustments(ledger_path: Path, units: set[str], templates_dir: Path | None)
         if run is None:
             raise OutputError(f"调整表的报送台账中还没有完成的汇总 (the ledger has no finished merge): {ledger_path}")
         seen, settings = ledger.run_outcomes(run)
-        options = CheckOptions(year=settings.get("year"), templates_dir=str(templates_dir) if templates_dir else None)
         found: dict[str, list] = {}
-        for s in seen:
-            if s["outcome"] != "merged" or s.get("unit_code") not in units:
-                continue
-            stored = ledger.stored_form(s["sha"])
-            if stored is None:
-                continue
-            checked = check_stored(stored, options)
-            if checked.read_error or not checked.template:
-                continue
+        for s, checked in merged_forms(ledger, [s for s in seen if s.get("unit_code") in units], settings,
+                                       templates_dir):
             if load_spec(checked.template, checked.year, templates_dir=templates_dir).round.stage != ADJUST:
                 continue
             found.setdefault(s["unit_code"], []).append((checked, s["sha"], Path(s["path"]).name))
