@@ -24,6 +24,7 @@ STAGES = {  # the order README lists them in
     "field": ("字段", "fields"),
     "arithmetic": ("勾稽关系", "arithmetic"),
     "indicator": ("绩效指标", "indicators"),
+    "history": ("历史对比", "history"),
     "merge": ("汇总", "merge"),
     "selfeval": ("绩效自评", "self-evaluation"),
     "monitor": ("绩效运行监控", "monitoring"),
@@ -218,6 +219,32 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "'{level3}' states money spent as an output target ({value})"),
     ("indicator-deadline-before-year", "indicator", "warning", "指标“{level3}”的完成时间 {deadline} 早于 {year} 年度",
      "'{level3}' has a completion date {deadline} before the year {year}"),
+    # -- history: this year's targets against earlier years' ledgers and this year's peers (perfxl.comparison)
+    ("history-below-last-actual", "history", "warning",
+     "指标“{level3}”的目标“{value}”低于 {year} 年实际完成值“{actual}”，且未写明指标值确定依据；目标可能偏低",
+     "The target '{value}' of '{level3}' is below what was achieved in {year} ('{actual}'), with no basis given; "
+     "it may be set too low"),
+    ("history-above-last-actual", "history", "warning",
+     "指标“{level3}”的目标“{value}”高于 {year} 年实际完成值“{actual}”（成本、时效类越低越好），且未写明指标值确定依据；目标可能偏松",
+     "The target '{value}' of '{level3}' is above what was achieved in {year} ('{actual}'; for cost and time less "
+     "is better), with no basis given; it may be set too loose"),
+    ("history-target-not-raised", "history", "warning",
+     "指标“{level3}”{before} 年完成 {met_before}、{year} 年完成 {met_last}，连续两年超额 20% 以上，今年目标“{value}”"
+     "仍未高于上年的“{last}”；目标可能偏低",
+     "'{level3}' was met at {met_before} in {before} and {met_last} in {year}, 20% over two years running, yet "
+     "this year's target '{value}' is no higher than last year's '{last}'; it may be set too low"),
+    ("history-indicator-dropped", "history", "warning",
+     "{year} 年的指标“{level3}”（{level1}/{level2}，目标 {target}）今年未再设置，也未说明原因",
+     "Last year's ({year}) indicator '{level3}' ({level1}/{level2}, target {target}) is not set this year, "
+     "and no reason is given"),
+    ("peer-outlier", "history", "warning",
+     "指标“{level3}”的目标“{value}”超出本年 {peers} 个同类单位的常见范围（{low}～{high}，10%～90% 分位），"
+     "参考值（中位数）为 {median}",
+     "The target '{value}' of '{level3}' is outside the usual range of {peers} other units this year ({low} to "
+     "{high}, 10th to 90th percentile); the reference (median) is {median}"),
+    ("library-required-missing", "history", "warning",
+     "缺少指标库规定的固化指标“{level3}”（{level1}/{level2}），请补充",
+     "The compulsory indicator '{level3}' ({level1}/{level2}) of the indicator library is missing; add it"),
     # -- year-end self-evaluation -----------------------------------------------------------------
     ("selfeval-actual-missing", "selfeval", "error", "指标“{level3}”没有填写实际完成值", "'{level3}' has no actual value"),
     ("selfeval-actual-unreadable", "selfeval", "error",

@@ -29,6 +29,8 @@ class MergeOptions:
     return_by: str | None = None  # the date the notices give, YYYY-MM-DD (default: a week from today)
     issued: tuple[Path, ...] = ()  # records of what follow-up forms were issued with (perfxl.issued), besides
     #                                the rounds this machine registered
+    history: tuple[Path, ...] = ()  # ledgers (or exports) of earlier years: targets compared (perfxl.history)
+    library: Path | None = None  # an indicator library (perfxl.library): its 固化指标 are checked
 
     def check_options(self) -> CheckOptions:
         return CheckOptions(template=self.template, year=self.year,

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from perfxl.cachekeys import check_key, settings_fingerprint
 from perfxl.domain import default_year
-from perfxl.errors import missing_input
+from perfxl.errors import OutputError, missing_input
 from perfxl.files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
+from perfxl.history import load_history
 from perfxl.inbox import STAT_IDENTIFIES_CONTENT, Inbox, read_regular_file, scan
 from perfxl.ledger import Ledger, claims_ledger
+from perfxl.library import load_library
 from perfxl.pipeline import CheckOptions
 from perfxl.read import MAX_FILE_BYTES
 from perfxl.records import Seen, checked_from_bytes
@@ -53,6 +55,8 @@ class _Run:
     inbox: Inbox
     check: CheckOptions
     jobs: int
+    history: object = None  # perfxl.comparison.History of the --history ledgers
+    library: dict = field(default_factory=dict)  # 固化指标 per form family (perfxl.library)
     ledger: Ledger | None = None
     run_id: int | None = None
     spool: object = None
@@ -103,6 +107,14 @@ def _prepare(inputs: list[Path], output: Path | None, options: MergeOptions) -> 
     guard_outputs(targets, inputs, options)
     # Every target is now perfxl's own (or about to be): the walk passes over them and the ledger's journals.
     own = own_outputs(targets, db_path)
+    # History is evidence read, never an input: a history ledger named as an input, or lying in the inbox, is
+    # not merged, and the merge's own ledger cannot be one
+    history_files = {os.path.realpath(p) for p in options.history}
+    if db_path is not None and os.path.realpath(db_path) in history_files:
+        raise OutputError(f"--history {db_path} 是本次汇总的报送台账，不能同时作为历史台账；请用 --db 另指定一个")
+    inputs = [p for p in inputs if os.path.realpath(p) not in history_files]
+    history = load_history(list(options.history), options.templates_dir, options.jobs) if options.history else None
+    library = load_library(options.library).required_by_family() if options.library else {}
     # 节点汇总: a county's ledger as input; one that claims to be a ledger but cannot be used is refused as
     # that input (file-corrupt, saying why), not read as a workbook
     lower_levels = [p for p in inputs if p.is_file() and claims_ledger(p)]
@@ -114,7 +126,7 @@ def _prepare(inputs: list[Path], output: Path | None, options: MergeOptions) -> 
     return _Run(inputs=inputs, lower_levels=lower_levels, output=output, options=options, units=units,
                 roster={u.code: u for u in units} if units is not None else None, db_path=db_path,
                 own_outputs=own, inbox=inbox, check=options.check_options(),
-                jobs=options.jobs or os.cpu_count() or 1)
+                jobs=options.jobs or os.cpu_count() or 1, history=history, library=library)
 
 
 def _open(run: _Run) -> None:
@@ -210,7 +222,8 @@ def _summary_context(run: _Run, files: list[Seen], unsettled: list[str]) -> Cont
                    year=options.year, roster=options.roster, lang=options.lang,
                    templates_dir=options.templates_dir, skipped=_skipped(run), unsettled=unsettled,
                    fingerprint=run.fingerprint, cache=run.kept, issued=tuple(options.issued or ()),
-                   versions=as_rows(all_versions(run.ledger.db)) if run.ledger is not None else [])
+                   versions=as_rows(all_versions(run.ledger.db)) if run.ledger is not None else [],
+                   history=run.history, library=run.library)
 
 
 def _skipped(run: _Run) -> list[tuple[str, str]]:

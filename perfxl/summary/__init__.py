@@ -21,6 +21,7 @@ from . import (
     adjust,
     budgets,
     changes,
+    comparison,
     cover,
     history,
     indicators,
@@ -36,17 +37,19 @@ from .base import Context, Table, Who
 __all__ = ["SHEETS", "CSV_FIRST_TITLES", "Context", "Table", "build"]
 
 # In workbook order; also the names of the CSV files.
-SHEETS = (cover, projects, indicators, budgets, adjust, selfeval, monitor, status, review, problems, changes, history,
-          about)
+SHEETS = (cover, projects, indicators, budgets, adjust, selfeval, monitor, status, review, comparison, problems, changes,
+          history, about)
 # Every table written as a file of its own (CSV, Parquet): the sheets, and the cover's 分级合计.
-SHEET_NAMES = tuple(m.NAME for m in SHEETS) + (selfeval.DEPARTMENTS, selfeval.INDICATORS, cover.LEVELS)
+SHEET_NAMES = tuple(m.NAME for m in SHEETS) + (selfeval.DEPARTMENTS, selfeval.INDICATORS, cover.LEVELS,
+                                               comparison.MATCHES)
 CSV_FIRST_TITLES = {m.NAME: m.FIRST_TITLE for m in SHEETS} | {selfeval.INDICATORS: "单位编码",  # a CSV perfxl wrote
-                                                               selfeval.DEPARTMENTS: "地区", cover.LEVELS: "层级"}
+                                                               selfeval.DEPARTMENTS: "地区", cover.LEVELS: "层级",
+                                                               comparison.MATCHES: comparison.MATCHES_FIRST_TITLE}
 
 
 # The sheets a merged form adds lines to, in the order of a kept part's states.
 COLLECTORS = (projects.Projects, review.Review, budgets.Budgets, problems.Problems, selfeval.SelfEvaluation,
-              monitor.Monitoring, adjust.Adjustments)
+              monitor.Monitoring, adjust.Adjustments, comparison.Comparison)
 
 
 def form_part(ctx: Context, s) -> tuple[int, list[dict], Who]:
@@ -99,7 +102,8 @@ def per_form_tables(ctx: Context) -> list[Table]:
 def build(ctx: Context) -> tuple[list[Table], dict, list]:
     """The sheets, the counts (the accounting) and the roster units that sent nothing."""
     collectors = [kind(ctx) for kind in COLLECTORS]
-    project_sheet, review_sheet, budget_sheet, problem_sheet, selfeval_sheets, monitor_sheet, adjust_sheet = collectors
+    (project_sheet, review_sheet, budget_sheet, problem_sheet, selfeval_sheets, monitor_sheet, adjust_sheet,
+     comparison_sheet) = collectors
     indicator_count = 0
     for start in range(0, len(ctx.merged), 500):  # one pass for everything but the per-form big sheets
         batch = ctx.merged[start:start + 500]
@@ -111,6 +115,11 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
             for collector, state in zip(collectors, states):
                 collector.absorb(state)
     problem_sheet.add_set_aside()
+    # Against history, peers and the library: found only now that every form was seen (perfxl.comparison)
+    matches, findings = comparison_sheet.compare()
+    if findings:
+        review_sheet.add_findings(comparison.per_file_codes(findings))
+        problem_sheet.add_findings(findings)
     status_sheet = status.Status(ctx)
     status_table = status_sheet.build()
 
@@ -146,7 +155,7 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     if adjust_table is not None:
         tables.append(adjust_table)
     tables += [status_table] + ([review_sheet.table()] if declarations else []) + [
-        problem_sheet.table(), changes.build(ctx)] + [t for t in [history.build(ctx)] if t is not None] + [
+        *comparison.tables(ctx, matches, findings), problem_sheet.table(), changes.build(ctx)] + [t for t in [history.build(ctx)] if t is not None] + [
         about.build(ctx, counts)]
     return tables, counts, status_sheet.missing
 

@@ -315,6 +315,10 @@ class Context:
     cache: Any = None
     issued: tuple[Path, ...] = ()  # the records of what was issued named for the merge (--issued)
     versions: list[dict] = field(default_factory=list)  # the ledger's decided adjustments (perfxl.versions.as_rows)
+    # 历史标准 (perfxl.comparison): earlier years' projects (--history), and the library's 固化指标 per form
+    # family (--library): {family: [(一级, 二级, 三级, typical value)]}
+    history: Any = None
+    library: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.merged = [s for s in self.files if s.outcome == "merged"]
@@ -330,10 +334,12 @@ class Context:
         self.senders: dict[str, Who] = {}  # who sent each merged file (by path), once its part is known
         self._layout = None
         self._form_keys: dict[str, str] = {}
+        self.compares = self.history is not None or any(self.library.values())
         if self.fingerprint and self.cache is not None:  # every sheet's columns follow from these
             self._layout = hashlib.sha256(repr((
                 self.fingerprint, RENDER_VERSION, self.money_unit, sorted(self.specs, key=repr), self.lang,
-                self.template, self.year, self.units is not None, self._roster_places)).encode()).hexdigest()
+                self.template, self.year, self.units is not None, self._roster_places,
+                self.compares)).encode()).hexdigest()
 
     def units_issued(self) -> set[str] | None:
         """For a merge of follow-up forms only (监控, 自评): the units a form was issued to, which are the units

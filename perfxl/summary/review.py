@@ -63,6 +63,7 @@ DIMENSIONS = (
         Check(("indicator-empty-value", "indicator-incomplete"), 5, "指标名称和指标值完整",
               "指标名称或指标值不完整"),
         Check(("indicator-placeholder",), 5, "无未替换的占位符", "留有未替换的占位符"),
+        Check(("library-required-missing",), 5, "指标库的固化指标已设置", "缺少指标库的固化指标"),
     )),
     Dimension("相关性", "目标与支出内容相符", (
         Check(("indicator-money-as-output",), 5, "未把资金支出写成产出", "把资金支出写成了产出"),
@@ -73,12 +74,21 @@ DIMENSIONS = (
         Check(("indicator-direction",), 3, "指标方向正确（如成本、时效用 ≤）", "指标方向写反（成本、时效应为 ≤）"),
         Check(("indicator-percent-over-100", "indicator-rate-as-fraction"), 3, "比率写法正确", "比率写法有误"),
         Check(("indicator-rate-without-number",), 3, "比率类指标有数值", "比率类指标没有数值"),
+        # With --history (perfxl.comparison): found once every form is seen, added by Review.add_findings
+        Check(("history-below-last-actual", "history-above-last-actual"), 3, "目标不比上年实际完成值宽松，或写明了依据",
+              "目标比上年实际完成值宽松且未写明依据"),
+        Check(("history-target-not-raised",), 3, "连续超额完成的指标已提高目标", "连续两年超额完成仍未提高目标"),
+        Check(("history-indicator-dropped",), 2, "上年指标延续或说明了原因", "上年指标未说明原因即取消"),
+        Check(("peer-outlier",), 2, "指标值在同类单位常见范围内", "指标值超出同类单位常见范围"),
     )),
     Dimension("可行性", "目标可实现、有时间安排", (
         Check(("indicator-unparseable",), 5, "指标值可识别", "指标值无法识别"),
         Check(("indicator-deadline-before-year",), 3, "完成时间在预算年度内", "完成时间早于预算年度"),
     )),
 )
+# The codes found across forms, after every form was seen (Review.add_findings), not by a form's own check
+LATE_CODES = frozenset({"history-below-last-actual", "history-above-last-actual", "history-target-not-raised",
+                        "history-indicator-dropped", "peer-outlier", "library-required-missing"})
 MEASURABLE_SHARE = 0.5  # 适当性: below half quantitative, up to 10 points off
 MEASURABLE_POINTS = 20.0  # points per unit of share missing
 COVERAGE_RANGE, COVERAGE_POINTS = (0.9, 1.1), 5.0  # 相关性: cost targets should cover the budget
@@ -226,6 +236,40 @@ def unscorable_groups(sp: Spec, templates_dir: Path | None, indicators) -> list[
     return [(g.missing, g.points) for g in scored if g.group not in reached]
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """目标审核 of one declared project, before anything found across forms (add_findings)."""
+
+    problems: list
+    quantitative: int
+    share: float | None
+    coverage: float | None
+    errors: int
+    points: dict
+    findings: dict
+    total: float
+    grade: str
+    consequence: str
+
+
+def assess(sp: Spec, checked, p, templates_dir: Path | None) -> Assessment:
+    """The review of project `p` of a checked declaration: what the sheet says of it, and what an indicator
+    library built from past ledgers keeps of its grade (perfxl.history)."""
+    indicator_table = sp.indicator_table()
+    main = indicator_table.indicator.main if indicator_table is not None else None
+    problems = [q for q in checked.problems if q.sheet == p.sheet]
+    codes = Counter(q.code for q in problems)
+    quantitative = sum(1 for r in p.indicators if r.targets[main].quantitative) if main else 0
+    share = None if main is None else (quantitative / len(p.indicators) if p.indicators else 0.0)
+    budget = p.values.get(sp.budget_field) if sp.budget_field else None
+    costs = cost_total(sp, p.indicators)
+    coverage = costs / budget if costs is not None and isinstance(budget, int | float) and budget else None
+    errors = sum(1 for q in problems if q.severity == "error")
+    unscorable = unscorable_groups(sp, templates_dir, p.indicators)
+    points, findings, total, grade, consequence = review(codes, errors, share, coverage, unscorable)
+    return Assessment(problems, quantitative, share, coverage, errors, points, findings, total, grade, consequence)
+
+
 @dataclass
 class Review(Collector):
     ctx: Context
@@ -235,24 +279,39 @@ class Review(Collector):
     def add(self, s, checked, sp, who) -> None:
         if not (sp.round.declaration and sp.round.subject == PROJECT):
             return
-        indicator_table = sp.indicator_table()
-        main = indicator_table.indicator.main if indicator_table is not None else None
         for p in checked.projects:
-            problems = [q for q in checked.problems if q.sheet == p.sheet]
-            codes = Counter(q.code for q in problems)
-            quantitative = sum(1 for r in p.indicators if r.targets[main].quantitative) if main else 0
-            share = None if main is None else (quantitative / len(p.indicators) if p.indicators else 0.0)
-            budget = p.values.get(sp.budget_field) if sp.budget_field else None
-            costs = cost_total(sp, p.indicators)
-            coverage = costs / budget if costs is not None and isinstance(budget, int | float) and budget else None
-            errors = sum(1 for q in problems if q.severity == "error")
-            unscorable = unscorable_groups(sp, self.ctx.templates_dir, p.indicators)
-            points, findings, total, grade, consequence = review(codes, errors, share, coverage, unscorable)
-            issues = "；".join(q.text(self.ctx.lang) for q in problems if q.severity == "error")[:300] or \
-                "；".join(q.text(self.ctx.lang) for q in problems)[:300]
+            a = assess(sp, checked, p, self.ctx.templates_dir)
+            issues = "；".join(q.text(self.ctx.lang) for q in a.problems if q.severity == "error")[:300] or \
+                "；".join(q.text(self.ctx.lang) for q in a.problems)[:300]
             self.lines.append(ReviewLine(
-                who.region, who.department, who.unit_code, who.unit_name, p.name, len(p.indicators), quantitative,
-                share, coverage, points, findings, total, grade, consequence, errors, issues, s.path, p.sheet))
+                who.region, who.department, who.unit_code, who.unit_name, p.name, len(p.indicators), a.quantitative,
+                a.share, a.coverage, a.points, a.findings, a.total, a.grade, a.consequence, a.errors, issues, s.path,
+                p.sheet))
+
+    def add_findings(self, found: dict[tuple[str, str], Counter]) -> None:
+        """Findings made after every form was seen (perfxl.comparison: against history and peers), per
+        (file, sheet): points off under their dimension, said as every check says it, and the grade again. A
+        grade held down before (errors, unearnable points) stays held down."""
+        order = [g for _, g, _ in GRADES]
+        for line in self.lines:
+            codes = found.get((line.file, line.sheet))
+            if not codes:
+                continue
+            for d in DIMENSIONS:
+                lost, said = 0.0, []
+                for check in d.checks:
+                    n = sum(codes[c] for c in check.codes)
+                    if n and any(c in LATE_CODES for c in check.codes):
+                        lost += check.points * n
+                        said.append(f"{check.failed}（{n} 处，{_off(check.points * n)}）")
+                if not said:
+                    continue
+                line.dimensions[d.name] = round(max(0.0, line.dimensions[d.name] - lost), 1)
+                line.findings[d.name] = "；".join([t for t in (line.findings[d.name],) if t] + said)
+            line.total = round(sum(line.dimensions.values()), 1)
+            grade, consequence = next((g, c) for floor, g, c in GRADES if line.total >= floor)
+            if order.index(grade) > order.index(line.grade):
+                line.grade, line.consequence = grade, consequence
 
     def grades(self) -> Counter:
         return Counter(line.grade for line in self.lines)

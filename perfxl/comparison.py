@@ -1,0 +1,472 @@
+"""历史标准: this year's targets beside their past and their peers.
+
+What earlier years' ledgers say of a project (`PastProject`: each year's targets as issued, what was
+achieved, the self-evaluation's score and grade, the review grade of its declaration) is loaded by
+perfxl.history; this module holds that data, matches this year's projects and indicators to it, and finds
+what a reviewer of 适当性 should look at (`compare`). Pure data and functions: no file is read here.
+
+Matching, as README's "历史标准" says it:
+- a project by its project code where its template has one (a field `project_code`), else by its
+  normalised name within the same unit: full-width folded, a year in it (2024年, 2024年度) dropped, then
+  everything but letters and digits dropped. A project renamed in other words is a new project: it has no
+  history, and last year's project shows as not continued.
+- an indicator by its 二级 (as the hierarchy names it), its normalised 三级 and its unit of measure.
+
+Findings, each a warning at the cell it is about (see `compare`):
+- history-below-last-actual / history-above-last-actual: a more-is-better target below last year's actual,
+  or a less-is-better one (cost, time) above it, with no 指标值确定依据 (a form without that column gives
+  none);
+- history-target-not-raised: met by 120 % or more two years running, and not raised (目标可能偏低);
+- history-indicator-dropped: an indicator of last year's not declared again, and not named anywhere in the
+  project's text (its goals, any 指标值确定依据);
+- peer-outlier: a value outside P10–P90 of the same indicator declared this year by at least 5 other units
+  (the unit itself left out; percentiles interpolated linearly, as numpy's default), with the peers' median
+  as 参考值;
+- library-required-missing: a 固化指标 of the bureau's indicator library (perfxl.library) not declared.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from .problems import Problem, fmt_number, short_text
+from .values import Target, normalize_text, parse_target
+
+PEERS_MIN = 5  # other units declaring an indicator before its peers' range means anything
+PEER_RANGE = (0.10, 0.90)
+OVERMET = 1.2  # met by 120 % or more: the target was probably too low
+COMPARABLE_KINDS = frozenset({"quantitative", "cost", "range"})
+
+_YEAR_IN_NAME = re.compile(r"(?:19|20)\d{2}\s*年度?")
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def name_key(name: Any) -> str:
+    """A project's (or an indicator's) name as matching compares it: 2024年度 "乡村道路 养护" 项目 and
+    2025年乡村道路养护项目 are the same project."""
+    text = _YEAR_IN_NAME.sub("", normalize_text(name))
+    return _NOT_WORD.sub("", text).lower()
+
+
+def unit_key(unit: Any) -> str:
+    return _NOT_WORD.sub("", normalize_text(unit or "")).lower() if unit != "%" else "%"
+
+
+def indicator_key(level2: str, level3: str, unit: str | None) -> tuple[str, str, str]:
+    """(二级, normalised 三级, unit of measure): one indicator across forms, units and years."""
+    return (normalize_text(level2), name_key(level3), unit_key(unit))
+
+
+def value_of(target: Target | None) -> float | None:
+    """The number a target compares by: its value (a range's low end), for kinds that have one."""
+    if target is None or target.kind not in COMPARABLE_KINDS or target.value is None:
+        return None
+    return float(target.value)
+
+
+def direction_of(target: Target | None) -> str | None:
+    """more (≥, >), less (≤, <), or None (=, a word, a range)."""
+    if target is None or target.kind == "range":
+        return None
+    return target.direction
+
+
+@dataclass(slots=True)
+class PastRow:
+    """One indicator of a past year: its target as issued (declared, or as an adjustment last approved)
+    and, after a self-evaluation, what was achieved."""
+
+    level1: str
+    level2: str
+    level3: str
+    target: str
+    actual: str = ""
+
+    @property
+    def parsed_target(self) -> Target:
+        return parse_target(self.target)
+
+    @property
+    def parsed_actual(self) -> Target | None:
+        return parse_target(self.actual) if self.actual else None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return indicator_key(self.level2, self.level3, self.parsed_target.unit)
+
+    def actual_value(self) -> float | None:
+        """The actual as a number in the target's unit (a bare 96 beside ≥95% counts as 96%), else None."""
+        actual = self.parsed_actual
+        if actual is None or actual.value is None or actual.kind not in COMPARABLE_KINDS | {"unparseable"}:
+            return None
+        if actual.unit and unit_key(actual.unit) != unit_key(self.parsed_target.unit):
+            return None
+        return float(actual.value)
+
+    def completion(self) -> float | None:
+        """How far the target was met: actual ÷ target (more-is-better), target ÷ actual (less-is-better)."""
+        target, actual = value_of(self.parsed_target), self.actual_value()
+        direction = direction_of(self.parsed_target)
+        if target is None or actual is None or direction is None:
+            return None
+        if direction == "more":
+            return actual / target if target > 0 else None
+        return target / actual if actual > 0 else None
+
+
+@dataclass
+class PastProject:
+    """One project (or whole department) of one past year, as that year's ledgers hold it."""
+
+    year: int
+    unit_code: str
+    unit_name: str
+    department: str
+    name: str
+    code: str = ""  # its project code, where the template has one
+    subject_code: str = ""  # 功能科目
+    budget: float | None = None  # 万元
+    spent: float | None = None  # 万元, after a self-evaluation
+    score: float | None = None  # the self-evaluation's total
+    grade: str = ""  # the self-evaluation's grade
+    review_grade: str = ""  # 目标审核's grade of its declaration
+    rows: list[PastRow] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # the rounds it was seen in: 申报, 调整, 自评
+    family: str = ""  # the family of its declaration form (project, department)
+
+    @property
+    def execution(self) -> float | None:
+        if isinstance(self.budget, int | float) and self.budget and isinstance(self.spent, int | float):
+            return self.spent / self.budget
+        return None
+
+    def rows_by_key(self) -> dict[tuple[str, str, str], PastRow]:
+        out: dict[tuple[str, str, str], PastRow] = {}
+        for row in self.rows:
+            out.setdefault(row.key, row)
+        return out
+
+    def to_data(self) -> list:
+        return [self.year, self.unit_code, self.unit_name, self.department, self.name, self.code, self.subject_code,
+                self.budget, self.spent, self.score, self.grade, self.review_grade,
+                [[r.level1, r.level2, r.level3, r.target, r.actual] for r in self.rows], self.sources, self.family]
+
+    @classmethod
+    def from_data(cls, data: list) -> PastProject:
+        """Back from `to_data`; ValueError for anything else (a cache of another shape is read afresh)."""
+        try:
+            (year, unit_code, unit_name, department, name, code, subject_code, budget, spent, score, grade,
+             review_grade, rows, sources, family) = data
+            texts = (unit_code, unit_name, department, name, code, subject_code, grade, review_grade, family)
+            numbers = (budget, spent, score)
+            if type(year) is not int or not all(type(t) is str for t in texts) or not all(
+                    n is None or type(n) in (int, float) for n in numbers):
+                raise ValueError("a past project of another shape")
+            past_rows = [PastRow(*(str(v) for v in r)) for r in rows if isinstance(r, list) and len(r) == 5]
+            return cls(year, unit_code, unit_name, department, name, code, subject_code, budget, spent, score,
+                       grade, review_grade, past_rows, [str(s) for s in sources], family)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"a past project of another shape: {exc}") from None
+
+
+class History:
+    """Every past project of the history ledgers, found by unit, year and code or name."""
+
+    def __init__(self, projects: list[PastProject], sources: list[str] | None = None):
+        self.projects = projects
+        self.sources = sources or []  # the ledgers, as given
+        self._by_code: dict[tuple[str, int, str], PastProject] = {}
+        self._by_name: dict[tuple[str, int, str], PastProject] = {}
+        self._by_unit: dict[tuple[str, int], list[PastProject]] = defaultdict(list)
+        for p in projects:
+            if p.code:
+                self._by_code.setdefault((p.unit_code, p.year, p.code), p)
+            self._by_name.setdefault((p.unit_code, p.year, name_key(p.name)), p)
+            self._by_unit[(p.unit_code, p.year)].append(p)
+
+    @property
+    def years(self) -> list[int]:
+        return sorted({p.year for p in self.projects})
+
+    def find(self, unit_code: str, year: int, name: str, code: str = "") -> tuple[PastProject | None, str]:
+        """(the unit's project of `year` this one continues, how it was matched: 项目编码 or 项目名称)."""
+        if code:
+            past = self._by_code.get((unit_code, year, code))
+            if past is not None:
+                return past, "项目编码"
+        past = self._by_name.get((unit_code, year, name_key(name)))
+        return (past, "项目名称") if past is not None else (None, "")
+
+    def of_unit(self, unit_code: str, year: int) -> list[PastProject]:
+        return self._by_unit.get((unit_code, year), [])
+
+
+# ----------------------------------------------------------------------------------------------------
+# This year's declarations, as the comparison sees them
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class DeclaredRow:
+    row: int  # its place in the table, from 1
+    cell: str  # the target's cell
+    level1: str
+    level2: str
+    level3: str
+    target: str  # as written
+    basis: str = ""  # 指标值确定依据, where the form has that column
+
+    @property
+    def parsed(self) -> Target:
+        return parse_target(self.target)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return indicator_key(self.level2, self.level3, self.parsed.unit)
+
+
+@dataclass
+class DeclaredProject:
+    """One declared project of this year's merge, with what the comparison needs of it."""
+
+    file: str
+    sheet: str
+    year: int
+    unit_code: str
+    unit_name: str
+    department: str
+    region: str
+    name: str
+    name_cell: str
+    code: str
+    text: str  # the project's own words (goals, explanations): where dropping an indicator may be explained
+    rows: list[DeclaredRow]
+    library: str = ""  # the family of its form: 固化指标 are per family
+
+    def to_data(self) -> list:
+        return [self.file, self.sheet, self.year, self.unit_code, self.unit_name, self.department, self.region,
+                self.name, self.name_cell, self.code, self.text,
+                [[r.row, r.cell, r.level1, r.level2, r.level3, r.target, r.basis] for r in self.rows], self.library]
+
+    @classmethod
+    def from_data(cls, data: list) -> DeclaredProject:
+        (file, sheet, year, unit_code, unit_name, department, region, name, name_cell, code, text, rows,
+         library) = data
+        return cls(file, sheet, int(year), unit_code, unit_name, department, region, name, name_cell, code, text,
+                   [DeclaredRow(*r) for r in rows], library)
+
+
+@dataclass
+class Match:
+    """How one declared project met its past."""
+
+    project: DeclaredProject
+    last: PastProject | None  # last year's
+    before: PastProject | None  # the year before's
+    how: str  # 项目编码 | 项目名称 | "" (no history)
+    rows_matched: int = 0
+    dropped: list[PastRow] = field(default_factory=list)
+
+
+@dataclass
+class Finding:
+    """A comparison's finding: the problem (a warning at its cell), and the project it belongs to."""
+
+    project: DeclaredProject
+    problem: Problem
+    row: DeclaredRow | None = None
+    reference: str = ""  # 参考值: last year's actual, or the peers' median
+    basis: str = ""  # what the reference is (上年实际完成值, 同类单位中位数 …)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Percentiles of the peers, the unit itself left out
+# ----------------------------------------------------------------------------------------------------
+
+def _nth_without(values: list[float], removed_at: list[int], k: int) -> float:
+    """The k-th smallest (from 0) of sorted `values` without the elements at sorted positions `removed_at`."""
+    skipped = 0
+    for position in removed_at:
+        if position <= k + skipped:
+            skipped += 1
+        else:
+            break
+    return values[k + skipped]
+
+
+def percentile_without(values: list[float], removed_at: list[int], q: float) -> float:
+    """The q-quantile (linear interpolation between closest ranks, numpy's default) of sorted `values`
+    without the elements at `removed_at`; at least one must remain."""
+    n = len(values) - len(removed_at)
+    h = (n - 1) * q
+    low = int(h)
+    a = _nth_without(values, removed_at, low)
+    if low + 1 >= n:
+        return a
+    b = _nth_without(values, removed_at, low + 1)
+    return a + (h - low) * (b - a)
+
+
+@dataclass
+class Peers:
+    """The values declared this year per indicator, with whose they are."""
+
+    values: dict[tuple, list[float]] = field(default_factory=dict)  # sorted
+    units: dict[tuple, dict[str, list[float]]] = field(default_factory=dict)  # per unit code, its own values
+
+    @classmethod
+    def of(cls, projects: list[DeclaredProject]) -> Peers:
+        units: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for p in projects:
+            for r in p.rows:
+                v = value_of(r.parsed)
+                if v is not None:
+                    units[r.key][p.unit_code].append(v)
+        values = {key: sorted(v for vs in per_unit.values() for v in vs) for key, per_unit in units.items()}
+        return cls(values, {k: dict(v) for k, v in units.items()})
+
+    def range_for(self, key: tuple, unit_code: str) -> tuple[float, float, float, int] | None:
+        """(P10, P90, median, how many other units) of the indicator's values by other units, or None
+        when fewer than PEERS_MIN other units declared it."""
+        per_unit = self.units.get(key)
+        if not per_unit:
+            return None
+        others = len(per_unit) - (1 if unit_code in per_unit else 0)
+        if others < PEERS_MIN:
+            return None
+        values = self.values[key]
+        own = sorted(per_unit.get(unit_code, ()))
+        removed_at, last = [], {}
+        for v in own:  # each own value takes the first free position holding it
+            start = last.get(v, bisect.bisect_left(values, v))
+            removed_at.append(start)
+            last[v] = start + 1
+        removed_at.sort()
+        low, high = PEER_RANGE
+        return (percentile_without(values, removed_at, low), percentile_without(values, removed_at, high),
+                percentile_without(values, removed_at, 0.5), others)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The comparison
+# ----------------------------------------------------------------------------------------------------
+
+def _number(v: float) -> str:
+    return fmt_number(round(v, 6))
+
+
+def match_projects(projects: list[DeclaredProject], history: History) -> list[Match]:
+    """Each declared project with last year's and the year before's project it continues, if any."""
+    out = []
+    for p in projects:
+        last, how = history.find(p.unit_code, p.year - 1, p.name, p.code)
+        before = None
+        if last is not None:
+            before, _ = history.find(p.unit_code, p.year - 2, last.name, last.code)
+        match = Match(p, last, before, how)
+        if last is not None:
+            keys = {r.key for r in p.rows}
+            past = last.rows_by_key()
+            match.rows_matched = sum(1 for k in keys if k in past)
+            match.dropped = [row for k, row in past.items() if k not in keys]
+        out.append(match)
+    return out
+
+
+def compare(projects: list[DeclaredProject], history: History | None, required=None) -> tuple[list[Match], list[Finding]]:
+    """Every declared project matched to its past, and the findings: each a warning at its cell (see the
+    module's docstring). `required` is the library's 固化指标 per form family (perfxl.library)."""
+    matches = match_projects(projects, history) if history is not None else [Match(p, None, None, "") for p in projects]
+    peers = Peers.of(projects)
+    findings: list[Finding] = []
+    for m in matches:
+        findings += _against_history(m)
+        findings += _against_peers(m.project, peers)
+        if required:
+            findings += _required_missing(m.project, required.get(m.project.library, ()))
+    return matches, findings
+
+
+def _warning(p: DeclaredProject, code: str, cell: str, row: DeclaredRow | None, reference: str = "",
+             basis: str = "", **params) -> Finding:
+    return Finding(p, Problem("warning", code, sheet=p.sheet, cell=cell, field="indicators", label="绩效指标",
+                              params=params), row, reference, basis)
+
+
+def _against_history(m: Match) -> list[Finding]:
+    p, last, before = m.project, m.last, m.before
+    if last is None:
+        return []
+    out = []
+    past = last.rows_by_key()
+    earlier = before.rows_by_key() if before is not None else {}
+    for r in p.rows:
+        old = past.get(r.key)
+        if old is None:
+            continue
+        target = r.parsed
+        value, direction = value_of(target), direction_of(target)
+        if value is None or direction is None:
+            continue
+        actual = old.actual_value()
+        name = short_text(r.level3)
+        if actual is not None and not r.basis.strip():
+            if direction == "more" and value < actual - 1e-9:
+                out.append(_warning(p, "history-below-last-actual", r.cell, r, old.actual, "上年实际完成值",
+                                    level3=name, value=short_text(r.target), actual=short_text(old.actual),
+                                    year=last.year))
+            elif direction == "less" and value > actual + 1e-9:
+                out.append(_warning(p, "history-above-last-actual", r.cell, r, old.actual, "上年实际完成值",
+                                    level3=name, value=short_text(r.target), actual=short_text(old.actual),
+                                    year=last.year))
+        older = earlier.get(r.key)
+        met_last, met_before = old.completion(), older.completion() if older is not None else None
+        last_target = value_of(old.parsed_target)
+        if met_last is not None and met_before is not None and met_last >= OVERMET and met_before >= OVERMET \
+                and last_target is not None and (value <= last_target + 1e-9 if direction == "more"
+                                                 else value >= last_target - 1e-9):
+            out.append(_warning(p, "history-target-not-raised", r.cell, r, old.target, "上年指标值",
+                                level3=name, value=short_text(r.target), last=short_text(old.target),
+                                met_last=f"{met_last:.0%}", met_before=f"{met_before:.0%}",
+                                year=last.year, before=before.year))
+    said = name_key(p.text + " " + " ".join(r.basis for r in p.rows))
+    for old in m.dropped:
+        if name_key(old.level3) and name_key(old.level3) in said:
+            continue  # the project says why, in its own words
+        out.append(_warning(p, "history-indicator-dropped", p.name_cell, None, old.target, "上年指标值",
+                            level3=short_text(old.level3), level1=old.level1, level2=old.level2,
+                            target=short_text(old.target), year=last.year))
+    return out
+
+
+def _against_peers(p: DeclaredProject, peers: Peers) -> list[Finding]:
+    out = []
+    for r in p.rows:
+        value = value_of(r.parsed)
+        if value is None:
+            continue
+        found = peers.range_for(r.key, p.unit_code)
+        if found is None:
+            continue
+        low, high, median, others = found
+        if value < low - 1e-9 or value > high + 1e-9:
+            unit = r.parsed.unit or ""
+            out.append(_warning(p, "peer-outlier", r.cell, r, f"{_number(median)}{unit}",
+                                f"{others} 个同类单位中位数", level3=short_text(r.level3), value=short_text(r.target),
+                                low=f"{_number(low)}{unit}", high=f"{_number(high)}{unit}",
+                                median=f"{_number(median)}{unit}", peers=others))
+    return out
+
+
+def _required_missing(p: DeclaredProject, required) -> list[Finding]:
+    """固化指标 (level1, level2, level3) of the library not among the project's rows (by 二级 and 三级)."""
+    have = {(normalize_text(r.level2), name_key(r.level3)) for r in p.rows}
+    out = []
+    for level1, level2, level3, typical in required:
+        if (normalize_text(level2), name_key(level3)) not in have:
+            out.append(_warning(p, "library-required-missing", p.name_cell, None, typical, "指标库典型值",
+                                level3=short_text(level3), level1=level1, level2=level2))
+    return out

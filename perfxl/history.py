@@ -1,0 +1,282 @@
+"""History as an input (`--history LEDGER`): what earlier years' ledgers hold of every unit's projects, as
+perfxl.comparison's `History`.
+
+A history ledger is the ledger (or the export, `perfxl export`) of an earlier year's declaration,
+adjustment or self-evaluation merge. It is evidence read, never an input of this merge: its forms are not
+merged, and it is never written to. From the newest finished merge of each round it holds, every merged
+form's stored data is checked again by the one engine, with the settings that merge ran with:
+- a declaration (申报) gives each project's targets, budget, 功能科目, code, and the grade 目标审核 gave it;
+- approved adjustments (perfxl.versions, in the declaration's ledger) replace the targets they changed;
+- a self-evaluation (自评) gives each target as issued, what was achieved, the execution and the score.
+The same project in several ledgers of one year is put together (by unit and matched name).
+
+Checking 10,000 stored forms again takes ~8 s of CPU, so it runs in a pool, and what it yields is kept in
+the user's perfxl folder (`history/`, sealed with the user's key like every cache) under the ledger's
+content digest: the next merge or generate with the same ledger reads that instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from .cachekeys import READER_VERSION
+from .comparison import History, PastProject, PastRow, name_key
+from .domain import MONEY_UNITS
+from .errors import OutputError, PerfxlError
+from .files import home, write_bytes_atomic
+from .ledger import Ledger, cache_key, check_ledger_file, claims_ledger
+from .pipeline import CheckOptions, check_stored
+from .rounds import ADJUST, DECLARE, SELFEVAL
+from .spec import Spec, load_spec
+from .summary.review import assess
+from .versions import approved_versions
+
+HISTORY_VERSION = f"h1-{READER_VERSION}"
+POOL_MIN_FORMS = 400  # fewer are checked in this process: a pool costs more
+CHUNK = 200
+
+
+def load_history(paths: list[Path], templates_dir: Path | None = None, jobs: int = 0,
+                 progress=None) -> History:
+    """Every past project the ledgers `paths` hold. OutputError (exit 2, in Chinese) for a path that is not
+    there or not a ledger or export."""
+    projects: list[PastProject] = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise OutputError(f"找不到历史台账 (no such history ledger): {path}")
+        if not claims_ledger(path):
+            raise OutputError(f"{path} 不是报送台账 (.sqlite) 或导出文件 (.perfxl)，不能作为 --history "
+                              "(a history input is a ledger or an export)")
+        check_ledger_file(path)
+        projects += _cached_or_read(path, templates_dir, jobs)
+    return History(_together(projects), [str(p) for p in paths])
+
+
+def _together(projects: list[PastProject]) -> list[PastProject]:
+    """One project per unit, year and matched name: a declaration and its self-evaluation from two ledgers
+    become one (the self-evaluation's rows, with what was achieved, over the declaration's)."""
+    out: dict[tuple, PastProject] = {}
+    for p in sorted(projects, key=lambda p: SELFEVAL in p.sources):  # declarations first
+        key = (p.unit_code, p.year, name_key(p.name))
+        had = out.get(key)
+        if had is None:
+            out[key] = p
+            continue
+        had.sources = sorted(set(had.sources) | set(p.sources))
+        if SELFEVAL in p.sources:
+            had.rows = p.rows or had.rows
+            had.spent, had.score, had.grade = p.spent, p.score, p.grade
+            had.budget = p.budget if p.budget is not None else had.budget
+        had.family = had.family or p.family
+        had.code = had.code or p.code
+        had.subject_code = had.subject_code or p.subject_code
+        had.review_grade = had.review_grade or p.review_grade
+    return list(out.values())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Kept in the user's folder, by the ledger's content
+# ----------------------------------------------------------------------------------------------------
+
+def _digest(path: Path, templates_dir: Path | None) -> str:
+    """The ledger's content: the database file and its write-ahead log, where SQLite has not yet moved
+    what was last written (a ledger just merged keeps its last run there)."""
+    h = hashlib.sha256(f"{HISTORY_VERSION}|{templates_dir or ''}|".encode("utf-8", "surrogateescape"))
+    for part in (path, path.with_name(path.name + "-wal")):
+        try:
+            fh = open(part, "rb")
+        except FileNotFoundError:
+            continue
+        with fh:
+            h.update(f"|{part.name[len(path.name):]}|".encode())
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _cache_path(digest: str) -> Path:
+    return home() / "history" / f"{digest}.json"
+
+
+def _cached_or_read(path: Path, templates_dir: Path | None, jobs: int) -> list[PastProject]:
+    digest = _digest(path, templates_dir)
+    key = cache_key()
+    kept = _read_kept(_cache_path(digest), key, digest)
+    if kept is not None:
+        return kept
+    projects = read_ledger(path, templates_dir, jobs)
+    body = json.dumps([p.to_data() for p in projects], ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8", "surrogatepass")
+    seal = hmac.new(key, digest.encode() + b"|" + body, hashlib.sha256).hexdigest().encode()
+    try:
+        _cache_path(digest).parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(_cache_path(digest), seal + b"\n" + body)
+    except (OSError, PerfxlError):
+        pass  # not kept: the next run reads the ledger again
+    return projects
+
+
+def _read_kept(path: Path, key: bytes, digest: str) -> list[PastProject] | None:
+    """What an earlier run kept for this ledger, if it is sealed with this user's key; None otherwise (a
+    planted or altered file is read as nothing, and the ledger is read again)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    seal, _, body = data.partition(b"\n")
+    expected = hmac.new(key, digest.encode() + b"|" + body, hashlib.sha256).hexdigest().encode()
+    if not hmac.compare_digest(seal, expected):
+        return None
+    try:
+        return [PastProject.from_data(item) for item in json.loads(body.decode("utf-8", "surrogatepass"))]
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Read from the ledger: its forms checked again
+# ----------------------------------------------------------------------------------------------------
+
+def read_ledger(path: Path, templates_dir: Path | None = None, jobs: int = 0) -> list[PastProject]:
+    """The past projects of one ledger: the newest finished merge of each round it holds, each merged form
+    checked again with that merge's settings; approved adjustments applied to the declared targets."""
+    ledger = Ledger(Path(path), readonly=True)
+    try:
+        tasks: list[tuple[str, dict, list[str]]] = []
+        taken: set[str] = set()
+        for run in ledger.finished_runs():
+            seen, settings = ledger.run_outcomes(run)
+            stages: dict[str, list[str]] = {}
+            for s in seen:
+                if s.get("outcome") != "merged" or not s.get("template"):
+                    continue
+                stage = _stage(s["template"], s.get("year"), templates_dir)
+                if stage in (DECLARE, SELFEVAL) and stage not in taken:
+                    stages.setdefault(stage, []).append(s["sha"])
+            for stage, shas in stages.items():
+                taken.add(stage)
+                options = {"year": settings.get("year"), "issued": list(settings.get("issued") or []),
+                           "templates_dir": str(templates_dir) if templates_dir else None}
+                tasks += [(stage, options, shas[i:i + CHUNK]) for i in range(0, len(shas), CHUNK)]
+    finally:
+        ledger.close()
+    forms = sum(len(t[2]) for t in tasks)
+    workers = jobs or os.cpu_count() or 1
+    if workers > 1 and forms >= POOL_MIN_FORMS:
+        from .merging.worker import pool_context
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context()) as pool:
+            chunks = list(pool.map(_read_chunk, [(str(path), *t) for t in tasks]))
+    else:
+        chunks = [_read_chunk((str(path), *t)) for t in tasks]
+    projects = [PastProject.from_data(p) for chunk in chunks for p in chunk]
+    _apply_adjustments(path, projects)
+    return projects
+
+
+def _stage(template: str, year, templates_dir: Path | None) -> str | None:
+    try:
+        return load_spec(template, year if isinstance(year, int) else None, templates_dir=templates_dir).round.stage
+    except PerfxlError:  # a template no longer there
+        return None
+
+
+def _read_chunk(task: tuple) -> list[list]:
+    """The past projects of some of one ledger's forms, as data (run in a worker)."""
+    path, stage, settings, shas = task
+    options = CheckOptions(year=settings["year"], templates_dir=settings["templates_dir"],
+                           issued=tuple(settings["issued"]))
+    templates_dir = Path(settings["templates_dir"]) if settings["templates_dir"] else None
+    ledger = Ledger(Path(path), readonly=True)
+    out: list[list] = []
+    try:
+        for sha in shas:
+            stored = ledger.stored_form(sha)
+            if stored is None:
+                continue
+            checked = check_stored(stored, options)
+            if checked.read_error or not checked.template or checked.year is None:
+                continue
+            try:
+                spec = load_spec(checked.template, checked.year, checked.region, templates_dir=templates_dir)
+            except PerfxlError:
+                continue
+            out += [p.to_data() for p in past_projects(checked, spec, stage, templates_dir)]
+    finally:
+        ledger.close()
+    return out
+
+
+def past_projects(checked, spec: Spec, stage: str, templates_dir: Path | None = None) -> list[PastProject]:
+    """What a checked declaration or self-evaluation says of its projects, as history keeps it."""
+    table = spec.indicator_table()
+    hierarchy = table.indicator.hierarchy if table is not None else None
+    factor = MONEY_UNITS[spec.money_unit] / MONEY_UNITS["万元"]
+    out = []
+    for p in checked.projects:
+        def canonical(label: str) -> str:
+            return hierarchy.canonical(label) if hierarchy is not None else label
+
+        budget = p.values.get(spec.budget_field) if spec.budget_field else None
+        past = PastProject(checked.year, checked.unit_code or "", checked.unit_name or "",
+                           str(p.values.get("department") or ""), p.name,
+                           code=str(p.values.get("project_code") or ""),
+                           subject_code=str(p.values.get("subject_code") or ""),
+                           budget=round(budget * factor, 6) if _is_number(budget) else None,
+                           sources=[stage], family=spec.family if stage == DECLARE else spec.round.prefilled_from or "")
+        if stage == DECLARE:
+            if table is not None:
+                main = table.indicator.main
+                past.rows = [PastRow(canonical(r.level1), canonical(r.level2), r.level3, r.texts.get(main, ""))
+                             for r in p.indicators]
+            past.review_grade = assess(spec, checked, p, templates_dir).grade
+        else:
+            scores = p.scores or {}
+            execution = scores.get("execution") or {}
+            spent = execution.get("spent")
+            budget = execution.get("budget")
+            past.budget = round(budget * factor, 6) if _is_number(budget) else past.budget
+            past.spent = round(spent * factor, 6) if _is_number(spent) else None
+            past.score = scores.get("total") if _is_number(scores.get("total")) else None
+            past.grade = str(scores.get("grade") or "")
+            past.rows = [PastRow(canonical(str(line.get("level1") or "")), canonical(str(line.get("level2") or "")),
+                                 str(line.get("level3") or ""), str(line.get("target") or ""),
+                                 str(line.get("actual") or ""))
+                         for line in scores.get("indicators") or [] if line.get("points") is not None]
+        out.append(past)
+    return out
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _apply_adjustments(path: Path, projects: list[PastProject]) -> None:
+    """A declared project whose adjustment the bureau approved had those targets for the rest of its year."""
+    try:
+        approved = approved_versions(path)
+    except (OutputError, OSError, ValueError):
+        return
+    if not approved:
+        return
+    for p in projects:
+        version = approved.get((p.unit_code, p.name))
+        if version is None or DECLARE not in p.sources:
+            continue
+        rows = version.content.get("rows") or []
+        by_name = {(name_key(r.level2), name_key(r.level3)): r for r in p.rows}
+        adjusted = []
+        for row in rows:
+            old = by_name.get((name_key(row.get("level2")), name_key(row.get("level3"))))
+            adjusted.append(PastRow(old.level1 if old else str(row.get("level1") or ""),
+                                    old.level2 if old else str(row.get("level2") or ""),
+                                    str(row.get("level3") or ""), str(row.get("target") or "")))
+        p.rows = adjusted
+        if ADJUST not in p.sources:
+            p.sources.append(ADJUST)

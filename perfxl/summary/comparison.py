@@ -1,0 +1,124 @@
+"""历史对比 and 历史匹配: a declaration merge's targets against earlier years (`--history`), this year's peers
+and the bureau's indicator library (`--library`), from perfxl.comparison.
+
+The comparison needs every form at once (peers are the other units), so the collector only gathers what it
+needs of each declared project; once every form is seen, `Comparison.findings` compares, and the merge's
+other sheets take the findings: 目标审核 (points off, mostly under 适当性) and 校验问题 (each a 提醒 at its
+cell). 历史对比 lists every finding with its reference value; 历史匹配 lists every declared project with the
+past it was matched to, or none.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from perfxl.comparison import DeclaredProject, DeclaredRow, Finding, Match, compare
+from perfxl.rounds import DECLARE
+
+from .base import Collector, Column, Context, Table, table
+
+NAME = "历史对比"
+FIRST_TITLE = "地区"
+MATCHES = "历史匹配"
+MATCHES_FIRST_TITLE = "地区"
+BASIS_LABEL = "确定依据"  # a column whose label holds this (指标值确定依据), or whose id is basis
+TEXT_FIELDS = ("annual_goal", "long_term_goal", "goal", "annual_target", "goal_expected", "explanation", "remarks")
+
+
+def basis_column(sp) -> str | None:
+    table_ = sp.indicator_table()
+    if table_ is None:
+        return None
+    return next((c.id for c in table_.columns if c.id == "basis" or BASIS_LABEL in c.label), None)
+
+
+@dataclass
+class Comparison(Collector):
+    """Gathers the declared projects of the merge (only when it compares: --history or a library's 固化指标)."""
+
+    ctx: Context
+    lines: list[dict] = field(default_factory=list)
+
+    def add(self, s, checked, sp, who) -> None:
+        if not self.ctx.compares or sp.round.stage != DECLARE:
+            return
+        table_ = sp.indicator_table()
+        main = table_.indicator.main if table_ is not None else None
+        hierarchy = table_.indicator.hierarchy if table_ is not None else None
+        basis = basis_column(sp)
+        for p in checked.projects:
+            rows = []
+            if main is not None:
+                for n, r in enumerate(p.indicators, start=1):
+                    rows.append(DeclaredRow(n, r.cells.get(main, ""), hierarchy.canonical(r.level1),
+                                            hierarchy.canonical(r.level2), r.level3, r.texts.get(main, ""),
+                                            r.texts.get(basis, "") if basis else ""))
+            text = " ".join(str(p.values.get(f) or "") for f in TEXT_FIELDS)
+            project = DeclaredProject(s.path, p.sheet, checked.year or self.ctx.year or 0, who.unit_code,
+                                      who.unit_name, who.department, who.region, p.name,
+                                      p.cells.get(sp.project_name_field or "", ""), str(p.values.get("project_code") or ""),
+                                      text, rows, sp.family or "")
+            self.lines.append({"d": project.to_data()})
+
+    def compare(self) -> tuple[list[Match], list[Finding]]:
+        if not self.ctx.compares:
+            return [], []
+        projects = [DeclaredProject.from_data(line["d"]) for line in self.lines]
+        self.lines = []
+        return compare(projects, self.ctx.history, self.ctx.library or None)
+
+
+def per_file_codes(findings: list[Finding]) -> dict[tuple[str, str], Counter]:
+    """(file, sheet) → the codes found there: what 目标审核 takes off."""
+    out: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for f in findings:
+        out[(f.project.file, f.project.sheet)][f.problem.code] += 1
+    return out
+
+
+FINDING_COLUMNS = [
+    Column("地区", "text", lambda f: f.project.region), Column("主管部门", "text", lambda f: f.project.department),
+    Column("单位名称", "text", lambda f: f.project.unit_name), Column("项目名称", "text", lambda f: f.project.name),
+    Column("二级指标", "text", lambda f: f.row.level2 if f.row else f.problem.params.get("level2", "")),
+    Column("三级指标", "text", lambda f: f.row.level3 if f.row else f.problem.params.get("level3", "")),
+    Column("本年指标值", "text", lambda f: f.row.target if f.row else "（未设置）"),
+    Column("参考值", "text", "reference"), Column("参考依据", "text", "basis"),
+    Column("发现", "text", lambda f: f.problem.text("zh")), Column("规则", "text", lambda f: f.problem.code),
+    Column("位置", "text", lambda f: f"{f.project.sheet}!{f.problem.cell}" if f.problem.cell else f.project.sheet),
+]
+
+
+def _past(attr):
+    return lambda m: getattr(m.last, attr) if m.last is not None else None
+
+
+MATCH_COLUMNS = [
+    Column("地区", "text", lambda m: m.project.region), Column("主管部门", "text", lambda m: m.project.department),
+    Column("单位名称", "text", lambda m: m.project.unit_name), Column("项目名称", "text", lambda m: m.project.name),
+    Column("匹配方式", "text", lambda m: m.how or "无历史（新项目，或项目名称已改）"),
+    Column("上年项目名称", "text", _past("name")), Column("上年预算数（万元）", "money", _past("budget")),
+    Column("上年执行率", "percent", lambda m: m.last.execution if m.last is not None else None),
+    Column("上年自评得分", "score", _past("score")), Column("上年自评等级", "text", _past("grade")),
+    Column("延续指标数", "count", lambda m: m.rows_matched if m.last is not None else None),
+    Column("未延续的上年指标", "count", lambda m: len(m.dropped) if m.last is not None else None),
+    Column("前年", "text", lambda m: "有" if m.before is not None else ("无" if m.last is not None else "")),
+]
+
+
+def tables(ctx: Context, matches: list[Match], findings: list[Finding]) -> list[Table]:
+    if not ctx.compares:
+        return []
+    findings = sorted(findings, key=lambda f: (f.project.region, f.project.department, f.project.unit_name,
+                                               f.project.name, f.row.row if f.row else 0, f.problem.code))
+    sources = "、".join(ctx.history.sources) if ctx.history is not None else "（未指定历史台账）"
+    note = (f"本年指标与历史台账（{sources}）及同类单位比较的发现，均为提醒，已计入目标审核的适当性扣分；"
+            "参考值为上年实际完成值、上年指标值、同类单位中位数或指标库典型值。")
+    out = [table(NAME, FINDING_COLUMNS, findings, note=note, paper="A3")]
+    if ctx.history is not None:
+        matches = sorted(matches, key=lambda m: (m.project.region, m.project.department, m.project.unit_name,
+                                                 m.project.name))
+        out.append(table(MATCHES, MATCH_COLUMNS, matches, paper="A3",
+                         note="项目按项目编码、否则按同一单位内规范化后的项目名称（忽略年份、空格和标点）与上年匹配；"
+                              "指标按二级指标、规范化后的三级指标名称和计量单位匹配。"))
+    return out
