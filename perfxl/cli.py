@@ -27,6 +27,12 @@ def _templates_folder(ctx, param, value: Path | None) -> Path | None:
 TEMPLATES_OPTION = click.option("--templates", "templates_dir", type=click.Path(file_okay=False, path_type=Path),
                                 default=None, callback=_templates_folder,
                                 help="使用自己的模板目录 (a folder of template specs).")
+HISTORY_OPTION = click.option(
+    "--history", "history", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="往年的报送台账或导出文件（申报、调整、自评，可重复）：与上年对比，不作为本次汇总的输入 "
+         "(earlier years' ledgers: targets compared with their past).")
+LIBRARY_OPTION = click.option("--library", "library", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                              help="指标库 .xlsx（perfxl library build 生成、财政局编辑后）(an indicator library).")
 ISSUED_OPTION = click.option("--issued", "issued", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
                              help="自评表/监控表的下发记录（生成时写在表格目录中的 下发记录.sqlite，可重复）；在生成这些表的"
                                   "电脑上不必指定 (the record of what follow-up forms were issued with).")
@@ -244,9 +250,11 @@ def describe(template, year, region, as_json, templates_dir):
               help="报送网页的地址，印在分发清单上，例如 http://192.168.1.10:8000/ (the portal's address).")
 @click.option("--deadline", default=None, callback=lambda ctx, param, value: _deadline(value),
               help="报送截止日期 YYYY-MM-DD，印在分发清单上 (the deadline printed on the handout).")
+@HISTORY_OPTION
+@LIBRARY_OPTION
 @TEMPLATES_OPTION
 def generate(template, year, roster, outdir, region, projects, password, rows, ledger, portal_url, deadline,
-             templates_dir):
+             history, library, templates_dir):
     """为名单中的每个单位生成一份表 (one form per roster unit).
 
     申报表生成空白表；自评表、监控表等后续表用 --from 指定申报汇总的报送台账，表中预填所申报的指标
@@ -265,7 +273,8 @@ def generate(template, year, roster, outdir, region, projects, password, rows, l
     with _progress(len(units), "生成") as bar:
         handout = generate_round(template, year, units, outdir, ledger=ledger, region=region, projects=projects,
                                  password=password, templates_dir=templates_dir, progress=bar.update,
-                                 blank_rows=rows, avoid={roster}, portal_url=portal_url, deadline=deadline)
+                                 blank_rows=rows, avoid={roster}, portal_url=portal_url, deadline=deadline,
+                                 history=list(history), library=library)
     took = time.perf_counter() - started
     what = spec.title if spec.round.followup else "空白表"
     click.echo(f"已生成 {len(handout.forms)} 份{what} → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
@@ -483,10 +492,12 @@ def _print_checked(entry: dict, lang: str) -> None:
               help="写出退回包：审核为中/差或有错误的单位，标注原表和退回通知 (the return package).")
 @click.option("--return-by", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="退回通知中的重新报送期限 (default: 7 days from today).")
+@HISTORY_OPTION
+@LIBRARY_OPTION
 @TEMPLATES_OPTION
 @ISSUED_OPTION
 def merge(inputs, output, roster, template, year, db, csv_dir, parquet_dir, jobs, lang, returns_dir, return_by,
-          templates_dir, issued):
+          history, library, templates_dir, issued):
     """汇总所有报送的表 (merge returned forms into the summary).
 
     INPUTS 是文件或目录（收件箱），也可以是下级的导出文件或报送台账（节点汇总）。"""
@@ -498,7 +509,7 @@ def merge(inputs, output, roster, template, year, db, csv_dir, parquet_dir, jobs
     options = MergeOptions(template=template, year=year, roster=roster, jobs=jobs, db=db, csv_dir=csv_dir,
                            parquet_dir=parquet_dir, lang=lang,
                            returns_dir=returns_dir, return_by=return_by.date().isoformat() if return_by else None,
-                           templates_dir=templates_dir, issued=tuple(issued))
+                           templates_dir=templates_dir, issued=tuple(issued), history=tuple(history), library=library)
     started = time.perf_counter()
     bar = _LazyBar("汇总")
     try:
@@ -541,6 +552,39 @@ def _print_merge(result, seconds: float, csv_dir, returns_dir=None) -> None:
         package = result.returns  # returns.ReturnPackage: what was written, not what the names end with
         click.echo(f"退回包 → {returns_dir}（{len(package.notices)} 个单位需修改后重新报送："
                    f"退回通知 {len(package.notices)} 份，标注原表 {len(package.annotated)} 份）")
+
+
+@cli.group("library")
+def library_group():
+    """指标库：从往年报送台账生成，财政局编辑后用于生成和汇总 (the indicator library)."""
+
+
+@library_group.command("build")
+@click.argument("ledgers", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="指标库 .xlsx (the library workbook).")
+@TEMPLATES_OPTION
+def library_build(ledgers, output, templates_dir):
+    """从往年报送台账生成指标库 (build an indicator library from ledgers).
+
+    只收目标审核为优、良的项目；每个指标列出使用项目数、典型值（中位数、P10、P90）和示例。
+    财政局可删除不合适的行，在「固化指标」列填“是”，再用 --library 指定。"""
+    from .comparison import name_key
+    from .history import load_history
+    from .library import GOOD_GRADES, build_library, write_library
+
+    if output.suffix.lower() != ".xlsx":
+        raise click.UsageError(f"指标库应保存为 .xlsx：{output}")
+    if any(os.path.realpath(output) == os.path.realpath(p) for p in ledgers):
+        raise PerfxlError(f"输出文件 {output} 是输入的台账，perfxl 不会覆盖它")
+    history = load_history(list(ledgers), templates_dir)
+    library = build_library(history)
+    projects = {(p.unit_code, name_key(p.name)) for p in history.projects}
+    graded = len({(p.unit_code, name_key(p.name)) for p in history.projects if p.review_grade in GOOD_GRADES})
+    write_library(library, graded, output)
+    required = sum(1 for e in library.entries if e.required)
+    click.echo(f"指标库 → {output}：{len(library.entries)} 个指标，来自 {graded} 个审核为优、良的项目"
+               f"（台账中共 {len(projects)} 个项目）" + (f"，固化指标 {required} 个" if required else ""))
 
 
 @cli.command("approve")

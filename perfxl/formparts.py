@@ -39,11 +39,40 @@ def quote_sheet(title: str) -> str:
 
 @dataclass
 class Lists:
-    """Dropdown sources on the stamp sheet: level 1 names in a row, each one's level 2 list below it."""
+    """Dropdown sources on the stamp sheet: level 1 names in a row, each one's level 2 list below it; with an
+    indicator library, level 2 names in a row, each one's usual level 3 names below it, and each level 3
+    name beside its typical value."""
 
     level1_range: str | None = None
     level2_anchor: str | None = None
     level2_height: int = 0
+    level3_anchor: str | None = None
+    level3_header: str | None = None
+    level3_height: int = 0
+    typical_range: str | None = None
+
+
+@dataclass(frozen=True)
+class ReferenceSheet:
+    """A read-only sheet beside the form: 上年参考 (last year's targets and results of a continuing project)
+    or 指标参考 (an indicator library's usual indicators). Blocks of a heading, facts and rows."""
+
+    name: str
+    title: str
+    note: str
+    columns: tuple[tuple[str, float], ...]  # (title, width)
+    blocks: tuple[tuple[str, tuple[tuple[str, str], ...], tuple[tuple, ...]], ...]  # (heading, facts, rows)
+
+
+@dataclass(frozen=True)
+class FormExtras:
+    """What a form carries besides its template: an indicator library's choices (三级 per 二级), typical
+    values and 固化指标 rows, and reference sheets."""
+
+    level3_choices: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (二级, its usual 三级 names)
+    typical: tuple[tuple[str, str], ...] = ()  # (三级, typical value)
+    required_rows: tuple[tuple[str, str, str], ...] = ()  # (一级, 二级, 三级) prefilled on every project sheet
+    sheets: tuple[ReferenceSheet, ...] = ()
 
 
 @dataclass
@@ -56,7 +85,7 @@ class StampSheet:
     properties: list[tuple[str, str]]
 
 
-def stamp_sheet(spec: Spec, unit: dict, projects: int) -> StampSheet:
+def stamp_sheet(spec: Spec, unit: dict, projects: int, extras: FormExtras | None = None) -> StampSheet:
     rows = stamp_rows({"template": spec.template, "version": spec.version, "fingerprint": spec.fingerprint,
                        "region": spec.region, "year": spec.year, "unit_code": unit.get("code", ""),
                        "unit_name": unit.get("name", ""), "projects": projects, "perfxl": __version__,
@@ -76,6 +105,20 @@ def stamp_sheet(spec: Spec, unit: dict, projects: int) -> StampSheet:
         lists.level1_range = f"={sheet}!{abs_ref(0, LIST_COLUMN)}:{abs_ref(0, LIST_COLUMN + len(level1) - 1)}"
         lists.level2_anchor = f"{sheet}!{abs_ref(1, LIST_COLUMN - 1)}"
         lists.level2_height = max([len(v) for v in hierarchy.levels.values()] + [1])
+        if extras is not None and extras.level3_choices:
+            start = LIST_COLUMN + len(level1) + 1
+            for j, (level2, names) in enumerate(extras.level3_choices):
+                cells.append((0, start + j, level2))
+                cells += [(i, start + j, name) for i, name in enumerate(names, start=1)]
+            end = start + len(extras.level3_choices) - 1
+            lists.level3_header = f"{sheet}!{abs_ref(0, start)}:{abs_ref(0, end)}"
+            lists.level3_anchor = f"{sheet}!{abs_ref(1, start - 1)}"
+            lists.level3_height = max(len(names) for _, names in extras.level3_choices)
+        if extras is not None and extras.typical:
+            at = LIST_COLUMN + len(level1) + 2 + len(extras.level3_choices)
+            for i, (level3, typical) in enumerate(extras.typical):
+                cells += [(i, at, level3), (i, at + 1, typical)]
+            lists.typical_range = f"{sheet}!{abs_ref(0, at)}:{abs_ref(len(extras.typical) - 1, at + 1)}"
     return StampSheet(cells, lists, [(PROPERTY_PREFIX + key, value) for key, value in rows])
 
 
@@ -120,6 +163,16 @@ def column_validation(table, col, lists: Lists, pos) -> dict | None:
     elif ind and col.id == ind.level1 and lists.level1_range:
         rule = {"validate": "list", "source": lists.level1_range, "error_type": "warning",
                 "error_message": "一级指标不在本表的指标体系中", **prompt}
+    elif ind and ind.level2 and col.id == ind.level3 and lists.level3_anchor:  # an indicator library's, free text allowed
+        l2 = cell_name(pos.first_row, pos.columns[ind.level2])
+        l2 = "$" + l2.rstrip("0123456789") + l2[len(l2.rstrip("0123456789")):]
+        match = f"MATCH({l2},{lists.level3_header},0)"
+        source = (f"=OFFSET({lists.level3_anchor},0,{match},"
+                  f"MAX(1,COUNTA(OFFSET({lists.level3_anchor},0,{match},{lists.level3_height},1))),1)")
+        rule = {"validate": "list", "source": source, "error_type": "information",
+                "error_message": "可以从指标库的常用指标中选择，也可以直接填写", "input_title": col.label[:32],
+                "input_message": ("可从下拉列表选择指标库中本二级指标的常用指标（也可直接填写）；"
+                                  "选中后，本行右侧显示该指标的典型值。" + (col.help or ""))[:255]}
     elif ind and col.id == ind.level2 and lists.level2_anchor:
         l1 = cell_name(pos.first_row, pos.columns[ind.level1])
         l1 = "$" + l1.rstrip("0123456789") + l1[len(l1.rstrip("0123456789")):]

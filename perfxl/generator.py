@@ -37,7 +37,9 @@ from .formparts import (
     FILL_PREFILLED,
     FILL_REQUIRED_EMPTY,
     NUMBER_FORMATS,
+    FormExtras,
     Lists,
+    ReferenceSheet,
     abs_ref,
     break_at_phrases,
     column_validation,
@@ -120,10 +122,11 @@ def _column_kind(col_type: str) -> str:
 
 
 
-def _write_stamp_sheet(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats) -> Lists:
+def _write_stamp_sheet(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats,
+                       extras: FormExtras | None = None) -> Lists:
     ws = wb.add_worksheet(STAMP_SHEET)
     ws.hide()
-    content = stamp_sheet(spec, unit, projects)
+    content = stamp_sheet(spec, unit, projects, extras)
     for r, c, text in content.cells:
         _ok(ws.write_string(r, c, text), "stamp")
     ws.protect("", {"select_locked_cells": False})
@@ -259,7 +262,7 @@ def sheet_row_heights(spec: Spec, values: dict | None = None, shown=str) -> dict
 
 
 def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: Lists, scoped: bool,
-                         values: dict | None = None, shown=str) -> None:
+                         values: dict | None = None, shown=str, extras: FormExtras | None = None) -> None:
     """One project sheet: every placement of the layout written with its format, the inputs' validations
     and prompts, the defined names, required shading, live checks and print setup.
 
@@ -323,6 +326,8 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: Lists, scoped
             col_index = [c.id for c in table.columns].index(col.id)
             rows = (values or {}).get("tables", {}).get(table.id)
             source = table.prefill if rows is None else rows
+            if rows is None and extras is not None and extras.required_rows and table.indicator is not None:
+                source = list(source) + _required_rows(table, extras)
             if index < len(source) and col_index < len(source[index]):
                 value = source[index][col_index]
             place(p, value, style, col.type)
@@ -340,8 +345,84 @@ def _write_project_sheet(wb, ws, spec: Spec, fmt: _Formats, lists: Lists, scoped
     for r1, c1, r2, c2 in required_cells:
         _ok(ws.conditional_format(r1, c1, r2, c2, {"type": "blanks", "format": red}), "required shading")
 
+    if lists.typical_range:
+        _write_typical_values(ws, spec, lay, fmt, lists)
     _write_live_checks(ws, spec, lay, fmt, red)
     _print_setup(ws, spec, lay)
+
+
+def _required_rows(table, extras: FormExtras) -> list[list[str]]:
+    """An indicator library's 固化指标 as rows of the table's columns: the levels filled, the rest blank."""
+    ind = table.indicator
+    where = {ind.level1: 0, ind.level2: 1, ind.level3: 2}
+    return [[row[where[c.id]] if c.id in where else "" for c in table.columns] for row in extras.required_rows]
+
+
+def _write_typical_values(ws, spec: Spec, lay, fmt: _Formats, lists: Lists) -> None:
+    """Beside each indicator row, the library's typical value of the 三级 chosen (blank until one is)."""
+    table = spec.indicator_table()
+    if table is None:
+        return
+    pos = lay.tables[table.id]
+    column = cell_name(0, pos.columns[table.indicator.level3]).rstrip("0123456789")
+    for r in range(pos.first_row, pos.last_row + 1):
+        formula = f'=IFERROR("指标库典型值："&VLOOKUP(${column}{r + 1},{lists.typical_range},2,FALSE),"")'
+        _ok(ws.write_formula(r, lay.check_column, formula, fmt.check(), ""), "typical value")
+
+
+def _write_reference_sheet(wb, sheet: ReferenceSheet, fmt: _Formats) -> None:
+    """A read-only sheet beside the form (上年参考, 指标参考): a title, a note, then per block its heading, its
+    facts two to a row, and its rows under the column titles; each row as tall as its wrapped text."""
+    ws = wb.add_worksheet(sheet.name)
+    widths = [w for _, w in sheet.columns]
+    last = len(widths) - 1
+    for c, width in enumerate(widths):
+        ws.set_column(c, c, width)
+    text, head, boxed = fmt.text(), fmt.header(), fmt.get(border=1, locked=True)
+    r = 0
+    _ok(ws.merge_range(r, 0, r, last, sheet.title, fmt.title()), "reference title")
+    ws.set_row(r, 30)
+    r += 1
+    _ok(ws.merge_range(r, 0, r, last, sheet.note, text), "reference note")
+    ws.set_row(r, rows_needed(len(wrap_text(sheet.note, [sum(widths)], 10, False)), 10))
+    r += 1
+    for heading, facts, rows in sheet.blocks:
+        r += 1
+        _ok(ws.merge_range(r, 0, r, last, heading, fmt.section()), "reference heading")
+        r += 1
+        half = max(1, (last + 1) // 2)
+        for i in range(0, len(facts), 2):
+            for j, (label, value) in enumerate(facts[i:i + 2]):
+                c0 = j * half
+                c1 = min(last, c0 + half - 1)
+                shown = f"{label}：{value}"
+                if c1 > c0:
+                    _ok(ws.merge_range(r, c0, r, c1, shown, text), "reference fact")
+                else:
+                    _ok(ws.write_string(r, c0, shown, text), "reference fact")
+            ws.set_row(r, max(rows_needed(len(wrap_text(f"{label}：{value}", widths[:half], 10, False)), 10)
+                              for label, value in facts[i:i + 2]))
+            r += 1
+        if rows:
+            for c, (title, _) in enumerate(sheet.columns):
+                _ok(ws.write_string(r, c, title, head), "reference header")
+            ws.set_row(r, rows_needed(max(len(wrap_text(t, [w], 10, True)) for t, w in sheet.columns), 10))
+            r += 1
+            for row in rows:
+                lines = 1
+                for c, value in enumerate(row):
+                    value = "" if value is None else str(value)
+                    _ok(ws.write_string(r, c, value, boxed), "reference cell")
+                    lines = max(lines, len(wrap_text(value, [widths[c]], 10, False)))
+                ws.set_row(r, rows_needed(lines, 10))
+                r += 1
+    ws.set_paper(9)
+    ws.set_portrait()
+    ws.fit_to_pages(1, 0)
+    ws.set_margins(left=0.5, right=0.5, top=0.6, bottom=0.75)
+    ws.print_area(0, 0, max(r - 1, 0), last)
+    ws.set_footer("&C第 &P 页，共 &N 页")
+    ws.protect("", {"select_locked_cells": True})
 
 
 def _write_live_checks(ws, spec: Spec, lay, fmt: _Formats, red) -> None:
@@ -385,15 +466,16 @@ def _print_setup(ws, spec: Spec, lay) -> None:
 
 def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | None = None,
                    values: list[dict] | None = None, declared: list[list[dict]] | None = None,
-                   measure_as: dict | None = None) -> bytes:
+                   measure_as: dict | None = None, extras: FormExtras | None = None) -> bytes:
     """One form as .xlsx bytes: blank, or with `values` ({"fields", "tables"} per project sheet) written
     into its inputs — the shape of a form a unit filled and saved (used by benchmarks and fixtures), or a
     follow-up form prefilled from the ledger. `declared` (per project sheet, rows of DECLARED_ROW_KEYS) goes
     on the hidden declared sheet, the reference a merge checks the prefilled targets against. A batch's
     master, written with token placeholders, is sized for the unit `measure_as` (rows tall enough for
-    its name, not the token's)."""
+    its name, not the token's). `extras`: an indicator library's choices and 固化指标, and reference sheets
+    (上年参考, 指标参考) after the project sheets."""
     if spec.designed is not None:  # the bureau's own layout, designed in Excel
-        if values is not None or declared is not None:
+        if values is not None or declared is not None or extras is not None:
             raise PerfxlError("导入的模板暂不支持预填表单 (designed templates cannot be prefilled yet)")
         return build_designed_workbook(spec, unit, projects, password)
     if values is not None:
@@ -408,10 +490,12 @@ def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | No
     shown = _measured_as(measure_as)
     _write_guide(wb, spec, unit, projects, fmt, shown)
     sheets = [wb.add_worksheet(spec.sheet_title(i)) for i in range(1, projects + 1)]
-    lists = _write_stamp_sheet(wb, spec, unit, projects, fmt)
+    for reference in extras.sheets if extras is not None else ():
+        _write_reference_sheet(wb, reference, fmt)
+    lists = _write_stamp_sheet(wb, spec, unit, projects, fmt, extras)
     for i, ws in enumerate(sheets):
         _write_project_sheet(wb, ws, spec, fmt, lists, scoped=spec.multi_project,
-                             values=values[i] if values else None, shown=shown)
+                             values=values[i] if values else None, shown=shown, extras=extras)
         ws.protect(password or "", {"insert_rows": True, "delete_rows": True, "format_rows": True,
                                     "format_columns": True, "select_locked_cells": True,
                                     "select_unlocked_cells": True})
@@ -510,10 +594,12 @@ def form_filename(unit: Unit, spec: Spec) -> str:
 def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, region: str | None = None,
                    projects: int | None = None, password: str | None = None, templates_dir: Path | None = None,
                    progress=None, blank_rows: int | None = None, avoid: set[Path] | None = None,
-                   portal_url: str | None = None, deadline: str | None = None) -> list[dict]:
+                   portal_url: str | None = None, deadline: str | None = None, extras: FormExtras | None = None,
+                   unit_sheets=None) -> list[dict]:
     """Write one blank workbook per unit, `manifest.json` and 分发清单.xlsx (perfxl/manifest.py); returns the
     manifest's entries. Files in `avoid` (the roster) are never written over. The portal's address and the
-    deadline (ISO date) go on the handout."""
+    deadline (ISO date) go on the handout. `extras` go on every form (an indicator library's); `unit_sheets`
+    (a unit → its reference sheets, such as 上年参考) on that unit's form only, which is then built for it."""
     first_region = region or (units[0].region if units else None) or None
     load_spec(template, year, first_region, blank_rows=blank_rows, templates_dir=templates_dir)  # before any folder
     outdir = ensure_writable_dir(Path(outdir))
@@ -527,18 +613,22 @@ def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, re
     for unit in units:
         unit_region = region or unit.region or None
         n = unit.projects or projects or 1
-        tokens_ok = not unit.prefill
+        own_sheets = tuple(unit_sheets(unit)) if unit_sheets is not None else ()
+        tokens_ok = not unit.prefill and not own_sheets
         if tokens_ok:
             spec = load_spec(template, year, unit_region, unit=dict(_TOKENS), blank_rows=blank_rows,
                              templates_dir=templates_dir)
             key = (unit_region, n, _room_for(spec, unit.as_params()) if spec.designed is None else ())
             if key not in masters:
-                masters[key] = _Master(build_workbook(spec, dict(_TOKENS), n, password, measure_as=unit.as_params()))
+                masters[key] = _Master(build_workbook(spec, dict(_TOKENS), n, password, measure_as=unit.as_params(),
+                                                      extras=extras))
             data = masters[key].copy_for(unit.as_params())
         else:
             spec = load_spec(template, year, unit_region, unit=unit.as_params(), prefill=unit.prefill,
                              blank_rows=blank_rows, templates_dir=templates_dir)
-            data = build_workbook(spec, unit.as_params(), n, password)
+            own = extras or FormExtras()
+            own = FormExtras(own.level3_choices, own.typical, own.required_rows, own.sheets + own_sheets)
+            data = build_workbook(spec, unit.as_params(), n, password, extras=own if own != FormExtras() else None)
         filename = form_filename(unit, spec)
         if filename.lower() in used_names or os.path.realpath(outdir / filename) in protected:
             filename = filename[:-5] + f"_{len(used_names)}.xlsx"  # two units whose safe names collide

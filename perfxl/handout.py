@@ -11,6 +11,9 @@ from pathlib import Path
 from .errors import OutputError
 from .followup import generate_followups
 from .generator import generate_forms
+from .history import load_history
+from .library import load_library
+from .references import last_year_sheet, library_extras
 from .roster import Unit
 from .spec import Spec, load_spec
 
@@ -26,11 +29,18 @@ def generate_round(template: str, year: int, units: list[Unit], outdir: Path, *,
                    region: str | None = None, projects: int | None = None, password: str | None = None,
                    templates_dir: Path | None = None, progress=None, blank_rows: int | None = None,
                    avoid: set[Path] | None = None, portal_url: str | None = None,
-                   deadline: str | None = None) -> Handout:
+                   deadline: str | None = None, history: list[Path] = (), library: Path | None = None) -> Handout:
     """The round's forms into `outdir`. A follow-up round needs `ledger`, the declaration round's ledger; a
-    declaration round takes none. Nothing is written when either is asked for the wrong round."""
+    declaration round takes none. Nothing is written when either is asked for the wrong round. A declaration
+    round's blank forms carry, with `history` (earlier years' ledgers), a 上年参考 sheet for each unit that
+    ran projects the year before, and with `library` (perfxl.library) its choices, typical values, 固化指标
+    and 指标参考 sheet."""
     spec = load_spec(template, year, region, blank_rows=blank_rows, templates_dir=templates_dir)  # fail fast
     avoid = set(avoid or ())
+    if (history or library) and (spec.round.followup or spec.designed is not None):
+        raise OutputError(f"--history 和 --library 用于生成空白申报表；{template} 是"
+                          + ("后续表" if spec.round.followup else "导入的表样（暂不支持）")
+                          + " (history and a library go on blank declaration forms of YAML templates)")
     if spec.round.followup:
         if ledger is None:
             raise OutputError(f"{template} 是后续表（{spec.title}），请用 --from 指定申报汇总的报送台账 (.sqlite) "
@@ -42,7 +52,16 @@ def generate_round(template: str, year: int, units: list[Unit], outdir: Path, *,
     if ledger is not None:
         raise OutputError(f"{template} 是申报表（{spec.title}），生成空白表，不从报送台账生成：请去掉 --from "
                           "(a declaration form is generated blank)")
+    extras = library_extras(load_library(Path(library)), spec) if library else None
+    past = load_history([Path(p) for p in history], templates_dir) if history else None
+
+    def unit_sheets(unit: Unit):
+        sheet = last_year_sheet(past, unit, year) if past is not None else None
+        return (sheet,) if sheet is not None else ()
+
     forms = generate_forms(template, year, units, Path(outdir), region=region, projects=projects, password=password,
-                           templates_dir=templates_dir, progress=progress, blank_rows=blank_rows, avoid=avoid,
-                           portal_url=portal_url, deadline=deadline)
+                           templates_dir=templates_dir, progress=progress, blank_rows=blank_rows,
+                           avoid=avoid | {Path(p) for p in history} | ({Path(library)} if library else set()),
+                           portal_url=portal_url, deadline=deadline, extras=extras,
+                           unit_sheets=unit_sheets if past is not None else None)
     return Handout(spec, forms)

@@ -95,7 +95,7 @@ def _digest(path: Path, templates_dir: Path | None) -> str:
             continue
         with fh:
             h.update(f"|{part.name[len(path.name):]}|".encode())
-            for block in iter(lambda: fh.read(1 << 20), b""):
+            while block := fh.read(1 << 20):
                 h.update(block)
     return h.hexdigest()
 

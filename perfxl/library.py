@@ -17,6 +17,7 @@ zip limits); what it cannot use is exit 2 naming the sheet and row.
 from __future__ import annotations
 
 import io
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,7 +224,7 @@ def load_library(path: Path) -> Library:
     for r in sorted(x for x in by_row if x > header_row):
         row = by_row[r]
 
-        def get(title: str) -> str:
+        def get(title: str, row=row) -> str:
             c = columns.get(title)
             return clean_text(row.get(c)) if c is not None else ""
 
@@ -234,11 +235,22 @@ def load_library(path: Path) -> Library:
             raise OutputError(f"指标库 {path}「{sheet}」第 {r + 1} 行：三级指标“{level3}”缺少一级或二级指标")
         entries.append(Entry(get("适用表样"), get("一级指标"), get("二级指标"), level3, get("计量单位"),
                              _int(row.get(columns.get("使用项目数", -1))), get("典型值"),
-                             examples=get("示例"), subject_codes=get("功能科目"),
-                             required=get("固化指标") in YES))
+                             _float(row.get(columns.get("中位数", -1))), _float(row.get(columns.get("P10", -1))),
+                             _float(row.get(columns.get("P90", -1))), examples=get("示例"),
+                             subject_codes=get("功能科目"), required=get("固化指标") in YES))
         if len(entries) > MAX_ENTRIES:
             raise OutputError(f"指标库 {path} 超过 {MAX_ENTRIES} 行，不像一份指标库")
     return Library(entries, str(path))
+
+
+def _float(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _int(value) -> int:

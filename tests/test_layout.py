@@ -15,7 +15,7 @@ LAYERS = [
      "portal.auth", "cachekeys"},  # facts and plain helpers
     {"errors", "values", "rounds"},
     {"files", "roster", "records", "reader.zipguard", "reader.xml", "reader.form", "reader.rawbook", "scoring",
-     "identity"},
+     "identity", "comparison"},  # comparison: this year's targets against their past and peers (pure data)
     {"reader.cells"},  # the one cell decoder
     {"reader.parts", "reader.xls"},  # OOXML parts, .xls → a raw workbook
     {"reader.book"},  # a file → its format and raw workbook
@@ -26,11 +26,12 @@ LAYERS = [
     {"sheetprint"},  # how a sheet edited with openpyxl prints (annotated copies, designed forms)
     {"designed.form", "manifest", "annotation"},  # generate from an Excel design; what generating hands out; an
     # annotated copy's own sheets  # 2. generate, for a template designed in Excel; what generating hands out
-    {"reader.recognise", "reader.names", "generator", "fill", "ledger"},  # 2. generate; which form, where
-    {"read", "issued"},  # 3. read: the stage's entry point; the record of what follow-up forms were issued with
+    {"reader.recognise", "reader.names", "generator", "fill", "ledger", "library"},  # 2. generate; which form,
+    # where; the indicator library's workbook
+    {"read", "issued", "references"},  # 3. read: the stage's entry point; the record of what follow-up forms were issued with
     {"validator"},  # 4. validate
     {"pipeline", "report", "summary.base"},  # one file end to end; 7. report
-    {"summary.about", "summary.adjust", "summary.budgets", "summary.history", "summary.changes", "summary.indicators", "summary.problems",
+    {"summary.about", "summary.adjust", "summary.budgets", "summary.history", "summary.comparison", "summary.changes", "summary.indicators", "summary.problems",
      "summary.projects", "summary.monitor", "summary.review", "summary.selfeval", "summary.status"},  # 6. summary tables, one module per sheet
     {"summary.cover"},
     {"summary"},
@@ -38,7 +39,7 @@ LAYERS = [
     {"versions"},  # the versions of a project's targets: adjustments the bureau decided, in the declaration's ledger  # 7. the return package (annotated copies and notices) of a review round
     {"merging.options"},  # 5. merge: what it is asked and what it hands back
     {"merging.worker", "merging.guard", "merging.versions"},  # a file read and checked; outputs; which version counts
-    {"merging.rollup", "merging.kept", "merging.render_ahead"},  # lower levels; the ledger's keeping; rendering ahead
+    {"merging.rollup", "merging.kept", "merging.render_ahead", "history"},  # history: earlier years' ledgers  # lower levels; the ledger's keeping; rendering ahead
     {"merging.run", "followup", "designed.importer"},  # the merge's steps; follow-up forms from a ledger
     {"merging", "handout"},  # the merge's entry; what a round hands out (blank or prefilled forms)
     {"portal.store"},  # the portal's uploads, checked by the merge's workers, in the merge's ledger
