@@ -38,11 +38,13 @@ def load_template(name: str, year: int | None = None, region: str | None = None,
 def generate(template: str, roster: str | Path, output: str | Path, *, year: int, region: str | None = None,
              projects: int | None = None, password: str | None = None, templates_dir: str | Path | None = None,
              ledger: str | Path | None = None, portal_url: str | None = None,
-             deadline: str | None = None) -> list[dict]:
+             deadline: str | None = None, history: list[str | Path] = (),
+             library: str | Path | None = None) -> list[dict]:
     """The forms of the template's round into `output`, with manifest.json and 分发清单.xlsx; returns the
     manifest entries. A declaration round (申报) gets one blank form per roster unit; a follow-up round (监控,
     自评, for projects or 部门整体) one form per unit that declared, prefilled from `ledger`, the declaration
-    round's ledger (the units that declared nothing are in manifest.json's without_declaration)."""
+    round's ledger (the units that declared nothing are in manifest.json's without_declaration). Blank
+    declaration forms take `history` (earlier years' ledgers: a 上年参考 sheet) and `library` (指标库.xlsx)."""
     from .handout import generate_round
     from .roster import read_roster
     from .spec import load_spec
@@ -52,7 +54,9 @@ def generate(template: str, roster: str | Path, output: str | Path, *, year: int
     handout = generate_round(template, year, read_roster(Path(roster)), Path(output),
                              ledger=Path(ledger) if ledger is not None else None, region=region, projects=projects,
                              password=password, templates_dir=templates, avoid={Path(roster)},
-                             portal_url=portal_url, deadline=deadline)
+                             portal_url=portal_url, deadline=deadline,
+                             history=[Path(p) for p in ([history] if isinstance(history, str | Path) else history)],
+                             library=Path(library) if library is not None else None)
     return handout.forms
 
 
@@ -72,17 +76,19 @@ def validate(path: str | Path, lang: str = "zh", *, template: str | None = None,
 def merge(inputs: list[str | Path] | str | Path, output: str | Path | None = None, **options: Any) -> MergeResult:
     """Merge every workbook under `inputs` (files or folders) into the summary `output` (.xlsx; None for
     none). Options as the CLI's: roster, template, year, db, csv_dir, parquet_dir, jobs, lang, returns_dir,
-    return_by, templates_dir, issued. The result
+    return_by, templates_dir, issued, history (earlier years' ledgers), library (指标库.xlsx). The result
     holds `counts`, `accounting`, `files` (each with its outcome) and every sheet's rows (`table(name)`)."""
     from .merging import MergeOptions, run_merge
 
     if isinstance(inputs, str | Path):
         inputs = [inputs]
-    for key in ("roster", "db", "csv_dir", "parquet_dir", "returns_dir", "templates_dir"):
+    for key in ("roster", "db", "csv_dir", "parquet_dir", "returns_dir", "templates_dir", "library"):
         if options.get(key) is not None:
             options[key] = Path(options[key])
-    if options.get("issued"):
-        options["issued"] = tuple(Path(p) for p in options["issued"])
+    for key in ("issued", "history"):
+        if options.get(key):
+            options[key] = tuple(Path(p) for p in ([options[key]] if isinstance(options[key], str | Path)
+                                                   else options[key]))
     return run_merge([Path(p) for p in inputs], Path(output) if output else None, MergeOptions(**options),
                      materialize=True)
 

@@ -556,7 +556,7 @@ def _print_merge(result, seconds: float, csv_dir, returns_dir=None) -> None:
 
 @cli.group("library")
 def library_group():
-    """指标库：从往年报送台账生成，财政局编辑后用于生成和汇总 (the indicator library)."""
+    """指标库：从往年台账生成，用于生成和汇总 (the indicator library)."""
 
 
 @library_group.command("build")

@@ -43,6 +43,10 @@ def build(ctx: Context, counts: dict) -> Table:
         ["跳过（不计入收到）", "；".join(f"{SKIP_REASONS[k][0]} {n} 个" for k, n in
                                      sorted(Counter(r for _, r in ctx.skipped).items())) or "无"],
     ]
+    if ctx.history is not None:
+        rows.append(["历史台账（--history）", "；".join(ctx.history.sources)])
+    if ctx.library:
+        rows.append(["指标库固化指标（--library）", "；".join(f"{family}：{len(rows_)} 个" for family, rows_ in ctx.library.items())])
     if ctx.unsettled:
         rows.append(["注意", f"{len(ctx.unsettled)} 个文件在汇总期间一直在变化，按最后一次读到的内容汇总："
                      + "、".join(ctx.unsettled[:20])])

@@ -111,8 +111,7 @@ def tables(ctx: Context, matches: list[Match], findings: list[Finding]) -> list[
         return []
     findings = sorted(findings, key=lambda f: (f.project.region, f.project.department, f.project.unit_name,
                                                f.project.name, f.row.row if f.row else 0, f.problem.code))
-    sources = "、".join(ctx.history.sources) if ctx.history is not None else "（未指定历史台账）"
-    note = (f"本年指标与历史台账（{sources}）及同类单位比较的发现，均为提醒，已计入目标审核的适当性扣分；"
+    note = ("本年指标与往年台账（见说明）、同类单位及指标库比较的发现，均为提醒，已计入目标审核扣分；"
             "参考值为上年实际完成值、上年指标值、同类单位中位数或指标库典型值。")
     out = [table(NAME, FINDING_COLUMNS, findings, note=note, paper="A3")]
     if ctx.history is not None:

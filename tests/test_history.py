@@ -1,0 +1,289 @@
+"""Targets reviewed against history (#22): a three-year campaign (tests/history_campaign.py) declared and
+self-evaluated in 2023 and 2024, declared again in 2025 with findings planted. Each finding must be reported
+on its row and nothing else; 上年 values on next year's forms must be the ledger's; the library's counts and
+medians must equal a hand count."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from perfxl.cli import cli
+from perfxl.comparison import name_key, percentile_without
+from perfxl.errors import OutputError
+from perfxl.history import _cache_path, _digest, load_history
+from perfxl.library import load_library
+from perfxl.merging import MergeOptions, run_merge
+from perfxl.spec import layout, load_spec
+
+from . import history_campaign as hc
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    return hc.build(tmp_path_factory.mktemp("history") / "campaign")
+
+
+@pytest.fixture(scope="module")
+def library(campaign, tmp_path_factory):
+    """The library of 2023's and 2024's ledgers, with 养护里程 marked 固化指标 by the bureau."""
+    out = tmp_path_factory.mktemp("library")
+    r = CliRunner().invoke(cli, ["library", "build", *map(str, campaign.history), "-o", str(out / "指标库.xlsx")])
+    assert r.exit_code == 0, r.output
+    wb = openpyxl.load_workbook(out / "指标库.xlsx")
+    ws = wb["指标库"]
+    titles = [c.value for c in ws[3]]
+    for row in ws.iter_rows(min_row=4):
+        if row[titles.index("三级指标")].value == "养护里程":
+            row[titles.index("固化指标")].value = "是"
+    wb.save(out / "指标库_已编辑.xlsx")
+    return {"built": out / "指标库.xlsx", "edited": out / "指标库_已编辑.xlsx", "output": r.output}
+
+
+@pytest.fixture(scope="module")
+def merged(campaign, library, tmp_path_factory):
+    out = tmp_path_factory.mktemp("merge2025")
+    return run_merge([campaign.inbox], out / "2025申报汇总.xlsx",
+                     MergeOptions(roster=campaign.roster, jobs=1, history=tuple(campaign.history),
+                                  library=library["edited"]), materialize=True)
+
+
+def _rows(result, sheet: str) -> list[dict]:
+    table = result.table(sheet)
+    titles = [t for t, _ in table.columns]
+    return [dict(zip(titles, row)) for row in table.iter_rows()]
+
+
+def _target_cell(campaign, code: str, level3: str) -> str:
+    """Where a declared row's target is in the unit's 2025 form, found as a reader of the form would."""
+    spec = load_spec("national/project", hc.YEAR)
+    pos = layout(spec).tables["indicators"]
+    ws = openpyxl.load_workbook(campaign.inbox / f"{code}.xlsx")[spec.sheet_name]
+    level3_col, value_col = pos.columns["level3"] + 1, pos.columns["value"] + 1
+    for r in range(pos.first_row + 1, pos.last_row + 2):
+        if ws.cell(row=r, column=level3_col).value == level3:
+            return ws.cell(row=r, column=value_col).coordinate
+    raise AssertionError(f"{code} declares no {level3}")
+
+
+def _name_cell(campaign, code: str) -> str:
+    spec = load_spec("national/project", hc.YEAR)
+    row, col = layout(spec).fields["project_name"]
+    return openpyxl.utils.get_column_letter(col + 1) + str(row + 1)
+
+
+def test_each_planted_finding_is_reported_on_its_row_and_nothing_else(campaign, merged):
+    found = sorted((r["单位名称"], r["规则"], r["三级指标"], r["位置"].split("!")[1]) for r in _rows(merged, "历史对比"))
+    name = {code: unit for code, unit, _ in hc.UNITS}
+
+    def at(code, level3):
+        return _target_cell(campaign, code, level3)
+
+    expected = sorted([
+        (name["710001"], "history-below-last-actual", "养护里程", at("710001", "养护里程")),
+        (name["710001"], "history-target-not-raised", "养护里程", at("710001", "养护里程")),
+        (name["710002"], "history-below-last-actual", "养护里程", at("710002", "养护里程")),
+        (name["710003"], "history-above-last-actual", "每公里养护成本", at("710003", "每公里养护成本")),
+        (name["710004"], "history-indicator-dropped", "路面优良率", _name_cell(campaign, "710004")),
+        # far below its peers, and below what it achieved last year
+        (name["710006"], "peer-outlier", "群众满意度", at("710006", "群众满意度")),
+        (name["710006"], "history-below-last-actual", "群众满意度", at("710006", "群众满意度")),
+        (name["710007"], "history-indicator-dropped", "养护里程", _name_cell(campaign, "710007")),
+        (name["710007"], "library-required-missing", "养护里程", _name_cell(campaign, "710007")),
+    ])
+    assert found == expected
+
+
+def test_findings_are_warnings_of_their_files_in_校验问题(merged):
+    problems = [r for r in _rows(merged, "校验问题") if r["规则"].startswith(("history-", "peer-", "library-"))]
+    assert len(problems) == 9
+    assert {r["严重程度"] for r in problems} == {"提醒"}
+    peer = next(r for r in problems if r["规则"] == "peer-outlier")
+    assert "90%～90%" in peer["说明"] and "中位数）为 90%" in peer["说明"] and "7 个同类单位" in peer["说明"]
+    assert merged.counts["warnings"] >= 9
+    assert merged.counts["errors"] == 0
+
+
+def test_review_takes_points_off_适当性_for_each_finding_and_says_why(merged):
+    review = {r["单位名称"]: r for r in _rows(merged, "目标审核")}
+    baseline = review["第8公路养护站"]["适当性（25）"]  # no history: what its form alone costs
+    first = review["第1公路养护站"]
+    assert first["适当性（25）"] == pytest.approx(baseline - 3 - 3)
+    assert "目标比上年实际完成值宽松且未写明依据（1 处，−3）" in first["适当性扣分原因"]
+    assert "连续两年超额完成仍未提高目标（1 处，−3）" in first["适当性扣分原因"]
+    seventh = review["第7公路养护站"]
+    assert "缺少指标库的固化指标（1 处，−5）" in seventh["完整性扣分原因"]
+    assert "上年指标未说明原因即取消（1 处，−2）" in seventh["适当性扣分原因"]
+    # the explained drop and the renamed project lose nothing to history
+    assert review["第5公路养护站"]["适当性（25）"] == review["第8公路养护站"]["适当性（25）"]
+    assert review["第5公路养护站"]["得分"] > review["第4公路养护站"]["得分"]
+
+
+def test_every_project_says_what_it_was_matched_to_and_a_renamed_one_has_no_history(campaign, merged):
+    matches = {r["单位名称"]: r for r in _rows(merged, "历史匹配")}
+    assert matches["第8公路养护站"]["匹配方式"].startswith("无历史")
+    assert matches["第8公路养护站"]["上年项目名称"] is None
+    first = matches["第1公路养护站"]
+    assert (first["匹配方式"], first["上年项目名称"], first["前年"]) == ("项目名称", "2024年农村公路养护项目", "有")
+    assert matches["第4公路养护站"]["未延续的上年指标"] == 1
+    # 上年 figures are the 2024 self-evaluation's, as its own summary states them
+    selfeval = openpyxl.load_workbook(campaign.base / "2024自评汇总.xlsx", read_only=True)["自评得分"]
+    rows = list(selfeval.iter_rows(values_only=True))
+    header = next(i for i, r in enumerate(rows) if r and "总分" in r)
+    titles = rows[header]
+    scores = {r[titles.index("单位名称")]: r[titles.index("总分")] for r in rows[header + 1:] if r[titles.index("单位名称")]}
+    for unit, m in matches.items():
+        if m["上年自评得分"] is not None:
+            assert m["上年自评得分"] == pytest.approx(scores[unit])
+
+
+def test_next_years_forms_show_last_years_targets_and_results_as_the_ledgers_hold_them(campaign, tmp_path):
+    out = tmp_path / "2025空白表"
+    r = CliRunner().invoke(cli, ["generate", "national/project", "--year", str(hc.YEAR), "--roster", str(campaign.roster),
+                                 "-o", str(out), *[a for p in campaign.history for a in ("--history", str(p))]])
+    assert r.exit_code == 0, r.output
+    form = next(out.glob("710002_*.xlsx"))
+    wb = openpyxl.load_workbook(form)
+    assert wb.sheetnames[:3] == ["填表说明", "项目绩效目标", "上年参考"]
+    ws = wb["上年参考"]
+    assert ws.protection.sheet
+    cells = [[c.value for c in row] for row in ws.iter_rows()]
+    header = next(i for i, row in enumerate(cells) if row[0] == "一级指标")
+    by_level3 = {row[2]: row for row in cells[header + 1:] if row[2]}
+    # what 2024 declared and achieved, row by row, as hc planted it
+    for level1, level2, level3, target in hc.declared_rows("710002", 2024):
+        assert by_level3[level3][:4] == [level1, level2, level3, target]
+        achieved, _ = hc.actual("710002", 2024, level3, target)
+        assert by_level3[level3][4] == achieved
+    assert by_level3["养护里程"][5] == "150.0%"
+    facts = " ".join(str(v) for row in cells[:header] for v in row if v)
+    assert "上年预算数（万元）：200" in facts and "上年执行率：95.0%" in facts and "自评等级：优" in facts
+    # a unit whose project last year was under another name has it shown all the same (its unit ran it)
+    assert "上年参考" in openpyxl.load_workbook(next(out.glob("710008_*.xlsx"))).sheetnames
+    # and the form still reads as the form it is: the reference sheet is not a project
+    merged = run_merge([form], tmp_path / "空白汇总.xlsx", MergeOptions(roster=campaign.roster, jobs=1), materialize=True)
+    assert (merged.counts["files_in"], merged.counts["merged"], merged.counts["projects"]) == (1, 1, 1)
+
+
+def test_library_counts_and_medians_equal_a_hand_count(campaign, library):
+    entries = {e.level3: e for e in load_library(library["built"]).entries}
+    # by hand: each project graded 优 or 良 once, by its newest such year (2024: every cost ≤2万元; 710008's
+    # 2023 declaration had an error, its 2024 one did not)
+    assert "来自 8 个审核为优、良的项目" in library["output"]
+    assert entries["每公里养护成本"].projects == 8
+    assert entries["每公里养护成本"].typical == "≤2万元"
+    assert entries["养护里程"].projects == 8 and entries["养护里程"].median == 100
+    # 2023's ledgers alone: 710001 … 710007 at ≤2.1 … ≤2.7万元 (710008, graded 中, left out)
+    r = CliRunner().invoke(cli, ["library", "build", str(campaign.ledgers[(2023, "申报")]), str(
+        campaign.ledgers[(2023, "自评")]), "-o", str(library["built"].with_name("2023.xlsx"))])
+    assert r.exit_code == 0, r.output
+    cost = next(e for e in load_library(library["built"].with_name("2023.xlsx")).entries if e.level3 == "每公里养护成本")
+    values = [2 + i / 10 for i in range(1, 8)]
+    assert cost.projects == 7
+    assert cost.median == pytest.approx(statistics.median(values))
+    assert cost.p10 == pytest.approx(statistics.quantiles(values, n=10, method="inclusive")[0])
+    assert cost.p90 == pytest.approx(statistics.quantiles(values, n=10, method="inclusive")[-1])
+    assert cost.typical == "≤2.4万元"
+
+
+def test_library_choices_typical_values_固化指标_and_指标参考_go_on_blank_forms(campaign, library, tmp_path):
+    out = tmp_path / "空白表"
+    r = CliRunner().invoke(cli, ["generate", "national/project", "--year", str(hc.YEAR), "--roster", str(campaign.roster),
+                                 "-o", str(out), "--library", str(library["edited"])])
+    assert r.exit_code == 0, r.output
+    wb = openpyxl.load_workbook(next(out.glob("710001_*.xlsx")))
+    spec = load_spec("national/project", hc.YEAR)
+    pos = layout(spec).tables["indicators"]
+    ws = wb[spec.sheet_name]
+    first = pos.first_row + 1
+    level3 = ws.cell(row=first, column=pos.columns["level3"] + 1)
+    assert [ws.cell(row=first, column=pos.columns[c] + 1).value for c in ("level1", "level2", "level3")] == [
+        "产出指标", "数量指标", "养护里程"]  # the 固化指标, prefilled
+    assert level3.protection.locked is False
+    rules = [dv for dv in ws.data_validations.dataValidation if level3.coordinate in dv.sqref]
+    assert rules and "OFFSET" in rules[0].formula1 and rules[0].errorStyle == "information"
+    assert "指标库" in (rules[0].prompt or "")
+    typical = ws.cell(row=first, column=layout(spec).check_column + 1).value
+    assert "VLOOKUP" in typical and "指标库典型值" in typical
+    assert "指标参考" in wb.sheetnames
+    listed = [row[2] for row in wb["指标参考"].iter_rows(values_only=True) if row[2]]
+    assert "养护里程（固化）" in listed and "每公里养护成本" in listed
+
+
+def test_a_history_ledger_named_as_an_input_is_not_merged(campaign, tmp_path):
+    ledger = campaign.ledgers[(2024, "申报")]
+    result = run_merge([campaign.inbox, ledger], tmp_path / "汇总.xlsx",
+                       MergeOptions(roster=campaign.roster, jobs=1, history=(ledger,)), materialize=True)
+    assert result.counts["files_in"] == 8
+    assert result.counts["merged"] == 8
+
+
+def test_the_merges_own_ledger_cannot_be_its_history(campaign, tmp_path):
+    ledger = campaign.ledgers[(2024, "申报")]
+    r = CliRunner().invoke(cli, ["merge", str(campaign.inbox), "-o", str(tmp_path / "汇总.xlsx"), "--db", str(ledger),
+                                 "--history", str(ledger)])
+    assert r.exit_code == 2 and "不能同时作为历史台账" in r.output
+
+
+def test_a_history_that_is_not_a_ledger_is_exit_2_in_chinese(campaign, tmp_path):
+    workbook = next(campaign.inbox.glob("*.xlsx"))
+    for history, said in ((workbook, "不是报送台账"), (tmp_path / "没有.sqlite", "找不到历史台账")):
+        r = CliRunner().invoke(cli, ["merge", str(campaign.inbox), "-o", str(tmp_path / "汇总.xlsx"),
+                                     "--history", str(history)])
+        assert r.exit_code == 2 and said in r.output and "Traceback" not in r.output
+
+
+def test_a_planted_history_cache_is_not_believed(campaign, tmp_path):
+    """What perfxl keeps of a history ledger is sealed with the user's key: a file planted in its place (or
+    one of another user's) is read as nothing, and the ledger is read again."""
+    ledger = campaign.ledgers[(2024, "自评")]
+    truth = load_history([ledger])
+    cache = _cache_path(_digest(ledger, None))
+    assert cache.is_file()
+    forged = [p.to_data() for p in truth.projects]
+    forged[0][9] = 0.0  # a score of nothing
+    import json
+    cache.write_bytes(b"0" * 64 + b"\n" + json.dumps(forged, ensure_ascii=False).encode())
+    again = load_history([ledger])
+    assert [p.score for p in again.projects] == [p.score for p in truth.projects]
+
+
+def test_a_library_without_its_columns_is_exit_2_naming_what_is_missing(tmp_path):
+    wb = openpyxl.Workbook()
+    wb.active.append(["指标", "值"])
+    wb.save(tmp_path / "指标库.xlsx")
+    with pytest.raises(OutputError, match="找不到表头"):
+        load_library(tmp_path / "指标库.xlsx")
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30),
+       st.integers(min_value=1990, max_value=2099))
+def test_a_year_spaces_and_punctuation_do_not_change_a_projects_name(name, year):
+    base = name_key(name)
+    assert name_key(f"{year}年{name}") == name_key(f"{name} （{year}年度）") == base or any(
+        ch.isdigit() for ch in name)
+
+
+@given(st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=2, max_size=40), st.data())
+def test_a_percentile_without_some_values_is_the_percentile_of_the_rest(values, data):
+    values = sorted(values)
+    removed = sorted(data.draw(st.sets(st.integers(0, len(values) - 1), max_size=len(values) - 1)))
+    rest = [v for i, v in enumerate(values) if i not in removed]
+    for q in (0.1, 0.5, 0.9):
+        expected = statistics.quantiles(rest, n=100, method="inclusive")[int(q * 100) - 1] if len(rest) > 1 else rest[0]
+        assert percentile_without(values, removed, q) == pytest.approx(expected, rel=1e-9, abs=1e-6)
+
+
+def test_pathlib_paths_and_text_are_both_accepted_by_the_api(campaign, tmp_path):
+    import perfxl
+
+    result = perfxl.merge(campaign.inbox, tmp_path / "汇总.xlsx", roster=campaign.roster, jobs=1,
+                          history=[str(p) for p in campaign.history])
+    assert any(t.name == "历史对比" for t in result.tables)
+    assert Path(tmp_path / "汇总.xlsx").is_file()
