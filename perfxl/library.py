@@ -27,6 +27,7 @@ import xlsxwriter
 from .comparison import History, indicator_key, name_key, percentile_without, value_of
 from .errors import OutputError, ReadError
 from .files import write_bytes_atomic
+from .formparts import rows_needed, wrap_text
 from .problems import fmt_number
 from .reader.book import load_raw
 from .values import clean_text
@@ -41,6 +42,7 @@ YES = ("是", "Y", "y", "yes", "YES", "√", "✓", "1")
 COLUMNS = (("适用表样", 14), ("一级指标", 12), ("二级指标", 16), ("三级指标", 24), ("计量单位", 9), ("使用项目数", 10),
            ("典型值", 14), ("中位数", 10), ("P10", 10), ("P90", 10), ("示例", 46), ("功能科目", 12), ("固化指标", 9))
 NEEDED = ("一级指标", "二级指标", "三级指标")
+GUIDE_WIDTH = 80  # one A4 portrait page wide, as the forms' 填表说明
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Entry:
     examples: str = ""
     subject_codes: str = ""
     required: bool = False
+    row: int = 0  # its row in the workbook it was read from (from 1), to name it in an error
 
 
 @dataclass
@@ -133,24 +136,31 @@ def library_bytes(library: Library, graded: int) -> bytes:
     buffer = io.BytesIO()
     wb = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
                                       "strings_to_urls": False})
-    title = wb.add_format({"bold": True, "font_size": 14})
-    note = wb.add_format({"text_wrap": True, "valign": "top", "font_size": 10})
-    head = wb.add_format({"bold": True, "bg_color": "#D9E1F2", "border": 1, "text_wrap": True, "align": "center",
-                          "valign": "vcenter"})
-    text = wb.add_format({"border": 1, "text_wrap": True, "valign": "top"})
-    number = wb.add_format({"border": 1, "valign": "top", "num_format": "#,##0.##"})
+    font = {"font_name": "宋体", "font_size": 10}
+    title = wb.add_format({**font, "bold": True, "font_size": 14})
+    note = wb.add_format({**font, "text_wrap": True, "valign": "top"})
+    head = wb.add_format({**font, "bold": True, "bg_color": "#D9E1F2", "border": 1, "text_wrap": True,
+                          "align": "center", "valign": "vcenter"})
+    text = wb.add_format({**font, "border": 1, "text_wrap": True, "valign": "top"})
+    number = wb.add_format({**font, "border": 1, "valign": "top", "num_format": "#,##0.##"})
+    widths = [w for _, w in COLUMNS]
     ws = wb.add_worksheet(SHEET)
     ws.write_string(0, 0, "预算绩效指标库", title)
     ws.merge_range(1, 0, 1, len(COLUMNS) - 1,
                    f"由 {library.source or '报送台账'} 中目标审核为优、良的 {graded} 个项目的指标生成。可删除不合适的行；"
                    "在「固化指标」列填“是”的指标，将预填在该表样的每份申报表中，缺少时列为审核发现。", note)
-    ws.set_row(1, 30)
+    ws.set_row(1, rows_needed(len(wrap_text(f"由 {library.source or '报送台账'} 中目标审核为优、良的 {graded} 个项目"
+                                            "的指标生成。可删除不合适的行；在「固化指标」列填“是”的指标，将预填在该表样的"
+                                            "每份申报表中，缺少时列为审核发现。", [sum(widths)], 10, False)), 10))
     for c, (name, width) in enumerate(COLUMNS):
         ws.set_column(c, c, width)
         ws.write_string(2, c, name, head)
+    ws.set_row(2, rows_needed(max(len(wrap_text(name, [w], 10, True)) for name, w in COLUMNS), 10))
     for r, e in enumerate(library.entries, start=3):
         cells = (e.family, e.level1, e.level2, e.level3, e.unit, e.projects, e.typical, e.median, e.p10, e.p90,
                  e.examples, e.subject_codes, "是" if e.required else "")
+        lines = max(len(wrap_text(v, [w], 10, False)) for v, w in zip(cells, widths) if isinstance(v, str))
+        ws.set_row(r, rows_needed(lines, 10))
         for c, value in enumerate(cells):
             if isinstance(value, int | float):
                 ws.write_number(r, c, value, number)
@@ -171,17 +181,24 @@ def library_bytes(library: Library, graded: int) -> bytes:
     ws.set_header("&C&\"宋体,Bold\"预算绩效指标库")
     ws.set_footer("&C第 &P 页，共 &N 页")
     guide = wb.add_worksheet(GUIDE_SHEET)
-    guide.set_column(0, 0, 100)
-    for r, line in enumerate((
-            "指标库的用法",
-            "1. 本表由 perfxl library build 从往年报送台账生成：只收审核等级为优、良的项目；同一项目多年出现时按最近一年计一次。",
-            "2. 使用项目数：使用该指标（一级、二级、三级指标及计量单位相同）的项目数。",
-            "3. 典型值：最常见的符号加各项目指标值的中位数；P10、P90 为 10%、90% 分位数。定性指标为最常见的写法。",
-            "4. 财政局可删除不合适的行，或在「固化指标」列填“是”：该指标将预填在每份申报表中，申报时缺少则列为审核发现。",
-            "5. 生成申报表和汇总时用 --library 指标库.xlsx 指定本表。"), start=0):
-        guide.write_string(r, 0, line, title if r == 0 else note)
+    heading = wb.add_format({**font, "bold": True, "font_size": 16, "align": "center", "valign": "vcenter"})
+    plain = wb.add_format({**font, "text_wrap": True, "valign": "vcenter"})
+    guide.set_column(0, 0, GUIDE_WIDTH)
+    lines = (
+        "指标库的用法",
+        "1. 本表由 perfxl library build 从往年报送台账生成：只收审核等级为优、良的项目；同一项目多年出现时按最近一年计一次。",
+        "2. 使用项目数：使用该指标（一级、二级、三级指标及计量单位相同）的项目数。",
+        "3. 典型值：最常见的符号加各项目指标值的中位数；P10、P90 为 10%、90% 分位数。定性指标为最常见的写法。",
+        "4. 财政局可删除不合适的行，或在「固化指标」列填“是”：该指标将预填在每份申报表中，申报时缺少则列为审核发现。",
+        "5. 生成申报表和汇总时用 --library 指标库.xlsx 指定本表。")
+    for r, line in enumerate(lines):
+        guide.write_string(r, 0, line, heading if r == 0 else plain)
+        guide.set_row(r, 30 if r == 0 else max(22, rows_needed(len(wrap_text(line, [GUIDE_WIDTH], 10, False)), 10)))
     guide.set_paper(9)
-    guide.set_margins(top=0.8, bottom=0.75)
+    guide.set_portrait()
+    guide.fit_to_pages(1, 0)
+    guide.print_area(0, 0, len(lines) - 1, 0)
+    guide.set_margins(left=0.6, right=0.6, top=0.8, bottom=0.8)
     guide.set_footer("&C第 &P 页，共 &N 页")
     ws.activate()
     wb.close()
@@ -237,7 +254,7 @@ def load_library(path: Path) -> Library:
                              _int(row.get(columns.get("使用项目数", -1))), get("典型值"),
                              _float(row.get(columns.get("中位数", -1))), _float(row.get(columns.get("P10", -1))),
                              _float(row.get(columns.get("P90", -1))), examples=get("示例"),
-                             subject_codes=get("功能科目"), required=get("固化指标") in YES))
+                             subject_codes=get("功能科目"), required=get("固化指标") in YES, row=r + 1))
         if len(entries) > MAX_ENTRIES:
             raise OutputError(f"指标库 {path} 超过 {MAX_ENTRIES} 行，不像一份指标库")
     return Library(entries, str(path))

@@ -22,7 +22,7 @@ from perfxl.cli import cli
 from perfxl.demo import run_demo
 from perfxl.spec import list_templates, load_spec, shipped_templates_dir
 
-from . import printcheck
+from . import history_campaign, printcheck
 from .conftest import IN_CI, write_roster
 from .designs import make_design
 
@@ -36,7 +36,8 @@ LONGEST_UNIT = ("510704003", "游仙区文化广播电视和旅游局", "游仙�
 KINDS = ([f"blank form {t}" for t in TEMPLATES] + ["designed form acme/fund", "designed form mianyang/designed",
          "分发清单", "declaration summary", "annotated copies", "退回通知", "monitoring form", "monitoring summary",
          "self-evaluation form", "self-evaluation summary", "roll-up summary", "部门整体 monitoring form",
-         "部门整体 self-evaluation form", "adjustment form"])
+         "部门整体 self-evaluation form", "adjustment form", "blank form with 上年参考 and 指标参考", "指标库",
+         "declaration summary with 历史对比"])
 
 
 def _cli(*args: str) -> None:
@@ -118,6 +119,22 @@ def _workbooks(base: Path, department_declaration: Path, department_unit: dict) 
              "--from", str(base / "部门整体" / "申报汇总_报送台账.sqlite"), "-o", str(out))
         kinds[f"部门整体 {kind} form"] = _forms(out)
         kinds["分发清单"].append(out / "分发清单.xlsx")
+
+    # History and the indicator library (#22): last year's reference and the library on next year's forms,
+    # the library workbook itself, and a merge compared with history
+    campaign = history_campaign.build(base / "历史")
+    history = [a for p in campaign.history for a in ("--history", str(p))]
+    library = base / "历史" / "指标库.xlsx"
+    _cli("library", "build", *map(str, campaign.history), "-o", str(library))
+    out = base / "历史" / "空白表"
+    _cli("generate", "national/project", "--year", str(history_campaign.YEAR), "--roster", str(campaign.roster),
+         "-o", str(out), "--library", str(library), *history)
+    kinds["blank form with 上年参考 and 指标参考"] = [_longest_form(out)]
+    kinds["指标库"] = [library]
+    summary = base / "历史" / "申报汇总.xlsx"
+    _cli("merge", str(campaign.inbox), "--roster", str(campaign.roster), "-o", str(summary), "--library", str(library),
+         *history)
+    kinds["declaration summary with 历史对比"] = [summary]
 
     for kind, paths in kinds.items():
         assert paths and all(p.is_file() for p in paths), f"perfxl wrote no {kind}"
