@@ -31,6 +31,7 @@ import bisect
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from .problems import Problem, fmt_number, short_text
@@ -41,21 +42,29 @@ PEER_RANGE = (0.10, 0.90)
 OVERMET = 1.2  # met by 120 % or more: the target was probably too low
 COMPARABLE_KINDS = frozenset({"quantitative", "cost", "range"})
 
+# A minus sign before the number: the parser reads "≥-5%" as 5 (its sign dropped), which compared as it is
+# would be a silent wrong number; such a target is not compared.
+_NEGATIVE = re.compile(r"[-－−﹣]\s*\d")
 _YEAR_IN_NAME = re.compile(r"(?:19|20)\d{2}\s*年度?")
 _NOT_WORD = re.compile(r"[\W_]+")
+
+
+@lru_cache(maxsize=65536)  # the same names recur across thousands of forms and years
+def _text_key(text: str) -> str:
+    return _NOT_WORD.sub("", _YEAR_IN_NAME.sub("", normalize_text(text))).lower()
 
 
 def name_key(name: Any) -> str:
     """A project's (or an indicator's) name as matching compares it: 2024年度 "乡村道路 养护" 项目 and
     2025年乡村道路养护项目 are the same project."""
-    text = _YEAR_IN_NAME.sub("", normalize_text(name))
-    return _NOT_WORD.sub("", text).lower()
+    return _text_key(name if isinstance(name, str) else normalize_text(name))
 
 
 def unit_key(unit: Any) -> str:
     return _NOT_WORD.sub("", normalize_text(unit or "")).lower() if unit != "%" else "%"
 
 
+@lru_cache(maxsize=65536)
 def indicator_key(level2: str, level3: str, unit: str | None) -> tuple[str, str, str]:
     """(二级, normalised 三级, unit of measure): one indicator across forms, units and years."""
     return (normalize_text(level2), name_key(level3), unit_key(unit))
@@ -64,6 +73,8 @@ def indicator_key(level2: str, level3: str, unit: str | None) -> tuple[str, str,
 def value_of(target: Target | None) -> float | None:
     """The number a target compares by: its value (a range's low end), for kinds that have one."""
     if target is None or target.kind not in COMPARABLE_KINDS or target.value is None:
+        return None
+    if target.kind != "range" and _NEGATIVE.search(target.text):
         return None
     return float(target.value)
 
@@ -385,8 +396,9 @@ def compare(projects: list[DeclaredProject], history: History | None, required=N
     for m in matches:
         findings += _against_history(m)
         findings += _against_peers(m.project, peers)
-        if required:
-            findings += _required_missing(m.project, required.get(m.project.library, ()))
+        if required:  # a 固化指标 of no family (its 适用表样 left blank) is of every family, as on the forms
+            findings += _required_missing(m.project, [*required.get(m.project.library, ()),
+                                                      *(required.get("", ()) if m.project.library else ())])
     return matches, findings
 
 
@@ -466,7 +478,9 @@ def _required_missing(p: DeclaredProject, required) -> list[Finding]:
     have = {(normalize_text(r.level2), name_key(r.level3)) for r in p.rows}
     out = []
     for level1, level2, level3, typical in required:
-        if (normalize_text(level2), name_key(level3)) not in have:
+        key = (normalize_text(level2), name_key(level3))
+        if key not in have:
+            have.add(key)  # a row the bureau left twice in the library is one missing indicator
             out.append(_warning(p, "library-required-missing", p.name_cell, None, typical, "指标库典型值",
                                 level3=short_text(level3), level1=level1, level2=level2))
     return out

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import sqlite3
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from .comparison import History, PastProject, PastRow, name_key
 from .domain import MONEY_UNITS
 from .errors import OutputError, PerfxlError
 from .files import home, write_bytes_atomic
-from .ledger import Ledger, cache_key, check_ledger_file, claims_ledger
+from .ledger import Ledger, StoredDataError, cache_key, check_ledger_file, claims_ledger
 from .pipeline import CheckOptions, check_stored
 from .rounds import ADJUST, DECLARE, SELFEVAL
 from .spec import Spec, load_spec
@@ -53,7 +54,10 @@ def load_history(paths: list[Path], templates_dir: Path | None = None, jobs: int
         if not claims_ledger(path):
             raise OutputError(f"{path} 不是报送台账 (.sqlite) 或导出文件 (.perfxl)，不能作为 --history "
                               "(a history input is a ledger or an export)")
-        check_ledger_file(path)
+        try:
+            check_ledger_file(path)
+        except OutputError as exc:  # its words are for a --db; a history ledger is only read
+            raise _unusable(path, str(exc).split("；")[0].replace(str(path), "").strip()) from None
         projects += _cached_or_read(path, templates_dir, jobs)
     return History(_together(projects), [str(p) for p in paths])
 
@@ -143,15 +147,24 @@ def _read_kept(path: Path, key: bytes, digest: str) -> list[PastProject] | None:
 # Read from the ledger: its forms checked again
 # ----------------------------------------------------------------------------------------------------
 
+def _unusable(path, why: str) -> OutputError:
+    return OutputError(f"历史台账 {path} 无法使用：{why}；请确认它是 perfxl 写出的报送台账或导出文件 "
+                       f"(the history ledger cannot be used)")
+
+
 def read_ledger(path: Path, templates_dir: Path | None = None, jobs: int = 0) -> list[PastProject]:
     """The past projects of one ledger: the newest finished merge of each round it holds, each merged form
-    checked again with that merge's settings; approved adjustments applied to the declared targets."""
+    checked again with that merge's settings; approved adjustments applied to the declared targets.
+
+    A history ledger is evidence someone handed in: a record of it that is not what perfxl writes (an
+    outcome or a run's settings of another shape, a form's data that cannot be read, a table that is not
+    there) is OutputError naming the file (exit 2), never a traceback nor a project quietly left out."""
     ledger = Ledger(Path(path), readonly=True)
     try:
         tasks: list[tuple[str, dict, list[str]]] = []
         taken: set[str] = set()
         for run in ledger.finished_runs():
-            seen, settings = ledger.run_outcomes(run)
+            seen, settings = _run_records(ledger, run, path)
             stages: dict[str, list[str]] = {}
             for s in seen:
                 if s.get("outcome") != "merged" or not s.get("template"):
@@ -164,6 +177,8 @@ def read_ledger(path: Path, templates_dir: Path | None = None, jobs: int = 0) ->
                 options = {"year": settings.get("year"), "issued": list(settings.get("issued") or []),
                            "templates_dir": str(templates_dir) if templates_dir else None}
                 tasks += [(stage, options, shas[i:i + CHUNK]) for i in range(0, len(shas), CHUNK)]
+    except sqlite3.Error as exc:
+        raise _unusable(path, f"无法作为报送台账读取（{exc}）") from None
     finally:
         ledger.close()
     forms = sum(len(t[2]) for t in tasks)
@@ -180,10 +195,29 @@ def read_ledger(path: Path, templates_dir: Path | None = None, jobs: int = 0) ->
     return projects
 
 
+def _run_records(ledger: Ledger, run: int, path: Path) -> tuple[list[dict], dict]:
+    """A finished run's outcomes and settings, each of the shape perfxl writes; OutputError otherwise."""
+    try:
+        seen, settings = ledger.run_outcomes(run)
+    except (ValueError, RecursionError):
+        raise _unusable(path, f"第 {run} 次汇总的记录不是有效的 JSON") from None
+    year = settings.get("year") if isinstance(settings, dict) else None
+    issued = settings.get("issued") if isinstance(settings, dict) else None
+    if not isinstance(settings, dict) or not (year is None or type(year) is int) or not (
+            issued is None or isinstance(issued, list) and all(isinstance(i, str) for i in issued)):
+        raise _unusable(path, f"第 {run} 次汇总的设置无法识别")
+    for number, s in enumerate(seen, start=1):
+        if not isinstance(s, dict) or not isinstance(s.get("outcome"), str | None) or (
+                s.get("outcome") == "merged" and not (isinstance(s.get("sha"), str)
+                                                      and isinstance(s.get("template"), str | None))):
+            raise _unusable(path, f"第 {run} 次汇总的第 {number} 条结果记录无法识别")
+    return seen, settings
+
+
 def _stage(template: str, year, templates_dir: Path | None) -> str | None:
     try:
         return load_spec(template, year if isinstance(year, int) else None, templates_dir=templates_dir).round.stage
-    except PerfxlError:  # a template no longer there
+    except (PerfxlError, OSError, ValueError):  # a template no longer there, or a name no template has
         return None
 
 
@@ -197,10 +231,15 @@ def _read_chunk(task: tuple) -> list[list]:
     out: list[list] = []
     try:
         for sha in shas:
-            stored = ledger.stored_form(sha)
-            if stored is None:
-                continue
-            checked = check_stored(stored, options)
+            try:
+                stored = ledger.stored_form(sha)
+                if stored is None:
+                    continue
+                checked = check_stored(stored, options)
+            except StoredDataError as exc:
+                raise _unusable(path, f"表单 {sha[:12]} 的数据无法读取（{exc}）") from None
+            except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+                raise _unusable(path, f"表单 {sha[:12]} 的数据结构无法识别（{type(exc).__name__}）") from None
             if checked.read_error or not checked.template or checked.year is None:
                 continue
             try:
@@ -208,6 +247,8 @@ def _read_chunk(task: tuple) -> list[list]:
             except PerfxlError:
                 continue
             out += [p.to_data() for p in past_projects(checked, spec, stage, templates_dir)]
+    except sqlite3.Error as exc:
+        raise _unusable(path, f"无法作为报送台账读取（{exc}）") from None
     finally:
         ledger.close()
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from .comparison import History, PastProject
+from .errors import OutputError
 from .formparts import FormExtras, ReferenceSheet
 from .library import Library, typical_of
 from .problems import fmt_number
@@ -16,6 +17,7 @@ from .spec import Spec
 
 LAST_YEAR_SHEET = "上年参考"
 LIBRARY_SHEET = "指标参考"
+LIBRARY_SOURCE_SHEET = "指标库"
 CHOICES_PER_LEVEL2 = 60  # a dropdown longer than this is no help
 LIBRARY_ROWS = 400
 LAST_YEAR_COLUMNS = (("一级指标", 10.0), ("二级指标", 14.0), ("三级指标", 24.0), ("上年指标值", 16.0),
@@ -75,8 +77,18 @@ def library_extras(library: Library, spec: Spec) -> FormExtras:
             by_level2[level2].append(e.level3)
         if e.typical and e.level3 not in typical:
             typical[e.level3] = typical_of(e)
-    required = tuple((hierarchy.canonical(e.level1), hierarchy.canonical(e.level2), e.level3)
-                     for e in entries if e.required)
+    required = []
+    for e in sorted((e for e in entries if e.required), key=lambda e: e.row):
+        row = (hierarchy.canonical(e.level1), hierarchy.canonical(e.level2), e.level3)
+        if hierarchy.levels and row[1] not in hierarchy.level2_of(row[0]):
+            # prefilled, it would be an error on every form that no unit can put right
+            known = hierarchy.level2_of(row[0])
+            should = f"应为 {'、'.join(known)}" if known else f"一级指标应为 {'、'.join(hierarchy.levels)}"
+            raise OutputError(f"指标库 {library.source}「{LIBRARY_SOURCE_SHEET}」第 {e.row} 行：固化指标“{e.level3}”的"
+                              f"二级指标“{e.level2}”不属于一级指标“{e.level1}”（{should}），请改正后再生成")
+        if row not in required:  # a row the bureau left twice is prefilled once
+            required.append(row)
+    required = tuple(required)
     shown = sorted(entries, key=lambda e: (e.level1, e.level2, -e.projects, e.level3))[:LIBRARY_ROWS]
     rows = tuple((e.level1, e.level2, e.level3 + ("（固化）" if e.required else ""), e.unit, typical_of(e),
                   str(e.projects) if e.projects else "") for e in shown)
