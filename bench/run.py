@@ -42,13 +42,13 @@ NATIONAL_ROWS = {
 }
 
 
-def _target(rng: random.Random, kind: str) -> str:
+def _target(rng: random.Random, kind: str, year: int = 2022) -> str:
     if kind == "数量指标":
         return f"≥{rng.randint(1, 5000)}{rng.choice(['人次', '户', '台', '次', '件'])}"
     if kind == "质量指标":
         return rng.choice(["≥95%", "≥98%", "=100%", "≥90%", "规范"])
     if kind == "时效指标":
-        return rng.choice([f"≤{rng.randint(1, 48)}小时", "及时", "2022年12月31日前完成", "≥95%"])
+        return rng.choice([f"≤{rng.randint(1, 48)}小时", "及时", f"{year}年12月31日前完成", "≥95%"])
     if kind == "成本指标":
         return f"≤{rng.randint(5, 300)}万元"
     if kind.endswith("满意度指标"):
@@ -56,23 +56,23 @@ def _target(rng: random.Random, kind: str) -> str:
     return rng.choice(["提高", "有效提升", "≥80%", "长期", "≥5年"])
 
 
-def _national(rng: random.Random, i: int, mistake: str | None) -> dict:
+def _national(rng: random.Random, i: int, mistake: str | None, year: int = 2022) -> dict:
     rows = []
     while len(rows) < 40:
         for l1, groups in NATIONAL_ROWS.items():
             for l2, metrics in groups.items():
                 metric = rng.choice(metrics)
-                rows.append([l1, l2, f"{metric}{len(rows) + 1}", _target(rng, l2)])
+                rows.append([l1, l2, f"{metric}{len(rows) + 1}", _target(rng, l2, year)])
     rows = rows[:40]
     total = round(rng.uniform(10, 900), 2)
     fiscal = round(total * rng.uniform(0.5, 1), 2)
     fields = {"project_name": f"项目{i}", "project_attr": rng.choice(["新增项目", "延续项目"]),
-              "project_period": "2022年", "subject_code": rng.choice(["2010101", "2080201", "2210302"]),
+              "project_period": f"{year}年", "subject_code": rng.choice(["2010101", "2080201", "2210302"]),
               "long_term_goal": "提升公共服务水平，保障各项工作有序开展。" * 3,
               "annual_goal": "完成年度建设任务，服务对象满意度达到95%以上。" * 2,
               "funds_total_annual": total, "funds_fiscal_annual": fiscal, "funds_other_annual": round(total - fiscal, 2),
               "funds_total_mid": total, "funds_fiscal_mid": fiscal, "funds_other_mid": round(total - fiscal, 2),
-              "preparer": "张三", "phone": f"0816{rng.randint(1000000, 9999999)}", "fill_date": "2021-11-15"}
+              "preparer": "张三", "phone": f"0816{rng.randint(1000000, 9999999)}", "fill_date": f"{year - 1}-11-15"}
     _mistake(fields, rows, mistake, "funds_fiscal_annual", "long_term_goal", 3)
     return {"fields": fields, "tables": {"indicators": rows}}
 
@@ -114,7 +114,9 @@ def _fill_one(args) -> None:
     Path(path).write_bytes(generate.build_workbook(spec, unit, values=[project]))
 
 
-def build_campaign(n: int, root: Path, seed: int = 2022) -> dict:
+def build_campaign(n: int, root: Path, seed: int = 2022, years_back: int = 0) -> dict:
+    """N units' filled forms (half national/project of 2022, half shanghai/project-2020), or the same units'
+    and projects' forms `years_back` years earlier (bench/history.py's history)."""
     from perfxl.fill import load_sample
 
     rng = random.Random(seed)
@@ -133,12 +135,13 @@ def build_campaign(n: int, root: Path, seed: int = 2022) -> dict:
         unit = {"code": code, "name": name, "department": dept}
         mistake = rng.choice(["required", "number", "unparseable", "level2"]) if rng.random() < 0.03 else None
         if i % 2:
-            template, year, project = "national/project", 2022, _national(rng, i, mistake)
+            year = 2022 - years_back
+            template, project = "national/project", _national(rng, i, mistake, year)
             project["fields"]["unit_name"] = name
             project["fields"]["implementing_unit"] = name
             project["fields"]["department"] = dept
         else:
-            template, year, project = "shanghai/project-2020", 2020, _shanghai(rng, i, seed_projects, mistake)
+            template, year, project = "shanghai/project-2020", 2020 - years_back, _shanghai(rng, i, seed_projects, mistake)
             project["fields"]["unit_name"] = name
         jobs.append((str(root / "inbox" / dept / f"{code}_{name}.xlsx"), template, year, unit, project))
     roster.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -253,8 +253,9 @@ def describe(template, year, region, as_json, templates_dir):
 @HISTORY_OPTION
 @LIBRARY_OPTION
 @TEMPLATES_OPTION
+@ISSUED_OPTION
 def generate(template, year, roster, outdir, region, projects, password, rows, ledger, portal_url, deadline,
-             history, library, templates_dir):
+             history, library, templates_dir, issued):
     """为名单中的每个单位生成一份表 (one form per roster unit).
 
     申报表生成空白表；自评表、监控表等后续表用 --from 指定申报汇总的报送台账，表中预填所申报的指标
@@ -274,8 +275,10 @@ def generate(template, year, roster, outdir, region, projects, password, rows, l
         handout = generate_round(template, year, units, outdir, ledger=ledger, region=region, projects=projects,
                                  password=password, templates_dir=templates_dir, progress=bar.update,
                                  blank_rows=rows, avoid={roster}, portal_url=portal_url, deadline=deadline,
-                                 history=list(history), library=library)
+                                 history=list(history), library=library, issued=tuple(issued))
     took = time.perf_counter() - started
+    for note in handout.notes:
+        click.echo(f"注意：{note}")
     what = spec.title if spec.round.followup else "空白表"
     click.echo(f"已生成 {len(handout.forms)} 份{what} → {outdir} ({took:.1f} s); 清单 {outdir / 'manifest.json'}")
     click.echo(f"访问码（perfxl serve 报送网页用）→ {outdir / '分发清单.xlsx'}：请单独交给各单位"
@@ -535,6 +538,8 @@ def _print_merge(result, seconds: float, csv_dir, returns_dir=None) -> None:
         kinds = Counter(reason for _, reason in result.skipped)
         said = "，".join(f"{SKIP_REASONS[k][0]} {n} 个" for k, n in sorted(kinds.items()))
         click.echo(f"  已跳过（不计入收到文件）：{said}")
+    for note in result.notes:
+        click.echo(f"  注意：{note}")
     if result.unsettled:
         click.echo(f"  注意：{len(result.unsettled)} 个文件在汇总期间一直在变化，按最后一次读到的内容汇总："
                    + "、".join(result.unsettled[:5]))

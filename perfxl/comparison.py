@@ -187,9 +187,10 @@ class PastProject:
 class History:
     """Every past project of the history ledgers, found by unit, year and code or name."""
 
-    def __init__(self, projects: list[PastProject], sources: list[str] | None = None):
+    def __init__(self, projects: list[PastProject], sources: list[str] | None = None, notes: list[str] | None = None):
         self.projects = projects
         self.sources = sources or []  # the ledgers, as given
+        self.notes = notes or []  # what a user should know of how they were read (in Chinese)
         self._by_code: dict[tuple[str, int, str], PastProject] = {}
         self._by_name: dict[tuple[str, int, str], PastProject] = {}
         self._by_unit: dict[tuple[str, int], list[PastProject]] = defaultdict(list)

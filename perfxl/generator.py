@@ -627,7 +627,7 @@ def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, re
             spec = load_spec(template, year, unit_region, unit=unit.as_params(), prefill=unit.prefill,
                              blank_rows=blank_rows, templates_dir=templates_dir)
             own = extras or FormExtras()
-            own = FormExtras(own.level3_choices, own.typical, own.required_rows, own.sheets + own_sheets)
+            own = FormExtras(own.level3_choices, own.typical, own.required_rows, own_sheets + own.sheets)
             data = build_workbook(spec, unit.as_params(), n, password, extras=own if own != FormExtras() else None)
         filename = form_filename(unit, spec)
         if filename.lower() in used_names or os.path.realpath(outdir / filename) in protected:

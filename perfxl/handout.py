@@ -23,13 +23,15 @@ class Handout:
     spec: Spec
     forms: list[dict]  # the manifest's entries: unit, file, access code (and a follow-up's projects)
     without_declaration: list[Unit] = field(default_factory=list)  # a follow-up round's units that got no form
+    notes: list[str] = field(default_factory=list)  # what the user should know of how history was read
 
 
 def generate_round(template: str, year: int, units: list[Unit], outdir: Path, *, ledger: Path | None = None,
                    region: str | None = None, projects: int | None = None, password: str | None = None,
                    templates_dir: Path | None = None, progress=None, blank_rows: int | None = None,
                    avoid: set[Path] | None = None, portal_url: str | None = None,
-                   deadline: str | None = None, history: list[Path] = (), library: Path | None = None) -> Handout:
+                   deadline: str | None = None, history: list[Path] = (), library: Path | None = None,
+                   issued: tuple = ()) -> Handout:
     """The round's forms into `outdir`. A follow-up round needs `ledger`, the declaration round's ledger; a
     declaration round takes none. Nothing is written when either is asked for the wrong round. A declaration
     round's blank forms carry, with `history` (earlier years' ledgers), a 上年参考 sheet for each unit that
@@ -53,7 +55,7 @@ def generate_round(template: str, year: int, units: list[Unit], outdir: Path, *,
         raise OutputError(f"{template} 是申报表（{spec.title}），生成空白表，不从报送台账生成：请去掉 --from "
                           "(a declaration form is generated blank)")
     extras = library_extras(load_library(Path(library)), spec) if library else None
-    past = load_history([Path(p) for p in history], templates_dir) if history else None
+    past = load_history([Path(p) for p in history], templates_dir, issued=issued) if history else None
 
     def unit_sheets(unit: Unit):
         sheet = last_year_sheet(past, unit, year) if past is not None else None
@@ -64,4 +66,4 @@ def generate_round(template: str, year: int, units: list[Unit], outdir: Path, *,
                            avoid=avoid | {Path(p) for p in history} | ({Path(library)} if library else set()),
                            portal_url=portal_url, deadline=deadline, extras=extras,
                            unit_sheets=unit_sheets if past is not None else None)
-    return Handout(spec, forms)
+    return Handout(spec, forms, notes=list(past.notes) if past is not None else [])

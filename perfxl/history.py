@@ -37,16 +37,19 @@ from .spec import Spec, load_spec
 from .summary.review import assess
 from .versions import approved_versions
 
-HISTORY_VERSION = f"h1-{READER_VERSION}"
+HISTORY_VERSION = f"h2-{READER_VERSION}"
 POOL_MIN_FORMS = 400  # fewer are checked in this process: a pool costs more
 CHUNK = 200
 
 
 def load_history(paths: list[Path], templates_dir: Path | None = None, jobs: int = 0,
-                 progress=None) -> History:
+                 issued: tuple = ()) -> History:
     """Every past project the ledgers `paths` hold. OutputError (exit 2, in Chinese) for a path that is not
-    there or not a ledger or export."""
+    there or not a ledger or export. `issued`: records of what self-evaluation forms were issued with
+    (--issued), for ledgers that do not carry them (made before perfxl kept them in the ledger)."""
     projects: list[PastProject] = []
+    notes: list[str] = []
+    issued = tuple(str(Path(p).resolve()) for p in issued)
     for path in paths:
         path = Path(path)
         if not path.is_file():
@@ -58,8 +61,10 @@ def load_history(paths: list[Path], templates_dir: Path | None = None, jobs: int
             check_ledger_file(path)
         except OutputError as exc:  # its words are for a --db; a history ledger is only read
             raise _unusable(path, str(exc).split("；")[0].replace(str(path), "").strip()) from None
-        projects += _cached_or_read(path, templates_dir, jobs)
-    return History(_together(projects), [str(p) for p in paths])
+        found, said = _cached_or_read(path, templates_dir, jobs, issued)
+        projects += found
+        notes += said
+    return History(_together(projects), [str(p) for p in paths], notes)
 
 
 def _together(projects: list[PastProject]) -> list[PastProject]:
@@ -88,10 +93,10 @@ def _together(projects: list[PastProject]) -> list[PastProject]:
 # Kept in the user's folder, by the ledger's content
 # ----------------------------------------------------------------------------------------------------
 
-def _digest(path: Path, templates_dir: Path | None) -> str:
+def _digest(path: Path, templates_dir: Path | None, issued: tuple = ()) -> str:
     """The ledger's content: the database file and its write-ahead log, where SQLite has not yet moved
-    what was last written (a ledger just merged keeps its last run there)."""
-    h = hashlib.sha256(f"{HISTORY_VERSION}|{templates_dir or ''}|".encode("utf-8", "surrogateescape"))
+    what was last written (a ledger just merged keeps its last run there); and what it was read with."""
+    h = hashlib.sha256(f"{HISTORY_VERSION}|{templates_dir or ''}|{issued}|".encode("utf-8", "surrogateescape"))
     for part in (path, path.with_name(path.name + "-wal")):
         try:
             fh = open(part, "rb")
@@ -108,25 +113,26 @@ def _cache_path(digest: str) -> Path:
     return home() / "history" / f"{digest}.json"
 
 
-def _cached_or_read(path: Path, templates_dir: Path | None, jobs: int) -> list[PastProject]:
-    digest = _digest(path, templates_dir)
+def _cached_or_read(path: Path, templates_dir: Path | None, jobs: int,
+                    issued: tuple = ()) -> tuple[list[PastProject], list[str]]:
+    digest = _digest(path, templates_dir, issued)
     key = cache_key()
     kept = _read_kept(_cache_path(digest), key, digest)
     if kept is not None:
         return kept
-    projects = read_ledger(path, templates_dir, jobs)
-    body = json.dumps([p.to_data() for p in projects], ensure_ascii=False, separators=(",", ":")).encode(
-        "utf-8", "surrogatepass")
+    projects, notes = read_ledger(path, templates_dir, jobs, issued)
+    body = json.dumps({"projects": [p.to_data() for p in projects], "notes": notes}, ensure_ascii=False,
+                      separators=(",", ":")).encode("utf-8", "surrogatepass")
     seal = hmac.new(key, digest.encode() + b"|" + body, hashlib.sha256).hexdigest().encode()
     try:
         _cache_path(digest).parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(_cache_path(digest), seal + b"\n" + body)
     except (OSError, PerfxlError):
         pass  # not kept: the next run reads the ledger again
-    return projects
+    return projects, notes
 
 
-def _read_kept(path: Path, key: bytes, digest: str) -> list[PastProject] | None:
+def _read_kept(path: Path, key: bytes, digest: str) -> tuple[list[PastProject], list[str]] | None:
     """What an earlier run kept for this ledger, if it is sealed with this user's key; None otherwise (a
     planted or altered file is read as nothing, and the ledger is read again)."""
     try:
@@ -138,8 +144,10 @@ def _read_kept(path: Path, key: bytes, digest: str) -> list[PastProject] | None:
     if not hmac.compare_digest(seal, expected):
         return None
     try:
-        return [PastProject.from_data(item) for item in json.loads(body.decode("utf-8", "surrogatepass"))]
-    except (ValueError, TypeError, RecursionError):
+        kept = json.loads(body.decode("utf-8", "surrogatepass"))
+        notes = [str(n) for n in kept["notes"]]
+        return [PastProject.from_data(item) for item in kept["projects"]], notes
+    except (ValueError, TypeError, KeyError, RecursionError):
         return None
 
 
@@ -152,7 +160,8 @@ def _unusable(path, why: str) -> OutputError:
                        f"(the history ledger cannot be used)")
 
 
-def read_ledger(path: Path, templates_dir: Path | None = None, jobs: int = 0) -> list[PastProject]:
+def read_ledger(path: Path, templates_dir: Path | None = None, jobs: int = 0,
+                issued: tuple[str, ...] = ()) -> tuple[list[PastProject], list[str]]:
     """The past projects of one ledger: the newest finished merge of each round it holds, each merged form
     checked again with that merge's settings; approved adjustments applied to the declared targets.
 
@@ -174,7 +183,7 @@ def read_ledger(path: Path, templates_dir: Path | None = None, jobs: int = 0) ->
                     stages.setdefault(stage, []).append(s["sha"])
             for stage, shas in stages.items():
                 taken.add(stage)
-                options = {"year": settings.get("year"), "issued": list(settings.get("issued") or []),
+                options = {"year": settings.get("year"), "issued": [*(settings.get("issued") or []), *issued],
                            "templates_dir": str(templates_dir) if templates_dir else None}
                 tasks += [(stage, options, shas[i:i + CHUNK]) for i in range(0, len(shas), CHUNK)]
     except sqlite3.Error as exc:
@@ -190,9 +199,12 @@ def read_ledger(path: Path, templates_dir: Path | None = None, jobs: int = 0) ->
             chunks = list(pool.map(_read_chunk, [(str(path), *t) for t in tasks]))
     else:
         chunks = [_read_chunk((str(path), *t)) for t in tasks]
-    projects = [PastProject.from_data(p) for chunk in chunks for p in chunk]
+    projects = [PastProject.from_data(p) for chunk in chunks for p in chunk["projects"]]
     _apply_adjustments(path, projects)
-    return projects
+    unverified = sum(chunk["unverified"] for chunk in chunks)
+    notes = [f"{Path(path).name}：{unverified} 份自评表找不到下发记录（在生成自评表的电脑上运行，或用 --issued 指定"
+             "下发记录.sqlite），其实际完成值按表中所填读取，自评得分和等级缺失"] if unverified else []
+    return projects, notes
 
 
 def _run_records(ledger: Ledger, run: int, path: Path) -> tuple[list[dict], dict]:
@@ -221,11 +233,14 @@ def _stage(template: str, year, templates_dir: Path | None) -> str | None:
         return None
 
 
-def _read_chunk(task: tuple) -> list[list]:
+def _read_chunk(task: tuple) -> dict:
     """The past projects of some of one ledger's forms, as data (run in a worker)."""
     path, stage, settings, shas = task
     options = CheckOptions(year=settings["year"], templates_dir=settings["templates_dir"],
                            issued=tuple(settings["issued"]))
+    with_ledger = CheckOptions(year=settings["year"], templates_dir=settings["templates_dir"],
+                               issued=(*settings["issued"], str(Path(path).resolve())))
+    unverified = 0
     templates_dir = Path(settings["templates_dir"]) if settings["templates_dir"] else None
     ledger = Ledger(Path(path), readonly=True)
     out: list[list] = []
@@ -240,18 +255,24 @@ def _read_chunk(task: tuple) -> list[list]:
                 raise _unusable(path, f"表单 {sha[:12]} 的数据无法读取（{exc}）") from None
             except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
                 raise _unusable(path, f"表单 {sha[:12]} 的数据结构无法识别（{type(exc).__name__}）") from None
+            if stage == SELFEVAL and checked.issued == "" and not checked.read_error:
+                # not found where that merge found it (another computer, a record file since moved): the copy
+                # the merge kept in its own ledger (or its export) is what it was checked against
+                checked = check_stored(stored, with_ledger)
             if checked.read_error or not checked.template or checked.year is None:
                 continue
             try:
                 spec = load_spec(checked.template, checked.year, checked.region, templates_dir=templates_dir)
             except PerfxlError:
                 continue
+            if stage == SELFEVAL and not checked.issued:
+                unverified += 1
             out += [p.to_data() for p in past_projects(checked, spec, stage, templates_dir)]
     except sqlite3.Error as exc:
         raise _unusable(path, f"无法作为报送台账读取（{exc}）") from None
     finally:
         ledger.close()
-    return out
+    return {"projects": out, "unverified": unverified}
 
 
 def past_projects(checked, spec: Spec, stage: str, templates_dir: Path | None = None) -> list[PastProject]:
@@ -289,7 +310,8 @@ def past_projects(checked, spec: Spec, stage: str, templates_dir: Path | None = 
             past.rows = [PastRow(canonical(str(line.get("level1") or "")), canonical(str(line.get("level2") or "")),
                                  str(line.get("level3") or ""), str(line.get("target") or ""),
                                  str(line.get("actual") or ""))
-                         for line in scores.get("indicators") or [] if line.get("points") is not None]
+                         # the rows issued (scored); where no record of what was issued could be found, the form's own
+                         for line in scores.get("indicators") or [] if line.get("points") is not None or not checked.issued]
         out.append(past)
     return out
 

@@ -75,6 +75,12 @@ class IssuedForm:
     year: int
     projects: tuple[IssuedProject, ...]
     digest: str  # of the projects as recorded: a check kept in a ledger names the record it was made against
+    text: str = ""  # the projects as recorded, whose sha256 the digest is
+    issued_at: str = ""
+
+    def record_row(self) -> tuple:
+        """The row of the `issued` table this came from, as it was: a merge keeps it in its own ledger."""
+        return (self.round, self.unit_code, self.template, self.year, self.issued_at, self.text, self.digest)
 
 
 def new_round() -> str:
@@ -300,13 +306,13 @@ class IssuedBook:
         if db is None:
             return None
         try:
-            row = db.execute(f"SELECT round, unit_code, template, year, projects, digest FROM issued WHERE {where} "
-                             "ORDER BY issued_at DESC, rowid DESC LIMIT 1", args).fetchone()
+            row = db.execute(f"SELECT round, unit_code, template, year, projects, digest, issued_at FROM issued "
+                             f"WHERE {where} ORDER BY issued_at DESC, rowid DESC LIMIT 1", args).fetchone()
         except sqlite3.Error:
             return None
         if row is None:
             return None
-        round_id, unit_code, template, year, text, digest = row
+        round_id, unit_code, template, year, text, digest, issued_at = row
         if not (isinstance(text, str) and type(year) is int
                 and hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest() == digest):
             return None  # a record that does not match its own digest was changed since: not used
@@ -314,7 +320,7 @@ class IssuedBook:
             projects = tuple(IssuedProject.from_data(p) for p in json.loads(text))
         except (TypeError, ValueError, RecursionError):
             return None
-        return IssuedForm(str(round_id), str(unit_code), str(template), year, projects, digest)
+        return IssuedForm(str(round_id), str(unit_code), str(template), year, projects, digest, text, str(issued_at))
 
     def close(self) -> None:
         for db, _ in self._db.values():

@@ -881,6 +881,13 @@ class Ledger:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
+    def keep_issued(self, rows: list[tuple]) -> None:
+        """Rows of what follow-up forms were issued with (perfxl.issued), as the records this merge checked its
+        forms against hold them: the ledger keeps what it accepted forms against, and an export carries it."""
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO issued (round, unit_code, template, year, issued_at, projects, "
+                                "digest) VALUES (?,?,?,?,?,?,?)", rows)
+
     def finish_run(self, run_id: int, output: str, counts: dict) -> None:
         with self.db:
             self.db.execute("UPDATE runs SET finished=?, output=?, files_in=?, files_read=?, from_ledger=?, merged=?, "
@@ -929,6 +936,12 @@ def export_merged(source: Path, target: Path) -> int:
                                            outcomes)
                     out.db.executemany("INSERT INTO run_settings VALUES (?,?)", settings)
                     out.db.executemany("INSERT INTO rosters (digest, units) VALUES (?,?)", rosters)  # unsealed: evidence
+                    # what its follow-up forms were checked against (perfxl.issued), so a level above, or a later
+                    # year reading this as history, can check them as this level did
+                    out.db.executemany("INSERT OR IGNORE INTO issued (round, unit_code, template, year, issued_at, "
+                                       "projects, digest) VALUES (?,?,?,?,?,?,?)", lower.db.execute(
+                                           "SELECT round, unit_code, template, year, issued_at, projects, digest "
+                                           "FROM issued").fetchall())
                     # By name (a ledger an older perfxl made has fewer columns), and without the seals: they
                     # are this user's, and the level above checks what it is handed again.
                     for start in range(0, len(merged), 500):

@@ -194,8 +194,6 @@ def test_a_固化指标_whose_二级_the_template_does_not_have_is_refused_namin
     assert not (tmp_path / "空白表").exists() or not list((tmp_path / "空白表").glob("*.xlsx"))
 
 
-@pytest.mark.xfail(strict=True, reason="history.py re-checks a self-evaluation against its issued record, which only "
-                   "the computer that generated the forms knows (rounds.json in its perfxl folder); not fixed here")
 def test_a_self_evaluation_ledger_read_on_another_computer_keeps_its_actuals_or_says_why(campaign, tmp_path,
                                                                                     monkeypatch):
     """The city's computer, or the bureau's new one, reading last year's self-evaluation as history: its

@@ -51,6 +51,7 @@ class MergeResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): lock, hidden, not a file
     unsettled: list[str] = field(default_factory=list)  # files still changing when the merge ended
     returns: list[Path] = field(default_factory=list)  # the return package's files
+    notes: list[str] = field(default_factory=list)  # what the user should know of how history was read
 
     @property
     def accounting(self) -> str:

@@ -16,6 +16,7 @@ from perfxl.errors import OutputError, missing_input
 from perfxl.files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
 from perfxl.history import load_history
 from perfxl.inbox import STAT_IDENTIFIES_CONTENT, Inbox, read_regular_file, scan
+from perfxl.issued import book
 from perfxl.ledger import Ledger, claims_ledger
 from perfxl.library import load_library
 from perfxl.pipeline import CheckOptions
@@ -113,7 +114,8 @@ def _prepare(inputs: list[Path], output: Path | None, options: MergeOptions) -> 
     if db_path is not None and os.path.realpath(db_path) in history_files:
         raise OutputError(f"--history {db_path} 是本次汇总的报送台账，不能同时作为历史台账；请用 --db 另指定一个")
     inputs = [p for p in inputs if os.path.realpath(p) not in history_files]
-    history = load_history(list(options.history), options.templates_dir, options.jobs) if options.history else None
+    history = load_history(list(options.history), options.templates_dir, options.jobs,
+                           issued=options.issued) if options.history else None
     library = load_library(options.library).required_by_family() if options.library else {}
     # 节点汇总: a county's ledger as input; one that claims to be a ledger but cannot be used is refused as
     # that input (file-corrupt, saying why), not read as a workbook
@@ -235,7 +237,8 @@ def _build(run: _Run, ctx: Context, files: list[Seen], unsettled: list[str]) -> 
         render_ahead(ctx, run.spool, run.kept, run.jobs)
     tables, counts, missing = build_summary(ctx)
     return MergeResult(output=None, tables=tables, counts=counts, files=files, money_unit=ctx.money_unit,
-                       missing_units=missing, skipped=ctx.skipped, unsettled=unsettled)
+                       missing_units=missing, skipped=ctx.skipped, unsettled=unsettled,
+                       notes=list(run.history.notes) if run.history is not None else [])
 
 
 def _write(run: _Run, result: MergeResult, ctx: Context) -> None:
@@ -268,9 +271,28 @@ def _record(run: _Run, result: MergeResult, files: list[Seen]) -> None:
         "roster": str(Path(options.roster).resolve()) if options.roster else None,
         "roster_digest": keep_roster(run.ledger, options.roster, run.units),
         "templates_dir": str(Path(options.templates_dir).resolve()) if options.templates_dir else None,
-        "issued": list(run.check.issued)})
+        "issued": list(run.check.issued),
+        # what the targets were compared with (not needed to rebuild the run: 历史对比 is made again with them)
+        "history": [str(Path(h).resolve()) for h in options.history],
+        "library": str(Path(options.library).resolve()) if options.library else None})
+    _keep_issued(run, files)
     run.ledger.finish_run(run.run_id, display_path(run.output or ""), result.counts)
     run.kept.close()
+
+
+def _keep_issued(run: _Run, files: list[Seen]) -> None:
+    """What each merged follow-up form was checked against, copied into the merge's ledger: the ledger is the
+    record of what was accepted and against what, wherever the forms' record file goes."""
+    records = book(run.check.issued)
+    rows = []
+    for s in files:
+        if s.outcome != "merged" or not s.issued:
+            continue
+        found = records.lookup(s.round, s.unit_code, s.template, s.year)
+        if found is not None and found.digest == s.issued and found.text:
+            rows.append(found.record_row())
+    if rows:
+        run.ledger.keep_issued(rows)
 
 
 def _materialize(result: MergeResult) -> None:

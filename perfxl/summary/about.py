@@ -45,6 +45,7 @@ def build(ctx: Context, counts: dict) -> Table:
     ]
     if ctx.history is not None:
         rows.append(["历史台账（--history）", "；".join(ctx.history.sources)])
+        rows += [["历史台账注意", note] for note in ctx.history.notes]
     if ctx.library:
         rows.append(["指标库固化指标（--library）", "；".join(f"{family}：{len(rows_)} 个" for family, rows_ in ctx.library.items())])
     if ctx.unsettled:
