@@ -17,8 +17,8 @@ Findings, each a warning at the cell it is about (see `compare`):
   or a less-is-better one (cost, time) above it, with no 指标值确定依据 (a form without that column gives
   none);
 - history-target-not-raised: met by 120 % or more two years running, and not raised (目标可能偏低);
-- history-indicator-dropped: an indicator of last year's not declared again, and not named anywhere in the
-  project's text (its goals, any 指标值确定依据);
+- history-indicator-dropped: an indicator of last year's not declared again, and no sentence of the project's
+  own words (its goals, any 指标值确定依据) both names it and says it was given up (取消, 不再, 调整, 改为 …);
 - peer-outlier: a value outside P10–P90 of the same indicator declared this year by at least 5 other units
   (the unit itself left out; percentiles interpolated linearly, as numpy's default), with the peers' median
   as 参考值;
@@ -28,11 +28,13 @@ Findings, each a warning at the cell it is about (see `compare`):
 from __future__ import annotations
 
 import bisect
+import gc
 import re
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from .problems import Problem, fmt_number, short_text
 from .values import Target, normalize_text, parse_target
@@ -86,10 +88,10 @@ def direction_of(target: Target | None) -> str | None:
     return target.direction
 
 
-@dataclass(slots=True)
-class PastRow:
+class PastRow(NamedTuple):
     """One indicator of a past year: its target as issued (declared, or as an adjustment last approved)
-    and, after a self-evaluation, what was achieved."""
+    and, after a self-evaluation, what was achieved. A tuple: two years of a province's history are
+    millions of them, made from a kept list each."""
 
     level1: str
     level2: str
@@ -107,26 +109,35 @@ class PastRow:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        return indicator_key(self.level2, self.level3, self.parsed_target.unit)
+        return _text_facts(self.level2, self.level3, self.target)[0]
 
     def actual_value(self) -> float | None:
         """The actual as a number in the target's unit (a bare 96 beside ≥95% counts as 96%), else None."""
-        actual = self.parsed_actual
-        if actual is None or actual.value is None or actual.kind not in COMPARABLE_KINDS | {"unparseable"}:
-            return None
-        if actual.unit and unit_key(actual.unit) != unit_key(self.parsed_target.unit):
-            return None
-        return float(actual.value)
+        return _past_facts(self.target, self.actual)[2]
 
     def completion(self) -> float | None:
         """How far the target was met: actual ÷ target (more-is-better), target ÷ actual (less-is-better)."""
-        target, actual = value_of(self.parsed_target), self.actual_value()
-        direction = direction_of(self.parsed_target)
-        if target is None or actual is None or direction is None:
-            return None
+        return _past_facts(self.target, self.actual)[3]
+
+
+@lru_cache(maxsize=65536)  # the same targets and actuals recur across thousands of projects
+def _past_facts(target_text: str, actual_text: str) -> tuple:
+    """(target value, direction, actual value, completion) of a past row's texts."""
+    target = parse_target(target_text)
+    value, direction = value_of(target), direction_of(target)
+    actual = parse_target(actual_text) if actual_text else None
+    if actual is None or actual.value is None or actual.kind not in COMPARABLE_KINDS | {"unparseable"} or (
+            actual.unit and unit_key(actual.unit) != unit_key(target.unit)):
+        achieved = None
+    else:
+        achieved = float(actual.value)
+    completion = None
+    if value is not None and achieved is not None and direction is not None:
         if direction == "more":
-            return actual / target if target > 0 else None
-        return target / actual if actual > 0 else None
+            completion = achieved / value if value > 0 else None
+        else:
+            completion = value / achieved if achieved > 0 else None
+    return value, direction, achieved, completion
 
 
 @dataclass
@@ -148,6 +159,7 @@ class PastProject:
     rows: list[PastRow] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # the rounds it was seen in: 申报, 调整, 自评
     family: str = ""  # the family of its declaration form (project, department)
+    _keyed: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def execution(self) -> float | None:
@@ -156,10 +168,13 @@ class PastProject:
         return None
 
     def rows_by_key(self) -> dict[tuple[str, str, str], PastRow]:
-        out: dict[tuple[str, str, str], PastRow] = {}
-        for row in self.rows:
-            out.setdefault(row.key, row)
-        return out
+        """Its rows by indicator (the first of two alike), worked out once: a project is compared twice."""
+        if self._keyed is None or self._keyed[0] is not self.rows:
+            out: dict[tuple[str, str, str], PastRow] = {}
+            for row in self.rows:
+                out.setdefault(row.key, row)
+            self._keyed = (self.rows, out)
+        return self._keyed[1]
 
     def to_data(self) -> list:
         return [self.year, self.unit_code, self.unit_name, self.department, self.name, self.code, self.subject_code,
@@ -177,11 +192,15 @@ class PastProject:
             if type(year) is not int or not all(type(t) is str for t in texts) or not all(
                     n is None or type(n) in (int, float) for n in numbers):
                 raise ValueError("a past project of another shape")
-            past_rows = [PastRow(*(str(v) for v in r)) for r in rows if isinstance(r, list) and len(r) == 5]
+            # kept data, sealed by this user's key: of perfxl's own shape, so each row is taken as it is
+            past_rows = [_make_row(r) for r in rows if len(r) == 5]
             return cls(year, unit_code, unit_name, department, name, code, subject_code, budget, spent, score,
                        grade, review_grade, past_rows, [str(s) for s in sources], family)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"a past project of another shape: {exc}") from None
+
+
+_make_row = PastRow._make
 
 
 class History:
@@ -221,8 +240,7 @@ class History:
 # This year's declarations, as the comparison sees them
 # ----------------------------------------------------------------------------------------------------
 
-@dataclass(slots=True)
-class DeclaredRow:
+class DeclaredRow(NamedTuple):
     row: int  # its place in the table, from 1
     cell: str  # the target's cell
     level1: str
@@ -238,6 +256,9 @@ class DeclaredRow:
     @property
     def key(self) -> tuple[str, str, str]:
         return indicator_key(self.level2, self.level3, self.parsed.unit)
+
+
+_make_declared = DeclaredRow._make
 
 
 @dataclass
@@ -268,7 +289,28 @@ class DeclaredProject:
         (file, sheet, year, unit_code, unit_name, department, region, name, name_cell, code, text, rows,
          library) = data
         return cls(file, sheet, int(year), unit_code, unit_name, department, region, name, name_cell, code, text,
-                   [DeclaredRow(*r) for r in rows], library)
+                   [_make_declared(r) for r in rows], library)
+
+
+class RowFacts(NamedTuple):
+    """What the comparison needs of one declared row, worked out once."""
+
+    row: DeclaredRow
+    key: tuple[str, str, str]
+    target: Target
+    value: float | None
+    direction: str | None
+
+
+def row_facts(p: DeclaredProject) -> list[RowFacts]:
+    return [RowFacts(r, *_text_facts(r.level2, r.level3, r.target)) for r in p.rows]
+
+
+@lru_cache(maxsize=262144)  # 二级, 三级 and target recur across units and years
+def _text_facts(level2: str, level3: str, target_text: str) -> tuple:
+    """(indicator key, parsed target, its value, its direction) of a row's texts."""
+    target = parse_target(target_text)
+    return indicator_key(level2, level3, target.unit), target, value_of(target), direction_of(target)
 
 
 @dataclass
@@ -330,13 +372,12 @@ class Peers:
     units: dict[tuple, dict[str, list[float]]] = field(default_factory=dict)  # per unit code, its own values
 
     @classmethod
-    def of(cls, projects: list[DeclaredProject]) -> Peers:
+    def of(cls, projects: list[DeclaredProject], facts: list[list[RowFacts]] | None = None) -> Peers:
         units: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for p in projects:
-            for r in p.rows:
-                v = value_of(r.parsed)
-                if v is not None:
-                    units[r.key][p.unit_code].append(v)
+        for p, rows in zip(projects, facts if facts is not None else map(row_facts, projects)):
+            for f in rows:
+                if f.value is not None:
+                    units[f.key][p.unit_code].append(f.value)
         values = {key: sorted(v for vs in per_unit.values() for v in vs) for key, per_unit in units.items()}
         return cls(values, {k: dict(v) for k, v in units.items()})
 
@@ -344,19 +385,22 @@ class Peers:
         """(P10, P90, median, how many other units) of the indicator's values by other units, or None
         when fewer than PEERS_MIN other units declared it."""
         per_unit = self.units.get(key)
-        if not per_unit:
+        if per_unit is None or len(per_unit) < PEERS_MIN:
             return None
-        others = len(per_unit) - (1 if unit_code in per_unit else 0)
+        own = per_unit.get(unit_code, ())
+        others = len(per_unit) - (1 if own else 0)
         if others < PEERS_MIN:
             return None
         values = self.values[key]
-        own = sorted(per_unit.get(unit_code, ()))
-        removed_at, last = [], {}
-        for v in own:  # each own value takes the first free position holding it
-            start = last.get(v, bisect.bisect_left(values, v))
-            removed_at.append(start)
-            last[v] = start + 1
-        removed_at.sort()
+        if len(own) == 1:  # the usual case: one value of its own, the first position holding it left out
+            removed_at = [bisect.bisect_left(values, own[0])]
+        else:
+            removed_at, last = [], {}
+            for v in sorted(own):  # each own value takes the first free position holding it
+                start = last.get(v, bisect.bisect_left(values, v))
+                removed_at.append(start)
+                last[v] = start + 1
+            removed_at.sort()
         low, high = PEER_RANGE
         return (percentile_without(values, removed_at, low), percentile_without(values, removed_at, high),
                 percentile_without(values, removed_at, 0.5), others)
@@ -370,17 +414,18 @@ def _number(v: float) -> str:
     return fmt_number(round(v, 6))
 
 
-def match_projects(projects: list[DeclaredProject], history: History) -> list[Match]:
+def match_projects(projects: list[DeclaredProject], history: History,
+                   facts: list[list[RowFacts]] | None = None) -> list[Match]:
     """Each declared project with last year's and the year before's project it continues, if any."""
     out = []
-    for p in projects:
+    for p, rows in zip(projects, facts if facts is not None else map(row_facts, projects)):
         last, how = history.find(p.unit_code, p.year - 1, p.name, p.code)
         before = None
         if last is not None:
             before, _ = history.find(p.unit_code, p.year - 2, last.name, last.code)
         match = Match(p, last, before, how)
         if last is not None:
-            keys = {r.key for r in p.rows}
+            keys = {f.key for f in rows}
             past = last.rows_by_key()
             match.rows_matched = sum(1 for k in keys if k in past)
             match.dropped = [row for k, row in past.items() if k not in keys]
@@ -388,15 +433,35 @@ def match_projects(projects: list[DeclaredProject], history: History) -> list[Ma
     return out
 
 
+@contextmanager
+def collector_paused():
+    """Python's cycle collector off while millions of small tuples are made that form no cycle: at a
+    province's scale each full collection walks every one of them again (a third of the comparison's time)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def compare(projects: list[DeclaredProject], history: History | None, required=None) -> tuple[list[Match], list[Finding]]:
     """Every declared project matched to its past, and the findings: each a warning at its cell (see the
     module's docstring). `required` is the library's 固化指标 per form family (perfxl.library)."""
-    matches = match_projects(projects, history) if history is not None else [Match(p, None, None, "") for p in projects]
-    peers = Peers.of(projects)
+    with collector_paused():
+        return _compare(projects, history, required)
+
+
+def _compare(projects: list[DeclaredProject], history: History | None, required) -> tuple[list[Match], list[Finding]]:
+    facts = [row_facts(p) for p in projects]
+    matches = match_projects(projects, history, facts) if history is not None else [
+        Match(p, None, None, "") for p in projects]
+    peers = Peers.of(projects, facts)
     findings: list[Finding] = []
-    for m in matches:
-        findings += _against_history(m)
-        findings += _against_peers(m.project, peers)
+    for m, rows in zip(matches, facts):
+        findings += _against_history(m, rows)
+        findings += _against_peers(m.project, rows, peers)
         if required:  # a 固化指标 of no family (its 适用表样 left blank) is of every family, as on the forms
             findings += _required_missing(m.project, [*required.get(m.project.library, ()),
                                                       *(required.get("", ()) if m.project.library else ())])
@@ -409,19 +474,18 @@ def _warning(p: DeclaredProject, code: str, cell: str, row: DeclaredRow | None, 
                               params=params), row, reference, basis)
 
 
-def _against_history(m: Match) -> list[Finding]:
+def _against_history(m: Match, rows: list[RowFacts]) -> list[Finding]:
     p, last, before = m.project, m.last, m.before
     if last is None:
         return []
     out = []
     past = last.rows_by_key()
     earlier = before.rows_by_key() if before is not None else {}
-    for r in p.rows:
-        old = past.get(r.key)
+    for f in rows:
+        old = past.get(f.key)
         if old is None:
             continue
-        target = r.parsed
-        value, direction = value_of(target), direction_of(target)
+        r, value, direction = f.row, f.value, f.direction
         if value is None or direction is None:
             continue
         actual = old.actual_value()
@@ -437,7 +501,7 @@ def _against_history(m: Match) -> list[Finding]:
                                     year=last.year))
         older = earlier.get(r.key)
         met_last, met_before = old.completion(), older.completion() if older is not None else None
-        last_target = value_of(old.parsed_target)
+        last_target = _past_facts(old.target, old.actual)[0]
         if met_last is not None and met_before is not None and met_last >= OVERMET and met_before >= OVERMET \
                 and last_target is not None and (value <= last_target + 1e-9 if direction == "more"
                                                  else value >= last_target - 1e-9):
@@ -445,9 +509,10 @@ def _against_history(m: Match) -> list[Finding]:
                                 level3=name, value=short_text(r.target), last=short_text(old.target),
                                 met_last=f"{met_last:.0%}", met_before=f"{met_before:.0%}",
                                 year=last.year, before=before.year))
-    said = name_key(p.text + " " + " ".join(r.basis for r in p.rows))
+    explained = _explanations(p)
     for old in m.dropped:
-        if name_key(old.level3) and name_key(old.level3) in said:
+        name = name_key(old.level3)
+        if name and any(name in sentence for sentence in explained):
             continue  # the project says why, in its own words
         out.append(_warning(p, "history-indicator-dropped", p.name_cell, None, old.target, "上年指标值",
                             level3=short_text(old.level3), level1=old.level1, level2=old.level2,
@@ -455,18 +520,33 @@ def _against_history(m: Match) -> list[Finding]:
     return out
 
 
-def _against_peers(p: DeclaredProject, peers: Peers) -> list[Finding]:
+# Words that say an indicator was given up, not merely named: a goal that restates an indicator
+# ("路面优良率达到85%") does not explain dropping it.
+REASON_WORDS = ("取消", "不再", "删除", "调整", "合并", "改为", "替换", "停止", "改由", "并入", "不单列", "不设")
+_SENTENCE = re.compile(r"[。；;！!？?\n]+")
+
+
+def _explanations(p: DeclaredProject) -> list[str]:
+    """The sentences of the project's own words (goals, 指标值确定依据) that say something was given up,
+    normalised as names are."""
+    text = p.text + "。" + "。".join(r.basis for r in p.rows)
+    return [name_key(sentence) for sentence in _SENTENCE.split(text)
+            if any(word in sentence for word in REASON_WORDS)]
+
+
+def _against_peers(p: DeclaredProject, rows: list[RowFacts], peers: Peers) -> list[Finding]:
     out = []
-    for r in p.rows:
-        value = value_of(r.parsed)
+    for f in rows:
+        value = f.value
         if value is None:
             continue
-        found = peers.range_for(r.key, p.unit_code)
+        found = peers.range_for(f.key, p.unit_code)
         if found is None:
             continue
+        r = f.row
         low, high, median, others = found
         if value < low - 1e-9 or value > high + 1e-9:
-            unit = r.parsed.unit or ""
+            unit = f.target.unit or ""
             out.append(_warning(p, "peer-outlier", r.cell, r, f"{_number(median)}{unit}",
                                 f"{others} 个同类单位中位数", level3=short_text(r.level3), value=short_text(r.target),
                                 low=f"{_number(low)}{unit}", high=f"{_number(high)}{unit}",

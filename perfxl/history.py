@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from .cachekeys import READER_VERSION
-from .comparison import History, PastProject, PastRow, name_key
+from .comparison import History, PastProject, PastRow, collector_paused, name_key
 from .domain import MONEY_UNITS
 from .errors import OutputError, PerfxlError
 from .files import home, write_bytes_atomic
@@ -144,9 +144,10 @@ def _read_kept(path: Path, key: bytes, digest: str) -> tuple[list[PastProject], 
     if not hmac.compare_digest(seal, expected):
         return None
     try:
-        kept = json.loads(body.decode("utf-8", "surrogatepass"))
-        notes = [str(n) for n in kept["notes"]]
-        return [PastProject.from_data(item) for item in kept["projects"]], notes
+        with collector_paused():  # a million small lists and tuples, none in a cycle
+            kept = json.loads(body.decode("utf-8", "surrogatepass"))
+            notes = [str(n) for n in kept["notes"]]
+            return [PastProject.from_data(item) for item in kept["projects"]], notes
     except (ValueError, TypeError, KeyError, RecursionError):
         return None
 

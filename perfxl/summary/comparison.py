@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from perfxl.comparison import DeclaredProject, DeclaredRow, Finding, Match, compare
+from perfxl.comparison import DeclaredProject, DeclaredRow, Finding, Match, collector_paused, compare
 from perfxl.rounds import DECLARE
 
 from .base import Collector, Column, Context, Table, table
@@ -64,7 +64,8 @@ class Comparison(Collector):
     def compare(self) -> tuple[list[Match], list[Finding]]:
         if not self.ctx.compares:
             return [], []
-        projects = [DeclaredProject.from_data(line["d"]) for line in self.lines]
+        with collector_paused():
+            projects = [DeclaredProject.from_data(line["d"]) for line in self.lines]
         self.lines = []
         return compare(projects, self.ctx.history, self.ctx.library or None)
 
@@ -77,6 +78,14 @@ def per_file_codes(findings: list[Finding]) -> dict[tuple[str, str], Counter]:
     return out
 
 
+# What each finding is, in a reviewer's few words; its whole sentence is in 校验问题 at the same cell.
+FINDING_WORDS = {"history-below-last-actual": "低于上年实际完成值，未写依据",
+                 "history-above-last-actual": "高于上年实际完成值（越低越好），未写依据",
+                 "history-target-not-raised": "连续两年超额 20% 以上，目标未提高",
+                 "history-indicator-dropped": "上年指标未延续，未说明原因",
+                 "peer-outlier": "超出同类单位 10%～90% 分位范围",
+                 "library-required-missing": "缺少指标库固化指标"}
+
 FINDING_COLUMNS = [
     Column("地区", "text", lambda f: f.project.region), Column("主管部门", "text", lambda f: f.project.department),
     Column("单位名称", "text", lambda f: f.project.unit_name), Column("项目名称", "text", lambda f: f.project.name),
@@ -84,7 +93,8 @@ FINDING_COLUMNS = [
     Column("三级指标", "text", lambda f: f.row.level3 if f.row else f.problem.params.get("level3", "")),
     Column("本年指标值", "text", lambda f: f.row.target if f.row else "（未设置）"),
     Column("参考值", "text", "reference"), Column("参考依据", "text", "basis"),
-    Column("发现", "text", lambda f: f.problem.text("zh")), Column("规则", "text", lambda f: f.problem.code),
+    Column("发现", "text", lambda f: FINDING_WORDS.get(f.problem.code, f.problem.code)),
+    Column("规则", "text", lambda f: f.problem.code),
     Column("位置", "text", lambda f: f"{f.project.sheet}!{f.problem.cell}" if f.problem.cell else f.project.sheet),
 ]
 
@@ -111,8 +121,8 @@ def tables(ctx: Context, matches: list[Match], findings: list[Finding]) -> list[
         return []
     findings = sorted(findings, key=lambda f: (f.project.region, f.project.department, f.project.unit_name,
                                                f.project.name, f.row.row if f.row else 0, f.problem.code))
-    note = ("本年指标与往年台账（见说明）、同类单位及指标库比较的发现，均为提醒，已计入目标审核扣分；"
-            "参考值为上年实际完成值、上年指标值、同类单位中位数或指标库典型值。")
+    note = ("本年指标与往年台账（见说明）、同类单位及指标库比较的发现，均为提醒，已计入目标审核扣分，"
+            "完整说明见校验问题的同一单元格；参考值为上年实际完成值、上年指标值、同类单位中位数或指标库典型值。")
     out = [table(NAME, FINDING_COLUMNS, findings, note=note, paper="A3")]
     if ctx.history is not None:
         matches = sorted(matches, key=lambda m: (m.project.region, m.project.department, m.project.unit_name,
