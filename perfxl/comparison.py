@@ -28,14 +28,13 @@ Findings, each a warning at the cell it is about (see `compare`):
 from __future__ import annotations
 
 import bisect
-import gc
 import re
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from .limits import collector_paused
 from .problems import Problem, fmt_number, short_text
 from .values import Target, normalize_text, parse_target
 
@@ -210,6 +209,7 @@ class History:
         self.projects = projects
         self.sources = sources or []  # the ledgers, as given
         self.notes = notes or []  # what a user should know of how they were read (in Chinese)
+        self.identity = ""  # the ledgers' contents, as read (perfxl.history): what findings kept with a form name
         self._by_code: dict[tuple[str, int, str], PastProject] = {}
         self._by_name: dict[tuple[str, int, str], PastProject] = {}
         self._by_unit: dict[tuple[str, int], list[PastProject]] = defaultdict(list)
@@ -414,58 +414,59 @@ def _number(v: float) -> str:
     return fmt_number(round(v, 6))
 
 
+def match_one(p: DeclaredProject, history: History, rows: list[RowFacts]) -> Match:
+    """A declared project with last year's and the year before's project it continues, if any."""
+    last, how = history.find(p.unit_code, p.year - 1, p.name, p.code)
+    before = None
+    if last is not None:
+        before, _ = history.find(p.unit_code, p.year - 2, last.name, last.code)
+    match = Match(p, last, before, how)
+    if last is not None:
+        keys = {f.key for f in rows}
+        past = last.rows_by_key()
+        match.rows_matched = sum(1 for k in keys if k in past)
+        match.dropped = [row for k, row in past.items() if k not in keys]
+    return match
+
+
 def match_projects(projects: list[DeclaredProject], history: History,
                    facts: list[list[RowFacts]] | None = None) -> list[Match]:
     """Each declared project with last year's and the year before's project it continues, if any."""
-    out = []
-    for p, rows in zip(projects, facts if facts is not None else map(row_facts, projects)):
-        last, how = history.find(p.unit_code, p.year - 1, p.name, p.code)
-        before = None
-        if last is not None:
-            before, _ = history.find(p.unit_code, p.year - 2, last.name, last.code)
-        match = Match(p, last, before, how)
-        if last is not None:
-            keys = {f.key for f in rows}
-            past = last.rows_by_key()
-            match.rows_matched = sum(1 for k in keys if k in past)
-            match.dropped = [row for k, row in past.items() if k not in keys]
-        out.append(match)
-    return out
+    return [match_one(p, history, rows)
+            for p, rows in zip(projects, facts if facts is not None else map(row_facts, projects))]
 
 
-@contextmanager
-def collector_paused():
-    """Python's cycle collector off while millions of small tuples are made that form no cycle: at a
-    province's scale each full collection walks every one of them again (a third of the comparison's time)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+def one_project(p: DeclaredProject, history: History | None, required=None) -> tuple[Match, list[Finding], list[RowFacts]]:
+    """What one declared project gives on its own (a merge's workers work it out form by form): its match,
+    its findings against its past and the library's 固化指标, and its rows' facts for the peers."""
+    rows = row_facts(p)
+    match = match_one(p, history, rows) if history is not None else Match(p, None, None, "")
+    found = _against_history(match, rows)
+    if required:  # a 固化指标 of no family (its 适用表样 left blank) is of every family, as on the forms
+        found += _required_missing(p, [*required.get(p.library, ()), *(required.get("", ()) if p.library else ())])
+    return match, found, rows
+
+
+def peer_findings(projects: list[DeclaredProject], facts: list[list[RowFacts]]) -> list[Finding]:
+    """The values outside their peers' range, once every project is known."""
+    peers = Peers.of(projects, facts)
+    return [f for p, rows in zip(projects, facts) for f in _against_peers(p, rows, peers)]
 
 
 def compare(projects: list[DeclaredProject], history: History | None, required=None) -> tuple[list[Match], list[Finding]]:
     """Every declared project matched to its past, and the findings: each a warning at its cell (see the
     module's docstring). `required` is the library's 固化指标 per form family (perfxl.library)."""
     with collector_paused():
-        return _compare(projects, history, required)
-
-
-def _compare(projects: list[DeclaredProject], history: History | None, required) -> tuple[list[Match], list[Finding]]:
-    facts = [row_facts(p) for p in projects]
-    matches = match_projects(projects, history, facts) if history is not None else [
-        Match(p, None, None, "") for p in projects]
-    peers = Peers.of(projects, facts)
-    findings: list[Finding] = []
-    for m, rows in zip(matches, facts):
-        findings += _against_history(m, rows)
-        findings += _against_peers(m.project, rows, peers)
-        if required:  # a 固化指标 of no family (its 适用表样 left blank) is of every family, as on the forms
-            findings += _required_missing(m.project, [*required.get(m.project.library, ()),
-                                                      *(required.get("", ()) if m.project.library else ())])
-    return matches, findings
+        matches, findings, facts = [], [], []
+        for p in projects:
+            match, found, rows = one_project(p, history, required)
+            matches.append(match)
+            findings += found
+            facts.append(rows)
+        by_project = {id(p): i for i, p in enumerate(projects)}
+        findings += peer_findings(projects, facts)
+        findings.sort(key=lambda f: by_project[id(f.project)])  # each project's findings together, in order
+        return matches, findings
 
 
 def _warning(p: DeclaredProject, code: str, cell: str, row: DeclaredRow | None, reference: str = "",

@@ -26,11 +26,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from .cachekeys import READER_VERSION
-from .comparison import History, PastProject, PastRow, collector_paused, name_key
+from .comparison import History, PastProject, PastRow, name_key
 from .domain import MONEY_UNITS
 from .errors import OutputError, PerfxlError
 from .files import home, write_bytes_atomic
 from .ledger import Ledger, StoredDataError, cache_key, check_ledger_file, claims_ledger
+from .limits import collector_paused
 from .pipeline import CheckOptions, check_stored
 from .rounds import ADJUST, DECLARE, SELFEVAL
 from .spec import Spec, load_spec
@@ -49,6 +50,7 @@ def load_history(paths: list[Path], templates_dir: Path | None = None, jobs: int
     (--issued), for ledgers that do not carry them (made before perfxl kept them in the ledger)."""
     projects: list[PastProject] = []
     notes: list[str] = []
+    digests: list[str] = []  # each ledger's content, as read: what a merge's kept findings depend on
     issued = tuple(str(Path(p).resolve()) for p in issued)
     for path in paths:
         path = Path(path)
@@ -61,10 +63,13 @@ def load_history(paths: list[Path], templates_dir: Path | None = None, jobs: int
             check_ledger_file(path)
         except OutputError as exc:  # its words are for a --db; a history ledger is only read
             raise _unusable(path, str(exc).split("；")[0].replace(str(path), "").strip()) from None
-        found, said = _cached_or_read(path, templates_dir, jobs, issued)
+        found, said, digest = _cached_or_read(path, templates_dir, jobs, issued)
         projects += found
         notes += said
-    return History(_together(projects), [str(p) for p in paths], notes)
+        digests.append(digest)
+    history = History(_together(projects), [str(p) for p in paths], notes)
+    history.identity = hashlib.sha256("|".join(digests).encode()).hexdigest()
+    return history
 
 
 def _together(projects: list[PastProject]) -> list[PastProject]:
@@ -114,12 +119,12 @@ def _cache_path(digest: str) -> Path:
 
 
 def _cached_or_read(path: Path, templates_dir: Path | None, jobs: int,
-                    issued: tuple = ()) -> tuple[list[PastProject], list[str]]:
+                    issued: tuple = ()) -> tuple[list[PastProject], list[str], str]:
     digest = _digest(path, templates_dir, issued)
     key = cache_key()
     kept = _read_kept(_cache_path(digest), key, digest)
     if kept is not None:
-        return kept
+        return (*kept, digest)
     projects, notes = read_ledger(path, templates_dir, jobs, issued)
     body = json.dumps({"projects": [p.to_data() for p in projects], "notes": notes}, ensure_ascii=False,
                       separators=(",", ":")).encode("utf-8", "surrogatepass")
@@ -129,7 +134,7 @@ def _cached_or_read(path: Path, templates_dir: Path | None, jobs: int,
         write_bytes_atomic(_cache_path(digest), seal + b"\n" + body)
     except (OSError, PerfxlError):
         pass  # not kept: the next run reads the ledger again
-    return projects, notes
+    return projects, notes, digest
 
 
 def _read_kept(path: Path, key: bytes, digest: str) -> tuple[list[PastProject], list[str]] | None:

@@ -1,4 +1,5 @@
-"""Time and memory limits for work on untrusted input (a returned workbook, a bureau's template).
+"""Time and memory limits for work on untrusted input (a returned workbook, a bureau's template), and the
+cycle collector paused for work that makes millions of small objects.
 
 Time, POSIX: SIGALRM interrupts the work wherever it is, in the main thread. Elsewhere (Windows, or a
 thread other than the main one) the limit is cooperative: callers that loop check `expired`, and the
@@ -11,9 +12,25 @@ Elsewhere (macOS does not enforce RLIMIT_AS, Windows has none) the callers' own 
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
+from contextlib import contextmanager
+
+
+@contextmanager
+def collector_paused():
+    """Python's cycle collector off while the work makes millions of small objects that form no cycle (a
+    province's rows, their tuples and dicts): each full collection would walk every one of them again. What
+    reference counting frees is freed as ever; collection resumes afterwards, as it was."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class TimeLimitExceeded(Exception):

@@ -19,6 +19,7 @@ from perfxl.inbox import STAT_IDENTIFIES_CONTENT, Inbox, read_regular_file, scan
 from perfxl.issued import book
 from perfxl.ledger import Ledger, claims_ledger
 from perfxl.library import load_library
+from perfxl.limits import collector_paused
 from perfxl.pipeline import CheckOptions
 from perfxl.read import MAX_FILE_BYTES
 from perfxl.records import Seen, checked_from_bytes
@@ -87,8 +88,9 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
         unsettled = _read_until_settled(run, tasks, progress)
         files = _decide_outcomes(run)
         ctx = _summary_context(run, files, unsettled)
-        result = _build(run, ctx, files, unsettled)
-        _write(run, result, ctx)
+        with collector_paused():  # the sheets' lines and rows: millions of objects, none in a cycle
+            result = _build(run, ctx, files, unsettled)
+            _write(run, result, ctx)
         _record(run, result, files)
         if materialize:
             _materialize(result)

@@ -339,7 +339,9 @@ class Context:
             self._layout = hashlib.sha256(repr((
                 self.fingerprint, RENDER_VERSION, self.money_unit, sorted(self.specs, key=repr), self.lang,
                 self.template, self.year, self.units is not None, self._roster_places,
-                self.compares)).encode()).hexdigest()
+                # what a form's own comparisons were made with (kept with its part)
+                self.compares, getattr(self.history, "identity", None), sorted(self.library.items()),
+                )).encode()).hexdigest()
 
     def units_issued(self) -> set[str] | None:
         """For a merge of follow-up forms only (监控, 自评): the units a form was issued to, which are the units

@@ -1,9 +1,9 @@
 """历史对比 and 历史匹配: a declaration merge's targets against earlier years (`--history`), this year's peers
 and the bureau's indicator library (`--library`), from perfxl.comparison.
 
-The comparison needs every form at once (peers are the other units), so the collector only gathers what it
-needs of each declared project; once every form is seen, `Comparison.findings` compares, and the merge's
-other sheets take the findings: 目标审核 (points off, mostly under 适当性) and 校验问题 (each a 提醒 at its
+A project's own comparisons (with its past, with the library) are made where the form is read, form by
+form; the peers need every form at once, so once every form is seen `Comparison.compare` adds theirs, and
+the merge's other sheets take the findings: 目标审核 (points off, mostly under 适当性) and 校验问题 (each a 提醒 at its
 cell). 历史对比 lists every finding with its reference value; 历史匹配 lists every declared project with the
 past it was matched to, or none.
 """
@@ -13,8 +13,19 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from perfxl.comparison import DeclaredProject, DeclaredRow, Finding, Match, collector_paused, compare
+from perfxl.comparison import (
+    DeclaredProject,
+    DeclaredRow,
+    Finding,
+    Match,
+    RowFacts,
+    one_project,
+    peer_findings,
+)
+from perfxl.limits import collector_paused
+from perfxl.problems import Problem
 from perfxl.rounds import DECLARE
+from perfxl.values import parse_target
 
 from .base import Collector, Column, Context, Table, table
 
@@ -35,7 +46,10 @@ def basis_column(sp) -> str | None:
 
 @dataclass
 class Comparison(Collector):
-    """Gathers the declared projects of the merge (only when it compares: --history or a library's 固化指标)."""
+    """What each declared project gives on its own (only when the merge compares: --history or a library's
+    固化指标): its match with its past, its findings against that past and the library, worked out where the
+    form is (a merge's workers, and kept with the form's part), and the facts of its rows that have a value
+    for the peers, which are compared once every form is seen (`compare`)."""
 
     ctx: Context
     lines: list[dict] = field(default_factory=list)
@@ -59,15 +73,61 @@ class Comparison(Collector):
                                       who.unit_name, who.department, who.region, p.name,
                                       p.cells.get(sp.project_name_field or "", ""), str(p.values.get("project_code") or ""),
                                       text, rows, sp.family or "")
-            self.lines.append({"d": project.to_data()})
+            match, found, facts = one_project(project, self.ctx.history, self.ctx.library or None)
+            self.lines.append({
+                "p": [project.file, project.sheet, project.year, project.unit_code, project.unit_name,
+                      project.department, project.region, project.name, project.name_cell],
+                "m": _match_data(match),
+                "f": [[f.problem.code, f.problem.cell, f.problem.params, list(f.row) if f.row else None,
+                       f.reference, f.basis] for f in found],
+                "r": [[*f.row, *f.key, f.value] for f in facts if f.value is not None]})
 
-    def compare(self) -> tuple[list[Match], list[Finding]]:
+    def compare(self) -> tuple[list[MatchLine], list[Finding]]:
+        """Every project's match and findings, and the peers' findings, now that every form is seen."""
         if not self.ctx.compares:
             return [], []
         with collector_paused():
-            projects = [DeclaredProject.from_data(line["d"]) for line in self.lines]
-        self.lines = []
-        return compare(projects, self.ctx.history, self.ctx.library or None)
+            matches, findings, projects, facts = [], [], [], []
+            for line in self.lines:
+                project = DeclaredProject(*line["p"], "", "", [])
+                if self.ctx.history is not None:
+                    matches.append(MatchLine(project, *line["m"]))
+                for code, cell, params, row, reference, basis in line["f"]:
+                    findings.append(Finding(project, Problem("warning", code, sheet=project.sheet, cell=cell,
+                                                             field="indicators", label="绩效指标", params=params),
+                                            DeclaredRow(*row) if row else None, reference, basis))
+                rows = []
+                for *row, k0, k1, k2, value in line["r"]:
+                    declared = DeclaredRow(*row)
+                    rows.append(RowFacts(declared, (k0, k1, k2), parse_target(declared.target), value, None))
+                projects.append(project)
+                facts.append(rows)
+            self.lines = []
+            findings += peer_findings(projects, facts)
+        return matches, findings
+
+
+@dataclass
+class MatchLine:
+    """历史匹配's line of one declared project: what it was matched to, and last year's figures."""
+
+    project: DeclaredProject
+    how: str
+    last_name: str | None = None
+    last_budget: float | None = None
+    last_execution: float | None = None
+    last_score: float | None = None
+    last_grade: str | None = None
+    rows_matched: int | None = None
+    dropped: int | None = None
+    before: str = ""
+
+
+def _match_data(m: Match) -> list:
+    if m.last is None:
+        return [m.how, None, None, None, None, None, None, None, ""]
+    return [m.how, m.last.name, m.last.budget, m.last.execution, m.last.score, m.last.grade, m.rows_matched,
+            len(m.dropped), "有" if m.before is not None else "无"]
 
 
 def per_file_codes(findings: list[Finding]) -> dict[tuple[str, str], Counter]:
@@ -99,24 +159,18 @@ FINDING_COLUMNS = [
 ]
 
 
-def _past(attr):
-    return lambda m: getattr(m.last, attr) if m.last is not None else None
-
-
 MATCH_COLUMNS = [
     Column("地区", "text", lambda m: m.project.region), Column("主管部门", "text", lambda m: m.project.department),
     Column("单位名称", "text", lambda m: m.project.unit_name), Column("项目名称", "text", lambda m: m.project.name),
     Column("匹配方式", "text", lambda m: m.how or "无历史（新项目，或项目名称已改）"),
-    Column("上年项目名称", "text", _past("name")), Column("上年预算数（万元）", "money", _past("budget")),
-    Column("上年执行率", "percent", lambda m: m.last.execution if m.last is not None else None),
-    Column("上年自评得分", "score", _past("score")), Column("上年自评等级", "text", _past("grade")),
-    Column("延续指标数", "count", lambda m: m.rows_matched if m.last is not None else None),
-    Column("未延续的上年指标", "count", lambda m: len(m.dropped) if m.last is not None else None),
-    Column("前年", "text", lambda m: "有" if m.before is not None else ("无" if m.last is not None else "")),
+    Column("上年项目名称", "text", "last_name"), Column("上年预算数（万元）", "money", "last_budget"),
+    Column("上年执行率", "percent", "last_execution"), Column("上年自评得分", "score", "last_score"),
+    Column("上年自评等级", "text", "last_grade"), Column("延续指标数", "count", "rows_matched"),
+    Column("未延续的上年指标", "count", "dropped"), Column("前年", "text", "before"),
 ]
 
 
-def tables(ctx: Context, matches: list[Match], findings: list[Finding]) -> list[Table]:
+def tables(ctx: Context, matches: list[MatchLine], findings: list[Finding]) -> list[Table]:
     if not ctx.compares:
         return []
     findings = sorted(findings, key=lambda f: (f.project.region, f.project.department, f.project.unit_name,
