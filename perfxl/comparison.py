@@ -28,6 +28,7 @@ Findings, each a warning at the cell it is about (see `compare`):
 from __future__ import annotations
 
 import bisect
+import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -202,38 +203,103 @@ class PastProject:
 _make_row = PastRow._make
 
 
-class History:
-    """Every past project of the history ledgers, found by unit, year and code or name."""
+class Pack(NamedTuple):
+    """One ledger's past projects as kept: each project's JSON text (PastProject.to_data) one after another in
+    `body`, and an index of (unit code, year, matched name, project code, offset, length). A project is
+    decoded only when it is looked up: a province's history stays one bytes object, which a merge's forked
+    workers read without copying, and each decodes only its own forms' units."""
 
-    def __init__(self, projects: list[PastProject], sources: list[str] | None = None, notes: list[str] | None = None):
-        self.projects = projects
+    index: list[list]
+    body: bytes
+
+    @classmethod
+    def of(cls, projects: list[PastProject]) -> Pack:
+        index, parts, offset = [], [], 0
+        for p in projects:
+            text = json.dumps(p.to_data(), ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+            index.append([p.unit_code, p.year, name_key(p.name), p.code, offset, len(text)])
+            parts.append(text)
+            offset += len(text)
+        return cls(index, b"".join(parts))
+
+    def project(self, offset: int, length: int) -> PastProject:
+        return PastProject.from_data(json.loads(self.body[offset:offset + length].decode("utf-8", "surrogatepass")))
+
+
+def together(projects: list[PastProject]) -> list[PastProject]:
+    """One project per unit, year and matched name: a declaration and its self-evaluation from two ledgers
+    become one (the self-evaluation's rows, with what was achieved, over the declaration's)."""
+    out: dict[tuple, PastProject] = {}
+    for p in sorted(projects, key=lambda p: "自评" in p.sources):  # declarations first
+        key = (p.unit_code, p.year, name_key(p.name))
+        had = out.get(key)
+        if had is None:
+            out[key] = p
+            continue
+        had.sources = sorted(set(had.sources) | set(p.sources))
+        if "自评" in p.sources:
+            had.rows = p.rows or had.rows
+            had.spent, had.score, had.grade = p.spent, p.score, p.grade
+            had.budget = p.budget if p.budget is not None else had.budget
+        had.family = had.family or p.family
+        had.code = had.code or p.code
+        had.subject_code = had.subject_code or p.subject_code
+        had.review_grade = had.review_grade or p.review_grade
+    return list(out.values())
+
+
+class History:
+    """Every past project of the history ledgers, found by unit, year and code or name; decoded from the
+    ledgers' packs when first looked up (the same project in two ledgers put together then)."""
+
+    def __init__(self, projects: list[PastProject] | None = None, sources: list[str] | None = None,
+                 notes: list[str] | None = None, packs: list[Pack] | None = None):
+        self.packs = list(packs or [])
+        if projects:
+            self.packs.append(Pack.of(projects))
         self.sources = sources or []  # the ledgers, as given
         self.notes = notes or []  # what a user should know of how they were read (in Chinese)
         self.identity = ""  # the ledgers' contents, as read (perfxl.history): what findings kept with a form name
-        self._by_code: dict[tuple[str, int, str], PastProject] = {}
-        self._by_name: dict[tuple[str, int, str], PastProject] = {}
-        self._by_unit: dict[tuple[str, int], list[PastProject]] = defaultdict(list)
-        for p in projects:
-            if p.code:
-                self._by_code.setdefault((p.unit_code, p.year, p.code), p)
-            self._by_name.setdefault((p.unit_code, p.year, name_key(p.name)), p)
-            self._by_unit[(p.unit_code, p.year)].append(p)
+        self._where: dict[tuple[str, int, str], list[tuple[int, int, int]]] = defaultdict(list)
+        self._by_code: dict[tuple[str, int, str], str] = {}
+        self._names: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for n, pack in enumerate(self.packs):
+            for unit_code, year, name, code, offset, length in pack.index:
+                key = (unit_code, year, name)
+                if key not in self._where:
+                    self._names[(unit_code, year)].append(name)
+                self._where[key].append((n, offset, length))
+                if code:
+                    self._by_code.setdefault((unit_code, year, code), name)
+        self._decoded: dict[tuple[str, int, str], PastProject] = {}
+
+    def _project(self, key: tuple[str, int, str]) -> PastProject | None:
+        found = self._decoded.get(key)
+        if found is None and key in self._where:
+            found = self._decoded[key] = together(
+                [self.packs[n].project(offset, length) for n, offset, length in self._where[key]])[0]
+        return found
+
+    @property
+    def projects(self) -> list[PastProject]:
+        """Every past project (all of them decoded: for the library and for looking at the whole)."""
+        return [self._project(key) for key in self._where]
 
     @property
     def years(self) -> list[int]:
-        return sorted({p.year for p in self.projects})
+        return sorted({year for _, year, _ in self._where})
 
     def find(self, unit_code: str, year: int, name: str, code: str = "") -> tuple[PastProject | None, str]:
         """(the unit's project of `year` this one continues, how it was matched: 项目编码 or 项目名称)."""
         if code:
-            past = self._by_code.get((unit_code, year, code))
-            if past is not None:
-                return past, "项目编码"
-        past = self._by_name.get((unit_code, year, name_key(name)))
+            by_code = self._by_code.get((unit_code, year, code))
+            if by_code is not None:
+                return self._project((unit_code, year, by_code)), "项目编码"
+        past = self._project((unit_code, year, name_key(name)))
         return (past, "项目名称") if past is not None else (None, "")
 
     def of_unit(self, unit_code: str, year: int) -> list[PastProject]:
-        return self._by_unit.get((unit_code, year), [])
+        return [self._project((unit_code, year, name)) for name in self._names.get((unit_code, year), [])]
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -26,19 +26,18 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from .cachekeys import READER_VERSION
-from .comparison import History, PastProject, PastRow, name_key
+from .comparison import History, Pack, PastProject, PastRow, name_key
 from .domain import MONEY_UNITS
 from .errors import OutputError, PerfxlError
 from .files import home, write_bytes_atomic
 from .ledger import Ledger, StoredDataError, cache_key, check_ledger_file, claims_ledger
-from .limits import collector_paused
 from .pipeline import CheckOptions, check_stored
 from .rounds import ADJUST, DECLARE, SELFEVAL
 from .spec import Spec, load_spec
 from .summary.review import assess
 from .versions import approved_versions
 
-HISTORY_VERSION = f"h2-{READER_VERSION}"
+HISTORY_VERSION = f"h3-{READER_VERSION}"
 POOL_MIN_FORMS = 400  # fewer are checked in this process: a pool costs more
 CHUNK = 200
 
@@ -48,7 +47,7 @@ def load_history(paths: list[Path], templates_dir: Path | None = None, jobs: int
     """Every past project the ledgers `paths` hold. OutputError (exit 2, in Chinese) for a path that is not
     there or not a ledger or export. `issued`: records of what self-evaluation forms were issued with
     (--issued), for ledgers that do not carry them (made before perfxl kept them in the ledger)."""
-    projects: list[PastProject] = []
+    packs: list[Pack] = []
     notes: list[str] = []
     digests: list[str] = []  # each ledger's content, as read: what a merge's kept findings depend on
     issued = tuple(str(Path(p).resolve()) for p in issued)
@@ -63,35 +62,13 @@ def load_history(paths: list[Path], templates_dir: Path | None = None, jobs: int
             check_ledger_file(path)
         except OutputError as exc:  # its words are for a --db; a history ledger is only read
             raise _unusable(path, str(exc).split("；")[0].replace(str(path), "").strip()) from None
-        found, said, digest = _cached_or_read(path, templates_dir, jobs, issued)
-        projects += found
+        pack, said, digest = _cached_or_read(path, templates_dir, jobs, issued)
+        packs.append(pack)
         notes += said
         digests.append(digest)
-    history = History(_together(projects), [str(p) for p in paths], notes)
+    history = History(sources=[str(p) for p in paths], notes=notes, packs=packs)
     history.identity = hashlib.sha256("|".join(digests).encode()).hexdigest()
     return history
-
-
-def _together(projects: list[PastProject]) -> list[PastProject]:
-    """One project per unit, year and matched name: a declaration and its self-evaluation from two ledgers
-    become one (the self-evaluation's rows, with what was achieved, over the declaration's)."""
-    out: dict[tuple, PastProject] = {}
-    for p in sorted(projects, key=lambda p: SELFEVAL in p.sources):  # declarations first
-        key = (p.unit_code, p.year, name_key(p.name))
-        had = out.get(key)
-        if had is None:
-            out[key] = p
-            continue
-        had.sources = sorted(set(had.sources) | set(p.sources))
-        if SELFEVAL in p.sources:
-            had.rows = p.rows or had.rows
-            had.spent, had.score, had.grade = p.spent, p.score, p.grade
-            had.budget = p.budget if p.budget is not None else had.budget
-        had.family = had.family or p.family
-        had.code = had.code or p.code
-        had.subject_code = had.subject_code or p.subject_code
-        had.review_grade = had.review_grade or p.review_grade
-    return list(out.values())
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -119,25 +96,29 @@ def _cache_path(digest: str) -> Path:
 
 
 def _cached_or_read(path: Path, templates_dir: Path | None, jobs: int,
-                    issued: tuple = ()) -> tuple[list[PastProject], list[str], str]:
+                    issued: tuple = ()) -> tuple[Pack, list[str], str]:
+    """(the ledger's past projects as a pack, what to tell the user of them, the ledger's digest): what an
+    earlier run kept of the same content, else read from the ledger and kept."""
     digest = _digest(path, templates_dir, issued)
     key = cache_key()
     kept = _read_kept(_cache_path(digest), key, digest)
     if kept is not None:
         return (*kept, digest)
     projects, notes = read_ledger(path, templates_dir, jobs, issued)
-    body = json.dumps({"projects": [p.to_data() for p in projects], "notes": notes}, ensure_ascii=False,
-                      separators=(",", ":")).encode("utf-8", "surrogatepass")
+    pack = Pack.of(projects)
+    head = json.dumps({"notes": notes, "index": pack.index}, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8", "surrogatepass")
+    body = head + b"\n" + pack.body
     seal = hmac.new(key, digest.encode() + b"|" + body, hashlib.sha256).hexdigest().encode()
     try:
         _cache_path(digest).parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(_cache_path(digest), seal + b"\n" + body)
     except (OSError, PerfxlError):
         pass  # not kept: the next run reads the ledger again
-    return projects, notes, digest
+    return pack, notes, digest
 
 
-def _read_kept(path: Path, key: bytes, digest: str) -> tuple[list[PastProject], list[str]] | None:
+def _read_kept(path: Path, key: bytes, digest: str) -> tuple[Pack, list[str]] | None:
     """What an earlier run kept for this ledger, if it is sealed with this user's key; None otherwise (a
     planted or altered file is read as nothing, and the ledger is read again)."""
     try:
@@ -148,11 +129,14 @@ def _read_kept(path: Path, key: bytes, digest: str) -> tuple[list[PastProject], 
     expected = hmac.new(key, digest.encode() + b"|" + body, hashlib.sha256).hexdigest().encode()
     if not hmac.compare_digest(seal, expected):
         return None
+    head, _, projects = body.partition(b"\n")
     try:
-        with collector_paused():  # a million small lists and tuples, none in a cycle
-            kept = json.loads(body.decode("utf-8", "surrogatepass"))
-            notes = [str(n) for n in kept["notes"]]
-            return [PastProject.from_data(item) for item in kept["projects"]], notes
+        kept = json.loads(head.decode("utf-8", "surrogatepass"))
+        notes = [str(n) for n in kept["notes"]]
+        index = [list(entry) for entry in kept["index"]]
+        if not all(len(e) == 6 and type(e[1]) is int and type(e[4]) is int and type(e[5]) is int for e in index):
+            return None
+        return Pack(index, projects), notes
     except (ValueError, TypeError, KeyError, RecursionError):
         return None
 
