@@ -516,7 +516,7 @@ def one_project(p: DeclaredProject, history: History | None, required=None) -> t
 def peer_findings(projects: list[DeclaredProject], facts: list[list[RowFacts]]) -> list[Finding]:
     """The values outside their peers' range, once every project is known."""
     peers = Peers.of(projects, facts)
-    return [f for p, rows in zip(projects, facts) for f in _against_peers(p, rows, peers)]
+    return [f for p, rows in zip(projects, facts) for f in against_peers(p, rows, peers)]
 
 
 def compare(projects: list[DeclaredProject], history: History | None, required=None) -> tuple[list[Match], list[Finding]]:
@@ -601,7 +601,7 @@ def _explanations(p: DeclaredProject) -> list[str]:
             if any(word in sentence for word in REASON_WORDS)]
 
 
-def _against_peers(p: DeclaredProject, rows: list[RowFacts], peers: Peers) -> list[Finding]:
+def against_peers(p: DeclaredProject, rows: list[RowFacts], peers: Peers) -> list[Finding]:
     out = []
     for f in rows:
         value = f.value

@@ -288,3 +288,31 @@ def test_pathlib_paths_and_text_are_both_accepted_by_the_api(campaign, tmp_path)
                           history=[str(p) for p in campaign.history])
     assert any(t.name == "历史对比" for t in result.tables)
     assert Path(tmp_path / "汇总.xlsx").is_file()
+
+
+def _one_year_history(rows):
+    from perfxl.comparison import History, PastProject, PastRow
+
+    return History([PastProject(2024, "710009", "某站", "交通运输局", "2024年养护项目",
+                                rows=[PastRow(*r) for r in rows], sources=["申报"])])
+
+
+def _declared(text: str, rows):
+    from perfxl.comparison import DeclaredProject, DeclaredRow
+
+    return DeclaredProject("a.xlsx", "表", 2025, "710009", "某站", "交通运输局", "全国", "2025年养护项目", "B4", "", text,
+                           [DeclaredRow(n, f"E{14 + n}", *r, "") for n, r in enumerate(rows, start=1)])
+
+
+def test_a_goal_that_restates_a_dropped_indicator_does_not_explain_dropping_it():
+    from perfxl.comparison import compare
+
+    history = _one_year_history([("产出指标", "数量指标", "养护里程", "≥100公里", ""),
+                                 ("产出指标", "质量指标", "路面优良率", "≥85%", "")])
+    kept = [("产出指标", "数量指标", "养护里程", "≥100公里")]
+    restated = _declared("完成养护任务，路面优良率达到85%以上", kept)
+    explained = _declared("完成养护任务；路面优良率改由第三方检测，不再单列", kept)
+    _, found = compare([restated], history)
+    assert [f.problem.code for f in found] == ["history-indicator-dropped"]
+    _, found = compare([explained], history)
+    assert found == []

@@ -14,13 +14,15 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from perfxl.comparison import (
+    PEERS_MIN,
     DeclaredProject,
     DeclaredRow,
     Finding,
     Match,
+    Peers,
     RowFacts,
+    against_peers,
     one_project,
-    peer_findings,
 )
 from perfxl.limits import collector_paused
 from perfxl.problems import Problem
@@ -83,27 +85,43 @@ class Comparison(Collector):
                 "r": [[*f.row, *f.key, f.value] for f in facts if f.value is not None]})
 
     def compare(self) -> tuple[list[MatchLine], list[Finding]]:
-        """Every project's match and findings, and the peers' findings, now that every form is seen."""
+        """Every project's match and findings, and the peers' findings, now that every form is seen. A
+        row's details are made into objects only for a value outside its peers' range: a province's merge
+        holds millions of rows, few of them outliers."""
         if not self.ctx.compares:
             return [], []
         with collector_paused():
-            matches, findings, projects, facts = [], [], [], []
+            matches, findings, projects = [], [], []
+            units: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
             for line in self.lines:
                 project = DeclaredProject(*line["p"], "", "", [])
+                projects.append(project)
                 if self.ctx.history is not None:
                     matches.append(MatchLine(project, *line["m"]))
                 for code, cell, params, row, reference, basis in line["f"]:
                     findings.append(Finding(project, Problem("warning", code, sheet=project.sheet, cell=cell,
                                                              field="indicators", label="绩效指标", params=params),
                                             DeclaredRow(*row) if row else None, reference, basis))
-                rows = []
+                unit = project.unit_code
+                for *_, k0, k1, k2, value in line["r"]:
+                    units[(k0, k1, k2)][unit].append(value)
+            peers = Peers(values={key: sorted(v for vs in per_unit.values() for v in vs)
+                                  for key, per_unit in units.items() if len(per_unit) >= PEERS_MIN},
+                          units={key: dict(per_unit) for key, per_unit in units.items() if len(per_unit) >= PEERS_MIN})
+            del units
+            for project, line in zip(projects, self.lines):
+                outliers = []
                 for *row, k0, k1, k2, value in line["r"]:
-                    declared = DeclaredRow(*row)
-                    rows.append(RowFacts(declared, (k0, k1, k2), parse_target(declared.target), value, None))
-                projects.append(project)
-                facts.append(rows)
+                    key = (k0, k1, k2)
+                    if key not in peers.units:
+                        continue
+                    found = peers.range_for(key, project.unit_code)
+                    if found is not None and not found[0] - 1e-9 <= value <= found[1] + 1e-9:
+                        declared = DeclaredRow(*row)
+                        outliers.append(RowFacts(declared, key, parse_target(declared.target), value, None))
+                if outliers:
+                    findings += against_peers(project, outliers, peers)
             self.lines = []
-            findings += peer_findings(projects, facts)
         return matches, findings
 
 
