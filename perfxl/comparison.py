@@ -68,8 +68,15 @@ def unit_key(unit: Any) -> str:
 
 @lru_cache(maxsize=65536)
 def indicator_key(level2: str, level3: str, unit: str | None) -> tuple[str, str, str]:
-    """(二级, normalised 三级, unit of measure): one indicator across forms, units and years."""
-    return (normalize_text(level2), name_key(level3), unit_key(unit))
+    """(二级, normalised 三级, unit of measure): one indicator across forms, units and years. The 二级 is
+    normalised too, without a closing 指标: a form's hierarchy may name it 服务对象满意度指标 where the
+    self-evaluation issued from it says 服务对象满意度, as a unit wrote it."""
+    return (level2_key(level2), name_key(level3), unit_key(unit))
+
+
+def level2_key(level2: str) -> str:
+    key = name_key(level2)
+    return key[:-2] if key.endswith("指标") and len(key) > 2 else key
 
 
 def value_of(target: Target | None) -> float | None:
@@ -115,16 +122,20 @@ class PastRow(NamedTuple):
         """The actual as a number in the target's unit (a bare 96 beside ≥95% counts as 96%), else None."""
         return _past_facts(self.target, self.actual)[2]
 
-    def completion(self) -> float | None:
-        """How far the target was met: actual ÷ target (more-is-better), target ÷ actual (less-is-better)."""
-        return _past_facts(self.target, self.actual)[3]
+    def completion(self, usual: str | None = None) -> float | None:
+        """How far the target was met: actual ÷ target (more-is-better), target ÷ actual (less-is-better);
+        a target without a sign points `usual`'s way."""
+        return _past_facts(self.target, self.actual, usual or "")[3]
 
 
 @lru_cache(maxsize=65536)  # the same targets and actuals recur across thousands of projects
-def _past_facts(target_text: str, actual_text: str) -> tuple:
-    """(target value, direction, actual value, completion) of a past row's texts."""
+def _past_facts(target_text: str, actual_text: str, usual: str = "") -> tuple:
+    """(target value, direction, actual value, completion) of a past row's texts; a target without a sign
+    points the `usual` way of its kind of indicator."""
     target = parse_target(target_text)
     value, direction = value_of(target), direction_of(target)
+    if direction is None and value is not None and not target.op and usual:
+        direction = usual
     actual = parse_target(actual_text) if actual_text else None
     if actual is None or actual.value is None or actual.kind not in COMPARABLE_KINDS | {"unparseable"} or (
             actual.unit and unit_key(actual.unit) != unit_key(target.unit)):
@@ -314,6 +325,7 @@ class DeclaredRow(NamedTuple):
     level3: str
     target: str  # as written
     basis: str = ""  # 指标值确定依据, where the form has that column
+    usual: str = ""  # the direction its kind of indicator normally has (more, less): for a target without a sign
 
     @property
     def parsed(self) -> Target:
@@ -369,7 +381,14 @@ class RowFacts(NamedTuple):
 
 
 def row_facts(p: DeclaredProject) -> list[RowFacts]:
-    return [RowFacts(r, *_text_facts(r.level2, r.level3, r.target)) for r in p.rows]
+    """Each row's facts; a number written without a sign (360天) points the way its kind usually does."""
+    out = []
+    for r in p.rows:
+        key, target, value, direction = _text_facts(r.level2, r.level3, r.target)
+        if direction is None and value is not None and not target.op and r.usual:
+            direction = r.usual
+        out.append(RowFacts(r, key, target, value, direction))
+    return out
 
 
 @lru_cache(maxsize=262144)  # 二级, 三级 and target recur across units and years
@@ -567,7 +586,8 @@ def _against_history(m: Match, rows: list[RowFacts]) -> list[Finding]:
                                     level3=name, value=short_text(r.target), actual=short_text(old.actual),
                                     year=last.year))
         older = earlier.get(r.key)
-        met_last, met_before = old.completion(), older.completion() if older is not None else None
+        usual = f.row.usual
+        met_last, met_before = old.completion(usual), older.completion(usual) if older is not None else None
         last_target = _past_facts(old.target, old.actual)[0]
         if met_last is not None and met_before is not None and met_last >= OVERMET and met_before >= OVERMET \
                 and last_target is not None and (value <= last_target + 1e-9 if direction == "more"
@@ -623,10 +643,10 @@ def against_peers(p: DeclaredProject, rows: list[RowFacts], peers: Peers) -> lis
 
 def _required_missing(p: DeclaredProject, required) -> list[Finding]:
     """固化指标 (level1, level2, level3) of the library not among the project's rows (by 二级 and 三级)."""
-    have = {(normalize_text(r.level2), name_key(r.level3)) for r in p.rows}
+    have = {(level2_key(r.level2), name_key(r.level3)) for r in p.rows}
     out = []
     for level1, level2, level3, typical in required:
-        key = (normalize_text(level2), name_key(level3))
+        key = (level2_key(level2), name_key(level3))
         if key not in have:
             have.add(key)  # a row the bureau left twice in the library is one missing indicator
             out.append(_warning(p, "library-required-missing", p.name_cell, None, typical, "指标库典型值",

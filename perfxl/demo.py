@@ -7,6 +7,8 @@ everything is merged and reviewed, and the units to revise get their return pack
 monitoring forms go out from the ledger and come back with forecasts (one unit forecasts a miss and
 names no cause); at year end the self-evaluation forms go out and come back (one unit missed targets and
 says why, one changed a declared target, one gave no reasons), and both rounds are merged and scored.
+The next year's blank forms then carry each unit's 上年参考, and their merge is compared with the year's
+ledgers (one unit declares a quantity below what it achieved).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def _mistake(kind: str, project: dict) -> None:
         project["fields"]["budget"] = f"{project['fields']['budget']:,.0f}元"
 
 
-DEMO_ENTRIES = {"名单.csv", "1-空白表", "2-收件箱", "3-汇总", "4-运行监控", "5-绩效自评"}  # what a demo writes
+DEMO_ENTRIES = {"名单.csv", "1-空白表", "2-收件箱", "3-汇总", "4-运行监控", "5-绩效自评", "6-次年申报"}  # what a demo writes
 
 
 def _clear(folder: Path) -> None:
@@ -144,9 +146,41 @@ def run_demo(folder: Path, echo=print, print_merge=None) -> dict:
                                _selfeval_answers, f"{YEAR + 1}-01-31")
     echo(f"5. 绩效自评：从台账生成自评表、单位填报（1 个未完成目标并说明原因、1 个改动了申报的指标值、"
          f"1 个未填偏差原因）并评分汇总 → {selfeval}")
-    echo(f"打开汇总表查看：申报审核 {summary}；运行监控 {monitor}；绩效自评 {selfeval}")
+    next_year, compared = _next_year(folder / "6-次年申报", units, roster_path,
+                                     [ledger, selfeval.with_name(selfeval.stem + "_报送台账.sqlite")], seed, rng)
+    echo(f"6. 次年申报：{YEAR + 1} 年空白表附上年参考（上年指标值、实际完成值、自评得分），单位照上年填报（1 个单位"
+         f"把数量指标降到上年实际完成值以下），汇总时对照上年和同类单位：历史对比 {compared} 条 → {next_year}")
+    echo(f"打开汇总表查看：申报审核 {summary}；运行监控 {monitor}；绩效自评 {selfeval}；次年对照上年 {next_year}")
     return {"folder": folder, "inbox": inbox, "roster": roster_path, "blank": blank_dir, "summary": summary,
-            "result": result, "returns": returns, "monitor": monitor, "selfeval": selfeval}
+            "result": result, "returns": returns, "monitor": monitor, "selfeval": selfeval, "next_year": next_year}
+
+
+def _next_year(folder: Path, units, roster: Path, history: list[Path], seed: list, rng) -> tuple[Path, int]:
+    """The next year's declaration against this one: blank forms with 上年参考, the same projects declared
+    again (one unit lowers a quantity below what it achieved), merged with the year's ledgers as history."""
+    from .handout import generate_round
+    from .merging import MergeOptions, run_merge
+
+    year = YEAR + 1
+    blank, inbox = folder / "空白表", folder / "收件箱"
+    generate_round(TEMPLATE, year, units, blank, history=history, portal_url=PORTAL, deadline=f"{year}-03-01")
+    spec = load_spec(TEMPLATE, year)
+    for i, (unit, form) in enumerate(zip(units, sorted(blank.glob("*.xlsx")))):
+        if form.name == "分发清单.xlsx" or i in (6, 13):  # the units that never answer
+            continue
+        projects = [_scaled_project(seed[(i * 3 + k) % len(seed)], rng.uniform(0.4, 1.6), unit.name)
+                    for k in range(unit.projects or 1)]
+        if i == 0:  # below what it achieved last year, with no basis given
+            for row in projects[0]["tables"]["indicators"]:
+                if row[1] == "数量指标" and _is_number(str(row[3])):
+                    row[3] = _plain(str(row[3]), 0.5)  # 10000.00次 declared and achieved; 5000次 now
+                    break
+        fill_workbook(spec, form, inbox / unit.department / form.name, projects)
+    summary = folder / f"{ROUNDS['project'].summary_title(year)}.xlsx"
+    result = run_merge([inbox], summary, MergeOptions(template=TEMPLATE, year=year, roster=roster,
+                                                      history=tuple(history)), materialize=True)
+    rule = [title for title, _ in result.table("历史对比").columns].index("规则")
+    return summary, sum(1 for row in result.table("历史对比").rows if "-" in str(row[rule] or ""))
 
 
 def _followup_round(folder: Path, template: str, units, roster: Path, ledger: Path, answer, deadline: str) -> Path:

@@ -108,6 +108,16 @@ def indicator_kind(spec: Spec, level1: str, level2: str, level3: str) -> str | N
     return kind
 
 
+def usual_direction(kind: str | None, level3: str) -> str | None:
+    """Which way an indicator of this kind normally points: less for costs, times and what should fall
+    (故障率, 投诉), more for quantities, qualities and satisfaction; None where nothing says."""
+    if kind in {"cost", "time"} or _less_is_better(level3):
+        return "less"
+    if kind in {"quantity", "quality", "satisfaction"}:
+        return "more"
+    return None
+
+
 @lru_cache(maxsize=65536)
 def _less_is_better(metric: str) -> bool:
     """故障率 should fall; 无故障运行率 should rise: a negated keyword does not count."""
@@ -144,12 +154,7 @@ def _check_targets(record: IndicatorRecord, table: Table, spec: Spec, out: Colle
         if t.kind == "placeholder":
             out.add("indicator-placeholder", "warning", **where, **common)
             continue
-        less_metric = _less_is_better(record.level3)
-        expected = None
-        if kind in {"cost", "time"} or less_metric:
-            expected = "less"
-        elif kind in {"quantity", "quality", "satisfaction"}:
-            expected = "more"
+        expected = usual_direction(kind, record.level3)
         if expected and t.direction and t.direction != expected and not t.embedded:
             out.add("indicator-direction", "warning", **where, **common,
                     kind=KIND_WORDS.get(kind, L("该类指标", "indicator of this kind")),

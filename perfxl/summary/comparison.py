@@ -27,6 +27,7 @@ from perfxl.comparison import (
 from perfxl.limits import collector_paused
 from perfxl.problems import Problem
 from perfxl.rounds import DECLARE
+from perfxl.rules.indicators import indicator_kind, usual_direction
 from perfxl.values import parse_target
 
 from .base import Collector, Column, Context, Table, table
@@ -69,7 +70,9 @@ class Comparison(Collector):
                 for n, r in enumerate(p.indicators, start=1):
                     rows.append(DeclaredRow(n, r.cells.get(main, ""), hierarchy.canonical(r.level1),
                                             hierarchy.canonical(r.level2), r.level3, r.texts.get(main, ""),
-                                            r.texts.get(basis, "") if basis else ""))
+                                            r.texts.get(basis, "") if basis else "",
+                                            usual_direction(indicator_kind(sp, r.level1, r.level2, r.level3),
+                                                            r.level3) or ""))
             text = " ".join(str(p.values.get(f) or "") for f in TEXT_FIELDS)
             project = DeclaredProject(s.path, p.sheet, checked.year or self.ctx.year or 0, who.unit_code,
                                       who.unit_name, who.department, who.region, p.name,
