@@ -538,6 +538,8 @@ def _print_merge(result, seconds: float, csv_dir, returns_dir=None) -> None:
         kinds = Counter(reason for _, reason in result.skipped)
         said = "，".join(f"{SKIP_REASONS[k][0]} {n} 个" for k, n in sorted(kinds.items()))
         click.echo(f"  已跳过（不计入收到文件）：{said}")
+    if "compared" in c:
+        click.echo(f"  历史对比：{c['compared']} 条发现（与往年台账、同类单位、指标库比较），已计入目标审核")
     for note in result.notes:
         click.echo(f"  注意：{note}")
     if result.unsettled:

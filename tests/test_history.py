@@ -100,14 +100,15 @@ def test_each_planted_finding_is_reported_on_its_row_and_nothing_else(campaign, 
     assert found == expected
 
 
-def test_findings_are_warnings_of_their_files_in_校验问题(merged):
-    problems = [r for r in _rows(merged, "校验问题") if r["规则"].startswith(("history-", "peer-", "library-"))]
-    assert len(problems) == 9
-    assert {r["严重程度"] for r in problems} == {"提醒"}
-    peer = next(r for r in problems if r["规则"] == "peer-outlier")
-    assert "90%～90%" in peer["说明"] and "中位数）为 90%" in peer["说明"] and "7 个同类单位" in peer["说明"]
-    assert merged.counts["warnings"] >= 9
+def test_findings_are_the_reviews_in_历史对比_with_their_whole_reason_not_the_files_own_problems(merged):
+    rows = _rows(merged, "历史对比")
+    peer = next(r for r in rows if r["规则"] == "peer-outlier")
+    assert "90%～90%" in peer["发现"] and "中位数）为 90%" in peer["发现"] and "7 个同类单位" in peer["发现"]
+    assert peer["参考值"] == "90%" and peer["参考依据"] == "7 个同类单位中位数"
+    assert merged.counts["compared"] == len(rows) == 9
+    assert not [r for r in _rows(merged, "校验问题") if r["规则"].startswith(("history-", "peer-", "library-"))]
     assert merged.counts["errors"] == 0
+    assert any(row[0] == "历史对比" and row[1].startswith("9 条发现") for row in merged.table("说明").rows)
 
 
 def test_review_takes_points_off_适当性_for_each_finding_and_says_why(merged):

@@ -119,7 +119,6 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     matches, findings = comparison_sheet.compare()
     if findings:
         review_sheet.add_findings(comparison.per_file_codes(findings))
-        problem_sheet.add_findings(findings)
     status_sheet = status.Status(ctx)
     status_table = status_sheet.build()
 
@@ -132,6 +131,8 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
                         indicator_count + selfeval_sheets.indicator_count + len(monitor_sheet.lines)
                         + adjust_sheet.indicator_count,
                         len(status_sheet.missing))
+    if ctx.compares:
+        counts["compared"] = len(findings)  # 历史对比's findings: the review's, not a file's own problems
 
     # A merge of follow-up forms only (自评表, 监控表) leaves out the declaration sheets, which would be empty.
     declarations = not ctx.specs or any(sp.round.declaration for sp in ctx.specs.values())

@@ -46,6 +46,8 @@ def build(ctx: Context, counts: dict) -> Table:
     if ctx.history is not None:
         rows.append(["历史台账（--history）", "；".join(ctx.history.sources)])
         rows += [["历史台账注意", note] for note in ctx.history.notes]
+    if "compared" in counts:
+        rows.append(["历史对比", f"{counts['compared']} 条发现（提醒，计入目标审核，不计入各文件的提醒数）"])
     if ctx.library:
         rows.append(["指标库固化指标（--library）", "；".join(f"{family}：{len(rows_)} 个" for family, rows_ in ctx.library.items())])
     if ctx.unsettled:

@@ -3,13 +3,15 @@ and the bureau's indicator library (`--library`), from perfxl.comparison.
 
 A project's own comparisons (with its past, with the library) are made where the form is read, form by
 form; the peers need every form at once, so once every form is seen `Comparison.compare` adds theirs, and
-the merge's other sheets take the findings: 目标审核 (points off, mostly under 适当性) and 校验问题 (each a 提醒 at its
-cell). 历史对比 lists every finding with its reference value; 历史匹配 lists every declared project with the
+目标审核 takes the findings (points off, mostly under 适当性). They are the review's, not the files' own
+problems: 校验问题 does not list them, and a file's 提醒 do not count them. 历史对比 lists every finding with
+its reference value; 历史匹配 lists every declared project with the
 past it was matched to, or none.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -85,7 +87,9 @@ class Comparison(Collector):
                 "m": _match_data(match),
                 "f": [[f.problem.code, f.problem.cell, f.problem.params, list(f.row) if f.row else None,
                        f.reference, f.basis] for f in found],
-                "r": [[*f.row, *f.key, f.value] for f in facts if f.value is not None]})
+                # for the peers: the row's key and value, and its details in one string (made into a row only
+                # for a value outside its peers' range)
+                "r": [[*f.key, f.value, json.dumps(f.row, ensure_ascii=False)] for f in facts if f.value is not None]})
 
     def compare(self) -> tuple[list[MatchLine], list[Finding]]:
         """Every project's match and findings, and the peers' findings, now that every form is seen. A
@@ -106,7 +110,7 @@ class Comparison(Collector):
                                                              field="indicators", label="绩效指标", params=params),
                                             DeclaredRow(*row) if row else None, reference, basis))
                 unit = project.unit_code
-                for *_, k0, k1, k2, value in line["r"]:
+                for k0, k1, k2, value, _ in line["r"]:
                     units[(k0, k1, k2)][unit].append(value)
             peers = Peers(values={key: sorted(v for vs in per_unit.values() for v in vs)
                                   for key, per_unit in units.items() if len(per_unit) >= PEERS_MIN},
@@ -114,13 +118,13 @@ class Comparison(Collector):
             del units
             for project, line in zip(projects, self.lines):
                 outliers = []
-                for *row, k0, k1, k2, value in line["r"]:
+                for k0, k1, k2, value, details in line["r"]:
                     key = (k0, k1, k2)
                     if key not in peers.units:
                         continue
                     found = peers.range_for(key, project.unit_code)
                     if found is not None and not found[0] - 1e-9 <= value <= found[1] + 1e-9:
-                        declared = DeclaredRow(*row)
+                        declared = DeclaredRow(*json.loads(details))
                         outliers.append(RowFacts(declared, key, parse_target(declared.target), value, None))
                 if outliers:
                     findings += against_peers(project, outliers, peers)
@@ -159,14 +163,6 @@ def per_file_codes(findings: list[Finding]) -> dict[tuple[str, str], Counter]:
     return out
 
 
-# What each finding is, in a reviewer's few words; its whole sentence is in 校验问题 at the same cell.
-FINDING_WORDS = {"history-below-last-actual": "低于上年实际完成值，未写依据",
-                 "history-above-last-actual": "高于上年实际完成值（越低越好），未写依据",
-                 "history-target-not-raised": "连续两年超额 20% 以上，目标未提高",
-                 "history-indicator-dropped": "上年指标未延续，未说明原因",
-                 "peer-outlier": "超出同类单位 10%～90% 分位范围",
-                 "library-required-missing": "缺少指标库固化指标"}
-
 FINDING_COLUMNS = [
     Column("地区", "text", lambda f: f.project.region), Column("主管部门", "text", lambda f: f.project.department),
     Column("单位名称", "text", lambda f: f.project.unit_name), Column("项目名称", "text", lambda f: f.project.name),
@@ -174,7 +170,7 @@ FINDING_COLUMNS = [
     Column("三级指标", "text", lambda f: f.row.level3 if f.row else f.problem.params.get("level3", "")),
     Column("本年指标值", "text", lambda f: f.row.target if f.row else "（未设置）"),
     Column("参考值", "text", "reference"), Column("参考依据", "text", "basis"),
-    Column("发现", "text", lambda f: FINDING_WORDS.get(f.problem.code, f.problem.code)),
+    Column("发现", "text", lambda f: f.problem.text("zh")),
     Column("规则", "text", lambda f: f.problem.code),
     Column("位置", "text", lambda f: f"{f.project.sheet}!{f.problem.cell}" if f.problem.cell else f.project.sheet),
 ]
@@ -196,8 +192,8 @@ def tables(ctx: Context, matches: list[MatchLine], findings: list[Finding]) -> l
         return []
     findings = sorted(findings, key=lambda f: (f.project.region, f.project.department, f.project.unit_name,
                                                f.project.name, f.row.row if f.row else 0, f.problem.code))
-    note = ("本年指标与往年台账（见说明）、同类单位及指标库比较的发现，均为提醒，已计入目标审核扣分，"
-            "完整说明见校验问题的同一单元格；参考值为上年实际完成值、上年指标值、同类单位中位数或指标库典型值。")
+    note = ("本年指标与往年台账（见说明）、同类单位及指标库比较的发现，均为提醒，已计入目标审核扣分；"
+            "参考值为上年实际完成值、上年指标值、同类单位中位数或指标库典型值。")
     out = [table(NAME, FINDING_COLUMNS, findings, note=note, paper="A3")]
     if ctx.history is not None:
         matches = sorted(matches, key=lambda m: (m.project.region, m.project.department, m.project.unit_name,

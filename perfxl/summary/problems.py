@@ -40,19 +40,6 @@ class Problems(Collector):
                 self._line(s, name, Problem("error", s.reason, params={"expected": expected, "found": s.year,
                                                                        "template": s.template}))
 
-    def add_findings(self, findings) -> None:
-        """Findings made once every form was seen (perfxl.comparison): each a 提醒 of its file, and its file
-        counts them among its warnings."""
-        by_path = {s.path: s for s in self.ctx.merged}
-        for f in findings:
-            s = by_path.get(f.project.file)
-            if s is None:
-                continue
-            s.warnings += 1
-            if s.status == "valid":
-                s.status = "warnings"
-            self._line(s, f.project.unit_name, f.problem)
-
     def _line(self, s: Seen, unit_name: str, q: Problem) -> None:
         self.lines.append({"file": file_name(s), "unit_name": unit_name, "sheet": q.sheet, "cell": q.cell,
                            "label": q.label or q.field, "message": q.text(self.ctx.lang), "code": q.code,
