@@ -42,6 +42,11 @@ BASIS_LABEL = "确定依据"  # a column whose label holds this (指标值确定
 TEXT_FIELDS = ("annual_goal", "long_term_goal", "goal", "annual_target", "goal_expected", "explanation", "remarks")
 
 
+# Between the parts of an indicator's key kept for the peers: the parts are normalised to letters, digits
+# and %, so no part holds it.
+_KEY_SEP = "\x1f"
+
+
 def basis_column(sp) -> str | None:
     table_ = sp.indicator_table()
     if table_ is None:
@@ -81,15 +86,17 @@ class Comparison(Collector):
                                       p.cells.get(sp.project_name_field or "", ""), str(p.values.get("project_code") or ""),
                                       text, rows, sp.family or "")
             match, found, facts = one_project(project, self.ctx.history, self.ctx.library or None)
+            valued = [f for f in facts if f.value is not None]
             self.lines.append({
                 "p": [project.file, project.sheet, project.year, project.unit_code, project.unit_name,
                       project.department, project.region, project.name, project.name_cell],
                 "m": _match_data(match),
                 "f": [[f.problem.code, f.problem.cell, f.problem.params, list(f.row) if f.row else None,
                        f.reference, f.basis] for f in found],
-                # for the peers: the row's key and value, and its details in one string (made into a row only
-                # for a value outside its peers' range)
-                "r": [[*f.key, f.value, json.dumps(f.row, ensure_ascii=False)] for f in facts if f.value is not None]})
+                # for the peers: each row's indicator as one string and its value; the rows' details in one
+                # string for the project, made into rows only for a value outside its peers' range
+                "r": [[_KEY_SEP.join(f.key), f.value] for f in valued],
+                "d": json.dumps([f.row for f in valued], ensure_ascii=False)})
 
     def compare(self) -> tuple[list[MatchLine], list[Finding]]:
         """Every project's match and findings, and the peers' findings, now that every form is seen. A
@@ -110,21 +117,21 @@ class Comparison(Collector):
                                                              field="indicators", label="绩效指标", params=params),
                                             DeclaredRow(*row) if row else None, reference, basis))
                 unit = project.unit_code
-                for k0, k1, k2, value, _ in line["r"]:
-                    units[(k0, k1, k2)][unit].append(value)
+                for key, value in line["r"]:
+                    units[key][unit].append(value)
             peers = Peers(values={key: sorted(v for vs in per_unit.values() for v in vs)
                                   for key, per_unit in units.items() if len(per_unit) >= PEERS_MIN},
                           units={key: dict(per_unit) for key, per_unit in units.items() if len(per_unit) >= PEERS_MIN})
             del units
             for project, line in zip(projects, self.lines):
-                outliers = []
-                for k0, k1, k2, value, details in line["r"]:
-                    key = (k0, k1, k2)
+                outliers, details = [], None
+                for i, (key, value) in enumerate(line["r"]):
                     if key not in peers.units:
                         continue
                     found = peers.range_for(key, project.unit_code)
                     if found is not None and not found[0] - 1e-9 <= value <= found[1] + 1e-9:
-                        declared = DeclaredRow(*json.loads(details))
+                        details = json.loads(line["d"]) if details is None else details
+                        declared = DeclaredRow(*details[i])
                         outliers.append(RowFacts(declared, key, parse_target(declared.target), value, None))
                 if outliers:
                     findings += against_peers(project, outliers, peers)
