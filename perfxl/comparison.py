@@ -458,13 +458,19 @@ class Peers:
 
     @classmethod
     def of(cls, projects: list[DeclaredProject], facts: list[list[RowFacts]] | None = None) -> Peers:
+        return cls.of_values((p.unit_code, f.key, f.value)
+                             for p, rows in zip(projects, facts if facts is not None else map(row_facts, projects))
+                             for f in rows if f.value is not None)
+
+    @classmethod
+    def of_values(cls, values) -> Peers:
+        """The peers of (unit code, indicator key, value) triples; indicators fewer than PEERS_MIN units
+        declared are left out (no unit has enough peers in them)."""
         units: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for p, rows in zip(projects, facts if facts is not None else map(row_facts, projects)):
-            for f in rows:
-                if f.value is not None:
-                    units[f.key][p.unit_code].append(f.value)
-        values = {key: sorted(v for vs in per_unit.values() for v in vs) for key, per_unit in units.items()}
-        return cls(values, {k: dict(v) for k, v in units.items()})
+        for unit_code, key, value in values:
+            units[key][unit_code].append(value)
+        kept = {key: dict(per_unit) for key, per_unit in units.items() if len(per_unit) >= PEERS_MIN}
+        return cls({key: sorted(v for vs in per_unit.values() for v in vs) for key, per_unit in kept.items()}, kept)
 
     def range_for(self, key: tuple, unit_code: str) -> tuple[float, float, float, int] | None:
         """(P10, P90, median, how many other units) of the indicator's values by other units, or None

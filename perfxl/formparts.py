@@ -164,21 +164,13 @@ def column_validation(table, col, lists: Lists, pos) -> dict | None:
         rule = {"validate": "list", "source": lists.level1_range, "error_type": "warning",
                 "error_message": "一级指标不在本表的指标体系中", **prompt}
     elif ind and ind.level2 and col.id == ind.level3 and lists.level3_anchor:  # an indicator library's, free text allowed
-        l2 = cell_name(pos.first_row, pos.columns[ind.level2])
-        l2 = "$" + l2.rstrip("0123456789") + l2[len(l2.rstrip("0123456789")):]
-        match = f"MATCH({l2},{lists.level3_header},0)"
-        source = (f"=OFFSET({lists.level3_anchor},0,{match},"
-                  f"MAX(1,COUNTA(OFFSET({lists.level3_anchor},0,{match},{lists.level3_height},1))),1)")
+        source = _cascade(pos, ind.level2, lists.level3_header, lists.level3_anchor, lists.level3_height)
         rule = {"validate": "list", "source": source, "error_type": "information",
                 "error_message": "可以从指标库的常用指标中选择，也可以直接填写", "input_title": col.label[:32],
                 "input_message": ("可从下拉列表选择指标库中本二级指标的常用指标（也可直接填写）；"
                                   "选中后，本行右侧显示该指标的典型值。" + (col.help or ""))[:255]}
     elif ind and col.id == ind.level2 and lists.level2_anchor:
-        l1 = cell_name(pos.first_row, pos.columns[ind.level1])
-        l1 = "$" + l1.rstrip("0123456789") + l1[len(l1.rstrip("0123456789")):]
-        match = f"MATCH({l1},{lists.level1_range[1:]},0)"
-        source = (f"=OFFSET({lists.level2_anchor},0,{match},"
-                  f"MAX(1,COUNTA(OFFSET({lists.level2_anchor},0,{match},{lists.level2_height},1))),1)")
+        source = _cascade(pos, ind.level1, lists.level1_range[1:], lists.level2_anchor, lists.level2_height)
         rule = {"validate": "list", "source": source, "error_type": "warning",
                 "error_message": "二级指标与一级指标不对应", **prompt}
     elif col.choices:
@@ -189,6 +181,15 @@ def column_validation(table, col, lists: Lists, pos) -> dict | None:
     elif col.type == "target":
         rule = {"validate": "any", **prompt}
     return rule
+
+
+def _cascade(pos, parent: str, names: str, anchor: str, height: int) -> str:
+    """A dropdown that follows the level chosen in the `parent` column of the same row: the list under that
+    level's name among `names` (one row on the stamp sheet), counted from `anchor`."""
+    cell = cell_name(pos.first_row, pos.columns[parent])
+    letters = cell.rstrip("0123456789")
+    match = f"MATCH(${letters}{cell[len(letters):]},{names},0)"
+    return f"=OFFSET({anchor},0,{match},MAX(1,COUNTA(OFFSET({anchor},0,{match},{height},1))),1)"
 
 
 def sum_check_formula(items: list[SumCheck]) -> str:

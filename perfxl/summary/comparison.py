@@ -16,7 +16,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from perfxl.comparison import (
-    PEERS_MIN,
     DeclaredProject,
     DeclaredRow,
     Finding,
@@ -106,7 +105,6 @@ class Comparison(Collector):
             return [], []
         with collector_paused():
             matches, findings, projects = [], [], []
-            units: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
             for line in self.lines:
                 project = DeclaredProject(*line["p"], "", "", [])
                 projects.append(project)
@@ -116,13 +114,8 @@ class Comparison(Collector):
                     findings.append(Finding(project, Problem("warning", code, sheet=project.sheet, cell=cell,
                                                              field="indicators", label="绩效指标", params=params),
                                             DeclaredRow(*row) if row else None, reference, basis))
-                unit = project.unit_code
-                for key, value in line["r"]:
-                    units[key][unit].append(value)
-            peers = Peers(values={key: sorted(v for vs in per_unit.values() for v in vs)
-                                  for key, per_unit in units.items() if len(per_unit) >= PEERS_MIN},
-                          units={key: dict(per_unit) for key, per_unit in units.items() if len(per_unit) >= PEERS_MIN})
-            del units
+            peers = Peers.of_values((project.unit_code, key, value) for project, line in zip(projects, self.lines)
+                                    for key, value in line["r"])
             for project, line in zip(projects, self.lines):
                 outliers, details = [], None
                 for i, (key, value) in enumerate(line["r"]):
