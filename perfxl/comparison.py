@@ -31,6 +31,7 @@ import bisect
 import json
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -284,7 +285,7 @@ class History:
                     self._by_code.setdefault((unit_code, year, code), name)
         self._decoded: dict[tuple[str, int, str], PastProject] = {}
 
-    def _project(self, key: tuple[str, int, str]) -> PastProject | None:
+    def project(self, key: tuple[str, int, str]) -> PastProject | None:
         found = self._decoded.get(key)
         if found is None and key in self._where:
             found = self._decoded[key] = together(
@@ -294,7 +295,7 @@ class History:
     @property
     def projects(self) -> list[PastProject]:
         """Every past project (all of them decoded: for the library and for looking at the whole)."""
-        return [self._project(key) for key in self._where]
+        return [self.project(key) for key in self._where]
 
     @property
     def years(self) -> list[int]:
@@ -302,15 +303,20 @@ class History:
 
     def find(self, unit_code: str, year: int, name: str, code: str = "") -> tuple[PastProject | None, str]:
         """(the unit's project of `year` this one continues, how it was matched: 项目编码 or 项目名称)."""
+        key, how = self.locate(unit_code, year, name, code)
+        return (self.project(key), how) if key is not None else (None, "")
+
+    def locate(self, unit_code: str, year: int, name: str, code: str = "") -> tuple[tuple | None, str]:
+        """`find`'s project as its key (for `project`), not decoded."""
         if code:
             by_code = self._by_code.get((unit_code, year, code))
             if by_code is not None:
-                return self._project((unit_code, year, by_code)), "项目编码"
-        past = self._project((unit_code, year, name_key(name)))
-        return (past, "项目名称") if past is not None else (None, "")
+                return (unit_code, year, by_code), "项目编码"
+        key = (unit_code, year, name_key(name))
+        return (key, "项目名称") if key in self._where else (None, "")
 
     def of_unit(self, unit_code: str, year: int) -> list[PastProject]:
-        return [self._project((unit_code, year, name)) for name in self._names.get((unit_code, year), [])]
+        return [self.project((unit_code, year, name)) for name in self._names.get((unit_code, year), [])]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -404,10 +410,17 @@ class Match:
 
     project: DeclaredProject
     last: PastProject | None  # last year's
-    before: PastProject | None  # the year before's
     how: str  # 项目编码 | 项目名称 | "" (no history)
     rows_matched: int = 0
     dropped: list[PastRow] = field(default_factory=list)
+    history: History | None = field(default=None, repr=False)
+    before_key: tuple | None = None  # where the year before's is in `history`
+
+    @property
+    def before(self) -> PastProject | None:
+        """The year before's project it continues: decoded only when asked (a target met well two years
+        running), as most projects need only last year's."""
+        return self.history.project(self.before_key) if self.before_key is not None else None
 
 
 @dataclass
@@ -497,6 +510,72 @@ class Peers:
                 percentile_without(values, removed_at, 0.5), others)
 
 
+def outside_peers(unit_codes: Sequence[str], keys: Sequence, values: Sequence[float]) -> list[tuple]:
+    """The values outside their peers' range: of each (unit code, indicator key, value) whose indicator at
+    least PEERS_MIN other units declared, whether it lies outside P10–P90 of the indicator's values with the
+    unit's own left out. Returns (index, P10, P90, median, other units) of each value outside, in order.
+
+    What `Peers.range_for` works out value by value, for all values at once (a province declares millions):
+    each indicator's values sorted once, and a unit's single value left out by shifting the two ranks a
+    quantile falls between past the position it held. A unit that declared an indicator more than once has
+    its values left out by `Peers.range_for`."""
+    import numpy as np
+
+    n = len(values)
+    if not n:
+        return []
+    key_ids: dict = {}
+    unit_ids: dict = {}
+    k = np.fromiter((key_ids.setdefault(x, len(key_ids)) for x in keys), np.int64, n)
+    u = np.fromiter((unit_ids.setdefault(x, len(unit_ids)) for x in unit_codes), np.int64, n)
+    v = np.asarray(values, dtype=np.float64)
+    pairs, pair_of, per_pair = np.unique(k * len(unit_ids) + u, return_inverse=True, return_counts=True)
+    others = np.bincount(pairs // len(unit_ids), minlength=len(key_ids))[k] - 1
+    eligible = others >= PEERS_MIN
+    single = per_pair[pair_of.reshape(-1)] == 1
+    order = np.lexsort((v, k))
+    sorted_k, sorted_v = k[order], v[order]
+    size = np.bincount(k, minlength=len(key_ids))
+    start = np.concatenate(([0], np.cumsum(size)[:-1]))
+    # the position left out: the first of the indicator's sorted values equal to the unit's (bisect_left)
+    new_run = np.ones(n, dtype=bool)
+    new_run[1:] = (sorted_k[1:] != sorted_k[:-1]) | (sorted_v[1:] != sorted_v[:-1])
+    first_equal = np.maximum.accumulate(np.where(new_run, np.arange(n), 0))
+    removed = np.empty(n, dtype=np.int64)
+    removed[order] = first_equal
+
+    at = np.flatnonzero(eligible & single)
+    base, left, gone = start[k[at]], size[k[at]] - 1, removed[at]
+
+    def without(rank):  # the rank-th smallest of the others' values
+        position = base + rank
+        return sorted_v[np.minimum(np.where(gone <= position, position + 1, position), n - 1)]
+
+    def quantile(q: float):  # as percentile_without
+        h = (left - 1) * q
+        low = h.astype(np.int64)
+        a = without(low)
+        inner = low + 1 < left
+        return np.where(inner, a + (h - low) * (without(np.where(inner, low + 1, low)) - a), a)
+
+    p_low, p_high, median = quantile(PEER_RANGE[0]), quantile(PEER_RANGE[1]), quantile(0.5)
+    mine = v[at]
+    outside = (mine < p_low - 1e-9) | (mine > p_high + 1e-9)
+    out = list(zip(at[outside].tolist(), p_low[outside].tolist(), p_high[outside].tolist(),
+                   median[outside].tolist(), others[at][outside].tolist()))
+
+    several = np.flatnonzero(eligible & ~single).tolist()
+    if several:
+        wanted = {keys[i] for i in several}
+        peers = Peers.of_values((unit_codes[i], keys[i], values[i]) for i in range(n) if keys[i] in wanted)
+        for i in several:
+            low, high, median_, count = peers.range_for(keys[i], unit_codes[i])
+            if not low - 1e-9 <= values[i] <= high + 1e-9:
+                out.append((i, low, high, median_, count))
+        out.sort()
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------
 # The comparison
 # ----------------------------------------------------------------------------------------------------
@@ -508,11 +587,9 @@ def _number(v: float) -> str:
 def match_one(p: DeclaredProject, history: History, rows: list[RowFacts]) -> Match:
     """A declared project with last year's and the year before's project it continues, if any."""
     last, how = history.find(p.unit_code, p.year - 1, p.name, p.code)
-    before = None
+    match = Match(p, last, how, history=history)
     if last is not None:
-        before, _ = history.find(p.unit_code, p.year - 2, last.name, last.code)
-    match = Match(p, last, before, how)
-    if last is not None:
+        match.before_key = history.locate(p.unit_code, p.year - 2, last.name, last.code)[0]
         keys = {f.key for f in rows}
         past = last.rows_by_key()
         match.rows_matched = sum(1 for k in keys if k in past)
@@ -531,7 +608,7 @@ def one_project(p: DeclaredProject, history: History | None, required=None) -> t
     """What one declared project gives on its own (a merge's workers work it out form by form): its match,
     its findings against its past and the library's 固化指标, and its rows' facts for the peers."""
     rows = row_facts(p)
-    match = match_one(p, history, rows) if history is not None else Match(p, None, None, "")
+    match = match_one(p, history, rows) if history is not None else Match(p, None, "")
     found = _against_history(match, rows)
     if required:  # a 固化指标 of no family (its 适用表样 left blank) is of every family, as on the forms
         found += _required_missing(p, [*required.get(p.library, ()), *(required.get("", ()) if p.library else ())])
@@ -540,8 +617,10 @@ def one_project(p: DeclaredProject, history: History | None, required=None) -> t
 
 def peer_findings(projects: list[DeclaredProject], facts: list[list[RowFacts]]) -> list[Finding]:
     """The values outside their peers' range, once every project is known."""
-    peers = Peers.of(projects, facts)
-    return [f for p, rows in zip(projects, facts) for f in against_peers(p, rows, peers)]
+    flat = [(p, f) for p, rows in zip(projects, facts) for f in rows if f.value is not None]
+    return [peer_finding(flat[i][0], flat[i][1], *found)
+            for i, *found in outside_peers([p.unit_code for p, _ in flat], [f.key for _, f in flat],
+                                           [f.value for _, f in flat])]
 
 
 def compare(projects: list[DeclaredProject], history: History | None, required=None) -> tuple[list[Match], list[Finding]]:
@@ -567,12 +646,12 @@ def _warning(p: DeclaredProject, code: str, cell: str, row: DeclaredRow | None, 
 
 
 def _against_history(m: Match, rows: list[RowFacts]) -> list[Finding]:
-    p, last, before = m.project, m.last, m.before
+    p, last = m.project, m.last
     if last is None:
         return []
     out = []
     past = last.rows_by_key()
-    earlier = before.rows_by_key() if before is not None else {}
+    before, earlier = None, None  # the year before's project and rows, looked at only for a target met well
     for f in rows:
         old = past.get(f.key)
         if old is None:
@@ -581,25 +660,31 @@ def _against_history(m: Match, rows: list[RowFacts]) -> list[Finding]:
         if value is None or direction is None:
             continue
         actual = old.actual_value()
-        name = short_text(r.level3)
         if actual is not None and not r.basis.strip():
             if direction == "more" and value < actual - 1e-9:
                 out.append(_warning(p, "history-below-last-actual", r.cell, r, old.actual, "上年实际完成值",
-                                    level3=name, value=short_text(r.target), actual=short_text(old.actual),
+                                    level3=short_text(r.level3), value=short_text(r.target),
+                                    actual=short_text(old.actual),
                                     year=last.year))
             elif direction == "less" and value > actual + 1e-9:
                 out.append(_warning(p, "history-above-last-actual", r.cell, r, old.actual, "上年实际完成值",
-                                    level3=name, value=short_text(r.target), actual=short_text(old.actual),
+                                    level3=short_text(r.level3), value=short_text(r.target),
+                                    actual=short_text(old.actual),
                                     year=last.year))
-        older = earlier.get(r.key)
-        usual = f.row.usual
-        met_last, met_before = old.completion(usual), older.completion(usual) if older is not None else None
+        usual = r.usual
+        met_last = old.completion(usual)
+        if met_last is None or met_last < OVERMET:
+            continue
+        if earlier is None:
+            before = m.before
+            earlier = before.rows_by_key() if before is not None else {}
+        older = earlier.get(f.key)
+        met_before = older.completion(usual) if older is not None else None
         last_target = _past_facts(old.target, old.actual)[0]
-        if met_last is not None and met_before is not None and met_last >= OVERMET and met_before >= OVERMET \
-                and last_target is not None and (value <= last_target + 1e-9 if direction == "more"
-                                                 else value >= last_target - 1e-9):
+        if met_before is not None and met_before >= OVERMET and last_target is not None and (
+                value <= last_target + 1e-9 if direction == "more" else value >= last_target - 1e-9):
             out.append(_warning(p, "history-target-not-raised", r.cell, r, old.target, "上年指标值",
-                                level3=name, value=short_text(r.target), last=short_text(old.target),
+                                level3=short_text(r.level3), value=short_text(r.target), last=short_text(old.target),
                                 met_last=f"{met_last:.0%}", met_before=f"{met_before:.0%}",
                                 year=last.year, before=before.year))
     explained = _explanations(p)
@@ -627,24 +712,12 @@ def _explanations(p: DeclaredProject) -> list[str]:
             if any(word in sentence for word in REASON_WORDS)]
 
 
-def against_peers(p: DeclaredProject, rows: list[RowFacts], peers: Peers) -> list[Finding]:
-    out = []
-    for f in rows:
-        value = f.value
-        if value is None:
-            continue
-        found = peers.range_for(f.key, p.unit_code)
-        if found is None:
-            continue
-        r = f.row
-        low, high, median, others = found
-        if value < low - 1e-9 or value > high + 1e-9:
-            unit = f.target.unit or ""
-            out.append(_warning(p, "peer-outlier", r.cell, r, f"{_number(median)}{unit}",
-                                f"{others} 个同类单位中位数", level3=short_text(r.level3), value=short_text(r.target),
-                                low=f"{_number(low)}{unit}", high=f"{_number(high)}{unit}",
-                                median=f"{_number(median)}{unit}", peers=others))
-    return out
+def peer_finding(p: DeclaredProject, f: RowFacts, low: float, high: float, median: float, others: int) -> Finding:
+    """The finding of a value outside its peers' range (`outside_peers`)."""
+    r, unit = f.row, f.target.unit or ""
+    return _warning(p, "peer-outlier", r.cell, r, f"{_number(median)}{unit}", f"{others} 个同类单位中位数",
+                    level3=short_text(r.level3), value=short_text(r.target), low=f"{_number(low)}{unit}",
+                    high=f"{_number(high)}{unit}", median=f"{_number(median)}{unit}", peers=others)
 
 
 def _required_missing(p: DeclaredProject, required) -> list[Finding]:

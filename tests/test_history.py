@@ -15,7 +15,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from perfxl.cli import cli
-from perfxl.comparison import name_key, percentile_without
+from perfxl.comparison import Peers, name_key, outside_peers, percentile_without
 from perfxl.errors import OutputError
 from perfxl.history import _cache_path, _digest, load_history
 from perfxl.library import load_library
@@ -284,6 +284,23 @@ def test_a_percentile_without_some_values_is_the_percentile_of_the_rest(values, 
     for q in (0.1, 0.5, 0.9):
         expected = statistics.quantiles(rest, n=100, method="inclusive")[int(q * 100) - 1] if len(rest) > 1 else rest[0]
         assert percentile_without(values, removed, q) == pytest.approx(expected, rel=1e-9, abs=1e-6)
+
+
+@given(st.lists(st.tuples(st.integers(0, 40).map(str), st.sampled_from(["k1", "k2"]),
+                          st.sampled_from([0.0, 1.0, 2.5, 3.0, 50.0, 90.0, 95.0, 100.0, -4.0, 1e9])),
+                max_size=80))
+def test_the_peers_of_all_values_at_once_are_those_of_each_value_alone(triples):
+    """outside_peers (numpy, every value at once) finds exactly the values that Peers.range_for, value by
+    value, puts outside P10–P90 of the other units, with the same range, median and peer count, ties and
+    units that declared an indicator twice included."""
+    units, keys, values = ([t[i] for t in triples] for i in range(3))
+    peers = Peers.of_values(triples)
+    expected = []
+    for i, (unit, key, value) in enumerate(triples):
+        found = peers.range_for(key, unit)
+        if found is not None and not found[0] - 1e-9 <= value <= found[1] + 1e-9:
+            expected.append((i, *found))
+    assert outside_peers(units, keys, values) == expected
 
 
 def test_pathlib_paths_and_text_are_both_accepted_by_the_api(campaign, tmp_path):

@@ -20,10 +20,10 @@ from perfxl.comparison import (
     DeclaredRow,
     Finding,
     Match,
-    Peers,
     RowFacts,
-    against_peers,
     one_project,
+    outside_peers,
+    peer_finding,
 )
 from perfxl.limits import collector_paused
 from perfxl.problems import Problem
@@ -63,6 +63,11 @@ class Comparison(Collector):
     ctx: Context
     lines: list[dict] = field(default_factory=list)
 
+    def __post_init__(self):
+        # not a field (not the sheet's state): a template's 一级, 二级, 三级 → (一级 and 二级 as the template
+        # names them, the direction usual for its kind)
+        self._usual: dict[tuple, tuple[str, str, str]] = {}
+
     def add(self, s, checked, sp, who) -> None:
         if not self.ctx.compares or sp.round.stage != DECLARE:
             return
@@ -74,11 +79,14 @@ class Comparison(Collector):
             rows = []
             if main is not None:
                 for n, r in enumerate(p.indicators, start=1):
-                    rows.append(DeclaredRow(n, r.cells.get(main, ""), hierarchy.canonical(r.level1),
-                                            hierarchy.canonical(r.level2), r.level3, r.texts.get(main, ""),
-                                            r.texts.get(basis, "") if basis else "",
-                                            usual_direction(indicator_kind(sp, r.level1, r.level2, r.level3),
-                                                            r.level3) or ""))
+                    named = (sp, r.level1, r.level2, r.level3)
+                    usual = self._usual.get(named)
+                    if usual is None:  # the same indicators recur in thousands of forms
+                        usual = self._usual[named] = (
+                            hierarchy.canonical(r.level1), hierarchy.canonical(r.level2),
+                            usual_direction(indicator_kind(sp, r.level1, r.level2, r.level3), r.level3) or "")
+                    rows.append(DeclaredRow(n, r.cells.get(main, ""), usual[0], usual[1], r.level3,
+                                            r.texts.get(main, ""), r.texts.get(basis, "") if basis else "", usual[2]))
             text = " ".join(str(p.values.get(f) or "") for f in TEXT_FIELDS)
             project = DeclaredProject(s.path, p.sheet, checked.year or self.ctx.year or 0, who.unit_code,
                                       who.unit_name, who.department, who.region, p.name,
@@ -114,20 +122,19 @@ class Comparison(Collector):
                     findings.append(Finding(project, Problem("warning", code, sheet=project.sheet, cell=cell,
                                                              field="indicators", label="绩效指标", params=params),
                                             DeclaredRow(*row) if row else None, reference, basis))
-            peers = Peers.of_values((project.unit_code, key, value) for project, line in zip(projects, self.lines)
-                                    for key, value in line["r"])
-            for project, line in zip(projects, self.lines):
-                outliers, details = [], None
-                for i, (key, value) in enumerate(line["r"]):
-                    if key not in peers.units:
-                        continue
-                    found = peers.range_for(key, project.unit_code)
-                    if found is not None and not found[0] - 1e-9 <= value <= found[1] + 1e-9:
-                        details = json.loads(line["d"]) if details is None else details
-                        declared = DeclaredRow(*details[i])
-                        outliers.append(RowFacts(declared, key, parse_target(declared.target), value, None))
-                if outliers:
-                    findings += against_peers(project, outliers, peers)
+            at = [(n, i) for n, line in enumerate(self.lines) for i in range(len(line["r"]))]
+            outliers = outside_peers([projects[n].unit_code for n, _ in at],
+                                     [self.lines[n]["r"][i][0] for n, i in at],
+                                     [self.lines[n]["r"][i][1] for n, i in at])
+            details: dict[int, list] = {}
+            for index, low, high, median, others in outliers:
+                n, i = at[index]
+                if n not in details:
+                    details[n] = json.loads(self.lines[n]["d"])
+                declared = DeclaredRow(*details[n][i])
+                key, value = self.lines[n]["r"][i]
+                facts = RowFacts(declared, key, parse_target(declared.target), value, None)
+                findings.append(peer_finding(projects[n], facts, low, high, median, others))
             self.lines = []
         return matches, findings
 
@@ -152,7 +159,7 @@ def _match_data(m: Match) -> list:
     if m.last is None:
         return [m.how, None, None, None, None, None, None, None, ""]
     return [m.how, m.last.name, m.last.budget, m.last.execution, m.last.score, m.last.grade, m.rows_matched,
-            len(m.dropped), "有" if m.before is not None else "无"]
+            len(m.dropped), "有" if m.before_key is not None else "无"]
 
 
 def per_file_codes(findings: list[Finding]) -> dict[tuple[str, str], Counter]:
