@@ -8,10 +8,12 @@ one and two years before (national/project 2022, 2021, 2020; shanghai/project-20
 the two earlier years into their ledgers (setup, not timed). Then, alternating, each in its own process tree
 with a fresh ledger:
   plain  — `perfxl merge` of this year's forms;
-  cold   — the same with `--history` of both ledgers, in a perfxl folder that has never read them (the history
-           ledgers' forms are checked again);
-  warm   — the same, in a perfxl folder that read them once before (what it kept is taken).
-It prints the median wall and CPU time of each and their ratios to plain, with peak memory (PSS) of the tree.
+  warm   — the same with `--history` of both ledgers, in a perfxl folder that read them once before (what it
+           kept is taken);
+  cold   — the same, in a perfxl folder that has never read them (the history ledgers' forms are checked
+           again).
+It prints the median wall and CPU time of each, the median of its ratios to plain pair by pair, and the peak
+memory (PSS) of the process tree.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def main() -> None:
     _merge(campaign, warm_home, history=True)  # reads the history once: what "warm" finds kept
     runs: dict[str, list[dict]] = {"plain": [], "cold": [], "warm": []}
     for i in range(args.pairs):
-        for kind in ("plain", "cold", "warm"):
+        for kind in ("plain", "warm", "cold"):  # warm beside plain: the machine's speed drifts
             home = warm_home if kind == "warm" else Path(tempfile.mkdtemp(prefix="history-home-"))
             runs[kind].append(_merge(campaign, home, history=kind != "plain"))
             if kind != "warm":
@@ -94,14 +96,15 @@ def main() -> None:
             r = runs[kind][-1]
             print(f"pair {i + 1} {kind:5}: wall {r['wall_s']:6.1f} s, cpu {r['cpu_s']:6.1f} s, "
                   f"peak PSS {r['peak_pss_mb']} MB", flush=True)
-    plain_wall = statistics.median(r["wall_s"] for r in runs["plain"])
-    plain_cpu = statistics.median(r["cpu_s"] for r in runs["plain"])
-    print(f"\n{args.units:,} forms, two years of history ({args.pairs} runs each, medians):")
+    print(f"\n{args.units:,} forms, two years of history ({args.pairs} runs each; medians, and the median of the"
+          " ratios to plain pair by pair, which holds when the machine's speed drifts):")
     for kind, rs in runs.items():
         wall = statistics.median(r["wall_s"] for r in rs)
         cpu = statistics.median(r["cpu_s"] for r in rs)
+        wall_ratio = statistics.median(r["wall_s"] / p["wall_s"] for r, p in zip(rs, runs["plain"]))
+        cpu_ratio = statistics.median(r["cpu_s"] / p["cpu_s"] for r, p in zip(rs, runs["plain"]))
         peak = max(r["peak_pss_mb"] or 0 for r in rs)
-        print(f"  {kind:5}  wall {wall:6.1f} s ({wall / plain_wall:.2f}×)  cpu {cpu:6.1f} s ({cpu / plain_cpu:.2f}×)"
+        print(f"  {kind:5}  wall {wall:6.1f} s ({wall_ratio:.2f}×)  cpu {cpu:6.1f} s ({cpu_ratio:.2f}×)"
               f"  peak PSS {peak:.0f} MB")
 
 

@@ -22,7 +22,7 @@ import hmac
 import json
 import os
 import sqlite3
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from .cachekeys import READER_VERSION
@@ -49,7 +49,6 @@ def load_history(paths: list[Path], templates_dir: Path | None = None, jobs: int
     (--issued), for ledgers that do not carry them (made before perfxl kept them in the ledger)."""
     packs: list[Pack] = []
     notes: list[str] = []
-    digests: list[str] = []  # each ledger's content, as read: what a merge's kept findings depend on
     issued = tuple(str(Path(p).resolve()) for p in issued)
     for path in paths:
         path = Path(path)
@@ -62,10 +61,14 @@ def load_history(paths: list[Path], templates_dir: Path | None = None, jobs: int
             check_ledger_file(path)
         except OutputError as exc:  # its words are for a --db; a history ledger is only read
             raise _unusable(path, str(exc).split("；")[0].replace(str(path), "").strip()) from None
-        pack, said, digest = _cached_or_read(path, templates_dir, jobs, issued)
+    # Each ledger's content digest, all at once: hashing a province's ledgers is read and hash work that
+    # leaves Python's lock to other threads.
+    with ThreadPoolExecutor(max_workers=max(1, min(len(paths), os.cpu_count() or 1))) as threads:
+        digests = list(threads.map(lambda path: _digest(Path(path), templates_dir, issued), paths))
+    for path, digest in zip(paths, digests):
+        pack, said = _cached_or_read(Path(path), templates_dir, jobs, issued, digest)
         packs.append(pack)
         notes += said
-        digests.append(digest)
     history = History(sources=[str(p) for p in paths], notes=notes, packs=packs)
     history.identity = hashlib.sha256("|".join(digests).encode()).hexdigest()
     return history
@@ -95,15 +98,14 @@ def _cache_path(digest: str) -> Path:
     return home() / "history" / f"{digest}.json"
 
 
-def _cached_or_read(path: Path, templates_dir: Path | None, jobs: int,
-                    issued: tuple = ()) -> tuple[Pack, list[str], str]:
-    """(the ledger's past projects as a pack, what to tell the user of them, the ledger's digest): what an
-    earlier run kept of the same content, else read from the ledger and kept."""
-    digest = _digest(path, templates_dir, issued)
+def _cached_or_read(path: Path, templates_dir: Path | None, jobs: int, issued: tuple,
+                    digest: str) -> tuple[Pack, list[str]]:
+    """(the ledger's past projects as a pack, what to tell the user of them): what an earlier run kept of
+    the same content (its `digest`), else read from the ledger and kept."""
     key = cache_key()
     kept = _read_kept(_cache_path(digest), key, digest)
     if kept is not None:
-        return (*kept, digest)
+        return kept
     projects, notes = read_ledger(path, templates_dir, jobs, issued)
     pack = Pack.of(projects)
     head = json.dumps({"notes": notes, "index": pack.index}, ensure_ascii=False, separators=(",", ":")).encode(
@@ -115,7 +117,7 @@ def _cached_or_read(path: Path, templates_dir: Path | None, jobs: int,
         write_bytes_atomic(_cache_path(digest), seal + b"\n" + body)
     except (OSError, PerfxlError):
         pass  # not kept: the next run reads the ledger again
-    return pack, notes, digest
+    return pack, notes
 
 
 def _read_kept(path: Path, key: bytes, digest: str) -> tuple[Pack, list[str]] | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from perfxl.comparison import (
     DeclaredProject,
@@ -53,6 +54,14 @@ def basis_column(sp) -> str | None:
     return next((c.id for c in table_.columns if c.id == "basis" or BASIS_LABEL in c.label), None)
 
 
+@lru_cache(maxsize=65536)  # the same indicators recur in thousands of forms (a collector lives for one form)
+def _named(sp, level1: str, level2: str, level3: str) -> tuple[str, str, str]:
+    """A row's 一级 and 二级 as its template names them, and the direction usual for its kind of indicator."""
+    hierarchy = sp.indicator_table().indicator.hierarchy
+    return (hierarchy.canonical(level1), hierarchy.canonical(level2),
+            usual_direction(indicator_kind(sp, level1, level2, level3), level3) or "")
+
+
 @dataclass
 class Comparison(Collector):
     """What each declared project gives on its own (only when the merge compares: --history or a library's
@@ -63,30 +72,19 @@ class Comparison(Collector):
     ctx: Context
     lines: list[dict] = field(default_factory=list)
 
-    def __post_init__(self):
-        # not a field (not the sheet's state): a template's 一级, 二级, 三级 → (一级 and 二级 as the template
-        # names them, the direction usual for its kind)
-        self._usual: dict[tuple, tuple[str, str, str]] = {}
-
     def add(self, s, checked, sp, who) -> None:
         if not self.ctx.compares or sp.round.stage != DECLARE:
             return
         table_ = sp.indicator_table()
         main = table_.indicator.main if table_ is not None else None
-        hierarchy = table_.indicator.hierarchy if table_ is not None else None
         basis = basis_column(sp)
         for p in checked.projects:
             rows = []
             if main is not None:
                 for n, r in enumerate(p.indicators, start=1):
-                    named = (sp, r.level1, r.level2, r.level3)
-                    usual = self._usual.get(named)
-                    if usual is None:  # the same indicators recur in thousands of forms
-                        usual = self._usual[named] = (
-                            hierarchy.canonical(r.level1), hierarchy.canonical(r.level2),
-                            usual_direction(indicator_kind(sp, r.level1, r.level2, r.level3), r.level3) or "")
-                    rows.append(DeclaredRow(n, r.cells.get(main, ""), usual[0], usual[1], r.level3,
-                                            r.texts.get(main, ""), r.texts.get(basis, "") if basis else "", usual[2]))
+                    level1, level2, usual = _named(sp, r.level1, r.level2, r.level3)
+                    rows.append(DeclaredRow(n, r.cells.get(main, ""), level1, level2, r.level3,
+                                            r.texts.get(main, ""), r.texts.get(basis, "") if basis else "", usual))
             text = " ".join(str(p.values.get(f) or "") for f in TEXT_FIELDS)
             project = DeclaredProject(s.path, p.sheet, checked.year or self.ctx.year or 0, who.unit_code,
                                       who.unit_name, who.department, who.region, p.name,
