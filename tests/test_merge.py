@@ -488,3 +488,36 @@ def test_export_refuses_what_is_not_a_ledger_and_never_overwrites_another_file(t
     missing = CliRunner().invoke(cli, ["export", "--ledger", str(tmp_path / "无.sqlite"), "-o", str(other)])
     assert missing.exit_code == 2 and "不存在" in missing.output
     assert other.read_bytes() == b"not a ledger"
+
+
+def _chunk_of_results(chunk: list) -> list:
+    """A read worker's chunk, as big as a real one's results: 1 MB a task."""
+    return [bytes(1 << 20) for _ in chunk]
+
+
+def test_the_read_pool_lets_go_of_each_chunks_results_once_given_on(monkeypatch):
+    """#24: the read pool kept every chunk's future, and so every checked form of the run, until the pool
+    ended. A chunk's results must be garbage once the merge has taken them, while later chunks are read."""
+    import gc
+    import weakref
+
+    from perfxl.merging import worker
+
+    monkeypatch.setattr(worker, "_process_chunk", _chunk_of_results)
+    seen = []
+    real = worker.as_completed
+
+    def watched(futures):
+        for future in real(futures):
+            seen.append(weakref.ref(future))
+            yield future
+
+    monkeypatch.setattr(worker, "as_completed", watched)
+    results = worker._run_pool([(f"f{i}", None, None) for i in range(12)], MergeOptions(), None, None, jobs=2, chunk=2)
+    taken = 0
+    for _ in results:
+        taken += 1
+        if taken == 8:  # four chunks taken, two still to come, the pool alive
+            gc.collect()
+            assert seen[0]() is None and seen[1]() is None
+    assert taken == 12

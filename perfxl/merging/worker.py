@@ -243,10 +243,14 @@ def _run_pool(tasks, options, roster, db_path, jobs, chunk):
             futures = {pool.submit(_process_chunk, pending[i:i + size]): pending[i:i + size]
                        for i in range(0, len(pending), size)}
             for future in as_completed(futures):
+                # let go of each chunk's results once given on: kept until the pool ends, every checked form
+                # of the run would stay in memory after it was spooled
+                held = futures.pop(future)
                 try:
                     yield from future.result()
                 except BrokenProcessPool:
-                    suspects.extend(futures[future])
+                    suspects.extend(held)
+                del future
     for task in suspects:
         with ProcessPoolExecutor(max_workers=1, mp_context=pool_context(), initializer=init_worker,
                                  initargs=(options, roster, db_path)) as pool:
