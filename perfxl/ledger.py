@@ -984,18 +984,6 @@ class Kept:
             self.ahead.update((key, (value, mac)) for key, value, mac in self.db.execute(
                 f"SELECT key, value, mac FROM kept WHERE key IN ({','.join('?' * len(batch))})", batch))
 
-    def entries(self, prefix: str) -> dict[str, bytes]:
-        """Every valid value whose key starts with `prefix`, not yet marked used (see `touch`): for a worker
-        that cannot reach the ledger (a sheet rendered in another process)."""
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        return {key: value for key, value, mac in self.db.execute(
-            "SELECT key, value, mac FROM kept WHERE key >= ? AND key < ?", (prefix, upper))
-            if self.sealer.valid(mac, self.sealer.kept, key, value)}
-
-    def touch(self, keys) -> None:
-        """Mark these keys used by this run (kept at `close`)."""
-        self.touched.update(keys)
-
     def get(self, key: str) -> bytes | None:
         found = self.ahead.pop(key, None)
         if found is None:

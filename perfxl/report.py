@@ -355,20 +355,19 @@ def _plan(table) -> _Plan:
     return _Plan(tuple(widths), paper, max(20.0, row_height(lines) + 2))
 
 
-def write_summary(result, path: Path, cache=None, jobs: int = 1) -> Path:
+def write_summary(result, path: Path, cache=None) -> Path:
     """The summary workbook, written beside its final name and renamed into place when complete.
 
     xlsxwriter lays out every sheet (columns, header, frozen pane, autofilter, print setup); the rows are
     rendered as sheet XML in compressed segments (perfxl.sheetxml) and put into those sheets as the package
     is written. A table made of per-form blocks takes each block's segment from `cache` (get/put of bytes
     by key: the ledger's) when it holds one for the same layout, so a re-merge renders only what changed.
-    With `jobs` above 1, the big sheets sorted across forms are rendered in workers meanwhile (`_Beside`).
     """
     import xlsxwriter
 
     path = Path(path)
     try:
-        _write_summary(xlsxwriter, result, path, cache, jobs)
+        _write_summary(xlsxwriter, result, path, cache)
     except OSError as exc:  # disk full, read-only folder, name too long, permission; the old summary stays
         raise OutputError(f"无法写入汇总表 (cannot write the summary) {exc.filename or path}: "
                           f"{exc.strerror or exc}；原有汇总表保持不变") from None
@@ -419,111 +418,7 @@ class _SegmentSpool:
         return Segment(data, seg.crc, seg.length, seg.zeros, seg.rows, seg.sums)
 
 
-BESIDE_ROWS = 5_000  # a sheet sorted across forms with fewer rows is rendered in place: a worker costs more
-_BESIDE: dict = {}  # what a worker rendering a sheet inherits from the writer (forked, not pickled)
-
-
-class _Beside:
-    """The big sheets sorted across forms (项目清单, 目标审核, 校验问题, …), each rendered whole (its plan and its
-    segments) in a forked worker while the writer lays out and writes the others: at 10,000 forms they are
-    seconds of work the merge's workers, done with the forms, would otherwise watch. The segments come back
-    and are spooled where the sheet's turn comes, so the workbook is the same byte for byte. A worker has no
-    ledger: it is handed what the ledger keeps for its sheet, and gives back what to keep and what it used.
-    An optimisation only: without fork (Windows), with one job, or with a worker lost, the writer renders
-    the sheet itself as before."""
-
-    def __init__(self, pool=None, futures=None):
-        self.pool = pool
-        self.futures = futures or {}
-
-    @classmethod
-    def start(cls, tables, formats: _Formats, cache, jobs: int) -> _Beside:
-        import multiprocessing
-
-        big = [t for t in tables if t.cover is None and t.name != ABOUT_SHEET and not t.lazy
-               and isinstance(t.rows, Sequence) and len(t.rows) >= BESIDE_ROWS]
-        if jobs <= 1 or not big or "fork" not in multiprocessing.get_all_start_methods() or (
-                cache is not None and not hasattr(cache, "entries")):
-            return cls()
-        from concurrent.futures import ProcessPoolExecutor
-
-        big.sort(key=lambda t: -len(t.rows))  # the longest first, so the workers finish together
-        kept = {t.name: {**cache.entries(f"rows|{t.name}|"), **cache.entries(f"chunks|{t.name}|")}
-                if cache is not None else None for t in big}
-        _BESIDE.update(tables=big, formats=formats, kept=kept)
-        try:
-            pool = ProcessPoolExecutor(max_workers=min(jobs, len(big)), mp_context=multiprocessing.get_context("fork"))
-            futures = {id(t): pool.submit(_render_beside, n) for n, t in enumerate(big)}
-        except OSError:
-            _BESIDE.clear()
-            return cls()
-        return cls(pool, futures)
-
-    def has(self, table) -> bool:
-        return id(table) in self.futures
-
-    def result(self, table, cache, spool: _SegmentSpool):
-        """(plan, parts, sums) of a sheet rendered in a worker, its segments now spooled, or None: the
-        writer renders it."""
-        from concurrent.futures.process import BrokenProcessPool
-
-        future = self.futures.pop(id(table), None)
-        if future is None:
-            return None
-        try:
-            plan, parts, sums, used, puts = future.result()
-        except (BrokenProcessPool, OSError):
-            return None
-        if cache is not None:
-            cache.touch(used)
-            for key, value in puts:
-                cache.put(key, value)
-        for part in parts:
-            part.segments = [spool.add(seg) for seg in part.segments]
-        return plan, parts, sums
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
-        _BESIDE.clear()
-
-
-class _Handed:
-    """A worker's cache for one sheet: what the ledger kept for it, and what to keep."""
-
-    def __init__(self, kept: dict[str, bytes]):
-        self.kept = kept
-        self.used: list[str] = []
-        self.puts: list[tuple[str, bytes]] = []
-
-    def get(self, key: str) -> bytes | None:
-        value = self.kept.get(key)
-        if value is not None:
-            self.used.append(key)
-        return value
-
-    def put(self, key: str, value: bytes) -> None:
-        self.puts.append((key, value))
-
-
-class _HeldSpool:
-    """A worker's spool: segments stay as they are, to be spooled by the writer."""
-
-    def add(self, seg: Segment) -> Segment:
-        return seg
-
-
-def _render_beside(n: int):
-    """In a worker: the n-th big sheet's plan, parts (segments held) and sums, and the cache's traffic."""
-    table = _BESIDE["tables"][n]
-    kept = _BESIDE["kept"][table.name]
-    cache = _Handed(kept) if kept is not None else None
-    plan = _plan(table)
-    parts, sums = _table_parts(table, _layout(table, _BESIDE["formats"], plan), cache, _HeldSpool(), EXCEL_ROWS - 2)
-    return plan, parts, sums, cache.used if cache else [], cache.puts if cache else []
-
-
-def _write_summary(xlsxwriter, result, path: Path, cache, jobs: int = 1) -> None:
+def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
     import tempfile
 
     sheets: dict[int, tuple[_Part, int]] = {}  # sheet number → its part and column count
@@ -538,73 +433,62 @@ def _write_summary(xlsxwriter, result, path: Path, cache, jobs: int = 1) -> None
         wb.set_properties({"title": title, "author": "perfxl", "comments": SUMMARY_MARK})
         formats = _formats(wb)
         header, totals = formats.header, formats.totals
-        beside = _Beside.start(result.tables, formats, cache, jobs)
-        try:
-            def render_here(table) -> tuple[_Plan, list[_Part], list[float]]:
-                plan = _plan(table)
-                return (plan, *_table_parts(table, _layout(table, formats, plan), cache, spool, EXCEL_ROWS - 2))
-
-            # First the sheets rendered here, while the workers render theirs; 说明 when its turn comes, as it
-            # names the sheets that continue in another.
-            here = {id(t): render_here(t) for t in result.tables
-                    if t.cover is None and t.name != ABOUT_SHEET and not beside.has(t)}
-            sheet_no = 0
-            cover_sheet = None
-            continued: list[tuple[str, list[str], int]] = []  # (table, its sheets, its rows)
-            for table in result.tables:
-                if table.cover is not None:  # a few hundred rows at most: written cell by cell, not streamed,
-                    sheet_no += 1            # after the big sheets, so it can say which of them continue
-                    cover_sheet = (wb.add_worksheet(table.name), table)
-                    continue
-                if table.name == ABOUT_SHEET and continued:  # a copy: the result stays as the merge made it
-                    table = dataclasses.replace(table, blocks=None, rows=list(table.iter_rows()) + [
-                        ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中"]
-                        + [""] * (len(table.columns) - 2) for name, sheets, rows in continued])
-                kinds = [kind for _, kind in table.columns]
-                plan, parts, sums = here.pop(id(table), None) or beside.result(table, cache, spool) or render_here(table)
-                layout = _layout(table, formats, plan)
-                if table.totals and parts[-1].rows:
-                    total_row = [0] + [round(v, 6) if on else None for v, on in zip(sums[1:], layout.summed[1:])]
-                    total_layout = Layout(layout.kinds, tuple(totals[k]._get_xf_index() for k in kinds), layout.wrapped)
-                    parts[-1].segments.append(spool.add(_totals_segment(total_row, total_layout, parts[-1].rows + 2)))
-                    parts[-1].totals = True
-                written = sum(p.rows for p in parts)
-                names = [p.name for p in parts]
-                for i, part in enumerate(parts):
-                    ws = wb.add_worksheet(part.name)
-                    sheet_no += 1
-                    sheets[sheet_no] = (part, len(kinds))
-                    _print_setup(ws, table, plan.paper, plan.scale)
-                    for c, (title, _) in enumerate(table.columns):
-                        _check(ws.set_column(c, c, plan.widths[c]), part.name)
-                        _check(ws.write_string(0, c, title, header), part.name)
-                    _check(ws.set_row(0, plan.header), part.name)
-                    ws.freeze_panes(1, 0)
-                    ws.repeat_rows(0)
-                    if part.rows:
-                        ws.autofilter(0, 0, part.rows, len(kinds) - 1)
-                        _colour_cells(wb, ws, table, part.rows)
-                    last = i == len(parts) - 1
-                    note = table.note if len(parts) == 1 else (
-                        f"续表 {i + 1}：{table.name} 超过 Excel 单表 {EXCEL_ROWS:,} 行，接续在下一张" if not last
-                        else f"续表 {i + 1}（完）：{table.note}")
-                    if note:
-                        ws.set_header(f"&L{part.name}&R{note}")
-                        # Room for the header above the rows: with the 0.3 in between them that the footer has,
-                        # LibreOffice's PDF export draws fewer rows a page than it counted pages for, and the
-                        # last rows of a long sheet are on no page (tests/test_print.py, not-printed).
-                        ws.set_margins(left=0.4, right=0.4, top=0.8, bottom=BOTTOM_MARGIN)
-                if len(parts) > 1:
-                    continued.append((table.name, names, written))
-            if cover_sheet is not None:
-                ws, table = cover_sheet
-                if continued:
-                    table = dataclasses.replace(table, cover=dataclasses.replace(table.cover, lines=list(
-                        table.cover.lines) + [f"「{name}」共 {rows:,} 行，超过 Excel 单表上限，分在 {'、'.join(sheets)} 中"
-                                              for name, sheets, rows in continued]))
-                _write_cover(wb, ws, table, formats)
-        finally:
-            beside.close()
+        sheet_no = 0
+        cover_sheet = None
+        continued: list[tuple[str, list[str], int]] = []  # (table, its sheets, its rows)
+        for table in result.tables:
+            if table.cover is not None:  # a few hundred rows at most: written cell by cell, not streamed,
+                sheet_no += 1            # after the big sheets, so it can say which of them continue
+                cover_sheet = (wb.add_worksheet(table.name), table)
+                continue
+            if table.name == ABOUT_SHEET and continued:  # a copy: the result stays as the merge made it
+                table = dataclasses.replace(table, blocks=None, rows=list(table.iter_rows()) + [
+                    ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中"]
+                    + [""] * (len(table.columns) - 2) for name, sheets, rows in continued])
+            kinds = [kind for _, kind in table.columns]
+            plan = _plan(table)
+            layout = _layout(table, formats, plan)
+            parts, sums = _table_parts(table, layout, cache, spool, EXCEL_ROWS - 2)
+            if table.totals and parts[-1].rows:
+                total_row = [0] + [round(v, 6) if on else None for v, on in zip(sums[1:], layout.summed[1:])]
+                total_layout = Layout(layout.kinds, tuple(totals[k]._get_xf_index() for k in kinds), layout.wrapped)
+                parts[-1].segments.append(spool.add(_totals_segment(total_row, total_layout, parts[-1].rows + 2)))
+                parts[-1].totals = True
+            written = sum(p.rows for p in parts)
+            names = [p.name for p in parts]
+            for i, part in enumerate(parts):
+                ws = wb.add_worksheet(part.name)
+                sheet_no += 1
+                sheets[sheet_no] = (part, len(kinds))
+                _print_setup(ws, table, plan.paper, plan.scale)
+                for c, (title, _) in enumerate(table.columns):
+                    _check(ws.set_column(c, c, plan.widths[c]), part.name)
+                    _check(ws.write_string(0, c, title, header), part.name)
+                _check(ws.set_row(0, plan.header), part.name)
+                ws.freeze_panes(1, 0)
+                ws.repeat_rows(0)
+                if part.rows:
+                    ws.autofilter(0, 0, part.rows, len(kinds) - 1)
+                    _colour_cells(wb, ws, table, part.rows)
+                last = i == len(parts) - 1
+                note = table.note if len(parts) == 1 else (
+                    f"续表 {i + 1}：{table.name} 超过 Excel 单表 {EXCEL_ROWS:,} 行，接续在下一张" if not last
+                    else f"续表 {i + 1}（完）：{table.note}")
+                if note:
+                    ws.set_header(f"&L{part.name}&R{note}")
+                    # Room for the header above the rows: with the 0.3 in between them that the footer has,
+                    # LibreOffice's PDF export draws fewer rows a page than it counted pages for, and the
+                    # last rows of a long sheet are on no page (tests/test_print.py, not-printed).
+                    ws.set_margins(left=0.4, right=0.4, top=0.8, bottom=BOTTOM_MARGIN)
+            if len(parts) > 1:
+                continued.append((table.name, names, written))
+        if cover_sheet is not None:
+            ws, table = cover_sheet
+            if continued:
+                table = dataclasses.replace(table, cover=dataclasses.replace(table.cover, lines=list(
+                    table.cover.lines) + [f"「{name}」共 {rows:,} 行，超过 Excel 单表上限，分在 {'、'.join(sheets)} 中"
+                                          for name, sheets, rows in continued]))
+            _write_cover(wb, ws, table, formats)
         wb.close()
         _package(tmp, sheets, spool)
 

@@ -260,33 +260,6 @@ def test_rows_rendered_ahead_by_workers_make_the_same_workbook(inbox, tmp_path, 
     assert _workbook(tmp_path / "池.xlsx") == _workbook(tmp_path / "单.xlsx")
 
 
-def _sheet_parts(path) -> dict[str, bytes]:
-    with zipfile.ZipFile(path) as z:
-        return {n: z.read(n) for n in z.namelist() if n.startswith("xl/worksheets/")}
-
-
-def test_big_sorted_sheets_rendered_beside_the_writer_make_the_same_workbook(inbox, tmp_path, monkeypatch):
-    """The sheets sorted across forms are rendered in workers while the writer writes the others: each
-    sheet's XML must be the one the writer alone makes, fresh and on a re-merge that takes the rows kept
-    in the ledger (the workers are handed them, and hand back what to keep)."""
-    monkeypatch.setattr(report, "BESIDE_ROWS", 1)
-    beside = []
-    real = report._Beside.result
-    monkeypatch.setattr(report._Beside, "result",
-                        lambda self, table, cache, spool: beside.append(table.name) or real(self, table, cache, spool))
-    kept_before = []
-    for jobs in (2, 1):
-        db = tmp_path / f"{jobs}.sqlite"
-        run_merge([inbox], tmp_path / f"{jobs}a.xlsx", MergeOptions(jobs=jobs, db=db))
-        kept_before.append(sorted(k for (k,) in sqlite3.connect(db).execute(
-            "SELECT key FROM kept WHERE key LIKE 'rows|%' OR key LIKE 'chunks|%'")))
-        run_merge([inbox], tmp_path / f"{jobs}b.xlsx", MergeOptions(jobs=jobs, db=db))
-    assert {"项目清单", "目标审核", "校验问题"} <= set(beside)
-    assert kept_before[0] == kept_before[1] and kept_before[0]  # the workers' rows were kept as the writer's
-    for run_name in ("a", "b"):
-        assert _sheet_parts(tmp_path / f"2{run_name}.xlsx") == _sheet_parts(tmp_path / f"1{run_name}.xlsx")
-
-
 # ----------------------------------------------------------------------------------------------------
 # Rows that move: a form that gains or loses rows moves every later form's rows (#19)
 # ----------------------------------------------------------------------------------------------------

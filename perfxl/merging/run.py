@@ -249,7 +249,7 @@ def _write(run: _Run, result: MergeResult, ctx: Context) -> None:
 
     options = run.options
     if run.output:
-        write_summary(result, run.output, cache=run.kept, jobs=run.jobs)
+        write_summary(result, run.output, cache=run.kept)
         result.output = run.output
     if options.csv_dir:
         write_csv(result, Path(options.csv_dir))
