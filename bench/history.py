@@ -13,7 +13,8 @@ with a fresh ledger:
   cold   — the same, in a perfxl folder that has never read them (the history ledgers' forms are checked
            again).
 It prints the median wall and CPU time of each, the median of its ratios to plain pair by pair, and the peak
-memory (PSS) of the process tree.
+memory (PSS) of the process tree, from one more run of each with memory sampled (sampling slows what it
+samples, so the timed runs are not).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _prepare(n: int, work: Path) -> dict:
     return {"inbox": years[0] / "inbox", "roster": years[0] / "roster.csv", "ledgers": ledgers}
 
 
-def _merge(campaign: dict, home: Path, history: bool) -> dict:
+def _merge(campaign: dict, home: Path, history: bool, sample_memory: bool = False) -> dict:
     out = Path(tempfile.mkdtemp(prefix="history-bench-"))
     os.environ["PERFXL_HOME"] = str(home)
     command = [sys.executable, "-m", "perfxl", "merge", str(campaign["inbox"]), "--roster", str(campaign["roster"]),
@@ -70,7 +71,7 @@ def _merge(campaign: dict, home: Path, history: bool) -> dict:
     if history:
         command += [a for ledger in campaign["ledgers"] for a in ("--history", str(ledger))]
     try:
-        return measure(command)
+        return measure(command, sample_memory=sample_memory)
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -87,15 +88,23 @@ def main() -> None:
     warm_home = work / "warm-home"
     _merge(campaign, warm_home, history=True)  # reads the history once: what "warm" finds kept
     runs: dict[str, list[dict]] = {"plain": [], "cold": [], "warm": []}
-    for i in range(args.pairs):
-        for kind in ("plain", "warm", "cold"):  # warm beside plain: the machine's speed drifts
-            home = warm_home if kind == "warm" else Path(tempfile.mkdtemp(prefix="history-home-"))
-            runs[kind].append(_merge(campaign, home, history=kind != "plain"))
+    peaks: dict[str, float] = {}
+
+    def run(kind: str, sample_memory: bool = False) -> dict:
+        home = warm_home if kind == "warm" else Path(tempfile.mkdtemp(prefix="history-home-"))
+        try:
+            return _merge(campaign, home, history=kind != "plain", sample_memory=sample_memory)
+        finally:
             if kind != "warm":
                 shutil.rmtree(home, ignore_errors=True)
-            r = runs[kind][-1]
-            print(f"pair {i + 1} {kind:5}: wall {r['wall_s']:6.1f} s, cpu {r['cpu_s']:6.1f} s, "
-                  f"peak PSS {r['peak_pss_mb']} MB", flush=True)
+
+    for i in range(args.pairs):
+        for kind in ("plain", "warm", "cold"):  # warm beside plain: the machine's speed drifts
+            r = run(kind)
+            runs[kind].append(r)
+            print(f"pair {i + 1} {kind:5}: wall {r['wall_s']:6.1f} s, cpu {r['cpu_s']:6.1f} s", flush=True)
+    for kind in runs:  # memory in runs of their own: sampling it slows what is timed (bench/run.py, measure)
+        peaks[kind] = run(kind, sample_memory=True)["peak_pss_mb"] or 0
     print(f"\n{args.units:,} forms, two years of history ({args.pairs} runs each; medians, and the median of the"
           " ratios to plain pair by pair, which holds when the machine's speed drifts):")
     for kind, rs in runs.items():
@@ -103,7 +112,7 @@ def main() -> None:
         cpu = statistics.median(r["cpu_s"] for r in rs)
         wall_ratio = statistics.median(r["wall_s"] / p["wall_s"] for r, p in zip(rs, runs["plain"]))
         cpu_ratio = statistics.median(r["cpu_s"] / p["cpu_s"] for r, p in zip(rs, runs["plain"]))
-        peak = max(r["peak_pss_mb"] or 0 for r in rs)
+        peak = peaks[kind]
         print(f"  {kind:5}  wall {wall:6.1f} s ({wall_ratio:.2f}×)  cpu {cpu:6.1f} s ({cpu_ratio:.2f}×)"
               f"  peak PSS {peak:.0f} MB")
 

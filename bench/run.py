@@ -187,7 +187,11 @@ def _tree_memory(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def measure(command: list[str]) -> dict:
+def measure(command: list[str], sample_memory: bool = True) -> dict:
+    """A command's wall and CPU time (its process tree's), and with `sample_memory` its tree's peak RSS and PSS,
+    sampled every 50 ms. Sampling reads /proc/PID/smaps_rollup, which holds each process's memory map lock
+    while it walks it, and so slows a process that maps and unmaps memory (a 10,000-form merge with history
+    took 40 s alone and 49-51 s sampled, the same hour): figures compared for time are taken without it."""
     started = time.perf_counter()
     before = os.times()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])))
@@ -202,10 +206,12 @@ def measure(command: list[str]) -> dict:
             done.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    if sample_memory:
+        sampler.start()
     output, _ = proc.communicate()
     done.set()
-    sampler.join()
+    if sample_memory:
+        sampler.join()
     after = os.times()
     wall = time.perf_counter() - started
     if proc.returncode != 0:
