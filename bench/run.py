@@ -7,7 +7,10 @@ realistic random values, ~3% with mistakes), then times in one run, each step in
   generate  — `perfxl generate` of N blank forms;
   merge     — `perfxl merge` of the N filled forms into the summary workbook (fresh ledger);
   remerge   — the same merge again over the unchanged inbox (everything from the ledger);
-  naive     — openpyxl load_workbook per file + pandas.concat + DataFrame.to_excel.
+  naive     — openpyxl load_workbook per file + pandas.concat + DataFrame.to_excel;
+  floor     — what no merge can do without, from well-kept parts: python-calamine reading every cell of every
+              sheet in a pool of --jobs processes, and the rows written as one sheet's XML at zlib level 1
+              (no checking, no ledger, no layout): how far perfxl is from the least a merge costs.
 It prints files/s, wall time, CPU time, peak memory (the whole process tree) and perfxl/naive, and
 writes the figures to JSON. With --naive-limit K the naive way is timed on the first K files and
 scaled linearly to N; the JSON says so.
@@ -257,6 +260,42 @@ def read_validate_cpu(inbox: Path, sample: int = 500) -> float:
     return round((time.process_time() - started) * 1000 / len(data), 2)
 
 
+FLOOR = r"""
+import sys, zipfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from xml.sax.saxutils import escape
+from python_calamine import CalamineWorkbook
+
+def rows_of(path):
+    out = []
+    wb = CalamineWorkbook.from_path(str(path))
+    for name in wb.sheet_names:
+        for row in wb.get_sheet_by_name(name).to_python(skip_empty_area=False):
+            cells = []
+            for v in row:
+                if v == "" or v is None:
+                    continue
+                if type(v) in (int, float):
+                    cells.append(f"<c><v>{v!r}</v></c>")
+                else:
+                    cells.append(f'<c t="inlineStr"><is><t>{escape(str(v))}</t></is></c>')
+            out.append("<row>" + "".join(cells) + "</row>")
+    return "".join(out).encode()
+
+if __name__ == "__main__":
+    files = sorted(Path(sys.argv[1]).rglob("*.xlsx"))
+    with ProcessPoolExecutor(int(sys.argv[3])) as pool, \
+            zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z, \
+            z.open("xl/worksheets/sheet1.xml", "w") as sheet:
+        sheet.write(b"<worksheet><sheetData>")
+        for xml in pool.map(rows_of, files, chunksize=32):
+            sheet.write(xml)
+        sheet.write(b"</sheetData></worksheet>")
+    print(len(files))
+"""
+
+
 def run(n: int, root: Path, jobs: int, naive_limit: int | None) -> dict:
     campaign_dir = root / f"n{n}"
     print(f"\n== N = {n:,}: building the campaign in {campaign_dir} …", flush=True)
@@ -282,6 +321,8 @@ def run(n: int, root: Path, jobs: int, naive_limit: int | None) -> dict:
         naive["cpu_s"] = round(naive["cpu_s"] * n / limit, 1)
         naive["extrapolated"] = True
     results["naive"] = naive
+    results["floor"] = measure([sys.executable, "-c", FLOOR, str(campaign["inbox"]), str(campaign_dir / "floor.xlsx"),
+                                str(jobs)])
     rows = 0
     for line in results["merge"]["output"].splitlines():
         if "指标" in line and "行" in line:
@@ -291,16 +332,20 @@ def run(n: int, root: Path, jobs: int, naive_limit: int | None) -> dict:
         figures[step] = {k: v for k, v in r.items() if k != "output"}
         figures[step]["files_per_s"] = round(n / r["wall_s"], 1) if r["wall_s"] else None
     figures["speedup_vs_naive"] = round(results["naive"]["wall_s"] / results["merge"]["wall_s"], 1)
+    figures["merge_over_floor_wall"] = round(results["merge"]["wall_s"] / results["floor"]["wall_s"], 2)
     figures["cpu_ms_per_form_merge"] = round(results["merge"]["cpu_s"] * 1000 / n, 2)
+    figures["cpu_ms_per_form_floor"] = round(results["floor"]["cpu_s"] * 1000 / n, 2)
     figures["cpu_ms_read_validate_one_form"] = read_validate_cpu(campaign["inbox"])
     print(f"   {'step':<10}{'files/s':>10}{'wall s':>10}{'cpu s':>10}{'peak MB':>10}")
-    for step in ("generate", "merge", "remerge", "naive"):
+    for step in ("generate", "merge", "remerge", "naive", "floor"):
         f = figures[step]
         extra = f"  (timed on {f['files_timed']:,} files, scaled)" if f.get("extrapolated") else ""
         print(f"   {step:<10}{f['files_per_s']:>10,.0f}{f['wall_s']:>10.1f}{f['cpu_s']:>10.1f}{f['peak_mb']:>10.0f}{extra}")
     print(f"   perfxl merge is {figures['speedup_vs_naive']}× faster than the naive way; "
           f"{rows:,} indicator rows; {figures['cpu_ms_per_form_merge']} ms CPU per form for the whole merge, "
           f"{figures['cpu_ms_read_validate_one_form']} ms to read and validate one form")
+    print(f"   the floor (calamine and sheet XML): {figures['cpu_ms_per_form_floor']} ms CPU per form; perfxl merge "
+          f"takes {figures['merge_over_floor_wall']}× its wall time")
     return figures
 
 
