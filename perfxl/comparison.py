@@ -464,16 +464,12 @@ def percentile_without(values: list[float], removed_at: list[int], q: float) -> 
 
 @dataclass
 class Peers:
-    """The values declared this year per indicator, with whose they are."""
+    """The values declared this year per indicator, with whose they are, and their range value by value:
+    what `outside_peers` uses for a unit that declared an indicator more than once, and what it is held
+    equal to (tests/test_history.py)."""
 
     values: dict[tuple, list[float]] = field(default_factory=dict)  # sorted
     units: dict[tuple, dict[str, list[float]]] = field(default_factory=dict)  # per unit code, its own values
-
-    @classmethod
-    def of(cls, projects: list[DeclaredProject], facts: list[list[RowFacts]] | None = None) -> Peers:
-        return cls.of_values((p.unit_code, f.key, f.value)
-                             for p, rows in zip(projects, facts if facts is not None else map(row_facts, projects))
-                             for f in rows if f.value is not None)
 
     @classmethod
     def of_values(cls, values) -> Peers:
