@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -168,8 +169,8 @@ def _next_year(folder: Path, units, roster: Path, history: list[Path], seed: lis
     for i, (unit, form) in enumerate(zip(units, sorted(blank.glob("*.xlsx")))):
         if form.name == "分发清单.xlsx" or i in (6, 13):  # the units that never answer
             continue
-        projects = [_scaled_project(seed[(i * 3 + k) % len(seed)], rng.uniform(0.4, 1.6), unit.name)
-                    for k in range(unit.projects or 1)]
+        projects = [_a_year_on(_scaled_project(seed[(i * 3 + k) % len(seed)], rng.uniform(0.4, 1.6), unit.name),
+                               YEAR) for k in range(unit.projects or 1)]
         if i == 0:  # below what it achieved last year, with no basis given
             for row in projects[0]["tables"]["indicators"]:
                 if row[1] == "数量指标" and _is_number(str(row[3])):
@@ -181,6 +182,18 @@ def _next_year(folder: Path, units, roster: Path, history: list[Path], seed: lis
                                                       history=tuple(history)), materialize=True)
     rule = [title for title, _ in result.table("历史对比").columns].index("规则")
     return summary, sum(1 for row in result.table("历史对比").rows if "-" in str(row[rule] or ""))
+
+
+def _a_year_on(project: dict, year: int) -> dict:
+    """Last year's project as a clerk declares it again: every year it names moved on by one (起止时间
+    2021-01-01至2021-12-31, 2021年12月底前 完成), its figures as they were."""
+    moved = re.compile(rf"(?<!\d){year}(?!\d)")
+
+    def on(value):
+        return moved.sub(str(year + 1), value) if isinstance(value, str) else value
+
+    return {"fields": {k: on(v) for k, v in project["fields"].items()},
+            "tables": {t: [[on(v) for v in row] for row in rows] for t, rows in project["tables"].items()}}
 
 
 def _followup_round(folder: Path, template: str, units, roster: Path, ledger: Path, answer, deadline: str) -> Path:

@@ -166,3 +166,15 @@ def test_the_self_evaluation_cover_states_its_execution_rate_and_mean_score_from
     assert figures["预算执行率"] == pytest.approx(spent / budget, abs=1e-6)
     assert figures["平均总分"] == pytest.approx(sum(totals) / len(totals), abs=1e-6)
     assert figures["全年执行数合计（万元）"] == pytest.approx(spent, abs=0.01)
+
+
+def test_next_years_forms_name_next_year_not_the_one_they_were_copied_from(demo_folder):
+    """The demo's next-year units declared their projects with last year's dates (2021-01-01至2021-12-31 on a
+    2022 form): every form of the step had errors, and the summary a newcomer opens said 有错误 12, 通过 0.
+    The step's story is history, not mistakes: its forms carry only the seeds' own 提醒."""
+    from python_calamine import CalamineWorkbook
+
+    summary = next((demo_folder / "6-次年申报").glob("*汇总表.xlsx"))
+    rows = CalamineWorkbook.from_path(str(summary)).get_sheet_by_name("校验问题").to_python()
+    errors = [r for r in rows[1:] if r[rows[0].index("严重程度")] == "错误"]
+    assert errors == []
