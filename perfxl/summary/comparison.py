@@ -120,17 +120,15 @@ class Comparison(Collector):
                     findings.append(Finding(project, Problem("warning", code, sheet=project.sheet, cell=cell,
                                                              field="indicators", label="绩效指标", params=params),
                                             DeclaredRow(*row) if row else None, reference, basis))
-            at = [(n, i) for n, line in enumerate(self.lines) for i in range(len(line["r"]))]
-            outliers = outside_peers([projects[n].unit_code for n, _ in at],
-                                     [self.lines[n]["r"][i][0] for n, i in at],
-                                     [self.lines[n]["r"][i][1] for n, i in at])
+            valued = [(n, i, key, value) for n, line in enumerate(self.lines) for i, (key, value) in enumerate(line["r"])]
+            outliers = outside_peers([projects[n].unit_code for n, *_ in valued], [key for _, _, key, _ in valued],
+                                     [value for *_, value in valued])
             details: dict[int, list] = {}
             for index, low, high, median, others in outliers:
-                n, i = at[index]
+                n, i, key, value = valued[index]
                 if n not in details:
                     details[n] = json.loads(self.lines[n]["d"])
                 declared = DeclaredRow(*details[n][i])
-                key, value = self.lines[n]["r"][i]
                 facts = RowFacts(declared, key, parse_target(declared.target), value, None)
                 findings.append(peer_finding(projects[n], facts, low, high, median, others))
             self.lines = []
