@@ -200,6 +200,9 @@ def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: d
     wrap = layout.wrapped
     # Text of at most this many characters fits one line whatever they are (the widest is a CJK character).
     short = [(w - 0.6) / CJK_WIDTH if w else 1e9 for w in wrap]
+    # A sheet repeats its texts (a unit's name on each of its rows, one rule's code on thousands): each
+    # distinct text of a column is escaped and measured once in these rows.
+    seen: list[dict[str, tuple[str, int]]] = [{} for _ in layout.kinds]
     out = []
     count = 0
     for row in rows:
@@ -225,9 +228,15 @@ def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: d
                     sums[c] += value
             else:
                 text = value if type(value) is str else ("是" if value is True else "否" if value is False else str(value))
-                cells.append(text_cell(text, attrs[c]))
-                if len(text) > short[c] and (text_width(text) > wrap[c] - 0.6 or "\n" in text):
-                    lines = max(lines, wrapped_lines(text, wrap[c]))
+                known = seen[c].get(text)
+                if known is None:
+                    taken = 1
+                    if len(text) > short[c] and (text_width(text) > wrap[c] - 0.6 or "\n" in text):
+                        taken = wrapped_lines(text, wrap[c])
+                    known = seen[c][text] = (text_cell(text, attrs[c]), taken)
+                cells.append(known[0])
+                if known[1] > lines:
+                    lines = known[1]
         head = f'<row r="{ROW}" ht="{row_height(lines):g}" customHeight="1">' if lines > 1 else _ONE_LINE
         xml = head + "".join(cells) + "</row>"
         if memo is not None:
