@@ -506,6 +506,14 @@ class Peers:
                 percentile_without(values, removed_at, 0.5), others)
 
 
+def _numbered(items: Sequence) -> tuple[dict, Any]:
+    """Each distinct item's number (in order of first appearance), and every item's number as an array."""
+    import numpy as np
+
+    ids = {item: i for i, item in enumerate(dict.fromkeys(items))}
+    return ids, np.fromiter(map(ids.__getitem__, items), np.int64, len(items))
+
+
 def outside_peers(unit_codes: Sequence[str], keys: Sequence, values: Sequence[float]) -> list[tuple]:
     """The values outside their peers' range: of each (unit code, indicator key, value) whose indicator at
     least PEERS_MIN other units declared, whether it lies outside P10–P90 of the indicator's values with the
@@ -520,10 +528,8 @@ def outside_peers(unit_codes: Sequence[str], keys: Sequence, values: Sequence[fl
     n = len(values)
     if not n:
         return []
-    key_ids: dict = {}
-    unit_ids: dict = {}
-    k = np.fromiter((key_ids.setdefault(x, len(key_ids)) for x in keys), np.int64, n)
-    u = np.fromiter((unit_ids.setdefault(x, len(unit_ids)) for x in unit_codes), np.int64, n)
+    key_ids, k = _numbered(keys)
+    unit_ids, u = _numbered(unit_codes)
     v = np.asarray(values, dtype=np.float64)
     pairs, pair_of, per_pair = np.unique(k * len(unit_ids) + u, return_inverse=True, return_counts=True)
     others = np.bincount(pairs // len(unit_ids), minlength=len(key_ids))[k] - 1
@@ -711,9 +717,10 @@ def _explanations(p: DeclaredProject) -> list[str]:
 def peer_finding(p: DeclaredProject, f: RowFacts, low: float, high: float, median: float, others: int) -> Finding:
     """The finding of a value outside its peers' range (`outside_peers`)."""
     r, unit = f.row, f.target.unit or ""
-    return _warning(p, "peer-outlier", r.cell, r, f"{_number(median)}{unit}", f"{others} 个同类单位中位数",
+    middle = f"{_number(median)}{unit}"
+    return _warning(p, "peer-outlier", r.cell, r, middle, f"{others} 个同类单位中位数",
                     level3=short_text(r.level3), value=short_text(r.target), low=f"{_number(low)}{unit}",
-                    high=f"{_number(high)}{unit}", median=f"{_number(median)}{unit}", peers=others)
+                    high=f"{_number(high)}{unit}", median=middle, peers=others)
 
 
 def _required_missing(p: DeclaredProject, required) -> list[Finding]:

@@ -120,12 +120,16 @@ class Comparison(Collector):
                     findings.append(Finding(project, Problem("warning", code, sheet=project.sheet, cell=cell,
                                                              field="indicators", label="绩效指标", params=params),
                                             DeclaredRow(*row) if row else None, reference, basis))
-            valued = [(n, i, key, value) for n, line in enumerate(self.lines) for i, (key, value) in enumerate(line["r"])]
-            outliers = outside_peers([projects[n].unit_code for n, *_ in valued], [key for _, _, key, _ in valued],
-                                     [value for *_, value in valued])
+            where, units, keys, values = [], [], [], []  # every valued row: its project and place, unit, key, value
+            for n, line in enumerate(self.lines):
+                valued = line["r"]
+                where.extend((n, i) for i in range(len(valued)))
+                units.extend([projects[n].unit_code] * len(valued))
+                keys.extend(key for key, _ in valued)
+                values.extend(value for _, value in valued)
             details: dict[int, list] = {}
-            for index, low, high, median, others in outliers:
-                n, i, key, value = valued[index]
+            for index, low, high, median, others in outside_peers(units, keys, values):
+                (n, i), key, value = where[index], keys[index], values[index]
                 if n not in details:
                     details[n] = json.loads(self.lines[n]["d"])
                 declared = DeclaredRow(*details[n][i])
