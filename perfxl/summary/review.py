@@ -293,15 +293,19 @@ class Review(Collector):
         (file, sheet): points off under their dimension, said as every check says it, and the grade again. A
         grade held down before (errors, unearnable points) stays held down."""
         order = [g for _, g, _ in GRADES]
+        # Only the checks of such findings take points off here (worked out once, not for every line).
+        late = [(d, checks) for d, checks in ((d, [check for check in d.checks
+                                                   if any(c in LATE_CODES for c in check.codes)])
+                                              for d in DIMENSIONS) if checks]
         for line in self.lines:
             codes = found.get((line.file, line.sheet))
             if not codes:
                 continue
-            for d in DIMENSIONS:
+            for d, checks in late:
                 lost, said = 0.0, []
-                for check in d.checks:
+                for check in checks:
                     n = sum(codes[c] for c in check.codes)
-                    if n and any(c in LATE_CODES for c in check.codes):
+                    if n:
                         lost += check.points * n
                         said.append(f"{check.failed}（{n} 处，{_off(check.points * n)}）")
                 if not said:
