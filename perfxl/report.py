@@ -446,6 +446,10 @@ def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
                     ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中"]
                     + [""] * (len(table.columns) - 2) for name, sheets, rows in continued])
             kinds = [kind for _, kind in table.columns]
+            if table.blocks is None and isinstance(table.rows, Sequence) and not isinstance(table.rows, list):
+                # Rows made from their records as they are read (RowsOf): made once for the plan and the
+                # rows, not twice (the plan holds them all at once anyway), and let go with the sheet.
+                table = dataclasses.replace(table, rows=list(table.rows))
             plan = _plan(table)
             layout = _layout(table, formats, plan)
             parts, sums = _table_parts(table, layout, cache, spool, EXCEL_ROWS - 2)
