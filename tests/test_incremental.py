@@ -164,6 +164,27 @@ def test_a_remerge_after_new_and_changed_files_writes_what_a_fresh_merge_writes(
     assert assert_numbered(tmp_path / "汇总.xlsx") == assert_numbered(tmp_path / "新.xlsx")
 
 
+def test_a_template_that_now_comes_first_reorders_the_columns_kept_rows_are_not_reused_under(seeds, tmp_path):
+    """指标明细's value columns are the union of the merged templates' in the order the templates first come
+    (by path). A form renamed to an earlier path reorders them: the other form, unchanged and kept under the
+    old order, must be rendered again, not placed under headers that now name other columns (their widths
+    are alike, so only its key can tell)."""
+    folder = tmp_path / "inbox" / "一处"
+    folder.mkdir(parents=True)
+    shutil.copy(seeds["000-0"].filled, folder / "b.xlsx")
+    shutil.copy(seeds["002-0"].filled, folder / "c.xlsx")
+    db = tmp_path / "台账.sqlite"
+    run_merge([tmp_path / "inbox"], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    before = _workbook(tmp_path / "汇总.xlsx")["指标明细"][0]
+    (folder / "c.xlsx").rename(folder / "a.xlsx")  # the same two templates; 002-0's now comes first
+    run_merge([tmp_path / "inbox"], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    fresh = tmp_path / "新.xlsx"
+    run_merge([tmp_path / "inbox"], fresh, MergeOptions(jobs=1, db=tmp_path / "新.sqlite"))
+    again = _workbook(tmp_path / "汇总.xlsx")
+    assert again["指标明细"][0] != before  # the columns did move
+    assert again == _workbook(fresh)
+
+
 def test_a_roster_change_is_seen_by_a_remerge_of_an_unchanged_inbox(seeds, inbox, tmp_path, monkeypatch):
     """Kept rows name the roster entry they were made with: a unit moved to another 主管部门 moves in the
     sheets, and only that unit's form is checked again."""

@@ -337,7 +337,8 @@ class Context:
         self.compares = self.history is not None or any(self.library.values())
         if self.fingerprint and self.cache is not None:  # every sheet's columns follow from these
             self._layout = hashlib.sha256(repr((
-                self.fingerprint, RENDER_VERSION, self.money_unit, sorted(self.specs, key=repr), self.lang,
+                # the templates in the order they first come: the sheets' columns (unions of theirs) follow it
+                self.fingerprint, RENDER_VERSION, self.money_unit, list(self.specs), self.lang,
                 self.template, self.year, self.units is not None, self._roster_places,
                 # what a form's own comparisons were made with (kept with its part)
                 self.compares, getattr(self.history, "identity", None), sorted(self.library.items()),
