@@ -996,6 +996,10 @@ class Kept:
         self.touched.add(key)
         return value
 
+    def holds(self, key: str) -> bool:
+        """Whether this run has put a value under `key`, or found a valid one there."""
+        return key in self.touched
+
     def put(self, key: str, value: bytes) -> None:
         self.db.execute("INSERT OR REPLACE INTO kept (key, value, run, mac) VALUES (?,?,?,?)",
                         (key, value, self.run_id, self.sealer.kept(key, value)))

@@ -6,6 +6,7 @@ Writes only new files (atomically); never touches an input.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 from collections.abc import Sequence
@@ -544,16 +545,37 @@ def _layout(table, formats: _Formats, plan: _Plan | None = None) -> Layout:
         plan.wrapped(kinds))
 
 
-def render_ahead(tables, cache) -> None:
-    """Render the per-form blocks of `tables` into `cache`, as the summary writer would keep them: what a
-    merge's worker does for its share of the forms, so the writer finds them rendered."""
+@functools.cache
+def _ahead_formats() -> _Formats:
+    """The summary's formats, to name their style numbers in rows rendered ahead: made once in a process (a
+    worker renders each form's rows as it reads the form)."""
     import io
 
     import xlsxwriter
 
-    formats = _formats(xlsxwriter.Workbook(io.BytesIO(), {"in_memory": True}))
+    return _formats(xlsxwriter.Workbook(io.BytesIO(), {"in_memory": True}))
+
+
+_BLOCK_LAYOUTS: dict[tuple, Layout] = {}
+
+
+def _block_layout(table, formats: _Formats) -> Layout:
+    """A big sheet's layout, which follows from its columns and paper alone (see _plan): worked out once
+    per process, not once per form."""
+    if table.blocks is None:
+        return _layout(table, formats)
+    key = (tuple(table.columns), table.paper, id(formats))
+    if key not in _BLOCK_LAYOUTS:
+        _BLOCK_LAYOUTS[key] = _layout(table, formats)
+    return _BLOCK_LAYOUTS[key]
+
+
+def render_ahead(tables, cache) -> None:
+    """Render the per-form blocks of `tables` into `cache`, as the summary writer would keep them: what a
+    merge's worker does for its share of the forms, so the writer finds them rendered."""
+    formats = _ahead_formats()
     for table in tables:
-        layout = _layout(table, formats)
+        layout = _block_layout(table, formats)
         for block, key in _keyed(table, layout, cache):
             if key and cache.get(key) is None:
                 rows = block.rows()

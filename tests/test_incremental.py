@@ -281,6 +281,28 @@ def test_rows_rendered_ahead_by_workers_make_the_same_workbook(inbox, tmp_path, 
     assert _workbook(tmp_path / "池.xlsx") == _workbook(tmp_path / "单.xlsx")
 
 
+def test_each_forms_part_is_made_by_the_worker_that_read_it_and_no_form_is_loaded_back(seeds, tmp_path, monkeypatch):
+    """With no pool to render ahead (a system without fork), the workers that read the forms make what each
+    adds to the sheets from the form they hold: the main process loads none back from the spool, and the
+    workbook is the one it writes when it makes them all itself."""
+    from perfxl.merging import render_ahead, run
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for key in ("004-0", "004-1", "004-2"):  # one template: the workers' guess of the templates in play holds
+        shutil.copy(seeds[key].filled, folder / f"{key}.xlsx")
+    monkeypatch.setattr(render_ahead, "AHEAD_MIN_FORMS", 10**9)
+    loads = []
+    real = run.load_spooled
+    monkeypatch.setattr(run, "load_spooled", lambda spool, s: loads.append(s.path) or real(spool, s))
+    run_merge([folder], tmp_path / "读时.xlsx", MergeOptions(jobs=2, db=tmp_path / "读时.sqlite"))
+    assert loads == []
+    monkeypatch.setattr(render_ahead.PartsWhereRead, "items", lambda *a: ())
+    run_merge([folder], tmp_path / "主进程.xlsx", MergeOptions(jobs=2, db=tmp_path / "主进程.sqlite"))
+    assert len(set(loads)) == 3  # made in the main process: every form loaded back
+    assert _workbook(tmp_path / "读时.xlsx") == _workbook(tmp_path / "主进程.xlsx")
+
+
 # ----------------------------------------------------------------------------------------------------
 # Rows that move: a form that gains or loses rows moves every later form's rows (#19)
 # ----------------------------------------------------------------------------------------------------

@@ -31,6 +31,9 @@ def collect(results: Iterable[FileResult], seen: dict[str, Seen], spool, ledger,
             kept.put(check_key(fingerprint, r.sha), json.dumps(
                 {**{k: summary[k] for k in _SEEN_FIELDS}, "roster_entry": entry(roster, summary["unit_code"])},
                 ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        if kept is not None:  # what the form adds to the sheets, made where it was read
+            for key, value in r.kept:
+                kept.put(key, value)
         offset = spool.tell()
         spool.write(r.checked)
         shown = display_path(r.path)

@@ -4,14 +4,16 @@ rendered in the main process."""
 
 from __future__ import annotations
 
-import copy
 import itertools
+import json
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from perfxl.domain import default_year
 from perfxl.records import Seen, checked_from_bytes
+from perfxl.spec import load_spec
 from perfxl.summary import Context
 from perfxl.validator import CheckedForm
 
@@ -21,12 +23,86 @@ _AHEAD: dict[str, Any] = {}  # what a worker rendering ahead inherits from the m
 AHEAD_MIN_FORMS = 200  # fewer forms than this are rendered in the main process: a pool would cost more
 
 
+class PartsWhereRead:
+    """What a form adds to the sheets (its part and its big sheets' segments), made by the worker that read
+    it, from the checked form it holds: no second pool, and no form loaded back from the spool.
+
+    A form's part and its keys depend on every template and year merged (the sheets' columns, the money
+    unit), which are known only once every form is read. The workers share the templates and years of the
+    forms read so far, and each makes its form's part for those and its own: once every template in play
+    has been seen, which is early in a campaign, the merge's own keys are the workers' and it finds
+    everything kept. Forms made for fewer (read before a template first came, or a unit settled by name
+    after reading) have other keys, and are rendered ahead as before. Made in the merge and inherited by
+    forked workers, history and all; a spawned worker is given it only without history, which it could
+    not be sent."""
+
+    _ROOM = 8192  # bytes of shared memory for the templates and years seen (JSON); beyond, nothing is made
+
+    def __init__(self, fingerprint: str, units, options, history, library: dict):
+        self.fingerprint, self.units, self.options = fingerprint, units, options
+        self.history, self.library = history, library
+        self._contexts: dict[tuple, Context] = {}
+        mp = pool_context()
+        self._lock, self._seen = mp.Lock(), mp.RawArray("c", self._ROOM)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_contexts": {}}
+
+    def note(self, template: str | None, year: int | None, path: str) -> tuple | None:
+        """A form of this template and year, at `path`, will be merged: shared with the other workers.
+        Returns every template and year shared, in the order the merge's own context will have them (by
+        the first path each is found at, as the merged forms are sorted by path); None once they no longer
+        fit the shared memory."""
+        with self._lock:
+            raw = self._seen.value
+            if raw == b"-":
+                return None
+            first = {(t, y): p for t, y, p in json.loads(raw)} if raw else {}
+            if (template, year) not in first or path < first[(template, year)]:
+                first[(template, year)] = path
+                text = json.dumps([[t, y, p] for (t, y), p in first.items()], ensure_ascii=True).encode()
+                if len(text) >= self._ROOM:
+                    self._seen.value = b"-"
+                    return None
+                self._seen.value = text
+            return tuple(sorted(first, key=first.__getitem__))
+
+    def items(self, path: str, checked: CheckedForm, seen: Seen) -> tuple[tuple[str, bytes], ...]:
+        """The kept values of one checked form (none for a form that will not be merged)."""
+        from perfxl.report import render_ahead as render_segments
+        from perfxl.summary import form_part, per_form_tables
+
+        o = self.options
+        if checked.read_error or not checked.template or (o.template and checked.template != o.template) or (
+                o.year and checked.year != o.year):
+            return ()
+        together = self.note(checked.template, checked.year, seen.path)
+        if together is None:
+            return ()
+        base = self._contexts.get(together)
+        if base is None:
+            specs = {(t, y): load_spec(t, y or o.year or default_year(), templates_dir=o.templates_dir)
+                     for t, y in together}  # in order
+            base = self._contexts[together] = Context(
+                files=[], load=None, units=self.units, template=o.template, year=o.year, roster=o.roster,
+                lang=o.lang, templates_dir=o.templates_dir, fingerprint=self.fingerprint, cache=_Collected(),
+                issued=tuple(o.issued or ()), history=self.history, library=self.library, specs=specs)
+        one = base.narrowed([seen], lambda _: checked, _Collected())
+        if not one.form_key(seen):
+            return ()
+        form_part(one, seen)
+        render_segments(per_form_tables(one), one.cache)
+        return tuple(one.cache.items)
+
+
 def render_ahead(ctx: Context, spool, kept, jobs: int) -> None:
     """Render, in a pool of workers, what the merged forms not yet kept add to the sheets (their parts and
     their big sheets' segments), into the kept values the summary is then built from. An optimisation
     only: whatever is missing after it (a worker lost, no fork on this system) is rendered in the main
-    process as before."""
-    todo = [s for s in ctx.merged if s.offset >= 0 and ctx.form_key(s)]
+    process as before. Forms whose parts the workers that read them made (PartsWhereRead) are not
+    rendered again."""
+    todo = [s for s in ctx.merged if s.offset >= 0 and ctx.form_key(s)
+            and not kept.holds(f"part|{ctx.form_key(s)}")]
     if jobs <= 1 or len(todo) < AHEAD_MIN_FORMS or pool_context().get_start_method() != "fork":
         return
     spool.flush()
@@ -78,8 +154,7 @@ def _render_share(batch: list[Seen]) -> list[tuple[str, bytes]]:
             loaded[s.offset] = checked_from_bytes(os.pread(fd, s.length, s.offset))
         return loaded[s.offset]
 
-    share = copy.copy(_AHEAD["ctx"])
-    share.merged, share.load, share.cache, share.senders = batch, load, _Collected(), {}
+    share = _AHEAD["ctx"].narrowed(batch, load, _Collected())
     for s in batch:
         form_part(share, s)
     render_segments(per_form_tables(share), share.cache)

@@ -33,10 +33,10 @@ from perfxl.versions import all_versions, as_rows
 from .guard import default_db, guard_outputs, outputs, own_outputs
 from .kept import collect, keep_roster, kept_check
 from .options import MergeOptions, MergeResult
-from .render_ahead import render_ahead
+from .render_ahead import PartsWhereRead, render_ahead
 from .rollup import input_labels, rolled_up
 from .versions import decide
-from .worker import Task, check_files, recheck
+from .worker import Task, check_files, pool_context, recheck
 
 # A file still changing after this many passes is merged as it was last read, and 说明 says so.
 SETTLE_ROUNDS = 4
@@ -195,7 +195,15 @@ def _read_until_settled(run: _Run, tasks: list[Task], progress) -> list[str]:
 def _read(run: _Run, tasks: list[Task], progress) -> None:
     if not tasks:
         return
-    results = check_files(tasks, run.options, run.roster, str(run.db_path) if run.db_path else None, run.jobs)
+    parts = None
+    if run.kept is not None and run.output is not None and (
+            run.history is None or run.jobs <= 1 or pool_context().get_start_method() == "fork"):
+        parts = PartsWhereRead(run.fingerprint, run.units, run.options, run.history, run.library)
+        for s in run.seen.values():  # forms taken as they were checked: merged too
+            if s.template and not s.read_error:
+                parts.note(s.template, s.year, s.path)
+    results = check_files(tasks, run.options, run.roster, str(run.db_path) if run.db_path else None, run.jobs,
+                          parts=parts)
     collect(results, run.seen, run.spool, run.ledger, progress, keep=(run.kept, run.fingerprint, run.roster))
 
 

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from perfxl.errors import ReadError
+from perfxl.files import display_path
 from perfxl.inbox import FileStat, NotRegularFile, TooLarge, read_regular_file
 from perfxl.ledger import Ledger, pack
 from perfxl.limits import TimeLimitExceeded, address_space, time_limit
 from perfxl.pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
 from perfxl.problems import L
 from perfxl.read import MAX_FILE_BYTES, FormData, read_workbook, too_large
-from perfxl.records import checked_bytes
+from perfxl.records import Seen, checked_bytes
 from perfxl.validator import CheckedForm, rejected, rejected_by
 
 from .options import MergeOptions
@@ -33,10 +34,11 @@ _WORKER: dict[str, Any] = {}
 
 
 def init_worker(options: MergeOptions, roster: dict | None, db_path: str | None,
-                watch_parent: bool = True) -> tuple[int, int] | None:
+                watch_parent: bool = True, parts=None) -> tuple[int, int] | None:
     """Set up a worker; returns the address-space limit it replaced (None if none was set), so an
-    in-process run can give its caller's process its limit back."""
-    _WORKER.update(options=options, roster=roster, db_path=db_path, ledger=None)
+    in-process run can give its caller's process its limit back. `parts` (merging.render_ahead's
+    PartsWhereRead) makes what each form adds to the sheets where it is read."""
+    _WORKER.update(options=options, roster=roster, db_path=db_path, ledger=None, parts=parts)
     if watch_parent:
         _exit_with_parent()
     try:  # POSIX: cap the address space so one file cannot exhaust the machine
@@ -97,6 +99,7 @@ class FileResult:
     form_blob: bytes | None  # the form data to store in the ledger (read afresh, or from a lower level)
     summary: dict
     checked: bytes
+    kept: tuple[tuple[str, bytes], ...] = ()  # what the form adds to the sheets, made here (PartsWhereRead)
 
 
 def finished(path: str, checked: CheckedForm, *, sha: str, stat: FileStat, source: str,
@@ -109,7 +112,23 @@ def finished(path: str, checked: CheckedForm, *, sha: str, stat: FileStat, sourc
                "problems": json.dumps([p.to_record() for p in checked.problems], ensure_ascii=False),
                "claimed": claimed, "round": checked.round, "issued": checked.issued, "signature": checked.signature}
     return FileResult(path=path, sha=sha, stat=stat, source=source, form_blob=form_blob, summary=summary,
-                      checked=checked_bytes(checked))
+                      checked=checked_bytes(checked), kept=_made_here(path, checked, summary, sha, stat, source))
+
+
+def _made_here(path: str, checked: CheckedForm, summary: dict, sha: str, stat: FileStat,
+               source: str) -> tuple[tuple[str, bytes], ...]:
+    """What the form adds to the sheets, made from the checked form at hand when the merge asked for it
+    (`parts`): the Seen is the one the main process will make of this result."""
+    parts = _WORKER.get("parts")
+    if parts is None or not sha or source not in ("read", "ledger"):
+        return ()
+    seen = Seen(path=display_path(path), size=stat.size, mtime_ns=stat.mtime_ns, ctime_ns=stat.ctime_ns,
+                ino=stat.ino, sha=sha, source=source, offset=0, outcome="merged",
+                **{k: v for k, v in summary.items() if k not in {"problems", "version"}})
+    try:
+        return parts.items(path, checked, seen)
+    except Exception:  # noqa: BLE001 - an optimisation: what is not made here is rendered ahead as before
+        return ()
 
 
 Task = tuple[str, "str | None", FileStat]  # path, the sha the ledger knows for the stat the walk saw, that stat
@@ -212,23 +231,24 @@ def pool_context():
 
 
 def check_files(tasks: list[Task], options: MergeOptions, roster: dict | None, db_path: str | None,
-                jobs: int) -> Iterator[FileResult]:
+                jobs: int, parts=None) -> Iterator[FileResult]:
     """Every task's result, as it comes. With one job the files are read in this process (under the same
     limits, given back afterwards); otherwise even one file is read in a worker: a crash must cost the file,
-    not the run."""
+    not the run. With `parts`, each result holds what its form adds to the sheets (FileResult.kept)."""
     if jobs > 1:
         yield from _run_pool(tasks, options, roster, db_path, jobs,
-                             chunk=max(1, min(32, len(tasks) // (jobs * 8) or 1)))
+                             chunk=max(1, min(32, len(tasks) // (jobs * 8) or 1)), parts=parts)
         return
-    previous = init_worker(options, roster, db_path, watch_parent=False)
+    previous = init_worker(options, roster, db_path, watch_parent=False, parts=parts)
     try:
         for task in tasks:
             yield process(task)
     finally:  # the caller's process (the Python API, a test, the portal) gets its own limit back
         restore_address_space(previous)
+        _WORKER["parts"] = None
 
 
-def _run_pool(tasks, options, roster, db_path, jobs, chunk):
+def _run_pool(tasks, options, roster, db_path, jobs, chunk, parts=None):
     """Yield results. When a worker dies, the files it may have held are retried one per task, and
     those that fail again each run alone in a fresh worker: a file that kills even that worker is
     the culprit, reported as such; the others are read normally."""
@@ -239,7 +259,7 @@ def _run_pool(tasks, options, roster, db_path, jobs, chunk):
         if not pending:
             continue
         with ProcessPoolExecutor(max_workers=jobs, mp_context=pool_context(), initializer=init_worker,
-                                 initargs=(options, roster, db_path)) as pool:
+                                 initargs=(options, roster, db_path, True, parts)) as pool:
             futures = {pool.submit(_process_chunk, pending[i:i + size]): pending[i:i + size]
                        for i in range(0, len(pending), size)}
             for future in as_completed(futures):
@@ -253,7 +273,7 @@ def _run_pool(tasks, options, roster, db_path, jobs, chunk):
                 del future
     for task in suspects:
         with ProcessPoolExecutor(max_workers=1, mp_context=pool_context(), initializer=init_worker,
-                                 initargs=(options, roster, db_path)) as pool:
+                                 initargs=(options, roster, db_path, True, parts)) as pool:
             try:
                 yield from pool.submit(_process_chunk, [task]).result()
             except BrokenProcessPool:

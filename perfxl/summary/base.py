@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -373,6 +374,13 @@ class Context:
                 f"{self._layout}|{s.sha}|{s.path}|{s.size}|{s.mtime_ns}|{s.unit_code}|{s.unit_name}|{entry}|"
                 f"{s.issued}".encode()).hexdigest()
         return key
+
+    def narrowed(self, forms: list[Seen], load: Callable[[Seen], CheckedForm], cache) -> Context:
+        """This merge's context for these merged forms alone (a worker's share of them): the same settings,
+        specs and layout, so the same keys, with its own way to load a form, its own cache and senders."""
+        share = copy.copy(self)
+        share.merged, share.load, share.cache, share.senders, share._form_keys = list(forms), load, cache, {}, {}
+        return share
 
     def sender(self, s: Seen) -> Who:
         """Who sent a file: known without loading it once its part is (a merged form), else from its form."""
