@@ -32,15 +32,13 @@ class PartsWhereRead:
     forms read so far, and each makes its form's part for those and its own: once every template in play
     has been seen, which is early in a campaign, the merge's own keys are the workers' and it finds
     everything kept. Forms made for fewer (read before a template first came, or a unit settled by name
-    after reading) have other keys, and are rendered ahead as before. Made in the merge and inherited by
-    forked workers, history and all; a spawned worker is given it only without history, which it could
-    not be sent."""
+    after reading) have other keys, and are rendered ahead as before. Made in the merge (not one that
+    compares with history, see merging.run._read), inherited by forked workers and sent to spawned ones."""
 
     _ROOM = 8192  # bytes of shared memory for the templates and years seen (JSON); beyond, nothing is made
 
-    def __init__(self, fingerprint: str, units, options, history, library: dict):
-        self.fingerprint, self.units, self.options = fingerprint, units, options
-        self.history, self.library = history, library
+    def __init__(self, fingerprint: str, units, options, library: dict):
+        self.fingerprint, self.units, self.options, self.library = fingerprint, units, options, library
         self._contexts: dict[tuple, Context] = {}
         mp = pool_context()
         self._lock, self._seen = mp.Lock(), mp.RawArray("c", self._ROOM)
@@ -86,7 +84,7 @@ class PartsWhereRead:
             base = self._contexts[together] = Context(
                 files=[], load=None, units=self.units, template=o.template, year=o.year, roster=o.roster,
                 lang=o.lang, templates_dir=o.templates_dir, fingerprint=self.fingerprint, cache=_Collected(),
-                issued=tuple(o.issued or ()), history=self.history, library=self.library, specs=specs)
+                issued=tuple(o.issued or ()), library=self.library, specs=specs)
         one = base.narrowed([seen], lambda _: checked, _Collected())
         if not one.form_key(seen):
             return ()
