@@ -32,8 +32,9 @@ class PartsWhereRead:
     forms read so far, and each makes its form's part for those and its own: once every template in play
     has been seen, which is early in a campaign, the merge's own keys are the workers' and it finds
     everything kept. Forms made for fewer (read before a template first came, or a unit settled by name
-    after reading) have other keys, and are rendered ahead as before. Made in the merge (not one that
-    compares with history, see merging.run._read), inherited by forked workers and sent to spawned ones."""
+    after reading) have other keys, and are made later as before. Used where no forked pool renders ahead
+    (merging.run._read: a system without fork, or a few forms) and the merge does not compare with history;
+    inherited by forked workers and sent to spawned ones."""
 
     _ROOM = 8192  # bytes of shared memory for the templates and years seen (JSON); beyond, nothing is made
 
@@ -93,6 +94,11 @@ class PartsWhereRead:
         return tuple(one.cache.items)
 
 
+def renders_ahead(jobs: int, forms: int) -> bool:
+    """Whether a merge of this many forms renders ahead in a pool of forked workers."""
+    return jobs > 1 and forms >= AHEAD_MIN_FORMS and pool_context().get_start_method() == "fork"
+
+
 def render_ahead(ctx: Context, spool, kept, jobs: int) -> None:
     """Render, in a pool of workers, what the merged forms not yet kept add to the sheets (their parts and
     their big sheets' segments), into the kept values the summary is then built from. An optimisation
@@ -101,7 +107,7 @@ def render_ahead(ctx: Context, spool, kept, jobs: int) -> None:
     rendered again."""
     todo = [s for s in ctx.merged if s.offset >= 0 and ctx.form_key(s)
             and not kept.holds(f"part|{ctx.form_key(s)}")]
-    if jobs <= 1 or len(todo) < AHEAD_MIN_FORMS or pool_context().get_start_method() != "fork":
+    if not renders_ahead(jobs, len(todo)):
         return
     spool.flush()
     _AHEAD.update(ctx=ctx, fd=spool.fileno())

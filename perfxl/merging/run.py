@@ -33,7 +33,7 @@ from perfxl.versions import all_versions, as_rows
 from .guard import default_db, guard_outputs, outputs, own_outputs
 from .kept import collect, keep_roster, kept_check
 from .options import MergeOptions, MergeResult
-from .render_ahead import PartsWhereRead, render_ahead
+from .render_ahead import PartsWhereRead, render_ahead, renders_ahead
 from .rollup import input_labels, rolled_up
 from .versions import decide
 from .worker import Task, check_files, recheck
@@ -196,10 +196,11 @@ def _read(run: _Run, tasks: list[Task], progress) -> None:
     if not tasks:
         return
     parts = None
-    # Not with history: measured at 10,000 forms, the workers that read the forms took 4-5 s longer to make
-    # the parts compared with earlier years than the render-ahead pool takes after them (not yet explained),
-    # and a spawned worker could not be sent the history anyway.
-    if run.kept is not None and run.output is not None and run.history is None:
+    # Where no forked pool will render ahead (Windows; a few forms), the workers that read the forms make
+    # their parts, which the main process would otherwise make alone. Where one will, it is as fast or
+    # faster (10,000 forms, 2 cores); and a spawned worker cannot be sent earlier years' ledgers.
+    if (run.kept is not None and run.output is not None and run.history is None and run.jobs > 1
+            and not renders_ahead(run.jobs, len(tasks) + len(run.seen))):
         parts = PartsWhereRead(run.fingerprint, run.units, run.options, run.library)
         for s in run.seen.values():  # forms taken as they were checked: merged too
             if s.template and not s.read_error:
