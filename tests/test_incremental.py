@@ -303,6 +303,31 @@ def test_each_forms_part_is_made_by_the_worker_that_read_it_and_no_form_is_loade
     assert _workbook(tmp_path / "读时.xlsx") == _workbook(tmp_path / "主进程.xlsx")
 
 
+def test_spawned_workers_as_on_windows_make_each_forms_part_where_they_read_it(seeds, tmp_path, monkeypatch):
+    """Windows has no fork: its workers are spawned, and are sent what makes the parts (with the shared
+    templates seen) pickled. They make every form's part, and the workbook is the one the main process
+    writes alone."""
+    import multiprocessing
+
+    from perfxl.merging import render_ahead, run, worker
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for key in ("004-0", "004-1", "004-2"):
+        shutil.copy(seeds[key].filled, folder / f"{key}.xlsx")
+    spawn = multiprocessing.get_context("spawn")
+    for module in (worker, render_ahead):
+        monkeypatch.setattr(module, "pool_context", lambda: spawn)
+    loads = []
+    real = run.load_spooled
+    monkeypatch.setattr(run, "load_spooled", lambda spool, s: loads.append(s.path) or real(spool, s))
+    run_merge([folder], tmp_path / "读时.xlsx", MergeOptions(jobs=2, db=tmp_path / "读时.sqlite"))
+    assert loads == []
+    monkeypatch.undo()
+    run_merge([folder], tmp_path / "主进程.xlsx", MergeOptions(jobs=1, db=tmp_path / "主进程.sqlite"))
+    assert _workbook(tmp_path / "读时.xlsx") == _workbook(tmp_path / "主进程.xlsx")
+
+
 # ----------------------------------------------------------------------------------------------------
 # Rows that move: a form that gains or loses rows moves every later form's rows (#19)
 # ----------------------------------------------------------------------------------------------------
