@@ -11,7 +11,7 @@ temporary file (kept); only a small index stays in memory. Then each unit's vers
     versions      which version of a unit's file counts (the portal asks the same rule)
     rollup        a lower level's ledger or export as input (节点汇总)
     kept          what goes into the ledger as results come in, and the checks taken back from it
-    render_ahead  the sheets' per-form parts rendered in workers
+    render_ahead  the sheets' per-form parts rendered in workers (or where the forms are read)
     run           run_merge: the steps in order
 """
 

@@ -1,6 +1,7 @@
 """Render-ahead: what the merged forms not yet kept add to the sheets, rendered in a pool of workers into
-the kept values the summary is then built from. An optimisation only: whatever is missing after it is
-rendered in the main process."""
+the kept values the summary is then built from; where no such pool can run (no fork), made by the workers
+that read the forms (PartsWhereRead). An optimisation only: whatever is missing after it is rendered in
+the main process."""
 
 from __future__ import annotations
 
