@@ -7,6 +7,9 @@ realistic random values, ~3% with mistakes), then times in one run, each step in
   generate  — `perfxl generate` of N blank forms;
   merge     — `perfxl merge` of the N filled forms into the summary workbook (fresh ledger);
   remerge   — the same merge again over the unchanged inbox (everything from the ledger);
+  plus3     — the same merge again after three units hand in a corrected form (deadline day);
+  followup  — `perfxl generate national/selfeval --from LEDGER`: self-evaluation forms prefilled from the
+              merge's ledger (ms of CPU per form generated);
   naive     — openpyxl load_workbook per file + pandas.concat + DataFrame.to_excel;
   floor     — what no merge can do without, from well-kept parts: python-calamine reading every cell of every
               sheet in a pool of --jobs processes, and the rows written as one sheet's XML at zlib level 1
@@ -23,6 +26,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -296,6 +300,26 @@ if __name__ == "__main__":
 """
 
 
+def plus_three(campaign_dir: Path, inbox: Path, merge_cmd: list[str]) -> dict:
+    """Deadline day: three units hand in a corrected form (a small campaign of the same shape, whose units
+    are the big campaign's first three) and the merge runs again; the corrections are taken away after."""
+    late = campaign_dir / "late"
+    shutil.rmtree(late, ignore_errors=True)
+    build_campaign(3, late, seed=7)
+    arrived = []
+    try:
+        for path in sorted((late / "inbox").rglob("*.xlsx")):
+            target = inbox / "更正" / path.name
+            target.parent.mkdir(exist_ok=True)
+            shutil.copy2(path, target)
+            arrived.append(target)
+        return measure(merge_cmd)
+    finally:
+        for target in arrived:
+            target.unlink()
+        shutil.rmtree(inbox / "更正", ignore_errors=True)
+
+
 def run(n: int, root: Path, jobs: int, naive_limit: int | None) -> dict:
     campaign_dir = root / f"n{n}"
     print(f"\n== N = {n:,}: building the campaign in {campaign_dir} …", flush=True)
@@ -312,6 +336,12 @@ def run(n: int, root: Path, jobs: int, naive_limit: int | None) -> dict:
                           "--jobs", str(jobs)]
     results["merge"] = measure(merge_cmd)
     results["remerge"] = measure(merge_cmd)
+    results["plus3"] = plus_three(campaign_dir, campaign["inbox"], merge_cmd)
+    selfeval = campaign_dir / "selfeval-blank"
+    results["followup"] = measure(perfxl + ["generate", "national/selfeval", "--year", "2022", "--roster",
+                                            str(campaign["roster"]), "--from",
+                                            str(campaign_dir / "summary_报送台账.sqlite"), "-o", str(selfeval)])
+    followup_forms = sum(1 for path in selfeval.rglob("*.xlsx") if path.name != "分发清单.xlsx")  # not the list
     limit = min(n, naive_limit) if naive_limit else n
     naive = measure([sys.executable, "-c", NAIVE, str(campaign["inbox"]), str(campaign_dir / "naive.xlsx"), str(limit)])
     naive["files_timed"] = limit
@@ -336,8 +366,14 @@ def run(n: int, root: Path, jobs: int, naive_limit: int | None) -> dict:
     figures["cpu_ms_per_form_merge"] = round(results["merge"]["cpu_s"] * 1000 / n, 2)
     figures["cpu_ms_per_form_floor"] = round(results["floor"]["cpu_s"] * 1000 / n, 2)
     figures["cpu_ms_read_validate_one_form"] = read_validate_cpu(campaign["inbox"])
+    if results["followup"]["wall_s"]:  # per form generated (national units only), not per unit
+        figures["followup"]["files_per_s"] = round(followup_forms / results["followup"]["wall_s"], 1)
+    figures["plus3_over_fresh_wall"] = round(results["plus3"]["wall_s"] / results["merge"]["wall_s"], 3)
+    figures["followup_forms"] = followup_forms
+    figures["cpu_ms_per_form_followup_generate"] = round(results["followup"]["cpu_s"] * 1000 / max(1, followup_forms), 2)
+    figures["cpu_ms_per_form_blank_generate"] = round(results["generate"]["cpu_s"] * 1000 / n, 2)
     print(f"   {'step':<10}{'files/s':>10}{'wall s':>10}{'cpu s':>10}{'peak MB':>10}")
-    for step in ("generate", "merge", "remerge", "naive", "floor"):
+    for step in ("generate", "merge", "remerge", "plus3", "followup", "naive", "floor"):
         f = figures[step]
         extra = f"  (timed on {f['files_timed']:,} files, scaled)" if f.get("extrapolated") else ""
         print(f"   {step:<10}{f['files_per_s']:>10,.0f}{f['wall_s']:>10.1f}{f['cpu_s']:>10.1f}{f['peak_mb']:>10.0f}{extra}")
@@ -346,6 +382,10 @@ def run(n: int, root: Path, jobs: int, naive_limit: int | None) -> dict:
           f"{figures['cpu_ms_read_validate_one_form']} ms to read and validate one form")
     print(f"   the floor (calamine and sheet XML): {figures['cpu_ms_per_form_floor']} ms CPU per form; perfxl merge "
           f"takes {figures['merge_over_floor_wall']}× its wall time")
+    print(f"   merge again after 3 corrected forms: {figures['plus3_over_fresh_wall']} of the fresh merge's wall time; "
+          f"generating forms: {figures['cpu_ms_per_form_blank_generate']} ms CPU per blank form, "
+          f"{figures['cpu_ms_per_form_followup_generate']} ms per self-evaluation form prefilled from the ledger "
+          f"({followup_forms:,} forms)")
     return figures
 
 
