@@ -13,7 +13,6 @@ copy. The hidden declared sheet only feeds the form's live checks (分值 per �
 
 from __future__ import annotations
 
-import gc
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -59,6 +58,16 @@ def declarations(ledger_path: Path, templates_dir: Path | None = None, units: se
     """{unit code: [(checked declaration, its spec), …]} for every file of the `family` round (perfxl.rounds:
     the round a follow-up is prefilled from) the ledger's last merge merged (of the `units` codes only, when
     given: each one is validated again, which is the cost here)."""
+    out: dict[str, list[tuple[CheckedForm, Spec]]] = defaultdict(list)
+    for code, checked, spec in declared_forms(ledger_path, templates_dir, units, family):
+        out[code].append((checked, spec))
+    return out
+
+
+def declared_forms(ledger_path: Path, templates_dir: Path | None = None, units: set[str] | None = None,
+                   family: str = "project"):
+    """(unit code, checked declaration, its spec) of each file `declarations` gives, one at a time: a
+    province's checked declarations do not fit in memory together."""
     if not Path(ledger_path).is_file():
         raise OutputError(f"找不到报送台账 (no such ledger): {ledger_path}")
     check_ledger_file(Path(ledger_path))
@@ -75,13 +84,11 @@ def declarations(ledger_path: Path, templates_dir: Path | None = None, units: se
             if any(s["outcome"] == "merged" and s.get("template") and _family(s, templates_dir) == family
                    for s in seen):
                 break
-        out: dict[str, list[tuple[CheckedForm, Spec]]] = defaultdict(list)
         for s, checked in merged_forms(ledger, seen, settings, templates_dir, units):
             spec = load_spec(checked.template, checked.year, checked.region, templates_dir=templates_dir)
             if spec.family != family:
                 continue
-            out[checked.unit_code or s.get("unit_code") or ""].append((checked, spec))
-        return out
+            yield checked.unit_code or s.get("unit_code") or "", checked, spec
     finally:
         ledger.close()
 
@@ -226,20 +233,31 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
     # the other follow-up forms are exactly the rows issued
     spare = ADDED_ROWS if followup.stage == ADJUST else 0
     round_id = new_round()  # in every form's stamp: the merge finds what was issued by it
-    declared = declarations(ledger_path, templates_dir, {u.code for u in units}, followup.prefilled_from)
     approved = approved_versions(ledger_path)  # the targets as the bureau last approved them
+    # Each declaration made into its prefill as it is read, and let go: only the prefill is kept per unit
+    by_code = {u.code: u for u in units}
+    prefilled: dict[str, list[Declared]] = defaultdict(list)
+    issuing: dict[str, str] = {}  # the region a unit's first local declaration template is of
+    for code, checked, spec in declared_forms(ledger_path, templates_dir, set(by_code), followup.prefilled_from):
+        unit = by_code.get(code)
+        if unit is None:
+            continue
+        prefilled[code] += declared_projects(checked, spec, unit, points, groups, prefill, approved)
+        if code not in issuing:
+            local = _issuing_region([(checked, spec)], templates_dir)
+            if local:
+                issuing[code] = local
     result = FollowupResult()
     planned: list[tuple[Unit, str, list[Declared], tuple]] = []
     used_names: set[str] = set()
     for unit in units:
-        projects = [d for checked, spec in declared.get(unit.code, [])
-                    for d in declared_projects(checked, spec, unit, points, groups, prefill, approved)]
+        projects = prefilled.get(unit.code, [])
         if not projects:
             result.without_declaration.append(unit)
             continue
         # Named after the region that issued the declaration where its template is a local one (绵阳市项目支出
         # 绩效运行监控表 for every unit of the 绵阳 form, not 市本级…), else the unit's own
-        unit_region = region or _issuing_region(declared.get(unit.code, []), templates_dir) or unit.region or None
+        unit_region = region or issuing.get(unit.code) or unit.region or None
         filename = form_filename(unit, load_spec(template, year, unit_region, templates_dir=templates_dir))
         if filename.lower() in used_names:
             filename = filename[:-5] + f"_{len(used_names)}.xlsx"  # two units whose safe names collide
@@ -248,8 +266,7 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
             raise OutputError(f"输出文件 {outdir / filename} 是输入文件，perfxl 不会覆盖它")
         planned.append((unit, filename, projects, (template, year, unit_region, {**unit.as_params(), "round": round_id},
                                                    projects, templates_dir, password, spare)))
-    del declared  # the checked declarations are large; only the planned prefill goes on
-    gc.collect()
+    del prefilled
     ensure_writable_dir(outdir)
     # Recorded before any form exists: a form handed out always has its record.
     specs = {}
