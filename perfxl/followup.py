@@ -67,7 +67,8 @@ def declarations(ledger_path: Path, templates_dir: Path | None = None, units: se
 def declared_forms(ledger_path: Path, templates_dir: Path | None = None, units: set[str] | None = None,
                    family: str = "project"):
     """(unit code, checked declaration, its spec) of each file `declarations` gives, one at a time: a
-    province's checked declarations do not fit in memory together."""
+    province's checked declarations do not fit in memory together. The ledger is opened and its merge found
+    now, so a missing or unusable ledger is said at once; the forms are read as they are taken."""
     if not Path(ledger_path).is_file():
         raise OutputError(f"找不到报送台账 (no such ledger): {ledger_path}")
     check_ledger_file(Path(ledger_path))
@@ -84,6 +85,14 @@ def declared_forms(ledger_path: Path, templates_dir: Path | None = None, units: 
             if any(s["outcome"] == "merged" and s.get("template") and _family(s, templates_dir) == family
                    for s in seen):
                 break
+    except BaseException:
+        ledger.close()
+        raise
+    return _forms_of(ledger, seen, settings, templates_dir, units, family)
+
+
+def _forms_of(ledger: Ledger, seen, settings, templates_dir: Path | None, units: set[str] | None, family: str):
+    try:
         for s, checked in merged_forms(ledger, seen, settings, templates_dir, units):
             spec = load_spec(checked.template, checked.year, checked.region, templates_dir=templates_dir)
             if spec.family != family:
@@ -233,12 +242,13 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
     # the other follow-up forms are exactly the rows issued
     spare = ADDED_ROWS if followup.stage == ADJUST else 0
     round_id = new_round()  # in every form's stamp: the merge finds what was issued by it
+    by_code = {u.code: u for u in units}
+    forms = declared_forms(ledger_path, templates_dir, set(by_code), followup.prefilled_from)  # says a bad ledger
     approved = approved_versions(ledger_path)  # the targets as the bureau last approved them
     # Each declaration made into its prefill as it is read, and let go: only the prefill is kept per unit
-    by_code = {u.code: u for u in units}
     prefilled: dict[str, list[Declared]] = defaultdict(list)
     issuing: dict[str, str] = {}  # the region a unit's first local declaration template is of
-    for code, checked, spec in declared_forms(ledger_path, templates_dir, set(by_code), followup.prefilled_from):
+    for code, checked, spec in forms:
         unit = by_code.get(code)
         if unit is None:
             continue
