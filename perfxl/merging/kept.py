@@ -10,14 +10,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from perfxl.cachekeys import check_key
-from perfxl.files import display_path
 from perfxl.issued import book as issued_book
 from perfxl.ledger import Ledger
 from perfxl.pipeline import CheckOptions
 from perfxl.records import Seen
 from perfxl.roster import Unit
 
-from .worker import FileResult
+from .worker import FileResult, seen_of
 
 
 def collect(results: Iterable[FileResult], seen: dict[str, Seen], spool, ledger, progress,
@@ -36,13 +35,9 @@ def collect(results: Iterable[FileResult], seen: dict[str, Seen], spool, ledger,
                 kept.put(key, value)
         offset = spool.tell()
         spool.write(r.checked)
-        shown = display_path(r.path)
-        stat = r.stat
-        seen[r.path] = Seen(path=shown, size=stat.size, mtime_ns=stat.mtime_ns, ctime_ns=stat.ctime_ns, ino=stat.ino,
-                            sha=r.sha, source=r.source, offset=offset, length=len(r.checked),
-                            **{k: v for k, v in summary.items() if k not in {"problems", "version"}})
+        seen[r.path] = s = seen_of(r.path, r.sha, r.stat, r.source, summary, offset, len(r.checked))
         if ledger and r.sha:  # the sighting and the status are recorded even for a file taken from the ledger
-            ledger.record(r.sha, stat, shown, summary, r.form_blob)
+            ledger.record(r.sha, r.stat, s.path, summary, r.form_blob)
             pending_writes += 1
             if pending_writes >= 200:
                 ledger.db.commit()

@@ -122,13 +122,21 @@ def _made_here(path: str, checked: CheckedForm, summary: dict, sha: str, stat: F
     parts = _WORKER.get("parts")
     if parts is None or not sha or source not in ("read", "ledger"):
         return ()
-    seen = Seen(path=display_path(path), size=stat.size, mtime_ns=stat.mtime_ns, ctime_ns=stat.ctime_ns,
-                ino=stat.ino, sha=sha, source=source, offset=0, outcome="merged",
-                **{k: v for k, v in summary.items() if k not in {"problems", "version"}})
+    seen = seen_of(path, sha, stat, source, summary)
+    seen.outcome = "merged"
     try:
         return parts.items(path, checked, seen)
     except Exception:  # noqa: BLE001 - an optimisation: what is not made here is rendered ahead as before
         return ()
+
+
+def seen_of(path: str, sha: str, stat: FileStat, source: str, summary: dict, offset: int = 0,
+            length: int = 0) -> Seen:
+    """How the main process remembers a file's result (`collect`); a worker making the form's parts makes
+    the same, so that their keys agree."""
+    return Seen(path=display_path(path), size=stat.size, mtime_ns=stat.mtime_ns, ctime_ns=stat.ctime_ns,
+                ino=stat.ino, sha=sha, source=source, offset=offset, length=length,
+                **{k: v for k, v in summary.items() if k not in {"problems", "version"}})
 
 
 Task = tuple[str, "str | None", FileStat]  # path, the sha the ledger knows for the stat the walk saw, that stat
