@@ -356,19 +356,21 @@ def _plan(table) -> _Plan:
     return _Plan(tuple(widths), paper, max(20.0, row_height(lines) + 2))
 
 
-def write_summary(result, path: Path, cache=None) -> Path:
+def write_summary(result, path: Path, cache=None, apart: bool = False) -> Path:
     """The summary workbook, written beside its final name and renamed into place when complete.
 
     xlsxwriter lays out every sheet (columns, header, frozen pane, autofilter, print setup); the rows are
     rendered as sheet XML in compressed segments (perfxl.sheetxml) and put into those sheets as the package
     is written. A table made of per-form blocks takes each block's segment from `cache` (get/put of bytes
     by key: the ledger's) when it holds one for the same layout, so a re-merge renders only what changed.
+    With `apart`, where the system forks, the tables marked `apart` are made and rendered in a helper
+    process while this one writes the others (see `_Apart`).
     """
     import xlsxwriter
 
     path = Path(path)
     try:
-        _write_summary(xlsxwriter, result, path, cache)
+        _write_summary(xlsxwriter, result, path, cache, apart)
     except OSError as exc:  # disk full, read-only folder, name too long, permission; the old summary stays
         raise OutputError(f"无法写入汇总表 (cannot write the summary) {exc.filename or path}: "
                           f"{exc.strerror or exc}；原有汇总表保持不变") from None
@@ -419,7 +421,78 @@ class _SegmentSpool:
         return Segment(data, seg.crc, seg.length, seg.zeros, seg.rows, seg.sums)
 
 
-def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
+class _Apart:
+    """The tables marked `apart` (Table.apart: sheets nothing else in the workbook waits on, such as
+    历史对比), made and rendered in one helper process, forked once the formats are fixed, while the main
+    process writes the sheets before them: on two cores the comparison's findings and their rows cost the
+    merge's wall time little. Each comes back as its plan, sums and its sheets' segments, which the main
+    process spools as its own.
+
+    An optimisation only: where the system does not fork, or the helper is lost, the main process renders
+    the table as before, with the same result. A table rendered apart keeps nothing in `cache` (the helper
+    cannot reach the ledger): a re-merge renders it again, in the helper."""
+
+    def __init__(self, tables: list, formats: _Formats, wanted: bool):
+        import multiprocessing
+
+        self.pool, self.futures = None, {}
+        chosen = [i for i, t in enumerate(tables) if t.apart and t.blocks is None and t.cover is None]
+        if not (wanted and chosen and "fork" in multiprocessing.get_all_start_methods()):
+            return
+        from concurrent.futures import ProcessPoolExecutor
+
+        _APART.update(tables=tables, formats=formats)
+        try:
+            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+            self.futures = {i: self.pool.submit(_render_apart, i) for i in chosen}
+        except OSError:  # no process to be had: rendered here
+            self.close()
+
+    def take(self, index: int, spool: _SegmentSpool) -> tuple[_Plan, list[_Part], list[float]] | None:
+        """Table `index` as rendered apart, its segments spooled here; None when it was not (render it)."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        future = self.futures.pop(index, None)
+        if future is None:
+            return None
+        try:
+            plan, parts, sums = future.result()
+        except (BrokenProcessPool, OSError):
+            return None
+        return plan, [_Part(name, [spool.add(Segment(*seg)) for seg in segments], rows)
+                      for name, segments, rows in parts], sums
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+        _APART.clear()
+
+
+_APART: dict = {}  # what the helper forked by _Apart inherits: the tables and the fixed formats
+
+
+def _render_apart(index: int) -> tuple[_Plan, list[tuple[str, list[tuple], int]], list[float]]:
+    """In the helper: table `index` made and rendered as `_write_summary` would, its segments as data."""
+    import io
+
+    table = _rows_at_hand(_APART["tables"][index])
+    plan = _plan(table)
+    spool = _SegmentSpool(io.BytesIO())
+    parts, sums = _table_parts(table, _layout(table, _APART["formats"], plan), None, spool, EXCEL_ROWS - 2)
+    return plan, [(p.name, [tuple(dataclasses.astuple(spool.load(seg))) for seg in p.segments], p.rows)
+                  for p in parts], sums
+
+
+def _rows_at_hand(table):
+    """Rows made from their records as they are read (RowsOf) are made once, for the plan and the rows, not
+    twice (the plan holds them all at once anyway), and let go with the sheet."""
+    if table.blocks is None and isinstance(table.rows, Sequence) and not isinstance(table.rows, list):
+        return dataclasses.replace(table, rows=list(table.rows))
+    return table
+
+
+def _write_summary(xlsxwriter, result, path: Path, cache, apart: bool = False) -> None:
     import tempfile
 
     sheets: dict[int, tuple[_Part, int]] = {}  # sheet number → its part and column count
@@ -437,56 +510,61 @@ def _write_summary(xlsxwriter, result, path: Path, cache) -> None:
         sheet_no = 0
         cover_sheet = None
         continued: list[tuple[str, list[str], int]] = []  # (table, its sheets, its rows)
-        for table in result.tables:
-            if table.cover is not None:  # a few hundred rows at most: written cell by cell, not streamed,
-                sheet_no += 1            # after the big sheets, so it can say which of them continue
-                cover_sheet = (wb.add_worksheet(table.name), table)
-                continue
-            if table.name == ABOUT_SHEET and continued:  # a copy: the result stays as the merge made it
-                table = dataclasses.replace(table, blocks=None, rows=list(table.iter_rows()) + [
-                    ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中"]
-                    + [""] * (len(table.columns) - 2) for name, sheets, rows in continued])
-            kinds = [kind for _, kind in table.columns]
-            if table.blocks is None and isinstance(table.rows, Sequence) and not isinstance(table.rows, list):
-                # Rows made from their records as they are read (RowsOf): made once for the plan and the
-                # rows, not twice (the plan holds them all at once anyway), and let go with the sheet.
-                table = dataclasses.replace(table, rows=list(table.rows))
-            plan = _plan(table)
-            layout = _layout(table, formats, plan)
-            parts, sums = _table_parts(table, layout, cache, spool, EXCEL_ROWS - 2)
-            if table.totals and parts[-1].rows:
-                total_row = [0] + [round(v, 6) if on else None for v, on in zip(sums[1:], layout.summed[1:])]
-                total_layout = Layout(layout.kinds, tuple(totals[k]._get_xf_index() for k in kinds), layout.wrapped)
-                parts[-1].segments.append(spool.add(_totals_segment(total_row, total_layout, parts[-1].rows + 2)))
-                parts[-1].totals = True
-            written = sum(p.rows for p in parts)
-            names = [p.name for p in parts]
-            for i, part in enumerate(parts):
-                ws = wb.add_worksheet(part.name)
-                sheet_no += 1
-                sheets[sheet_no] = (part, len(kinds))
-                _print_setup(ws, table, plan.paper, plan.scale)
-                for c, (title, _) in enumerate(table.columns):
-                    _check(ws.set_column(c, c, plan.widths[c]), part.name)
-                    _check(ws.write_string(0, c, title, header), part.name)
-                _check(ws.set_row(0, plan.header), part.name)
-                ws.freeze_panes(1, 0)
-                ws.repeat_rows(0)
-                if part.rows:
-                    ws.autofilter(0, 0, part.rows, len(kinds) - 1)
-                    _colour_cells(wb, ws, table, part.rows)
-                last = i == len(parts) - 1
-                note = table.note if len(parts) == 1 else (
-                    f"续表 {i + 1}：{table.name} 超过 Excel 单表 {EXCEL_ROWS:,} 行，接续在下一张" if not last
-                    else f"续表 {i + 1}（完）：{table.note}")
-                if note:
-                    ws.set_header(f"&L{part.name}&R{note}")
-                    # Room for the header above the rows: with the 0.3 in between them that the footer has,
-                    # LibreOffice's PDF export draws fewer rows a page than it counted pages for, and the
-                    # last rows of a long sheet are on no page (tests/test_print.py, not-printed).
-                    ws.set_margins(left=0.4, right=0.4, top=0.8, bottom=BOTTOM_MARGIN)
-            if len(parts) > 1:
-                continued.append((table.name, names, written))
+        helper = _Apart(result.tables, formats, apart)
+        try:
+            for index, table in enumerate(result.tables):
+                if table.cover is not None:  # a few hundred rows at most: written cell by cell, not streamed,
+                    sheet_no += 1            # after the big sheets, so it can say which of them continue
+                    cover_sheet = (wb.add_worksheet(table.name), table)
+                    continue
+                if table.name == ABOUT_SHEET and continued:  # a copy: the result stays as the merge made it
+                    table = dataclasses.replace(table, blocks=None, rows=list(table.iter_rows()) + [
+                        ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中"]
+                        + [""] * (len(table.columns) - 2) for name, sheets, rows in continued])
+                kinds = [kind for _, kind in table.columns]
+                taken = helper.take(index, spool)
+                if taken is None:
+                    table = _rows_at_hand(table)
+                    plan = _plan(table)
+                    parts, sums = _table_parts(table, _layout(table, formats, plan), cache, spool, EXCEL_ROWS - 2)
+                else:
+                    plan, parts, sums = taken
+                layout = _layout(table, formats, plan)
+                if table.totals and parts[-1].rows:
+                    total_row = [0] + [round(v, 6) if on else None for v, on in zip(sums[1:], layout.summed[1:])]
+                    total_layout = Layout(layout.kinds, tuple(totals[k]._get_xf_index() for k in kinds), layout.wrapped)
+                    parts[-1].segments.append(spool.add(_totals_segment(total_row, total_layout, parts[-1].rows + 2)))
+                    parts[-1].totals = True
+                written = sum(p.rows for p in parts)
+                names = [p.name for p in parts]
+                for i, part in enumerate(parts):
+                    ws = wb.add_worksheet(part.name)
+                    sheet_no += 1
+                    sheets[sheet_no] = (part, len(kinds))
+                    _print_setup(ws, table, plan.paper, plan.scale)
+                    for c, (title, _) in enumerate(table.columns):
+                        _check(ws.set_column(c, c, plan.widths[c]), part.name)
+                        _check(ws.write_string(0, c, title, header), part.name)
+                    _check(ws.set_row(0, plan.header), part.name)
+                    ws.freeze_panes(1, 0)
+                    ws.repeat_rows(0)
+                    if part.rows:
+                        ws.autofilter(0, 0, part.rows, len(kinds) - 1)
+                        _colour_cells(wb, ws, table, part.rows)
+                    last = i == len(parts) - 1
+                    note = table.note if len(parts) == 1 else (
+                        f"续表 {i + 1}：{table.name} 超过 Excel 单表 {EXCEL_ROWS:,} 行，接续在下一张" if not last
+                        else f"续表 {i + 1}（完）：{table.note}")
+                    if note:
+                        ws.set_header(f"&L{part.name}&R{note}")
+                        # Room for the header above the rows: with the 0.3 in between them that the footer has,
+                        # LibreOffice's PDF export draws fewer rows a page than it counted pages for, and the
+                        # last rows of a long sheet are on no page (tests/test_print.py, not-printed).
+                        ws.set_margins(left=0.4, right=0.4, top=0.8, bottom=BOTTOM_MARGIN)
+                if len(parts) > 1:
+                    continued.append((table.name, names, written))
+        finally:
+            helper.close()
         if cover_sheet is not None:
             ws, table = cover_sheet
             if continued:

@@ -5,7 +5,11 @@ medians must equal a hand count."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import re
 import statistics
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -14,12 +18,14 @@ from click.testing import CliRunner
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from perfxl import report
 from perfxl.cli import cli
 from perfxl.comparison import Peers, name_key, outside_peers, percentile_without
 from perfxl.errors import OutputError
 from perfxl.history import _cache_path, _digest, load_history
 from perfxl.library import load_library
 from perfxl.merging import MergeOptions, run_merge
+from perfxl.report import write_summary
 from perfxl.spec import layout, load_spec
 
 from . import history_campaign as hc
@@ -338,3 +344,49 @@ def test_a_goal_that_restates_a_dropped_indicator_does_not_explain_dropping_it()
     assert [f.problem.code for f in found] == ["history-indicator-dropped"]
     _, found = compare([explained], history)
     assert found == []
+
+
+# ----------------------------------------------------------------------------------------------------
+# 历史对比 and 历史匹配 written apart, by a helper process, beside the other sheets (perfxl.report._Apart)
+# ----------------------------------------------------------------------------------------------------
+
+forks = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this system")
+_TIMES = re.compile(rb"20\d\d-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?Z?")
+
+
+def _merged_unwritten(campaign, library):
+    return run_merge([campaign.inbox], None, MergeOptions(roster=campaign.roster, jobs=1,
+                                                          history=tuple(campaign.history),
+                                                          library=library["edited"]), materialize=True)
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as z:  # the merge's time, said on 说明 and in the properties, left out
+        return {name: _TIMES.sub(b"", z.read(name)) for name in z.namelist()}
+
+
+def _lost_helper(index: int):
+    os._exit(3)  # the helper dies as a process killed by the system would
+
+
+@forks
+def test_历史对比_made_and_rendered_by_the_helper_is_the_workbook_the_merging_process_writes(campaign, library,
+                                                                                            tmp_path):
+    apart, here = _merged_unwritten(campaign, library), _merged_unwritten(campaign, library)
+    write_summary(apart, tmp_path / "apart.xlsx", apart=True)
+    # the findings and their rows were made by the helper: this process has not made them
+    assert not apart.table("历史对比").rows.made and not apart.table("历史匹配").rows.made
+    write_summary(here, tmp_path / "here.xlsx")
+    assert here.table("历史对比").rows.made
+    assert _members(tmp_path / "apart.xlsx") == _members(tmp_path / "here.xlsx")
+    assert len(_rows(apart, "历史对比")) == apart.counts["compared"] == 9
+
+
+@forks
+def test_a_lost_helper_leaves_历史对比_to_the_merging_process(campaign, library, tmp_path, monkeypatch):
+    result = _merged_unwritten(campaign, library)
+    monkeypatch.setattr(report, "_render_apart", _lost_helper)
+    write_summary(result, tmp_path / "s.xlsx", apart=True)
+    assert result.table("历史对比").rows.made
+    ws = openpyxl.load_workbook(tmp_path / "s.xlsx", read_only=True)["历史对比"]
+    assert sum(1 for row in ws.iter_rows(min_row=2) if row[0].value) == 9

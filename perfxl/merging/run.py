@@ -260,7 +260,9 @@ def _write(run: _Run, result: MergeResult, ctx: Context) -> None:
 
     options = run.options
     if run.output:
-        write_summary(result, run.output, cache=run.kept)
+        # Sheets nothing else waits on (历史对比) are written by a helper beside the others, where a merge of
+        # this size renders ahead in forked workers (two cores at least)
+        write_summary(result, run.output, cache=run.kept, apart=renders_ahead(run.jobs, len(ctx.merged)))
         result.output = run.output
     if options.csv_dir:
         write_csv(result, Path(options.csv_dir))

@@ -116,9 +116,9 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
                 collector.absorb(state)
     problem_sheet.add_set_aside()
     # Against history, peers and the library: found only now that every form was seen (perfxl.comparison)
-    matches, findings = comparison_sheet.compare()
-    if findings:
-        review_sheet.add_findings(comparison.per_file_codes(findings))
+    compared = comparison_sheet.compare()
+    if compared.codes:
+        review_sheet.add_findings(compared.codes)
     status_sheet = status.Status(ctx)
     status_table = status_sheet.build()
 
@@ -132,7 +132,7 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
                         + adjust_sheet.indicator_count,
                         len(status_sheet.missing))
     if ctx.compares:
-        counts["compared"] = len(findings)  # 历史对比's findings: the review's, not a file's own problems
+        counts["compared"] = compared.count  # 历史对比's findings: the review's, not a file's own problems
 
     # A merge of follow-up forms only (自评表, 监控表) leaves out the declaration sheets, which would be empty.
     declarations = not ctx.specs or any(sp.round.declaration for sp in ctx.specs.values())
@@ -156,7 +156,7 @@ def build(ctx: Context) -> tuple[list[Table], dict, list]:
     if adjust_table is not None:
         tables.append(adjust_table)
     tables += [status_table] + ([review_sheet.table()] if declarations else []) + [
-        *comparison.tables(ctx, matches, findings), problem_sheet.table(), changes.build(ctx)] + [t for t in [history.build(ctx)] if t is not None] + [
+        *comparison.tables(ctx, compared), problem_sheet.table(), changes.build(ctx)] + [t for t in [history.build(ctx)] if t is not None] + [
         about.build(ctx, counts)]
     return tables, counts, status_sheet.missing
 

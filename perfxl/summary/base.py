@@ -126,6 +126,9 @@ class Table:
     # Cells coloured by what they say: column index → {text: fill colour} (监控预警's 红/黄/蓝 lights). The
     # colour is a conditional format of the column, so it follows the text through sorting and filtering.
     colours: dict[int, dict[str, str]] = field(default_factory=dict)
+    # Whether its rows may be made and rendered in a helper process while the other sheets are written: a
+    # sheet nothing else in the workbook waits on (perfxl.report, `apart`).
+    apart: bool = False
 
     @property
     def lazy(self) -> bool:
@@ -141,11 +144,33 @@ class Table:
 
 class RowsOf(Sequence):
     """A sheet's rows, made from its records each time they are read rather than held beside them: at
-    100,000 forms the rows of the sheets sorted across forms would hold another few hundred MB."""
+    100,000 forms the rows of the sheets sorted across forms would hold another few hundred MB.
 
-    def __init__(self, records: list, columns: list[Column]):
-        self.records = records
-        self.getters = [c.getter(records[0]) for c in columns] if records else []
+    The records may be a callable that makes them: they are then made when the rows are first read, in
+    the process that reads them (perfxl.report may write a sheet `apart`, in a helper process)."""
+
+    def __init__(self, records: list | Callable[[], Iterable[Any]], columns: list[Column]):
+        self._records = records
+        self._columns = columns
+        self._getters: list | None = None
+
+    @property
+    def made(self) -> bool:
+        """Whether the records are made (in this process)."""
+        return not callable(self._records)
+
+    @property
+    def records(self) -> list:
+        if callable(self._records):
+            self._records = list(self._records())
+        return self._records
+
+    @property
+    def getters(self) -> list:
+        if self._getters is None:
+            records = self.records
+            self._getters = [c.getter(records[0]) for c in self._columns] if records else []
+        return self._getters
 
     def __len__(self) -> int:
         return len(self.records)
@@ -177,6 +202,14 @@ def table(name: str, columns: list[Column], records: Iterable[Any] | Callable[[]
     if callable(records):
         return Table(name, titles, lambda: rows(records()), **kw)
     return Table(name, titles, RowsOf(list(records), columns), **kw)
+
+
+def table_made_later(name: str, columns: list[Column], make_records: Callable[[], Iterable[Any]], **kw) -> Table:
+    """A sheet whose records `make_records()` makes when its rows are first read, in whichever process reads
+    them; laid out as a sheet whose rows are at hand (its widths measured), unlike `table`'s lazy sheets."""
+    titles = [(c.title, c.kind) for c in columns]
+    assert all(kind in KINDS for _, kind in titles), titles
+    return Table(name, titles, RowsOf(make_records, columns), **kw)
 
 
 def per_form_table(name: str, columns: list[Column], forms: Callable[[], Iterable[tuple[str | None, Callable]]],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -32,7 +33,7 @@ from perfxl.rounds import DECLARE
 from perfxl.rules.indicators import indicator_kind, usual_direction
 from perfxl.values import parse_target
 
-from .base import Collector, Column, Context, Table, table
+from .base import Collector, Column, Context, Table, table_made_later
 
 NAME = "历史对比"
 FIRST_TITLE = "地区"
@@ -103,40 +104,76 @@ class Comparison(Collector):
                 "r": [[_KEY_SEP.join(f.key), f.value] for f in valued],
                 "d": json.dumps([f.row for f in valued], ensure_ascii=False)})
 
-    def compare(self) -> tuple[list[MatchLine], list[Finding]]:
-        """Every project's match and findings, and the peers' findings, now that every form is seen. A
-        row's details are made into objects only for a value outside its peers' range: a province's merge
-        holds millions of rows, few of them outliers."""
+    def compare(self) -> Compared:
+        """The peers' pass, now that every form is seen, and what 目标审核 needs of every finding: their codes
+        per (file, sheet), counted from the kept lines. The findings and matches themselves are made only
+        when 历史对比 and 历史匹配 are written (`Compared.made`), perhaps in a helper process: a row's details
+        are made into objects only for a value outside its peers' range, and a province's merge holds
+        millions of rows, few of them outliers."""
         if not self.ctx.compares:
-            return [], []
+            return Compared({}, 0, lambda: ([], []))
+        lines, self.lines = self.lines, []
         with collector_paused():
-            matches, findings, projects = [], [], []
-            for line in self.lines:
-                project = DeclaredProject(*line["p"], "", "", [])
-                projects.append(project)
-                if self.ctx.history is not None:
-                    matches.append(MatchLine(project, *line["m"]))
-                for code, cell, params, row, reference, basis in line["f"]:
-                    findings.append(Finding(project, Problem("warning", code, sheet=project.sheet, cell=cell,
-                                                             field="indicators", label="绩效指标", params=params),
-                                            DeclaredRow(*row) if row else None, reference, basis))
+            codes: dict[tuple[str, str], Counter] = defaultdict(Counter)
             where, units, keys, values = [], [], [], []  # every valued row: its project and place, unit, key, value
-            for n, line in enumerate(self.lines):
+            count = 0
+            for n, line in enumerate(lines):
+                file, sheet, _, unit_code = line["p"][:4]
+                if line["f"]:
+                    codes[(file, sheet)].update(f[0] for f in line["f"])
+                    count += len(line["f"])
                 valued = line["r"]
                 where.extend((n, i) for i in range(len(valued)))
-                units.extend([projects[n].unit_code] * len(valued))
+                units.extend([unit_code] * len(valued))
                 keys.extend(key for key, _ in valued)
                 values.extend(value for _, value in valued)
-            details: dict[int, list] = {}
-            for index, low, high, median, others in outside_peers(units, keys, values):
-                (n, i), key, value = where[index], keys[index], values[index]
-                if n not in details:
-                    details[n] = json.loads(self.lines[n]["d"])
-                declared = DeclaredRow(*details[n][i])
-                facts = RowFacts(declared, key, parse_target(declared.target), value, None)
-                findings.append(peer_finding(projects[n], facts, low, high, median, others))
-            self.lines = []
-        return matches, findings
+            outliers = outside_peers(units, keys, values)
+            for index, *_ in outliers:
+                file, sheet = lines[where[index][0]]["p"][:2]
+                codes[(file, sheet)]["peer-outlier"] += 1
+            count += len(outliers)
+        history = self.ctx.history is not None
+
+        def made() -> tuple[list[MatchLine], list[Finding]]:
+            with collector_paused():
+                matches, findings, projects = [], [], []
+                for line in lines:
+                    project = DeclaredProject(*line["p"], "", "", [])
+                    projects.append(project)
+                    if history:
+                        matches.append(MatchLine(project, *line["m"]))
+                    for code, cell, params, row, reference, basis in line["f"]:
+                        findings.append(Finding(project, Problem("warning", code, sheet=project.sheet, cell=cell,
+                                                                 field="indicators", label="绩效指标", params=params),
+                                                DeclaredRow(*row) if row else None, reference, basis))
+                details: dict[int, list] = {}
+                for index, low, high, median, others in outliers:
+                    (n, i), key, value = where[index], keys[index], values[index]
+                    if n not in details:
+                        details[n] = json.loads(lines[n]["d"])
+                    declared = DeclaredRow(*details[n][i])
+                    facts = RowFacts(declared, key, parse_target(declared.target), value, None)
+                    findings.append(peer_finding(projects[n], facts, low, high, median, others))
+            return matches, findings
+
+        return Compared(dict(codes), count, made)
+
+
+@dataclass
+class Compared:
+    """What comparing gives, once every form is seen: each (file, sheet)'s finding codes (what 目标审核 takes
+    off) and how many findings there are, at once; the findings and matches themselves from `made()`, worked
+    out once, when 历史对比 and 历史匹配 are written (in whichever process writes them)."""
+
+    codes: dict[tuple[str, str], Counter]
+    count: int
+    make: Callable[[], tuple[list[MatchLine], list[Finding]]]
+    _made: tuple | None = field(default=None, repr=False)
+
+    def made(self) -> tuple[list[MatchLine], list[Finding]]:
+        if self._made is None:
+            self._made = self.make()
+        return self._made
 
 
 @dataclass
@@ -160,14 +197,6 @@ def _match_data(m: Match) -> list:
         return [m.how, None, None, None, None, None, None, None, ""]
     return [m.how, m.last.name, m.last.budget, m.last.execution, m.last.score, m.last.grade, m.rows_matched,
             len(m.dropped), "有" if m.before_key is not None else "无"]
-
-
-def per_file_codes(findings: list[Finding]) -> dict[tuple[str, str], Counter]:
-    """(file, sheet) → the codes found there: what 目标审核 takes off."""
-    out: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    for f in findings:
-        out[(f.project.file, f.project.sheet)][f.problem.code] += 1
-    return out
 
 
 FINDING_COLUMNS = [
@@ -194,18 +223,26 @@ MATCH_COLUMNS = [
 ]
 
 
-def tables(ctx: Context, matches: list[MatchLine], findings: list[Finding]) -> list[Table]:
+def tables(ctx: Context, compared: Compared) -> list[Table]:
+    """历史对比 and 历史匹配. Their rows are made from the findings and matches when first read, and nothing
+    else in the workbook waits on them: they may be written apart (perfxl.report), beside the others."""
     if not ctx.compares:
         return []
-    findings = sorted(findings, key=lambda f: (f.project.region, f.project.department, f.project.unit_name,
-                                               f.project.name, f.row.row if f.row else 0, f.problem.code))
+
+    def findings() -> list[Finding]:
+        return sorted(compared.made()[1], key=lambda f: (f.project.region, f.project.department,
+                                                         f.project.unit_name, f.project.name,
+                                                         f.row.row if f.row else 0, f.problem.code))
+
+    def matches() -> list[MatchLine]:
+        return sorted(compared.made()[0], key=lambda m: (m.project.region, m.project.department,
+                                                         m.project.unit_name, m.project.name))
+
     note = ("本年指标与往年台账（见说明）、同类单位及指标库比较的发现，均为提醒，已计入目标审核扣分；"
             "参考值为上年实际完成值、上年指标值、同类单位中位数或指标库典型值。")
-    out = [table(NAME, FINDING_COLUMNS, findings, note=note, paper="A3")]
+    out = [table_made_later(NAME, FINDING_COLUMNS, findings, note=note, paper="A3", apart=True)]
     if ctx.history is not None:
-        matches = sorted(matches, key=lambda m: (m.project.region, m.project.department, m.project.unit_name,
-                                                 m.project.name))
-        out.append(table(MATCHES, MATCH_COLUMNS, matches, paper="A3",
-                         note="项目按项目编码、否则按同一单位内规范化后的项目名称（忽略年份、空格和标点）与上年匹配；"
-                              "指标按二级指标、规范化后的三级指标名称和计量单位匹配。"))
+        out.append(table_made_later(MATCHES, MATCH_COLUMNS, matches, paper="A3", apart=True,
+                                    note="项目按项目编码、否则按同一单位内规范化后的项目名称（忽略年份、空格和标点）与上年匹配；"
+                                         "指标按二级指标、规范化后的三级指标名称和计量单位匹配。"))
     return out
