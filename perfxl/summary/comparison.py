@@ -122,14 +122,18 @@ class Comparison(Collector):
                 if line["f"]:
                     codes[(file, sheet)].update(f[0] for f in line["f"])
                     count += len(line["f"])
-                valued = line["r"]
+                valued = line.pop("r")  # not kept for the findings: only the outliers' are (below)
                 where.extend((n, i) for i in range(len(valued)))
                 units.extend([unit_code] * len(valued))
                 keys.extend(key for key, _ in valued)
                 values.extend(value for _, value in valued)
-            outliers = outside_peers(units, keys, values)
-            for index, *_ in outliers:
-                file, sheet = lines[where[index][0]]["p"][:2]
+            # Each value outside its peers' range with what its finding needs, picked out now: the lists of
+            # every valued row are let go, and a helper forked to make the findings reads only these.
+            outliers = [(*where[index], keys[index], values[index], low, high, median, others)
+                        for index, low, high, median, others in outside_peers(units, keys, values)]
+            del where, units, keys, values
+            for n, *_ in outliers:
+                file, sheet = lines[n]["p"][:2]
                 codes[(file, sheet)]["peer-outlier"] += 1
             count += len(outliers)
         history = self.ctx.history is not None
@@ -147,8 +151,7 @@ class Comparison(Collector):
                                                                  field="indicators", label="绩效指标", params=params),
                                                 DeclaredRow(*row) if row else None, reference, basis))
                 details: dict[int, list] = {}
-                for index, low, high, median, others in outliers:
-                    (n, i), key, value = where[index], keys[index], values[index]
+                for n, i, key, value, low, high, median, others in outliers:
                     if n not in details:
                         details[n] = json.loads(lines[n]["d"])
                     declared = DeclaredRow(*details[n][i])
