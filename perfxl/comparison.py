@@ -205,14 +205,14 @@ class PastProject:
                     n is None or type(n) in (int, float) for n in numbers):
                 raise ValueError("a past project of another shape")
             # kept data, sealed by this user's key: of perfxl's own shape, so each row is taken as it is
-            past_rows = [_make_row(r) for r in rows if len(r) == 5]
+            past_rows = [_new_row(PastRow, r) for r in rows if len(r) == 5]
             return cls(year, unit_code, unit_name, department, name, code, subject_code, budget, spent, score,
                        grade, review_grade, past_rows, [str(s) for s in sources], family)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"a past project of another shape: {exc}") from None
 
 
-_make_row = PastRow._make
+_new_row = tuple.__new__  # PastRow._make without its call and its length check (made above)
 
 
 class Pack(NamedTuple):
@@ -288,8 +288,13 @@ class History:
     def project(self, key: tuple[str, int, str]) -> PastProject | None:
         found = self._decoded.get(key)
         if found is None and key in self._where:
-            found = self._decoded[key] = together(
-                [self.packs[n].project(offset, length) for n, offset, length in self._where[key]])[0]
+            where = self._where[key]
+            if len(where) == 1:  # in one ledger only: nothing to put together
+                n, offset, length = where[0]
+                found = self._decoded[key] = self.packs[n].project(offset, length)
+            else:
+                found = self._decoded[key] = together(
+                    [self.packs[n].project(offset, length) for n, offset, length in where])[0]
         return found
 
     @property
@@ -594,7 +599,7 @@ def match_one(p: DeclaredProject, history: History, rows: list[RowFacts]) -> Mat
         match.before_key = history.locate(p.unit_code, p.year - 2, last.name, last.code)[0]
         keys = {f.key for f in rows}
         past = last.rows_by_key()
-        match.rows_matched = sum(1 for k in keys if k in past)
+        match.rows_matched = len(keys & past.keys())
         match.dropped = [row for k, row in past.items() if k not in keys]
     return match
 

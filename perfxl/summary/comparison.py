@@ -44,8 +44,8 @@ TEXT_FIELDS = ("annual_goal", "long_term_goal", "goal", "annual_target", "goal_e
 
 
 # Between the parts of an indicator's key kept for the peers: the parts are normalised to letters, digits
-# and %, so no part holds it.
-_KEY_SEP = "\x1f"
+# and %, so no part holds it; and printable, so a kept part's JSON holds it as one character, not six.
+_KEY_SEP = "|"
 
 
 def basis_column(sp) -> str | None:
@@ -99,10 +99,12 @@ class Comparison(Collector):
                 "m": _match_data(match),
                 "f": [[f.problem.code, f.problem.cell, f.problem.params, list(f.row) if f.row else None,
                        f.reference, f.basis] for f in found],
-                # for the peers: each row's indicator as one string and its value; the rows' details in one
-                # string for the project, made into rows only for a value outside its peers' range
+                # for the peers: each row's indicator as one string and its value; what 历史对比 shows of the
+                # rows (place, cell, 二级, 三级, target) in one string for the project, made into rows only for
+                # a value outside its peers' range
                 "r": [[_KEY_SEP.join(f.key), f.value] for f in valued],
-                "d": json.dumps([f.row for f in valued], ensure_ascii=False)})
+                "d": json.dumps([(r.row, r.cell, r.level2, r.level3, r.target) for r in (f.row for f in valued)],
+                                ensure_ascii=False, separators=(",", ":"))})
 
     def compare(self) -> Compared:
         """The peers' pass, now that every form is seen, and what 目标审核 needs of every finding: their codes
@@ -154,7 +156,8 @@ class Comparison(Collector):
                 for n, i, key, value, low, high, median, others in outliers:
                     if n not in details:
                         details[n] = json.loads(lines[n]["d"])
-                    declared = DeclaredRow(*details[n][i])
+                    row, cell, level2, level3, target = details[n][i]
+                    declared = DeclaredRow(row, cell, "", level2, level3, target)
                     facts = RowFacts(declared, key, parse_target(declared.target), value, None)
                     findings.append(peer_finding(projects[n], facts, low, high, median, others))
             return matches, findings
