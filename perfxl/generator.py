@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zipfile
 from datetime import datetime
 from functools import lru_cache
@@ -55,6 +56,7 @@ from .manifest import MANIFEST_FILE, Manifest, write_manifest
 from .roster import Unit
 from .rounds import DEPARTMENT
 from .rules import CheckFormula, SumCheck, live_checks
+from .sheetxml import XlsxZip, packed_segment, segment
 from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec
 
 GUIDE_SHEET = "填表说明"
@@ -565,25 +567,38 @@ def _xml_text(value: str) -> str:
 
 
 class _Master:
-    """A rendered workbook with token placeholders; `copy_for` patches a unit's values in."""
+    """A rendered workbook with token placeholders; `copy_for` patches a unit's values in.
+
+    Each member is kept compressed, once: a member without a token as one segment, a member with tokens as
+    the segments between them. A unit's copy compresses only its own values and concatenates the rest as
+    it is (perfxl.sheetxml's segments end on a full flush, so they stand alone), where re-deflating every
+    member for every unit cost most of a blank form's time."""
 
     def __init__(self, data: bytes):
-        self.members: list[tuple[zipfile.ZipInfo, bytes]] = []
+        self.members: list[tuple[str, list]] = []  # (name, its pieces: a Segment, or the key of a token)
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for info in zf.infolist():
-                self.members.append((info, zf.read(info)))
+                raw = zf.read(info)
+                pieces = _TOKEN_SPLIT.split(raw) if info.filename.endswith(".xml") else [raw]
+                # split() alternates text and the tokens it found: odd places hold a token's key
+                self.members.append((info.filename, [
+                    _TOKEN_KEYS[piece] if i % 2 else packed_segment(piece, MASTER_LEVEL)
+                    for i, piece in enumerate(pieces) if i % 2 or piece]))
 
     def copy_for(self, unit: dict) -> bytes:
         out = io.BytesIO()
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
-            for info, data in self.members:
-                if info.filename.endswith(".xml") and b"PXLTOKEN" in data:
-                    text = data.decode("utf-8")
-                    for key, token in _TOKENS.items():
-                        text = text.replace(token, _xml_text(str(unit.get(key, ""))))
-                    data = text.encode("utf-8")
-                zf.writestr(info, data)
+        package = XlsxZip(out)
+        for name, pieces in self.members:
+            package.write_segments(name, [
+                segment(_xml_text(str(unit.get(piece, ""))).encode("utf-8")) if type(piece) is str else piece
+                for piece in pieces])
+        package.close()
         return out.getvalue()
+
+
+MASTER_LEVEL = 6  # a master's members, compressed once for every copy (zipfile's level before)
+_TOKEN_KEYS = {token.encode(): key for key, token in _TOKENS.items()}
+_TOKEN_SPLIT = re.compile(b"(" + b"|".join(re.escape(t) for t in _TOKEN_KEYS) + b")")
 
 
 def form_filename(unit: Unit, spec: Spec) -> str:

@@ -1,3 +1,4 @@
+import io
 import json
 import zipfile
 
@@ -8,7 +9,7 @@ from click.testing import CliRunner
 from perfxl import generator as generate
 from perfxl.cli import cli
 from perfxl.read import read_workbook
-from perfxl.roster import read_roster
+from perfxl.roster import Unit, read_roster
 from perfxl.spec import describe, layout, load_spec
 
 from .conftest import write_roster
@@ -173,3 +174,20 @@ def test_generation_is_deterministic(tmp_path):
     first = generate.build_workbook(spec, {"code": "1", "name": "x"})
     assert first == generate.build_workbook(spec, {"code": "1", "name": "x"})
     assert first != generate.build_workbook(spec, {"code": "2", "name": "x"})
+
+
+@pytest.mark.parametrize("template", ["shanghai/project-2020", "national/project", "yancheng/department"])
+def test_each_member_of_a_copy_patched_from_the_master_is_what_a_form_built_for_the_unit_holds(tmp_path, template):
+    """A batch patches each unit's values into a master's members kept compressed (the pieces between the
+    tokens, concatenated as they are): every member, inflated, must be the one xlsxwriter writes for that
+    unit, for a name XML must escape and a name long enough to need a master of its own."""
+    units = [Unit("001002", "上海市房地产学校", "房管局"), Unit("001003", 'A&B<技工>学校 "联合"', "教育局"),
+             Unit("001004", "上海市某某区某某街道社区事务受理服务中心（社区综合帮扶工作站）附属单位", "民政局")]
+    manifest = generate.generate_forms(template, 2023, units, tmp_path)
+    for unit, entry in zip(units, manifest):
+        built = zipfile.ZipFile(io.BytesIO(generate.build_workbook(load_spec(template, 2023, unit=unit.as_params()),
+                                                                   unit.as_params())))
+        with zipfile.ZipFile(tmp_path / entry["file"]) as patched:
+            assert patched.testzip() is None
+            assert patched.namelist() == built.namelist()
+            assert {n: patched.read(n) for n in patched.namelist()} == {n: built.read(n) for n in built.namelist()}
