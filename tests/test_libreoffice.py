@@ -42,6 +42,20 @@ def test_stamp_and_names_survive_a_resave(tmp_path, convert, template):
     assert ws.protection.sheet
 
 
+def test_a_form_copied_from_a_batch_master_survives_a_resave(tmp_path, convert):
+    """A batch's blank forms are written by perfxl's own ZIP writer from a master's pieces compressed once
+    (generator._Master): LibreOffice must open and save one as it does a form xlsxwriter wrote whole."""
+    from perfxl import generator as generate
+    from perfxl.roster import Unit
+
+    units = [Unit("0042", "某单位&<甲>", "某部门"), Unit("0043", "另一单位", "某部门")]
+    manifest = generate.generate_forms("national/project", 2023, units, tmp_path / "blank")
+    resaved = convert(tmp_path / "blank" / manifest[0]["file"], "xlsx")
+    form = read_workbook(resaved)
+    assert (form.template, form.unit_code, form.unit_name) == ("national/project", "0042", "某单位&<甲>")
+    assert set(form.sheets[0].fields) == set(read_workbook(tmp_path / "blank" / manifest[0]["file"]).sheets[0].fields)
+
+
 def test_saved_as_xls(seeds, convert):
     xls = convert(seeds["002-0"].filled, "xls")
     form = read_workbook(xls)
