@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import itertools
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -441,12 +442,18 @@ class _Apart:
             return
         from concurrent.futures import ProcessPoolExecutor
 
-        _APART.update(tables=tables, formats=formats)
-        try:
-            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-            self.futures = {i: self.pool.submit(_render_apart, i) for i in chosen}
-        except OSError:  # no process to be had: rendered here
-            self.close()
+        # The helper is forked within the first submit (a fork pool starts its processes then) and takes
+        # _APART as it stands: set and cleared under a lock, so two merges in two threads (the Python API)
+        # never hand one helper the other's tables.
+        with _APART_LOCK:
+            _APART.update(tables=tables, formats=formats)
+            try:
+                self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+                self.futures = {i: self.pool.submit(_render_apart, i) for i in chosen}
+            except OSError:  # no process to be had: rendered here
+                self.close()
+            finally:
+                _APART.clear()
 
     def take(self, index: int, spool: _SegmentSpool) -> tuple[_Plan, list[_Part], list[float]] | None:
         """Table `index` as rendered apart, its segments spooled here; None when it was not (render it)."""
@@ -456,9 +463,12 @@ class _Apart:
         if future is None:
             return None
         try:
-            plan, parts, sums = future.result()
+            done = future.result()
         except (BrokenProcessPool, OSError):
             return None
+        if done is None:  # a helper that started after _APART was cleared (a pool that forks late)
+            return None
+        plan, parts, sums = done
         return plan, [_Part(name, [spool.add(Segment(*seg)) for seg in segments], rows)
                       for name, segments, rows in parts], sums
 
@@ -466,16 +476,20 @@ class _Apart:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
-        _APART.clear()
+        self.futures = {}
 
 
 _APART: dict = {}  # what the helper forked by _Apart inherits: the tables and the fixed formats
+_APART_LOCK = threading.Lock()
 
 
-def _render_apart(index: int) -> tuple[_Plan, list[tuple[str, list[tuple], int]], list[float]]:
-    """In the helper: table `index` made and rendered as `_write_summary` would, its segments as data."""
+def _render_apart(index: int) -> tuple[_Plan, list[tuple[str, list[tuple], int]], list[float]] | None:
+    """In the helper: table `index` made and rendered as `_write_summary` would, its segments as data; None
+    when the helper was not forked holding the tables."""
     import io
 
+    if "tables" not in _APART:
+        return None
     table = _rows_at_hand(_APART["tables"][index])
     plan = _plan(table)
     spool = _SegmentSpool(io.BytesIO())

@@ -390,3 +390,19 @@ def test_a_lost_helper_leaves_历史对比_to_the_merging_process(campaign, libr
     assert result.table("历史对比").rows.made
     ws = openpyxl.load_workbook(tmp_path / "s.xlsx", read_only=True)["历史对比"]
     assert sum(1 for row in ws.iter_rows(min_row=2) if row[0].value) == 9
+
+
+class _Forgetful(dict):
+    def update(self, *args, **kwargs):  # as if the helper were forked after the tables were let go
+        pass
+
+
+@forks
+def test_a_helper_forked_without_the_tables_leaves_历史对比_to_the_merging_process(campaign, library, tmp_path,
+                                                                                    monkeypatch):
+    result = _merged_unwritten(campaign, library)
+    monkeypatch.setattr(report, "_APART", _Forgetful())
+    write_summary(result, tmp_path / "s.xlsx", apart=True)
+    assert result.table("历史对比").rows.made
+    ws = openpyxl.load_workbook(tmp_path / "s.xlsx", read_only=True)["历史对比"]
+    assert sum(1 for row in ws.iter_rows(min_row=2) if row[0].value) == 9
