@@ -248,6 +248,15 @@ class Spec:
 # Loading
 # ----------------------------------------------------------------------------------------------------
 
+@lru_cache(maxsize=16)
+def _environment(dirs: tuple[str, ...]) -> _BoundedEnvironment:
+    """The sandboxed Jinja environment of these template folders, one per process: it keeps each template
+    compiled, and compiles it again when its file changes (Jinja checks the file's time on every use). A
+    follow-up round renders the template once per unit, and compiling it each time was 5 ms a form."""
+    return _BoundedEnvironment(loader=jinja2.FileSystemLoader(list(dirs)), undefined=jinja2.StrictUndefined,
+                               keep_trailing_newline=True, autoescape=False)
+
+
 class _Catalog:
     """Where templates live: the user's folder first (if any), then the shipped one."""
 
@@ -257,12 +266,7 @@ class _Catalog:
         if user_dir is not None and not Path(user_dir).is_dir():
             raise SpecError(f"模板目录不存在 (templates folder not found): {user_dir}")
         self.dirs.append(shipped)
-        self.env = _BoundedEnvironment(
-            loader=jinja2.FileSystemLoader([str(d) for d in self.dirs]),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-            autoescape=False,
-        )
+        self.env = _environment(tuple(str(d) for d in self.dirs))
 
     def names(self) -> list[str]:
         found = set()
