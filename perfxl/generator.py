@@ -21,6 +21,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import xlsxwriter
+import xlsxwriter.worksheet
 
 from .contract import (
     DECLARED_HEADER,
@@ -491,7 +492,7 @@ def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | No
     fmt = _Formats(wb)
     shown = _measured_as(measure_as)
     _write_guide(wb, spec, unit, projects, fmt, shown)
-    sheets = [wb.add_worksheet(spec.sheet_title(i)) for i in range(1, projects + 1)]
+    sheets = [wb.add_worksheet(spec.sheet_title(i), worksheet_class=_FormSheet) for i in range(1, projects + 1)]
     for reference in extras.sheets if extras is not None else ():
         _write_reference_sheet(wb, reference, fmt)
     lists = _write_stamp_sheet(wb, spec, unit, projects, fmt, extras)
@@ -506,6 +507,27 @@ def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | No
     sheets[0].activate()
     wb.close()
     return buffer.getvalue()
+
+
+class _FormSheet(xlsxwriter.worksheet.Worksheet):
+    """xlsxwriter's worksheet, each formula prepared once per text in a process: xlsxwriter runs 30 to 100
+    regular-expression substitutions over every formula it writes (its newer functions' prefixes), and a
+    follow-up round writes the same live checks and conditional formats into every unit's form (10 ms of
+    a 45 ms form, profiled). What it prepares depends only on the formula, the arguments and the sheet's
+    use_future_functions, which key the memo."""
+
+    def _prepare_formula(self, formula, *args, **kwargs):
+        key = (formula, args, tuple(sorted(kwargs.items())), self.use_future_functions)
+        prepared = _PREPARED.get(key)
+        if prepared is None:
+            if len(_PREPARED) >= _PREPARED_MAX:  # a template of very many distinct formulas: start again
+                _PREPARED.clear()
+            prepared = _PREPARED[key] = super()._prepare_formula(formula, *args, **kwargs)
+        return prepared
+
+
+_PREPARED: dict = {}
+_PREPARED_MAX = 65536
 
 
 def _write_declared_sheet(wb, titles: list[str], declared: list[list[dict]]) -> None:

@@ -4,6 +4,7 @@ import zipfile
 
 import openpyxl
 import pytest
+import xlsxwriter.worksheet
 from click.testing import CliRunner
 
 from perfxl import generator as generate
@@ -191,3 +192,16 @@ def test_each_member_of_a_copy_patched_from_the_master_is_what_a_form_built_for_
             assert patched.testzip() is None
             assert patched.namelist() == built.namelist()
             assert {n: patched.read(n) for n in patched.namelist()} == {n: built.read(n) for n in built.namelist()}
+
+
+@pytest.mark.parametrize("template", ["national/project", "shanghai/project-2020", "national/selfeval"])
+def test_formulas_prepared_once_per_text_write_the_workbook_xlsxwriter_writes(template, monkeypatch):
+    """Project sheets keep each formula as xlsxwriter prepared it the first time (generator._FormSheet): the
+    workbook must be the very bytes xlsxwriter's own worksheet writes, the second time as the first."""
+    spec = load_spec(template, 2023, unit={"code": "1", "name": "某单位"})
+    generate._PREPARED.clear()
+    memoised = generate.build_workbook(spec, {"code": "1", "name": "某单位"}, 2)
+    assert generate._PREPARED, "the live checks' formulas went through the memo"
+    again = generate.build_workbook(spec, {"code": "1", "name": "某单位"}, 2)
+    monkeypatch.setattr(generate, "_FormSheet", xlsxwriter.worksheet.Worksheet)
+    assert memoised == again == generate.build_workbook(spec, {"code": "1", "name": "某单位"}, 2)
