@@ -57,7 +57,7 @@ from .manifest import MANIFEST_FILE, Manifest, write_manifest
 from .roster import Unit
 from .rounds import DEPARTMENT
 from .rules import CheckFormula, SumCheck, live_checks
-from .sheetxml import XlsxZip, packed_segment, segment
+from .sheetxml import XlsxZip, segment
 from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec
 
 GUIDE_SHEET = "填表说明"
@@ -604,7 +604,7 @@ class _Master:
                 pieces = _TOKEN_SPLIT.split(raw) if info.filename.endswith(".xml") else [raw]
                 # split() alternates text and the tokens it found: odd places hold a token's key
                 self.members.append((info.filename, [
-                    _TOKEN_KEYS[piece] if i % 2 else packed_segment(piece, MASTER_LEVEL)
+                    _TOKEN_KEYS[piece] if i % 2 else segment(piece, level=MASTER_LEVEL)
                     for i, piece in enumerate(pieces) if i % 2 or piece]))
 
     def copy_for(self, unit: dict) -> bytes:

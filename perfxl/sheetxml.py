@@ -367,16 +367,16 @@ def deflate(raw: bytes) -> bytes:
         raise
 
 
-def segment(raw: bytes, rows: int = 0, sums: Iterable[float] = ()) -> Segment:
-    return Segment(deflate(raw), zlib.crc32(raw), len(raw), _crc_of_zeros(len(raw)), rows, tuple(sums))
-
-
-def packed_segment(raw: bytes, level: int) -> Segment:
-    """A segment compressed at `level` by a compressor of its own: for a piece compressed once and copied
-    many times (a blank form's master), where the size of every copy counts more than the time."""
-    packer = zlib.compressobj(level, zlib.DEFLATED, -15)
-    return Segment(packer.compress(raw) + packer.flush(zlib.Z_FULL_FLUSH), zlib.crc32(raw), len(raw),
-                   _crc_of_zeros(len(raw)))
+def segment(raw: bytes, rows: int = 0, sums: Iterable[float] = (), level: int | None = None) -> Segment:
+    """`raw` as a segment. With `level`, compressed at that level by a compressor of its own: for a piece
+    compressed once and copied many times (a blank form's master), where every copy's size counts more
+    than the time."""
+    if level is None:
+        data = deflate(raw)
+    else:
+        packer = zlib.compressobj(level, zlib.DEFLATED, -15)
+        data = packer.compress(raw) + packer.flush(zlib.Z_FULL_FLUSH)
+    return Segment(data, zlib.crc32(raw), len(raw), _crc_of_zeros(len(raw)), rows, tuple(sums))
 
 
 # ----------------------------------------------------------------------------------------------------
