@@ -662,20 +662,63 @@ def _block_layout(table, formats: _Formats) -> Layout:
     return _BLOCK_LAYOUTS[key]
 
 
-def render_ahead(tables, cache) -> None:
+def render_ahead(tables, cache, starts: dict[str, dict[str, int]] | None = None) -> None:
     """Render the per-form blocks of `tables` into `cache`, as the summary writer would keep them: what a
-    merge's worker does for its share of the forms, so the writer finds them rendered."""
+    merge's worker does for its share of the forms, so the writer finds them rendered. A block whose start
+    row `starts` knows (by table name and block key, see `block_starts`) is placed there too, as the writer
+    would place it: the writer then fills in and compresses nothing of it."""
     formats = _ahead_formats()
     for table in tables:
         layout = _block_layout(table, formats)
+        known = (starts or {}).get(table.name, {})
         for block, key in _keyed(table, layout, cache):
             if key and cache.get(key) is None:
                 rows = block.rows()
-                # Rendered, not placed: only the writer knows the row a form's rows start at, and fills
-                # them in there.
-                packed = pack_rows(kept_rows(rows, layout)) if rows else None
+                if not rows:
+                    continue
+                made = kept_rows(rows, layout)
+                start = known.get(block.key)
+                if start is not None:
+                    try:
+                        made = made.at(start)
+                    except ValueError:  # left unplaced: the writer renders it again
+                        pass
+                packed = pack_rows(made)
                 if packed is not None:
                     cache.put(key, packed)
+
+
+def block_starts(tables) -> dict[str, dict[str, int]]:
+    """The row each block of these big sheets will start at, by table name and block key, as far as the
+    blocks' expected row counts (RowBlock.expected) tell, placed as `_table_parts` places them: up to the
+    first block whose count is not known. A count that proves wrong costs only the placing: the writer
+    uses a block placed ahead only where it starts at that very row."""
+    out: dict[str, dict[str, int]] = {}
+    limit = EXCEL_ROWS - 2
+    for table in tables:
+        if table.blocks is None:
+            continue
+        starts = out[table.name] = {}
+        filled = 0  # rows in the sheet being filled (名, 名(2), …)
+        for block in table.blocks():
+            rows = block.expected
+            if rows is None:
+                break
+            if rows == 0:  # a form without rows here adds none
+                continue
+            if filled >= limit:
+                filled = 0
+            if rows <= limit - filled:
+                if block.key:
+                    starts[block.key] = filled + 2  # row 1 is the header
+                filled += rows
+                continue
+            while rows > 0:  # split at a sheet's end (`add_rows`)
+                if filled >= limit:
+                    filled = 0
+                take = min(rows, limit - filled)
+                filled, rows = filled + take, rows - take
+    return out
 
 
 def _table_parts(table, layout: Layout, cache, spool: _SegmentSpool, limit: int) -> tuple[list[_Part], list[float]]:

@@ -4,6 +4,7 @@ carries its number (#19). The summary must be the very one a fresh merge writes,
 moved is filled in again from its template, not rendered again."""
 
 import copy
+import dataclasses
 import io
 import os
 import pickle
@@ -279,6 +280,77 @@ def test_rows_rendered_ahead_by_workers_make_the_same_workbook(inbox, tmp_path, 
     run_merge([inbox], tmp_path / "单.xlsx", MergeOptions(jobs=1, db=tmp_path / "单.sqlite"))
     assert loads
     assert _workbook(tmp_path / "池.xlsx") == _workbook(tmp_path / "单.xlsx")
+
+
+def _placings(monkeypatch) -> list[bool]:
+    """Each time the main process places a form's kept rows of a big sheet: whether they were there already
+    (placed ahead by a worker), not filled in and compressed again."""
+    placed = []
+    real = sheetxml.KeptRows.at
+
+    def at(self, start):
+        made = real(self, start)
+        placed.append(made is self)
+        return made
+
+    monkeypatch.setattr(sheetxml.KeptRows, "at", at)
+    return placed
+
+
+def test_indicator_rows_placed_by_the_workers_rendering_ahead_are_not_filled_in_again_by_the_writer(
+        inbox, tmp_path, monkeypatch):
+    """The workers rendering ahead know the row each form's 指标明细 rows start at, from the rows each form
+    was read with, and place them there: the writer, alone with the workers idle, fills in and compresses
+    none of them again, and the workbook is the one the main process alone writes."""
+    from perfxl.merging import render_ahead
+
+    monkeypatch.setattr(render_ahead, "AHEAD_MIN_FORMS", 1)
+    placed = _placings(monkeypatch)  # patched before the pool forks: the workers' placings stay theirs
+    run_merge([inbox], tmp_path / "池.xlsx", MergeOptions(jobs=2, db=tmp_path / "池.sqlite"))
+    assert len(placed) == 3 and all(placed)
+    run_merge([inbox], tmp_path / "单.xlsx", MergeOptions(jobs=1, db=tmp_path / "单.sqlite"))
+    assert _workbook(tmp_path / "池.xlsx") == _workbook(tmp_path / "单.xlsx")
+    assert assert_numbered(tmp_path / "池.xlsx") == assert_numbered(tmp_path / "单.xlsx")
+
+
+def test_a_form_whose_rows_are_not_the_count_it_was_read_with_is_placed_again_by_the_writer(
+        inbox, tmp_path, monkeypatch):
+    """A count that proves wrong (here the first form's, one too many) costs only the placing: the forms
+    after it start a row later than the workers guessed, and the writer fills those in where they belong."""
+    from perfxl.merging import render_ahead
+    from perfxl.summary import indicators
+
+    monkeypatch.setattr(render_ahead, "AHEAD_MIN_FORMS", 1)
+    real = indicators.build
+
+    def miscounted(ctx):
+        table = real(ctx)
+        blocks = table.blocks
+        table.blocks = lambda: (dataclasses.replace(b, expected=b.expected + (i == 0))
+                                for i, b in enumerate(blocks()))
+        return table
+
+    monkeypatch.setattr(indicators, "build", miscounted)
+    placed = _placings(monkeypatch)
+    run_merge([inbox], tmp_path / "池.xlsx", MergeOptions(jobs=2, db=tmp_path / "池.sqlite"))
+    assert placed == [True, False, False]
+    monkeypatch.undo()
+    run_merge([inbox], tmp_path / "单.xlsx", MergeOptions(jobs=1, db=tmp_path / "单.sqlite"))
+    assert _workbook(tmp_path / "池.xlsx") == _workbook(tmp_path / "单.xlsx")
+    assert assert_numbered(tmp_path / "池.xlsx") == assert_numbered(tmp_path / "单.xlsx")
+
+
+def test_block_starts_follow_a_sheet_continued_on_the_next(monkeypatch):
+    """Where the sheet limit is reached, a block that does not fit is split (and so not placed ahead), and
+    the next block starts under the next sheet's header, as the writer places it."""
+    from perfxl.summary.base import RowBlock, Table
+
+    monkeypatch.setattr(report, "EXCEL_ROWS", 12)  # 10 rows a sheet under the header
+    sizes = [4, 5, 3, 6, 0, 10, 2]
+    blocks = [RowBlock(f"k{i}", list, n) for i, n in enumerate(sizes)] + [RowBlock("after", list, None),
+                                                                          RowBlock("unknown", list, 1)]
+    table = Table("指标明细", [("a", "text")], None, blocks=lambda: iter(blocks))
+    assert report.block_starts([table]) == {"指标明细": {"k0": 2, "k1": 6, "k3": 4, "k6": 10}}
 
 
 def test_each_forms_part_is_made_by_the_worker_that_read_it_and_no_form_is_loaded_back(seeds, tmp_path, monkeypatch):

@@ -110,8 +110,13 @@ def render_ahead(ctx: Context, spool, kept, jobs: int) -> None:
             and not kept.holds(f"part|{ctx.form_key(s)}")]
     if not renders_ahead(jobs, len(todo)):
         return
+    from perfxl.report import block_starts
+    from perfxl.summary import per_form_tables
+
     spool.flush()
-    _AHEAD.update(ctx=ctx, fd=spool.fileno())
+    # Where each form's rows will start in the big sheets, known from the rows each form was read with: the
+    # workers place and compress them there, which the writer would otherwise do alone with the workers idle
+    _AHEAD.update(ctx=ctx, fd=spool.fileno(), starts=block_starts(per_form_tables(ctx)))
     chunk = max(8, min(64, len(todo) // (jobs * 4) or 1))
     batches = iter([todo[i:i + chunk] for i in range(0, len(todo), chunk)])
     try:
@@ -162,5 +167,5 @@ def _render_share(batch: list[Seen]) -> list[tuple[str, bytes]]:
     share = _AHEAD["ctx"].narrowed(batch, load, _Collected())
     for s in batch:
         form_part(share, s)
-    render_segments(per_form_tables(share), share.cache)
+    render_segments(per_form_tables(share), share.cache, _AHEAD.get("starts"))
     return share.cache.items

@@ -105,6 +105,10 @@ class RowBlock:
 
     key: str | None
     rows: Callable[[], list[list]]
+    # How many rows the block is expected to hold, known before its rows are made (None: not known). Where
+    # every block before it is known, so is the row it starts at, and a worker rendering ahead places the
+    # block's rows there (perfxl.report.block_starts): the writer then uses them as they are.
+    expected: int | None = None
 
 
 @dataclass
@@ -212,9 +216,10 @@ def table_made_later(name: str, columns: list[Column], make_records: Callable[[]
     return Table(name, titles, RowsOf(make_records, columns), **kw)
 
 
-def per_form_table(name: str, columns: list[Column], forms: Callable[[], Iterable[tuple[str | None, Callable]]],
-                   **kw) -> Table:
-    """A big sheet whose rows come form by form: `forms()` gives (key, records()) per form, in order."""
+def per_form_table(name: str, columns: list[Column],
+                   forms: Callable[[], Iterable[tuple[str | None, Callable, int | None]]], **kw) -> Table:
+    """A big sheet whose rows come form by form: `forms()` gives (key, records(), expected rows or None) per
+    form, in order."""
     titles = [(c.title, c.kind) for c in columns]
     assert all(kind in KINDS for _, kind in titles), titles
 
@@ -230,8 +235,8 @@ def per_form_table(name: str, columns: list[Column], forms: Callable[[], Iterabl
         return rows
 
     def blocks():
-        for key, records in forms():
-            yield RowBlock(key, rows_of(records))
+        for key, records, expected in forms():
+            yield RowBlock(key, rows_of(records), expected)
 
     return Table(name, titles, None, blocks=blocks, **kw)
 

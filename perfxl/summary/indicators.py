@@ -67,7 +67,8 @@ def build(ctx: Context) -> Table:
     def forms():
         for s in ctx.merged:
             if ctx.spec_of(s).indicator_table() is not None:
-                yield ctx.form_key(s), partial(_form_lines, ctx, s)
+                # a line per indicator row of the form (`lines`), as the form's reading counted them
+                yield ctx.form_key(s), partial(_form_lines, ctx, s), s.indicator_rows
 
     return per_form_table(NAME, columns(ctx), forms, note=NOTE, paper="A3")
 

@@ -120,7 +120,7 @@ def indicator_table(ctx: Context, subject: str = PROJECT) -> Table:
         for s in ctx.merged:
             form_round = ctx.spec_of(s).round
             if form_round.stage == SELFEVAL and form_round.subject == subject:
-                yield ctx.form_key(s), partial(_indicator_lines, ctx, s)
+                yield ctx.form_key(s), partial(_indicator_lines, ctx, s), None  # scored lines: not counted ahead
 
     return per_form_table(SHEET_PREFIX[subject] + INDICATORS, [
         Column("单位编码", "text", "unit_code"), Column("单位名称", "text", "unit_name"),
