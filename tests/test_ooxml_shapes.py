@@ -10,9 +10,12 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from xml.sax.saxutils import escape as xml_escape
 from xml.etree import ElementTree as ET
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from perfxl import generator as generate
 from perfxl.pipeline import CheckOptions, check_file
@@ -315,3 +318,30 @@ def test_shared_formula_is_translated_to_each_cell():
            '</sheetData></worksheet>').encode()
     cells = sheet_cells(xml, [], False, "sheet1.xml")
     assert cells == {(0, 0): (2.0, "B1*2+$C$1"), (1, 0): (4.0, "B2*2+$C$1"), (2, 0): (6.0, "B3*2+$C$1")}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=40).map(xml_escape)
+                | st.sampled_from(["SUM(A1:A3)", 'A1&amp;"_x000D_"', "IF(B2&gt;0,1,0)", "A1&#13;B1\r\nC1"]),
+                min_size=1, max_size=12))
+def test_each_cell_gets_its_own_formula_text_when_texts_are_decoded_once_per_process(formulas):
+    """The fast path decodes each formula text once in a process (a form's live checks are the same in every
+    unit's form): cells read with the memo warm, and with a memo so small it starts afresh mid-sheet, hold
+    the very texts the full XML parser gives them."""
+    from perfxl.reader import cells as cells_module
+
+    cells_xml = "".join(f'<row r="{i}"><c r="A{i}"><f>{f}</f><v>{i}</v></c></row>'
+                        for i, f in enumerate(formulas, 1))
+    xml = (f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{MAIN}"><sheetData>{cells_xml}'
+           '</sheetData></worksheet>').encode()
+    full = cells_module._cells_expat(xml, [], False, "sheet1.xml")
+    assert cells_module._cells_fast(xml, [], False) == full
+    assert cells_module._cells_fast(xml, [], False) == full  # every text now from the memo
+    kept = cells_module._FORMULA_MEMO_ENTRIES, cells_module._FORMULAS
+    cells_module._FORMULA_MEMO_ENTRIES, cells_module._FORMULAS = 2, {}
+    try:
+        assert cells_module._cells_fast(xml, [], False) == full
+        assert cells_module._cells_fast(xml, [], False) == full
+        assert len(cells_module._FORMULAS) <= 2
+    finally:
+        cells_module._FORMULA_MEMO_ENTRIES, cells_module._FORMULAS = kept

@@ -107,6 +107,14 @@ def sheet_cells(xml: bytes, strings: list[str], date1904: bool, part: str) -> Ce
     return _cells_expat(xml, strings, date1904, part)
 
 
+# A form's live checks are the same formulas in every unit's form: each text is decoded once in a process.
+# Bounded (a hostile workbook's formulas are many and long): short texts only, and the memo starts afresh
+# when full.
+_FORMULAS: dict[bytes, str | None] = {}
+_FORMULA_MEMO_BYTES = 1024
+_FORMULA_MEMO_ENTRIES = 20_000
+
+
 def _cells_fast(xml: bytes, strings: list[str], date1904: bool) -> Cells | None:
     if b'"shared"' in xml:  # shared formulas need their master's text translated: the full path does that
         return None
@@ -116,8 +124,18 @@ def _cells_fast(xml: bytes, strings: list[str], date1904: bool) -> Cells | None:
     if len(found) > MAX_CELLS:
         raise ReadError("too-many-cells", limit=MAX_CELLS)
     out: Cells = {}
+    formulas = _FORMULAS
     for letters, row, t, f1, f2, v, inline in found:
-        formula = raw_text(f1 or f2) or None if (f1 or f2) else None
+        formula = None
+        if f1 or f2:
+            raw = f1 or f2
+            formula = formulas.get(raw)
+            if formula is None:
+                formula = raw_text(raw) or None
+                if len(raw) <= _FORMULA_MEMO_BYTES:
+                    if len(formulas) >= _FORMULA_MEMO_ENTRIES:
+                        formulas.clear()
+                    formulas[raw] = formula
         if not t and v:  # a plain number, the commonest cell: no text decoding
             try:
                 value = float(v)

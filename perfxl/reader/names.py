@@ -17,6 +17,7 @@ from perfxl.spec import Spec, layout, split_cell
 _REF_RE = re.compile(r"^=?(?:'((?:[^']|'')+)'|([^'!]+))!\$?([A-Z]{1,3})\$?(\d+)(?::\$?([A-Z]{1,3})\$?(\d+))?$")
 
 
+@lru_cache(maxsize=4096)  # the same few names' references in every unit's form
 def parse_ref(text: str) -> tuple[str, tuple[int, int], tuple[int, int]] | None:
     m = _REF_RE.match(text.strip())
     if not m:
