@@ -21,6 +21,7 @@ from .sheetxml import (
     CJK_WIDTH,
     Layout,
     Segment,
+    Widened,
     XlsxZip,
     chunks,
     col_letters,
@@ -751,13 +752,15 @@ def _table_parts(table, layout: Layout, cache, spool: _SegmentSpool, limit: int)
                 place(rows_segment(take, layout, first))
             else:
                 seg, digest = memo_segment(take, layout, first, memo, used,
-                                           kept_chunks[len(made)] if len(made) < len(kept_chunks) else None)
+                                           kept_chunks[len(made)] if len(made) < len(kept_chunks) else None,
+                                           widened)
                 made.append((digest, seg))
                 place(seg)
             start += len(take)
 
     kept_chunks: list[tuple[bytes, Segment]] = []
     made: list[tuple[bytes, Segment]] = []  # a sorted sheet's segments made now, with their digests
+    widened: Widened | None = None  # a sorted sheet's kept rows are of a layout it widened since
     if table.blocks is None:
         # A sheet sorted across forms (项目清单, 目标审核, …): its rows' templates are kept by the rows'
         # values, so a re-merge renders only rows that changed; and its segments by what they hold, so
@@ -765,7 +768,9 @@ def _table_parts(table, layout: Layout, cache, spool: _SegmentSpool, limit: int)
         # under the table's name and layout.
         small = isinstance(table.rows, Sequence) and len(table.rows) <= MEMO_ROWS
         key = f"{table.name}|{layout.key}" if cache is not None and small else None
-        memo = (unpack_memo(cache.get("rows|" + key)) or {}) if key else None
+        memo = unpack_memo(cache.get("rows|" + key)) if key else None
+        if key and memo is None:
+            memo, widened = _widened(cache, table.name, layout)
         kept_chunks = (unpack_chunks(cache.get("chunks|" + key)) or []) if key else []
         used: dict | None = {} if key else None
         for batch in chunks(table.iter_rows(), 2000):
@@ -774,6 +779,10 @@ def _table_parts(table, layout: Layout, cache, spool: _SegmentSpool, limit: int)
             packed = pack_memo(used)
             if packed is not None:
                 cache.put("rows|" + key, packed)
+        if key:  # which layout the sheet's rows were kept under last (read, so kept with them)
+            pointer = layout.to_json().encode()
+            if cache.get("layout|" + table.name) != pointer:
+                cache.put("layout|" + table.name, pointer)
         if key and [d for d, _ in made] != [d for d, _ in kept_chunks]:
             cache.put("chunks|" + key, pack_chunks(made))
         return parts, sums
@@ -802,6 +811,18 @@ def _table_parts(table, layout: Layout, cache, spool: _SegmentSpool, limit: int)
                 cache.put(key, packed)
         place(placed.filled)
     return parts, sums
+
+
+def _widened(cache, name: str, layout: Layout) -> tuple[dict[bytes, bytes], Widened | None]:
+    """A sorted sheet's row templates kept under the layout it had last, where this one only widened some
+    of its columns: a row whose texts in those columns took one line is the same bytes now. A file that
+    arrives with a longer reason (a form superseded on deadline day) widens a column of 说明, and would
+    otherwise have every row rendered and compressed again."""
+    before = Layout.from_json(cache.get("layout|" + name))
+    columns = layout.widened_from(before) if before is not None and before != layout else None
+    if not columns:
+        return {}, None
+    return unpack_memo(cache.get(f"rows|{name}|{before.key}")) or {}, Widened(before, columns)
 
 
 def _keyed(table, layout: Layout, cache):

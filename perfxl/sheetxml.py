@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import json
 import re
 import struct
 import threading
@@ -176,6 +177,32 @@ class Layout:
     def summed(self) -> tuple[bool, ...]:
         return tuple(k in {"money", "count"} for k in self.kinds)
 
+    def widened_from(self, other: Layout) -> tuple[int, ...] | None:
+        """The wrapped columns this layout has wider than `other`, where it differs from `other` in nothing
+        else (the same kinds and styles, no column narrower, none wrapped that did not wrap); else None. A
+        row renders as the same bytes under both when each of its texts in those columns took one line
+        under `other` (`Widened`): its other columns are as they were, and its height their lines."""
+        if (self.kinds != other.kinds or self.styles != other.styles or len(self.wrapped) != len(other.wrapped)
+                or not all((new == 0) == (old == 0) and new >= old for new, old in zip(self.wrapped, other.wrapped))):
+            return None
+        return tuple(c for c, (new, old) in enumerate(zip(self.wrapped, other.wrapped)) if new > old)
+
+    def to_json(self) -> str:
+        return json.dumps([list(self.kinds), list(self.styles), list(self.wrapped)])
+
+    @staticmethod
+    def from_json(blob) -> Layout | None:
+        """A layout `to_json` kept, or None for a value of any other shape."""
+        try:
+            kinds, styles, wrapped = json.loads(blob)
+            layout = Layout(tuple(kinds), tuple(styles), tuple(wrapped))
+        except (ValueError, TypeError, RecursionError):
+            return None
+        if (not all(type(k) is str for k in kinds) or not all(type(s) is int for s in styles)
+                or not all(type(w) in (int, float) for w in wrapped)):
+            return None
+        return layout
+
 
 ROW = "\x00"  # where a row template's row number goes: escaped text never holds a NUL (it becomes _x0000_)
 # A row of one line has its height too: a program that sizes rows without one (LibreOffice) may size them
@@ -183,15 +210,38 @@ ROW = "\x00"  # where a row template's row number goes: escaped text never holds
 _ONE_LINE = f'<row r="{ROW}" ht="{LINE_HEIGHT:g}" customHeight="1">'
 
 
+@dataclass(frozen=True)
+class Widened:
+    """Row templates kept under a sheet's earlier layout (`before`), used under one that only widened
+    `columns` (Layout.widened_from): a row's template is used only where each of its texts in those columns
+    took one line under `before`, so that its height is what its other columns make it."""
+
+    before: Layout
+    columns: tuple[int, ...]
+
+    def same(self, row: list) -> bool:
+        numeric = self.before.kinds
+        for c in self.columns:
+            value = row[c] if c < len(row) else None
+            if value is None or value == "" or (numeric[c] != "text" and type(value) in (int, float)):
+                continue
+            text = value if type(value) is str else str(value)
+            width = self.before.wrapped[c]
+            if len(text) > (width - 0.6) / CJK_WIDTH and (text_width(text) > width - 0.6 or "\n" in text):
+                return False
+        return True
+
+
 def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: dict | None = None,
-                used: dict | None = None) -> tuple[bytes, int]:
+                used: dict | None = None, widened: Widened | None = None) -> tuple[bytes, int]:
     """Rows as a template of <row> XML in UTF-8 (see `fill`), as Excel writes them: every row and cell
     with `r`, the cells in column order, an empty one left out. Text is always text ("=cmd|…" or "+1"
     stays a string). A row whose text wraps onto more lines than one gets the height of its lines (`row_height`
     of `wrapped_lines`): wrapped text in a row too short for it prints over the next row, and a program that
     does measure rows again on opening (LibreOffice) then finds it right already. Summed columns are added
     into `sums`. With `memo` (the templates of rows rendered before, by their repr in UTF-8), a row found
-    there is not rendered again; every row's template goes into `used`. Returns the template and the rows."""
+    there is not rendered again (with `widened`, only where `Widened.same` says so); every row's template
+    goes into `used`. Returns the template and the rows."""
     numeric = [k != "text" for k in layout.kinds]
     attrs = [f' r="{letter}{ROW}"' + (f' s="{s}"' if s else "")
              for letter, s in zip(col_letters(len(layout.kinds)), layout.styles)]
@@ -210,7 +260,7 @@ def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: d
         if memo is not None:
             key = repr(row).encode("utf-8")
             xml = memo.get(key)
-            if xml is not None:
+            if xml is not None and (widened is None or widened.same(row)):
                 used[key] = xml
                 out.append(xml)
                 for c in summed_columns:
@@ -268,13 +318,13 @@ def rows_segment(rows: list[list], layout: Layout, start: int) -> Segment:
 
 
 def memo_segment(rows: list[list], layout: Layout, start: int, memo: dict, used: dict,
-                 kept: tuple[bytes, Segment] | None) -> tuple[Segment, bytes]:
+                 kept: tuple[bytes, Segment] | None, widened: Widened | None = None) -> tuple[Segment, bytes]:
     """Rows of a sheet sorted across forms as a segment whose first row is row `start`, rendered with
     `memo` (see `render_rows`), and the digest of what it holds. `kept` (a digest and the segment it was
     made from) is used as it is when the digest is this one's: rows that neither changed nor moved are
     not filled in and compressed again."""
     sums = [0.0] * len(layout.kinds)
-    xml, count = render_rows(rows, layout, sums, memo, used)
+    xml, count = render_rows(rows, layout, sums, memo, used, widened)
     digest = hashlib.sha256(b"%d|" % start)
     digest.update(xml)
     digest = digest.digest()

@@ -105,6 +105,28 @@ def test_kept_rows_are_used_where_they_were_placed_and_filled_in_again_elsewhere
     assert sheetxml.unpack_rows(sheetxml.pack_rows(placed), 4) is None  # another layout's
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.text(alphabet="甲乙丙ab1 \n", max_size=30), st.text(alphabet="甲乙ab ", max_size=12),
+                          st.text(alphabet="甲乙丙a", max_size=40)), min_size=1, max_size=12),
+       st.sampled_from([(4.0, 9.0), (6.0, 6.0), (9.0, 30.0)]))
+def test_rows_kept_under_a_narrower_layout_render_as_the_widened_layout_renders_them(rows, widths):
+    """A sheet whose columns only widened since its rows were kept (a longer reason on deadline day) takes a
+    kept row only where its texts in the widened columns took one line before: every row then has the text
+    and the height the widened layout gives it afresh."""
+    narrow = sheetxml.Layout(("text", "text", "text"), (0, 0, 0), (*widths, 0.0))
+    wide = sheetxml.Layout(("text", "text", "text"), (0, 0, 0), (widths[0] + 20, widths[1], 0.0))
+    rows = [list(r) for r in rows]
+    memo: dict = {}
+    sheetxml.render_rows(rows, narrow, [0.0] * 3, {}, memo)
+    columns = wide.widened_from(narrow)
+    assert columns == (0,)
+    used: dict = {}
+    again, count = sheetxml.render_rows(rows, wide, [0.0] * 3, memo, used, sheetxml.Widened(narrow, columns))
+    assert (again, count) == sheetxml.render_rows(rows, wide, [0.0] * 3)
+    assert wide.widened_from(sheetxml.Layout(("text", "text", "text"), (0, 0, 0), (widths[0] + 30, *widths[1:], 0.0))) is None
+    assert sheetxml.Layout.from_json(wide.to_json()) == wide
+
+
 def _mutations(blob: bytes):
     yield blob[: len(blob) // 2]
     yield blob[:-1]
@@ -465,6 +487,44 @@ def test_a_form_that_loses_or_gains_rows_moves_the_later_forms_rows_which_are_fi
     seen = _spy(monkeypatch)
     run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
     assert seen["rendered"] == [] and seen["moved"] == [] and len(seen["as_kept"]) == 3
+
+
+def test_a_form_superseded_on_deadline_day_widens_about_sheet_whose_kept_rows_are_used_not_rendered_again(
+        seeds, inbox, tmp_path, monkeypatch):
+    """A second version of a unit's form arrives: the first is superseded, and its reason widens a column of
+    说明. The re-merge takes 说明's kept rows (kept under the narrower layout) for every row that did not
+    change, and writes what a fresh merge writes, row heights included."""
+    db = tmp_path / "台账.sqlite"
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    later = inbox / "二处"
+    later.mkdir()
+    _fewer_indicators(seeds["003-0"], later / "003-0.xlsx", 1)  # the unit's corrected form, sent later
+    taken: list[bool] = []
+    real = sheetxml.render_rows
+
+    def render_rows(rows, layout, sums, memo=None, used=None, widened=None):
+        rows = list(rows)
+        if widened is not None:
+            taken.extend(repr(r).encode() in memo and widened.same(r) for r in rows)
+        return real(rows, layout, sums, memo, used, widened)
+
+    monkeypatch.setattr(sheetxml, "render_rows", render_rows)
+    again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    monkeypatch.undo()
+    assert again.counts["superseded"] == 1
+    assert taken and sum(taken) >= len(taken) - 6  # the counts above the file list, and the two files' rows
+    run_merge([inbox], tmp_path / "新.xlsx", MergeOptions(jobs=1, db=tmp_path / "新.sqlite"))
+    assert _workbook(tmp_path / "汇总.xlsx") == _workbook(tmp_path / "新.xlsx")
+    assert _heights(tmp_path / "汇总.xlsx", "说明") == _heights(tmp_path / "新.xlsx", "说明")
+
+
+def _heights(path, sheet: str) -> list[tuple]:
+    wb = openpyxl.load_workbook(path)
+    try:
+        ws = wb[sheet]
+        return [(r, ws.row_dimensions[r].height) for r in range(1, ws.max_row + 1)]
+    finally:
+        wb.close()
 
 
 def test_a_remerge_over_continued_sheets_numbers_each_from_its_header(seeds, inbox, tmp_path, monkeypatch):
