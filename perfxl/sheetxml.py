@@ -232,6 +232,27 @@ class Widened:
         return True
 
 
+# A sheet repeats its texts (a unit's name on each of its rows, one rule's code on thousands, the same
+# 一级指标 and 二级指标 in every form): each distinct text of a column is escaped and measured once in a
+# process, for as long as the layout is the one last rendered. Bounded: started afresh past this many texts.
+_SEEN_TEXTS = 20_000
+_SEEN: dict[str, list[dict[str, tuple[str, int]]]] = {}
+_SEEN_LOCK = threading.Lock()
+
+
+def _cells_seen(layout: Layout) -> list[dict[str, tuple[str, int]]]:
+    """The texts of each column seen under this layout (cell XML and lines), shared by the renders of a
+    process: the XML of a text depends only on its column's letter, style and width, which the layout fixes."""
+    key = layout.key
+    with _SEEN_LOCK:
+        seen = _SEEN.get(key)
+        if seen is None or sum(map(len, seen)) > _SEEN_TEXTS:
+            if len(_SEEN) > 16:
+                _SEEN.clear()
+            seen = _SEEN[key] = [{} for _ in layout.kinds]
+        return seen
+
+
 def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: dict | None = None,
                 used: dict | None = None, widened: Widened | None = None) -> tuple[bytes, int]:
     """Rows as a template of <row> XML in UTF-8 (see `fill`), as Excel writes them: every row and cell
@@ -250,9 +271,7 @@ def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: d
     wrap = layout.wrapped
     # Text of at most this many characters fits one line whatever they are (the widest is a CJK character).
     short = [(w - 0.6) / CJK_WIDTH if w else 1e9 for w in wrap]
-    # A sheet repeats its texts (a unit's name on each of its rows, one rule's code on thousands): each
-    # distinct text of a column is escaped and measured once in these rows.
-    seen: list[dict[str, tuple[str, int]]] = [{} for _ in layout.kinds]
+    seen = _cells_seen(layout)
     out = []
     count = 0
     for row in rows:
