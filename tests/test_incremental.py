@@ -573,6 +573,28 @@ def test_a_remerge_over_continued_sheets_numbers_each_from_its_header(seeds, inb
     assert _workbook(tmp_path / "汇总.xlsx") == _workbook(tmp_path / "新.xlsx")
 
 
+def test_texts_of_the_kept_states_a_remerge_holds_until_the_sheets_are_written_are_held_once(inbox, tmp_path):
+    """A re-merge holds every form's states (decoded from the ledger) until the sheets are written: a text
+    found in many of them, a file's name in each sheet's line or the same key in every line, is one string,
+    not one a line; and the states are what they were."""
+    from perfxl.summary import _part_from_kept
+    from perfxl.summary.base import Collector
+
+    db = tmp_path / "台账.sqlite"
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    with sqlite3.connect(db) as con:
+        blobs = [v for (v,) in con.execute("SELECT value FROM kept WHERE key LIKE 'part|%' ORDER BY key")]
+    assert len(blobs) == 3
+    parts = [_part_from_kept(b) for b in blobs] + [_part_from_kept(bytes(b)) for b in blobs]
+    (_, states, who), (_, again, who_again) = parts[0], parts[3]
+    assert states == again and who == who_again
+    projects, review = states[0]["lines"][0], states[1]["lines"][0]
+    assert projects.unit_code == review.unit_code and projects.unit_code is review.unit_code  # both sheets'
+    assert projects.file is again[0]["lines"][0].file and who.unit_name is who_again.unit_name  # decoded twice
+    first, second = (list(p[1][0]["lines"][0].keys) for p in (parts[0], parts[3]))  # keys: one string each
+    assert first and first == second and all(a is b for a, b in zip(first, second))
+
+
 class _Plant:
     """Unpickling this creates `marker`: the proof that a pickle from the ledger was loaded."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
+from sys import intern
 
 from perfxl.cachekeys import PART_VERSION
 from perfxl.rounds import DEPARTMENT, PROJECT
@@ -89,7 +90,7 @@ def _part_from_kept(blob: bytes) -> tuple[int, list[dict], Who] | None:
             return None
         if not all(type(v) is str for v in who):
             return None
-        return rows, [kind.state_from_data(state) for kind, state in zip(COLLECTORS, states)], Who(*who)
+        return rows, [kind.state_from_data(state) for kind, state in zip(COLLECTORS, states)], Who(*map(intern, who))
     except (ValueError, TypeError, RecursionError):
         return None
 
