@@ -234,8 +234,8 @@ class Widened:
 
 # A sheet repeats its texts (a unit's name on each of its rows, one rule's code on thousands, the same
 # 一级指标 and 二级指标 in every form): each distinct text of a column is escaped and measured once in a
-# process, for as long as the layout is the one last rendered. Bounded: started afresh past this many texts.
-_SEEN_TEXTS = 20_000
+# process, per layout. Bounded: all are forgotten past this many texts, whatever their layouts (~10 MB).
+_SEEN_TEXTS = 30_000
 _SEEN: dict[str, list[dict[str, tuple[str, int]]]] = {}
 _SEEN_LOCK = threading.Lock()
 
@@ -245,10 +245,11 @@ def _cells_seen(layout: Layout) -> list[dict[str, tuple[str, int]]]:
     process: the XML of a text depends only on its column's letter, style and width, which the layout fixes."""
     key = layout.key
     with _SEEN_LOCK:
+        # One bound for every layout together: a long-lived process (the portal) renders many summaries
+        if sum(len(texts) for columns in _SEEN.values() for texts in columns) > _SEEN_TEXTS:
+            _SEEN.clear()
         seen = _SEEN.get(key)
-        if seen is None or sum(map(len, seen)) > _SEEN_TEXTS:
-            if len(_SEEN) > 16:
-                _SEEN.clear()
+        if seen is None:
             seen = _SEEN[key] = [{} for _ in layout.kinds]
         return seen
 

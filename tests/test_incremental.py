@@ -147,6 +147,10 @@ def test_texts_escaped_and_measured_once_per_process_render_each_layouts_own_cel
         assert sheetxml.render_rows(rows, narrow, [0.0, 0.0]) == first
         assert sheetxml.render_rows(rows, narrow, [0.0, 0.0]) == first
         assert sum(map(len, sheetxml._cells_seen(narrow))) <= 2 + 2 * len(rows)
+        assert sheetxml.render_rows(rows, wide, [0.0, 0.0]) == sheetxml.render_rows(rows, wide, [0.0, 0.0])
+        sheetxml.render_rows(rows, narrow, [0.0, 0.0])
+        # one bound for all layouts together (a long-lived process renders many summaries)
+        assert sum(len(texts) for columns in sheetxml._SEEN.values() for texts in columns) <= 2 + 2 * len(rows)
     finally:
         sheetxml._SEEN_TEXTS = kept
         sheetxml._SEEN.clear()
