@@ -225,7 +225,8 @@ class Widened:
             value = row[c] if c < len(row) else None
             if value is None or value == "" or (numeric[c] != "text" and type(value) in (int, float)):
                 continue
-            text = value if type(value) is str else str(value)
+            # as render_rows shows it
+            text = value if type(value) is str else ("是" if value is True else "否" if value is False else str(value))
             width = self.before.wrapped[c]
             if len(text) > (width - 0.6) / CJK_WIDTH and (text_width(text) > width - 0.6 or "\n" in text):
                 return False

@@ -106,7 +106,8 @@ def test_kept_rows_are_used_where_they_were_placed_and_filled_in_again_elsewhere
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.tuples(st.text(alphabet="甲乙丙ab1 \n", max_size=30), st.text(alphabet="甲乙ab ", max_size=12),
+@given(st.lists(st.tuples(st.text(alphabet="甲乙丙ab1 \n", max_size=30) | st.booleans() | st.integers(-10**12, 10**12),
+                          st.text(alphabet="甲乙ab ", max_size=12),
                           st.text(alphabet="甲乙丙a", max_size=40)), min_size=1, max_size=12),
        st.sampled_from([(4.0, 9.0), (6.0, 6.0), (9.0, 30.0)]))
 def test_rows_kept_under_a_narrower_layout_render_as_the_widened_layout_renders_them(rows, widths):
