@@ -345,3 +345,16 @@ def test_each_cell_gets_its_own_formula_text_when_texts_are_decoded_once_per_pro
         assert len(cells_module._FORMULAS) <= 2
     finally:
         cells_module._FORMULA_MEMO_ENTRIES, cells_module._FORMULAS = kept
+
+
+def test_a_defined_names_reference_is_parsed_once_only_when_short():
+    """Every unit's form holds the same names, so their references are parsed once in a process; a long one
+    (a hostile workbook's) is parsed each time and never held after its file is done."""
+    from perfxl.reader import names
+
+    short, long = "'表一'!$B$3:$D$9", "'" + "长" * 300 + "'!$A$1"
+    assert names.parse_ref(short) == ("表一", (2, 1), (8, 3))
+    assert names.parse_ref(short) is names.parse_ref(short)
+    held = names._parse_ref.cache_info().currsize
+    assert names.parse_ref(long) == ("长" * 300, (0, 0), (0, 0))
+    assert names._parse_ref.cache_info().currsize == held

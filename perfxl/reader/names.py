@@ -17,8 +17,14 @@ from perfxl.spec import Spec, layout, split_cell
 _REF_RE = re.compile(r"^=?(?:'((?:[^']|'')+)'|([^'!]+))!\$?([A-Z]{1,3})\$?(\d+)(?::\$?([A-Z]{1,3})\$?(\d+))?$")
 
 
-@lru_cache(maxsize=4096)  # the same few names' references in every unit's form
 def parse_ref(text: str) -> tuple[str, tuple[int, int], tuple[int, int]] | None:
+    # The same few names' references in every unit's form: parsed once in a process, when short (a hostile
+    # workbook's names may be long, and a memo would hold them after the file is done)
+    return _parse_ref(text) if len(text) <= 256 else _parse_ref.__wrapped__(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_ref(text: str) -> tuple[str, tuple[int, int], tuple[int, int]] | None:
     m = _REF_RE.match(text.strip())
     if not m:
         return None
