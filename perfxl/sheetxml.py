@@ -225,12 +225,22 @@ class Widened:
             value = row[c] if c < len(row) else None
             if value is None or value == "" or (numeric[c] != "text" and type(value) in (int, float)):
                 continue
-            # as render_rows shows it
-            text = value if type(value) is str else ("是" if value is True else "否" if value is False else str(value))
-            width = self.before.wrapped[c]
-            if len(text) > (width - 0.6) / CJK_WIDTH and (text_width(text) > width - 0.6 or "\n" in text):
+            if not fits_one_line(shown_text(value), self.before.wrapped[c]):
                 return False
         return True
+
+
+def shown_text(value) -> str:
+    """A value of a text cell as `render_rows` writes it (a boolean as 是 or 否)."""
+    return value if type(value) is str else ("是" if value is True else "否" if value is False else str(value))
+
+
+def fits_one_line(text: str, wrap: float) -> bool:
+    """Whether `text` takes one line in a column `wrap` units wide (0: a column that does not wrap). Text of
+    at most (wrap - 0.6) / CJK_WIDTH characters fits whatever they are (the widest is a CJK character)."""
+    if not wrap or len(text) <= (wrap - 0.6) / CJK_WIDTH:
+        return True
+    return text_width(text) <= wrap - 0.6 and "\n" not in text
 
 
 # A sheet repeats its texts (a unit's name on each of its rows, one rule's code on thousands, the same
@@ -271,8 +281,6 @@ def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: d
     summed = layout.summed
     summed_columns = [c for c, on in enumerate(summed) if on]
     wrap = layout.wrapped
-    # Text of at most this many characters fits one line whatever they are (the widest is a CJK character).
-    short = [(w - 0.6) / CJK_WIDTH if w else 1e9 for w in wrap]
     seen = _cells_seen(layout)
     out = []
     count = 0
@@ -298,12 +306,10 @@ def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: d
                 if summed[c]:
                     sums[c] += value
             else:
-                text = value if type(value) is str else ("是" if value is True else "否" if value is False else str(value))
+                text = shown_text(value)
                 known = seen[c].get(text)
                 if known is None:
-                    taken = 1
-                    if len(text) > short[c] and (text_width(text) > wrap[c] - 0.6 or "\n" in text):
-                        taken = wrapped_lines(text, wrap[c])
+                    taken = 1 if fits_one_line(text, wrap[c]) else wrapped_lines(text, wrap[c])
                     known = seen[c][text] = (text_cell(text, attrs[c]), taken)
                 cells.append(known[0])
                 if known[1] > lines:
