@@ -21,7 +21,6 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import xlsxwriter
-import xlsxwriter.worksheet
 
 from .contract import (
     DECLARED_HEADER,
@@ -59,6 +58,7 @@ from .rounds import DEPARTMENT
 from .rules import CheckFormula, SumCheck, live_checks
 from .sheetxml import XlsxZip, segment
 from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec
+from .xlsxsafe import SafeWorkbook, SafeWorksheet
 
 GUIDE_SHEET = "填表说明"
 _FIXED_TIME = datetime(2000, 1, 1)  # deterministic output: same inputs, same bytes
@@ -485,7 +485,7 @@ def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | No
         projects = len(values)
     projects = max(1, int(projects)) if spec.multi_project else 1
     buffer = io.BytesIO()
-    wb = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
+    wb = SafeWorkbook(buffer, {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
                                       "strings_to_numbers": False})
     wb.set_properties({"title": spec.title, "subject": f"{spec.year}年度 {spec.template}", "author": "perfxl",
                        "company": spec.region, "created": _FIXED_TIME, "comments": "由 perfxl 生成"})
@@ -509,7 +509,7 @@ def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | No
     return buffer.getvalue()
 
 
-class _FormSheet(xlsxwriter.worksheet.Worksheet):
+class _FormSheet(SafeWorksheet):
     """xlsxwriter's worksheet, each formula prepared once per text in a process: xlsxwriter runs 30 to 100
     regular-expression substitutions over every formula it writes (its newer functions' prefixes), and a
     follow-up round writes the same live checks and conditional formats into every unit's form (10 ms of

@@ -22,8 +22,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import xlsxwriter
-
 from .comparison import History, indicator_key, name_key, percentile_without, value_of
 from .errors import OutputError, ReadError
 from .files import write_bytes_atomic
@@ -31,6 +29,7 @@ from .formparts import rows_needed, wrap_text
 from .problems import fmt_number
 from .reader.book import load_raw
 from .values import clean_text
+from .xlsxsafe import SafeWorkbook
 
 SHEET = "指标库"
 GUIDE_SHEET = "说明"
@@ -134,8 +133,8 @@ def library_bytes(library: Library, graded: int) -> bytes:
     """The library as the workbook a bureau edits: 指标库 (one row per indicator, 固化指标 a 是/否 choice)
     and 说明."""
     buffer = io.BytesIO()
-    wb = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
-                                      "strings_to_urls": False})
+    wb = SafeWorkbook(buffer, {"in_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
+                               "strings_to_urls": False})
     font = {"font_name": "宋体", "font_size": 10}
     title = wb.add_format({**font, "bold": True, "font_size": 14})
     note = wb.add_format({**font, "text_wrap": True, "valign": "top"})

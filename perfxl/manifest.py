@@ -26,11 +26,10 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import xlsxwriter
-
 from .errors import OutputError, PerfxlError
 from .files import write_bytes_atomic
 from .formparts import FILL_LABEL, rows_needed, text_px, wrap_text
+from .xlsxsafe import SafeWorkbook
 
 MANIFEST_FILE = "manifest.json"
 HANDOUT_FILE = "分发清单.xlsx"
@@ -211,8 +210,8 @@ def _handout(manifest: Manifest) -> bytes:
     repeated on every page with 第 N 页; each unit's line with its file and its access code, every column
     wide enough for its longest entry or wrapped in a row tall enough for it."""
     buffer = io.BytesIO()
-    wb = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_numbers": False, "strings_to_urls": False,
-                                      "strings_to_formulas": False})
+    wb = SafeWorkbook(buffer, {"in_memory": True, "strings_to_numbers": False, "strings_to_urls": False,
+                               "strings_to_formulas": False})
     ws = wb.add_worksheet("分发清单")
     base = {"font_name": HANDOUT_FONT, "font_size": HANDOUT_SIZE, "valign": "vcenter", "text_wrap": True}
     title = wb.add_format({**base, "bold": True, "font_size": 16, "align": "center"})

@@ -516,8 +516,10 @@ def _write_summary(xlsxwriter, result, path: Path, cache, apart: bool = False) -
         # in_memory: the workbook holds only headers and layout (rows are added as the package is written),
         # and xlsxwriter's own temporary files would be left behind by a killed run under names no later
         # run knows.
-        wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False,
-                                            "strings_to_numbers": False, "in_memory": True})
+        from .xlsxsafe import SafeWorkbook
+
+        wb = SafeWorkbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False,
+                                     "strings_to_numbers": False, "in_memory": True})
         title = next((t.cover.title for t in result.tables if t.cover is not None), "预算绩效目标汇总")  # the round's
         wb.set_properties({"title": title, "author": "perfxl", "comments": SUMMARY_MARK})
         formats = _formats(wb)

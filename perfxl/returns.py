@@ -126,10 +126,10 @@ def _notice(forms: list[_Returned], outdir: Path, deadline: str, taken: set[str]
 
 
 def _write_notice(path: Path, forms: list[_Returned], unit: str, deadline: str) -> None:
-    import xlsxwriter
+    from .xlsxsafe import SafeWorkbook
 
-    wb = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False,
-                                         "strings_to_numbers": False})
+    wb = SafeWorkbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False,
+                                  "strings_to_numbers": False})
     ws = wb.add_worksheet("退回通知")
     base = {"font_name": NOTICE_FONT, "font_size": NOTICE_SIZE, "text_wrap": True, "valign": "top"}
     title = wb.add_format({**base, "bold": True, "font_size": 16, "align": "center", "valign": "vcenter"})

@@ -4,6 +4,8 @@ import zipfile
 
 import openpyxl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import xlsxwriter.worksheet
 from click.testing import CliRunner
 
@@ -205,3 +207,46 @@ def test_formulas_prepared_once_per_text_write_the_workbook_xlsxwriter_writes(te
     again = generate.build_workbook(spec, {"code": "1", "name": "某单位"}, 2)
     monkeypatch.setattr(generate, "_FormSheet", xlsxwriter.worksheet.Worksheet)
     assert memoised == again == generate.build_workbook(spec, {"code": "1", "name": "某单位"}, 2)
+
+
+RICH_LOOKING = "<r>x</t></si><si><t>注入</r>"  # xlsxwriter would write it into sharedStrings.xml unescaped
+
+
+def test_declared_text_shaped_like_a_rich_string_is_written_as_text(tmp_path):
+    """A unit's declared text reaches its follow-up form (and, through the indicator library, every unit's
+    form): written as xlsxwriter's rich-string shortcut it broke sharedStrings.xml."""
+    from xml.etree import ElementTree
+
+    spec = load_spec("national/selfeval", 2022, blank_rows=2)
+    columns = [c.id for c in spec.tables["indicators"].columns]
+    row = [RICH_LOOKING if c == "level3" else "产出指标" if c == "level1" else "" for c in columns]
+    data = generate.build_workbook(spec, {"code": "001001", "name": RICH_LOOKING, "department": "住建局"},
+                                   values=[{"fields": {"project_name": RICH_LOOKING}, "tables": {"indicators": [row]}}])
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        ElementTree.fromstring(zf.read("xl/sharedStrings.xml"))  # well-formed
+    wb = openpyxl.load_workbook(io.BytesIO(data))
+    texts = {c.value for ws in wb.worksheets for r in ws.iter_rows() for c in r}
+    assert RICH_LOOKING in texts
+    (tmp_path / "form.xlsx").write_bytes(data)
+    form = read_workbook(tmp_path / "form.xlsx")
+    assert form.sheets[0].fields["project_name"].value == RICH_LOOKING
+    assert form.unit_name == RICH_LOOKING
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.sampled_from("<>/&;rt 中文x\"'"), max_size=30))
+def test_safe_workbook_writes_any_text_as_that_text(middle):
+    from perfxl.xlsxsafe import SafeWorkbook
+
+    texts = [middle, f"<r>{middle}</r>", f"<r>{middle}", f"{middle}</r>"]
+    buffer = io.BytesIO()
+    wb = SafeWorkbook(buffer, {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False})
+    ws = wb.add_worksheet()
+    for i, text in enumerate(texts):
+        assert ws.write_string(i, 0, text) == 0
+        assert ws.merge_range(i, 1, i, 2, text) == 0
+    wb.close()
+    read = openpyxl.load_workbook(io.BytesIO(buffer.getvalue())).active
+    for i, text in enumerate(texts, start=1):
+        assert read.cell(i, 1).value in (text, None if text == "" else text)
+        assert read.cell(i, 2).value in (text, None if text == "" else text)
