@@ -21,7 +21,8 @@ from perfxl.validator import CheckedForm
 from .worker import pool_context
 
 _AHEAD: dict[str, Any] = {}  # what a worker rendering ahead inherits from the merge (forked, not pickled)
-AHEAD_MIN_FORMS = 200  # fewer forms than this are rendered in the main process: a pool would cost more
+AHEAD_MIN_FORMS = 200
+LOCK_SECONDS = 10.0  # a worker waits this long at most for the templates other workers saw  # fewer forms than this are rendered in the main process: a pool would cost more
 
 
 class PartsWhereRead:
@@ -48,12 +49,32 @@ class PartsWhereRead:
     def __getstate__(self):
         return {**self.__dict__, "_contexts": {}}
 
+    def renewed(self) -> PartsWhereRead:
+        """The same, with a lock and memory of its own, for a new pool of workers: a worker of a pool that
+        broke may have been stopped while it held the lock, which would hold every later worker forever.
+        Called while no worker runs; what was shared so far is kept unless a stopped worker left it half
+        written (then forms made for fewer templates are made later)."""
+        fresh = object.__new__(PartsWhereRead)
+        fresh.__dict__.update(self.__getstate__())
+        mp = pool_context()
+        fresh._lock, fresh._seen = mp.Lock(), mp.RawArray("c", self._ROOM)
+        raw = self._seen.value
+        try:
+            if raw and raw != b"-":
+                json.loads(raw)
+            fresh._seen.value = raw
+        except ValueError:
+            pass
+        return fresh
+
     def note(self, template: str | None, year: int | None, path: str) -> tuple | None:
         """A form of this template and year, at `path`, will be merged: shared with the other workers.
         Returns every template and year shared, in the order the merge's own context will have them (by
         the first path each is found at, as the merged forms are sorted by path); None once they no longer
         fit the shared memory."""
-        with self._lock:
+        if not self._lock.acquire(timeout=LOCK_SECONDS):  # a worker stopped holding it: make nothing here
+            return None
+        try:
             raw = self._seen.value
             if raw == b"-":
                 return None
@@ -66,6 +87,8 @@ class PartsWhereRead:
                     return None
                 self._seen.value = text
             return tuple(sorted(first, key=first.__getitem__))
+        finally:
+            self._lock.release()
 
     def items(self, path: str, checked: CheckedForm, seen: Seen) -> tuple[tuple[str, bytes], ...]:
         """The kept values of one checked form (none for a form that will not be merged)."""

@@ -267,7 +267,7 @@ def _run_pool(tasks, options, roster, db_path, jobs, chunk, parts=None):
         if not pending:
             continue
         with ProcessPoolExecutor(max_workers=jobs, mp_context=pool_context(), initializer=init_worker,
-                                 initargs=(options, roster, db_path, True, parts)) as pool:
+                                 initargs=(options, roster, db_path, True, _renewed(parts))) as pool:
             futures = {pool.submit(_process_chunk, pending[i:i + size]): pending[i:i + size]
                        for i in range(0, len(pending), size)}
             for future in as_completed(futures):
@@ -281,12 +281,17 @@ def _run_pool(tasks, options, roster, db_path, jobs, chunk, parts=None):
                 del future
     for task in suspects:
         with ProcessPoolExecutor(max_workers=1, mp_context=pool_context(), initializer=init_worker,
-                                 initargs=(options, roster, db_path, True, parts)) as pool:
+                                 initargs=(options, roster, db_path, True, _renewed(parts))) as pool:
             try:
                 yield from pool.submit(_process_chunk, [task]).result()
             except BrokenProcessPool:
                 path, _, stat = task
                 yield finished(path, rejected(path, "worker-crash"), sha="", stat=stat, source="read")
+
+
+def _renewed(parts):
+    """`parts` (merging.render_ahead.PartsWhereRead) for a new pool: a lock of its own (see `renewed`)."""
+    return parts.renewed() if parts is not None else None
 
 
 def recheck(ledger, s, path: str, check: CheckOptions, roster: dict | None) -> CheckedForm:

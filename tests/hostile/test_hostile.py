@@ -429,3 +429,24 @@ def test_a_number_that_is_no_finite_number_is_text_never_a_budget(tmp_path, good
     payload = _with_cells(good_bytes, {total: b'<c r="%s"><v>%s</v></c>' % (total.encode(), number)})
     seen, result = _merged(tmp_path, "nan.xlsx", payload, "type-number", "sum-mismatch")
     assert _project_line(result, "nan.xlsx")["预算金额（万元）"] is None
+
+
+@needs_fork
+def test_a_worker_stopped_holding_the_shared_lock_does_not_hold_the_merge(tmp_path, monkeypatch, good_bytes):
+    """A pool breaks when a file kills its worker, and the pool then stops its other workers, whatever they
+    are doing: one stopped while it held the lock the workers share the templates they saw under left the
+    retry pool's workers waiting on it forever (the whole merge hung)."""
+    import threading
+
+    def die_holding_the_lock():
+        merge_module._WORKER["parts"]._lock.acquire()
+        os._exit(70)
+
+    _patched_reader(monkeypatch, die_holding_the_lock)
+    outcome = {}
+    merging = threading.Thread(target=lambda: outcome.setdefault("seen", _rejected(
+        tmp_path, "evil-crash.xlsx", good_bytes.replace(b"x", b"x"), "worker-crash")), daemon=True)
+    merging.start()
+    merging.join(timeout=240)
+    assert not merging.is_alive(), "the merge hung on a lock a stopped worker held"
+    assert "seen" in outcome
