@@ -70,6 +70,9 @@ DECLARED_ROW_KEYS = ("row", "group", "level1", "level2", "level3", "target", "po
 DECLARED_CELL_CHARS = 30_000  # under Excel's 32,767 characters a cell
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps's, made once
+
+
 def declared_sheet_rows(title: str, rows: list[dict[str, Any]]) -> list[tuple[str, str, float, str]]:
     """The hidden sheet's rows for one project sheet: (sheet, 一级, its 分值, JSON of its rows), a group
     split over several rows when its JSON would not fit one cell."""
@@ -79,17 +82,24 @@ def declared_sheet_rows(title: str, rows: list[dict[str, Any]]) -> list[tuple[st
             ["" if row.get(k) is None else row[k] for k in DECLARED_ROW_KEYS])
     out = []
     points_at = DECLARED_ROW_KEYS.index("points")
+
+    def put(chunk: list[list[Any]], texts: list[str]) -> None:
+        total = sum(float(i[points_at]) for i in chunk if isinstance(i[points_at], int | float))
+        out.append((title, level1, total, "[" + ",".join(texts) + "]"))  # json.dumps of the chunk, as it is
+
     for level1, items in groups.items():
         chunk: list[list[Any]] = []
-        for item in items + [None]:
-            text = json.dumps(chunk + [item] if item is not None else chunk, ensure_ascii=False, separators=(",", ":"))
-            if item is None or (chunk and len(text) > DECLARED_CELL_CHARS):
-                text = json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))
-                total = sum(float(i[points_at]) for i in chunk if isinstance(i[points_at], int | float))
-                out.append((title, level1, total, text))
-                chunk = []
-            if item is not None:
-                chunk.append(item)
+        texts: list[str] = []
+        length = 2  # the chunk's JSON: its brackets, its items and the commas between them
+        for item in items:
+            text = _ENCODE(item)  # each row encoded once
+            if chunk and length + 1 + len(text) > DECLARED_CELL_CHARS:
+                put(chunk, texts)
+                chunk, texts, length = [], [], 2
+            length += len(text) + (1 if chunk else 0)
+            chunk.append(item)
+            texts.append(text)
+        put(chunk, texts)
     return out
 
 
