@@ -12,6 +12,7 @@ each unit's copy only patches its strings into `sharedStrings.xml` and `docProps
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import zipfile
@@ -141,6 +142,16 @@ def _write_stamp_sheet(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats,
 GUIDE_WIDTH = 80  # characters: one A4 portrait page wide at 100 % in Excel, and in LibreOffice's wider columns
 
 
+def guide_unit_line(year: int, unit: dict) -> str:
+    """填表说明's line that names the unit: the only text of the sheet that differs from unit to unit."""
+    return f"{year}年度 · {unit.get('name', '')}（{unit.get('code', '')}）"
+
+
+def guide_unit_lines(year: int, unit: dict) -> int:
+    """How many lines that line takes: units alike in it share a master's 填表说明 (its rows' heights)."""
+    return len(wrap_text(guide_unit_line(year, unit), [GUIDE_WIDTH]))
+
+
 def _write_guide(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats, shown=str) -> None:
     """填表说明: the first sheet a clerk opens and prints, on A4 portrait, each item wrapped in a row tall
     enough for it (sized by what `shown` makes of the text: the unit's values in a batch's master)."""
@@ -148,7 +159,7 @@ def _write_guide(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats, shown
     ws.set_column(0, 0, GUIDE_WIDTH)
     lines = [
         (spec.title, fmt.title(), 16, True),
-        (f"{spec.year}年度 · {unit.get('name', '')}（{unit.get('code', '')}）", fmt.text("center"), 10, False),
+        (guide_unit_line(spec.year, unit), fmt.text("center"), 10, False),
         ("填表说明", fmt.section(), 10, True),
         ("1. 浅黄色单元格为填写区域，其余单元格已锁定；红色底色表示必填项尚未填写。", fmt.text(), 10, False),
         (f"2. 金额单位：{spec.money_unit}。数字请直接填写，可带千分位；指标值可写作 ≥95%、≤12小时、＝1套 或 定性描述。",
@@ -178,17 +189,31 @@ def _write_guide(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats, shown
     ws.protect("", {"select_locked_cells": True})
 
 
-def _write_value(ws, row, col, value, style, ftype):
+def cell_content(value, ftype: str) -> tuple[str, object]:
+    """What a value cell of this type holds: ("blank", None), ("number", n) or ("string", text). One rule
+    for the builder and for forms patched from a master (perfxl.prefilled). A number that is not finite is
+    written as its text: a cell holds no NaN."""
     if value is None or value == "":
-        return ws.write_blank(row, col, None, style)
-    if ftype in NUMERIC_TYPES and isinstance(value, int | float) and not isinstance(value, bool):
-        return ws.write_number(row, col, value, style)
+        return "blank", None
     if ftype in NUMERIC_TYPES:
-        try:
-            return ws.write_number(row, col, float(str(value).replace(",", "")), style)
-        except ValueError:
-            pass
-    return ws.write_string(row, col, str(value), style)
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None:
+            try:
+                number = float(str(value).replace(",", ""))
+            except ValueError:
+                pass
+        if number is not None and math.isfinite(number):
+            return "number", number
+    return "string", str(value)
+
+
+def _write_value(ws, row, col, value, style, ftype):
+    kind, content = cell_content(value, ftype)
+    if kind == "blank":
+        return ws.write_blank(row, col, None, style)
+    if kind == "number":
+        return ws.write_number(row, col, content, style)
+    return ws.write_string(row, col, content, style)
 
 
 DEFAULT_ROW_HEIGHT = 15  # points: xlsxwriter's, for a row given no height
@@ -212,14 +237,14 @@ def _table_ends(spec: Spec) -> frozenset:
     return frozenset(t.last_row for t in layout(spec).tables.values())
 
 
-def _shown_value(value, ftype: str) -> str:
+def shown_value(value, ftype: str) -> str:
     """Text a value cell shows and wraps; numbers and dates never wrap, so they need no room."""
     if value is None or ftype in NUMERIC_TYPES or ftype == "date" or isinstance(value, int | float):
         return ""
     return str(value)
 
 
-def _placement_texts(spec: Spec, values: dict | None):
+def placement_texts(spec: Spec, values: dict | None):
     """Each placement of a project sheet that shows text, with that text, its font size and weight."""
     lay = layout(spec)
     given = (values or {}).get("fields", {})
@@ -229,7 +254,7 @@ def _placement_texts(spec: Spec, values: dict | None):
             text = written_label(p, spec)
         elif p.kind == "input":
             field = spec.fields[p.field]
-            text = _shown_value(given[field.id] if field.id in given else field.default, field.type)
+            text = shown_value(given[field.id] if field.id in given else field.default, field.type)
         elif p.kind == "cell":
             table = spec.tables[p.table]
             col = table.column(p.column)
@@ -237,7 +262,7 @@ def _placement_texts(spec: Spec, values: dict | None):
             source = table.prefill if rows is None else rows
             index, col_index = p.row - lay.tables[table.id].first_row, [c.id for c in table.columns].index(col.id)
             value = source[index][col_index] if index < len(source) and col_index < len(source[index]) else None
-            text = _shown_value(value, col.type)
+            text = shown_value(value, col.type)
         elif p.kind == "ticks":
             text = "    ".join(f"□{c}" for c in spec.fields[p.field].choices)
         else:
@@ -251,14 +276,23 @@ def sheet_row_heights(spec: Spec, values: dict | None = None, shown=str) -> dict
     header, title, default or prefilled value wraps onto more lines than its rows hold. Measured as Excel
     prints (formparts.wrap_text); `shown` gives the text a cell will show (a batch master writes tokens
     for the unit's values and measures the values)."""
+    return raised_heights(spec, [room_needed(spec, p, shown(text), size, bold)
+                                 for p, text, size, bold in placement_texts(spec, values)])
+
+
+def room_needed(spec: Spec, p, text: str, size: float, bold: bool) -> tuple[int, int, int, float]:
+    """What a placement's text needs: (rows it spans, first row, last row, height in points)."""
+    lines = len(wrap_text(text, spec.widths[p.col:p.last_col + 1], size, bold))
+    rows = p.last_row - p.row + 1
+    return rows, p.row, p.last_row, min(rows_needed(lines, size), MAX_ROW_HEIGHT * rows)
+
+
+def raised_heights(spec: Spec, needs: list[tuple[int, int, int, float]]) -> dict[int, float]:
+    """The layout's row heights, each raised where a need (`room_needed`) is taller than its rows."""
     heights = dict(layout(spec).row_heights)
-    needs = []
-    for p, text, size, bold in _placement_texts(spec, values):
-        lines = len(wrap_text(shown(text), spec.widths[p.col:p.last_col + 1], size, bold))
-        rows = p.last_row - p.row + 1
-        needs.append((rows, p.row, p.last_row, min(rows_needed(lines, size), MAX_ROW_HEIGHT * rows)))
-    for _, first, last, need in sorted(needs):  # single rows first, then what spans several
-        have = sum(heights.get(r, DEFAULT_ROW_HEIGHT) for r in range(first, last + 1))
+    for rows, first, last, need in sorted(needs):  # single rows first, then what spans several
+        have = heights.get(last, DEFAULT_ROW_HEIGHT) if rows == 1 else sum(
+            heights.get(r, DEFAULT_ROW_HEIGHT) for r in range(first, last + 1))
         if need > have:
             heights[last] = min(MAX_ROW_HEIGHT, heights.get(last, DEFAULT_ROW_HEIGHT) + need - have)
     return heights
@@ -490,7 +524,7 @@ def build_workbook(spec: Spec, unit: dict, projects: int = 1, password: str | No
     wb.set_properties({"title": spec.title, "subject": f"{spec.year}年度 {spec.template}", "author": "perfxl",
                        "company": spec.region, "created": _FIXED_TIME, "comments": "由 perfxl 生成"})
     fmt = _Formats(wb)
-    shown = _measured_as(measure_as)
+    shown = measured_as(measure_as)
     _write_guide(wb, spec, unit, projects, fmt, shown)
     sheets = [wb.add_worksheet(spec.sheet_title(i), worksheet_class=_FormSheet) for i in range(1, projects + 1)]
     for reference in extras.sheets if extras is not None else ():
@@ -551,16 +585,16 @@ def _write_declared_sheet(wb, titles: list[str], declared: list[list[dict]]) -> 
 # Batch generation
 # ----------------------------------------------------------------------------------------------------
 
-_TOKENS = {"code": "PXLTOKENCODEPXL", "name": "PXLTOKENNAMEPXL", "department": "PXLTOKENDEPTPXL"}
+TOKENS = {"code": "PXLTOKENCODEPXL", "name": "PXLTOKENNAMEPXL", "department": "PXLTOKENDEPTPXL"}
 
 
-def _measured_as(unit: dict | None):
+def measured_as(unit: dict | None):
     """Text as a unit's copy will show it: each token replaced by that unit's value."""
     if not unit:
         return str
 
     def shown(text: str) -> str:
-        for key, token in _TOKENS.items():
+        for key, token in TOKENS.items():
             text = text.replace(token, str(unit.get(key, "")))
         return text
     return shown
@@ -570,20 +604,19 @@ def _measured_as(unit: dict | None):
 def _token_texts(spec: Spec) -> tuple:
     """The texts of a master's project sheet that hold a token, with their columns' widths and font."""
     return tuple((text, spec.widths[p.col:p.last_col + 1], size, bold)
-                 for p, text, size, bold in _placement_texts(spec, None) if "PXLTOKEN" in text)
+                 for p, text, size, bold in placement_texts(spec, None) if "PXLTOKEN" in text)
 
 
-def _room_for(spec: Spec, unit: dict) -> tuple:
+def room_for(spec: Spec, unit: dict) -> tuple:
     """What of a master's row heights depends on the unit: the lines its name, code and department take
     where a token stands. Units alike in this share a master; a unit whose long name needs more lines
     gets its own, sized for it."""
-    shown = _measured_as(unit)
-    guide = f"{spec.year}年度 · {_TOKENS['name']}（{_TOKENS['code']}）"
-    return (len(wrap_text(shown(guide), [GUIDE_WIDTH])),
+    shown = measured_as(unit)
+    return (guide_unit_lines(spec.year, unit),
             *(len(wrap_text(shown(text), widths, size, bold)) for text, widths, size, bold in _token_texts(spec)))
 
 
-def _xml_text(value: str) -> str:
+def xml_text(value: str) -> str:
     cleaned = "".join(ch for ch in value if ch in "\t\n\r" or ord(ch) >= 0x20)
     return escape(cleaned)
 
@@ -601,10 +634,10 @@ class _Master:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for info in zf.infolist():
                 raw = zf.read(info)
-                pieces = _TOKEN_SPLIT.split(raw) if info.filename.endswith(".xml") else [raw]
+                pieces = TOKEN_SPLIT.split(raw) if info.filename.endswith(".xml") else [raw]
                 # split() alternates text and the tokens it found: odd places hold a token's key
                 self.members.append((info.filename, [
-                    _TOKEN_KEYS[piece] if i % 2 else segment(piece, level=MASTER_LEVEL)
+                    TOKEN_KEYS[piece] if i % 2 else segment(piece, level=MASTER_LEVEL)
                     for i, piece in enumerate(pieces) if i % 2 or piece]))
 
     def copy_for(self, unit: dict) -> bytes:
@@ -612,15 +645,15 @@ class _Master:
         package = XlsxZip(out)
         for name, pieces in self.members:
             package.write_segments(name, [
-                segment(_xml_text(str(unit.get(piece, ""))).encode("utf-8")) if type(piece) is str else piece
+                segment(xml_text(str(unit.get(piece, ""))).encode("utf-8")) if type(piece) is str else piece
                 for piece in pieces])
         package.close()
         return out.getvalue()
 
 
 MASTER_LEVEL = 6  # a master's members, compressed once for every copy (zipfile's level before)
-_TOKEN_KEYS = {token.encode(): key for key, token in _TOKENS.items()}
-_TOKEN_SPLIT = re.compile(b"(" + b"|".join(re.escape(t) for t in _TOKEN_KEYS) + b")")
+TOKEN_KEYS = {token.encode(): key for key, token in TOKENS.items()}
+TOKEN_SPLIT = re.compile(b"(" + b"|".join(re.escape(t) for t in TOKEN_KEYS) + b")")
 
 
 def form_filename(unit: Unit, spec: Spec) -> str:
@@ -653,11 +686,11 @@ def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, re
         own_sheets = tuple(unit_sheets(unit)) if unit_sheets is not None else ()
         tokens_ok = not unit.prefill and not own_sheets
         if tokens_ok:
-            spec = load_spec(template, year, unit_region, unit=dict(_TOKENS), blank_rows=blank_rows,
+            spec = load_spec(template, year, unit_region, unit=dict(TOKENS), blank_rows=blank_rows,
                              templates_dir=templates_dir)
-            key = (unit_region, n, _room_for(spec, unit.as_params()) if spec.designed is None else ())
+            key = (unit_region, n, room_for(spec, unit.as_params()) if spec.designed is None else ())
             if key not in masters:
-                masters[key] = _Master(build_workbook(spec, dict(_TOKENS), n, password, measure_as=unit.as_params(),
+                masters[key] = _Master(build_workbook(spec, dict(TOKENS), n, password, measure_as=unit.as_params(),
                                                       extras=extras))
             data = masters[key].copy_for(unit.as_params())
         else:
