@@ -14,7 +14,7 @@ copy. The hidden declared sheet only feeds the form's live checks (分值 per �
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,12 @@ from typing import Any
 from .domain import MONEY_UNITS
 from .errors import OutputError, PerfxlError
 from .files import ensure_writable_dir, write_bytes_atomic
-from .generator import build_workbook, form_filename
+from .generator import TOKENS, build_workbook, form_filename, guide_unit_lines
 from .issued import RECORD_FILE, IssuedProject, new_round, record_round
 from .ledger import Ledger, check_ledger_file
 from .manifest import Manifest, write_manifest
 from .pipeline import merged_forms
+from .prefilled import CannotPatch, PrefilledMaster
 from .records import CheckedForm
 from .roster import Unit
 from .rounds import ADJUST
@@ -207,17 +208,64 @@ def _issuing_region(declarations: list[tuple[CheckedForm, Spec]], templates_dir:
 
 
 def _build(task: tuple) -> bytes:
-    """One unit's follow-up workbook (run in a worker process for large rosters)."""
-    template, year, region, unit_params, projects, templates_dir, password, spare = task
-    rows = max(len(d.rows) for d in projects) + spare
-    spec = load_spec(template, year, region, unit=unit_params, blank_rows=max(rows, 1), templates_dir=templates_dir)
+    """One unit's follow-up workbook (run in a worker process for large rosters): patched from the master
+    of the units alike (`shared`), else built."""
+    template, year, region, unit_params, projects, templates_dir, password, spare, shared = task
+    rows = max(max(len(d.rows) for d in projects) + spare, 1)
+    if shared:
+        master = _master(template, year, region, unit_params, len(projects), rows, tuple(projects[0].fields),
+                         templates_dir, password)
+        if master is not None:
+            data = master.copy_for(unit_params, *_prefill(master.table, master.columns, projects))
+            if data is not None:
+                return data
+    spec = load_spec(template, year, region, unit=unit_params, blank_rows=rows, templates_dir=templates_dir)
     table = next(iter(spec.tables.values()))
-    columns = [c.id for c in table.columns]
+    values, declared = _prefill(table.id, [c.id for c in table.columns], projects)
+    return build_workbook(spec, unit_params, password=password, values=values, declared=declared)
+
+
+def _prefill(table: str, columns: list[str], projects: list[Declared]) -> tuple[list[dict], list[list[dict]]]:
+    """A form's values (per project sheet: fields, and the first table's rows) and its declared rows."""
     values = [{"fields": d.fields,
-               "tables": {table.id: [[row.get(c, "") if c in PREFILLED_COLUMNS else "" for c in columns]
-                                     for row in d.rows]}} for d in projects]
-    return build_workbook(spec, unit_params, password=password, values=values,
-                          declared=[[{**row, "row": i + 1} for i, row in enumerate(d.rows)] for d in projects])
+               "tables": {table: [[row.get(c, "") if c in PREFILLED_COLUMNS else "" for c in columns]
+                                  for row in d.rows]}} for d in projects]
+    return values, [[{**row, "row": i + 1} for i, row in enumerate(d.rows)] for d in projects]
+
+
+def _master_key(year: int, region: str | None, unit_params: dict, projects: list[Declared], spare: int) -> tuple:
+    """What units share a master in: region, sheets, rows, and how many lines 填表说明 gives their name."""
+    return (region, len(projects), max(max(len(d.rows) for d in projects) + spare, 1),
+            tuple(projects[0].fields), guide_unit_lines(year, unit_params))
+
+
+_MASTERS: OrderedDict = OrderedDict()  # a worker's masters, newest last: forms come sorted by master
+MASTERS_KEPT = 8
+
+
+def _master(template: str, year: int, region: str | None, unit_params: dict, projects: int, rows: int,
+            fields: tuple[str, ...], templates_dir: Path | None, password: str | None) -> PrefilledMaster | None:
+    """This process's master for the unit's forms, made on first use; None where one cannot be made (the
+    forms are built)."""
+    key = (template, year, region, unit_params.get("round"), projects, rows, fields, templates_dir, password,
+           guide_unit_lines(year, unit_params))
+    if key in _MASTERS:
+        _MASTERS.move_to_end(key)
+        return _MASTERS[key]
+    tokens = {**TOKENS, "round": unit_params.get("round", "")}
+    spec = load_spec(template, year, region, unit=tokens, blank_rows=rows, templates_dir=templates_dir)
+    table = next(iter(spec.tables.values()), None)
+    master = None
+    if table is not None:
+        try:
+            master = PrefilledMaster(spec, tokens, projects, fields, table.id,
+                                     PREFILLED_COLUMNS & {c.id for c in table.columns}, password, unit_params)
+        except CannotPatch:
+            master = None
+    _MASTERS[key] = master
+    while len(_MASTERS) > MASTERS_KEPT:
+        _MASTERS.popitem(last=False)
+    return master
 
 
 def generate_followups(template: str, year: int, units: list[Unit], ledger_path: Path, outdir: Path,
@@ -260,6 +308,7 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
     result = FollowupResult()
     planned: list[tuple[Unit, str, list[Declared], tuple]] = []
     used_names: set[str] = set()
+    specs: dict[str | None, Spec] = {}  # the follow-up template per region it is issued for
     for unit in units:
         projects = prefilled.get(unit.code, [])
         if not projects:
@@ -268,7 +317,9 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
         # Named after the region that issued the declaration where its template is a local one (绵阳市项目支出
         # 绩效运行监控表 for every unit of the 绵阳 form, not 市本级…), else the unit's own
         unit_region = region or issuing.get(unit.code) or unit.region or None
-        filename = form_filename(unit, load_spec(template, year, unit_region, templates_dir=templates_dir))
+        if unit_region not in specs:
+            specs[unit_region] = load_spec(template, year, unit_region, templates_dir=templates_dir)
+        filename = form_filename(unit, specs[unit_region])
         if filename.lower() in used_names:
             filename = filename[:-5] + f"_{len(used_names)}.xlsx"  # two units whose safe names collide
         used_names.add(filename.lower())
@@ -276,13 +327,15 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
             raise OutputError(f"输出文件 {outdir / filename} 是输入文件，perfxl 不会覆盖它")
         planned.append((unit, filename, projects, (template, year, unit_region, {**unit.as_params(), "round": round_id},
                                                    projects, templates_dir, password, spare)))
+    # Units alike share a master their forms are patched from (perfxl.prefilled); a unit alone is built.
+    # Forms go to the workers sorted by master, so a worker makes each of its masters once.
+    keys = [_master_key(year, task[2], task[3], projects, spare) for _, _, projects, task in planned]
+    alike = Counter(keys)
+    tasks = [(*task, alike[key] > 1) for (*_, task), key in zip(planned, keys)]
+    order = sorted(range(len(planned)), key=lambda i: (str(keys[i]), i))
     del prefilled
     ensure_writable_dir(outdir)
     # Recorded before any form exists: a form handed out always has its record.
-    specs = {}
-    for *_, task in planned:
-        if task[2] not in specs:
-            specs[task[2]] = load_spec(template, year, task[2], templates_dir=templates_dir)
     record_round(outdir, round_id, template, year,
                  [(unit.code, issued_projects(specs[task[2]], projects)) for unit, _, projects, task in planned])
     workers = jobs or os.cpu_count() or 1
@@ -290,22 +343,25 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(max_workers=workers)
-        built = pool.map(_build, [task for *_, task in planned], chunksize=16)
+        built = pool.map(_build, [tasks[i] for i in order], chunksize=16)
     else:
-        pool, built = None, map(_build, [task for *_, task in planned])
+        pool, built = None, map(_build, [tasks[i] for i in order])
+    entries: dict[int, dict] = {}
     try:
-        for (unit, filename, projects, _), data in zip(planned, built):
+        for i, data in zip(order, built):
+            unit, filename, projects, _ = planned[i]
             try:
                 write_bytes_atomic(outdir / filename, data)
             except OSError as exc:
                 raise OutputError(f"无法写入 (cannot write) {outdir / filename}: {exc.strerror or exc}") from None
-            result.manifest.append({"unit_code": unit.code, "unit_name": unit.name, "file": filename,
-                                    "projects": [d.name for d in projects]})
+            entries[i] = {"unit_code": unit.code, "unit_name": unit.name, "file": filename,
+                          "projects": [d.name for d in projects]}
             if progress:
                 progress(1)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    result.manifest = [entries[i] for i in range(len(planned))]  # in the roster's order
     # The same manifest as blank forms', with access codes and 分发清单.xlsx: the portal serves these forms too.
     departments = {u.code: u.department for u in units}
     for entry in result.manifest:

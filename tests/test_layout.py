@@ -22,12 +22,14 @@ LAYERS = [
     {"rules"},  # the rule registry; it loads its kind modules itself
     {"rules.adjust", "rules.arithmetic", "rules.indicators", "rules.monitor", "rules.selfeval", "rules.tables", "rules.text"},
     {"spec"},  # 1. spec: Jinja → YAML → frozen model
-    {"formparts", "sheetxml"},  # what every generated form carries, whoever writes it; summary sheet XML
+    {"formparts", "sheetxml", "xlsxsafe"},  # what every generated form carries, whoever writes it; summary sheet
+    # XML; xlsxwriter writing every text as text
     {"sheetprint"},  # how a sheet edited with openpyxl prints (annotated copies, designed forms)
     {"designed.form", "manifest", "annotation"},  # generate from an Excel design; what generating hands out; an
     # annotated copy's own sheets  # 2. generate, for a template designed in Excel; what generating hands out
     {"reader.recognise", "reader.names", "generator", "fill", "ledger", "library"},  # 2. generate; which form,
     # where; the indicator library's workbook
+    {"prefilled"},  # 2. generate: prefilled forms patched from a master
     {"read", "issued", "references"},  # 3. read: the stage's entry point; the record of what follow-up forms were issued with
     {"validator"},  # 4. validate
     {"pipeline", "report", "summary.base"},  # one file end to end; 7. report

@@ -1,0 +1,189 @@
+"""Follow-up forms patched from a master (perfxl.prefilled) are the forms xlsxwriter builds.
+
+Each comparison opens both workbooks and compares every member's XML with each shared string put in place
+of its index: the same bytes, row heights, styles, validations and names included. Only the order of the
+shared strings may differ (a copy adds the unit's after the master's)."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from perfxl import followup
+from perfxl.followup import ADDED_ROWS, DEFAULT_PREFILL, PREFILLED_COLUMNS, Declared
+from perfxl.generator import TOKENS
+from perfxl.prefilled import PrefilledMaster, shared_string_xml
+from perfxl.rounds import ADJUST
+from perfxl.spec import load_spec
+
+YEAR = 2022
+ROUND = "20221201-abcdef"
+UNIT = {"code": "001001", "name": "盐城市住房公积金管理中心", "department": "住建局", "round": ROUND}
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+FOLLOWUPS = ("national/selfeval", "national/monitor", "national/adjust", "national/department-selfeval",
+             "national/department-monitor", "national/department-adjust")
+
+
+def resolved(data: bytes) -> dict[str, bytes]:
+    """Every member of a package, each shared-string index in a sheet replaced by its <si>, and the shared
+    strings as a sorted set."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    entries = re.findall(rb"<si>.*?</si>", members["xl/sharedStrings.xml"], re.S)
+    for name, raw in members.items():
+        if name.startswith("xl/worksheets/"):
+            members[name] = re.sub(rb't="s"><v>([0-9]+)</v>', lambda m: b't="s"><v>' + entries[int(m.group(1))]
+                                   + b"</v>", raw)
+    members["xl/sharedStrings.xml"] = b"\n".join(sorted(set(entries)))
+    return members
+
+
+def _fields(template: str, templates_dir=None) -> list[str]:
+    spec = load_spec(template, YEAR, templates_dir=templates_dir)
+    return [f for f in (spec.prefill or DEFAULT_PREFILL) if f in spec.fields]
+
+
+def _project(template: str, n: int, rows: list[tuple], texts: dict | None = None, templates_dir=None) -> Declared:
+    spec = load_spec(template, YEAR, templates_dir=templates_dir)
+    fields = {}
+    for f in _fields(template, templates_dir):
+        kind = spec.fields[f].type
+        fields[f] = (texts or {}).get(f, 100.0 + n if kind in ("money", "number") else f"{spec.fields[f].label}{n}")
+    return Declared(UNIT["code"], fields, [
+        {"level1": l1, "level2": l2, "level3": l3, "target": target, "group": "产出", "points": points}
+        for l1, l2, l3, target, points in rows], f"项目{n}")
+
+
+def _task(template: str, projects: list[Declared], shared: bool, unit: dict = UNIT, templates_dir=None) -> tuple:
+    spare = ADDED_ROWS if load_spec(template, YEAR, templates_dir=templates_dir).round.stage == ADJUST else 0
+    return (template, YEAR, None, unit, projects, templates_dir, None, spare, shared)
+
+
+def _patched_and_built(template: str, projects: list[Declared], unit: dict = UNIT,
+                       templates_dir=None) -> tuple[bytes, bytes]:
+    task = _task(template, projects, True, unit, templates_dir)
+    spare = task[7]
+    rows = max(max(len(d.rows) for d in projects) + spare, 1)
+    master = followup._master(template, YEAR, None, unit, len(projects), rows, tuple(projects[0].fields),
+                              templates_dir, None)
+    assert master is not None
+    patched = master.copy_for(unit, *followup._prefill(master.table, master.columns, projects))
+    assert patched is not None, "the values fit the master: the form must be patched, not built"
+    assert resolved(followup._build(task)) == resolved(patched)  # what the round's workers hand out
+    return patched, followup._build(_task(template, projects, False, unit, templates_dir))
+
+
+ROWS = [("产出指标", "数量指标", "完成住房公积金归集", "≥95%", 10.0),
+        ("产出指标", "质量指标", "资金到位率" * 6, "=100%", 5.5),
+        ("效益指标", "社会效益指标", "群众满意度，较上年提高并保持在较高水平，且投诉处理及时" * 3, "≥90%", 2.25),
+        ("满意度指标", "服务对象满意度指标", "服务对象满意度", "≥85%", 0)]
+
+
+@pytest.mark.parametrize("template", FOLLOWUPS)
+def test_a_patched_follow_up_form_is_the_form_xlsxwriter_builds(template):
+    projects = [_project(template, 1, ROWS), _project(template, 2, ROWS[:2])]
+    if not load_spec(template, YEAR).multi_project:
+        projects = projects[:1]
+    patched, built = _patched_and_built(template, projects)
+    assert resolved(patched) == resolved(built)
+
+
+def test_rows_grow_with_the_unit_s_text_and_its_name(tmp_path):
+    """Row heights are the unit's: a long 三级指标 and a long project name take taller rows than the master's
+    tokens did, and a name that wraps 填表说明's line gets a master of its own."""
+    template = "national/selfeval"
+    long_name = dict(UNIT, name="某某市某某区某某街道办事处社区卫生服务中心及其下属各站点联合体" * 3)
+    short = [_project(template, 1, ROWS[:1])]
+    tall = [_project(template, 1, [ROWS[0], ("产出指标", "时效指标", "按时完成" * 40, "2022年12月31日前", 1)],
+                     {"project_name": "很长的项目名称" * 20})]
+    for unit, projects in ((UNIT, short), (UNIT, tall), (long_name, short)):
+        patched, built = _patched_and_built(template, projects, unit)
+        assert resolved(patched) == resolved(built)
+    (tmp_path / "tall.xlsx").write_bytes(_patched_and_built(template, tall)[0])
+    ws = openpyxl.load_workbook(tmp_path / "tall.xlsx")["项目1"]
+    assert max(d.height or 0 for d in ws.row_dimensions.values()) > 100
+
+
+def test_a_cell_showing_the_unit_s_name_is_as_tall_as_that_name_needs(tmp_path):
+    """A field whose default is the unit's name (a bureau's template may have one the prefill does not fill)
+    is as tall as the unit's name needs, not the token the master was written with."""
+    shutil.copytree(TEMPLATES, tmp_path / "templates")
+    path = tmp_path / "templates" / "national" / "selfeval.yaml"
+    text = path.read_text(encoding="utf-8")
+    old = "preparer: {label: 填报人, type: text, required: true}"
+    assert old in text
+    path.write_text(text.replace(old, "preparer: {label: 填报人, type: text, required: true, default: {{ unit.name | tojson }}}"),
+                    encoding="utf-8")
+    templates = tmp_path / "templates"
+    template = "national/selfeval"
+    projects = [_project(template, 1, ROWS[:1], templates_dir=templates)]
+    heights = set()
+    for name in ("短名", "某某市某某区某某街道办事处社区卫生服务中心联合体" * 4):
+        unit = dict(UNIT, name=name)
+        patched, built = _patched_and_built(template, projects, unit, templates)
+        assert resolved(patched) == resolved(built)
+        heights.add(re.findall(rb'<row [^>]*>', resolved(patched)["xl/worksheets/sheet2.xml"]).__repr__())
+    assert len(heights) == 2  # the long name took a taller row
+
+
+TEXT = st.lists(st.sampled_from(list("产出指标数量 \t\n率≥%<>&\"'_x0041r/") + ["\x01", "\x1f", "_x0041_", "<r>", "</r>",
+                                                                          "\u3000", "\ufffe"]),
+                max_size=40).map("".join)
+VALUE = st.one_of(TEXT, st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6),
+                  st.just(True), st.just("1,234.5"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.tuples(TEXT, TEXT, TEXT, VALUE, st.one_of(st.floats(0, 100), st.integers(0, 20))),
+                     min_size=0, max_size=6),
+       name=TEXT, budget=VALUE, goal=TEXT)
+def test_any_declared_values_patch_to_the_built_form(rows, name, budget, goal):
+    template = "national/selfeval"
+    project = _project(template, 1, [(*r[:4], r[4]) for r in rows],
+                       {"project_name": name, "funds_total_initial": budget, "goal_expected": goal})
+    patched, built = _patched_and_built(template, [project])
+    assert resolved(patched) == resolved(built)
+
+
+def test_values_that_do_not_fit_the_master_are_built_instead():
+    template = "national/selfeval"
+    spec = load_spec(template, YEAR, unit={**TOKENS, "round": ROUND}, blank_rows=2)
+    table = next(iter(spec.tables.values()))
+    fields = tuple(_fields(template))
+    master = PrefilledMaster(spec, {**TOKENS, "round": ROUND}, 1, fields, table.id,
+                             PREFILLED_COLUMNS & {c.id for c in table.columns}, None, UNIT)
+    columns = [c.id for c in table.columns]
+    row = ["" for _ in columns]
+    ok = {"fields": dict.fromkeys(fields, "x"), "tables": {table.id: [row]}}
+    assert master.copy_for(UNIT, [ok], [[]]) is not None
+    unfilled = [c for c in columns if c not in PREFILLED_COLUMNS][0]
+    for values in (
+        {**ok, "tables": {table.id: [row, row, row]}},  # more rows than the master has
+        {**ok, "fields": {**ok["fields"], "other": "x"}},  # a field it does not prefill
+        {**ok, "tables": {table.id: [[("填了" if c == unfilled else "") for c in columns]]}},  # a column it leaves
+        {**ok, "fields": {**ok["fields"], fields[0]: "长" * 40_000}},  # longer than a cell takes
+    ):
+        assert master.copy_for(UNIT, [values], [[]]) is None
+    assert master.copy_for(UNIT, [ok, ok], [[], []]) is None  # another count of sheets
+
+
+@settings(max_examples=200, deadline=None)
+@given(TEXT)
+def test_a_copy_s_shared_strings_are_written_as_xlsxwriter_writes_them(text):
+    from perfxl.xlsxsafe import SafeWorkbook
+
+    buffer = io.BytesIO()
+    wb = SafeWorkbook(buffer, {"in_memory": True})
+    wb.add_worksheet().write_string(0, 0, text)
+    wb.close()
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as zf:
+        sst = zf.read("xl/sharedStrings.xml")
+    assert re.findall(rb"<si>.*?</si>", sst, re.S) == [shared_string_xml(text)]
