@@ -19,7 +19,6 @@ import zipfile
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import xlsxwriter
 
@@ -59,7 +58,7 @@ from .rounds import DEPARTMENT
 from .rules import CheckFormula, SumCheck, live_checks
 from .sheetxml import XlsxZip, segment
 from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec
-from .xlsxsafe import SafeWorkbook, SafeWorksheet
+from .xlsxsafe import SafeWorkbook, SafeWorksheet, shared_text, xml_attribute
 
 GUIDE_SHEET = "填表说明"
 _FIXED_TIME = datetime(2000, 1, 1)  # deterministic output: same inputs, same bytes
@@ -593,10 +592,10 @@ def measured_as(unit: dict | None):
     if not unit:
         return str
 
-    def shown(text: str) -> str:
-        for key, token in TOKENS.items():
-            text = text.replace(token, str(unit.get(key, "")))
-        return text
+    values = {token: str(unit.get(key, "")) for key, token in TOKENS.items()}
+
+    def shown(text: str) -> str:  # in one pass: a value that looks like a token stays the value
+        return _TOKEN_TEXT.sub(lambda m: values[m.group(0)], text)
     return shown
 
 
@@ -616,9 +615,29 @@ def room_for(spec: Spec, unit: dict) -> tuple:
             *(len(wrap_text(shown(text), widths, size, bold)) for text, widths, size, bold in _token_texts(spec)))
 
 
-def xml_text(value: str) -> str:
-    cleaned = "".join(ch for ch in value if ch in "\t\n\r" or ord(ch) >= 0x20)
-    return escape(cleaned)
+def split_at_tokens(raw: bytes) -> list[bytes | str]:
+    """A master's member split at the unit's tokens: the bytes between them, and in each token's place its
+    key, with "@" after it where the token stands inside a tag (an attribute's value, escaped as one)."""
+    pieces: list[bytes | str] = []
+    inside = False
+    for i, part in enumerate(TOKEN_SPLIT.split(raw)):
+        if i % 2:
+            pieces.append(TOKEN_KEYS[part] + ("@" if inside else ""))
+        elif part:
+            opened, closed = part.rfind(b"<"), part.rfind(b">")
+            if opened != closed:
+                inside = opened > closed
+            pieces.append(part)
+    return pieces
+
+
+def unit_xml(unit: dict) -> dict[str, bytes]:
+    """{token key: the unit's value as a master's XML holds it}: as element content (a shared string, a
+    document property) the way xlsxwriter writes it (control characters as _xHHHH_), and after "@" as an
+    attribute's value, escaped as it escapes one, what XML cannot hold left out."""
+    texts = {key: str(unit.get(key, "")) for key in TOKENS}
+    return {**{key: shared_text(v).encode("utf-8") for key, v in texts.items()},
+            **{f"{key}@": xml_attribute(v).encode("utf-8") for key, v in texts.items()}}
 
 
 class _Master:
@@ -634,19 +653,16 @@ class _Master:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for info in zf.infolist():
                 raw = zf.read(info)
-                pieces = TOKEN_SPLIT.split(raw) if info.filename.endswith(".xml") else [raw]
-                # split() alternates text and the tokens it found: odd places hold a token's key
-                self.members.append((info.filename, [
-                    TOKEN_KEYS[piece] if i % 2 else segment(piece, level=MASTER_LEVEL)
-                    for i, piece in enumerate(pieces) if i % 2 or piece]))
+                pieces = split_at_tokens(raw) if info.filename.endswith(".xml") else [raw]
+                self.members.append((info.filename, [segment(piece, level=MASTER_LEVEL) if type(piece) is bytes
+                                                     else piece for piece in pieces]))
 
     def copy_for(self, unit: dict) -> bytes:
         out = io.BytesIO()
         package = XlsxZip(out)
+        values = unit_xml(unit)
         for name, pieces in self.members:
-            package.write_segments(name, [
-                segment(xml_text(str(unit.get(piece, ""))).encode("utf-8")) if type(piece) is str else piece
-                for piece in pieces])
+            package.write_segments(name, [segment(values[piece]) if type(piece) is str else piece for piece in pieces])
         package.close()
         return out.getvalue()
 
@@ -654,6 +670,7 @@ class _Master:
 MASTER_LEVEL = 6  # a master's members, compressed once for every copy (zipfile's level before)
 TOKEN_KEYS = {token.encode(): key for key, token in TOKENS.items()}
 TOKEN_SPLIT = re.compile(b"(" + b"|".join(re.escape(t) for t in TOKEN_KEYS) + b")")
+_TOKEN_TEXT = re.compile("|".join(re.escape(t) for t in TOKENS.values()))
 
 
 def form_filename(unit: Unit, spec: Spec) -> str:

@@ -25,8 +25,6 @@ from .contract import DECLARED_SHEET, STAMP_SHEET, declared_sheet_rows
 from .generator import (
     GUIDE_SHEET,
     MASTER_LEVEL,
-    TOKEN_SPLIT,
-    TOKEN_KEYS,
     build_workbook,
     cell_content,
     measured_as,
@@ -34,19 +32,18 @@ from .generator import (
     raised_heights,
     room_needed,
     shown_value,
-    xml_text,
+    split_at_tokens,
+    unit_xml,
 )
 from .sheetxml import Segment, XlsxZip, segment
 from .spec import Spec, layout
-from .xlsxsafe import RUN_END, RUN_START, looks_rich
+from .xlsxsafe import RUN_END, RUN_START, control_escaped, looks_rich, shared_text
 
 _VALUE_TOKEN = re.compile(rb"PXLVAL[0-9]+X[0-9]+PXL")
 # A cell holding a shared string, a row's start tag: what a unit's copy renders again
 _PIECE = re.compile(rb'<c r="([A-Z]+[0-9]+)"((?: s="[0-9]+")?) t="s"><v>([0-9]+)</v></c>|<row r="([0-9]+)"([^>]*?)(/?)>')
 _ROW_ATTRS = re.compile(rb'( spans="[0-9]+:[0-9]+")?(?: ht="[^"]*")?(?: customHeight="1")?')
 _SI = re.compile(rb"<si>.*?</si>", re.S)
-_CONTROL_ESCAPED = re.compile(r"(_x[0-9a-fA-F]{4}_)")
-_CONTROL = re.compile(r"([\x00-\x08\x0b-\x1f])")
 _LEADING_SPACE, _TRAILING_SPACE = re.compile(r"^\s"), re.compile(r"\s$")
 ROOMS_KEPT = 50_000  # texts measured, per master: then forgotten
 MAX_CELL_TEXT = 32767  # UTF-16 units: a longer text is one xlsxwriter cuts, and the builder refuses
@@ -72,6 +69,7 @@ class _Cell:
     slot: _Slot
     start: bytes  # <c r="…" s="…"
 
+
 @dataclass(frozen=True, slots=True)
 class _Row:
     row: int  # 0-based
@@ -94,11 +92,8 @@ def shared_string_xml(text: str) -> bytes:
     """The <si> element xlsxwriter (through perfxl.xlsxsafe) writes for a text: control characters as
     _xHHHH_, whitespace kept, a text shaped like a rich string as one escaped run."""
     if looks_rich(text):
-        text = RUN_START + escape(text) + RUN_END
-    text = _CONTROL.sub(lambda m: f"_x{ord(m.group(1)):04X}_", _CONTROL_ESCAPED.sub(r"_x005F\1", text))
-    text = text.replace("\ufffe", "_xFFFE_").replace("\uffff", "_xFFFF_")
-    if looks_rich(text):
-        return f"<si>{text}</si>".encode()
+        return f"<si>{RUN_START}{shared_text(text)}{RUN_END}</si>".encode()
+    text = control_escaped(text)  # whitespace is looked for after: a leading \x1f is _x001F_ by then
     space = ' xml:space="preserve"' if _LEADING_SPACE.search(text) or _TRAILING_SPACE.search(text) else ""
     return f"<si><t{space}>{escape(text)}</t></si>".encode()
 
@@ -151,6 +146,9 @@ class PrefilledMaster:
         for s in range(projects):
             given = {}
             for fid in self.fields:
+                if fid not in spec.fields:  # the builder writes only the template's fields: no slot
+                    given[fid] = ""
+                    continue
                 token = f"PXLVAL{s}X{len(slots)}PXL"
                 slots[token.encode()] = _Slot(s, fid, 0, 0, spec.fields[fid].type)
                 given[fid] = token
@@ -278,14 +276,11 @@ class PrefilledMaster:
             if isinstance(piece, bytes):
                 if _VALUE_TOKEN.search(piece):
                     raise CannotPatch("a value token outside a cell")
-                for i, part in enumerate(TOKEN_SPLIT.split(piece)):
-                    if i % 2:
-                        data.append(TOKEN_KEYS[part])
-                    elif part:
-                        if data and isinstance(data[-1], bytes):
-                            data[-1] += part
-                        else:
-                            data.append(part)
+                for part in split_at_tokens(piece):
+                    if type(part) is bytes and data and type(data[-1]) is bytes:
+                        data[-1] += part
+                    else:
+                        data.append(part)
             else:
                 data.append(piece)
         head, tail = raw[:start], raw[end:]
@@ -315,9 +310,8 @@ class PrefilledMaster:
         refs = [0]
 
         def string(text: str) -> int:
-            stored = RUN_START + escape(text) + RUN_END if looks_rich(text) else text  # as perfxl.xlsxsafe
-            if len(stored) > MAX_CELL_TEXT // 2 and len(stored.encode("utf-16-le")) // 2 > MAX_CELL_TEXT:
-                raise _DoesNotFit  # the builder cuts it and refuses the form: it says so
+            if len(text) > MAX_CELL_TEXT // 2 and len(text.encode("utf-16-le")) // 2 > MAX_CELL_TEXT:
+                raise _DoesNotFit  # longer than a cell shows: the builder cuts it (and says so, or not)
             refs[0] += 1
             index = strings.get(text)
             if index is None:
@@ -325,10 +319,10 @@ class PrefilledMaster:
             return index
 
         shown = measured_as(unit)
-        unit_xml = {key: xml_text(str(unit.get(key, ""))).encode("utf-8") for key in TOKEN_KEYS.values()}
-        unit_segments = {key: segment(xml) for key, xml in unit_xml.items()}
+        in_sheets = unit_xml(unit)
+        unit_segments = {key: segment(xml) for key, xml in in_sheets.items()}
         try:
-            sheets = [self._sheet_data_for(s, v, string, shown, unit_xml) for s, v in enumerate(values)]
+            sheets = [self._sheet_data_for(s, v, string, shown, in_sheets) for s, v in enumerate(values)]
             declared_rows = self._declared_rows_for(declared, string)
         except _DoesNotFit:
             return None
@@ -439,8 +433,7 @@ class _DoesNotFit(Exception):
 
 def _pieces(raw: bytes) -> list:
     """Static bytes compressed once, in segments between the unit tokens they hold (their keys)."""
-    return [TOKEN_KEYS[piece] if i % 2 else segment(piece, level=MASTER_LEVEL)
-            for i, piece in enumerate(TOKEN_SPLIT.split(raw)) if i % 2 or piece]
+    return [segment(piece, level=MASTER_LEVEL) if type(piece) is bytes else piece for piece in split_at_tokens(raw)]
 
 
 def _filled(pieces: list, unit_segments: dict[str, Segment]) -> list[Segment]:

@@ -8,6 +8,7 @@ text as one plain run, escaped, so the cell shows exactly the text."""
 
 from __future__ import annotations
 
+import re
 from xml.sax.saxutils import escape
 
 import xlsxwriter
@@ -15,6 +16,28 @@ import xlsxwriter.worksheet
 from xlsxwriter.utility import _utf16_len, _utf16_truncate
 
 RUN_START, RUN_END = '<r><t xml:space="preserve">', "</t></r>"
+_ESCAPED = re.compile(r"(_x[0-9a-fA-F]{4}_)")
+_CONTROL = re.compile(r"([\x00-\x08\x0b-\x1f])")
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def control_escaped(text: str) -> str:
+    """A text with control characters and U+FFFE/U+FFFF as _xHHHH_ (a literal _xHHHH_ kept literal), as
+    xlsxwriter writes a shared string."""
+    text = _CONTROL.sub(lambda m: f"_x{ord(m.group(1)):04X}_", _ESCAPED.sub(r"_x005F\1", text))
+    return text.replace("\ufffe", "_xFFFE_").replace("\uffff", "_xFFFF_")
+
+
+def shared_text(text: str) -> str:
+    """A text as xlsxwriter puts it inside a shared string's <t>: `control_escaped`, then escaped for XML."""
+    return escape(control_escaped(text))
+
+
+
+
+def xml_attribute(text: str) -> str:
+    """A text as an attribute's value, escaped as xlsxwriter escapes one, what XML cannot hold left out."""
+    return escape(_NOT_XML.sub("", text), {'"': "&quot;", "\n": "&#xA;"})
 
 
 def looks_rich(text: str) -> bool:
@@ -30,13 +53,14 @@ class SafeWorksheet(xlsxwriter.worksheet.Worksheet):
         if not isinstance(string, str) or not looks_rich(string):
             return super()._write_string(row, col, string, cell_format)
         error = 0
-        if _utf16_len(string) > self.xls_strmax:
+        if _utf16_len(string) > self.xls_strmax:  # the cell's limit is on the text it shows
             string, error = _utf16_truncate(string, self.xls_strmax), -2
-        wrapped = RUN_START + escape(string) + RUN_END
-        while _utf16_len(wrapped) > self.xls_strmax:  # escaping made it longer than a cell takes: cut the text
-            string, error = string[:-max(1, (_utf16_len(wrapped) - self.xls_strmax) // 5)], -2
-            wrapped = RUN_START + escape(string) + RUN_END
-        code = super()._write_string(row, col, wrapped, cell_format)
+        # xlsxwriter would measure the escaped run against that limit, and cut it inside its markup
+        limit, self.xls_strmax = self.xls_strmax, 1 << 62
+        try:
+            code = super()._write_string(row, col, RUN_START + escape(string) + RUN_END, cell_format)
+        finally:
+            self.xls_strmax = limit
         return code or error
 
 

@@ -21,6 +21,7 @@ from perfxl import followup
 from perfxl.followup import ADDED_ROWS, DEFAULT_PREFILL, PREFILLED_COLUMNS, Declared
 from perfxl.generator import TOKENS
 from perfxl.prefilled import PrefilledMaster, shared_string_xml
+from perfxl.read import read_workbook
 from perfxl.rounds import ADJUST
 from perfxl.spec import load_spec
 
@@ -187,3 +188,41 @@ def test_a_copy_s_shared_strings_are_written_as_xlsxwriter_writes_them(text):
     with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as zf:
         sst = zf.read("xl/sharedStrings.xml")
     assert re.findall(rb"<si>.*?</si>", sst, re.S) == [shared_string_xml(text)]
+
+
+def test_a_unit_code_that_looks_like_a_token_is_measured_as_itself():
+    """The tokens were replaced one after another: a code that reads as the name's token took the name's
+    length, and every later unit of that master got the row heights of that measure."""
+    template = "national/selfeval"
+    odd = dict(UNIT, code=TOKENS["name"], name="某" * 60)
+    projects = [_project(template, 1, ROWS[:1])]
+    followup._MASTERS.clear()
+    for unit in (odd, UNIT):
+        patched, built = _patched_and_built(template, projects, unit)
+        assert resolved(patched) == resolved(built)
+
+
+def test_a_roster_name_with_characters_xml_cannot_hold_gives_a_form_that_opens(tmp_path):
+    template = "national/selfeval"
+    unit = dict(UNIT, name="单位\ufffe名\x01称_x0041_\"<&>", department="部门\uffff")
+    patched, built = _patched_and_built(template, [_project(template, 1, ROWS[:2])], unit)
+    (tmp_path / "patched.xlsx").write_bytes(patched)
+    (tmp_path / "built.xlsx").write_bytes(built)
+    cells = [{ws.title: [[c.value for c in row] for row in ws.iter_rows()] for ws in openpyxl.load_workbook(p)}
+             for p in (tmp_path / "patched.xlsx", tmp_path / "built.xlsx")]
+    assert cells[0] == cells[1]
+    assert "单位_xFFFE_名_x0001_称_x0041_\"<&>" in cells[0]["填表说明"][1][0]  # as xlsxwriter writes it
+    stamped = [read_workbook(tmp_path / name).unit_name for name in ("patched.xlsx", "built.xlsx")]
+    assert stamped[0] == stamped[1] and "_x0041_" in stamped[0]
+
+
+def test_a_long_text_shaped_like_a_rich_string_does_not_stop_the_round(tmp_path):
+    """Escaped inside its run, a 7,000-character text grew past a cell's 32,767 and the builder gave up:
+    the whole round stopped at that unit."""
+    template = "national/selfeval"
+    text = "<r>" + "&" * 7000 + "</r>"
+    project = _project(template, 1, [("产出指标", "数量指标", text, text, 5)], {"goal_expected": text})
+    data = followup._build(_task(template, [project], True))
+    (tmp_path / "form.xlsx").write_bytes(data)
+    ws = openpyxl.load_workbook(tmp_path / "form.xlsx")["项目1"]
+    assert sum(1 for row in ws.iter_rows() for c in row if c.value == text) == 3
