@@ -13,8 +13,10 @@ copy. The hidden declared sheet only feeds the form's live checks (分值 per �
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections import Counter, OrderedDict, defaultdict
+import sys
+from collections import Counter, OrderedDict, defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,8 +154,9 @@ def declared_projects(checked: CheckedForm, spec: Spec, unit: Unit, points: dict
         for r in targets:
             level1, level2 = hierarchy.canonical(r["level1"]), hierarchy.canonical(r["level2"])
             group = mapping.get(f"{level1}/{level2}") or mapping.get(level1, "过程")
-            rows.append({"level1": r["level1"], "level2": r["level2"], "level3": r["level3"], "target": r["target"],
-                         "group": group})
+            # 一级, 二级 and the group repeat in every unit's rows: one string each, not one a row
+            rows.append({"level1": _shared(r["level1"]), "level2": _shared(r["level2"]), "level3": r["level3"],
+                         "target": r["target"], "group": group})
         by_group: dict[str, list[dict]] = defaultdict(list)
         for row in rows:
             by_group[row["group"]].append(row)
@@ -176,6 +179,10 @@ def declared_projects(checked: CheckedForm, spec: Spec, unit: Unit, points: dict
         out.append(Declared(unit.code, {field_id: facts[fact] for field_id, fact in (prefill or DEFAULT_PREFILL).items()},
                             rows, p.name))
     return out
+
+
+def _shared(text):
+    return sys.intern(text) if type(text) is str else text
 
 
 def _kept(version, after: str, before: str):
@@ -211,7 +218,7 @@ def _build(task: tuple) -> bytes:
     """One unit's follow-up workbook (run in a worker process for large rosters): patched from the master
     of the units alike (`shared`), else built."""
     template, year, region, unit_params, projects, templates_dir, password, spare, shared = task
-    rows = max(max(len(d.rows) for d in projects) + spare, 1)
+    rows = _table_rows(projects, spare)
     if shared:
         master = _master(template, year, region, unit_params, len(projects), rows, tuple(projects[0].fields),
                          templates_dir, password)
@@ -225,6 +232,26 @@ def _build(task: tuple) -> bytes:
     return build_workbook(spec, unit_params, password=password, values=values, declared=declared)
 
 
+BATCH = 16  # forms a worker builds per task it is sent
+
+
+def _build_batch(tasks: list[tuple]) -> list[bytes]:
+    return [_build(task) for task in tasks]
+
+
+def _in_turn(pool, tasks: list[tuple], ahead: int):
+    """Each task's workbook, in order, with at most `ahead` batches sent and not yet written: a pool given
+    them all at once held every unit's prefill and, once patching outran writing, every built form."""
+    batches = (tasks[i:i + BATCH] for i in range(0, len(tasks), BATCH))
+    pending = deque(pool.submit(_build_batch, batch) for batch in itertools.islice(batches, ahead))
+    while pending:
+        done = pending.popleft().result()
+        batch = next(batches, None)
+        if batch is not None:
+            pending.append(pool.submit(_build_batch, batch))
+        yield from done
+
+
 def _prefill(table: str, columns: list[str], projects: list[Declared]) -> tuple[list[dict], list[list[dict]]]:
     """A form's values (per project sheet: fields, and the first table's rows) and its declared rows."""
     values = [{"fields": d.fields,
@@ -235,8 +262,13 @@ def _prefill(table: str, columns: list[str], projects: list[Declared]) -> tuple[
 
 def _master_key(year: int, region: str | None, unit_params: dict, projects: list[Declared], spare: int) -> tuple:
     """What units share a master in: region, sheets, rows, and how many lines 填表说明 gives their name."""
-    return (region, len(projects), max(max(len(d.rows) for d in projects) + spare, 1),
-            tuple(projects[0].fields), guide_unit_lines(year, unit_params))
+    return (region, len(projects), _table_rows(projects, spare), tuple(projects[0].fields),
+            guide_unit_lines(year, unit_params))
+
+
+def _table_rows(projects: list[Declared], spare: int) -> int:
+    """The rows of a form's indicator table: its longest project's, and the blank rows for added ones."""
+    return max(max(len(d.rows) for d in projects) + spare, 1)
 
 
 _MASTERS: OrderedDict = OrderedDict()  # a worker's masters, newest last: forms come sorted by master
@@ -337,13 +369,13 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
     ensure_writable_dir(outdir)
     # Recorded before any form exists: a form handed out always has its record.
     record_round(outdir, round_id, template, year,
-                 [(unit.code, issued_projects(specs[task[2]], projects)) for unit, _, projects, task in planned])
+                 ((unit.code, issued_projects(specs[task[2]], projects)) for unit, _, projects, task in planned))
     workers = jobs or os.cpu_count() or 1
     if workers > 1 and len(planned) >= 50:
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(max_workers=workers)
-        built = pool.map(_build, [tasks[i] for i in order], chunksize=16)
+        built = _in_turn(pool, [tasks[i] for i in order], ahead=workers * 4)
     else:
         pool, built = None, map(_build, [tasks[i] for i in order])
     entries: dict[int, dict] = {}

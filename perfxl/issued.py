@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -92,9 +93,10 @@ def _projects_text(projects: list[IssuedProject]) -> str:
 
 
 def record_round(folder: Path, round_id: str, template: str, year: int,
-                 issued: list[tuple[str, list[IssuedProject]]]) -> Path:
-    """Add one round (unit code → its projects) to the record file in `folder`, and register the round on
-    this machine. Rounds already recorded there stay: forms of an earlier run may still come back."""
+                 issued: Iterable[tuple[str, list[IssuedProject]]]) -> Path:
+    """Add one round (unit code → its projects, taken one unit at a time) to the record file in `folder`, and
+    register the round on this machine. Rounds already recorded there stay: forms of an earlier run may
+    still come back."""
     from .ledger import Ledger  # the ledger's format, application id and refusal of foreign files
 
     path = Path(folder) / RECORD_FILE

@@ -7,6 +7,7 @@ shared strings may differ (a copy adds the unit's after the master's)."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import zipfile
@@ -226,3 +227,53 @@ def test_a_long_text_shaped_like_a_rich_string_does_not_stop_the_round(tmp_path)
     (tmp_path / "form.xlsx").write_bytes(data)
     ws = openpyxl.load_workbook(tmp_path / "form.xlsx")["项目1"]
     assert sum(1 for row in ws.iter_rows() for c in row if c.value == text) == 3
+
+
+NATIONAL_ROWS = [("产出指标", "数量指标", "完成户数", "≥100户"), ("产出指标", "质量指标", "验收合格率", "≥95%"),
+                 ("产出指标", "时效指标", "完成时间", "2022年12月31日前"),
+                 ("效益指标", "社会效益指标", "群众知晓率", "≥90%"),
+                 ("满意度指标", "服务对象满意度指标", "服务对象满意度", "≥90%")]
+
+
+def test_a_round_in_a_pool_of_workers_gives_each_unit_its_own_form_in_the_roster_s_order(tmp_path):
+    """Sixty units in two shapes (4 and 5 indicator rows): the pool patches them from its masters, in
+    batches sent a few at a time, and each form reads back as the one a single process makes for its unit."""
+    from perfxl.generator import build_workbook
+    from perfxl.merging import MergeOptions, run_merge
+    from perfxl.roster import read_roster
+
+    from .conftest import write_roster
+
+    units = [(f"7{i:05d}", f"测试单位{i}", f"部门{i % 3}") for i in range(60)]
+    roster = write_roster(tmp_path / "名单.csv", units)
+    inbox = tmp_path / "申报"
+    inbox.mkdir()
+    for i, (code, name, department) in enumerate(units):
+        unit = {"code": code, "name": name, "department": department}
+        rows = [[l1, l2, f"{l3}{i}", target] for l1, l2, l3, target in NATIONAL_ROWS[:4 + i % 2]]
+        fields = {"project_name": f"项目{i}", "project_attr": "新增项目", "project_period": "2022年",
+                  "subject_code": "2010101", "long_term_goal": "提升公共服务水平。", "annual_goal": f"完成年度任务{i}。",
+                  "funds_total_annual": 100.0 + i, "funds_fiscal_annual": 100.0 + i, "funds_other_annual": 0,
+                  "funds_total_mid": 100.0 + i, "funds_fiscal_mid": 100.0 + i, "funds_other_mid": 0,
+                  "preparer": "张三", "phone": "08162222222", "fill_date": "2021-11-15"}
+        spec = load_spec("national/project", YEAR, unit=unit)
+        (inbox / f"{code}.xlsx").write_bytes(build_workbook(spec, unit, values=[{"fields": fields,
+                                                                                  "tables": {"indicators": rows}}]))
+    run_merge([inbox], tmp_path / "申报汇总.xlsx", MergeOptions(roster=roster, jobs=1))
+    forms = {}
+    for jobs in (2, 1):
+        out = tmp_path / f"自评表{jobs}"
+        followup.generate_followups("national/selfeval", YEAR, read_roster(roster),
+                                    tmp_path / "申报汇总_报送台账.sqlite", out, jobs=jobs)
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["forms"]
+        assert [f["unit_code"] for f in manifest] == [u[0] for u in units]
+        forms[jobs] = [read_workbook(out / f["file"]) for f in manifest]
+    for pooled, alone, (code, name, _) in zip(forms[2], forms[1], units):
+        assert (pooled.unit_code, pooled.unit_name) == (code, name)
+        assert [s.fields["project_name"].value for s in pooled.sheets] == [f"项目{units.index((code, name, _))}"]
+        assert [[(c.value, c.address) for c in s.fields.values()] for s in pooled.sheets] == \
+            [[(c.value, c.address) for c in s.fields.values()] for s in alone.sheets]
+        assert [[{k: (c.value, c.address) for k, c in row.items() if k != "_row"} for row in s.tables["indicators"]]
+                for s in pooled.sheets] == [[{k: (c.value, c.address) for k, c in row.items() if k != "_row"}
+                                             for row in s.tables["indicators"]] for s in alone.sheets]
+        assert pooled.declared == alone.declared
