@@ -4,7 +4,8 @@ xlsxwriter writes a string that starts with ``<r>`` and ends with ``</r>`` into 
 is, unescaped: it takes it for a rich string of its own making. A unit's declared text of that shape (a
 project name, an indicator the library took from the ledgers and puts on every unit's form) would go into
 the workbook as XML: a form Excel refuses to open, or content the unit chose. `SafeWorkbook` writes such a
-text as one plain run, escaped, so the cell shows exactly the text."""
+text as one plain run, escaped, so the cell shows exactly the text. `shared_text` and `xml_attribute` escape a
+text as xlsxwriter would, for the forms patched from a master (perfxl.generator, perfxl.prefilled)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,6 @@ def control_escaped(text: str) -> str:
 def shared_text(text: str) -> str:
     """A text as xlsxwriter puts it inside a shared string's <t>: `control_escaped`, then escaped for XML."""
     return escape(control_escaped(text))
-
-
 
 
 def xml_attribute(text: str) -> str:
