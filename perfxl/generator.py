@@ -56,7 +56,7 @@ from .manifest import MANIFEST_FILE, Manifest, write_manifest
 from .roster import Unit
 from .rounds import DEPARTMENT
 from .rules import CheckFormula, SumCheck, live_checks
-from .sheetxml import XlsxZip, segment
+from .sheetxml import Segment, XlsxZip, segment
 from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec
 from .xlsxsafe import SafeWorkbook, SafeWorksheet, shared_text, xml_attribute
 
@@ -653,18 +653,32 @@ class _Master:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for info in zf.infolist():
                 raw = zf.read(info)
-                pieces = split_at_tokens(raw) if info.filename.endswith(".xml") else [raw]
-                self.members.append((info.filename, [segment(piece, level=MASTER_LEVEL) if type(piece) is bytes
-                                                     else piece for piece in pieces]))
+                self.members.append((info.filename, master_pieces(raw) if info.filename.endswith(".xml")
+                                     else [segment(raw, level=MASTER_LEVEL)]))
 
     def copy_for(self, unit: dict) -> bytes:
         out = io.BytesIO()
         package = XlsxZip(out)
-        values = unit_xml(unit)
+        values = unit_segments(unit)
         for name, pieces in self.members:
-            package.write_segments(name, [segment(values[piece]) if type(piece) is str else piece for piece in pieces])
+            package.write_segments(name, filled(pieces, values))
         package.close()
         return out.getvalue()
+
+
+def master_pieces(raw: bytes) -> list:
+    """A master's static bytes compressed once, in segments between the unit tokens they hold (their keys)."""
+    return [segment(piece, level=MASTER_LEVEL) if type(piece) is bytes else piece for piece in split_at_tokens(raw)]
+
+
+def unit_segments(unit: dict) -> dict[str, Segment]:
+    """`unit_xml`, each value compressed as a segment of its own, for `filled`."""
+    return {key: segment(xml) for key, xml in unit_xml(unit).items()}
+
+
+def filled(pieces: list, values: dict[str, Segment]) -> list[Segment]:
+    """A master's pieces with each unit token's key replaced by the unit's value (`unit_segments`)."""
+    return [values[p] if type(p) is str else p for p in pieces]
 
 
 MASTER_LEVEL = 6  # a master's members, compressed once for every copy (zipfile's level before)

@@ -27,15 +27,18 @@ from .generator import (
     MASTER_LEVEL,
     build_workbook,
     cell_content,
+    filled,
+    master_pieces,
     measured_as,
     placement_texts,
     raised_heights,
     room_needed,
     shown_value,
     split_at_tokens,
+    unit_segments,
     unit_xml,
 )
-from .sheetxml import Segment, XlsxZip, segment
+from .sheetxml import XlsxZip, segment
 from .spec import Spec, layout
 from .xlsxsafe import RUN_END, RUN_START, control_escaped, looks_rich, shared_text
 
@@ -224,10 +227,10 @@ class PrefilledMaster:
         self._sst_head = sst[:counts.start()]
         self._sst_count = int(counts.group(1)) - len(token_at)
         self._strings = len(kept)
-        self._sst_body = _pieces(b"".join(kept))
+        self._sst_body = master_pieces(b"".join(kept))
         self._sst_tail = sst[end:]
-        # Each member as (name, what, parts): "static" pieces; "sst"; "project" (head, the data's pieces,
-        # tail, its sheet); "declared" (head, middle, tail around the dimension and the rows)
+        # Each member as (name, what, parts): "static" pieces; "sst"; "project" (head, tail, its sheet; the
+        # data's pieces in self._data); "declared" (head, middle, tail around the dimension and the rows)
         self.members: list[tuple[str, str, tuple]] = []
         for name, raw in members:
             title = sheet_of.get(name)
@@ -244,7 +247,7 @@ class PrefilledMaster:
                     raw = _renumber(raw, renumbered)
                 if _VALUE_TOKEN.search(raw):
                     raise CannotPatch(f"a value token in {name}")
-                self.members.append((name, "static", (_pieces(raw) if name.endswith(".xml")
+                self.members.append((name, "static", (master_pieces(raw) if name.endswith(".xml")
                                                       else [segment(raw, level=MASTER_LEVEL)],)))
 
     def _project_sheet(self, sheet: int, raw: bytes, renumbered: dict[int, int], token_at: dict[int, _Slot]):
@@ -287,7 +290,7 @@ class PrefilledMaster:
         if _VALUE_TOKEN.search(head) or _VALUE_TOKEN.search(tail):
             raise CannotPatch("a value token outside the cells")
         self._data[sheet] = data
-        return _pieces(head), data, _pieces(tail)
+        return master_pieces(head), master_pieces(tail)
 
     def _declared_parts(self, raw: bytes):
         """The declared sheet around its rows: the mark and the header are the master's (rows 1 and 2)."""
@@ -296,7 +299,7 @@ class PrefilledMaster:
         if raw.count(dimension) != 1 or end < 0:
             raise CannotPatch("declared sheet")
         at = raw.index(dimension)
-        return _pieces(raw[:at]), _pieces(raw[at + len(dimension):end]), _pieces(raw[end:])
+        return master_pieces(raw[:at]), master_pieces(raw[at + len(dimension):end]), master_pieces(raw[end:])
 
     # -- a unit's copy -------------------------------------------------------------------------------
 
@@ -320,7 +323,7 @@ class PrefilledMaster:
 
         shown = measured_as(unit)
         in_sheets = unit_xml(unit)
-        unit_segments = {key: segment(xml) for key, xml in in_sheets.items()}
+        values_of = unit_segments(unit)
         try:
             sheets = [self._sheet_data_for(s, v, string, shown, in_sheets) for s, v in enumerate(values)]
             declared_rows = self._declared_rows_for(declared, string)
@@ -333,19 +336,19 @@ class PrefilledMaster:
                 head = self._sst_head + b' count="%d" uniqueCount="%d">' % (self._sst_count + refs[0],
                                                                             self._strings + len(strings))
                 own = b"".join(map(_shared_string_seen, strings))
-                package.write_segments(name, [segment(head), *_filled(self._sst_body, unit_segments),
+                package.write_segments(name, [segment(head), *filled(self._sst_body, values_of),
                                               segment(own + self._sst_tail)])
             elif what == "project":
-                head, _, tail, sheet = parts
-                package.write_segments(name, [*_filled(head, unit_segments), segment(sheets[sheet]),
-                                              *_filled(tail, unit_segments)])
+                head, tail, sheet = parts
+                package.write_segments(name, [*filled(head, values_of), segment(sheets[sheet]),
+                                              *filled(tail, values_of)])
             elif what == "declared":
                 head, middle, tail = parts
                 rows, last = declared_rows
-                package.write_segments(name, [*_filled(head, unit_segments), segment(b'<dimension ref="A1:D%d"/>' % last),
-                                              *_filled(middle, unit_segments), segment(rows), *_filled(tail, unit_segments)])
+                package.write_segments(name, [*filled(head, values_of), segment(b'<dimension ref="A1:D%d"/>' % last),
+                                              *filled(middle, values_of), segment(rows), *filled(tail, values_of)])
             else:
-                package.write_segments(name, _filled(parts[0], unit_segments))
+                package.write_segments(name, filled(parts[0], values_of))
         package.close()
         return out.getvalue()
 
@@ -391,12 +394,7 @@ class PrefilledMaster:
                 put(piece)
             elif kind is _Cell:
                 slot = piece.slot
-                if slot.field is not None:
-                    value = given[slot.field]
-                else:
-                    row = rows[slot.row] if slot.row < count else ()
-                    value = row[slot.column] if slot.column < len(row) else ""
-                what, content = cell_content(value, slot.ftype)
+                what, content = cell_content(value_of(slot), slot.ftype)
                 if what == "string":
                     put(piece.start + b' t="s"><v>%d</v></c>' % string(content))
                 elif what == "blank":
@@ -429,15 +427,6 @@ class PrefilledMaster:
 
 class _DoesNotFit(Exception):
     pass
-
-
-def _pieces(raw: bytes) -> list:
-    """Static bytes compressed once, in segments between the unit tokens they hold (their keys)."""
-    return [segment(piece, level=MASTER_LEVEL) if type(piece) is bytes else piece for piece in split_at_tokens(raw)]
-
-
-def _filled(pieces: list, unit_segments: dict[str, Segment]) -> list[Segment]:
-    return [unit_segments[p] if type(p) is str else p for p in pieces]
 
 
 def _renumber(raw: bytes, renumbered: dict[int, int]) -> bytes:
