@@ -9,6 +9,7 @@ generator writes it and the reader can fall back on it when a workbook lost its 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -253,8 +254,27 @@ def _environment(dirs: tuple[str, ...]) -> _BoundedEnvironment:
     """The sandboxed Jinja environment of these template folders, one per process: it keeps each template
     compiled, and compiles it again when its file changes (Jinja checks the file's time on every use). A
     follow-up round renders the template once per unit, and compiling it each time was 5 ms a form."""
-    return _BoundedEnvironment(loader=jinja2.FileSystemLoader(list(dirs)), undefined=jinja2.StrictUndefined,
-                               keep_trailing_newline=True, autoescape=False)
+    env = _BoundedEnvironment(loader=jinja2.FileSystemLoader(list(dirs)), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, autoescape=False)
+    env.policies["json.dumps_function"] = yaml_json_dumps
+    return env
+
+
+_JSON_ESCAPES = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\.")
+
+
+def yaml_json_dumps(value, **kwargs) -> str:
+    """`tojson` for a template that is YAML: JSON, except that a character beyond the BMP (a 生僻字 such as 𠮷
+    in a unit's name, an emoji) is YAML's escape \\UXXXXXXXX, not JSON's pair of surrogate escapes, which
+    YAML reads as two lone surrogates and refuses: a roster name with one stopped the whole round."""
+    def pair(m: re.Match) -> str:
+        text = m.group(0)
+        if len(text) == 2:  # another escape (\\, \n, …), kept: read in order, \\ud842 is no pair
+            return text
+        high, low = int(text[2:6], 16), int(text[8:12], 16)
+        return "\\U%08X" % (0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+
+    return _JSON_ESCAPES.sub(pair, json.dumps(value, **kwargs))
 
 
 class _Catalog:

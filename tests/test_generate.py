@@ -250,3 +250,16 @@ def test_safe_workbook_writes_any_text_as_that_text(middle):
     for i, text in enumerate(texts, start=1):
         assert read.cell(i, 1).value in (text, None if text == "" else text)
         assert read.cell(i, 2).value in (text, None if text == "" else text)
+
+
+@pytest.mark.parametrize("template", ["national/project", "shanghai/project-2020", "yancheng/department",
+                                      "yancheng/project", "national/selfeval"])
+def test_a_unit_named_with_a_character_beyond_the_bmp_gets_its_form(tmp_path, template):
+    """Jinja's tojson wrote 𠮷 as a pair of surrogate escapes, which YAML refuses: a roster unit named with a
+    生僻字 (or its department) stopped the whole round, and the error blamed the shipped template."""
+    unit = Unit("001009", "𠮷州市𬌗财政局😀", "𠮷部门")
+    spec = load_spec(template, 2023, unit=unit.as_params())
+    (tmp_path / "form.xlsx").write_bytes(generate.build_workbook(spec, unit.as_params()))
+    form = read_workbook(tmp_path / "form.xlsx")
+    assert form.unit_name == unit.name
+    assert unit.name in {c.value for sheet in form.sheets for c in sheet.fields.values()}  # a field's default
