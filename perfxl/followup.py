@@ -34,7 +34,7 @@ from .records import CheckedForm
 from .roster import Unit
 from .rounds import ADJUST
 from .scoring import spread
-from .spec import Spec, load_data, load_spec
+from .spec import Spec, load_data, load_spec, substitutes_unit
 from .versions import approved_versions
 
 GROUPS_FILE = "selfeval-groups"
@@ -288,7 +288,7 @@ def _master(template: str, year: int, region: str | None, unit_params: dict, pro
     spec = load_spec(template, year, region, unit=tokens, blank_rows=rows, templates_dir=templates_dir)
     table = next(iter(spec.tables.values()), None)
     master = None
-    if table is not None:
+    if table is not None and substitutes_unit(spec, TOKENS):  # else the template works on the unit's values
         try:
             master = PrefilledMaster(spec, tokens, projects, fields, table.id,
                                      PREFILLED_COLUMNS & {c.id for c in table.columns}, password, unit_params)

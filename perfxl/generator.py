@@ -57,7 +57,7 @@ from .roster import Unit
 from .rounds import DEPARTMENT
 from .rules import CheckFormula, SumCheck, live_checks
 from .sheetxml import Segment, XlsxZip, segment
-from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec
+from .spec import NUMERIC_TYPES, Spec, cell_name, layout, load_spec, substitutes_unit
 from .xlsxsafe import SafeWorkbook, SafeWorksheet, shared_text, xml_attribute
 
 GUIDE_SHEET = "填表说明"
@@ -719,6 +719,8 @@ def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, re
         if tokens_ok:
             spec = load_spec(template, year, unit_region, unit=dict(TOKENS), blank_rows=blank_rows,
                              templates_dir=templates_dir)
+            tokens_ok = substitutes_unit(spec, TOKENS)  # a template that works on the unit's values: built
+        if tokens_ok:
             key = (unit_region, n, room_for(spec, unit.as_params()) if spec.designed is None else ())
             if key not in masters:
                 masters[key] = _Master(build_workbook(spec, dict(TOKENS), n, password, measure_as=unit.as_params(),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.nodes
 import jinja2.sandbox
 import yaml
 
@@ -640,6 +641,85 @@ def _key_line(text: str, trail: list[str]) -> str:
         line = match[0].start_mark.line + 1
         node = match[1]
     return f":{line}" if line else ""
+
+
+def substitutes_unit(spec: Spec, fields) -> bool:
+    """Whether this template puts the unit's `fields` (code, name, department) on its forms only as they are:
+    only then is a form rendered for tokens in their place, the tokens then replaced by the unit's values,
+    the form rendered for the unit (perfxl.generator and perfxl.prefilled patch forms from such masters).
+    A template that works on them (`unit.code[:6]`, `unit.name | lower`, `{% if "市" in unit.name %}`) would
+    give every unit what it made of the tokens: its forms are built one by one.
+
+    "As they are" is `{{ unit.name | tojson }}` in the YAML (and what it extends or includes), and
+    `{{ unit.name }}` in a designed template's texts and its fields' defaults, which are rendered into cells
+    as they are; an input prompt is cut to Excel's 255 characters after it is rendered, so one that names the
+    unit is not. Looked at once per template and version."""
+    designed = spec.designed
+    texts = ()
+    if designed is not None:
+        texts = tuple((name, value) for f in spec.fields.values() for name, value in vars(f).items()
+                      if isinstance(value, str) and ("{{" in value or "{%" in value))
+    return _substitutes_unit(spec.source, spec.template, spec.fingerprint,
+                             str(designed.workbook) if designed is not None else "", texts, tuple(fields))
+
+
+@lru_cache(maxsize=64)
+def _substitutes_unit(source: str, name: str, fingerprint: str, workbook: str, field_texts: tuple,
+                      fields: tuple[str, ...]) -> bool:
+    path = Path(source)
+    base = Path(*path.parts[:len(path.parts) - len(Path(name).parts)])  # the folder the template is found in
+    catalog = _Catalog(base if base.resolve() != shipped_templates_dir().resolve() else None)
+    try:
+        checks = [(p.read_text("utf-8"), "tojson") for p in _sources(catalog, path)]
+        if workbook:
+            checks += [(t, "bare") for t in _workbook_texts(Path(workbook)) if "{{" in t or "{%" in t]
+        checks += [(text, "bare" if attr == "default" else None) for attr, text in field_texts]
+        return all(_unit_only_substituted(_TEXT_ENV.parse(text), fields, how) for text, how in checks)
+    except Exception:  # unreadable, too big, not Jinja: not known to be safe, so built
+        return False
+
+
+def _unit_only_substituted(tree, fields: tuple[str, ...], how: str | None) -> bool:
+    """Whether every `unit` in a parsed template is `{{ unit.<one of fields> | tojson }}` (how="tojson") or
+    `{{ unit.<one of fields> }}` (how="bare"); with how=None, whether there is none."""
+    def plain(node, parents) -> bool:
+        if isinstance(node, jinja2.nodes.Name) and node.name == "unit":
+            attr = parents[-1] if parents else None
+            if how is None or node.ctx != "load" or not isinstance(attr, jinja2.nodes.Getattr) or attr.attr not in fields:
+                return False
+            outer = parents[-2] if len(parents) >= 2 else None
+            if how == "bare":
+                return isinstance(outer, jinja2.nodes.Output)
+            return (isinstance(outer, jinja2.nodes.Filter) and outer.name == "tojson" and outer.node is attr
+                    and not outer.args and not outer.kwargs and outer.dyn_args is None and outer.dyn_kwargs is None
+                    and len(parents) >= 3 and isinstance(parents[-3], jinja2.nodes.Output))
+        parents.append(node)
+        try:
+            return all(plain(child, parents) for child in node.iter_child_nodes())
+        finally:
+            parents.pop()
+
+    return plain(tree, [])
+
+
+_TEXT_RE = re.compile(r"<(?:\w+:)?t(?:\s[^>]*)?>([^<]*)</(?:\w+:)?t>")
+_WORKBOOK_TEXT_BYTES = 64 * 1024 * 1024
+
+
+def _workbook_texts(path: Path) -> list[str]:
+    """The texts of a designed template's workbook (shared and inline strings), as written in its XML."""
+    import html
+    import zipfile
+
+    out = []
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if info.filename.endswith(".xml") and (info.filename == "xl/sharedStrings.xml"
+                                                   or info.filename.startswith("xl/worksheets/")):
+                if info.file_size > _WORKBOOK_TEXT_BYTES:
+                    raise ValueError("a designed workbook's part is too big to look at")
+                out += [html.unescape(t) for t in _TEXT_RE.findall(zf.read(info).decode("utf-8", "replace"))]
+    return out
 
 
 def _sources(catalog: _Catalog, path: Path) -> list[Path]:

@@ -178,3 +178,29 @@ def test_the_shipped_mianyang_design_merges_to_the_numbers_of_the_yaml_template(
         assert results[kind].counts["merged"] == 1
     assert _numbers(results["designed"]) == _numbers(results["yaml"])
     assert len(_numbers(results["yaml"])[0]) == len(seed.projects) > 1
+
+
+def test_a_designed_template_naming_the_unit_as_it_is_has_its_forms_patched_from_a_master(imported):
+    """`{{ unit.name }}` in a designed cell or default is the unit's name as it is: its forms can be made from
+    a master rendered for tokens (perfxl.spec.substitutes_unit); `{{ unit.name[:2] }}` could not."""
+    from perfxl.generator import TOKENS
+    from perfxl.spec import load_spec, substitutes_unit
+
+    spec = load_spec("acme/fund", YEAR, unit=dict(TOKENS), templates_dir=imported["templates"])
+    assert any("unit.name" in str(f.default) for f in spec.fields.values())
+    assert substitutes_unit(spec, TOKENS)
+
+
+def test_a_designed_default_that_works_on_the_unit_s_name_gives_each_unit_its_own(tmp_path):
+    """A default of `{{ unit.name[:2] }}` made from a master rendered for tokens gave every unit "PX"."""
+    fields = [("B3", "", "", "文本", "是", "", "", "{{ unit.name[:2] }}")] + FIELDS[1:]
+    design = make_design(tmp_path / "表样.xlsx", fields=fields)
+    r = CliRunner().invoke(cli, ["template", "import", str(design), "-o", str(tmp_path / "模板")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["generate", "acme/fund", "--templates", str(tmp_path / "模板"), "--year", str(YEAR),
+                                 "--roster", str(write_roster(tmp_path / "名单.csv", UNITS)), "-o", str(tmp_path / "表")])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "表" / "manifest.json").read_text(encoding="utf-8"))
+    shown = {f["unit_code"]: openpyxl.load_workbook(tmp_path / "表" / f["file"])["目标表"]["B3"].value
+             for f in manifest["forms"]}
+    assert shown == {code: name[:2] for code, name, _ in UNITS}

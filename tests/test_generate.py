@@ -1,6 +1,7 @@
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import openpyxl
 import pytest
@@ -16,6 +17,8 @@ from perfxl.roster import Unit, read_roster
 from perfxl.spec import describe, layout, load_spec
 
 from .conftest import write_roster
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 from .test_spec import SEVEN
 
 UNITS = [("001001", "盐城市住房公积金管理中心", "住建局"), ("001002", "上海市房地产学校", "房管局"),
@@ -263,3 +266,40 @@ def test_a_unit_named_with_a_character_beyond_the_bmp_gets_its_form(tmp_path, te
     form = read_workbook(tmp_path / "form.xlsx")
     assert form.unit_name == unit.name
     assert unit.name in {c.value for sheet in form.sheets for c in sheet.fields.values()}  # a field's default
+
+
+def _template_with(tmp_path, department: str) -> Path:
+    """yancheng/project as a bureau's own template, its 主管部门 default written as `department`."""
+    text = (TEMPLATES / "yancheng" / "project.yaml").read_text("utf-8")
+    text = text.replace("{{ unit.department | tojson }}", department).replace("template: yancheng/project",
+                                                                               "template: mine/project")
+    (tmp_path / "tpl" / "mine").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "tpl" / "mine" / "project.yaml").write_text(text, "utf-8")
+    return tmp_path / "tpl"
+
+
+@pytest.mark.parametrize("department", ['{{ (unit.department ~ "（" ~ unit.code[:3] ~ "）") | tojson }}',
+                                        '{{ unit.department | lower | tojson }}',
+                                        '{% if "局" in unit.department %}"局"{% else %}"其他"{% endif %}',
+                                        '{% set d = unit.department %}{{ d | tojson }}',
+                                        '{{ unit["department"] | tojson }}', '{{ unit.department | tojson | lower }}'])
+def test_a_template_that_works_on_the_unit_s_values_gives_each_unit_what_it_makes_of_its_own(tmp_path, department):
+    """Blank forms patched from a master rendered for tokens gave every unit what the template made of the
+    tokens (主管部门 "PXLTOK…（PXL）" on every form): such a template's forms are built one by one."""
+    templates = _template_with(tmp_path, department)
+    units = [Unit("320902001", "甲单位", "财政局"), Unit("410100002", "乙单位", "教育局")]
+    manifest = generate.generate_forms("mine/project", 2023, units, tmp_path / "out", templates_dir=templates)
+    for unit, entry in zip(units, manifest):
+        spec = load_spec("mine/project", 2023, unit=unit.as_params(), templates_dir=templates)
+        form = read_workbook(tmp_path / "out" / entry["file"], templates_dir=templates)
+        assert form.sheets[0].fields["department"].value == spec.fields["department"].default
+        assert "PXL" not in str(spec.fields["department"].default)
+
+
+def test_every_shipped_template_puts_the_unit_s_values_on_its_forms_as_they_are():
+    """The shipped templates' forms are patched from masters: each names the unit only as
+    `{{ unit.X | tojson }}` (what spec.substitutes_unit looks for)."""
+    from perfxl.spec import list_templates, substitutes_unit
+
+    for name in list_templates():
+        assert substitutes_unit(load_spec(name, 2023, unit=dict(generate.TOKENS)), generate.TOKENS), name

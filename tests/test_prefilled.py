@@ -277,3 +277,22 @@ def test_a_round_in_a_pool_of_workers_gives_each_unit_its_own_form_in_the_roster
                 for s in pooled.sheets] == [[{k: (c.value, c.address) for k, c in row.items() if k != "_row"}
                                              for row in s.tables["indicators"]] for s in alone.sheets]
         assert pooled.declared == alone.declared
+
+
+def test_a_follow_up_template_that_works_on_the_unit_s_values_is_built_for_each_unit(tmp_path):
+    """A master is rendered for tokens: a template that works on the unit's values (a title naming the first
+    characters of the unit's name, `unit.name[:4]`) would give every unit what it made of the token. Such a
+    template has no master."""
+    text = (TEMPLATES / "national" / "selfeval.yaml").read_text("utf-8")
+    text = text.replace('title: {{ ((region if region != "全国" else "") ~ "项目支出绩效自评表") | tojson }}',
+                        'title: {{ (unit.name[:4] ~ "项目支出绩效自评表") | tojson }}').replace(
+        "template: national/selfeval", "template: mine/selfeval")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "selfeval.yaml").write_text(text, "utf-8")
+    project = _project("mine/selfeval", 1, ROWS[:2], templates_dir=tmp_path)
+    rows = len(project.rows)
+    assert followup._master("mine/selfeval", YEAR, None, UNIT, 1, rows, tuple(project.fields), tmp_path, None) is None
+    (tmp_path / "form.xlsx").write_bytes(followup._build(_task("mine/selfeval", [project], True,
+                                                                templates_dir=tmp_path)))
+    texts = {c.value for ws in openpyxl.load_workbook(tmp_path / "form.xlsx") for row in ws.iter_rows() for c in row}
+    assert "盐城市住项目支出绩效自评表" in texts and not any("PXL" in str(t) for t in texts)
