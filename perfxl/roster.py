@@ -21,6 +21,11 @@ HEADER_ALIASES = {
 REQUIRED = ("code", "name", "department")
 CHINESE_NAMES = {"code": "单位编码", "name": "单位名称", "department": "主管部门", "region": "地区",
                  "parent": "上级地区", "projects": "项目数"}  # a column's name in a roster with Chinese headers
+# The longest a roster's texts may be, in characters. Each goes on every form and sheet that names the
+# unit (the stamp, 填表说明's line, file names, the summary): a 3,000-character name made a 填表说明 row
+# 960 pt tall, and one of 32,760 a line past a cell's 32,767 that stopped the whole round at that unit.
+# The longest real names (区县 units with their 中心 and 站) are under 60.
+ROSTER_TEXT_CHARS = {"code": 64, "name": 200, "department": 200, "region": 100, "parent": 100}
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,10 @@ def read_roster(path: Path) -> list[Unit]:
         code, name = values.get("code", ""), values.get("name", "")
         if not code or not name:
             raise RosterError(f"名单第 {line_no} 行缺少单位编码或名称 (row {line_no}: code and name are required)")
+        for key, cap in ROSTER_TEXT_CHARS.items():
+            if len(values.get(key, "")) > cap:
+                raise RosterError(f"名单第 {line_no} 行「{CHINESE_NAMES[key]}」过长：{len(values[key]):,} 字，上限 {cap} 字 "
+                                  f"(row {line_no}: {key} is longer than {cap} characters)")
         if code in seen:
             raise RosterError(f"单位编码重复 (duplicate unit code) {code!r}: rows {seen[code]} and {line_no}")
         seen[code] = line_no

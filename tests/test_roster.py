@@ -45,3 +45,15 @@ def test_a_folder_given_as_the_roster_is_said_to_be_a_folder(tmp_path):
                                       str(tmp_path / "名单"), "-o", str(tmp_path / "空白表")])
     assert result.exit_code == 2
     assert "是文件夹" in result.output and str(tmp_path / "名单") in result.output
+
+
+def test_a_roster_name_too_long_for_any_form_is_told_which_row_before_anything_is_written(tmp_path):
+    """A 32,760-character name made a 填表说明 line past a cell's 32,767: the round stopped at that unit
+    with xlsxwriter's -2 (or, patched, handed out forms over the limit); one of 3,000 a row 960 pt tall."""
+    name = "某" * 3000
+    result = _generate(tmp_path, f"单位编码,单位名称,主管部门\n001,甲单位,某部门\n002,{name},某部门\n")
+    assert result.exit_code == 2
+    assert "名单第 3 行「单位名称」过长：3,000 字，上限 200 字" in result.output
+    assert not (tmp_path / "空白表").exists()
+    fine = _generate(tmp_path, f"单位编码,单位名称,主管部门\n001,{'某' * 200},{'部' * 200}\n")
+    assert fine.exit_code == 0, fine.output
