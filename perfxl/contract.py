@@ -93,14 +93,35 @@ def declared_sheet_rows(title: str, rows: list[dict[str, Any]]) -> list[tuple[st
         length = 2  # the chunk's JSON: its brackets, its items and the commas between them
         for item in items:
             text = _ENCODE(item)  # each row encoded once
-            if chunk and length + 1 + len(text) > DECLARED_CELL_CHARS:
+            size = utf16_length(text)
+            if chunk and length + 1 + size > DECLARED_CELL_CHARS:
                 put(chunk, texts)
                 chunk, texts, length = [], [], 2
-            length += len(text) + (1 if chunk else 0)
+            length += size + (1 if chunk else 0)
             chunk.append(item)
             texts.append(text)
         put(chunk, texts)
     return out
+
+
+def utf16_length(text: str) -> int:
+    """A text's length as Excel counts it (a cell holds 32,767 of these): a character beyond the BMP is two."""
+    return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
+
+
+def declared_cells(text: str) -> list[str]:
+    """A declared row's JSON as the cells it is written in, from column D rightwards: one, unless a single
+    indicator's texts (each of which fits a cell) do not fit one together; `declared_from_cells` joins them."""
+    if utf16_length(text) <= DECLARED_CELL_CHARS:
+        return [text]
+    pieces, start = [], 0
+    while start < len(text):
+        end = min(len(text), start + DECLARED_CELL_CHARS)
+        while utf16_length(text[start:end]) > DECLARED_CELL_CHARS:  # characters beyond the BMP count twice
+            end -= (utf16_length(text[start:end]) - DECLARED_CELL_CHARS + 1) // 2 or 1
+        pieces.append(text[start:end])
+        start = end
+    return pieces
 
 
 def declared_from_cells(cells: dict[tuple[int, int], tuple[Any, Any]]) -> dict[str, list[dict[str, Any]]] | None:
@@ -112,6 +133,10 @@ def declared_from_cells(cells: dict[tuple[int, int], tuple[Any, Any]]) -> dict[s
     for r in sorted({r for r, c in cells if r >= 2 and c == 0}):
         sheet = cells.get((r, 0), ("", None))[0]
         text = cells.get((r, 3), ("", None))[0]
+        c = 4
+        while isinstance(text, str) and isinstance(cells.get((r, c), (None,))[0], str):  # continued rightwards
+            text += cells[(r, c)][0]
+            c += 1
         try:
             items = json.loads(text) if isinstance(text, str) else None
         except (ValueError, RecursionError):

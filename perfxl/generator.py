@@ -27,6 +27,7 @@ from .contract import (
     DECLARED_MARK,
     DECLARED_SHEET,
     STAMP_SHEET,
+    declared_cells,
     declared_sheet_rows,
 )
 from .designed.form import build_designed_workbook
@@ -575,7 +576,9 @@ def _write_declared_sheet(wb, titles: list[str], declared: list[list[dict]]) -> 
             ws.write_string(r, 0, sheet)
             ws.write_string(r, 1, level1)
             ws.write_number(r, 2, points)
-            ws.write_string(r, 3, text)
+            for c, piece in enumerate(declared_cells(text), start=3):
+                if ws.write_string(r, c, piece) == -2:  # never: each piece fits
+                    raise PerfxlError(f"隐藏的目标记录超过单元格上限 (a declared row does not fit a cell): {sheet}")
             r += 1
     ws.protect("", {})
 

@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, unescape
 
-from .contract import DECLARED_SHEET, STAMP_SHEET, declared_sheet_rows
+from .contract import DECLARED_SHEET, STAMP_SHEET, declared_cells, declared_sheet_rows
 from .generator import (
     GUIDE_SHEET,
     MASTER_LEVEL,
@@ -418,6 +418,8 @@ class PrefilledMaster:
             for sheet, level1, points, text in declared_sheet_rows(self.spec.sheet_title(title_index), rows):
                 if not math.isfinite(points):
                     raise _DoesNotFit  # xlsxwriter refuses it: the builder says so
+                if len(declared_cells(text)) > 1:
+                    raise _DoesNotFit  # continued in the cells to its right: the builder writes them
                 r += 1
                 out.append(b'<row r="%d" spans="1:4"><c r="A%d" t="s"><v>%d</v></c><c r="B%d" t="s"><v>%d</v></c>'
                            b'<c r="C%d"><v>%s</v></c><c r="D%d" t="s"><v>%d</v></c></row>'

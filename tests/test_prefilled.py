@@ -296,3 +296,20 @@ def test_a_follow_up_template_that_works_on_the_unit_s_values_is_built_for_each_
                                                                 templates_dir=tmp_path)))
     texts = {c.value for ws in openpyxl.load_workbook(tmp_path / "form.xlsx") for row in ws.iter_rows() for c in row}
     assert "盐城市住项目支出绩效自评表" in texts and not any("PXL" in str(t) for t in texts)
+
+
+@pytest.mark.parametrize("rows", [
+    [("产出指标", "数量指标", "甲" * 20_000, "乙" * 15_000, 5)],  # one indicator's JSON past a cell
+    [("产出指标", "数量指标", "𠮷" * 1_000 + str(i), "≥95%", 1) for i in range(25)],  # 30,000 characters, 60,000 for Excel
+], ids=["one-long-row", "beyond-the-bmp"])
+def test_the_declared_rows_come_back_whole_however_long(tmp_path, rows):
+    """The hidden declared sheet cut a group's JSON at a cell's 32,767 without a word (xlsxwriter's -2 was
+    not looked at), counting characters where Excel counts UTF-16 units: the form read back with no declared
+    rows at all."""
+    template = "national/selfeval"
+    project = _project(template, 1, rows)
+    (tmp_path / "form.xlsx").write_bytes(followup._build(_task(template, [project], True)))
+    declared = read_workbook(tmp_path / "form.xlsx").declared["项目1"]
+    assert [(d["level3"], d["target"], d["points"]) for d in declared] == [(r[2], r[3], r[4]) for r in rows]
+    ws = openpyxl.load_workbook(tmp_path / "form.xlsx")["perfxl_declared"]
+    assert all(len(str(c.value).encode("utf-16-le")) // 2 <= 32_767 for row in ws.iter_rows() for c in row)
