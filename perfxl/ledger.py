@@ -971,6 +971,7 @@ class Kept:
 
     def __init__(self, ledger: Ledger, run_id: int):
         self.db = ledger.db
+        self.path = ledger.path
         self.sealer = ledger.sealer
         self.run_id = run_id
         self.touched: set[str] = set()
@@ -996,6 +997,19 @@ class Kept:
         self.touched.add(key)
         return value
 
+    def view(self) -> KeptView:
+        """This cache as a helper process forked from this one may use it (see KeptView). What this run put
+        so far is committed first, so the helper's connection sees it."""
+        self.db.commit()
+        self.pending = 0
+        return KeptView(self.path, self.sealer)
+
+    def take_back(self, found: list[str], puts: list[tuple[str, bytes]]) -> None:
+        """What a helper's KeptView found valid (kept from pruning, as if found here) and put (written here)."""
+        self.touched.update(found)
+        for key, value in puts:
+            self.put(key, value)
+
     def holds(self, key: str) -> bool:
         """Whether this run has put a value under `key`, or found a valid one there."""
         return key in self.touched
@@ -1019,3 +1033,49 @@ class Kept:
                 self.db.executemany("INSERT OR IGNORE INTO touched VALUES (?)", ((k,) for k in self.touched))
                 self.db.execute("DELETE FROM kept WHERE key NOT IN (SELECT key FROM touched)")
         self.touched.clear()
+
+
+class KeptView:
+    """A Kept as a forked helper process uses it (perfxl.report renders some sheets in one): it reads through
+    a read-only connection of its own, opened on first use (an SQLite connection must not cross a fork),
+    checks each value's seal as Kept does, and writes nothing: what it puts and the keys it found valid are
+    collected, for the process that owns the ledger to take back (Kept.take_back). A ledger it cannot open
+    is a cache that holds nothing: the helper renders everything."""
+
+    def __init__(self, path: Path, sealer: Sealer):
+        self.path, self.sealer = path, sealer
+        self.db: sqlite3.Connection | None | bool = None
+        self.puts: list[tuple[str, bytes]] = []
+        self.found: list[str] = []
+
+    def _connection(self) -> sqlite3.Connection | None:
+        if self.db is None:
+            try:
+                self.db = open_readonly(self.path)
+            except (sqlite3.Error, OutputError):
+                self.db = False
+        return self.db or None
+
+    def get(self, key: str) -> bytes | None:
+        db = self._connection()
+        if db is None:
+            return None
+        try:
+            found = db.execute("SELECT value, mac FROM kept WHERE key=?", (key,)).fetchone()
+        except sqlite3.Error:
+            return None
+        if found is None or not self.sealer.valid(found[1], self.sealer.kept, key, found[0]):
+            return None
+        self.found.append(key)
+        return found[0]
+
+    def prefetch(self, keys) -> None:
+        pass
+
+    def put(self, key: str, value: bytes) -> None:
+        self.puts.append((key, value))
+
+    def close(self) -> None:
+        if self.db:
+            self.db.close()
+        self.db = None

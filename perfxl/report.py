@@ -280,20 +280,36 @@ _WORD = re.compile(r"[!-~\u00a0-\u2e7f]+")  # a run of Latin letters, digits and
 def _widest(values: list, kind: str, cap: float) -> tuple[float, float]:
     """The width of the widest of a column's values as they are shown (numbers in their format), or `cap` as
     soon as one reaches it; and of the widest word in them (a code or a file name, which a column narrower
-    than it must break). Text is measured longest first, and only while it can still be wider."""
-    numbers = [v for v in values if type(v) in (int, float)]
+    than it must break). Text is measured longest first, and only while it can still be wider.
+
+    Each distinct value is looked at once: a column of a sorted sheet holds 10,000 forms' values, most of
+    them repeated (主管部门, 状态, 地区), and a re-merge lays out every such column again."""
+    types = set(map(type, values))
+    if bool in types or (kind == "text" and int in types and float in types):
+        distinct = values  # True and 1, or 1 and 1.0, are one in a set but shown apart
+    else:
+        try:
+            distinct = set(values)
+        except TypeError:  # a value that cannot be hashed: each one looked at
+            distinct = values
     best = word = 0.0
-    if kind != "text" and numbers:
-        best = max(text_width(_shown(max(numbers), kind)), text_width(_shown(min(numbers), kind)))
-    texts = {v if type(v) is str else str(v) for v in values
+    if kind != "text":  # in the column's order: the max and min of numbers with a NaN among them depend on it
+        numbers = [v for v in values if type(v) in (int, float)]
+        if numbers:
+            best = max(text_width(_shown(max(numbers), kind)), text_width(_shown(min(numbers), kind)))
+    texts = {v if type(v) is str else str(v) for v in distinct
              if v is not None and v != "" and (kind == "text" or type(v) not in (int, float))}
     for text in sorted(texts, key=len, reverse=True):
         if best >= cap or len(text) * CJK_WIDTH <= best:
             break  # nothing shorter can be wider
         best = max(best, max(map(text_width, text.split("\n"))))
-    if kind == "text":
-        words = {w for text in texts for w in _WORD.findall(text)}
-        word = max(map(text_width, sorted(words, key=len)[-200:]), default=0.0)  # the longest few hundred
+    if kind == "text" and texts:
+        # One pass over the texts joined by a character no word holds: no word spans two texts
+        words = set(_WORD.findall("\n".join(texts)))
+        if len(words) > 200:  # the longest few hundred: every word as long as the 200th longest, so the
+            shortest = sorted(map(len, words))[-200]  # same ones in every run (a set's order is not)
+            words = [w for w in words if len(w) >= shortest]
+        word = max(map(text_width, words), default=0.0)
     return best, word
 
 
@@ -424,52 +440,95 @@ class _SegmentSpool:
 
 
 class _Apart:
-    """The tables marked `apart` (Table.apart: sheets nothing else in the workbook waits on, such as
-    历史对比), made and rendered in one helper process, forked once the formats are fixed, while the main
-    process writes the sheets before them: on two cores the comparison's findings and their rows cost the
-    merge's wall time little. Each comes back as its plan, sums and its sheets' segments, which the main
-    process spools as its own.
+    """Tables made and rendered in one helper process, forked once the formats are fixed, while this process
+    renders the others: the tables marked `apart` (Table.apart: sheets nothing else in the workbook waits on,
+    such as 历史对比), and the sheets sorted across forms that `_apart_share` offers. The helper takes those
+    biggest first, and this process, once its own are rendered, the smallest the helper has not started
+    (`left`), through two counters in shared memory: the two share the work without knowing what each sheet
+    costs. Each comes back as its plan, sums and its sheets' segments, which this process spools as its own,
+    with what the helper found and put in `cache` (through a view of its own, perfxl.ledger.KeptView), which
+    this process takes back: a sheet rendered apart reuses its kept rows as one rendered here would.
 
-    An optimisation only: where the system does not fork, or the helper is lost, the main process renders
-    the table as before, with the same result. A table rendered apart keeps nothing in `cache` (the helper
-    cannot reach the ledger): a re-merge renders it again, in the helper."""
+    An optimisation only: where the system does not fork, or the helper is lost, this process renders the
+    table as before, with the same result."""
 
-    def __init__(self, tables: list, formats: _Formats, wanted: bool):
+    def __init__(self, tables: list, formats: _Formats, wanted: bool, cache=None):
         import multiprocessing
 
-        self.pool, self.futures = None, {}
-        chosen = [i for i, t in enumerate(tables) if t.apart and t.blocks is None and t.cover is None]
-        if not (wanted and chosen and "fork" in multiprocessing.get_all_start_methods()):
+        self.pool, self.futures, self.cache = None, {}, cache
+        self.offered: list[int] = []
+        self.shared: list = []  # the helper's turns at the offered tables
+        self.finished: dict[int, tuple] | None = None  # the offered tables it rendered, once all are back
+        marked, offered = _apart_share(tables) if wanted else ([], [])
+        if not (marked or offered) or "fork" not in multiprocessing.get_all_start_methods():
             return
         from concurrent.futures import ProcessPoolExecutor
 
+        fork = multiprocessing.get_context("fork")
+        self.offered = offered
+        self.ends = fork.RawArray("i", [0, len(offered)])  # the next the helper takes; one past the last left
+        self.lock = fork.Lock()
         # The helper is forked within the first submit (a fork pool starts its processes then) and takes
         # _APART as it stands: set and cleared under a lock, so two merges in two threads (the Python API)
         # never hand one helper the other's tables.
         with _APART_LOCK:
-            _APART.update(tables=tables, formats=formats)
+            view = cache.view() if cache is not None and hasattr(cache, "view") else None
+            _APART.update(tables=tables, formats=formats, cache=view, offered=offered, ends=self.ends,
+                          lock=self.lock)
             try:
-                self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-                self.futures = {i: self.pool.submit(_render_apart, i) for i in chosen}
+                self.pool = ProcessPoolExecutor(max_workers=1, mp_context=fork)
+                self.futures = {i: self.pool.submit(_render_apart, i) for i in marked}
+                self.shared = [self.pool.submit(_render_offered) for _ in offered]
             except OSError:  # no process to be had: rendered here
                 self.close()
             finally:
                 _APART.clear()
 
+    def renders(self, index: int) -> bool:
+        return index in self.futures or index in self.offered
+
+    def left(self):
+        """The offered tables the helper has not started, smallest first, each taken from it as it is
+        reached: this process renders them."""
+        while self.pool is not None and self.lock.acquire(timeout=_HELPER_LOCK_SECONDS):
+            try:
+                if self.ends[0] >= self.ends[1]:
+                    return
+                self.ends[1] -= 1
+                index = self.offered[self.ends[1]]
+            finally:
+                self.lock.release()
+            self.offered = [i for i in self.offered if i != index]
+            yield index
+
     def take(self, index: int, spool: _SegmentSpool) -> tuple[_Plan, list[_Part], list[float]] | None:
         """Table `index` as rendered apart, its segments spooled here; None when it was not (render it)."""
         from concurrent.futures.process import BrokenProcessPool
 
-        future = self.futures.pop(index, None)
-        if future is None:
+        if index in self.offered:
+            if self.finished is None:
+                self.finished = {}
+                for future in self.shared:
+                    try:
+                        got = future.result()
+                    except (BrokenProcessPool, OSError):
+                        continue
+                    if got is not None:
+                        self.finished[got[0]] = got[1]
+            done = self.finished.pop(index, None)
+        else:
+            future = self.futures.pop(index, None)
+            if future is None:
+                return None
+            try:
+                done = future.result()
+            except (BrokenProcessPool, OSError):
+                return None
+        if done is None:  # not rendered there (a helper that started after _APART was cleared, or lost)
             return None
-        try:
-            done = future.result()
-        except (BrokenProcessPool, OSError):
-            return None
-        if done is None:  # a helper that started after _APART was cleared (a pool that forks late)
-            return None
-        plan, parts, sums = done
+        plan, parts, sums, kept = done
+        if kept is not None and self.cache is not None:
+            self.cache.take_back(*kept)
         return plan, [_Part(name, [spool.add(Segment(*seg)) for seg in segments], rows)
                       for name, segments, rows in parts], sums
 
@@ -477,26 +536,89 @@ class _Apart:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
-        self.futures = {}
+        self.futures, self.shared, self.offered = {}, [], []
+
+
+_HELPER_LOCK_SECONDS = 10.0  # a helper stopped while holding the counters' lock: this process renders the rest
+
+
+APART_MIN_CELLS = 20_000  # a sorted sheet with fewer cells is rendered here: handing it over costs about as much
+
+
+def _apart_share(tables: list) -> tuple[list[int], list[int]]:
+    """The tables marked `apart`, which the helper renders; and the sheets sorted across forms it is
+    offered, biggest first: those whose rows are kept (at most MEMO_ROWS; the helper's copy of their records
+    costs memory, and at province scale they are not kept anyway) and not too small to be worth it."""
+    marked = [i for i, t in enumerate(tables) if t.apart and t.blocks is None and t.cover is None]
+    sized = sorted(((len(t.rows) * len(t.columns), i) for i, t in enumerate(tables)
+                    if i not in marked and t.blocks is None and t.cover is None and t.name != ABOUT_SHEET
+                    and isinstance(t.rows, Sequence) and getattr(t.rows, "made", True)
+                    and len(t.rows) <= MEMO_ROWS and len(t.rows) * len(t.columns) >= APART_MIN_CELLS), reverse=True)
+    return marked, [i for _, i in sized]
 
 
 _APART: dict = {}  # what the helper forked by _Apart inherits: the tables and the fixed formats
 _APART_LOCK = threading.Lock()
 
 
-def _render_apart(index: int) -> tuple[_Plan, list[tuple[str, list[tuple], int]], list[float]] | None:
-    """In the helper: table `index` made and rendered as `_write_summary` would, its segments as data; None
-    when the helper was not forked holding the tables."""
+def _render_apart(index: int) -> tuple | None:
+    """In the helper: table `index` made and rendered as `_write_summary` would, its segments as data, with
+    what it found valid and put in the cache (None without one); None when the helper was not forked holding
+    the tables."""
     import io
 
     if "tables" not in _APART:
         return None
-    table = _rows_at_hand(_APART["tables"][index])
-    plan = _plan(table)
+    view = _APART.get("cache")
+    if view is not None:
+        view.found, view.puts = [], []
     spool = _SegmentSpool(io.BytesIO())
-    parts, sums = _table_parts(table, _layout(table, _APART["formats"], plan), None, spool, EXCEL_ROWS - 2)
+    plan, parts, sums = _rendered(_APART["tables"][index], _APART["formats"], view, spool)
     return plan, [(p.name, [tuple(dataclasses.astuple(spool.load(seg))) for seg in p.segments], p.rows)
-                  for p in parts], sums
+                  for p in parts], sums, (view.found, view.puts) if view is not None else None
+
+
+def _render_offered() -> tuple[int, tuple | None] | None:
+    """In the helper: the biggest offered table not yet taken (by it or the merging process), rendered as
+    `_render_apart` does; None when none is left."""
+    if "tables" not in _APART:
+        return None
+    ends, lock = _APART["ends"], _APART["lock"]
+    if not lock.acquire(timeout=_HELPER_LOCK_SECONDS):
+        return None
+    try:
+        if ends[0] >= ends[1]:
+            return None
+        index = _APART["offered"][ends[0]]
+        ends[0] += 1
+    finally:
+        lock.release()
+    return index, _render_apart(index)
+
+
+def _with_continued(table, continued: list[tuple[str, list[str], int]]):
+    """说明 with a line for each table that runs past Excel's rows (a copy: the result stays as the merge made
+    it)."""
+    if not continued:
+        return table
+    return dataclasses.replace(table, blocks=None, rows=list(table.iter_rows()) + [
+        ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中"]
+        + [""] * (len(table.columns) - 2) for name, sheets, rows in continued])
+
+
+def _about_table(table, tables: list, made: dict):
+    """说明 as `_write_summary` writes it, from the tables rendered so far (`made`): every other table that
+    can run past a sheet's rows is among them."""
+    return _with_continued(table, [(tables[i].name, [p.name for p in parts], sum(p.rows for p in parts))
+                                   for i, (_, parts, _) in sorted(made.items()) if len(parts) > 1])
+
+
+def _rendered(table, formats: _Formats, cache, spool: _SegmentSpool) -> tuple[_Plan, list[_Part], list[float]]:
+    """A table's plan, its rows as spooled segments in sheets, and its column sums."""
+    table = _rows_at_hand(table)
+    plan = _plan(table)
+    parts, sums = _table_parts(table, _layout(table, formats, plan), cache, spool, EXCEL_ROWS - 2)
+    return plan, parts, sums
 
 
 def _rows_at_hand(table):
@@ -527,25 +649,28 @@ def _write_summary(xlsxwriter, result, path: Path, cache, apart: bool = False) -
         sheet_no = 0
         cover_sheet = None
         continued: list[tuple[str, list[str], int]] = []  # (table, its sheets, its rows)
-        helper = _Apart(result.tables, formats, apart)
+        helper = _Apart(result.tables, formats, apart, cache)
         try:
+            made = {}  # what this process renders while the helper renders its share
+            for index, table in enumerate(result.tables):
+                if table.cover is None and table.name != ABOUT_SHEET and not helper.renders(index):
+                    made[index] = _rendered(table, formats, cache, spool)
+            about = next((i for i, t in enumerate(result.tables) if t.name == ABOUT_SHEET), None)
+            if about is not None and not helper.futures:  # no sheet the helper renders can run past a sheet's
+                made[about] = _rendered(_about_table(result.tables[about], result.tables, made), formats,  # rows
+                                        cache, spool)
+            for index in helper.left():
+                made[index] = _rendered(result.tables[index], formats, cache, spool)
             for index, table in enumerate(result.tables):
                 if table.cover is not None:  # a few hundred rows at most: written cell by cell, not streamed,
                     sheet_no += 1            # after the big sheets, so it can say which of them continue
                     cover_sheet = (wb.add_worksheet(table.name), table)
                     continue
-                if table.name == ABOUT_SHEET and continued:  # a copy: the result stays as the merge made it
-                    table = dataclasses.replace(table, blocks=None, rows=list(table.iter_rows()) + [
-                        ["超过 Excel 行数上限", f"「{name}」共 {rows:,} 行，分在 {'、'.join(sheets)} 中"]
-                        + [""] * (len(table.columns) - 2) for name, sheets, rows in continued])
+                if table.name == ABOUT_SHEET and index not in made:
+                    table = _with_continued(table, continued)
                 kinds = [kind for _, kind in table.columns]
-                taken = helper.take(index, spool)
-                if taken is None:
-                    table = _rows_at_hand(table)
-                    plan = _plan(table)
-                    parts, sums = _table_parts(table, _layout(table, formats, plan), cache, spool, EXCEL_ROWS - 2)
-                else:
-                    plan, parts, sums = taken
+                plan, parts, sums = (made.pop(index, None) or helper.take(index, spool)
+                                     or _rendered(table, formats, cache, spool))
                 layout = _layout(table, formats, plan)
                 if table.totals and parts[-1].rows:
                     total_row = [0] + [round(v, 6) if on else None for v, on in zip(sums[1:], layout.summed[1:])]

@@ -8,6 +8,7 @@ import dataclasses
 import io
 import os
 import pickle
+import re
 import shutil
 import sqlite3
 import zipfile
@@ -631,3 +632,80 @@ def test_a_pickle_planted_under_the_kept_rows_of_a_sorted_sheet_is_neither_run_n
     run_merge([inbox], tmp_path / "新.xlsx", MergeOptions(jobs=1, db=tmp_path / "新.sqlite"))
     assert _workbook(out) == _workbook(tmp_path / "新.xlsx")
     assert_numbered(out)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sorted sheets rendered by the helper process beside this one (perfxl.report._Apart), their kept rows
+# reached through the helper's own view of the ledger and taken back
+# ----------------------------------------------------------------------------------------------------
+
+def _forks() -> bool:
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+_TIMES = re.compile(rb"20\d\d-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?Z?")
+
+
+def _members(path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as z:  # the merge's time, said on 说明 and in the properties, left out
+        return {name: _TIMES.sub(b"", z.read(name)) for name in z.namelist()}
+
+
+def _kept_keys(db, prefix: str) -> set[str]:
+    with sqlite3.connect(db) as con:
+        return {k for (k,) in con.execute("SELECT key FROM kept WHERE key LIKE ?", (prefix + "%",))}
+
+
+def _merged(inbox, tmp_path):
+    return run_merge([inbox], None, MergeOptions(jobs=1, db=tmp_path / "台账.sqlite"), materialize=True)
+
+
+def _write_with_ledger(result, db, path, apart: bool) -> set[str]:
+    """The summary written with the ledger's kept values; the keys this run found or put."""
+    from perfxl.ledger import Ledger
+
+    ledger = Ledger(db)
+    kept = ledger.kept(ledger.start_run())
+    try:
+        report.write_summary(result, path, cache=kept, apart=apart)
+        return set(kept.touched)
+    finally:
+        kept.close()
+        ledger.close()
+
+
+def _takes_nothing():
+    return None  # the helper's turn at an offered table: it leaves every one to the merging process
+
+
+def _dies_holding_the_counters():
+    report._APART["lock"].acquire()
+    os._exit(3)  # stopped as the system would kill it, the lock still held
+
+
+@pytest.mark.skipif(not _forks(), reason="no fork on this system")
+@pytest.mark.parametrize("helper", ["shares", "takes-nothing", "takes-all", "dies-holding-the-lock"])
+def test_sorted_sheets_the_helper_renders_are_the_workbook_one_process_writes(inbox, tmp_path, monkeypatch, helper):
+    """The helper renders the biggest sorted sheets while this process renders the others and then takes
+    back those the helper has not started. Whoever renders which, the workbook is the one a single process
+    writes; and the helper's kept rows, put through this process, are found again by the next merge's."""
+    monkeypatch.setattr(report, "APART_MIN_CELLS", 0)  # the seeds' sheets are small: every sorted one offered
+    monkeypatch.setattr(report, "_HELPER_LOCK_SECONDS", 1.0)
+    result = _merged(inbox, tmp_path)
+    db = tmp_path / "台账.sqlite"
+    report.write_summary(result, tmp_path / "here.xlsx")
+    if helper == "takes-nothing":
+        monkeypatch.setattr(report, "_render_offered", _takes_nothing)
+    elif helper == "takes-all":
+        monkeypatch.setattr(report._Apart, "left", lambda self: iter(()))
+    elif helper == "dies-holding-the-lock":
+        monkeypatch.setattr(report, "_render_offered", _dies_holding_the_counters)
+    first = _write_with_ledger(result, db, tmp_path / "apart.xlsx", apart=True)
+    assert _members(tmp_path / "apart.xlsx") == _members(tmp_path / "here.xlsx")
+    rows = _kept_keys(db, "rows|项目清单|")
+    assert rows and rows <= first  # kept, whoever rendered the sheet
+    again = _write_with_ledger(result, db, tmp_path / "again.xlsx", apart=True)
+    assert rows <= again  # found again (a key no merge finds is pruned)
+    assert _members(tmp_path / "again.xlsx") == _members(tmp_path / "here.xlsx")
