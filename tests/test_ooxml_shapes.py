@@ -358,3 +358,24 @@ def test_a_defined_names_reference_is_parsed_once_only_when_short():
     held = names._parse_ref.cache_info().currsize
     assert names.parse_ref(long) == ("长" * 300, (0, 0), (0, 0))
     assert names._parse_ref.cache_info().currsize == held
+
+
+def test_a_workbook_part_parsed_once_for_many_forms_is_each_form_s_own(original, tmp_path):
+    """The workbook part and the relationships are parsed once per distinct text (perfxl.reader.parts):
+    what one form's reader does with its book does not reach the next form's, and a form whose workbook part
+    differs by one defined name reads that name, not the one remembered."""
+    from perfxl.reader.book import load_raw
+
+    first, _, _ = load_raw(tmp_path / "a.xlsx", original)
+    names, sheets, hidden = list(first.names), list(first.sheet_names), set(first.hidden)
+    first.names.append(("t_indicators", None, "'项目1'!$A$1:$A$2"))
+    first.sheet_names.append("另一张")
+    first.hidden.add("另一张")
+    second, _, _ = load_raw(tmp_path / "b.xlsx", original)
+    assert (second.names, second.sheet_names, second.hidden) == (names, sheets, hidden)
+    goal = dict((n, r) for n, _, r in names)["f_annual_goal"]
+    members = _members(original)
+    moved = members["xl/workbook.xml"].replace(goal.encode() + b"<", goal.replace("$13", "$12").encode() + b"<", 1)
+    assert moved != members["xl/workbook.xml"]
+    third, _, _ = load_raw(tmp_path / "c.xlsx", _zip({**members, "xl/workbook.xml": moved}))
+    assert dict((n, r) for n, _, r in third.names)["f_annual_goal"] == goal.replace("$13", "$12")

@@ -3,6 +3,8 @@ office document, wherever it lives; sheets, shared strings and custom properties
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from perfxl.contract import PROPERTY_PREFIX
 from perfxl.errors import ReadError
 from perfxl.problems import L
@@ -22,6 +24,21 @@ from perfxl.reader.xml import (
 from perfxl.reader.zipguard import Package, rels_part, resolve
 
 
+# The package's small parts (its relationships, the workbook part) are the same bytes in every form made
+# from one template, and in every copy one office suite saved alike: each distinct text is parsed once in a
+# process. Only parts this small are remembered, and the results are tuples nobody can change.
+SAME_PART_BYTES = 64 * 1024
+
+
+def _once_per_text(parse):
+    remembered = lru_cache(maxsize=64)(parse)
+
+    def parsed(data: bytes, *args):
+        return remembered(data, *args) if len(data) <= SAME_PART_BYTES else parse(data, *args)
+
+    return parsed
+
+
 def relationships(pkg: Package, part: str) -> list[tuple[str, str, str]]:
     """(id, type, target part) of a part's relationships; external targets are left out."""
     if part in pkg.rels:
@@ -29,13 +46,34 @@ def relationships(pkg: Package, part: str) -> list[tuple[str, str, str]]:
     path = rels_part(part) if part else "_rels/.rels"
     out: list[tuple[str, str, str]] = []
     pkg.rels[part] = out
-    if not pkg.has(path):
-        return out
-    for rel in children(parse_tree(pkg.read(path, 4 << 20), path), "Relationship"):
-        if (rel.get("TargetMode") or "").lower() == "external":
-            continue
-        out.append((rel.get("Id") or "", rel.get("Type") or "", resolve(part, rel.get("Target") or "")))
+    if pkg.has(path):
+        out += _relationships(pkg.read(path, 4 << 20), path, part)
     return out
+
+
+@_once_per_text
+def _relationships(data: bytes, path: str, part: str) -> tuple[tuple[str, str, str], ...]:
+    return tuple((rel.get("Id") or "", rel.get("Type") or "", resolve(part, rel.get("Target") or ""))
+                 for rel in children(parse_tree(data, path), "Relationship")
+                 if (rel.get("TargetMode") or "").lower() != "external")
+
+
+@_once_per_text
+def _workbook(data: bytes, part: str) -> tuple[tuple, tuple, bool]:
+    """The workbook part's sheets (name, relationship id, hidden), its defined names (name, local sheet
+    index or None, text) and whether its dates count from 1904."""
+    workbook = parse_tree(data, part)
+    if local_name(workbook.tag) != "workbook" or namespace(workbook.tag) not in MAIN_NS:
+        raise ReadError("not-a-workbook", what=L(f"非 SpreadsheetML 的 OOXML 文档 ({part})", f"an OOXML document that is not SpreadsheetML ({part})"))
+    sheets = tuple((sheet.get("name") or "", attr(sheet, "id", REL_NS) or "",
+                    sheet.get("state") in {"hidden", "veryHidden"}) for sheet in children(workbook, "sheet"))
+    names = []
+    for defined in children(workbook, "definedName"):
+        local = defined.get("localSheetId")
+        names.append((defined.get("name") or "", int(local) if local and local.isdigit() else None,
+                      unescape_control(defined.text or "")))
+    pr = next(children(workbook, "workbookPr"), None)
+    return sheets, tuple(names), pr is not None and (pr.get("date1904") or "").lower() in ("1", "true")
 
 
 def workbook_part(pkg: Package) -> str:
@@ -74,29 +112,16 @@ def read_xlsx(data: bytes, wanted: set[str] | None = None) -> RawBook:
     if pkg.has("mimetype") and b"opendocument" in pkg.read("mimetype", 4096):
         raise ReadError("unsupported-format", what=L("ODS 文件（LibreOffice/WPS 格式）", "an ODS file (LibreOffice/WPS)"))
     wb_part = workbook_part(pkg)
-    workbook = parse_tree(pkg.read(wb_part), wb_part)
-    if local_name(workbook.tag) != "workbook" or namespace(workbook.tag) not in MAIN_NS:
-        raise ReadError("not-a-workbook", what=L(f"非 SpreadsheetML 的 OOXML 文档 ({wb_part})", f"an OOXML document that is not SpreadsheetML ({wb_part})"))
+    entries, defined_names, date1904 = _workbook(pkg.read(wb_part), wb_part)
     targets: dict[str, str] = {}
     strings_part = None
     for rid, rel_type, target in relationships(pkg, wb_part):
         targets[rid] = target
         if rel_type.endswith("/sharedStrings"):
             strings_part = target
-    sheets: list[tuple[str, str]] = []
-    hidden: set[str] = set()
-    for sheet in children(workbook, "sheet"):
-        name = sheet.get("name") or ""
-        sheets.append((name, targets.get(attr(sheet, "id", REL_NS) or "", "")))
-        if sheet.get("state") in {"hidden", "veryHidden"}:
-            hidden.add(name)
-    names = []
-    for defined in children(workbook, "definedName"):
-        local = defined.get("localSheetId")
-        names.append((defined.get("name") or "", int(local) if local and local.isdigit() else None,
-                      unescape_control(defined.text or "")))
-    pr = next(children(workbook, "workbookPr"), None)
-    date1904 = pr is not None and (pr.get("date1904") or "").lower() in ("1", "true")
+    sheets = [(name, targets.get(rid, "")) for name, rid, _ in entries]
+    hidden = {name for name, _, is_hidden in entries if is_hidden}
+    names = list(defined_names)
 
     if strings_part is None and pkg.has("xl/sharedStrings.xml"):
         strings_part = "xl/sharedStrings.xml"
