@@ -670,29 +670,77 @@ def _substitutes_unit(source: str, name: str, fingerprint: str, workbook: str, f
     base = Path(*path.parts[:len(path.parts) - len(Path(name).parts)])  # the folder the template is found in
     catalog = _Catalog(base if base.resolve() != shipped_templates_dir().resolve() else None)
     try:
-        checks = [(p.read_text("utf-8"), "tojson") for p in _sources(catalog, path)]
+        trees = _template_closure(catalog, path)
+        if trees is None:
+            return False
+        checks = [(tree, "tojson", imported) for tree, imported in trees]
         if workbook:
-            checks += [(t, "bare") for t in _workbook_texts(Path(workbook)) if "{{" in t or "{%" in t]
-        checks += [(text, "bare" if attr == "default" else None) for attr, text in field_texts]
-        return all(_unit_only_substituted(_TEXT_ENV.parse(text), fields, how) for text, how in checks)
+            checks += [(_TEXT_ENV.parse(t), "bare", False) for t in _workbook_texts(Path(workbook)) if "{{" in t or "{%" in t]
+        checks += [(_TEXT_ENV.parse(text), "bare" if attr == "default" else None, False) for attr, text in field_texts]
+        return all(_unit_only_substituted(tree, fields, how, imported) for tree, how, imported in checks)
     except Exception:  # unreadable, too big, not Jinja: not known to be safe, so built
         return False
 
 
-def _unit_only_substituted(tree, fields: tuple[str, ...], how: str | None) -> bool:
+def _template_closure(catalog: _Catalog, path: Path) -> list[tuple[Any, bool]] | None:
+    """The template and every template it extends, includes or imports, parsed, each with whether it is
+    reached through an import (its output then is a value the importer may work on); None when one is
+    named by an expression, or cannot be found, so what it holds is not known."""
+    seen: dict[tuple[Path, bool], Any] = {}
+    todo = [(path, False)]
+    while todo:
+        current, imported = todo.pop()
+        if (current, imported) in seen:
+            continue
+        tree = seen[(current, imported)] = _TEXT_ENV.parse(current.read_text("utf-8"))
+        for node in tree.find_all((jinja2.nodes.Extends, jinja2.nodes.Include, jinja2.nodes.Import,
+                                   jinja2.nodes.FromImport)):
+            named = node.template
+            if not (isinstance(named, jinja2.nodes.Const) and isinstance(named.value, str)):
+                return None
+            found = next((base / named.value for base in catalog.dirs if (base / named.value).is_file()), None)
+            if found is None:
+                return None
+            todo.append((found, imported or isinstance(node, jinja2.nodes.Import | jinja2.nodes.FromImport)))
+    return [(tree, imported) for (_, imported), tree in seen.items()]
+
+
+# What may stand around the output of a unit's value, or around a block or an include (whose output another
+# template places): statements that only choose whether, or how often, it is written. A filter block, a
+# macro, a call block, a set block, or a block called through `self`, would hand the output to code that can
+# work on it.
+_PASS_THROUGH = (jinja2.nodes.Template, jinja2.nodes.Block, jinja2.nodes.If, jinja2.nodes.For, jinja2.nodes.With,
+                 jinja2.nodes.Scope)
+
+
+def _unit_only_substituted(tree, fields: tuple[str, ...], how: str | None, imported: bool = False) -> bool:
     """Whether every `unit` in a parsed template is `{{ unit.<one of fields> | tojson }}` (how="tojson") or
-    `{{ unit.<one of fields> }}` (how="bare"); with how=None, whether there is none."""
+    `{{ unit.<one of fields> }}` (how="bare"), written where nothing can work on it; with how=None, or in a
+    template that is imported, whether there is none. A template that calls `self` or `super` is not
+    looked into further: it is not."""
+    def passes(parents) -> bool:
+        return all(isinstance(p, _PASS_THROUGH) for p in parents)
+
     def plain(node, parents) -> bool:
-        if isinstance(node, jinja2.nodes.Name) and node.name == "unit":
-            attr = parents[-1] if parents else None
-            if how is None or node.ctx != "load" or not isinstance(attr, jinja2.nodes.Getattr) or attr.attr not in fields:
+        if isinstance(node, jinja2.nodes.Name):
+            if node.name in ("self", "super"):
                 return False
-            outer = parents[-2] if len(parents) >= 2 else None
-            if how == "bare":
-                return isinstance(outer, jinja2.nodes.Output)
-            return (isinstance(outer, jinja2.nodes.Filter) and outer.name == "tojson" and outer.node is attr
-                    and not outer.args and not outer.kwargs and outer.dyn_args is None and outer.dyn_kwargs is None
-                    and len(parents) >= 3 and isinstance(parents[-3], jinja2.nodes.Output))
+            if node.name == "unit":
+                if how is None or imported or node.ctx != "load" or len(parents) < 2:
+                    return False
+                attr = parents[-1]
+                if not isinstance(attr, jinja2.nodes.Getattr) or attr.attr not in fields:
+                    return False
+                if how == "bare":
+                    return isinstance(parents[-2], jinja2.nodes.Output) and passes(parents[:-2])
+                convert = parents[-2]
+                return (len(parents) >= 3 and isinstance(convert, jinja2.nodes.Filter) and convert.name == "tojson"
+                        and convert.node is attr and not convert.args and not convert.kwargs
+                        and convert.dyn_args is None and convert.dyn_kwargs is None
+                        and isinstance(parents[-3], jinja2.nodes.Output) and passes(parents[:-3]))
+        if isinstance(node, jinja2.nodes.Block | jinja2.nodes.Include | jinja2.nodes.Import
+                      | jinja2.nodes.FromImport) and not passes(parents):
+            return False
         parents.append(node)
         try:
             return all(plain(child, parents) for child in node.iter_child_nodes())
@@ -731,7 +779,7 @@ def _sources(catalog: _Catalog, path: Path) -> list[Path]:
         if current in seen:
             continue
         seen.append(current)
-        for ref in re.findall(r"{%-?\s*(?:extends|include|import)\s+[\"']([^\"']+)[\"']", current.read_text("utf-8")):
+        for ref in re.findall(r"{%-?\s*(?:extends|include|import|from)\s+[\"']([^\"']+)[\"']", current.read_text("utf-8")):
             for base in catalog.dirs:
                 if (base / ref).is_file():
                     todo.append(base / ref)

@@ -269,12 +269,16 @@ def test_a_unit_named_with_a_character_beyond_the_bmp_gets_its_form(tmp_path, te
 
 
 def _template_with(tmp_path, department: str) -> Path:
-    """yancheng/project as a bureau's own template, its 主管部门 default written as `department`."""
+    """yancheng/project as a bureau's own template, its 主管部门 default written as `department`, with two
+    files it may take in: mine/m.j2 (a macro) and mine/inc.j2."""
     text = (TEMPLATES / "yancheng" / "project.yaml").read_text("utf-8")
     text = text.replace("{{ unit.department | tojson }}", department).replace("template: yancheng/project",
                                                                                "template: mine/project")
     (tmp_path / "tpl" / "mine").mkdir(parents=True, exist_ok=True)
     (tmp_path / "tpl" / "mine" / "project.yaml").write_text(text, "utf-8")
+    (tmp_path / "tpl" / "mine" / "m.j2").write_text("{% macro dept() %}{{ unit.department[:1] | tojson }}"
+                                                    "{% endmacro %}", "utf-8")
+    (tmp_path / "tpl" / "mine" / "inc.j2").write_text("{{ unit.department[:1] | tojson }}", "utf-8")
     return tmp_path / "tpl"
 
 
@@ -282,7 +286,15 @@ def _template_with(tmp_path, department: str) -> Path:
                                         '{{ unit.department | lower | tojson }}',
                                         '{% if "局" in unit.department %}"局"{% else %}"其他"{% endif %}',
                                         '{% set d = unit.department %}{{ d | tojson }}',
-                                        '{{ unit["department"] | tojson }}', '{{ unit.department | tojson | lower }}'])
+                                        '{{ unit["department"] | tojson }}', '{{ unit.department | tojson | lower }}',
+                                        # around a plain output, something that works on what it writes
+                                        '{% filter lower %}{{ unit.department | tojson }}{% endfilter %}',
+                                        '{% set d %}{{ unit.department | tojson }}{% endset %}{{ (d ~ "")[1:3] | tojson }}',
+                                        '{% macro m() %}{{ unit.department | tojson }}{% endmacro %}{{ m()[1:3] | tojson }}',
+                                        '{% macro w() %}{{ caller()[1:3] | tojson }}{% endmacro %}'
+                                        '{% call w() %}{{ unit.department | tojson }}{% endcall %}',
+                                        '{% from "mine/m.j2" import dept with context %}{{ dept() }}',
+                                        '{% include "mine/" ~ "inc.j2" %}', '{% include ["mine/inc.j2"] %}'])
 def test_a_template_that_works_on_the_unit_s_values_gives_each_unit_what_it_makes_of_its_own(tmp_path, department):
     """Blank forms patched from a master rendered for tokens gave every unit what the template made of the
     tokens (主管部门 "PXLTOK…（PXL）" on every form): such a template's forms are built one by one."""
