@@ -971,7 +971,6 @@ class Kept:
 
     def __init__(self, ledger: Ledger, run_id: int):
         self.db = ledger.db
-        self.path = ledger.path
         self.sealer = ledger.sealer
         self.run_id = run_id
         self.touched: set[str] = set()
@@ -997,12 +996,20 @@ class Kept:
         self.touched.add(key)
         return value
 
-    def view(self) -> KeptView:
-        """This cache as a helper process forked from this one may use it (see KeptView). What this run put
-        so far is committed first, so the helper's connection sees it."""
-        self.db.commit()
-        self.pending = 0
-        return KeptView(self.path, self.sealer)
+    def view(self, prefixes: list[str], keys: list[str]) -> KeptView:
+        """The values kept under these key prefixes and keys, as a helper process forked from this one may
+        use them (see KeptView)."""
+        values: dict[str, tuple[bytes, bytes]] = {}
+        for key in keys:
+            values.update((key, (value, mac)) for value, mac in self.db.execute(
+                "SELECT value, mac FROM kept WHERE key=?", (key,)))
+        for prefix in prefixes:
+            # Every key that starts with the prefix, by the primary key's order: a prefix ends in "|", and
+            # "}" is the character after it
+            assert prefix.endswith("|")
+            values.update((key, (value, mac)) for key, value, mac in self.db.execute(
+                "SELECT key, value, mac FROM kept WHERE key >= ? AND key < ?", (prefix, prefix[:-1] + "}")))
+        return KeptView(values, self.sealer)
 
     def take_back(self, found: list[str], puts: list[tuple[str, bytes]]) -> None:
         """What a helper's KeptView found valid (kept from pruning, as if found here) and put (written here)."""
@@ -1036,34 +1043,20 @@ class Kept:
 
 
 class KeptView:
-    """A Kept as a forked helper process uses it (perfxl.report renders some sheets in one): it reads through
-    a read-only connection of its own, opened on first use (an SQLite connection must not cross a fork),
-    checks each value's seal as Kept does, and writes nothing: what it puts and the keys it found valid are
-    collected, for the process that owns the ledger to take back (Kept.take_back). A ledger it cannot open
-    is a cache that holds nothing: the helper renders everything."""
+    """What a helper process forked from this one may use as the Kept (perfxl.report renders some sheets in
+    one): the values under the key prefixes it was made for, read here before the fork, each checked against
+    its seal when it is asked for, as Kept.get checks it. It never touches the ledger: an SQLite connection,
+    or SQLite's own locks, copied by a fork from a process where another thread held one, left a helper
+    waiting for ever. What it puts and the keys it found valid are collected, for the process that owns the
+    ledger to take back (Kept.take_back)."""
 
-    def __init__(self, path: Path, sealer: Sealer):
-        self.path, self.sealer = path, sealer
-        self.db: sqlite3.Connection | None | bool = None
+    def __init__(self, values: dict[str, tuple[bytes, bytes]], sealer: Sealer):
+        self.values, self.sealer = values, sealer
         self.puts: list[tuple[str, bytes]] = []
         self.found: list[str] = []
 
-    def _connection(self) -> sqlite3.Connection | None:
-        if self.db is None:
-            try:
-                self.db = open_readonly(self.path)
-            except (sqlite3.Error, OutputError):
-                self.db = False
-        return self.db or None
-
     def get(self, key: str) -> bytes | None:
-        db = self._connection()
-        if db is None:
-            return None
-        try:
-            found = db.execute("SELECT value, mac FROM kept WHERE key=?", (key,)).fetchone()
-        except sqlite3.Error:
-            return None
+        found = self.values.get(key)
         if found is None or not self.sealer.valid(found[1], self.sealer.kept, key, found[0]):
             return None
         self.found.append(key)
@@ -1074,8 +1067,3 @@ class KeptView:
 
     def put(self, key: str, value: bytes) -> None:
         self.puts.append((key, value))
-
-    def close(self) -> None:
-        if self.db:
-            self.db.close()
-        self.db = None

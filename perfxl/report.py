@@ -460,7 +460,10 @@ class _Apart:
         self.shared: list = []  # the helper's turns at the offered tables
         self.finished: dict[int, tuple] | None = None  # the offered tables it rendered, once all are back
         marked, offered = _apart_share(tables) if wanted else ([], [])
-        if not (marked or offered) or "fork" not in multiprocessing.get_all_start_methods():
+        # Forked only from a process of one thread: a fork copies the locks other threads hold (see
+        # perfxl.merging.worker.pool_context), and the helper would wait on one for ever
+        if not (marked or offered) or "fork" not in multiprocessing.get_all_start_methods() or \
+                threading.active_count() > 1:
             return
         from concurrent.futures import ProcessPoolExecutor
 
@@ -472,7 +475,11 @@ class _Apart:
         # _APART as it stands: set and cleared under a lock, so two merges in two threads (the Python API)
         # never hand one helper the other's tables.
         with _APART_LOCK:
-            view = cache.view() if cache is not None and hasattr(cache, "view") else None
+            # What the helper may find kept: its tables' rows and segments, which `_table_parts` keeps under
+            # "rows|<table>|…", "chunks|<table>|…" and "layout|<table>", read here
+            names = [tables[i].name for i in marked + offered]
+            view = cache.view([f"{kind}|{name}|" for name in names for kind in ("rows", "chunks")],
+                              [f"layout|{name}" for name in names]) if hasattr(cache, "view") else None
             _APART.update(tables=tables, formats=formats, cache=view, offered=offered, ends=self.ends,
                           lock=self.lock)
             try:

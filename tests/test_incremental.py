@@ -680,6 +680,15 @@ def _takes_nothing():
     return None  # the helper's turn at an offered table: it leaves every one to the merging process
 
 
+_RENDER_OFFERED = report._render_offered
+
+
+def _renders_and_says_so():
+    with open(os.environ["PERFXL_TEST_RENDERED"], "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    return _RENDER_OFFERED()
+
+
 def _dies_holding_the_counters():
     report._APART["lock"].acquire()
     os._exit(3)  # stopped as the system would kill it, the lock still held
@@ -700,12 +709,77 @@ def test_sorted_sheets_the_helper_renders_are_the_workbook_one_process_writes(in
         monkeypatch.setattr(report, "_render_offered", _takes_nothing)
     elif helper == "takes-all":
         monkeypatch.setattr(report._Apart, "left", lambda self: iter(()))
+        monkeypatch.setattr(report, "_render_offered", _renders_and_says_so)
+        monkeypatch.setenv("PERFXL_TEST_RENDERED", str(tmp_path / "rendered.txt"))
     elif helper == "dies-holding-the-lock":
         monkeypatch.setattr(report, "_render_offered", _dies_holding_the_counters)
     first = _write_with_ledger(result, db, tmp_path / "apart.xlsx", apart=True)
     assert _members(tmp_path / "apart.xlsx") == _members(tmp_path / "here.xlsx")
+    if helper == "takes-all":  # rendered in another process, not here
+        pids = set((tmp_path / "rendered.txt").read_text().split())
+        assert pids and str(os.getpid()) not in pids
     rows = _kept_keys(db, "rows|项目清单|")
     assert rows and rows <= first  # kept, whoever rendered the sheet
     again = _write_with_ledger(result, db, tmp_path / "again.xlsx", apart=True)
     assert rows <= again  # found again (a key no merge finds is pruned)
     assert _members(tmp_path / "again.xlsx") == _members(tmp_path / "here.xlsx")
+
+
+def _connect_and_say_so(*args, **kwargs):
+    with open(os.environ["PERFXL_TEST_CONNECTED"], "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    raise sqlite3.OperationalError("a helper may not open the ledger")
+
+
+@pytest.mark.skipif(not _forks(), reason="no fork on this system")
+def test_the_helper_reads_what_was_kept_without_opening_the_ledger(inbox, tmp_path, monkeypatch):
+    """A helper that opened the ledger itself hung for ever where a fork had copied SQLite's lock from
+    another thread of the merging process (two merges in two threads): the values it may need are read
+    before the fork, and it finds the kept rows among them."""
+    from perfxl.ledger import Ledger
+
+    monkeypatch.setattr(report, "APART_MIN_CELLS", 0)
+    result = _merged(inbox, tmp_path)
+    db = tmp_path / "台账.sqlite"
+    _write_with_ledger(result, db, tmp_path / "first.xlsx", apart=True)
+    monkeypatch.setattr(report._Apart, "left", lambda self: iter(()))  # the helper renders every offered sheet
+    ledger = Ledger(db)
+    kept = ledger.kept(ledger.start_run())
+    monkeypatch.setenv("PERFXL_TEST_CONNECTED", str(tmp_path / "connected.txt"))
+    monkeypatch.setattr(sqlite3, "connect", _connect_and_say_so)
+    try:
+        report.write_summary(result, tmp_path / "again.xlsx", cache=kept, apart=True)
+        found = set(kept.touched)
+    finally:
+        monkeypatch.undo()
+        kept.close()
+        ledger.close()
+    assert not (tmp_path / "connected.txt").exists()
+    rows = _kept_keys(db, "rows|项目清单|")
+    assert rows and rows <= found  # found by the helper among what was read for it, and taken back
+    assert _members(tmp_path / "again.xlsx") == _members(tmp_path / "first.xlsx")
+
+
+def test_a_merge_run_from_a_thread_starts_its_workers_without_copying_other_threads_locks(inbox, tmp_path):
+    """A fork copies the locks other threads hold (SQLite's among them) into the child, which then waits
+    for ever: two merges in two threads of one process hung so. With other threads running, workers start
+    from a clean server process and no helper is forked; the summary is the one a lone thread writes."""
+    import threading
+
+    from perfxl.merging import worker
+
+    done = {}
+
+    def merge(name: str) -> None:
+        done[name] = worker.pool_context().get_start_method()
+        run_merge([inbox], tmp_path / f"{name}.xlsx", MergeOptions(jobs=2, db=tmp_path / f"{name}.sqlite"))
+
+    threads = [threading.Thread(target=merge, args=(name,)) for name in ("甲", "乙")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+    assert not any(t.is_alive() for t in threads), "a merge in a thread did not finish"
+    assert set(done.values()) <= {"forkserver", "spawn"}
+    run_merge([inbox], tmp_path / "alone.xlsx", MergeOptions(jobs=2, db=tmp_path / "alone.sqlite"))
+    assert _members(tmp_path / "甲.xlsx") == _members(tmp_path / "alone.xlsx") == _members(tmp_path / "乙.xlsx")

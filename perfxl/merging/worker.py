@@ -232,10 +232,18 @@ def check_upload(path: str) -> FileResult:
 
 
 def pool_context():
+    """How workers are started: forked, where the system forks and this process runs one thread. A fork
+    copies whatever lock another thread holds at that moment (SQLite's, a logging handler's) into the child,
+    which then waits for it for ever: two merges run in two threads of one process (the Python API) hung
+    so. A process with other threads starts its workers from a clean server process instead (spawn where
+    there is none), as on Windows."""
     import multiprocessing
+    import threading
 
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def check_files(tasks: list[Task], options: MergeOptions, roster: dict | None, db_path: str | None,
