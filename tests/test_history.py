@@ -140,8 +140,7 @@ def test_every_project_says_what_it_was_matched_to_and_a_renamed_one_has_no_hist
     assert (first["匹配方式"], first["上年项目名称"], first["前年"]) == ("项目名称", "2024年农村公路养护项目", "有")
     assert matches["第4公路养护站"]["未延续的上年指标"] == 1
     # 上年 figures are the 2024 self-evaluation's, as its own summary states them
-    selfeval = openpyxl.load_workbook(campaign.base / "2024自评汇总.xlsx", read_only=True)["自评得分"]
-    rows = list(selfeval.iter_rows(values_only=True))
+    rows = _sheet_rows(campaign.base / "2024自评汇总.xlsx", "自评得分")
     header = next(i for i, r in enumerate(rows) if r and "总分" in r)
     titles = rows[header]
     scores = {r[titles.index("单位名称")]: r[titles.index("总分")] for r in rows[header + 1:] if r[titles.index("单位名称")]}
@@ -365,6 +364,16 @@ def _members(path: Path) -> dict[str, bytes]:
         return {name: _TIMES.sub(b"", z.read(name)) for name in z.namelist()}
 
 
+def _sheet_rows(path: Path, sheet: str) -> list[tuple]:
+    """A sheet's rows, the workbook closed after (a read-only workbook left open is collected later, in
+    whichever test runs then, as an unclosed file)."""
+    wb = openpyxl.load_workbook(path, read_only=True)
+    try:
+        return list(wb[sheet].iter_rows(values_only=True))
+    finally:
+        wb.close()
+
+
 def _lost_helper(index: int):
     os._exit(3)  # the helper dies as a process killed by the system would
 
@@ -388,8 +397,7 @@ def test_a_lost_helper_leaves_历史对比_to_the_merging_process(campaign, libr
     monkeypatch.setattr(report, "_render_apart", _lost_helper)
     write_summary(result, tmp_path / "s.xlsx", apart=True)
     assert result.table("历史对比").rows.made
-    ws = openpyxl.load_workbook(tmp_path / "s.xlsx", read_only=True)["历史对比"]
-    assert sum(1 for row in ws.iter_rows(min_row=2) if row[0].value) == 9
+    assert sum(1 for row in _sheet_rows(tmp_path / "s.xlsx", "历史对比")[1:] if row[0]) == 9
 
 
 class _Forgetful(dict):
@@ -404,5 +412,4 @@ def test_a_helper_forked_without_the_tables_leaves_历史对比_to_the_merging_p
     monkeypatch.setattr(report, "_APART", _Forgetful())
     write_summary(result, tmp_path / "s.xlsx", apart=True)
     assert result.table("历史对比").rows.made
-    ws = openpyxl.load_workbook(tmp_path / "s.xlsx", read_only=True)["历史对比"]
-    assert sum(1 for row in ws.iter_rows(min_row=2) if row[0].value) == 9
+    assert sum(1 for row in _sheet_rows(tmp_path / "s.xlsx", "历史对比")[1:] if row[0]) == 9

@@ -153,6 +153,7 @@ def test_a_固化指标_left_twice_in_the_library_is_one_finding_and_one_prefill
     assert r.exit_code == 0, r.output
     wb = openpyxl.load_workbook(tmp_path / "汇总.xlsx", read_only=True)
     rules = [row[10] for row in wb["历史对比"].iter_rows(min_row=1, values_only=True) if row and len(row) > 10]
+    wb.close()
     assert rules.count("library-required-missing") == 1  # 710007 lacks 养护里程: once, not three times
     out = tmp_path / "空白表"
     r = CliRunner().invoke(cli, ["generate", "national/project", "--year", str(hc.YEAR), "--roster",
@@ -177,6 +178,7 @@ def test_a_固化指标_without_its_form_family_is_checked_by_the_merge_as_it_is
     assert r.exit_code == 0, r.output
     wb = openpyxl.load_workbook(tmp_path / "汇总.xlsx", read_only=True)
     found = [(row[2], row[10]) for row in wb["历史对比"].iter_rows(values_only=True) if row and len(row) > 10]
+    wb.close()
     assert found.count(("第7公路养护站", "library-required-missing")) == 1
 
 

@@ -362,9 +362,12 @@ def test_a_sheet_past_excels_row_limit_continues_on_numbered_sheets(seeds, tmp_p
     about = "\n".join(str(v) for name in wb.sheetnames if name.startswith("说明")  # 说明 continues too, at 12
                       for row in wb[name].iter_rows(values_only=True) for v in row if v)
     cover = "\n".join(str(v) for row in wb["汇总"].iter_rows(values_only=True) for v in row if v)
+    wb.close()
     assert f"「指标明细」共 {indicators:,} 行" in about and "指标明细(2)" in cover
     reopened = openpyxl.load_workbook(convert(tmp_path / "汇总.xlsx", "xlsx"), read_only=True)
-    assert parts[-1] in reopened.sheetnames
+    names = reopened.sheetnames
+    reopened.close()
+    assert parts[-1] in names
 
 
 def test_a_city_merge_of_county_ledgers_equals_one_merge_of_all_files(seeds, tmp_path):

@@ -990,6 +990,7 @@ def test_another_units_forms_and_a_non_workbook_agree_on_board_unit_page_zip_and
     summary = client.get("/api/summary.xlsx", headers=_bearer(admin))
     wb = openpyxl.load_workbook(io.BytesIO(summary.content), read_only=True)
     rows = list(wb["报送情况"].iter_rows(values_only=True))
+    wb.close()
     header = rows[0]
     state = {r[header.index("单位编码")]: r[header.index("报送状态")] for r in rows[1:] if r[header.index("单位编码")]}
     assert state == {A: "已报送", B: "未报送", C: "未报送"}

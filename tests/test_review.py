@@ -48,6 +48,7 @@ def test_return_package_for_units_to_revise(tmp_path):
     annotated = sorted((tmp_path / "退回").glob("*_校验.xlsx"))
     wb = openpyxl.load_workbook(tmp_path / "审核.xlsx", read_only=True)
     rows = list(wb["目标审核"].iter_rows(values_only=True))
+    wb.close()
     header = rows[0]
     sent_back = {row[header.index("单位名称")] for row in rows[1:] if row[header.index("等级")] in {"中", "差"}}
     assert sent_back and len(notices) == len(sent_back) == len(annotated)
@@ -66,9 +67,11 @@ def test_demo_runs_the_whole_year(tmp_path):
     def problems(summary):
         wb = openpyxl.load_workbook(summary, read_only=True)
         rows = list(wb["校验问题"].iter_rows(values_only=True))
+        names = wb.sheetnames
+        wb.close()
         header = rows[0]
         found = Counter((r[header.index("单位名称")], r[header.index("规则")]) for r in rows[1:])
-        return found, wb.sheetnames
+        return found, names
 
     monitor, sheets = problems(demo["monitor"])
     assert "监控预警" in sheets and "项目清单" not in sheets and "目标审核" not in sheets

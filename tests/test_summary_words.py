@@ -110,7 +110,9 @@ def test_every_reason_in_the_about_sheet_is_in_words_with_its_code_last(demo):
     for r in inputs.values():  # no code among the words: a code has its own column
         assert not re.search(r"[a-z]+(-[a-z0-9]+)+", r["原因"] or ""), r["原因"]
     wb = openpyxl.load_workbook(demo["summary"], read_only=True)
-    assert [c.value for c in next(wb["说明"].iter_rows(max_row=1))] == ["项目", "内容", "原因", "sha256", "代码"]
+    first = [c.value for c in next(wb["说明"].iter_rows(max_row=1))]
+    wb.close()
+    assert first == ["项目", "内容", "原因", "sha256", "代码"]
 
 
 def _county_form(folder, code: str, name: str, seed_index: int, factor: float):

@@ -105,6 +105,7 @@ def test_a_hostile_rollup_input_costs_only_that_input(tmp_path, inbox, kind):
     assert "已汇总 1，无法读取 1" in r.stdout
     wb = openpyxl.load_workbook(out, read_only=True)
     rows = [row for row in wb["校验问题"].iter_rows(values_only=True) if row[0] == "甲县.sqlite"]
+    wb.close()
     assert len(rows) == 1 and "file-corrupt" in rows[0] and why in rows[0][6]
 
 
