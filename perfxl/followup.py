@@ -374,7 +374,9 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
     if workers > 1 and len(planned) >= 50:
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(max_workers=workers)
+        from .merging.worker import pool_context  # forked only where no other thread holds a lock a fork copies
+
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context())
         built = _in_turn(pool, [tasks[i] for i in order], ahead=workers * 4)
     else:
         pool, built = None, map(_build, [tasks[i] for i in order])
