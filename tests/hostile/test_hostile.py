@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import re
 import struct
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -436,17 +437,25 @@ def test_a_worker_stopped_holding_the_shared_lock_does_not_hold_the_merge(tmp_pa
     """A pool breaks when a file kills its worker, and the pool then stops its other workers, whatever they
     are doing: one stopped while it held the lock the workers share the templates they saw under left the
     retry pool's workers waiting on it forever (the whole merge hung)."""
-    import threading
-
     def die_holding_the_lock():
         merge_module._WORKER["parts"]._lock.acquire()
         os._exit(70)
 
+    def merge_and_say_how() -> None:  # in a process of its own, which can be stopped if it hangs
+        try:
+            _rejected(tmp_path, "evil-crash.xlsx", good_bytes, "worker-crash")
+        except BaseException as exc:
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            os._exit(1)
+        os._exit(0)
+
     _patched_reader(monkeypatch, die_holding_the_lock)
-    outcome = {}
-    merging = threading.Thread(target=lambda: outcome.setdefault("seen", _rejected(
-        tmp_path, "evil-crash.xlsx", good_bytes.replace(b"x", b"x"), "worker-crash")), daemon=True)
+    # Not a thread of this process: with another thread running, the merge starts its workers without fork
+    # (merging.worker.pool_context), and they would not read with the patched reader
+    merging = multiprocessing.get_context("fork").Process(target=merge_and_say_how)
     merging.start()
     merging.join(timeout=240)
-    assert not merging.is_alive(), "the merge hung on a lock a stopped worker held"
-    assert "seen" in outcome
+    if merging.is_alive():
+        merging.kill()
+        pytest.fail("the merge hung on a lock a stopped worker held")
+    assert merging.exitcode == 0
