@@ -698,11 +698,25 @@ def _template_closure(catalog: _Catalog, path: Path) -> list[tuple[Any, bool]] |
             named = node.template
             if not (isinstance(named, jinja2.nodes.Const) and isinstance(named.value, str)):
                 return None
-            found = next((base / named.value for base in catalog.dirs if (base / named.value).is_file()), None)
+            found = _template_file(catalog, named.value)
             if found is None:
                 return None
             todo.append((found, imported or isinstance(node, jinja2.nodes.Import | jinja2.nodes.FromImport)))
     return [(tree, imported) for (_, imported), tree in seen.items()]
+
+
+def _template_file(catalog: _Catalog, name: str) -> Path | None:
+    """The file Jinja's loader takes for a template name (its pieces under each folder in turn; a name
+    with ".." in it is none), if it is a file no bigger than a template may render to."""
+    try:
+        pieces = jinja2.loaders.split_template_path(name)
+    except jinja2.TemplateNotFound:
+        return None
+    for base in catalog.dirs:
+        path = base.joinpath(*pieces)
+        if path.is_file():
+            return path if path.stat().st_size <= RENDER_MAX_CHARS * 4 else None
+    return None
 
 
 # What may stand around the output of a unit's value, or around a block or an include (whose output another
@@ -780,10 +794,9 @@ def _sources(catalog: _Catalog, path: Path) -> list[Path]:
             continue
         seen.append(current)
         for ref in re.findall(r"{%-?\s*(?:extends|include|import|from)\s+[\"']([^\"']+)[\"']", current.read_text("utf-8")):
-            for base in catalog.dirs:
-                if (base / ref).is_file():
-                    todo.append(base / ref)
-                    break
+            found = _template_file(catalog, ref)
+            if found is not None:
+                todo.append(found)
     return seen
 
 
