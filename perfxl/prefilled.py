@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, unescape
 
-from .contract import DECLARED_SHEET, STAMP_SHEET, declared_cells, declared_sheet_rows
+from .contract import DECLARED_SHEET, STAMP_SHEET, declared_cells, declared_sheet_rows, utf16_length
 from .generator import (
     GUIDE_SHEET,
     MASTER_LEVEL,
@@ -313,7 +313,7 @@ class PrefilledMaster:
         refs = [0]
 
         def string(text: str) -> int:
-            if len(text) > MAX_CELL_TEXT // 2 and len(text.encode("utf-16-le")) // 2 > MAX_CELL_TEXT:
+            if len(text) > MAX_CELL_TEXT // 2 and utf16_length(text) > MAX_CELL_TEXT:
                 raise _DoesNotFit  # longer than a cell shows: the builder cuts it (and says so, or not)
             refs[0] += 1
             index = strings.get(text)
