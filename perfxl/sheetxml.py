@@ -39,9 +39,27 @@ from .spec import cell_name
 MAX_CELL = 32_767  # characters a cell holds
 LEVEL = 1  # zlib level: summary sheets are repetitive; level 1 compresses them ~10x at a third of level 6's time
 
-_XML_ESCAPES = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;",
-                **{c: f"_x{c:04X}_" for c in range(32) if c not in (9, 10, 13)}, 0xFFFE: "", 0xFFFF: ""}
-_NEEDS_ESCAPE = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_XML_ESCAPES = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;"}
+_ENCODED = "\x00-\x08\x0b-\x1f\ufffe\uffff"  # what OOXML text holds as _xHHHH_: what XML cannot, and CR kept
+_CONTROL = re.compile(f"[{_ENCODED}]")
+# The underscore of a literal _xHHHH_ in a text: ended by an underscore of its own, or by the escape of the
+# character after it, which starts with one; two literals may share an underscore (_x005F_x0041_)
+_LITERAL = re.compile(f"_(?=x[0-9a-fA-F]{{4}}[_{_ENCODED}])")
+_NEEDS_ESCAPE = re.compile(f"[&<>{_ENCODED}]|_x")
+
+
+def control_escaped(text: str) -> str:
+    """A text with the characters OOXML holds as _xHHHH_ so written, and every literal _xHHHH_ kept literal
+    (its underscore written _x005F_), as a spreadsheet reads it back. xlsxwriter's own escape finds the
+    literals one after another and misses the second of two that share an underscore, or one ended by a
+    control character: _x005F_x0041_ came back from a form as _x005FA."""
+    if "_x" in text:
+        text = _LITERAL.sub("_x005F_", text)
+    return _CONTROL.sub(_control_escape, text)
+
+
+def _control_escape(match: re.Match) -> str:
+    return f"_x{ord(match.group()):04X}_"
 
 
 def col_letters(n: int) -> list[str]:
@@ -53,7 +71,7 @@ def text_cell(text: str, attrs: str = "") -> str:
     if len(text) > MAX_CELL:
         text = text[: MAX_CELL - 1] + "…"
     if _NEEDS_ESCAPE.search(text):
-        text = text.translate(_XML_ESCAPES)
+        text = control_escaped(text).translate(_XML_ESCAPES)
     if text[0].isspace() or text[-1].isspace():
         return f'<c{attrs} t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
     return f'<c{attrs} t="inlineStr"><is><t>{text}</t></is></c>'

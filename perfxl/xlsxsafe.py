@@ -13,20 +13,17 @@ import re
 from xml.sax.saxutils import escape
 
 import xlsxwriter
+import xlsxwriter.core
+import xlsxwriter.custom
+import xlsxwriter.packager
+import xlsxwriter.sharedstrings
 import xlsxwriter.worksheet
 from xlsxwriter.utility import _utf16_len, _utf16_truncate
 
+from .sheetxml import control_escaped
+
 RUN_START, RUN_END = '<r><t xml:space="preserve">', "</t></r>"
-_ESCAPED = re.compile(r"(_x[0-9a-fA-F]{4}_)")
-_CONTROL = re.compile(r"([\x00-\x08\x0b-\x1f])")
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-def control_escaped(text: str) -> str:
-    """A text with control characters and U+FFFE/U+FFFF as _xHHHH_ (a literal _xHHHH_ kept literal), as
-    xlsxwriter writes a shared string."""
-    text = _CONTROL.sub(lambda m: f"_x{ord(m.group(1)):04X}_", _ESCAPED.sub(r"_x005F\1", text))
-    return text.replace("\ufffe", "_xFFFE_").replace("\uffff", "_xFFFF_")
 
 
 def shared_text(text: str) -> str:
@@ -63,7 +60,59 @@ class SafeWorksheet(xlsxwriter.worksheet.Worksheet):
         return code or error
 
 
+class _EscapedAsText:
+    """A part writer of xlsxwriter's that escapes text with `control_escaped`."""
+
+    @staticmethod
+    def _escape_control_characters(data):
+        return control_escaped(data) if isinstance(data, str) else data
+
+
+class _SharedStrings(_EscapedAsText, xlsxwriter.sharedstrings.SharedStrings):
+    pass
+
+
+class _Core(_EscapedAsText, xlsxwriter.core.Core):
+    pass
+
+
+class _Custom(_EscapedAsText, xlsxwriter.custom.Custom):
+    pass
+
+
+class _Packager(xlsxwriter.packager.Packager):
+    """xlsxwriter's packager, whose parts that hold the workbook's texts (cells, document properties) escape
+    them with `control_escaped`: the bodies are xlsxwriter's own (3.x), with those writers."""
+
+    def _write_shared_strings_file(self) -> None:
+        sst = _SharedStrings()
+        sst.string_table = self.workbook.str_table
+        if not self.workbook.str_table.count:
+            return
+        sst._set_xml_writer(self._filename("xl/sharedStrings.xml"))
+        sst._assemble_xml_file()
+
+    def _write_core_file(self) -> None:
+        core = _Core()
+        core._set_properties(self.workbook.doc_properties)
+        core._set_xml_writer(self._filename("docProps/core.xml"))
+        core._assemble_xml_file()
+
+    def _write_custom_file(self) -> None:
+        properties = self.workbook.custom_properties
+        if not properties:
+            return
+        custom = _Custom()
+        custom._set_properties(properties)
+        custom._set_xml_writer(self._filename("docProps/custom.xml"))
+        custom._assemble_xml_file()
+
+
 class SafeWorkbook(xlsxwriter.Workbook):
-    """xlsxwriter's workbook whose sheets are `SafeWorksheet`s unless a subclass of it is asked for."""
+    """xlsxwriter's workbook whose sheets are `SafeWorksheet`s unless a subclass of it is asked for, and whose
+    texts are escaped with `control_escaped`."""
 
     worksheet_class = SafeWorksheet
+
+    def _get_packager(self):
+        return _Packager()
