@@ -17,6 +17,7 @@ import itertools
 import os
 import sys
 from collections import Counter, OrderedDict, defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,10 +240,23 @@ def _build_batch(tasks: list[tuple]) -> list[bytes]:
     return [_build(task) for task in tasks]
 
 
-def _in_turn(pool, tasks: list[tuple], ahead: int):
+def _batches(tasks: list[tuple], keys: list) -> Iterator[list[tuple]]:
+    """The tasks (sorted by master) in batches of BATCH, each run on to the end of its last master's units
+    (up to twice as many): a master whose few units a cut split went to both workers, and each built it (a
+    province's varied rows and regions made a tenth of its masters twice)."""
+    start = 0
+    while start < len(tasks):
+        end = min(start + BATCH, len(tasks))
+        while end < len(tasks) and end - start < 2 * BATCH and keys[end] == keys[end - 1]:
+            end += 1
+        yield tasks[start:end]
+        start = end
+
+
+def _in_turn(pool, tasks: list[tuple], keys: list, ahead: int):
     """Each task's workbook, in order, with at most `ahead` batches sent and not yet written: a pool given
     them all at once held every unit's prefill and, once patching outran writing, every built form."""
-    batches = (tasks[i:i + BATCH] for i in range(0, len(tasks), BATCH))
+    batches = _batches(tasks, keys)
     pending = deque(pool.submit(_build_batch, batch) for batch in itertools.islice(batches, ahead))
     while pending:
         done = pending.popleft().result()
@@ -377,7 +391,7 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
         from .merging.worker import pool_context  # forked only where no other thread holds a lock a fork copies
 
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context())
-        built = _in_turn(pool, [tasks[i] for i in order], ahead=workers * 4)
+        built = _in_turn(pool, [tasks[i] for i in order], [keys[i] for i in order], ahead=workers * 4)
     else:
         pool, built = None, map(_build, [tasks[i] for i in order])
     entries: dict[int, dict] = {}
