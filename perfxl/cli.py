@@ -516,7 +516,7 @@ def merge(inputs, output, roster, template, year, db, csv_dir, parquet_dir, jobs
     started = time.perf_counter()
     bar = _LazyBar("汇总")
     try:
-        result = run_merge(list(inputs), output, options, progress=bar.update, on_total=bar.start)
+        result = run_merge(list(inputs), output, options, progress=bar.update, on_total=bar.start, let_go=True)
     finally:
         bar.close()
     if result.counts["files_in"] == 0:

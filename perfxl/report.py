@@ -374,7 +374,7 @@ def _plan(table) -> _Plan:
     return _Plan(tuple(widths), paper, max(20.0, row_height(lines) + 2))
 
 
-def write_summary(result, path: Path, cache=None, apart: bool = False) -> Path:
+def write_summary(result, path: Path, cache=None, apart: bool = False, release: bool = False) -> Path:
     """The summary workbook, written beside its final name and renamed into place when complete.
 
     xlsxwriter lays out every sheet (columns, header, frozen pane, autofilter, print setup); the rows are
@@ -382,13 +382,15 @@ def write_summary(result, path: Path, cache=None, apart: bool = False) -> Path:
     is written. A table made of per-form blocks takes each block's segment from `cache` (get/put of bytes
     by key: the ledger's) when it holds one for the same layout, so a re-merge renders only what changed.
     With `apart`, where the system forks, the tables marked `apart` are made and rendered in a helper
-    process while this one writes the others (see `_Apart`).
+    process while this one writes the others (see `_Apart`). With `release`, a table's rows are let go once
+    they are rendered (`result.tables` keeps each table's columns and layout, without its rows): for a caller
+    that needs none of them after (a province's sheets hold hundreds of MB of rows).
     """
     import xlsxwriter
 
     path = Path(path)
     try:
-        _write_summary(xlsxwriter, result, path, cache, apart)
+        _write_summary(xlsxwriter, result, path, cache, apart, release)
     except OSError as exc:  # disk full, read-only folder, name too long, permission; the old summary stays
         raise OutputError(f"无法写入汇总表 (cannot write the summary) {exc.filename or path}: "
                           f"{exc.strerror or exc}；原有汇总表保持不变") from None
@@ -603,6 +605,13 @@ def _render_offered() -> tuple[int, tuple | None] | None:
     return index, _render_apart(index)
 
 
+def _let_go(table):
+    """A table whose rows were rendered, without them (a per-form table's blocks, made lazily, are kept)."""
+    if table.blocks is not None or table.cover is not None:
+        return table
+    return dataclasses.replace(table, rows=[])
+
+
 def _with_continued(table, continued: list[tuple[str, list[str], int]]):
     """说明 with a line for each table that runs past Excel's rows (a copy: the result stays as the merge made
     it)."""
@@ -636,7 +645,7 @@ def _rows_at_hand(table):
     return table
 
 
-def _write_summary(xlsxwriter, result, path: Path, cache, apart: bool = False) -> None:
+def _write_summary(xlsxwriter, result, path: Path, cache, apart: bool = False, release: bool = False) -> None:
     import tempfile
 
     sheets: dict[int, tuple[_Part, int]] = {}  # sheet number → its part and column count
@@ -659,15 +668,20 @@ def _write_summary(xlsxwriter, result, path: Path, cache, apart: bool = False) -
         helper = _Apart(result.tables, formats, apart, cache)
         try:
             made = {}  # what this process renders while the helper renders its share
+
+            def render(index: int, table=None) -> None:
+                made[index] = _rendered(table or result.tables[index], formats, cache, spool)
+                if release:  # its rows are in the spool now: their memory goes to the sheets still to render
+                    result.tables[index] = _let_go(result.tables[index])
+
             for index, table in enumerate(result.tables):
                 if table.cover is None and table.name != ABOUT_SHEET and not helper.renders(index):
-                    made[index] = _rendered(table, formats, cache, spool)
+                    render(index)
             about = next((i for i, t in enumerate(result.tables) if t.name == ABOUT_SHEET), None)
             if about is not None and not helper.futures:  # no sheet the helper renders can run past a sheet's
-                made[about] = _rendered(_about_table(result.tables[about], result.tables, made), formats,  # rows
-                                        cache, spool)
+                render(about, _about_table(result.tables[about], result.tables, made))  # rows
             for index in helper.left():
-                made[index] = _rendered(result.tables[index], formats, cache, spool)
+                render(index)
             for index, table in enumerate(result.tables):
                 if table.cover is not None:  # a few hundred rows at most: written cell by cell, not streamed,
                     sheet_no += 1            # after the big sheets, so it can say which of them continue

@@ -74,10 +74,12 @@ class _Run:
 
 
 def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, progress=None,
-              on_total=None, materialize: bool = False) -> MergeResult:
+              on_total=None, materialize: bool = False, let_go: bool = False) -> MergeResult:
     """Merge every file under `inputs`. `on_total(n)` is told how many files were found, `progress(1)`
     each time one is done. With `materialize`, every table's rows are kept in memory so the result can be
-    used after the merge (otherwise 指标明细 is produced lazily, only while the merge runs)."""
+    used after the merge (otherwise 指标明细 is produced lazily, only while the merge runs). With `let_go` (a
+    caller that uses only the counts and files after, as the CLI), each sheet's rows are let go once written,
+    unless the CSV, Parquet or return package still needs them: a province's sheets hold hundreds of MB."""
     run = _prepare(inputs, Path(output) if output else None, options)
     try:
         _open(run)
@@ -90,7 +92,7 @@ def run_merge(inputs: list[Path], output: Path | None, options: MergeOptions, pr
         ctx = _summary_context(run, files, unsettled)
         with collector_paused():  # the sheets' lines and rows: millions of objects, none in a cycle
             result = _build(run, ctx, files, unsettled)
-            _write(run, result, ctx)
+            _write(run, result, ctx, let_go=let_go and not materialize)
         _record(run, result, files)
         if materialize:
             _materialize(result)
@@ -254,7 +256,7 @@ def _build(run: _Run, ctx: Context, files: list[Seen], unsettled: list[str]) -> 
                        notes=list(run.history.notes) if run.history is not None else [])
 
 
-def _write(run: _Run, result: MergeResult, ctx: Context) -> None:
+def _write(run: _Run, result: MergeResult, ctx: Context, let_go: bool) -> None:
     """The summary, its CSV and Parquet tables, and the return package, as asked."""
     from perfxl.report import write_csv, write_parquet, write_summary
 
@@ -262,7 +264,9 @@ def _write(run: _Run, result: MergeResult, ctx: Context) -> None:
     if run.output:
         # Sheets nothing else waits on (历史对比) are written by a helper beside the others, where a merge of
         # this size renders ahead in forked workers (two cores at least)
-        write_summary(result, run.output, cache=run.kept, apart=renders_ahead(run.jobs, len(ctx.merged)))
+        release = let_go and not (options.csv_dir or options.parquet_dir or options.returns_dir)
+        write_summary(result, run.output, cache=run.kept, apart=renders_ahead(run.jobs, len(ctx.merged)),
+                      release=release)
         result.output = run.output
     if options.csv_dir:
         write_csv(result, Path(options.csv_dir))
