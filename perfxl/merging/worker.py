@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -134,9 +135,15 @@ def seen_of(path: str, sha: str, stat: FileStat, source: str, summary: dict, off
             length: int = 0) -> Seen:
     """How the main process remembers a file's result (`collect`); a worker making the form's parts makes
     the same, so that their keys agree."""
+    fields = {k: v for k, v in summary.items() if k not in {"problems", "version"}}
+    for k in _REPEATED:  # the same few texts in every file's summary, unpickled anew for each: held once
+        if type(fields.get(k)) is str:
+            fields[k] = sys.intern(fields[k])
     return Seen(path=display_path(path), size=stat.size, mtime_ns=stat.mtime_ns, ctime_ns=stat.ctime_ns,
-                ino=stat.ino, sha=sha, source=source, offset=offset, length=length,
-                **{k: v for k, v in summary.items() if k not in {"problems", "version"}})
+                ino=stat.ino, sha=sha, source=sys.intern(source), offset=offset, length=length, **fields)
+
+
+_REPEATED = ("template", "status", "read_error", "round", "issued")
 
 
 Task = tuple[str, "str | None", FileStat]  # path, the sha the ledger knows for the stat the walk saw, that stat
