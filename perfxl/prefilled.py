@@ -40,7 +40,8 @@ from .generator import (
 )
 from .sheetxml import XlsxZip, segment
 from .spec import Spec, layout
-from .xlsxsafe import RUN_END, RUN_START, control_escaped, looks_rich, shared_text
+from .xlsxsafe import RUN_END, RUN_START, looks_rich, shared_text
+from .xmltext import control_escaped
 
 _VALUE_TOKEN = re.compile(rb"PXLVAL[0-9]+X[0-9]+PXL")
 # A cell holding a shared string, a row's start tag: what a unit's copy renders again

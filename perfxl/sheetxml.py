@@ -35,31 +35,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .spec import cell_name
+from .xmltext import ENCODED, control_escaped
 
 MAX_CELL = 32_767  # characters a cell holds
 LEVEL = 1  # zlib level: summary sheets are repetitive; level 1 compresses them ~10x at a third of level 6's time
 
 _XML_ESCAPES = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;"}
-_ENCODED = "\x00-\x08\x0b-\x1f\ufffe\uffff"  # what OOXML text holds as _xHHHH_: what XML cannot, and CR kept
-_CONTROL = re.compile(f"[{_ENCODED}]")
-# The underscore of a literal _xHHHH_ in a text: ended by an underscore of its own, or by the escape of the
-# character after it, which starts with one; two literals may share an underscore (_x005F_x0041_)
-_LITERAL = re.compile(f"_(?=x[0-9a-fA-F]{{4}}[_{_ENCODED}])")
-_NEEDS_ESCAPE = re.compile(f"[&<>{_ENCODED}]|_x")
-
-
-def control_escaped(text: str) -> str:
-    """A text with the characters OOXML holds as _xHHHH_ so written, and every literal _xHHHH_ kept literal
-    (its underscore written _x005F_), as a spreadsheet reads it back. xlsxwriter's own escape finds the
-    literals one after another and misses the second of two that share an underscore, or one ended by a
-    control character: _x005F_x0041_ came back from a form as _x005FA."""
-    if "_x" in text:
-        text = _LITERAL.sub("_x005F_", text)
-    return _CONTROL.sub(_control_escape, text)
-
-
-def _control_escape(match: re.Match) -> str:
-    return f"_x{ord(match.group()):04X}_"
+_NEEDS_ESCAPE = re.compile(f"[&<>{ENCODED}]|_x")
 
 
 def col_letters(n: int) -> list[str]:

@@ -20,7 +20,7 @@ import xlsxwriter.sharedstrings
 import xlsxwriter.worksheet
 from xlsxwriter.utility import _utf16_len, _utf16_truncate
 
-from .sheetxml import control_escaped
+from .xmltext import control_escaped
 
 RUN_START, RUN_END = '<r><t xml:space="preserve">', "</t></r>"
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
