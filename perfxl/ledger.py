@@ -1037,10 +1037,18 @@ class Kept:
         total = self.db.execute("SELECT COUNT(*) FROM kept").fetchone()[0]
         if total > 2 * len(self.touched) + PRUNE_SLACK:
             touched = self.touched
-            # A key whose hash another's shares is kept one run longer; nothing this run used is pruned
-            self.db.create_function("perfxl_untouched", 1, lambda key: hash(key) not in touched, deterministic=True)
+
+            def untouched(key) -> bool:
+                # Taken as bytes: a key that is not UTF-8 (a damaged ledger, another tool's rows) would stop the
+                # whole DELETE as text. It matches no hash this run made, and goes. A key whose hash another's
+                # shares is kept one run longer; nothing this run used is pruned.
+                if not isinstance(key, bytes):
+                    return True
+                return hash(key.decode("utf-8", "surrogateescape")) not in touched
+
+            self.db.create_function("perfxl_untouched", 1, untouched, deterministic=True)
             with self.db:
-                self.db.execute("DELETE FROM kept WHERE perfxl_untouched(key)")
+                self.db.execute("DELETE FROM kept WHERE perfxl_untouched(CAST(key AS BLOB))")
         self.touched.clear()
 
 

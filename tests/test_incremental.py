@@ -298,6 +298,29 @@ def test_kept_values_nothing_uses_are_pruned_once_they_pile_up(seeds, tmp_path, 
     assert again.counts["from_ledger"] == 1
 
 
+def test_a_ledger_holding_a_key_that_is_not_utf8_is_still_pruned(seeds, tmp_path, monkeypatch):
+    """The prune asked SQLite for every key as text: one key that is not UTF-8 (a damaged ledger, another
+    tool's rows) failed the whole DELETE, and every later merge on that ledger with it (exit 2)."""
+    from perfxl import ledger
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    shutil.copy(seeds["000-0"].filled, folder / "a.xlsx")
+    db = tmp_path / "台账.sqlite"
+    run_merge([folder], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    with sqlite3.connect(db) as con:
+        used = con.execute("SELECT COUNT(*) FROM kept").fetchone()[0]
+        con.executemany("INSERT INTO kept (key, value, run, mac) VALUES (?,?,?,?)",
+                        [(f"junk|{i}", b"x", 0, b"") for i in range(50)])
+        con.execute("INSERT INTO kept (key, value, run, mac) VALUES (CAST(x'6a756e6bff' AS TEXT), x'00', 0, x'')")
+    monkeypatch.setattr(ledger, "PRUNE_SLACK", 0)
+    again = run_merge([folder], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    assert again.counts["from_ledger"] == 1
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM kept").fetchone()[0] == used
+        assert con.execute("SELECT COUNT(*) FROM kept WHERE key LIKE 'junk%'").fetchone()[0] == 0
+
+
 @pytest.mark.libreoffice
 def test_numbered_rows_land_in_their_cells_in_libreoffice(inbox, tmp_path, convert):
     """LibreOffice, re-saving the summary, must put every value in the same cell as openpyxl."""
