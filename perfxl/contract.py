@@ -109,6 +109,11 @@ def utf16_length(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
 
 
+def utf16_prefix(text: str, units: int) -> str:
+    """The longest start of `text` of at most `units` UTF-16 units, never half a character."""
+    return text.encode("utf-16-le")[: 2 * units].decode("utf-16-le", "ignore")
+
+
 def declared_cells(text: str) -> list[str]:
     """A declared row's JSON as the cells it is written in, from column D rightwards: one, unless a single
     indicator's texts (each of which fits a cell) do not fit one together; `declared_from_cells` joins them."""

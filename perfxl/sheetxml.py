@@ -34,6 +34,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .contract import utf16_length, utf16_prefix
 from .spec import cell_name
 from .xmltext import ENCODED, control_escaped
 
@@ -50,8 +51,8 @@ def col_letters(n: int) -> list[str]:
 
 def text_cell(text: str, attrs: str = "") -> str:
     """A cell holding `text` as an inline string: never a formula, whatever it starts with."""
-    if len(text) > MAX_CELL:
-        text = text[: MAX_CELL - 1] + "…"
+    if len(text) > MAX_CELL // 2 and utf16_length(text) > MAX_CELL:  # Excel counts a character beyond the BMP
+        text = utf16_prefix(text, MAX_CELL - 1) + "…"  # twice
     if _NEEDS_ESCAPE.search(text):
         text = control_escaped(text).translate(_XML_ESCAPES)
     if text[0].isspace() or text[-1].isspace():

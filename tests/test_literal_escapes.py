@@ -77,3 +77,14 @@ def test_a_unit_named_with_literal_escapes_is_named_so_in_its_form_and_the_summa
     book, _, _ = load_raw(tmp_path / "summary.xlsx")
     texts = {v for cells in book.cells.values() for v, _ in cells.values() if isinstance(v, str)}
     assert set(names) <= texts and "部门" + SHARED in texts
+
+
+def test_a_summary_cell_of_characters_beyond_the_bmp_is_cut_as_excel_counts():
+    """text_cell cut a text at 32,767 characters; Excel counts a character beyond the BMP (a 生僻字 such as 𠮷)
+    as two, so 20,000 of them made a cell Excel cannot hold."""
+    from perfxl.contract import utf16_length
+
+    for text in ("𠮷" * 20_000, "a" + "𠮷" * 16_383 + "b", "名" * 40_000):
+        inline = unescape_control(re.search(r"<t[^>]*>(.*?)</t>", text_cell(text), re.S).group(1))
+        assert utf16_length(inline) <= 32_767 and inline.endswith("…") and text.startswith(inline[:-1])
+    assert unescape_control(re.search(r"<t[^>]*>(.*?)</t>", text_cell("𠮷" * 16_383), re.S).group(1)) == "𠮷" * 16_383
