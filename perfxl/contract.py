@@ -120,12 +120,10 @@ def declared_cells(text: str) -> list[str]:
     if utf16_length(text) <= DECLARED_CELL_CHARS:
         return [text]
     pieces, start = [], 0
-    while start < len(text):
-        end = min(len(text), start + DECLARED_CELL_CHARS)
-        while utf16_length(text[start:end]) > DECLARED_CELL_CHARS:  # characters beyond the BMP count twice
-            end -= (utf16_length(text[start:end]) - DECLARED_CELL_CHARS + 1) // 2 or 1
-        pieces.append(text[start:end])
-        start = end
+    while start < len(text):  # as much as a cell holds, a character beyond the BMP counting twice
+        piece = utf16_prefix(text[start:start + DECLARED_CELL_CHARS], DECLARED_CELL_CHARS)
+        pieces.append(piece)
+        start += len(piece)
     return pieces
 
 
