@@ -13,19 +13,21 @@ copy. The hidden declared sheet only feeds the form's live checks (分值 per �
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import sys
 from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from .domain import MONEY_UNITS
 from .errors import OutputError, PerfxlError
 from .files import ensure_writable_dir, write_bytes_atomic
-from .generator import TOKENS, build_workbook, form_filename, guide_unit_lines
+from .generator import REGION_TOKEN, TOKENS, build_workbook, form_filename, guide_title_lines, guide_unit_lines
 from .issued import RECORD_FILE, IssuedProject, new_round, record_round
 from .ledger import Ledger, check_ledger_file
 from .manifest import Manifest, write_manifest
@@ -217,14 +219,16 @@ def _issuing_region(declarations: list[tuple[CheckedForm, Spec]], templates_dir:
 
 def _build(task: tuple) -> bytes:
     """One unit's follow-up workbook (run in a worker process for large rosters): patched from the master
-    of the units alike (`shared`), else built."""
-    template, year, region, unit_params, projects, templates_dir, password, spare, shared = task
+    of the units alike (`shared`), else built. `region_shared`: the master is the one of every region its
+    template shows only as it is (`region_shares_master`)."""
+    template, year, region, unit_params, projects, templates_dir, password, spare, shared, region_shared = task
     rows = _table_rows(projects, spare)
     if shared:
         master = _master(template, year, region, unit_params, len(projects), rows, tuple(projects[0].fields),
-                         templates_dir, password)
+                         templates_dir, password, region_shared)
         if master is not None:
-            data = master.copy_for(unit_params, *_prefill(master.table, master.columns, projects))
+            unit = {**unit_params, "region": region} if region_shared else unit_params
+            data = master.copy_for(unit, *_prefill(master.table, master.columns, projects))
             if data is not None:
                 return data
     spec = load_spec(template, year, region, unit=unit_params, blank_rows=rows, templates_dir=templates_dir)
@@ -274,10 +278,55 @@ def _prefill(table: str, columns: list[str], projects: list[Declared]) -> tuple[
     return values, [[{**row, "row": i + 1} for i, row in enumerate(d.rows)] for d in projects]
 
 
-def _master_key(year: int, region: str | None, unit_params: dict, projects: list[Declared], spare: int) -> tuple:
-    """What units share a master in: region, sheets, rows, and how many lines 填表说明 gives their name."""
+def _master_key(year: int, region: object, unit_params: dict, projects: list[Declared], spare: int) -> tuple:
+    """What units share a master in: region (`_region_key`), sheets, rows, and how many lines 填表说明 gives
+    their name."""
     return (region, len(projects), _table_rows(projects, spare), tuple(projects[0].fields),
             guide_unit_lines(year, unit_params))
+
+
+def _region_key(region: str | None, title: str, shared: bool) -> object:
+    """The region as a master's key: for a region that shares the master of its template's regions, how
+    many lines its title takes on 填表说明 (whose rows' heights are the master's); else the region."""
+    return (REGION_TOKEN, guide_title_lines(title)) if shared else region
+
+
+@lru_cache(maxsize=1024)
+def region_shares_master(template: str, year: int, region: str | None, round_id: str,
+                         templates_dir: Path | None) -> bool:
+    """Whether this template shows the region only as it is: its spec rendered for the region is its spec
+    rendered for REGION_TOKEN with the region in the token's place, sheet names aside (which hold no
+    token). Then one master, rendered for the token, serves every such region: a province's round of 100
+    counties no longer makes a master per county for each count of rows (a round whose units varied cost
+    11 ms a form, mostly masters). A template that works on the region (`region[:2]`, `{% if region ==
+    "上海市" %}`) fails the comparison and keeps a master per region. Compared at the template's own
+    rows: a template whose rows and region interact beyond that is not one this takes apart."""
+    if not region or REGION_TOKEN in region:
+        return False
+    unit = {**TOKENS, "round": round_id}
+    try:
+        theirs = load_spec(template, year, region, unit=unit, templates_dir=templates_dir)
+        mine = load_spec(template, year, REGION_TOKEN, unit=unit, templates_dir=templates_dir)
+    except PerfxlError:
+        return False
+    if REGION_TOKEN in mine.sheet_name or theirs.designed is not None:
+        return False
+    return _plain(mine, region) == _plain(theirs, None)
+
+
+def _plain(value: object, region: str | None) -> object:
+    """A spec as nested tuples of its fields' values, REGION_TOKEN replaced by `region` in every text."""
+    kind = type(value)
+    if kind is str:
+        return value.replace(REGION_TOKEN, region) if region is not None else value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (kind.__name__, *((f.name, _plain(getattr(value, f.name), region)) for f in dataclasses.fields(value)))
+    if isinstance(value, dict):
+        return ("dict", *((_plain(k, region), _plain(v, region)) for k, v in value.items()))
+    if isinstance(value, list | tuple | frozenset | set):
+        items = (_plain(v, region) for v in value)
+        return (kind.__name__, *(sorted(items, key=repr) if isinstance(value, frozenset | set) else items))
+    return value
 
 
 def _table_rows(projects: list[Declared], spare: int) -> int:
@@ -290,22 +339,30 @@ MASTERS_KEPT = 8
 
 
 def _master(template: str, year: int, region: str | None, unit_params: dict, projects: int, rows: int,
-            fields: tuple[str, ...], templates_dir: Path | None, password: str | None) -> PrefilledMaster | None:
+            fields: tuple[str, ...], templates_dir: Path | None, password: str | None,
+            region_shared: bool = False) -> PrefilledMaster | None:
     """This process's master for the unit's forms, made on first use; None where one cannot be made (the
-    forms are built)."""
-    key = (template, year, region, unit_params.get("round"), projects, rows, fields, templates_dir, password,
+    forms are built). `region_shared`: the master of every region that shares one (rendered for
+    REGION_TOKEN), which a copy is given its region to fill in."""
+    measure_as = unit_params
+    if region_shared:
+        title = load_spec(template, year, region, templates_dir=templates_dir).title
+        measure_as = {**unit_params, "region": region}
+    key = (template, year, _region_key(region, title, True) if region_shared else region,
+           unit_params.get("round"), projects, rows, fields, templates_dir, password,
            guide_unit_lines(year, unit_params))
     if key in _MASTERS:
         _MASTERS.move_to_end(key)
         return _MASTERS[key]
     tokens = {**TOKENS, "round": unit_params.get("round", "")}
-    spec = load_spec(template, year, region, unit=tokens, blank_rows=rows, templates_dir=templates_dir)
+    spec = load_spec(template, year, REGION_TOKEN if region_shared else region, unit=tokens, blank_rows=rows,
+                     templates_dir=templates_dir)
     table = next(iter(spec.tables.values()), None)
     master = None
     if table is not None and substitutes_unit(spec, TOKENS):  # else the template works on the unit's values
         try:
             master = PrefilledMaster(spec, tokens, projects, fields, table.id,
-                                     PREFILLED_COLUMNS & {c.id for c in table.columns}, password, unit_params)
+                                     PREFILLED_COLUMNS & {c.id for c in table.columns}, password, measure_as)
         except CannotPatch:
             master = None
     _MASTERS[key] = master
@@ -371,19 +428,21 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
         used_names.add(filename.lower())
         if os.path.realpath(outdir / filename) in protected:
             raise OutputError(f"输出文件 {outdir / filename} 是输入文件，perfxl 不会覆盖它")
+        region_shared = region_shares_master(template, year, unit_region, round_id, templates_dir)
         planned.append((unit, filename, projects, (template, year, unit_region, {**unit.as_params(), "round": round_id},
-                                                   projects, templates_dir, password, spare)))
+                                                   projects, templates_dir, password, spare), region_shared))
     # Units alike share a master their forms are patched from (perfxl.prefilled); a unit alone is built.
     # Forms go to the workers sorted by master, so a worker makes each of its masters once.
-    keys = [_master_key(year, task[2], task[3], projects, spare) for _, _, projects, task in planned]
+    keys = [_master_key(year, _region_key(task[2], specs[task[2]].title, region_shared), task[3], projects, spare)
+            for _, _, projects, task, region_shared in planned]
     alike = Counter(keys)
-    tasks = [(*task, alike[key] > 1) for (*_, task), key in zip(planned, keys)]
+    tasks = [(*task, alike[key] > 1, region_shared) for (*_, task, region_shared), key in zip(planned, keys)]
     order = sorted(range(len(planned)), key=lambda i: (str(keys[i]), i))
     del prefilled
     ensure_writable_dir(outdir)
     # Recorded before any form exists: a form handed out always has its record.
     record_round(outdir, round_id, template, year,
-                 ((unit.code, issued_projects(specs[task[2]], projects)) for unit, _, projects, task in planned))
+                 ((unit.code, issued_projects(specs[task[2]], projects)) for unit, _, projects, task, _ in planned))
     workers = jobs or os.cpu_count() or 1
     if workers > 1 and len(planned) >= 50:
         from concurrent.futures import ProcessPoolExecutor
@@ -397,7 +456,7 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
     entries: dict[int, dict] = {}
     try:
         for i, data in zip(order, built):
-            unit, filename, projects, _ = planned[i]
+            unit, filename, projects, *_ = planned[i]
             try:
                 write_bytes_atomic(outdir / filename, data)
             except OSError as exc:

@@ -139,6 +139,7 @@ def _write_stamp_sheet(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats,
     return content.lists
 
 
+GUIDE_TITLE_SIZE = 16  # points
 GUIDE_WIDTH = 80  # characters: one A4 portrait page wide at 100 % in Excel, and in LibreOffice's wider columns
 
 
@@ -152,13 +153,19 @@ def guide_unit_lines(year: int, unit: dict) -> int:
     return len(wrap_text(guide_unit_line(year, unit), [GUIDE_WIDTH]))
 
 
+def guide_title_lines(title: str) -> int:
+    """How many lines 填表说明's title takes (its first line): regions whose titles take as many share a
+    master's 填表说明."""
+    return len(wrap_text(title, [GUIDE_WIDTH], GUIDE_TITLE_SIZE, True))
+
+
 def _write_guide(wb, spec: Spec, unit: dict, projects: int, fmt: _Formats, shown=str) -> None:
     """填表说明: the first sheet a clerk opens and prints, on A4 portrait, each item wrapped in a row tall
     enough for it (sized by what `shown` makes of the text: the unit's values in a batch's master)."""
     ws = wb.add_worksheet(GUIDE_SHEET)
     ws.set_column(0, 0, GUIDE_WIDTH)
     lines = [
-        (spec.title, fmt.title(), 16, True),
+        (spec.title, fmt.title(), GUIDE_TITLE_SIZE, True),
         (guide_unit_line(spec.year, unit), fmt.text("center"), 10, False),
         ("填表说明", fmt.section(), 10, True),
         ("1. 浅黄色单元格为填写区域，其余单元格已锁定；红色底色表示必填项尚未填写。", fmt.text(), 10, False),
@@ -588,6 +595,11 @@ def _write_declared_sheet(wb, titles: list[str], declared: list[list[dict]]) -> 
 # ----------------------------------------------------------------------------------------------------
 
 TOKENS = {"code": "PXLTOKENCODEPXL", "name": "PXLTOKENNAMEPXL", "department": "PXLTOKENDEPTPXL"}
+# The region a master of follow-up forms is rendered for when its template shows the region only as it is
+# (perfxl.followup.region_shares_master): units of every such region then share one master. Not a unit
+# value (templates never see it as unit.region); a copy is given it as its unit's "region".
+REGION_TOKEN = "PXLTOKENREGIONPXL"
+_PLACED = {**TOKENS, "region": REGION_TOKEN}  # every token a master may hold, by the key of its value
 
 
 def measured_as(unit: dict | None):
@@ -595,7 +607,7 @@ def measured_as(unit: dict | None):
     if not unit:
         return str
 
-    values = {token: str(unit.get(key, "")) for key, token in TOKENS.items()}
+    values = {token: str(unit.get(key, "")) for key, token in _PLACED.items()}
 
     def shown(text: str) -> str:  # in one pass: a value that looks like a token stays the value
         return _TOKEN_TEXT.sub(lambda m: values[m.group(0)], text)
@@ -638,7 +650,7 @@ def unit_xml(unit: dict) -> dict[str, bytes]:
     """{token key: the unit's value as a master's XML holds it}: as element content (a shared string, a
     document property) the way xlsxwriter writes it (control characters as _xHHHH_), and after "@" as an
     attribute's value, escaped as it escapes one, what XML cannot hold left out."""
-    texts = {key: str(unit.get(key, "")) for key in TOKENS}
+    texts = {key: str(unit.get(key, "")) for key in _PLACED}
     return {**{key: shared_text(v).encode("utf-8") for key, v in texts.items()},
             **{f"{key}@": xml_attribute(v).encode("utf-8") for key, v in texts.items()}}
 
@@ -685,9 +697,9 @@ def filled(pieces: list, values: dict[str, Segment]) -> list[Segment]:
 
 
 MASTER_LEVEL = 6  # a master's members, compressed once for every copy (zipfile's level before)
-TOKEN_KEYS = {token.encode(): key for key, token in TOKENS.items()}
+TOKEN_KEYS = {token.encode(): key for key, token in _PLACED.items()}
 TOKEN_SPLIT = re.compile(b"(" + b"|".join(re.escape(t) for t in TOKEN_KEYS) + b")")
-_TOKEN_TEXT = re.compile("|".join(re.escape(t) for t in TOKENS.values()))
+_TOKEN_TEXT = re.compile("|".join(re.escape(t) for t in _PLACED.values()))
 
 
 def form_filename(unit: Unit, spec: Spec) -> str:

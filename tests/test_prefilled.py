@@ -64,23 +64,26 @@ def _project(template: str, n: int, rows: list[tuple], texts: dict | None = None
         for l1, l2, l3, target, points in rows], f"项目{n}")
 
 
-def _task(template: str, projects: list[Declared], shared: bool, unit: dict = UNIT, templates_dir=None) -> tuple:
+def _task(template: str, projects: list[Declared], shared: bool, unit: dict = UNIT, templates_dir=None,
+          region: str | None = None, region_shared: bool = False) -> tuple:
     spare = ADDED_ROWS if load_spec(template, YEAR, templates_dir=templates_dir).round.stage == ADJUST else 0
-    return (template, YEAR, None, unit, projects, templates_dir, None, spare, shared)
+    return (template, YEAR, region, unit, projects, templates_dir, None, spare, shared, region_shared)
 
 
 def _patched_and_built(template: str, projects: list[Declared], unit: dict = UNIT,
-                       templates_dir=None) -> tuple[bytes, bytes]:
-    task = _task(template, projects, True, unit, templates_dir)
+                       templates_dir=None, region: str | None = None,
+                       region_shared: bool = False) -> tuple[bytes, bytes]:
+    task = _task(template, projects, True, unit, templates_dir, region, region_shared)
     spare = task[7]
     rows = max(max(len(d.rows) for d in projects) + spare, 1)
-    master = followup._master(template, YEAR, None, unit, len(projects), rows, tuple(projects[0].fields),
-                              templates_dir, None)
+    master = followup._master(template, YEAR, region, unit, len(projects), rows, tuple(projects[0].fields),
+                              templates_dir, None, region_shared)
     assert master is not None
-    patched = master.copy_for(unit, *followup._prefill(master.table, master.columns, projects))
+    own = {**unit, "region": region} if region_shared else unit
+    patched = master.copy_for(own, *followup._prefill(master.table, master.columns, projects))
     assert patched is not None, "the values fit the master: the form must be patched, not built"
     assert resolved(followup._build(task)) == resolved(patched)  # what the round's workers hand out
-    return patched, followup._build(_task(template, projects, False, unit, templates_dir))
+    return patched, followup._build(_task(template, projects, False, unit, templates_dir, region))
 
 
 ROWS = [("产出指标", "数量指标", "完成住房公积金归集", "≥95%", 10.0),
@@ -96,6 +99,59 @@ def test_a_patched_follow_up_form_is_the_form_xlsxwriter_builds(template):
         projects = projects[:1]
     patched, built = _patched_and_built(template, projects)
     assert resolved(patched) == resolved(built)
+
+
+# A county's short name, a long one whose title wraps 填表说明's first line, a city
+REGIONS = ("甲县", "某某省某某市某某自治县某某经济技术开发区管理委员会辖区某某镇", "绵阳市")
+
+
+@pytest.mark.parametrize("template", FOLLOWUPS)
+@pytest.mark.parametrize("region", REGIONS)
+def test_a_form_patched_from_the_master_every_region_shares_is_the_form_built_for_its_region(template, region):
+    """The national follow-up templates show the region only as it is (in their titles and stamps): one
+    master, rendered for the region's token, serves every region, and each unit's copy is the form
+    xlsxwriter builds for its own region, title, stamp, document properties and row heights included."""
+    assert followup.region_shares_master(template, YEAR, region, ROUND, None)
+    projects = [_project(template, 1, ROWS), _project(template, 2, ROWS[:2])]
+    if not load_spec(template, YEAR).multi_project:
+        projects = projects[:1]
+    patched, built = _patched_and_built(template, projects, region=region, region_shared=True)
+    assert resolved(patched) == resolved(built)
+    assert region.encode() in resolved(patched)["xl/sharedStrings.xml"]
+    assert b"PXLTOKEN" not in b"".join(resolved(patched).values())
+
+
+def test_units_of_many_regions_share_one_master_unless_their_titles_wrap_differently():
+    template = "national/selfeval"
+    project = _project(template, 1, ROWS)
+    keys = {followup._master_key(YEAR, followup._region_key(r, load_spec(template, YEAR, r).title, True), UNIT,
+                                 [project], 0) for r in ("甲县", "乙县", "丙市", "丁区")}
+    assert len(keys) == 1
+    wraps = followup._region_key(REGIONS[1], load_spec(template, YEAR, REGIONS[1]).title, True)
+    assert followup._master_key(YEAR, wraps, UNIT, [project], 0) not in keys
+
+
+def test_a_template_that_works_on_the_region_keeps_a_master_per_region(tmp_path):
+    """A bureau's template that shortens the region, or says something of one region only, is not the token
+    with the region put in: each region gets its own master, and its forms are still the built ones."""
+    shutil.copytree(TEMPLATES, tmp_path / "templates")
+    path = tmp_path / "templates" / "national" / "selfeval.yaml"
+    text = path.read_text(encoding="utf-8")
+    old = '(region if region != "全国" else "")'
+    assert old in text
+    for i, changed in enumerate(('(region[:2] if region != "全国" else "")',
+                                 '((region ~ "（试点）") if region == "甲县" else region)')):
+        shutil.rmtree(tmp_path / "templates" / "mine", ignore_errors=True)
+        (tmp_path / "templates" / "mine").mkdir()
+        (tmp_path / "templates" / "mine" / f"selfeval{i}.yaml").write_text(text.replace(old, changed), encoding="utf-8")
+        for other in ("_base.yaml",):
+            if (tmp_path / "templates" / "national" / other).exists():
+                shutil.copy(tmp_path / "templates" / "national" / other, tmp_path / "templates" / "mine" / other)
+        template = f"mine/selfeval{i}"
+        assert not followup.region_shares_master(template, YEAR, "甲县", ROUND, tmp_path / "templates")
+        project = _project(template, 1, ROWS, templates_dir=tmp_path / "templates")
+        patched, built = _patched_and_built(template, [project], templates_dir=tmp_path / "templates", region="甲县")
+        assert resolved(patched) == resolved(built)
 
 
 def test_rows_grow_with_the_unit_s_text_and_its_name(tmp_path):
@@ -277,6 +333,52 @@ def test_a_round_in_a_pool_of_workers_gives_each_unit_its_own_form_in_the_roster
                 for s in pooled.sheets] == [[{k: (c.value, c.address) for k, c in row.items() if k != "_row"}
                                              for row in s.tables["indicators"]] for s in alone.sheets]
         assert pooled.declared == alone.declared
+
+
+def test_a_round_for_units_of_many_regions_makes_one_master_and_names_each_unit_s_region(tmp_path, monkeypatch):
+    """Twelve units in three counties, alike but for their region: one master serves them all, and each
+    unit's form is the one built for its county (its title, stamp and document properties)."""
+    from perfxl import prefilled
+    from perfxl.generator import build_workbook
+    from perfxl.merging import MergeOptions, run_merge
+    from perfxl.roster import read_roster
+
+    from .conftest import write_roster
+
+    regions = ("甲县", "乙县", "丙市高新区")
+    units = [(f"8{i:05d}", f"测试单位{i}", "部门", regions[i % 3]) for i in range(12)]
+    roster = write_roster(tmp_path / "名单.csv", units, header=("code", "name", "department", "region"))
+    inbox = tmp_path / "申报"
+    inbox.mkdir()
+    for i, (code, name, department, region) in enumerate(units):
+        unit = {"code": code, "name": name, "department": department}
+        fields = {"project_name": f"项目{i}", "project_attr": "新增项目", "project_period": "2022年",
+                  "subject_code": "2010101", "long_term_goal": "提升公共服务水平。", "annual_goal": "完成年度任务。",
+                  "funds_total_annual": 100.0, "funds_fiscal_annual": 100.0, "funds_other_annual": 0,
+                  "funds_total_mid": 100.0, "funds_fiscal_mid": 100.0, "funds_other_mid": 0,
+                  "preparer": "张三", "phone": "08162222222", "fill_date": "2021-11-15"}
+        spec = load_spec("national/project", YEAR, region, unit=unit)
+        (inbox / f"{code}.xlsx").write_bytes(build_workbook(spec, unit, values=[
+            {"fields": fields, "tables": {"indicators": [list(r) for r in NATIONAL_ROWS]}}]))
+    run_merge([inbox], tmp_path / "申报汇总.xlsx", MergeOptions(roster=roster, jobs=1))
+    made = []
+    real = prefilled.PrefilledMaster.__init__
+    monkeypatch.setattr(prefilled.PrefilledMaster, "__init__", lambda self, *a, **k: made.append(1) or real(self, *a, **k))
+    followup._MASTERS.clear()
+    out = tmp_path / "自评表"
+    followup.generate_followups("national/selfeval", YEAR, read_roster(roster), tmp_path / "申报汇总_报送台账.sqlite",
+                                out, jobs=1)
+    assert len(made) == 1
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["forms"]
+    assert [f["unit_code"] for f in manifest] == [u[0] for u in units]
+    for entry, (code, name, department, region) in zip(manifest, units):
+        data = (out / entry["file"]).read_bytes()
+        form = read_workbook(out / entry["file"])
+        assert (form.unit_code, form.region) == (code, region)
+        assert entry["file"].endswith(f"_{region}项目支出绩效自评表.xlsx")
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            assert f"<dc:title>{region}项目支出绩效自评表</dc:title>" in zf.read("docProps/core.xml").decode()
+            assert f"<Company>{region}</Company>" in zf.read("docProps/app.xml").decode()
 
 
 def test_a_follow_up_template_that_works_on_the_unit_s_values_is_built_for_each_unit(tmp_path):
