@@ -220,14 +220,14 @@ def _issuing_region(declarations: list[tuple[CheckedForm, Spec]], templates_dir:
 def _build(task: tuple) -> bytes:
     """One unit's follow-up workbook (run in a worker process for large rosters): patched from the master
     of the units alike (`shared`), else built. `region_shared`: the master is the one of every region its
-    template shows only as it is (`region_shares_master`)."""
+    template shows only as it is (`region_shares_master`), and this its key (`_shared_region_key`); else None."""
     template, year, region, unit_params, projects, templates_dir, password, spare, shared, region_shared = task
     rows = _table_rows(projects, spare)
     if shared:
         master = _master(template, year, region, unit_params, len(projects), rows, tuple(projects[0].fields),
                          templates_dir, password, region_shared)
         if master is not None:
-            unit = {**unit_params, "region": region} if region_shared else unit_params
+            unit = {**unit_params, "region": region} if region_shared is not None else unit_params
             data = master.copy_for(unit, *_prefill(master.table, master.columns, projects))
             if data is not None:
                 return data
@@ -279,16 +279,17 @@ def _prefill(table: str, columns: list[str], projects: list[Declared]) -> tuple[
 
 
 def _master_key(year: int, region: object, unit_params: dict, projects: list[Declared], spare: int) -> tuple:
-    """What units share a master in: region (`_region_key`), sheets, rows, and how many lines 填表说明 gives
-    their name."""
+    """What units share a master in: region (or `_shared_region_key`), sheets, rows, and how many lines
+    填表说明 gives their name."""
     return (region, len(projects), _table_rows(projects, spare), tuple(projects[0].fields),
             guide_unit_lines(year, unit_params))
 
 
-def _region_key(region: str | None, title: str, shared: bool) -> object:
-    """The region as a master's key: for a region that shares the master of its template's regions, how
-    many lines its title takes on 填表说明 (whose rows' heights are the master's); else the region."""
-    return (REGION_TOKEN, guide_title_lines(title)) if shared else region
+def _shared_region_key(title: str, shared: bool) -> tuple | None:
+    """What stands for the region in a master's key where the region shares the master of its template's
+    regions: how many lines its title takes on 填表说明, whose rows' heights are the master's. None where it
+    does not (the region itself is then the key)."""
+    return (REGION_TOKEN, guide_title_lines(title)) if shared else None
 
 
 @lru_cache(maxsize=1024)
@@ -340,22 +341,19 @@ MASTERS_KEPT = 8
 
 def _master(template: str, year: int, region: str | None, unit_params: dict, projects: int, rows: int,
             fields: tuple[str, ...], templates_dir: Path | None, password: str | None,
-            region_shared: bool = False) -> PrefilledMaster | None:
+            region_shared: tuple | None = None) -> PrefilledMaster | None:
     """This process's master for the unit's forms, made on first use; None where one cannot be made (the
-    forms are built). `region_shared`: the master of every region that shares one (rendered for
-    REGION_TOKEN), which a copy is given its region to fill in."""
-    measure_as = unit_params
-    if region_shared:
-        title = load_spec(template, year, region, templates_dir=templates_dir).title
-        measure_as = {**unit_params, "region": region}
-    key = (template, year, _region_key(region, title, True) if region_shared else region,
+    forms are built). `region_shared`: the key (`_shared_region_key`) of the master every region that
+    shares one shares (rendered for REGION_TOKEN), which a copy is given its region to fill in."""
+    measure_as = unit_params if region_shared is None else {**unit_params, "region": region}
+    key = (template, year, region if region_shared is None else region_shared,
            unit_params.get("round"), projects, rows, fields, templates_dir, password,
            guide_unit_lines(year, unit_params))
     if key in _MASTERS:
         _MASTERS.move_to_end(key)
         return _MASTERS[key]
     tokens = {**TOKENS, "round": unit_params.get("round", "")}
-    spec = load_spec(template, year, REGION_TOKEN if region_shared else region, unit=tokens, blank_rows=rows,
+    spec = load_spec(template, year, region if region_shared is None else REGION_TOKEN, unit=tokens, blank_rows=rows,
                      templates_dir=templates_dir)
     table = next(iter(spec.tables.values()), None)
     master = None
@@ -428,12 +426,13 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
         used_names.add(filename.lower())
         if os.path.realpath(outdir / filename) in protected:
             raise OutputError(f"输出文件 {outdir / filename} 是输入文件，perfxl 不会覆盖它")
-        region_shared = region_shares_master(template, year, unit_region, round_id, templates_dir)
+        region_shared = _shared_region_key(specs[unit_region].title,
+                                           region_shares_master(template, year, unit_region, round_id, templates_dir))
         planned.append((unit, filename, projects, (template, year, unit_region, {**unit.as_params(), "round": round_id},
                                                    projects, templates_dir, password, spare), region_shared))
     # Units alike share a master their forms are patched from (perfxl.prefilled); a unit alone is built.
     # Forms go to the workers sorted by master, so a worker makes each of its masters once.
-    keys = [_master_key(year, _region_key(task[2], specs[task[2]].title, region_shared), task[3], projects, spare)
+    keys = [_master_key(year, task[2] if region_shared is None else region_shared, task[3], projects, spare)
             for _, _, projects, task, region_shared in planned]
     alike = Counter(keys)
     tasks = [(*task, alike[key] > 1, region_shared) for (*_, task, region_shared), key in zip(planned, keys)]

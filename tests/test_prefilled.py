@@ -65,7 +65,7 @@ def _project(template: str, n: int, rows: list[tuple], texts: dict | None = None
 
 
 def _task(template: str, projects: list[Declared], shared: bool, unit: dict = UNIT, templates_dir=None,
-          region: str | None = None, region_shared: bool = False) -> tuple:
+          region: str | None = None, region_shared: tuple | None = None) -> tuple:
     spare = ADDED_ROWS if load_spec(template, YEAR, templates_dir=templates_dir).round.stage == ADJUST else 0
     return (template, YEAR, region, unit, projects, templates_dir, None, spare, shared, region_shared)
 
@@ -73,13 +73,17 @@ def _task(template: str, projects: list[Declared], shared: bool, unit: dict = UN
 def _patched_and_built(template: str, projects: list[Declared], unit: dict = UNIT,
                        templates_dir=None, region: str | None = None,
                        region_shared: bool = False) -> tuple[bytes, bytes]:
+    if region_shared:
+        region_shared = followup._shared_region_key(load_spec(template, YEAR, region).title, True)
+    else:
+        region_shared = None
     task = _task(template, projects, True, unit, templates_dir, region, region_shared)
     spare = task[7]
     rows = max(max(len(d.rows) for d in projects) + spare, 1)
     master = followup._master(template, YEAR, region, unit, len(projects), rows, tuple(projects[0].fields),
                               templates_dir, None, region_shared)
     assert master is not None
-    own = {**unit, "region": region} if region_shared else unit
+    own = {**unit, "region": region} if region_shared is not None else unit
     patched = master.copy_for(own, *followup._prefill(master.table, master.columns, projects))
     assert patched is not None, "the values fit the master: the form must be patched, not built"
     assert resolved(followup._build(task)) == resolved(patched)  # what the round's workers hand out
@@ -124,10 +128,10 @@ def test_a_form_patched_from_the_master_every_region_shares_is_the_form_built_fo
 def test_units_of_many_regions_share_one_master_unless_their_titles_wrap_differently():
     template = "national/selfeval"
     project = _project(template, 1, ROWS)
-    keys = {followup._master_key(YEAR, followup._region_key(r, load_spec(template, YEAR, r).title, True), UNIT,
+    keys = {followup._master_key(YEAR, followup._shared_region_key(load_spec(template, YEAR, r).title, True), UNIT,
                                  [project], 0) for r in ("甲县", "乙县", "丙市", "丁区")}
     assert len(keys) == 1
-    wraps = followup._region_key(REGIONS[1], load_spec(template, YEAR, REGIONS[1]).title, True)
+    wraps = followup._shared_region_key(load_spec(template, YEAR, REGIONS[1]).title, True)
     assert followup._master_key(YEAR, wraps, UNIT, [project], 0) not in keys
 
 
