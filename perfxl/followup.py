@@ -238,6 +238,9 @@ def _build(task: tuple) -> bytes:
 
 
 BATCH = 16  # forms a worker builds per task it is sent
+# ... run on to the end of its last master's units, up to this many: a master of at most 3 × BATCH units is
+# built by one worker only (a round of 20 counties' units shares about 40 masters of about 50 units each)
+BATCH_MAX = 4 * BATCH
 
 
 def _build_batch(tasks: list[tuple]) -> list[bytes]:
@@ -246,13 +249,18 @@ def _build_batch(tasks: list[tuple]) -> list[bytes]:
 
 def _batches(tasks: list[tuple], keys: list) -> Iterator[list[tuple]]:
     """The tasks (sorted by master) in batches of BATCH, each run on to the end of its last master's units
-    (up to twice as many): a master whose few units a cut split went to both workers, and each built it (a
-    province's varied rows and regions made a tenth of its masters twice)."""
+    where that end is at most BATCH_MAX from its start: a master whose units a cut split went to both
+    workers, and each built it (a province's varied rows and regions made a tenth of its masters twice; one
+    master for all regions, most of them)."""
     start = 0
     while start < len(tasks):
         end = min(start + BATCH, len(tasks))
-        while end < len(tasks) and end - start < 2 * BATCH and keys[end] == keys[end - 1]:
-            end += 1
+        if end < len(tasks) and keys[end] == keys[end - 1]:
+            last = end
+            while last < len(tasks) and last - start < BATCH_MAX and keys[last] == keys[end - 1]:
+                last += 1
+            if last == len(tasks) or keys[last] != keys[end - 1]:  # the master's units end within reach
+                end = last
         yield tasks[start:end]
         start = end
 
