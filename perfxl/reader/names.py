@@ -110,23 +110,7 @@ def extract(form: FormData, book: RawBook, spec: Spec) -> None:
                 continue
             others = [(a, b) for s, a, b, n in regions if s == sheet and n != t.name and a > r1]
             stop = min([a for a, _ in others] + [r1 + 500])
-            rows = []
-            columns = [(col.id, c0 + pos.columns[col.id], letter(c0 + pos.columns[col.id])) for col in t.columns]
-            r = r0
-            while r <= r1 or r < stop:
-                found = [(cid, cc, lt, cells.get((r, cc))) for cid, cc, lt in columns]
-                empty = all(v is None or (v[0] in (None, "") and not v[1]) for *_, v in found)
-                if r > r1:  # rows a clerk added directly below the named body
-                    texts = {str(v[0]).strip() for *_, v in found if v is not None and isinstance(v[0], str)}
-                    if empty or texts & label_texts:
-                        break
-                if not empty:
-                    row = {"_row": r + 1}
-                    for cid, _, lt, v in found:
-                        row[cid] = Cell(v[0], f"{lt}{r + 1}", v[1]) if v is not None else Cell(None, f"{lt}{r + 1}")
-                    rows.append(row)
-                r += 1
-            data.tables[t.id] = rows
+            data.tables[t.id] = _table_rows(cells, t, pos, c0, r0, r1, stop, label_texts)
         form.sheets.append(data)
     if not form.unit_name and spec.unit_name_field:  # no stamp: the unit the form itself names
         for sheet in form.sheets:
@@ -134,3 +118,34 @@ def extract(form: FormData, book: RawBook, spec: Spec) -> None:
             if cell and isinstance(cell.value, str) and cell.value.strip():
                 form.unit_name = cell.value.strip()
                 break
+
+
+_new_cell = tuple.__new__  # a Cell made without NamedTuple's Python-level __new__: a form has hundreds
+
+
+def _table_rows(cells: dict, table, pos, c0: int, r0: int, r1: int, stop: int, label_texts: set) -> list[dict]:
+    """A table's rows from its named body (rows r0..r1, first column c0), and the rows a clerk added
+    directly below it up to `stop` (the next region), ending at an empty row or a row of the template's
+    labels. Empty rows inside the body are left out; every value keeps its cell."""
+    get = cells.get
+    columns = [(col.id, (c0 + pos.columns[col.id]), letter(c0 + pos.columns[col.id])) for col in table.columns]
+    rows = []
+    r = r0
+    while r <= r1 or r < stop:
+        found = [get((r, cc)) for _, cc, _ in columns]
+        empty = True
+        for v in found:
+            if v is not None and (v[1] or v[0] not in (None, "")):
+                empty = False
+                break
+        if r > r1:  # rows a clerk added directly below the named body
+            if empty or {v[0].strip() for v in found if v is not None and isinstance(v[0], str)} & label_texts:
+                break
+        if not empty:
+            number = str(r + 1)
+            row = {"_row": r + 1}
+            for (cid, _, lt), v in zip(columns, found):
+                row[cid] = _new_cell(Cell, (v[0], lt + number, v[1]) if v is not None else (None, lt + number, None))
+            rows.append(row)
+        r += 1
+    return rows
