@@ -280,13 +280,29 @@ _SI_START_RE = re.compile(rb"<si\b")
 _PLAIN_SI_RE = re.compile(rb"<si>\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*</si>")
 
 
+# Each short plain text decoded once in a process: every unit's form of a template carries the same labels
+# and choices (about 100 of a form's 140 shared strings)
+_TEXTS_SEEN: dict[bytes, str] = {}
+TEXTS_KEPT = 20_000
+
+
+def _text_seen(raw: bytes) -> str:
+    text = raw_text(raw)
+    if len(raw) <= 256 and text:
+        _TEXTS_SEEN[raw] = text
+    return text
+
+
 def shared_strings(xml: bytes, part: str) -> list[str]:
     refuse_dtd(xml, part)
     head = xml[:2048]
     if b"<sst" in head and b"<![CDATA[" not in xml and is_utf8(xml):
         plain = _PLAIN_SI_RE.findall(xml)
         if len(plain) == len(_SI_START_RE.findall(xml)):  # every item plain text, unprefixed: one pass
-            return [raw_text(x) for x in plain]
+            seen = _TEXTS_SEEN
+            if len(seen) > TEXTS_KEPT:
+                seen.clear()
+            return [seen.get(x) or _text_seen(x) for x in plain]
     strings: list[str] = []
     parser = make_parser(part)
     state = {"si": None, "in_t": False, "rph": 0}
