@@ -34,6 +34,7 @@ def _indicators(table: Table, rows: list[dict], spec: Spec, out: Collector, shee
     last1 = last2 = ""
     seen: dict[tuple, int] = {}
     allowed = "、".join(h.levels)
+    labels = {c.id: c.label for c in table.columns}
     for row in rows:
         c1 = row[ind.level1]
         c2 = row[ind.level2] if ind.level2 else None
@@ -53,31 +54,29 @@ def _indicators(table: Table, rows: list[dict], spec: Spec, out: Collector, shee
             cells[vid] = address
         if not l3 and all(t.kind == "empty" for t in targets.values()):
             continue  # a level name left on an otherwise empty row
-        where = {"sheet": sheet}
         if not l3:
             out.add("indicator-incomplete", "error", cell=c3.address, field_=f"{table.id}.{ind.level3}",
-                    row=row["_row"], **where)
-        canonical1 = h.canonical(l1)
+                    row=row["_row"], sheet=sheet)
+        canonical1, canonical2 = h.canonical(l1), h.canonical(l2)
         if canonical1 not in h.levels:
             out.add("indicator-level1-unknown", "error", cell=c1.address, field_=f"{table.id}.{ind.level1}",
-                    level1=l1 or EMPTY, allowed=allowed, **where)
+                    level1=l1 or EMPTY, allowed=allowed, sheet=sheet)
         elif ind.level2:
-            canonical2 = h.canonical(l2)
             if canonical2 not in h.levels[canonical1]:
                 owner = [k for k, v in h.levels.items() if canonical2 in v]
                 expected = "、".join(h.levels[canonical1])
                 hint = L(f"它属于“{owner[0]}”", f"it belongs to '{owner[0]}'") if owner else \
                     L(f"应为 {expected}", f"expected {expected}")
                 out.add("indicator-level2-mismatch", "error", cell=(c2 or c1).address,
-                        field_=f"{table.id}.{ind.level2}", level1=l1, level2=l2 or EMPTY, hint=hint, **where)
-        key = (h.canonical(l1), h.canonical(l2), l3)
+                        field_=f"{table.id}.{ind.level2}", level1=l1, level2=l2 or EMPTY, hint=hint, sheet=sheet)
+        key = (canonical1, canonical2, l3)
         if l3 and key in seen:
             out.add("indicator-duplicate", "warning", cell=c3.address, field_=f"{table.id}.{ind.level3}",
-                    level3=l3, first=seen[key], **where)
+                    level3=l3, first=seen[key], sheet=sheet)
         seen.setdefault(key, row["_row"])
         record = IndicatorRecord(row=row["_row"], level1=l1, level2=l2, level3=l3, cells=cells, texts=texts,
                                  targets=targets)
-        _check_targets(record, table, spec, out, sheet)
+        _check_targets(record, table, spec, out, sheet, labels)
         records.append(record)
     present = {h.canonical(r.level1) for r in records}
     anchor = table.columns[0]
@@ -97,6 +96,11 @@ def _indicators(table: Table, rows: list[dict], spec: Spec, out: Collector, shee
 
 
 def indicator_kind(spec: Spec, level1: str, level2: str, level3: str) -> str | None:
+    return _indicator_kind(spec, level1, level2, level3)
+
+
+@lru_cache(maxsize=65536)  # asked for every row of every form, and again for its cost; a spec is hashed by identity
+def _indicator_kind(spec: Spec, level1: str, level2: str, level3: str) -> str | None:
     table = spec.indicator_table()
     h = table.indicator.hierarchy
     kind = h.kinds.get(h.canonical(level2)) or h.kinds.get(h.canonical(level1))
@@ -128,52 +132,56 @@ def _less_is_better(metric: str) -> bool:
     return False
 
 
-def _check_targets(record: IndicatorRecord, table: Table, spec: Spec, out: Collector, sheet: str) -> None:
+def _check_targets(record: IndicatorRecord, table: Table, spec: Spec, out: Collector, sheet: str,
+                   labels: dict[str, str]) -> None:
     ind = table.indicator
     kind = indicator_kind(spec, record.level1, record.level2, record.level3)
-    labels = {c.id: c.label for c in table.columns}
     all_empty = all(t.kind == "empty" for t in record.targets.values())
     for vid in ind.values:
         t = record.targets[vid]
-        where = {"sheet": sheet, "cell": record.cells[vid], "field_": f"{table.id}.{vid}"}
-        common = {"level3": record.level3 or L("（未命名）", "(unnamed)"), "column": labels[vid],
-                  "value": short_text(t.text)}
+
+        def where(vid=vid) -> dict:  # where a problem of this cell is, and what it says: made only for a problem
+            return {"sheet": sheet, "cell": record.cells[vid], "field_": f"{table.id}.{vid}"}
+
+        def common(vid=vid, t=t) -> dict:
+            return {"level3": record.level3 or L("（未命名）", "(unnamed)"), "column": labels[vid],
+                    "value": short_text(t.text)}
         if t.kind == "empty":
             if all_empty and vid == ind.main:
-                out.add("indicator-empty-value", "error", **where, **common)
+                out.add("indicator-empty-value", "error", **where(), **common())
             elif not all_empty and vid == ind.values[0] and len(ind.values) > 1:
-                out.add("indicator-empty-value", "warning", **where, **common)
+                out.add("indicator-empty-value", "warning", **where(), **common())
             continue
         if t.kind == "unparseable":
-            out.add("indicator-unparseable", "error", **where, **common)
+            out.add("indicator-unparseable", "error", **where(), **common())
             continue
         if t.kind == "qualitative" and record.level3.endswith(("率", "度")):
             # a rate with only words ("较高") cannot be scored at year end: flagged, not taken as a word
-            out.add("indicator-rate-without-number", "warning", **where, **common)
+            out.add("indicator-rate-without-number", "warning", **where(), **common())
             continue
         if t.kind == "placeholder":
-            out.add("indicator-placeholder", "warning", **where, **common)
+            out.add("indicator-placeholder", "warning", **where(), **common())
             continue
         expected = usual_direction(kind, record.level3)
         if expected and t.direction and t.direction != expected and not t.embedded:
-            out.add("indicator-direction", "warning", **where, **common,
+            out.add("indicator-direction", "warning", **where(), **common(),
                     kind=KIND_WORDS.get(kind, L("该类指标", "indicator of this kind")),
                     expected="≤" if expected == "less" else "≥")
         if t.kind == "quantitative" and t.unit == "%" and t.value is not None and t.value > 100 \
                 and not any(w in record.level3 for w in ("增长", "增幅", "提升", "比上年")):
-            out.add("indicator-percent-over-100", "warning", **where, **common)
+            out.add("indicator-percent-over-100", "warning", **where(), **common())
         if t.kind == "quantitative" and not t.unit and t.value is not None and 0 < t.value <= 1 \
                 and record.level3.endswith("率"):
-            out.add("indicator-rate-as-fraction", "warning", **where, **common, percent=fmt_number(t.value * 100))
+            out.add("indicator-rate-as-fraction", "warning", **where(), **common(), percent=fmt_number(t.value * 100))
         if t.kind == "quantitative" and t.unit in MONEY_UNITS and kind in {"quantity", "quality"} \
                 and any(w in record.level3 for w in SPEND_WORDS):
-            out.add("indicator-money-as-output", "warning", **where, **common)
+            out.add("indicator-money-as-output", "warning", **where(), **common())
         if t.kind == "deadline" and t.deadline and int(t.deadline[:4]) < spec.year:
-            out.add("indicator-deadline-before-year", "warning", **where, **common, deadline=t.deadline, year=spec.year)
+            out.add("indicator-deadline-before-year", "warning", **where(), **common(), deadline=t.deadline, year=spec.year)
         if t.kind == "cost" and t.quantity is not None and t.price is not None and t.amount is not None:
             product = t.quantity * t.price
             if abs(product - t.amount) > SUM_TOLERANCE * max(1, MONEY_UNITS.get(spec.money_unit, 1) / 10_000):
-                out.add("cost-tuple-mismatch", "error", **where, level3=record.level3, product=fmt_number(product),
+                out.add("cost-tuple-mismatch", "error", **where(), level3=record.level3, product=fmt_number(product),
                         amount=fmt_number(t.amount))
 
 
