@@ -27,7 +27,15 @@ from typing import Any
 from .domain import MONEY_UNITS
 from .errors import OutputError, PerfxlError
 from .files import ensure_writable_dir, write_bytes_atomic
-from .generator import REGION_TOKEN, TOKENS, build_workbook, form_filename, guide_title_lines, guide_unit_lines
+from .generator import (
+    REGION_TOKEN,
+    TOKENS,
+    build_workbook,
+    form_filename,
+    guide_title_lines,
+    guide_unit_lines,
+    patchable_region,
+)
 from .issued import RECORD_FILE, IssuedProject, new_round, record_round
 from .ledger import Ledger, check_ledger_file
 from .manifest import Manifest, write_manifest
@@ -223,7 +231,7 @@ def _build(task: tuple) -> bytes:
     template shows only as it is (`region_shares_master`), and this its key (`_shared_region_key`); else None."""
     template, year, region, unit_params, projects, templates_dir, password, spare, shared, region_shared = task
     rows = _table_rows(projects, spare)
-    if shared:
+    if shared and patchable_region(region):
         master = _master(template, year, region, unit_params, len(projects), rows, tuple(projects[0].fields),
                          templates_dir, password, region_shared)
         if master is not None:
@@ -303,14 +311,19 @@ def _shared_region_key(title: str, shared: bool) -> tuple | None:
 @lru_cache(maxsize=1024)
 def region_shares_master(template: str, year: int, region: str | None, round_id: str,
                          templates_dir: Path | None) -> bool:
-    """Whether this template shows the region only as it is: its spec rendered for the region is its spec
-    rendered for REGION_TOKEN with the region in the token's place, sheet names aside (which hold no
-    token). Then one master, rendered for the token, serves every such region: a province's round of 100
-    counties no longer makes a master per county for each count of rows (a round whose units varied cost
-    11 ms a form, mostly masters). A template that works on the region (`region[:2]`, `{% if region ==
-    "上海市" %}`) fails the comparison and keeps a master per region. Compared at the template's own
-    rows: a template whose rows and region interact beyond that is not one this takes apart."""
-    if not region or REGION_TOKEN in region:
+    """Whether this template shows the region only as it is, and only in its titles: its spec rendered for
+    the region is its spec rendered for REGION_TOKEN with the region in the token's place, and the token
+    is in nothing but the form's title, its title blocks and its region. Then one master, rendered for the
+    token, serves every such region: a province's round of 100 counties no longer makes a master per
+    county for each count of rows (a round whose units varied cost 11 ms a form, mostly masters).
+
+    A template that works on the region (`region[:2]`, `{% if region == "上海市" %}`) fails the comparison.
+    One that puts the region in a label, a prompt, a choice or a print header does too: the builder cuts and
+    breaks those after the spec (a prompt's title at 32 characters, a dropdown's list at 255), which it
+    would do to the token and not to the region. Both keep a master per region. Compared at the
+    template's own rows: a template whose rows and region interact beyond that is not one this takes
+    apart. A region that looks like a token is never shared (nor patched: `patchable_region`)."""
+    if not region or not patchable_region(region):
         return False
     unit = {**TOKENS, "round": round_id}
     try:
@@ -318,9 +331,17 @@ def region_shares_master(template: str, year: int, region: str | None, round_id:
         mine = load_spec(template, year, REGION_TOKEN, unit=unit, templates_dir=templates_dir)
     except PerfxlError:
         return False
-    if REGION_TOKEN in mine.sheet_name or theirs.designed is not None:
+    if theirs.designed is not None or _token_outside_titles(mine):
         return False
     return _plain(mine, region) == _plain(theirs, None)
+
+
+def _token_outside_titles(spec: Spec) -> bool:
+    """Whether REGION_TOKEN is anywhere in the spec but its title, its title blocks' texts and its region."""
+    rest = [getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name not in ("title", "region", "blocks")]
+    blocks = [dataclasses.replace(b, text="") if b.kind == "title" else b for b in spec.blocks]
+    return REGION_TOKEN in repr(_plain((rest, blocks), None))
+
 
 
 def _plain(value: object, region: str | None) -> object:
@@ -369,7 +390,7 @@ def _master(template: str, year: int, region: str | None, unit_params: dict, pro
         try:
             master = PrefilledMaster(spec, tokens, projects, fields, table.id,
                                      PREFILLED_COLUMNS & {c.id for c in table.columns}, password, measure_as)
-        except CannotPatch:
+        except (CannotPatch, PerfxlError):  # built for each unit instead, which says what is wrong, if anything is
             master = None
     _MASTERS[key] = master
     while len(_MASTERS) > MASTERS_KEPT:

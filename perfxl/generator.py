@@ -602,12 +602,19 @@ REGION_TOKEN = "PXLTOKENREGIONPXL"
 _PLACED = {**TOKENS, "region": REGION_TOKEN}  # every token a master may hold, by the key of its value
 
 
+def patchable_region(region: str | None) -> bool:
+    """A region a master may hold (as its template renders it) and a copy be patched for: not one that holds
+    a master's token, which a copy would replace with a unit's value. Such a region's forms are built."""
+    return "PXLTOKEN" not in (region or "")
+
+
 def measured_as(unit: dict | None):
     """Text as a unit's copy will show it: each token replaced by that unit's value."""
     if not unit:
         return str
 
-    values = {token: str(unit.get(key, "")) for key, token in _PLACED.items()}
+    values = {token: str(unit.get(key, "")) for key, token in TOKENS.items()}
+    values[REGION_TOKEN] = str(unit.get("region", REGION_TOKEN))  # a copy given no region: the text as it is
 
     def shown(text: str) -> str:  # in one pass: a value that looks like a token stays the value
         return _TOKEN_TEXT.sub(lambda m: values[m.group(0)], text)
@@ -650,7 +657,8 @@ def unit_xml(unit: dict) -> dict[str, bytes]:
     """{token key: the unit's value as a master's XML holds it}: as element content (a shared string, a
     document property) the way xlsxwriter writes it (control characters as _xHHHH_), and after "@" as an
     attribute's value, escaped as it escapes one, what XML cannot hold left out."""
-    texts = {key: str(unit.get(key, "")) for key in _PLACED}
+    texts = {key: str(unit.get(key, "")) for key in TOKENS}
+    texts["region"] = str(unit.get("region", REGION_TOKEN))  # a copy given no region: the text as it is
     return {**{key: shared_text(v).encode("utf-8") for key, v in texts.items()},
             **{f"{key}@": xml_attribute(v).encode("utf-8") for key, v in texts.items()}}
 
@@ -730,7 +738,7 @@ def generate_forms(template: str, year: int, units: list[Unit], outdir: Path, re
         unit_region = region or unit.region or None
         n = unit.projects or projects or 1
         own_sheets = tuple(unit_sheets(unit)) if unit_sheets is not None else ()
-        tokens_ok = not unit.prefill and not own_sheets
+        tokens_ok = not unit.prefill and not own_sheets and patchable_region(unit_region)
         if tokens_ok:
             spec = load_spec(template, year, unit_region, unit=dict(TOKENS), blank_rows=blank_rows,
                              templates_dir=templates_dir)

@@ -74,7 +74,8 @@ def _patched_and_built(template: str, projects: list[Declared], unit: dict = UNI
                        templates_dir=None, region: str | None = None,
                        region_shared: bool = False) -> tuple[bytes, bytes]:
     if region_shared:
-        region_shared = followup._shared_region_key(load_spec(template, YEAR, region).title, True)
+        region_shared = followup._shared_region_key(load_spec(template, YEAR, region, templates_dir=templates_dir).title,
+                                                    True)
     else:
         region_shared = None
     task = _task(template, projects, True, unit, templates_dir, region, region_shared)
@@ -133,6 +134,62 @@ def test_units_of_many_regions_share_one_master_unless_their_titles_wrap_differe
     assert len(keys) == 1
     wraps = followup._shared_region_key(load_spec(template, YEAR, REGIONS[1]).title, True)
     assert followup._master_key(YEAR, wraps, UNIT, [project], 0) not in keys
+
+
+CHOICES = ",".join(f'"选项{i:02d}号内容"' for i in range(30))
+FIELD = "preparer: {label: 填报人, type: text, required: true}"
+# The region where the builder cuts or breaks a text after the spec: a prompt's title at 32 characters, a
+# label broken at its phrases, a dropdown's list at 255 characters (30 choices and the token pass it)
+REGION_IN_FIELDS = ('preparer: {label: "一二三四五六七八九十一二三四五六七八九十{{ region }}", type: text, required: true}',
+                    'preparer: {label: "{{ region }}调整（金额万元）", type: text, required: true}',
+                    'preparer: {label: 填报人, type: choice, required: true, choices: [' + CHOICES + ', "{{ region }}"]}')
+
+
+@pytest.mark.parametrize("field", REGION_IN_FIELDS)
+def test_a_region_in_a_label_prompt_or_choice_keeps_a_master_per_region(tmp_path, field):
+    """Where the builder cuts or breaks a text holding the region after the spec is rendered, it would cut
+    the token, not the region: a master for the token gave every form a prompt titled …PXLTOKENREGI, or a
+    label broken where the region's would not be, or stopped the round (a dropdown list past 255)."""
+    shutil.copytree(TEMPLATES, tmp_path / "templates")
+    text = (TEMPLATES / "national" / "selfeval.yaml").read_text(encoding="utf-8")
+    assert FIELD in text
+    (tmp_path / "templates" / "mine").mkdir()
+    (tmp_path / "templates" / "mine" / "selfeval.yaml").write_text(text.replace(FIELD, field), encoding="utf-8")
+    templates = tmp_path / "templates"
+    assert followup.region_shares_master("national/selfeval", YEAR, "甲县", ROUND, templates)
+    assert not followup.region_shares_master("mine/selfeval", YEAR, "甲县", ROUND, templates)
+    project = _project("mine/selfeval", 1, ROWS, templates_dir=templates)
+    patched, built = _patched_and_built("mine/selfeval", [project], templates_dir=templates, region="甲县")
+    assert resolved(patched) == resolved(built)
+    assert b"PXLTOKEN" not in b"".join(resolved(patched).values())
+
+
+@pytest.mark.parametrize("region", ["PXLTOKENREGIONPXL", "PXLTOKENNAMEPXL", "甲PXLTOKENCODEPXL县"])
+def test_a_region_named_like_a_token_is_kept_as_it_is(tmp_path, region):
+    """check_region takes letters, so a roster's region may read like a master's token: its blank and
+    follow-up forms are built for it, and show it, not a unit's name or nothing."""
+    from perfxl.generator import build_workbook, generate_forms
+    from perfxl.roster import Unit
+
+    units = [Unit(code=f"00{i}", name=f"单位{i}", department="部门", region=region) for i in range(3)]
+    out = tmp_path / "blank"
+    generate_forms("national/project", YEAR, units, out)
+    for unit in units:
+        form = read_workbook(next(out.glob(f"{unit.code}_*.xlsx")))
+        assert (form.unit_code, form.unit_name, form.region) == (unit.code, unit.name, region)
+    assert not followup.region_shares_master("national/selfeval", YEAR, region, ROUND, None)
+    project = _project("national/selfeval", 1, ROWS)
+    task = _task("national/selfeval", [project], True, region=region)
+    data = followup._build(task)
+    whole = build_workbook(load_spec("national/selfeval", YEAR, region, unit=UNIT, blank_rows=len(ROWS)), UNIT,
+                           values=followup._prefill(*_table_of("national/selfeval"), [project])[0],
+                           declared=followup._prefill(*_table_of("national/selfeval"), [project])[1])
+    assert resolved(data) == resolved(whole)
+
+
+def _table_of(template: str) -> tuple[str, list[str]]:
+    table = next(iter(load_spec(template, YEAR).tables.values()))
+    return table.id, [c.id for c in table.columns]
 
 
 def test_a_template_that_works_on_the_region_keeps_a_master_per_region(tmp_path):
