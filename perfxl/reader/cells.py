@@ -281,14 +281,15 @@ _PLAIN_SI_RE = re.compile(rb"<si>\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*</si>")
 
 
 # Each short plain text decoded once in a process: every unit's form of a template carries the same labels
-# and choices (about 100 of a form's 140 shared strings)
+# and choices (about 100 of a form's 140 shared strings). Never more than TEXTS_KEPT, however many one
+# workbook holds (a hostile one may hold millions, and a process such as the portal's lives long).
 _TEXTS_SEEN: dict[bytes, str] = {}
 TEXTS_KEPT = 20_000
 
 
 def _text_seen(raw: bytes) -> str:
     text = raw_text(raw)
-    if len(raw) <= 256 and text:
+    if len(raw) <= 256 and text and len(_TEXTS_SEEN) < TEXTS_KEPT:
         _TEXTS_SEEN[raw] = text
     return text
 
@@ -300,7 +301,7 @@ def shared_strings(xml: bytes, part: str) -> list[str]:
         plain = _PLAIN_SI_RE.findall(xml)
         if len(plain) == len(_SI_START_RE.findall(xml)):  # every item plain text, unprefixed: one pass
             seen = _TEXTS_SEEN
-            if len(seen) > TEXTS_KEPT:
+            if len(seen) >= TEXTS_KEPT:  # full: start again, so that the texts of the forms now read are kept
                 seen.clear()
             return [seen.get(x) or _text_seen(x) for x in plain]
     strings: list[str] = []

@@ -96,10 +96,17 @@ def _indicators(table: Table, rows: list[dict], spec: Spec, out: Collector, shee
 
 
 def indicator_kind(spec: Spec, level1: str, level2: str, level3: str) -> str | None:
-    return _indicator_kind(spec, level1, level2, level3)
+    # Asked for every row of every form, and again for its cost: remembered for short texts only (a hostile
+    # form's 30,000-character levels would stay in memory, 65,536 of them)
+    if len(level1) + len(level2) + len(level3) <= KIND_MEMO_CHARS:
+        return _indicator_kind(spec, level1, level2, level3)
+    return _indicator_kind.__wrapped__(spec, level1, level2, level3)
 
 
-@lru_cache(maxsize=65536)  # asked for every row of every form, and again for its cost; a spec is hashed by identity
+KIND_MEMO_CHARS = 256
+
+
+@lru_cache(maxsize=65536)  # a spec is hashed by identity, and held here while its rows are
 def _indicator_kind(spec: Spec, level1: str, level2: str, level3: str) -> str | None:
     table = spec.indicator_table()
     h = table.indicator.hierarchy
@@ -115,7 +122,8 @@ def _indicator_kind(spec: Spec, level1: str, level2: str, level3: str) -> str | 
 def usual_direction(kind: str | None, level3: str) -> str | None:
     """Which way an indicator of this kind normally points: less for costs, times and what should fall
     (故障率, 投诉), more for quantities, qualities and satisfaction; None where nothing says."""
-    if kind in {"cost", "time"} or _less_is_better(level3):
+    if kind in {"cost", "time"} or (_less_is_better if len(level3) <= KIND_MEMO_CHARS
+                                    else _less_is_better.__wrapped__)(level3):
         return "less"
     if kind in {"quantity", "quality", "satisfaction"}:
         return "more"

@@ -30,7 +30,7 @@ from perfxl.comparison import (
 from perfxl.limits import collector_paused
 from perfxl.problems import Problem
 from perfxl.rounds import DECLARE
-from perfxl.rules.indicators import indicator_kind, usual_direction
+from perfxl.rules.indicators import KIND_MEMO_CHARS, indicator_kind, usual_direction
 from perfxl.values import parse_target
 
 from .base import Collector, Column, Context, Table, table_made_later
@@ -83,7 +83,9 @@ class Comparison(Collector):
             rows = []
             if main is not None:
                 for n, r in enumerate(p.indicators, start=1):
-                    level1, level2, usual = _named(sp, r.level1, r.level2, r.level3)
+                    texts = (r.level1, r.level2, r.level3)
+                    level1, level2, usual = (_named if sum(map(len, texts)) <= KIND_MEMO_CHARS
+                                             else _named.__wrapped__)(sp, *texts)  # long texts: not kept
                     rows.append(DeclaredRow(n, r.cells.get(main, ""), level1, level2, r.level3,
                                             r.texts.get(main, ""), r.texts.get(basis, "") if basis else "", usual))
             text = " ".join(str(p.values.get(f) or "") for f in TEXT_FIELDS)
