@@ -266,6 +266,13 @@ def _cells_seen(layout: Layout) -> list[dict[str, tuple[str, int]]]:
         return seen
 
 
+def _seen_text(seen: dict, text: str, attrs: str, wrap: float) -> tuple[str, int]:
+    """A text cell's XML and the lines it takes, made once and remembered in `seen` (its column's)."""
+    taken = 1 if fits_one_line(text, wrap) else wrapped_lines(text, wrap)
+    known = seen[text] = (text_cell(text, attrs), taken)
+    return known
+
+
 def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: dict | None = None,
                 used: dict | None = None, widened: Widened | None = None) -> tuple[bytes, int]:
     """Rows as a template of <row> XML in UTF-8 (see `fill`), as Excel writes them: every row and cell
@@ -300,21 +307,30 @@ def render_rows(rows: Iterable[list], layout: Layout, sums: list[float], memo: d
         cells = []
         lines = 1
         for c, value in enumerate(row):
-            if value is None or value == "":
+            kind = type(value)
+            if kind is str:  # the commonest cell: a text seen before (a unit's name, an 一级指标)
+                if not value:
+                    continue
+                known = seen[c].get(value)
+                if known is None:
+                    known = _seen_text(seen[c], value, attrs[c], wrap[c])
+            elif value is None:
                 continue
-            if numeric[c] and type(value) in (int, float):
+            elif numeric[c] and (kind is int or kind is float):
                 cells.append(f"<c{attrs[c]}><v>{value!r}</v></c>")
                 if summed[c]:
                     sums[c] += value
+                continue
+            elif value == "":
+                continue
             else:
                 text = shown_text(value)
                 known = seen[c].get(text)
                 if known is None:
-                    taken = 1 if fits_one_line(text, wrap[c]) else wrapped_lines(text, wrap[c])
-                    known = seen[c][text] = (text_cell(text, attrs[c]), taken)
-                cells.append(known[0])
-                if known[1] > lines:
-                    lines = known[1]
+                    known = _seen_text(seen[c], text, attrs[c], wrap[c])
+            cells.append(known[0])
+            if known[1] > lines:
+                lines = known[1]
         head = f'<row r="{ROW}" ht="{row_height(lines):g}" customHeight="1">' if lines > 1 else _ONE_LINE
         xml = head + "".join(cells) + "</row>"
         if memo is not None:
