@@ -343,7 +343,6 @@ def _token_outside_titles(spec: Spec) -> bool:
     return REGION_TOKEN in repr(_plain((rest, blocks), None))
 
 
-
 def _plain(value: object, region: str | None) -> object:
     """A spec as nested tuples of its fields' values, REGION_TOKEN replaced by `region` in every text."""
     kind = type(value)
