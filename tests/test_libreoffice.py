@@ -130,3 +130,18 @@ def test_live_checks_are_evaluated_by_libreoffice(seeds, lo_edit, tmp_path):
     assert results["good"] == ("✓ 与分项之和相符", "✓ 与分项之和相符")
     assert results["bad"][0].startswith("✓")  # the total still equals subtotal + carry-over + other
     assert results["bad"][1].startswith("✗")  # the subtotal no longer equals its sources
+
+
+def test_a_libreoffice_resave_s_rich_text_is_read_without_the_xml_parser(seeds, convert):
+    """LibreOffice writes the labels of a re-saved form as runs of rich text (a font for the Chinese, another
+    for the digits): they are read by the fast path, as the XML parser reads them."""
+    import zipfile
+
+    from perfxl.reader import cells
+
+    resaved = convert(seeds["002-0"].filled, "xlsx")
+    xml = zipfile.ZipFile(resaved).read("xl/sharedStrings.xml")
+    assert b"<r>" in xml, "LibreOffice wrote no rich text: this test no longer says anything"
+    fast = cells._strings_fast(xml)
+    assert fast is not None
+    assert fast == cells._strings_expat(xml, "xl/sharedStrings.xml")

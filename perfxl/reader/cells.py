@@ -278,6 +278,13 @@ def _translate(translator, to_row: int, to_col: int) -> str | None:
 
 _SI_START_RE = re.compile(rb"<si\b")
 _PLAIN_SI_RE = re.compile(rb"<si>\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*</si>")
+# A run of rich text as Excel, WPS and LibreOffice write it: its format (empty elements only) and its text.
+# LibreOffice writes a run for each change of font, so a Chinese label with a digit in it is rich text.
+_RUN = (rb"\s*<r>\s*(?:<rPr>(?:\s*<[A-Za-z]+(?:\s[^<>]*)?/>)*\s*</rPr>|<rPr\s*/>)?"
+        rb"\s*<t(?:\s[^<>]*)?>([^<]*)</t>\s*</r>")
+_RUN_RE = re.compile(_RUN)
+_ITEM_RE = re.compile(rb"<si>(?:\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*|((?:" + _RUN.replace(b"([^<]*)", b"[^<]*")
+                      + rb")+)\s*)</si>")
 
 
 # Each short plain text decoded once in a process: every unit's form of a template carries the same labels
@@ -285,25 +292,55 @@ _PLAIN_SI_RE = re.compile(rb"<si>\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*</si>")
 # workbook holds (a hostile one may hold millions, and a process such as the portal's lives long).
 _TEXTS_SEEN: dict[bytes, str] = {}
 TEXTS_KEPT = 20_000
+TEXT_BYTES, RICH_BYTES = 256, 1024  # the longest remembered: a text; a rich item's markup (~150 bytes a run)
 
 
-def _text_seen(raw: bytes) -> str:
+def _text_seen(raw: bytes, key: bytes | None = None) -> str:
+    """The text of `raw`, remembered under `key` (raw itself by default) when the key is short."""
     text = raw_text(raw)
-    if len(raw) <= 256 and text and len(_TEXTS_SEEN) < TEXTS_KEPT:
-        _TEXTS_SEEN[raw] = text
+    key, longest = (raw, TEXT_BYTES) if key is None else (key, RICH_BYTES)
+    if len(key) <= longest and text and len(_TEXTS_SEEN) < TEXTS_KEPT:
+        _TEXTS_SEEN[key] = text
     return text
+
+
+def _plain_and_rich(xml: bytes, items: int) -> list[str] | None:
+    """Every item's text when each is plain text or runs of rich text, unprefixed (None otherwise: the XML
+    parser reads them). A rich item's text is its runs' texts joined, then read as one text, as the parser
+    joins them; its whole markup is what is remembered."""
+    seen = _TEXTS_SEEN
+    texts = []
+    for m in _ITEM_RE.finditer(xml):
+        plain, rich = m.groups()
+        if plain is not None:
+            texts.append(seen.get(plain) or _text_seen(plain))
+        else:
+            texts.append(seen.get(rich) or _text_seen(b"".join(_RUN_RE.findall(rich)), rich))
+    return texts if len(texts) == items else None
 
 
 def shared_strings(xml: bytes, part: str) -> list[str]:
     refuse_dtd(xml, part)
-    head = xml[:2048]
-    if b"<sst" in head and b"<![CDATA[" not in xml and is_utf8(xml):
+    texts = _strings_fast(xml)
+    return texts if texts is not None else _strings_expat(xml, part)
+
+
+def _strings_fast(xml: bytes) -> list[str] | None:
+    """The texts of a UTF-8 part whose items are plain text or runs of rich text, unprefixed, read by
+    regular expressions; None for any other part (the XML parser reads it)."""
+    if b"<sst" not in xml[:2048] or b"<![CDATA[" in xml or b"<!--" in xml or not is_utf8(xml):
+        return None  # a comment may hold what reads like an item
+    items = len(_SI_START_RE.findall(xml))
+    seen = _TEXTS_SEEN
+    if len(seen) >= TEXTS_KEPT:  # full: start again, so that the texts of the forms now read are kept
+        seen.clear()
+    if b"<r>" not in xml:
         plain = _PLAIN_SI_RE.findall(xml)
-        if len(plain) == len(_SI_START_RE.findall(xml)):  # every item plain text, unprefixed: one pass
-            seen = _TEXTS_SEEN
-            if len(seen) >= TEXTS_KEPT:  # full: start again, so that the texts of the forms now read are kept
-                seen.clear()
-            return [seen.get(x) or _text_seen(x) for x in plain]
+        return [seen.get(x) or _text_seen(x) for x in plain] if len(plain) == items else None
+    return _plain_and_rich(xml, items)
+
+
+def _strings_expat(xml: bytes, part: str) -> list[str]:
     strings: list[str] = []
     parser = make_parser(part)
     state = {"si": None, "in_t": False, "rph": 0}
