@@ -404,7 +404,7 @@ _ITEM = (_TEXT.map(lambda t: f"<si><t>{t}</t></si>")
 _ODD_ITEM = st.sampled_from([  # shapes the regular expressions leave to the XML parser
     '<si><r><t>甲</t></r><rPh sb="0" eb="1"><t>こう</t></rPh><phoneticPr fontId="1"/></si>',
     "<si><t/></si>", '<si><r><rPr><x14:b xmlns:x14="urn:x"/></rPr><t>乙</t></r></si>',
-    "<si><!-- <si><t>注释</t></si> --><t>丙</t></si>", '<si><r><t>&lt;丁&gt;</t></r><r><t xml:space="preserve"/></r></si>'])
+    "<si><!-- <si><t>注释</t></si> --><t>丙</t></si>", "<si><?pi </si><si><t>戊</t></si> ?><t>己</t></si>", '<si><r><t>&lt;丁&gt;</t></r><r><t xml:space="preserve"/></r></si>'])
 
 
 @settings(max_examples=150, deadline=None)

@@ -283,9 +283,8 @@ _PLAIN_SI_RE = re.compile(rb"<si>\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*</si>")
 _RUN = (rb"\s*<r>\s*(?:<rPr>(?:\s*<[A-Za-z]+(?:\s[^<>]*)?/>)*\s*</rPr>|<rPr\s*/>)?"
         rb"\s*<t(?:\s[^<>]*)?>([^<]*)</t>\s*</r>")
 _RUN_RE = re.compile(_RUN)
-_ITEM_RE = re.compile(rb"<si>(?:\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*|((?:" + _RUN.replace(b"([^<]*)", b"[^<]*")
-                      + rb")+)\s*)</si>")
-
+_RUNS_RE = re.compile(rb"(?:" + _RUN.replace(b"([^<]*)", b"[^<]*") + rb")+\s*")
+_PLAIN_ITEM_RE = re.compile(rb"\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*")
 
 # Each short plain text decoded once in a process: every unit's form of a template carries the same labels
 # and choices (about 100 of a form's 140 shared strings). Never more than TEXTS_KEPT, however many one
@@ -307,15 +306,27 @@ def _text_seen(raw: bytes, key: bytes | None = None) -> str:
 def _plain_and_rich(xml: bytes, items: int) -> list[str] | None:
     """Every item's text when each is plain text or runs of rich text, unprefixed (None otherwise: the XML
     parser reads them). A rich item's text is its runs' texts joined, then read as one text, as the parser
-    joins them; its whole markup is what is remembered."""
+    joins them. What is remembered is an item's whole markup."""
     seen = _TEXTS_SEEN
     texts = []
-    for m in _ITEM_RE.finditer(xml):
-        plain, rich = m.groups()
-        if plain is not None:
-            texts.append(seen.get(plain) or _text_seen(plain))
-        else:
-            texts.append(seen.get(rich) or _text_seen(b"".join(_RUN_RE.findall(rich)), rich))
+    # Items end at "</si>", which cannot stand in a text or a value ("<" is escaped there), nor, as the caller
+    # saw to, in a comment, a CDATA section or a processing instruction
+    pieces = xml.split(b"</si>")
+    pieces.pop()
+    for piece in pieces:
+        start = piece.rfind(b"<si>")
+        if start < 0:
+            return None
+        inner = piece[start + 4:]
+        text = seen.get(inner)
+        if text is None:
+            if plain := _PLAIN_ITEM_RE.fullmatch(inner):
+                text = _text_seen(plain.group(1), inner)
+            elif _RUNS_RE.fullmatch(inner):
+                text = _text_seen(b"".join(_RUN_RE.findall(inner)), inner)
+            else:
+                return None
+        texts.append(text)
     return texts if len(texts) == items else None
 
 
@@ -328,8 +339,10 @@ def shared_strings(xml: bytes, part: str) -> list[str]:
 def _strings_fast(xml: bytes) -> list[str] | None:
     """The texts of a UTF-8 part whose items are plain text or runs of rich text, unprefixed, read by
     regular expressions; None for any other part (the XML parser reads it)."""
-    if b"<sst" not in xml[:2048] or b"<![CDATA[" in xml or b"<!--" in xml or not is_utf8(xml):
-        return None  # a comment may hold what reads like an item
+    declared = 5 if xml.startswith(b"\xef\xbb\xbf") else 2  # past the XML declaration's "<?"
+    if (b"<sst" not in xml[:2048] or b"<![CDATA[" in xml or b"<!--" in xml or xml.find(b"<?", declared) >= 0
+            or not is_utf8(xml)):
+        return None  # a comment or a processing instruction may hold what reads like an item
     items = len(_SI_START_RE.findall(xml))
     seen = _TEXTS_SEEN
     if len(seen) >= TEXTS_KEPT:  # full: start again, so that the texts of the forms now read are kept
