@@ -283,8 +283,10 @@ _PLAIN_SI_RE = re.compile(rb"<si>\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*</si>")
 _RUN = (rb"\s*<r>\s*(?:<rPr>(?:\s*<[A-Za-z]+(?:\s[^<>]*)?/>)*\s*</rPr>|<rPr\s*/>)?"
         rb"\s*<t(?:\s[^<>]*)?>([^<]*)</t>\s*</r>")
 _RUN_RE = re.compile(_RUN)
-_RUNS_RE = re.compile(rb"(?:" + _RUN.replace(b"([^<]*)", b"[^<]*") + rb")+\s*")
-_PLAIN_ITEM_RE = re.compile(rb"\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*")
+# Excel writes an empty <phoneticPr> after the text a user typed in an East Asian locale: no text of its own
+_PHONETIC = rb"(?:<phoneticPr(?:\s[^<>]*)?/>\s*)?"
+_RUNS_RE = re.compile(rb"(?:" + _RUN.replace(b"([^<]*)", b"[^<]*") + rb")+\s*" + _PHONETIC)
+_PLAIN_ITEM_RE = re.compile(rb"\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*" + _PHONETIC)
 
 # Each short plain text decoded once in a process: every unit's form of a template carries the same labels
 # and choices (about 100 of a form's 140 shared strings). Never more than TEXTS_KEPT, however many one
@@ -337,8 +339,9 @@ def shared_strings(xml: bytes, part: str) -> list[str]:
 
 
 def _strings_fast(xml: bytes) -> list[str] | None:
-    """The texts of a UTF-8 part whose items are plain text or runs of rich text, unprefixed, read by
-    regular expressions; None for any other part (the XML parser reads it)."""
+    """The texts of a UTF-8 part whose items are plain text or runs of rich text, unprefixed, each perhaps
+    with Excel's phonetic properties, read by regular expressions; None for any other part (the XML parser
+    reads it)."""
     declared = 5 if xml.startswith(b"\xef\xbb\xbf") else 2  # past the XML declaration's "<?"
     if (b"<sst" not in xml[:2048] or b"<![CDATA[" in xml or b"<!--" in xml or xml.find(b"<?", declared) >= 0
             or not is_utf8(xml)):
@@ -349,7 +352,8 @@ def _strings_fast(xml: bytes) -> list[str] | None:
         seen.clear()
     if b"<r>" not in xml:
         plain = _PLAIN_SI_RE.findall(xml)
-        return [seen.get(x) or _text_seen(x) for x in plain] if len(plain) == items else None
+        if len(plain) == items:
+            return [seen.get(x) or _text_seen(x) for x in plain]
     return _plain_and_rich(xml, items)
 
 
