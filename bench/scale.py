@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from run import build_campaign, measure  # noqa: E402  (the same campaign and measuring as bench/run.py)
+from run import build_campaign, compile_perfxl, measure  # noqa: E402  (the same campaign and measuring as bench/run.py)
 
 PERFXL = [sys.executable, "-m", "perfxl"]
 _COUNTS = re.compile(r"已汇总 (\d+)，无法读取 (\d+)，重复 (\d+)，被更新版本取代 (\d+)")
@@ -218,6 +218,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--skip", nargs="*", default=[], choices=["deadline", "province", "rollup"])
     args = parser.parse_args()
+    compile_perfxl()
     report: dict = {"date": datetime.now().isoformat(timespec="seconds"), "machine": {
         "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "units": args.units, "jobs": args.jobs}
