@@ -428,3 +428,58 @@ def test_rich_text_shared_strings_read_by_the_fast_path_as_the_xml_parser_reads_
     assert (fast is None) == bool(odd)
     assert cells_module.shared_strings(xml, "xl/sharedStrings.xml") == expected
     assert cells_module.shared_strings(xml, "xl/sharedStrings.xml") == expected  # from the memo
+
+
+_SST = f'<sst xmlns="{MAIN}">'.encode()
+
+
+@pytest.mark.parametrize("parts", [
+    # a text remembered from one part stood for an item of another that holds no <t> at all
+    [_SST + b"<si><t>Total</t></si></sst>", _SST + b"<si>Total</si></sst>"],
+    [_SST + b"<si><t>  </t></si></sst>", _SST + b"<si>  </si><si><r><t>x</t></r></si></sst>"],
+    # CR at the end of one run and LF at the start of the next are two line ends, not one
+    [_SST + b"<si><r><t>a\r</t></r><r><t>\nb</t></r></si></sst>"],
+    # a processing instruction before the root, where the check for one did not look
+    [b"<?x <si><t>evil</t></si>?>" + _SST + b"<si><r><t>A</t></r></si></sst>"],
+    [b"\xef\xbb\xbf<?x <si><t>evil</t></si>?>" + _SST + b"<si><t>A</t></si></sst>"],
+    # items of another namespace, or of this one under a prefix
+    [f'<sst xmlns="{MAIN}" xmlns:x="{MAIN}"><x:si><t>A</t></x:si><si><t>B</t></si></sst>'.encode()],
+    [_SST + b'<ext xmlns="urn:o"><si><t>X</t></si></ext><si><t>A</t></si></sst>'],
+    [b"<sst><si><t>A</t></si></sst>", _SST + b'<si><t xmlns="urn:o">X</t></si></sst>'],
+    # a ">" in a quoted value; an item inside a phonetic run
+    [_SST + b'<si><t a=">">X</t></si><si><r><t b=">">Y</t></r></si></sst>'],
+    [_SST + b"<si><t>a</t></si><rPh><si><t>b</t></si></rPh></sst>"],
+    # character references XML keeps and HTML maps or drops
+    [_SST + b"<si><t>&#x80;&#x9F;&#x7F;&#xFDD0;&#x1FFFF;&#65;&amp;&lt;</t></si><si><r><t>&#x85;</t></r></si></sst>"],
+    # an encoding declared with spaces round "="
+    [b'<?xml version="1.0" encoding = "ISO-8859-1"?>' + _SST + b"<si><t>\xc3\xa9</t></si></sst>"],
+])
+def test_shared_strings_the_fast_path_misread_read_as_the_xml_parser_reads_them(parts):
+    """Found by a hostile review of the rich-text fast path: each part, read after the ones before it in
+    one process (so that what the memos hold counts), gives the XML parser's texts."""
+    from perfxl.reader import cells as cells_module
+
+    for xml in parts:
+        assert cells_module.shared_strings(xml, "xl/sharedStrings.xml") == \
+            cells_module._strings_expat(xml, "xl/sharedStrings.xml")
+
+
+def test_a_shared_strings_part_spaced_to_make_the_patterns_backtrack_is_read_in_linear_time():
+    """Two adjacent optional spaces in a run's pattern let a 450-byte item of 24 unformatted runs that fails
+    to match try 2^24 ways (9 s; days at 40 runs), and a run of spaces inside <r> took quadratic time
+    (12 s at 80,000). Read in a process of its own, under a deadline."""
+    import subprocess
+    import sys
+
+    script = (
+        "from perfxl.reader import cells\n"
+        f"head = b'<sst xmlns=\"{MAIN}\">'\n"
+        "parts = [head + b'<si>' + b'<r> <t></t></r>' * 60 + b'<x/></si></sst>',\n"
+        "         head + b'<si>' + b'<r>   <t></t></r>' * 40 + b'<x/></si></sst>',\n"
+        "         head + b'<si>' + b'\\r\\n  <r>\\r\\n    <t>a</t>\\r\\n  </r>' * 40 + b'<rPh/></si></sst>',\n"
+        "         head + b'<si><r>' + b' ' * 2_000_000 + b'</r></si></sst>']\n"
+        "for xml in parts:\n"
+        "    assert cells._strings_fast(xml) is None\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

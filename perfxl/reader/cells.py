@@ -25,6 +25,7 @@ from perfxl.reader.xml import (
     refuse_dtd,
     split_name,
     unescape_control,
+    xml_chars,
 )
 
 MAX_CELLS = 400_000
@@ -277,39 +278,63 @@ def _translate(translator, to_row: int, to_col: int) -> str | None:
 
 
 _SI_START_RE = re.compile(rb"<si\b")
-_PLAIN_SI_RE = re.compile(rb"<si>\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*</si>")
-# A run of rich text as Excel, WPS and LibreOffice write it: its format (empty elements only) and its text.
-# LibreOffice writes a run for each change of font, so a Chinese label with a digit in it is rich text.
-_RUN = (rb"\s*<r>\s*(?:<rPr>(?:\s*<[A-Za-z]+(?:\s[^<>]*)?/>)*\s*</rPr>|<rPr\s*/>)?"
-        rb"\s*<t(?:\s[^<>]*)?>([^<]*)</t>\s*</r>")
+# Items of plain text or of runs of rich text, as Excel, WPS and LibreOffice write them: a run's format is
+# empty elements only, its text one <t>. LibreOffice writes a run for each change of font, so a Chinese
+# label with a digit in it is rich text. Excel writes an empty <phoneticPr> after the text a user typed in an
+# East Asian locale: no text of its own. Every quantifier is possessive and every attribute quoted, so a
+# match that fails gives nothing back to try again: time linear in the item, however it is spaced.
+_ATTRIBUTES = rb"""(?:\s++[A-Za-z_][\w.:-]*+\s*+=\s*+(?:"[^"<]*+"|'[^'<]*+'))*+\s*+"""
+_EMPTY = rb"<[A-Za-z]++" + _ATTRIBUTES + rb"/>"
+_T = rb"<t" + _ATTRIBUTES + rb">([^<]*+)</t>"
+_RUN = rb"<r>(?:\s*+(?:<rPr>(?:\s*+" + _EMPTY + rb")*+\s*+</rPr>|<rPr\s*+/>))?\s*+" + _T + rb"\s*+</r>"
+_PHONETIC = rb"(?:<phoneticPr" + _ATTRIBUTES + rb"/>\s*+)?"
 _RUN_RE = re.compile(_RUN)
-# Excel writes an empty <phoneticPr> after the text a user typed in an East Asian locale: no text of its own
-_PHONETIC = rb"(?:<phoneticPr(?:\s[^<>]*)?/>\s*)?"
-_RUNS_RE = re.compile(rb"(?:" + _RUN.replace(b"([^<]*)", b"[^<]*") + rb")+\s*" + _PHONETIC)
-_PLAIN_ITEM_RE = re.compile(rb"\s*<t(?:\s[^>]*)?>([^<]*)</t>\s*" + _PHONETIC)
+_RUNS_RE = re.compile(rb"(?:\s*+" + _RUN.replace(b"([^<]*+)", b"[^<]*+") + rb")++\s*+" + _PHONETIC)
+_PLAIN_ITEM_RE = re.compile(rb"\s*+" + _T + rb"\s*+" + _PHONETIC)
+_PLAIN_SI_RE = re.compile(rb"<si>\s*+" + _T + rb"\s*+</si>")
+_SST_MAIN_RE = re.compile(rb'<sst\b[^>]*\sxmlns\s*=\s*"' + re.escape(MAIN_NS[0].encode()) + rb'"')
+_DECLARATION_RE = re.compile(rb"<\?xml\s")
+_PARSER_ONLY_RE = re.compile(rb"<(?:!\[CDATA\[|!--|\?|rPh)")  # one pass for all four
 
 # Each short plain text decoded once in a process: every unit's form of a template carries the same labels
 # and choices (about 100 of a form's 140 shared strings). Never more than TEXTS_KEPT, however many one
-# workbook holds (a hostile one may hold millions, and a process such as the portal's lives long).
+# workbook holds (a hostile one may hold millions, and a process such as the portal's lives long). Items
+# read as markup (a part with rich text in it) are remembered apart, by their whole markup, and only once
+# it has been checked: a text never stands for an item.
 _TEXTS_SEEN: dict[bytes, str] = {}
-TEXTS_KEPT = 20_000
-TEXT_BYTES, RICH_BYTES = 256, 1024  # the longest remembered: a text; a rich item's markup (~150 bytes a run)
+_ITEMS_SEEN: dict[bytes, str] = {}
+TEXTS_KEPT, ITEMS_KEPT = 20_000, 5_000
+TEXT_BYTES, ITEM_BYTES = 256, 1024  # the longest remembered: a text; an item's markup (~150 bytes a run)
 
 
-def _text_seen(raw: bytes, key: bytes | None = None) -> str:
-    """The text of `raw`, remembered under `key` (raw itself by default) when the key is short."""
+def _text_seen(raw: bytes) -> str:
     text = raw_text(raw)
-    key, longest = (raw, TEXT_BYTES) if key is None else (key, RICH_BYTES)
-    if len(key) <= longest and text and len(_TEXTS_SEEN) < TEXTS_KEPT:
-        _TEXTS_SEEN[key] = text
+    if len(raw) <= TEXT_BYTES and text and len(_TEXTS_SEEN) < TEXTS_KEPT:
+        _TEXTS_SEEN[raw] = text
+    return text
+
+
+def _item_text(inner: bytes) -> str | None:
+    """The text of an item's markup, plain or rich (None for any other markup). A rich item's runs are
+    read as characters each, then joined, then OOXML's escapes read across them, as the parser does."""
+    plain = _PLAIN_ITEM_RE.fullmatch(inner)
+    if plain:
+        text = raw_text(plain.group(1))
+    elif _RUNS_RE.fullmatch(inner):
+        text = unescape_control("".join(xml_chars(raw) for raw in _RUN_RE.findall(inner)))
+    else:
+        return None
+    if len(inner) <= ITEM_BYTES and text and len(_ITEMS_SEEN) < ITEMS_KEPT:
+        _ITEMS_SEEN[inner] = text
     return text
 
 
 def _plain_and_rich(xml: bytes, items: int) -> list[str] | None:
     """Every item's text when each is plain text or runs of rich text, unprefixed (None otherwise: the XML
-    parser reads them). A rich item's text is its runs' texts joined, then read as one text, as the parser
-    joins them. What is remembered is an item's whole markup."""
-    seen = _TEXTS_SEEN
+    parser reads them)."""
+    seen = _ITEMS_SEEN
+    if len(seen) >= ITEMS_KEPT:  # full: start again, so that the items of the forms now read are kept
+        seen.clear()
     texts = []
     # Items end at "</si>", which cannot stand in a text or a value ("<" is escaped there), nor, as the caller
     # saw to, in a comment, a CDATA section or a processing instruction
@@ -322,11 +347,8 @@ def _plain_and_rich(xml: bytes, items: int) -> list[str] | None:
         inner = piece[start + 4:]
         text = seen.get(inner)
         if text is None:
-            if plain := _PLAIN_ITEM_RE.fullmatch(inner):
-                text = _text_seen(plain.group(1), inner)
-            elif _RUNS_RE.fullmatch(inner):
-                text = _text_seen(b"".join(_RUN_RE.findall(inner)), inner)
-            else:
+            text = _item_text(inner)
+            if text is None:
                 return None
         texts.append(text)
     return texts if len(texts) == items else None
@@ -342,15 +364,20 @@ def _strings_fast(xml: bytes) -> list[str] | None:
     """The texts of a UTF-8 part whose items are plain text or runs of rich text, unprefixed, each perhaps
     with Excel's phonetic properties, read by regular expressions; None for any other part (the XML parser
     reads it)."""
-    declared = 5 if xml.startswith(b"\xef\xbb\xbf") else 2  # past the XML declaration's "<?"
-    if (b"<sst" not in xml[:2048] or b"<![CDATA[" in xml or b"<!--" in xml or xml.find(b"<?", declared) >= 0
-            or not is_utf8(xml)):
-        return None  # a comment or a processing instruction may hold what reads like an item
+    start = 3 if xml.startswith(b"\xef\xbb\xbf") else 0
+    if _DECLARATION_RE.match(xml, start):
+        start += 5
+    # What only the XML parser reads right: a comment or a processing instruction may hold what reads like
+    # an item; a second namespace declared puts elements in another vocabulary (whose texts are not the
+    # table's) or items under a prefix; a phonetic run's text is not its item's.
+    if (_PARSER_ONLY_RE.search(xml, start) or xml.count(b"xmlns") != 1 or not is_utf8(xml)
+            or not _SST_MAIN_RE.search(xml, 0, 2048)):
+        return None
     items = len(_SI_START_RE.findall(xml))
-    seen = _TEXTS_SEEN
-    if len(seen) >= TEXTS_KEPT:  # full: start again, so that the texts of the forms now read are kept
-        seen.clear()
     if b"<r>" not in xml:
+        seen = _TEXTS_SEEN
+        if len(seen) >= TEXTS_KEPT:  # full: start again, so that the texts of the forms now read are kept
+            seen.clear()
         plain = _PLAIN_SI_RE.findall(xml)
         if len(plain) == items:
             return [seen.get(x) or _text_seen(x) for x in plain]

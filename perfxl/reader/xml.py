@@ -106,25 +106,46 @@ def _escaped_character(match: re.Match) -> str:
 
 def raw_text(raw: bytes | None) -> str:
     """Element text taken by the fast path from raw UTF-8 bytes, as an XML parser would give it."""
-    if not raw:
-        return ""
+    return unescape_control(xml_chars(raw)) if raw else ""
+
+
+def xml_chars(raw: bytes) -> str:
+    """The characters of raw UTF-8 text between two tags, as an XML parser gives them, before OOXML's
+    `_xHHHH_` escapes (which may run on into the next run of rich text) are read."""
     if b"\r" in raw:  # XML end-of-line handling; a &#13; reference survives, as it must
         raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     text = raw.decode("utf-8", "replace")
-    if "&" in text:
-        text = html.unescape(text)
-    return unescape_control(text)
+    return _REFERENCE.sub(_referenced, text) if "&" in text else text
 
 
-_ENCODING_RE = re.compile(rb'^<\?xml[^>]*?\bencoding=["\']([^"\']+)')
+# XML's five entities and character references, each read as XML reads it: html.unescape maps &#x80;–&#x9F;
+# through Windows-1252 and drops &#x7F; and the noncharacters, which XML keeps. Any other name (never in a
+# well-formed part: no DTD is allowed) is read as HTML reads it, as before.
+_REFERENCE = re.compile(r"&(?:#x([0-9A-Fa-f]{1,8})|#([0-9]{1,10})|([A-Za-z][A-Za-z0-9]*));")
+_ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+def _referenced(match: re.Match) -> str:
+    hexadecimal, decimal, name = match.groups()
+    if name is not None:
+        return _ENTITIES.get(name) or html.unescape(match.group(0))
+    code = int(hexadecimal, 16) if hexadecimal is not None else int(decimal)
+    return "\ufffd" if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF or code == 0 else chr(code)
+
+
+_ENCODING_RE = re.compile(rb'<\?xml\s[^>]*?\bencoding\s*=\s*["\']([^"\']+)')
 
 
 def is_utf8(xml: bytes) -> bool:
     """True when the part is UTF-8, the only encoding the fast paths read (UTF-16 is legal too)."""
-    head = xml[:256]
-    if head.startswith(b"\xef\xbb\xbf"):
-        head = head[3:]
-    elif head[:2] in (b"\xff\xfe", b"\xfe\xff") or head[:1] == b"\x00" or head[1:2] == b"\x00":
+    start = 3 if xml.startswith(b"\xef\xbb\xbf") else 0
+    head = xml[start:start + 2]
+    if not start and (head in (b"\xff\xfe", b"\xfe\xff") or head[:1] == b"\x00" or head[1:2] == b"\x00"):
         return False
-    m = _ENCODING_RE.match(head)
+    if not xml.startswith(b"<?xml", start):
+        return True
+    end = xml.find(b"?>", start, start + 1024)
+    if end < 0:  # a declaration this long is no office suite's: the XML parser reads it
+        return False
+    m = _ENCODING_RE.match(xml, start, end)
     return m is None or m.group(1).lower() in (b"utf-8", b"utf8")
