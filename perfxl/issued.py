@@ -36,6 +36,11 @@ from .files import home, write_bytes_atomic  # home: perfxl's folder for the use
 RECORD_FILE = "下发记录.sqlite"
 INDEX_FILE = "rounds.json"
 ROW_KEYS = ("row", "group", "level1", "level2", "level3", "target", "points")
+_ROW_KEY_SET = frozenset(ROW_KEYS)
+
+
+_ROW_VALUE_TYPES = frozenset({str, int, float})
+_FIELD_VALUE_TYPES = frozenset({str, int, float, type(None)})
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,15 @@ class IssuedProject:
                 and isinstance(data.get("rows"), list)):
             raise ValueError("an issued project of another shape")
         rows = []
+        keys = _ROW_KEY_SET
         for row in data["rows"]:
-            if not (isinstance(row, dict) and set(row) == set(ROW_KEYS)
-                    and all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in row.values())):
+            # exact types, as JSON gives them (a bool is no number here); `isinstance` with a union of types
+            # cost a round of 10,000 units' merge 1.4 s over its 2.2 million values
+            if not (type(row) is dict and row.keys() == keys
+                    and all(type(v) in _ROW_VALUE_TYPES for v in row.values())):
                 raise ValueError("an issued row of another shape")
             rows.append(row)
-        if not all(isinstance(v, str | int | float | type(None)) for v in data["fields"].values()):
+        if not all(type(v) in _FIELD_VALUE_TYPES for v in data["fields"].values()):
             raise ValueError("an issued field of another shape")
         return cls(data["sheet"], dict(data["fields"]), tuple(rows))
 
@@ -186,6 +194,8 @@ class IssuedBook:
         self._rounds: dict[str, dict] | None = None
         self._rounds_stamp: tuple | None = None
         self._digests: dict[tuple[Path, str], str | None] = {}
+        # per record: SQLite's data_version, and (unit, template, year or None) → the newest row's rowid
+        self._newest: dict[Path, tuple[int, dict[tuple, int]]] = {}
 
     def lookup(self, round_id: str | None, unit_code: str | None, template: str | None,
                year: int | None) -> IssuedForm | None:
@@ -215,16 +225,51 @@ class IssuedBook:
         else:
             sources += [p for p in registered_records(template, year, index) if p not in sources]
         for path in sources:
-            found = self._query(path, where, args)
+            if round_id:
+                rowid, found = self._row(path, where, args)
+            else:
+                rowid = self._newest_rowid(path, unit_code, template, year or None)
+                found = None if rowid is None else self._row(path, "rowid=?", (rowid,))[1]
             if found is None:
                 continue
             entry = index.get(found.round)
             if entry and entry.get("digest") and self._round_digest(path, found.round) != entry["digest"]:
                 return None, "issued-altered"
-            newest = next((n for n in (self._query(p, "unit_code=? AND template=? AND year=?",
-                                                   (unit_code, template, found.year)) for p in sources) if n), None)
+            newest = None
+            for p in sources:  # the first file whose newest row of the unit's form is usable
+                newest_rowid = self._newest_rowid(p, unit_code, template, found.year)
+                if newest_rowid is not None:
+                    newest = found if (p, newest_rowid) == (path, rowid) else \
+                        self._row(p, "rowid=?", (newest_rowid,))[1]
+                    if newest is not None:
+                        break
             return found, ("issued-earlier-round" if newest and newest.round != found.round else None)
         return None, "issued-missing"
+
+    def _newest_rowid(self, path: Path, unit_code: str, template: str, year: int | None) -> int | None:
+        """The rowid of the unit's newest record of this template (and year) in one record file, as
+        `... ORDER BY issued_at DESC, rowid DESC LIMIT 1` finds it. The table is keyed by round, so that query
+        read the whole file for every form checked: 11 ms a form against a round of 10,000 units (62 MB),
+        its time growing with the round. The newest row of every unit is now found in one ordered pass over
+        the small columns, once per record file."""
+        db = self._connect(path)
+        if db is None:
+            return None
+        try:
+            # a round written into the file since (by another process, within the file stamp's resolution)
+            # is told by SQLite's own counter of other connections' commits
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            kept = self._newest.get(path)
+            if kept is None or kept[0] != version:
+                newest: dict[tuple, int] = {}
+                # ascending, so that the last row of a key is the first `DESC` would give
+                for unit, form, year_, rowid in db.execute(
+                        "SELECT unit_code, template, year, rowid FROM issued ORDER BY issued_at, rowid"):
+                    newest[(unit, form, year_)] = newest[(unit, form, None)] = rowid
+                kept = self._newest[path] = (version, newest)
+        except sqlite3.Error:
+            return None
+        return kept[1].get((unit_code, template, year))
 
     def units_issued(self, template: str, year: int | None) -> set[str] | None:
         """The units a form of this template (and year) was issued to, in any round the records named and
@@ -247,7 +292,9 @@ class IssuedBook:
                 entry = index.get(str(round_id))
                 if entry and entry.get("digest") and self._round_digest(path, str(round_id)) != entry["digest"]:
                     continue  # a round changed since this machine wrote it says nothing of who was issued a form
-                found = (found or set()) | {str(unit_code)}
+                if found is None:
+                    found = set()
+                found.add(str(unit_code))  # a new set a row (`found | {code}`) took 8.8 s for 10,000 units
         return found
 
     def _index(self) -> dict[str, dict]:
@@ -291,6 +338,7 @@ class IssuedBook:
         if kept is not None and kept[0] is not None:
             kept[0].close()
         self._digests = {k: v for k, v in self._digests.items() if k[0] != path}
+        self._newest.pop(path, None)
         db = None
         try:
             if stamp is not None:
@@ -303,26 +351,19 @@ class IssuedBook:
         self._db[path] = (db, stamp)
         return db
 
-    def _query(self, path: Path, where: str, args: tuple) -> IssuedForm | None:
+    def _row(self, path: Path, where: str, args: tuple) -> tuple[int | None, IssuedForm | None]:
+        """The newest row that answers `where`: its rowid, and the record it holds if that can be used."""
         db = self._connect(path)
         if db is None:
-            return None
+            return None, None
         try:
-            row = db.execute(f"SELECT round, unit_code, template, year, projects, digest, issued_at FROM issued "
+            row = db.execute(f"SELECT rowid, round, unit_code, template, year, projects, digest, issued_at FROM issued "
                              f"WHERE {where} ORDER BY issued_at DESC, rowid DESC LIMIT 1", args).fetchone()
         except sqlite3.Error:
-            return None
+            return None, None
         if row is None:
-            return None
-        round_id, unit_code, template, year, text, digest, issued_at = row
-        if not (isinstance(text, str) and type(year) is int
-                and hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest() == digest):
-            return None  # a record that does not match its own digest was changed since: not used
-        try:
-            projects = tuple(IssuedProject.from_data(p) for p in json.loads(text))
-        except (TypeError, ValueError, RecursionError):
-            return None
-        return IssuedForm(str(round_id), str(unit_code), str(template), year, projects, digest, text, str(issued_at))
+            return None, None
+        return row[0], _issued_form(*row[1:])
 
     def close(self) -> None:
         for db, _ in self._db.values():
@@ -339,3 +380,15 @@ def book(named: tuple[str, ...] = ()) -> IssuedBook:
     if named not in _BOOKS:
         _BOOKS[named] = IssuedBook(named)
     return _BOOKS[named]
+
+
+def _issued_form(round_id, unit_code, template, year, text, digest, issued_at) -> IssuedForm | None:
+    """A record row as a record, if it can be used: one that does not match its own digest was changed since."""
+    if not (isinstance(text, str) and type(year) is int
+            and hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest() == digest):
+        return None
+    try:
+        projects = tuple(IssuedProject.from_data(p) for p in json.loads(text))
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return IssuedForm(str(round_id), str(unit_code), str(template), year, projects, digest, text, str(issued_at))
