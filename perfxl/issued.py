@@ -26,6 +26,7 @@ import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -194,8 +195,8 @@ class IssuedBook:
         self._rounds: dict[str, dict] | None = None
         self._rounds_stamp: tuple | None = None
         self._digests: dict[tuple[Path, str], str | None] = {}
-        # per record: SQLite's data_version, and (unit, template, year or None) → the newest row's rowid
-        self._newest: dict[Path, tuple[int, dict[tuple, int]]] = {}
+        # per record file: SQLite's data_version when read, and (template, year) → unit → its newest rowid
+        self._newest_rows: dict[Path, tuple[int, dict[tuple[str, int], dict[str, int]] | None]] = {}
 
     def lookup(self, round_id: str | None, unit_code: str | None, template: str | None,
                year: int | None) -> IssuedForm | None:
@@ -225,11 +226,10 @@ class IssuedBook:
         else:
             sources += [p for p in registered_records(template, year, index) if p not in sources]
         for path in sources:
-            if round_id:
+            if round_id or not year:  # by its round (the key), or a form of no year (rare): one query
                 rowid, found = self._row(path, where, args)
             else:
-                rowid = self._newest_rowid(path, unit_code, template, year or None)
-                found = None if rowid is None else self._row(path, "rowid=?", (rowid,))[1]
+                rowid, found = self._newest(path, unit_code, template, year)
             if found is None:
                 continue
             entry = index.get(found.round)
@@ -240,18 +240,29 @@ class IssuedBook:
                 newest_rowid = self._newest_rowid(p, unit_code, template, found.year)
                 if newest_rowid is not None:
                     newest = found if (p, newest_rowid) == (path, rowid) else \
-                        self._row(p, "rowid=?", (newest_rowid,))[1]
+                        self._newest(p, unit_code, template, found.year)[1]
                     if newest is not None:
                         break
             return found, ("issued-earlier-round" if newest and newest.round != found.round else None)
         return None, "issued-missing"
 
-    def _newest_rowid(self, path: Path, unit_code: str, template: str, year: int | None) -> int | None:
-        """The rowid of the unit's newest record of this template (and year) in one record file, as
+    def _newest(self, path: Path, unit_code: str, template: str, year: int) -> tuple[int | None, IssuedForm | None]:
+        """The unit's newest row of this template and year in one record file, and the record it holds if that
+        can be used. The row is asked for by its rowid *and* by what it must be, so that a file replaced
+        between the two steps (forms generated again while a merge runs) gives nothing, never another
+        unit's row."""
+        rowid = self._newest_rowid(path, unit_code, template, year)
+        if rowid is None:
+            return None, None
+        return rowid, self._row(path, "rowid=? AND unit_code=? AND template=? AND year=?",
+                                (rowid, unit_code, template, year))[1]
+
+    def _newest_rowid(self, path: Path, unit_code: str, template: str, year: int) -> int | None:
+        """The rowid of the unit's newest record of this template and year in one record file, as
         `... ORDER BY issued_at DESC, rowid DESC LIMIT 1` finds it. The table is keyed by round, so that query
         read the whole file for every form checked: 11 ms a form against a round of 10,000 units (62 MB),
         its time growing with the round. The newest row of every unit is now found in one ordered pass over
-        the small columns, once per record file."""
+        the small columns, once per record file and change to it."""
         db = self._connect(path)
         if db is None:
             return None
@@ -259,17 +270,13 @@ class IssuedBook:
             # a round written into the file since (by another process, within the file stamp's resolution)
             # is told by SQLite's own counter of other connections' commits
             version = db.execute("PRAGMA data_version").fetchone()[0]
-            kept = self._newest.get(path)
-            if kept is None or kept[0] != version:
-                newest: dict[tuple, int] = {}
-                # ascending, so that the last row of a key is the first `DESC` would give
-                for unit, form, year_, rowid in db.execute(
-                        "SELECT unit_code, template, year, rowid FROM issued ORDER BY issued_at, rowid"):
-                    newest[(unit, form, year_)] = newest[(unit, form, None)] = rowid
-                kept = self._newest[path] = (version, newest)
         except sqlite3.Error:
             return None
-        return kept[1].get((unit_code, template, year))
+        kept = self._newest_rows.get(path)
+        if kept is None or kept[0] != version:
+            kept = self._newest_rows[path] = (version, _newest_rows(db))  # a file that cannot be read: once
+        rows = kept[1]
+        return rows.get((template, year), {}).get(unit_code) if rows is not None else None
 
     def units_issued(self, template: str, year: int | None) -> set[str] | None:
         """The units a form of this template (and year) was issued to, in any round the records named and
@@ -338,11 +345,13 @@ class IssuedBook:
         if kept is not None and kept[0] is not None:
             kept[0].close()
         self._digests = {k: v for k, v in self._digests.items() if k[0] != path}
-        self._newest.pop(path, None)
+        self._newest_rows.pop(path, None)
         db = None
         try:
             if stamp is not None:
                 db = open_readonly(path)
+                if not _declared_as_perfxl_declares(db):
+                    raise sqlite3.DatabaseError("a record table declared otherwise")
                 db.execute("SELECT 1 FROM issued LIMIT 1").fetchall()
         except (sqlite3.Error, OutputError):
             if db is not None:
@@ -392,3 +401,53 @@ def _issued_form(round_id, unit_code, template, year, text, digest, issued_at) -
     except (TypeError, ValueError, RecursionError):
         return None
     return IssuedForm(str(round_id), str(unit_code), str(template), year, projects, digest, text, str(issued_at))
+
+
+def _newest_rows(db: sqlite3.Connection) -> dict[tuple[str, int], dict[str, int]] | None:
+    """(template, year) → unit code → the rowid of its newest row, from one ordered pass (ascending, so the
+    last row of a key is the one `ORDER BY issued_at DESC, rowid DESC` puts first). Only rows the per-form
+    query could find: text codes and templates (a text that is not UTF-8 equals no code a form holds, and
+    taken as text it would stop the pass) and integer years. None when the file cannot be read."""
+    rows: dict[tuple[str, int], dict[str, int]] = {}
+    names: dict[bytes, str | None] = {}  # each template's bytes decoded once
+    try:
+        for unit, form, year, rowid in db.execute(
+                "SELECT CAST(unit_code AS BLOB), CAST(template AS BLOB), year, rowid FROM issued "
+                "WHERE typeof(unit_code)='text' AND typeof(template)='text' AND typeof(year)='integer' "
+                "ORDER BY issued_at, rowid"):
+            if form not in names:
+                try:
+                    names[form] = form.decode("utf-8")
+                except UnicodeDecodeError:
+                    names[form] = None
+            try:
+                code = unit.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if names[form] is not None:
+                rows.setdefault((names[form], year), {})[code] = rowid
+    except sqlite3.Error:
+        return None
+    return rows
+
+
+@cache
+def _issued_declaration() -> str:
+    """The record table as perfxl declares it (in SQLite's words, whitespace aside)."""
+    from .ledger import SCHEMA
+
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(SCHEMA)
+        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='issued'").fetchone()
+    finally:
+        db.close()
+    return " ".join(sql.split())
+
+
+def _declared_as_perfxl_declares(db: sqlite3.Connection) -> bool:
+    """A record file's table as perfxl wrote it. The ledger's check of a foreign file lets other column types
+    and collations through, and a column of its own named rowid: each makes SQLite compare codes otherwise
+    than the lookups here do (a NOCASE code, a numeric '1'), or a row be named by another's rowid."""
+    row = db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='issued'").fetchone()
+    return row is not None and isinstance(row[0], str) and " ".join(row[0].split()) == _issued_declaration()

@@ -398,6 +398,12 @@ def test_a_record_generated_again_at_the_same_path_is_read_afresh_not_through_th
     book.close()
 
 
+@pytest.fixture
+def own_home(tmp_path, monkeypatch):
+    """A machine of its own: rounds other tests registered are not among the records a lookup consults."""
+    monkeypatch.setenv("PERFXL_HOME", str(tmp_path / "home"))
+
+
 def _rounds_reissued(folder, template: str, units: int, rounds: int, seed: int):
     """A record file of several rounds of one template, each issued to a random part of `units` units, their
     times shuffled so that the newest round of a unit is neither the first nor the last row written."""
@@ -418,7 +424,7 @@ def _rounds_reissued(folder, template: str, units: int, rounds: int, seed: int):
     return path, ids
 
 
-def test_a_unit_s_newest_record_is_the_one_the_ordered_query_over_the_whole_file_names(tmp_path):
+def test_a_unit_s_newest_record_is_the_one_the_ordered_query_over_the_whole_file_names(tmp_path, own_home):
     """The newest record of each unit is now found from one pass over the file, not a query per form:
     whatever the order rounds were written and timed in, each form finds what the query per form found,
     including `issued-earlier-round` for a form of a round the unit was issued again since."""
@@ -446,7 +452,7 @@ def test_a_unit_s_newest_record_is_the_one_the_ordered_query_over_the_whole_file
     book.close()
 
 
-def test_a_round_written_into_a_record_already_read_is_found_by_the_next_form(tmp_path):
+def test_a_round_written_into_a_record_already_read_is_found_by_the_next_form(tmp_path, own_home):
     """The newest row of every unit is remembered per record file; a round added to that file since (a portal
     open while the bureau issues again) must be seen, not the remembered newest."""
     from perfxl.issued import IssuedBook, IssuedProject, new_round, record_round
@@ -466,7 +472,7 @@ def test_a_round_written_into_a_record_already_read_is_found_by_the_next_form(tm
     book.close()
 
 
-def test_finding_a_form_s_record_does_not_read_the_whole_round_for_every_form(tmp_path):
+def test_finding_a_form_s_record_does_not_read_the_whole_round_for_every_form(tmp_path, own_home):
     """A year-end merge of 2,000 self-evaluation forms against a round issued to 10,000 units took 37 s: the
     query for a unit's newest record read the whole record file (it is keyed by round) for every form, 11 ms
     a form and growing with the round. SQLite's own count of the steps it takes per form now stays the same
@@ -501,3 +507,88 @@ def test_finding_a_form_s_record_does_not_read_the_whole_round_for_every_form(tm
 
     small, large = steps_per_form(200), steps_per_form(4000)
     assert large < 1.5 * small + 20, (small, large)
+
+
+def _two_units_record(folder):
+    """A record of two units in one round, and a newer round for the first: what each finds is known."""
+    from perfxl.issued import IssuedProject, new_round, record_round
+
+    folder.mkdir()
+    first, second = new_round(), new_round()
+    record_round(folder, first, "national/selfeval", YEAR,
+                 [("600001", [IssuedProject("项目1", {"project_name": "甲项目"}, ())]),
+                  ("600002", [IssuedProject("项目1", {"project_name": "乙项目"}, ())])])
+    path = record_round(folder, second, "national/selfeval", YEAR,
+                        [("600001", [IssuedProject("项目1", {"project_name": "甲项目（新）"}, ())])])
+    return path, first, second
+
+
+@pytest.mark.parametrize("declared", [
+    # a column of its own named rowid: two units' rows share it, and a lookup by rowid took the other's
+    "rowid INTEGER, round TEXT NOT NULL, unit_code TEXT NOT NULL, template TEXT NOT NULL, year INTEGER NOT NULL, "
+    "issued_at TEXT NOT NULL, projects TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (round, unit_code)",
+    # codes compared without case or as numbers: SQLite and the lookups here would disagree
+    "round TEXT NOT NULL, unit_code TEXT NOT NULL COLLATE NOCASE, template TEXT NOT NULL, year INTEGER NOT NULL, "
+    "issued_at TEXT NOT NULL, projects TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (round, unit_code)",
+    "round TEXT NOT NULL, unit_code NUMERIC NOT NULL, template TEXT NOT NULL, year INTEGER NOT NULL, "
+    "issued_at TEXT NOT NULL, projects TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (round, unit_code)",
+])
+def test_a_record_table_declared_otherwise_than_perfxl_declares_it_is_not_used(tmp_path, own_home, declared):
+    """Found by a hostile review: the ledger's check of a foreign file lets other declarations through, and a
+    record whose table declares its own rowid column made unit A's form meet unit B's record (the rows
+    themselves unchanged, so the round's digest still held). Such a record is now not used at all."""
+    from perfxl.issued import IssuedBook
+
+    path, first, _ = _two_units_record(tmp_path / "自评表")
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT round, unit_code, template, year, issued_at, projects, digest FROM issued").fetchall()
+        db.execute("DROP TABLE issued")
+        db.execute(f"CREATE TABLE issued ({declared})")
+        columns = "round, unit_code, template, year, issued_at, projects, digest"
+        if declared.startswith("rowid"):
+            db.executemany(f"INSERT INTO issued (rowid, {columns}) VALUES (1,?,?,?,?,?,?,?)", rows)
+        else:
+            db.executemany(f"INSERT INTO issued ({columns}) VALUES (?,?,?,?,?,?,?)", rows)
+    book = IssuedBook((str(path),))
+    for unit in ("600001", "600002"):
+        assert book.find(None, unit, "national/selfeval", YEAR) == (None, "issued-missing")
+        assert book.find(first, unit, "national/selfeval", YEAR) == (None, "issued-missing")
+    book.close()
+
+
+def test_a_row_whose_code_is_not_utf8_does_not_hide_the_other_units_records(tmp_path, own_home):
+    """Found by a hostile review: one row added in a round of its own (so no registered round's digest moves)
+    with a code that is not UTF-8 stopped the one pass over the file, and every form then found nothing."""
+    from perfxl.issued import IssuedBook
+
+    path, first, second = _two_units_record(tmp_path / "自评表")
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO issued VALUES ('junk', CAST(X'FF' AS TEXT), 'national/selfeval', ?, '9999', '', '')",
+                   (YEAR,))
+        db.execute("INSERT INTO issued VALUES ('junk2', '600003', CAST(X'FE' AS TEXT), ?, '9999', '', '')", (YEAR,))
+    book = IssuedBook((str(path),))
+    found, problem = book.find(None, "600002", "national/selfeval", YEAR)
+    assert (found.round, problem) == (first, None)
+    found, problem = book.find(first, "600001", "national/selfeval", YEAR)
+    assert (found.round, problem) == (first, "issued-earlier-round")
+    found, problem = book.find(None, "600001", "national/selfeval", YEAR)
+    assert (found.round, problem) == (second, None)
+    book.close()
+
+
+def test_a_newest_row_named_by_a_record_replaced_since_is_never_another_unit_s(tmp_path, own_home, monkeypatch):
+    """Found by a hostile review: a record file replaced at its path between finding a unit's newest rowid and
+    reading that row (forms generated again while a merge runs) gave the row that now carries the rowid,
+    another unit's. The row is now asked for by what it must be as well."""
+    from perfxl.issued import IssuedBook
+
+    path, first, _ = _two_units_record(tmp_path / "自评表")
+    with sqlite3.connect(path) as db:
+        other = db.execute("SELECT rowid FROM issued WHERE unit_code='600002'").fetchone()[0]
+    book = IssuedBook((str(path),))
+    monkeypatch.setattr(IssuedBook, "_newest_rowid", lambda self, *args: other)  # as the old file had it
+    assert book.find(None, "600001", "national/selfeval", YEAR) == (None, "issued-missing")
+    monkeypatch.undo()
+    found, _ = book.find(None, "600002", "national/selfeval", YEAR)
+    assert (found.unit_code, found.round) == ("600002", first)
+    book.close()
