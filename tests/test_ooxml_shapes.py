@@ -464,6 +464,87 @@ def test_shared_strings_the_fast_path_misread_read_as_the_xml_parser_reads_them(
             cells_module._strings_expat(xml, "xl/sharedStrings.xml")
 
 
+
+_M = MAIN.encode()
+_PARSER_REFUSES_OR_READS_OTHERWISE = {
+    # character references with leading zeros (XML allows any number): read as literal text
+    "leading zeros, hexadecimal": _SST + b"<si><t>&#x0000000041;</t></si></sst>",
+    "leading zeros, decimal": _SST + b"<si><t>&#00000000065;</t></si></sst>",
+    "leading zeros, rich": _SST + b"<si><r><t>&#x000000004E2D;</t></r></si></sst>",
+    "zeros only": _SST + b"<si><t>&#x0000;</t></si></sst>",
+    # items outside the root, or a namespace declared only inside another attribute's value
+    "items outside the root": b'<x><si><t>A</t></si><sst xmlns="' + _M + b'"><si><t>B</t></si></sst></x>',
+    "root closed before the items": b'<x><sst xmlns="' + _M + b'"/><si><t>A</t></si></x>',
+    "xmlns inside a value": b"<sst a=' xmlns=\"" + _M + b"\"'><si><t>A</t></si></sst>",
+    "xmlns inside a value, rich": b"<sst a=' xmlns=\"" + _M + b"\"'><si><r><t>A</t></r></si></sst>",
+    # what no well-formed part holds: the parser refuses it, and so must perfxl
+    "undefined entity": _SST + b"<si><t>&nbsp;&AMP;</t></si></sst>",
+    "bare ampersand": _SST + b"<si><t>A & B</t></si></sst>",
+    "reference without a semicolon": _SST + b"<si><t>&#65</t></si></sst>",
+    "capital X": _SST + b"<si><t>&#X41;</t></si></sst>",
+    "NUL referenced": _SST + b"<si><t>a&#0;b</t></si></sst>",
+    "control referenced": _SST + b"<si><t>a&#1;b</t></si></sst>",
+    "surrogate referenced": _SST + b"<si><t>a&#xD800;b</t></si></sst>",
+    "U+FFFE referenced": _SST + b"<si><t>a&#xFFFE;b</t></si></sst>",
+    "beyond U+10FFFF": _SST + b"<si><t>a&#x110000;b</t></si></sst>",
+    "raw control byte": _SST + b"<si><t>a\x01b</t></si></sst>",
+    "raw NUL": _SST + b"<si><t>a\x00b</t></si></sst>",
+    "not UTF-8": _SST + b"<si><t>a\xff\xfeb</t></si></sst>",
+    "a surrogate in UTF-8": _SST + b"<si><t>a\xed\xa0\x80b</t></si></sst>",
+    "raw U+FFFE": _SST + b"<si><t>a\xef\xbf\xbeb</t></si></sst>",
+    "]]> in a text": _SST + b"<si><t>a]]>b</t></si></sst>",
+    "form feed as a space": _SST + b"<si>\x0c<t>A</t>\x0b</si></sst>",
+    "form feed in a run": _SST + b"<si><r>\x0c<t>A</t></r></si></sst>",
+    "unbound prefix": _SST + b'<si><t p:a="1">A</t></si></sst>',
+    "an attribute twice": _SST + b'<si><r><t a="1" a="2">A</t></r></si></sst>',
+    "an attribute twice, plain": _SST + b'<si><t a="1" a="2">A</t></si></sst>',
+    "an attribute twice on the root": b'<sst xmlns="' + _M + b'" count="1" count="2"><si><t>A</t></si></sst>',
+    "& in a value": _SST + b'<si><t a="&">A</t></si></sst>',
+    "unclosed root": _SST + b"<si><t>A</t></si>",
+    "junk after the root": _SST + b"<si><t>A</t></si></sst><x/>",
+    "mismatched tags between items": _SST + b"<si><t>A</t></si><foo></bar><si><t>B</t></si></sst>",
+    "a declaration holding an item": b'<?xml version="1.0" x="<si><t>A</t></si>"?>' + _SST + b"</sst>",
+    "utf8 named so": '<?xml version="1.0" encoding="utf8"?>'.encode() + _SST + "<si><t>中</t></si></sst>".encode(),
+    "two byte-order marks": b"\xef\xbb\xbf\xef\xbb\xbf" + _SST + b"<si><t>A</t></si></sst>",
+    "a markup declaration between items": _SST + b"<si><t>A</t></si><!foo><si><t>B</t></si></sst>",
+    # the parser itself once failed on an item opened inside a text (AttributeError, not "file-corrupt")
+    "an item inside a text": _SST + b"<si><t><si/></t></si></sst>",
+}
+
+
+def _outcome(read, xml):
+    from perfxl.errors import ReadError
+
+    try:
+        return read(xml, "xl/sharedStrings.xml")
+    except ReadError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("name", list(_PARSER_REFUSES_OR_READS_OTHERWISE))
+def test_a_shared_strings_part_the_parser_refuses_or_reads_otherwise_is_read_as_the_parser_reads_it(name):
+    """Found by a second hostile review of the fast path: parts it read where the parser read other texts or
+    refused the part as not well-formed (what Excel would not open, perfxl merged)."""
+    from perfxl.reader import cells as cells_module
+
+    xml = _PARSER_REFUSES_OR_READS_OTHERWISE[name]
+    expected = _outcome(cells_module._strings_expat, xml)
+    assert _outcome(cells_module.shared_strings, xml) == expected
+    assert _outcome(cells_module.shared_strings, xml) == expected  # again, with whatever the memos now hold
+
+
+def test_a_character_reference_with_leading_zeros_in_a_cell_is_read_as_the_parser_reads_it():
+    """The same leading zeros in a sheet's inline string and formula result, read by the sheet's fast path."""
+    from perfxl.reader import cells as cells_module
+
+    xml = (f'<worksheet xmlns="{MAIN}"><sheetData><row r="1">'
+           '<c r="A1" t="inlineStr"><is><t>&#x0000000041;&#00000020013;</t></is></c>'
+           '<c r="B1" t="str"><f>"x"</f><v>&#x00000031;</v></c></row></sheetData></worksheet>').encode()
+    expected = cells_module._cells_expat(xml, [], False, "xl/worksheets/sheet1.xml")
+    assert expected[(0, 0)][0] == "A中"
+    assert cells_module.sheet_cells(xml, [], False, "xl/worksheets/sheet1.xml") == expected
+
+
 def test_a_shared_strings_part_spaced_to_make_the_patterns_backtrack_is_read_in_linear_time():
     """Two adjacent optional spaces in a run's pattern let a 450-byte item of 24 unformatted runs that fails
     to match try 2^24 ways (9 s; days at 40 runs), and a run of spaces inside <r> took quadratic time

@@ -277,24 +277,96 @@ def _translate(translator, to_row: int, to_col: int) -> str | None:
         return None
 
 
-_SI_START_RE = re.compile(rb"<si\b")
 # Items of plain text or of runs of rich text, as Excel, WPS and LibreOffice write them: a run's format is
 # empty elements only, its text one <t>. LibreOffice writes a run for each change of font, so a Chinese
 # label with a digit in it is rich text. Excel writes an empty <phoneticPr> after the text a user typed in an
 # East Asian locale: no text of its own. Every quantifier is possessive and every attribute quoted, so a
-# match that fails gives nothing back to try again: time linear in the item, however it is spaced.
-_ATTRIBUTES = rb"""(?:\s++[A-Za-z_][\w.:-]*+\s*+=\s*+(?:"[^"<]*+"|'[^'<]*+'))*+\s*+"""
+# match that fails gives nothing back to try again: time linear in the item, however it is spaced. Spaces
+# are XML's four (a bytes pattern's \s also takes \f and \v, which XML refuses).
+_WS = rb"[ \t\r\n]"
+_ATTRIBUTE = _WS + rb"""++((?:xml:)?[A-Za-z_][\w.-]*+)""" + _WS + rb"*+=" + _WS + rb"""*+(?:"[^"<]*+"|'[^'<]*+')"""
+_ATTRIBUTE_RE = re.compile(_ATTRIBUTE)  # each attribute's name
+_NAME_AND_VALUE_RE = re.compile(_ATTRIBUTE.replace(b"""(?:"[^"<]*+"|'[^'<]*+')""", b"""(?:"([^"<]*+)"|'([^'<]*+)')"""))
+_UNNAMED_ATTRIBUTE = _ATTRIBUTE.replace(b"((?:xml:)?", b"(?:(?:xml:)?")  # the same, capturing nothing
+_ATTRIBUTES = rb"(?:" + _UNNAMED_ATTRIBUTE + rb")*+" + _WS + rb"*+"
 _EMPTY = rb"<[A-Za-z]++" + _ATTRIBUTES + rb"/>"
 _T = rb"<t" + _ATTRIBUTES + rb">([^<]*+)</t>"
-_RUN = rb"<r>(?:\s*+(?:<rPr>(?:\s*+" + _EMPTY + rb")*+\s*+</rPr>|<rPr\s*+/>))?\s*+" + _T + rb"\s*+</r>"
-_PHONETIC = rb"(?:<phoneticPr" + _ATTRIBUTES + rb"/>\s*+)?"
+_RUN = (rb"<r>(?:" + _WS + rb"*+(?:<rPr>(?:" + _WS + rb"*+" + _EMPTY + rb")*+" + _WS + rb"*+</rPr>|<rPr" + _WS
+        + rb"*+/>))?" + _WS + rb"*+" + _T + _WS + rb"*+</r>")
+_PHONETIC = rb"(?:<phoneticPr" + _ATTRIBUTES + rb"/>" + _WS + rb"*+)?"
 _RUN_RE = re.compile(_RUN)
-_RUNS_RE = re.compile(rb"(?:\s*+" + _RUN.replace(b"([^<]*+)", b"[^<]*+") + rb")++\s*+" + _PHONETIC)
-_PLAIN_ITEM_RE = re.compile(rb"\s*+" + _T + rb"\s*+" + _PHONETIC)
-_PLAIN_SI_RE = re.compile(rb"<si>\s*+" + _T + rb"\s*+</si>")
-_SST_MAIN_RE = re.compile(rb'<sst\b[^>]*\sxmlns\s*=\s*"' + re.escape(MAIN_NS[0].encode()) + rb'"')
-_DECLARATION_RE = re.compile(rb"<\?xml\s")
-_PARSER_ONLY_RE = re.compile(rb"<(?:!\[CDATA\[|!--|\?|rPh)")  # one pass for all four
+_RUNS_RE = re.compile(rb"(?:" + _WS + rb"*+" + _RUN.replace(b"([^<]*+)", b"[^<]*+") + rb")++" + _WS + rb"*+"
+                      + _PHONETIC)
+_PLAIN_ITEM_RE = re.compile(_WS + rb"*+" + _T + _WS + rb"*+" + _PHONETIC)
+_PLAIN_SI_RE = re.compile(rb"<si>" + _WS + rb'*+<t(?: xml:space="preserve")?>([^<]*+)</t>' + _WS + rb"*+</si>")
+_TAG_ATTRIBUTES_RE = re.compile(rb"<[A-Za-z]++((?:" + _UNNAMED_ATTRIBUTE + rb"){2,}+)")  # a tag with two attributes or more: are they distinct?
+# The part's start: its XML declaration (version, encoding, standalone, in that order) and the root's tag
+_DECLARATION_RE = re.compile(
+    rb"<\?xml" + _WS + rb"++version" + _WS + rb"*+=" + _WS + rb"""*+(?:"1\.[0-9]++"|'1\.[0-9]++')"""
+    rb"(?:" + _WS + rb"++encoding" + _WS + rb"*+=" + _WS + rb"""*+(?:"[A-Za-z][\w.-]*+"|'[A-Za-z][\w.-]*+'))?"""
+    rb"(?:" + _WS + rb"++standalone" + _WS + rb"*+=" + _WS + rb"""*+(?:"(?:yes|no)"|'(?:yes|no)'))?"""
+    + _WS + rb"*+\?>")
+_SST_OPEN_RE = re.compile(_WS + rb"*+<sst((?:" + _UNNAMED_ATTRIBUTE + rb")*+)" + _WS + rb"*+>")
+_MAIN = MAIN_NS[0].encode()
+# What no well-formed part holds, which the parser refuses and the regular expressions would read: control
+# characters, an "&" that starts no reference XML knows or names a character XML cannot hold, "]]>" in a
+# text, U+FFFE and U+FFFF. Looked for in each item (and text) the first time it is seen, not in the part: the
+# memos then spare the look to every later form that holds the same item.
+_CONTROL_RE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_KNOWN_REFERENCE_RE = re.compile(rb"&(?:amp|lt|gt|quot|apos|#[0-9]++|#x[0-9A-Fa-f]++);")
+_CHARACTER_REFERENCE_RE = re.compile(rb"&#(x?+)0*+([0-9A-Fa-f]*+);")
+
+
+def _legal_character(code: int) -> bool:
+    """A character XML 1.0 may hold (its production Char)."""
+    return (0x20 <= code <= 0xD7FF or code in (0x9, 0xA, 0xD) or 0xE000 <= code <= 0xFFFD
+            or 0x10000 <= code <= 0x10FFFF)
+
+
+def _only_what_xml_allows(raw: bytes) -> bool:
+    """Markup or text holding only what a well-formed part may, UTF-8 aside (decoded strictly after)."""
+    if _CONTROL_RE.search(raw) or b"]]>" in raw or b"\xef\xbf\xbe" in raw or b"\xef\xbf\xbf" in raw:
+        return False
+    if b"&" in raw:
+        if raw.count(b"&") != len(_KNOWN_REFERENCE_RE.findall(raw)):
+            return False
+        if b"&#" in raw:
+            for hexadecimal, digits in _CHARACTER_REFERENCE_RE.findall(raw):
+                if len(digits) > 8 or not _legal_character(int(digits or b"0", 16 if hexadecimal else 10)):
+                    return False
+    return True
+
+
+def _distinct_attributes(markup: bytes) -> bool:
+    """No tag in the markup names an attribute twice (the parser refuses that)."""
+    for attributes in _TAG_ATTRIBUTES_RE.findall(markup):
+        names = _ATTRIBUTE_RE.findall(attributes)
+        if len(set(names)) != len(names):
+            return False
+    return True
+
+
+def _root_content(xml: bytes) -> tuple[int, int] | None:
+    """Where the root's content starts and ends, when the part is a UTF-8 <sst> of the main namespace, that
+    declared on the root's own tag (a second namespace would put elements in another vocabulary, whose texts
+    are not the table's, or items under a prefix), with nothing before it but a declaration (a processing
+    instruction or comment may hold what reads like an item) and nothing after it. None otherwise. What lies
+    between is the callers' to check: items, and spaces between them."""
+    start = 3 if xml.startswith(b"\xef\xbb\xbf") else 0
+    declaration = _DECLARATION_RE.match(xml, start)
+    if declaration is not None:
+        start = declaration.end()
+    root = _SST_OPEN_RE.match(xml, start)
+    if root is None or not is_utf8(xml) or not _only_what_xml_allows(root.group(0)):
+        return None
+    attributes = {name: double or single for name, double, single in _NAME_AND_VALUE_RE.findall(root.group(1))}
+    if attributes.get(b"xmlns") != _MAIN or len(attributes) != len(_ATTRIBUTE_RE.findall(root.group(1))):
+        return None  # the main namespace not declared on the root itself, or an attribute named twice
+    end = len(xml.rstrip(b" \t\r\n")) - 6
+    if end < root.end() or not xml.startswith(b"</sst>", end):
+        return None
+    return root.end(), end
+
 
 # Each short plain text decoded once in a process: every unit's form of a template carries the same labels
 # and choices (about 100 of a form's 140 shared strings). Never more than TEXTS_KEPT, however many one
@@ -307,8 +379,11 @@ TEXTS_KEPT, ITEMS_KEPT = 20_000, 5_000
 TEXT_BYTES, ITEM_BYTES = 256, 1024  # the longest remembered: a text; an item's markup (~150 bytes a run)
 
 
-def _text_seen(raw: bytes) -> str:
-    text = raw_text(raw)
+def _text_seen(raw: bytes) -> str | None:
+    """A plain item's text (None when it holds what XML does not allow: the parser reads the part)."""
+    if not _only_what_xml_allows(raw):
+        return None
+    text = raw_text(raw, strict=True)
     if len(raw) <= TEXT_BYTES and text and len(_TEXTS_SEEN) < TEXTS_KEPT:
         _TEXTS_SEEN[raw] = text
     return text
@@ -317,41 +392,48 @@ def _text_seen(raw: bytes) -> str:
 def _item_text(inner: bytes) -> str | None:
     """The text of an item's markup, plain or rich (None for any other markup). A rich item's runs are
     read as characters each, then joined, then OOXML's escapes read across them, as the parser does."""
+    # an item opened inside one, or a namespace declared in one, is the parser's to read
+    if b"<si" in inner or b"xmlns" in inner or not _only_what_xml_allows(inner):
+        return None
     plain = _PLAIN_ITEM_RE.fullmatch(inner)
     if plain:
-        text = raw_text(plain.group(1))
+        text = raw_text(plain.group(1), strict=True)
     elif _RUNS_RE.fullmatch(inner):
-        text = unescape_control("".join(xml_chars(raw) for raw in _RUN_RE.findall(inner)))
+        text = unescape_control("".join(xml_chars(raw, strict=True) for raw in _RUN_RE.findall(inner)))
     else:
         return None
+    if not _distinct_attributes(inner):
+        return None
+    inner.decode("utf-8")  # the values of its attributes too (UnicodeDecodeError: the parser refuses them)
     if len(inner) <= ITEM_BYTES and text and len(_ITEMS_SEEN) < ITEMS_KEPT:
         _ITEMS_SEEN[inner] = text
     return text
 
 
-def _plain_and_rich(xml: bytes, items: int) -> list[str] | None:
-    """Every item's text when each is plain text or runs of rich text, unprefixed (None otherwise: the XML
-    parser reads them)."""
+def _plain_and_rich(xml: bytes, start: int, end: int) -> list[str] | None:
+    """Every item's text when each is plain text or runs of rich text, unprefixed, with nothing but spaces
+    between them (None otherwise: the XML parser reads them)."""
     seen = _ITEMS_SEEN
     if len(seen) >= ITEMS_KEPT:  # full: start again, so that the items of the forms now read are kept
         seen.clear()
     texts = []
-    # Items end at "</si>", which cannot stand in a text or a value ("<" is escaped there), nor, as the caller
-    # saw to, in a comment, a CDATA section or a processing instruction
-    pieces = xml.split(b"</si>")
-    pieces.pop()
+    # Items end at "</si>", which cannot stand in a text or a value ("<" is escaped there), nor in a
+    # comment, a CDATA section or a processing instruction in an item: an item holding one is refused
+    pieces = xml[start:end].split(b"</si>")
+    if pieces.pop().strip(b" \t\r\n"):
+        return None
     for piece in pieces:
-        start = piece.rfind(b"<si>")
-        if start < 0:
+        piece = piece.lstrip(b" \t\r\n")
+        if not piece.startswith(b"<si>"):
             return None
-        inner = piece[start + 4:]
+        inner = piece[4:]
         text = seen.get(inner)
         if text is None:
             text = _item_text(inner)
             if text is None:
                 return None
         texts.append(text)
-    return texts if len(texts) == items else None
+    return texts
 
 
 def shared_strings(xml: bytes, part: str) -> list[str]:
@@ -363,25 +445,24 @@ def shared_strings(xml: bytes, part: str) -> list[str]:
 def _strings_fast(xml: bytes) -> list[str] | None:
     """The texts of a UTF-8 part whose items are plain text or runs of rich text, unprefixed, each perhaps
     with Excel's phonetic properties, read by regular expressions; None for any other part (the XML parser
-    reads it)."""
-    start = 3 if xml.startswith(b"\xef\xbb\xbf") else 0
-    if _DECLARATION_RE.match(xml, start):
-        start += 5
-    # What only the XML parser reads right: a comment or a processing instruction may hold what reads like
-    # an item; a second namespace declared puts elements in another vocabulary (whose texts are not the
-    # table's) or items under a prefix; a phonetic run's text is not its item's.
-    if (_PARSER_ONLY_RE.search(xml, start) or xml.count(b"xmlns") != 1 or not is_utf8(xml)
-            or not _SST_MAIN_RE.search(xml, 0, 2048)):
+    reads it, and refuses what is not well-formed)."""
+    content = _root_content(xml)
+    if content is None:
         return None
-    items = len(_SI_START_RE.findall(xml))
-    if b"<r>" not in xml:
-        seen = _TEXTS_SEEN
-        if len(seen) >= TEXTS_KEPT:  # full: start again, so that the texts of the forms now read are kept
-            seen.clear()
-        plain = _PLAIN_SI_RE.findall(xml)
-        if len(plain) == items:
-            return [seen.get(x) or _text_seen(x) for x in plain]
-    return _plain_and_rich(xml, items)
+    start, end = content
+    try:
+        if b"<r>" not in xml:
+            seen = _TEXTS_SEEN
+            if len(seen) >= TEXTS_KEPT:  # full: start again, so that the texts of the forms now read are kept
+                seen.clear()
+            # what lies between the items, and the items' texts, in turn: between them, spaces only
+            pieces = _PLAIN_SI_RE.split(xml[start:end])
+            if not any(p.strip(b" \t\r\n") for p in pieces[::2]):
+                texts = [seen.get(x) or _text_seen(x) for x in pieces[1::2]]
+                return None if None in texts else texts
+        return _plain_and_rich(xml, start, end)
+    except UnicodeDecodeError:  # not UTF-8 after all: the parser says so
+        return None
 
 
 def _strings_expat(xml: bytes, part: str) -> list[str]:
@@ -395,7 +476,7 @@ def _strings_expat(xml: bytes, part: str) -> list[str]:
         if ns not in MAIN_NS:
             return
         if local == "si":
-            state["si"] = []
+            state["si"], state["in_t"] = [], False  # an item opened inside a text ends that text
         elif local == "rPh":
             state["rph"] += 1
         elif local == "t" and state["si"] is not None and not state["rph"]:

@@ -104,29 +104,33 @@ def _escaped_character(match: re.Match) -> str:
     return "\ufffd" if 0xD800 <= code <= 0xDFFF else chr(code)
 
 
-def raw_text(raw: bytes | None) -> str:
+def raw_text(raw: bytes | None, strict: bool = False) -> str:
     """Element text taken by the fast path from raw UTF-8 bytes, as an XML parser would give it."""
-    return unescape_control(xml_chars(raw)) if raw else ""
+    return unescape_control(xml_chars(raw, strict)) if raw else ""
 
 
-def xml_chars(raw: bytes) -> str:
+def xml_chars(raw: bytes, strict: bool = False) -> str:
     """The characters of raw UTF-8 text between two tags, as an XML parser gives them, before OOXML's
-    `_xHHHH_` escapes (which may run on into the next run of rich text) are read."""
+    `_xHHHH_` escapes (which may run on into the next run of rich text) are read. `strict`: UnicodeDecodeError
+    for bytes that are not UTF-8 (the parser refuses them), else each is read as U+FFFD."""
     if b"\r" in raw:  # XML end-of-line handling; a &#13; reference survives, as it must
         raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    text = raw.decode("utf-8", "replace")
+    text = raw.decode("utf-8", "strict" if strict else "replace")
     return _REFERENCE.sub(_referenced, text) if "&" in text else text
 
 
 # XML's five entities and character references, each read as XML reads it: html.unescape maps &#x80;–&#x9F;
 # through Windows-1252 and drops &#x7F; and the noncharacters, which XML keeps. Any other name (never in a
 # well-formed part: no DTD is allowed) is read as HTML reads it, as before.
-_REFERENCE = re.compile(r"&(?:#x([0-9A-Fa-f]{1,8})|#([0-9]{1,10})|([A-Za-z][A-Za-z0-9]*));")
+# Leading zeros are allowed (&#x0000004E2D; is 中), and read past without backtracking into the digits.
+_REFERENCE = re.compile(r"&(?:#x0*+([0-9A-Fa-f]{1,8})|#0*+([0-9]{1,10})|#x?(0)++|([A-Za-z][A-Za-z0-9]*));")
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 
 
 def _referenced(match: re.Match) -> str:
-    hexadecimal, decimal, name = match.groups()
+    hexadecimal, decimal, zero, name = match.groups()
+    if zero is not None:
+        return "\ufffd"
     if name is not None:
         return _ENTITIES.get(name) or html.unescape(match.group(0))
     code = int(hexadecimal, 16) if hexadecimal is not None else int(decimal)
@@ -148,4 +152,4 @@ def is_utf8(xml: bytes) -> bool:
     if end < 0:  # a declaration this long is no office suite's: the XML parser reads it
         return False
     m = _ENCODING_RE.match(xml, start, end)
-    return m is None or m.group(1).lower() in (b"utf-8", b"utf8")
+    return m is None or m.group(1).lower() == b"utf-8"  # the parser refuses "utf8"
