@@ -19,7 +19,22 @@ _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
 
 def home() -> Path:
     """perfxl's folder for what it remembers on this machine, per user: `PERFXL_HOME`, else
-    %LOCALAPPDATA%\\perfxl or ~/.local/share/perfxl (the rounds it issued, the key that seals its caches)."""
+    %LOCALAPPDATA%\\perfxl or ~/.local/share/perfxl (the rounds it issued, the key that seals its caches).
+    Worked out again only when the variables it comes from change: a follow-up merge asks for it twice a form
+    (this machine's index of rounds may have changed), and building the path cost 25 µs each time."""
+    global _HOME
+    environ = os.environ
+    variables = (environ.get("PERFXL_HOME"), environ.get("LOCALAPPDATA"), environ.get("XDG_DATA_HOME"),
+                 environ.get("HOME"), environ.get("USERPROFILE"))
+    if _HOME is None or _HOME[0] != variables:
+        _HOME = (variables, _home())
+    return _HOME[1]
+
+
+_HOME: tuple[tuple, Path] | None = None
+
+
+def _home() -> Path:
     if os.environ.get("PERFXL_HOME"):
         return Path(os.environ["PERFXL_HOME"])
     if sys.platform == "win32":

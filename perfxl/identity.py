@@ -14,8 +14,21 @@ from .values import normalize_text
 
 def row_key(level1: Any, level2: Any, level3: Any) -> tuple[str, str, str]:
     """An indicator row's identity on a follow-up form: its three levels as text, spaces and full-width
-    forms folded (the form shows them locked, exactly as issued)."""
-    return tuple(normalize_text("" if v is None else str(v)).replace(" ", "") for v in (level1, level2, level3))
+    forms folded (the form shows them locked, exactly as issued). Every unit's rows carry the same few
+    hundred levels, twice a form (shown and issued): each short one is folded once in a process."""
+    levels = (level1, level2, level3)
+    key = _KEYS_SEEN.get(levels)  # only texts are kept, and no number equals a text: a hit is this very row's
+    if key is None:
+        key = tuple(normalize_text("" if v is None else str(v)).replace(" ", "") for v in levels)
+        if len(_KEYS_SEEN) >= KEYS_KEPT:  # a hostile form's many levels: start again
+            _KEYS_SEEN.clear()
+        if all(v is None or (type(v) is str and len(v) <= KEY_CHARS) for v in levels):
+            _KEYS_SEEN[levels] = key
+    return key
+
+
+_KEYS_SEEN: dict[tuple, tuple[str, str, str]] = {}
+KEYS_KEPT, KEY_CHARS = 5_000, 100  # at most ~12 MB, whatever a form holds
 
 
 def match_rows(shown: list, issued: tuple[dict, ...], key_of) -> list[tuple[Any, dict | None]]:

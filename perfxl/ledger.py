@@ -881,6 +881,10 @@ class Ledger:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
+    def issued_kept(self) -> set[tuple[str, str]]:
+        """The (round, unit code) of every issued row this ledger keeps (its key)."""
+        return set(self.db.execute("SELECT round, unit_code FROM issued"))
+
     def keep_issued(self, rows: list[tuple]) -> None:
         """Rows of what follow-up forms were issued with (perfxl.issued), as the records this merge checked its
         forms against hold them: the ledger keeps what it accepted forms against, and an export carries it."""

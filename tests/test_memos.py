@@ -46,3 +46,34 @@ def test_long_indicator_texts_are_not_kept_by_the_rule_s_memos():
     assert indicators.usual_direction(None, long) == "less"
     assert indicators._indicator_kind.cache_info().currsize == 1  # the short one only
     assert indicators._less_is_better.cache_info().currsize == 0
+
+
+def test_a_row_s_identity_remembered_is_what_folding_its_levels_gives():
+    """Follow-up rules fold each row's three levels twice a form (shown and issued); each short text is now
+    folded once in a process. What is remembered must be what folding gives, whichever values came before
+    (a level typed as a number is not a text: 1 and 1.0 read "1" and "1.0"), and the memo stays bounded."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from perfxl import identity
+    from perfxl.values import normalize_text
+
+    def folded(*levels):
+        return tuple(normalize_text("" if v is None else str(v)).replace(" ", "") for v in levels)
+
+    level = st.one_of(st.none(), st.text(max_size=120), st.sampled_from(["产出指标", "数量指标", "１ ２", " 1"]),
+                      st.integers(-3, 3), st.floats(allow_nan=False), st.booleans())
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(level, level, level), min_size=1, max_size=20))
+    def check(rows):
+        for row in rows + rows:  # the second time from the memo
+            assert identity.row_key(*row) == folded(*row)
+
+    check()
+    assert identity.row_key(1, "a", "b") == ("1", "a", "b") and identity.row_key(1.0, "a", "b") == ("1.0", "a", "b")
+    assert identity.row_key(-0.0, "a", "b") == ("-0.0", "a", "b") and identity.row_key(0.0, "a", "b") == ("0.0", "a", "b")
+    identity._KEYS_SEEN.clear()
+    for i in range(identity.KEYS_KEPT * 2 + 7):
+        identity.row_key("产出指标", "数量指标", f"指标{i}")
+    assert len(identity._KEYS_SEEN) <= identity.KEYS_KEPT

@@ -303,11 +303,12 @@ def _keep_issued(run: _Run, files: list[Seen]) -> None:
     """What each merged follow-up form was checked against, copied into the merge's ledger: the ledger is the
     record of what was accepted and against what, wherever the forms' record file goes."""
     records = book(run.check.issued)
+    kept = run.ledger.issued_kept()  # a row of a round and unit kept already is not written again (OR IGNORE)
     rows = []
     for s in files:
-        if s.outcome != "merged" or not s.issued:
+        if s.outcome != "merged" or not s.issued or (s.round, s.unit_code) in kept:
             continue
-        found = records.lookup(s.round, s.unit_code, s.template, s.year)
+        found = records.lookup(s.round, s.unit_code, s.template, s.year, parse=False)
         if found is not None and found.digest == s.issued and found.text:
             rows.append(found.record_row())
     if rows:
