@@ -282,6 +282,14 @@ class IssuedBook:
         if kept is None or kept[0] != version:
             kept = self._newest_rows[path] = (version, _newest_rows(db))  # a file that cannot be read: once
         rows = kept[1]
+        if rows is _BY_QUERY:  # values SQLite compares by its own rules: it is asked, form by form
+            try:
+                found = db.execute("SELECT rowid FROM issued WHERE unit_code=? AND template=? AND year=? "
+                                   "ORDER BY issued_at DESC, rowid DESC LIMIT 1",
+                                   (unit_code, template, year)).fetchone()
+            except sqlite3.Error:
+                return None
+            return found[0] if found else None
         return rows.get((template, year), {}).get(unit_code) if rows is not None else None
 
     def units_issued(self, template: str, year: int | None) -> set[str] | None:
@@ -412,18 +420,27 @@ def _issued_form(round_id, unit_code, template, year, text, digest, issued_at, p
     return IssuedForm(str(round_id), str(unit_code), str(template), year, projects, digest, text, str(issued_at))
 
 
+_BY_QUERY: dict = {}  # a record whose rows the one pass cannot stand for (see _newest_rows)
+
+
 def _newest_rows(db: sqlite3.Connection) -> dict[tuple[str, int], dict[str, int]] | None:
     """(template, year) → unit code → the rowid of its newest row, from one ordered pass (ascending, so the
-    last row of a key is the one `ORDER BY issued_at DESC, rowid DESC` puts first). Only rows the per-form
-    query could find: text codes and templates (a text that is not UTF-8 equals no code a form holds, and
-    taken as text it would stop the pass) and integer years. None when the file cannot be read."""
+    last row of a key is the one `ORDER BY issued_at DESC, rowid DESC` puts first). A text that is not UTF-8
+    equals no code a form holds (SQLite compares the bytes), so such a row is left out. `_BY_QUERY` when the
+    file holds a value of another type than perfxl writes (a code stored as a number, a year as text: SQLite
+    compares those by the column's affinity) or is not UTF-8: the per-form query then answers, exactly as
+    before, if slowly. None when the file cannot be read."""
     rows: dict[tuple[str, int], dict[str, int]] = {}
     names: dict[bytes, str | None] = {}  # each template's bytes decoded once
     try:
-        for unit, form, year, rowid in db.execute(
-                "SELECT CAST(unit_code AS BLOB), CAST(template AS BLOB), year, rowid FROM issued "
-                "WHERE typeof(unit_code)='text' AND typeof(template)='text' AND typeof(year)='integer' "
-                "ORDER BY issued_at, rowid"):
+        if str(db.execute("PRAGMA encoding").fetchone()[0]).upper() != "UTF-8":
+            return _BY_QUERY
+        for unit, form, year, rowid, as_written in db.execute(
+                "SELECT CAST(unit_code AS BLOB), CAST(template AS BLOB), year, rowid, "
+                "typeof(unit_code)='text' AND typeof(template)='text' AND typeof(year)='integer' "
+                "FROM issued ORDER BY issued_at, rowid"):
+            if not as_written:
+                return _BY_QUERY
             if form not in names:
                 try:
                     names[form] = form.decode("utf-8")

@@ -592,3 +592,68 @@ def test_a_newest_row_named_by_a_record_replaced_since_is_never_another_unit_s(t
     found, _ = book.find(None, "600002", "national/selfeval", YEAR)
     assert (found.unit_code, found.round) == ("600002", first)
     book.close()
+
+
+def _retyped(path, change: str) -> None:
+    """One value stored as another type than perfxl writes, the table's declaration left as perfxl's (its
+    affinity would convert the value back on an ordinary write)."""
+    from perfxl.issued import _issued_declaration
+
+    loose = ("CREATE TABLE issued (round TEXT NOT NULL, unit_code, template, year, issued_at, projects, digest, "
+             "PRIMARY KEY (round, unit_code))")
+    for statement, declaration in ((None, loose), (change, _issued_declaration())):  # the change under the loose one
+        db = sqlite3.connect(path)
+        if statement:
+            db.execute(statement)
+        db.execute("PRAGMA writable_schema=ON")
+        db.execute("UPDATE sqlite_master SET sql=? WHERE type='table' AND name='issued'", (declaration,))
+        db.commit()
+        db.close()
+
+
+def _utf16(path) -> None:
+    """The very rows perfxl wrote, in a file whose texts are UTF-16."""
+    from perfxl.issued import _issued_declaration
+
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT * FROM issued ORDER BY rowid").fetchall()
+    path.unlink()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA encoding='UTF-16le'")
+    db.execute(_issued_declaration())
+    db.executemany("INSERT INTO issued VALUES (?,?,?,?,?,?,?)", rows)
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("change", [
+    lambda path: _retyped(path, "UPDATE issued SET unit_code=600001, issued_at='2099' WHERE unit_code='600001' "
+                                "AND rowid=(SELECT max(rowid) FROM issued)"),
+    lambda path: _retyped(path, "UPDATE issued SET year=CAST(year AS TEXT), issued_at='2099' WHERE unit_code='600001' "
+                                "AND rowid=(SELECT max(rowid) FROM issued)"),
+    _utf16,
+], ids=["a code stored as a number", "a year stored as text", "a UTF-16 file"])
+def test_a_record_of_values_sqlite_compares_by_its_own_rules_is_answered_as_the_per_form_query_answers(
+        tmp_path, own_home, change):
+    """Found by a third hostile review: the one pass over a record skipped a code stored as a number and a year
+    stored as text, which SQLite's query finds by the columns' affinity, and read nothing of a UTF-16 file: a
+    form that lost its round met a superseded round's record, with no warning. Such a file is now asked form
+    by form, as it always was."""
+    from perfxl.issued import IssuedBook
+
+    path, first, second = _two_units_record(tmp_path / "自评表")
+    change(path)
+    book = IssuedBook((str(path),))
+    with sqlite3.connect(path) as db:
+        for unit in ("600001", "600002"):
+            # the per-form query's newest row, and whether it can be used (a year that is no integer cannot)
+            newest = db.execute("SELECT round, typeof(year)='integer' FROM issued WHERE unit_code=? AND template=? "
+                                "AND year=? ORDER BY issued_at DESC, rowid DESC LIMIT 1",
+                                (unit, "national/selfeval", YEAR)).fetchone()
+            usable = newest[0] if newest and newest[1] else None
+            found, problem = book.find(None, unit, "national/selfeval", YEAR)
+            assert (found.round if found else None, problem) == \
+                ((usable, None) if usable else (None, "issued-missing")), unit
+            found, problem = book.find(first, unit, "national/selfeval", YEAR)
+            assert (found.round, problem) == (first, "issued-earlier-round" if usable not in (None, first) else None)
+    book.close()

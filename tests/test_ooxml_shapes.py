@@ -498,6 +498,7 @@ _PARSER_REFUSES_OR_READS_OTHERWISE = {
     "unbound prefix": _SST + b'<si><t p:a="1">A</t></si></sst>',
     "an attribute twice": _SST + b'<si><r><t a="1" a="2">A</t></r></si></sst>',
     "an attribute twice, plain": _SST + b'<si><t a="1" a="2">A</t></si></sst>',
+    "not UTF-8 in the root's attribute": b'<sst xmlns="' + _M + b'" uniqueCount="\xff"><si><t>A</t></si></sst>',
     "an attribute twice on the root": b'<sst xmlns="' + _M + b'" count="1" count="2"><si><t>A</t></si></sst>',
     "& in a value": _SST + b'<si><t a="&">A</t></si></sst>',
     "unclosed root": _SST + b"<si><t>A</t></si>",
@@ -523,8 +524,8 @@ def _outcome(read, xml):
 
 @pytest.mark.parametrize("name", list(_PARSER_REFUSES_OR_READS_OTHERWISE))
 def test_a_shared_strings_part_the_parser_refuses_or_reads_otherwise_is_read_as_the_parser_reads_it(name):
-    """Found by a second hostile review of the fast path: parts it read where the parser read other texts or
-    refused the part as not well-formed (what Excel would not open, perfxl merged)."""
+    """Found by the second and third hostile reviews of the fast path: parts it read where the parser read other
+    texts or refused the part as not well-formed (what Excel would not open, perfxl merged)."""
     from perfxl.reader import cells as cells_module
 
     xml = _PARSER_REFUSES_OR_READS_OTHERWISE[name]

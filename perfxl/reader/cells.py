@@ -337,6 +337,14 @@ def _only_what_xml_allows(raw: bytes) -> bool:
     return True
 
 
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _distinct_attributes(markup: bytes) -> bool:
     """No tag in the markup names an attribute twice (the parser refuses that)."""
     for attributes in _TAG_ATTRIBUTES_RE.findall(markup):
@@ -357,7 +365,7 @@ def _root_content(xml: bytes) -> tuple[int, int] | None:
     if declaration is not None:
         start = declaration.end()
     root = _SST_OPEN_RE.match(xml, start)
-    if root is None or not is_utf8(xml) or not _only_what_xml_allows(root.group(0)):
+    if root is None or not is_utf8(xml) or not _only_what_xml_allows(root.group(0)) or not _utf8(root.group(0)):
         return None
     attributes = {name: double or single for name, double, single in _NAME_AND_VALUE_RE.findall(root.group(1))}
     if attributes.get(b"xmlns") != _MAIN or len(attributes) != len(_ATTRIBUTE_RE.findall(root.group(1))):
