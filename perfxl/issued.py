@@ -26,8 +26,8 @@ import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,6 @@ RECORD_FILE = "下发记录.sqlite"
 INDEX_FILE = "rounds.json"
 ROW_KEYS = ("row", "group", "level1", "level2", "level3", "target", "points")
 _ROW_KEY_SET = frozenset(ROW_KEYS)
-
-
 _ROW_VALUE_TYPES = frozenset({str, int, float})
 _FIELD_VALUE_TYPES = frozenset({str, int, float, type(None)})
 
@@ -177,8 +175,6 @@ def registered_records(template: str | None = None, year: int | None = None,
             if path not in out:
                 out.append(path)
     return out
-
-
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -523,7 +523,7 @@ def _two_units_record(folder):
     return path, first, second
 
 
-@pytest.mark.parametrize("declared", [
+@pytest.mark.parametrize("declaration", [
     # a column of its own named rowid: two units' rows share it, and a lookup by rowid took the other's
     "rowid INTEGER, round TEXT NOT NULL, unit_code TEXT NOT NULL, template TEXT NOT NULL, year INTEGER NOT NULL, "
     "issued_at TEXT NOT NULL, projects TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (round, unit_code)",
@@ -533,7 +533,7 @@ def _two_units_record(folder):
     "round TEXT NOT NULL, unit_code NUMERIC NOT NULL, template TEXT NOT NULL, year INTEGER NOT NULL, "
     "issued_at TEXT NOT NULL, projects TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (round, unit_code)",
 ])
-def test_a_record_table_declared_otherwise_than_perfxl_declares_it_is_not_used(tmp_path, own_home, declared):
+def test_a_record_table_declared_otherwise_than_perfxl_declares_it_is_not_used(tmp_path, own_home, declaration):
     """Found by a hostile review: the ledger's check of a foreign file lets other declarations through, and a
     record whose table declares its own rowid column made unit A's form meet unit B's record (the rows
     themselves unchanged, so the round's digest still held). Such a record is now not used at all."""
@@ -543,9 +543,9 @@ def test_a_record_table_declared_otherwise_than_perfxl_declares_it_is_not_used(t
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT round, unit_code, template, year, issued_at, projects, digest FROM issued").fetchall()
         db.execute("DROP TABLE issued")
-        db.execute(f"CREATE TABLE issued ({declared})")
+        db.execute(f"CREATE TABLE issued ({declaration})")
         columns = "round, unit_code, template, year, issued_at, projects, digest"
-        if declared.startswith("rowid"):
+        if declaration.startswith("rowid"):
             db.executemany(f"INSERT INTO issued (rowid, {columns}) VALUES (1,?,?,?,?,?,?,?)", rows)
         else:
             db.executemany(f"INSERT INTO issued ({columns}) VALUES (?,?,?,?,?,?,?)", rows)
