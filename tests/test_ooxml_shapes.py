@@ -497,6 +497,10 @@ _PARSER_REFUSES_OR_READS_OTHERWISE = {
     "form feed in a run": _SST + b"<si><r>\x0c<t>A</t></r></si></sst>",
     "unbound prefix": _SST + b'<si><t p:a="1">A</t></si></sst>',
     "an attribute twice": _SST + b'<si><r><t a="1" a="2">A</t></r></si></sst>',
+    "an attribute twice in a run's format": _SST + b'<si><r><rPr><b val="1" val="2"/></rPr><t>A</t></r></si></sst>',
+    "an attribute twice in a second run's format": _SST + b'<si><r><rPr><sz val="1"/></rPr><t>A</t></r>'
+                                                        b'<r><rPr><sz val="1" val="1"/></rPr><t>B</t></r></si></sst>',
+    "an attribute twice after the runs": _SST + b'<si><r><t>A</t></r><phoneticPr fontId="1" fontId="2"/></si></sst>',
     "an attribute twice, plain": _SST + b'<si><t a="1" a="2">A</t></si></sst>',
     "not UTF-8 in the root's attribute": b'<sst xmlns="' + _M + b'" uniqueCount="\xff"><si><t>A</t></si></sst>',
     "an attribute twice on the root": b'<sst xmlns="' + _M + b'" count="1" count="2"><si><t>A</t></si></sst>',
