@@ -300,7 +300,8 @@ _RUN_PARTS_RE = re.compile(
 _AFTER_RUNS_RE = re.compile(_WS + rb"*+" + _PHONETIC)
 _PLAIN_ITEM_RE = re.compile(_WS + rb"*+" + _T + _WS + rb"*+" + _PHONETIC)
 _PLAIN_SI_RE = re.compile(rb"<si>" + _WS + rb'*+<t(?: xml:space="preserve")?>([^<]*+)</t>' + _WS + rb"*+</si>")
-_TAG_ATTRIBUTES_RE = re.compile(rb"<[A-Za-z]++((?:" + _UNNAMED_ATTRIBUTE + rb"){2,}+)")  # a tag with two attributes or more: are they distinct?
+# A tag with two attributes or more: are they distinct?
+_TAG_ATTRIBUTES_RE = re.compile(rb"<[A-Za-z]++((?:" + _UNNAMED_ATTRIBUTE + rb"){2,}+)")
 # The part's start: its XML declaration (version, encoding, standalone, in that order) and the root's tag
 _DECLARATION_RE = re.compile(
     rb"<\?xml" + _WS + rb"++version" + _WS + rb"*+=" + _WS + rb"""*+(?:"1\.[0-9]++"|'1\.[0-9]++')"""
@@ -313,7 +314,6 @@ _MAIN = MAIN_NS[0].encode()
 # characters, an "&" that starts no reference XML knows or names a character XML cannot hold, "]]>" in a
 # text, U+FFFE and U+FFFF. Looked for in each item (and text) the first time it is seen, not in the part: the
 # memos then spare the look to every later form that holds the same item.
-_CONTROL_RE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _KNOWN_REFERENCE_RE = re.compile(rb"&(?:amp|lt|gt|quot|apos|#[0-9]++|#x[0-9A-Fa-f]++);")
 _CHARACTER_REFERENCE_RE = re.compile(rb"&#(x?+)0*+([0-9A-Fa-f]*+);")
 
@@ -403,8 +403,8 @@ def _text_seen(raw: bytes) -> str | None:
 
 
 def _item_text(inner: bytes) -> str | None:
-    """The text of an item's markup, plain or rich (None for any other markup). A rich item's runs are
-    read as characters each, then joined, then OOXML's escapes read across them, as the parser does."""
+    """The text of an item's markup, plain or rich (None for any other markup). A rich item's runs' texts
+    are joined, then OOXML's escapes read across them, as the parser does."""
     # an item opened inside one, or a namespace declared in one, is the parser's to read
     if b"<si" in inner or b"xmlns" in inner or not _only_what_xml_allows(inner):
         return None
