@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from time import monotonic
 
+from . import datajson
 from .cachekeys import READER_VERSION
 from .errors import OutputError
 from .files import atomic_output, home
@@ -189,7 +190,7 @@ def _now() -> str:
 
 def pack(data: dict) -> bytes:
     # surrogatepass: a path that is not UTF-8 (a GBK name left by unzip) survives the round trip
-    return zlib.compress(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"), 3)
+    return zlib.compress(datajson.dumps(data), 3)
 
 
 # Stored form data inflates to at most this: a real form's data is tens of kilobytes, and a ledger or an
@@ -223,7 +224,7 @@ def unpack(blob) -> dict:
 def parse_form_text(text: bytes) -> dict:
     """Inflated form data (see `inflate`) as a dict; StoredDataError for anything else."""
     try:
-        data = json.loads(text.decode("utf-8", "surrogatepass"))
+        data = datajson.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise StoredDataError(f"不是有效的 JSON（{type(exc).__name__}）") from None
     except RecursionError:

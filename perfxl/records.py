@@ -5,10 +5,10 @@ The merge, the summary sheets and the public API consume these; nothing here rea
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from . import datajson
 from .cachekeys import DATA_VERSION
 from .inbox import FileStat
 from .problems import Problem, problem
@@ -117,13 +117,13 @@ class CheckedForm:
 
 
 def checked_bytes(checked: CheckedForm) -> bytes:
-    return json.dumps(checked.to_data(), ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    return datajson.dumps(checked.to_data())
 
 
 def checked_from_bytes(data: bytes) -> CheckedForm:
     """Raises ValueError for bytes that are not a checked form's data."""
     try:
-        return CheckedForm.from_data(json.loads(data.decode("utf-8", "surrogatepass")))
+        return CheckedForm.from_data(datajson.loads(data))
     except (UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(f"not a checked form's data: {type(exc).__name__}") from None
 

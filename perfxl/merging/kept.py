@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from perfxl import datajson
 from perfxl.cachekeys import check_key
 from perfxl.issued import book as issued_book
 from perfxl.ledger import Ledger
@@ -27,9 +28,8 @@ def collect(results: Iterable[FileResult], seen: dict[str, Seen], spool, ledger,
     for r in results:
         summary = r.summary
         if kept is not None and r.sha and r.source != "rollup":  # the next merge with these settings skips the check
-            kept.put(check_key(fingerprint, r.sha), json.dumps(
-                {**{k: summary[k] for k in _SEEN_FIELDS}, "roster_entry": entry(roster, summary["unit_code"])},
-                ensure_ascii=False).encode("utf-8", "surrogatepass"))
+            kept.put(check_key(fingerprint, r.sha), datajson.dumps(
+                {**{k: summary[k] for k in _SEEN_FIELDS}, "roster_entry": entry(roster, summary["unit_code"])}))
         if kept is not None:  # what the form adds to the sheets, made where it was read
             for key, value in r.kept:
                 kept.put(key, value)
@@ -83,7 +83,7 @@ def kept_check(kept, fingerprint: str, sha: str, roster: dict | None, check: Che
     if blob is None:
         return None
     try:
-        summary = json.loads(blob)
+        summary = datajson.loads(blob)
     except (ValueError, RecursionError):
         return None
     if not (isinstance(summary, dict) and summary.keys() == _CHECK_TYPES.keys()

@@ -10,10 +10,10 @@ and SHEETS.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import Counter
 from sys import intern
 
+from perfxl import datajson
 from perfxl.cachekeys import PART_VERSION
 from perfxl.rounds import DEPARTMENT, PROJECT
 
@@ -74,9 +74,8 @@ def form_part(ctx: Context, s) -> tuple[int, list[dict], Who]:
         collectors.append(collector)
     rows = sum(len(p.indicators) for p in checked.projects)
     if key is not None:
-        ctx.cache.put("part|" + key, json.dumps(
-            [PART_VERSION, rows, [c.state_data() for c in collectors], list(dataclasses.astuple(who))],
-            ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+        ctx.cache.put("part|" + key, datajson.dumps(
+            [PART_VERSION, rows, [c.state_data() for c in collectors], list(dataclasses.astuple(who))]))
     return rows, [c.state() for c in collectors], who
 
 
@@ -85,7 +84,7 @@ def _part_from_kept(blob: bytes) -> tuple[int, list[dict], Who] | None:
     """A kept part back as data; None when it is of another shape (an older perfxl's, or a ledger that is
     not what it claims): the form is then loaded and its part made again. Never code, whatever it holds."""
     try:
-        version, rows, states, who = json.loads(blob.decode("utf-8", "surrogatepass"))
+        version, rows, states, who = datajson.loads(blob)
         if version != PART_VERSION or type(rows) is not int or len(states) != len(COLLECTORS):
             return None
         if not all(type(v) is str for v in who):
