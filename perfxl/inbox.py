@@ -163,8 +163,13 @@ def read_regular_file(path: str | Path, max_bytes: int) -> tuple[bytes, os.stat_
                 raise TooLarge(before.st_size)
             chunks = []
             remaining = max_bytes + 1
+            # The first read asks for the size the stat gave and one byte more, then 64 KB at a time (a file
+            # that grew is read on): os.read allocates what it is asked for and shrinks it after, and a
+            # megabyte asked for each 15 KB form cost more than reading it
+            step = min(before.st_size + 1, remaining)
             while remaining > 0:
-                chunk = os.read(fd, min(1 << 20, remaining))
+                chunk = os.read(fd, step)
+                step = min(1 << 16, remaining - len(chunk))
                 if not chunk:
                     break
                 chunks.append(chunk)

@@ -680,6 +680,10 @@ class Ledger:
             "SELECT path, size, mtime_ns, ctime_ns, ino, sha256, mac FROM sightings WHERE ctime_ns IS NOT NULL "
             "ORDER BY seen_at") if valid(mac, sighting, path, sha, size, mtime, ctime, ino)}
 
+    def holds_reads(self) -> bool:
+        """Whether this reader version read any file into this ledger (else no form of it is worth looking up)."""
+        return self.db.execute("SELECT EXISTS(SELECT 1 FROM files WHERE reader=?)", (READER_VERSION,)).fetchone()[0] == 1
+
     def cached_form(self, sha: str) -> dict | None:
         """The form data this reader version stored for this content, sealed by this user's merges; None if
         there is none or it cannot be used (the file is then read again)."""

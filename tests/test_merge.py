@@ -524,3 +524,19 @@ def test_the_read_pool_lets_go_of_each_chunks_results_once_given_on(monkeypatch)
             gc.collect()
             assert seen[0]() is None and seen[1]() is None
     assert taken == 12
+
+
+@pytest.mark.parametrize("size", [0, 1, 15_000, 65_536, 65_537, 3 * (1 << 20) + 7])
+def test_a_file_is_read_whole_whatever_its_size_against_the_first_reads_size(tmp_path, size):
+    """The first read asks for the size the stat gave, the next 64 KB at a time: every byte comes, in order,
+    and a file one byte over the cap is refused, at the cap it is read."""
+    from perfxl.inbox import TooLarge, read_regular_file
+
+    data = os.urandom(size)
+    path = tmp_path / "表.xlsx"
+    path.write_bytes(data)
+    got, st = read_regular_file(path, max(size, 1))
+    assert got == data and st.st_size == size
+    if size > 1:
+        with pytest.raises(TooLarge):
+            read_regular_file(path, size - 1)

@@ -207,8 +207,9 @@ def _read(run: _Run, tasks: list[Task], progress) -> None:
         for s in run.seen.values():  # forms taken as they were checked: merged too
             if s.template and not s.read_error:
                 parts.note(s.template, s.year, s.path)
-    results = check_files(tasks, run.options, run.roster, str(run.db_path) if run.db_path else None, run.jobs,
-                          parts=parts)
+    # A ledger that holds no file this reader read (a first merge) is not asked for each file's form
+    known = str(run.db_path) if run.ledger is not None and run.ledger.holds_reads() else None
+    results = check_files(tasks, run.options, run.roster, known, run.jobs, parts=parts)
     collect(results, run.seen, run.spool, run.ledger, progress, keep=(run.kept, run.fingerprint, run.roster))
 
 
