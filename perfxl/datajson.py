@@ -4,12 +4,15 @@ reading them back builds lists, dicts, strings and numbers, it cannot run code.
 
 The bytes are those of `json.dumps(value, ensure_ascii=False, separators=(",", ":"))` encoded as UTF-8
 with lone surrogates passed through (a path that is not UTF-8, as unzip leaves a GBK name), and they are
-read back as `json.loads` reads them. orjson, a compiled wheel published for Windows, macOS and Linux,
-makes and reads them 5–8× faster where it gives the same values. It refuses lone surrogates, integers
-beyond 64 bits, keys that are not strings and NaN (which only an old ledger may hold), and those fall back
-to the json module; and it would read an integer beyond 64 bits as a float, so bytes with a run of 19
-digits or more (rare: a long code, a sha256 in hex now and then) are read by the json module too. What orjson writes differs from json's only in how some floats are spelled (1e16
+read back by the json module. orjson, a compiled wheel published for Windows, macOS and Linux, makes them
+7-9x faster: it refuses lone surrogates, integers beyond 64 bits and keys that are not strings, and those
+fall back to the json module; what it writes differs from json's only in how some floats are spelled (1e16
 for 1e+16), which reads back as the same number.
+
+Reading stays with the json module. orjson reads a checked form 1.5x faster, but an integer beyond 64 bits
+as a float, and NaN not at all; and where a process read 10,000 forms' data with it and then forked workers
+(follow-up forms prefilled from a ledger), the workers took 8-12% more CPU (farm-bench, --jobs 2; with one
+job it was 1.6% faster): more than the 1% it saved a fresh merge.
 
 A number that is not finite is the one value the two would not agree on (orjson writes null): perfxl keeps
 those out of its data where they could arise (reader.cells keeps such a cell's text, values refuses it,
@@ -26,8 +29,6 @@ except ImportError:  # a platform without its wheel: the json module alone, as b
     orjson = None
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # every digit 0, all else blank
-_MAYBE_BIG_INTEGER = b"0" * 19  # 2**63 has 19 digits: a shorter run is an integer orjson reads exactly
 
 
 def dumps(value: Any) -> bytes:
@@ -42,10 +43,5 @@ def dumps(value: Any) -> bytes:
 
 def loads(data: bytes | bytearray | memoryview) -> Any:
     """What `dumps` made (or json.dumps with these settings), back as data. Raises ValueError (JSON that
-    does not parse, or bytes that are not UTF-8 even with surrogates passed through)."""
-    if orjson is not None and _MAYBE_BIG_INTEGER not in bytes(data).translate(_DIGITS_ONLY):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:  # surrogates, NaN, deep nesting: the json module decides
-            pass
+    does not parse, or bytes that are not UTF-8 even with surrogates passed through) or RecursionError."""
     return json.loads(bytes(data).decode("utf-8", "surrogatepass"))

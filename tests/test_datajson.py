@@ -1,5 +1,5 @@
-"""perfxl.datajson: what a merge spools and keeps for each form, made and read by orjson where it agrees
-with the json module, and by the json module where it would not: the very values come back either way,
+"""perfxl.datajson: what a merge spools and keeps for each form, made by orjson where it agrees with the
+json module and by the json module where it would not, read by the json module: the very values come back,
 and what an older perfxl (the json module) kept reads as it did."""
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def monkeypatch_orjson_away():
 
 @pytest.mark.parametrize("integer", [2 ** 63 - 1, 2 ** 63, 2 ** 64 - 1, 2 ** 64, 10 ** 30, -(2 ** 63) - 1])
 def test_an_integer_past_64_bits_is_not_read_back_as_a_float(integer):
-    """orjson.loads gives 1.0000000000000000e+30 for 10**30: a code or an amount would come back changed."""
+    """orjson.dumps refuses 2**64, and orjson.loads gives 1e+30 for 10**30: a code or an amount must not
+    come back changed, whichever writes and reads it."""
     for data in (datajson.dumps([integer]), _json_bytes({"v": integer})):
         got = datajson.loads(data)
         value = got[0] if isinstance(got, list) else got["v"]
