@@ -15,8 +15,9 @@ as a float, and NaN not at all; and where a process read 10,000 forms' data with
 job it was 1.6% faster): more than the 1% it saved a fresh merge.
 
 A number that is not finite is the one value the two would not agree on (orjson writes null): perfxl keeps
-those out of its data where they could arise (reader.cells keeps such a cell's text, values refuses it,
-scoring caps every ratio), as no sheet could show one either."""
+those out of its data where they could arise, as no sheet could show one either (reader.cells keeps such a
+cell's text; values refuses any number past NUMBER_LIMIT, typed as text too, so no sum of them overflows;
+scoring caps every ratio)."""
 
 from __future__ import annotations
 

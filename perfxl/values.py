@@ -6,7 +6,6 @@ cannot read comes back as a problem code, and the original text is always kept b
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from datetime import date, datetime, timedelta
@@ -40,6 +39,17 @@ def _squash(text: str) -> str:
 
 _NUMBER = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$")
 
+# A number a form may hold: no budget, count or rate comes near it, and a sum of values below it stays finite
+# however many forms add up. Beyond it a number is not one: float("9" * 400) is infinite without an error, and
+# two values near the largest float sum to infinity, which no sheet can show (xlsxwriter refuses it) and
+# orjson would write as null.
+NUMBER_LIMIT = 1e100
+
+
+def usable_number(number: float) -> bool:
+    """Whether `number` is one a form may hold: finite and within NUMBER_LIMIT (False for NaN)."""
+    return -NUMBER_LIMIT < number < NUMBER_LIMIT
+
 
 def to_number(value: Any, money_unit: str | None = None) -> tuple[float | None, str | None]:
     """(number, None), (None, None) for blank, or (None, code) when the text is not a number.
@@ -56,7 +66,7 @@ def to_number(value: Any, money_unit: str | None = None) -> tuple[float | None, 
             number = float(value)
         except OverflowError:
             return None, "type-number"
-        return (number, None) if math.isfinite(number) else (None, "type-number")
+        return (number, None) if usable_number(number) else (None, "type-number")
     text = _squash(normalize_text(value))
     if text == "":
         return None, None
@@ -75,7 +85,8 @@ def to_number(value: Any, money_unit: str | None = None) -> tuple[float | None, 
             text = text[:-1]
     if not _NUMBER.match(text):
         return None, "type-number"
-    return round(float(text.replace(",", "")) * factor, 10), None
+    number = round(float(text.replace(",", "")) * factor, 10)
+    return (number, None) if usable_number(number) else (None, "type-number")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -378,6 +389,16 @@ def _parse_text_cached(value: str) -> Target:
 
 
 def _parse(value: Any) -> Target:
+    """`_grammar`'s reading, unless a number in it is not one a form may hold (`usable_number`): then the
+    value is unparseable, as a number cell holding one is."""
+    target = _grammar(value)
+    for number in (target.value, target.high, target.quantity, target.price, target.amount):
+        if number is not None and not usable_number(number):
+            return Target(text=target.text, kind="unparseable")
+    return target
+
+
+def _grammar(value: Any) -> Target:
     """One indicator value as written → Target. Long because it is the grammar of targets in the order
     the cases must be tried (empty, placeholder, cost tuple, range, deadline, sign + number + unit,
     qualitative word); each case is a few lines and the order is the point."""
@@ -391,7 +412,7 @@ def _parse(value: Any) -> Target:
         except OverflowError:
             return Target(text=str(value)[:40], kind="unparseable")
         original = f"{number:g}"
-        if not math.isfinite(number):  # no target, and no actual, is NaN or infinite
+        if not usable_number(number):  # no target, and no actual, is NaN, infinite or beyond NUMBER_LIMIT
             return Target(text=original, kind="unparseable")
         if 0 < number < 1 and not number.is_integer():  # a cell formatted as percent stores 0.95 for 95%
             return Target(text=original, kind="quantitative", value=round(number * 100, 10), unit="%")

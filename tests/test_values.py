@@ -155,3 +155,25 @@ def test_chinese_numbers_round_trip(n):
         return out
 
     assert chinese_number(spoken(n)) == n
+
+
+@pytest.mark.parametrize("text", ["9" * 400, "9" * 400 + "元", "1" + "0" * 308, "-" + "9" * 101, "1" + "0" * 100 + "万元"])
+def test_a_number_past_any_budget_is_no_number(text):
+    """float("9" * 400) is infinite without an error: such a text was a budget no sheet could show."""
+    assert to_number(text, "元") == (None, "type-number")
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -1e300, 1e101])
+def test_a_number_cell_past_any_budget_is_no_number(value):
+    assert to_number(value, "元") == (None, "type-number")
+    assert parse_target(value).kind == "unparseable"
+
+
+@pytest.mark.parametrize("text", ["≥" + "9" * 400 + "%", "＝" + "9" * 400, "1-" + "9" * 200, "≤" + "9" * 120 + "万元"])
+def test_a_target_with_a_number_past_any_budget_is_unreadable(text):
+    assert parse_target(text).kind == "unparseable"
+
+
+def test_numbers_below_the_limit_are_numbers():
+    assert to_number("9" * 99, "元") == (float("9" * 99), None)
+    assert parse_target("≥" + "9" * 30 + "人次").value == float("9" * 30)

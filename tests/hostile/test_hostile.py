@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from perfxl import generator as generate
 from perfxl.merging import MergeOptions, run_merge
 from perfxl.merging import worker as merge_module
+from perfxl.spec import load_spec
 from tests.conftest import sha256
 
-from .conftest import good_form, member, project_sheet_part, rezip
+from .conftest import good_form, good_project, member, project_sheet_part, rezip
 
 
 def _merge_with_good(tmp_path, name: str, payload: bytes, **options):
@@ -459,3 +461,36 @@ def test_a_worker_stopped_holding_the_shared_lock_does_not_hold_the_merge(tmp_pa
         merging.kill()
         pytest.fail("the merge hung on a lock a stopped worker held")
     assert merging.exitcode == 0
+
+
+# --- numbers no form may hold ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_numbers_typed_as_text_past_any_budget_are_refused_not_summed_to_infinity(tmp_path, jobs):
+    """float("9" * 400) is infinite without an error, and two budgets of 1e308 sum to infinity: either took a
+    budget past every check into the sheets, where the summary writer refused it and the whole merge stopped,
+    and a target of 400 digits was written as <v>inf</v>, which no spreadsheet reads. Such a number is no
+    number: the budget field is wrong, the target unreadable, and the run goes on for everyone."""
+    huge, near_largest = "9" * 400, "1" + "0" * 308
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for n, (budget, target) in enumerate([(huge, "≥100人次"), (near_largest, "≥100人次"),
+                                          (near_largest, "≥" + huge + "人次")]):
+        unit = {"code": f"60010{n}", "name": f"单位{n}", "department": "测试部门"}
+        project = good_project(f"项目{n}")
+        project["fields"].update(funds_total_annual=budget, funds_fiscal_annual=budget)
+        project["tables"]["indicators"][0][3] = target
+        spec = load_spec("national/project", 2022, unit=unit)
+        (inbox / f"单位{n}.xlsx").write_bytes(generate.build_workbook(spec, unit, values=[project]))
+    (inbox / "对照单位.xlsx").write_bytes(good_form({"code": "600999", "name": "对照单位", "department": "测试部门"},
+                                                  "对照项目", 50.0))
+    out = tmp_path / "out" / "汇总.xlsx"
+    result = run_merge([inbox], out, MergeOptions(jobs=jobs))
+    assert {Path(s.path).name: s.outcome for s in result.files} == dict.fromkeys(
+        ["单位0.xlsx", "单位1.xlsx", "单位2.xlsx", "对照单位.xlsx"], "merged")
+    for n in range(3):
+        assert "type-number" in _problem_codes(result, f"单位{n}.xlsx")
+    assert "indicator-unparseable" in _problem_codes(result, "单位2.xlsx")
+    with zipfile.ZipFile(out) as book:
+        sheets = b"".join(book.read(name) for name in book.namelist() if name.startswith("xl/worksheets/"))
+    assert not re.search(rb"<v>-?(inf|nan)", sheets, re.IGNORECASE)
