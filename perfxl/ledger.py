@@ -753,8 +753,9 @@ class Ledger:
         names = [f.name for f in dataclasses.fields(files[0])] if files else []
         with self.db:  # not dataclasses.asdict: a Seen is flat, and asdict deep-copies 10,000 of them
             self.db.executemany("INSERT OR REPLACE INTO outcomes (run, path, sha256, outcome, seen) VALUES (?,?,?,?,?)",
-                                ((run_id, s.path, s.sha, s.outcome, json.dumps(
-                                    {name: getattr(s, name) for name in names}, ensure_ascii=False)) for s in files))
+                                ((run_id, s.path, s.sha, s.outcome, datajson.dumps(
+                                    {name: getattr(s, name) for name in names}).decode("utf-8", "surrogatepass"))
+                                 for s in files))
             self.db.execute("INSERT OR REPLACE INTO run_settings (run, settings) VALUES (?,?)",
                             (run_id, json.dumps(settings, ensure_ascii=False, default=str)))
             self.db.execute("DELETE FROM outcomes WHERE run NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?)",

@@ -6,7 +6,6 @@ checked form already serialised as data. The submission portal checks its upload
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 import threading
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from perfxl import datajson
 from perfxl.errors import ReadError
 from perfxl.files import display_path
 from perfxl.inbox import FileStat, NotRegularFile, TooLarge, read_regular_file
@@ -110,7 +110,7 @@ def finished(path: str, checked: CheckedForm, *, sha: str, stat: FileStat, sourc
                "errors": checked.errors, "warnings": checked.warnings, "read_error": checked.read_error,
                "project_names": tuple(p.name for p in checked.projects),
                "indicator_rows": sum(len(p.indicators) for p in checked.projects),
-               "problems": json.dumps([p.to_record() for p in checked.problems], ensure_ascii=False),
+               "problems": datajson.dumps([p.to_record() for p in checked.problems]).decode("utf-8", "surrogatepass"),
                "claimed": claimed, "round": checked.round, "issued": checked.issued, "signature": checked.signature}
     return FileResult(path=path, sha=sha, stat=stat, source=source, form_blob=form_blob, summary=summary,
                       checked=checked_bytes(checked), kept=_made_here(path, checked, summary, sha, stat, source))
