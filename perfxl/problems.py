@@ -155,6 +155,9 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
     # -- fields -----------------------------------------------------------------------------------
     ("required", "field", "error", "「{label}」为必填项，尚未填写", "'{label}' is required but empty"),
     ("type-number", "field", "error", "「{label}」应填写数字，现为“{value}”", "'{label}' must be a number, found '{value}'"),
+    ("number-too-large", "field", "error",
+     "「{label}」的数字大得不合理（“{value}”，10 的 100 次方以上），请检查是否误粘贴了一长串数字",
+     "'{label}' holds a number too large to be one ('{value}', 10^100 or more): check for a pasted string of digits"),
     ("type-integer", "field", "error", "「{label}」应填写整数，现为“{value}”", "'{label}' must be a whole number, found '{value}'"),
     ("type-date", "field", "error", "「{label}」应填写日期（如 {year}-01-01），现为“{value}”",
      "'{label}' must be a date (e.g. {year}-01-01), found '{value}'"),

@@ -96,8 +96,8 @@ def _normalise_field(f: Field, cell: Cell, spec: Spec, form: FormData, out: Coll
         return None
     if f.type in {"money", "number", "percent", "integer"}:
         number, problem = to_number(raw, spec.money_unit if f.type == "money" else None)
-        if problem:
-            out.add("type-number", "error", **where, label=f.label, value=_short(raw))
+        if problem:  # type-number, number-too-large
+            out.add(problem, "error", **where, label=f.label, value=_short(raw))
             return None
         if f.type == "integer" and not float(number).is_integer():
             out.add("type-integer", "error", **where, label=f.label, value=_short(raw))
@@ -155,8 +155,8 @@ def _normalise_table(table: Table, rows: list[dict], spec: Spec, form: FormData,
                         out.add("formula-unsupported", "error", sheet, address, f"{table.id}.{col.id}",
                                 label=col.label, formula=_short(formula))
                 number, problem = to_number(raw, spec.money_unit if col.type == "money" else None)
-                if problem:
-                    out.add("type-number", "error", sheet, address, f"{table.id}.{col.id}", label=col.label,
+                if problem:  # type-number, number-too-large
+                    out.add(problem, "error", sheet, address, f"{table.id}.{col.id}", label=col.label,
                             value=_short(raw))
                 record[col.id] = number
             else:

@@ -52,7 +52,8 @@ def usable_number(number: float) -> bool:
 
 
 def to_number(value: Any, money_unit: str | None = None) -> tuple[float | None, str | None]:
-    """(number, None), (None, None) for blank, or (None, code) when the text is not a number.
+    """(number, None), (None, None) for blank, or (None, code) when the text is not a number (type-number) or
+    one past NUMBER_LIMIT (number-too-large).
 
     Money written with a unit ("1224.14万元", "12,241,400元") is converted to `money_unit`.
     A percentage ("95%") gives 95 when no money unit is asked for.
@@ -66,7 +67,9 @@ def to_number(value: Any, money_unit: str | None = None) -> tuple[float | None, 
             number = float(value)
         except OverflowError:
             return None, "type-number"
-        return (number, None) if usable_number(number) else (None, "type-number")
+        if number != number:  # NaN: no number at all
+            return None, "type-number"
+        return (number, None) if usable_number(number) else (None, "number-too-large")
     text = _squash(normalize_text(value))
     if text == "":
         return None, None
@@ -86,7 +89,7 @@ def to_number(value: Any, money_unit: str | None = None) -> tuple[float | None, 
     if not _NUMBER.match(text):
         return None, "type-number"
     number = round(float(text.replace(",", "")) * factor, 10)
-    return (number, None) if usable_number(number) else (None, "type-number")
+    return (number, None) if usable_number(number) else (None, "number-too-large")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -489,7 +489,7 @@ def test_numbers_typed_as_text_past_any_budget_are_refused_not_summed_to_infinit
     assert {Path(s.path).name: s.outcome for s in result.files} == dict.fromkeys(
         ["单位0.xlsx", "单位1.xlsx", "单位2.xlsx", "对照单位.xlsx"], "merged")
     for n in range(3):
-        assert "type-number" in _problem_codes(result, f"单位{n}.xlsx")
+        assert "number-too-large" in _problem_codes(result, f"单位{n}.xlsx")
     assert "indicator-unparseable" in _problem_codes(result, "单位2.xlsx")
     with zipfile.ZipFile(out) as book:
         sheets = b"".join(book.read(name) for name in book.namelist() if name.startswith("xl/worksheets/"))
