@@ -65,8 +65,8 @@ def to_number(value: Any, money_unit: str | None = None) -> tuple[float | None, 
     if isinstance(value, int | float):
         try:
             number = float(value)
-        except OverflowError:
-            return None, "type-number"
+        except OverflowError:  # an integer past the largest float (a ledger's data, never a cell)
+            return None, "number-too-large"
         if number != number:  # NaN: no number at all
             return None, "type-number"
         return (number, None) if usable_number(number) else (None, "number-too-large")
