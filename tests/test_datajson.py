@@ -58,17 +58,18 @@ def test_what_the_json_module_wrote_reads_as_the_json_module_reads_it(value):
 
 @settings(max_examples=200, deadline=None)
 @given(value=DATA)
-def test_without_orjson_the_bytes_are_the_json_modules(value, monkeypatch_orjson_away):
-    assert datajson.dumps(value) == _json_bytes(value)
-    assert _same(datajson.loads(_json_bytes(value)), value)
+def test_without_orjson_the_bytes_are_the_json_modules(value):
+    # patched here, not by a module-scoped fixture, which would have left orjson away for the tests after it
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(datajson, "orjson", None)
+        assert datajson.dumps(value) == _json_bytes(value)
+        assert _same(datajson.loads(_json_bytes(value)), value)
 
 
-@pytest.fixture(scope="module")
-def monkeypatch_orjson_away():
-    mp = pytest.MonkeyPatch()
-    mp.setattr(datajson, "orjson", None)
-    yield
-    mp.undo()
+def test_orjson_is_what_writes_where_it_is_installed():
+    """The tests above compare orjson's bytes with the json module's only while orjson writes them."""
+    pytest.importorskip("orjson")
+    assert datajson.orjson is not None and datajson.dumps([1e16]) == b"[1e16]"  # json writes 1e+16
 
 
 @pytest.mark.parametrize("integer", [2 ** 63 - 1, 2 ** 63, 2 ** 64 - 1, 2 ** 64, 10 ** 30, -(2 ** 63) - 1])
