@@ -6,8 +6,8 @@ The bytes are those of `json.dumps(value, ensure_ascii=False, separators=(",", "
 with lone surrogates passed through (a path that is not UTF-8, as unzip leaves a GBK name), and they are
 read back by the json module. orjson, a compiled wheel published for Windows, macOS and Linux, makes them
 7-9x faster: it refuses lone surrogates, integers beyond 64 bits and keys that are not strings, and those
-fall back to the json module; what it writes differs from json's only in how some floats are spelled (1e16
-for 1e+16), which reads back as the same number.
+fall back to the json module; what it writes may differ from json's only in how a float is spelled (some
+versions write 1e16 for 1e+16), which reads back as the same number.
 
 Reading stays with the json module. orjson reads a checked form 1.5x faster, but an integer beyond 64 bits
 as a float, and NaN not at all; and where a process read 10,000 forms' data with it and then forked workers

@@ -68,8 +68,9 @@ def test_without_orjson_the_bytes_are_the_json_modules(value):
 
 def test_orjson_is_what_writes_where_it_is_installed():
     """The tests above compare orjson's bytes with the json module's only while orjson writes them."""
-    pytest.importorskip("orjson")
-    assert datajson.orjson is not None and datajson.dumps([1e16]) == b"[1e16]"  # json writes 1e+16
+    orjson = pytest.importorskip("orjson")
+    value = {"项目": [1e16, 0.1, -3, None, True, "测试\n"]}
+    assert datajson.orjson is orjson and datajson.dumps(value) == orjson.dumps(value)
 
 
 @pytest.mark.parametrize("integer", [2 ** 63 - 1, 2 ** 63, 2 ** 64 - 1, 2 ** 64, 10 ** 30, -(2 ** 63) - 1])
