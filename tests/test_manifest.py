@@ -4,6 +4,8 @@ codes kept when generating again, and folders written by earlier versions still 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import openpyxl
 import pytest
@@ -11,6 +13,7 @@ from click.testing import CliRunner
 
 from perfxl.cli import cli
 from perfxl.errors import PerfxlError
+from perfxl.issued import RECORD_FILE
 from perfxl.manifest import HANDOUT_FILE, read_manifest
 
 from .conftest import write_roster
@@ -184,3 +187,42 @@ def test_a_followup_handout_carries_the_portal_and_deadline_too(rounds, tmp_path
     assert texts[0] == f"{YEAR}年度项目支出绩效自评表 分发清单"
     assert "报送网址：https://bb.example.gov.cn/perfxl/" in texts and "截止日期：2023年6月30日（星期五）" in texts
     assert _handout_table(out)[0][3] == "下发的表（已预填）"
+
+
+def _outcomes(folder, tmp_path):
+    from perfxl.merging import MergeOptions, run_merge
+
+    result = run_merge([folder], tmp_path / "汇总" / "汇总.xlsx", MergeOptions(jobs=1))
+    return {Path(s.path).name: (s.outcome, s.read_error) for s in result.files}, sorted(
+        (Path(p).name, reason) for p, reason in result.skipped)
+
+
+def test_merging_the_folder_followups_were_generated_into_passes_over_perfxl_s_own_lists(rounds, tmp_path):
+    """Merged as it is, the folder perfxl generate wrote held three files the merge called unreadable: its
+    manifest.json, 分发清单.xlsx and 下发记录.sqlite. They are passed over, said as such, and every form is read."""
+    folder = rounds["selfeval"]
+    assert {"manifest.json", HANDOUT_FILE, RECORD_FILE} <= {p.name for p in folder.iterdir()}
+    files, skipped = _outcomes(folder, tmp_path)
+    assert skipped == sorted((name, "perfxl-handout") for name in ("manifest.json", HANDOUT_FILE, RECORD_FILE))
+    assert set(files) == {e["file"] for e in _raw(folder)["forms"]}
+    assert all(outcome == "merged" for outcome, _ in files.values()), files
+
+
+def test_a_manifest_json_perfxl_did_not_write_is_read_like_any_other_file(rounds, tmp_path):
+    """Only a folder whose manifest.json perfxl reads as its own has its lists passed over: a unit's file that
+    is merely named so is read, and refused for what it is."""
+    folder = tmp_path / "收到"
+    folder.mkdir()
+    (folder / "manifest.json").write_text('{"forms": "不是清单"}', encoding="utf-8")
+    shutil.copy(rounds["setup"]["forms"] / HANDOUT_FILE, folder / HANDOUT_FILE)
+    files, skipped = _outcomes(folder, tmp_path)
+    assert skipped == []
+    assert files == {"manifest.json": ("rejected", "not-a-workbook"), HANDOUT_FILE: ("rejected", "not-a-form")}
+
+
+def test_validating_the_folder_blank_forms_were_generated_into_checks_only_the_forms(rounds):
+    folder = rounds["setup"]["forms"]
+    r = CliRunner().invoke(cli, ["validate", str(folder)])
+    forms = _raw(folder)["forms"]
+    assert f"共 {len(forms)} 个文件" in r.output, r.output
+    assert "manifest.json" not in r.output and HANDOUT_FILE not in r.output
