@@ -47,8 +47,7 @@ def extract(form: FormData, book: RawBook, spec: Spec) -> None:
     Long because the three steps share the per-sheet name map and the fallback decision, and reading a
     table's rows depends on where its name was found; it is one pass in the order a reader would check."""
     lay = layout(spec)
-    wanted_names = {f.name: ("field", f.id) for f in spec.fields.values()}
-    wanted_names.update({t.name: ("table", t.id) for t in spec.tables.values()})
+    wanted_names, label_texts, field_names = _looked_for(spec)
     per_sheet: dict[str, dict[str, tuple]] = {}
     for name, local, ref in book.names:
         kind = wanted_names.get(name)
@@ -85,21 +84,20 @@ def extract(form: FormData, book: RawBook, spec: Spec) -> None:
     for sheet in form_sheets:
         for name, (_, first, last) in per_sheet[sheet].items():
             regions.append((sheet, first[0], last[0], name))
-    label_texts = {p.text for p in lay.placements if p.kind in {"label", "section", "title", "header"} and p.text}
 
     for sheet in form_sheets:
         cells = book.cells.get(sheet, {})
         names = per_sheet[sheet]
         data = SheetData(sheet=sheet)
-        for f in spec.fields.values():
-            if f.name in names:
-                _, (r, c), _ = names[f.name]
-            elif not names and f.id in lay.fields:
-                r, c = lay.fields[f.id]
+        for field_id, field_name in field_names:
+            if field_name in names:
+                _, (r, c), _ = names[field_name]
+            elif not names and field_id in lay.fields:
+                r, c = lay.fields[field_id]
             else:
                 continue
             value, formula = cells.get((r, c), (None, None))
-            data.fields[f.id] = Cell(value, cell_name(r, c), formula)
+            data.fields[field_id] = Cell(value, cell_name(r, c), formula)
         for t in spec.tables.values():
             pos = lay.tables[t.id]
             if t.name in names:
@@ -118,6 +116,17 @@ def extract(form: FormData, book: RawBook, spec: Spec) -> None:
             if cell and isinstance(cell.value, str) and cell.value.strip():
                 form.unit_name = cell.value.strip()
                 break
+
+
+@lru_cache(maxsize=64)  # a Spec hashes by identity: one entry per template and year read in a process
+def _looked_for(spec: Spec) -> tuple[dict[str, tuple[str, str]], frozenset[str], tuple[tuple[str, str], ...]]:
+    """A spec's defined names (each a field's or a table's, and its id), its printed labels' texts, and its
+    fields' ids and names in order: the same for every form of the template, made once, not for each form."""
+    wanted = {f.name: ("field", f.id) for f in spec.fields.values()}
+    wanted.update({t.name: ("table", t.id) for t in spec.tables.values()})
+    labels = frozenset(p.text for p in layout(spec).placements
+                       if p.kind in {"label", "section", "title", "header"} and p.text)
+    return wanted, labels, tuple((f.id, f.name) for f in spec.fields.values())
 
 
 _new_cell = tuple.__new__  # a Cell made without NamedTuple's Python-level __new__: a form has hundreds
