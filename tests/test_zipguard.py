@@ -135,3 +135,53 @@ def test_the_direct_path_checks_the_crc_of_what_it_inflated():
     package = Package(data)
     assert package._inflated(package.by_name["a.xml"], 1 << 20) is None
     assert _outcome(package, "a.xml") == ("error", "file-corrupt")
+
+
+def _one_member(name: str, body: bytes, method=zipfile.ZIP_DEFLATED) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", method) as zf:
+        zf.writestr(name, body)
+    return out.getvalue()
+
+
+def test_a_name_whose_two_headers_disagree_on_utf8_is_file_corrupt_as_zipfile_says():
+    """Found by the hostile review of the direct path: it compared the local name's bytes and ignored the
+    local header's own UTF-8 flag, by which zipfile decodes that name; such a member was read."""
+    name = "xl/worksheets/表1.xml"
+    data = bytearray(_one_member(name, b"<worksheet/>"))
+    struct.pack_into("<H", data, 6, struct.unpack_from("<H", data, 6)[0] & ~0x800)  # the local header's flags
+    data = bytes(data)
+    package = Package(data)
+    assert package._inflated(package.by_name[name], 1 << 20) is None
+    assert _outcome(Package(data), name) == _outcome(_by_zipfile(data), name) == ("error", "file-corrupt")
+
+
+def test_a_zip64_header_offset_past_any_file_is_file_corrupt_not_an_overflow():
+    """Found by the hostile review: an offset of 2**63 or more, which a ZIP64 extra field can give, raised
+    OverflowError from struct, which no caller expects (a merge said internal-error, inspect a traceback)."""
+    data = _one_member("xl/workbook.xml", b"<workbook/>")
+    directory, end = data.index(b"PK\x01\x02"), data.index(b"PK\x05\x06")
+    entry = bytearray(data[directory:end])
+    struct.pack_into("<I", entry, 42, 0xFFFFFFFF)  # the offset is in the ZIP64 extra field
+    struct.pack_into("<H", entry, 30, 12)
+    entry += struct.pack("<HHQ", 1, 8, 2**64 - 1)
+    tail = bytearray(data[end:])
+    struct.pack_into("<I", tail, 12, len(entry))
+    hostile = data[:directory] + bytes(entry) + bytes(tail)
+    assert _outcome(Package(hostile), "xl/workbook.xml") == ("error", "file-corrupt")
+    assert _outcome(_by_zipfile(hostile), "xl/workbook.xml") == ("error", "file-corrupt")
+
+
+def test_a_compressed_size_no_writer_gives_is_left_to_zipfile():
+    """Found by the hostile review: a member claiming a compressed size far past what its size needs (up to
+    the end of a 60 MB file) had the direct path copy all of it on every read; zipfile reads a megabyte."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("xl/sharedStrings.xml", b"<sst/>")
+        zf.writestr("xl/media/image1.bin", bytes(range(256)) * 800, zipfile.ZIP_STORED)
+    data = out.getvalue()
+    at = _central_entry(data, b"xl/sharedStrings.xml") + 20
+    data = _with(data, at, "<I", 150_000)  # compressed size: runs on through the next member
+    package = Package(data)
+    assert package._inflated(package.by_name["xl/sharedstrings.xml"], zipguard.MAX_MEMBER_BYTES) is None
+    assert _outcome(package, "xl/sharedStrings.xml") == _outcome(_by_zipfile(data), "xl/sharedStrings.xml")

@@ -71,19 +71,27 @@ class Package:
         """A plain member inflated straight from the package's bytes in one call: zipfile's reader costs
         more than the inflating itself for the small parts of a form (a third of reading a member). Only a
         member that is exactly what its headers say comes back: its local header where the directory puts
-        it, under the same name, stored or deflated, ending within its compressed size at the size and CRC
-        the directory gives. Anything else is None, and zipfile reads it as before, with its own errors."""
-        data, offset = self.data, info.header_offset
-        if offset < 0 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & ~_PLAIN_FLAGS:
+        it, under the same name and name encoding, stored or deflated, its compressed size one an honest
+        writer gives for its size, ending within it at the size and CRC the directory gives. Anything else
+        is None, and zipfile reads it as before, with its own errors."""
+        data, offset, size = self.data, info.header_offset, info.file_size
+        if (not 0 <= offset <= len(data) - _LOCAL_HEADER.size  # a ZIP64 offset may be any 64-bit number
+                or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+                or info.flag_bits & ~_PLAIN_FLAGS):
             return None
-        try:
-            signature, name_length, extra_length = _LOCAL_HEADER.unpack_from(data, offset)
-        except struct.error:
+        # Stored: exactly its size. Deflated: at most zlib's deflateBound and a little (stored blocks cost 5
+        # bytes in 64 KB): a larger claim would have zlib keep a copy of the rest as its unconsumed tail
+        if info.compress_size > (size if info.compress_type == zipfile.ZIP_STORED else
+                                 size + (size >> 12) + (size >> 14) + (size >> 25) + 64):
             return None
+        signature, local_flags, name_length, extra_length = _LOCAL_HEADER.unpack_from(data, offset)
         start = offset + _LOCAL_HEADER.size + name_length + extra_length
         end = start + info.compress_size
+        # zipfile decodes the local name by the local header's own UTF-8 flag, and refuses a name that then
+        # differs from the directory's: the same bytes under the same flag are the same name
         name = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437", "surrogateescape")
-        if signature != _LOCAL_SIGNATURE or end > len(data) or data[start - extra_length - name_length:start - extra_length] != name:
+        if (signature != _LOCAL_SIGNATURE or (local_flags ^ info.flag_bits) & 0x800 or end > len(data)
+                or data[offset + _LOCAL_HEADER.size:offset + _LOCAL_HEADER.size + name_length] != name):
             return None
         # Where this Python's zipfile refuses members that overlap the next (a zip bomb's trick), so does this
         bound = getattr(info, "_end_offset", None)
@@ -95,18 +103,18 @@ class Package:
         else:
             inflater = zlib.decompressobj(-15)
             try:
-                out = inflater.decompress(raw, info.file_size + 1)
+                out = inflater.decompress(raw, size + 1)
             except zlib.error:
                 return None
             if not inflater.eof:
                 return None
-        if len(out) != info.file_size or zlib.crc32(out) != info.CRC:
+        if len(out) != size or zlib.crc32(out) != info.CRC:
             return None
         return out
 
 
-# A local file header: its signature at 0, the lengths of its name and extra field at 26 and 28
-_LOCAL_HEADER = struct.Struct("<4s22xHH")
+# A local file header: its signature at 0, its flags at 6, the lengths of its name and extra field at 26 and 28
+_LOCAL_HEADER = struct.Struct("<4s2xH18xHH")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 # Flags a plain member may carry: deflate's level hints (1, 2), sizes in a data descriptor (3), UTF-8 names (11)
 _PLAIN_FLAGS = 0x2 | 0x4 | 0x8 | 0x800
