@@ -4,7 +4,10 @@ codes kept when generating again, and folders written by earlier versions still 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import openpyxl
@@ -226,3 +229,19 @@ def test_validating_the_folder_blank_forms_were_generated_into_checks_only_the_f
     forms = _raw(folder)["forms"]
     assert f"共 {len(forms)} 个文件" in r.output, r.output
     assert "manifest.json" not in r.output and HANDOUT_FILE not in r.output
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_pipe_named_manifest_json_in_the_inbox_does_not_hold_the_merge(rounds, tmp_path):
+    """Found reviewing the change that passes over perfxl's own lists: it read any manifest.json it met, and
+    a pipe so named (a unit's upload unpacked by hand, a prank) held the merge for ever. Read as the inbox reads
+    a file, it is passed over as not a regular file; the forms beside it are merged."""
+    inbox = tmp_path / "收到"
+    inbox.mkdir()
+    form = _raw(rounds["setup"]["forms"])["forms"][0]["file"]
+    shutil.copy(rounds["setup"]["forms"] / form, inbox / form)
+    os.mkfifo(inbox / "manifest.json")
+    proc = subprocess.run([sys.executable, "-m", "perfxl", "merge", str(inbox), "-o", str(tmp_path / "汇总.xlsx")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "已汇总 1" in proc.stdout and "不是普通文件" in proc.stdout

@@ -8,9 +8,10 @@ import zipfile
 from pathlib import Path
 
 from perfxl.errors import OutputError, PerfxlError
+from perfxl.inbox import read_regular_file
 from perfxl.issued import RECORD_FILE
 from perfxl.ledger import check_ledger_file
-from perfxl.manifest import HANDOUT_FILE, MANIFEST_FILE, read_manifest
+from perfxl.manifest import HANDOUT_FILE, MANIFEST_FILE, MAX_MANIFEST_BYTES, manifest_from_bytes
 from perfxl.summary import CSV_FIRST_TITLES, SHEET_NAMES
 
 from .options import MergeOptions
@@ -94,12 +95,14 @@ def handed_out_beside(folder: str, names: set[str]) -> dict[str, str]:
     found among `names` in a folder whose manifest.json is one perfxl wrote, each with its reason to be passed
     over (an inbox.scan `set_aside`). A consolidator who merges or validates the folder the forms were
     generated into (to try it, or with returned forms saved back there) is otherwise told they cannot be read.
-    Known by the manifest's content as perfxl reads it, not by the names alone."""
+    Known by the manifest's content as perfxl reads it, not by the names alone; read as the inbox reads a
+    file, never waiting on a pipe that only bears the name (the merge would wait for ever)."""
     if MANIFEST_FILE not in names:
         return {}
+    path = Path(folder) / MANIFEST_FILE
     try:
-        read_manifest(Path(folder))
-    except PerfxlError:
+        manifest_from_bytes(read_regular_file(path, MAX_MANIFEST_BYTES)[0], path)
+    except (OSError, PerfxlError):  # not a regular file, too large, unreadable, or not perfxl's
         return {}
     return {name: "perfxl-handout" for name in (MANIFEST_FILE, HANDOUT_FILE, RECORD_FILE) if name in names}
 
