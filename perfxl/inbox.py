@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -25,8 +24,6 @@ SKIP_REASONS = {
     "not-a-file": ("不是普通文件（管道、设备或套接字）", "not a regular file"),
     "perfxl-output": ("perfxl 自己的输出文件", "perfxl's own output"),
     "unreadable-folder": ("无法列出的文件夹", "folder that cannot be listed"),
-    "perfxl-handout": ("perfxl generate 写在下发表格旁的清单、分发清单或下发记录，不是报送的表",
-                       "a list perfxl generate wrote beside the forms it handed out"),
 }
 
 
@@ -85,11 +82,9 @@ def _skip_name(name: str) -> str | None:
     return None
 
 
-def scan(paths: list[Path], exclude: set[Path] | None = None,
-         set_aside: Callable[[str, set[str]], dict[str, str]] | None = None) -> Inbox:
-    """Walk the inputs once. `set_aside(folder, names)` names the files of a folder to pass over, each with
-    its reason (a key of SKIP_REASONS). Raises FileNotFoundError (with its errno and path) for an input that
-    does not exist or cannot be looked at: perfxl.errors.missing_input says it in Chinese."""
+def scan(paths: list[Path], exclude: set[Path] | None = None) -> Inbox:
+    """Walk the inputs once. Raises FileNotFoundError (with its errno and path) for an input that does not
+    exist or cannot be looked at: perfxl.errors.missing_input says it in Chinese."""
     inbox = Inbox()
     excluded = {_key(p) for p in (exclude or ())}
     excluded_names = {Path(p).name for p in (exclude or ())}
@@ -102,7 +97,7 @@ def scan(paths: list[Path], exclude: set[Path] | None = None,
             raise FileNotFoundError(exc.errno, exc.strerror, str(path)) from None
         if stat.S_ISDIR(st.st_mode):
             found = Inbox()
-            _walk(path, found, excluded, excluded_names, set_aside)
+            _walk(path, found, excluded, excluded_names)
             inbox.files += sorted(found.files, key=lambda f: f.path)
             inbox.skipped += sorted(found.skipped)
         else:  # named directly: taken whatever it is, in the order given; the reader refuses what it cannot read
@@ -117,7 +112,7 @@ def _key(path: Path) -> str:
         return os.path.normcase(os.path.abspath(path))
 
 
-def _walk(root: Path, inbox: Inbox, excluded: set[str], excluded_names: set[str], set_aside=None) -> None:
+def _walk(root: Path, inbox: Inbox, excluded: set[str], excluded_names: set[str]) -> None:
     todo = [str(root)]
     while todo:
         folder = todo.pop()
@@ -129,9 +124,8 @@ def _walk(root: Path, inbox: Inbox, excluded: set[str], excluded_names: set[str]
         except OSError:
             inbox.skipped.append((folder, "unreadable-folder"))
             continue
-        aside = set_aside(folder, {entry.name for entry in listing}) if set_aside else {}
         for entry in listing:
-            reason = _skip_name(entry.name) or aside.get(entry.name)
+            reason = _skip_name(entry.name)
             if reason:
                 inbox.skipped.append((entry.path, reason))
                 continue

@@ -131,19 +131,12 @@ def read_manifest(folder: Path) -> Manifest:
     try:
         if path.stat().st_size > MAX_MANIFEST_BYTES:
             raise PerfxlError(f"{path} 过大，不是 perfxl generate 写出的清单")
-        text = path.read_bytes()
+        raw = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise PerfxlError(f"{Path(folder)} 中没有 manifest.json：请先用 perfxl generate 生成要下发的表 "
                           f"(no manifest.json in {folder})") from None
     except OSError as exc:
         raise PerfxlError(f"无法读取 {path}: {exc.strerror or exc}") from None
-    return manifest_from_bytes(text, path)
-
-
-def manifest_from_bytes(data: bytes, path: Path) -> Manifest:
-    """A manifest.json's bytes read as `read_manifest` reads the file at `path` (named in its errors)."""
-    try:
-        raw = json.loads(data.decode("utf-8-sig"))
     except (ValueError, RecursionError):
         raise PerfxlError(f"{path} 已损坏（不是有效的 JSON），请重新运行 perfxl generate 生成") from None
     if isinstance(raw, list):  # blank forms, before the shapes were one

@@ -4,11 +4,6 @@ codes kept when generating again, and folders written by earlier versions still 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import openpyxl
 import pytest
@@ -16,7 +11,6 @@ from click.testing import CliRunner
 
 from perfxl.cli import cli
 from perfxl.errors import PerfxlError
-from perfxl.issued import RECORD_FILE
 from perfxl.manifest import HANDOUT_FILE, read_manifest
 
 from .conftest import write_roster
@@ -190,58 +184,3 @@ def test_a_followup_handout_carries_the_portal_and_deadline_too(rounds, tmp_path
     assert texts[0] == f"{YEAR}年度项目支出绩效自评表 分发清单"
     assert "报送网址：https://bb.example.gov.cn/perfxl/" in texts and "截止日期：2023年6月30日（星期五）" in texts
     assert _handout_table(out)[0][3] == "下发的表（已预填）"
-
-
-def _outcomes(folder, tmp_path):
-    from perfxl.merging import MergeOptions, run_merge
-
-    result = run_merge([folder], tmp_path / "汇总" / "汇总.xlsx", MergeOptions(jobs=1))
-    return {Path(s.path).name: (s.outcome, s.read_error) for s in result.files}, sorted(
-        (Path(p).name, reason) for p, reason in result.skipped)
-
-
-def test_merging_the_folder_followups_were_generated_into_passes_over_perfxl_s_own_lists(rounds, tmp_path):
-    """Merged as it is, the folder perfxl generate wrote held three files the merge called unreadable: its
-    manifest.json, 分发清单.xlsx and 下发记录.sqlite. They are passed over, said as such, and every form is read."""
-    folder = rounds["selfeval"]
-    assert {"manifest.json", HANDOUT_FILE, RECORD_FILE} <= {p.name for p in folder.iterdir()}
-    files, skipped = _outcomes(folder, tmp_path)
-    assert skipped == sorted((name, "perfxl-handout") for name in ("manifest.json", HANDOUT_FILE, RECORD_FILE))
-    assert set(files) == {e["file"] for e in _raw(folder)["forms"]}
-    assert all(outcome == "merged" for outcome, _ in files.values()), files
-
-
-def test_a_manifest_json_perfxl_did_not_write_is_read_like_any_other_file(rounds, tmp_path):
-    """Only a folder whose manifest.json perfxl reads as its own has its lists passed over: a unit's file that
-    is merely named so is read, and refused for what it is."""
-    folder = tmp_path / "收到"
-    folder.mkdir()
-    (folder / "manifest.json").write_text('{"forms": "不是清单"}', encoding="utf-8")
-    shutil.copy(rounds["setup"]["forms"] / HANDOUT_FILE, folder / HANDOUT_FILE)
-    files, skipped = _outcomes(folder, tmp_path)
-    assert skipped == []
-    assert files == {"manifest.json": ("rejected", "not-a-workbook"), HANDOUT_FILE: ("rejected", "not-a-form")}
-
-
-def test_validating_the_folder_blank_forms_were_generated_into_checks_only_the_forms(rounds):
-    folder = rounds["setup"]["forms"]
-    r = CliRunner().invoke(cli, ["validate", str(folder)])
-    forms = _raw(folder)["forms"]
-    assert f"共 {len(forms)} 个文件" in r.output, r.output
-    assert "manifest.json" not in r.output and HANDOUT_FILE not in r.output
-
-
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
-def test_a_pipe_named_manifest_json_in_the_inbox_does_not_hold_the_merge(rounds, tmp_path):
-    """Found reviewing the change that passes over perfxl's own lists: it read any manifest.json it met, and
-    a pipe so named (a unit's upload unpacked by hand, a prank) held the merge for ever. Read as the inbox reads
-    a file, it is passed over as not a regular file; the forms beside it are merged."""
-    inbox = tmp_path / "收到"
-    inbox.mkdir()
-    form = _raw(rounds["setup"]["forms"])["forms"][0]["file"]
-    shutil.copy(rounds["setup"]["forms"] / form, inbox / form)
-    os.mkfifo(inbox / "manifest.json")
-    proc = subprocess.run([sys.executable, "-m", "perfxl", "merge", str(inbox), "-o", str(tmp_path / "汇总.xlsx")],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert "已汇总 1" in proc.stdout and "不是普通文件" in proc.stdout

@@ -7,11 +7,8 @@ import os
 import zipfile
 from pathlib import Path
 
-from perfxl.errors import OutputError, PerfxlError
-from perfxl.inbox import read_regular_file
-from perfxl.issued import RECORD_FILE
+from perfxl.errors import OutputError
 from perfxl.ledger import check_ledger_file
-from perfxl.manifest import HANDOUT_FILE, MANIFEST_FILE, MAX_MANIFEST_BYTES, manifest_from_bytes
 from perfxl.summary import CSV_FIRST_TITLES, SHEET_NAMES
 
 from .options import MergeOptions
@@ -88,23 +85,6 @@ def guard_outputs(targets: list[tuple[str, Path]], inputs: list[Path], options: 
                                   f"请换一个文件名或先移走它 (refusing to overwrite a file perfxl did not write)")
     if targets and targets[0][0] == "summary" and targets[0][1].suffix.lower() not in {".xlsx", ".xlsm"}:
         raise OutputError(f"汇总表应为 .xlsx 文件: {targets[0][1]}")
-
-
-def handed_out_beside(folder: str, names: set[str]) -> dict[str, str]:
-    """What `perfxl generate` wrote beside the forms it handed out (manifest.json, 分发清单.xlsx, 下发记录.sqlite),
-    found among `names` in a folder whose manifest.json is one perfxl wrote, each with its reason to be passed
-    over (an inbox.scan `set_aside`). A consolidator who merges or validates the folder the forms were
-    generated into (to try it, or with returned forms saved back there) is otherwise told they cannot be read.
-    Known by the manifest's content as perfxl reads it, not by the names alone; read as the inbox reads a
-    file, never waiting on a pipe that only bears the name (the merge would wait for ever)."""
-    if MANIFEST_FILE not in names:
-        return {}
-    path = Path(folder) / MANIFEST_FILE
-    try:
-        manifest_from_bytes(read_regular_file(path, MAX_MANIFEST_BYTES)[0], path)
-    except (OSError, PerfxlError):  # not a regular file, too large, unreadable, or not perfxl's
-        return {}
-    return {name: "perfxl-handout" for name in (MANIFEST_FILE, HANDOUT_FILE, RECORD_FILE) if name in names}
 
 
 def own_outputs(targets: list[tuple[str, Path]], db_path: Path | None) -> set[Path]:

@@ -30,7 +30,7 @@ from perfxl.summary import build as build_summary
 from perfxl.validator import CheckedForm
 from perfxl.versions import all_versions, as_rows
 
-from .guard import default_db, guard_outputs, handed_out_beside, outputs, own_outputs
+from .guard import default_db, guard_outputs, outputs, own_outputs
 from .kept import collect, keep_roster, kept_check
 from .options import MergeOptions, MergeResult
 from .render_ahead import PartsWhereRead, render_ahead, renders_ahead
@@ -126,7 +126,7 @@ def _prepare(inputs: list[Path], output: Path | None, options: MergeOptions) -> 
     lower_levels = [p for p in inputs if p.is_file() and claims_ledger(p)]
     inputs = [p for p in inputs if p not in lower_levels]
     try:
-        inbox = scan(inputs, exclude=own, set_aside=handed_out_beside)
+        inbox = scan(inputs, exclude=own)
     except FileNotFoundError as exc:  # an input named that is not there: a PerfxlError, saying which
         raise missing_input(exc) from None
     return _Run(inputs=inputs, lower_levels=lower_levels, output=output, options=options, units=units,
@@ -185,7 +185,7 @@ def _read_until_settled(run: _Run, tasks: list[Task], progress) -> list[str]:
     read what changed meanwhile. Returns the files still changing after SETTLE_ROUNDS passes."""
     for round_no in range(SETTLE_ROUNDS):
         _read(run, tasks, progress if round_no == 0 else None)
-        now = {f.path: f for f in scan(run.inputs, exclude=run.own_outputs, set_aside=handed_out_beside).files}
+        now = {f.path: f for f in scan(run.inputs, exclude=run.own_outputs).files}
         for path in [p for p in run.seen if p not in now and run.seen[p].source != "rollup"]:
             del run.seen[path]  # moved away during the run
         tasks = [(f.path, None, f.stat) for f in now.values() if f.path not in run.seen or run.seen[f.path].stat != f.stat]
