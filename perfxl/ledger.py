@@ -180,10 +180,6 @@ APPLICATION_ID = 0x7078_6C67  # "pxlg" in the SQLite header: this file is a perf
 OWN_TABLES = {"files", "sightings", "runs", "outcomes", "run_settings", "submissions", "returns", "portal_revoked",
               "sqlite_sequence", "kept", "issued", "rosters", "target_versions"}
 PRUNE_SLACK = 1000  # kept values no run touched are pruned once they pass twice the touched ones and this
-# A merge writes its rows in transactions of this many (a few hundred milliseconds each). Keyed by content, in
-# no order, the rows of each small transaction touched pages all over the indexes, all written out again at
-# each commit: 200,000 kept values took 11.8 s in commits of 500, 8.1 s in commits of 5,000 (bench/ledger_writes.py)
-WRITES_PER_COMMIT = 5000
 KEEP_RUNS = 10  # the outcomes of this many recent runs are kept; older ones are derived data, pruned
 
 
@@ -1042,7 +1038,7 @@ class Kept:
                         (key, value, self.run_id, self.sealer.kept(key, value)))
         self.touched.add(hash(key))
         self.pending += 1
-        if self.pending >= WRITES_PER_COMMIT:
+        if self.pending >= 500:
             self.db.commit()
             self.pending = 0
 

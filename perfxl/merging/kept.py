@@ -12,7 +12,7 @@ from pathlib import Path
 from perfxl import datajson
 from perfxl.cachekeys import check_key
 from perfxl.issued import book as issued_book
-from perfxl.ledger import WRITES_PER_COMMIT, Ledger
+from perfxl.ledger import Ledger
 from perfxl.pipeline import CheckOptions
 from perfxl.records import Seen
 from perfxl.roster import Unit
@@ -38,8 +38,8 @@ def collect(results: Iterable[FileResult], seen: dict[str, Seen], spool, ledger,
         seen[r.path] = s = seen_of(r.path, r.sha, r.stat, r.source, summary, offset, len(r.checked))
         if ledger and r.sha:  # the sighting and the status are recorded even for a file taken from the ledger
             ledger.record(r.sha, r.stat, s.path, summary, r.form_blob)
-            pending_writes += 3  # the file's row, its sighting and its kept check
-            if pending_writes >= WRITES_PER_COMMIT:
+            pending_writes += 1
+            if pending_writes >= 200:
                 ledger.db.commit()
                 pending_writes = 0
         if progress:
