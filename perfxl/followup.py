@@ -472,11 +472,9 @@ def generate_followups(template: str, year: int, units: list[Unit], ledger_path:
                  ((unit.code, issued_projects(specs[task[2]], projects)) for unit, _, projects, task, _ in planned))
     workers = jobs or os.cpu_count() or 1
     if workers > 1 and len(planned) >= 50:
-        from concurrent.futures import ProcessPoolExecutor
+        from .processes import worker_pool  # forked only where no other thread holds a lock a fork copies
 
-        from .merging.worker import pool_context  # forked only where no other thread holds a lock a fork copies
-
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context())
+        pool = worker_pool(workers)
         built = _in_turn(pool, [tasks[i] for i in order], [keys[i] for i in order], ahead=workers * 4)
     else:
         pool, built = None, map(_build, [tasks[i] for i in order])

@@ -22,7 +22,7 @@ import hmac
 import json
 import os
 import sqlite3
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .cachekeys import READER_VERSION
@@ -185,9 +185,9 @@ def read_ledger(path: Path, templates_dir: Path | None = None, jobs: int = 0,
     forms = sum(len(t[2]) for t in tasks)
     workers = jobs or os.cpu_count() or 1
     if workers > 1 and forms >= POOL_MIN_FORMS:
-        from .merging.worker import pool_context
+        from .processes import worker_pool
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context()) as pool:
+        with worker_pool(workers) as pool:
             chunks = list(pool.map(_read_chunk, [(str(path), *t) for t in tasks]))
     else:
         chunks = [_read_chunk((str(path), *t)) for t in tasks]

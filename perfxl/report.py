@@ -463,11 +463,11 @@ class _Apart:
         self.finished: dict[int, tuple] | None = None  # the offered tables it rendered, once all are back
         marked, offered = _apart_share(tables) if wanted else ([], [])
         # Forked only from a process of one thread: a fork copies the locks other threads hold (see
-        # perfxl.merging.worker.pool_context), and the helper would wait on one for ever
+        # perfxl.processes.pool_context), and the helper would wait on one for ever
         if not (marked or offered) or "fork" not in multiprocessing.get_all_start_methods() or \
                 threading.active_count() > 1:
             return
-        from concurrent.futures import ProcessPoolExecutor
+        from perfxl.processes import worker_pool
 
         fork = multiprocessing.get_context("fork")
         self.offered = offered
@@ -485,7 +485,7 @@ class _Apart:
             _APART.update(tables=tables, formats=formats, cache=view, offered=offered, ends=self.ends,
                           lock=self.lock)
             try:
-                self.pool = ProcessPoolExecutor(max_workers=1, mp_context=fork)
+                self.pool = worker_pool(1, fork)
                 self.futures = {i: self.pool.submit(_render_apart, i) for i in marked}
                 self.shared = [self.pool.submit(_render_offered) for _ in offered]
             except OSError:  # no process to be had: rendered here

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "perfxl"
 # Lowest first. Read a row as: "may import anything above it".
 LAYERS = [
     {"contract", "domain", "inbox", "limits", "problems", "structure", "reader", "designed", "portal",
-     "portal.auth", "cachekeys", "xmltext", "datajson"},  # facts and plain helpers
+     "portal.auth", "cachekeys", "xmltext", "datajson", "processes"},  # facts and plain helpers; pools of workers
     {"errors", "values", "rounds"},
     {"files", "roster", "records", "reader.zipguard", "reader.xml", "reader.form", "reader.rawbook", "scoring",
      "identity", "comparison"},  # comparison: this year's targets against their past and peers (pure data)

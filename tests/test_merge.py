@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import openpyxl
 import pytest
@@ -202,6 +203,37 @@ def test_killed_merge_leaves_ledger_and_summary_intact(campaign, tmp_path):
     assert files[0] == files[1] == 13  # 14 files, two of them identical
     db.close()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists() or not hasattr(os, "fork"), reason="reads /proc; forks")
+def test_render_ahead_workers_end_when_their_merge_is_killed(campaign, tmp_path):
+    """kill -9 of a merge while its render-ahead pool works: the pool's workers end too (they outlived it
+    for ever, holding its ledger open). Each worker says it started its share and then stays in it."""
+    from .test_processes import children, kill_all, outlived
+
+    script = ("import os, sys, time; from pathlib import Path; import perfxl.merging as merge\n"
+              "from perfxl.merging import render_ahead\n"
+              "render_ahead.AHEAD_MIN_FORMS = 1\n"
+              "def stuck(batch):\n    print('ahead', flush=True); time.sleep(600)\n"
+              "render_ahead._render_share = stuck\n"
+              f"merge.run_merge([Path({str(campaign['inbox'])!r})], Path({str(tmp_path / 'k.xlsx')!r}), "
+              f"merge.MergeOptions(template='shanghai/project-2020', year=2020, "
+              f"roster=Path({str(campaign['roster'])!r}), jobs=2))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    workers: set[int] = set()
+    try:
+        ready = _line_within(proc.stdout, 120)
+        workers = children(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    try:
+        assert ready == "ahead", "the merge never rendered ahead"
+        assert workers, "the render-ahead pool has no workers"
+        assert not outlived(workers, 15), "render-ahead workers outlived their merge"
+    finally:
+        kill_all(workers)
+        proc.stdout.close()
 
 
 def _line_within(stream, seconds: float) -> str | None:

@@ -8,17 +8,16 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from perfxl.domain import default_year
+from perfxl.processes import pool_context, worker_pool
 from perfxl.records import Seen, checked_from_bytes
 from perfxl.spec import load_spec
 from perfxl.summary import Context
 from perfxl.validator import CheckedForm
-
-from .worker import pool_context
 
 _AHEAD: dict[str, Any] = {}  # what a worker rendering ahead inherits from the merge (forked, not pickled)
 AHEAD_MIN_FORMS = 200
@@ -143,7 +142,7 @@ def render_ahead(ctx: Context, spool, kept, jobs: int) -> None:
     chunk = max(8, min(64, len(todo) // (jobs * 4) or 1))
     batches = iter([todo[i:i + chunk] for i in range(0, len(todo), chunk)])
     try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=pool_context()) as pool:
+        with worker_pool(jobs, pool_context()) as pool:
             # A few batches in flight per worker, not all: results wait in memory until they are kept.
             running = {pool.submit(_render_share, b) for b in itertools.islice(batches, jobs * 3)}
             while running:

@@ -8,10 +8,8 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from perfxl.ledger import Ledger, pack
 from perfxl.limits import TimeLimitExceeded, address_space, time_limit
 from perfxl.pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
 from perfxl.problems import L
+from perfxl.processes import pool_context, worker_pool
 from perfxl.read import MAX_FILE_BYTES, FormData, read_workbook, too_large
 from perfxl.records import Seen, checked_bytes
 from perfxl.validator import CheckedForm, rejected, rejected_by
@@ -35,13 +34,11 @@ _WORKER: dict[str, Any] = {}
 
 
 def init_worker(options: MergeOptions, roster: dict | None, db_path: str | None,
-                watch_parent: bool = True, parts=None) -> tuple[int, int] | None:
+                parts=None) -> tuple[int, int] | None:
     """Set up a worker; returns the address-space limit it replaced (None if none was set), so an
     in-process run can give its caller's process its limit back. `parts` (merging.render_ahead's
     PartsWhereRead) makes what each form adds to the sheets where it is read."""
     _WORKER.update(options=options, roster=roster, db_path=db_path, ledger=None, parts=parts)
-    if watch_parent:
-        _exit_with_parent()
     try:  # POSIX: cap the address space so one file cannot exhaust the machine
         import resource
 
@@ -65,21 +62,6 @@ def restore_address_space(previous: tuple[int, int] | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, previous)
     except (ImportError, ValueError, OSError):
         pass
-
-
-def _exit_with_parent() -> None:
-    """A worker ends within a second or two of its merge being killed (kill -9 included): a forked worker
-    shares the task pipe with its siblings, so it would otherwise wait on it, or finish its file, forever."""
-    parent = os.getppid()
-
-    def watch():
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(3)
-
-    if parent > 1:
-        threading.Thread(target=watch, name="perfxl-parent-watch", daemon=True).start()
 
 
 def _worker_ledger():
@@ -229,28 +211,12 @@ def _process_chunk(tasks: list[Task]) -> list[FileResult]:
 def start_checker(options: MergeOptions, roster: dict | None, db_path: str | None, jobs: int):
     """A pool of the merge's own workers that checks one file at a time (the submission portal): the same
     reader and rules, and the same per-file time and memory limits, as `perfxl merge`."""
-    return ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=pool_context(), initializer=init_worker,
-                               initargs=(options, roster, db_path))
+    return worker_pool(jobs, pool_context(), init_worker, (options, roster, db_path))
 
 
 def check_upload(path: str) -> FileResult:
     """In a checker worker: one uploaded file read and checked, as the merge's workers do it."""
     return process((path, None, FileStat.of(os.stat(path))))
-
-
-def pool_context():
-    """How workers are started: forked, where the system forks and this process runs one thread. A fork
-    copies whatever lock another thread holds at that moment (SQLite's, a logging handler's) into the child,
-    which then waits for it for ever: two merges run in two threads of one process (the Python API) hung
-    so. A process with other threads starts its workers from a clean server process instead (spawn where
-    there is none), as on Windows."""
-    import multiprocessing
-    import threading
-
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def check_files(tasks: list[Task], options: MergeOptions, roster: dict | None, db_path: str | None,
@@ -262,7 +228,7 @@ def check_files(tasks: list[Task], options: MergeOptions, roster: dict | None, d
         yield from _run_pool(tasks, options, roster, db_path, jobs,
                              chunk=max(1, min(32, len(tasks) // (jobs * 8) or 1)), parts=parts)
         return
-    previous = init_worker(options, roster, db_path, watch_parent=False, parts=parts)
+    previous = init_worker(options, roster, db_path, parts=parts)
     try:
         for task in tasks:
             yield process(task)
@@ -281,8 +247,7 @@ def _run_pool(tasks, options, roster, db_path, jobs, chunk, parts=None):
             pending, suspects = suspects, []
         if not pending:
             continue
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=pool_context(), initializer=init_worker,
-                                 initargs=(options, roster, db_path, True, _renewed(parts))) as pool:
+        with worker_pool(jobs, pool_context(), init_worker, (options, roster, db_path, _renewed(parts))) as pool:
             futures = {pool.submit(_process_chunk, pending[i:i + size]): pending[i:i + size]
                        for i in range(0, len(pending), size)}
             for future in as_completed(futures):
@@ -295,8 +260,7 @@ def _run_pool(tasks, options, roster, db_path, jobs, chunk, parts=None):
                     suspects.extend(held)
                 del future
     for task in suspects:
-        with ProcessPoolExecutor(max_workers=1, mp_context=pool_context(), initializer=init_worker,
-                                 initargs=(options, roster, db_path, True, _renewed(parts))) as pool:
+        with worker_pool(1, pool_context(), init_worker, (options, roster, db_path, _renewed(parts))) as pool:
             try:
                 yield from pool.submit(_process_chunk, [task]).result()
             except BrokenProcessPool:

@@ -1,0 +1,102 @@
+"""Pools of worker processes (perfxl.processes): every pool perfxl starts comes from one place, and its
+workers end when the process that started them is killed."""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "perfxl"
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (an orphan's zombie, waiting to be reaped by whoever adopted it, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def children(pid: int) -> set[int]:
+    try:
+        return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:
+        return set()
+
+
+def outlived(pids: set[int], seconds: float) -> set[int]:
+    """Those of `pids` still running once `seconds` have passed (sooner if none is)."""
+    deadline = time.monotonic() + seconds
+    while (running := {p for p in pids if alive(p)}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return running
+
+
+def kill_all(pids: set[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def line_within(stream, seconds: float) -> str | None:
+    import selectors
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        if selector.select(timeout=seconds):
+            return stream.readline().strip()
+    return None
+
+
+linux_only = pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+
+
+@linux_only
+def test_a_pools_workers_end_when_the_process_that_started_them_is_killed(tmp_path):
+    """kill -9 of the parent: its workers, busy for ten minutes, end within seconds."""
+    script = ("import os, time\nfrom perfxl.processes import worker_pool\n"
+              "pool = worker_pool(2)\n"
+              "futures = [pool.submit(time.sleep, 600) for _ in range(2)]\n"
+              "print('started', flush=True)\ntime.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    workers: set[int] = set()
+    try:
+        assert line_within(proc.stdout, 60) == "started"
+        deadline = time.monotonic() + 30
+        while len(workers := children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) == 2, "the pool never started its two workers"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    try:
+        assert not outlived(workers, 15), "workers outlived their parent"
+    finally:
+        kill_all(workers)
+        proc.stdout.close()
+
+
+def test_every_pool_perfxl_starts_comes_from_worker_pool():
+    """A ProcessPoolExecutor made anywhere else would have workers that outlive a killed merge (the
+    render-ahead pool's did, for ever)."""
+    made_elsewhere = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "processes.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and "ProcessPoolExecutor" in ast.unparse(node.func):
+                made_elsewhere.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(("os.fork", "Process")):
+                made_elsewhere.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert made_elsewhere == []
