@@ -38,6 +38,7 @@ from .sheetxml import (
     unpack_chunks,
     unpack_memo,
     unpack_rows,
+    values_segment,
     wrapped_lines,
 )
 from .validator import CheckedForm
@@ -896,12 +897,15 @@ def _table_parts(table, layout: Layout, cache, spool: _SegmentSpool, limit: int)
         while start < len(rows):
             take = rows[start:start + room()]
             first = parts[-1].rows + 2  # row 1 is the header
-            if memo is None:
+            kept_chunk = kept_chunks[len(made)] if len(made) < len(kept_chunks) else None
+            if memo is None and not by_values:
                 place(rows_segment(take, layout, first))
+            elif memo is None:
+                seg, digest = values_segment(take, layout, first, kept_chunk)
+                made.append((digest, seg))
+                place(seg)
             else:
-                seg, digest = memo_segment(take, layout, first, memo, used,
-                                           kept_chunks[len(made)] if len(made) < len(kept_chunks) else None,
-                                           widened)
+                seg, digest = memo_segment(take, layout, first, memo, used, kept_chunk, widened)
                 made.append((digest, seg))
                 place(seg)
             start += len(take)
@@ -909,25 +913,28 @@ def _table_parts(table, layout: Layout, cache, spool: _SegmentSpool, limit: int)
     kept_chunks: list[tuple[bytes, Segment]] = []
     made: list[tuple[bytes, Segment]] = []  # a sorted sheet's segments made now, with their digests
     widened: Widened | None = None  # a sorted sheet's kept rows are of a layout it widened since
+    by_values = False  # a sorted sheet's segments kept by the values of their rows (sheetxml.values_segment)
     if table.blocks is None:
         # A sheet sorted across forms (项目清单, 目标审核, …): its rows' templates are kept by the rows'
         # values, so a re-merge renders only rows that changed; and its segments by what they hold, so
         # a re-merge compresses again only the rows from the first that changed or moved. Kept whole,
-        # under the table's name and layout.
+        # under the table's name and layout. A sheet of more rows than MEMO_ROWS keeps no templates (their
+        # memory): its segments are kept by their rows' values, so an unchanged one is not rendered again.
         small = isinstance(table.rows, Sequence) and len(table.rows) <= MEMO_ROWS
-        key = f"{table.name}|{layout.key}" if cache is not None and small else None
-        memo = unpack_memo(cache.get("rows|" + key)) if key else None
-        if key and memo is None:
+        key = f"{table.name}|{layout.key}" if cache is not None else None
+        by_values = key is not None and not small
+        memo = unpack_memo(cache.get("rows|" + key)) if key and small else None
+        if key and small and memo is None:
             memo, widened = _widened(cache, table.name, layout)
         kept_chunks = (unpack_chunks(cache.get("chunks|" + key)) or []) if key else []
-        used: dict | None = {} if key else None
+        used: dict | None = {} if key and small else None
         for batch in chunks(table.iter_rows(), 2000):
             add_rows(batch, memo, used)
-        if key and used.keys() != memo.keys():
+        if key and small and used.keys() != memo.keys():
             packed = pack_memo(used)
             if packed is not None:
                 cache.put("rows|" + key, packed)
-        if key:  # which layout the sheet's rows were kept under last (read, so kept with them)
+        if key and small:  # which layout the sheet's rows were kept under last (read, so kept with them)
             pointer = layout.to_json().encode()
             if cache.get("layout|" + table.name) != pointer:
                 cache.put("layout|" + table.name, pointer)

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .cachekeys import RENDER_VERSION
 from .contract import utf16_length, utf16_prefix
 from .spec import cell_name
 from .xmltext import ENCODED, control_escaped
@@ -375,6 +376,30 @@ def memo_segment(rows: list[list], layout: Layout, start: int, memo: dict, used:
     if kept is not None and kept[0] == digest:
         seg = kept[1]
         return Segment(seg.data, seg.crc, seg.length, seg.zeros, count, tuple(sums)), digest
+    return segment(fill(xml, start), count, sums), digest
+
+
+def values_segment(rows: list[list], layout: Layout, start: int,
+                   kept: tuple[bytes, Segment] | None) -> tuple[Segment, bytes]:
+    """Rows of a sheet sorted across forms too long for its rows' templates to be kept (report.MEMO_ROWS)
+    as a segment whose first row is row `start`, and the digest of what it is made from: the rows' values
+    (their repr), where they start, the layout and the code that renders them (RENDER_VERSION). `kept` (a
+    digest and its segment) is used as it is when its digest is this one's: the rows are then neither
+    rendered nor compressed again, which a province's sorted sheets, 100,000 rows and more each, were at
+    every re-merge."""
+    digest = hashlib.sha256(f"values|{RENDER_VERSION}|{start}|{layout.key}|".encode())
+    digest.update(repr(rows).encode("utf-8"))
+    digest = digest.digest()
+    sums = [0.0] * len(layout.kinds)
+    if kept is not None and kept[0] == digest:
+        summed = [c for c, on in enumerate(layout.summed) if on]
+        for row in rows:  # as render_rows adds them, in the same order: the same float sums
+            for c in summed:
+                if c < len(row) and type(row[c]) in (int, float):
+                    sums[c] += row[c]
+        seg = kept[1]
+        return Segment(seg.data, seg.crc, seg.length, seg.zeros, len(rows), tuple(sums)), digest
+    xml, count = render_rows(rows, layout, sums)
     return segment(fill(xml, start), count, sums), digest
 
 

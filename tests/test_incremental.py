@@ -11,6 +11,7 @@ import pickle
 import re
 import shutil
 import sqlite3
+import sys
 import zipfile
 import zlib
 
@@ -581,6 +582,49 @@ def _heights(path, sheet: str) -> list[tuple]:
         return [(r, ws.row_dimensions[r].height) for r in range(1, ws.max_row + 1)]
     finally:
         wb.close()
+
+
+@pytest.mark.parametrize("sheet_rows", [report.EXCEL_ROWS, 12])
+def test_sorted_sheets_too_long_to_keep_their_rows_templates_are_not_rendered_again_when_unchanged(
+        seeds, inbox, tmp_path, monkeypatch, sheet_rows):
+    """A province's sorted sheets (项目清单, 目标审核, 校验问题: 100,000 rows and more) keep no row templates
+    (MEMO_ROWS, forced down here to 1): their segments are kept by their rows' values instead. An unchanged
+    re-merge renders none of their rows again; after a form is replaced it writes what a fresh merge
+    writes, also where a sheet continues on the next."""
+    monkeypatch.setattr(report, "MEMO_ROWS", 1)
+    monkeypatch.setattr(report, "EXCEL_ROWS", sheet_rows)
+    rendered = []
+    real = sheetxml.render_rows
+
+    def render_rows(rows, layout, sums, memo=None, *args, **kwargs):
+        if memo is None:  # which sheet's rows: the table _table_parts is laying out
+            frame = sys._getframe(1)
+            while frame is not None and frame.f_code.co_name != "_table_parts":
+                frame = frame.f_back
+            rendered.append(frame.f_locals["table"].name if frame is not None else "?")
+        return real(rows, layout, sums, memo, *args, **kwargs)
+
+    monkeypatch.setattr(sheetxml, "render_rows", render_rows)
+    db = tmp_path / "台账.sqlite"
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    assert {"项目清单", "目标审核", "校验问题"} <= set(rendered)
+    first = _workbook(tmp_path / "汇总.xlsx")
+    rendered.clear()
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    # 说明 says when the summary was made, new every time; 指标明细 is made form by form, and a form's rows
+    # split where a sheet ends are rendered again (not a sorted sheet)
+    assert set(rendered) <= {report.ABOUT_SHEET, "指标明细"}
+    assert _workbook(tmp_path / "汇总.xlsx") == first
+    target = inbox / "一处" / "002-0.xlsx"  # the second form: the first's rows stay where they were
+    target.unlink()
+    shutil.copy(seeds["001-0"].filled, target)
+    os.utime(target, ns=(10**18, 10**18))
+    rendered.clear()
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    assert "项目清单" in rendered
+    run_merge([inbox], tmp_path / "新.xlsx", MergeOptions(jobs=1, db=tmp_path / "新.sqlite"))
+    assert _workbook(tmp_path / "汇总.xlsx") == _workbook(tmp_path / "新.xlsx") != first
+    assert assert_numbered(tmp_path / "汇总.xlsx") == assert_numbered(tmp_path / "新.xlsx")
 
 
 def test_a_remerge_over_continued_sheets_numbers_each_from_its_header(seeds, inbox, tmp_path, monkeypatch):
