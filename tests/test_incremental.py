@@ -322,6 +322,49 @@ def test_a_ledger_holding_a_key_that_is_not_utf8_is_still_pruned(seeds, tmp_path
         assert con.execute("SELECT COUNT(*) FROM kept WHERE key LIKE 'junk%'").fetchone()[0] == 0
 
 
+def test_a_prune_holds_the_ledgers_write_lock_for_a_batch_at_a_time(seeds, tmp_path, monkeypatch):
+    """The prune deleted every stale value in one transaction: 200,000 of a province's values held the
+    write lock 7 s, and the portal's uploads into the same ledger give up after 30 (a slower machine, a
+    colder cache). Now no transaction deletes more than PRUNE_BATCH values (forced down to 7 here), and
+    what the run used stays."""
+    from perfxl import ledger
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    shutil.copy(seeds["000-0"].filled, folder / "a.xlsx")
+    db = tmp_path / "台账.sqlite"
+    run_merge([folder], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    with sqlite3.connect(db) as con:
+        used = con.execute("SELECT COUNT(*) FROM kept").fetchone()[0]
+        con.executemany("INSERT INTO kept (key, value, run, mac) VALUES (?,?,?,?)",
+                        [(f"stale|{i}", b"x", 0, b"") for i in range(40)])
+    monkeypatch.setattr(ledger, "PRUNE_SLACK", 0)
+    monkeypatch.setattr(ledger, "PRUNE_BATCH", 7)
+    statements: list[str] = []
+    real = ledger.Kept.close
+
+    def close(self):
+        self.db.set_trace_callback(statements.append)
+        try:
+            real(self)
+        finally:
+            self.db.set_trace_callback(None)
+
+    monkeypatch.setattr(ledger.Kept, "close", close)
+    run_merge([folder], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    per_transaction, deletes = [], 0
+    for sql in statements:
+        if sql.startswith("DELETE FROM kept"):
+            deletes += 1
+        elif sql.strip().upper() == "COMMIT":
+            per_transaction.append(deletes)
+            deletes = 0
+    assert sum(per_transaction) + deletes == 40 and deletes == 0
+    assert max(per_transaction) == 7 and len([n for n in per_transaction if n]) == 6
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM kept").fetchone()[0] == used
+
+
 @pytest.mark.libreoffice
 def test_numbered_rows_land_in_their_cells_in_libreoffice(inbox, tmp_path, convert):
     """LibreOffice, re-saving the summary, must put every value in the same cell as openpyxl."""
