@@ -13,8 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
-PARENT_WATCH_SECONDS = 1.0  # how often a worker looks whether its parent is still there
+PARENT_WATCH_SECONDS = 1.0  # how often a worker looks whether the process that made its pool is still there
 
 
 def pool_context():
@@ -37,28 +38,46 @@ def worker_pool(workers: int, context=None, initializer: Callable | None = None,
     workers end within a second or two of this process ending, however it ends; `initializer(*initargs)`
     then runs in each, as ProcessPoolExecutor's own would."""
     return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context or pool_context(),
-                               initializer=_start_worker, initargs=(initializer, initargs))
+                               initializer=_start_worker, initargs=(os.getpid(), initializer, initargs))
 
 
-def _start_worker(initializer: Callable | None, initargs: tuple) -> None:
-    exit_with_parent()
+def _start_worker(owner: int, initializer: Callable | None, initargs: tuple) -> None:
+    exit_with(owner)
     if initializer is not None:
         initializer(*initargs)
 
 
-def exit_with_parent() -> None:
-    """This worker ends (exit status 3) once the process that started it is gone: a forked worker shares the
-    task pipe with its siblings, so it would otherwise wait on it, or finish its work, for ever.
+def exit_with(owner: int) -> None:
+    """This worker ends (exit status 3) once `owner`, the process that made its pool, is gone. A forked
+    worker shares the task pipe with its siblings, so it would otherwise wait on it, or finish its work, for
+    ever. The owner is not always the parent: a pool started from a process with other threads is forked by
+    a fork server (pool_context), whose children hold its own lifeline open, so neither would ever end.
 
-    POSIX only: an orphan is handed to another parent, which os.getppid shows. On Windows the parent's id
-    does not change when it dies, and the watch never fires (not checked here: no Windows machine)."""
+    POSIX only. On Windows the watch is not started: os.kill there ends the process it is given, and a
+    parent's id does not change when it dies (not checked here: no Windows machine)."""
+    if os.name == "nt" or owner <= 1:
+        return
     parent = os.getppid()
 
     def watch():
         while True:
             time.sleep(PARENT_WATCH_SECONDS)
-            if os.getppid() != parent:
+            if os.getppid() != parent or _gone(owner):
                 os._exit(3)
 
-    if parent > 1:
-        threading.Thread(target=watch, name="perfxl-parent-watch", daemon=True).start()
+    threading.Thread(target=watch, name="perfxl-owner-watch", daemon=True).start()
+
+
+def _gone(pid: int) -> bool:
+    """Whether process `pid` has ended (a zombie its parent has not reaped yet has ended too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # there, but another user's: the id was given to another process
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):  # no /proc (macOS): it answered the signal, so it is there
+        return False
+    return state in ("Z", "X")
