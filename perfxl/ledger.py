@@ -1061,14 +1061,17 @@ class Kept:
                     return True
                 return hash(key.decode("utf-8", "surrogateescape")) not in touched
 
-            # Found by reading, which holds no lock against other writers; then deleted a batch a transaction.
-            # A value another process put under a stale key meanwhile (a later run) is left: `run` tells it.
-            stale = [(key, run) for key, run in self.db.execute("SELECT CAST(key AS BLOB), run FROM kept")
-                     if untouched(key)]
+            # Found by reading, which holds no lock against other writers; then deleted a batch a transaction,
+            # by rowid, whatever the key is stored as (text, a blob, NULL: a damaged ledger, another tool's
+            # rows). A value another process put meanwhile under a stale key (a later run) is left: `run` tells.
+            try:
+                stale = [(rowid, run) for rowid, key, run in self.db.execute(
+                    "SELECT rowid, CAST(key AS BLOB), run FROM kept") if untouched(key)]
+            except sqlite3.OperationalError:  # a table without rowids, which perfxl never makes: left as it is
+                stale = []
             for start in range(0, len(stale), PRUNE_BATCH):
-                with self.db:  # the key compared as the text it is stored as, by its index
-                    self.db.executemany("DELETE FROM kept WHERE key = CAST(? AS TEXT) AND run IS ?",
-                                        stale[start:start + PRUNE_BATCH])
+                with self.db:
+                    self.db.executemany("DELETE FROM kept WHERE rowid = ? AND run IS ?", stale[start:start + PRUNE_BATCH])
         self.touched.clear()
 
 

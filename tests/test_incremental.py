@@ -301,7 +301,8 @@ def test_kept_values_nothing_uses_are_pruned_once_they_pile_up(seeds, tmp_path, 
 
 def test_a_ledger_holding_a_key_that_is_not_utf8_is_still_pruned(seeds, tmp_path, monkeypatch):
     """The prune asked SQLite for every key as text: one key that is not UTF-8 (a damaged ledger, another
-    tool's rows) failed the whole DELETE, and every later merge on that ledger with it (exit 2)."""
+    tool's rows) failed the whole DELETE, and every later merge on that ledger with it (exit 2). Keys stored
+    as a blob or NULL were left by the prune in batches (c37bbf4) at every merge, found by a review."""
     from perfxl import ledger
 
     folder = tmp_path / "inbox"
@@ -314,12 +315,16 @@ def test_a_ledger_holding_a_key_that_is_not_utf8_is_still_pruned(seeds, tmp_path
         con.executemany("INSERT INTO kept (key, value, run, mac) VALUES (?,?,?,?)",
                         [(f"junk|{i}", b"x", 0, b"") for i in range(50)])
         con.execute("INSERT INTO kept (key, value, run, mac) VALUES (CAST(x'6a756e6bff' AS TEXT), x'00', 0, x'')")
+        # keys stored as a blob and as NULL (a text primary key lets SQLite keep both): pruned too
+        con.execute("INSERT INTO kept (key, value, run, mac) VALUES (x'6a756e6b626c6f62', x'00', 0, x'')")
+        con.execute("INSERT INTO kept (key, value, run, mac) VALUES (NULL, x'00', 0, x'')")
     monkeypatch.setattr(ledger, "PRUNE_SLACK", 0)
     again = run_merge([folder], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
     assert again.counts["from_ledger"] == 1
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT COUNT(*) FROM kept").fetchone()[0] == used
         assert con.execute("SELECT COUNT(*) FROM kept WHERE key LIKE 'junk%'").fetchone()[0] == 0
+        assert con.execute("SELECT COUNT(*) FROM kept WHERE key IS NULL OR typeof(key) <> 'text'").fetchone()[0] == 0
 
 
 def test_a_prune_holds_the_ledgers_write_lock_for_a_batch_at_a_time(seeds, tmp_path, monkeypatch):
