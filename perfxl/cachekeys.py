@@ -32,8 +32,9 @@ PART_VERSION = 1
 
 # The code that decides what a form adds to the sheets and how their rows are rendered, relative to the
 # package: the summary package (every sheet's columns and kinds, the collectors), the records it reads, the
-# report and sheet XML writers.
-RENDER_SOURCES = ("summary", "records.py", "report.py", "sheetxml.py")
+# report and sheet XML writers, and what the writer takes from elsewhere: how a text is escaped (xmltext),
+# how a long one is cut (contract) and a cell's name (spec).
+RENDER_SOURCES = ("summary", "records.py", "report.py", "sheetxml.py", "xmltext.py", "contract.py", "spec.py")
 
 
 def code_digest(package: Path, sources: tuple[str, ...] = RENDER_SOURCES) -> str:
