@@ -299,12 +299,9 @@ def test_kept_values_nothing_uses_are_pruned_once_they_pile_up(seeds, tmp_path, 
     assert again.counts["from_ledger"] == 1
 
 
-def test_a_ledger_holding_a_key_that_is_not_utf8_is_still_pruned(seeds, tmp_path, monkeypatch):
-    """The prune asked SQLite for every key as text: one key that is not UTF-8 (a damaged ledger, another
-    tool's rows) failed the whole DELETE, and every later merge on that ledger with it (exit 2). Keys stored
-    as a blob or NULL were left by the prune in batches (c37bbf4) at every merge, found by a review."""
-    from perfxl import ledger
-
+def _merged_with_stale(seeds, tmp_path, prefix: str, count: int):
+    """A form merged into a new ledger, and `count` kept values no merge uses put beside what it kept:
+    the inbox, the ledger and how many values the merge kept."""
     folder = tmp_path / "inbox"
     folder.mkdir()
     shutil.copy(seeds["000-0"].filled, folder / "a.xlsx")
@@ -313,7 +310,18 @@ def test_a_ledger_holding_a_key_that_is_not_utf8_is_still_pruned(seeds, tmp_path
     with sqlite3.connect(db) as con:
         used = con.execute("SELECT COUNT(*) FROM kept").fetchone()[0]
         con.executemany("INSERT INTO kept (key, value, run, mac) VALUES (?,?,?,?)",
-                        [(f"junk|{i}", b"x", 0, b"") for i in range(50)])
+                        [(f"{prefix}|{i}", b"x", 0, b"") for i in range(count)])
+    return folder, db, used
+
+
+def test_a_ledger_holding_a_key_that_is_not_utf8_is_still_pruned(seeds, tmp_path, monkeypatch):
+    """The prune asked SQLite for every key as text: one key that is not UTF-8 (a damaged ledger, another
+    tool's rows) failed the whole DELETE, and every later merge on that ledger with it (exit 2). Keys stored
+    as a blob or NULL were left by the prune in batches (c37bbf4) at every merge, found by a review."""
+    from perfxl import ledger
+
+    folder, db, used = _merged_with_stale(seeds, tmp_path, "junk", 50)
+    with sqlite3.connect(db) as con:
         con.execute("INSERT INTO kept (key, value, run, mac) VALUES (CAST(x'6a756e6bff' AS TEXT), x'00', 0, x'')")
         # keys stored as a blob and as NULL (a text primary key lets SQLite keep both): pruned too
         con.execute("INSERT INTO kept (key, value, run, mac) VALUES (x'6a756e6b626c6f62', x'00', 0, x'')")
@@ -334,15 +342,7 @@ def test_a_prune_holds_the_ledgers_write_lock_for_a_batch_at_a_time(seeds, tmp_p
     what the run used stays."""
     from perfxl import ledger
 
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    shutil.copy(seeds["000-0"].filled, folder / "a.xlsx")
-    db = tmp_path / "台账.sqlite"
-    run_merge([folder], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
-    with sqlite3.connect(db) as con:
-        used = con.execute("SELECT COUNT(*) FROM kept").fetchone()[0]
-        con.executemany("INSERT INTO kept (key, value, run, mac) VALUES (?,?,?,?)",
-                        [(f"stale|{i}", b"x", 0, b"") for i in range(40)])
+    folder, db, used = _merged_with_stale(seeds, tmp_path, "stale", 40)
     monkeypatch.setattr(ledger, "PRUNE_SLACK", 0)
     monkeypatch.setattr(ledger, "PRUNE_BATCH", 7)
     statements: list[str] = []

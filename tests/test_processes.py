@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from .test_merge import _line_within as line_within
+
 PACKAGE = Path(__file__).resolve().parents[1] / "perfxl"
 
 
@@ -46,16 +48,6 @@ def kill_all(pids: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
-
-
-def line_within(stream, seconds: float) -> str | None:
-    import selectors
-
-    with selectors.DefaultSelector() as selector:
-        selector.register(stream, selectors.EVENT_READ)
-        if selector.select(timeout=seconds):
-            return stream.readline().strip()
-    return None
 
 
 linux_only = pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
