@@ -179,6 +179,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 APPLICATION_ID = 0x7078_6C67  # "pxlg" in the SQLite header: this file is a perfxl ledger
 OWN_TABLES = {"files", "sightings", "runs", "outcomes", "run_settings", "submissions", "returns", "portal_revoked",
               "sqlite_sequence", "kept", "issued", "rosters", "target_versions"}
+BUSY_SECONDS = 30  # how long a writer waits for another's write lock before it gives up ("database is locked")
 PRUNE_SLACK = 1000  # kept values no run touched are pruned once they pass twice the touched ones and this
 # Kept values pruned in one transaction at most: each holds the ledger's write lock, which the portal's uploads
 # wait on (30 s at most). One DELETE of 200,000 of a province's 300,000 values held it 6.9-7.1 s on this
@@ -635,7 +636,7 @@ class Ledger:
             raise OutputError(f"无法创建台账所在目录 {self.path.parent}: {exc.strerror or exc}") from None
         check_ledger_file(self.path)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=not threads)
+            self.db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, check_same_thread=not threads)
             self.db.execute("PRAGMA trusted_schema=OFF")
             why = _schema_problem(self.db)  # again, on this very connection: the file may have changed since
             if why is not None:

@@ -1115,3 +1115,39 @@ def test_the_board_approves_an_adjustment_into_the_declarations_ledger_as_perfxl
     targets = {shown.cell(row=r + 1, column=c0 + offsets["level3"] + 1).value:
                shown.cell(row=r + 1, column=c0 + offsets["target"] + 1).value for r in range(r0, r1 + 1)}
     assert targets[level3] == "≥1" and before != "≥1"
+
+
+def test_an_upload_while_a_merge_holds_the_ledger_is_refused_in_chinese_and_leaves_no_file(tmp_path, monkeypatch):
+    """A merge into the portal's ledger holding its write lock past the wait: the upload was a 500, its file
+    already in the store, where the next merge counted it while the unit had been told it failed. Now it is a
+    503 saying to upload again later, nothing of it is kept, and the same upload goes through once the lock
+    is let go. A file handed in before (the same content) keeps its place and its time."""
+    import sqlite3
+
+    from perfxl import ledger
+
+    monkeypatch.setattr(ledger, "BUSY_SECONDS", 0.2)
+    setup = set_up(tmp_path)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=1)
+    with TestClient(create_app(config)) as client:
+        token = _login(client, unit=A, code=setup["codes"][A])
+        assert _upload(client, token, setup["files"][(A, "bad")]).status_code == 200
+        stored = sorted(p for p in (setup["store"] / "files").rglob("*") if p.is_file())
+        times = [p.stat().st_mtime_ns for p in stored]
+        merge = sqlite3.connect(setup["store"] / LEDGER_NAME)
+        try:
+            merge.execute("BEGIN IMMEDIATE")  # as a merge writing its rows holds it
+            for name in ("good", "bad"):  # a new file, and one handed in before
+                r = _upload(client, token, setup["files"][(A, name)])
+                assert r.status_code == 503, r.text
+                assert "正在汇总" in r.json()["error"] and "未收下" in r.json()["error"]
+            assert sorted(p for p in (setup["store"] / "files").rglob("*") if p.is_file()) == stored
+            assert [p.stat().st_mtime_ns for p in stored] == times
+        finally:
+            merge.rollback()
+            merge.close()
+        r = _upload(client, token, setup["files"][(A, "good")])
+        assert r.status_code == 200 and r.json()["submissions"][0]["status"] == "valid"
+        history = client.get("/api/submissions", headers=_bearer(token)).json()["submissions"]
+        assert len(history) == 2

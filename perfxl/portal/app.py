@@ -40,7 +40,7 @@ from perfxl.files import safe_filename
 from perfxl.issued import RECORD_FILE
 from perfxl.manifest import read_manifest
 from perfxl.portal.auth import AccessCodes, Session, Throttle, Tokens, client_key, load_secret
-from perfxl.portal.store import STATUS_ZH, Store, checked_form, counts_for_unit, shown_status
+from perfxl.portal.store import STATUS_ZH, LedgerBusy, Store, checked_form, counts_for_unit, shown_status
 from perfxl.report import annotate_workbook
 from perfxl.roster import Unit
 
@@ -439,6 +439,7 @@ def create_app(config: PortalConfig) -> Starlette:
             return None, error(413, f"上传的文件过大（{size:.1f} MB），每次合计不能超过 {limit} MB，文件未收下",
                                f"upload of {size:.1f} MB larger than {limit} MB")
         out = []
+        busy = False
         try:
             form = await request.form(max_files=MAX_FILES, max_fields=10)
         except HTTPException as exc:  # Starlette's parser refuses the body (too many files, no boundary, ...)
@@ -457,12 +458,21 @@ def create_app(config: PortalConfig) -> Starlette:
                 data = await f.read()
                 if not data:
                     continue
-                sid = await asyncio.get_running_loop().run_in_executor(None, store().receive, session.unit,
-                                                                       f.filename or "", data)
+                try:
+                    sid = await asyncio.get_running_loop().run_in_executor(None, store().receive, session.unit,
+                                                                           f.filename or "", data)
+                except LedgerBusy:  # a merge is writing into the ledger: what is not recorded is not received
+                    busy = True
+                    break
                 out.append(sid)
         finally:
             await form.close()
         checked = [await store().check(sid) for sid in out]
+        if busy:
+            received = f"已收到的 {len(out)} 个文件照常检查，" if out else ""
+            return None, error(503, f"财政局正在汇总，报送台账暂时被占用：{received}其余文件未收下。请过几分钟再上传",
+                               f"the ledger is busy (a merge is writing into it): {len(out)} file(s) received, "
+                               f"the others not; upload them again in a few minutes")
         unchanged = store().unchanged_since_return(session.unit)
         return [_public(c.submission, unchanged) for c in checked], None
 

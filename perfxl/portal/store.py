@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -79,6 +80,11 @@ def _fsync_write(path: Path, data: bytes) -> None:
             os.close(dir_fd)
 
 
+class LedgerBusy(Exception):
+    """The ledger stayed locked past the wait (ledger.BUSY_SECONDS): a merge is writing into it. Nothing of
+    the upload was kept."""
+
+
 class Store:
     def __init__(self, folder: Path, units: list[Unit], roster_path: Path | None, jobs: int = 2,
                  templates_dir: Path | None = None, year: int | None = None, issued: tuple[Path, ...] = ()):
@@ -119,13 +125,26 @@ class Store:
         sha = hashlib.sha256(data).hexdigest()
         suffix = ".xls" if data.startswith(OLE_MAGIC) else ".xlsx"
         path = self.files / safe_filename(unit) / f"{sha}{suffix}"
-        if path.exists():
-            os.utime(path)  # handed in again: the newest version by time, as merge sees it
-        else:
+        stored = str(path.relative_to(self.folder))
+        again = path.exists()
+        if not again:
             _fsync_write(path, data)
         with self.lock:
-            return self.ledger.add_submission(unit, safe_filename(file_name or "未命名.xlsx"), sha, len(data),
-                                              str(path.relative_to(self.folder)))
+            try:
+                sid = self.ledger.add_submission(unit, safe_filename(file_name or "未命名.xlsx"), sha, len(data), stored)
+            except sqlite3.OperationalError as exc:
+                # Not recorded, so not received: a file left in the store would be merged all the same, as
+                # the unit's own claims say, while the unit was told it failed. Another upload of the same
+                # content may have been recorded meanwhile (the file is written outside the lock): its stays.
+                if not again and self.ledger.db.execute("SELECT 1 FROM submissions WHERE stored=? LIMIT 1",
+                                                        (stored,)).fetchone() is None:
+                    path.unlink(missing_ok=True)
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise LedgerBusy(str(exc)) from None
+                raise
+        if again:
+            os.utime(path)  # handed in again: the newest version by time, as merge sees it
+        return sid
 
     async def check(self, sid: int) -> Checked:
         with self.lock:
