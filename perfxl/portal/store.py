@@ -142,7 +142,9 @@ class Store:
                 if "locked" in str(exc) or "busy" in str(exc):
                     raise LedgerBusy(str(exc)) from None
                 raise
-        if again:
+        if not path.exists():  # the same content's other upload, not recorded, took the file away meanwhile
+            _fsync_write(path, data)
+        elif again:
             os.utime(path)  # handed in again: the newest version by time, as merge sees it
         return sid
 
