@@ -1151,3 +1151,28 @@ def test_an_upload_while_a_merge_holds_the_ledger_is_refused_in_chinese_and_leav
         assert r.status_code == 200 and r.json()["submissions"][0]["status"] == "valid"
         history = client.get("/api/submissions", headers=_bearer(token)).json()["submissions"]
         assert len(history) == 2
+
+
+def test_an_upload_whose_file_its_refused_twin_took_away_is_written_back(tmp_path, monkeypatch):
+    """Two uploads of one content while a merge holds the ledger: the one not recorded removes the file it
+    wrote, and the other, recorded once the lock goes, had found the file there. It writes the file back."""
+    from perfxl.portal.store import Store
+
+    setup = set_up(tmp_path)
+    store = Store(setup["store"], read_roster(setup["roster"]), setup["roster"], jobs=1)
+    try:
+        data = setup["files"][(A, "good")].read_bytes()
+        first = store.receive(A, "好.xlsx", data)
+        path = setup["store"] / store.submission(first)["stored"]
+        real = store.ledger.add_submission
+
+        def twin_refused_meanwhile(*args):
+            path.unlink()  # what the twin that was not recorded does, under the store's lock
+            return real(*args)
+
+        monkeypatch.setattr(store.ledger, "add_submission", twin_refused_meanwhile)
+        second = store.receive(A, "好.xlsx", data)
+        assert store.submission(second)["stored"] == store.submission(first)["stored"]
+        assert path.read_bytes() == data
+    finally:
+        store.close()
