@@ -1176,3 +1176,27 @@ def test_an_upload_whose_file_its_refused_twin_took_away_is_written_back(tmp_pat
         assert path.read_bytes() == data
     finally:
         store.close()
+
+
+def test_files_received_before_the_ledger_was_taken_are_checked_and_the_answer_says_which(site, monkeypatch):
+    """Two files in one upload, the ledger taken by a merge between them: the first is received and checked,
+    and the answer says so; the second is not received."""
+    from perfxl.portal import store as store_module
+
+    client, setup, _ = site
+    token = _login(client, unit=A, code=setup["codes"][A])
+    real = store_module.Store.receive
+    calls = []
+
+    def second_finds_it_busy(self, *args):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise store_module.LedgerBusy("database is locked")
+        return real(self, *args)
+
+    monkeypatch.setattr(store_module.Store, "receive", second_finds_it_busy)
+    r = _upload(client, token, setup["files"][(A, "good")], setup["files"][(A, "bad")])
+    assert r.status_code == 503 and "已收到的 1 个文件照常检查，其余文件未收下" in r.json()["error"]
+    monkeypatch.undo()
+    history = client.get("/api/submissions", headers=_bearer(token)).json()["submissions"]
+    assert [s["status"] for s in history] == ["valid"]

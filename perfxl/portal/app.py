@@ -469,8 +469,9 @@ def create_app(config: PortalConfig) -> Starlette:
             await form.close()
         checked = [await store().check(sid) for sid in out]
         if busy:
-            received = f"已收到的 {len(out)} 个文件照常检查，" if out else ""
-            return None, error(503, f"财政局正在汇总，报送台账暂时被占用：{received}其余文件未收下。请过几分钟再上传",
+            said = (f"：已收到的 {len(out)} 个文件照常检查，其余文件未收下。请过几分钟再上传其余文件。" if out
+                    else "，文件未收下。请过几分钟再上传。")
+            return None, error(503, f"财政局正在汇总，报送台账暂时被占用{said}",
                                f"the ledger is busy (a merge is writing into it): {len(out)} file(s) received, "
                                f"the others not; upload them again in a few minutes")
         unchanged = store().unchanged_since_return(session.unit)
