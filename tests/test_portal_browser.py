@@ -279,16 +279,15 @@ def test_a_mistyped_address_gets_a_chinese_page_styled_like_the_others(served, t
     _shot(page, f"portal-405-{width}.png", tmp_path, docs=False)
 
 
-def test_a_unit_uploading_while_a_merge_holds_the_ledger_reads_why_on_its_page(tmp_path, monkeypatch):
+def test_a_unit_uploading_while_a_merge_holds_the_ledger_reads_why_on_its_page(served, tmp_path, monkeypatch):
     """The unit's page in a real browser when a merge holds the portal's ledger past the wait: the page says,
-    in Chinese, that the bureau is merging and the file was not received, and to upload again later."""
+    in Chinese, that the bureau is merging and the file was not received, and to upload again later. (Its own
+    portal, whose wait is cut short; the module's browser.)"""
     import sqlite3
 
     from perfxl import ledger
     from perfxl.portal.store import LEDGER_NAME
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium not installed") if not IN_CI else pytest.fail("Chromium is required in CI")
     monkeypatch.setattr(ledger, "BUSY_SECONDS", 0.2)
     setup = set_up(tmp_path)
     config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
@@ -303,28 +302,23 @@ def test_a_unit_uploading_while_a_merge_holds_the_ledger_reads_why_on_its_page(t
             assert time.monotonic() < deadline, "the portal did not start"
             time.sleep(0.05)
         url = f"http://127.0.0.1:{port}"
-        with playwright_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            try:
-                page = _sign_in(browser, url, A, setup["codes"][A])
-                merge = sqlite3.connect(setup["store"] / LEDGER_NAME)
-                try:
-                    merge.execute("BEGIN IMMEDIATE")  # as a merge writing its rows holds it
-                    page.set_input_files("#file", str(setup["files"][(A, "good")]))
-                    page.click("#upload")
-                    page.wait_for_selector("text=正在汇总")
-                    said = page.inner_text("body")
-                    assert "文件未收下。请过几分钟再上传。" in said and "其余" not in said  # nothing was received
-                    _shot(page, "portal-busy.png", tmp_path, docs=False)
-                finally:
-                    merge.rollback()
-                    merge.close()
-                page.goto(url + "/unit")
-                page.set_input_files("#file", str(setup["files"][(A, "good")]))
-                page.click("#upload")
-                page.wait_for_selector("#latest-status.s-valid")
-            finally:
-                browser.close()
+        page = _sign_in(served["browser"], url, A, setup["codes"][A])
+        merge = sqlite3.connect(setup["store"] / LEDGER_NAME)
+        try:
+            merge.execute("BEGIN IMMEDIATE")  # as a merge writing its rows holds it
+            page.set_input_files("#file", str(setup["files"][(A, "good")]))
+            page.click("#upload")
+            page.wait_for_selector("text=正在汇总")
+            said = page.inner_text("body")
+            assert "文件未收下。请过几分钟再上传。" in said and "其余" not in said  # nothing was received
+            _shot(page, "portal-busy.png", tmp_path, docs=False)
+        finally:
+            merge.rollback()
+            merge.close()
+        page.goto(url + "/unit")
+        page.set_input_files("#file", str(setup["files"][(A, "good")]))
+        page.click("#upload")
+        page.wait_for_selector("#latest-status.s-valid")
     finally:
         server.should_exit = True
         thread.join(10)
