@@ -5,6 +5,7 @@ board agreeing with `perfxl merge` over the same store."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -1200,3 +1201,62 @@ def test_files_received_before_the_ledger_was_taken_are_checked_and_the_answer_s
     monkeypatch.undo()
     history = client.get("/api/submissions", headers=_bearer(token)).json()["submissions"]
     assert [s["status"] for s in history] == ["valid"]
+
+
+@pytest.mark.parametrize("kind", ["another unit's form", "not a workbook"])
+def test_the_same_refused_file_twice_in_one_upload_is_refused_twice_and_the_portal_restarts(tmp_path, kind):
+    """The first copy's check moved the file out of files/ while the second still waited to be checked: the
+    second found nothing (a 500), stayed 检查中 naming a file that was gone, and the portal no longer
+    started (its start checks what was left 检查中). Found by a hostile review; older than this stop."""
+    setup = set_up(tmp_path)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=1)
+    data = setup["files"][(B, "good")].read_bytes() if kind == "another unit's form" else b"PK\x03\x04 not a workbook"
+    with TestClient(create_app(config)) as client:
+        token = _login(client, unit=A, code=setup["codes"][A])
+        files = [("file", (name, data, "application/octet-stream")) for name in ("一.xlsx", "二.xlsx")]
+        r = client.post("/api/submissions", files=files, headers=_bearer(token))
+        assert r.status_code == 200, r.text
+        assert [s["status"] for s in r.json()["submissions"]] == ["refused" if kind == "another unit's form" else "rejected"] * 2
+    assert not any(p.is_file() for p in (setup["store"] / "files").rglob("*"))  # out of what perfxl merge reads
+    with TestClient(create_app(config)) as client:  # starts again
+        token = _login(client, unit=A, code=setup["codes"][A])
+        assert len(client.get("/api/submissions", headers=_bearer(token)).json()["submissions"]) == 2
+
+
+def test_a_check_whose_result_finds_the_ledger_taken_is_checking_and_is_checked_again_later(tmp_path, monkeypatch):
+    """A merge takes the ledger between an upload's record and its check's: the upload is received, shown
+    检查中 (not a 500), and checked again once the merge lets go; the portal's connection is not left inside
+    the failed transaction."""
+    import sqlite3
+
+    from perfxl import ledger
+    from perfxl.portal import store as store_module
+
+    monkeypatch.setattr(ledger, "BUSY_SECONDS", 0.2)
+    monkeypatch.setattr(store_module, "RECHECK_SECONDS", 0.3)
+    setup = set_up(tmp_path)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=1)
+    real = store_module.Store.receive
+    merges = []
+
+    def received_then_the_merge_starts(self, *args):
+        sid = real(self, *args)
+        merges[0].execute("BEGIN IMMEDIATE")
+        return sid
+
+    monkeypatch.setattr(store_module.Store, "receive", received_then_the_merge_starts)
+    with TestClient(create_app(config)) as client:
+        token = _login(client, unit=A, code=setup["codes"][A])
+        merge = sqlite3.connect(setup["store"] / LEDGER_NAME, check_same_thread=False)  # there once it started
+        merges.append(merge)
+        r = _upload(client, token, setup["files"][(A, "good")])
+        assert r.status_code == 200 and r.json()["submissions"][0]["status"] == "checking", r.text
+        merge.rollback()
+        merge.close()
+        deadline = time.monotonic() + 20
+        while (status := client.get("/api/submissions", headers=_bearer(token)).json()["submissions"][0]["status"]) \
+                == "checking" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status == "valid"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -34,6 +35,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from perfxl import ledger as ledger_module
 from perfxl.files import safe_filename
 from perfxl.ledger import Ledger, StoredDataError
 from perfxl.merging import MergeOptions, check_upload, start_checker
@@ -80,6 +82,10 @@ def _fsync_write(path: Path, data: bytes) -> None:
             os.close(dir_fd)
 
 
+RECHECK_SECONDS = 15.0  # a check whose result found the ledger locked is tried again after this long
+PORTAL_BUSY_SECONDS = 10.0  # the portal waits this long for a merge's write lock (every request waits behind it)
+
+
 class LedgerBusy(Exception):
     """The ledger stayed locked past the wait (ledger.BUSY_SECONDS): a merge is writing into it. Nothing of
     the upload was kept."""
@@ -95,6 +101,10 @@ class Store:
             d.mkdir(parents=True, exist_ok=True)
         self.ledger_path = self.folder / LEDGER_NAME
         self.ledger = Ledger(self.ledger_path, threads=True)
+        # Every request waits behind an upload waiting for a merge's lock (Store.lock): not the merge's 30 s
+        wait = min(ledger_module.BUSY_SECONDS, PORTAL_BUSY_SECONDS)
+        self.ledger.db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+        self._later: set[asyncio.Task] = set()  # checks to try again once a merge lets the ledger go
         self.lock = threading.Lock()  # one sqlite connection, used from the event loop and worker threads
         self.units = {u.code: u for u in units}
         self.by_name: dict[str, set[str]] = {}  # a unit name as a form may write it → roster codes
@@ -132,6 +142,10 @@ class Store:
         with self.lock:
             try:
                 sid = self.ledger.add_submission(unit, safe_filename(file_name or "未命名.xlsx"), sha, len(data), stored)
+                if not path.exists():  # the same content's other upload, not recorded, took the file away meanwhile
+                    _fsync_write(path, data)
+                elif again:  # handed in again: the newest version by time, as merge sees it, in the order recorded
+                    os.utime(path)
             except sqlite3.OperationalError as exc:
                 # Not recorded, so not received: a file left in the store would be merged all the same, as
                 # the unit's own claims say, while the unit was told it failed. Another upload of the same
@@ -142,16 +156,42 @@ class Store:
                 if "locked" in str(exc) or "busy" in str(exc):
                     raise LedgerBusy(str(exc)) from None
                 raise
-        if not path.exists():  # the same content's other upload, not recorded, took the file away meanwhile
-            _fsync_write(path, data)
-        elif again:
-            os.utime(path)  # handed in again: the newest version by time, as merge sees it
         return sid
 
     async def check(self, sid: int) -> Checked:
+        """Check a received upload and record the result. Where a merge holds the ledger past the wait while
+        the result is recorded, nothing of it is recorded: the submission stays 'checking' (检查中), is
+        returned so, and is checked again a little later (RECHECK_SECONDS) until its result is recorded."""
+        try:
+            return await self._check(sid)
+        except sqlite3.OperationalError as exc:
+            if not ("locked" in str(exc) or "busy" in str(exc)):
+                raise
+            with self.lock:
+                self.ledger.db.rollback()  # the connection out of the failed transaction: later reads see now
+                sub = self.ledger.submission(sid)
+            self._check_later(sid)
+            return Checked(sub, None)
+
+    def _check_later(self, sid: int) -> None:
+        async def again():
+            await asyncio.sleep(RECHECK_SECONDS)
+            with self.lock:
+                sub = self.ledger.submission(sid)
+            if sub is not None and sub["status"] == "checking":
+                await self.check(sid)
+
+        task = asyncio.get_running_loop().create_task(again())
+        self._later.add(task)  # held until done: the loop keeps only weak references to its tasks
+        task.add_done_callback(self._later.discard)
+
+    async def _check(self, sid: int) -> Checked:
         with self.lock:
             sub = self.ledger.submission(sid)
         path = self.folder / sub["stored"]
+        if not path.exists():  # taken away by hand: nothing to check; the unit is asked to hand it in again
+            gone = problem("file-unreadable", detail="上传的文件已不在报送库中，请重新上传")
+            return self._finish(sid, sub, "rejected", 0, 0, [gone.to_dict("zh")], None, path)
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(self.pool, check_upload, str(path))
@@ -162,8 +202,12 @@ class Store:
         summary = result.summary
         checked = checked_from_bytes(result.checked)  # made by our own worker from this store's file
         with self.lock:  # the merge's cache, as the merge would record it: `perfxl merge` reads no file twice
-            self.ledger.record(result.sha, result.stat, str(path), summary, result.form_blob)
-            self.ledger.db.commit()
+            try:
+                self.ledger.record(result.sha, result.stat, str(path), summary, result.form_blob)
+                self.ledger.db.commit()
+            except sqlite3.Error:
+                self.ledger.db.rollback()
+                raise
         problems = [p.to_dict("zh") for p in checked.problems]
         other = None if summary["read_error"] else self.other_unit(sub["unit_code"], summary)
         if summary["read_error"]:
@@ -195,24 +239,33 @@ class Store:
         return f"{code} {unit.name}" if unit else code
 
     def _finish(self, sid, sub, status, errors, warnings, problems, checked, path: Path, refuse=True) -> Checked:
-        if refuse and path.is_relative_to(self.files):
-            # Not a readable form of this unit: kept, but out of the folder `perfxl merge` reads.
+        moved = refuse and path.is_relative_to(self.files) and path.exists()
+        if moved:  # not a readable form of this unit: kept, but out of the folder `perfxl merge` reads
             target = self.refused / f"{sub['sha256']}.bin"
             if not target.exists():
                 shutil.copy2(path, target)
-            if not self._still_needed(sub, path):
-                path.unlink(missing_ok=True)
-            with self.lock:
-                self.ledger.db.execute("UPDATE submissions SET stored=? WHERE id=?",
-                                       (str(target.relative_to(self.folder)), sid))
         with self.lock:
-            self.ledger.finish_submission(sid, status, errors, warnings, problems)
+            # The move and the result recorded together, before the file leaves files/: a ledger locked now
+            # leaves the submission 'checking' with its file where it names it, to be checked again
+            try:
+                with self.ledger.db:
+                    if moved:
+                        self.ledger.db.execute("UPDATE submissions SET stored=? WHERE id=?",
+                                               (str(target.relative_to(self.folder)), sid))
+                    self.ledger.finish_submission(sid, status, errors, warnings, problems)
+            except sqlite3.Error:
+                self.ledger.db.rollback()
+                raise
+            if moved and not self._still_needed(sub, path):
+                path.unlink(missing_ok=True)
             return Checked(self.ledger.submission(sid), checked)
 
     def _still_needed(self, sub: dict, path: Path) -> bool:
-        """The same content handed in earlier and accepted keeps its file in files/."""
+        """The same content handed in earlier and accepted, or handed in again and not checked yet, keeps its
+        file in files/ (the same file twice in one upload: the first refused must not take the second's)."""
         rows = self.ledger.db.execute("SELECT COUNT(*) FROM submissions WHERE stored=? AND id<>? AND status IN "
-                                      "('valid','errors')", (str(path.relative_to(self.folder)), sub["id"])).fetchone()
+                                      "('valid','errors','checking')",
+                                      (str(path.relative_to(self.folder)), sub["id"])).fetchone()
         return bool(rows[0])
 
     async def recheck_interrupted(self) -> int:
@@ -220,7 +273,10 @@ class Store:
         with self.lock:
             pending = [s["id"] for s in self.ledger.submissions(status="checking")]
         for sid in pending:
-            await self.check(sid)
+            try:
+                await self.check(sid)
+            except Exception:  # one submission must not keep the portal from starting: it stays 检查中
+                logging.getLogger("perfxl.portal").exception("submission %s could not be checked again", sid)
         return len(pending)
 
     # -- reading ------------------------------------------------------------------------------------
