@@ -5,6 +5,7 @@ open the first unit's submission. With PERFXL_SCREENSHOTS=1 the screenshots go t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -39,6 +40,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _portal(setup: dict):
+    """The portal's app served on loopback in a thread of this process; yields its address."""
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=1)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the portal did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     if not Path(CHROMIUM).exists():
@@ -46,22 +67,10 @@ def served(tmp_path_factory):
             pytest.fail("Chromium is required in CI; .ci/run installs it")
         pytest.skip("Chromium not installed")
     setup = set_up(tmp_path_factory.mktemp("portal"))
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the portal did not start"
-        time.sleep(0.05)
-    with playwright_api.sync_playwright() as p:
+    with _portal(setup) as url, playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield {"url": f"http://127.0.0.1:{port}", "setup": setup, "browser": browser}
+        yield {"url": url, "setup": setup, "browser": browser}
         browser.close()
-    server.should_exit = True
-    thread.join(10)
 
 
 def _shot(page, name: str, tmp_path: Path, docs: bool = True) -> None:
@@ -290,18 +299,7 @@ def test_a_unit_uploading_while_a_merge_holds_the_ledger_reads_why_on_its_page(s
 
     monkeypatch.setattr(ledger, "BUSY_SECONDS", 0.2)
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "the portal did not start"
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
+    with _portal(setup) as url:
         page = _sign_in(served["browser"], url, A, setup["codes"][A])
         merge = sqlite3.connect(setup["store"] / LEDGER_NAME)
         try:
@@ -319,6 +317,3 @@ def test_a_unit_uploading_while_a_merge_holds_the_ledger_reads_why_on_its_page(s
         page.set_input_files("#file", str(setup["files"][(A, "good")]))
         page.click("#upload")
         page.wait_for_selector("#latest-status.s-valid")
-    finally:
-        server.should_exit = True
-        thread.join(10)
