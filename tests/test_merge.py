@@ -214,7 +214,7 @@ def test_render_ahead_workers_end_when_their_merge_is_killed(campaign, tmp_path)
     script = ("import os, sys, time; from pathlib import Path; import perfxl.merging as merge\n"
               "from perfxl.merging import render_ahead\n"
               "render_ahead.AHEAD_MIN_FORMS = 1\n"
-              "def stuck(batch):\n    print('ahead', flush=True); time.sleep(600)\n"
+              "def stuck(batch):\n    os.write(1, b'ahead\\n'); time.sleep(600)\n"  # one write: two workers' lines never run together (CI saw 'aheadahead')
               "render_ahead._render_share = stuck\n"
               f"merge.run_merge([Path({str(campaign['inbox'])!r})], Path({str(tmp_path / 'k.xlsx')!r}), "
               f"merge.MergeOptions(template='shanghai/project-2020', year=2020, "
