@@ -521,10 +521,18 @@ def merge(inputs, output, roster, template, year, db, csv_dir, parquet_dir, jobs
         bar.close()
     if result.counts["files_in"] == 0:
         raise click.UsageError("输入中没有找到任何报送文件 (no files found under the inputs)"
-                               + (f"；跳过 {len(result.skipped)} 个锁定/隐藏文件" if result.skipped else ""))
+                               + (f"；跳过 {len(result.skipped)} 个文件（{_skipped_kinds(result.skipped)}）" if result.skipped else ""))
     _print_merge(result, time.perf_counter() - started, csv_dir, returns_dir)
     if parquet_dir:
         click.echo(f"Parquet → {parquet_dir}")
+
+
+def _skipped_kinds(skipped: list[tuple[str, str]]) -> str:
+    """What a walk passed over, by kind: 隐藏文件 2 个，Office 锁定文件 1 个 …"""
+    from .inbox import SKIP_REASONS
+
+    kinds = Counter(reason for _, reason in skipped)
+    return "，".join(f"{SKIP_REASONS[k][0]} {n} 个" for k, n in sorted(kinds.items()))
 
 
 def _print_merge(result, seconds: float, csv_dir, returns_dir=None) -> None:
@@ -533,11 +541,7 @@ def _print_merge(result, seconds: float, csv_dir, returns_dir=None) -> None:
     click.echo(f"  已汇总 {c['merged']}，无法读取 {c['rejected']}，重复 {c['duplicate']}，"
                f"被更新版本取代 {c['superseded']}，不符合汇总条件 {c['excluded']}")
     if result.skipped:
-        from .inbox import SKIP_REASONS
-
-        kinds = Counter(reason for _, reason in result.skipped)
-        said = "，".join(f"{SKIP_REASONS[k][0]} {n} 个" for k, n in sorted(kinds.items()))
-        click.echo(f"  已跳过（不计入收到文件）：{said}")
+        click.echo(f"  已跳过（不计入收到文件）：{_skipped_kinds(result.skipped)}")
     if "compared" in c:
         click.echo(f"  历史对比：{c['compared']} 条发现（与往年台账、同类单位、指标库比较），已计入目标审核")
     for note in result.notes:

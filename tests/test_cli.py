@@ -125,3 +125,18 @@ def test_validate_names_what_it_knows_of_a_readable_form(tmp_path, handed_out):
     form = next((handed_out / "空白表").glob("*.xlsx"))
     first = CliRunner().invoke(cli, ["validate", str(form)]).output.splitlines()[0]
     assert first == f"{form}  [national/project 2025 甲单位] 有错误"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs a named pipe")
+def test_an_inbox_of_nothing_but_skipped_files_says_what_was_skipped_by_kind(tmp_path):
+    """The answer named every skipped file a lock or hidden file, whatever it was (a pipe here)."""
+    import os
+
+    inbox = tmp_path / "收件箱"
+    inbox.mkdir()
+    (inbox / ".隐藏.xlsx").write_bytes(b"x")
+    (inbox / "~$锁.xlsx").write_bytes(b"x")
+    os.mkfifo(inbox / "管道.xlsx")
+    result = CliRunner().invoke(cli, ["merge", str(inbox), "-o", str(tmp_path / "汇总.xlsx")])
+    assert result.exit_code == 2
+    assert "跳过 3 个文件" in result.output and "不是普通文件" in result.output and "隐藏文件 1 个" in result.output
