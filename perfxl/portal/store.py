@@ -91,6 +91,11 @@ class LedgerBusy(Exception):
     the upload was kept."""
 
 
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock (not a full disk, not a damaged file)."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class Store:
     def __init__(self, folder: Path, units: list[Unit], roster_path: Path | None, jobs: int = 2,
                  templates_dir: Path | None = None, year: int | None = None, issued: tuple[Path, ...] = ()):
@@ -153,7 +158,7 @@ class Store:
                 if not again and self.ledger.db.execute("SELECT 1 FROM submissions WHERE stored=? LIMIT 1",
                                                         (stored,)).fetchone() is None:
                     path.unlink(missing_ok=True)
-                if "locked" in str(exc) or "busy" in str(exc):
+                if _busy(exc):
                     raise LedgerBusy(str(exc)) from None
                 raise
         return sid
@@ -165,7 +170,7 @@ class Store:
         try:
             return await self._check(sid)
         except sqlite3.OperationalError as exc:
-            if not ("locked" in str(exc) or "busy" in str(exc)):
+            if not _busy(exc):
                 raise
             with self.lock:
                 self.ledger.db.rollback()  # the connection out of the failed transaction: later reads see now
