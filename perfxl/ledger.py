@@ -521,13 +521,14 @@ class _BoundedConnection(sqlite3.Connection):
         return self.cursor().executemany(sql, parameters)
 
 
-def open_readonly(path: Path) -> sqlite3.Connection:
+def open_readonly(path: Path, threads: bool = False) -> sqlite3.Connection:
     """A read-only connection to an SQLite file in the ledger's format that perfxl did not create in this
     run (a lower level's ledger or export, a record of what was issued, a ledger to read back): its
     schema checked (ForeignSchema for anything perfxl never writes), schema code not trusted, and every
-    statement bounded in time. sqlite3.Error when it cannot be opened as a database."""
+    statement bounded in time. sqlite3.Error when it cannot be opened as a database. `threads`: it may be
+    closed from another thread than the one that opened it."""
     db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=30,
-                         factory=_BoundedConnection)
+                         factory=_BoundedConnection, check_same_thread=not threads)
     try:
         db.execute("PRAGMA trusted_schema=OFF")
         why = _schema_problem(db)
@@ -617,13 +618,13 @@ class Ledger:
     def __init__(self, path: Path, readonly: bool = False, threads: bool = False):
         """Open (creating it if need be) the ledger; `readonly` for the merge's workers, which only look up,
         and for a lower level's ledger or any other file read back (see open_readonly); `threads` when the
-        caller shares it between threads under its own lock (the portal)."""
+        caller shares it between threads under its own lock, or closes it from another thread (the portal)."""
         self.path = Path(path)
         self.readonly = readonly
         self._sealer: Sealer | None = None
         if readonly:
             try:
-                self.db = open_readonly(self.path)
+                self.db = open_readonly(self.path, threads=threads)
             except ForeignSchema as exc:
                 raise OutputError(f"{self.path} 不是 perfxl 写出的台账：{exc.why}；perfxl 不会读取它 "
                                   f"(refusing to read a file holding what perfxl never writes)") from None

@@ -1260,3 +1260,85 @@ def test_a_check_whose_result_finds_the_ledger_taken_is_checking_and_is_checked_
                 == "checking" and time.monotonic() < deadline:
             time.sleep(0.1)
         assert status == "valid"
+
+
+@pytest.mark.parametrize("waiting_in", ["receiving", "recording its check"])
+def test_pages_answer_while_an_upload_waits_for_a_merges_lock(tmp_path, monkeypatch, waiting_in):
+    """An upload waiting for a merge's write lock held the store's one connection, and its check's record
+    waited on the event loop itself: every request, each page's session check included, waited behind it
+    (up to 10 s each, for every unit and the consolidator). Now each thread reads through its own connection
+    and writes wait in worker threads: pages answer while the upload still waits, and the upload goes
+    through once the merge lets go."""
+    import sqlite3
+    import threading
+
+    from perfxl.ledger import Ledger
+    from perfxl.portal import store as store_module
+
+    monkeypatch.setattr(store_module, "PORTAL_BUSY_SECONDS", 60.0)  # the upload outwaits the pages below
+    setup = set_up(tmp_path)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=1)
+    merges = []
+    waiting = threading.Event()
+    method = "add_submission" if waiting_in == "receiving" else "record"
+    real = getattr(Ledger, method)
+
+    def the_merge_takes_the_ledger_first(self, *args):
+        merges.append(sqlite3.connect(setup["store"] / LEDGER_NAME, check_same_thread=False))
+        merges[0].execute("BEGIN IMMEDIATE")
+        waiting.set()
+        return real(self, *args)
+
+    monkeypatch.setattr(Ledger, method, the_merge_takes_the_ledger_first)
+    with TestClient(create_app(config)) as client:
+        token = _login(client, unit=A, code=setup["codes"][A])
+        admin = _login(client, admin_password=ADMIN_PASSWORD)
+        answers = []
+        upload = threading.Thread(target=lambda: answers.append(_upload(client, token, setup["files"][(A, "good")])))
+        upload.start()
+        try:
+            assert waiting.wait(60), "the upload never reached the ledger"
+            for url, who in (("/api/submissions", token), ("/unit", token), ("/api/status", admin), ("/admin", admin)):
+                assert client.get(url, headers=_bearer(who)).status_code == 200, url
+            assert upload.is_alive(), "the pages were answered only once the upload had stopped waiting"
+        finally:
+            for merge in merges:
+                merge.rollback()
+                merge.close()
+            upload.join(60)
+    assert answers[0].status_code == 200 and answers[0].json()["submissions"][0]["status"] == "valid", answers[0].text
+
+
+def test_a_logout_or_a_return_while_a_merge_holds_the_ledger_says_so_and_changes_nothing(tmp_path, monkeypatch):
+    """Signing out and 退回 write into the ledger: while a merge holds it past the wait, each is a 503 saying
+    so in Chinese (not a 500), the token still works (it was not revoked, so the user is not told it was), no
+    return is recorded; both go through once the merge lets go."""
+    import sqlite3
+
+    from perfxl.portal import store as store_module
+
+    monkeypatch.setattr(store_module, "PORTAL_BUSY_SECONDS", 0.2)
+    setup = set_up(tmp_path)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=1)
+    with TestClient(create_app(config)) as client:
+        token = _login(client, unit=A, code=setup["codes"][A])
+        admin = _login(client, admin_password=ADMIN_PASSWORD)
+        merge = sqlite3.connect(setup["store"] / LEDGER_NAME)
+        try:
+            merge.execute("BEGIN IMMEDIATE")
+            r = client.post("/api/logout", headers=_bearer(token))
+            assert r.status_code == 503 and "尚未退出登录" in r.json()["error"], r.text
+            r = client.post(f"/api/units/{A}/return", json={"comment": "请补充指标"}, headers=_bearer(admin))
+            assert r.status_code == 503 and "退回未记下" in r.json()["error"], r.text
+        finally:
+            merge.rollback()
+            merge.close()
+        assert client.get("/api/submissions", headers=_bearer(token)).status_code == 200
+        assert client.get("/api/status", headers=_bearer(admin)).json()["units"][A]["status"] == "missing"
+        assert client.post(f"/api/units/{A}/return", json={"comment": "请补充指标"},
+                           headers=_bearer(admin)).status_code == 200
+        assert client.get("/api/status", headers=_bearer(admin)).json()["units"][A]["status"] == "returned"
+        assert client.post("/api/logout", headers=_bearer(token)).status_code == 200
+        assert client.get("/api/submissions", headers=_bearer(token)).status_code == 401

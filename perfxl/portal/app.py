@@ -55,6 +55,7 @@ SECURITY_HEADERS = {
                                "frame-ancestors 'none'; form-action 'self'",
     "Cache-Control": "no-store",
 }
+LOGOUT_BUSY = "财政局正在汇总，报送台账暂时被占用，尚未退出登录。请过几分钟再点“退出登录”。"
 RETURNED_UNCHANGED = "已收到，但这份文件与财政局退回的版本内容相同（没有修改），本单位仍为“已退回”：请按退回意见修改后再上传"
 FORM_OVERHEAD = 64 * 1024  # multipart headers and the CSRF field on top of the files the page lets through
 DRAIN_FLOOR = 256 * 1024 * 1024  # a refused body up to this size (or 4 × the upload cap) is read, then answered
@@ -414,7 +415,8 @@ def create_app(config: PortalConfig) -> Starlette:
         if not csrf_ok(request, by_cookie, form.get("csrf")):
             return page("logout.html", request, status_code=403, **leaving(session),
                         message="页面已过期，请再点一次“退出登录”")
-        store().revoke(session.nonce, session.expires)
+        if not await revoked(session):
+            return page("logout.html", request, status_code=503, **leaving(session), message=LOGOUT_BUSY)
         return without_cookie(RedirectResponse("/", status_code=303))
 
     async def api_logout(request: Request):
@@ -423,8 +425,19 @@ def create_app(config: PortalConfig) -> Starlette:
             return refused
         if not csrf_ok(request, by_cookie, None):
             return error(403, "缺少 CSRF 令牌（X-CSRF-Token）", "CSRF token missing or wrong")
-        store().revoke(session.nonce, session.expires)
+        if not await revoked(session):
+            return error(503, LOGOUT_BUSY, "the ledger is busy (a merge is writing into it): not signed out; try again")
         return without_cookie(JSONResponse({"message": "已退出登录", "message_en": "signed out"}))
+
+    async def revoked(session: Session) -> bool:
+        """The session revoked in the ledger (in a worker thread: a merge's lock may keep it waiting); False
+        when a merge held the ledger past the wait. Until it is recorded the token still works, so the user
+        is not told they are signed out."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, store().revoke, session.nonce, session.expires)
+        except LedgerBusy:
+            return False
+        return True
 
     # -- units --------------------------------------------------------------------------------------
 
@@ -597,11 +610,8 @@ def create_app(config: PortalConfig) -> Starlette:
         _, _, refused = need(request, "admin")
         if refused:
             return refused
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name, path in store().current_files():
-                zf.write(path, name)
-        return _download(buffer.getvalue(), f"各单位最新报送_{datetime.now():%Y%m%d_%H%M}.zip")
+        data = await asyncio.get_running_loop().run_in_executor(None, _zipped, store())  # hundreds of files:
+        return _download(data, f"各单位最新报送_{datetime.now():%Y%m%d_%H%M}.zip")       # not on the event loop
 
     async def api_return(request: Request):
         _, by_cookie, refused = need(request, "admin")
@@ -624,7 +634,11 @@ def create_app(config: PortalConfig) -> Starlette:
         comment = comment.strip()[:1000]
         if not comment:
             return error(400, "请写明退回原因", "give a comment")
-        store().add_return(code, comment)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, store().add_return, code, comment)
+        except LedgerBusy:
+            return error(503, "财政局正在汇总，报送台账暂时被占用，退回未记下。请过几分钟再退回。",
+                         "the ledger is busy (a merge is writing into it): the return is not recorded; try again")
         if declarations is not None:  # an adjustment sent back is also a decision the ledger keeps, with its comment
             await asyncio.get_running_loop().run_in_executor(None, _reject, store(), config, declarations, code,
                                                              comment)
@@ -722,6 +736,15 @@ def _adjusted_ledger(manifest, config: PortalConfig) -> Path | None:
     except PerfxlError:
         return None
     return Path(manifest.source) if spec.round.stage == ADJUST else None
+
+
+def _zipped(store: Store) -> bytes:
+    """Every unit's current version in one zip."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, path in store.current_files():
+            zf.write(path, name)
+    return buffer.getvalue()
 
 
 def _approve(store: Store, config: PortalConfig, declarations: Path, code: str) -> list:

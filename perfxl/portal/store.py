@@ -22,6 +22,7 @@ summary takes, not the file's bytes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -32,6 +33,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +85,7 @@ def _fsync_write(path: Path, data: bytes) -> None:
 
 
 RECHECK_SECONDS = 15.0  # a check whose result found the ledger locked is tried again after this long
-PORTAL_BUSY_SECONDS = 10.0  # the portal waits this long for a merge's write lock (every request waits behind it)
+PORTAL_BUSY_SECONDS = 10.0  # the portal waits this long for a merge's write lock (in a thread: no request waits)
 
 
 class LedgerBusy(Exception):
@@ -105,12 +107,18 @@ class Store:
         for d in (self.folder, self.files, self.refused):
             d.mkdir(parents=True, exist_ok=True)
         self.ledger_path = self.folder / LEDGER_NAME
+        # The one connection that writes, under `lock`, always in a worker thread (never the event loop's):
+        # it may wait for a merge's write lock. Everything read goes through each thread's own read-only
+        # connection (`_reader`), which in WAL mode waits for no writer: while an upload waited for a merge,
+        # every request, the session check of each page included, waited behind it (up to 10 s each).
         self.ledger = Ledger(self.ledger_path, threads=True)
-        # Every request waits behind an upload waiting for a merge's lock (Store.lock): not the merge's 30 s
         wait = min(ledger_module.BUSY_SECONDS, PORTAL_BUSY_SECONDS)
         self.ledger.db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+        self.lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[Ledger] = []  # every thread's, to be closed with the store
+        self._readers_lock = threading.Lock()
         self._later: set[asyncio.Task] = set()  # checks to try again once a merge lets the ledger go
-        self.lock = threading.Lock()  # one sqlite connection, used from the event loop and worker threads
         self.units = {u.code: u for u in units}
         self.by_name: dict[str, set[str]] = {}  # a unit name as a form may write it → roster codes
         for u in units:
@@ -130,7 +138,39 @@ class Store:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.ledger.close()
+        with self._readers_lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
+        self.ledger.close()  # the last: it leaves the ledger one file once no reader has it open
+
+    def _reader(self) -> Ledger:
+        """This thread's read-only connection to the ledger (see __init__)."""
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = Ledger(self.ledger_path, readonly=True, threads=True)
+            reader.db.execute(f"PRAGMA busy_timeout={int(PORTAL_BUSY_SECONDS * 1000)}")
+            with self._readers_lock:
+                self._readers.append(reader)
+            self._local.reader = reader
+        return reader
+
+    @contextmanager
+    def _writing(self):
+        """The writing connection for one change, in a transaction; LedgerBusy when a merge holds the ledger
+        past the wait. Call it from a worker thread (see __init__)."""
+        with self.lock:
+            try:
+                with self.ledger.db:
+                    yield self.ledger
+            except sqlite3.OperationalError as exc:
+                if _busy(exc):
+                    raise LedgerBusy(str(exc)) from None
+                raise
+
+    @staticmethod
+    async def _in_thread(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
 
     # -- receiving ----------------------------------------------------------------------------------
 
@@ -172,17 +212,18 @@ class Store:
         except sqlite3.OperationalError as exc:
             if not _busy(exc):
                 raise
-            with self.lock:
-                self.ledger.db.rollback()  # the connection out of the failed transaction: later reads see now
-                sub = self.ledger.submission(sid)
+            await self._in_thread(self._out_of_transaction)
             self._check_later(sid)
-            return Checked(sub, None)
+            return Checked(self._reader().submission(sid), None)
+
+    def _out_of_transaction(self) -> None:
+        with self.lock:
+            self.ledger.db.rollback()  # the writing connection out of the failed transaction, for the next
 
     def _check_later(self, sid: int) -> None:
         async def again():
             await asyncio.sleep(RECHECK_SECONDS)
-            with self.lock:
-                sub = self.ledger.submission(sid)
+            sub = self._reader().submission(sid)
             if sub is not None and sub["status"] == "checking":
                 await self.check(sid)
 
@@ -191,28 +232,21 @@ class Store:
         task.add_done_callback(self._later.discard)
 
     async def _check(self, sid: int) -> Checked:
-        with self.lock:
-            sub = self.ledger.submission(sid)
+        sub = self._reader().submission(sid)
         path = self.folder / sub["stored"]
         if not path.exists():  # taken away by hand: nothing to check; the unit is asked to hand it in again
             gone = problem("file-unreadable", detail="上传的文件已不在报送库中，请重新上传")
-            return self._finish(sid, sub, "rejected", 0, 0, [gone.to_dict("zh")], None, path)
+            return await self._in_thread(self._finish, sid, sub, "rejected", 0, 0, [gone.to_dict("zh")], None, path)
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(self.pool, check_upload, str(path))
         except BrokenProcessPool:  # a file killed its worker: that file's problem, and a fresh pool
             self.pool = self._start_pool()
             bad = problem("worker-crash")
-            return self._finish(sid, sub, "rejected", 0, 0, [bad.to_dict("zh")], None, path)
+            return await self._in_thread(self._finish, sid, sub, "rejected", 0, 0, [bad.to_dict("zh")], None, path)
         summary = result.summary
         checked = checked_from_bytes(result.checked)  # made by our own worker from this store's file
-        with self.lock:  # the merge's cache, as the merge would record it: `perfxl merge` reads no file twice
-            try:
-                self.ledger.record(result.sha, result.stat, str(path), summary, result.form_blob)
-                self.ledger.db.commit()
-            except sqlite3.Error:
-                self.ledger.db.rollback()
-                raise
+        await self._in_thread(self._record, result, path)
         problems = [p.to_dict("zh") for p in checked.problems]
         other = None if summary["read_error"] else self.other_unit(sub["unit_code"], summary)
         if summary["read_error"]:
@@ -224,8 +258,18 @@ class Store:
             status = "refused"
         else:
             status = "errors" if summary["errors"] else "valid"
-        return self._finish(sid, sub, status, summary["errors"], summary["warnings"], problems, checked, path,
-                            refuse=status in {"rejected", "refused"})
+        return await self._in_thread(functools.partial(
+            self._finish, sid, sub, status, summary["errors"], summary["warnings"], problems, checked, path,
+            refuse=status in {"rejected", "refused"}))
+
+    def _record(self, result, path: Path) -> None:
+        with self.lock:  # the merge's cache, as the merge would record it: `perfxl merge` reads no file twice
+            try:
+                self.ledger.record(result.sha, result.stat, str(path), result.summary, result.form_blob)
+                self.ledger.db.commit()
+            except sqlite3.Error:
+                self.ledger.db.rollback()
+                raise
 
     def other_unit(self, unit: str, summary: dict) -> str | None:
         """The other roster unit a checked form belongs to, as its stamp says or, without a stamp, as its unit
@@ -275,8 +319,7 @@ class Store:
 
     async def recheck_interrupted(self) -> int:
         """Submissions a crash left 'checking': their files are on disk, so they are checked now."""
-        with self.lock:
-            pending = [s["id"] for s in self.ledger.submissions(status="checking")]
+        pending = [s["id"] for s in self._reader().submissions(status="checking")]
         for sid in pending:
             try:
                 await self.check(sid)
@@ -287,34 +330,33 @@ class Store:
     # -- reading ------------------------------------------------------------------------------------
 
     def history(self, unit: str) -> list[dict]:
-        with self.lock:
-            return self.ledger.submissions(unit)
+        return self._reader().submissions(unit)
 
     def submission(self, sid: int) -> dict | None:
-        with self.lock:
-            return self.ledger.submission(sid)
+        return self._reader().submission(sid)
 
     # -- sessions -----------------------------------------------------------------------------------
 
     def revoke(self, nonce: str, expires: float) -> None:
-        """A logged-out session: refused from now on; its entry goes once the token would have expired."""
-        with self.lock, self.ledger.db:
-            self.ledger.db.execute("DELETE FROM portal_revoked WHERE expires < ?", (time.time(),))
-            self.ledger.db.execute("INSERT OR REPLACE INTO portal_revoked (nonce, expires) VALUES (?, ?)",
-                                   (nonce, expires))
+        """A logged-out session: refused from now on; its entry goes once the token would have expired.
+        From a worker thread; LedgerBusy while a merge holds the ledger."""
+        with self._writing() as ledger:
+            ledger.db.execute("DELETE FROM portal_revoked WHERE expires < ?", (time.time(),))
+            ledger.db.execute("INSERT OR REPLACE INTO portal_revoked (nonce, expires) VALUES (?, ?)",
+                              (nonce, expires))
 
     def revoked(self, nonce: str) -> bool:
-        with self.lock:
-            return self.ledger.db.execute("SELECT 1 FROM portal_revoked WHERE nonce=?", (nonce,)).fetchone() is not None
+        return self._reader().db.execute("SELECT 1 FROM portal_revoked WHERE nonce=?",
+                                         (nonce,)).fetchone() is not None
 
     def returns(self, unit: str | None = None) -> list[dict]:
-        with self.lock:
-            return self.ledger.returns(unit)
+        return self._reader().returns(unit)
 
     def add_return(self, unit: str, comment: str) -> None:
+        """From a worker thread; LedgerBusy while a merge holds the ledger."""
         current = self.current(unit)
-        with self.lock:
-            self.ledger.add_return(unit, current["id"] if current else None, comment)
+        with self._writing() as ledger:
+            ledger.add_return(unit, current["id"] if current else None, comment)
 
     def current(self, unit: str) -> dict | None:
         """The version that counts, by the merge's rule: newest without errors, else newest readable."""
@@ -326,9 +368,9 @@ class Store:
 
     def board(self) -> list[dict]:
         """One row per roster unit: its status, its current version's counts, when it last handed in."""
-        with self.lock:
-            everything = self.ledger.submissions()
-            returns = self.ledger.returns()
+        reader = self._reader()
+        everything = reader.submissions()
+        returns = reader.returns()
         by_unit: dict[str, list[dict]] = {}
         for s in everything:
             by_unit.setdefault(s["unit_code"], []).append(s)
@@ -388,11 +430,10 @@ class Store:
         """The digest of the form data read from this file (kept in the ledger when it was checked); the file's
         own hash when there is none to compare."""
         if sha not in self._contents:
-            with self.lock:
-                try:
-                    form = self.ledger.stored_form(sha)
-                except StoredDataError:
-                    form = None
+            try:
+                form = self._reader().stored_form(sha)
+            except StoredDataError:
+                form = None
             if form is None:
                 self._contents[sha] = f"file:{sha}"
             else:
