@@ -1301,6 +1301,8 @@ def test_pages_answer_while_an_upload_waits_for_a_merges_lock(tmp_path, monkeypa
             assert waiting.wait(60), "the upload never reached the ledger"
             for url, who in (("/api/submissions", token), ("/unit", token), ("/api/status", admin), ("/admin", admin)):
                 assert client.get(url, headers=_bearer(who)).status_code == 200, url
+            if waiting_in == "recording its check":  # in files/, where a merge would count it: not 未报送
+                assert "已收到（检查中）" in client.get("/admin", headers=_bearer(admin)).text
             assert upload.is_alive(), "the pages were answered only once the upload had stopped waiting"
         finally:
             for merge in merges:

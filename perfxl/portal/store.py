@@ -51,8 +51,9 @@ OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 STATUS_ZH = {"valid": "已报送", "errors": "有错误", "rejected": "无法读取", "refused": "已拒收", "checking": "检查中",
              "missing": "未报送", "returned": "已退回"}
 # A unit's line of the board when nothing it handed in counts: the summary says 未报送, and so does the board,
-# with what became of its newest upload.
-NOTHING_COUNTED_ZH = {"rejected": "未报送（无法读取）", "refused": "未报送（已拒收）", "checking": "未报送（检查中）"}
+# with what became of its newest upload. A file still being checked is in files/, where a merge reads it
+# (and counts it, by what it says) now: received, not 未报送.
+NOTHING_COUNTED_ZH = {"rejected": "未报送（无法读取）", "refused": "未报送（已拒收）", "checking": "已收到（检查中）"}
 # What a form's content is, for a return: what was read from the file, not where or how it was read. The
 # file's size and hash change when Excel saves it again without a change; its data does not.
 _NOT_CONTENT = ("path", "size", "sha256", "notices", "stamp_source")
