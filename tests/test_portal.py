@@ -1275,7 +1275,7 @@ def test_pages_answer_while_an_upload_waits_for_a_merges_lock(tmp_path, monkeypa
     from perfxl.ledger import Ledger
     from perfxl.portal import store as store_module
 
-    monkeypatch.setattr(store_module, "PORTAL_BUSY_SECONDS", 60.0)  # the upload outwaits the pages below
+    monkeypatch.setattr(store_module, "PORTAL_BUSY_SECONDS", 25.0)  # the upload outwaits the pages below
     setup = set_up(tmp_path)
     config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
                           ADMIN_PASSWORD, jobs=1)
@@ -1344,3 +1344,40 @@ def test_a_logout_or_a_return_while_a_merge_holds_the_ledger_says_so_and_changes
         assert client.get("/api/status", headers=_bearer(admin)).json()["units"][A]["status"] == "returned"
         assert client.post("/api/logout", headers=_bearer(token)).status_code == 200
         assert client.get("/api/submissions", headers=_bearer(token)).status_code == 401
+
+
+def test_uploads_queued_behind_one_waiting_for_a_merge_are_all_answered_within_the_wait(tmp_path, monkeypatch):
+    """Writes queue for the store's one writing connection. Each waited its full wait once it had the
+    connection: the k-th upload (or logout) behind one waiting for a merge was answered after k waits, a
+    minute and more at 10 s each. Now the wait counts from the request, queue included: every one of them is
+    answered 503 within about one wait."""
+    import sqlite3
+    import threading
+
+    from perfxl.portal import store as store_module
+
+    wait = 1.5
+    monkeypatch.setattr(store_module, "PORTAL_BUSY_SECONDS", wait)
+    setup = set_up(tmp_path)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=1)
+    with TestClient(create_app(config)) as client:
+        token = _login(client, unit=A, code=setup["codes"][A])
+        merge = sqlite3.connect(setup["store"] / LEDGER_NAME)
+        answers: list = []
+        try:
+            merge.execute("BEGIN IMMEDIATE")
+            started = time.monotonic()
+            uploads = [threading.Thread(target=lambda: answers.append(
+                _upload(client, token, setup["files"][(A, "good")]))) for _ in range(5)]
+            for upload in uploads:
+                upload.start()
+            for upload in uploads:
+                upload.join(60)
+            took = time.monotonic() - started
+        finally:
+            merge.rollback()
+            merge.close()
+        assert [r.status_code for r in answers] == [503] * 5
+        assert took < 3 * wait, f"five queued uploads answered in {took:.1f} s, not within about one wait of {wait} s"
+        assert _upload(client, token, setup["files"][(A, "good")]).status_code == 200

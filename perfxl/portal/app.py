@@ -434,7 +434,7 @@ def create_app(config: PortalConfig) -> Starlette:
         when a merge held the ledger past the wait. Until it is recorded the token still works, so the user
         is not told they are signed out."""
         try:
-            await asyncio.get_running_loop().run_in_executor(None, store().revoke, session.nonce, session.expires)
+            await store().write(store().revoke, session.nonce, session.expires)
         except LedgerBusy:
             return False
         return True
@@ -472,8 +472,7 @@ def create_app(config: PortalConfig) -> Starlette:
                 if not data:
                     continue
                 try:
-                    sid = await asyncio.get_running_loop().run_in_executor(None, store().receive, session.unit,
-                                                                           f.filename or "", data)
+                    sid = await store().write(store().receive, session.unit, f.filename or "", data)
                 except LedgerBusy:  # a merge is writing into the ledger: what is not recorded is not received
                     busy = True
                     break
@@ -495,9 +494,10 @@ def create_app(config: PortalConfig) -> Starlette:
         if refused:
             return refused
         if request.method == "GET":
-            unchanged = store().unchanged_since_return(session.unit)
-            return JSONResponse({"submissions": [_public(s, unchanged) for s in store().history(session.unit)],
-                                 "returns": _returns(store().returns(session.unit))})
+            with store().snapshot():
+                unchanged = store().unchanged_since_return(session.unit)
+                return JSONResponse({"submissions": [_public(s, unchanged) for s in store().history(session.unit)],
+                                     "returns": _returns(store().returns(session.unit))})
         result, failed = await receive(request, session, by_cookie)
         if failed:
             return failed
@@ -518,10 +518,11 @@ def create_app(config: PortalConfig) -> Starlette:
         session, _, refused = need(request)
         if refused:
             return refused
-        sub = own(request, session)
-        if not sub:
-            return error(404, "没有这份报送", "no such submission")
-        return JSONResponse(_public(sub, store().unchanged_since_return(sub["unit_code"])))
+        with store().snapshot():
+            sub = own(request, session)
+            if not sub:
+                return error(404, "没有这份报送", "no such submission")
+            return JSONResponse(_public(sub, store().unchanged_since_return(sub["unit_code"])))
 
     async def api_annotated(request: Request):
         session, _, refused = need(request)
@@ -572,6 +573,10 @@ def create_app(config: PortalConfig) -> Starlette:
     def unit_context(session: Session) -> dict:
         """What the unit page shows. `current` is the version the summary takes now (the merge's rule) and
         the page says what is true of it: without errors, with errors (none without yet), or returned."""
+        with store().snapshot():
+            return _unit_context(session)
+
+    def _unit_context(session: Session) -> dict:
         unchanged = store().unchanged_since_return(session.unit)
         history = [_public(s, unchanged) for s in store().history(session.unit)]
         for s in history[:1]:  # errors first, then warnings, each in sheet and cell order as found
@@ -635,7 +640,7 @@ def create_app(config: PortalConfig) -> Starlette:
         if not comment:
             return error(400, "请写明退回原因", "give a comment")
         try:
-            await asyncio.get_running_loop().run_in_executor(None, store().add_return, code, comment)
+            await store().write(store().add_return, code, comment)
         except LedgerBusy:
             return error(503, "财政局正在汇总，报送台账暂时被占用，退回未记下。请过几分钟再退回。",
                          "the ledger is busy (a merge is writing into it): the return is not recorded; try again")

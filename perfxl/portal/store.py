@@ -32,13 +32,14 @@ import sqlite3
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from perfxl import ledger as ledger_module
-from perfxl.files import safe_filename
+from perfxl.files import TEMP_PREFIX, safe_filename
 from perfxl.ledger import Ledger, StoredDataError
 from perfxl.merging import MergeOptions, check_upload, start_checker
 from perfxl.merging.versions import counting_order, version_that_counts
@@ -86,7 +87,8 @@ def _fsync_write(path: Path, data: bytes) -> None:
 
 
 RECHECK_SECONDS = 15.0  # a check whose result found the ledger locked is tried again after this long
-PORTAL_BUSY_SECONDS = 10.0  # the portal waits this long for a merge's write lock (in a thread: no request waits)
+PORTAL_BUSY_SECONDS = 10.0  # a write into the ledger waits this long at most, its time queued behind others included
+READ_BUSY_SECONDS = 0.5  # a read waits for no writer in WAL mode; this only bounds a rare recovery's wait
 
 
 class LedgerBusy(Exception):
@@ -108,14 +110,18 @@ class Store:
         for d in (self.folder, self.files, self.refused):
             d.mkdir(parents=True, exist_ok=True)
         self.ledger_path = self.folder / LEDGER_NAME
-        # The one connection that writes, under `lock`, always in a worker thread (never the event loop's):
-        # it may wait for a merge's write lock. Everything read goes through each thread's own read-only
-        # connection (`_reader`), which in WAL mode waits for no writer: while an upload waited for a merge,
-        # every request, the session check of each page included, waited behind it (up to 10 s each).
+        # The one connection that writes, under `lock`, on one thread of its own (`write`), never the event
+        # loop's nor the pool reads run in: it may wait for a merge's write lock. Everything read goes through
+        # each thread's own read-only connection (`_reader`), which in WAL mode waits for no writer: while an
+        # upload waited for a merge, every request, the session check of each page included, waited behind it
+        # (up to 10 s each).
         self.ledger = Ledger(self.ledger_path, threads=True)
-        wait = min(ledger_module.BUSY_SECONDS, PORTAL_BUSY_SECONDS)
-        self.ledger.db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+        # What the portal answers 已收到 or 已退出登录 to survives a power cut, not only a crash of the portal
+        self.ledger.db.execute("PRAGMA synchronous=FULL")
+        self._wait = min(ledger_module.BUSY_SECONDS, PORTAL_BUSY_SECONDS)
+        self.ledger.db.execute(f"PRAGMA busy_timeout={int(self._wait * 1000)}")
         self.lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfxl-ledger-writer")
         self._local = threading.local()
         self._readers: list[Ledger] = []  # every thread's, to be closed with the store
         self._readers_lock = threading.Lock()
@@ -138,23 +144,61 @@ class Store:
         return pool
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        with self._readers_lock:
+        """Checks waiting to be tried again are dropped (a restart checks them), the write under way ends,
+        and the checker workers, which read the ledger, are gone before it is closed: the last connection to
+        close leaves it one file, and a worker still holding it kept it in WAL mode."""
+        for task in list(self._later):
+            task.cancel()
+        self._writer.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        with self.lock, self._readers_lock:
             for reader in self._readers:
                 reader.close()
             self._readers.clear()
-        self.ledger.close()  # the last: it leaves the ledger one file once no reader has it open
+            self.ledger.close()
 
     def _reader(self) -> Ledger:
         """This thread's read-only connection to the ledger (see __init__)."""
         reader = getattr(self._local, "reader", None)
         if reader is None:
             reader = Ledger(self.ledger_path, readonly=True, threads=True)
-            reader.db.execute(f"PRAGMA busy_timeout={int(PORTAL_BUSY_SECONDS * 1000)}")
+            reader.db.execute(f"PRAGMA busy_timeout={int(READ_BUSY_SECONDS * 1000)}")
             with self._readers_lock:
                 self._readers.append(reader)
             self._local.reader = reader
         return reader
+
+    @contextmanager
+    def snapshot(self):
+        """Every read on this thread inside the block sees one state of the ledger: a page made of several
+        reads never shows a check's result in one place and not in another. No await inside it (the event
+        loop's thread has one connection for every request)."""
+        db = self._reader().db
+        if db.in_transaction:
+            yield
+            return
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            db.rollback()  # read only: nothing to keep
+
+    async def write(self, fn, *args):
+        """`fn(*args)`, a change to the ledger, on the store's writing thread (see __init__). It waits for a
+        merge's lock at most PORTAL_BUSY_SECONDS from now, its time queued behind other writes included:
+        past that, LedgerBusy (sqlite3.OperationalError from within `fn`), and the next write queued is not
+        kept waiting longer either."""
+        deadline = time.monotonic() + PORTAL_BUSY_SECONDS
+        return await asyncio.get_running_loop().run_in_executor(
+            self._writer, functools.partial(self._within, deadline, fn, *args))
+
+    def _within(self, deadline: float, fn, *args):
+        left = min(deadline - time.monotonic(), self._wait)
+        if left <= 0:
+            raise LedgerBusy("queued behind writes that waited for a merge's lock past the wait")
+        with self.lock:
+            self.ledger.db.execute(f"PRAGMA busy_timeout={max(1, int(left * 1000))}")
+        return fn(*args)
 
     @contextmanager
     def _writing(self):
@@ -169,9 +213,6 @@ class Store:
                     raise LedgerBusy(str(exc)) from None
                 raise
 
-    @staticmethod
-    async def _in_thread(fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
 
     # -- receiving ----------------------------------------------------------------------------------
 
@@ -210,10 +251,10 @@ class Store:
         returned so, and is checked again a little later (RECHECK_SECONDS) until its result is recorded."""
         try:
             return await self._check(sid)
-        except sqlite3.OperationalError as exc:
-            if not _busy(exc):
+        except (LedgerBusy, sqlite3.OperationalError) as exc:
+            if not isinstance(exc, LedgerBusy) and not _busy(exc):
                 raise
-            await self._in_thread(self._out_of_transaction)
+            await asyncio.get_running_loop().run_in_executor(self._writer, self._out_of_transaction)
             self._check_later(sid)
             return Checked(self._reader().submission(sid), None)
 
@@ -237,17 +278,17 @@ class Store:
         path = self.folder / sub["stored"]
         if not path.exists():  # taken away by hand: nothing to check; the unit is asked to hand it in again
             gone = problem("file-unreadable", detail="上传的文件已不在报送库中，请重新上传")
-            return await self._in_thread(self._finish, sid, sub, "rejected", 0, 0, [gone.to_dict("zh")], None, path)
+            return await self.write(self._finish, sid, sub, "rejected", 0, 0, [gone.to_dict("zh")], None, path)
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(self.pool, check_upload, str(path))
         except BrokenProcessPool:  # a file killed its worker: that file's problem, and a fresh pool
             self.pool = self._start_pool()
             bad = problem("worker-crash")
-            return await self._in_thread(self._finish, sid, sub, "rejected", 0, 0, [bad.to_dict("zh")], None, path)
+            return await self.write(self._finish, sid, sub, "rejected", 0, 0, [bad.to_dict("zh")], None, path)
         summary = result.summary
         checked = checked_from_bytes(result.checked)  # made by our own worker from this store's file
-        await self._in_thread(self._record, result, path)
+        await self.write(self._record, result, path)
         problems = [p.to_dict("zh") for p in checked.problems]
         other = None if summary["read_error"] else self.other_unit(sub["unit_code"], summary)
         if summary["read_error"]:
@@ -259,9 +300,8 @@ class Store:
             status = "refused"
         else:
             status = "errors" if summary["errors"] else "valid"
-        return await self._in_thread(functools.partial(
-            self._finish, sid, sub, status, summary["errors"], summary["warnings"], problems, checked, path,
-            refuse=status in {"rejected", "refused"}))
+        return await self.write(self._finish, sid, sub, status, summary["errors"], summary["warnings"], problems,
+                                checked, path, status in {"rejected", "refused"})
 
     def _record(self, result, path: Path) -> None:
         with self.lock:  # the merge's cache, as the merge would record it: `perfxl merge` reads no file twice
@@ -292,8 +332,10 @@ class Store:
         moved = refuse and path.is_relative_to(self.files) and path.exists()
         if moved:  # not a readable form of this unit: kept, but out of the folder `perfxl merge` reads
             target = self.refused / f"{sub['sha256']}.bin"
-            if not target.exists():
-                shutil.copy2(path, target)
+            if not target.exists():  # whole or not at all: a copy cut short by a crash would never be made again
+                partial = self.refused / f"{TEMP_PREFIX}{sub['sha256']}.part"
+                shutil.copy2(path, partial)
+                os.replace(partial, target)
         with self.lock:
             # The move and the result recorded together, before the file leaves files/: a ledger locked now
             # leaves the submission 'checking' with its file where it names it, to be checked again
@@ -354,9 +396,10 @@ class Store:
         return self._reader().returns(unit)
 
     def add_return(self, unit: str, comment: str) -> None:
-        """From a worker thread; LedgerBusy while a merge holds the ledger."""
-        current = self.current(unit)
+        """From a worker thread; LedgerBusy while a merge holds the ledger. The version returned is the one
+        that counts as the return is recorded (read by the writing connection, in its transaction)."""
         with self._writing() as ledger:
+            current = _current(ledger.submissions(unit))
             ledger.add_return(unit, current["id"] if current else None, comment)
 
     def current(self, unit: str) -> dict | None:
@@ -365,13 +408,15 @@ class Store:
 
     def row(self, unit: str) -> dict:
         """One unit's line of the board."""
-        return self._row(unit, self.units[unit], self.history(unit), next(iter(self.returns(unit)), None))
+        with self.snapshot():
+            return self._row(unit, self.units[unit], self.history(unit), next(iter(self.returns(unit)), None))
 
     def board(self) -> list[dict]:
         """One row per roster unit: its status, its current version's counts, when it last handed in."""
-        reader = self._reader()
-        everything = reader.submissions()
-        returns = reader.returns()
+        with self.snapshot():
+            reader = self._reader()
+            everything = reader.submissions()
+            returns = reader.returns()
         by_unit: dict[str, list[dict]] = {}
         for s in everything:
             by_unit.setdefault(s["unit_code"], []).append(s)
@@ -412,11 +457,12 @@ class Store:
     def unchanged_since_return(self, unit: str) -> set[int]:
         """Ids of the unit's versions, handed in after its standing return, whose content is the returned one's:
         what the unit page and the API answer say is still 已退回."""
-        returned = next(iter(self.returns(unit)), None)
-        subs = self.history(unit)
-        if returned is None or returned["submission"] is None or not self._return_stands(returned, subs):
-            return set()
-        kept = self.submission(returned["submission"])
+        with self.snapshot():
+            returned = next(iter(self.returns(unit)), None)
+            subs = self.history(unit)
+            if returned is None or returned["submission"] is None or not self._return_stands(returned, subs):
+                return set()
+            kept = self.submission(returned["submission"])
         if kept is None:
             return set()
         # Times are to the second: a copy handed in the second the return was made is after it, if it is newer
