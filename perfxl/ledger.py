@@ -32,7 +32,7 @@ import sqlite3
 import stat
 import zlib
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from time import monotonic
 
 from . import datajson
@@ -521,15 +521,30 @@ class _BoundedConnection(sqlite3.Connection):
         return self.cursor().executemany(sql, parameters)
 
 
+def readonly_target(absolute: PurePath) -> tuple[str, bool]:
+    """What SQLite is given to open this absolute path read-only, and whether it is a URI (mode=ro). Not
+    resolved: on Windows, resolve() makes a mapped drive's path (Z:\\台账) the share's (\\\\server\\share),
+    and no SQLite URI can name a share (a URI's host is refused). A path on a share is opened by its name
+    instead, read-only by PRAGMA query_only."""
+    uri = absolute.as_uri()
+    if uri.startswith("file:///"):
+        return f"{uri}?mode=ro", True
+    return str(absolute), False
+
+
 def open_readonly(path: Path, threads: bool = False) -> sqlite3.Connection:
     """A read-only connection to an SQLite file in the ledger's format that perfxl did not create in this
     run (a lower level's ledger or export, a record of what was issued, a ledger to read back): its
     schema checked (ForeignSchema for anything perfxl never writes), schema code not trusted, and every
     statement bounded in time. sqlite3.Error when it cannot be opened as a database. `threads`: it may be
     closed from another thread than the one that opened it."""
-    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=30,
-                         factory=_BoundedConnection, check_same_thread=not threads)
+    target, is_uri = readonly_target(Path(path).absolute())
+    if not is_uri and not Path(target).is_file():  # opened by name, SQLite would create it
+        raise sqlite3.OperationalError("unable to open database file")
+    db = sqlite3.connect(target, uri=is_uri, timeout=30, factory=_BoundedConnection, check_same_thread=not threads)
     try:
+        if not is_uri:
+            db.execute("PRAGMA query_only=ON")
         db.execute("PRAGMA trusted_schema=OFF")
         why = _schema_problem(db)
     except BaseException:
