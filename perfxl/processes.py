@@ -37,8 +37,18 @@ def worker_pool(workers: int, context=None, initializer: Callable | None = None,
     """A ProcessPoolExecutor of `workers` processes (started by `context`, pool_context() by default) whose
     workers end within a second or two of this process ending, however it ends; `initializer(*initargs)`
     then runs in each, as ProcessPoolExecutor's own would."""
-    return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context or pool_context(),
+    context = context or pool_context()
+    pool = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context,
                                initializer=_start_worker, initargs=(os.getpid(), initializer, initargs))
+    # Every worker started now, not one at a time as tasks come (as ProcessPoolExecutor does where it does not
+    # fork): submit() wakes the pool's manager thread before it starts the worker for that task, so the
+    # manager may already be waiting on the workers it knew, and a worker started then that dies (a file
+    # that kills it) is not noticed until another worker's result comes, or ever. Seen in the portal: a
+    # crash found a minute late, the upload beside it held as long (tests/test_processes.py).
+    launch = getattr(pool, "_launch_processes", None)  # CPython's own, as it starts forked pools
+    if launch is not None and context.get_start_method() != "fork":
+        launch()
+    return pool
 
 
 def _start_worker(owner: int, initializer: Callable | None, initargs: tuple) -> None:

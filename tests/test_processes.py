@@ -112,3 +112,40 @@ def test_every_pool_perfxl_starts_comes_from_worker_pool():
             if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(("os.fork", "Process")):
                 made_elsewhere.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert made_elsewhere == []
+
+
+def _hold(marker: str) -> str:
+    """A task that holds its worker until `marker` exists (at most a minute)."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "held"
+
+
+def _die() -> None:
+    os._exit(1)
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_a_worker_that_dies_beside_a_busy_one_breaks_the_pool_at_once(tmp_path, method):
+    """A pool that starts its workers as tasks come (not forked) woke its manager before starting the new
+    task's worker, and the manager could wait on the workers it knew: the second worker dying went unnoticed
+    until the first's result came, a minute here (in the portal, a crashing upload and the one beside it
+    held that long). worker_pool starts every worker at once."""
+    import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
+
+    from perfxl.processes import worker_pool
+
+    marker = tmp_path / "let-go"
+    with worker_pool(2, multiprocessing.get_context(method)) as pool:
+        held = pool.submit(_hold, str(marker))
+        dying = pool.submit(_die)
+        started = time.monotonic()
+        with pytest.raises(BrokenProcessPool):
+            dying.result(timeout=90)
+        noticed = time.monotonic() - started
+        marker.touch()
+        assert noticed < 30, f"the dead worker was noticed after {noticed:.0f} s, once its busy sibling finished"
+        with pytest.raises(BrokenProcessPool):
+            held.result(timeout=90)
