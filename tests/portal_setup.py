@@ -156,3 +156,25 @@ def stop(proc, sig=None) -> None:
             proc.kill()
         proc.wait(30)
         raise AssertionError("perfxl serve did not stop within 30 s of SIGTERM") from None
+
+
+def check_beside_a_crash(path: str):
+    """The portal's check, in a checker worker, as a test that one upload killing its worker costs only that
+    upload needs it: unit A's first check holds its worker until the pool breaks (marks/ under the store says
+    it is under way); any check of unit B's kills its worker once A's is under way. Everything else is the
+    real check."""
+    from perfxl.merging.worker import check_upload
+
+    store = Path(path).parents[2]  # STORE/files/<unit>/<sha>.xlsx
+    under_way = store / "marks" / "a-under-way"
+    deadline = time.monotonic() + 60
+    if Path(path).parent.name == UNITS[1][0]:
+        while not under_way.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os._exit(1)
+    if Path(path).parent.name == UNITS[0][0] and not under_way.exists():
+        under_way.parent.mkdir(exist_ok=True)
+        under_way.touch()
+        while time.monotonic() < deadline:  # ended by the pool's breaking, which stops its workers
+            time.sleep(0.01)
+    return check_upload(path)

@@ -1381,3 +1381,33 @@ def test_uploads_queued_behind_one_waiting_for_a_merge_are_all_answered_within_t
         assert [r.status_code for r in answers] == [503] * 5
         assert took < 3 * wait, f"five queued uploads answered in {took:.1f} s, not within about one wait of {wait} s"
         assert _upload(client, token, setup["files"][(A, "good")]).status_code == 200
+
+
+def test_an_upload_checked_beside_one_that_kills_its_worker_is_checked_again_not_rejected(tmp_path, monkeypatch):
+    """The checker pool's workers share its fate: when one upload's file killed its worker, every upload being
+    checked in the pool at that moment was rejected as worker-crash (读取该文件时解析进程异常退出（文件可能被恶意
+    构造）), an innocent unit told its file looked crafted. Each is now checked again alone; only the file that
+    kills its own worker too is rejected."""
+    import threading
+
+    from perfxl.portal import store as store_module
+
+    from .portal_setup import check_beside_a_crash
+
+    monkeypatch.setattr(store_module, "check_upload", check_beside_a_crash)
+    setup = set_up(tmp_path)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=2)
+    with TestClient(create_app(config)) as client:
+        tokens = {u: _login(client, unit=u, code=setup["codes"][u]) for u in (A, B)}
+        answers: dict = {}
+        threads = [threading.Thread(target=lambda u=u: answers.setdefault(u, _upload(client, tokens[u], setup["files"][(u, "good")])))
+                   for u in (A, B)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        innocent, hostile = (answers[u].json()["submissions"][0] for u in (A, B))
+        assert innocent["status"] == "valid", innocent
+        assert hostile["status"] == "rejected" and hostile["problems"][0]["code"] == "worker-crash", hostile
+        assert _upload(client, tokens[A], setup["files"][(A, "bad")]).status_code == 200  # the pool renewed

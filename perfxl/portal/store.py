@@ -279,11 +279,19 @@ class Store:
         if not path.exists():  # taken away by hand: nothing to check; the unit is asked to hand it in again
             gone = problem("file-unreadable", detail="上传的文件已不在报送库中，请重新上传")
             return await self.write(self._finish, sid, sub, "rejected", 0, 0, [gone.to_dict("zh")], None, path)
-        loop = asyncio.get_running_loop()
+        pool = self.pool
         try:
-            result = await loop.run_in_executor(self.pool, check_upload, str(path))
-        except BrokenProcessPool:  # a file killed its worker: that file's problem, and a fresh pool
-            self.pool = self._start_pool()
+            result = await asyncio.get_running_loop().run_in_executor(pool, check_upload, str(path))
+        except BrokenProcessPool:
+            # A worker died, and every check in the pool with it: this file's doing, or another upload's
+            # checked beside it. The pool is renewed once for all it broke, and each of them is checked again
+            # alone: only a file that kills its own worker too is rejected for it (an innocent unit's upload
+            # was rejected as worker-crash whenever a hostile one broke the pool).
+            if self.pool is pool:
+                self.pool = self._start_pool()
+                pool.shutdown(wait=False, cancel_futures=True)
+            result = await self._check_alone(path)
+        if result is None:
             bad = problem("worker-crash")
             return await self.write(self._finish, sid, sub, "rejected", 0, 0, [bad.to_dict("zh")], None, path)
         summary = result.summary
@@ -302,6 +310,16 @@ class Store:
             status = "errors" if summary["errors"] else "valid"
         return await self.write(self._finish, sid, sub, status, summary["errors"], summary["warnings"], problems,
                                 checked, path, status in {"rejected", "refused"})
+
+    async def _check_alone(self, path: Path):
+        """The file checked in a worker of its own (its result), or None when it kills that one too."""
+        alone = start_checker(self.options, self.units, str(self.ledger_path), 1)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(alone, check_upload, str(path))
+        except BrokenProcessPool:
+            return None
+        finally:
+            alone.shutdown(wait=False, cancel_futures=True)
 
     def _record(self, result, path: Path) -> None:
         with self.lock:  # the merge's cache, as the merge would record it: `perfxl merge` reads no file twice
