@@ -126,6 +126,7 @@ class Store:
         self._readers: list[Ledger] = []  # every thread's, to be closed with the store
         self._readers_lock = threading.Lock()
         self._later: set[asyncio.Task] = set()  # checks to try again once a merge lets the ledger go
+        self._renewing = asyncio.Lock()  # the checker pool is renewed by one check at a time
         self.units = {u.code: u for u in units}
         self.by_name: dict[str, set[str]] = {}  # a unit name as a form may write it → roster codes
         for u in units:
@@ -287,9 +288,7 @@ class Store:
             # checked beside it. The pool is renewed once for all it broke, and each of them is checked again
             # alone: only a file that kills its own worker too is rejected for it (an innocent unit's upload
             # was rejected as worker-crash whenever a hostile one broke the pool).
-            if self.pool is pool:
-                self.pool = self._start_pool()
-                pool.shutdown(wait=False, cancel_futures=True)
+            await self._renew(pool)
             result = await self._check_alone(path)
         if result is None:
             bad = problem("worker-crash")
@@ -310,6 +309,14 @@ class Store:
             status = "errors" if summary["errors"] else "valid"
         return await self.write(self._finish, sid, sub, status, summary["errors"], summary["warnings"], problems,
                                 checked, path, status in {"rejected", "refused"})
+
+    async def _renew(self, broken) -> None:
+        """A fresh checker pool in place of `broken`, once for all the checks it broke, started in a thread:
+        its workers' start is not waited for on the event loop."""
+        async with self._renewing:
+            if self.pool is broken:
+                self.pool = await asyncio.get_running_loop().run_in_executor(None, self._start_pool)
+                broken.shutdown(wait=False, cancel_futures=True)
 
     async def _check_alone(self, path: Path):
         """The file checked in a worker of its own (its result), or None when it kills that one too."""
