@@ -178,3 +178,18 @@ def check_beside_a_crash(path: str):
         while time.monotonic() < deadline:  # ended by the pool's breaking, which stops its workers
             time.sleep(0.01)
     return check_upload(path)
+
+
+def check_crashing_once_others_wait(path: str):
+    """The portal's check, in a checker worker: any check of unit B's kills its worker once marks/others-wait
+    exists under the store (the test makes it when other checks are waiting); everything else is the real
+    check."""
+    from perfxl.merging.worker import check_upload
+
+    if Path(path).parent.name == UNITS[1][0]:
+        others_wait = Path(path).parents[2] / "marks" / "others-wait"
+        deadline = time.monotonic() + 60
+        while not others_wait.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os._exit(1)
+    return check_upload(path)

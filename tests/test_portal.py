@@ -1186,7 +1186,7 @@ def test_files_received_before_the_ledger_was_taken_are_checked_and_the_answer_s
 
     client, setup, _ = site
     token = _login(client, unit=A, code=setup["codes"][A])
-    real = store_module.Store.receive
+    real = store_module.Store._record_submission
     calls = []
 
     def second_finds_it_busy(self, *args):
@@ -1195,7 +1195,7 @@ def test_files_received_before_the_ledger_was_taken_are_checked_and_the_answer_s
             raise store_module.LedgerBusy("database is locked")
         return real(self, *args)
 
-    monkeypatch.setattr(store_module.Store, "receive", second_finds_it_busy)
+    monkeypatch.setattr(store_module.Store, "_record_submission", second_finds_it_busy)
     r = _upload(client, token, setup["files"][(A, "good")], setup["files"][(A, "bad")])
     assert r.status_code == 503 and "已收到的 1 个文件照常检查，其余文件未收下" in r.json()["error"]
     monkeypatch.undo()
@@ -1224,10 +1224,12 @@ def test_the_same_refused_file_twice_in_one_upload_is_refused_twice_and_the_port
         assert len(client.get("/api/submissions", headers=_bearer(token)).json()["submissions"]) == 2
 
 
-def test_a_check_whose_result_finds_the_ledger_taken_is_checking_and_is_checked_again_later(tmp_path, monkeypatch):
+def test_a_check_whose_result_finds_the_ledger_taken_is_checking_and_recorded_later_not_checked_again(
+        tmp_path, monkeypatch):
     """A merge takes the ledger between an upload's record and its check's: the upload is received, shown
-    检查中 (not a 500), and checked again once the merge lets go; the portal's connection is not left inside
-    the failed transaction."""
+    检查中 (not a 500), and its result recorded once the merge lets go; the portal's connection is not left
+    inside the failed transaction. The file is not checked again for it: a file that kills its checker broke
+    the pool at every try (every 15 s, as long as the merge held the ledger)."""
     import sqlite3
 
     from perfxl import ledger
@@ -1238,7 +1240,7 @@ def test_a_check_whose_result_finds_the_ledger_taken_is_checking_and_is_checked_
     setup = set_up(tmp_path)
     config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
                           ADMIN_PASSWORD, jobs=1)
-    real = store_module.Store.receive
+    real = store_module.Store._record_submission
     merges = []
 
     def received_then_the_merge_starts(self, *args):
@@ -1246,7 +1248,15 @@ def test_a_check_whose_result_finds_the_ledger_taken_is_checking_and_is_checked_
         merges[0].execute("BEGIN IMMEDIATE")
         return sid
 
-    monkeypatch.setattr(store_module.Store, "receive", received_then_the_merge_starts)
+    monkeypatch.setattr(store_module.Store, "_record_submission", received_then_the_merge_starts)
+    checks = []
+    real_check = store_module.Store.in_checker
+
+    async def counted(self, fn, path):
+        checks.append(path)
+        return await real_check(self, fn, path)
+
+    monkeypatch.setattr(store_module.Store, "in_checker", counted)
     with TestClient(create_app(config)) as client:
         token = _login(client, unit=A, code=setup["codes"][A])
         merge = sqlite3.connect(setup["store"] / LEDGER_NAME, check_same_thread=False)  # there once it started
@@ -1260,6 +1270,7 @@ def test_a_check_whose_result_finds_the_ledger_taken_is_checking_and_is_checked_
                 == "checking" and time.monotonic() < deadline:
             time.sleep(0.1)
         assert status == "valid"
+        assert len(checks) == 1
 
 
 @pytest.mark.parametrize("waiting_in", ["receiving", "recording its check"])
@@ -1395,6 +1406,9 @@ def test_an_upload_checked_beside_one_that_kills_its_worker_is_checked_again_not
     from .portal_setup import check_beside_a_crash
 
     monkeypatch.setattr(store_module, "check_upload", check_beside_a_crash)
+    starts = []
+    real_start = store_module.Store._start_pool
+    monkeypatch.setattr(store_module.Store, "_start_pool", lambda self: starts.append(1) or real_start(self))
     setup = set_up(tmp_path)
     config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
                           ADMIN_PASSWORD, jobs=2)
@@ -1410,4 +1424,92 @@ def test_an_upload_checked_beside_one_that_kills_its_worker_is_checked_again_not
         innocent, hostile = (answers[u].json()["submissions"][0] for u in (A, B))
         assert innocent["status"] == "valid", innocent
         assert hostile["status"] == "rejected" and hostile["problems"][0]["code"] == "worker-crash", hostile
-        assert _upload(client, tokens[A], setup["files"][(A, "bad")]).status_code == 200  # the pool renewed
+        assert len(starts) == 2  # at the start, and once renewed
+        assert _upload(client, tokens[A], setup["files"][(A, "bad")]).json()["submissions"][0]["status"] == "errors"
+
+
+def test_a_crash_takes_down_only_the_checks_under_way_not_every_one_queued(tmp_path, monkeypatch):
+    """Every check queued in the pool when a worker died got BrokenProcessPool too, and each was then checked
+    alone at once: one crash ran every queued check in a process of its own, past --jobs (on two cores,
+    innocent files then ran out of their time limit). Now no more checks than --jobs are under way, none waits
+    in the pool, and only the crashing file is checked alone."""
+    import threading
+
+    from perfxl.portal import store as store_module
+
+    from .portal_setup import check_crashing_once_others_wait
+
+    monkeypatch.setattr(store_module, "check_upload", check_crashing_once_others_wait)
+    setup = set_up(tmp_path)
+    waiting, alone = [], []
+    crashing_under_way = threading.Event()
+    real_in_checker, real_alone = store_module.Store.in_checker, store_module.Store._alone
+
+    async def counted(self, fn, path):
+        waiting.append(path)
+        if Path(path).parent.name == B:
+            crashing_under_way.set()
+        if len(waiting) == 4:  # the crashing file and three others
+            (self.folder / "marks").mkdir(exist_ok=True)
+            (self.folder / "marks" / "others-wait").touch()
+        return await real_in_checker(self, fn, path)
+
+    async def counted_alone(self, fn, path):
+        alone.append(path)
+        return await real_alone(self, fn, path)
+
+    monkeypatch.setattr(store_module.Store, "in_checker", counted)
+    monkeypatch.setattr(store_module.Store, "_alone", counted_alone)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=1)
+    with TestClient(create_app(config)) as client:
+        tokens = {u: _login(client, unit=u, code=setup["codes"][u]) for u in (A, B)}
+        answers: list = []
+        files = [(B, "good"), (A, "good"), (A, "bad"), (A, "good")]
+        threads = [threading.Thread(target=lambda u=u, n=n: answers.append(
+            (u, _upload(client, tokens[u], setup["files"][(u, n)])))) for u, n in files]
+        threads[0].start()
+        assert crashing_under_way.wait(60)  # the crashing file's check first, the others after it
+        for thread in threads[1:]:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        statuses = sorted((u, r.json()["submissions"][0]["status"]) for u, r in answers)
+    assert statuses == [(A, "errors"), (A, "valid"), (A, "valid"), (B, "rejected")], statuses
+    assert [Path(p).parent.name for p in alone] == [B]
+
+
+def test_a_slow_disk_does_not_make_other_uploads_busy(tmp_path, monkeypatch):
+    """The writing thread wrote each upload's file (fsynced) before recording it: on a slow disk (a share, a
+    busy server), or under many big uploads, the writes queued behind them ran out of their wait and were
+    told the bureau was merging (503) with no merge running. Files are written on other threads now; the
+    writing thread only records."""
+    import threading
+
+    from perfxl.portal import store as store_module
+
+    wait = 1.5
+    monkeypatch.setattr(store_module, "PORTAL_BUSY_SECONDS", wait)
+    real_write = store_module._fsync_write
+
+    def slow_disk(path, data):
+        time.sleep(1.0)  # a disk that takes a second to write and sync each file
+        real_write(path, data)
+
+    monkeypatch.setattr(store_module, "_fsync_write", slow_disk)
+    setup = set_up(tmp_path)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=1)
+    with TestClient(create_app(config)) as client:
+        token = _login(client, unit=A, code=setup["codes"][A])
+        names = [f"{i}.xlsx" for i in range(4)]
+        datas = [setup["files"][(A, "good")].read_bytes() + b"\0" * i for i in range(4)]  # four contents
+        answers: list = []
+        threads = [threading.Thread(target=lambda n=n, d=d: answers.append(client.post(
+            "/api/submissions", files=[("file", (n, d, "application/octet-stream"))], headers=_bearer(token))))
+            for n, d in zip(names, datas)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    assert [r.status_code for r in answers] == [200] * 4, [r.text for r in answers if r.status_code != 200]

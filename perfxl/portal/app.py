@@ -472,7 +472,7 @@ def create_app(config: PortalConfig) -> Starlette:
                 if not data:
                     continue
                 try:
-                    sid = await store().write(store().receive, session.unit, f.filename or "", data)
+                    sid = await store().hand_in(session.unit, f.filename or "", data)
                 except LedgerBusy:  # a merge is writing into the ledger: what is not recorded is not received
                     busy = True
                     break
@@ -540,8 +540,7 @@ def create_app(config: PortalConfig) -> Starlette:
         if not counts_for_unit(sub):  # refused or unreadable: no annotated copy of another unit's form
             return None
         path = store().folder / sub["stored"]
-        result = await asyncio.get_running_loop().run_in_executor(store().pool, checked_form, str(path))
-        checked = result
+        checked = await store().in_checker(checked_form, path)  # None too when the file kills its checker
         if checked is None:
             return None
         with tempfile.TemporaryDirectory() as tmp:

@@ -27,19 +27,19 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import sqlite3
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from perfxl import ledger as ledger_module
-from perfxl.files import TEMP_PREFIX, safe_filename
+from perfxl.files import safe_filename
 from perfxl.ledger import Ledger, StoredDataError
 from perfxl.merging import MergeOptions, check_upload, start_checker
 from perfxl.merging.versions import counting_order, version_that_counts
@@ -66,6 +66,25 @@ class Checked:
     checked: object | None  # the CheckedForm, for the annotated copy
 
 
+@dataclass
+class _Outcome:
+    """What a check found, before it is recorded: kept to record it again later, not to check again."""
+
+    sub: dict
+    path: Path
+    status: str
+    errors: int
+    warnings: int
+    problems: list
+    checked: object = None  # the CheckedForm, where the file was read
+    result: object = None  # the worker's FileResult, for the merge's cache
+
+
+class _CheckerDown(Exception):
+    """No checker worker could be started (no processes left, one hung starting): the check waits."""
+
+
+
 def _fsync_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=path.parent)
@@ -88,6 +107,7 @@ def _fsync_write(path: Path, data: bytes) -> None:
 
 RECHECK_SECONDS = 15.0  # a check whose result found the ledger locked is tried again after this long
 PORTAL_BUSY_SECONDS = 10.0  # a write into the ledger waits this long at most, its time queued behind others included
+CHECKER_START_SECONDS = 120.0  # a checker worker that has not started by then never will (a hung start)
 READ_BUSY_SECONDS = 0.5  # a read waits for no writer in WAL mode; this only bounds a rare recovery's wait
 
 
@@ -127,6 +147,8 @@ class Store:
         self._readers_lock = threading.Lock()
         self._later: set[asyncio.Task] = set()  # checks to try again once a merge lets the ledger go
         self._renewing = asyncio.Lock()  # the checker pool is renewed by one check at a time
+        self._checking = asyncio.Semaphore(max(1, jobs))  # checks under way, in the pool or alone
+        self._alone_pools: set = set()  # one-worker pools re-checking what a crash took down
         self.units = {u.code: u for u in units}
         self.by_name: dict[str, set[str]] = {}  # a unit name as a form may write it → roster codes
         for u in units:
@@ -141,7 +163,7 @@ class Store:
         """The checker workers, forked now rather than at the first upload: a fork later would copy into
         them whatever descriptors the server holds by then (a browser driver's pipes in the tests)."""
         pool = start_checker(self.options, self.units, str(self.ledger_path), self.jobs)
-        pool.submit(os.getpid).result()
+        pool.submit(os.getpid).result(timeout=CHECKER_START_SECONDS)
         return pool
 
     def close(self) -> None:
@@ -151,7 +173,8 @@ class Store:
         for task in list(self._later):
             task.cancel()
         self._writer.shutdown(wait=True, cancel_futures=True)
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        for pool in [self.pool, *self._alone_pools]:
+            pool.shutdown(wait=True, cancel_futures=True)
         with self.lock, self._readers_lock:
             for reader in self._readers:
                 reader.close()
@@ -219,14 +242,30 @@ class Store:
 
     def receive(self, unit: str, file_name: str, data: bytes) -> int:
         """Put an upload on disk and in the ledger; returns its submission id. Nothing of the request is
-        used as a path: the name on disk is the content's hash, under the signed-in unit's folder."""
+        used as a path: the name on disk is the content's hash, under the signed-in unit's folder. (The
+        portal's requests use `hand_in`, which does the same on its threads.)"""
+        return self._record_submission(unit, file_name, data, self._place(unit, data))
+
+    async def hand_in(self, unit: str, file_name: str, data: bytes) -> int:
+        """`receive` from the event loop: the file written (fsynced) on a thread of the default pool, only its
+        record on the writing thread, whose queue must hold nothing slow (every write waits in it)."""
+        placed = await asyncio.get_running_loop().run_in_executor(None, self._place, unit, data)
+        return await self.write(self._record_submission, unit, file_name, data, placed)
+
+    def _place(self, unit: str, data: bytes) -> tuple[str, Path, bool]:
+        """The upload written where its content names it, if it is not there already: (its sha256, its path,
+        whether it was there)."""
         sha = hashlib.sha256(data).hexdigest()
         suffix = ".xls" if data.startswith(OLE_MAGIC) else ".xlsx"
         path = self.files / safe_filename(unit) / f"{sha}{suffix}"
-        stored = str(path.relative_to(self.folder))
         again = path.exists()
         if not again:
             _fsync_write(path, data)
+        return sha, path, again
+
+    def _record_submission(self, unit: str, file_name: str, data: bytes, placed: tuple[str, Path, bool]) -> int:
+        sha, path, again = placed
+        stored = str(path.relative_to(self.folder))
         with self.lock:
             try:
                 sid = self.ledger.add_submission(unit, safe_filename(file_name or "未命名.xlsx"), sha, len(data), stored)
@@ -246,56 +285,52 @@ class Store:
                 raise
         return sid
 
-    async def check(self, sid: int) -> Checked:
+    async def check(self, sid: int, outcome: _Outcome | None = None) -> Checked:
         """Check a received upload and record the result. Where a merge holds the ledger past the wait while
         the result is recorded, nothing of it is recorded: the submission stays 'checking' (检查中), is
-        returned so, and is checked again a little later (RECHECK_SECONDS) until its result is recorded."""
+        returned so, and its result is recorded a little later (RECHECK_SECONDS), the check not run again
+        (a file that kills its checker broke the pool at every try). Where no checker can be started now (no
+        processes left), it is checked again then."""
         try:
-            return await self._check(sid)
+            if outcome is None:
+                outcome = await self._outcome(sid)
+            return await self._commit(sid, outcome)
         except (LedgerBusy, sqlite3.OperationalError) as exc:
             if not isinstance(exc, LedgerBusy) and not _busy(exc):
                 raise
             await asyncio.get_running_loop().run_in_executor(self._writer, self._out_of_transaction)
-            self._check_later(sid)
-            return Checked(self._reader().submission(sid), None)
+        except _CheckerDown:
+            logging.getLogger("perfxl.portal").exception("submission %s: no checker could be started", sid)
+        self._check_later(sid, outcome)
+        return Checked(self._reader().submission(sid), None)
 
     def _out_of_transaction(self) -> None:
         with self.lock:
             self.ledger.db.rollback()  # the writing connection out of the failed transaction, for the next
 
-    def _check_later(self, sid: int) -> None:
+    def _check_later(self, sid: int, outcome: _Outcome | None) -> None:
         async def again():
             await asyncio.sleep(RECHECK_SECONDS)
             sub = self._reader().submission(sid)
             if sub is not None and sub["status"] == "checking":
-                await self.check(sid)
+                await self.check(sid, outcome)
 
         task = asyncio.get_running_loop().create_task(again())
         self._later.add(task)  # held until done: the loop keeps only weak references to its tasks
         task.add_done_callback(self._later.discard)
 
-    async def _check(self, sid: int) -> Checked:
+    async def _outcome(self, sid: int) -> _Outcome:
+        """What the check of this submission finds (nothing recorded yet)."""
         sub = self._reader().submission(sid)
         path = self.folder / sub["stored"]
         if not path.exists():  # taken away by hand: nothing to check; the unit is asked to hand it in again
             gone = problem("file-unreadable", detail="上传的文件已不在报送库中，请重新上传")
-            return await self.write(self._finish, sid, sub, "rejected", 0, 0, [gone.to_dict("zh")], None, path)
-        pool = self.pool
-        try:
-            result = await asyncio.get_running_loop().run_in_executor(pool, check_upload, str(path))
-        except BrokenProcessPool:
-            # A worker died, and every check in the pool with it: this file's doing, or another upload's
-            # checked beside it. The pool is renewed once for all it broke, and each of them is checked again
-            # alone: only a file that kills its own worker too is rejected for it (an innocent unit's upload
-            # was rejected as worker-crash whenever a hostile one broke the pool).
-            await self._renew(pool)
-            result = await self._check_alone(path)
+            return _Outcome(sub, path, "rejected", 0, 0, [gone.to_dict("zh")])
+        result = await self.in_checker(check_upload, path)
         if result is None:
-            bad = problem("worker-crash")
-            return await self.write(self._finish, sid, sub, "rejected", 0, 0, [bad.to_dict("zh")], None, path)
+            return _Outcome(sub, path, "rejected", 0, 0, [problem("worker-crash").to_dict("zh")])
         summary = result.summary
         checked = checked_from_bytes(result.checked)  # made by our own worker from this store's file
-        await self.write(self._record, result, path)
         problems = [p.to_dict("zh") for p in checked.problems]
         other = None if summary["read_error"] else self.other_unit(sub["unit_code"], summary)
         if summary["read_error"]:
@@ -307,26 +342,62 @@ class Store:
             status = "refused"
         else:
             status = "errors" if summary["errors"] else "valid"
-        return await self.write(self._finish, sid, sub, status, summary["errors"], summary["warnings"], problems,
-                                checked, path, status in {"rejected", "refused"})
+        return _Outcome(sub, path, status, summary["errors"], summary["warnings"], problems, checked, result)
+
+    async def _commit(self, sid: int, outcome: _Outcome) -> Checked:
+        """The outcome recorded: the file's check in the merge's cache, a refused file copied out of files/
+        (on a thread of the default pool: the writing thread's queue holds nothing slow), the result."""
+        if outcome.result is not None:
+            await self.write(self._record, outcome.result, outcome.path)
+        target = None
+        if outcome.status in ("rejected", "refused") and outcome.path.is_relative_to(self.files) \
+                and outcome.path.exists():  # not a readable form of this unit: kept, out of what merge reads
+            target = self.refused / f"{outcome.sub['sha256']}.bin"
+            if not target.exists():
+                data = await asyncio.get_running_loop().run_in_executor(None, outcome.path.read_bytes)
+                await asyncio.get_running_loop().run_in_executor(None, _fsync_write, target, data)
+        return await self.write(self._finish, sid, outcome, target)
+
+    async def in_checker(self, fn, path: Path):
+        """`fn(str(path))` in a checker worker: its result, or None when the file kills even a worker of its
+        own. At most `jobs` at a time, so none waits in the pool: when a worker dies, it takes down only the
+        checks under way, not every one queued."""
+        async with self._checking:
+            pool = self.pool
+            try:
+                return await asyncio.get_running_loop().run_in_executor(pool, fn, str(path))
+            except BrokenProcessPool:
+                # A worker died, and every check in the pool with it: this file's doing, or another upload's
+                # checked beside it. The pool is renewed once for all it broke, and each of them is checked
+                # again alone: only a file that kills its own worker too is rejected for it (an innocent
+                # unit's upload was rejected as worker-crash whenever a hostile one broke the pool).
+                await self._renew(pool)
+                return await self._alone(fn, path)
 
     async def _renew(self, broken) -> None:
         """A fresh checker pool in place of `broken`, once for all the checks it broke, started in a thread:
         its workers' start is not waited for on the event loop."""
         async with self._renewing:
             if self.pool is broken:
-                self.pool = await asyncio.get_running_loop().run_in_executor(None, self._start_pool)
+                try:
+                    self.pool = await asyncio.get_running_loop().run_in_executor(None, self._start_pool)
+                except (OSError, FuturesTimeout, BrokenProcessPool) as exc:
+                    raise _CheckerDown(str(exc)) from exc
                 broken.shutdown(wait=False, cancel_futures=True)
 
-    async def _check_alone(self, path: Path):
-        """The file checked in a worker of its own (its result), or None when it kills that one too."""
-        alone = start_checker(self.options, self.units, str(self.ledger_path), 1)
+    async def _alone(self, fn, path: Path):
         try:
-            return await asyncio.get_running_loop().run_in_executor(alone, check_upload, str(path))
+            alone = start_checker(self.options, self.units, str(self.ledger_path), 1)
+        except OSError as exc:
+            raise _CheckerDown(str(exc)) from exc
+        self._alone_pools.add(alone)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(alone, fn, str(path))
         except BrokenProcessPool:
             return None
         finally:
             alone.shutdown(wait=False, cancel_futures=True)
+            self._alone_pools.discard(alone)
 
     def _record(self, result, path: Path) -> None:
         with self.lock:  # the merge's cache, as the merge would record it: `perfxl merge` reads no file twice
@@ -353,29 +424,24 @@ class Store:
         unit = self.units.get(code)
         return f"{code} {unit.name}" if unit else code
 
-    def _finish(self, sid, sub, status, errors, warnings, problems, checked, path: Path, refuse=True) -> Checked:
-        moved = refuse and path.is_relative_to(self.files) and path.exists()
-        if moved:  # not a readable form of this unit: kept, but out of the folder `perfxl merge` reads
-            target = self.refused / f"{sub['sha256']}.bin"
-            if not target.exists():  # whole or not at all: a copy cut short by a crash would never be made again
-                partial = self.refused / f"{TEMP_PREFIX}{sub['sha256']}.part"
-                shutil.copy2(path, partial)
-                os.replace(partial, target)
+    def _finish(self, sid: int, outcome: _Outcome, target: Path | None) -> Checked:
+        sub, path = outcome.sub, outcome.path
         with self.lock:
             # The move and the result recorded together, before the file leaves files/: a ledger locked now
             # leaves the submission 'checking' with its file where it names it, to be checked again
             try:
                 with self.ledger.db:
-                    if moved:
+                    if target is not None:
                         self.ledger.db.execute("UPDATE submissions SET stored=? WHERE id=?",
                                                (str(target.relative_to(self.folder)), sid))
-                    self.ledger.finish_submission(sid, status, errors, warnings, problems)
+                    self.ledger.finish_submission(sid, outcome.status, outcome.errors, outcome.warnings,
+                                                  outcome.problems)
             except sqlite3.Error:
                 self.ledger.db.rollback()
                 raise
-            if moved and not self._still_needed(sub, path):
+            if target is not None and not self._still_needed(sub, path):
                 path.unlink(missing_ok=True)
-            return Checked(self.ledger.submission(sid), checked)
+            return Checked(self.ledger.submission(sid), outcome.checked)
 
     def _still_needed(self, sub: dict, path: Path) -> bool:
         """The same content handed in earlier and accepted, or handed in again and not checked yet, keeps its
@@ -422,7 +488,8 @@ class Store:
 
     def add_return(self, unit: str, comment: str) -> None:
         """From a worker thread; LedgerBusy while a merge holds the ledger. The version returned is the one
-        that counts as the return is recorded (read by the writing connection, in its transaction)."""
+        that counts as the return is recorded: read by the writing connection under its lock, which every
+        change to the submissions takes."""
         with self._writing() as ledger:
             current = _current(ledger.submissions(unit))
             ledger.add_return(unit, current["id"] if current else None, comment)
