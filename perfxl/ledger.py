@@ -521,15 +521,15 @@ class _BoundedConnection(sqlite3.Connection):
         return self.cursor().executemany(sql, parameters)
 
 
-def readonly_target(absolute: PurePath) -> tuple[str, bool]:
-    """What SQLite is given to open this absolute path read-only, and whether it is a URI (mode=ro). Not
-    resolved: on Windows, resolve() makes a mapped drive's path (Z:\\台账) the share's (\\\\server\\share),
-    and no SQLite URI can name a share (a URI's host is refused). A path on a share is opened by its name
-    instead, read-only by PRAGMA query_only."""
-    uri = absolute.as_uri()
-    if uri.startswith("file:///"):
-        return f"{uri}?mode=ro", True
-    return str(absolute), False
+def readonly_uri(absolute: PurePath) -> str | None:
+    """The file: URI (mode=ro) by which SQLite opens this absolute path read-only; None where no URI can name
+    it: a path on a Windows share (\\\\server\\share), whose host SQLite refuses, or a device path. Not
+    resolved: on Windows, resolve() made a mapped drive's path (Z:\\台账) the share's."""
+    try:
+        uri = absolute.as_uri()
+    except ValueError:  # not absolute after all (a drive-relative path)
+        return None
+    return f"{uri}?mode=ro" if uri.startswith("file:///") else None
 
 
 def open_readonly(path: Path, threads: bool = False) -> sqlite3.Connection:
@@ -538,13 +538,12 @@ def open_readonly(path: Path, threads: bool = False) -> sqlite3.Connection:
     schema checked (ForeignSchema for anything perfxl never writes), schema code not trusted, and every
     statement bounded in time. sqlite3.Error when it cannot be opened as a database. `threads`: it may be
     closed from another thread than the one that opened it."""
-    target, is_uri = readonly_target(Path(path).absolute())
-    if not is_uri and not Path(target).is_file():  # opened by name, SQLite would create it
-        raise sqlite3.OperationalError("unable to open database file")
-    db = sqlite3.connect(target, uri=is_uri, timeout=30, factory=_BoundedConnection, check_same_thread=not threads)
+    uri = readonly_uri(Path(os.path.abspath(path)))
+    if uri is None:  # opened by name, SQLite would write into it (a checkpoint as it closes), or create it
+        raise sqlite3.OperationalError(f"{path} 在网络共享位置上，无法只读打开；请先复制到本机再使用 "
+                                       "(a file on a network share cannot be opened read-only: copy it here first)")
+    db = sqlite3.connect(uri, uri=True, timeout=30, factory=_BoundedConnection, check_same_thread=not threads)
     try:
-        if not is_uri:
-            db.execute("PRAGMA query_only=ON")
         db.execute("PRAGMA trusted_schema=OFF")
         why = _schema_problem(db)
     except BaseException:
