@@ -247,7 +247,8 @@ def _run_pool(tasks, options, roster, db_path, jobs, chunk, parts=None):
             pending, suspects = suspects, []
         if not pending:
             continue
-        with worker_pool(jobs, pool_context(), init_worker, (options, roster, db_path, _renewed(parts))) as pool:
+        workers = min(jobs, -(-len(pending) // size))  # no more than there are chunks: a worker costs its start
+        with worker_pool(workers, pool_context(), init_worker, (options, roster, db_path, _renewed(parts))) as pool:
             futures = {pool.submit(_process_chunk, pending[i:i + size]): pending[i:i + size]
                        for i in range(0, len(pending), size)}
             for future in as_completed(futures):
