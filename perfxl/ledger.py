@@ -540,8 +540,9 @@ def open_readonly(path: Path, threads: bool = False) -> sqlite3.Connection:
     closed from another thread than the one that opened it."""
     uri = readonly_uri(Path(os.path.abspath(path)))
     if uri is None:  # opened by name, SQLite would write into it (a checkpoint as it closes), or create it
-        raise sqlite3.OperationalError(f"{path} 在网络共享位置上，无法只读打开；请先复制到本机再使用 "
-                                       "(a file on a network share cannot be opened read-only: copy it here first)")
+        raise sqlite3.OperationalError(f"{path} 无法以只读方式打开（网络共享路径，或不完整的路径）；请先复制到本机再使用 "
+                                       "(a path on a network share, or not a whole path, cannot be opened read-only: "
+                                       "copy the file here first)")
     db = sqlite3.connect(uri, uri=True, timeout=30, factory=_BoundedConnection, check_same_thread=not threads)
     try:
         db.execute("PRAGMA trusted_schema=OFF")

@@ -1513,3 +1513,108 @@ def test_a_slow_disk_does_not_make_other_uploads_busy(tmp_path, monkeypatch):
         for thread in threads:
             thread.join(120)
     assert [r.status_code for r in answers] == [200] * 4, [r.text for r in answers if r.status_code != 200]
+
+
+def test_uploads_refused_while_queued_behind_a_merge_leave_no_file(tmp_path, monkeypatch):
+    """Two units upload while a merge holds the ledger: the second's record, queued behind the first's, was
+    refused before it ran, so nothing took its file away: the unit was told 文件未收下 while its file stayed in
+    files/, where `perfxl merge` counts it (found by review9). Every upload not recorded leaves no file."""
+    import sqlite3
+    import threading
+
+    from perfxl.portal import store as store_module
+
+    monkeypatch.setattr(store_module, "PORTAL_BUSY_SECONDS", 1.0)
+    setup = set_up(tmp_path)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=1)
+    with TestClient(create_app(config)) as client:
+        tokens = {u: _login(client, unit=u, code=setup["codes"][u]) for u in (A, B)}
+        merge = sqlite3.connect(setup["store"] / LEDGER_NAME)
+        answers: list = []
+        try:
+            merge.execute("BEGIN IMMEDIATE")
+            threads = [threading.Thread(target=lambda u=u: answers.append(_upload(client, tokens[u], setup["files"][(u, "good")])))
+                       for u in (A, B)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+        finally:
+            merge.rollback()
+            merge.close()
+        assert [r.status_code for r in answers] == [503, 503]
+    assert not [p for p in (setup["store"] / "files").rglob("*") if p.is_file()]
+
+
+def test_a_result_recorded_later_for_a_file_taken_away_meanwhile_says_it_is_gone(tmp_path, monkeypatch):
+    """A check's result kept to be recorded once a merge lets go of the ledger was recorded as it was (valid)
+    though its file had been taken out of files/ meanwhile: the board said 已报送 for a file no merge would
+    find (found by review9). What is recorded is what a check finds then: the file is gone."""
+    import sqlite3
+
+    from perfxl import ledger
+    from perfxl.portal import store as store_module
+
+    monkeypatch.setattr(ledger, "BUSY_SECONDS", 0.2)
+    monkeypatch.setattr(store_module, "RECHECK_SECONDS", 0.3)
+    setup = set_up(tmp_path)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=1)
+    real = store_module.Store._record_submission
+    merges = []
+
+    def received_then_the_merge_starts(self, *args):
+        sid = real(self, *args)
+        merges.append(sqlite3.connect(setup["store"] / LEDGER_NAME, check_same_thread=False))
+        merges[0].execute("BEGIN IMMEDIATE")
+        return sid
+
+    monkeypatch.setattr(store_module.Store, "_record_submission", received_then_the_merge_starts)
+    with TestClient(create_app(config)) as client:
+        token = _login(client, unit=A, code=setup["codes"][A])
+        r = _upload(client, token, setup["files"][(A, "good")])
+        assert r.json()["submissions"][0]["status"] == "checking", r.text
+        for stored in (setup["store"] / "files").rglob("*.xlsx"):
+            stored.unlink()  # taken away by hand while the merge runs
+        merges[0].rollback()
+        merges[0].close()
+        deadline = time.monotonic() + 20
+        while (sub := client.get("/api/submissions", headers=_bearer(token)).json()["submissions"][0])["status"] \
+                == "checking" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sub["status"] == "rejected" and "不在报送库中" in sub["problems"][0]["message"], sub
+
+
+def test_a_checker_pool_that_cannot_start_again_leaves_uploads_checking_and_is_tried_once(tmp_path, monkeypatch):
+    """The pool broken by a crash cannot be started again (no processes left): each check it took down is
+    left 检查中, to be tried again later, not a 500; and the checks waiting for the renewal do not each try to
+    start a pool in turn (found by review9: each held its slot while it tried, for up to two minutes)."""
+    import threading
+
+    from perfxl.portal import store as store_module
+
+    from .portal_setup import check_beside_a_crash
+
+    monkeypatch.setattr(store_module, "check_upload", check_beside_a_crash)
+    setup = set_up(tmp_path)
+    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                          ADMIN_PASSWORD, jobs=2)
+    attempts = []
+
+    def no_processes_left(self):
+        attempts.append(1)
+        raise OSError(11, "Resource temporarily unavailable")
+
+    with TestClient(create_app(config)) as client:
+        monkeypatch.setattr(store_module.Store, "_start_pool", no_processes_left)  # the first start went well
+        tokens = {u: _login(client, unit=u, code=setup["codes"][u]) for u in (A, B)}
+        answers: dict = {}
+        threads = [threading.Thread(target=lambda u=u: answers.setdefault(u, _upload(client, tokens[u], setup["files"][(u, "good")])))
+                   for u in (A, B)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert [answers[u].json()["submissions"][0]["status"] for u in (A, B)] == ["checking", "checking"]
+        assert len(attempts) == 1

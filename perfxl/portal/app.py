@@ -40,7 +40,15 @@ from perfxl.files import safe_filename
 from perfxl.issued import RECORD_FILE
 from perfxl.manifest import read_manifest
 from perfxl.portal.auth import AccessCodes, Session, Throttle, Tokens, client_key, load_secret
-from perfxl.portal.store import STATUS_ZH, LedgerBusy, Store, checked_form, counts_for_unit, shown_status
+from perfxl.portal.store import (
+    STATUS_ZH,
+    CheckerDown,
+    LedgerBusy,
+    Store,
+    checked_form,
+    counts_for_unit,
+    shown_status,
+)
 from perfxl.report import annotate_workbook
 from perfxl.roster import Unit
 
@@ -531,7 +539,11 @@ def create_app(config: PortalConfig) -> Starlette:
         sub = own(request, session)
         if not sub:
             return error(404, "没有这份报送", "no such submission")
-        data = await annotated(sub)
+        try:
+            data = await annotated(sub)
+        except CheckerDown:
+            return error(503, "检查程序暂时无法启动，批注副本未生成。请过几分钟再试。",
+                         "no checker could be started: try again in a few minutes")
         if data is None:
             return error(404, "此文件无法生成批注副本（无法读取或为 .xls）", "no annotated copy for this file")
         return _download(data, f"{Path(sub['file_name']).stem}_校验批注.xlsx")

@@ -80,7 +80,7 @@ class _Outcome:
     result: object = None  # the worker's FileResult, for the merge's cache
 
 
-class _CheckerDown(Exception):
+class CheckerDown(Exception):
     """No checker worker could be started (no processes left, one hung starting): the check waits."""
 
 
@@ -147,6 +147,7 @@ class Store:
         self._readers_lock = threading.Lock()
         self._later: set[asyncio.Task] = set()  # checks to try again once a merge lets the ledger go
         self._renewing = asyncio.Lock()  # the checker pool is renewed by one check at a time
+        self._down_until = 0.0  # a renewal failed: none is tried again before then
         self._checking = asyncio.Semaphore(max(1, jobs))  # checks under way, in the pool or alone
         self._alone_pools: set = set()  # one-worker pools re-checking what a crash took down
         self.units = {u.code: u for u in units}
@@ -161,9 +162,16 @@ class Store:
 
     def _start_pool(self):
         """The checker workers, forked now rather than at the first upload: a fork later would copy into
-        them whatever descriptors the server holds by then (a browser driver's pipes in the tests)."""
+        them whatever descriptors the server holds by then (a browser driver's pipes in the tests). A pool
+        whose worker does not start is stopped, its workers killed, not left behind."""
         pool = start_checker(self.options, self.units, str(self.ledger_path), self.jobs)
-        pool.submit(os.getpid).result(timeout=CHECKER_START_SECONDS)
+        try:
+            pool.submit(os.getpid).result(timeout=CHECKER_START_SECONDS)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.kill()
+            raise
         return pool
 
     def close(self) -> None:
@@ -210,16 +218,14 @@ class Store:
     async def write(self, fn, *args):
         """`fn(*args)`, a change to the ledger, on the store's writing thread (see __init__). It waits for a
         merge's lock at most PORTAL_BUSY_SECONDS from now, its time queued behind other writes included:
-        past that, LedgerBusy (sqlite3.OperationalError from within `fn`), and the next write queued is not
-        kept waiting longer either."""
+        past that, `fn` meets the lock as sqlite3.OperationalError ("database is locked") at once, and
+        undoes what it must as it would after a wait (an upload not recorded takes its file away)."""
         deadline = time.monotonic() + PORTAL_BUSY_SECONDS
         return await asyncio.get_running_loop().run_in_executor(
             self._writer, functools.partial(self._within, deadline, fn, *args))
 
     def _within(self, deadline: float, fn, *args):
         left = min(deadline - time.monotonic(), self._wait)
-        if left <= 0:
-            raise LedgerBusy("queued behind writes that waited for a merge's lock past the wait")
         with self.lock:
             self.ledger.db.execute(f"PRAGMA busy_timeout={max(1, int(left * 1000))}")
         return fn(*args)
@@ -292,6 +298,8 @@ class Store:
         (a file that kills its checker broke the pool at every try). Where no checker can be started now (no
         processes left), it is checked again then."""
         try:
+            if outcome is not None and not await asyncio.get_running_loop().run_in_executor(None, outcome.path.exists):
+                outcome = None  # taken away since it was checked: what a check finds now, not what it found
             if outcome is None:
                 outcome = await self._outcome(sid)
             return await self._commit(sid, outcome)
@@ -299,7 +307,7 @@ class Store:
             if not isinstance(exc, LedgerBusy) and not _busy(exc):
                 raise
             await asyncio.get_running_loop().run_in_executor(self._writer, self._out_of_transaction)
-        except _CheckerDown:
+        except CheckerDown:
             logging.getLogger("perfxl.portal").exception("submission %s: no checker could be started", sid)
         self._check_later(sid, outcome)
         return Checked(self._reader().submission(sid), None)
@@ -379,17 +387,20 @@ class Store:
         its workers' start is not waited for on the event loop."""
         async with self._renewing:
             if self.pool is broken:
+                if time.monotonic() < self._down_until:  # failed a moment ago: the checks waiting do not each try
+                    raise CheckerDown("the checker pool failed to start a moment ago")
                 try:
                     self.pool = await asyncio.get_running_loop().run_in_executor(None, self._start_pool)
                 except (OSError, FuturesTimeout, BrokenProcessPool) as exc:
-                    raise _CheckerDown(str(exc)) from exc
+                    self._down_until = time.monotonic() + RECHECK_SECONDS
+                    raise CheckerDown(str(exc)) from exc
                 broken.shutdown(wait=False, cancel_futures=True)
 
     async def _alone(self, fn, path: Path):
         try:
             alone = start_checker(self.options, self.units, str(self.ledger_path), 1)
         except OSError as exc:
-            raise _CheckerDown(str(exc)) from exc
+            raise CheckerDown(str(exc)) from exc
         self._alone_pools.add(alone)
         try:
             return await asyncio.get_running_loop().run_in_executor(alone, fn, str(path))
