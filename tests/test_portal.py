@@ -29,8 +29,7 @@ A, B, C = (u[0] for u in UNITS)
 @pytest.fixture()
 def site(tmp_path):
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, max_upload_mb=1, jobs=1)
+    config = _config(setup, max_upload_mb=1, jobs=1)
     with TestClient(create_app(config)) as client:
         yield client, setup, config
 
@@ -43,6 +42,12 @@ def _login(client, **body) -> str:
 
 def _bearer(token):
     return {"Authorization": f"Bearer {token}"}
+
+
+def _config(setup: dict, **options) -> PortalConfig:
+    """The portal of `set_up`'s store, roster and forms, with the test's admin password."""
+    return PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
+                        ADMIN_PASSWORD, **options)
 
 
 def _upload(client, token, *paths):
@@ -166,8 +171,7 @@ def test_the_board_agrees_with_perfxl_merge_over_the_store(site, tmp_path):
 
 def test_an_upload_answered_before_a_crash_is_checked_after_the_restart(tmp_path):
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
+    config = _config(setup, jobs=1)
     from perfxl.portal.store import Store
 
     store = Store(config.store_dir, config.units, config.roster_path, jobs=1)
@@ -411,8 +415,7 @@ def test_a_logged_out_token_is_refused_on_every_endpoint(site):
 
 def test_a_logged_out_cookie_is_refused_and_stays_refused_after_a_restart(tmp_path):
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
+    config = _config(setup, jobs=1)
     with TestClient(create_app(config)) as client:
         client.get("/")  # the browser id cookie, as a page visit sets it
         client.post("/login", data={"unit": A, "code": setup["codes"][A], "csrf": _csrf(client.get("/").text)},
@@ -1129,8 +1132,7 @@ def test_an_upload_while_a_merge_holds_the_ledger_is_refused_in_chinese_and_leav
 
     monkeypatch.setattr(ledger, "BUSY_SECONDS", 0.2)
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
+    config = _config(setup, jobs=1)
     with TestClient(create_app(config)) as client:
         token = _login(client, unit=A, code=setup["codes"][A])
         assert _upload(client, token, setup["files"][(A, "bad")]).status_code == 200
@@ -1209,8 +1211,7 @@ def test_the_same_refused_file_twice_in_one_upload_is_refused_twice_and_the_port
     second found nothing (a 500), stayed 检查中 naming a file that was gone, and the portal no longer
     started (its start checks what was left 检查中). Found by a hostile review; older than this stop."""
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
+    config = _config(setup, jobs=1)
     data = setup["files"][(B, "good")].read_bytes() if kind == "another unit's form" else b"PK\x03\x04 not a workbook"
     with TestClient(create_app(config)) as client:
         token = _login(client, unit=A, code=setup["codes"][A])
@@ -1230,7 +1231,6 @@ def test_a_check_whose_result_finds_the_ledger_taken_is_checking_and_recorded_la
     检查中 (not a 500), and its result recorded once the merge lets go; the portal's connection is not left
     inside the failed transaction. The file is not checked again for it: a file that kills its checker broke
     the pool at every try (every 15 s, as long as the merge held the ledger)."""
-    import sqlite3
 
     from perfxl import ledger
     from perfxl.portal import store as store_module
@@ -1238,17 +1238,8 @@ def test_a_check_whose_result_finds_the_ledger_taken_is_checking_and_recorded_la
     monkeypatch.setattr(ledger, "BUSY_SECONDS", 0.2)
     monkeypatch.setattr(store_module, "RECHECK_SECONDS", 0.3)
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
-    real = store_module.Store._record_submission
-    merges = []
-
-    def received_then_the_merge_starts(self, *args):
-        sid = real(self, *args)
-        merges[0].execute("BEGIN IMMEDIATE")
-        return sid
-
-    monkeypatch.setattr(store_module.Store, "_record_submission", received_then_the_merge_starts)
+    config = _config(setup, jobs=1)
+    merges = _a_merge_takes_the_ledger_after_each_record(monkeypatch, setup)
     checks = []
     real_check = store_module.Store.in_checker
 
@@ -1259,18 +1250,41 @@ def test_a_check_whose_result_finds_the_ledger_taken_is_checking_and_recorded_la
     monkeypatch.setattr(store_module.Store, "in_checker", counted)
     with TestClient(create_app(config)) as client:
         token = _login(client, unit=A, code=setup["codes"][A])
-        merge = sqlite3.connect(setup["store"] / LEDGER_NAME, check_same_thread=False)  # there once it started
-        merges.append(merge)
         r = _upload(client, token, setup["files"][(A, "good")])
         assert r.status_code == 200 and r.json()["submissions"][0]["status"] == "checking", r.text
-        merge.rollback()
-        merge.close()
-        deadline = time.monotonic() + 20
-        while (status := client.get("/api/submissions", headers=_bearer(token)).json()["submissions"][0]["status"]) \
-                == "checking" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert status == "valid"
+        merges[0].rollback()
+        merges[0].close()
+        assert _once_checked(client, token)["status"] == "valid"
         assert len(checks) == 1
+
+
+def _a_merge_takes_the_ledger_after_each_record(monkeypatch, setup) -> list:
+    """Each upload is recorded, then a merge takes the ledger (BEGIN IMMEDIATE) before its check's result is
+    recorded: the merges' connections, to be let go by the test."""
+    import sqlite3
+
+    from perfxl.portal import store as store_module
+
+    real = store_module.Store._record_submission
+    merges: list = []
+
+    def received_then_the_merge_starts(self, *args):
+        sid = real(self, *args)
+        merges.append(sqlite3.connect(setup["store"] / LEDGER_NAME, check_same_thread=False))
+        merges[-1].execute("BEGIN IMMEDIATE")
+        return sid
+
+    monkeypatch.setattr(store_module.Store, "_record_submission", received_then_the_merge_starts)
+    return merges
+
+
+def _once_checked(client, token) -> dict:
+    """The unit's newest submission once it is no longer 检查中 (20 s at most)."""
+    deadline = time.monotonic() + 20
+    while (sub := client.get("/api/submissions", headers=_bearer(token)).json()["submissions"][0])["status"] \
+            == "checking" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return sub
 
 
 @pytest.mark.parametrize("waiting_in", ["receiving", "recording its check"])
@@ -1288,8 +1302,7 @@ def test_pages_answer_while_an_upload_waits_for_a_merges_lock(tmp_path, monkeypa
 
     monkeypatch.setattr(store_module, "PORTAL_BUSY_SECONDS", 25.0)  # the upload outwaits the pages below
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
+    config = _config(setup, jobs=1)
     merges = []
     waiting = threading.Event()
     method = "add_submission" if waiting_in == "receiving" else "record"
@@ -1333,8 +1346,7 @@ def test_a_logout_or_a_return_while_a_merge_holds_the_ledger_says_so_and_changes
 
     monkeypatch.setattr(store_module, "PORTAL_BUSY_SECONDS", 0.2)
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
+    config = _config(setup, jobs=1)
     with TestClient(create_app(config)) as client:
         token = _login(client, unit=A, code=setup["codes"][A])
         admin = _login(client, admin_password=ADMIN_PASSWORD)
@@ -1370,8 +1382,7 @@ def test_uploads_queued_behind_one_waiting_for_a_merge_are_all_answered_within_t
     wait = 1.5
     monkeypatch.setattr(store_module, "PORTAL_BUSY_SECONDS", wait)
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
+    config = _config(setup, jobs=1)
     with TestClient(create_app(config)) as client:
         token = _login(client, unit=A, code=setup["codes"][A])
         merge = sqlite3.connect(setup["store"] / LEDGER_NAME)
@@ -1399,7 +1410,6 @@ def test_an_upload_checked_beside_one_that_kills_its_worker_is_checked_again_not
     checked in the pool at that moment was rejected as worker-crash (读取该文件时解析进程异常退出（文件可能被恶意
     构造）), an innocent unit told its file looked crafted. Each is now checked again alone; only the file that
     kills its own worker too is rejected."""
-    import threading
 
     from perfxl.portal import store as store_module
 
@@ -1410,17 +1420,10 @@ def test_an_upload_checked_beside_one_that_kills_its_worker_is_checked_again_not
     real_start = store_module.Store._start_pool
     monkeypatch.setattr(store_module.Store, "_start_pool", lambda self: starts.append(1) or real_start(self))
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=2)
+    config = _config(setup, jobs=2)
     with TestClient(create_app(config)) as client:
         tokens = {u: _login(client, unit=u, code=setup["codes"][u]) for u in (A, B)}
-        answers: dict = {}
-        threads = [threading.Thread(target=lambda u=u: answers.setdefault(u, _upload(client, tokens[u], setup["files"][(u, "good")])))
-                   for u in (A, B)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
+        answers = _good_forms_at_once(client, tokens, setup)
         innocent, hostile = (answers[u].json()["submissions"][0] for u in (A, B))
         assert innocent["status"] == "valid", innocent
         assert hostile["status"] == "rejected" and hostile["problems"][0]["code"] == "worker-crash", hostile
@@ -1460,8 +1463,7 @@ def test_a_crash_takes_down_only_the_checks_under_way_not_every_one_queued(tmp_p
 
     monkeypatch.setattr(store_module.Store, "in_checker", counted)
     monkeypatch.setattr(store_module.Store, "_alone", counted_alone)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
+    config = _config(setup, jobs=1)
     with TestClient(create_app(config)) as client:
         tokens = {u: _login(client, unit=u, code=setup["codes"][u]) for u in (A, B)}
         answers: list = []
@@ -1498,8 +1500,7 @@ def test_a_slow_disk_does_not_make_other_uploads_busy(tmp_path, monkeypatch):
 
     monkeypatch.setattr(store_module, "_fsync_write", slow_disk)
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
+    config = _config(setup, jobs=1)
     with TestClient(create_app(config)) as client:
         token = _login(client, unit=A, code=setup["codes"][A])
         names = [f"{i}.xlsx" for i in range(4)]
@@ -1520,26 +1521,18 @@ def test_uploads_refused_while_queued_behind_a_merge_leave_no_file(tmp_path, mon
     refused before it ran, so nothing took its file away: the unit was told 文件未收下 while its file stayed in
     files/, where `perfxl merge` counts it (found by review9). Every upload not recorded leaves no file."""
     import sqlite3
-    import threading
 
     from perfxl.portal import store as store_module
 
     monkeypatch.setattr(store_module, "PORTAL_BUSY_SECONDS", 1.0)
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
+    config = _config(setup, jobs=1)
     with TestClient(create_app(config)) as client:
         tokens = {u: _login(client, unit=u, code=setup["codes"][u]) for u in (A, B)}
         merge = sqlite3.connect(setup["store"] / LEDGER_NAME)
-        answers: list = []
         try:
             merge.execute("BEGIN IMMEDIATE")
-            threads = [threading.Thread(target=lambda u=u: answers.append(_upload(client, tokens[u], setup["files"][(u, "good")])))
-                       for u in (A, B)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(60)
+            answers = list(_good_forms_at_once(client, tokens, setup).values())
         finally:
             merge.rollback()
             merge.close()
@@ -1551,7 +1544,6 @@ def test_a_result_recorded_later_for_a_file_taken_away_meanwhile_says_it_is_gone
     """A check's result kept to be recorded once a merge lets go of the ledger was recorded as it was (valid)
     though its file had been taken out of files/ meanwhile: the board said 已报送 for a file no merge would
     find (found by review9). What is recorded is what a check finds then: the file is gone."""
-    import sqlite3
 
     from perfxl import ledger
     from perfxl.portal import store as store_module
@@ -1559,18 +1551,8 @@ def test_a_result_recorded_later_for_a_file_taken_away_meanwhile_says_it_is_gone
     monkeypatch.setattr(ledger, "BUSY_SECONDS", 0.2)
     monkeypatch.setattr(store_module, "RECHECK_SECONDS", 0.3)
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=1)
-    real = store_module.Store._record_submission
-    merges = []
-
-    def received_then_the_merge_starts(self, *args):
-        sid = real(self, *args)
-        merges.append(sqlite3.connect(setup["store"] / LEDGER_NAME, check_same_thread=False))
-        merges[0].execute("BEGIN IMMEDIATE")
-        return sid
-
-    monkeypatch.setattr(store_module.Store, "_record_submission", received_then_the_merge_starts)
+    config = _config(setup, jobs=1)
+    merges = _a_merge_takes_the_ledger_after_each_record(monkeypatch, setup)
     with TestClient(create_app(config)) as client:
         token = _login(client, unit=A, code=setup["codes"][A])
         r = _upload(client, token, setup["files"][(A, "good")])
@@ -1579,10 +1561,7 @@ def test_a_result_recorded_later_for_a_file_taken_away_meanwhile_says_it_is_gone
             stored.unlink()  # taken away by hand while the merge runs
         merges[0].rollback()
         merges[0].close()
-        deadline = time.monotonic() + 20
-        while (sub := client.get("/api/submissions", headers=_bearer(token)).json()["submissions"][0])["status"] \
-                == "checking" and time.monotonic() < deadline:
-            time.sleep(0.1)
+        sub = _once_checked(client, token)
         assert sub["status"] == "rejected" and "不在报送库中" in sub["problems"][0]["message"], sub
 
 
@@ -1590,7 +1569,6 @@ def test_a_checker_pool_that_cannot_start_again_leaves_uploads_checking_and_is_t
     """The pool broken by a crash cannot be started again (no processes left): each check it took down is
     left 检查中, to be tried again later, not a 500; and the checks waiting for the renewal do not each try to
     start a pool in turn (found by review9: each held its slot while it tried, for up to two minutes)."""
-    import threading
 
     from perfxl.portal import store as store_module
 
@@ -1598,8 +1576,7 @@ def test_a_checker_pool_that_cannot_start_again_leaves_uploads_checking_and_is_t
 
     monkeypatch.setattr(store_module, "check_upload", check_beside_a_crash)
     setup = set_up(tmp_path)
-    config = PortalConfig(setup["store"], read_roster(setup["roster"]), setup["roster"], setup["forms"],
-                          ADMIN_PASSWORD, jobs=2)
+    config = _config(setup, jobs=2)
     attempts = []
 
     def no_processes_left(self):
@@ -1609,12 +1586,20 @@ def test_a_checker_pool_that_cannot_start_again_leaves_uploads_checking_and_is_t
     with TestClient(create_app(config)) as client:
         monkeypatch.setattr(store_module.Store, "_start_pool", no_processes_left)  # the first start went well
         tokens = {u: _login(client, unit=u, code=setup["codes"][u]) for u in (A, B)}
-        answers: dict = {}
-        threads = [threading.Thread(target=lambda u=u: answers.setdefault(u, _upload(client, tokens[u], setup["files"][(u, "good")])))
-                   for u in (A, B)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
+        answers = _good_forms_at_once(client, tokens, setup)
         assert [answers[u].json()["submissions"][0]["status"] for u in (A, B)] == ["checking", "checking"]
         assert len(attempts) == 1
+
+
+def _good_forms_at_once(client, tokens: dict, setup) -> dict:
+    """Each unit of `tokens` hands in its good form, all at the same time: the answers by unit."""
+    import threading
+
+    answers: dict = {}
+    threads = [threading.Thread(target=lambda u=u: answers.setdefault(u, _upload(client, tokens[u], setup["files"][(u, "good")])))
+               for u in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return answers
