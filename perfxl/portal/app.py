@@ -423,7 +423,7 @@ def create_app(config: PortalConfig) -> Starlette:
         if not csrf_ok(request, by_cookie, form.get("csrf")):
             return page("logout.html", request, status_code=403, **leaving(session),
                         message="页面已过期，请再点一次“退出登录”")
-        if not await revoked(session):
+        if not await revoke_session(session):
             return page("logout.html", request, status_code=503, **leaving(session), message=LOGOUT_BUSY)
         return without_cookie(RedirectResponse("/", status_code=303))
 
@@ -433,14 +433,14 @@ def create_app(config: PortalConfig) -> Starlette:
             return refused
         if not csrf_ok(request, by_cookie, None):
             return error(403, "缺少 CSRF 令牌（X-CSRF-Token）", "CSRF token missing or wrong")
-        if not await revoked(session):
+        if not await revoke_session(session):
             return error(503, LOGOUT_BUSY, "the ledger is busy (a merge is writing into it): not signed out; try again")
         return without_cookie(JSONResponse({"message": "已退出登录", "message_en": "signed out"}))
 
-    async def revoked(session: Session) -> bool:
-        """The session revoked in the ledger (in a worker thread: a merge's lock may keep it waiting); False
-        when a merge held the ledger past the wait. Until it is recorded the token still works, so the user
-        is not told they are signed out."""
+    async def revoke_session(session: Session) -> bool:
+        """The session revoked in the ledger, on its writing thread (a merge's lock may keep it waiting): False
+        when a merge held the ledger past the wait. Until it is recorded the token still works, so the user is
+        not told they are signed out."""
         try:
             await store().write(store().revoke, session.nonce, session.expires)
         except LedgerBusy:
@@ -626,8 +626,9 @@ def create_app(config: PortalConfig) -> Starlette:
         _, _, refused = need(request, "admin")
         if refused:
             return refused
-        data = await asyncio.get_running_loop().run_in_executor(None, _zipped, store())  # hundreds of files:
-        return _download(data, f"各单位最新报送_{datetime.now():%Y%m%d_%H%M}.zip")       # not on the event loop
+        # hundreds of files read and compressed: not on the event loop
+        data = await asyncio.get_running_loop().run_in_executor(None, _zipped, store())
+        return _download(data, f"各单位最新报送_{datetime.now():%Y%m%d_%H%M}.zip")
 
     async def api_return(request: Request):
         _, by_cookie, refused = need(request, "admin")

@@ -84,7 +84,6 @@ class CheckerDown(Exception):
     """No checker worker could be started (no processes left, one hung starting): the check waits."""
 
 
-
 def _fsync_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=path.parent)
@@ -242,7 +241,6 @@ class Store:
                 if _busy(exc):
                     raise LedgerBusy(str(exc)) from None
                 raise
-
 
     # -- receiving ----------------------------------------------------------------------------------
 
