@@ -317,3 +317,33 @@ def test_a_unit_uploading_while_a_merge_holds_the_ledger_reads_why_on_its_page(s
         page.set_input_files("#file", str(setup["files"][(A, "good")]))
         page.click("#upload")
         page.wait_for_selector("#latest-status.s-valid")
+
+
+def test_signing_out_while_a_merge_holds_the_ledger_says_it_did_not_happen(served, tmp_path, monkeypatch):
+    """退出登录 while a merge holds the portal's ledger past the wait: the page says the unit is not signed
+    out yet and to try again (the session still works: its revocation is not recorded), and the same button
+    signs out once the merge lets go."""
+    import sqlite3
+
+    from perfxl.portal import store as store_module
+    from perfxl.portal.store import LEDGER_NAME
+
+    monkeypatch.setattr(store_module, "PORTAL_BUSY_SECONDS", 0.2)
+    setup = set_up(tmp_path)
+    with _portal(setup) as url:
+        page = _sign_in(served["browser"], url, A, setup["codes"][A])
+        merge = sqlite3.connect(setup["store"] / LEDGER_NAME)
+        try:
+            merge.execute("BEGIN IMMEDIATE")
+            page.click("#logout")
+            page.wait_for_selector("text=尚未退出登录")
+            assert "请过几分钟再点“退出登录”" in page.inner_text(".alert")
+            _shot(page, "portal-logout-busy.png", tmp_path, docs=False)
+        finally:
+            merge.rollback()
+            merge.close()
+        assert page.goto(url + "/unit").status == 200  # still signed in
+        page.goto(url + "/logout")
+        page.click("#logout")
+        page.wait_for_url(url + "/")
+        assert page.goto(url + "/unit").status == 401
