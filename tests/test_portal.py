@@ -1357,6 +1357,14 @@ def test_a_logout_or_a_return_while_a_merge_holds_the_ledger_says_so_and_changes
             assert r.status_code == 503 and "尚未退出登录" in r.json()["error"], r.text
             r = client.post(f"/api/units/{A}/return", json={"comment": "请补充指标"}, headers=_bearer(admin))
             assert r.status_code == 503 and "退回未记下" in r.json()["error"], r.text
+            # the board's own form (a cookie, no JSON): back to the board, which says why, not a JSON body
+            client.cookies.set("perfxl_session", admin)
+            page = client.get("/admin")
+            csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+            r = client.post(f"/api/units/{A}/return", data={"comment": "请补充指标", "csrf": csrf}, follow_redirects=False)
+            assert r.status_code == 303 and r.headers["location"].startswith("/admin?notice=return-busy")
+            assert "退回未记下" in client.get(r.headers["location"]).text
+            client.cookies.clear()
         finally:
             merge.rollback()
             merge.close()

@@ -64,6 +64,9 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 LOGOUT_BUSY = "财政局正在汇总，报送台账暂时被占用，尚未退出登录。请过几分钟再点“退出登录”。"
+RETURN_BUSY = "财政局正在汇总，报送台账暂时被占用，退回未记下。请过几分钟再退回。"
+# What the board says after a form of its own was sent back to it (by key: no text of the request is shown)
+ADMIN_NOTICES = {"return-busy": RETURN_BUSY}
 RETURNED_UNCHANGED = "已收到，但这份文件与财政局退回的版本内容相同（没有修改），本单位仍为“已退回”：请按退回意见修改后再上传"
 FORM_OVERHEAD = 64 * 1024  # multipart headers and the CSRF field on top of the files the page lets through
 DRAIN_FLOOR = 256 * 1024 * 1024  # a refused body up to this size (or 4 × the upload cap) is read, then answered
@@ -654,8 +657,10 @@ def create_app(config: PortalConfig) -> Starlette:
         try:
             await store().write(store().add_return, code, comment)
         except LedgerBusy:
-            return error(503, "财政局正在汇总，报送台账暂时被占用，退回未记下。请过几分钟再退回。",
-                         "the ledger is busy (a merge is writing into it): the return is not recorded; try again")
+            if "application/json" in request.headers.get("accept", "") or not by_cookie:
+                return error(503, RETURN_BUSY,
+                             "the ledger is busy (a merge is writing into it): the return is not recorded; try again")
+            return RedirectResponse(f"/admin?notice=return-busy#u{quote(code)}", status_code=303)  # the board says why
         if declarations is not None:  # an adjustment sent back is also a decision the ledger keeps, with its comment
             await asyncio.get_running_loop().run_in_executor(None, _reject, store(), config, declarations, code,
                                                              comment)
@@ -706,7 +711,8 @@ def create_app(config: PortalConfig) -> Starlette:
             r["decision"] = decisions.get(r["unit_code"], "")
         return page("admin.html", request, rows=shown, counts=_counts(rows), per_department=per_department,
                     departments=departments, department=department, status=status, q=q,
-                    adjusting=declarations is not None)
+                    adjusting=declarations is not None,
+                    message=ADMIN_NOTICES.get(request.query_params.get("notice", ""), ""))
 
     async def home(request: Request):
         session, _ = session_of(request)
