@@ -8,6 +8,8 @@ render-ahead pool's workers did (they waited on a pipe their sibling held, for e
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import os
 import threading
 import time
@@ -24,8 +26,6 @@ def pool_context():
     which then waits for it for ever: two merges run in two threads of one process (the Python API) hung
     so. A process with other threads starts its workers from a clean server process instead (spawn where
     there is none), as on Windows."""
-    import multiprocessing
-
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
@@ -39,7 +39,8 @@ def worker_pool(workers: int, context=None, initializer: Callable | None = None,
     then runs in each, as ProcessPoolExecutor's own would."""
     context = context or pool_context()
     pool = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context,
-                               initializer=_start_worker, initargs=(os.getpid(), initializer, initargs))
+                               initializer=_start_worker,
+                               initargs=(os.getpid(), context.get_start_method() == "spawn", initializer, initargs))
     # Every worker started now, not one at a time as tasks come (as ProcessPoolExecutor does where it does not
     # fork): submit() wakes the pool's manager thread before it starts the worker for that task, so the
     # manager may already be waiting on the workers it knew, and a worker started then that dies (a file
@@ -51,20 +52,28 @@ def worker_pool(workers: int, context=None, initializer: Callable | None = None,
     return pool
 
 
-def _start_worker(owner: int, initializer: Callable | None, initargs: tuple) -> None:
-    exit_with(owner)
+def _start_worker(owner: int, spawned: bool, initializer: Callable | None, initargs: tuple) -> None:
+    exit_with(owner, spawned)
     if initializer is not None:
         initializer(*initargs)
 
 
-def exit_with(owner: int) -> None:
+def exit_with(owner: int, spawned: bool = False) -> None:
     """This worker ends (exit status 3) once `owner`, the process that made its pool, is gone. A forked
     worker shares the task pipe with its siblings, so it would otherwise wait on it, or finish its work, for
     ever. The owner is not always the parent: a pool started from a process with other threads is forked by
     a fork server (pool_context), whose children hold its own lifeline open, so neither would ever end.
 
-    POSIX only. On Windows the watch is not started: os.kill there ends the process it is given, and a
-    parent's id does not change when it dies (not checked here: no Windows machine)."""
+    A spawned worker (Windows, where nothing forks) is its owner's child, and waits on the sentinel
+    multiprocessing gives it of its parent (on Windows a handle of the parent process, here a pipe only the
+    parent holds): it ends the moment the owner does, without looking every second. The others look every
+    second, POSIX only: on Windows os.kill ends the process it is given."""
+    if spawned:
+        parent = multiprocessing.parent_process()
+        if parent is not None and parent.pid == owner and parent.sentinel is not None:
+            threading.Thread(target=_exit_when_ready, args=(parent.sentinel,), name="perfxl-owner-watch",
+                             daemon=True).start()
+            return
     if os.name == "nt" or owner <= 1:
         return
     parent = os.getppid()
@@ -76,6 +85,11 @@ def exit_with(owner: int) -> None:
                 os._exit(3)
 
     threading.Thread(target=watch, name="perfxl-owner-watch", daemon=True).start()
+
+
+def _exit_when_ready(sentinel) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(3)
 
 
 def _gone(pid: int) -> bool:

@@ -64,17 +64,19 @@ def descendants(pid: int) -> set[int]:
 
 
 @linux_only
-@pytest.mark.parametrize("started", ["fork", "forkserver"])
+@pytest.mark.parametrize("started", ["fork", "forkserver", "spawn"])
 def test_a_pools_workers_end_when_the_process_that_made_it_is_killed(tmp_path, started):
     """kill -9 of the process that made the pool: its workers, busy for ten minutes, end within seconds, and
     so does everything it started. A process with another thread running (a merge run from a thread, the
     portal) starts its workers from a fork server: they are the fork server's children, not the killed
-    process's, and each held the fork server's lifeline open, so both lived on for ever."""
-    script = ("import os, threading, time\nfrom perfxl.processes import worker_pool\n"
+    process's, and each held the fork server's lifeline open, so both lived on for ever. Spawned workers (as
+    on Windows, where no worker watched at all) wait on their parent's sentinel, the way they do there."""
+    script = ("import multiprocessing, os, threading, time\nfrom perfxl.processes import worker_pool\n"
               + ("threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
                  if started == "forkserver" else "")
-              + "pool = worker_pool(2)\n"
-              "futures = [pool.submit(time.sleep, 600) for _ in range(2)]\n"
+              + ("pool = worker_pool(2, multiprocessing.get_context('spawn'))\n" if started == "spawn"
+                 else "pool = worker_pool(2)\n")
+              + "futures = [pool.submit(time.sleep, 600) for _ in range(2)]\n"
               "deadline = time.monotonic() + 30\n"
               "while len(pool._processes) < 2 and time.monotonic() < deadline:\n    time.sleep(0.05)\n"
               "print(pool._mp_context.get_start_method(), *sorted(pool._processes), flush=True)\ntime.sleep(600)\n")
