@@ -73,6 +73,22 @@ def served(tmp_path_factory):
         browser.close()
 
 
+@contextlib.contextmanager
+def _a_merge_holding_the_ledger(setup: dict):
+    """The portal's ledger held as a merge writing its rows holds it (its write lock), until the block ends."""
+    import sqlite3
+
+    from perfxl.portal.store import LEDGER_NAME
+
+    merge = sqlite3.connect(setup["store"] / LEDGER_NAME)
+    try:
+        merge.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        merge.rollback()
+        merge.close()
+
+
 def _shot(page, name: str, tmp_path: Path, docs: bool = True) -> None:
     """A full-page screenshot, to look at: in tmp_path, or with PERFXL_SCREENSHOTS=1 in docs/ (those README shows)."""
     target = DOCS / name if docs and os.environ.get("PERFXL_SCREENSHOTS") == "1" else tmp_path / name
@@ -292,27 +308,19 @@ def test_a_unit_uploading_while_a_merge_holds_the_ledger_reads_why_on_its_page(s
     """The unit's page in a real browser when a merge holds the portal's ledger past the wait: the page says,
     in Chinese, that the bureau is merging and the file was not received, and to upload again later. (Its own
     portal, whose wait is cut short; the module's browser.)"""
-    import sqlite3
-
     from perfxl import ledger
-    from perfxl.portal.store import LEDGER_NAME
 
     monkeypatch.setattr(ledger, "BUSY_SECONDS", 0.2)
     setup = set_up(tmp_path)
     with _portal(setup) as url:
         page = _sign_in(served["browser"], url, A, setup["codes"][A])
-        merge = sqlite3.connect(setup["store"] / LEDGER_NAME)
-        try:
-            merge.execute("BEGIN IMMEDIATE")  # as a merge writing its rows holds it
+        with _a_merge_holding_the_ledger(setup):
             page.set_input_files("#file", str(setup["files"][(A, "good")]))
             page.click("#upload")
             page.wait_for_selector("text=正在汇总")
             said = page.inner_text("body")
             assert "文件未收下。请过几分钟再上传。" in said and "其余" not in said  # nothing was received
             _shot(page, "portal-busy.png", tmp_path, docs=False)
-        finally:
-            merge.rollback()
-            merge.close()
         page.goto(url + "/unit")
         page.set_input_files("#file", str(setup["files"][(A, "good")]))
         page.click("#upload")
@@ -323,25 +331,17 @@ def test_signing_out_while_a_merge_holds_the_ledger_says_it_did_not_happen(serve
     """退出登录 while a merge holds the portal's ledger past the wait: the page says the unit is not signed
     out yet and to try again (the session still works: its revocation is not recorded), and the same button
     signs out once the merge lets go."""
-    import sqlite3
-
     from perfxl.portal import store as store_module
-    from perfxl.portal.store import LEDGER_NAME
 
     monkeypatch.setattr(store_module, "PORTAL_BUSY_SECONDS", 0.2)
     setup = set_up(tmp_path)
     with _portal(setup) as url:
         page = _sign_in(served["browser"], url, A, setup["codes"][A])
-        merge = sqlite3.connect(setup["store"] / LEDGER_NAME)
-        try:
-            merge.execute("BEGIN IMMEDIATE")
+        with _a_merge_holding_the_ledger(setup):
             page.click("#logout")
             page.wait_for_selector("text=尚未退出登录")
             assert "请过几分钟再点“退出登录”" in page.inner_text(".alert")
             _shot(page, "portal-logout-busy.png", tmp_path, docs=False)
-        finally:
-            merge.rollback()
-            merge.close()
         assert page.goto(url + "/unit").status == 200  # still signed in
         page.goto(url + "/logout")
         page.click("#logout")
