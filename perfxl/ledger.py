@@ -186,6 +186,9 @@ PRUNE_SLACK = 1000  # kept values no run touched are pruned once they pass twice
 # project's machine, its pages cached; 2,000 at a time, 0.07 s at most, the whole prune 9.1-8.9 s against
 # 9.3-10.6 s (bench/prune.py).
 PRUNE_BATCH = 2000
+# A merge's kept values are written this many (or this many bytes) at a time, each lot in one transaction.
+FLUSH_VALUES = 500
+FLUSH_BYTES = 16 << 20
 KEEP_RUNS = 10  # the outcomes of this many recent runs are kept; older ones are derived data, pruned
 
 
@@ -629,6 +632,20 @@ def claims_ledger(path: Path) -> bool:
     return is_ledger(path)
 
 
+# A file's content and status (a form kept from before, none given, keeps its seal, made under the reader
+# version that read it: under another version it is not reused), and where it was seen with what stat.
+_RECORD_FILE = (
+    "INSERT INTO files (sha256, size, first_seen, template, version, year, unit_code, unit_name, status, "
+    "errors, warnings, problems, reader, form, mac, form_mac) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT(sha256) DO UPDATE SET template=excluded.template, version=excluded.version, "
+    "year=excluded.year, unit_code=excluded.unit_code, unit_name=excluded.unit_name, status=excluded.status, "
+    "errors=excluded.errors, warnings=excluded.warnings, problems=excluded.problems, reader=excluded.reader, "
+    "form=COALESCE(excluded.form, files.form), mac=excluded.mac, "
+    "form_mac=CASE WHEN excluded.form IS NULL THEN files.form_mac ELSE excluded.form_mac END")
+_RECORD_SIGHTING = ("INSERT OR REPLACE INTO sightings (path, sha256, size, mtime_ns, ctime_ns, ino, seen_at, mac) "
+                    "VALUES (?,?,?,?,?,?,?,?)")
+
+
 class Ledger:
     def __init__(self, path: Path, readonly: bool = False, threads: bool = False):
         """Open (creating it if need be) the ledger; `readonly` for the merge's workers, which only look up,
@@ -637,6 +654,7 @@ class Ledger:
         self.path = Path(path)
         self.readonly = readonly
         self._sealer: Sealer | None = None
+        self._unwritten: list[tuple] = []  # rows record_later holds until flush
         if readonly:
             try:
                 self.db = open_readonly(self.path, threads=threads)
@@ -734,31 +752,38 @@ class Ledger:
                 return None  # not what this ledger would have written: read the file again
         return None
 
-    # -- writes: the caller commits in batches ------------------------------------------------------
+    # -- writes ------------------------------------------------------------------------------------
 
     def record(self, sha: str, stat: FileStat, path: str, summary: dict, form_blob: bytes | None) -> None:
         """`summary`: template, version, year, unit_code, unit_name, status, errors, warnings, read_error
-        and problems (JSON text) of the checked form."""
+        and problems (JSON text) of the checked form. Written now; the caller commits."""
+        file_row, sighting_row = self._file_rows(sha, stat, path, summary, form_blob)
+        self.db.execute(_RECORD_FILE, file_row)
+        self.db.execute(_RECORD_SIGHTING, sighting_row)
+
+    def record_later(self, sha: str, stat: FileStat, path: str, summary: dict, form_blob: bytes | None) -> None:
+        """As `record`, written by the next `flush`: a merge records its files as they come, and the portal
+        records every upload in this ledger. Written as they came, each opened a transaction that held the
+        ledger's write lock while the merge waited for its workers (4.2 s at a time, bench/ledger_hold.py)."""
+        self._unwritten.append(self._file_rows(sha, stat, path, summary, form_blob))
+
+    def flush(self) -> None:
+        """What `record_later` holds, written in one short transaction."""
+        if self._unwritten:
+            rows, self._unwritten = self._unwritten, []
+            with self.db:
+                self.db.executemany(_RECORD_FILE, [file_row for file_row, _ in rows])
+                self.db.executemany(_RECORD_SIGHTING, [sighting_row for _, sighting_row in rows])
+
+    def _file_rows(self, sha: str, stat: FileStat, path: str, summary: dict, form_blob: bytes | None) -> tuple:
         s = summary
         status = f"rejected:{s['read_error']}" if s["read_error"] else s["status"]
         sealer = self.sealer
-        # A form kept from before (none given) keeps its seal, made under the reader version that read it:
-        # under another version it is not reused.
-        self.db.execute(
-            "INSERT INTO files (sha256, size, first_seen, template, version, year, unit_code, unit_name, status, "
-            "errors, warnings, problems, reader, form, mac, form_mac) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-            "ON CONFLICT(sha256) DO UPDATE SET template=excluded.template, version=excluded.version, "
-            "year=excluded.year, unit_code=excluded.unit_code, unit_name=excluded.unit_name, status=excluded.status, "
-            "errors=excluded.errors, warnings=excluded.warnings, problems=excluded.problems, reader=excluded.reader, "
-            "form=COALESCE(excluded.form, files.form), mac=excluded.mac, "
-            "form_mac=CASE WHEN excluded.form IS NULL THEN files.form_mac ELSE excluded.form_mac END",
-            (sha, stat.size, _now(), s["template"], s["version"], s["year"], s["unit_code"], s["unit_name"],
-             status, s["errors"], s["warnings"], s["problems"], READER_VERSION, form_blob,
-             sealer.status(sha, status, s["problems"]),
-             sealer.form(sha, form_blob) if form_blob is not None else None))
-        self.db.execute("INSERT OR REPLACE INTO sightings (path, sha256, size, mtime_ns, ctime_ns, ino, seen_at, mac) "
-                        "VALUES (?,?,?,?,?,?,?,?)", (path, sha, *stat, _now(),
-                                                     sealer.sighting(path, sha, *stat)))
+        return ((sha, stat.size, _now(), s["template"], s["version"], s["year"], s["unit_code"], s["unit_name"],
+                 status, s["errors"], s["warnings"], s["problems"], READER_VERSION, form_blob,
+                 sealer.status(sha, status, s["problems"]),
+                 sealer.form(sha, form_blob) if form_blob is not None else None),
+                (path, sha, *stat, _now(), sealer.sighting(path, sha, *stat)))
 
     def kept(self, run_id: int) -> Kept:
         """What this run may reuse from earlier ones, and keep for later ones."""
@@ -1008,7 +1033,12 @@ class Kept:
         # The keys this run found or put, by their hash() in this process: at 100,000 forms the keys
         # themselves, three a form of 70 to 180 characters, held about 80 MB until the merge ended
         self.touched: set[int] = set()
-        self.pending = 0
+        # Values put and not yet written, with their seals: written a few hundred at a time in one short
+        # transaction (`flush`). Put one by one in a transaction kept open until the 500th, they held the
+        # ledger's write lock while the merge waited for its workers (4.2 s at a time, bench/ledger_hold.py),
+        # and the portal, which records every upload in this ledger, waited as long.
+        self.unwritten: dict[str, tuple[bytes, bytes]] = {}
+        self.unwritten_bytes = 0
         self.ahead: dict[str, tuple[bytes, bytes]] = {}
 
     def prefetch(self, keys: list[str]) -> None:
@@ -1019,7 +1049,7 @@ class Kept:
                 f"SELECT key, value, mac FROM kept WHERE key IN ({','.join('?' * len(batch))})", batch))
 
     def get(self, key: str) -> bytes | None:
-        found = self.ahead.pop(key, None)
+        found = self.unwritten.get(key) or self.ahead.pop(key, None)
         if found is None:
             found = self.db.execute("SELECT value, mac FROM kept WHERE key=?", (key,)).fetchone()
             if found is None:
@@ -1033,6 +1063,7 @@ class Kept:
     def view(self, prefixes: list[str], keys: list[str]) -> KeptView:
         """The values kept under these key prefixes and keys, as a helper process forked from this one may
         use them (see KeptView)."""
+        self.flush()
         values: dict[str, tuple[bytes, bytes]] = {}
         for key in keys:
             values.update((key, (value, mac)) for value, mac in self.db.execute(
@@ -1056,15 +1087,26 @@ class Kept:
         return hash(key) in self.touched
 
     def put(self, key: str, value: bytes) -> None:
-        self.db.execute("INSERT OR REPLACE INTO kept (key, value, run, mac) VALUES (?,?,?,?)",
-                        (key, value, self.run_id, self.sealer.kept(key, value)))
+        self.ahead.pop(key, None)  # looked up before it was put: what was kept then is not what is kept now
+        before = self.unwritten.get(key)
+        if before is not None:
+            self.unwritten_bytes -= len(before[0])
+        self.unwritten[key] = (value, self.sealer.kept(key, value))
+        self.unwritten_bytes += len(value)
         self.touched.add(hash(key))
-        self.pending += 1
-        if self.pending >= 500:
-            self.db.commit()
-            self.pending = 0
+        if len(self.unwritten) >= FLUSH_VALUES or self.unwritten_bytes >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """The values put since the last flush, written in one transaction."""
+        if self.unwritten:
+            rows = [(key, value, self.run_id, mac) for key, (value, mac) in self.unwritten.items()]
+            self.unwritten, self.unwritten_bytes = {}, 0
+            with self.db:
+                self.db.executemany("INSERT OR REPLACE INTO kept (key, value, run, mac) VALUES (?,?,?,?)", rows)
 
     def close(self) -> None:
+        self.flush()
         self.db.commit()
         total = self.db.execute("SELECT COUNT(*) FROM kept").fetchone()[0]
         if total > 2 * len(self.touched) + PRUNE_SLACK:

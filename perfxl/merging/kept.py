@@ -37,15 +37,15 @@ def collect(results: Iterable[FileResult], seen: dict[str, Seen], spool, ledger,
         spool.write(r.checked)
         seen[r.path] = s = seen_of(r.path, r.sha, r.stat, r.source, summary, offset, len(r.checked))
         if ledger and r.sha:  # the sighting and the status are recorded even for a file taken from the ledger
-            ledger.record(r.sha, r.stat, s.path, summary, r.form_blob)
+            ledger.record_later(r.sha, r.stat, s.path, summary, r.form_blob)
             pending_writes += 1
             if pending_writes >= 200:
-                ledger.db.commit()
+                ledger.flush()
                 pending_writes = 0
         if progress:
             progress(1)
     if ledger:
-        ledger.db.commit()
+        ledger.flush()
 
 
 def keep_roster(ledger: Ledger, roster: Path | None, units: list[Unit] | None) -> str | None:
