@@ -3,7 +3,8 @@
 What is kept, and what makes a kept value stale:
 - a checked form in the merge's spool and the portal (records): its shape, DATA_VERSION;
 - a file's form data and status in the ledger: the reader and rules that made them, READER_VERSION;
-- a form's kept check: the merge's settings (`settings_fingerprint`) and the file's content (`check_key`);
+- a form's kept check: the merge's settings (`settings_fingerprint`), the file's content and extension
+  (`check_key`);
 - what a form adds to the sheets (its part) and its rows' rendered segments: the settings, and
   RENDER_VERSION, which is the digest of the code that decides what a sheet keeps (every sheet's columns
   and kinds, the collectors, the renderer). Changing a sheet's columns, or how a row is rendered, gives new
@@ -13,6 +14,7 @@ What is kept, and what makes a kept value stale:
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from . import __version__
@@ -59,9 +61,24 @@ def code_digest(package: Path, sources: tuple[str, ...] = RENDER_SOURCES) -> str
 RENDER_VERSION = f"r4-{code_digest(Path(__file__).resolve().parent)}"
 
 
-def check_key(fingerprint: str, sha: str) -> str:
-    """A form's kept check: its content under the merge's settings."""
-    return f"check|{fingerprint}|{sha}"
+def check_key(fingerprint: str, sha: str, path: str) -> str:
+    """A form's kept check: its content under the merge's settings, and its name's extension, which the
+    reader compares with the content's format (a notice, so a warning in the check)."""
+    return f"check|{fingerprint}|{sha}|{ascii(os.path.splitext(path)[1].lower())}"  # a name not UTF-8: ASCII all the same
+
+
+def read_key(template: str | None, year: int | None, templates_dir) -> str:
+    """What a file's form data as the ledger stores it was read under: the reader (perfxl's version) and the
+    settings the reader itself follows, the template and year a form without its stamp is read as (and a
+    stamp of another template noted against) and the templates folder (its specs, and the titles a form
+    is recognised by). Form data read under other settings is not reused: the file is read again. Without
+    any, READER_VERSION alone, as every ledger stored it before."""
+    if template is None and year is None and templates_dir is None:
+        return READER_VERSION
+    h = hashlib.sha256(repr((template, year)).encode("utf-8"))
+    if templates_dir is not None:
+        _add_folder(h, Path(templates_dir))
+    return f"{READER_VERSION}|{h.hexdigest()[:16]}"
 
 
 def settings_fingerprint(options) -> str:
@@ -73,11 +90,15 @@ def settings_fingerprint(options) -> str:
     h = hashlib.sha256(repr((READER_VERSION, options.template, options.year, options.lang,
                              options.roster is not None, options.check_options().issued)).encode("utf-8"))
     if options.templates_dir is not None:
-        folder = Path(options.templates_dir)
-        for path in sorted(folder.rglob("*")):
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            h.update(f"{path.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}|".encode("utf-8", "surrogateescape"))
+        _add_folder(h, Path(options.templates_dir))
     return h.hexdigest()
+
+
+def _add_folder(h, folder: Path) -> None:
+    """A templates folder into a digest, by its files' names, sizes and times."""
+    for path in sorted(folder.rglob("*")):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        h.update(f"{path.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}|".encode("utf-8", "surrogateescape"))

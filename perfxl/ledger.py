@@ -720,15 +720,16 @@ class Ledger:
             "SELECT path, size, mtime_ns, ctime_ns, ino, sha256, mac FROM sightings WHERE ctime_ns IS NOT NULL "
             "ORDER BY seen_at") if valid(mac, sighting, path, sha, size, mtime, ctime, ino)}
 
-    def holds_reads(self) -> bool:
-        """Whether this reader version read any file into this ledger (else no form of it is worth looking up)."""
-        return self.db.execute("SELECT EXISTS(SELECT 1 FROM files WHERE reader=?)", (READER_VERSION,)).fetchone()[0] == 1
+    def holds_reads(self, reader: str) -> bool:
+        """Whether any file was read into this ledger under `reader` (cachekeys.read_key: this reader version
+        and the settings it read with); else no form of it is worth looking up."""
+        return self.db.execute("SELECT EXISTS(SELECT 1 FROM files WHERE reader=?)", (reader,)).fetchone()[0] == 1
 
-    def cached_form(self, sha: str) -> dict | None:
-        """The form data this reader version stored for this content, sealed by this user's merges; None if
-        there is none or it cannot be used (the file is then read again)."""
+    def cached_form(self, sha: str, reader: str) -> dict | None:
+        """The form data stored for this content when it was read under `reader` (cachekeys.read_key), sealed
+        by this user's merges; None if there is none or it cannot be used (the file is then read again)."""
         row = self.db.execute("SELECT form, form_mac FROM files WHERE sha256=? AND reader=? AND form IS NOT NULL",
-                              (sha, READER_VERSION)).fetchone()
+                              (sha, reader)).fetchone()
         if row is None or not self.sealer.valid(row[1], self.sealer.form, sha, row[0]):
             return None
         try:
@@ -736,16 +737,17 @@ class Ledger:
         except StoredDataError:
             return None
 
-    def cached_rejection(self, sha: str):
-        """The problem that rejected this content when this reader version last read it (sealed by this
-        user's merges), or None."""
-        from .problems import Problem
+    def cached_rejection(self, sha: str, reader: str):
+        """The problem that rejected this content when it was last read under `reader` (sealed by this user's
+        merges), or None; None too for a rejection that may not happen again (problems.RETRIED_REJECTIONS)."""
+        from .problems import RETRIED_REJECTIONS, Problem
 
         row = self.db.execute("SELECT status, problems, mac FROM files WHERE sha256=? AND reader=? AND form IS NULL",
-                              (sha, READER_VERSION)).fetchone()
+                              (sha, reader)).fetchone()
         if row and not self.sealer.valid(row[2], self.sealer.status, sha, row[0], row[1]):
             return None
-        if row and isinstance(row[0], str) and row[0].startswith("rejected:"):
+        if row and isinstance(row[0], str) and row[0].startswith("rejected:") and (
+                row[0].removeprefix("rejected:") not in RETRIED_REJECTIONS):
             try:
                 return Problem.from_dict(json.loads(row[1])[0])
             except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError):
@@ -754,18 +756,20 @@ class Ledger:
 
     # -- writes ------------------------------------------------------------------------------------
 
-    def record(self, sha: str, stat: FileStat, path: str, summary: dict, form_blob: bytes | None) -> None:
+    def record(self, sha: str, stat: FileStat, path: str, summary: dict, form_blob: bytes | None, reader: str) -> None:
         """`summary`: template, version, year, unit_code, unit_name, status, errors, warnings, read_error
-        and problems (JSON text) of the checked form. Written now; the caller commits."""
-        file_row, sighting_row = self._file_rows(sha, stat, path, summary, form_blob)
+        and problems (JSON text) of the checked form; `reader`: what it was read under (cachekeys.read_key).
+        Written now; the caller commits."""
+        file_row, sighting_row = self._file_rows(sha, stat, path, summary, form_blob, reader)
         self.db.execute(_RECORD_FILE, file_row)
         self.db.execute(_RECORD_SIGHTING, sighting_row)
 
-    def record_later(self, sha: str, stat: FileStat, path: str, summary: dict, form_blob: bytes | None) -> None:
+    def record_later(self, sha: str, stat: FileStat, path: str, summary: dict, form_blob: bytes | None,
+                     reader: str) -> None:
         """As `record`, written by the next `flush`: a merge records its files as they come, and the portal
         records every upload in this ledger. Written as they came, each opened a transaction that held the
         ledger's write lock while the merge waited for its workers (4.2 s at a time, bench/ledger_hold.py)."""
-        self._unwritten.append(self._file_rows(sha, stat, path, summary, form_blob))
+        self._unwritten.append(self._file_rows(sha, stat, path, summary, form_blob, reader))
 
     def flush(self) -> None:
         """What `record_later` holds, written in one short transaction."""
@@ -775,12 +779,13 @@ class Ledger:
                 self.db.executemany(_RECORD_FILE, [file_row for file_row, _ in rows])
                 self.db.executemany(_RECORD_SIGHTING, [sighting_row for _, sighting_row in rows])
 
-    def _file_rows(self, sha: str, stat: FileStat, path: str, summary: dict, form_blob: bytes | None) -> tuple:
+    def _file_rows(self, sha: str, stat: FileStat, path: str, summary: dict, form_blob: bytes | None,
+                   reader: str) -> tuple:
         s = summary
         status = f"rejected:{s['read_error']}" if s["read_error"] else s["status"]
         sealer = self.sealer
         return ((sha, stat.size, _now(), s["template"], s["version"], s["year"], s["unit_code"], s["unit_name"],
-                 status, s["errors"], s["warnings"], s["problems"], READER_VERSION, form_blob,
+                 status, s["errors"], s["warnings"], s["problems"], reader, form_blob,
                  sealer.status(sha, status, s["problems"]),
                  sealer.form(sha, form_blob) if form_blob is not None else None),
                 (path, sha, *stat, _now(), sealer.sighting(path, sha, *stat)))

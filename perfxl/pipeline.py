@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cachekeys import read_key
 from .errors import ReadError
 from .issued import book as issued_book
 from .problems import L
@@ -27,6 +28,10 @@ class CheckOptions:
     year: int | None = None
     templates_dir: str | None = None
     issued: tuple[str, ...] = ()  # record files of what follow-up forms were issued with (perfxl.issued)
+
+    def read_key(self) -> str:
+        """What form data read under these options is stored under in the ledger (cachekeys.read_key)."""
+        return read_key(self.template, self.year, self.templates_dir)
 
 
 def read_file(path: Path, options: CheckOptions) -> FormData:

@@ -325,6 +325,11 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
      "check with the levels that sent them"),
 )
 
+# Rejections that say more about the run than about the file (a busy machine, a limit reached on the way, a
+# bug in perfxl): never taken from the ledger, so the next merge reads the file again. Kept as they were,
+# one timeout on a busy deadline day hid a unit's form from every later merge.
+RETRIED_REJECTIONS = frozenset({"file-timeout", "file-too-complex", "internal-error"})
+
 
 def _text(value: Any, lang: str) -> Any:
     return (value.en if lang == "en" else value.zh) if isinstance(value, L) else value

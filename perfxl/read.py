@@ -24,8 +24,8 @@ from perfxl.reader.rawbook import RawBook
 from perfxl.spec import load_spec
 
 # What the later stages use of the reader: this module is the stage's one entry point.
-__all__ = ["MAX_FILE_BYTES", "Cell", "FormData", "RawBook", "SheetData", "form_from_raw", "inspect_workbook",
-           "load_raw", "read_workbook", "too_large"]
+__all__ = ["MAX_FILE_BYTES", "Cell", "FormData", "RawBook", "SheetData", "form_from_raw", "found_at",
+           "inspect_workbook", "load_raw", "read_workbook", "too_large"]
 
 
 def read_workbook(path: Path, templates_dir: Path | None = None, template: str | None = None,
@@ -42,9 +42,9 @@ def form_from_raw(path: Path, book: RawBook, data: bytes, kind: str, templates_d
     """The form data of a workbook already read into raw cells."""
     form = FormData(path=str(path), size=len(data), sha256=hashlib.sha256(data).hexdigest(), format=kind,
                     date1904=book.date1904)
-    suffix = path.suffix.lower()
-    if (kind == "xls") != (suffix == ".xls"):
-        form.notices.append(problem("extension-mismatch", suffix=suffix or L("（无）", "(none)"), actual=kind))
+    notice = _extension_notice(path, kind)
+    if notice is not None:
+        form.notices.append(notice)
     if book.has_macros:
         form.notices.append(problem("macros-present"))
     if book.external_links:
@@ -79,6 +79,24 @@ def form_from_raw(path: Path, book: RawBook, data: bytes, kind: str, templates_d
         form.declared = declared_from_cells(book.cells[DECLARED_SHEET]) or {}  # damaged: the rules report it
     extract(form, book, spec)
     return form
+
+
+def found_at(form: FormData, path: str) -> FormData:
+    """Form data kept for a file's content (the ledger keeps it by content), as read at `path`: what the reader
+    notices of a file's name is what this name calls for. The same bytes renamed from .xlsx to .xls were
+    merged with no notice, where reading them gave one (and a name put right kept its notice)."""
+    form.path = path
+    notices = [n for n in form.notices if n.code != "extension-mismatch"]
+    notice = _extension_notice(Path(path), form.format)
+    form.notices = ([notice] if notice is not None else []) + notices  # first, where reading puts it
+    return form
+
+
+def _extension_notice(path: Path, kind: str):
+    suffix = path.suffix.lower()
+    if (kind == "xls") != (suffix == ".xls"):
+        return problem("extension-mismatch", suffix=suffix or L("（无）", "(none)"), actual=kind)
+    return None
 
 
 def _kind_of(value: Any) -> str:

@@ -898,3 +898,89 @@ def test_a_merge_run_from_a_thread_starts_its_workers_without_copying_other_thre
     assert set(done.values()) <= {"forkserver", "spawn"}
     run_merge([inbox], tmp_path / "alone.xlsx", MergeOptions(jobs=2, db=tmp_path / "alone.sqlite"))
     assert _members(tmp_path / "甲.xlsx") == _members(tmp_path / "alone.xlsx") == _members(tmp_path / "乙.xlsx")
+
+
+def _fresh(inbox, tmp_path, **options):
+    """The summary a fresh merge of `inbox` writes with these options (a ledger of its own)."""
+    out = tmp_path / "新" / "汇总.xlsx"
+    shutil.rmtree(out.parent, ignore_errors=True)
+    result = run_merge([inbox], out, MergeOptions(jobs=1, db=out.parent / "台账.sqlite", **options))
+    return result, _workbook(out)
+
+
+@pytest.mark.parametrize("first, then", [("yancheng/project", None), (None, "yancheng/project")])
+def test_form_data_read_under_one_template_option_is_read_again_under_another(inbox, tmp_path, first, then):
+    """The reader notes a stamp of another template than --template asks for (stamp-template). Form data read
+    with --template and kept by content made a re-merge without it report two forms 有错误 that a fresh merge
+    passes; the other way round, the notice was lost."""
+    db = tmp_path / "台账.sqlite"
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, template=first))
+    again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, template=then))
+    fresh, expected = _fresh(inbox, tmp_path, template=then)
+    assert again.counts["read"] == 3  # read again: none of it was read under these settings
+    assert _counts(again) == _counts(fresh)
+    assert _workbook(tmp_path / "汇总.xlsx") == expected
+
+
+def _stampless(source, target):
+    """A form that lost its stamp and its title: only --template says what it is."""
+    wb = openpyxl.load_workbook(source)
+    for name in [n for n in wb.sheetnames if n.startswith("_")]:
+        del wb[name]
+    wb.custom_doc_props.props.clear()
+    for ws in wb:
+        for row in ws.iter_rows(max_row=8):
+            for cell in row:
+                if isinstance(cell.value, str) and "绩效目标" in cell.value and len(cell.value) < 30:
+                    cell.value = "某某表"
+    wb.save(target)
+
+
+def test_a_form_rejected_without_template_option_is_read_again_with_it(seeds, tmp_path):
+    """A form that lost its stamp is not-a-form without --template; the rejection kept by content made a
+    re-merge with --template reject it again, where a fresh merge reads it as that template and merges it."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _stampless(seeds["000-0"].filled, inbox / "无标识.xlsx")
+    db = tmp_path / "台账.sqlite"
+    first = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    assert first.counts["rejected"] == 1
+    options = {"template": seeds["000-0"].template, "year": seeds["000-0"].year}
+    again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, **options))
+    fresh, expected = _fresh(inbox, tmp_path, **options)
+    assert fresh.counts["merged"] == 1
+    assert _counts(again) == _counts(fresh)
+    assert _workbook(tmp_path / "汇总.xlsx") == expected
+
+
+def test_a_form_that_timed_out_once_is_read_again_by_the_next_merge(inbox, tmp_path):
+    """A busy deadline-day machine: every form over its time limit once (1 ms here). The rejection was kept
+    by content, and no later merge read those files again: the units' forms were gone from every summary."""
+    db = tmp_path / "台账.sqlite"
+    timed_out = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, file_timeout=0.001))
+    assert timed_out.counts["rejected"] == 3
+    again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    fresh, expected = _fresh(inbox, tmp_path)
+    assert again.counts["merged"] == fresh.counts["merged"] == 3
+    assert _workbook(tmp_path / "汇总.xlsx") == expected
+
+
+def test_a_form_renamed_to_another_extension_gets_the_notice_its_name_calls_for(inbox, tmp_path):
+    """The same bytes renamed from .xlsx to .xls: the form data kept by content had no extension-mismatch
+    notice, and the re-merge said 通过 where a fresh merge says 通过（有提醒）. Then the same content under both
+    names, merged twice: each keeps its own check."""
+    db = tmp_path / "台账.sqlite"
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    form = next(inbox.rglob("000-0.xlsx"))
+    form.rename(form.with_suffix(".xls"))
+    again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    fresh, expected = _fresh(inbox, tmp_path)
+    assert again.counts["warnings"] == fresh.counts["warnings"]
+    assert _workbook(tmp_path / "汇总.xlsx") == expected
+    shutil.copy(form.with_suffix(".xls"), form)  # and the .xlsx back beside it: both merged, one a duplicate
+    for _ in range(2):
+        again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+        fresh, expected = _fresh(inbox, tmp_path)
+        assert _counts(again) == _counts(fresh)
+        assert _workbook(tmp_path / "汇总.xlsx") == expected
+

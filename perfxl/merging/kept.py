@@ -14,21 +14,25 @@ from perfxl.cachekeys import check_key
 from perfxl.issued import book as issued_book
 from perfxl.ledger import Ledger
 from perfxl.pipeline import CheckOptions
+from perfxl.problems import RETRIED_REJECTIONS
 from perfxl.records import Seen
 from perfxl.roster import Unit
 
 from .worker import FileResult, seen_of
 
 
-def collect(results: Iterable[FileResult], seen: dict[str, Seen], spool, ledger, progress,
+def collect(results: Iterable[FileResult], seen: dict[str, Seen], spool, ledger, progress, reader: str,
             keep=(None, None, None)) -> None:
-    """Each result into `seen` (its checked form spooled), the ledger, and the kept checks."""
+    """Each result into `seen` (its checked form spooled), the ledger (as read under `reader`,
+    cachekeys.read_key), and the kept checks."""
     pending_writes = 0
     kept, fingerprint, roster = keep
     for r in results:
         summary = r.summary
-        if kept is not None and r.sha and r.source != "rollup":  # the next merge with these settings skips the check
-            kept.put(check_key(fingerprint, r.sha), datajson.dumps(
+        # the next merge with these settings skips the check; not a rejection that may not happen again
+        if (kept is not None and r.sha and r.source != "rollup"
+                and summary["read_error"] not in RETRIED_REJECTIONS):
+            kept.put(check_key(fingerprint, r.sha, r.path), datajson.dumps(
                 {**{k: summary[k] for k in _SEEN_FIELDS}, "roster_entry": entry(roster, summary["unit_code"])}))
         if kept is not None:  # what the form adds to the sheets, made where it was read
             for key, value in r.kept:
@@ -37,7 +41,7 @@ def collect(results: Iterable[FileResult], seen: dict[str, Seen], spool, ledger,
         spool.write(r.checked)
         seen[r.path] = s = seen_of(r.path, r.sha, r.stat, r.source, summary, offset, len(r.checked))
         if ledger and r.sha:  # the sighting and the status are recorded even for a file taken from the ledger
-            ledger.record_later(r.sha, r.stat, s.path, summary, r.form_blob)
+            ledger.record_later(r.sha, r.stat, s.path, summary, r.form_blob, reader)
             pending_writes += 1
             if pending_writes >= 200:
                 ledger.flush()
@@ -76,10 +80,11 @@ _CHECK_TYPES = {"template": (str, type(None)), "year": (int, type(None)), "unit_
                 "roster_entry": (str,)}
 
 
-def kept_check(kept, fingerprint: str, sha: str, roster: dict | None, check: CheckOptions) -> dict | None:
-    """The summary of this content's check under these settings, as an earlier merge kept it; None when
-    there is none, or it is of another shape, or the unit's roster entry or issued record changed since."""
-    blob = kept.get(check_key(fingerprint, sha))
+def kept_check(kept, fingerprint: str, sha: str, path: str, roster: dict | None, check: CheckOptions) -> dict | None:
+    """The summary of this content's check under these settings, at a path of this extension, as an earlier
+    merge kept it; None when there is none, or it is of another shape, or the unit's roster entry or issued
+    record changed since."""
+    blob = kept.get(check_key(fingerprint, sha, path))
     if blob is None:
         return None
     try:

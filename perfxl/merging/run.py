@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perfxl.cachekeys import check_key, settings_fingerprint
+from perfxl.cachekeys import READER_VERSION, check_key, settings_fingerprint
 from perfxl.domain import default_year
 from perfxl.errors import OutputError, missing_input
 from perfxl.files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
@@ -152,7 +152,8 @@ def _open(run: _Run) -> None:
 
 def _take_lower_levels(run: _Run) -> None:
     for lower, label in input_labels(run.lower_levels):
-        collect(rolled_up(lower, run.check, run.roster, label), run.seen, run.spool, run.ledger, None)
+        # a lower level's forms, as it read them: recorded under the reader alone, never taken as this level's reads
+        collect(rolled_up(lower, run.check, run.roster, label), run.seen, run.spool, run.ledger, None, READER_VERSION)
 
 
 def _take_known(run: _Run, progress) -> list[Task]:
@@ -167,8 +168,10 @@ def _take_known(run: _Run, progress) -> list[Task]:
     kept, tasks = run.kept, []
     for i, (f, known) in enumerate(zip(files, known_shas)):
         if kept is not None and i % 1000 == 0:  # looked up a thousand at a time
-            kept.prefetch([check_key(run.fingerprint, sha) for sha in known_shas[i:i + 1000] if sha])
-        summary = kept_check(kept, run.fingerprint, known, run.roster, run.check) if known and kept is not None else None
+            kept.prefetch([check_key(run.fingerprint, sha, g.path) for g, sha in zip(files[i:i + 1000],
+                                                                                  known_shas[i:i + 1000]) if sha])
+        summary = (kept_check(kept, run.fingerprint, known, f.path, run.roster, run.check)
+                   if known and kept is not None else None)
         if summary is None:
             tasks.append((f.path, known, f.stat))
             continue
@@ -208,9 +211,10 @@ def _read(run: _Run, tasks: list[Task], progress) -> None:
             if s.template and not s.read_error:
                 parts.note(s.template, s.year, s.path)
     # A ledger that holds no file this reader read (a first merge) is not asked for each file's form
-    known = str(run.db_path) if run.ledger is not None and run.ledger.holds_reads() else None
+    reader = run.check.read_key()
+    known = str(run.db_path) if run.ledger is not None and run.ledger.holds_reads(reader) else None
     results = check_files(tasks, run.options, run.roster, known, run.jobs, parts=parts)
-    collect(results, run.seen, run.spool, run.ledger, progress, keep=(run.kept, run.fingerprint, run.roster))
+    collect(results, run.seen, run.spool, run.ledger, progress, reader, keep=(run.kept, run.fingerprint, run.roster))
 
 
 def _decide_outcomes(run: _Run) -> list[Seen]:

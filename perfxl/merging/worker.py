@@ -24,7 +24,7 @@ from perfxl.limits import TimeLimitExceeded, address_space, time_limit
 from perfxl.pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
 from perfxl.problems import L
 from perfxl.processes import pool_context, worker_pool
-from perfxl.read import MAX_FILE_BYTES, FormData, read_workbook, too_large
+from perfxl.read import MAX_FILE_BYTES, FormData, found_at, read_workbook, too_large
 from perfxl.records import Seen, checked_bytes
 from perfxl.validator import CheckedForm, rejected, rejected_by
 
@@ -131,17 +131,17 @@ _REPEATED = ("template", "status", "read_error", "round", "issued")
 Task = tuple[str, "str | None", FileStat]  # path, the sha the ledger knows for the stat the walk saw, that stat
 
 
-def stored_form(ledger, sha: str, path: str) -> FormData | None:
-    """The form data the ledger keeps for this content, if it is usable (otherwise the file is read)."""
-    cached = ledger.cached_form(sha) if ledger else None
+def stored_form(ledger, sha: str, path: str, reader: str) -> FormData | None:
+    """The form data the ledger keeps for this content read under `reader` (cachekeys.read_key), if it is
+    usable (otherwise the file is read)."""
+    cached = ledger.cached_form(sha, reader) if ledger else None
     if cached is None:
         return None
     try:
         form = FormData.from_dict(cached)
     except (TypeError, ValueError, KeyError, AttributeError):  # not what this perfxl stored: read the file
         return None
-    form.path = path
-    return form
+    return found_at(form, path)
 
 
 def process(task: Task) -> FileResult:
@@ -173,10 +173,11 @@ def process(task: Task) -> FileResult:
     except OSError as exc:
         return unread(rejected(path, "file-unreadable", detail=str(exc.strerror or exc)))
     stat = FileStat.of(st)
-    form = stored_form(ledger, sha, path)
+    reader = check.read_key()
+    form = stored_form(ledger, sha, path, reader)
     if form is not None:
         return finished(path, check_read(form, check, _WORKER["roster"]), sha=sha, stat=stat, source="ledger")
-    refused = ledger.cached_rejection(sha) if ledger else None
+    refused = ledger.cached_rejection(sha, reader) if ledger else None
     if refused is not None:
         return finished(path, rejected_by(path, refused), sha=sha, stat=stat, source="ledger")
     if data is None:  # known content whose form the ledger lacks (another reader version): read it now
@@ -278,10 +279,10 @@ def recheck(ledger, s, path: str, check: CheckOptions, roster: dict | None) -> C
     """A form taken from the ledger without its checked form: checked again from its stored data, here; or,
     when what the ledger keeps of it cannot be used (changed since it was sealed), read again from the file,
     if the file still holds that content."""
-    form = stored_form(ledger, s.sha, path)
+    form = stored_form(ledger, s.sha, path, check.read_key())
     if form is not None:
         return check_read(form, check, roster)
-    refused = ledger.cached_rejection(s.sha)
+    refused = ledger.cached_rejection(s.sha, check.read_key())
     if refused is not None:
         return rejected_by(path, refused)
     try:

@@ -411,7 +411,8 @@ class Store:
     def _record(self, result, path: Path) -> None:
         with self.lock:  # the merge's cache, as the merge would record it: `perfxl merge` reads no file twice
             try:
-                self.ledger.record(result.sha, result.stat, str(path), result.summary, result.form_blob)
+                self.ledger.record(result.sha, result.stat, str(path), result.summary, result.form_blob,
+                                   self.options.check_options().read_key())
                 self.ledger.db.commit()
             except sqlite3.Error:
                 self.ledger.db.rollback()

@@ -209,7 +209,7 @@ def test_a_kept_value_moved_under_another_key_is_not_used(tmp_path, monkeypatch)
         check = json.loads(va)
         db.execute("UPDATE kept SET value=?, mac=? WHERE key=?", (va, ma, b))
     again = run_merge([inbox], out, MergeOptions(jobs=1))
-    moved = next(s for s in again.files if s.sha == b.rsplit("|", 1)[1])
+    moved = next(s for s in again.files if s.sha == b.split("|")[2])  # check|fingerprint|sha|extension
     assert moved.unit_name != check["unit_name"]  # its own check, made again from its own stored form
     assert moved.source == "ledger" and again.counts["from_ledger"] == len(UNITS)
 
