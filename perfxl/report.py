@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cachekeys import RENDER_VERSION
 from .domain import ABOUT_SHEET
 from .errors import OutputError
 from .files import atomic_output, display_path, safe_filename, unique_name
@@ -921,7 +922,7 @@ def _table_parts(table, layout: Layout, cache, spool: _SegmentSpool, limit: int)
         # under the table's name and layout. A sheet of more rows than MEMO_ROWS keeps no templates (their
         # memory): its segments are kept by their rows' values, so an unchanged one is not rendered again.
         small = isinstance(table.rows, Sequence) and len(table.rows) <= MEMO_ROWS
-        key = f"{table.name}|{layout.key}" if cache is not None else None
+        key = _sorted_key(table.name, layout) if cache is not None else None
         by_values = key is not None and not small
         memo = unpack_memo(cache.get("rows|" + key)) if key and small else None
         if key and small and memo is None:
@@ -977,7 +978,14 @@ def _widened(cache, name: str, layout: Layout) -> tuple[dict[bytes, bytes], Wide
     columns = layout.widened_from(before) if before is not None and before != layout else None
     if not columns:
         return {}, None
-    return unpack_memo(cache.get(f"rows|{name}|{before.key}")) or {}, Widened(before, columns)
+    return unpack_memo(cache.get("rows|" + _sorted_key(name, before))) or {}, Widened(before, columns)
+
+
+def _sorted_key(name: str, layout: Layout) -> str:
+    """What a sorted sheet's row templates and segments are kept under: the sheet, the code that renders
+    them (RENDER_VERSION) and the layout. Without the code, rows rendered by an earlier perfxl of the same
+    version number (a development install) were used as they were."""
+    return f"{name}|{RENDER_VERSION}|{layout.key}"
 
 
 def _keyed(table, layout: Layout, cache):

@@ -984,3 +984,20 @@ def test_a_form_renamed_to_another_extension_gets_the_notice_its_name_calls_for(
         assert _counts(again) == _counts(fresh)
         assert _workbook(tmp_path / "汇总.xlsx") == expected
 
+
+def test_sorted_sheets_rows_kept_by_earlier_rendering_code_are_not_used(inbox, tmp_path, monkeypatch):
+    """Rendering code changed (a development install, the same version number): RENDER_VERSION changes with
+    it, but the sorted sheets' row templates were kept under their sheet and layout alone, and a re-merge
+    wrote the earlier code's row heights."""
+    db = tmp_path / "台账.sqlite"
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    monkeypatch.setattr(sheetxml, "_ONE_LINE", sheetxml._ONE_LINE.replace(f'ht="{sheetxml.LINE_HEIGHT:g}"', 'ht="21"'))
+    taller = sheetxml.row_height
+    monkeypatch.setattr(sheetxml, "row_height", lambda lines: taller(lines) + 1)
+    monkeypatch.setattr(report, "RENDER_VERSION", sheetxml.RENDER_VERSION + "-changed", raising=False)
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    _fresh(inbox, tmp_path)
+    for sheet in ("项目清单", "报送情况", "校验问题"):
+        heights = _heights(tmp_path / "新" / "汇总.xlsx", sheet)
+        assert {h for _, h in heights[1:]} - {21, taller(1) + 1}, "no row whose height the change made taller"
+        assert _heights(tmp_path / "汇总.xlsx", sheet) == heights, sheet
