@@ -246,6 +246,47 @@ def test_a_merge_holds_no_ledger_lock_while_it_waits_for_its_workers(campaign, t
     assert not [h for h in held if h], held
 
 
+def test_outcomes_are_written_and_old_runs_outcomes_deleted_a_lot_at_a_time(campaign, tmp_path, monkeypatch):
+    """A run's outcomes go in lots of OUTCOMES_BATCH, one transaction each (one transaction of 100,000 held the
+    ledger 1.2-1.3 s); the runs before the KEEP_RUNS latest lose theirs, however many lots that takes."""
+    import sqlite3
+
+    from perfxl import ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "OUTCOMES_BATCH", 3)
+    monkeypatch.setattr(ledger_module, "KEEP_RUNS", 2)
+    commits, lots = [], []  # rows changed per call; per transaction
+    real_record = ledger_module.Ledger.record_outcomes
+
+    def record(self, *args, **kwargs):
+        before = mark = self.db.total_changes
+
+        def traced(statement: str) -> None:
+            nonlocal mark
+            if statement.strip().upper() == "COMMIT":
+                lots.append(self.db.total_changes - mark)
+                mark = self.db.total_changes
+
+        self.db.set_trace_callback(traced)
+        try:
+            real_record(self, *args, **kwargs)
+        finally:
+            self.db.set_trace_callback(None)
+        commits.append(self.db.total_changes - before)
+
+    monkeypatch.setattr(ledger_module.Ledger, "record_outcomes", record)
+    out = tmp_path / "汇总.xlsx"
+    for _ in range(4):
+        _merge(campaign, out)
+    with sqlite3.connect(out.with_name("汇总_报送台账.sqlite")) as db:
+        runs = db.execute("SELECT run, COUNT(*) FROM outcomes GROUP BY run ORDER BY run").fetchall()
+    assert runs == [(3, 14), (4, 14)]  # 14 files a run; runs 1 and 2 gone, 14 rows each in lots of 3
+    assert commits[:2] == [14 + 1, 14 + 1]  # outcomes and settings; nothing older than two runs yet
+    assert commits[2:] == [14 + 1 + 14, 14 + 1 + 14]  # and one old run's outcomes deleted
+    # each run: 5 lots of outcomes, its settings, and deletes (nothing to delete; then 5 lots of an old run)
+    assert max(lots) == 3 and len(lots) == 7 + 7 + 11 + 11, lots
+
+
 def _in_transaction(db) -> bool:
     try:
         return db.in_transaction
