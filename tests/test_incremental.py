@@ -1001,3 +1001,15 @@ def test_sorted_sheets_rows_kept_by_earlier_rendering_code_are_not_used(inbox, t
         heights = _heights(tmp_path / "新" / "汇总.xlsx", sheet)
         assert {h for _, h in heights[1:]} - {21, taller(1) + 1}, "no row whose height the change made taller"
         assert _heights(tmp_path / "汇总.xlsx", sheet) == heights, sheet
+
+
+def test_a_corrupt_file_keeps_its_reason_when_template_option_goes_and_comes_back(inbox, tmp_path):
+    """With --template, without, with again: the third merge took the corrupt file's kept check, found no
+    rejection kept under these settings (the merge without had recorded its own), read the file again and
+    called it file-unreadable (台账中缺少此表的数据) where a fresh merge says file-corrupt."""
+    (inbox / "坏文件.xlsx").write_bytes(b"PK\x03\x04broken")
+    db = tmp_path / "台账.sqlite"
+    for template in ("yancheng/project", None, "yancheng/project"):
+        run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, template=template))
+    _, expected = _fresh(inbox, tmp_path, template="yancheng/project")
+    assert _workbook(tmp_path / "汇总.xlsx") == expected

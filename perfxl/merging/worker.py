@@ -31,6 +31,9 @@ from perfxl.validator import CheckedForm, rejected, rejected_by
 from .options import MergeOptions
 
 _WORKER: dict[str, Any] = {}
+# A form taken from the ledger without its data, read again from its file to make a sheet (`recheck`): the
+# time it may take, as a merge's reading of one file may by default (MergeOptions.file_timeout).
+RECHECK_SECONDS = 60.0
 
 
 def init_worker(options: MergeOptions, roster: dict | None, db_path: str | None,
@@ -186,23 +189,32 @@ def process(task: Task) -> FileResult:
         except OSError as exc:
             return unread(rejected(path, "file-unreadable", detail=str(exc.strerror or exc)))
         sha, stat = hashlib.sha256(data).hexdigest(), FileStat.of(st)
+    checked, form = _read_and_check(path, data, options.file_timeout, check, _WORKER["roster"])
+    return finished(path, checked, sha=sha, stat=stat, source="read",
+                    form_blob=pack(form.to_dict()) if form is not None else None)
+
+
+def _read_and_check(path: str, data: bytes, seconds: float, check: CheckOptions,
+                    roster: dict | None) -> tuple[CheckedForm, FormData | None]:
+    """A file's bytes read and checked within `seconds`, and its form data (None: rejected). A file that
+    cannot be read is rejected for what reading it found, whoever reads it: a form the ledger lacked data
+    for, read again to make a sheet, was rejected as file-unreadable (台账中缺少此表的数据) where a fresh merge
+    says file-corrupt."""
     try:
-        with time_limit(options.file_timeout):
-            form = read_workbook(Path(path), templates_dir=options.templates_dir, template=options.template,
-                                 year=options.year, data=data)
-            checked = check_read(form, check, _WORKER["roster"])
-        return finished(path, checked, sha=sha, stat=stat, source="read", form_blob=pack(form.to_dict()))
+        with time_limit(seconds):
+            form = read_workbook(Path(path), templates_dir=Path(check.templates_dir) if check.templates_dir else None,
+                                 template=check.template, year=check.year, data=data)
+            return check_read(form, check, roster), form
     except ReadError as exc:
-        checked = rejected_by(path, exc.problem)
+        return rejected_by(path, exc.problem), None
     except TimeLimitExceeded:
-        checked = rejected(path, "file-timeout", seconds=f"{options.file_timeout:g}")
+        return rejected(path, "file-timeout", seconds=f"{seconds:g}"), None
     except MemoryError:
-        checked = rejected(path, "file-too-complex", limit=MEMORY_LIMIT)
+        return rejected(path, "file-too-complex", limit=MEMORY_LIMIT), None
     except RecursionError:
-        checked = rejected(path, "file-too-complex", limit=NESTING_LIMIT)
+        return rejected(path, "file-too-complex", limit=NESTING_LIMIT), None
     except Exception as exc:  # a reader bug costs one file
-        checked = rejected(path, "internal-error", during=READING, detail=f"{type(exc).__name__}: {exc}")
-    return finished(path, checked, sha=sha, stat=stat, source="read")
+        return rejected(path, "internal-error", during=READING, detail=f"{type(exc).__name__}: {exc}"), None
 
 
 def _process_chunk(tasks: list[Task]) -> list[FileResult]:
@@ -287,10 +299,8 @@ def recheck(ledger, s, path: str, check: CheckOptions, roster: dict | None) -> C
         return rejected_by(path, refused)
     try:
         data, _ = read_regular_file(path, MAX_FILE_BYTES)
-        if hashlib.sha256(data).hexdigest() != s.sha:
-            raise OSError("changed")
-        with time_limit(60.0):
-            return check_read(read_workbook(Path(path), templates_dir=check.templates_dir and Path(check.templates_dir),
-                                            template=check.template, year=check.year, data=data), check, roster)
-    except (OSError, ReadError, TimeLimitExceeded, MemoryError, RecursionError):
+    except OSError:
+        data = None
+    if data is None or hashlib.sha256(data).hexdigest() != s.sha:  # gone, or changed since
         return rejected(path, "file-unreadable", detail=L("台账中缺少此表的数据", "the ledger lacks this form's data"))
+    return _read_and_check(path, data, RECHECK_SECONDS, check, roster)[0]
