@@ -181,6 +181,10 @@ def registered_records(template: str | None = None, year: int | None = None,
 # Looking a form up
 # ----------------------------------------------------------------------------------------------------
 
+# A form of an earlier round than the unit's newest: checked against its own round's record, with a warning.
+EARLIER_ROUND = "issued-earlier-round"
+
+
 class IssuedBook:
     """The records a check may use: the files named (`--issued`), then this machine's registered rounds.
     Opened read-only, lazily, once per process."""
@@ -198,7 +202,7 @@ class IssuedBook:
                year: int | None, parse: bool = True) -> IssuedForm | None:
         """The record a form is checked against, if one can be used (see `find`)."""
         record, problem = self.find(round_id, unit_code, template, year, parse)
-        return record if problem in (None, "issued-earlier-round") else None
+        return record if problem in (None, EARLIER_ROUND) else None
 
     def find(self, round_id: str | None, unit_code: str | None, template: str | None,
              year: int | None, parse: bool = True) -> tuple[IssuedForm | None, str | None]:
@@ -244,7 +248,7 @@ class IssuedBook:
                         self._newest(p, unit_code, template, found.year, parse)[1]
                     if newest is not None:
                         break
-            return found, ("issued-earlier-round" if newest and newest.round != found.round else None)
+            return found, (EARLIER_ROUND if newest and newest.round != found.round else None)
         return None, "issued-missing"
 
     def _newest(self, path: Path, unit_code: str, template: str, year: int,

@@ -171,6 +171,9 @@ class Seen:
     round: str | None = None  # a follow-up form's round (perfxl.issued)
     issued: str | None = None  # a follow-up form: the digest of the record it was checked against ("" none)
     signature: str | None = None  # a single-project form: its budget and indicator rows (merging.versions.renamed_together)
+    # A digest of its check's problems: what the sheets show of the form follows from them, and a check of the
+    # same content can change (a newer round issued to its unit since), so a form's kept part is keyed by it
+    checked: str = ""
 
     @property
     def stat(self) -> FileStat:

@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from .domain import EXCEL_ERROR_VALUES, SUM_TOLERANCE, default_year
-from .issued import RECORD_FILE, IssuedBook, IssuedForm, IssuedProject
+from .issued import EARLIER_ROUND, RECORD_FILE, IssuedBook, IssuedForm, IssuedProject
 from .problems import EMPTY, Collector
 from .problems import fmt_number as _fmt
 from .problems import short_text as _short
@@ -194,7 +194,7 @@ def check_form(form: FormData, roster: dict | None = None, expect_year: int | No
     if followup:
         record, problem = (issued or IssuedBook()).find(form.round, form.unit_code, form.template,
                                                          form.year or spec.year)
-        if problem == "issued-earlier-round":
+        if problem == EARLIER_ROUND:
             out.add(problem, "warning")
         elif problem is not None:
             record = None

@@ -657,3 +657,30 @@ def test_a_record_of_values_sqlite_compares_by_its_own_rules_is_answered_as_the_
             found, problem = book.find(first, unit, "national/selfeval", YEAR)
             assert (found.round, problem) == (first, "issued-earlier-round" if usable not in (None, first) else None)
     book.close()
+
+
+def test_a_remerge_after_the_round_is_issued_again_warns_as_a_fresh_merge_does(declared, tmp_path, own_home):  # noqa: F811
+    """The bureau issues the self-evaluation forms again into the same folder (a newer round for every unit);
+    the units' returned forms are of the first round. A fresh merge warns on each (issued-earlier-round); the
+    re-merge reused each form's kept check and part, keyed by the record's digest alone: 通过, 提醒 0."""
+    def issue(folder):
+        r = CliRunner().invoke(cli, ["generate", "national/selfeval", "--year", str(YEAR), "--roster",
+                                     str(declared["roster"]), "--from", str(declared["ledger"]), "-o", str(folder)])
+        assert r.exit_code == 0, r.output
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        return [folder / f["file"] for f in manifest["forms"]]
+
+    inbox = tmp_path / "收件箱"
+    inbox.mkdir()
+    for path in issue(tmp_path / "自评表"):
+        shutil.copy(path, inbox / path.name)
+    db = tmp_path / "台账.sqlite"
+    first = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    issue(tmp_path / "自评表")  # the same units, a newer round, recorded in the same record file
+    again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db), materialize=True)
+    fresh = run_merge([inbox], tmp_path / "新汇总.xlsx", MergeOptions(jobs=1, db=tmp_path / "新台账.sqlite"),
+                      materialize=True)
+    assert fresh.counts["warnings"] == first.counts["warnings"] + 3  # one issued-earlier-round a form
+    assert again.counts["warnings"] == fresh.counts["warnings"]
+    for name in ("报送情况", "校验问题"):
+        assert list(again.table(name).iter_rows()) == list(fresh.table(name).iter_rows()), name

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from perfxl import datajson
 from perfxl.cachekeys import check_key
+from perfxl.issued import EARLIER_ROUND
 from perfxl.issued import book as issued_book
 from perfxl.ledger import Ledger
 from perfxl.pipeline import CheckOptions
@@ -33,7 +34,8 @@ def collect(results: Iterable[FileResult], seen: dict[str, Seen], spool, ledger,
         if (kept is not None and r.sha and r.source != "rollup"
                 and summary["read_error"] not in RETRIED_REJECTIONS):
             kept.put(check_key(fingerprint, r.sha, r.path), datajson.dumps(
-                {**{k: summary[k] for k in _SEEN_FIELDS}, "roster_entry": entry(roster, summary["unit_code"])}))
+                {**{k: summary[k] for k in _SEEN_FIELDS}, "roster_entry": entry(roster, summary["unit_code"]),
+                 "earlier_round": summary["earlier_round"]}))
         if kept is not None:  # what the form adds to the sheets, made where it was read
             for key, value in r.kept:
                 kept.put(key, value)
@@ -70,14 +72,14 @@ def entry(roster: dict | None, code: str | None) -> str:
 
 
 _SEEN_FIELDS = ("template", "year", "unit_code", "unit_name", "status", "errors", "warnings", "read_error",
-                "project_names", "indicator_rows", "round", "issued", "signature")
+                "project_names", "indicator_rows", "round", "issued", "signature", "checked")
 
 # What a kept check holds, and the types each may have: a kept value of any other shape is not used.
 _CHECK_TYPES = {"template": (str, type(None)), "year": (int, type(None)), "unit_code": (str, type(None)),
                 "unit_name": (str, type(None)), "status": (str,), "errors": (int,), "warnings": (int,),
                 "read_error": (str, type(None)), "project_names": (list,), "indicator_rows": (int,),
                 "round": (str, type(None)), "issued": (str, type(None)), "signature": (str, type(None)),
-                "roster_entry": (str,)}
+                "checked": (str,), "roster_entry": (str,), "earlier_round": (bool,)}
 
 
 def kept_check(kept, fingerprint: str, sha: str, path: str, roster: dict | None, check: CheckOptions) -> dict | None:
@@ -97,10 +99,15 @@ def kept_check(kept, fingerprint: str, sha: str, path: str, roster: dict | None,
         return None  # not what a merge keeps: the file is checked again
     if summary.pop("roster_entry") != entry(roster, summary["unit_code"]):
         return None  # the unit's roster entry changed since: check it again
+    earlier_round = summary.pop("earlier_round")
     if summary["issued"] is not None:  # a follow-up form: checked against a record that must still be the one
-        record = issued_book(check.issued).lookup(summary["round"], summary["unit_code"], summary["template"],
-                                                  summary["year"], parse=False)  # its digest is all that is asked
+        record, problem = issued_book(check.issued).find(summary["round"], summary["unit_code"], summary["template"],
+                                                         summary["year"], parse=False)  # its digest is all asked
+        if record is None or problem not in (None, EARLIER_ROUND):
+            record = None
         if (record.digest if record else "") != summary["issued"]:
+            return None
+        if (problem == EARLIER_ROUND) != earlier_round:  # a newer round issued to the unit since (or taken back)
             return None
     summary["project_names"] = tuple(summary["project_names"])
     return summary

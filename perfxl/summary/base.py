@@ -426,7 +426,7 @@ class Context:
             entry = repr(self._units_by_code.get(s.unit_code or ""))
             key = self._form_keys[s.path] = hashlib.sha256(
                 f"{self._layout}|{s.sha}|{s.path}|{s.size}|{s.mtime_ns}|{s.unit_code}|{s.unit_name}|{entry}|"
-                f"{s.issued}".encode()).hexdigest()
+                f"{s.issued}|{s.checked}".encode()).hexdigest()
         return key
 
     def narrowed(self, forms: list[Seen], load: Callable[[Seen], CheckedForm], cache) -> Context:
