@@ -92,8 +92,8 @@ def unique_name(outdir: Path, stem: str, suffix: str, taken: set[str], avoid=())
 def display_path(path: str | Path) -> str:
     """A path as people and UTF-8 outputs (SQLite, XML, JSON, the console) can take it.
 
-    A name that is not UTF-8 (unzip leaves GBK names so) arrives with surrogate escapes; it is shown
-    decoded as GB18030 when that reads, and with \\x escapes otherwise. Unique for every real path."""
+    A name that is not UTF-8 (unzip leaves GBK names so) arrives with surrogate escapes; its bytes that are
+    not UTF-8 are shown as \\x escapes. Unique for every real path (`shown_name` is what a person reads)."""
     text = str(path)
     try:
         text.encode("utf-8")
@@ -105,6 +105,27 @@ def display_path(path: str | Path) -> str:
     except UnicodeEncodeError:  # not a name the file system gave (a lower level's record of one): as escapes
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return raw.decode("utf-8", "backslashreplace")
+
+
+_NOT_UTF8 = re.compile(r"(?:\\x[89a-f][0-9a-f])+")  # display_path's escapes: bytes of 0x80 and above
+
+
+def shown_name(text: str) -> str:
+    """A name as `display_path` gave it, as a person reads it: one whose bytes were not UTF-8 read whole as
+    GB18030 where that reads (the summary's file columns showed \\xb5\\xa5λ\\xcb… for a GBK name). For the eye
+    only: `display_path` stays the file's identity, and two names may be shown alike."""
+    if "\\x" not in text:
+        return text
+    raw = bytearray()
+    at = 0
+    for escaped in _NOT_UTF8.finditer(text):
+        raw += text[at:escaped.start()].encode("utf-8") + bytes.fromhex(escaped.group().replace("\\x", ""))
+        at = escaped.end()
+    raw += text[at:].encode("utf-8")
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return text
 
 
 def readable_name(path: str | Path) -> str:

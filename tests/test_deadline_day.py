@@ -17,6 +17,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 from click.testing import CliRunner
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from perfxl import generator as generate
 from perfxl.cli import cli
@@ -218,9 +220,24 @@ def test_file_name_that_is_not_utf8_is_merged_and_shown_decoded(tmp_path):
     listed = [row[0] for row in wb["说明"].iter_rows(values_only=True)]
     wb.close()
     assert any("\\x" in str(v) for v in listed), "the raw name is shown escaped, never crashes the writer"
+    status = openpyxl.load_workbook(out, read_only=True)["报送情况"]
+    files = [v for row in status.iter_rows(values_only=True) for v in row if isinstance(v, str) and ".xlsx" in v]
+    assert "绵阳市财政局.xlsx" in files, files  # as the unit named it, not as \xc3\xe0…
     proc = _cli("validate", str(inbox), "--json", "--annotate", str(tmp_path / "ann"))
     _no_traceback(proc)
     assert proc.returncode == 0 and len(json.loads(proc.stdout)["files"]) == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x9FA5) | st.sampled_from("._-0123456789ab"),
+               min_size=1, max_size=20))
+def test_a_gbk_name_shows_as_its_text_and_a_utf8_name_as_it_is(name):
+    from perfxl.files import display_path, shown_name
+
+    shown = display_path(os.fsdecode(name.encode("gbk")))
+    assume("\\x" in shown)  # GBK bytes that are UTF-8 too (a few pairs are) read as UTF-8: nothing tells them apart
+    assert shown_name(shown) == name
+    assert shown_name(display_path(name)) == name
 
 
 def test_not_utf8_display_name_reads_as_gbk():

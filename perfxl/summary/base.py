@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from perfxl.cachekeys import RENDER_VERSION
 from perfxl.domain import MONEY_UNITS, default_year
+from perfxl.files import shown_name
 from perfxl.issued import book
 from perfxl.records import CheckedForm, Seen
 from perfxl.roster import Unit
@@ -501,9 +502,9 @@ def file_name(s: Seen) -> str:
     """A file as the sheets name it: its file name. A lower level's form (a roll-up) is named with the export
     or ledger it came from, `甲县.perfxl#619999.xlsx`: two counties may each hand up a file of one name."""
     if s.source != "rollup" or "#" not in s.path:
-        return os.path.basename(s.path)  # a twentieth of Path(path).name's cost, called per row
+        return shown_name(os.path.basename(s.path))  # a twentieth of Path(path).name's cost, called per row
     lower, original = s.path.split("#", 1)  # the input as the merge names it, then the original path(s)
-    return lower + "#" + "#".join(map(os.path.basename, original.split("#")))
+    return shown_name(lower + "#" + "#".join(map(os.path.basename, original.split("#"))))
 
 
 # "项目总预算(元)": the summary states its own unit, which may differ when forms of several units are merged.
