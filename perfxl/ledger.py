@@ -634,16 +634,19 @@ def claims_ledger(path: Path) -> bool:
     return is_ledger(path)
 
 
-# A file's content and status (a form kept from before, none given, keeps its seal, made under the reader
-# version that read it: under another version it is not reused), and where it was seen with what stat.
+# A file's content and status, and where it was seen with what stat. A check that carries no form data (taken
+# from this row) keeps the row's form and its seal only under the read settings it was read with: a rejection
+# under other settings drops it, or the next merge under those settings would find it as read under them.
 _RECORD_FILE = (
     "INSERT INTO files (sha256, size, first_seen, template, version, year, unit_code, unit_name, status, "
     "errors, warnings, problems, reader, form, mac, form_mac) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT(sha256) DO UPDATE SET template=excluded.template, version=excluded.version, "
     "year=excluded.year, unit_code=excluded.unit_code, unit_name=excluded.unit_name, status=excluded.status, "
-    "errors=excluded.errors, warnings=excluded.warnings, problems=excluded.problems, reader=excluded.reader, "
-    "form=COALESCE(excluded.form, files.form), mac=excluded.mac, "
-    "form_mac=CASE WHEN excluded.form IS NULL THEN files.form_mac ELSE excluded.form_mac END")
+    "errors=excluded.errors, warnings=excluded.warnings, problems=excluded.problems, mac=excluded.mac, "
+    "form=CASE WHEN excluded.form IS NOT NULL THEN excluded.form "
+    "WHEN files.reader=excluded.reader THEN files.form END, "
+    "form_mac=CASE WHEN excluded.form IS NOT NULL THEN excluded.form_mac "
+    "WHEN files.reader=excluded.reader THEN files.form_mac END, reader=excluded.reader")
 _RECORD_SIGHTING = ("INSERT OR REPLACE INTO sightings (path, sha256, size, mtime_ns, ctime_ns, ino, seen_at, mac) "
                     "VALUES (?,?,?,?,?,?,?,?)")
 

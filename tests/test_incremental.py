@@ -1013,3 +1013,23 @@ def test_a_corrupt_file_keeps_its_reason_when_template_option_goes_and_comes_bac
         run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, template=template))
     _, expected = _fresh(inbox, tmp_path, template="yancheng/project")
     assert _workbook(tmp_path / "汇总.xlsx") == expected
+
+
+def test_a_form_read_with_template_option_then_rejected_without_it_stays_rejected_without_it(seeds, tmp_path):
+    """With --template a stampless form merges; without, it is not-a-form. That rejection was recorded over
+    the form data read with --template, which the row kept (the rejection carried none) under the new read
+    settings: a third merge without --template found that form data as read under its own settings and merged
+    the form a fresh merge rejects."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _stampless(seeds["000-0"].filled, inbox / "无标识.xlsx")
+    db = tmp_path / "台账.sqlite"
+    options = {"template": seeds["000-0"].template, "year": seeds["000-0"].year}
+    counts = [run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, **o)).counts["rejected"]
+              for o in (options, {}, {})]
+    fresh, expected = _fresh(inbox, tmp_path)
+    assert fresh.counts["rejected"] == 1
+    assert counts == [0, 1, 1]
+    assert _workbook(tmp_path / "汇总.xlsx") == expected
+    again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, **options))
+    assert again.counts["merged"] == 1  # and with --template again it merges, read once more
