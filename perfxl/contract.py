@@ -83,7 +83,7 @@ def declared_sheet_rows(title: str, rows: list[dict[str, Any]]) -> list[tuple[st
     out = []
     points_at = DECLARED_ROW_KEYS.index("points")
 
-    def put(chunk: list[list[Any]], texts: list[str]) -> None:
+    def put(level1: str, chunk: list[list[Any]], texts: list[str]) -> None:
         total = sum(float(i[points_at]) for i in chunk if isinstance(i[points_at], int | float))
         out.append((title, level1, total, "[" + ",".join(texts) + "]"))  # json.dumps of the chunk, as it is
 
@@ -95,12 +95,12 @@ def declared_sheet_rows(title: str, rows: list[dict[str, Any]]) -> list[tuple[st
             text = _ENCODE(item)  # each row encoded once
             size = utf16_length(text)
             if chunk and length + 1 + size > DECLARED_CELL_CHARS:
-                put(chunk, texts)
+                put(level1, chunk, texts)
                 chunk, texts, length = [], [], 2
             length += size + (1 if chunk else 0)
             chunk.append(item)
             texts.append(text)
-        put(chunk, texts)
+        put(level1, chunk, texts)
     return out
 
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 import xlsxwriter.worksheet
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from perfxl import generator as generate
 from perfxl.cli import cli
@@ -17,9 +17,9 @@ from perfxl.roster import Unit, read_roster
 from perfxl.spec import describe, layout, load_spec
 
 from .conftest import write_roster
+from .test_spec import SEVEN
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-from .test_spec import SEVEN
 
 UNITS = [("001001", "盐城市住房公积金管理中心", "住建局"), ("001002", "上海市房地产学校", "房管局"),
          ("001003", "CON", "测试部门")]

@@ -699,7 +699,6 @@ def test_texts_of_the_kept_states_a_remerge_holds_until_the_sheets_are_written_a
     found in many of them, a file's name in each sheet's line or the same key in every line, is one string,
     not one a line; and the states are what they were."""
     from perfxl.summary import _part_from_kept
-    from perfxl.summary.base import Collector
 
     db = tmp_path / "台账.sqlite"
     run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))

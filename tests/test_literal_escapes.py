@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from perfxl.contract import PROPERTY_PREFIX
 from perfxl.reader.book import load_raw
 from perfxl.reader.xml import unescape_control
-from perfxl.roster import Unit
 from perfxl.sheetxml import text_cell
 from perfxl.xlsxsafe import SafeWorkbook, shared_text
 

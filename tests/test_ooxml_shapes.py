@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from xml.sax.saxutils import escape as xml_escape
 from xml.etree import ElementTree as ET
+from xml.sax.saxutils import escape as xml_escape
 
 import pytest
 from hypothesis import example, given, settings
@@ -509,7 +509,7 @@ _PARSER_REFUSES_OR_READS_OTHERWISE = {
     "junk after the root": _SST + b"<si><t>A</t></si></sst><x/>",
     "mismatched tags between items": _SST + b"<si><t>A</t></si><foo></bar><si><t>B</t></si></sst>",
     "a declaration holding an item": b'<?xml version="1.0" x="<si><t>A</t></si>"?>' + _SST + b"</sst>",
-    "utf8 named so": '<?xml version="1.0" encoding="utf8"?>'.encode() + _SST + "<si><t>中</t></si></sst>".encode(),
+    "utf8 named so": b'<?xml version="1.0" encoding="utf8"?>' + _SST + "<si><t>中</t></si></sst>".encode(),
     "two byte-order marks": b"\xef\xbb\xbf\xef\xbb\xbf" + _SST + b"<si><t>A</t></si></sst>",
     "a markup declaration between items": _SST + b"<si><t>A</t></si><!foo><si><t>B</t></si></sst>",
     # the parser itself once failed on an item opened inside a text (AttributeError, not "file-corrupt")

@@ -432,7 +432,7 @@ def test_a_round_for_units_of_many_regions_makes_one_master_and_names_each_unit_
     assert len(made) == 1
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["forms"]
     assert [f["unit_code"] for f in manifest] == [u[0] for u in units]
-    for entry, (code, name, department, region) in zip(manifest, units):
+    for entry, (code, _name, _department, region) in zip(manifest, units):
         data = (out / entry["file"]).read_bytes()
         form = read_workbook(out / entry["file"])
         assert (form.unit_code, form.region) == (code, region)

@@ -23,7 +23,6 @@ from perfxl.reader.xml import (
 )
 from perfxl.reader.zipguard import Package, rels_part, resolve
 
-
 # The package's small parts (its relationships, the workbook part) are the same bytes in every form made
 # from one template, and in every copy one office suite saved alike: each distinct text is parsed once in a
 # process. Only parts this small are remembered, and the results are tuples nobody can change.
