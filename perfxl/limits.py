@@ -33,8 +33,16 @@ def collector_paused():
             gc.enable()
 
 
-class TimeLimitExceeded(Exception):
-    """The work ran past its time limit."""
+class TimeLimitExceeded(BaseException):
+    """The work ran past its time limit. Not an Exception, as KeyboardInterrupt is not: the alarm fires
+    wherever the work is, and a handler there for what the work itself may raise (`except Exception` around a
+    template's code, xlrd, zipfile) took it for that (模板渲染出错, file-corrupt), a rejection kept by the form's
+    content that no later merge read again. `outer`: the time that ran out was an enclosing limit's (a file's,
+    around a template rendered while it is read), not this one's."""
+
+    def __init__(self, outer: bool = False):
+        super().__init__()
+        self.outer = outer
 
 
 class time_limit:  # noqa: N801 - used as a context manager, like contextlib's
@@ -57,14 +65,16 @@ class time_limit:  # noqa: N801 - used as a context manager, like contextlib's
         try:
             import signal
 
-            def _raise(signum, frame):
-                raise TimeLimitExceeded()
-
             # Nested limits (a template rendered while a worker reads a file under its own limit): the
             # inner one runs for the shorter time and gives the outer one back what is left of it.
             self.outer_left = signal.getitimer(signal.ITIMER_REAL)[0]
             self.started = time.monotonic()
             seconds = min(self.seconds, self.outer_left) if self.outer_left else self.seconds
+            outer = bool(self.outer_left) and self.outer_left <= self.seconds
+
+            def _raise(signum, frame):
+                raise TimeLimitExceeded(outer=outer)
+
             self.previous = signal.signal(signal.SIGALRM, _raise)
             signal.setitimer(signal.ITIMER_REAL, seconds)
             self.armed = True

@@ -480,7 +480,9 @@ def _render(template: jinja2.Template | str, params: dict, where: str, budget: _
                                     f"(rendered template too large)")
                 pieces.append(piece)
                 limit.check()
-    except TimeLimitExceeded:
+    except TimeLimitExceeded as exc:
+        if exc.outer:  # the file's time ran out, not the template's: the reader says so (file-timeout)
+            raise
         raise SpecError(f"{where}: 模板渲染超过 {RENDER_SECONDS:g} 秒 (template took too long to render)") from None
     except MemoryError:
         pieces.clear()

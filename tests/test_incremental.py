@@ -12,6 +12,7 @@ import re
 import shutil
 import sqlite3
 import sys
+import time
 import zipfile
 import zlib
 
@@ -20,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfxl import fill, report, sheetxml
+from perfxl import fill, report, sheetxml, spec
 from perfxl.merging import MergeOptions, run_merge
 
 from .conftest import write_roster
@@ -961,6 +962,44 @@ def test_a_form_that_timed_out_once_is_read_again_by_the_next_merge(inbox, tmp_p
     again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
     fresh, expected = _fresh(inbox, tmp_path)
     assert again.counts["merged"] == fresh.counts["merged"] == 3
+    assert _workbook(tmp_path / "汇总.xlsx") == expected
+
+
+def test_a_form_whose_time_ran_out_while_its_template_loaded_is_read_again(inbox, tmp_path, monkeypatch):
+    """The file's time limit ran out while the template it names was loading: the template code's catch-all
+    (except Exception) took the alarm for a template error, and the forms were rejected unknown-template, a
+    rejection kept by content that no later merge read again. The slow step stands in for a busy machine."""
+    db = tmp_path / "台账.sqlite"
+    real = spec._region_default
+    monkeypatch.setattr(spec, "_region_default", lambda path: time.sleep(0.5) or real(path))
+    spec._load.cache_clear()
+    slow = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, file_timeout=0.2))
+    assert {s.read_error for s in slow.files} == {"file-timeout"}
+    monkeypatch.setattr(spec, "_region_default", real)
+    spec._load.cache_clear()
+    again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    fresh, expected = _fresh(inbox, tmp_path)
+    assert again.counts["merged"] == fresh.counts["merged"] == 3
+    assert _workbook(tmp_path / "汇总.xlsx") == expected
+
+
+def test_an_xls_form_whose_time_ran_out_while_xlrd_parsed_it_is_read_again(seeds, tmp_path, monkeypatch, convert):
+    """The alarm fired inside xlrd, whose every error the reader calls file-corrupt (except Exception): the
+    .xls form was rejected as corrupt for good, where its time had run out."""
+    import xlrd
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(convert(seeds["000-0"].filled, "xls"), inbox / "表.xls")
+    db = tmp_path / "台账.sqlite"
+    real = xlrd.open_workbook
+    monkeypatch.setattr(xlrd, "open_workbook", lambda *a, **k: time.sleep(0.5) or real(*a, **k))
+    slow = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, file_timeout=0.2))
+    assert [s.read_error for s in slow.files] == ["file-timeout"]
+    monkeypatch.setattr(xlrd, "open_workbook", real)
+    again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    fresh, expected = _fresh(inbox, tmp_path)
+    assert again.counts["merged"] == fresh.counts["merged"] == 1
     assert _workbook(tmp_path / "汇总.xlsx") == expected
 
 
