@@ -744,15 +744,16 @@ class Ledger:
 
     def cached_rejection(self, sha: str, reader: str):
         """The problem that rejected this content when it was last read under `reader` (sealed by this user's
-        merges), or None; None too for a rejection that may not happen again (problems.RETRIED_REJECTIONS)."""
-        from .problems import RETRIED_REJECTIONS, Problem
+        merges), or None; None too for a rejection that may not happen again (problems.RETRIED_REJECTIONS), or
+        whose words depend on the file's name (problems.NAMED_REJECTIONS): the file is read again."""
+        from .problems import NAMED_REJECTIONS, RETRIED_REJECTIONS, Problem
 
         row = self.db.execute("SELECT status, problems, mac FROM files WHERE sha256=? AND reader=? AND form IS NULL",
                               (sha, reader)).fetchone()
         if row and not self.sealer.valid(row[2], self.sealer.status, sha, row[0], row[1]):
             return None
         if row and isinstance(row[0], str) and row[0].startswith("rejected:") and (
-                row[0].removeprefix("rejected:") not in RETRIED_REJECTIONS):
+                row[0].removeprefix("rejected:") not in RETRIED_REJECTIONS | NAMED_REJECTIONS):
             try:
                 return Problem.from_dict(json.loads(row[1])[0])
             except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError):

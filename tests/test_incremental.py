@@ -1023,6 +1023,25 @@ def test_a_form_renamed_to_another_extension_gets_the_notice_its_name_calls_for(
         assert _workbook(tmp_path / "汇总.xlsx") == expected
 
 
+def test_bytes_of_unknown_format_under_two_extensions_are_each_rejected_naming_their_own(inbox, tmp_path):
+    """A file of unknown format is rejected naming its extension (未知格式的文件（扩展名 .xlsx）). The ledger
+    keeps one rejection per content: the same bytes as a.xlsx and b.doc, merged twice, had a.xlsx named
+    .doc; renamed between merges, the file kept its old name's extension."""
+    (inbox / "a.xlsx").write_bytes(b"\x00\x01 not a workbook at all \xff\xfe")
+    shutil.copy(inbox / "a.xlsx", inbox / "b.doc")
+    db = tmp_path / "台账.sqlite"
+    for _ in range(2):
+        run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+        _, expected = _fresh(inbox, tmp_path)
+        assert "未知格式的文件（扩展名 .xlsx）" in str(expected["校验问题"])
+        assert _workbook(tmp_path / "汇总.xlsx") == expected
+    (inbox / "b.doc").unlink()
+    (inbox / "a.xlsx").rename(inbox / "a.doc")
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    _, expected = _fresh(inbox, tmp_path)
+    assert _workbook(tmp_path / "汇总.xlsx") == expected
+
+
 def test_sorted_sheets_rows_kept_by_earlier_rendering_code_are_not_used(inbox, tmp_path, monkeypatch):
     """Rendering code changed (a development install, the same version number): RENDER_VERSION changes with
     it, but the sorted sheets' row templates were kept under their sheet and layout alone, and a re-merge
