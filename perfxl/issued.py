@@ -183,6 +183,8 @@ def registered_records(template: str | None = None, year: int | None = None,
 
 # A form of an earlier round than the unit's newest: checked against its own round's record, with a warning.
 EARLIER_ROUND = "issued-earlier-round"
+# What IssuedBook.find may say of a form's record besides nothing (missing, altered, of an earlier round)
+FINDINGS = frozenset({EARLIER_ROUND, "issued-missing", "issued-altered"})
 
 
 class IssuedBook:

@@ -4,6 +4,7 @@ declared sheet consistently still meets the record; rows are matched by their id
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -682,5 +683,37 @@ def test_a_remerge_after_the_round_is_issued_again_warns_as_a_fresh_merge_does(d
                       materialize=True)
     assert fresh.counts["warnings"] == first.counts["warnings"] + 3  # one issued-earlier-round a form
     assert again.counts["warnings"] == fresh.counts["warnings"]
+    for name in ("报送情况", "校验问题"):
+        assert list(again.table(name).iter_rows()) == list(fresh.table(name).iter_rows()), name
+
+
+def test_a_record_altered_then_removed_gives_a_remerge_the_fresh_merges_problem(declared, seeds, tmp_path, own_home):  # noqa: F811
+    """The record file edited after it was written (issued-altered), then deleted (issued-missing): the
+    re-merge reused the form's kept check, which held only whether the record was of an earlier round, and
+    said 下发记录被改动过 where a fresh merge says 找不到下发此表时的记录."""
+    folder = tmp_path / "自评表"
+    r = CliRunner().invoke(cli, ["generate", "national/selfeval", "--year", str(YEAR), "--roster",
+                                 str(declared["roster"]), "--from", str(declared["ledger"]), "-o", str(folder)])
+    assert r.exit_code == 0, r.output
+    code = seeds["000-0"].unit["code"]
+    wb, ws, names, rows = _open(next(folder.glob(f"{code}*.xlsx")), "national/selfeval")
+    _fill_selfeval(ws, names, rows)
+    inbox = tmp_path / "收件箱"
+    inbox.mkdir()
+    _saved(wb, inbox / "自评.xlsx")
+    with sqlite3.connect(folder / RECORD_FILE) as con:
+        round_id, text = con.execute("SELECT round, projects FROM issued WHERE unit_code=?", (code,)).fetchone()
+        lowered = text.replace('"target":"≥90%"', '"target":"≥30%"', 1)
+        assert lowered != text
+        con.execute("UPDATE issued SET projects=?, digest=? WHERE round=? AND unit_code=?",
+                    (lowered, hashlib.sha256(lowered.encode()).hexdigest(), round_id, code))
+    con.close()
+    db = tmp_path / "台账.sqlite"
+    altered = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db), materialize=True)
+    assert "issued-altered" in str(list(altered.table("校验问题").iter_rows()))
+    (folder / RECORD_FILE).unlink()
+    again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db), materialize=True)
+    fresh = run_merge([inbox], tmp_path / "新汇总.xlsx", MergeOptions(jobs=1, db=tmp_path / "新台账.sqlite"),
+                      materialize=True)
     for name in ("报送情况", "校验问题"):
         assert list(again.table(name).iter_rows()) == list(fresh.table(name).iter_rows()), name

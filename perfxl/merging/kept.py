@@ -35,7 +35,7 @@ def collect(results: Iterable[FileResult], seen: dict[str, Seen], spool, ledger,
                 and summary["read_error"] not in RETRIED_REJECTIONS):
             kept.put(check_key(fingerprint, r.sha, r.path), datajson.dumps(
                 {**{k: summary[k] for k in _SEEN_FIELDS}, "roster_entry": entry(roster, summary["unit_code"]),
-                 "earlier_round": summary["earlier_round"]}))
+                 "issued_finding": summary["issued_finding"]}))
         if kept is not None:  # what the form adds to the sheets, made where it was read
             for key, value in r.kept:
                 kept.put(key, value)
@@ -79,7 +79,7 @@ _CHECK_TYPES = {"template": (str, type(None)), "year": (int, type(None)), "unit_
                 "unit_name": (str, type(None)), "status": (str,), "errors": (int,), "warnings": (int,),
                 "read_error": (str, type(None)), "project_names": (list,), "indicator_rows": (int,),
                 "round": (str, type(None)), "issued": (str, type(None)), "signature": (str, type(None)),
-                "checked": (str,), "roster_entry": (str,), "earlier_round": (bool,)}
+                "checked": (str,), "roster_entry": (str,), "issued_finding": (str,)}
 
 
 def kept_check(kept, fingerprint: str, sha: str, path: str, roster: dict | None, check: CheckOptions) -> dict | None:
@@ -99,7 +99,7 @@ def kept_check(kept, fingerprint: str, sha: str, path: str, roster: dict | None,
         return None  # not what a merge keeps: the file is checked again
     if summary.pop("roster_entry") != entry(roster, summary["unit_code"]):
         return None  # the unit's roster entry changed since: check it again
-    earlier_round = summary.pop("earlier_round")
+    finding = summary.pop("issued_finding")
     if summary["issued"] is not None:  # a follow-up form: checked against a record that must still be the one
         record, problem = issued_book(check.issued).find(summary["round"], summary["unit_code"], summary["template"],
                                                          summary["year"], parse=False)  # its digest is all asked
@@ -107,7 +107,7 @@ def kept_check(kept, fingerprint: str, sha: str, path: str, roster: dict | None,
             record = None
         if (record.digest if record else "") != summary["issued"]:
             return None
-        if (problem == EARLIER_ROUND) != earlier_round:  # a newer round issued to the unit since (or taken back)
-            return None
+        if (problem or "") != finding:  # a newer round issued to the unit since (or taken back), or the record
+            return None  # altered, then gone: each checked otherwise (issued-altered is not issued-missing)
     summary["project_names"] = tuple(summary["project_names"])
     return summary

@@ -19,7 +19,7 @@ from perfxl import datajson
 from perfxl.errors import ReadError
 from perfxl.files import display_path
 from perfxl.inbox import FileStat, NotRegularFile, TooLarge, read_regular_file
-from perfxl.issued import EARLIER_ROUND
+from perfxl.issued import FINDINGS
 from perfxl.ledger import Ledger, pack
 from perfxl.limits import TimeLimitExceeded, address_space, time_limit
 from perfxl.pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
@@ -100,8 +100,8 @@ def finished(path: str, checked: CheckedForm, *, sha: str, stat: FileStat, sourc
                "problems": problems.decode("utf-8", "surrogatepass"),
                # what the sheets show of the check follows from its problems (records.Seen.checked)
                "checked": hashlib.sha256(problems).hexdigest()[:16],
-               # checked against a record of an earlier round than the unit's newest (kept.kept_check)
-               "earlier_round": any(p.code == EARLIER_ROUND for p in checked.problems),
+               # what finding the form's record said of it (an earlier round, missing, altered; kept.kept_check)
+               "issued_finding": next((p.code for p in checked.problems if p.code in FINDINGS), ""),
                "claimed": claimed, "round": checked.round, "issued": checked.issued, "signature": checked.signature}
     return FileResult(path=path, sha=sha, stat=stat, source=source, form_blob=form_blob, summary=summary,
                       checked=checked_bytes(checked), kept=_made_here(path, checked, summary, sha, stat, source))
@@ -126,7 +126,7 @@ def seen_of(path: str, sha: str, stat: FileStat, source: str, summary: dict, off
             length: int = 0) -> Seen:
     """How the main process remembers a file's result (`collect`); a worker making the form's parts makes
     the same, so that their keys agree."""
-    fields = {k: v for k, v in summary.items() if k not in {"problems", "version", "earlier_round"}}
+    fields = {k: v for k, v in summary.items() if k not in {"problems", "version", "issued_finding"}}
     for k in _REPEATED:  # the same few texts in every file's summary, unpickled anew for each: held once
         if type(fields.get(k)) is str:
             fields[k] = sys.intern(fields[k])
