@@ -81,6 +81,26 @@ def test_all_templates_in_one_run(seed_inbox, tmp_path):
     assert total == pytest.approx(12_241_400 + 8_496_600 + 34_548_079 + 6_621_259 + 7_246_485 + 1_069_600)
 
 
+def test_every_table_of_all_templates_names_each_column_once_and_parquet_reads_each_by_name(seed_inbox, tmp_path):
+    """项目清单 of every template together had two 主管部门 (the roster's and the form's) and two 项目总预算（元）
+    (a template's label in 元, another's in 万元): pyarrow read neither by name, and a project's total budget was
+    in one column or the other by its template."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    result = run_merge([seed_inbox], tmp_path / "all.xlsx", MergeOptions(jobs=1, parquet_dir=tmp_path / "parquet"))
+    files = sorted((tmp_path / "parquet").glob("*.parquet"))
+    assert len(files) >= 5
+    for path in files:
+        names = pq.read_schema(path).names
+        assert len(names) == len(set(names)), path.name
+        for name in names:
+            assert pq.read_table(path, columns=[name]).num_columns == 1
+    header, rows = _sheet(tmp_path / "all.xlsx", "项目清单")
+    assert "主管部门（表内填写）" in header
+    shanghai = [r for r in rows if str(r[header.index("模板")]).startswith("shanghai/")]
+    assert len(shanghai) == 8 and all(isinstance(r[header.index("项目总预算（元）")], int | float) for r in shanghai)
+    assert result.counts["merged"] == 7
+
+
 @pytest.fixture(scope="module")
 def campaign(seeds, tmp_path_factory):
     """A deadline-day inbox: many units, nested folders, a duplicate, a resubmission, a broken file,

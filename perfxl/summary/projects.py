@@ -12,6 +12,7 @@ from .base import STATUS_ZH, UNIT_IN_LABEL, Collector, Column, Context, Table, f
 
 NAME = "项目清单"
 FIRST_TITLE = "地区"
+FORM_OWN = "（表内填写）"  # after the title of a form's field the sheet also fills from the roster
 
 
 @dataclass(slots=True)  # one a project: 100,000 at province scale
@@ -46,9 +47,8 @@ class Projects(Collector):
 
     def __post_init__(self):
         specs = [sp for sp in self.ctx.specs.values() if sp.round.declaration and sp.round.subject == PROJECT]
-        self.key_labels = union([sp.fields[f].label.rstrip("：: ") for f in sp.key_fields] for sp in specs)
-        self.money_keys = {sp.fields[f].label.rstrip("：: ") for sp in specs for f in sp.key_fields
-                           if sp.fields[f].type == "money"}
+        self.key_labels = union([_key_label(sp, f) for f in sp.key_fields] for sp in specs)
+        self.money_keys = {_key_label(sp, f) for sp in specs for f in sp.key_fields if sp.fields[f].type == "money"}
         self.funding_labels = union([sp.fields[f].label for f in sp.funding_fields] for sp in specs)
         self.level1s = union(list(sp.indicator_table().indicator.hierarchy.levels) for sp in self.ctx.specs.values()
                              if sp.indicator_table() is not None)
@@ -61,8 +61,7 @@ class Projects(Collector):
         hierarchy = indicator_table.indicator.hierarchy if indicator_table is not None else None
         for p in checked.projects:
             budget = money(p.values.get(sp.budget_field), factor) if sp.budget_field else None
-            keys = {sp.fields[f].label.rstrip("：: "): _key_value(p.values.get(f), sp.fields[f].type, factor)
-                    for f in sp.key_fields}
+            keys = {_key_label(sp, f): _key_value(p.values.get(f), sp.fields[f].type, factor) for f in sp.key_fields}
             funds = {sp.fields[f].label: money(p.values.get(f), factor) for f in sp.funding_fields}
             status = "errors" if p.errors else ("warnings" if p.warnings else "valid")
             self.lines.append(ProjectLine(
@@ -78,12 +77,15 @@ class Projects(Collector):
 
     def columns(self) -> list[Column]:
         m = self.ctx.money_suffix
-        keys = [Column(UNIT_IN_LABEL.sub("", label).strip() + m, "money", _key(label)) if label in self.money_keys
-                else Column(label, "text", _key(label)) for label in self.key_labels]
-        return ([Column("地区", "text", "region"), Column("年度", "int", "year"), Column("主管部门", "text", "department"),
+        first = [Column("地区", "text", "region"), Column("年度", "int", "year"), Column("主管部门", "text", "department"),
                  Column("单位编码", "text", "unit_code"), Column("单位名称", "text", "unit_name"),
                  Column("项目名称", "text", "project"), Column("模板", "text", "template")]
-                + keys + [Column("预算金额" + m, "money", "budget")]
+        taken = {c.title for c in first}
+        # a form's own field of a title the sheet already has (its 主管部门 beside the roster's) says where it is from
+        keys = [Column(label + m, "money", _key(label)) if label in self.money_keys
+                else Column(label + FORM_OWN if label in taken else label, "text", _key(label))
+                for label in self.key_labels]
+        return (first + keys + [Column("预算金额" + m, "money", "budget")]
                 + [Column(label + m, "money", _fund(label)) for label in self.funding_labels]
                 + [Column("指标数", "count", "indicators")]
                 + [Column(level, "count", _level(level)) for level in self.level1s]
@@ -94,6 +96,13 @@ class Projects(Collector):
     def table(self) -> Table:
         self.lines.sort(key=lambda r: (str(r.region), str(r.department), str(r.unit_code), str(r.project)))
         return table(NAME, self.columns(), self.lines, totals=True, paper="A3")
+
+
+def _key_label(sp, f) -> str:
+    """A key field's label as the sheet's column knows it: a money field's without its unit, which the summary
+    states for all (项目总预算(元) of one template and 项目总预算（万元） of another are one column)."""
+    label = sp.fields[f].label.rstrip("：: ")
+    return UNIT_IN_LABEL.sub("", label).strip() if sp.fields[f].type == "money" else label
 
 
 def _key(label):
