@@ -200,8 +200,9 @@ class LedgerView:
             if units is None and roster is not None:  # a ledger of perfxl before it kept the roster
                 units = read_roster(roster) if roster.is_file() else None
             templates_dir = Path(settings["templates_dir"]) if settings.get("templates_dir") else None
-            load = lru_cache(maxsize=None)(lambda sha: self._checked(sha, settings, units, templates_dir))
-            ctx = self._context = Context(files=files, load=lambda s: load(s.sha), units=units,
+            # by content and name: what the reader says of a file's name (its extension) is the name's
+            load = lru_cache(maxsize=None)(lambda sha, path: self._checked(sha, path, settings, units, templates_dir))
+            ctx = self._context = Context(files=files, load=lambda s: load(s.sha, s.path), units=units,
                                           template=settings.get("template"), year=settings.get("year"),
                                           roster=roster, lang=settings.get("lang") or "zh",
                                           templates_dir=templates_dir)
@@ -209,20 +210,21 @@ class LedgerView:
             self._tables = {t.name: t for t in tables}
         return self._tables
 
-    def _checked(self, sha: str, settings: dict, units, templates_dir):
+    def _checked(self, sha: str, path: str, settings: dict, units, templates_dir):
         from .pipeline import CheckOptions, check_stored
         from .problems import Problem
+        from .read import rejection_at
         from .records import rejected_by
 
         stored = self._ledger.stored_form(sha) if sha else None
         if stored is None:
             problems = [Problem.from_dict(p) for p in self._ledger.stored_problems(sha)] if sha else []
-            return rejected_by("", problems[0] if problems else Problem("error", "file-unreadable",
-                                                                         params={"detail": "not in the ledger"}))
+            return rejected_by("", rejection_at(problems[0], path) if problems else Problem(
+                "error", "file-unreadable", params={"detail": "not in the ledger"}))
         options = CheckOptions(template=settings.get("template"), year=settings.get("year"),
                                templates_dir=str(templates_dir) if templates_dir else None,
                                issued=tuple(settings.get("issued") or ()))
-        return check_stored(stored, options, {u.code: u for u in units} if units else None)
+        return check_stored(stored, options, {u.code: u for u in units} if units else None, path=path)
 
 
 _FLOAT_KINDS = {"money", "number", "score", "percent"}  # the Parquet output's float64 columns (report.py)

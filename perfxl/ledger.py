@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS files (
     reader      TEXT NOT NULL,
     form        BLOB,
     mac         BLOB,
-    form_mac    BLOB
+    form_mac    BLOB,
+    form_reader TEXT
 );
 CREATE TABLE IF NOT EXISTS sightings (
     path        TEXT NOT NULL,
@@ -634,19 +635,21 @@ def claims_ledger(path: Path) -> bool:
     return is_ledger(path)
 
 
-# A file's content and status, and where it was seen with what stat. A check that carries no form data (taken
-# from this row) keeps the row's form and its seal only under the read settings it was read with: a rejection
-# under other settings drops it, or the next merge under those settings would find it as read under them.
+# A file's content and status, and where it was seen with what stat. Its form data stays when a check carries
+# none (one taken from this row, or a rejection), with the read settings it was read under (`form_reader`;
+# `reader` is the status's): a rejection under other settings neither drops it (the merges that merged the
+# form prefill follow-up forms from it) nor makes it pass for a read under those settings.
 _RECORD_FILE = (
     "INSERT INTO files (sha256, size, first_seen, template, version, year, unit_code, unit_name, status, "
-    "errors, warnings, problems, reader, form, mac, form_mac) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+    "errors, warnings, problems, reader, form, mac, form_mac, form_reader) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT(sha256) DO UPDATE SET template=excluded.template, version=excluded.version, "
     "year=excluded.year, unit_code=excluded.unit_code, unit_name=excluded.unit_name, status=excluded.status, "
     "errors=excluded.errors, warnings=excluded.warnings, problems=excluded.problems, mac=excluded.mac, "
-    "form=CASE WHEN excluded.form IS NOT NULL THEN excluded.form "
-    "WHEN files.reader=excluded.reader THEN files.form END, "
-    "form_mac=CASE WHEN excluded.form IS NOT NULL THEN excluded.form_mac "
-    "WHEN files.reader=excluded.reader THEN files.form_mac END, reader=excluded.reader")
+    "form=COALESCE(excluded.form, files.form), "
+    "form_mac=CASE WHEN excluded.form IS NULL THEN files.form_mac ELSE excluded.form_mac END, "
+    "form_reader=CASE WHEN excluded.form IS NULL THEN COALESCE(files.form_reader, files.reader) "
+    "ELSE excluded.reader END, reader=excluded.reader")
 _RECORD_SIGHTING = ("INSERT OR REPLACE INTO sightings (path, sha256, size, mtime_ns, ctime_ns, ino, seen_at, mac) "
                     "VALUES (?,?,?,?,?,?,?,?)")
 
@@ -685,7 +688,7 @@ class Ledger:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
             _add_columns(self.db, "sightings", {"ctime_ns": "INTEGER", "ino": "INTEGER", "mac": "BLOB"})
-            _add_columns(self.db, "files", {"mac": "BLOB", "form_mac": "BLOB"})
+            _add_columns(self.db, "files", {"mac": "BLOB", "form_mac": "BLOB", "form_reader": "TEXT"})
             _add_columns(self.db, "kept", {"mac": "BLOB"})
             _add_columns(self.db, "rosters", {"mac": "BLOB"})
             self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
@@ -728,13 +731,14 @@ class Ledger:
     def holds_reads(self, reader: str) -> bool:
         """Whether any file was read into this ledger under `reader` (cachekeys.read_key: this reader version
         and the settings it read with); else no form of it is worth looking up."""
-        return self.db.execute("SELECT EXISTS(SELECT 1 FROM files WHERE reader=?)", (reader,)).fetchone()[0] == 1
+        return self.db.execute("SELECT EXISTS(SELECT 1 FROM files WHERE reader=? OR form_reader=?)",
+                               (reader, reader)).fetchone()[0] == 1
 
     def cached_form(self, sha: str, reader: str) -> dict | None:
         """The form data stored for this content when it was read under `reader` (cachekeys.read_key), sealed
         by this user's merges; None if there is none or it cannot be used (the file is then read again)."""
-        row = self.db.execute("SELECT form, form_mac FROM files WHERE sha256=? AND reader=? AND form IS NOT NULL",
-                              (sha, reader)).fetchone()
+        row = self.db.execute("SELECT form, form_mac FROM files WHERE sha256=? AND COALESCE(form_reader, reader)=? "
+                              "AND form IS NOT NULL", (sha, reader)).fetchone()
         if row is None or not self.sealer.valid(row[1], self.sealer.form, sha, row[0]):
             return None
         try:
@@ -744,16 +748,16 @@ class Ledger:
 
     def cached_rejection(self, sha: str, reader: str):
         """The problem that rejected this content when it was last read under `reader` (sealed by this user's
-        merges), or None; None too for a rejection that may not happen again (problems.RETRIED_REJECTIONS), or
-        whose words depend on the file's name (problems.NAMED_REJECTIONS): the file is read again."""
-        from .problems import NAMED_REJECTIONS, RETRIED_REJECTIONS, Problem
+        merges), or None; None too for a rejection that may not happen again (problems.RETRIED_REJECTIONS).
+        Its words are those of the name it was recorded at (read.rejection_at gives them another's)."""
+        from .problems import RETRIED_REJECTIONS, Problem
 
-        row = self.db.execute("SELECT status, problems, mac FROM files WHERE sha256=? AND reader=? AND form IS NULL",
+        row = self.db.execute("SELECT status, problems, mac FROM files WHERE sha256=? AND reader=?",
                               (sha, reader)).fetchone()
         if row and not self.sealer.valid(row[2], self.sealer.status, sha, row[0], row[1]):
             return None
         if row and isinstance(row[0], str) and row[0].startswith("rejected:") and (
-                row[0].removeprefix("rejected:") not in RETRIED_REJECTIONS | NAMED_REJECTIONS):
+                row[0].removeprefix("rejected:") not in RETRIED_REJECTIONS):
             try:
                 return Problem.from_dict(json.loads(row[1])[0])
             except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError):
@@ -793,7 +797,8 @@ class Ledger:
         return ((sha, stat.size, _now(), s["template"], s["version"], s["year"], s["unit_code"], s["unit_name"],
                  status, s["errors"], s["warnings"], s["problems"], reader, form_blob,
                  sealer.status(sha, status, s["problems"]),
-                 sealer.form(sha, form_blob) if form_blob is not None else None),
+                 sealer.form(sha, form_blob) if form_blob is not None else None,
+                 reader if form_blob is not None else None),
                 (path, sha, *stat, _now(), sealer.sighting(path, sha, *stat)))
 
     def kept(self, run_id: int) -> Kept:

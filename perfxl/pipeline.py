@@ -12,7 +12,7 @@ from .cachekeys import read_key
 from .errors import ReadError
 from .issued import book as issued_book
 from .problems import L
-from .read import FormData, read_workbook
+from .read import FormData, found_at, read_workbook
 from .validator import CheckedForm, check_form, rejected, rejected_by
 
 # Parameters of the problems for what goes wrong inside perfxl rather than in the file's content.
@@ -62,9 +62,11 @@ def check_file(path: Path, options: CheckOptions, roster: dict | None = None) ->
     return check_read(form, options, roster)
 
 
-def check_stored(stored: dict, options: CheckOptions, roster: dict | None = None) -> CheckedForm:
-    """Validate form data kept in the ledger (FormData.to_dict) again, as the API and follow-up forms do."""
-    return check_read(FormData.from_dict(stored), options, roster)
+def check_stored(stored: dict, options: CheckOptions, roster: dict | None = None, path: str | None = None) -> CheckedForm:
+    """Validate form data kept in the ledger (FormData.to_dict) again, as the API and follow-up forms do; as
+    read at `path` (read.found_at), when given."""
+    form = FormData.from_dict(stored)
+    return check_read(found_at(form, path) if path is not None else form, options, roster)
 
 
 def merged_forms(ledger, seen: list[dict], settings: dict, templates_dir: Path | None = None,

@@ -329,9 +329,6 @@ CATALOGUE: dict[str, ProblemType] = _catalogue(
 # bug in perfxl): never taken from the ledger, so the next merge reads the file again. Kept as they were,
 # one timeout on a busy deadline day hid a unit's form from every later merge.
 RETRIED_REJECTIONS = frozenset({"file-timeout", "file-too-complex", "internal-error"})
-# A rejection whose words name the file's extension (a file of unknown format): the same bytes under another
-# name are rejected in other words, so the one the ledger keeps by content is not used for any name.
-NAMED_REJECTIONS = frozenset({"not-a-workbook"})
 
 
 def _text(value: Any, lang: str) -> Any:

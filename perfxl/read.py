@@ -7,6 +7,7 @@ cached value, the stamp says which spec to apply and the defined names say where
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,9 @@ from typing import Any
 from perfxl.contract import DECLARED_SHEET, declared_from_cells
 from perfxl.domain import EXCEL_ERROR_VALUES, default_year
 from perfxl.errors import ReadError, SpecError
-from perfxl.problems import L, problem
+from perfxl.problems import L, Problem, problem
 from perfxl.reader import recognise
-from perfxl.reader.book import MAX_FILE_BYTES, load_raw, too_large
+from perfxl.reader.book import MAX_FILE_BYTES, is_unknown_format, load_raw, too_large, unknown_format
 from perfxl.reader.cells import cell_name
 from perfxl.reader.form import Cell, FormData, SheetData
 from perfxl.reader.names import extract, parse_ref
@@ -90,6 +91,16 @@ def found_at(form: FormData, path: str) -> FormData:
     notice = _extension_notice(Path(path), form.format)
     form.notices = ([notice] if notice is not None else []) + notices  # first, where reading puts it
     return form
+
+
+def rejection_at(refused: Problem, path: str) -> Problem:
+    """A rejection kept for a file's content (the ledger keeps one per content), in the words `path` calls for:
+    a file of unknown format is named by its extension, and the same bytes as a.xlsx and b.doc had a.xlsx
+    called （扩展名 .doc）, whichever name was recorded last."""
+    if refused.code == "not-a-workbook" and is_unknown_format(refused.params.get("what")):
+        return dataclasses.replace(refused, params={**refused.params,
+                                                    "what": unknown_format(Path(path).suffix.lower())})
+    return refused
 
 
 def _extension_notice(path: Path, kind: str):

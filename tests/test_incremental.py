@@ -1090,3 +1090,64 @@ def test_a_form_read_with_template_option_then_rejected_without_it_stays_rejecte
     assert _workbook(tmp_path / "汇总.xlsx") == expected
     again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, **options))
     assert again.counts["merged"] == 1  # and with --template again it merges, read once more
+
+
+def test_a_later_merge_rejecting_the_same_bytes_keeps_the_form_an_earlier_merge_merged(seeds, tmp_path):
+    """A stampless form merged with --template; the same bytes, in another folder merged into the same ledger
+    without it, are not-a-form. The rejection dropped the form data the first merge had merged, and the
+    follow-up round, prefilled from the newest merge that merged the declarations, found none for the unit."""
+    from perfxl.followup import declarations
+
+    seed = seeds["000-0"]
+    db = tmp_path / "台账.sqlite"
+    declared = tmp_path / "申报"
+    declared.mkdir()
+    _stampless(seed.filled, declared / "无标识.xlsx")
+    first = run_merge([declared], tmp_path / "申报汇总.xlsx",
+                      MergeOptions(jobs=1, db=db, template=seed.template, year=seed.year))
+    assert first.counts["merged"] == 1 and sum(map(len, declarations(db).values())) == 1
+    other = tmp_path / "其他"
+    other.mkdir()
+    (other / "误放.xlsx").write_bytes((declared / "无标识.xlsx").read_bytes())
+    second = run_merge([other], tmp_path / "其他汇总.xlsx", MergeOptions(jobs=1, db=db))
+    assert second.counts["rejected"] == 1 and second.counts["merged"] == 0
+    assert sum(map(len, declarations(db).values())) == 1
+
+
+def test_an_unchanged_remerge_reads_no_file_that_is_not_a_workbook_again(inbox, tmp_path, monkeypatch):
+    """Units send scanned PDFs. A rejection of not-a-workbook was, for a while, never taken from the ledger
+    (its words may name the extension): every re-merge read each such file whole, twice."""
+    from perfxl.merging import worker
+
+    (inbox / "盖章扫描件.pdf").write_bytes(b"%PDF-1.4\n" + os.urandom(1 << 20))
+    (inbox / "说明.xlsx").write_bytes(b"\x00\x01 not a workbook \xff")
+    db = tmp_path / "台账.sqlite"
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    read = []
+    real = worker.read_regular_file
+    monkeypatch.setattr(worker, "read_regular_file",
+                        lambda p, *a, **k: read.append(os.path.basename(p)) or real(p, *a, **k))
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    assert read == []
+    _, expected = _fresh(inbox, tmp_path)
+    assert _workbook(tmp_path / "汇总.xlsx") == expected
+
+
+def test_the_ledgers_view_names_each_files_own_extension(inbox, tmp_path):
+    """The same bytes of unknown format as a.xlsx and b.doc: the public API rebuilt each file's rejection
+    from the one its content was recorded with, and named a.xlsx （扩展名 .doc）."""
+    import perfxl
+
+    (inbox / "a.xlsx").write_bytes(b"\x00\x01 not a workbook at all \xff\xfe")
+    shutil.copy(inbox / "a.xlsx", inbox / "b.doc")
+    db = tmp_path / "台账.sqlite"
+    result = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db), materialize=True)
+    table = result.table("校验问题")
+    titles = [t for t, _ in table.columns]
+    merged = sorted((r[0], r[titles.index("说明")]) for r in table.iter_rows()
+                    if r[titles.index("规则")] == "not-a-workbook")
+    assert len(merged) == 2
+    with perfxl.open_ledger(db) as view:
+        frame = view.problems()
+        api = sorted(x for x in zip(frame["文件"], frame["说明"]) if "未知格式" in x[1])
+    assert api == merged

@@ -25,7 +25,7 @@ from perfxl.limits import TimeLimitExceeded, address_space, time_limit
 from perfxl.pipeline import MEMORY_LIMIT, NESTING_LIMIT, READING, CheckOptions, check_read
 from perfxl.problems import L
 from perfxl.processes import pool_context, worker_pool
-from perfxl.read import MAX_FILE_BYTES, FormData, found_at, read_workbook, too_large
+from perfxl.read import MAX_FILE_BYTES, FormData, found_at, read_workbook, rejection_at, too_large
 from perfxl.records import Seen, checked_bytes
 from perfxl.validator import CheckedForm, rejected, rejected_by
 
@@ -188,7 +188,7 @@ def process(task: Task) -> FileResult:
         return finished(path, check_read(form, check, _WORKER["roster"]), sha=sha, stat=stat, source="ledger")
     refused = ledger.cached_rejection(sha, reader) if ledger else None
     if refused is not None:
-        return finished(path, rejected_by(path, refused), sha=sha, stat=stat, source="ledger")
+        return finished(path, rejected_by(path, rejection_at(refused, path)), sha=sha, stat=stat, source="ledger")
     if data is None:  # known content whose form the ledger lacks (another reader version): read it now
         try:
             data, st = read_regular_file(path, MAX_FILE_BYTES)
@@ -302,7 +302,7 @@ def recheck(ledger, s, path: str, check: CheckOptions, roster: dict | None) -> C
         return check_read(form, check, roster)
     refused = ledger.cached_rejection(s.sha, check.read_key())
     if refused is not None:
-        return rejected_by(path, refused)
+        return rejected_by(path, rejection_at(refused, path))
     try:
         data, _ = read_regular_file(path, MAX_FILE_BYTES)
     except OSError:

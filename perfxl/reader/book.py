@@ -38,8 +38,21 @@ def sniff(data: bytes, suffix: str) -> str:
             raise ReadError("not-a-workbook", what=L("文本 (CSV) 文件", "a text (CSV) file"))
     except UnicodeDecodeError:
         pass
-    raise ReadError("not-a-workbook", what=L(f"未知格式的文件{'（扩展名 ' + suffix + '）' if suffix else ''}",
-                                             f"a file of unknown format{' (extension ' + suffix + ')' if suffix else ''}"))
+    raise ReadError("not-a-workbook", what=unknown_format(suffix))
+
+
+_UNKNOWN_FORMAT = L("未知格式的文件", "a file of unknown format")
+
+
+def unknown_format(suffix: str) -> L:
+    """What a file of no format the reader knows is, in words that name its extension."""
+    return L(f"{_UNKNOWN_FORMAT.zh}{'（扩展名 ' + suffix + '）' if suffix else ''}",
+             f"{_UNKNOWN_FORMAT.en}{' (extension ' + suffix + ')' if suffix else ''}")
+
+
+def is_unknown_format(what) -> bool:
+    """Whether a not-a-workbook problem's `what` is `unknown_format`'s, of whatever extension."""
+    return isinstance(what, L) and what.zh.startswith(_UNKNOWN_FORMAT.zh)
 
 
 def too_large(size: int) -> dict:
