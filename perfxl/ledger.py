@@ -41,6 +41,7 @@ from .cachekeys import READER_VERSION
 from .errors import OutputError
 from .files import atomic_output, home
 from .inbox import FileStat
+from .limits import ran_out
 
 SCHEMA = """
 -- `mac` (of a row's status and problems, of a sighting, of a kept value) and `form_mac` (of the form data):
@@ -483,6 +484,9 @@ class _TimedCursor(sqlite3.Cursor):
                 raise sqlite3.OperationalError(
                     f"查询超过 {STATEMENT_SECONDS:g} 秒仍未结束，已中止 (a statement ran past "
                     f"{STATEMENT_SECONDS:g} seconds and was stopped)") from None
+            timeout = ran_out()  # a file's time ran out inside the statement: that, not an SQLite error
+            if timeout is not None:
+                raise timeout from None
             raise
         finally:
             self.spent += monotonic() - self.entered

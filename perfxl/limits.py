@@ -45,11 +45,25 @@ class TimeLimitExceeded(BaseException):
         self.outer = outer
 
 
+_ACTIVE: list[time_limit] = []  # the limits armed in this process, innermost last
+
+
+def ran_out() -> TimeLimitExceeded | None:
+    """The timeout of an armed limit whose alarm has fired, if any. The alarm's exception, raised inside a
+    callback from C (SQLite's progress handler, which every bounded connection has), is dropped there and the
+    statement is stopped instead: the caller of that statement raises this one (see ledger._TimedCursor)."""
+    for limit in reversed(_ACTIVE):
+        if limit.fired is not None:
+            return limit.fired
+    return None
+
+
 class time_limit:  # noqa: N801 - used as a context manager, like contextlib's
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.deadline = time.monotonic() + seconds
         self.armed = False
+        self.fired: TimeLimitExceeded | None = None
 
     @property
     def expired(self) -> bool:
@@ -73,11 +87,14 @@ class time_limit:  # noqa: N801 - used as a context manager, like contextlib's
             outer = bool(self.outer_left) and self.outer_left <= self.seconds
 
             def _raise(signum, frame):
-                raise TimeLimitExceeded(outer=outer)
+                self.fired = TimeLimitExceeded(outer=outer)
+                raise self.fired
 
             self.previous = signal.signal(signal.SIGALRM, _raise)
             signal.setitimer(signal.ITIMER_REAL, seconds)
             self.armed = True
+            self.fired = None
+            _ACTIVE.append(self)
         except (ImportError, AttributeError, ValueError):  # no SIGALRM, or not the main thread
             pass
         return self
@@ -89,6 +106,8 @@ class time_limit:  # noqa: N801 - used as a context manager, like contextlib's
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self.previous)
             self.armed = False
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
             if self.outer_left:
                 left = self.outer_left - (time.monotonic() - self.started)
                 signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))

@@ -9,6 +9,8 @@ import json
 import random
 import shutil
 import sqlite3
+import time
+from pathlib import Path
 
 import openpyxl
 import pytest
@@ -717,3 +719,31 @@ def test_a_record_altered_then_removed_gives_a_remerge_the_fresh_merges_problem(
                       materialize=True)
     for name in ("报送情况", "校验问题"):
         assert list(again.table(name).iter_rows()) == list(fresh.table(name).iter_rows()), name
+
+
+def test_time_running_out_in_a_record_lookup_is_a_timeout_not_a_missing_record(declared, honest, tmp_path, monkeypatch):  # noqa: F811
+    """The alarm fired while SQLite ran the record's lookup: raised inside SQLite's progress handler, it was
+    dropped there and the statement stopped, and the record was taken for unusable (issued-missing), for this
+    form and, cached, for the next one too, whose own time had not run out."""
+    from perfxl import issued, ledger
+
+    path, _ = honest
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(path, inbox / "a.xlsx")
+    shutil.copy(path, inbox / "b.xlsx")
+    monkeypatch.setattr(issued, "_BOOKS", {})  # a fresh worker's (or portal checker's) book
+    monkeypatch.setattr(ledger, "_PROGRESS_STEPS", 1)  # SQLite looks at its clock often (a big record: it does)
+    real, slow = ledger._Clock.too_long, [True]
+
+    def too_long(self):  # SQLite slow once, on a busy machine: the file's time runs out inside a statement
+        if slow[0]:
+            slow[0] = False
+            time.sleep(1.5)
+        return real(self)
+
+    monkeypatch.setattr(ledger._Clock, "too_long", too_long)
+    result = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, file_timeout=1.0))
+    by_name = {Path(s.path).name: s for s in result.files}
+    assert by_name["a.xlsx"].read_error == "file-timeout"
+    assert by_name["b.xlsx"].read_error is None and by_name["b.xlsx"].errors == 0
