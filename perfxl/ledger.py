@@ -1,7 +1,8 @@
 """The submission ledger: an SQLite file that records every workbook ever seen by a merge.
 
 - `files`: one row per distinct content (sha256): what it is, its status, and the form data read from it
-  (zlib-compressed JSON), so a later merge over the same inbox re-reads nothing that did not change;
+  (zlib-compressed JSON), so a later merge over the same inbox re-reads nothing that did not change; each
+  with the read settings it came from (`reader`, `form_reader`: cachekeys.read_key), as they may differ;
 - `sightings`: where and when each content was seen (path, size, mtime, ctime, inode), so an unchanged
   file is known by a stat() without even hashing it, and a replacement with its mtime put back is not;
 - `runs`: one row per merge, with its counts.
