@@ -201,8 +201,11 @@ class LedgerView:
                 units = read_roster(roster) if roster.is_file() else None
             templates_dir = Path(settings["templates_dir"]) if settings.get("templates_dir") else None
             # by content and name: what the reader says of a file's name (its extension) is the name's
-            load = lru_cache(maxsize=None)(lambda sha, path: self._checked(sha, path, settings, units, templates_dir))
-            ctx = self._context = Context(files=files, load=lambda s: load(s.sha, s.path), units=units,
+            # a file the run rejected is shown rejected: its content may hold form data read under other settings
+            load = lru_cache(maxsize=None)(lambda sha, path, rejected: self._checked(
+                sha, path, rejected, settings, units, templates_dir))
+            ctx = self._context = Context(files=files, load=lambda s: load(s.sha, s.path, bool(s.read_error)),
+                                          units=units,
                                           template=settings.get("template"), year=settings.get("year"),
                                           roster=roster, lang=settings.get("lang") or "zh",
                                           templates_dir=templates_dir)
@@ -210,13 +213,13 @@ class LedgerView:
             self._tables = {t.name: t for t in tables}
         return self._tables
 
-    def _checked(self, sha: str, path: str, settings: dict, units, templates_dir):
+    def _checked(self, sha: str, path: str, rejected: bool, settings: dict, units, templates_dir):
         from .pipeline import CheckOptions, check_stored
         from .problems import Problem
         from .read import rejection_at
         from .records import rejected_by
 
-        stored = self._ledger.stored_form(sha) if sha else None
+        stored = self._ledger.stored_form(sha) if sha and not rejected else None
         if stored is None:
             problems = [Problem.from_dict(p) for p in self._ledger.stored_problems(sha)] if sha else []
             return rejected_by("", rejection_at(problems[0], path) if problems else Problem(

@@ -26,8 +26,10 @@ DATA_VERSION = 1
 # "-p2": problems carry parameters, not rendered text; "-p3": form data carries a follow-up form's declared
 # rows; "-p4": those rows as lists, and the v2 declared sheet; "-p5": the stamp's round (perfxl.issued);
 # "-p6": a number past values.NUMBER_LIMIT is no number (a check kept before took a 400-digit budget, which a
-# crashed run may have kept). Caches of an older shape are read afresh.
-READER_VERSION = f"perfxl-{__version__}-p6"
+# crashed run may have kept); "-p7": a file's form data and its status each say the read settings they came
+# from (ledger files.form_reader): a perfxl before it would take the other's as its own. Caches of an older
+# shape are read afresh.
+READER_VERSION = f"perfxl-{__version__}-p7"
 
 # The shape of a kept part's JSON (summary.form_part): what its list holds, checked when it is read back.
 PART_VERSION = 1

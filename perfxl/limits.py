@@ -52,8 +52,9 @@ def ran_out() -> TimeLimitExceeded | None:
     """The timeout of an armed limit whose alarm has fired, if any. The alarm's exception, raised inside a
     callback from C (SQLite's progress handler, which every bounded connection has), is dropped there and the
     statement is stopped instead: the caller of that statement raises this one (see ledger._TimedCursor)."""
+    me = threading.get_ident()  # only this thread's limits: another thread's SQLite error is its own
     for limit in reversed(_ACTIVE):
-        if limit.fired is not None:
+        if limit.fired is not None and limit.thread == me:
             return limit.fired
     return None
 
@@ -64,6 +65,7 @@ class time_limit:  # noqa: N801 - used as a context manager, like contextlib's
         self.deadline = time.monotonic() + seconds
         self.armed = False
         self.fired: TimeLimitExceeded | None = None
+        self.thread = threading.get_ident()
 
     @property
     def expired(self) -> bool:
@@ -90,14 +92,20 @@ class time_limit:  # noqa: N801 - used as a context manager, like contextlib's
                 self.fired = TimeLimitExceeded(outer=outer)
                 raise self.fired
 
-            self.previous = signal.signal(signal.SIGALRM, _raise)
+            self.previous = signal.getsignal(signal.SIGALRM)
+        except (ImportError, AttributeError, ValueError):  # no SIGALRM
+            return self
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals come to the main thread only
+        self.fired, self.thread, self.armed = None, threading.get_ident(), True
+        _ACTIVE.append(self)  # before the alarm: one that comes at once finds the limit registered
+        try:
+            signal.signal(signal.SIGALRM, _raise)
             signal.setitimer(signal.ITIMER_REAL, seconds)
-            self.armed = True
-            self.fired = None
-            _ACTIVE.append(self)
-        except (ImportError, AttributeError, ValueError):  # no SIGALRM, or not the main thread
-            pass
-        return self
+            return self
+        except BaseException:  # it came before the block began (a limit of microseconds): all put back
+            self.__exit__(None, None, None)
+            raise
 
     def __exit__(self, *exc):
         if self.armed:

@@ -1151,3 +1151,23 @@ def test_the_ledgers_view_names_each_files_own_extension(inbox, tmp_path):
         frame = view.problems()
         api = sorted(x for x in zip(frame["文件"], frame["说明"]) if "未知格式" in x[1])
     assert api == merged
+
+
+def test_the_ledgers_view_shows_a_file_rejected_under_other_settings_rejected(seeds, tmp_path):
+    """Read with --template, then rejected without it: the ledger keeps the form data of the first read
+    beside the rejection, and the public API checked that data again and showed the second run's file with
+    the first read's warnings instead of not-a-form."""
+    import perfxl
+
+    seed = seeds["000-0"]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _stampless(seed.filled, inbox / "无标识.xlsx")
+    db = tmp_path / "台账.sqlite"
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, template=seed.template, year=seed.year))
+    result = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db), materialize=True)
+    assert result.counts["rejected"] == 1
+    merged = [(r[0], r[6], r[7]) for r in result.table("校验问题").iter_rows()]
+    with perfxl.open_ledger(db) as view:
+        api = [(r[0], r[6], r[7]) for r in view.problems().itertuples(index=False)]
+    assert api == merged and len(merged) == 1
