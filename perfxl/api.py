@@ -200,8 +200,8 @@ class LedgerView:
             if units is None and roster is not None:  # a ledger of perfxl before it kept the roster
                 units = read_roster(roster) if roster.is_file() else None
             templates_dir = Path(settings["templates_dir"]) if settings.get("templates_dir") else None
-            # by content and name: what the reader says of a file's name (its extension) is the name's
-            # a file the run rejected is shown rejected: its content may hold form data read under other settings
+            # By content and name (what the reader says of a name's extension is that name's), and whether the
+            # run rejected the file: its content may hold form data read under other settings, not shown for it.
             load = lru_cache(maxsize=None)(lambda sha, path, rejected: self._checked(
                 sha, path, rejected, settings, units, templates_dir))
             ctx = self._context = Context(files=files, load=lambda s: load(s.sha, s.path, bool(s.read_error)),
