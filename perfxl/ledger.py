@@ -359,13 +359,14 @@ class Sealer:
         """A kept value under its key."""
         return self._mac("kept", f"{len(key)}:{key}|{len(value)}:", value)
 
-    def form(self, sha: str, form: bytes) -> bytes:
-        """A content's form data (as stored: compressed)."""
-        return self._mac("form", f"{len(sha)}:{sha}|{len(form)}:", form)
+    def form(self, sha: str, reader: str, form: bytes) -> bytes:
+        """A content's form data (as stored: compressed), and the read settings it was read under
+        (cachekeys.read_key): reused only under those, so a row's label cannot be moved to others."""
+        return self._mac("form", f"{len(sha)}:{sha}|{len(reader)}:{reader}|{len(form)}:", form)
 
-    def status(self, sha: str, status: str, problems: str | None) -> bytes:
-        """A content's status and problems (a rejection is reused by these)."""
-        return self._mac("status", f"{len(sha)}:{sha}|{len(status)}:{status}|"
+    def status(self, sha: str, reader: str, status: str, problems: str | None) -> bytes:
+        """A content's status and problems under these read settings (a rejection is reused by these)."""
+        return self._mac("status", f"{len(sha)}:{sha}|{len(reader)}:{reader}|{len(status)}:{status}|"
                                    + ("-" if problems is None else f"{len(problems)}:{problems}"))
 
     def roster(self, digest: str, units: str) -> bytes:
@@ -744,7 +745,7 @@ class Ledger:
         by this user's merges; None if there is none or it cannot be used (the file is then read again)."""
         row = self.db.execute("SELECT form, form_mac FROM files WHERE sha256=? AND COALESCE(form_reader, reader)=? "
                               "AND form IS NOT NULL", (sha, reader)).fetchone()
-        if row is None or not self.sealer.valid(row[1], self.sealer.form, sha, row[0]):
+        if row is None or not self.sealer.valid(row[1], self.sealer.form, sha, reader, row[0]):
             return None
         try:
             return unpack(row[0])
@@ -759,7 +760,7 @@ class Ledger:
 
         row = self.db.execute("SELECT status, problems, mac FROM files WHERE sha256=? AND reader=?",
                               (sha, reader)).fetchone()
-        if row and not self.sealer.valid(row[2], self.sealer.status, sha, row[0], row[1]):
+        if row and not self.sealer.valid(row[2], self.sealer.status, sha, reader, row[0], row[1]):
             return None
         if row and isinstance(row[0], str) and row[0].startswith("rejected:") and (
                 row[0].removeprefix("rejected:") not in RETRIED_REJECTIONS):
@@ -801,8 +802,8 @@ class Ledger:
         sealer = self.sealer
         return ((sha, stat.size, _now(), s["template"], s["version"], s["year"], s["unit_code"], s["unit_name"],
                  status, s["errors"], s["warnings"], s["problems"], reader, form_blob,
-                 sealer.status(sha, status, s["problems"]),
-                 sealer.form(sha, form_blob) if form_blob is not None else None,
+                 sealer.status(sha, reader, status, s["problems"]),
+                 sealer.form(sha, reader, form_blob) if form_blob is not None else None,
                  reader if form_blob is not None else None),
                 (path, sha, *stat, _now(), sealer.sighting(path, sha, *stat)))
 

@@ -1171,3 +1171,25 @@ def test_the_ledgers_view_shows_a_file_rejected_under_other_settings_rejected(se
     with perfxl.open_ledger(db) as view:
         api = [(r[0], r[6], r[7]) for r in view.problems().itertuples(index=False)]
     assert api == merged and len(merged) == 1
+
+
+def test_form_data_relabelled_to_other_read_settings_in_the_ledger_is_not_used(seeds, tmp_path):
+    """Both rows this user's own, sealed: the form data of a stampless form read with --template, relabelled
+    in the ledger (files.form_reader) as read without it, was taken by a merge without --template, which
+    merged a form a fresh merge rejects. The seal covers the read settings."""
+    from perfxl.cachekeys import READER_VERSION
+
+    seed = seeds["000-0"]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _stampless(seed.filled, inbox / "无标识.xlsx")
+    db = tmp_path / "台账.sqlite"
+    run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, template=seed.template, year=seed.year))
+    with sqlite3.connect(db) as con:
+        assert con.execute("UPDATE files SET form_reader=?, reader=?", (READER_VERSION, READER_VERSION)).rowcount == 1
+        con.execute("DELETE FROM kept")
+    con.close()
+    again = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
+    fresh, expected = _fresh(inbox, tmp_path)
+    assert again.counts["rejected"] == fresh.counts["rejected"] == 1
+    assert _workbook(tmp_path / "汇总.xlsx") == expected
