@@ -105,6 +105,8 @@ def main() -> None:
     filed: list[Path] = []
     made = None
     had_ledger = args.db is not None and args.db.exists()
+    if args.db is not None:
+        args.db.parent.mkdir(parents=True, exist_ok=True)
     try:
         if args.plus3:
             late_folder = campaign / "late"
