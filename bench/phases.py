@@ -62,7 +62,7 @@ def timed_merge(inbox: Path, output: Path, roster: Path, jobs: int, db: Path | N
     import perfxl.merging.run as merge_run
     from perfxl import cli
 
-    imported = time.perf_counter() - started
+    imported, imported_cpu = time.perf_counter() - started, _own_cpu() - own_at_start
     figures: dict[str, dict] = {}
 
     def wrapped(name, original):
@@ -92,7 +92,7 @@ def timed_merge(inbox: Path, output: Path, roster: Path, jobs: int, db: Path | N
     cpu, children = _own_cpu() - own_at_start, _children_cpu() - children_at_start
     figures["other"] = {  # the ledger and spool closed, the CLI's report: all after the last phase
         "wall_s": round(wall - imported - sum(f["wall_s"] for f in figures.values()), 3),
-        "cpu_s": round(cpu - sum(f["cpu_s"] for f in figures.values()), 3),
+        "cpu_s": round(cpu - imported_cpu - sum(f["cpu_s"] for f in figures.values()), 3),
         "children_cpu_s": round(children - sum(f["children_cpu_s"] for f in figures.values()), 3)}
     return {"imports_s": round(imported, 3), "phases": figures, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
             "children_cpu_s": round(children, 3)}
