@@ -96,7 +96,7 @@ def main() -> None:
             for sheet, cells in a.items():
                 for key, (value, formula) in cells.items():
                     other = b[sheet].get(key, (None, None))
-                    assert _same(value, other[0]) or value is None, (sheet, key, value, other)
+                    assert _same(value, other[0]) or value in (None, ""), (sheet, key, value, other)
                     assert formula == other[1], (sheet, key, formula, other)
     for name in designs:
         fn = DESIGNS[name]
