@@ -15,6 +15,7 @@ import sys
 import time
 import zipfile
 import zlib
+from pathlib import Path
 
 import openpyxl
 import pytest
@@ -275,6 +276,23 @@ def test_an_unchanged_remerge_renders_no_form_again(inbox, tmp_path, monkeypatch
     monkeypatch.setattr(run, "recheck", lambda *a: loads.append(a[1].path) or real(*a))
     again = run_merge([inbox], tmp_path / "汇总.xlsx", options)
     assert again.counts["from_ledger"] == 3 and loads == []  # no form rebuilt: every row came from the ledger
+
+
+def test_a_remerge_of_the_inbox_named_another_way_says_why_it_checks_every_file_again(inbox, tmp_path, monkeypatch):
+    """The ledger knows a file by its path as given: the same inbox named relatively from its parent, then
+    absolutely, is checked again file by file. The merge says so, naming a file as then and as now; an
+    unchanged re-merge under the same name says nothing."""
+    monkeypatch.chdir(tmp_path)
+    options = MergeOptions(jobs=1, db=tmp_path / "台账.sqlite")
+    first = run_merge([Path("inbox")], tmp_path / "汇总.xlsx", options)
+    assert first.notes == []  # a first merge: nothing seen before
+    again = run_merge([Path("inbox")], tmp_path / "汇总.xlsx", options)
+    assert again.notes == []
+    absolute = run_merge([inbox], tmp_path / "汇总.xlsx", options)
+    [note] = absolute.notes
+    assert note.startswith("3 个文件台账中记录过，但在另一个路径下")
+    assert f"上次 {Path('inbox', '一处', '000-0.xlsx')}" in note and f"本次 {inbox / '一处' / '000-0.xlsx'}" in note
+    assert run_merge([inbox], tmp_path / "汇总.xlsx", options).notes == []  # named so again: known by that name
 
 
 def test_kept_values_nothing_uses_are_pruned_once_they_pile_up(seeds, tmp_path, monkeypatch):
