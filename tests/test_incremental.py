@@ -426,6 +426,30 @@ def test_rows_rendered_ahead_by_workers_make_the_same_workbook(inbox, tmp_path, 
     assert _workbook(tmp_path / "池.xlsx") == _workbook(tmp_path / "单.xlsx")
 
 
+def test_forms_taken_from_the_ledger_whose_parts_are_not_kept_are_rendered_by_the_workers(inbox, tmp_path,
+                                                                                          monkeypatch):
+    """A first re-merge after perfxl's sheet code changed finds every form's check kept and none of its parts:
+    the forms were checked again and rendered one by one in the main process while a second core idled
+    (211-238 s at 100,000 forms, against a fresh merge's 186 s). The workers rendering ahead check them again
+    from the ledger themselves, and the workbook is a fresh merge's."""
+    from perfxl.merging import render_ahead, run
+    from perfxl.summary import base
+
+    monkeypatch.setattr(render_ahead, "AHEAD_MIN_FORMS", 1)
+    options = MergeOptions(jobs=2, db=tmp_path / "台账.sqlite")
+    run_merge([inbox], tmp_path / "汇总.xlsx", options)
+    for module in (base, report):  # the parts' keys and the big sheets' segments' keys
+        monkeypatch.setattr(module, "RENDER_VERSION", sheetxml.RENDER_VERSION + "-changed")
+    rechecked = []  # forms the main process checks again from the ledger
+    real = run.recheck
+    monkeypatch.setattr(run, "recheck", lambda *a: rechecked.append(a[1].path) or real(*a))
+    again = run_merge([inbox], tmp_path / "汇总.xlsx", options)
+    assert again.counts["from_ledger"] == 3 and rechecked == []
+    _fresh(inbox, tmp_path)
+    assert _workbook(tmp_path / "汇总.xlsx") == _workbook(tmp_path / "新" / "汇总.xlsx")
+    assert assert_numbered(tmp_path / "汇总.xlsx") == assert_numbered(tmp_path / "新" / "汇总.xlsx")
+
+
 def _placings(monkeypatch) -> list[bool]:
     """Each time the main process places a form's kept rows of a big sheet: whether they were there already
     (placed ahead by a worker), not filled in and compressed again."""

@@ -10,14 +10,20 @@ import json
 import os
 from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from perfxl.domain import default_year
+from perfxl.ledger import Ledger
+from perfxl.pipeline import CheckOptions
 from perfxl.processes import pool_context, worker_pool
 from perfxl.records import Seen, checked_from_bytes
 from perfxl.spec import load_spec
 from perfxl.summary import Context
 from perfxl.validator import CheckedForm
+
+from .worker import recheck
 
 _AHEAD: dict[str, Any] = {}  # what a worker rendering ahead inherits from the merge (forked, not pickled)
 AHEAD_MIN_FORMS = 200
@@ -122,13 +128,16 @@ def renders_ahead(jobs: int, forms: int) -> bool:
     return jobs > 1 and forms >= AHEAD_MIN_FORMS and pool_context().get_start_method() == "fork"
 
 
-def render_ahead(ctx: Context, spool, kept, jobs: int) -> None:
+def render_ahead(ctx: Context, spool, kept, jobs: int, again: Recheck | None = None) -> None:
     """Render, in a pool of workers, what the merged forms not yet kept add to the sheets (their parts and
     their big sheets' segments), into the kept values the summary is then built from. An optimisation
     only: whatever is missing after it (a worker lost, no fork on this system) is rendered in the main
     process as before. Forms whose parts the workers that read them made (PartsWhereRead) are not
-    rendered again."""
-    todo = [s for s in ctx.merged if s.offset >= 0 and ctx.form_key(s)
+    rendered again. With `again`, forms taken from the ledger whose parts are not kept (perfxl's sheet code
+    or their unit's roster entry changed since) are checked again from their stored data by the workers,
+    as the main process would check them: a first re-merge after an upgrade rendered every form in the main
+    process alone, slower than a fresh merge."""
+    todo = [s for s in ctx.merged if (s.offset >= 0 or again is not None) and ctx.form_key(s)
             and not kept.holds(f"part|{ctx.form_key(s)}")]
     if not renders_ahead(jobs, len(todo)):
         return
@@ -138,7 +147,7 @@ def render_ahead(ctx: Context, spool, kept, jobs: int) -> None:
     spool.flush()
     # Where each form's rows will start in the big sheets, known from the rows each form was read with: the
     # workers place and compress them there, which the writer would otherwise do alone with the workers idle
-    _AHEAD.update(ctx=ctx, fd=spool.fileno(), starts=block_starts(per_form_tables(ctx)))
+    _AHEAD.update(ctx=ctx, fd=spool.fileno(), starts=block_starts(per_form_tables(ctx)), again=again)
     chunk = max(8, min(64, len(todo) // (jobs * 4) or 1))
     batches = iter([todo[i:i + chunk] for i in range(0, len(todo), chunk)])
     try:
@@ -155,6 +164,24 @@ def render_ahead(ctx: Context, spool, kept, jobs: int) -> None:
         pass  # the main process renders what is missing
     finally:
         _AHEAD.clear()
+
+
+@dataclass
+class Recheck:
+    """How a worker rendering ahead checks again a form taken from the ledger: as the merge's main process
+    does (merging.worker.recheck), through a read-only connection of the worker's own (a connection is never
+    used across a fork), opened when first needed."""
+
+    db_path: str
+    check: CheckOptions
+    roster: dict | None
+    real_paths: dict[str, str]  # a form's path as shown → as the file system knows it
+    ledger: Ledger | None = None
+
+    def checked(self, s: Seen) -> CheckedForm:
+        if self.ledger is None:
+            self.ledger = Ledger(Path(self.db_path), readonly=True)
+        return recheck(self.ledger, s, self.real_paths.get(s.path, s.path), self.check, self.roster)
 
 
 class _Collected:
@@ -182,6 +209,8 @@ def _render_share(batch: list[Seen]) -> list[tuple[str, bytes]]:
     loaded: dict[int, CheckedForm] = {}
 
     def load(s: Seen) -> CheckedForm:
+        if s.offset < 0:  # taken from the ledger: checked again from its stored data
+            return _AHEAD["again"].checked(s)
         if s.offset not in loaded:
             loaded[s.offset] = checked_from_bytes(os.pread(fd, s.length, s.offset))
         return loaded[s.offset]

@@ -33,7 +33,7 @@ from perfxl.versions import all_versions, as_rows
 from .guard import default_db, guard_outputs, outputs, own_outputs
 from .kept import collect, keep_roster, kept_check
 from .options import MergeOptions, MergeResult
-from .render_ahead import PartsWhereRead, render_ahead, renders_ahead
+from .render_ahead import PartsWhereRead, Recheck, render_ahead, renders_ahead
 from .rollup import input_labels, rolled_up
 from .versions import decide
 from .worker import Task, check_files, recheck
@@ -277,7 +277,8 @@ def _skipped(run: _Run) -> list[tuple[str, str]]:
 
 def _build(run: _Run, ctx: Context, files: list[Seen], unsettled: list[str]) -> MergeResult:
     if run.kept is not None and run.output is not None:
-        render_ahead(ctx, run.spool, run.kept, run.jobs)
+        again = Recheck(str(run.db_path), run.check, run.roster, {s.path: path for path, s in run.seen.items()})
+        render_ahead(ctx, run.spool, run.kept, run.jobs, again)
     tables, counts, missing = build_summary(ctx)
     return MergeResult(output=None, tables=tables, counts=counts, files=files, money_unit=ctx.money_unit,
                        missing_units=missing, skipped=ctx.skipped, unsettled=unsettled,
