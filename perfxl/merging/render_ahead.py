@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sqlite3
 from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from perfxl.domain import default_year
+from perfxl.errors import PerfxlError
 from perfxl.ledger import Ledger
 from perfxl.pipeline import CheckOptions
 from perfxl.processes import pool_context, worker_pool
@@ -139,6 +141,10 @@ def render_ahead(ctx: Context, spool, kept, jobs: int, again: Recheck | None = N
     process alone, slower than a fresh merge."""
     todo = [s for s in ctx.merged if (s.offset >= 0 or again is not None) and ctx.form_key(s)
             and not kept.holds(f"part|{ctx.form_key(s)}")]
+    taken = [f"part|{ctx.form_key(s)}" for s in todo if s.offset < 0]
+    if taken:  # a form taken from the ledger is checked again only if its part is not kept (nothing looked it up yet)
+        parts = kept.present(taken)
+        todo = [s for s in todo if s.offset >= 0 or f"part|{ctx.form_key(s)}" not in parts]
     if not renders_ahead(jobs, len(todo)):
         return
     from perfxl.report import block_starts
@@ -160,8 +166,8 @@ def render_ahead(ctx: Context, spool, kept, jobs: int, again: Recheck | None = N
                     for key, value in future.result():
                         kept.put(key, value)
                 running |= {pool.submit(_render_share, b) for b in itertools.islice(batches, len(done))}
-    except (BrokenProcessPool, OSError):
-        pass  # the main process renders what is missing
+    except (BrokenProcessPool, OSError, PerfxlError, sqlite3.Error):
+        pass  # the main process renders what is missing (a worker could not open the ledger, say)
     finally:
         _AHEAD.clear()
 
@@ -206,11 +212,13 @@ def _render_share(batch: list[Seen]) -> list[tuple[str, bytes]]:
     from perfxl.summary import form_part, per_form_tables
 
     fd = _AHEAD["fd"]
-    loaded: dict[int, CheckedForm] = {}
+    loaded: dict[int | str, CheckedForm] = {}
 
-    def load(s: Seen) -> CheckedForm:
+    def load(s: Seen) -> CheckedForm:  # once a form, for its part and for its rows alike
         if s.offset < 0:  # taken from the ledger: checked again from its stored data
-            return _AHEAD["again"].checked(s)
+            if s.path not in loaded:
+                loaded[s.path] = _AHEAD["again"].checked(s)
+            return loaded[s.path]
         if s.offset not in loaded:
             loaded[s.offset] = checked_from_bytes(os.pread(fd, s.length, s.offset))
         return loaded[s.offset]

@@ -13,7 +13,7 @@ from pathlib import Path
 from perfxl.cachekeys import READER_VERSION, check_key, settings_fingerprint
 from perfxl.domain import default_year
 from perfxl.errors import OutputError, missing_input
-from perfxl.files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
+from perfxl.files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris, shown_name
 from perfxl.history import load_history
 from perfxl.inbox import STAT_IDENTIFIES_CONTENT, Inbox, read_regular_file, scan
 from perfxl.issued import book
@@ -187,23 +187,30 @@ def _take_known(run: _Run, progress) -> list[Task]:
 
 
 def _note_other_names(run: _Run, files, known_shas: list, sightings: dict) -> None:
-    """Files the ledger saw, with this very stat, under another name: mostly the inbox named another way (a
-    relative path from another folder, an absolute one), which the ledger cannot tell from other files, as
-    it knows a file by its path. They are checked and rendered again (12 s against 2.7 s at 10,000 forms, a
-    fresh merge 17 s): the consolidator is told why, and how to spare it next time."""
-    by_stat = {stat: path for path, stat in sightings}  # the newest name of each: sightings come oldest first
-    count, example = 0, None
+    """Files that a merge under these settings checked before, found now with the very same stat under another
+    name: mostly the inbox named another way (a relative path from another folder, an absolute one), or the
+    inbox renamed or moved. The ledger takes a check by a file's path and stat, so they are checked and
+    rendered again (12 s against 2.7 s at 10,000 forms, a fresh merge 17 s): the consolidator is told why,
+    and that it does not change the result. Files only the portal recorded (it keeps no check) are not
+    counted: naming them otherwise would spare nothing."""
+    by_stat = {stat: (path, sha) for (path, stat), sha in sightings.items()}  # the newest name of each
+    others = []
     for f, known in zip(files, known_shas):
         if known is None:
             before = by_stat.get(f.stat)
-            if before is not None and before != display_path(f.path):
-                count += 1
-                example = example or (before, display_path(f.path))
-    if count:
+            if before is not None and before[0] != display_path(f.path):
+                others.append((before, f.path))
+    if not others or run.kept is None:
+        return
+    checked = run.kept.present([check_key(run.fingerprint, sha, path) for (_, sha), path in others])
+    others = [(before, path) for (before, sha), path in others if check_key(run.fingerprint, sha, path) in checked]
+    if others:
+        (before, now) = others[0][0], display_path(others[0][1])
         run.notes.append(
-            f"{count} 个文件台账中记录过，但在另一个路径下（如 上次 {example[0]}，本次 {example[1]}）：台账按路径"
-            "沿用核对结果，这些文件已重新核对，所以这次较慢。若只是换了收件箱的写法（相对或绝对路径、在另一个文件夹中"
-            "运行），下次请沿用上次的写法。")
+            f"有 {len(others)} 个文件台账中已有核对记录，但记在另一个位置写法下（如 上次为「{shown_name(before)}」，"
+            f"本次为「{shown_name(now)}」）。台账按文件的位置沿用核对结果，所以这次把它们重新核对了一遍：汇总结果不受影响，"
+            "只是慢一些。如果只是换了指定收件箱的方式（例如上次在收件箱所在的文件夹中运行，这次写了完整路径），以后每次都用"
+            "同一种方式即可；如果收件箱改过名或移动过，下次汇总就会恢复正常速度。")
 
 
 def _read_until_settled(run: _Run, tasks: list[Task], progress) -> list[str]:
