@@ -163,11 +163,15 @@ def render_ahead(ctx: Context, spool, kept, jobs: int, again: Recheck | None = N
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    for key, value in future.result():
+                    try:
+                        made = future.result()
+                    except (PerfxlError, sqlite3.Error):  # the worker could not read the ledger: its forms are
+                        continue  # rendered by the main process, as a lost worker's
+                    for key, value in made:
                         kept.put(key, value)
                 running |= {pool.submit(_render_share, b) for b in itertools.islice(batches, len(done))}
-    except (BrokenProcessPool, OSError, PerfxlError, sqlite3.Error):
-        pass  # the main process renders what is missing (a worker could not open the ledger, say)
+    except (BrokenProcessPool, OSError):
+        pass  # the main process renders what is missing
     finally:
         _AHEAD.clear()
 

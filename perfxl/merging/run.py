@@ -13,7 +13,7 @@ from pathlib import Path
 from perfxl.cachekeys import READER_VERSION, check_key, settings_fingerprint
 from perfxl.domain import default_year
 from perfxl.errors import OutputError, missing_input
-from perfxl.files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris, shown_name
+from perfxl.files import TEMP_PREFIX, display_path, ensure_writable_dir, remove_debris
 from perfxl.history import load_history
 from perfxl.inbox import STAT_IDENTIFIES_CONTENT, Inbox, read_regular_file, scan
 from perfxl.issued import book
@@ -65,7 +65,6 @@ class _Run:
     kept: object = None
     fingerprint: str | None = None
     seen: dict[str, Seen] = field(default_factory=dict)  # by the path as the file system knows it
-    notes: list[str] = field(default_factory=list)  # for the consolidator, after the counts (注意：…)
 
     def close(self) -> None:
         if self.spool is not None:
@@ -164,7 +163,7 @@ def _take_known(run: _Run, progress) -> list[Task]:
     sightings = run.ledger.sightings() if run.ledger else {}
     known_shas = [sightings.get((display_path(f.path), f.stat)) for f in files]
     if None in known_shas and sightings:
-        _note_other_names(run, files, known_shas, sightings)
+        known_shas = _known_by_stat(files, known_shas, sightings)
     del sightings
     if not STAT_IDENTIFIES_CONTENT:  # the stat may hide a rewrite: the content must be what the ledger says
         known_shas = [sha if sha and _content_is(f.path, sha) else None for f, sha in zip(files, known_shas)]
@@ -186,31 +185,16 @@ def _take_known(run: _Run, progress) -> list[Task]:
     return tasks
 
 
-def _note_other_names(run: _Run, files, known_shas: list, sightings: dict) -> None:
-    """Files that a merge under these settings checked before, found now with the very same stat under another
-    name: mostly the inbox named another way (a relative path from another folder, an absolute one), or the
-    inbox renamed or moved. The ledger takes a check by a file's path and stat, so they are checked and
-    rendered again (12 s against 2.7 s at 10,000 forms, a fresh merge 17 s): the consolidator is told why,
-    and that it does not change the result. Files only the portal recorded (it keeps no check) are not
-    counted: naming them otherwise would spare nothing."""
-    by_stat = {stat: (path, sha) for (path, stat), sha in sightings.items()}  # the newest name of each
-    others = []
-    for f, known in zip(files, known_shas):
-        if known is None:
-            before = by_stat.get(f.stat)
-            if before is not None and before[0] != display_path(f.path):
-                others.append((before, f.path))
-    if not others or run.kept is None:
-        return
-    checked = run.kept.present([check_key(run.fingerprint, sha, path) for (_, sha), path in others])
-    others = [(before, path) for (before, sha), path in others if check_key(run.fingerprint, sha, path) in checked]
-    if others:
-        (before, now) = others[0][0], display_path(others[0][1])
-        run.notes.append(
-            f"有 {len(others)} 个文件台账中已有核对记录，但记在另一个位置写法下（如 上次为「{shown_name(before)}」，"
-            f"本次为「{shown_name(now)}」）。台账按文件的位置沿用核对结果，所以这次把它们重新核对了一遍：汇总结果不受影响，"
-            "只是慢一些。如果只是换了指定收件箱的方式（例如上次在收件箱所在的文件夹中运行，这次写了完整路径），以后每次都用"
-            "同一种方式即可；如果收件箱改过名或移动过，下次汇总就会恢复正常速度。")
+def _known_by_stat(files, known_shas: list, sightings: dict) -> list:
+    """A file the ledger saw under another name with this very stat is that file: the inbox named another way
+    (a relative path from another folder, an absolute one; the portal's store as `perfxl serve` was given it)
+    or renamed or moved whole. Known by name and stat only, such files were read and checked again, 12 s
+    against 2.7 s for an unchanged re-merge of 10,000 forms. The stat says what the content is wherever the
+    file is named (an inode's change time moves with every write; where it does not, as on Windows, the
+    content is hashed below before it is trusted), so the file's kept check is taken as under the other
+    name. What the sheets show of it, its path, is rendered again."""
+    by_stat = {stat: sha for (_, stat), sha in sightings.items()}  # the newest sighting of each: oldest come first
+    return [sha if sha is not None else by_stat.get(f.stat) for f, sha in zip(files, known_shas)]
 
 
 def _read_until_settled(run: _Run, tasks: list[Task], progress) -> list[str]:
@@ -289,7 +273,7 @@ def _build(run: _Run, ctx: Context, files: list[Seen], unsettled: list[str]) -> 
     tables, counts, missing = build_summary(ctx)
     return MergeResult(output=None, tables=tables, counts=counts, files=files, money_unit=ctx.money_unit,
                        missing_units=missing, skipped=ctx.skipped, unsettled=unsettled,
-                       notes=(list(run.history.notes) if run.history is not None else []) + run.notes)
+                       notes=list(run.history.notes) if run.history is not None else [])
 
 
 def _write(run: _Run, result: MergeResult, ctx: Context, let_go: bool) -> None:
