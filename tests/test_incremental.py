@@ -306,6 +306,34 @@ def test_a_remerge_of_the_inbox_named_another_way_checks_no_file_again(seeds, in
     assert _workbook(tmp_path / "汇总.xlsx") == _workbook(tmp_path / "新" / "汇总.xlsx")
 
 
+def test_a_form_given_another_forms_stat_under_another_name_is_read_not_taken_for_it(seeds, tmp_path, monkeypatch):
+    """On an exFAT stick mounted through FUSE the change time is the mtime, which anyone sets, and inodes are
+    numbered afresh at each mount: one unit's form, padded to another's size and given its mtime, had that
+    form's very stat under another name, and was merged as that unit's form, never read (helper-45). Here
+    the ledger is made to hold such a sighting: the file is hashed before its stat is believed."""
+    from perfxl.inbox import FileStat
+    from perfxl.ledger import Ledger
+
+    first, second = tmp_path / "一" / "甲.xlsx", tmp_path / "二" / "乙.xlsx"
+    for path, key in ((first, "000-0"), (second, "002-0")):
+        path.parent.mkdir()
+        shutil.copy(seeds[key].filled, path)
+    options = MergeOptions(jobs=1, db=tmp_path / "台账.sqlite")
+    run_merge([first.parent], tmp_path / "汇总.xlsx", options)
+    real = Ledger.sightings
+
+    def colliding(self):  # the first form's content seen, elsewhere, with the second file's stat
+        seen = real(self)
+        sha = next(iter(seen.values()))
+        stat = os.stat(second)
+        return seen | {("别处/甲.xlsx", FileStat.of(stat)): sha}
+
+    monkeypatch.setattr(Ledger, "sightings", colliding)
+    again = run_merge([second.parent], tmp_path / "汇总.xlsx", options, materialize=True)
+    assert again.counts["read"] == 1
+    assert [s.unit_code for s in again.files] == [seeds["002-0"].unit["code"]]
+
+
 def test_a_file_written_again_under_another_name_is_read_again(seeds, inbox, tmp_path, monkeypatch):
     """Only the very stat says a file is one the ledger saw under another name: a file copied there (another
     inode) or written since (another change time) is read."""

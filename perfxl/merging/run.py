@@ -186,15 +186,24 @@ def _take_known(run: _Run, progress) -> list[Task]:
 
 
 def _known_by_stat(files, known_shas: list, sightings: dict) -> list:
-    """A file the ledger saw under another name with this very stat is that file: the inbox named another way
-    (a relative path from another folder, an absolute one; the portal's store as `perfxl serve` was given it)
-    or renamed or moved whole. Known by name and stat only, such files were read and checked again, 12 s
-    against 2.7 s for an unchanged re-merge of 10,000 forms. The stat says what the content is wherever the
-    file is named (an inode's change time moves with every write; where it does not, as on Windows, the
-    content is hashed below before it is trusted), so the file's kept check is taken as under the other
-    name. What the sheets show of it, its path, is rendered again."""
+    """A file the ledger saw under another name with this very stat is mostly that file: the inbox named
+    another way (a relative path from another folder, an absolute one; the portal's store as `perfxl serve`
+    was given it), or renamed or moved whole. Known by name and stat only, such files were read and checked
+    again, 12 s against 2.7 s for an unchanged re-merge of 10,000 forms. But a stat under another name is a
+    hint, not proof: on an exFAT stick (FUSE) the change time is the mtime, which anyone sets, and inodes are
+    numbered afresh at each mount, so one unit's form can be given another's stat (helper-45). The file is
+    hashed first (here; where the stat is never trusted alone, as on Windows, with every known file below),
+    and its kept check is taken only for the content the ledger knows. What the sheets show of it, its path,
+    is rendered again."""
     by_stat = {stat: sha for (_, stat), sha in sightings.items()}  # the newest sighting of each: oldest come first
-    return [sha if sha is not None else by_stat.get(f.stat) for f, sha in zip(files, known_shas)]
+    known = []
+    for f, sha in zip(files, known_shas):
+        if sha is None:
+            other = by_stat.get(f.stat)
+            if other is not None and (not STAT_IDENTIFIES_CONTENT or _content_is(f.path, other)):
+                sha = other
+        known.append(sha)
+    return known
 
 
 def _read_until_settled(run: _Run, tasks: list[Task], progress) -> list[str]:
