@@ -1068,13 +1068,18 @@ def _stampless(source, target):
     wb.save(target)
 
 
+def _stampless_inbox(seed, tmp_path):
+    """An inbox holding one form of `seed` that lost its stamp and title, and where its ledger goes."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _stampless(seed.filled, inbox / "无标识.xlsx")
+    return inbox, tmp_path / "台账.sqlite"
+
+
 def test_a_form_rejected_without_template_option_is_read_again_with_it(seeds, tmp_path):
     """A form that lost its stamp is not-a-form without --template; the rejection kept by content made a
     re-merge with --template reject it again, where a fresh merge reads it as that template and merges it."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    _stampless(seeds["000-0"].filled, inbox / "无标识.xlsx")
-    db = tmp_path / "台账.sqlite"
+    inbox, db = _stampless_inbox(seeds["000-0"], tmp_path)
     first = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db))
     assert first.counts["rejected"] == 1
     options = {"template": seeds["000-0"].template, "year": seeds["000-0"].year}
@@ -1209,10 +1214,7 @@ def test_a_form_read_with_template_option_then_rejected_without_it_stays_rejecte
     the form data read with --template, which the row kept (the rejection carried none) under the new read
     settings: a third merge without --template found that form data as read under its own settings and merged
     the form a fresh merge rejects."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    _stampless(seeds["000-0"].filled, inbox / "无标识.xlsx")
-    db = tmp_path / "台账.sqlite"
+    inbox, db = _stampless_inbox(seeds["000-0"], tmp_path)
     options = {"template": seeds["000-0"].template, "year": seeds["000-0"].year}
     counts = [run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, **o)).counts["rejected"]
               for o in (options, {}, {})]
@@ -1292,10 +1294,7 @@ def test_the_ledgers_view_shows_a_file_rejected_under_other_settings_rejected(se
     import perfxl
 
     seed = seeds["000-0"]
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    _stampless(seed.filled, inbox / "无标识.xlsx")
-    db = tmp_path / "台账.sqlite"
+    inbox, db = _stampless_inbox(seed, tmp_path)
     run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, template=seed.template, year=seed.year))
     result = run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db), materialize=True)
     assert result.counts["rejected"] == 1
@@ -1312,10 +1311,7 @@ def test_form_data_relabelled_to_other_read_settings_in_the_ledger_is_not_used(s
     from perfxl.cachekeys import READER_VERSION
 
     seed = seeds["000-0"]
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    _stampless(seed.filled, inbox / "无标识.xlsx")
-    db = tmp_path / "台账.sqlite"
+    inbox, db = _stampless_inbox(seed, tmp_path)
     run_merge([inbox], tmp_path / "汇总.xlsx", MergeOptions(jobs=1, db=db, template=seed.template, year=seed.year))
     with sqlite3.connect(db) as con:
         assert con.execute("UPDATE files SET form_reader=?, reader=?", (READER_VERSION, READER_VERSION)).rowcount == 1
